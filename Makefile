@@ -1,0 +1,51 @@
+# The two commands of the README: `make run` and `make test`. Each bootstraps
+# the virtual environment with the pinned packages on first use.
+
+PYTHON_VERSION := 3.13
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: run test lint typecheck validate asl pytest fire bench clean
+
+$(STAMP): requirements-dev.txt layers/common/requirements.txt constraints.txt
+	rm -rf $(VENV)
+	"$$(scripts/find-python $(PYTHON_VERSION))" -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	# The layer's package is importable in the venv, as it is on Lambda's path.
+	$(BIN)/python -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "steward-layer.pth").write_text(str(pathlib.Path("layers/common").resolve()) + "\n")'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m steward_local run
+
+fire: $(STAMP)
+	$(BIN)/python -m steward_local fire $(SCHEDULE)
+
+test: lint typecheck validate asl pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Each function is checked on its own: every one has its own app.py.
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/common steward_local steward_admin
+	for function in functions/*/; do MYPYPATH="$$function" $(BIN)/mypy "$$function" || exit 1; done
+
+validate: $(STAMP)
+	$(BIN)/sam validate --lint --template template.yaml
+
+asl: $(STAMP)
+	$(BIN)/python -m steward_local.asl_check statemachines tests/fixtures
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.push_results
+
+clean:
+	rm -rf $(VENV) .local .mypy_cache .pytest_cache .ruff_cache

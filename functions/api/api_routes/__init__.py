@@ -1,0 +1,1 @@
+"""Route modules of the API function; each builds a Router around its service."""

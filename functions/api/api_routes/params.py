@@ -1,0 +1,26 @@
+"""Path parameters that clients URL-encode (push tokens hold ':' and WebPush ids are URLs)."""
+
+from urllib.parse import unquote
+
+from pydantic import TypeAdapter, ValidationError
+
+from steward.devices.models import DeviceId, UserId
+from steward.errors import InvalidInput
+
+_DEVICE_ID = TypeAdapter(DeviceId)
+_USER_ID = TypeAdapter(UserId)
+
+
+def device_id_param(raw: str) -> str:
+    return _decode(_DEVICE_ID, raw, "device_id")
+
+
+def user_id_param(raw: str) -> str:
+    return _decode(_USER_ID, raw, "user_id")
+
+
+def _decode(adapter: TypeAdapter[str], raw: str, field: str) -> str:
+    try:
+        return adapter.validate_python(unquote(raw, errors="strict"))
+    except (ValidationError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{field} is not valid: {exc}", code="invalid_path_parameter", field=field) from exc

@@ -1,0 +1,39 @@
+"""The HTTP API function: one Powertools resolver for every /v1 route and the docs."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from api_routes import api_keys, devices, docs
+from steward.apps.service import AppService
+from steward.devices.repository import DeviceRepository
+from steward.devices.service import DeviceService
+from steward.http.auth import authenticate
+from steward.http.errors import register_error_handlers
+from steward.settings import StoreSettings
+from steward.tables import bind_tables
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+settings = StoreSettings()
+bind_tables(settings)
+
+app = APIGatewayHttpResolver(enable_validation=True)
+docs.configure(app)
+app.use(middlewares=[authenticate(public_paths=docs.PUBLIC_PATHS)])
+register_error_handlers(app)
+app.include_router(devices.build_router(DeviceService(DeviceRepository(settings.shard_count))))
+app.include_router(api_keys.build_router(AppService()))
+app.include_router(docs.build_router(app))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Steward's shared layer: domain logic, data access and HTTP plumbing."""

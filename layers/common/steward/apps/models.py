@@ -1,0 +1,65 @@
+"""Domain objects for apps and API keys, as the API and the logic see them."""
+
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+APP_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{2,39}$")
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+class App(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    app_id: str
+    name: str
+    has_totp: bool
+    created_at: datetime
+
+
+class ApiKey(BaseModel):
+    """An API key as listed: never carries the secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class IssuedApiKey(ApiKey):
+    """The answer to creating a key: the only time the full token is shown."""
+
+    api_key: str = Field(description="Send as `Authorization: Bearer <api_key>`. Shown once.")
+
+
+class Principal(BaseModel):
+    """Who is calling: resolved by the authorizer from the API key alone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    app_id: str
+    key_id: str
+    scopes: frozenset[Scope]
+
+
+class BootstrappedApp(BaseModel):
+    """What an operator gets back when creating an app: secrets shown once."""
+
+    app: App
+    admin_password: str
+    totp_secret: str | None
+    api_key: IssuedApiKey

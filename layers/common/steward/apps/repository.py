@@ -1,0 +1,160 @@
+"""Data access for apps and API keys (the apps table)."""
+
+from datetime import datetime
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from steward.apps.models import ApiKey, App, Scope
+from steward.conditions import condition_failed
+from steward.errors import Conflict, NotFound
+from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
+from steward.tables import ApiKeyRecord, AppRecord
+
+PROFILE = "PROFILE"
+KEY_PREFIX = "KEY#"
+
+
+def app_pk(app_id: str) -> str:
+    return f"APP#{app_id}"
+
+
+class AppRepository:
+    def create(self, app_id: str, name: str, password_hash: str, totp_secret: str | None, now: datetime) -> App:
+        record = AppRecord(
+            pk=app_pk(app_id),
+            sk=PROFILE,
+            app_id=app_id,
+            name=name,
+            admin_password_hash=password_hash,
+            totp_secret=totp_secret,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            record.save(condition=AppRecord.pk.does_not_exist())
+        except PutError as exc:
+            if condition_failed(exc):
+                raise Conflict(f"App {app_id!r} already exists.", code="app_exists", field="app_id") from exc
+            raise
+        return _to_app(record)
+
+    def get_credentials(self, app_id: str) -> tuple[str, str | None]:
+        """The stored password hash and TOTP secret of an app."""
+        record = self._get(app_id)
+        return record.admin_password_hash, record.totp_secret
+
+    def get(self, app_id: str) -> App:
+        return _to_app(self._get(app_id))
+
+    def set_credentials(self, app_id: str, password_hash: str, totp_secret: str | None, now: datetime) -> None:
+        record = AppRecord(pk=app_pk(app_id), sk=PROFILE)
+        try:
+            record.update(
+                actions=[
+                    AppRecord.admin_password_hash.set(password_hash),
+                    AppRecord.totp_secret.set(totp_secret) if totp_secret else AppRecord.totp_secret.remove(),
+                    AppRecord.updated_at.set(now),
+                ],
+                condition=AppRecord.pk.exists(),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                raise NotFound(f"App {app_id!r} does not exist.", code="app_not_found") from exc
+            raise
+
+    def _get(self, app_id: str) -> AppRecord:
+        try:
+            return AppRecord.get(app_pk(app_id), PROFILE, consistent_read=True)
+        except AppRecord.DoesNotExist as exc:
+            raise NotFound(f"App {app_id!r} does not exist.", code="app_not_found") from exc
+
+
+class ApiKeyRepository:
+    def create(
+        self, app_id: str, key_id: str, name: str, scopes: list[Scope], secret_hash: str, now: datetime
+    ) -> ApiKey:
+        record = ApiKeyRecord(
+            pk=app_pk(app_id),
+            sk=KEY_PREFIX + key_id,
+            app_id=app_id,
+            key_id=key_id,
+            name=name,
+            scopes=[scope.value for scope in scopes],
+            secret_hash=secret_hash,
+            created_at=now,
+        )
+        record.save(condition=ApiKeyRecord.sk.does_not_exist())
+        return _to_key(record)
+
+    def find_with_hash(self, app_id: str, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key and its stored secret hash, for the authorizer; None when unknown."""
+        try:
+            record = ApiKeyRecord.get(app_pk(app_id), KEY_PREFIX + key_id, consistent_read=True)
+        except ApiKeyRecord.DoesNotExist:
+            return None
+        return _to_key(record), record.secret_hash
+
+    def get(self, app_id: str, key_id: str) -> ApiKey:
+        found = self.find_with_hash(app_id, key_id)
+        if found is None:
+            raise NotFound(f"API key {key_id!r} does not exist.", code="api_key_not_found", field="key_id")
+        return found[0]
+
+    def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[ApiKey]:
+        position = decode_cursor(cursor)
+        start = None
+        if position is not None:
+            start = {"pk": {"S": app_pk(app_id)}, "sk": {"S": KEY_PREFIX + cursor_str(position, "after")}}
+        results = ApiKeyRecord.query(
+            app_pk(app_id),
+            ApiKeyRecord.sk.startswith(KEY_PREFIX),
+            limit=limit,
+            last_evaluated_key=start,
+        )
+        items = [_to_key(record) for record in results]
+        next_cursor = None
+        if results.last_evaluated_key is not None and items:
+            next_cursor = encode_cursor({"after": items[-1].key_id})
+        return Page[ApiKey](items=items, next_cursor=next_cursor)
+
+    def list_active(self, app_id: str) -> list[ApiKey]:
+        """Every unrevoked key of an app: an app has a handful, so one query suffices."""
+        results = ApiKeyRecord.query(
+            app_pk(app_id),
+            ApiKeyRecord.sk.startswith(KEY_PREFIX),
+            filter_condition=ApiKeyRecord.revoked_at.does_not_exist(),
+        )
+        return [_to_key(record) for record in results]
+
+    def revoke(self, app_id: str, key_id: str, now: datetime) -> ApiKey:
+        record = ApiKeyRecord(pk=app_pk(app_id), sk=KEY_PREFIX + key_id)
+        try:
+            record.update(
+                actions=[ApiKeyRecord.revoked_at.set(now)],
+                condition=ApiKeyRecord.sk.exists() & ApiKeyRecord.revoked_at.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            self.get(app_id, key_id)  # raises NotFound when the key is missing
+            raise Conflict(f"API key {key_id!r} is already revoked.", code="api_key_revoked") from exc
+        return _to_key(record)  # update() refreshed the record with the stored item
+
+
+def _to_app(record: AppRecord) -> App:
+    return App(
+        app_id=record.app_id,
+        name=record.name,
+        has_totp=record.totp_secret is not None,
+        created_at=record.created_at,
+    )
+
+
+def _to_key(record: ApiKeyRecord) -> ApiKey:
+    return ApiKey(
+        key_id=record.key_id,
+        name=record.name,
+        scopes=[Scope(str(scope)) for scope in record.scopes],
+        created_at=record.created_at,
+        revoked_at=record.revoked_at,
+    )

@@ -1,0 +1,125 @@
+"""Use cases for apps and API keys: bootstrap, authenticate, manage keys, re-authenticate."""
+
+from steward.apps import credentials
+from steward.apps.models import (
+    APP_ID_PATTERN,
+    ApiKey,
+    App,
+    BootstrappedApp,
+    IssuedApiKey,
+    Principal,
+    Scope,
+)
+from steward.apps.repository import ApiKeyRepository, AppRepository
+from steward.clock import utc_now
+from steward.errors import Conflict, InvalidInput, ReauthenticationRequired, Unauthenticated
+from steward.pagination import Page
+
+
+class AppService:
+    def __init__(self, apps: AppRepository | None = None, keys: ApiKeyRepository | None = None) -> None:
+        self.apps = apps or AppRepository()
+        self.keys = keys or ApiKeyRepository()
+
+    def bootstrap(
+        self,
+        app_id: str,
+        name: str,
+        admin_password: str | None = None,
+        with_totp: bool = False,
+        key_name: str = "bootstrap",
+    ) -> BootstrappedApp:
+        """Create an app, its admin credentials and a first key with every scope (operators only)."""
+        if not APP_ID_PATTERN.match(app_id):
+            raise InvalidInput(
+                "An app id is 3-40 characters: lowercase letters, digits and '-', starting with a letter or digit.",
+                code="invalid_app_id",
+                field="app_id",
+            )
+        password = admin_password or credentials.new_admin_password()
+        _check_password_strength(password)
+        totp_secret = credentials.new_totp_secret() if with_totp else None
+        app = self.apps.create(app_id, name, credentials.hash_password(password), totp_secret, utc_now())
+        key = self.create_key(app_id, key_name, [Scope.READ, Scope.WRITE, Scope.ADMIN])
+        return BootstrappedApp(app=app, admin_password=password, totp_secret=totp_secret, api_key=key)
+
+    def rotate_admin_credentials(self, app_id: str, admin_password: str | None, with_totp: bool) -> BootstrappedApp:
+        """Replace an app's admin password (and TOTP secret); issues a fresh admin key too."""
+        password = admin_password or credentials.new_admin_password()
+        _check_password_strength(password)
+        totp_secret = credentials.new_totp_secret() if with_totp else None
+        self.apps.set_credentials(app_id, credentials.hash_password(password), totp_secret, utc_now())
+        key = self.create_key(app_id, "rotated-admin", [Scope.READ, Scope.WRITE, Scope.ADMIN])
+        return BootstrappedApp(app=self.apps.get(app_id), admin_password=password, totp_secret=totp_secret, api_key=key)
+
+    def authenticate(self, token: str) -> Principal:
+        """Resolve an API key token to its app and scopes, or raise Unauthenticated."""
+        parsed = credentials.parse_token(token)
+        if parsed is None:
+            raise Unauthenticated("The API key is malformed.", code="invalid_api_key")
+        found = self.keys.find_with_hash(parsed.app_id, parsed.key_id)
+        if found is None or not credentials.key_secret_matches(parsed.secret, found[1]):
+            raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
+        key = found[0]
+        if not key.active:
+            raise Unauthenticated("The API key has been revoked.", code="revoked_api_key")
+        return Principal(app_id=parsed.app_id, key_id=key.key_id, scopes=frozenset(key.scopes))
+
+    def create_key(self, app_id: str, name: str, scopes: list[Scope]) -> IssuedApiKey:
+        key_id = credentials.new_key_id()
+        token, secret_hash = credentials.new_token(app_id, key_id)
+        unique_scopes = sorted(set(scopes), key=list(Scope).index)
+        key = self.keys.create(app_id, key_id, name, unique_scopes, secret_hash, utc_now())
+        return IssuedApiKey(**key.model_dump(), api_key=token)
+
+    def list_keys(self, app_id: str, cursor: str | None, limit: int) -> Page[ApiKey]:
+        return self.keys.list_page(app_id, cursor, limit)
+
+    def get_key(self, app_id: str, key_id: str) -> ApiKey:
+        return self.keys.get(app_id, key_id)
+
+    def revoke_key(self, app_id: str, key_id: str) -> ApiKey:
+        """Revoke a key; the last active admin key is kept so the app is never locked out."""
+        key = self.keys.get(app_id, key_id)
+        if key.active and Scope.ADMIN in key.scopes:
+            other_admins = [
+                other
+                for other in self.keys.list_active(app_id)
+                if other.key_id != key_id and Scope.ADMIN in other.scopes
+            ]
+            if not other_admins:
+                raise Conflict(
+                    "This is the app's last active admin key; create another admin key first.",
+                    code="last_admin_key",
+                    field="key_id",
+                )
+        return self.keys.revoke(app_id, key_id, utc_now())
+
+    def verify_admin(self, app_id: str, password: str | None, totp_code: str | None) -> None:
+        """Re-authentication for real (non-dry) maintenance runs: raises unless the credentials match."""
+        if not password:
+            raise ReauthenticationRequired("This action needs the app's admin password.", field="admin_password")
+        password_hash, totp_secret = self.apps.get_credentials(app_id)
+        if not credentials.password_matches(password, password_hash):
+            raise ReauthenticationRequired(
+                "The admin password is wrong.", code="reauthentication_failed", field="admin_password"
+            )
+        if totp_secret is not None:
+            if not totp_code:
+                raise ReauthenticationRequired("This app also needs a TOTP code.", field="totp_code")
+            if not credentials.totp_matches(totp_secret, totp_code):
+                raise ReauthenticationRequired(
+                    "The TOTP code is wrong.", code="reauthentication_failed", field="totp_code"
+                )
+
+    def get_app(self, app_id: str) -> App:
+        return self.apps.get(app_id)
+
+
+def _check_password_strength(password: str) -> None:
+    if len(password) < credentials.MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"The admin password needs at least {credentials.MIN_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+            field="admin_password",
+        )

@@ -1,0 +1,10 @@
+"""Helpers for DynamoDB conditional writes through pynamodb."""
+
+from pynamodb.exceptions import PynamoDBException
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def condition_failed(exc: PynamoDBException) -> bool:
+    """Whether a write was refused by its condition (as opposed to a real failure)."""
+    return exc.cause_response_code == CONDITION_FAILED

@@ -1,0 +1,1 @@
+"""Push devices: identify, push results, logout and reads."""

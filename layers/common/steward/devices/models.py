@@ -1,0 +1,135 @@
+"""Domain objects and input shapes for devices."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_DEVICE_ID_BYTES = 1024  # DynamoDB's limit for a sort key
+MAX_BATCH_RESULTS = 100
+
+
+class Transport(StrEnum):
+    APNS = "APNS"
+    FCM = "FCM"
+    HMS = "HMS"
+    SAFARI_PUSH = "SafariPush"
+    WEB_PUSH = "WebPush"
+
+
+class LastStatus(StrEnum):
+    UNUSED = ""
+    SENT = "sent"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+
+
+class DeactivationReason(StrEnum):
+    DELIVERY_ERROR = "delivery_error"
+
+
+def _no_control_characters(value: str) -> str:
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _fits_sort_key(value: str) -> str:
+    if len(value.encode("utf-8")) > MAX_DEVICE_ID_BYTES:
+        raise ValueError(f"must be at most {MAX_DEVICE_ID_BYTES} bytes of UTF-8")
+    return value
+
+
+DeviceId = Annotated[
+    str,
+    StringConstraints(min_length=1),
+    AfterValidator(_fits_sort_key),
+    AfterValidator(_no_control_characters),
+]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control_characters)]
+ErrorCode = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ErrorMessage = Annotated[str, StringConstraints(max_length=1024)]
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AttributeValue = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class Device(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    device_id: str = Field(description="Push token or installation id.")
+    user_id: str | None = Field(description="Owner; null once the device was dissociated at logout.")
+    transport: Transport
+    last_status: LastStatus = Field(description='"" (unused), sent, bounced or suppressed.')
+    has_succeeded: bool = Field(description="Whether any push to this device was ever accepted.")
+    failure_streak: int = Field(description="Consecutive failed pushes since the last accepted one.")
+    active: bool = Field(description="Inactive devices receive no pushes.")
+    deactivated_at: datetime | None
+    deactivation_reason: DeactivationReason | None
+    last_error_code: str | None
+    last_error_message: str | None
+    attributes: dict[str, str]
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    last_push_at: datetime | None
+
+
+class IdentifyDevice(BaseModel):
+    """Body of PUT /v1/devices/{device_id}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    transport: Transport
+    attributes: dict[AttributeName, AttributeValue] | None = Field(
+        default=None,
+        max_length=50,
+        description="App-defined attributes (app version, locale...). Omit to keep the stored ones.",
+    )
+
+
+class PushResult(BaseModel):
+    """Body of POST /v1/devices/{device_id}/push-results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accepted: bool = Field(description="Whether the push provider accepted the push.")
+    error_code: ErrorCode | None = Field(default=None, description="The provider's error code, if any.")
+    error_message: ErrorMessage | None = None
+
+
+class DevicePushResult(PushResult):
+    """One item of POST /v1/push-results."""
+
+    device_id: DeviceId
+
+
+class DeviceFilter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    transport: Transport | None = None
+    last_status: LastStatus | None = None
+    active: bool | None = None
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class PushResultOutcome(BaseModel):
+    """What happened to one result of a batch: the device after it, or why not."""
+
+    index: int
+    device_id: str | None
+    ok: bool
+    device: Device | None = None
+    error: ItemError | None = None
+
+
+class PushResultBatchOutcome(BaseModel):
+    succeeded: int
+    failed: int
+    results: list[PushResultOutcome]

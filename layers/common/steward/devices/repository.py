@@ -1,0 +1,271 @@
+"""Data access for devices: every state change is one conditional write."""
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+
+from steward.conditions import condition_failed
+from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus
+from steward.errors import Conflict, NotFound
+from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
+from steward.sharded_query import query_shards
+from steward.sharding import SEPARATOR, partition_for
+from steward.tables import DeviceRecord
+
+# Optimistic-concurrency retries for read-modify-write (identify).
+MAX_UPSERT_ATTEMPTS = 5
+
+DeviceChange = Callable[[Device | None], Device]
+
+
+def user_key(app_id: str, user_id: str) -> str:
+    return f"{app_id}{SEPARATOR}{user_id}"
+
+
+class DeviceRepository:
+    def __init__(self, shard_count: int) -> None:
+        self.shard_count = shard_count
+
+    def get(self, app_id: str, device_id: str) -> Device | None:
+        record = self._get_record(app_id, device_id)
+        return None if record is None else _to_device(record)
+
+    def upsert(self, app_id: str, device_id: str, change: DeviceChange) -> Device:
+        """Read, apply ``change`` and write back only if nobody wrote in between.
+
+        ``change`` is pure; returning the current device unchanged skips the write.
+        """
+        for _ in range(MAX_UPSERT_ATTEMPTS):
+            record = self._get_record(app_id, device_id)
+            current = None if record is None else _to_device(record)
+            updated = change(current)
+            if updated == current:
+                return updated
+            replacement = _to_record(app_id, updated, self.shard_count)
+            condition: Condition
+            if record is None:
+                replacement.version = 1
+                condition = DeviceRecord.sk.does_not_exist()
+            else:
+                replacement.version = record.version + 1
+                condition = DeviceRecord.version == record.version
+            try:
+                replacement.save(condition=condition)
+            except PutError as exc:
+                if condition_failed(exc):
+                    continue
+                raise
+            return updated
+        raise Conflict("The device changed concurrently too many times; retry the request.", code="concurrent_update")
+
+    def record_success(self, app_id: str, device_id: str, now: datetime) -> Device | None:
+        """Accepted push -> sent, streak reset. None when the device is missing or inactive."""
+        return self._transition(
+            app_id,
+            device_id,
+            [
+                DeviceRecord.last_status.set(LastStatus.SENT.value),
+                DeviceRecord.has_succeeded.set(True),
+                DeviceRecord.failure_streak.set(0),
+                DeviceRecord.last_push_at.set(now),
+                DeviceRecord.updated_at.set(now),
+            ],
+            DeviceRecord.active == True,  # noqa: E712 (a DynamoDB condition, not a Python comparison)
+        )
+
+    def record_first_failure(
+        self, app_id: str, device_id: str, error_code: str | None, error_message: str | None, now: datetime
+    ) -> Device | None:
+        """A failure after a success (or none yet) -> bounced. None unless the streak was 0."""
+        return self._transition(
+            app_id,
+            device_id,
+            [
+                DeviceRecord.last_status.set(LastStatus.BOUNCED.value),
+                DeviceRecord.failure_streak.set(1),
+                *_error_actions(error_code, error_message),
+                DeviceRecord.last_push_at.set(now),
+                DeviceRecord.updated_at.set(now),
+            ],
+            (DeviceRecord.active == True) & (DeviceRecord.failure_streak == 0),  # noqa: E712
+        )
+
+    def record_repeated_failure(
+        self, app_id: str, device_id: str, error_code: str | None, error_message: str | None, now: datetime
+    ) -> Device | None:
+        """A consecutive failure -> suppressed and deactivated. None unless the streak was already >= 1."""
+        return self._transition(
+            app_id,
+            device_id,
+            [
+                DeviceRecord.last_status.set(LastStatus.SUPPRESSED.value),
+                DeviceRecord.failure_streak.add(1),
+                DeviceRecord.active.set(False),
+                DeviceRecord.deactivated_at.set(now),
+                DeviceRecord.deactivation_reason.set(DeactivationReason.DELIVERY_ERROR.value),
+                *_error_actions(error_code, error_message),
+                DeviceRecord.last_push_at.set(now),
+                DeviceRecord.updated_at.set(now),
+            ],
+            (DeviceRecord.active == True) & (DeviceRecord.failure_streak >= 1),  # noqa: E712
+        )
+
+    def delete(self, app_id: str, device_id: str, expected_user_id: str | None) -> None:
+        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        try:
+            record.delete(condition=_ownership_condition(expected_user_id))
+        except DeleteError as exc:
+            if condition_failed(exc):
+                self._raise_ownership_error(app_id, device_id, expected_user_id, exc)
+            raise
+
+    def dissociate(self, app_id: str, device_id: str, expected_user_id: str | None, now: datetime) -> Device:
+        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        try:
+            record.update(
+                actions=[
+                    DeviceRecord.user_id.remove(),
+                    DeviceRecord.user_key.remove(),
+                    DeviceRecord.updated_at.set(now),
+                    DeviceRecord.version.add(1),
+                ],
+                condition=_ownership_condition(expected_user_id),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                self._raise_ownership_error(app_id, device_id, expected_user_id, exc)
+            raise
+        return _to_device(record)
+
+    def list_for_user(self, app_id: str, user_id: str, cursor: str | None, limit: int) -> Page[Device]:
+        position = decode_cursor(cursor)
+        key = user_key(app_id, user_id)
+        start = None
+        if position is not None:
+            after = cursor_str(position, "after")
+            start = {
+                "user_key": {"S": key},
+                "sk": {"S": after},
+                "pk": {"S": partition_for(app_id, after, self.shard_count)},
+            }
+        results = DeviceRecord.by_user.query(key, limit=limit, last_evaluated_key=start)
+        devices = [_to_device(record) for record in results]
+        next_cursor = None
+        if results.last_evaluated_key is not None and devices:
+            next_cursor = encode_cursor({"after": devices[-1].device_id})
+        return Page[Device](items=devices, next_cursor=next_cursor)
+
+    def list_for_app(self, app_id: str, device_filter: DeviceFilter, cursor: str | None, limit: int) -> Page[Device]:
+        records, next_cursor = query_shards(
+            DeviceRecord, app_id, self.shard_count, cursor, limit, _filter_condition(device_filter)
+        )
+        return Page[Device](items=[_to_device(record) for record in records], next_cursor=next_cursor)
+
+    def _get_record(self, app_id: str, device_id: str) -> DeviceRecord | None:
+        try:
+            return DeviceRecord.get(partition_for(app_id, device_id, self.shard_count), device_id, consistent_read=True)
+        except DeviceRecord.DoesNotExist:
+            return None
+
+    def _transition(self, app_id: str, device_id: str, actions: list[Action], condition: Condition) -> Device | None:
+        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        try:
+            record.update(
+                actions=[*actions, DeviceRecord.version.add(1)],
+                condition=DeviceRecord.sk.exists() & condition,
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return None
+            raise
+        return _to_device(record)
+
+    def _raise_ownership_error(
+        self, app_id: str, device_id: str, expected_user_id: str | None, cause: Exception
+    ) -> None:
+        if self.get(app_id, device_id) is None:
+            raise NotFound(f"Device {device_id!r} does not exist.", code="device_not_found") from cause
+        raise Conflict(
+            f"Device {device_id!r} does not belong to user {expected_user_id!r}.",
+            code="device_owned_by_other_user",
+            field="user_id",
+        ) from cause
+
+
+def _ownership_condition(expected_user_id: str | None) -> Condition:
+    condition = DeviceRecord.sk.exists()
+    if expected_user_id is not None:
+        condition &= DeviceRecord.user_id == expected_user_id
+    return condition
+
+
+def _error_actions(error_code: str | None, error_message: str | None) -> list[Action]:
+    return [
+        DeviceRecord.last_error_code.set(error_code) if error_code else DeviceRecord.last_error_code.remove(),
+        DeviceRecord.last_error_message.set(error_message)
+        if error_message
+        else DeviceRecord.last_error_message.remove(),
+    ]
+
+
+def _filter_condition(device_filter: DeviceFilter) -> Condition | None:
+    parts: list[Condition] = []
+    if device_filter.transport is not None:
+        parts.append(DeviceRecord.transport == device_filter.transport.value)
+    if device_filter.last_status is not None:
+        parts.append(DeviceRecord.last_status == device_filter.last_status.value)
+    if device_filter.active is not None:
+        parts.append(DeviceRecord.active == device_filter.active)
+    if not parts:
+        return None
+    condition = parts[0]
+    for part in parts[1:]:
+        condition &= part
+    return condition
+
+
+def _to_record(app_id: str, device: Device, shard_count: int) -> DeviceRecord:
+    return DeviceRecord(
+        pk=partition_for(app_id, device.device_id, shard_count),
+        sk=device.device_id,
+        user_id=device.user_id,
+        user_key=None if device.user_id is None else user_key(app_id, device.user_id),
+        transport=device.transport.value,
+        last_status=device.last_status.value,
+        has_succeeded=device.has_succeeded,
+        failure_streak=device.failure_streak,
+        active=device.active,
+        deactivated_at=device.deactivated_at,
+        deactivation_reason=None if device.deactivation_reason is None else device.deactivation_reason.value,
+        last_error_code=device.last_error_code,
+        last_error_message=device.last_error_message,
+        attributes=dict(device.attributes),
+        tags=set(device.tags) or None,
+        created_at=device.created_at,
+        updated_at=device.updated_at,
+        last_push_at=device.last_push_at,
+    )
+
+
+def _to_device(record: DeviceRecord) -> Device:
+    return Device(
+        device_id=record.sk,
+        user_id=record.user_id,
+        transport=record.transport,
+        last_status=record.last_status,
+        has_succeeded=record.has_succeeded,
+        failure_streak=int(record.failure_streak),
+        active=record.active,
+        deactivated_at=record.deactivated_at,
+        deactivation_reason=record.deactivation_reason,
+        last_error_code=record.last_error_code,
+        last_error_message=record.last_error_message,
+        attributes=dict(record.attributes.as_dict()) if record.attributes is not None else {},
+        tags=sorted(record.tags or ()),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        last_push_at=record.last_push_at,
+    )

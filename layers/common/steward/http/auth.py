@@ -1,0 +1,107 @@
+"""Authentication and scopes for API routes.
+
+The authorizer only resolves the key (see functions/authorizer); this module
+turns its context into a Principal and enforces scopes. HTTP API simple
+authorizers can only deny with 403, so an unknown key reaches the handler
+marked as unauthenticated and is refused here with 401 before any route runs.
+Routes never read the app id from the path or the body: only from here.
+"""
+
+from collections.abc import Callable
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
+from steward.apps.models import Principal, Scope
+from steward.errors import Unauthenticated
+from steward.http.errors import error_response
+
+PRINCIPAL = "principal"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Keys the authorizer puts in its context (strings only: API Gateway's rule).
+CONTEXT_APP_ID = "app_id"
+CONTEXT_KEY_ID = "key_id"
+CONTEXT_SCOPES = "scopes"
+CONTEXT_ERROR = "auth_error"
+CONTEXT_ERROR_MESSAGE = "auth_message"
+
+
+def principal_context(principal: Principal) -> dict[str, str]:
+    return {
+        CONTEXT_APP_ID: principal.app_id,
+        CONTEXT_KEY_ID: principal.key_id,
+        CONTEXT_SCOPES: " ".join(sorted(principal.scopes)),
+    }
+
+
+def failure_context(code: str, message: str) -> dict[str, str]:
+    return {CONTEXT_ERROR: code, CONTEXT_ERROR_MESSAGE: message}
+
+
+class RequireScope:
+    """Route middleware: the route needs this scope instead of the method's default."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+        principal: Principal = app.context[PRINCIPAL]
+        if self.scope not in principal.scopes:
+            return _missing_scope(self.scope)
+        return next_middleware(app)
+
+
+def authenticate(public_paths: frozenset[str]) -> Callable[[APIGatewayHttpResolver, NextMiddleware], Response[str]]:
+    """Global middleware: 401 without a valid key, 403 without the default scope.
+
+    GET routes need `read` and the others `write`, unless a route declares a
+    RequireScope of its own.
+    """
+
+    def middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+        route = app.context.get("_route")
+        if route is None or route.path in public_paths:
+            return next_middleware(app)
+        context = app.current_event.request_context.authorizer.get_lambda
+        app_id, key_id = context.get(CONTEXT_APP_ID), context.get(CONTEXT_KEY_ID)
+        if not app_id or not key_id:
+            code = context.get(CONTEXT_ERROR) or "missing_api_key"
+            message = context.get(CONTEXT_ERROR_MESSAGE) or "Send an API key as `Authorization: Bearer <key>`."
+            return error_response(401, code, message)
+        scopes = frozenset(Scope(scope) for scope in str(context.get(CONTEXT_SCOPES, "")).split())
+        principal = Principal(app_id=app_id, key_id=key_id, scopes=scopes)
+        app.append_context(**{PRINCIPAL: principal})
+        declares_scope = any(isinstance(step, RequireScope) for step in route.middlewares)
+        if not declares_scope:
+            needed = Scope.READ if route.method in SAFE_METHODS else Scope.WRITE
+            if needed not in scopes:
+                return _missing_scope(needed)
+        return next_middleware(app)
+
+    return middleware
+
+
+def current_principal(app: BaseRouter) -> Principal:
+    principal: Principal = app.context[PRINCIPAL]
+    return principal
+
+
+def _missing_scope(scope: Scope) -> Response[str]:
+    return error_response(403, "insufficient_scope", f"This route needs an API key with the `{scope}` scope.")
+
+
+def authorizer_context(authorization: str | None, authenticate_key: Callable[[str], Principal]) -> dict[str, str]:
+    """What the Lambda authorizer hands API Gateway for an Authorization header.
+
+    Always a simple 'allow' answer: the context says who the caller is, or
+    why they are not anyone, and the API function refuses the latter with 401.
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return failure_context("missing_api_key", "Send an API key as `Authorization: Bearer <key>`.")
+    try:
+        return principal_context(authenticate_key(token.strip()))
+    except Unauthenticated as exc:
+        return failure_context(exc.code, exc.message)

@@ -1,0 +1,104 @@
+"""pynamodb models: the only place that knows how items are laid out in DynamoDB.
+
+Table names come from the stack at cold start through ``bind_tables``; the
+placeholders below are never used against a real table.
+"""
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from steward.settings import StoreSettings
+
+UNBOUND = "unbound-table"
+
+
+class AppRecord(Model):
+    """One app (tenant). pk ``APP#<app_id>``, sk ``PROFILE``."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    app_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    admin_password_hash = UnicodeAttribute()
+    totp_secret = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class ApiKeyRecord(Model):
+    """One API key of an app. pk ``APP#<app_id>``, sk ``KEY#<key_id>``; only a hash of the secret."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    app_id = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    scopes = ListAttribute(of=UnicodeAttribute)
+    secret_hash = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    revoked_at = UTCDateTimeAttribute(null=True)
+
+
+class DevicesByUser(GlobalSecondaryIndex["DeviceRecord"]):
+    """Sparse index: a device dissociated from its user has no user_key and drops out."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_key = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class DeviceRecord(Model):
+    """One push device. pk ``<app_id>#<shard>``, sk the device id."""
+
+    class Meta:
+        table_name = UNBOUND
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    user_key = UnicodeAttribute(null=True)
+    user_id = UnicodeAttribute(null=True)
+    transport = UnicodeAttribute()
+    last_status = UnicodeAttribute(default="")
+    has_succeeded = BooleanAttribute(default=False)
+    failure_streak = NumberAttribute(default=0)
+    active = BooleanAttribute(default=True)
+    deactivated_at = UTCDateTimeAttribute(null=True)
+    deactivation_reason = UnicodeAttribute(null=True)
+    last_error_code = UnicodeAttribute(null=True)
+    last_error_message = UnicodeAttribute(null=True)
+    attributes = MapAttribute[str, str](default=dict)
+    tags = UnicodeSetAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    last_push_at = UTCDateTimeAttribute(null=True)
+    # Optimistic lock for identify's read-modify-write; every write bumps it.
+    # (Not pynamodb's VersionAttribute: its update() would reset the counter
+    # on instances built from keys alone.)
+    version = NumberAttribute(default=0)
+
+    by_user = DevicesByUser()
+
+
+def bind_tables(settings: StoreSettings) -> None:
+    """Point the models at this stack's tables. Called once per cold start."""
+    AppRecord.Meta.table_name = settings.apps_table
+    ApiKeyRecord.Meta.table_name = settings.apps_table
+    DeviceRecord.Meta.table_name = settings.devices_table

@@ -1,0 +1,99 @@
+"""Operator CLI. Bootstrapping an app is deliberately not an API route: it runs with
+the operator's own AWS credentials, against the stack's tables.
+
+    python -m steward_admin --stack-name steward-prod create-app --app-id acme --name "Acme"
+    python -m steward_admin --stack-name steward-prod create-key --app-id acme --name ops --scopes read,write
+    python -m steward_admin --stack-name steward-prod rotate-admin --app-id acme --totp
+
+Secrets (API keys, admin password, TOTP secret) are printed once, as JSON.
+"""
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any
+
+import boto3
+
+from steward.apps.models import Scope
+from steward.apps.service import AppService
+from steward.errors import StewardError
+from steward.settings import StoreSettings
+from steward.tables import bind_tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    bind_tables(_store_settings(arguments.stack_name, arguments.region))
+    service = AppService()
+    try:
+        result = _run(service, arguments)
+    except StewardError as exc:
+        print(json.dumps({"error": {"code": exc.code, "message": exc.message, "field": exc.field}}), file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _run(service: AppService, arguments: argparse.Namespace) -> dict[str, Any]:
+    if arguments.command == "create-app":
+        password = _password(arguments.password_stdin)
+        created = service.bootstrap(arguments.app_id, arguments.name, password, arguments.totp)
+        return created.model_dump(mode="json")
+    if arguments.command == "create-key":
+        scopes = [Scope(scope.strip()) for scope in arguments.scopes.split(",") if scope.strip()]
+        return service.create_key(arguments.app_id, arguments.name, scopes).model_dump(mode="json")
+    password = _password(arguments.password_stdin)
+    return service.rotate_admin_credentials(arguments.app_id, password, arguments.totp).model_dump(mode="json")
+
+
+def _store_settings(stack_name: str, region: str | None) -> StoreSettings:
+    """Table names and shard count come from the deployed stack's outputs."""
+    cloudformation = boto3.client("cloudformation", region_name=region)
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+    return StoreSettings(
+        apps_table=outputs["AppsTableName"],
+        devices_table=outputs["DevicesTableName"],
+        shard_count=int(outputs["ShardCount"]),
+    )
+
+
+def _password(from_stdin: bool) -> str | None:
+    """A password typed by the operator, or None to generate one."""
+    if not from_stdin:
+        return None
+    return sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Admin password: ")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="steward_admin", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--stack-name", required=True, help="the CloudFormation stack Steward was deployed as")
+    parser.add_argument("--region", help="AWS region (default: your AWS configuration's)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    create_app = commands.add_parser("create-app", help="create an app, its admin password and a first admin key")
+    create_app.add_argument("--app-id", required=True, help="3-40 of a-z, 0-9 and '-'")
+    create_app.add_argument("--name", required=True)
+    create_app.add_argument("--totp", action="store_true", help="also require a TOTP code to re-authenticate")
+    create_app.add_argument(
+        "--password-stdin", action="store_true", help="read the admin password instead of generating one"
+    )
+
+    create_key = commands.add_parser("create-key", help="issue another API key for an app")
+    create_key.add_argument("--app-id", required=True)
+    create_key.add_argument("--name", required=True)
+    create_key.add_argument("--scopes", default="read,write", help="comma-separated: read, write, admin")
+
+    rotate = commands.add_parser("rotate-admin", help="replace the admin password (and TOTP), issue an admin key")
+    rotate.add_argument("--app-id", required=True)
+    rotate.add_argument("--totp", action="store_true")
+    rotate.add_argument("--password-stdin", action="store_true")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
