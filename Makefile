@@ -32,7 +32,7 @@ lint: $(STAMP)
 
 # Each function is checked on its own: every one has its own app.py.
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/common steward_local steward_admin
+	$(BIN)/mypy layers/common steward_local steward_admin bench
 	for function in functions/*/; do MYPYPATH="$$function" $(BIN)/mypy "$$function" || exit 1; done
 
 validate: $(STAMP)
@@ -46,6 +46,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.push_results
+	$(BIN)/python -m bench.cold_start
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .pytest_cache .ruff_cache

@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import threading
 import uuid
 from pathlib import Path

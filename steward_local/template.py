@@ -32,6 +32,19 @@ class _NoManagedPolicies(ManagedPolicyLoader):  # type: ignore[misc]
         return {}
 
 
+_TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+
+
+def dynamodb_tables(template_path: Path) -> dict[str, dict[str, Any]]:
+    """CreateTable arguments of every table in the template, by logical id (for tests and benchmarks)."""
+    template = yaml_parse(template_path.read_text())
+    return {
+        logical_id: {key: value for key, value in resource["Properties"].items() if key in _TABLE_PROPERTIES}
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::DynamoDB::Table"
+    }
+
+
 def load_and_transform(template_path: Path, parameters: dict[str, str]) -> Transformed:
     sam = yaml_parse(template_path.read_text())
     base = template_path.parent

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
@@ -86,3 +87,27 @@ def start_local_stack(tmp: Path, *arguments: str) -> Iterator[RunningStack]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The real template with its two demo apps, for the whole session."""
     yield from start_local_stack(tmp_path_factory.mktemp("steward"))
+
+
+def device_path(device_id: str, suffix: str = "") -> str:
+    """Clients URL-encode device ids: FCM tokens hold ':' and WebPush ids are URLs."""
+    return f"/v1/devices/{quote(device_id, safe='')}{suffix}"
+
+
+_UNCHECKED = object()
+
+
+def assert_error(response: requests.Response, status: int, code: str, field: object = _UNCHECKED) -> dict[str, Any]:
+    """The response is Steward's error shape with this status and code (and field, when given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "field"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str), error
+    assert error["message"].strip(), error
+    if field is not _UNCHECKED:
+        assert error["field"] == field, error
+    return error

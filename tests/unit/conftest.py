@@ -4,6 +4,7 @@ The tables are created from template.yaml's own definitions, so a key or
 index change in the template is what the tests see.
 """
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,36 +12,51 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from samtranslator.yaml_helper import yaml_parse
+from moto.dynamodb.responses import DynamoHandler
 
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
+from steward_local.template import dynamodb_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD_COUNT = 4  # small, so pagination crosses shards with few devices
-_TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
 
 
-def template_tables() -> dict[str, dict[str, Any]]:
-    template = yaml_parse((ROOT / "template.yaml").read_text())
-    return {
-        logical_id: {key: value for key, value in resource["Properties"].items() if key in _TABLE_KEYS}
-        for logical_id, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::DynamoDB::Table"
-    }
+def create_template_tables(shard_count: int) -> StoreSettings:
+    """Inside mock_aws: create the template's tables and bind the models to them."""
+    client = boto3.client("dynamodb")
+    names = {}
+    for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
+        names[logical_id] = f"test-{logical_id}"
+        client.create_table(TableName=names[logical_id], **definition)
+    settings = StoreSettings(
+        apps_table=names["AppsTable"], devices_table=names["DevicesTable"], shard_count=shard_count
+    )
+    bind_tables(settings)
+    return settings
 
 
 @pytest.fixture
 def store() -> Iterator[StoreSettings]:
     """Fresh, empty tables for one test, bound to the pynamodb models."""
     with mock_aws():
-        client = boto3.client("dynamodb")
-        names = {}
-        for logical_id, definition in template_tables().items():
-            names[logical_id] = f"test-{logical_id}"
-            client.create_table(TableName=names[logical_id], **definition)
-        settings = StoreSettings(
-            apps_table=names["AppsTable"], devices_table=names["DevicesTable"], shard_count=SHARD_COUNT
-        )
-        bind_tables(settings)
-        yield settings
+        yield create_template_tables(SHARD_COUNT)
+
+
+@pytest.fixture
+def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialise moto's DynamoDB requests, for tests that race our code against itself.
+
+    Real DynamoDB applies each conditional write and transaction atomically;
+    moto does not lock, so concurrent tests would see races inside the fake
+    instead of in our code. The service's own interleaving (several requests
+    per use case) is untouched.
+    """
+    lock = threading.RLock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with lock:
+            return original(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", call_action)

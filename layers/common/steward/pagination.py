@@ -43,9 +43,13 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     return position
 
 
+# DynamoDB rejects an empty sort key or one over 1 KB in a start key (a 500 if it got there).
+MAX_SORT_KEY_BYTES = 1024
+
+
 def cursor_str(position: dict[str, Any], key: str) -> str:
-    """Read one string field of a decoded cursor, rejecting tampered ones."""
+    """Read one sort-key field of a decoded cursor, rejecting tampered ones."""
     value = position.get(key)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or len(value.encode("utf-8")) > MAX_SORT_KEY_BYTES:
         raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor")
     return value

@@ -12,7 +12,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
 from steward.errors import InvalidInput
-from steward.pagination import decode_cursor, encode_cursor
+from steward.pagination import cursor_str, decode_cursor, encode_cursor
 from steward.sharding import shard_key
 
 # Stop reading once a request has looked at this many items (about 150 read
@@ -66,7 +66,6 @@ def _start(cursor: str | None, shard_count: int) -> tuple[int, str | None]:
     if position is None:
         return 0, None
     shard = position.get("shard")
-    after = position.get("after")
-    if not isinstance(shard, int) or not 0 <= shard < shard_count or not (after is None or isinstance(after, str)):
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shard_count:
         raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor")
-    return shard, after
+    return shard, None if position.get("after") is None else cursor_str(position, "after")

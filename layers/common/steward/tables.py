@@ -13,7 +13,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from steward.settings import StoreSettings
@@ -55,11 +55,11 @@ class ApiKeyRecord(Model):
 
 
 class DevicesByUser(GlobalSecondaryIndex["DeviceRecord"]):
-    """Sparse index: a device dissociated from its user has no user_key and drops out."""
+    """Sparse, keys-only index: a device dissociated from its user has no user_key and drops out."""
 
     class Meta:
         index_name = "by_user"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     user_key = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)

@@ -2,7 +2,9 @@
 
 from datetime import datetime
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from steward.apps.models import ApiKey, App, Scope
 from steward.conditions import condition_failed
@@ -11,6 +13,8 @@ from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
 from steward.tables import ApiKeyRecord, AppRecord
 
 PROFILE = "PROFILE"
+# How a cancelled transaction names an item whose condition failed.
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 KEY_PREFIX = "KEY#"
 
 
@@ -126,19 +130,35 @@ class ApiKeyRepository:
         )
         return [_to_key(record) for record in results]
 
-    def revoke(self, app_id: str, key_id: str, now: datetime) -> ApiKey:
-        record = ApiKeyRecord(pk=app_pk(app_id), sk=KEY_PREFIX + key_id)
+    def revoke(self, app_id: str, key_id: str, now: datetime, while_active: str | None = None) -> ApiKey:
+        """Revoke a key; with ``while_active``, only if that other key is still active, atomically.
+
+        The transaction is what keeps two concurrent revokes from removing an
+        app's last two admin keys: each one checks the other.
+        """
+        target = ApiKeyRecord(pk=app_pk(app_id), sk=KEY_PREFIX + key_id)
+        unrevoked = ApiKeyRecord.sk.exists() & ApiKeyRecord.revoked_at.does_not_exist()
         try:
-            record.update(
-                actions=[ApiKeyRecord.revoked_at.set(now)],
-                condition=ApiKeyRecord.sk.exists() & ApiKeyRecord.revoked_at.does_not_exist(),
-            )
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            self.get(app_id, key_id)  # raises NotFound when the key is missing
-            raise Conflict(f"API key {key_id!r} is already revoked.", code="api_key_revoked") from exc
-        return _to_key(record)  # update() refreshed the record with the stored item
+            with TransactWrite(connection=Connection()) as transaction:
+                transaction.update(target, actions=[ApiKeyRecord.revoked_at.set(now)], condition=unrevoked)
+                if while_active is not None:
+                    transaction.condition_check(ApiKeyRecord, app_pk(app_id), KEY_PREFIX + while_active, unrevoked)
+        except TransactWriteError as exc:
+            # pynamodb sends condition checks before updates: [check?, update].
+            failed = [
+                reason is not None and reason.code == CONDITION_FAILED_REASON for reason in exc.cancellation_reasons
+            ]
+            if failed and failed[-1]:
+                self.get(app_id, key_id)  # raises NotFound when the key is missing
+                raise Conflict(f"API key {key_id!r} is already revoked.", code="api_key_revoked") from exc
+            if while_active is not None and failed and failed[0]:
+                raise Conflict(
+                    "Another admin key was revoked at the same time; this one is kept. Retry if intended.",
+                    code="last_admin_key",
+                    field="key_id",
+                ) from exc
+            raise
+        return self.get(app_id, key_id)
 
 
 def _to_app(record: AppRecord) -> App:

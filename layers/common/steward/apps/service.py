@@ -81,6 +81,7 @@ class AppService:
     def revoke_key(self, app_id: str, key_id: str) -> ApiKey:
         """Revoke a key; the last active admin key is kept so the app is never locked out."""
         key = self.keys.get(app_id, key_id)
+        keep_active = None
         if key.active and Scope.ADMIN in key.scopes:
             other_admins = [
                 other
@@ -93,7 +94,8 @@ class AppService:
                     code="last_admin_key",
                     field="key_id",
                 )
-        return self.keys.revoke(app_id, key_id, utc_now())
+            keep_active = other_admins[0].key_id
+        return self.keys.revoke(app_id, key_id, utc_now(), while_active=keep_active)
 
     def verify_admin(self, app_id: str, password: str | None, totp_code: str | None) -> None:
         """Re-authentication for real (non-dry) maintenance runs: raises unless the credentials match."""

@@ -152,10 +152,18 @@ class DeviceRepository:
                 "pk": {"S": partition_for(app_id, after, self.shard_count)},
             }
         results = DeviceRecord.by_user.query(key, limit=limit, last_evaluated_key=start)
-        devices = [_to_device(record) for record in results]
+        keys = [(record.pk, record.sk) for record in results]
         next_cursor = None
-        if results.last_evaluated_key is not None and devices:
-            next_cursor = encode_cursor({"after": devices[-1].device_id})
+        if results.last_evaluated_key is not None and keys:
+            next_cursor = encode_cursor({"after": keys[-1][1]})
+        # The index holds keys only; one BatchGetItem fetches the devices. The index
+        # is eventually consistent, so a device that just moved to another user is dropped.
+        fetched = {record.sk: record for record in DeviceRecord.batch_get(keys)} if keys else {}
+        devices = [
+            _to_device(fetched[sort_key])
+            for _, sort_key in keys
+            if sort_key in fetched and fetched[sort_key].user_id == user_id
+        ]
         return Page[Device](items=devices, next_cursor=next_cursor)
 
     def list_for_app(self, app_id: str, device_filter: DeviceFilter, cursor: str | None, limit: int) -> Page[Device]:
@@ -187,12 +195,16 @@ class DeviceRepository:
         self, app_id: str, device_id: str, expected_user_id: str | None, cause: Exception
     ) -> None:
         if self.get(app_id, device_id) is None:
-            raise NotFound(f"Device {device_id!r} does not exist.", code="device_not_found") from cause
+            raise device_not_found(device_id) from cause
         raise Conflict(
             f"Device {device_id!r} does not belong to user {expected_user_id!r}.",
             code="device_owned_by_other_user",
             field="user_id",
         ) from cause
+
+
+def device_not_found(device_id: str) -> NotFound:
+    return NotFound(f"Device {device_id!r} does not exist.", code="device_not_found", field="device_id")
 
 
 def _ownership_condition(expected_user_id: str | None) -> Condition:

@@ -18,8 +18,8 @@ from steward.devices.models import (
     PushResultBatchOutcome,
     PushResultOutcome,
 )
-from steward.devices.repository import DeviceRepository
-from steward.errors import Conflict, InvalidInput, NotFound, StewardError
+from steward.devices.repository import DeviceRepository, device_not_found
+from steward.errors import Conflict, InvalidInput, StewardError
 from steward.pagination import Page
 
 # Conditional updates cannot be batched in DynamoDB (BatchWriteItem has no
@@ -43,7 +43,7 @@ class DeviceService:
     def get(self, app_id: str, device_id: str) -> Device:
         device = self.repository.get(app_id, device_id)
         if device is None:
-            raise _not_found(device_id)
+            raise device_not_found(device_id)
         return device
 
     def record_push_result(self, app_id: str, device_id: str, result: PushResult) -> Device:
@@ -115,7 +115,7 @@ class DeviceService:
     def _why_refused(self, app_id: str, device_id: str) -> StewardError:
         device = self.repository.get(app_id, device_id)
         if device is None:
-            return _not_found(device_id)
+            return device_not_found(device_id)
         if not device.active:
             return Conflict(
                 f"Device {device_id!r} is deactivated ({device.deactivation_reason}); identify it again first.",
@@ -126,10 +126,6 @@ class DeviceService:
 
 class _RacedError(StewardError):
     """Internal: a concurrent writer changed the device; the caller retries."""
-
-
-def _not_found(device_id: str) -> NotFound:
-    return NotFound(f"Device {device_id!r} does not exist.", code="device_not_found", field="device_id")
 
 
 def _invalid_item(index: int, raw: Any, exc: ValidationError) -> PushResultOutcome:

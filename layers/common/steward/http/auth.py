@@ -45,6 +45,7 @@ class RequireScope:
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
+        self.__name__ = f"require_{scope}_scope"  # Powertools names middlewares in its stack
 
     def __call__(self, app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
         principal: Principal = app.context[PRINCIPAL]

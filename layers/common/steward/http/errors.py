@@ -21,8 +21,6 @@ from steward.errors import (
     Unauthenticated,
 )
 
-logger = Logger(child=True)
-
 STATUS_BY_ERROR: dict[type[StewardError], int] = {
     InvalidInput: 422,
     NotFound: 404,
@@ -54,7 +52,7 @@ def validation_field(location: tuple[Any, ...]) -> str | None:
     return field or None
 
 
-def register_error_handlers(app: APIGatewayHttpResolver) -> None:
+def register_error_handlers(app: APIGatewayHttpResolver, logger: Logger) -> None:
     @app.exception_handler(StewardError)
     def handle_domain_error(exc: StewardError) -> Response[str]:
         return error_response(status_of(exc), exc.code, exc.message, exc.field)
