@@ -78,8 +78,7 @@ def run(template: Path, state_file: Path, seed_demo: bool) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
-    if gateway.routes:
-        gateway.stop()
+    gateway.stop()
     stack.stop()
 
 
@@ -139,10 +138,13 @@ def _banner(state: dict[str, Any], state_file: Path) -> str:
         '       -d \'{"accepted": false, "error_code": "UNREGISTERED"}\' \\',
         f"       {api}/v1/devices/fcm%3Acarol-token/push-results",
     ]
-    if state["buckets"].get("ImportsBucket"):
+    bucket = state["buckets"].get("ImportsBucket")
+    if bucket:
+        endpoint, region, app_id = state["aws_endpoint_url"], state["region"], state["apps"][0]["id"]
         lines += [
-            f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {state['aws_endpoint_url']} \\",
-            f"       --region {state['region']} s3 cp audience.csv s3://{state['buckets']['ImportsBucket']}/{state['apps'][0]['id']}/audience.csv",
+            "  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\",
+            f"       .venv/bin/aws --endpoint-url {endpoint} --region {region} \\",
+            f"       s3 cp audience.csv s3://{bucket}/{app_id}/audience.csv",
         ]
     for schedule in state["schedules"].values():
         lines.append(f"  make fire SCHEDULE={schedule}")

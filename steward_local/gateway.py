@@ -148,16 +148,19 @@ class HttpApiGateway:
             def log_message(self, format: str, *args: Any) -> None:
                 print(f"api  {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", flush=True)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._handler = Handler
+        self._address = (host, port)
+        self.server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self.server = ThreadingHTTPServer(self._address, self._handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
 
     def handle(
         self, method: str, target: str, raw_headers: dict[str, str], body: bytes
