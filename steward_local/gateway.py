@@ -4,8 +4,9 @@ It reads the routes, integrations and the Lambda authorizer from the API's
 OpenAPI body, matches requests the way HTTP APIs do (exact routes before
 greedy ones), calls the authorizer with a payload 2.0 REQUEST event, and
 invokes the integration through moto's Lambda API with a payload 2.0 event.
-Like the real service: a missing identity header is 401 without calling the
-authorizer, and an authorizer 'deny' is 403.
+Like the real service: the path is decoded before routing (``%2F`` arrives
+as ``/``, and a decoded ``?`` cuts it), a missing identity header is 401
+without calling the authorizer, and an authorizer 'deny' is 403.
 """
 
 import base64
@@ -166,7 +167,11 @@ class HttpApiGateway:
         self, method: str, target: str, raw_headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(target)
-        raw_path = parts.path
+        # Like HTTP APIs: the path is decoded before routing, and cut at a decoded '?' or '#'.
+        try:
+            raw_path = re.split(r"[?#]", unquote(parts.path, errors="strict"), maxsplit=1)[0]
+        except UnicodeDecodeError:
+            return _message(400, "Bad Request")
         route, path_parameters = self._match(method, raw_path)
         if route is None:
             return _message(404, "Not Found")
@@ -193,9 +198,8 @@ class HttpApiGateway:
                 continue
             match = route.pattern.match(raw_path)
             if match:
-                # API Gateway hands path parameters over decoded (rawPath keeps the encoding).
                 names = re.findall(r"\{([^}+]+)\+?\}", route.path)
-                return route, {name: unquote(value) for name, value in zip(names, match.groups(), strict=True)}
+                return route, dict(zip(names, match.groups(), strict=True))
         return None, {}
 
     def _invoke(self, function_name: str, event: dict[str, Any]) -> Any:

@@ -11,8 +11,9 @@ from api_routes import api_keys, devices, docs
 from steward.apps.service import AppService
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
-from steward.http.auth import authenticate
+from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.errors import register_error_handlers
+from steward.http.paths import canonical_path
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
 
@@ -25,7 +26,7 @@ bind_tables(settings)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 docs.configure(app)
-app.use(middlewares=[authenticate(public_paths=docs.PUBLIC_PATHS)])
+app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
 app.include_router(devices.build_router(DeviceService(DeviceRepository(settings.shard_count))))
 app.include_router(api_keys.build_router(AppService()))
@@ -33,7 +34,9 @@ app.include_router(docs.build_router(app))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses hold API keys and push tokens
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    event["rawPath"] = canonical_path(event.get("rawPath", "/"))
+    refusal = refuse_unauthenticated(event, docs.PUBLIC_PATHS)
+    return refusal if refusal is not None else app.resolve(event, context)

@@ -1,5 +1,6 @@
 """Every device transition through the local API: gateway, authorizer, handler, DynamoDB."""
 
+import base64
 import uuid
 from typing import Any
 
@@ -118,7 +119,7 @@ def test_moving_a_device_to_another_user_reassociates_it(stack: RunningStack) ->
 @pytest.mark.parametrize(
     "device_id",
     [
-        "https://fcm.googleapis.com/fcm/send/dQw4w9WgXcQ:APA91bE?x=1&y=2",
+        "https://updates.push.services.mozilla.com/wpush/v2/gAAAAABl-Xk",
         "fcm:APA91bHun4MxP5egoKMwt2KZFBaFUH-1ZmaK7j5h",
         "web push/with spaces+plus%percent",
     ],
@@ -127,10 +128,30 @@ def test_url_encoded_device_ids_round_trip(stack: RunningStack, device_id: str) 
     unique = f"{device_id}-{uuid.uuid4().hex}"
     identify(stack, unique, transport="WebPush")
 
-    response = stack.api("GET", device_path(unique), stack.key(0))
+    read = stack.api("GET", device_path(unique), stack.key(0))
+    reported = stack.api("POST", device_path(unique, "/push-results"), stack.key(0), json={"accepted": True})
 
-    assert response.status_code == 200
-    assert response.json()["device_id"] == unique
+    assert read.json()["device_id"] == unique
+    assert reported.json()["device_id"] == unique
+
+
+@pytest.mark.parametrize(
+    "device_id",
+    [
+        "https://db5p.notify.windows.com/w/?token={unique}",  # a WNS endpoint: '?' would cut the path
+        "https://push.example.com/{unique}/user",  # ends like the dissociate route
+        "~starts-with-the-mark-{unique}#fragment",
+    ],
+)
+def test_ids_the_path_cannot_carry_travel_base64url_encoded(stack: RunningStack, device_id: str) -> None:
+    unique = device_id.format(unique=uuid.uuid4().hex)
+    encoded = "~" + base64.urlsafe_b64encode(unique.encode()).decode().rstrip("=")
+
+    identified = stack.api("PUT", f"/v1/devices/{encoded}", stack.key(0), json={"user_id": "u", "transport": "WebPush"})
+    dissociated = stack.api("DELETE", f"/v1/devices/{encoded}/user", stack.key(0))
+
+    assert identified.json()["device_id"] == unique
+    assert (dissociated.json()["device_id"], dissociated.json()["user_id"]) == (unique, None)
 
 
 def test_logout_deletes_the_device(stack: RunningStack) -> None:

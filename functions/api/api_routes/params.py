@@ -1,11 +1,10 @@
-"""Path parameters that clients URL-encode (push tokens hold ':' and WebPush ids are URLs)."""
-
-from urllib.parse import unquote
+"""Ids taken from the path (see steward.http.paths for how they are encoded)."""
 
 from pydantic import TypeAdapter, ValidationError
 
 from steward.devices.models import DeviceId, UserId
 from steward.errors import InvalidInput
+from steward.http.paths import decode_id
 
 _DEVICE_ID = TypeAdapter(DeviceId)
 _USER_ID = TypeAdapter(UserId)
@@ -21,6 +20,6 @@ def user_id_param(raw: str) -> str:
 
 def _decode(adapter: TypeAdapter[str], raw: str, field: str) -> str:
     try:
-        return adapter.validate_python(unquote(raw, errors="strict"))
-    except (ValidationError, UnicodeDecodeError) as exc:
+        return adapter.validate_python(decode_id(raw))
+    except (ValidationError, ValueError) as exc:
         raise InvalidInput(f"{field} is not valid: {exc}", code="invalid_path_parameter", field=field) from exc

@@ -8,6 +8,7 @@ Routes never read the app id from the path or the body: only from here.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
@@ -15,7 +16,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from steward.apps.models import Principal, Scope
 from steward.errors import Unauthenticated
-from steward.http.errors import error_response
+from steward.http.errors import error_body, error_response
 
 PRINCIPAL = "principal"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -54,8 +55,24 @@ class RequireScope:
         return next_middleware(app)
 
 
-def authenticate(public_paths: frozenset[str]) -> Callable[[APIGatewayHttpResolver, NextMiddleware], Response[str]]:
-    """Global middleware: 401 without a valid key, 403 without the default scope.
+def refuse_unauthenticated(event: dict[str, Any], public_paths: frozenset[str]) -> dict[str, Any] | None:
+    """Before routing and body validation: 401 for a request to a non-public path without a valid key.
+
+    Runs ahead of the resolver so that a caller without a key never gets the
+    server to parse and validate a body, nor learns anything about routes.
+    """
+    if event.get("rawPath") in public_paths:
+        return None
+    context = _authorizer_context(event)
+    if _principal(context) is not None:
+        return None
+    code = str(context.get(CONTEXT_ERROR) or "missing_api_key")
+    message = str(context.get(CONTEXT_ERROR_MESSAGE) or "Send an API key as `Authorization: Bearer <key>`.")
+    return {"statusCode": 401, "headers": {"Content-Type": "application/json"}, "body": error_body(code, message)}
+
+
+def authorize(public_paths: frozenset[str]) -> Callable[[APIGatewayHttpResolver, NextMiddleware], Response[str]]:
+    """Global middleware: records the caller and checks the route's scope (403).
 
     GET routes need `read` and the others `write`, unless a route declares a
     RequireScope of its own.
@@ -65,23 +82,33 @@ def authenticate(public_paths: frozenset[str]) -> Callable[[APIGatewayHttpResolv
         route = app.context.get("_route")
         if route is None or route.path in public_paths:
             return next_middleware(app)
-        context = app.current_event.request_context.authorizer.get_lambda
-        app_id, key_id = context.get(CONTEXT_APP_ID), context.get(CONTEXT_KEY_ID)
-        if not app_id or not key_id:
-            code = context.get(CONTEXT_ERROR) or "missing_api_key"
-            message = context.get(CONTEXT_ERROR_MESSAGE) or "Send an API key as `Authorization: Bearer <key>`."
-            return error_response(401, code, message)
-        scopes = frozenset(Scope(scope) for scope in str(context.get(CONTEXT_SCOPES, "")).split())
-        principal = Principal(app_id=app_id, key_id=key_id, scopes=scopes)
+        principal = _principal(app.current_event.request_context.authorizer.get_lambda)
+        if principal is None:  # refuse_unauthenticated already answered; kept so no route can run keyless
+            return error_response(401, "missing_api_key", "Send an API key as `Authorization: Bearer <key>`.")
         app.append_context(**{PRINCIPAL: principal})
         declares_scope = any(isinstance(step, RequireScope) for step in route.middlewares)
         if not declares_scope:
             needed = Scope.READ if route.method in SAFE_METHODS else Scope.WRITE
-            if needed not in scopes:
+            if needed not in principal.scopes:
                 return _missing_scope(needed)
         return next_middleware(app)
 
     return middleware
+
+
+def _authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    context: dict[str, Any] = authorizer.get("lambda") or {}
+    return context
+
+
+def _principal(context: dict[str, Any]) -> Principal | None:
+    app_id, key_id = context.get(CONTEXT_APP_ID), context.get(CONTEXT_KEY_ID)
+    if not app_id or not key_id:
+        return None
+    known = {scope.value for scope in Scope}
+    scopes = frozenset(Scope(scope) for scope in str(context.get(CONTEXT_SCOPES, "")).split() if scope in known)
+    return Principal(app_id=str(app_id), key_id=str(key_id), scopes=scopes)
 
 
 def current_principal(app: BaseRouter) -> Principal:

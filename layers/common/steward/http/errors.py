@@ -31,9 +31,12 @@ STATUS_BY_ERROR: dict[type[StewardError], int] = {
 }
 
 
+def error_body(code: str, message: str, field: str | None = None) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "field": field}})
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response[str]:
-    body = {"error": {"code": code, "message": message, "field": field}}
-    return Response(status_code=status, content_type="application/json", body=json.dumps(body))
+    return Response(status_code=status, content_type="application/json", body=error_body(code, message, field))
 
 
 def status_of(exc: StewardError) -> int:

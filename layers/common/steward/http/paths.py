@@ -1,0 +1,49 @@
+"""Ids in request paths, as API Gateway HTTP APIs deliver them.
+
+HTTP APIs decode the path before invoking the function (``%2F`` arrives as
+``/``) and cut it at a decoded ``?`` or ``#``. Device ids (WebPush endpoints
+are URLs) and user ids may hold ``/``, so before routing, the id segment of
+each id-bearing route is found by the route's fixed suffix and re-encoded as
+a single segment. An id that holds ``?`` or ``#`` (a WNS endpoint does), or
+that ends like a route suffix, cannot survive the path: clients send it as
+``~`` followed by its base64url encoding.
+"""
+
+import base64
+import binascii
+from urllib.parse import quote, unquote
+
+ENCODED_ID_MARK = "~"
+# Each id-bearing route family: the prefix before the id and the suffixes that may follow it.
+_ID_ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("/v1/devices/", ("/push-results", "/user")),
+    ("/v1/users/", ("/devices",)),
+)
+
+
+def canonical_path(path: str) -> str:
+    """Re-encode the id of an id-bearing route as one path segment; other paths are unchanged."""
+    for prefix, suffixes in _ID_ROUTES:
+        if not path.startswith(prefix) or len(path) == len(prefix):
+            continue
+        rest = path[len(prefix) :]
+        suffix = next((end for end in suffixes if rest.endswith(end) and len(rest) > len(end)), "")
+        identifier = rest[: len(rest) - len(suffix)]
+        return prefix + quote(identifier, safe="") + suffix
+    return path
+
+
+def decode_id(segment: str) -> str:
+    """The id in one canonical segment: percent-decoded, or base64url-decoded after ``~``.
+
+    Raises ValueError when the segment is neither.
+    """
+    text = unquote(segment, errors="strict")
+    if not text.startswith(ENCODED_ID_MARK):
+        return text
+    encoded = text[len(ENCODED_ID_MARK) :]
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+        return raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("not valid base64url after '~'") from exc
