@@ -3,7 +3,7 @@ the operator's own AWS credentials, against the stack's tables.
 
     python -m steward_admin --stack-name steward-prod create-app --app-id acme --name "Acme"
     python -m steward_admin --stack-name steward-prod create-key --app-id acme --name ops --scopes read,write
-    python -m steward_admin --stack-name steward-prod rotate-admin --app-id acme --totp
+    python -m steward_admin --stack-name steward-prod rotate-admin --app-id acme [--reset-totp | --disable-totp]
 
 Secrets (API keys, admin password, TOTP secret) are printed once, as JSON.
 """
@@ -11,12 +11,13 @@ Secrets (API keys, admin password, TOTP secret) are printed once, as JSON.
 import argparse
 import getpass
 import json
+import os
 import sys
 from typing import Any
 
 import boto3
 
-from steward.apps.models import Scope
+from steward.apps.models import Scope, TotpChange
 from steward.apps.service import AppService
 from steward.errors import StewardError
 from steward.settings import StoreSettings
@@ -42,14 +43,18 @@ def _run(service: AppService, arguments: argparse.Namespace) -> dict[str, Any]:
         created = service.bootstrap(arguments.app_id, arguments.name, password, arguments.totp)
         return created.model_dump(mode="json")
     if arguments.command == "create-key":
-        scopes = [Scope(scope.strip()) for scope in arguments.scopes.split(",") if scope.strip()]
-        return service.create_key(arguments.app_id, arguments.name, scopes).model_dump(mode="json")
+        return service.create_key(arguments.app_id, arguments.name, arguments.scopes).model_dump(mode="json")
     password = _password(arguments.password_stdin)
-    return service.rotate_admin_credentials(arguments.app_id, password, arguments.totp).model_dump(mode="json")
+    totp = (
+        TotpChange.RESET if arguments.reset_totp else TotpChange.DISABLE if arguments.disable_totp else TotpChange.KEEP
+    )
+    return service.rotate_admin_credentials(arguments.app_id, password, totp).model_dump(mode="json")
 
 
 def _store_settings(stack_name: str, region: str | None) -> StoreSettings:
     """Table names and shard count come from the deployed stack's outputs."""
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region  # pynamodb follows it too, not only CloudFormation
     cloudformation = boto3.client("cloudformation", region_name=region)
     stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
@@ -58,6 +63,13 @@ def _store_settings(stack_name: str, region: str | None) -> StoreSettings:
         devices_table=outputs["DevicesTableName"],
         shard_count=int(outputs["ShardCount"]),
     )
+
+
+def _scopes(text: str) -> list[Scope]:
+    try:
+        return [Scope(scope.strip()) for scope in text.split(",") if scope.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"scopes are read, write and admin: {exc}") from exc
 
 
 def _password(from_stdin: bool) -> str | None:
@@ -86,11 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     create_key = commands.add_parser("create-key", help="issue another API key for an app")
     create_key.add_argument("--app-id", required=True)
     create_key.add_argument("--name", required=True)
-    create_key.add_argument("--scopes", default="read,write", help="comma-separated: read, write, admin")
+    create_key.add_argument(
+        "--scopes", type=_scopes, default="read,write", help="comma-separated: read, write, admin (default read,write)"
+    )
 
-    rotate = commands.add_parser("rotate-admin", help="replace the admin password (and TOTP), issue an admin key")
+    rotate = commands.add_parser("rotate-admin", help="replace the admin password, issue an admin key")
     rotate.add_argument("--app-id", required=True)
-    rotate.add_argument("--totp", action="store_true")
+    totp = rotate.add_mutually_exclusive_group()
+    totp.add_argument(
+        "--reset-totp", action="store_true", help="issue a new TOTP secret (default: keep the current one)"
+    )
+    totp.add_argument("--disable-totp", action="store_true", help="stop requiring a TOTP code")
     rotate.add_argument("--password-stdin", action="store_true")
     return parser
 

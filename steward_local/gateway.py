@@ -184,6 +184,8 @@ class HttpApiGateway:
             answer = self._invoke(
                 route.authorizer.function_name, _authorizer_event(event, identity, self.stack.config.region)
             )
+            if answer is _FAILED:
+                return _message(500, "Internal Server Error")
             if not isinstance(answer, dict) or answer.get("isAuthorized") is not True:
                 return _message(403, "Forbidden")
             event["requestContext"]["authorizer"] = {"lambda": answer.get("context") or {}}

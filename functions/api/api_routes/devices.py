@@ -16,6 +16,7 @@ from steward.devices.models import (
     PushResult,
     PushResultBatchOutcome,
     Transport,
+    UserId,
 )
 from steward.devices.service import DeviceService
 from steward.errors import InvalidInput
@@ -48,7 +49,7 @@ def build_router(service: DeviceService) -> APIGatewayHttpRouter:
     def delete_device(
         device_id: str,
         user_id: Annotated[
-            str | None, Query(description="Only delete while the device still belongs to this user.")
+            UserId | None, Query(description="Only delete while the device still belongs to this user.")
         ] = None,
     ) -> Response[None]:
         service.logout(current_principal(router).app_id, device_id_param(device_id), user_id)
@@ -58,7 +59,7 @@ def build_router(service: DeviceService) -> APIGatewayHttpRouter:
     def dissociate_device(
         device_id: str,
         user_id: Annotated[
-            str | None, Query(description="Only dissociate while the device belongs to this user.")
+            UserId | None, Query(description="Only dissociate while the device belongs to this user.")
         ] = None,
     ) -> Device:
         return service.dissociate(current_principal(router).app_id, device_id_param(device_id), user_id)

@@ -3,6 +3,8 @@
 from pynamodb.exceptions import PynamoDBException
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# How a cancelled transaction names an item whose condition failed.
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 
 
 def condition_failed(exc: PynamoDBException) -> bool:

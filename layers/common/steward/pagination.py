@@ -25,6 +25,10 @@ class Page[T](BaseModel):
     )
 
 
+def invalid_cursor() -> InvalidInput:
+    return InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor")
+
+
 def encode_cursor(position: dict[str, Any]) -> str:
     raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
@@ -37,9 +41,9 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor") from exc
+        raise invalid_cursor() from exc
     if not isinstance(position, dict):
-        raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     return position
 
 
@@ -51,5 +55,5 @@ def cursor_str(position: dict[str, Any], key: str) -> str:
     """Read one sort-key field of a decoded cursor, rejecting tampered ones."""
     value = position.get(key)
     if not isinstance(value, str) or not value or len(value.encode("utf-8")) > MAX_SORT_KEY_BYTES:
-        raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     return value

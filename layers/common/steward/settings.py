@@ -15,4 +15,4 @@ class StoreSettings(BaseSettings):
 
     apps_table: str = Field(min_length=3)
     devices_table: str = Field(min_length=3)
-    shard_count: int = Field(default=16, ge=1, le=256)
+    shard_count: int = Field(ge=1, le=256)

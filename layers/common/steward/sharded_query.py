@@ -11,14 +11,15 @@ from typing import Any
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from steward.errors import InvalidInput
-from steward.pagination import cursor_str, decode_cursor, encode_cursor
+from steward.pagination import cursor_str, decode_cursor, encode_cursor, invalid_cursor
 from steward.sharding import shard_key
 
 # Stop reading once a request has looked at this many items (about 150 read
 # units for 1 KB items), and hand back a cursor instead.
 MAX_SCANNED_PER_REQUEST = 5000
-_FILTERED_PAGE_SIZE = 500
+# With a filter, each read asks for what is still missing and doubles while
+# pages come back sparse, so dense filters read little and sparse ones few times.
+_MAX_PAGE_SIZE = 1000
 
 
 def query_shards[M: Model](
@@ -33,10 +34,11 @@ def query_shards[M: Model](
     shard, after = _start(cursor, shard_count)
     found: list[M] = []
     scanned = 0
+    growth = 1
     while shard < shard_count:
         partition = shard_key(app_id, shard)
         remaining = limit - len(found)
-        page_size = remaining if filter_condition is None else max(remaining, _FILTERED_PAGE_SIZE)
+        page_size = min(remaining * growth, _MAX_PAGE_SIZE)
         start_key = None if after is None else {"pk": {"S": partition}, "sk": {"S": after}}
         page: dict[str, Any] = next(
             model.query(
@@ -47,6 +49,8 @@ def query_shards[M: Model](
             ).page_iter
         )
         scanned += page.get("ScannedCount", 0)
+        if filter_condition is not None and len(page.get("Items", [])) < page_size:
+            growth *= 2
         for raw in page.get("Items", []):
             found.append(model.from_raw_data(raw))
             if len(found) == limit:
@@ -67,5 +71,5 @@ def _start(cursor: str | None, shard_count: int) -> tuple[int, str | None]:
         return 0, None
     shard = position.get("shard")
     if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shard_count:
-        raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     return shard, None if position.get("after") is None else cursor_str(position, "after")

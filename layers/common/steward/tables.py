@@ -21,11 +21,20 @@ from steward.settings import StoreSettings
 UNBOUND = "unbound-table"
 
 
+class _Connection:
+    """Fail fast inside Lambda's time limit (pynamodb's defaults wait 15 s to connect, 30 s to read)."""
+
+    table_name = UNBOUND
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 3
+
+
 class AppRecord(Model):
     """One app (tenant). pk ``APP#<app_id>``, sk ``PROFILE``."""
 
-    class Meta:
-        table_name = UNBOUND
+    class Meta(_Connection):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -40,8 +49,8 @@ class AppRecord(Model):
 class ApiKeyRecord(Model):
     """One API key of an app. pk ``APP#<app_id>``, sk ``KEY#<key_id>``; only a hash of the secret."""
 
-    class Meta:
-        table_name = UNBOUND
+    class Meta(_Connection):
+        pass
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -68,8 +77,8 @@ class DevicesByUser(GlobalSecondaryIndex["DeviceRecord"]):
 class DeviceRecord(Model):
     """One push device. pk ``<app_id>#<shard>``, sk the device id."""
 
-    class Meta:
-        table_name = UNBOUND
+    class Meta(_Connection):
+        max_pool_connections = 16  # a batch of push results writes from 16 threads
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -89,6 +98,7 @@ class DeviceRecord(Model):
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     last_push_at = UTCDateTimeAttribute(null=True)
+    last_push_id = UnicodeAttribute(null=True)
     # Optimistic lock for identify's read-modify-write; every write bumps it.
     # (Not pynamodb's VersionAttribute: its update() would reset the counter
     # on instances built from keys alone.)

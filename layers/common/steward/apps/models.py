@@ -9,6 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 APP_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{2,39}$")
 
 
+class TotpChange(StrEnum):
+    """What rotating admin credentials does to the TOTP secret."""
+
+    KEEP = "keep"
+    RESET = "reset"
+    DISABLE = "disable"
+
+
 class Scope(StrEnum):
     READ = "read"
     WRITE = "write"

@@ -4,17 +4,17 @@ from datetime import datetime
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from steward.apps.credentials import KEY_ID_PATTERN
 from steward.apps.models import ApiKey, App, Scope
-from steward.conditions import condition_failed
+from steward.conditions import CONDITION_FAILED_REASON, condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
 from steward.tables import ApiKeyRecord, AppRecord
 
 PROFILE = "PROFILE"
-# How a cancelled transaction names an item whose condition failed.
-CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 KEY_PREFIX = "KEY#"
 
 
@@ -50,17 +50,25 @@ class AppRepository:
     def get(self, app_id: str) -> App:
         return _to_app(self._get(app_id))
 
-    def set_credentials(self, app_id: str, password_hash: str, totp_secret: str | None, now: datetime) -> None:
+    def set_password(self, app_id: str, password_hash: str, now: datetime) -> None:
+        """Replace the admin password hash, keeping the TOTP secret."""
+        self._update_profile(app_id, [AppRecord.admin_password_hash.set(password_hash), AppRecord.updated_at.set(now)])
+
+    def set_password_and_totp(self, app_id: str, password_hash: str, totp_secret: str | None, now: datetime) -> None:
+        """Replace the admin password hash and the TOTP secret (None turns TOTP off)."""
+        self._update_profile(
+            app_id,
+            [
+                AppRecord.admin_password_hash.set(password_hash),
+                AppRecord.totp_secret.set(totp_secret) if totp_secret else AppRecord.totp_secret.remove(),
+                AppRecord.updated_at.set(now),
+            ],
+        )
+
+    def _update_profile(self, app_id: str, actions: list[Action]) -> None:
         record = AppRecord(pk=app_pk(app_id), sk=PROFILE)
         try:
-            record.update(
-                actions=[
-                    AppRecord.admin_password_hash.set(password_hash),
-                    AppRecord.totp_secret.set(totp_secret) if totp_secret else AppRecord.totp_secret.remove(),
-                    AppRecord.updated_at.set(now),
-                ],
-                condition=AppRecord.pk.exists(),
-            )
+            record.update(actions=actions, condition=AppRecord.pk.exists())
         except UpdateError as exc:
             if condition_failed(exc):
                 raise NotFound(f"App {app_id!r} does not exist.", code="app_not_found") from exc
@@ -92,6 +100,8 @@ class ApiKeyRepository:
 
     def find_with_hash(self, app_id: str, key_id: str) -> tuple[ApiKey, str] | None:
         """The key and its stored secret hash, for the authorizer; None when unknown."""
+        if not KEY_ID_PATTERN.match(key_id):
+            return None
         try:
             record = ApiKeyRecord.get(app_pk(app_id), KEY_PREFIX + key_id, consistent_read=True)
         except ApiKeyRecord.DoesNotExist:

@@ -9,6 +9,7 @@ from steward.apps.models import (
     IssuedApiKey,
     Principal,
     Scope,
+    TotpChange,
 )
 from steward.apps.repository import ApiKeyRepository, AppRepository
 from steward.clock import utc_now
@@ -43,12 +44,18 @@ class AppService:
         key = self.create_key(app_id, key_name, [Scope.READ, Scope.WRITE, Scope.ADMIN])
         return BootstrappedApp(app=app, admin_password=password, totp_secret=totp_secret, api_key=key)
 
-    def rotate_admin_credentials(self, app_id: str, admin_password: str | None, with_totp: bool) -> BootstrappedApp:
-        """Replace an app's admin password (and TOTP secret); issues a fresh admin key too."""
+    def rotate_admin_credentials(
+        self, app_id: str, admin_password: str | None, totp: TotpChange = TotpChange.KEEP
+    ) -> BootstrappedApp:
+        """Replace an app's admin password; the TOTP secret is kept unless asked. Issues a fresh admin key."""
         password = admin_password or credentials.new_admin_password()
         _check_password_strength(password)
-        totp_secret = credentials.new_totp_secret() if with_totp else None
-        self.apps.set_credentials(app_id, credentials.hash_password(password), totp_secret, utc_now())
+        password_hash = credentials.hash_password(password)
+        totp_secret = credentials.new_totp_secret() if totp is TotpChange.RESET else None
+        if totp is TotpChange.KEEP:
+            self.apps.set_password(app_id, password_hash, utc_now())
+        else:
+            self.apps.set_password_and_totp(app_id, password_hash, totp_secret, utc_now())
         key = self.create_key(app_id, "rotated-admin", [Scope.READ, Scope.WRITE, Scope.ADMIN])
         return BootstrappedApp(app=self.apps.get(app_id), admin_password=password, totp_secret=totp_secret, api_key=key)
 
@@ -66,6 +73,7 @@ class AppService:
         return Principal(app_id=parsed.app_id, key_id=key.key_id, scopes=frozenset(key.scopes))
 
     def create_key(self, app_id: str, name: str, scopes: list[Scope]) -> IssuedApiKey:
+        self.apps.get(app_id)  # raises NotFound: a key for an app that does not exist could write orphan data
         key_id = credentials.new_key_id()
         token, secret_hash = credentials.new_token(app_id, key_id)
         unique_scopes = sorted(set(scopes), key=list(Scope).index)

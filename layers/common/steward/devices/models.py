@@ -4,10 +4,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_DEVICE_ID_BYTES = 1024  # DynamoDB's limit for a sort key
 MAX_BATCH_RESULTS = 100
+# Every push result rewrites the whole item, so attributes are kept small (1 KB = 1 write unit).
+MAX_ATTRIBUTES_BYTES = 2048
 
 
 class Transport(StrEnum):
@@ -50,6 +52,7 @@ DeviceId = Annotated[
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control_characters)]
 ErrorCode = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ErrorMessage = Annotated[str, StringConstraints(max_length=1024)]
+PushId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 AttributeValue = Annotated[str, StringConstraints(max_length=1024)]
 
@@ -73,6 +76,7 @@ class Device(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_push_at: datetime | None
+    last_push_id: str | None = Field(default=None, description="push_id of the last result applied.")
 
 
 class IdentifyDevice(BaseModel):
@@ -85,8 +89,20 @@ class IdentifyDevice(BaseModel):
     attributes: dict[AttributeName, AttributeValue] | None = Field(
         default=None,
         max_length=50,
-        description="App-defined attributes (app version, locale...). Omit to keep the stored ones.",
+        description=(
+            f"App-defined attributes (app version, locale...), at most {MAX_ATTRIBUTES_BYTES} bytes in all. "
+            "Omit to keep the stored ones."
+        ),
     )
+
+    @field_validator("attributes")
+    @classmethod
+    def _small_enough(cls, attributes: dict[str, str] | None) -> dict[str, str] | None:
+        if attributes is not None:
+            size = sum(len(name.encode()) + len(value.encode()) for name, value in attributes.items())
+            if size > MAX_ATTRIBUTES_BYTES:
+                raise ValueError(f"attributes take {size} bytes; at most {MAX_ATTRIBUTES_BYTES} are allowed")
+        return attributes
 
 
 class PushResult(BaseModel):
@@ -97,6 +113,10 @@ class PushResult(BaseModel):
     accepted: bool = Field(description="Whether the push provider accepted the push.")
     error_code: ErrorCode | None = Field(default=None, description="The provider's error code, if any.")
     error_message: ErrorMessage | None = None
+    push_id: PushId | None = Field(
+        default=None,
+        description="The provider's message id, or any id unique per push: a retried result is applied once.",
+    )
 
 
 class DevicePushResult(PushResult):

@@ -8,7 +8,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from steward.conditions import condition_failed
-from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus
+from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
 from steward.sharded_query import query_shards
@@ -61,11 +61,12 @@ class DeviceRepository:
             return updated
         raise Conflict("The device changed concurrently too many times; retry the request.", code="concurrent_update")
 
-    def record_success(self, app_id: str, device_id: str, now: datetime) -> Device | None:
+    def record_success(self, app_id: str, device_id: str, result: PushResult, now: datetime) -> Device | None:
         """Accepted push -> sent, streak reset. None when the device is missing or inactive."""
         return self._transition(
             app_id,
             device_id,
+            result,
             [
                 DeviceRecord.last_status.set(LastStatus.SENT.value),
                 DeviceRecord.has_succeeded.set(True),
@@ -76,37 +77,35 @@ class DeviceRepository:
             DeviceRecord.active == True,  # noqa: E712 (a DynamoDB condition, not a Python comparison)
         )
 
-    def record_first_failure(
-        self, app_id: str, device_id: str, error_code: str | None, error_message: str | None, now: datetime
-    ) -> Device | None:
+    def record_first_failure(self, app_id: str, device_id: str, result: PushResult, now: datetime) -> Device | None:
         """A failure after a success (or none yet) -> bounced. None unless the streak was 0."""
         return self._transition(
             app_id,
             device_id,
+            result,
             [
                 DeviceRecord.last_status.set(LastStatus.BOUNCED.value),
                 DeviceRecord.failure_streak.set(1),
-                *_error_actions(error_code, error_message),
+                *_error_actions(result),
                 DeviceRecord.last_push_at.set(now),
                 DeviceRecord.updated_at.set(now),
             ],
             (DeviceRecord.active == True) & (DeviceRecord.failure_streak == 0),  # noqa: E712
         )
 
-    def record_repeated_failure(
-        self, app_id: str, device_id: str, error_code: str | None, error_message: str | None, now: datetime
-    ) -> Device | None:
+    def record_repeated_failure(self, app_id: str, device_id: str, result: PushResult, now: datetime) -> Device | None:
         """A consecutive failure -> suppressed and deactivated. None unless the streak was already >= 1."""
         return self._transition(
             app_id,
             device_id,
+            result,
             [
                 DeviceRecord.last_status.set(LastStatus.SUPPRESSED.value),
                 DeviceRecord.failure_streak.add(1),
                 DeviceRecord.active.set(False),
                 DeviceRecord.deactivated_at.set(now),
                 DeviceRecord.deactivation_reason.set(DeactivationReason.DELIVERY_ERROR.value),
-                *_error_actions(error_code, error_message),
+                *_error_actions(result),
                 DeviceRecord.last_push_at.set(now),
                 DeviceRecord.updated_at.set(now),
             ],
@@ -178,13 +177,18 @@ class DeviceRepository:
         except DeviceRecord.DoesNotExist:
             return None
 
-    def _transition(self, app_id: str, device_id: str, actions: list[Action], condition: Condition) -> Device | None:
+    def _transition(
+        self, app_id: str, device_id: str, result: PushResult, actions: list[Action], condition: Condition
+    ) -> Device | None:
         record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        condition = DeviceRecord.sk.exists() & condition
+        actions = [*actions, DeviceRecord.version.add(1)]
+        if result.push_id is not None:
+            # A retried result (same push_id) is refused here and answered as a duplicate.
+            condition &= DeviceRecord.last_push_id.does_not_exist() | (DeviceRecord.last_push_id != result.push_id)
+            actions.append(DeviceRecord.last_push_id.set(result.push_id))
         try:
-            record.update(
-                actions=[*actions, DeviceRecord.version.add(1)],
-                condition=DeviceRecord.sk.exists() & condition,
-            )
+            record.update(actions=actions, condition=condition)
         except UpdateError as exc:
             if condition_failed(exc):
                 return None
@@ -214,12 +218,11 @@ def _ownership_condition(expected_user_id: str | None) -> Condition:
     return condition
 
 
-def _error_actions(error_code: str | None, error_message: str | None) -> list[Action]:
+def _error_actions(result: PushResult) -> list[Action]:
+    code, message = result.error_code, result.error_message
     return [
-        DeviceRecord.last_error_code.set(error_code) if error_code else DeviceRecord.last_error_code.remove(),
-        DeviceRecord.last_error_message.set(error_message)
-        if error_message
-        else DeviceRecord.last_error_message.remove(),
+        DeviceRecord.last_error_code.set(code) if code else DeviceRecord.last_error_code.remove(),
+        DeviceRecord.last_error_message.set(message) if message else DeviceRecord.last_error_message.remove(),
     ]
 
 
@@ -259,6 +262,7 @@ def _to_record(app_id: str, device: Device, shard_count: int) -> DeviceRecord:
         created_at=device.created_at,
         updated_at=device.updated_at,
         last_push_at=device.last_push_at,
+        last_push_id=device.last_push_id,
     )
 
 
@@ -280,4 +284,5 @@ def _to_device(record: DeviceRecord) -> Device:
         created_at=record.created_at,
         updated_at=record.updated_at,
         last_push_at=record.last_push_at,
+        last_push_id=record.last_push_id,
     )

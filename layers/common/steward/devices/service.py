@@ -1,5 +1,6 @@
 """Device use cases: identify, push results, logout and reads."""
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,9 +26,9 @@ from steward.pagination import Page
 # Conditional updates cannot be batched in DynamoDB (BatchWriteItem has no
 # conditions), so a batch runs its single-item writes side by side.
 BATCH_WORKERS = 16
-# Bounded retries when a concurrent writer moves the device between the two
-# failure transitions.
-_FAILURE_ATTEMPTS = 3
+# Bounded retries when a concurrent writer moves the device between two writes.
+_ATTEMPTS = 3
+logger = logging.getLogger(__name__)
 
 
 class DeviceService:
@@ -48,22 +49,17 @@ class DeviceService:
 
     def record_push_result(self, app_id: str, device_id: str, result: PushResult) -> Device:
         now = utc_now()
-        if result.accepted:
-            device = self.repository.record_success(app_id, device_id, now)
+        for _ in range(_ATTEMPTS):
+            if result.accepted:
+                device = self.repository.record_success(app_id, device_id, result, now)
+            else:
+                device = self.repository.record_first_failure(
+                    app_id, device_id, result, now
+                ) or self.repository.record_repeated_failure(app_id, device_id, result, now)
             if device is None:
-                raise self._why_refused(app_id, device_id)
-            return device
-        for _ in range(_FAILURE_ATTEMPTS):
-            device = self.repository.record_first_failure(
-                app_id, device_id, result.error_code, result.error_message, now
-            ) or self.repository.record_repeated_failure(
-                app_id, device_id, result.error_code, result.error_message, now
-            )
+                device = self._after_refusal(app_id, device_id, result)
             if device is not None:
                 return device
-            refusal = self._why_refused(app_id, device_id)
-            if not isinstance(refusal, _RacedError):
-                raise refusal
         raise Conflict("The device changed concurrently; retry the result.", code="concurrent_update")
 
     def record_push_results(self, app_id: str, raw_results: list[Any]) -> PushResultBatchOutcome:
@@ -92,6 +88,10 @@ class DeviceService:
                 except StewardError as exc:
                     error = ItemError(code=exc.code, message=exc.message, field=exc.field)
                     outcomes[index] = PushResultOutcome(index=index, device_id=item.device_id, ok=False, error=error)
+                except Exception:  # one item's outage (throttling, timeout) must not hide the others' outcomes
+                    logger.exception("Push result %d of a batch failed", index)  # no device id: it is a push token
+                    error = ItemError(code="internal_error", message="This result was not applied; retry it.")
+                    outcomes[index] = PushResultOutcome(index=index, device_id=item.device_id, ok=False, error=error)
 
         with ThreadPoolExecutor(max_workers=BATCH_WORKERS) as pool:
             list(pool.map(apply_in_order, by_device.values()))
@@ -112,20 +112,19 @@ class DeviceService:
     def list_for_app(self, app_id: str, device_filter: DeviceFilter, cursor: str | None, limit: int) -> Page[Device]:
         return self.repository.list_for_app(app_id, device_filter, cursor, limit)
 
-    def _why_refused(self, app_id: str, device_id: str) -> StewardError:
+    def _after_refusal(self, app_id: str, device_id: str, result: PushResult) -> Device | None:
+        """Why a push-result write was refused: raises, returns the device (a retried result), or None (a race)."""
         device = self.repository.get(app_id, device_id)
         if device is None:
-            return device_not_found(device_id)
+            raise device_not_found(device_id)
+        if result.push_id is not None and device.last_push_id == result.push_id:
+            return device  # already applied: answering again makes client retries safe
         if not device.active:
-            return Conflict(
+            raise Conflict(
                 f"Device {device_id!r} is deactivated ({device.deactivation_reason}); identify it again first.",
                 code="device_inactive",
             )
-        return _RacedError("The device changed between two writes.")
-
-
-class _RacedError(StewardError):
-    """Internal: a concurrent writer changed the device; the caller retries."""
+        return None
 
 
 def _invalid_item(index: int, raw: Any, exc: ValidationError) -> PushResultOutcome:
