@@ -19,6 +19,9 @@ _TIMED = "import time; start = time.perf_counter(); import {module}; print(time.
 ENVIRONMENT = {
     "STEWARD_APPS_TABLE": "bench-apps",
     "STEWARD_DEVICES_TABLE": "bench-devices",
+    "STEWARD_PROFILES_TABLE": "bench-profiles",
+    "STEWARD_CATALOG_TABLE": "bench-catalog",
+    "STEWARD_SHARD_COUNT": "16",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }

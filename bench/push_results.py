@@ -23,10 +23,9 @@ from pynamodb.connection.base import Connection
 from steward.devices.models import DevicePushResult, IdentifyDevice, PushResult, Transport
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
-from steward.settings import StoreSettings
 from steward.sharding import partition_for
 from steward.tables import DeviceRecord, bind_tables
-from steward_local.template import dynamodb_tables
+from steward_local.template import dynamodb_tables, store_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "bench-app"
@@ -85,7 +84,7 @@ def main() -> None:
         for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
             names[logical_id] = f"bench-{logical_id}"
             client.create_table(TableName=names[logical_id], **definition)
-        settings = StoreSettings(apps_table=names["AppsTable"], devices_table=names["DevicesTable"], shard_count=SHARDS)
+        settings = store_settings(names, SHARDS)
         bind_tables(settings)
         _install_counter()
         service = DeviceService(DeviceRepository(SHARDS))

@@ -61,6 +61,8 @@ def _store_settings(stack_name: str, region: str | None) -> StoreSettings:
     return StoreSettings(
         apps_table=outputs["AppsTableName"],
         devices_table=outputs["DevicesTableName"],
+        profiles_table=outputs["ProfilesTableName"],
+        catalog_table=outputs["CatalogTableName"],
         shard_count=int(outputs["ShardCount"]),
     )
 

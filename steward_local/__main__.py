@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 
+from steward_local.demo import seed
 from steward_local.gateway import HttpApiGateway
 from steward_local.stack import StackConfig, start_stack
 
@@ -45,12 +46,7 @@ def run(template: Path, state_file: Path, seed_demo: bool) -> None:
     gateway = HttpApiGateway(stack, host, api_port)
     if gateway.routes:
         gateway.start()
-    apps = []
-    if seed_demo:
-        # The layer's package is importable only once the stack put its folder on the path.
-        from steward_local.demo import seed
-
-        apps = seed(stack)
+    apps = seed(stack) if seed_demo else []
     api_url = f"http://{host}:{api_port}" if gateway.routes else None
     state = {
         "api_url": api_url,

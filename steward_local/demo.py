@@ -6,9 +6,9 @@ from steward.apps.service import AppService
 from steward.devices.models import IdentifyDevice, Transport
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
-from steward.settings import StoreSettings
 from steward.tables import bind_tables
 from steward_local.stack import Stack
+from steward_local.template import store_settings
 
 DEMO_APPS = (("demo-shop", "Demo Shop"), ("demo-news", "Demo News"))
 DEMO_DEVICES = (
@@ -28,11 +28,7 @@ class DemoApp:
 
 def seed(stack: Stack) -> list[DemoApp]:
     tables = stack.physical_ids("AWS::DynamoDB::Table")
-    settings = StoreSettings(
-        apps_table=tables["AppsTable"],
-        devices_table=tables["DevicesTable"],
-        shard_count=int(stack.resolver.parameters["ShardCount"]),
-    )
+    settings = store_settings(tables, int(stack.resolver.parameters["ShardCount"]))
     bind_tables(settings)
     apps = AppService()
     devices = DeviceService(DeviceRepository(settings.shard_count))

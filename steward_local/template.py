@@ -10,6 +10,8 @@ from samtranslator.translator.managed_policy_translator import ManagedPolicyLoad
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from steward.settings import StoreSettings
+
 ARTIFACTS_BUCKET = "steward-local-artifacts"
 
 
@@ -43,6 +45,21 @@ def dynamodb_tables(template_path: Path) -> dict[str, dict[str, Any]]:
         for logical_id, resource in template["Resources"].items()
         if resource["Type"] == "AWS::DynamoDB::Table"
     }
+
+
+# Which StoreSettings field holds each table of the template.
+_STORE_FIELDS = {
+    "AppsTable": "apps_table",
+    "DevicesTable": "devices_table",
+    "ProfilesTable": "profiles_table",
+    "CatalogTable": "catalog_table",
+}
+
+
+def store_settings(table_names: dict[str, str], shard_count: int) -> StoreSettings:
+    """Settings for the layer from {logical id: table name} (the local stack, tests, benchmarks)."""
+    fields = {field: table_names[logical_id] for logical_id, field in _STORE_FIELDS.items()}
+    return StoreSettings(shard_count=shard_count, **fields)
 
 
 def load_and_transform(template_path: Path, parameters: dict[str, str]) -> Transformed:

@@ -16,7 +16,7 @@ from moto.dynamodb.responses import DynamoHandler
 
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
-from steward_local.template import dynamodb_tables
+from steward_local.template import dynamodb_tables, store_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD_COUNT = 4  # small, so pagination crosses shards with few devices
@@ -29,9 +29,7 @@ def create_template_tables(shard_count: int) -> StoreSettings:
     for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
         names[logical_id] = f"test-{logical_id}"
         client.create_table(TableName=names[logical_id], **definition)
-    settings = StoreSettings(
-        apps_table=names["AppsTable"], devices_table=names["DevicesTable"], shard_count=shard_count
-    )
+    settings = store_settings(names, shard_count)
     bind_tables(settings)
     return settings
 

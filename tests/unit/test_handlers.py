@@ -27,6 +27,8 @@ def context() -> LambdaContext:
 def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("STEWARD_APPS_TABLE", store.apps_table)
     monkeypatch.setenv("STEWARD_DEVICES_TABLE", store.devices_table)
+    monkeypatch.setenv("STEWARD_PROFILES_TABLE", store.profiles_table)
+    monkeypatch.setenv("STEWARD_CATALOG_TABLE", store.catalog_table)
     monkeypatch.setenv("STEWARD_SHARD_COUNT", str(store.shard_count))
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", name)
     return import_handler_module(f"test-{name}", ROOT / "functions" / name, "app")

@@ -15,4 +15,6 @@ class StoreSettings(BaseSettings):
 
     apps_table: str = Field(min_length=3)
     devices_table: str = Field(min_length=3)
+    profiles_table: str = Field(min_length=3)
+    catalog_table: str = Field(min_length=3)
     shard_count: int = Field(ge=1, le=256)

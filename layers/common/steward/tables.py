@@ -107,8 +107,80 @@ class DeviceRecord(Model):
     by_user = DevicesByUser()
 
 
+class ProfileRecord(Model):
+    """One user (profile) with its contacts, subscriptions and promo codes.
+
+    pk ``<app_id>#<shard>``, sk the user id. One item per user keeps reads at
+    one unit and lets criteria filter users in DynamoDB.
+    """
+
+    class Meta(_Connection):
+        max_pool_connections = 16  # batch upserts write from 16 threads
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # Custom fields by name; dates are stored as ISO-8601 UTC strings.
+    fields = MapAttribute[str, object](default=dict)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    last_activity_at = UTCDateTimeAttribute(null=True)
+    active = BooleanAttribute(default=True)
+    deactivated_at = UTCDateTimeAttribute(null=True)
+    deactivation_reason = UnicodeAttribute(null=True)
+    global_unsubscribed = BooleanAttribute(default=False)
+    # {address: {"active": bool, "added_at": iso}}
+    emails = MapAttribute[str, object](default=dict)
+    phones = MapAttribute[str, object](default=dict)
+    # {"<resource_id>|<channel>": status}
+    subscriptions = MapAttribute[str, object](default=dict)
+    # {code: loyalty program id}
+    promo_codes = MapAttribute[str, object](default=dict)
+    version = NumberAttribute(default=0)
+
+
+class CatalogRecord(Model):
+    """Base of every item in the catalog table; see template.yaml for the key layout."""
+
+    class Meta(_Connection):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class ResourceRecord(CatalogRecord):
+    """A mailing resource or sender brand. pk ``<app_id>#resource``, sk the resource id."""
+
+    class Meta(_Connection):
+        pass
+
+    name = UnicodeAttribute()
+    channels = ListAttribute(of=UnicodeAttribute)
+
+
+class RegionRecord(CatalogRecord):
+    """A region. pk ``<app_id>#region#<shard>``, sk the region id."""
+
+    class Meta(_Connection):
+        pass
+
+    region_type = UnicodeAttribute()
+    name = UnicodeAttribute()
+    tags = ListAttribute(of=UnicodeAttribute, default=list)
+    country = UnicodeAttribute()
+    lat = NumberAttribute()
+    lng = NumberAttribute()
+    # {"kind": "polygon", "points": [[lat, lng], ...]} or {"kind": "circle", "radius_m": n}; null unless a geozone
+    geometry = MapAttribute[str, object](null=True)
+
+
 def bind_tables(settings: StoreSettings) -> None:
     """Point the models at this stack's tables. Called once per cold start."""
     AppRecord.Meta.table_name = settings.apps_table
     ApiKeyRecord.Meta.table_name = settings.apps_table
     DeviceRecord.Meta.table_name = settings.devices_table
+    ProfileRecord.Meta.table_name = settings.profiles_table
+    for catalog_model in (ResourceRecord, RegionRecord):
+        catalog_model.Meta.table_name = settings.catalog_table

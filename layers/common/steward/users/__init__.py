@@ -1,0 +1,1 @@
+"""Users (profiles): fields, activity, contacts, subscriptions, promo codes."""

@@ -1,0 +1,127 @@
+"""Domain objects and input shapes for users, contacts and subscriptions."""
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from steward.devices.models import UserId
+
+MAX_FIELDS = 100
+MAX_CONTACTS = 10  # per kind, so a user item stays a few KB
+MAX_BATCH_USERS = 100
+FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    VIBER = "viber"
+    PUSH = "push"
+
+
+class SubscriptionStatus(StrEnum):
+    SUBSCRIBED = "Subscribed"
+    UNSUBSCRIBED = "Unsubscribed"
+    COMPLAINER = "Complainer"
+    HARDBOUNCED = "Hardbounced"
+    INVALID = "Invalid"
+
+
+UNSAFE_STATUSES = frozenset(
+    {
+        SubscriptionStatus.UNSUBSCRIBED,
+        SubscriptionStatus.COMPLAINER,
+        SubscriptionStatus.HARDBOUNCED,
+        SubscriptionStatus.INVALID,
+    }
+)
+
+
+def normalize_date(text: str) -> str | None:
+    """An ISO-8601 date or date-time as a UTC 'YYYY-MM-DDTHH:MM:SSZ' string, or None if it is not one.
+
+    Stored dates in one format compare correctly as strings, in code and in DynamoDB.
+    """
+    if not _ISO_DATE.match(text):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _normalize_value(value: "FieldValue") -> "FieldValue":
+    if isinstance(value, str):
+        return normalize_date(value) or value
+    if isinstance(value, list):
+        return [_normalize_value(item) for item in value]  # type: ignore[misc]
+    return value
+
+
+Scalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
+FieldValue = Annotated[Scalar | list[Scalar], AfterValidator(_normalize_value)]
+FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    address: str = Field(description="Email address or E.164 phone number.")
+    active: bool
+    added_at: datetime
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    resource_id: str
+    channel: Channel
+    status: SubscriptionStatus
+
+
+class PromoCode(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    program_id: str
+
+
+class User(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    fields: dict[str, Scalar | list[Scalar]] = Field(description="Custom fields; dates as ISO-8601 UTC strings.")
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime | None
+    active: bool
+    deactivated_at: datetime | None
+    deactivation_reason: str | None
+    global_unsubscribed: bool
+    emails: list[Contact]
+    phones: list[Contact]
+    subscriptions: list[Subscription]
+    promo_codes: list[PromoCode]
+
+
+class UpsertUser(BaseModel):
+    """Body of PUT /v1/users/{user_id}: fields merge into the stored ones; null removes a field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: dict[FieldName, FieldValue | None] = Field(default_factory=dict, max_length=MAX_FIELDS)
+    global_unsubscribed: bool | None = None
+
+
+class BatchUser(UpsertUser):
+    """One item of POST /v1/users/batch."""
+
+    user_id: UserId

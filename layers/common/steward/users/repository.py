@@ -1,0 +1,175 @@
+"""Data access for users: one ProfilesTable item per user, sharded like devices."""
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.expressions.condition import Condition
+
+from steward.conditions import condition_failed
+from steward.errors import Conflict, NotFound
+from steward.pagination import Page
+from steward.sharded_query import query_shards
+from steward.sharding import partition_for
+from steward.tables import ProfileRecord
+from steward.users.models import Channel, Contact, PromoCode, Subscription, SubscriptionStatus, User
+
+MAX_UPSERT_ATTEMPTS = 5
+SUBSCRIPTION_KEY_SEPARATOR = "|"
+
+UserChange = Callable[[User | None], User]
+
+
+def subscription_key(resource_id: str, channel: str) -> str:
+    return f"{resource_id}{SUBSCRIPTION_KEY_SEPARATOR}{channel}"
+
+
+def user_not_found(user_id: str) -> NotFound:
+    return NotFound(f"User {user_id!r} does not exist.", code="user_not_found", field="user_id")
+
+
+class UserRepository:
+    def __init__(self, shard_count: int) -> None:
+        self.shard_count = shard_count
+
+    def get(self, app_id: str, user_id: str) -> User | None:
+        record = self._get_record(app_id, user_id)
+        return None if record is None else to_user(record)
+
+    def get_many(self, app_id: str, user_ids: Iterable[str]) -> dict[str, tuple[User, int]]:
+        """Users and their versions by id, with BatchGetItem (100 keys a call); missing ids are left out."""
+        keys = [(partition_for(app_id, user_id, self.shard_count), user_id) for user_id in dict.fromkeys(user_ids)]
+        if not keys:
+            return {}
+        return {record.sk: (to_user(record), int(record.version)) for record in ProfileRecord.batch_get(keys)}
+
+    def upsert(self, app_id: str, user_id: str, change: UserChange) -> User:
+        """Read, apply ``change`` and write back only if nobody wrote in between (as for devices)."""
+        record = self._get_record(app_id, user_id)
+        for _ in range(MAX_UPSERT_ATTEMPTS):
+            current = None if record is None else to_user(record)
+            version = None if record is None else int(record.version)
+            updated = change(current)
+            if updated == current:
+                return updated
+            if self.save_if_unchanged(app_id, updated, version):
+                return updated
+            record = self._get_record(app_id, user_id)
+        raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
+
+    def save_if_unchanged(self, app_id: str, user: User, version: int | None) -> bool:
+        """Write ``user`` if the stored item is still at ``version`` (None: does not exist yet)."""
+        record = _to_record(app_id, user, self.shard_count)
+        condition: Condition
+        if version is None:
+            record.version = 1
+            condition = ProfileRecord.sk.does_not_exist()
+        else:
+            record.version = version + 1
+            condition = ProfileRecord.version == version
+        try:
+            record.save(condition=condition)
+        except PutError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, app_id: str, user_id: str) -> None:
+        record = ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)
+        try:
+            record.delete(condition=ProfileRecord.sk.exists())
+        except DeleteError as exc:
+            if condition_failed(exc):
+                raise user_not_found(user_id) from exc
+            raise
+
+    def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[User]:
+        records, next_cursor = query_shards(ProfileRecord, app_id, self.shard_count, cursor, limit)
+        return Page[User](items=[to_user(record) for record in records], next_cursor=next_cursor)
+
+    def _get_record(self, app_id: str, user_id: str) -> ProfileRecord | None:
+        try:
+            return ProfileRecord.get(partition_for(app_id, user_id, self.shard_count), user_id, consistent_read=True)
+        except ProfileRecord.DoesNotExist:
+            return None
+
+
+def to_user(record: ProfileRecord) -> User:
+    """The domain user of a stored item (also used by criteria evaluation)."""
+    subscriptions = []
+    for key, status in _as_dict(record.subscriptions).items():
+        resource_id, _, channel = key.rpartition(SUBSCRIPTION_KEY_SEPARATOR)
+        subscriptions.append(
+            Subscription(resource_id=resource_id, channel=Channel(channel), status=SubscriptionStatus(status))
+        )
+    return User(
+        user_id=record.sk,
+        fields=_as_dict(record.fields),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        last_activity_at=record.last_activity_at,
+        active=record.active,
+        deactivated_at=record.deactivated_at,
+        deactivation_reason=record.deactivation_reason,
+        global_unsubscribed=record.global_unsubscribed,
+        emails=_contacts(record.emails),
+        phones=_contacts(record.phones),
+        subscriptions=sorted(subscriptions, key=lambda item: (item.resource_id, item.channel)),
+        promo_codes=[
+            PromoCode(code=code, program_id=str(program))
+            for code, program in sorted(_as_dict(record.promo_codes).items())
+        ],
+    )
+
+
+def _to_record(app_id: str, user: User, shard_count: int) -> ProfileRecord:
+    return ProfileRecord(
+        pk=partition_for(app_id, user.user_id, shard_count),
+        sk=user.user_id,
+        fields=dict(user.fields),
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+        last_activity_at=user.last_activity_at,
+        active=user.active,
+        deactivated_at=user.deactivated_at,
+        deactivation_reason=user.deactivation_reason,
+        global_unsubscribed=user.global_unsubscribed,
+        emails={contact.address: _contact_item(contact) for contact in user.emails},
+        phones={contact.address: _contact_item(contact) for contact in user.phones},
+        subscriptions={
+            subscription_key(item.resource_id, item.channel.value): item.status.value for item in user.subscriptions
+        },
+        promo_codes={item.code: item.program_id for item in user.promo_codes},
+    )
+
+
+def _contact_item(contact: Contact) -> dict[str, Any]:
+    return {"active": contact.active, "added_at": contact.added_at.isoformat()}
+
+
+def _contacts(stored: Any) -> list[Contact]:
+    return [
+        Contact(address=address, active=bool(item["active"]), added_at=datetime.fromisoformat(str(item["added_at"])))
+        for address, item in sorted(_as_dict(stored).items())
+    ]
+
+
+def _as_dict(stored: Any) -> dict[str, Any]:
+    """A raw pynamodb map as plain Python values (numbers come back as int or float)."""
+    if stored is None:
+        return {}
+    raw = stored.as_dict() if hasattr(stored, "as_dict") else dict(stored)
+    return {key: _plain(value) for key, value in raw.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
