@@ -46,6 +46,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.push_results
+	$(BIN)/python -m bench.user_upserts
 	$(BIN)/python -m bench.cold_start
 
 clean:

@@ -9,84 +9,35 @@ unit, 4 KB per read unit, strongly consistent reads are full units).
 """
 
 import math
-import os
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 from moto import mock_aws
-from pynamodb.connection.base import Connection
 
+from bench.dynamodb import counting, create_tables, item_size
 from steward.devices.models import DevicePushResult, IdentifyDevice, PushResult, Transport
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.sharding import partition_for
-from steward.tables import DeviceRecord, bind_tables
-from steward_local.template import dynamodb_tables, store_settings
+from steward.tables import DeviceRecord
 
-ROOT = Path(__file__).resolve().parent.parent
 APP = "bench-app"
 SHARDS = 16
-calls: Counter[str] = Counter()
 
 
-@contextmanager
-def counting() -> Iterator[Counter[str]]:
-    calls.clear()
-    yield calls
-
-
-def _install_counter() -> None:
-    original = Connection._make_api_call
-
-    def counted(self: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
-        calls[operation_name] += 1
-        return original(self, operation_name, operation_kwargs)
-
-    Connection._make_api_call = counted  # type: ignore[method-assign]
-
-
-def item_size(device_id: str) -> int:
-    """DynamoDB's item size: attribute names plus values (numbers approximated by their digits)."""
-    raw = DeviceRecord.get(partition_for(APP, device_id, SHARDS), device_id).serialize()
-    return sum(len(name.encode()) + _value_size(value) for name, value in raw.items())
-
-
-def _value_size(value: dict[str, Any]) -> int:
-    ((kind, content),) = value.items()
-    if kind == "S":
-        return len(content.encode())
-    if kind == "N":
-        return math.ceil(len(content.strip("-").replace(".", "")) / 2) + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in content.items())
-    if kind == "SS":
-        return sum(len(item.encode()) for item in content)
-    raise ValueError(kind)
+def item_bytes(device_id: str) -> int:
+    return item_size(DeviceRecord.get(partition_for(APP, device_id, SHARDS), device_id))
 
 
 def measure(label: str, operation: Callable[[], Any], device_id: str) -> tuple[str, dict[str, int], int]:
     with counting() as counted:
         operation()
-    return label, dict(counted), item_size(device_id)
+    return label, dict(counted), item_bytes(device_id)
 
 
 def main() -> None:
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        client = boto3.client("dynamodb")
-        names = {}
-        for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
-            names[logical_id] = f"bench-{logical_id}"
-            client.create_table(TableName=names[logical_id], **definition)
-        settings = store_settings(names, SHARDS)
-        bind_tables(settings)
-        _install_counter()
+        create_tables(SHARDS)
         service = DeviceService(DeviceRepository(SHARDS))
         token = "fcm:" + "x" * 152  # a real FCM token is about 150 characters
         identify = IdentifyDevice(user_id="user-123", transport=Transport.FCM, attributes={"app_version": "5.2.0"})

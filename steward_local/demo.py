@@ -7,10 +7,17 @@ from steward.devices.models import IdentifyDevice, Transport
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.tables import bind_tables
+from steward.users.models import FieldValue, UpsertUser
+from steward.users.repository import UserRepository
+from steward.users.service import UserService
 from steward_local.stack import Stack
 from steward_local.template import store_settings
 
 DEMO_APPS = (("demo-shop", "Demo Shop"), ("demo-news", "Demo News"))
+DEMO_USERS: tuple[tuple[str, dict[str, FieldValue | None], str], ...] = (
+    ("alice", {"plan": "pro", "age": 34, "signup": "2024-03-01"}, "alice@example.com"),
+    ("bob", {"plan": "free", "age": 27, "signup": "2025-07-15"}, "bob@example.com"),
+)
 DEMO_DEVICES = (
     ("fcm:demo-token-alice-1", "alice", Transport.FCM),
     ("apns-demo-token-alice-2", "alice", Transport.APNS),
@@ -37,6 +44,10 @@ def seed(stack: Stack) -> list[DemoApp]:
         created = apps.bootstrap(app_id, name, key_name="demo")
         seeded.append(DemoApp(app_id, name, created.api_key.api_key, created.admin_password))
     first_app = DEMO_APPS[0][0]
+    users = UserService(UserRepository(settings.shard_count))
+    for user_id, fields, email in DEMO_USERS:
+        users.upsert(first_app, user_id, UpsertUser(fields=fields))
+        users.put_contact(first_app, user_id, "emails", email, active=True)
     for device_id, user_id, transport in DEMO_DEVICES:
         devices.identify(first_app, device_id, IdentifyDevice(user_id=user_id, transport=transport))
     return seeded

@@ -7,15 +7,18 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api_routes import api_keys, devices, docs
+from api_routes import api_keys, devices, docs, resources, users
 from steward.apps.service import AppService
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.errors import register_error_handlers
 from steward.http.paths import canonical_path
+from steward.resources.repository import ResourceRepository
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
+from steward.users.repository import UserRepository
+from steward.users.service import UserService
 
 logger = Logger()
 tracer = Tracer()
@@ -29,6 +32,8 @@ docs.configure(app)
 app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
 app.include_router(devices.build_router(DeviceService(DeviceRepository(settings.shard_count))))
+app.include_router(users.build_router(UserService(UserRepository(settings.shard_count))))
+app.include_router(resources.build_router(ResourceRepository()))
 app.include_router(api_keys.build_router(AppService()))
 app.include_router(docs.build_router(app))
 

@@ -73,3 +73,20 @@ def _start(cursor: str | None, shard_count: int) -> tuple[int, str | None]:
     if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shard_count:
         raise invalid_cursor()
     return shard, None if position.get("after") is None else cursor_str(position, "after")
+
+
+def query_partition[M: Model](
+    model: type[M], partition: str, cursor: str | None, limit: int, sort_key_prefix: str = ""
+) -> tuple[list[M], str | None]:
+    """One page of an unsharded partition (a small per-app catalog) and the cursor of what follows."""
+    position = decode_cursor(cursor)
+    start = None
+    if position is not None:
+        start = {"pk": {"S": partition}, "sk": {"S": cursor_str(position, "after")}}
+    condition = model.sk.startswith(sort_key_prefix) if sort_key_prefix else None  # type: ignore[attr-defined]
+    results = model.query(partition, condition, limit=limit, last_evaluated_key=start)
+    records = list(results)
+    next_cursor = None
+    if results.last_evaluated_key is not None and records:
+        next_cursor = encode_cursor({"after": results.last_evaluated_key["sk"]["S"]})
+    return records, next_cursor

@@ -11,7 +11,8 @@ from steward.apps.credentials import KEY_ID_PATTERN
 from steward.apps.models import ApiKey, App, Scope
 from steward.conditions import CONDITION_FAILED_REASON, condition_failed
 from steward.errors import Conflict, NotFound
-from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
+from steward.pagination import Page
+from steward.sharded_query import query_partition
 from steward.tables import ApiKeyRecord, AppRecord
 
 PROFILE = "PROFILE"
@@ -115,21 +116,8 @@ class ApiKeyRepository:
         return found[0]
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[ApiKey]:
-        position = decode_cursor(cursor)
-        start = None
-        if position is not None:
-            start = {"pk": {"S": app_pk(app_id)}, "sk": {"S": KEY_PREFIX + cursor_str(position, "after")}}
-        results = ApiKeyRecord.query(
-            app_pk(app_id),
-            ApiKeyRecord.sk.startswith(KEY_PREFIX),
-            limit=limit,
-            last_evaluated_key=start,
-        )
-        items = [_to_key(record) for record in results]
-        next_cursor = None
-        if results.last_evaluated_key is not None and items:
-            next_cursor = encode_cursor({"after": items[-1].key_id})
-        return Page[ApiKey](items=items, next_cursor=next_cursor)
+        records, next_cursor = query_partition(ApiKeyRecord, app_pk(app_id), cursor, limit, KEY_PREFIX)
+        return Page[ApiKey](items=[_to_key(record) for record in records], next_cursor=next_cursor)
 
     def list_active(self, app_id: str) -> list[ApiKey]:
         """Every unrevoked key of an app: an app has a handful, so one query suffices."""

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from steward.batch import ItemError
+
 MAX_DEVICE_ID_BYTES = 1024  # DynamoDB's limit for a sort key
 MAX_BATCH_RESULTS = 100
 # Every push result rewrites the whole item, so attributes are kept small (1 KB = 1 write unit).
@@ -131,12 +133,6 @@ class DeviceFilter(BaseModel):
     transport: Transport | None = None
     last_status: LastStatus | None = None
     active: bool | None = None
-
-
-class ItemError(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
 
 
 class PushResultOutcome(BaseModel):

@@ -1,11 +1,8 @@
 """Device use cases: identify, push results, logout and reads."""
 
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import ValidationError
-
+from steward.batch import run_batch
 from steward.clock import utc_now
 from steward.devices import lifecycle
 from steward.devices.models import (
@@ -14,32 +11,31 @@ from steward.devices.models import (
     DeviceFilter,
     DevicePushResult,
     IdentifyDevice,
-    ItemError,
     PushResult,
     PushResultBatchOutcome,
     PushResultOutcome,
 )
 from steward.devices.repository import DeviceRepository, device_not_found
-from steward.errors import Conflict, InvalidInput, StewardError
+from steward.errors import Conflict
 from steward.pagination import Page
+from steward.users.repository import UserRepository
 
-# Conditional updates cannot be batched in DynamoDB (BatchWriteItem has no
-# conditions), so a batch runs its single-item writes side by side.
-BATCH_WORKERS = 16
 # Bounded retries when a concurrent writer moves the device between two writes.
 _ATTEMPTS = 3
-logger = logging.getLogger(__name__)
 
 
 class DeviceService:
-    def __init__(self, repository: DeviceRepository) -> None:
+    def __init__(self, repository: DeviceRepository, users: UserRepository | None = None) -> None:
         self.repository = repository
+        self.users = users or UserRepository(repository.shard_count)
 
     def identify(self, app_id: str, device_id: str, request: IdentifyDevice) -> Device:
         now = utc_now()
-        return self.repository.upsert(
+        device = self.repository.upsert(
             app_id, device_id, lambda current: lifecycle.identify(current, device_id, request, now)
         )
+        self.users.touch_activity(app_id, request.user_id, now)
+        return device
 
     def get(self, app_id: str, device_id: str) -> Device:
         device = self.repository.get(app_id, device_id)
@@ -64,41 +60,26 @@ class DeviceService:
 
     def record_push_results(self, app_id: str, raw_results: list[Any]) -> PushResultBatchOutcome:
         """Apply a batch; each item is validated and applied on its own, in order per device."""
-        if len(raw_results) > MAX_BATCH_RESULTS:
-            raise InvalidInput(
-                f"A batch holds at most {MAX_BATCH_RESULTS} results; got {len(raw_results)}.",
-                code="batch_too_large",
-                field="results",
+        results = run_batch(
+            raw_results,
+            DevicePushResult,
+            "device_id",
+            lambda item: self.record_push_result(app_id, item.device_id, item),
+            collection="results",
+            max_items=MAX_BATCH_RESULTS,
+        )
+        outcomes = [
+            PushResultOutcome(
+                index=result.index,
+                device_id=result.key,
+                ok=result.error is None,
+                device=result.value,
+                error=result.error,
             )
-        outcomes: list[PushResultOutcome | None] = [None] * len(raw_results)
-        by_device: dict[str, list[tuple[int, DevicePushResult]]] = {}
-        for index, raw in enumerate(raw_results):
-            try:
-                item = DevicePushResult.model_validate(raw)
-            except ValidationError as exc:
-                outcomes[index] = _invalid_item(index, raw, exc)
-                continue
-            by_device.setdefault(item.device_id, []).append((index, item))
-
-        def apply_in_order(items: list[tuple[int, DevicePushResult]]) -> None:
-            for index, item in items:
-                try:
-                    device = self.record_push_result(app_id, item.device_id, item)
-                    outcomes[index] = PushResultOutcome(index=index, device_id=item.device_id, ok=True, device=device)
-                except StewardError as exc:
-                    error = ItemError(code=exc.code, message=exc.message, field=exc.field)
-                    outcomes[index] = PushResultOutcome(index=index, device_id=item.device_id, ok=False, error=error)
-                except Exception:  # one item's outage (throttling, timeout) must not hide the others' outcomes
-                    logger.exception("Push result %d of a batch failed", index)  # no device id: it is a push token
-                    error = ItemError(code="internal_error", message="This result was not applied; retry it.")
-                    outcomes[index] = PushResultOutcome(index=index, device_id=item.device_id, ok=False, error=error)
-
-        with ThreadPoolExecutor(max_workers=BATCH_WORKERS) as pool:
-            list(pool.map(apply_in_order, by_device.values()))
-
-        done = [outcome for outcome in outcomes if outcome is not None]
-        succeeded = sum(1 for outcome in done if outcome.ok)
-        return PushResultBatchOutcome(succeeded=succeeded, failed=len(done) - succeeded, results=done)
+            for result in results
+        ]
+        succeeded = sum(1 for outcome in outcomes if outcome.ok)
+        return PushResultBatchOutcome(succeeded=succeeded, failed=len(outcomes) - succeeded, results=outcomes)
 
     def logout(self, app_id: str, device_id: str, user_id: str | None) -> None:
         self.repository.delete(app_id, device_id, user_id)
@@ -125,19 +106,3 @@ class DeviceService:
                 code="device_inactive",
             )
         return None
-
-
-def _invalid_item(index: int, raw: Any, exc: ValidationError) -> PushResultOutcome:
-    first = exc.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    device_id = raw.get("device_id") if isinstance(raw, dict) else None
-    return PushResultOutcome(
-        index=index,
-        device_id=device_id if isinstance(device_id, str) else None,
-        ok=False,
-        error=ItemError(
-            code="invalid_input",
-            message=first["msg"],
-            field=f"results[{index}]" + (f".{location}" if location else ""),
-        ),
-    )

@@ -11,13 +11,27 @@ that ends like a route suffix, cannot survive the path: clients send it as
 
 import base64
 import binascii
+import re
 from urllib.parse import quote, unquote
 
 ENCODED_ID_MARK = "~"
-# Each id-bearing route family: the prefix before the id and the suffixes that may follow it.
-_ID_ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("/v1/devices/", ("/push-results", "/user")),
-    ("/v1/users/", ("/devices",)),
+# Each id-bearing route family: the prefix before the id and the suffixes that may follow it
+# (most specific first; a suffix's own parameters never hold '/').
+_ID_ROUTES: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...] = (
+    ("/v1/devices/", tuple(re.compile(f"{end}$") for end in (r"/push-results", r"/user"))),
+    (
+        "/v1/users/",
+        tuple(
+            re.compile(f"{end}$")
+            for end in (
+                r"/devices",
+                r"/emails/[^/]+",
+                r"/phones/[^/]+",
+                r"/subscriptions/[^/]+/[^/]+",
+                r"/subscriptions",
+            )
+        ),
+    ),
 )
 
 
@@ -27,9 +41,16 @@ def canonical_path(path: str) -> str:
         if not path.startswith(prefix) or len(path) == len(prefix):
             continue
         rest = path[len(prefix) :]
-        suffix = next((end for end in suffixes if rest.endswith(end) and len(rest) > len(end)), "")
+        suffix = ""
+        for pattern in suffixes:
+            match = pattern.search(rest)
+            if match and match.start() > 0:
+                suffix = match.group(0)
+                break
         identifier = rest[: len(rest) - len(suffix)]
-        return prefix + quote(identifier, safe="") + suffix
+        # The suffix's own parameters (an email, a resource id) are re-encoded too, one segment each.
+        encoded_suffix = "/".join(quote(part, safe="") for part in suffix.split("/"))
+        return prefix + quote(identifier, safe="") + encoded_suffix
     return path
 
 

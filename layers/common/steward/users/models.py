@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from steward.devices.models import UserId
@@ -125,3 +126,32 @@ class BatchUser(UpsertUser):
     """One item of POST /v1/users/batch."""
 
     user_id: UserId
+
+
+E164_PATTERN = r"^\+[1-9]\d{1,14}$"
+
+
+def normalize_email(address: str) -> str:
+    """Syntax check (no DNS lookup) and the normalized form: the domain lower-cased, IDNA applied."""
+    try:
+        return str(validate_email(address, check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+EmailAddress = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize_email)]
+PhoneNumber = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
+
+
+class PutContact(BaseModel):
+    """Body of PUT /v1/users/{user_id}/emails/{email} and /phones/{phone} (may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool = Field(default=True, description="Inactive contacts receive nothing.")
+
+
+class PutSubscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: SubscriptionStatus

@@ -1,11 +1,11 @@
 """Data access for users: one ProfilesTable item per user, sharded like devices."""
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from steward.conditions import condition_failed
@@ -17,6 +17,8 @@ from steward.tables import ProfileRecord
 from steward.users.models import Channel, Contact, PromoCode, Subscription, SubscriptionStatus, User
 
 MAX_UPSERT_ATTEMPTS = 5
+# Activity from identify is recorded hourly: apps identify on every launch.
+ACTIVITY_GRANULARITY = timedelta(hours=1)
 SUBSCRIPTION_KEY_SEPARATOR = "|"
 
 UserChange = Callable[[User | None], User]
@@ -76,6 +78,21 @@ class UserRepository:
                 return False
             raise
         return True
+
+    def touch_activity(self, app_id: str, user_id: str, now: datetime) -> None:
+        """Record activity of a registered user, at most once per ACTIVITY_GRANULARITY (one conditional write)."""
+        record = ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)
+        stale = ProfileRecord.last_activity_at.does_not_exist() | (
+            ProfileRecord.last_activity_at < now - ACTIVITY_GRANULARITY
+        )
+        try:
+            record.update(
+                actions=[ProfileRecord.last_activity_at.set(now), ProfileRecord.version.add(1)],
+                condition=ProfileRecord.sk.exists() & stale,
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):  # an unregistered user, or activity already recorded recently
+                raise
 
     def delete(self, app_id: str, user_id: str) -> None:
         record = ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)

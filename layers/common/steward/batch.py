@@ -1,0 +1,86 @@
+"""Per-item batches: every item is validated and applied on its own and gets its own outcome.
+
+Items with the same key (a device, a user) are applied in their given order;
+different keys run side by side, because DynamoDB's conditional writes cannot
+be batched and a batch of them is latency-bound.
+"""
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from steward.errors import InvalidInput, StewardError
+
+WORKERS = 16
+logger = logging.getLogger(__name__)
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemResult[T]:
+    index: int
+    key: str | None
+    value: T | None
+    error: ItemError | None
+
+
+def run_batch[I: BaseModel, T](
+    raw_items: list[Any],
+    item_model: type[I],
+    key_field: str,
+    apply: Callable[[I], T],
+    collection: str,
+    max_items: int,
+) -> list[ItemResult[T]]:
+    """Validate and apply each item; ``collection`` names the list in error fields (``results[3].accepted``)."""
+    if len(raw_items) > max_items:
+        raise InvalidInput(
+            f"A batch holds at most {max_items} items; got {len(raw_items)}.", code="batch_too_large", field=collection
+        )
+    results: list[ItemResult[T] | None] = [None] * len(raw_items)
+    by_key: dict[str, list[tuple[int, I]]] = {}
+    for index, raw in enumerate(raw_items):
+        try:
+            item = item_model.model_validate(raw)
+        except ValidationError as exc:
+            results[index] = ItemResult(index, _raw_key(raw, key_field), None, _invalid(exc, f"{collection}[{index}]"))
+            continue
+        by_key.setdefault(str(getattr(item, key_field)), []).append((index, item))
+
+    def apply_in_order(items: list[tuple[int, I]]) -> None:
+        for index, item in items:
+            key = str(getattr(item, key_field))
+            try:
+                results[index] = ItemResult(index, key, apply(item), None)
+            except StewardError as exc:
+                results[index] = ItemResult(
+                    index, key, None, ItemError(code=exc.code, message=exc.message, field=exc.field)
+                )
+            except Exception:  # one item's outage (throttling, timeout) must not hide the others' outcomes
+                logger.exception("Item %d of a batch failed", index)  # no key: it may be a push token
+                error = ItemError(code="internal_error", message="This item was not applied; retry it.")
+                results[index] = ItemResult(index, key, None, error)
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        list(pool.map(apply_in_order, by_key.values()))
+    return [result for result in results if result is not None]
+
+
+def _raw_key(raw: Any, key_field: str) -> str | None:
+    value = raw.get(key_field) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _invalid(exc: ValidationError, prefix: str) -> ItemError:
+    first = exc.errors()[0]
+    location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+    return ItemError(code="invalid_input", message=first["msg"], field=prefix + location)

@@ -1,0 +1,1 @@
+"""Resources: mailing resources or sender brands, each offering some channels."""

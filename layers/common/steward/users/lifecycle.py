@@ -1,0 +1,76 @@
+"""What the user use cases do to a user, as pure functions (read-modify-write in the repository)."""
+
+from datetime import datetime
+
+from steward.errors import InvalidInput, NotFound
+from steward.users.models import MAX_CONTACTS, MAX_FIELDS, Contact, Subscription, UpsertUser, User
+
+
+def upsert(current: User | None, user_id: str, request: UpsertUser, now: datetime) -> User:
+    """Create the user or merge fields into it (a null value removes the field)."""
+    base = current or User(
+        user_id=user_id,
+        fields={},
+        created_at=now,
+        updated_at=now,
+        last_activity_at=None,
+        active=True,
+        deactivated_at=None,
+        deactivation_reason=None,
+        global_unsubscribed=False,
+        emails=[],
+        phones=[],
+        subscriptions=[],
+        promo_codes=[],
+    )
+    fields = dict(base.fields)
+    for name, value in request.fields.items():
+        if value is None:
+            fields.pop(name, None)
+        else:
+            fields[name] = value
+    if len(fields) > MAX_FIELDS:
+        raise InvalidInput(f"A user holds at most {MAX_FIELDS} fields.", code="too_many_fields", field="fields")
+    unsubscribed = base.global_unsubscribed if request.global_unsubscribed is None else request.global_unsubscribed
+    # Every upsert through the API is activity of the user.
+    return base.model_copy(
+        update={"fields": fields, "global_unsubscribed": unsubscribed, "updated_at": now, "last_activity_at": now}
+    )
+
+
+def put_contact(user: User, kind: str, address: str, active: bool, now: datetime) -> User:
+    """Add or update an email (kind "emails") or phone (kind "phones")."""
+    contacts: list[Contact] = list(getattr(user, kind))
+    existing = next((contact for contact in contacts if contact.address == address), None)
+    if existing is not None:
+        if existing.active == active:
+            return user
+        contacts = [contact for contact in contacts if contact.address != address]
+        contacts.append(existing.model_copy(update={"active": active}))
+    else:
+        if len(contacts) >= MAX_CONTACTS:
+            raise InvalidInput(
+                f"A user holds at most {MAX_CONTACTS} {kind}.", code="too_many_contacts", field=kind.rstrip("s")
+            )
+        contacts.append(Contact(address=address, active=active, added_at=now))
+    return user.model_copy(update={kind: sorted(contacts, key=lambda item: item.address), "updated_at": now})
+
+
+def remove_contact(user: User, kind: str, address: str, now: datetime) -> User:
+    contacts: list[Contact] = getattr(user, kind)
+    if all(contact.address != address for contact in contacts):
+        raise NotFound(f"The user has no such {kind.rstrip('s')}.", code="contact_not_found", field=kind.rstrip("s"))
+    kept = [contact for contact in contacts if contact.address != address]
+    return user.model_copy(update={kind: kept, "updated_at": now})
+
+
+def put_subscription(user: User, subscription: Subscription, now: datetime) -> User:
+    others = [
+        item
+        for item in user.subscriptions
+        if (item.resource_id, item.channel) != (subscription.resource_id, subscription.channel)
+    ]
+    if subscription in user.subscriptions:
+        return user
+    subscriptions = sorted([*others, subscription], key=lambda item: (item.resource_id, item.channel))
+    return user.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
