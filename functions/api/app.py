@@ -7,13 +7,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api_routes import api_keys, devices, docs, resources, users
+from api_routes import api_keys, devices, docs, regions, resources, users
 from steward.apps.service import AppService
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.errors import register_error_handlers
 from steward.http.paths import canonical_path
+from steward.regions.service import RegionService
 from steward.resources.repository import ResourceRepository
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
@@ -35,6 +36,7 @@ app.include_router(devices.build_router(DeviceService(DeviceRepository(settings.
 app.include_router(users.build_router(UserService(UserRepository(settings.shard_count))))
 app.include_router(resources.build_router(ResourceRepository()))
 app.include_router(api_keys.build_router(AppService()))
+app.include_router(regions.build_router(RegionService(settings.shard_count)))
 app.include_router(docs.build_router(app))
 
 

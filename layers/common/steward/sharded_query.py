@@ -29,8 +29,13 @@ def query_shards[M: Model](
     cursor: str | None,
     limit: int,
     filter_condition: Condition | None = None,
+    max_scanned: int = MAX_SCANNED_PER_REQUEST,
 ) -> tuple[list[M], str | None]:
-    """Return up to ``limit`` items of the app's collection and the cursor of what follows."""
+    """Return up to ``limit`` items of the app's collection and the cursor of what follows.
+
+    ``max_scanned`` bounds the items read per request; collections of large
+    items (regions with polygons) pass a smaller one.
+    """
     shard, after = _start(cursor, shard_count)
     found: list[M] = []
     scanned = 0
@@ -60,7 +65,7 @@ def query_shards[M: Model](
             shard, after = shard + 1, None
         else:
             after = last_key["sk"]["S"]
-        if scanned >= MAX_SCANNED_PER_REQUEST and shard < shard_count:
+        if scanned >= max_scanned and shard < shard_count:
             return found, encode_cursor({"shard": shard, "after": after} if after else {"shard": shard})
     return found, None
 

@@ -1,0 +1,72 @@
+"""Region routes: create, bulk import, read, list, delete."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel, Field
+
+from steward.http.auth import current_principal
+from steward.pagination import Page
+from steward.regions.models import (
+    DEFAULT_REGION_PAGE_SIZE,
+    MAX_BATCH_REGIONS,
+    MAX_REGION_PAGE_SIZE,
+    CountryCode,
+    NewRegion,
+    Region,
+    RegionFilter,
+    RegionImportBatchOutcome,
+    RegionType,
+    Tag,
+)
+from steward.regions.service import RegionService
+
+TAG = "Regions"
+
+
+class RegionBatch(BaseModel):
+    # Items stay raw here so that a bad region fails alone, with its own field path.
+    regions: list[Any] = Field(
+        description=(
+            f"Up to {MAX_BATCH_REGIONS} regions, each shaped like the body of `POST /v1/regions`. "
+            "Each gets its own outcome; the valid ones are imported even when others are not."
+        )
+    )
+
+
+def build_router(service: RegionService) -> APIGatewayHttpRouter:
+    router = APIGatewayHttpRouter()
+
+    @router.post("/v1/regions", tags=[TAG], summary="Create a region", status_code=201)
+    def create_region(body: NewRegion) -> Region:
+        return service.create(current_principal(router).app_id, body)
+
+    @router.post("/v1/regions/batch", tags=[TAG], summary=f"Import up to {MAX_BATCH_REGIONS} regions")
+    def import_regions(body: RegionBatch) -> RegionImportBatchOutcome:
+        return service.import_regions(current_principal(router).app_id, body.regions)
+
+    @router.get("/v1/regions", tags=[TAG], summary="List the app's regions")
+    def list_regions(
+        region_type: Annotated[RegionType | None, Query(alias="type", description="Only regions of this type.")] = None,
+        tag: Annotated[Tag | None, Query(description="Only regions with this tag (exact match).")] = None,
+        country: Annotated[CountryCode | None, Query(description="Only regions in this country, e.g. FR.")] = None,
+        cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_REGION_PAGE_SIZE, description="Page size (regions may hold large polygons).")
+        ] = DEFAULT_REGION_PAGE_SIZE,
+    ) -> Page[Region]:
+        region_filter = RegionFilter(type=region_type, tag=tag, country=country)
+        return service.list_for_app(current_principal(router).app_id, region_filter, cursor, limit)
+
+    @router.get("/v1/regions/<region_id>", tags=[TAG], summary="Get one region")
+    def get_region(region_id: str) -> Region:
+        return service.get(current_principal(router).app_id, region_id)
+
+    @router.delete("/v1/regions/<region_id>", tags=[TAG], summary="Delete a region", status_code=204)
+    def delete_region(region_id: str) -> Response[None]:
+        service.delete(current_principal(router).app_id, region_id)
+        return Response(status_code=204)
+
+    return router

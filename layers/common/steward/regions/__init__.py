@@ -1,0 +1,1 @@
+"""Regions: geozones, points of interest, cities and countries."""

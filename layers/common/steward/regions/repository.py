@@ -1,0 +1,188 @@
+"""Data access for regions: CatalogTable items, write-sharded per app like devices."""
+
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.expressions.condition import Condition
+
+from steward.conditions import condition_failed
+from steward.errors import Conflict, NotFound
+from steward.pagination import Page
+from steward.regions.models import Geometry, GeometryKind, Point, Region, RegionFilter
+from steward.sharded_query import query_shards
+from steward.sharding import partition_for
+from steward.tables import RegionRecord
+
+# BatchWriteItem takes at most 25 puts a call.
+BATCH_WRITE_SIZE = 25
+# pynamodb re-sends UnprocessedItems at once, without waiting; on top of that,
+# items it gives up on are retried after a jittered, doubling pause.
+BATCH_WRITE_ATTEMPTS = 4
+BATCH_BACKOFF_SECONDS = 0.05
+logger = logging.getLogger(__name__)
+
+# A geozone can hold a 26 KB polygon: a filtered list stops after this many
+# regions read (at most about 650 read units) and hands back a cursor.
+MAX_SCANNED_REGIONS = 200
+
+
+def collection(app_id: str) -> str:
+    """The app's region collection; query_shards and partition_for add ``#<shard>``."""
+    return f"{app_id}#region"
+
+
+def region_not_found(region_id: str) -> NotFound:
+    return NotFound(f"Region {region_id!r} does not exist.", code="region_not_found", field="region_id")
+
+
+class RegionRepository:
+    def __init__(self, shard_count: int) -> None:
+        self.shard_count = shard_count
+
+    def create(self, app_id: str, region: Region) -> None:
+        try:
+            self._to_record(app_id, region).save(condition=RegionRecord.sk.does_not_exist())
+        except PutError as exc:
+            if condition_failed(exc):
+                raise Conflict(f"Region {region.region_id!r} already exists.", code="region_exists") from exc
+            raise
+
+    def put_many(self, app_id: str, regions: Sequence[Region]) -> set[str]:
+        """Write with BatchWriteItem, 25 a call; returns the ids that could not be written.
+
+        BatchWriteItem has no conditions; ids are fresh random ones, and
+        writing the same item twice is harmless, so retries are safe.
+        """
+        records = [self._to_record(app_id, region) for region in regions]
+        unwritten: set[str] = set()
+        for chunk in _chunks(records, BATCH_WRITE_SIZE):
+            unwritten |= self._write_chunk(chunk)
+        return unwritten
+
+    def get(self, app_id: str, region_id: str) -> Region | None:
+        try:
+            record = RegionRecord.get(self._partition(app_id, region_id), region_id, consistent_read=True)
+        except RegionRecord.DoesNotExist:
+            return None
+        return to_region(record)
+
+    def delete(self, app_id: str, region_id: str) -> None:
+        record = RegionRecord(pk=self._partition(app_id, region_id), sk=region_id)
+        try:
+            record.delete(condition=RegionRecord.sk.exists())
+        except DeleteError as exc:
+            if condition_failed(exc):
+                raise region_not_found(region_id) from exc
+            raise
+
+    def list_for_app(self, app_id: str, region_filter: RegionFilter, cursor: str | None, limit: int) -> Page[Region]:
+        records, next_cursor = query_shards(
+            RegionRecord,
+            collection(app_id),
+            self.shard_count,
+            cursor,
+            limit,
+            _filter_condition(region_filter),
+            max_scanned=MAX_SCANNED_REGIONS,
+        )
+        return Page[Region](items=[to_region(record) for record in records], next_cursor=next_cursor)
+
+    def _write_chunk(self, chunk: list[RegionRecord]) -> set[str]:
+        pending = {record.sk: record for record in chunk}
+        failure: PutError | None = None
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            if attempt:
+                # Full jitter, so that concurrent imports do not retry in step.
+                time.sleep(random.uniform(0, BATCH_BACKOFF_SECONDS * 2**attempt))  # noqa: S311 (not a secret)
+            batch = RegionRecord.batch_write()
+            try:
+                with batch:
+                    for record in pending.values():
+                        batch.save(record)
+            except PutError as exc:
+                failure = exc
+                left = {_request_sort_key(request) for request in batch.failed_operations}
+                # No list of unprocessed items means the call itself failed: resend the whole chunk.
+                pending = {key: pending[key] for key in left} if left else pending
+                continue
+            return set()
+        logger.warning("BatchWriteItem left %d regions unwritten", len(pending), exc_info=failure)
+        return set(pending)
+
+    def _partition(self, app_id: str, region_id: str) -> str:
+        return partition_for(collection(app_id), region_id, self.shard_count)
+
+    def _to_record(self, app_id: str, region: Region) -> RegionRecord:
+        return RegionRecord(
+            pk=self._partition(app_id, region.region_id),
+            sk=region.region_id,
+            region_type=region.type.value,
+            name=region.name,
+            tags=list(region.tags),
+            country=region.country,
+            lat=region.lat,
+            lng=region.lng,
+            geometry=None if region.geometry is None else _geometry_item(region.geometry),
+            created_at=region.created_at,
+            updated_at=region.updated_at,
+        )
+
+
+def to_region(record: RegionRecord) -> Region:
+    return Region(
+        region_id=record.sk,
+        type=record.region_type,
+        name=record.name,
+        tags=list(record.tags or ()),
+        country=record.country,
+        lat=float(record.lat),
+        lng=float(record.lng),
+        geometry=None if record.geometry is None else _geometry(record.geometry.as_dict()),
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def _geometry_item(geometry: Geometry) -> dict[str, object]:
+    # Points as [lat, lng] pairs: a quarter fewer bytes (and write units) than {lat, lng} maps.
+    if geometry.kind is GeometryKind.CIRCLE:
+        return {"kind": geometry.kind.value, "radius_m": geometry.radius_m}
+    return {"kind": geometry.kind.value, "points": [[point.lat, point.lng] for point in geometry.points or ()]}
+
+
+def _geometry(item: dict[str, Any]) -> Geometry:
+    kind = GeometryKind(item["kind"])
+    if kind is GeometryKind.CIRCLE:
+        return Geometry(kind=kind, radius_m=float(item["radius_m"]))
+    points = [Point(lat=float(lat), lng=float(lng)) for lat, lng in item["points"]]
+    return Geometry(kind=kind, points=points)
+
+
+def _filter_condition(region_filter: RegionFilter) -> Condition | None:
+    parts: list[Condition] = []
+    if region_filter.type is not None:
+        parts.append(RegionRecord.region_type == region_filter.type.value)
+    if region_filter.country is not None:
+        parts.append(RegionRecord.country == region_filter.country)
+    if region_filter.tag is not None:
+        parts.append(RegionRecord.tags.contains(region_filter.tag))
+    if not parts:
+        return None
+    condition = parts[0]
+    for part in parts[1:]:
+        condition &= part
+    return condition
+
+
+def _request_sort_key(request: dict[str, Any]) -> str:
+    """The region id of one unprocessed BatchWriteItem request."""
+    return str(request["PutRequest"]["Item"]["sk"]["S"])
+
+
+def _chunks(records: list[RegionRecord], size: int) -> Iterator[list[RegionRecord]]:
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
