@@ -7,8 +7,9 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api_routes import api_keys, devices, docs, regions, resources, users
+from api_routes import api_keys, criteria, devices, docs, regions, resources, users
 from steward.apps.service import AppService
+from steward.criteria.preview import CriteriaPreviewService
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.http.auth import authorize, refuse_unauthenticated
@@ -37,6 +38,7 @@ app.include_router(users.build_router(UserService(UserRepository(settings.shard_
 app.include_router(resources.build_router(ResourceRepository()))
 app.include_router(api_keys.build_router(AppService()))
 app.include_router(regions.build_router(RegionService(settings.shard_count)))
+app.include_router(criteria.build_router(CriteriaPreviewService(settings.shard_count)))
 app.include_router(docs.build_router(app))
 
 

@@ -61,16 +61,18 @@ def test_batch_reports_each_user(stack: RunningStack) -> None:
 
 def test_users_are_listed_with_a_cursor(stack: RunningStack) -> None:
     created = {new_user(stack) for _ in range(3)}
-    seen: set[str] = set()
+    seen: list[str] = []
     cursor = None
     while True:
-        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
         page = stack.api("GET", "/v1/users", stack.key(0), params=params).json()
-        seen |= {user["user_id"] for user in page["items"]}
+        assert len(page["items"]) <= 3
+        seen += [user["user_id"] for user in page["items"]]
         cursor = page["next_cursor"]
-        if cursor is None:
+        if cursor is None or created <= set(seen):
             break
-    assert created <= seen
+    assert created <= set(seen)
+    assert len(seen) == len(set(seen))
 
 
 def test_emails_and_phones_are_validated_and_kept(stack: RunningStack) -> None:

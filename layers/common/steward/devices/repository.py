@@ -31,7 +31,7 @@ class DeviceRepository:
 
     def get(self, app_id: str, device_id: str) -> Device | None:
         record = self._get_record(app_id, device_id)
-        return None if record is None else _to_device(record)
+        return None if record is None else to_device(record)
 
     def upsert(self, app_id: str, device_id: str, change: DeviceChange) -> Device:
         """Read, apply ``change`` and write back only if nobody wrote in between.
@@ -40,7 +40,7 @@ class DeviceRepository:
         """
         for _ in range(MAX_UPSERT_ATTEMPTS):
             record = self._get_record(app_id, device_id)
-            current = None if record is None else _to_device(record)
+            current = None if record is None else to_device(record)
             updated = change(current)
             if updated == current:
                 return updated
@@ -137,7 +137,7 @@ class DeviceRepository:
             if condition_failed(exc):
                 self._raise_ownership_error(app_id, device_id, expected_user_id, exc)
             raise
-        return _to_device(record)
+        return to_device(record)
 
     def list_for_user(self, app_id: str, user_id: str, cursor: str | None, limit: int) -> Page[Device]:
         position = decode_cursor(cursor)
@@ -159,7 +159,7 @@ class DeviceRepository:
         # is eventually consistent, so a device that just moved to another user is dropped.
         fetched = {record.sk: record for record in DeviceRecord.batch_get(keys)} if keys else {}
         devices = [
-            _to_device(fetched[sort_key])
+            to_device(fetched[sort_key])
             for _, sort_key in keys
             if sort_key in fetched and fetched[sort_key].user_id == user_id
         ]
@@ -169,7 +169,7 @@ class DeviceRepository:
         records, next_cursor = query_shards(
             DeviceRecord, app_id, self.shard_count, cursor, limit, _filter_condition(device_filter)
         )
-        return Page[Device](items=[_to_device(record) for record in records], next_cursor=next_cursor)
+        return Page[Device](items=[to_device(record) for record in records], next_cursor=next_cursor)
 
     def _get_record(self, app_id: str, device_id: str) -> DeviceRecord | None:
         try:
@@ -193,7 +193,7 @@ class DeviceRepository:
             if condition_failed(exc):
                 return None
             raise
-        return _to_device(record)
+        return to_device(record)
 
     def _raise_ownership_error(
         self, app_id: str, device_id: str, expected_user_id: str | None, cause: Exception
@@ -266,7 +266,7 @@ def _to_record(app_id: str, device: Device, shard_count: int) -> DeviceRecord:
     )
 
 
-def _to_device(record: DeviceRecord) -> Device:
+def to_device(record: DeviceRecord) -> Device:
     return Device(
         device_id=record.sk,
         user_id=record.user_id,

@@ -56,7 +56,9 @@ def normalize_date(text: str) -> str | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    # Zero-padded by hand: strftime leaves years before 1000 unpadded, and then they would not sort.
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
 
 
 def _normalize_value(value: "FieldValue") -> "FieldValue":

@@ -1,0 +1,1 @@
+"""The criteria language: validation, evaluation in code, and push-down to DynamoDB."""
