@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api_routes import api_keys, criteria, devices, docs, regions, resources, users
+from api_routes import api_keys, criteria, devices, docs, loyalty, regions, resources, users
 from steward.apps.service import AppService
 from steward.criteria.preview import CriteriaPreviewService
 from steward.devices.repository import DeviceRepository
@@ -15,6 +15,7 @@ from steward.devices.service import DeviceService
 from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.errors import register_error_handlers
 from steward.http.paths import canonical_path
+from steward.loyalty.service import LoyaltyService
 from steward.regions.service import RegionService
 from steward.resources.repository import ResourceRepository
 from steward.settings import StoreSettings
@@ -39,6 +40,7 @@ app.include_router(resources.build_router(ResourceRepository()))
 app.include_router(api_keys.build_router(AppService()))
 app.include_router(regions.build_router(RegionService(settings.shard_count)))
 app.include_router(criteria.build_router(CriteriaPreviewService(settings.shard_count)))
+app.include_router(loyalty.build_router(LoyaltyService(settings.shard_count)))
 app.include_router(docs.build_router(app))
 
 

@@ -1,6 +1,11 @@
 """Helpers for DynamoDB conditional writes through pynamodb."""
 
-from pynamodb.exceptions import PynamoDBException
+from collections.abc import Callable
+from typing import Any
+
+from pynamodb.exceptions import PutError, PynamoDBException
+
+from steward.errors import Conflict
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 # How a cancelled transaction names an item whose condition failed.
@@ -10,3 +15,42 @@ CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 def condition_failed(exc: PynamoDBException) -> bool:
     """Whether a write was refused by its condition (as opposed to a real failure)."""
     return exc.cause_response_code == CONDITION_FAILED
+
+
+# Optimistic-concurrency retries for read-modify-write (identify, user upserts).
+MAX_ATTEMPTS = 5
+
+
+def save_versioned(record: Any, version: int | None) -> bool:
+    """Put ``record`` only if the stored item is still at ``version`` (None: it must not exist yet).
+
+    ``record`` is a pynamodb model with ``sk`` and a numeric ``version``; False when someone wrote first.
+    """
+    model = type(record)
+    condition = model.sk.does_not_exist() if version is None else model.version == version
+    record.version = 1 if version is None else version + 1
+    try:
+        record.save(condition=condition)
+    except PutError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def read_modify_write[T](
+    load: Callable[[], tuple[T | None, int | None]],
+    change: Callable[[T | None], T],
+    save: Callable[[T, int | None], bool],
+    what: str,
+) -> T:
+    """Load, apply the pure ``change`` and save unless someone wrote in between; retried a few times.
+
+    A change that returns the current value unchanged writes nothing.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        current, version = load()
+        updated = change(current)
+        if updated == current or save(updated, version):
+            return updated
+    raise Conflict(f"The {what} changed concurrently too many times; retry the request.", code="concurrent_update")

@@ -176,11 +176,31 @@ class RegionRecord(CatalogRecord):
     geometry = MapAttribute[str, object](null=True)
 
 
+class LoyaltyProgramRecord(CatalogRecord):
+    """A loyalty program. pk ``<app_id>#loyalty``, sk the program id ``lp_<hex>``."""
+
+    class Meta(_Connection):
+        pass
+
+    name = UnicodeAttribute()
+
+
+class PromoCodeRecord(CatalogRecord):
+    """A promo code of a loyalty program. pk ``<app_id>#promo#<shard>``, sk the code (unique per app)."""
+
+    class Meta(_Connection):
+        max_pool_connections = 16  # adding codes writes from 16 threads
+
+    program_id = UnicodeAttribute()
+    attached_user_id = UnicodeAttribute(null=True)
+    attached_at = UTCDateTimeAttribute(null=True)
+
+
 def bind_tables(settings: StoreSettings) -> None:
     """Point the models at this stack's tables. Called once per cold start."""
     AppRecord.Meta.table_name = settings.apps_table
     ApiKeyRecord.Meta.table_name = settings.apps_table
     DeviceRecord.Meta.table_name = settings.devices_table
     ProfileRecord.Meta.table_name = settings.profiles_table
-    for catalog_model in (ResourceRecord, RegionRecord):
+    for catalog_model in (ResourceRecord, RegionRecord, LoyaltyProgramRecord, PromoCodeRecord):
         catalog_model.Meta.table_name = settings.catalog_table

@@ -3,20 +3,17 @@
 from collections.abc import Callable
 from datetime import datetime
 
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from steward.conditions import condition_failed
+from steward.conditions import condition_failed, read_modify_write, save_versioned
 from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
 from steward.sharded_query import query_shards
 from steward.sharding import SEPARATOR, partition_for
 from steward.tables import DeviceRecord
-
-# Optimistic-concurrency retries for read-modify-write (identify).
-MAX_UPSERT_ATTEMPTS = 5
 
 DeviceChange = Callable[[Device | None], Device]
 
@@ -38,28 +35,15 @@ class DeviceRepository:
 
         ``change`` is pure; returning the current device unchanged skips the write.
         """
-        for _ in range(MAX_UPSERT_ATTEMPTS):
+
+        def load() -> tuple[Device | None, int | None]:
             record = self._get_record(app_id, device_id)
-            current = None if record is None else to_device(record)
-            updated = change(current)
-            if updated == current:
-                return updated
-            replacement = _to_record(app_id, updated, self.shard_count)
-            condition: Condition
-            if record is None:
-                replacement.version = 1
-                condition = DeviceRecord.sk.does_not_exist()
-            else:
-                replacement.version = record.version + 1
-                condition = DeviceRecord.version == record.version
-            try:
-                replacement.save(condition=condition)
-            except PutError as exc:
-                if condition_failed(exc):
-                    continue
-                raise
-            return updated
-        raise Conflict("The device changed concurrently too many times; retry the request.", code="concurrent_update")
+            return (None, None) if record is None else (to_device(record), int(record.version))
+
+        def save(device: Device, version: int | None) -> bool:
+            return save_versioned(_to_record(app_id, device, self.shard_count), version)
+
+        return read_modify_write(load, change, save, "device")
 
     def record_success(self, app_id: str, device_id: str, result: PushResult, now: datetime) -> Device | None:
         """Accepted push -> sent, streak reset. None when the device is missing or inactive."""

@@ -27,6 +27,7 @@ _ID_ROUTES: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...] = (
                 r"/devices",
                 r"/emails/[^/]+",
                 r"/phones/[^/]+",
+                r"/promo-codes/[^/]+",
                 r"/subscriptions/[^/]+/[^/]+",
                 r"/subscriptions",
             )

@@ -5,18 +5,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
-from pynamodb.expressions.condition import Condition
+from pynamodb.exceptions import DeleteError, UpdateError
 
-from steward.conditions import condition_failed
-from steward.errors import Conflict, NotFound
+from steward.conditions import condition_failed, read_modify_write, save_versioned
+from steward.errors import NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_shards
 from steward.sharding import partition_for
 from steward.tables import ProfileRecord
 from steward.users.models import Channel, Contact, PromoCode, Subscription, SubscriptionStatus, User
 
-MAX_UPSERT_ATTEMPTS = 5
 # Activity from identify is recorded hourly: apps identify on every launch.
 ACTIVITY_GRANULARITY = timedelta(hours=1)
 SUBSCRIPTION_KEY_SEPARATOR = "|"
@@ -49,35 +47,19 @@ class UserRepository:
 
     def upsert(self, app_id: str, user_id: str, change: UserChange) -> User:
         """Read, apply ``change`` and write back only if nobody wrote in between (as for devices)."""
-        record = self._get_record(app_id, user_id)
-        for _ in range(MAX_UPSERT_ATTEMPTS):
-            current = None if record is None else to_user(record)
-            version = None if record is None else int(record.version)
-            updated = change(current)
-            if updated == current:
-                return updated
-            if self.save_if_unchanged(app_id, updated, version):
-                return updated
+
+        def load() -> tuple[User | None, int | None]:
             record = self._get_record(app_id, user_id)
-        raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
+            return (None, None) if record is None else (to_user(record), int(record.version))
+
+        def save(user: User, version: int | None) -> bool:
+            return self.save_if_unchanged(app_id, user, version)
+
+        return read_modify_write(load, change, save, "user")
 
     def save_if_unchanged(self, app_id: str, user: User, version: int | None) -> bool:
         """Write ``user`` if the stored item is still at ``version`` (None: does not exist yet)."""
-        record = _to_record(app_id, user, self.shard_count)
-        condition: Condition
-        if version is None:
-            record.version = 1
-            condition = ProfileRecord.sk.does_not_exist()
-        else:
-            record.version = version + 1
-            condition = ProfileRecord.version == version
-        try:
-            record.save(condition=condition)
-        except PutError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        return save_versioned(_to_record(app_id, user, self.shard_count), version)
 
     def touch_activity(self, app_id: str, user_id: str, now: datetime) -> None:
         """Record activity of a registered user, at most once per ACTIVITY_GRANULARITY (one conditional write)."""

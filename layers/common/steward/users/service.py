@@ -1,5 +1,6 @@
 """User use cases: upsert (single and batch), read, delete, list, contacts, subscriptions."""
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -8,7 +9,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from steward.batch import ItemError, run_batch
 from steward.clock import utc_now
 from steward.devices.models import UserId
-from steward.errors import InvalidInput
+from steward.errors import InvalidInput, NotFound
+from steward.loyalty.repository import LoyaltyRepository
 from steward.pagination import Page
 from steward.resources.repository import ResourceRepository
 from steward.users import lifecycle
@@ -41,9 +43,15 @@ class UserBatchOutcome(BaseModel):
 
 
 class UserService:
-    def __init__(self, users: UserRepository, resources: ResourceRepository | None = None) -> None:
+    def __init__(
+        self,
+        users: UserRepository,
+        resources: ResourceRepository | None = None,
+        loyalty: LoyaltyRepository | None = None,
+    ) -> None:
         self.users = users
         self.resources = resources or ResourceRepository()
+        self.loyalty = loyalty or LoyaltyRepository(users.shard_count)
 
     def upsert(self, app_id: str, user_id: str, request: UpsertUser) -> User:
         now = utc_now()
@@ -81,6 +89,12 @@ class UserService:
         return user
 
     def delete(self, app_id: str, user_id: str) -> None:
+        """Delete a user; promo codes it holds are released first, so other users can take them."""
+        user = self.get(app_id, user_id)
+        now = utc_now()
+        for promo in user.promo_codes:
+            with contextlib.suppress(NotFound):  # released by a concurrent detach
+                self.loyalty.detach(app_id, user_id, promo.code, now)
         self.users.delete(app_id, user_id)
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[User]:

@@ -1,0 +1,200 @@
+"""Data access for loyalty programs and promo codes (CatalogTable).
+
+Programs are a small per-app catalog under one partition (``<app_id>#loyalty``);
+codes are write-sharded per app (``<app_id>#promo#<shard>``) with the code as
+sort key, so a code is unique across all of an app's programs. Attaching a
+code writes the code item and the user's ``promo_codes`` map in one
+transaction, so the two never disagree.
+"""
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.expressions.operand import Path
+from pynamodb.transactions import TransactWrite
+
+from steward.conditions import CONDITION_FAILED_REASON, condition_failed
+from steward.errors import Conflict, NotFound
+from steward.loyalty.models import PROGRAM_ID_PREFIX, LoyaltyProgram
+from steward.sharding import partition_for
+from steward.tables import LoyaltyProgramRecord, ProfileRecord, PromoCodeRecord
+from steward.users.repository import user_not_found
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredCode:
+    code: str
+    program_id: str
+    attached_user_id: str | None
+
+
+def programs_pk(app_id: str) -> str:
+    return f"{app_id}#loyalty"
+
+
+def codes_collection(app_id: str) -> str:
+    """The app's promo-code collection; partition_for adds ``#<shard>``."""
+    return f"{app_id}#promo"
+
+
+def program_not_found(program_id: str) -> NotFound:
+    return NotFound(
+        f"Loyalty program {program_id!r} does not exist.", code="loyalty_program_not_found", field="program_id"
+    )
+
+
+def code_not_found(code: str) -> NotFound:
+    return NotFound(f"Promo code {code!r} does not exist.", code="promo_code_not_found", field="code")
+
+
+def code_not_attached(code: str, user_id: str) -> NotFound:
+    return NotFound(
+        f"Promo code {code!r} is not attached to user {user_id!r}.", code="promo_code_not_attached", field="code"
+    )
+
+
+def code_taken(code: str) -> Conflict:
+    return Conflict(f"Promo code {code!r} is attached to another user.", code="promo_code_taken", field="code")
+
+
+class LoyaltyRepository:
+    def __init__(self, shard_count: int) -> None:
+        self.shard_count = shard_count
+
+    def create_program(self, app_id: str, name: str, now: datetime) -> LoyaltyProgram:
+        record = LoyaltyProgramRecord(
+            pk=programs_pk(app_id),
+            sk=f"{PROGRAM_ID_PREFIX}{secrets.token_hex(8)}",
+            name=name,
+            created_at=now,
+            updated_at=now,
+        )
+        record.save(condition=LoyaltyProgramRecord.sk.does_not_exist())
+        return _to_program(record)
+
+    def get_program(self, app_id: str, program_id: str) -> LoyaltyProgram:
+        try:
+            return _to_program(LoyaltyProgramRecord.get(programs_pk(app_id), program_id))
+        except LoyaltyProgramRecord.DoesNotExist as exc:
+            raise program_not_found(program_id) from exc
+
+    def add_code(self, app_id: str, program_id: str, code: str, now: datetime) -> bool:
+        """Create one code; False when the app already has it (in any program), which is left unchanged."""
+        record = PromoCodeRecord(
+            pk=self._partition(app_id, code), sk=code, program_id=program_id, created_at=now, updated_at=now
+        )
+        try:
+            record.save(condition=PromoCodeRecord.sk.does_not_exist())
+        except PutError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def get_code(self, app_id: str, code: str) -> StoredCode | None:
+        try:
+            record = PromoCodeRecord.get(self._partition(app_id, code), code, consistent_read=True)
+        except PromoCodeRecord.DoesNotExist:
+            return None
+        return StoredCode(code=record.sk, program_id=record.program_id, attached_user_id=record.attached_user_id)
+
+    def attach(self, app_id: str, user_id: str, stored: StoredCode, now: datetime) -> None:
+        """Attach a code to an existing user, in one transaction with the user's ``promo_codes`` map.
+
+        The code must still be free or already this user's; the user must exist.
+        Bumping the user's version makes a concurrent read-modify-write of the
+        user retry instead of writing back a stale map.
+        """
+        code = stored.code
+        free_or_mine = PromoCodeRecord.attached_user_id.does_not_exist() | (PromoCodeRecord.attached_user_id == user_id)
+        try:
+            with TransactWrite(connection=Connection()) as transaction:
+                transaction.update(
+                    PromoCodeRecord(pk=self._partition(app_id, code), sk=code),
+                    actions=[
+                        PromoCodeRecord.attached_user_id.set(user_id),
+                        PromoCodeRecord.attached_at.set(PromoCodeRecord.attached_at | now),
+                        PromoCodeRecord.updated_at.set(now),
+                    ],
+                    condition=PromoCodeRecord.sk.exists() & free_or_mine,
+                )
+                transaction.update(
+                    self._profile(app_id, user_id),
+                    actions=[
+                        _promo_code_entry(code).set(stored.program_id),
+                        ProfileRecord.updated_at.set(now),
+                        ProfileRecord.version.add(1),
+                    ],
+                    condition=ProfileRecord.sk.exists(),
+                )
+        except TransactWriteError as exc:
+            code_failed, user_failed = _failed(exc, 2)
+            if user_failed:
+                raise user_not_found(user_id) from exc
+            if code_failed:
+                current = self.get_code(app_id, code)
+                if current is None:
+                    raise code_not_found(code) from exc
+                raise code_taken(code) from exc
+            raise
+
+    def detach(self, app_id: str, user_id: str, code: str, now: datetime) -> None:
+        """Detach a code from a user, in one transaction with the user's ``promo_codes`` map."""
+        try:
+            with TransactWrite(connection=Connection()) as transaction:
+                transaction.update(
+                    PromoCodeRecord(pk=self._partition(app_id, code), sk=code),
+                    actions=[
+                        PromoCodeRecord.attached_user_id.remove(),
+                        PromoCodeRecord.attached_at.remove(),
+                        PromoCodeRecord.updated_at.set(now),
+                    ],
+                    condition=PromoCodeRecord.attached_user_id == user_id,
+                )
+                transaction.update(
+                    self._profile(app_id, user_id),
+                    actions=[
+                        _promo_code_entry(code).remove(),
+                        ProfileRecord.updated_at.set(now),
+                        ProfileRecord.version.add(1),
+                    ],
+                    condition=ProfileRecord.sk.exists(),
+                )
+        except TransactWriteError as exc:
+            code_failed, user_failed = _failed(exc, 2)
+            if user_failed:
+                raise user_not_found(user_id) from exc
+            if code_failed:
+                raise code_not_attached(code, user_id) from exc
+            raise
+
+    def _partition(self, app_id: str, code: str) -> str:
+        return partition_for(codes_collection(app_id), code, self.shard_count)
+
+    def _profile(self, app_id: str, user_id: str) -> ProfileRecord:
+        return ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)
+
+
+def _promo_code_entry(code: str) -> Path:
+    """The document path ``promo_codes.<code>`` of a user item (a raw map dereferences to a Path)."""
+    return cast(Path, ProfileRecord.promo_codes[code])
+
+
+def _failed(exc: TransactWriteError, count: int) -> list[bool]:
+    """Which of a transaction's ``count`` items failed their condition, in the order they were added."""
+    reasons = list(exc.cancellation_reasons or [])
+    failed = [reason is not None and reason.code == CONDITION_FAILED_REASON for reason in reasons]
+    return failed if len(failed) == count else [False] * count
+
+
+def _to_program(record: LoyaltyProgramRecord) -> LoyaltyProgram:
+    return LoyaltyProgram(
+        program_id=record.sk, name=record.name, created_at=record.created_at, updated_at=record.updated_at
+    )
