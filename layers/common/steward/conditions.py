@@ -3,13 +3,22 @@
 from collections.abc import Callable
 from typing import Any
 
-from pynamodb.exceptions import PutError, PynamoDBException
+from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
 
 from steward.errors import Conflict
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 # How a cancelled transaction names an item whose condition failed.
 CONDITION_FAILED_REASON = "ConditionalCheckFailed"
+
+
+def condition_failures(exc: TransactWriteError, count: int) -> list[bool]:
+    """Which of a cancelled transaction's ``count`` items failed their condition, in request order.
+
+    pynamodb sends condition checks first, then puts, deletes and updates.
+    """
+    failed = [reason is not None and reason.code == CONDITION_FAILED_REASON for reason in exc.cancellation_reasons]
+    return failed if len(failed) == count else [False] * count
 
 
 def condition_failed(exc: PynamoDBException) -> bool:

@@ -9,7 +9,7 @@ from pynamodb.transactions import TransactWrite
 
 from steward.apps.credentials import KEY_ID_PATTERN
 from steward.apps.models import ApiKey, App, Scope
-from steward.conditions import CONDITION_FAILED_REASON, condition_failed
+from steward.conditions import condition_failed, condition_failures
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_partition
@@ -142,14 +142,12 @@ class ApiKeyRepository:
                 if while_active is not None:
                     transaction.condition_check(ApiKeyRecord, app_pk(app_id), KEY_PREFIX + while_active, unrevoked)
         except TransactWriteError as exc:
-            # pynamodb sends condition checks before updates: [check?, update].
-            failed = [
-                reason is not None and reason.code == CONDITION_FAILED_REASON for reason in exc.cancellation_reasons
-            ]
-            if failed and failed[-1]:
+            # Items in request order: [the other admin key's check?, this key's update].
+            failed = condition_failures(exc, 1 if while_active is None else 2)
+            if failed[-1]:
                 self.get(app_id, key_id)  # raises NotFound when the key is missing
                 raise Conflict(f"API key {key_id!r} is already revoked.", code="api_key_revoked") from exc
-            if while_active is not None and failed and failed[0]:
+            if while_active is not None and failed[0]:
                 raise Conflict(
                     "Another admin key was revoked at the same time; this one is kept. Retry if intended.",
                     code="last_admin_key",

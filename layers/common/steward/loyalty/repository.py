@@ -15,10 +15,12 @@ from typing import cast
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.operand import Path
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from steward.conditions import CONDITION_FAILED_REASON, condition_failed
+from steward.conditions import condition_failed, condition_failures
 from steward.errors import Conflict, NotFound
 from steward.loyalty.models import PROGRAM_ID_PREFIX, LoyaltyProgram
 from steward.sharding import partition_for
@@ -114,66 +116,76 @@ class LoyaltyRepository:
         """
         code = stored.code
         free_or_mine = PromoCodeRecord.attached_user_id.does_not_exist() | (PromoCodeRecord.attached_user_id == user_id)
-        try:
-            with TransactWrite(connection=Connection()) as transaction:
-                transaction.update(
-                    PromoCodeRecord(pk=self._partition(app_id, code), sk=code),
-                    actions=[
-                        PromoCodeRecord.attached_user_id.set(user_id),
-                        PromoCodeRecord.attached_at.set(PromoCodeRecord.attached_at | now),
-                        PromoCodeRecord.updated_at.set(now),
-                    ],
-                    condition=PromoCodeRecord.sk.exists() & free_or_mine,
-                )
-                transaction.update(
-                    self._profile(app_id, user_id),
-                    actions=[
-                        _promo_code_entry(code).set(stored.program_id),
-                        ProfileRecord.updated_at.set(now),
-                        ProfileRecord.version.add(1),
-                    ],
-                    condition=ProfileRecord.sk.exists(),
-                )
-        except TransactWriteError as exc:
-            code_failed, user_failed = _failed(exc, 2)
-            if user_failed:
-                raise user_not_found(user_id) from exc
-            if code_failed:
-                current = self.get_code(app_id, code)
-                if current is None:
-                    raise code_not_found(code) from exc
-                raise code_taken(code) from exc
-            raise
+        code_failed, user_failed = self._change_code_and_user(
+            app_id,
+            user_id,
+            code,
+            [
+                PromoCodeRecord.attached_user_id.set(user_id),
+                PromoCodeRecord.attached_at.set(PromoCodeRecord.attached_at | now),
+                PromoCodeRecord.updated_at.set(now),
+            ],
+            PromoCodeRecord.sk.exists() & free_or_mine,
+            _promo_code_entry(code).set(stored.program_id),
+            now,
+        )
+        if user_failed:
+            raise user_not_found(user_id)
+        if code_failed:
+            raise code_not_found(code) if self.get_code(app_id, code) is None else code_taken(code)
 
     def detach(self, app_id: str, user_id: str, code: str, now: datetime) -> None:
         """Detach a code from a user, in one transaction with the user's ``promo_codes`` map."""
+        code_failed, user_failed = self._change_code_and_user(
+            app_id,
+            user_id,
+            code,
+            [
+                PromoCodeRecord.attached_user_id.remove(),
+                PromoCodeRecord.attached_at.remove(),
+                PromoCodeRecord.updated_at.set(now),
+            ],
+            PromoCodeRecord.attached_user_id == user_id,
+            _promo_code_entry(code).remove(),
+            now,
+        )
+        if user_failed:
+            raise user_not_found(user_id)
+        if code_failed:
+            raise code_not_attached(code, user_id)
+
+    def _change_code_and_user(
+        self,
+        app_id: str,
+        user_id: str,
+        code: str,
+        code_actions: list[Action],
+        code_condition: Condition,
+        user_action: Action,
+        now: datetime,
+    ) -> tuple[bool, bool]:
+        """One transaction over the code item and the user's item (which must exist).
+
+        Returns which of the two failed its condition; (False, False) when it went through.
+        """
         try:
             with TransactWrite(connection=Connection()) as transaction:
                 transaction.update(
                     PromoCodeRecord(pk=self._partition(app_id, code), sk=code),
-                    actions=[
-                        PromoCodeRecord.attached_user_id.remove(),
-                        PromoCodeRecord.attached_at.remove(),
-                        PromoCodeRecord.updated_at.set(now),
-                    ],
-                    condition=PromoCodeRecord.attached_user_id == user_id,
+                    actions=code_actions,
+                    condition=code_condition,
                 )
                 transaction.update(
                     self._profile(app_id, user_id),
-                    actions=[
-                        _promo_code_entry(code).remove(),
-                        ProfileRecord.updated_at.set(now),
-                        ProfileRecord.version.add(1),
-                    ],
+                    actions=[user_action, ProfileRecord.updated_at.set(now), ProfileRecord.version.add(1)],
                     condition=ProfileRecord.sk.exists(),
                 )
         except TransactWriteError as exc:
-            code_failed, user_failed = _failed(exc, 2)
-            if user_failed:
-                raise user_not_found(user_id) from exc
-            if code_failed:
-                raise code_not_attached(code, user_id) from exc
-            raise
+            code_failed, user_failed = condition_failures(exc, 2)
+            if not (code_failed or user_failed):
+                raise
+            return code_failed, user_failed
+        return False, False
 
     def _partition(self, app_id: str, code: str) -> str:
         return partition_for(codes_collection(app_id), code, self.shard_count)
@@ -185,13 +197,6 @@ class LoyaltyRepository:
 def _promo_code_entry(code: str) -> Path:
     """The document path ``promo_codes.<code>`` of a user item (a raw map dereferences to a Path)."""
     return cast(Path, ProfileRecord.promo_codes[code])
-
-
-def _failed(exc: TransactWriteError, count: int) -> list[bool]:
-    """Which of a transaction's ``count`` items failed their condition, in the order they were added."""
-    reasons = list(exc.cancellation_reasons or [])
-    failed = [reason is not None and reason.code == CONDITION_FAILED_REASON for reason in reasons]
-    return failed if len(failed) == count else [False] * count
 
 
 def _to_program(record: LoyaltyProgramRecord) -> LoyaltyProgram:
