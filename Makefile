@@ -47,6 +47,8 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.push_results
 	$(BIN)/python -m bench.user_upserts
+	$(BIN)/python -m bench.segment_members
+	$(BIN)/python -m bench.tags
 	$(BIN)/python -m bench.cold_start
 
 clean:

@@ -14,6 +14,7 @@ from pynamodb.models import Model
 
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
+from steward_local import moto_speedups
 from steward_local.template import dynamodb_tables, store_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ _calls: Counter[str] = Counter()
 def create_tables(shard_count: int) -> StoreSettings:
     """Inside mock_aws: the template's tables, bound to the models, and every pynamodb call counted."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    moto_speedups.install()
     client = boto3.client("dynamodb")
     names = {}
     for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():

@@ -1,4 +1,4 @@
-"""Seed the local stack with two demo apps (and a few devices) through the real logic."""
+"""Seed the local stack with two demo apps (users, devices, segments, tags) through the real logic."""
 
 from dataclasses import dataclass
 
@@ -6,7 +6,10 @@ from steward.apps.service import AppService
 from steward.devices.models import IdentifyDevice, Transport
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
+from steward.segments.models import ChangeMembers, CreateSegment, SegmentKind
+from steward.segments.service import SegmentService
 from steward.tables import bind_tables
+from steward.tags.service import TagService
 from steward.users.models import FieldValue, UpsertUser
 from steward.users.repository import UserRepository
 from steward.users.service import UserService
@@ -23,6 +26,8 @@ DEMO_DEVICES = (
     ("apns-demo-token-alice-2", "alice", Transport.APNS),
     ("fcm:demo-token-bob-1", "bob", Transport.FCM),
 )
+
+PRO_PLAN = {"field": "fields.plan", "op": "eq", "value": "pro"}
 
 
 @dataclass(frozen=True)
@@ -50,4 +55,9 @@ def seed(stack: Stack) -> list[DemoApp]:
         users.put_contact(first_app, user_id, "emails", email, active=True)
     for device_id, user_id, transport in DEMO_DEVICES:
         devices.identify(first_app, device_id, IdentifyDevice(user_id=user_id, transport=transport))
+    segments = SegmentService(settings.shard_count)
+    beta = segments.create(first_app, CreateSegment(name="beta-testers", kind=SegmentKind.STATIC))
+    segments.change_members(first_app, beta.segment_id, ChangeMembers(add=["alice"]))
+    segments.create(first_app, CreateSegment(name="pro-plan", kind=SegmentKind.CRITERIA, criteria=PRO_PLAN))
+    TagService(settings.shard_count).tag(first_app, DEMO_DEVICES[0][0], "beta")
     return seeded

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api_routes import api_keys, criteria, devices, docs, loyalty, regions, resources, users
+from api_routes import api_keys, criteria, devices, docs, loyalty, regions, resources, segments, tags, users
 from steward.apps.service import AppService
 from steward.criteria.preview import CriteriaPreviewService
 from steward.devices.repository import DeviceRepository
@@ -18,8 +18,10 @@ from steward.http.paths import canonical_path
 from steward.loyalty.service import LoyaltyService
 from steward.regions.service import RegionService
 from steward.resources.repository import ResourceRepository
+from steward.segments.service import SegmentService
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
+from steward.tags.service import TagService
 from steward.users.repository import UserRepository
 from steward.users.service import UserService
 
@@ -41,6 +43,8 @@ app.include_router(api_keys.build_router(AppService()))
 app.include_router(regions.build_router(RegionService(settings.shard_count)))
 app.include_router(criteria.build_router(CriteriaPreviewService(settings.shard_count)))
 app.include_router(loyalty.build_router(LoyaltyService(settings.shard_count)))
+app.include_router(segments.build_router(SegmentService(settings.shard_count)))
+app.include_router(tags.build_router(TagService(settings.shard_count)))
 app.include_router(docs.build_router(app))
 
 

@@ -5,7 +5,7 @@ index change in the template is what the tests see.
 """
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,17 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
+from steward.pagination import Page
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
+from steward_local import moto_speedups
 from steward_local.template import dynamodb_tables, store_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD_COUNT = 4  # small, so pagination crosses shards with few devices
+
+
+moto_speedups.install()
 
 
 def create_template_tables(shard_count: int) -> StoreSettings:
@@ -58,3 +63,17 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
             return original(self)
 
     monkeypatch.setattr(DynamoHandler, "call_action", call_action)
+
+
+def collect_pages[T](fetch: Callable[[str | None], Page[T]], limit: int = 2, start: str | None = None) -> list[T]:
+    """Follow next_cursor from ``start`` until it is None; every page respects the limit."""
+    found: list[T] = []
+    cursor = start
+    for _ in range(100):
+        page = fetch(cursor)
+        assert len(page.items) <= limit
+        found.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+    raise AssertionError("pagination never ended")

@@ -3,7 +3,6 @@
 import base64
 import threading
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,9 +20,10 @@ from steward.devices.models import (
 from steward.devices.repository import DeviceRepository, user_key
 from steward.devices.service import DeviceService
 from steward.errors import Conflict, InvalidInput, NotFound, StewardError
-from steward.pagination import Page, encode_cursor
+from steward.pagination import encode_cursor
 from steward.settings import StoreSettings
 from steward.tables import DeviceRecord
+from tests.unit.conftest import collect_pages
 
 APP = "app-a"
 OTHER_APP = "app-b"
@@ -54,20 +54,6 @@ def fail(service: DeviceService, device_id: str, code: str | None = "Unregistere
 
 def accept(service: DeviceService, device_id: str, app_id: str = APP) -> Device:
     return service.record_push_result(app_id, device_id, PushResult(accepted=True))
-
-
-def collect(fetch: Callable[[str | None], Page[Device]], limit: int = 2) -> list[Device]:
-    """Follow next_cursor until it is None; every page respects the limit."""
-    found: list[Device] = []
-    cursor: str | None = None
-    for _ in range(100):
-        page = fetch(cursor)
-        assert len(page.items) <= limit
-        found.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return found
-    raise AssertionError("pagination never ended")
 
 
 def ids(devices: list[Device]) -> list[str]:
@@ -392,7 +378,7 @@ def fleet(service: DeviceService) -> None:
 def test_list_for_app_filters_across_shards_and_paginates(
     service: DeviceService, device_filter: DeviceFilter, expected: list[str]
 ) -> None:
-    found = collect(lambda cursor: service.list_for_app(APP, device_filter, cursor, 2))
+    found = collect_pages(lambda cursor: service.list_for_app(APP, device_filter, cursor, 2))
 
     assert len(found) == len({device.device_id for device in found})
     assert ids(found) == sorted(expected)
@@ -412,7 +398,7 @@ def test_list_for_user_paginates(service: DeviceService) -> None:
     for number in range(3):
         identify(service, f"theirs-{number}", user_id="user-2")
 
-    found = collect(lambda cursor: service.list_for_user(APP, "user-1", cursor, 2))
+    found = collect_pages(lambda cursor: service.list_for_user(APP, "user-1", cursor, 2))
 
     assert ids(found) == [f"mine-{number}" for number in range(5)]
 
@@ -448,8 +434,8 @@ def test_cursor_from_one_app_never_returns_another_apps_devices(service: DeviceS
     assert app_cursor is not None
     assert user_cursor is not None
 
-    by_app = collect(lambda cursor: service.list_for_app(OTHER_APP, DeviceFilter(), cursor or app_cursor, 2))
-    by_user = collect(lambda cursor: service.list_for_user(OTHER_APP, "bob", cursor or user_cursor, 2))
+    by_app = collect_pages(lambda cursor: service.list_for_app(OTHER_APP, DeviceFilter(), cursor or app_cursor, 2))
+    by_user = collect_pages(lambda cursor: service.list_for_user(OTHER_APP, "bob", cursor or user_cursor, 2))
 
     assert by_app
     assert {device.user_id for device in by_app} == {"bob"}

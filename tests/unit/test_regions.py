@@ -2,7 +2,6 @@
 
 import math
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,7 +9,6 @@ from pynamodb.connection.table import TableConnection
 
 from steward.batch import ItemError
 from steward.errors import InvalidInput, NotFound
-from steward.pagination import Page
 from steward.regions import repository as region_repository
 from steward.regions.models import (
     MAX_BATCH_REGIONS,
@@ -27,6 +25,7 @@ from steward.regions.service import RegionService
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
 from steward.tables import RegionRecord
+from tests.unit.conftest import collect_pages
 
 APP = "app-a"
 OTHER_APP = "app-b"
@@ -77,23 +76,9 @@ def rejection(service: RegionService, raw: Any) -> ItemError:
     return outcome.error
 
 
-def collect(fetch: Callable[[str | None], Page[Region]], limit: int = 2, start: str | None = None) -> list[Region]:
-    """Follow next_cursor from ``start`` until it is None; every page respects the limit."""
-    found: list[Region] = []
-    cursor = start
-    for _ in range(100):
-        page = fetch(cursor)
-        assert len(page.items) <= limit
-        found.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return found
-    raise AssertionError("pagination never ended")
-
-
 def listed(service: RegionService, app_id: str = APP, **criteria: Any) -> list[Region]:
     region_filter = RegionFilter(**criteria)
-    return collect(lambda cursor: service.list_for_app(app_id, region_filter, cursor, 2))
+    return collect_pages(lambda cursor: service.list_for_app(app_id, region_filter, cursor, 2))
 
 
 def ids(regions: list[Region]) -> set[str]:
@@ -543,7 +528,9 @@ def test_a_cursor_of_one_app_reads_only_the_callers_app(service: RegionService, 
     assert cursors
 
     for cursor in cursors:
-        regions = collect(lambda position: service.list_for_app(OTHER_APP, RegionFilter(), position, 2), start=cursor)
+        regions = collect_pages(
+            lambda position: service.list_for_app(OTHER_APP, RegionFilter(), position, 2), start=cursor
+        )
         assert not ids(regions) & named(catalog, *catalog)
 
 

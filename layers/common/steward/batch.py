@@ -5,6 +5,7 @@ different keys run side by side, because DynamoDB's conditional writes cannot
 be batched and a batch of them is latency-bound.
 """
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,3 +85,32 @@ def _invalid(exc: ValidationError, prefix: str) -> ItemError:
     first = exc.errors()[0]
     location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
     return ItemError(code="invalid_input", message=first["msg"], field=prefix + location)
+
+
+def chunks[T](items: list[T], size: int) -> list[list[T]]:
+    """``items`` cut into lists of at most ``size`` (a batch API's or a transaction's limit)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def as_text(raw: Any) -> str:
+    """An invalid bulk item as sent: strings as they are, anything else as JSON text."""
+    return raw if isinstance(raw, str) else json.dumps(raw, default=str)
+
+
+def check_add_remove(add: list[Any], remove: list[Any], max_items: int, what: str) -> None:
+    """422 ``batch_too_large`` when a bulk add/remove request names more than ``max_items`` in all."""
+    total = len(add) + len(remove)
+    if total <= max_items:
+        return
+    # The field is the list that is too long on its own, else the body.
+    field = "add" if len(add) > max_items else "remove" if len(remove) > max_items else None
+    raise InvalidInput(
+        f"A request changes at most {max_items} {what} in all; got {total}.", code="batch_too_large", field=field
+    )
+
+
+def refuse_add_and_remove(add: list[str], remove: list[str]) -> None:
+    """422 ``id_in_add_and_remove``: an id in both lists has no meaning."""
+    both = sorted(set(add) & set(remove))
+    if both:
+        raise InvalidInput(f"{both[0]!r} is in both add and remove.", code="id_in_add_and_remove", field="remove")

@@ -15,7 +15,8 @@ CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 def condition_failures(exc: TransactWriteError, count: int) -> list[bool]:
     """Which of a cancelled transaction's ``count`` items failed their condition, in request order.
 
-    pynamodb sends condition checks first, then puts, deletes and updates.
+    pynamodb sends condition checks first, then deletes, puts and updates
+    (``steward.transactions.Transaction`` keeps track of that for callers).
     """
     failed = [reason is not None and reason.code == CONDITION_FAILED_REASON for reason in exc.cancellation_reasons]
     return failed if len(failed) == count else [False] * count

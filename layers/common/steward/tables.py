@@ -19,15 +19,17 @@ from pynamodb.models import Model
 from steward.settings import StoreSettings
 
 UNBOUND = "unbound-table"
+# Fail fast inside Lambda's time limit (pynamodb's defaults wait 15 s to connect, 30 s to read).
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+MAX_RETRY_ATTEMPTS = 3
 
 
 class _Connection:
-    """Fail fast inside Lambda's time limit (pynamodb's defaults wait 15 s to connect, 30 s to read)."""
-
     table_name = UNBOUND
-    connect_timeout_seconds = 2
-    read_timeout_seconds = 5
-    max_retry_attempts = 3
+    connect_timeout_seconds = CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds = READ_TIMEOUT_SECONDS
+    max_retry_attempts = MAX_RETRY_ATTEMPTS
 
 
 class AppRecord(Model):
@@ -135,6 +137,9 @@ class ProfileRecord(Model):
     subscriptions = MapAttribute[str, object](default=dict)
     # {code: loyalty program id}
     promo_codes = MapAttribute[str, object](default=dict)
+    # Ids of the static segments the user is a member of: lets a change of the
+    # user's active flag or its deletion adjust those segments' counts.
+    segments = UnicodeSetAttribute(null=True)
     version = NumberAttribute(default=0)
 
 
@@ -196,11 +201,71 @@ class PromoCodeRecord(CatalogRecord):
     attached_at = UTCDateTimeAttribute(null=True)
 
 
+class SegmentRecord(CatalogRecord):
+    """A segment and its member counts. pk ``<app_id>#segment``, sk the segment id ``seg_<hex>``."""
+
+    class Meta(_Connection):
+        pass
+
+    name = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    # The stored criteria as JSON text (criteria segments only).
+    criteria = UnicodeAttribute(null=True)
+    # Static segments only: counted in the same transactions that add and remove members.
+    member_count = NumberAttribute(default=0)
+    inactive_member_count = NumberAttribute(default=0)
+    # Set while DELETE drains the members; no members can be added then.
+    deleting = BooleanAttribute(default=False)
+
+
+class SegmentNameRecord(CatalogRecord):
+    """Claims a segment name in its app. pk ``<app_id>#segment-name``, sk the name."""
+
+    class Meta(_Connection):
+        pass
+
+    segment_id = UnicodeAttribute()
+
+
+class SegmentMemberRecord(CatalogRecord):
+    """A user in a static segment. pk ``<app_id>#segment#<segment_id>#<shard>``, sk the user id."""
+
+    class Meta(_Connection):
+        pass
+
+
+class TagRecord(CatalogRecord):
+    """A device tag and its device count. pk ``<app_id>#tags``, sk the tag."""
+
+    class Meta(_Connection):
+        pass
+
+    # Counted in the same transactions that tag and untag devices.
+    device_count = NumberAttribute(default=0)
+
+
+class TagMemberRecord(CatalogRecord):
+    """A device carrying a tag. pk ``<app_id>#tag#<tag>#<shard>``, sk the device id."""
+
+    class Meta(_Connection):
+        pass
+
+
 def bind_tables(settings: StoreSettings) -> None:
     """Point the models at this stack's tables. Called once per cold start."""
     AppRecord.Meta.table_name = settings.apps_table
     ApiKeyRecord.Meta.table_name = settings.apps_table
     DeviceRecord.Meta.table_name = settings.devices_table
     ProfileRecord.Meta.table_name = settings.profiles_table
-    for catalog_model in (ResourceRecord, RegionRecord, LoyaltyProgramRecord, PromoCodeRecord):
+    for catalog_model in (
+        ResourceRecord,
+        RegionRecord,
+        LoyaltyProgramRecord,
+        PromoCodeRecord,
+        SegmentRecord,
+        SegmentNameRecord,
+        SegmentMemberRecord,
+        TagRecord,
+        TagMemberRecord,
+    ):
         catalog_model.Meta.table_name = settings.catalog_table

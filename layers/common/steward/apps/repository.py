@@ -2,18 +2,17 @@
 
 from datetime import datetime
 
-from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.transactions import TransactWrite
 
 from steward.apps.credentials import KEY_ID_PATTERN
 from steward.apps.models import ApiKey, App, Scope
-from steward.conditions import condition_failed, condition_failures
+from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_partition
 from steward.tables import ApiKeyRecord, AppRecord
+from steward.transactions import Transaction
 
 PROFILE = "PROFILE"
 KEY_PREFIX = "KEY#"
@@ -136,24 +135,20 @@ class ApiKeyRepository:
         """
         target = ApiKeyRecord(pk=app_pk(app_id), sk=KEY_PREFIX + key_id)
         unrevoked = ApiKeyRecord.sk.exists() & ApiKeyRecord.revoked_at.does_not_exist()
-        try:
-            with TransactWrite(connection=Connection()) as transaction:
-                transaction.update(target, actions=[ApiKeyRecord.revoked_at.set(now)], condition=unrevoked)
-                if while_active is not None:
-                    transaction.condition_check(ApiKeyRecord, app_pk(app_id), KEY_PREFIX + while_active, unrevoked)
-        except TransactWriteError as exc:
-            # Items in request order: [the other admin key's check?, this key's update].
-            failed = condition_failures(exc, 1 if while_active is None else 2)
-            if failed[-1]:
-                self.get(app_id, key_id)  # raises NotFound when the key is missing
-                raise Conflict(f"API key {key_id!r} is already revoked.", code="api_key_revoked") from exc
-            if while_active is not None and failed[0]:
-                raise Conflict(
-                    "Another admin key was revoked at the same time; this one is kept. Retry if intended.",
-                    code="last_admin_key",
-                    field="key_id",
-                ) from exc
-            raise
+        transaction = Transaction()
+        transaction.update("key", target, [ApiKeyRecord.revoked_at.set(now)], unrevoked)
+        if while_active is not None:
+            transaction.condition_check("other", ApiKeyRecord, app_pk(app_id), KEY_PREFIX + while_active, unrevoked)
+        failed = transaction.commit()
+        if "key" in failed:
+            self.get(app_id, key_id)  # raises NotFound when the key is missing
+            raise Conflict(f"API key {key_id!r} is already revoked.", code="api_key_revoked")
+        if "other" in failed:
+            raise Conflict(
+                "Another admin key was revoked at the same time; this one is kept. Retry if intended.",
+                code="last_admin_key",
+                field="key_id",
+            )
         return self.get(app_id, key_id)
 
 

@@ -34,7 +34,7 @@ from steward.criteria.related import devices_of_users, owners
 from steward.devices.models import Device
 from steward.devices.repository import to_device
 from steward.errors import InvalidInput
-from steward.pagination import cursor_str, decode_cursor, encode_cursor, invalid_cursor
+from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, invalid_cursor
 from steward.sharded_query import MAX_SCANNED_PER_REQUEST
 from steward.tables import DeviceRecord, ProfileRecord
 from steward.users.models import User
@@ -66,7 +66,7 @@ class CriteriaPreviewService:
 
     def preview(self, app_id: str, request: PreviewRequest) -> PreviewResult:
         node = parse_criteria(request.criteria)
-        fingerprint = _fingerprint(request)
+        fingerprint = _fingerprint(request.target, request.criteria)
         start, now = self._resume(request.cursor, fingerprint)
         planned = plan(node, request.target, now)
         if request.target is Target.DEVICES:
@@ -90,10 +90,37 @@ class CriteriaPreviewService:
             sample=sample,
         )
 
+    def matching_users(self, app_id: str, criteria: Any, cursor: str | None, limit: int) -> Page[User]:
+        """One page of the users that criteria select (the members of a criteria segment).
+
+        A page reads under the same budget as a preview, so it may hold fewer
+        than ``limit`` users, or none, and still have a next one.
+        """
+        node = parse_criteria(criteria)
+        fingerprint = _fingerprint(Target.USERS, criteria)
+        start, now = self._resume(cursor, fingerprint)
+        planned = plan(node, Target.USERS, now)
+        candidates, _, position = self._users(
+            app_id, Target.USERS, start, planned.condition, planned.residual, max_items=limit
+        )
+        users = [
+            item
+            for subject, item in candidates
+            if isinstance(item, User) and (planned.residual is None or matches(planned.residual, subject, now))
+        ]
+        return Page[User](items=users, next_cursor=None if position is None else _cursor(position, now, fingerprint))
+
     def _users(
-        self, app_id: str, target: Target, start: Position, condition: Condition | None, residual: Node | None
+        self,
+        app_id: str,
+        target: Target,
+        start: Position,
+        condition: Condition | None,
+        residual: Node | None,
+        max_items: int | None = None,
     ) -> tuple[Iterator[tuple[Subject, SampleItem]], int, Position | None]:
         needs_devices = Scope.DEVICE in scopes_in(residual)
+        budget = self.max_device_lookups if needs_devices else self.max_scanned
         batch = read_shards(
             ProfileRecord,
             app_id,
@@ -101,7 +128,7 @@ class CriteriaPreviewService:
             start,
             condition,
             max_scanned=self.max_scanned,
-            max_items=self.max_device_lookups if needs_devices else self.max_scanned,
+            max_items=budget if max_items is None else min(budget, max_items),
         )
         users = [to_user(record) for record in batch.items]
         devices = devices_of_users(app_id, [user.user_id for user in users]) if needs_devices else {}
@@ -174,9 +201,9 @@ def _cursor(position: Position, now: datetime, fingerprint: str) -> str:
     return encode_cursor(state)
 
 
-def _fingerprint(request: PreviewRequest) -> str:
+def _fingerprint(target: Target, criteria: Any) -> str:
     canonical = json.dumps(
-        {"target": request.target.value, "criteria": request.criteria},
+        {"target": target.value, "criteria": criteria},
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -3,17 +3,19 @@
 from collections.abc import Callable
 from datetime import datetime
 
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from steward.conditions import condition_failed, read_modify_write, save_versioned
+from steward.conditions import MAX_ATTEMPTS, condition_failed, read_modify_write, save_versioned
 from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
 from steward.sharded_query import query_shards
 from steward.sharding import SEPARATOR, partition_for
 from steward.tables import DeviceRecord
+from steward.tags.writes import release_tags
+from steward.transactions import Transaction, transient
 
 DeviceChange = Callable[[Device | None], Device]
 
@@ -96,14 +98,27 @@ class DeviceRepository:
             (DeviceRecord.active == True) & (DeviceRecord.failure_streak >= 1),  # noqa: E712
         )
 
-    def delete(self, app_id: str, device_id: str, expected_user_id: str | None) -> None:
-        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
-        try:
-            record.delete(condition=_ownership_condition(expected_user_id))
-        except DeleteError as exc:
-            if condition_failed(exc):
-                self._raise_ownership_error(app_id, device_id, expected_user_id, exc)
-            raise
+    def delete(self, app_id: str, device_id: str, expected_user_id: str | None, now: datetime) -> None:
+        """Delete a device and release its tags (their member items and counts) with it.
+
+        A device without tags (most) goes in one DeleteItem, refused if it has
+        tags; a tagged one is read, then deleted in one transaction with its
+        releases, on condition that nobody wrote it since the read (retried).
+        """
+        read: DeviceRecord | None = None
+        for _ in range(MAX_ATTEMPTS):
+            if read is None or not read.tags:
+                deleted = self._delete_untagged(app_id, device_id, expected_user_id)
+            else:
+                deleted = self._delete_tagged(app_id, read, expected_user_id, now)
+            if deleted:
+                return
+            read = self._get_record(app_id, device_id)
+            if read is None:
+                raise device_not_found(device_id)
+            if expected_user_id is not None and read.user_id != expected_user_id:
+                raise _owned_by_other(device_id, expected_user_id)
+        raise Conflict("The device changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def dissociate(self, app_id: str, device_id: str, expected_user_id: str | None, now: datetime) -> Device:
         record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
@@ -179,20 +194,46 @@ class DeviceRepository:
             raise
         return to_device(record)
 
+    def _delete_untagged(self, app_id: str, device_id: str, expected_user_id: str | None) -> bool:
+        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        try:
+            record.delete(condition=_ownership_condition(expected_user_id) & DeviceRecord.tags.does_not_exist())
+        except DeleteError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def _delete_tagged(self, app_id: str, read: DeviceRecord, expected_user_id: str | None, now: datetime) -> bool:
+        transaction = Transaction()
+        unchanged = _ownership_condition(expected_user_id) & (DeviceRecord.version == read.version)
+        transaction.delete("device", DeviceRecord(pk=read.pk, sk=read.sk), unchanged)
+        release_tags(transaction, app_id, read.sk, set(read.tags or ()), self.shard_count, now)
+        try:
+            return not transaction.commit()
+        except TransactWriteError as exc:
+            if transient(exc):  # a tag change held a counter: read again and retry
+                return False
+            raise
+
     def _raise_ownership_error(
         self, app_id: str, device_id: str, expected_user_id: str | None, cause: Exception
     ) -> None:
         if self.get(app_id, device_id) is None:
             raise device_not_found(device_id) from cause
-        raise Conflict(
-            f"Device {device_id!r} does not belong to user {expected_user_id!r}.",
-            code="device_owned_by_other_user",
-            field="user_id",
-        ) from cause
+        raise _owned_by_other(device_id, expected_user_id) from cause
 
 
 def device_not_found(device_id: str) -> NotFound:
     return NotFound(f"Device {device_id!r} does not exist.", code="device_not_found", field="device_id")
+
+
+def _owned_by_other(device_id: str, expected_user_id: str | None) -> Conflict:
+    return Conflict(
+        f"Device {device_id!r} does not belong to user {expected_user_id!r}.",
+        code="device_owned_by_other_user",
+        field="user_id",
+    )
 
 
 def _ownership_condition(expected_user_id: str | None) -> Condition:

@@ -82,7 +82,7 @@ class DeviceService:
         return PushResultBatchOutcome(succeeded=succeeded, failed=len(outcomes) - succeeded, results=outcomes)
 
     def logout(self, app_id: str, device_id: str, user_id: str | None) -> None:
-        self.repository.delete(app_id, device_id, user_id)
+        self.repository.delete(app_id, device_id, user_id, utc_now())
 
     def dissociate(self, app_id: str, device_id: str, user_id: str | None) -> Device:
         return self.repository.dissociate(app_id, device_id, user_id, utc_now())

@@ -18,7 +18,7 @@ ENCODED_ID_MARK = "~"
 # Each id-bearing route family: the prefix before the id and the suffixes that may follow it
 # (most specific first; a suffix's own parameters never hold '/').
 _ID_ROUTES: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...] = (
-    ("/v1/devices/", tuple(re.compile(f"{end}$") for end in (r"/push-results", r"/user"))),
+    ("/v1/devices/", tuple(re.compile(f"{end}$") for end in (r"/push-results", r"/user", r"/tags/[^/]+"))),
     (
         "/v1/users/",
         tuple(

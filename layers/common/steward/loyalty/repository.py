@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
-from pynamodb.transactions import TransactWrite
 
-from steward.conditions import condition_failed, condition_failures
+from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.loyalty.models import PROGRAM_ID_PREFIX, LoyaltyProgram
 from steward.sharding import partition_for
 from steward.tables import LoyaltyProgramRecord, ProfileRecord, PromoCodeRecord
+from steward.transactions import Transaction
 from steward.users.repository import user_not_found
 
 logger = logging.getLogger(__name__)
@@ -168,24 +167,18 @@ class LoyaltyRepository:
 
         Returns which of the two failed its condition; (False, False) when it went through.
         """
-        try:
-            with TransactWrite(connection=Connection()) as transaction:
-                transaction.update(
-                    PromoCodeRecord(pk=self._partition(app_id, code), sk=code),
-                    actions=code_actions,
-                    condition=code_condition,
-                )
-                transaction.update(
-                    self._profile(app_id, user_id),
-                    actions=[user_action, ProfileRecord.updated_at.set(now), ProfileRecord.version.add(1)],
-                    condition=ProfileRecord.sk.exists(),
-                )
-        except TransactWriteError as exc:
-            code_failed, user_failed = condition_failures(exc, 2)
-            if not (code_failed or user_failed):
-                raise
-            return code_failed, user_failed
-        return False, False
+        transaction = Transaction()
+        transaction.update(
+            "code", PromoCodeRecord(pk=self._partition(app_id, code), sk=code), code_actions, code_condition
+        )
+        transaction.update(
+            "user",
+            self._profile(app_id, user_id),
+            [user_action, ProfileRecord.updated_at.set(now), ProfileRecord.version.add(1)],
+            ProfileRecord.sk.exists(),
+        )
+        failed = transaction.commit()
+        return "code" in failed, "user" in failed
 
     def _partition(self, app_id: str, code: str) -> str:
         return partition_for(codes_collection(app_id), code, self.shard_count)

@@ -1,11 +1,11 @@
 """Loyalty use cases: create programs, add codes in bulk, attach and detach codes to users."""
 
-import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from steward.batch import as_text
 from steward.clock import utc_now
 from steward.errors import InvalidInput
 from steward.loyalty.models import CODE_PATTERN, MAX_CODES_PER_REQUEST, AddCodesOutcome, LoyaltyProgram
@@ -37,7 +37,7 @@ class LoyaltyService:
                 field="codes",
             )
         self.repository.get_program(app_id, program_id)  # NotFound for another app's or an unknown program
-        invalid = [_as_text(raw) for raw in raw_codes if not (isinstance(raw, str) and _CODE.match(raw))]
+        invalid = [as_text(raw) for raw in raw_codes if not (isinstance(raw, str) and _CODE.match(raw))]
         valid = [raw for raw in raw_codes if isinstance(raw, str) and _CODE.match(raw)]
         unique = list(dict.fromkeys(valid))
         now = utc_now()
@@ -79,7 +79,3 @@ class LoyaltyService:
         if user is None:  # deleted right after the transaction
             raise user_not_found(user_id)
         return user
-
-
-def _as_text(raw: Any) -> str:
-    return raw if isinstance(raw, str) else json.dumps(raw, default=str)

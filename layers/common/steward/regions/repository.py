@@ -3,12 +3,13 @@
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.expressions.condition import Condition
 
+from steward.batch import chunks
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
@@ -59,7 +60,7 @@ class RegionRepository:
         """
         records = [self._to_record(app_id, region) for region in regions]
         unwritten: set[str] = set()
-        for chunk in _chunks(records, BATCH_WRITE_SIZE):
+        for chunk in chunks(records, BATCH_WRITE_SIZE):
             unwritten |= self._write_chunk(chunk)
         return unwritten
 
@@ -181,8 +182,3 @@ def _filter_condition(region_filter: RegionFilter) -> Condition | None:
 def _request_sort_key(request: dict[str, Any]) -> str:
     """The region id of one unprocessed BatchWriteItem request."""
     return str(request["PutRequest"]["Item"]["sk"]["S"])
-
-
-def _chunks(records: list[RegionRecord], size: int) -> Iterator[list[RegionRecord]]:
-    for start in range(0, len(records), size):
-        yield records[start : start + size]

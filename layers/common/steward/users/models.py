@@ -113,6 +113,7 @@ class User(BaseModel):
     phones: list[Contact]
     subscriptions: list[Subscription]
     promo_codes: list[PromoCode]
+    segments: list[str] = Field(default_factory=list, description="Ids of the static segments the user belongs to.")
 
 
 class UpsertUser(BaseModel):

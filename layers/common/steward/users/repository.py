@@ -38,12 +38,15 @@ class UserRepository:
         record = self._get_record(app_id, user_id)
         return None if record is None else to_user(record)
 
-    def get_many(self, app_id: str, user_ids: Iterable[str]) -> dict[str, tuple[User, int]]:
+    def get_many(
+        self, app_id: str, user_ids: Iterable[str], *, consistent: bool = False
+    ) -> dict[str, tuple[User, int]]:
         """Users and their versions by id, with BatchGetItem (100 keys a call); missing ids are left out."""
         keys = [(partition_for(app_id, user_id, self.shard_count), user_id) for user_id in dict.fromkeys(user_ids)]
         if not keys:
             return {}
-        return {record.sk: (to_user(record), int(record.version)) for record in ProfileRecord.batch_get(keys)}
+        records = ProfileRecord.batch_get(keys, consistent_read=consistent)
+        return {record.sk: (to_user(record), int(record.version)) for record in records}
 
     def upsert(self, app_id: str, user_id: str, change: UserChange) -> User:
         """Read, apply ``change`` and write back only if nobody wrote in between (as for devices)."""
@@ -76,14 +79,22 @@ class UserRepository:
             if not condition_failed(exc):  # an unregistered user, or activity already recorded recently
                 raise
 
-    def delete(self, app_id: str, user_id: str) -> None:
+    def get_with_version(self, app_id: str, user_id: str) -> tuple[User, int] | None:
+        record = self._get_record(app_id, user_id)
+        return None if record is None else (to_user(record), int(record.version))
+
+    def delete(self, app_id: str, user_id: str, version: int) -> bool:
+        """Delete the user if it is still at ``version``; False when it changed meanwhile."""
         record = ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)
         try:
-            record.delete(condition=ProfileRecord.sk.exists())
+            record.delete(condition=ProfileRecord.version == version)
         except DeleteError as exc:
-            if condition_failed(exc):
+            if not condition_failed(exc):
+                raise
+            if self._get_record(app_id, user_id) is None:
                 raise user_not_found(user_id) from exc
-            raise
+            return False
+        return True
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[User]:
         records, next_cursor = query_shards(ProfileRecord, app_id, self.shard_count, cursor, limit)
@@ -121,6 +132,7 @@ def to_user(record: ProfileRecord) -> User:
             PromoCode(code=code, program_id=str(program))
             for code, program in sorted(_as_dict(record.promo_codes).items())
         ],
+        segments=sorted(record.segments or ()),
     )
 
 
@@ -142,6 +154,7 @@ def _to_record(app_id: str, user: User, shard_count: int) -> ProfileRecord:
             subscription_key(item.resource_id, item.channel.value): item.status.value for item in user.subscriptions
         },
         promo_codes={item.code: item.program_id for item in user.promo_codes},
+        segments=set(user.segments) or None,
     )
 
 

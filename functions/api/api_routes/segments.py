@@ -1,0 +1,94 @@
+"""Segment routes: static segments with explicit members, and criteria segments."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from steward.http.auth import current_principal
+from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.segments.models import ChangeMembers, CreateSegment, MemberChangeOutcome, Segment
+from steward.segments.service import SegmentService
+from steward.users.models import User
+
+TAG = "Segments"
+
+_DELETE_DESCRIPTION = """\
+Deletes the segment. A static segment's members are removed first, up to 2,000 per
+request: while some remain, the answer is 202 with the segment (`deleting: true`) and
+the same DELETE continues. 204 once the segment is gone. Members cannot be added to a
+segment that is being deleted.
+"""
+
+_MEMBERS_DESCRIPTION = """\
+Up to 1,000 user ids in `add` and `remove` together. Only registered users can be
+members. Each user is counted in one of the outcome's fields; `failed` ones can be
+sent again. The segment's `member_count` and `inactive_member_count` change in the
+same transactions as the members.
+"""
+
+_LIST_MEMBERS_DESCRIPTION = """\
+The members as users. For a criteria segment, the users its criteria select now: a
+page reads at most 5,000 users, so it may hold fewer than `limit` users, or none,
+and still have a `next_cursor`.
+"""
+
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+
+
+def build_router(service: SegmentService) -> APIGatewayHttpRouter:
+    router = APIGatewayHttpRouter()
+
+    def app_id() -> str:
+        return current_principal(router).app_id
+
+    @router.post("/v1/segments", tags=[TAG], summary="Create a segment")
+    def create_segment(body: CreateSegment) -> Response[Segment]:
+        segment = service.create(app_id(), body)
+        return Response(status_code=201, content_type="application/json", body=segment)
+
+    @router.get("/v1/segments", tags=[TAG], summary="List the app's segments with their counts")
+    def list_segments(cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Segment]:
+        return service.list_page(app_id(), cursor, limit)
+
+    @router.get("/v1/segments/<segment_id>", tags=[TAG], summary="Get one segment")
+    def get_segment(segment_id: str) -> Segment:
+        return service.get(app_id(), segment_id)
+
+    @router.delete(
+        "/v1/segments/<segment_id>",
+        tags=[TAG],
+        summary="Delete a segment",
+        description=_DELETE_DESCRIPTION,
+        responses={
+            202: {"description": "Members remain; repeat the request."},
+            204: {"description": "The segment is deleted."},
+        },
+    )
+    def delete_segment(segment_id: str) -> Response[Segment | None]:
+        remaining = service.delete(app_id(), segment_id)
+        if remaining is None:
+            return Response(status_code=204)
+        return Response(status_code=202, content_type="application/json", body=remaining)
+
+    @router.post(
+        "/v1/segments/<segment_id>/members",
+        tags=[TAG],
+        summary="Add and remove members of a static segment",
+        description=_MEMBERS_DESCRIPTION,
+    )
+    def change_members(segment_id: str, body: ChangeMembers) -> MemberChangeOutcome:
+        return service.change_members(app_id(), segment_id, body)
+
+    @router.get(
+        "/v1/segments/<segment_id>/members",
+        tags=[TAG],
+        summary="List a segment's members",
+        description=_LIST_MEMBERS_DESCRIPTION,
+    )
+    def list_members(segment_id: str, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[User]:
+        return service.members(app_id(), segment_id, cursor, limit)
+
+    return router

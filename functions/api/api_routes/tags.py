@@ -1,0 +1,98 @@
+"""Tag routes: tag and untag devices (one or in bulk), list tags and a tag's devices."""
+
+from typing import Annotated
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import TypeAdapter, ValidationError
+
+from api_routes.params import device_id_param
+from steward.devices.models import Device
+from steward.errors import InvalidInput
+from steward.http.auth import current_principal
+from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.tags.models import (
+    MAX_DEVICES_PER_REQUEST,
+    MAX_TAGS_PER_DEVICE,
+    BulkTagDevices,
+    BulkTagOutcome,
+    Tag,
+    TagName,
+)
+from steward.tags.service import TagService
+
+TAG = "Tags"
+_TAG_NAME = TypeAdapter(TagName)
+TagParam = Annotated[str, Path(description="The tag: 1-64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'.")]
+DeviceIdParam = Annotated[
+    str, Path(description="The device id, URL-encoded (or `~` and its base64url encoding when it holds '?' or '#').")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+
+
+def build_router(service: TagService) -> APIGatewayHttpRouter:
+    router = APIGatewayHttpRouter()
+
+    def app_id() -> str:
+        return current_principal(router).app_id
+
+    @router.put(
+        "/v1/devices/<device_id>/tags/<tag>",
+        tags=[TAG],
+        summary="Tag a device",
+        description=(
+            f"Idempotent: a device that already carries the tag is returned unchanged. A device carries at most "
+            f"{MAX_TAGS_PER_DEVICE} tags (409 `too_many_tags`)."
+        ),
+    )
+    def tag_device(device_id: DeviceIdParam, tag: TagParam) -> Device:
+        return service.tag(app_id(), device_id_param(device_id), _tag(unquote(tag)))
+
+    @router.delete(
+        "/v1/devices/<device_id>/tags/<tag>",
+        tags=[TAG],
+        summary="Untag a device",
+        description="404 `tag_not_on_device` when the device does not carry the tag.",
+    )
+    def untag_device(device_id: DeviceIdParam, tag: TagParam) -> Device:
+        return service.untag(app_id(), device_id_param(device_id), _tag(unquote(tag)))
+
+    @router.post(
+        "/v1/tags/<tag>/devices",
+        tags=[TAG],
+        summary=f"Tag and untag up to {MAX_DEVICES_PER_REQUEST:,} devices",
+        description=(
+            "Each device gets an outcome: added, removed, unchanged, not found, too many tags, invalid or "
+            "failed (send those again). The tag's device count stays exact."
+        ),
+    )
+    def change_tag_devices(tag: TagParam, body: BulkTagDevices) -> BulkTagOutcome:
+        return service.change_devices(app_id(), _tag(tag), body.add, body.remove)
+
+    @router.get(
+        "/v1/tags",
+        tags=[TAG],
+        summary="List the app's tags with their device counts",
+        description="Tags whose last device was untagged stay listed with a count of 0.",
+    )
+    def list_tags(cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Tag]:
+        return service.list_tags(app_id(), cursor, limit)
+
+    @router.get("/v1/tags/<tag>/devices", tags=[TAG], summary="List the devices carrying a tag")
+    def list_tag_devices(tag: TagParam, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Device]:
+        return service.list_devices(app_id(), _tag(tag), cursor, limit)
+
+    return router
+
+
+def _tag(raw: str) -> str:
+    try:
+        return _TAG_NAME.validate_python(raw)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "tag must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'.",
+            code="invalid_path_parameter",
+            field="tag",
+        ) from exc

@@ -1,0 +1,1 @@
+"""Segments: static ones with explicit members and counts, and criteria ones."""

@@ -1,0 +1,211 @@
+"""Segment use cases: create, read, delete, change and list members."""
+
+import logging
+import re
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from steward.batch import as_text, check_add_remove, chunks, refuse_add_and_remove
+from steward.clock import utc_now
+from steward.criteria.parse import parse_criteria
+from steward.criteria.preview import CriteriaPreviewService
+from steward.devices.models import UserId
+from steward.errors import Conflict, InvalidInput
+from steward.pagination import Page
+from steward.segments.models import (
+    MAX_MEMBER_CHANGES,
+    MAX_SEGMENTS_PER_USER,
+    SEGMENT_ID_PREFIX,
+    ChangeMembers,
+    CreateSegment,
+    MemberChangeOutcome,
+    Segment,
+    SegmentKind,
+)
+from steward.segments.repository import (
+    CHANGES_PER_TRANSACTION,
+    MemberChange,
+    SegmentRepository,
+    segment_not_found,
+)
+from steward.users.models import User
+from steward.users.repository import UserRepository
+
+logger = logging.getLogger(__name__)
+
+# Users whose item changed between our read and our write are read again and retried this often.
+ATTEMPTS = 3
+# Members removed per DELETE request: about 100 conditional writes per second per worker thread
+# keeps a request well inside the API's 30 s; a larger segment takes several DELETEs.
+DRAIN_BUDGET = 2000
+_SEGMENT_ID = re.compile(rf"^{SEGMENT_ID_PREFIX}[0-9a-f]{{16}}$")
+_USER_ID = TypeAdapter(UserId)
+
+
+class SegmentService:
+    def __init__(
+        self,
+        shard_count: int,
+        repository: SegmentRepository | None = None,
+        users: UserRepository | None = None,
+        criteria: CriteriaPreviewService | None = None,
+        drain_budget: int = DRAIN_BUDGET,
+    ) -> None:
+        self.repository = repository or SegmentRepository(shard_count)
+        self.users = users or UserRepository(shard_count)
+        self.criteria = criteria or CriteriaPreviewService(shard_count)
+        self.drain_budget = drain_budget
+
+    def create(self, app_id: str, request: CreateSegment) -> Segment:
+        if request.kind is SegmentKind.CRITERIA:
+            if request.criteria is None:
+                raise InvalidInput("A criteria segment needs criteria.", code="criteria_required", field="criteria")
+            parse_criteria(request.criteria)  # 422 invalid_criteria with the path of the bad part
+        elif request.criteria is not None:
+            raise InvalidInput(
+                "A static segment has members, not criteria.", code="criteria_not_allowed", field="criteria"
+            )
+        return self.repository.create(app_id, request.name, request.kind, request.criteria, utc_now())
+
+    def get(self, app_id: str, segment_id: str) -> Segment:
+        if not _SEGMENT_ID.match(segment_id):
+            raise segment_not_found(segment_id)  # cannot exist, and may be too long for a key
+        return self.repository.get(app_id, segment_id)
+
+    def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[Segment]:
+        return self.repository.list_page(app_id, cursor, limit)
+
+    def delete(self, app_id: str, segment_id: str) -> Segment | None:
+        """Delete a segment; None once it is gone, or the segment (deleting) when members remain.
+
+        A static segment's members are removed first, a bounded number per
+        call, so a large segment takes several calls; each call continues.
+        """
+        segment = self.get(app_id, segment_id)
+        if segment.kind is SegmentKind.STATIC:
+            if not segment.deleting:
+                self.repository.start_deleting(app_id, segment_id, utc_now())
+            if not self.repository.drain(app_id, segment_id, self.drain_budget):
+                return self.repository.get(app_id, segment_id)
+        self.repository.remove(app_id, segment)
+        return None
+
+    def change_members(self, app_id: str, segment_id: str, request: ChangeMembers) -> MemberChangeOutcome:
+        """Add and remove up to 1,000 members, in transactions of up to 49 users."""
+        check_add_remove(request.add, request.remove, MAX_MEMBER_CHANGES, "members")
+        invalid = [as_text(raw) for raw in [*request.add, *request.remove] if _user_id(raw) is None]
+        to_add, repeated_adds = _valid_ids(request.add)
+        to_remove, repeated_removes = _valid_ids(request.remove)
+        refuse_add_and_remove(to_add, to_remove)
+        segment = self.get(app_id, segment_id)
+        _require_changeable(segment)
+
+        pending = {user_id: True for user_id in to_add} | {user_id: False for user_id in to_remove}
+        outcome = _Tally()
+        outcome.unchanged = repeated_adds + repeated_removes  # an id repeated in a list changes nothing more
+        for attempt in range(ATTEMPTS):
+            if not pending:
+                break
+            changes = self._plan(app_id, segment_id, pending, outcome, consistent=attempt > 0)
+            pending = self._apply(app_id, segment_id, changes, outcome)
+        outcome.failed.extend(pending)
+        return MemberChangeOutcome(
+            added=outcome.added,
+            removed=outcome.removed,
+            unchanged=outcome.unchanged,
+            not_found=outcome.not_found,
+            at_segment_limit=outcome.at_limit,
+            invalid=invalid,
+            failed=outcome.failed,
+            segment=self.repository.get(app_id, segment_id),
+        )
+
+    def members(self, app_id: str, segment_id: str, cursor: str | None, limit: int) -> Page[User]:
+        """One page of members: stored ones for static segments, matching users for criteria segments."""
+        segment = self.get(app_id, segment_id)
+        if segment.kind is SegmentKind.CRITERIA:
+            return self.criteria.matching_users(app_id, segment.criteria, cursor, limit)
+        user_ids, next_cursor = self.repository.member_ids_page(app_id, segment_id, cursor, limit)
+        found = self.users.get_many(app_id, user_ids)
+        # A user deleted since the member item was read has left the segment.
+        users = [found[user_id][0] for user_id in user_ids if user_id in found]
+        return Page[User](items=users, next_cursor=next_cursor)
+
+    def _plan(
+        self, app_id: str, segment_id: str, pending: dict[str, bool], outcome: "_Tally", *, consistent: bool
+    ) -> list[MemberChange]:
+        """Read the users and decide, for each, the write to make (if any)."""
+        stored = self.users.get_many(app_id, pending, consistent=consistent)
+        changes = []
+        for user_id, joining in pending.items():
+            if user_id not in stored:
+                outcome.not_found.append(user_id)
+                continue
+            user = stored[user_id][0]
+            if joining == (segment_id in user.segments):
+                outcome.unchanged += 1
+            elif joining and len(user.segments) >= MAX_SEGMENTS_PER_USER:
+                outcome.at_limit.append(user_id)
+            else:
+                changes.append(MemberChange(user_id, joining=joining, inactive=not user.active))
+        return changes
+
+    def _apply(self, app_id: str, segment_id: str, changes: list[MemberChange], outcome: "_Tally") -> dict[str, bool]:
+        """Write the changes chunk by chunk; returns those to read again and retry."""
+        retry: dict[str, bool] = {}
+        # One chunk after the other: they all update the segment's counts, and
+        # concurrent transactions on one item are refused.
+        for chunk in chunks(changes, CHANGES_PER_TRANSACTION):
+            try:
+                result = self.repository.change_members(app_id, segment_id, chunk, utc_now())
+            except Exception:  # one chunk's outage (throttling, a conflict) must not hide the others' outcomes
+                logger.exception("A segment member transaction failed")
+                outcome.failed.extend(change.user_id for change in chunk)
+                continue
+            if result.segment_refused:
+                _require_changeable(self.repository.get(app_id, segment_id))
+                raise Conflict(f"Segment {segment_id!r} changed concurrently.", code="concurrent_update")
+            for change in chunk:
+                if change.user_id in result.refused_users:
+                    retry[change.user_id] = change.joining
+                elif change.joining:
+                    outcome.added += 1
+                else:
+                    outcome.removed += 1
+        return retry
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.added = 0
+        self.removed = 0
+        self.unchanged = 0
+        self.not_found: list[str] = []
+        self.at_limit: list[str] = []
+        self.failed: list[str] = []
+
+
+def _require_changeable(segment: Segment) -> None:
+    if segment.kind is not SegmentKind.STATIC:
+        raise Conflict(
+            "A criteria segment's members are the users its criteria select.",
+            code="segment_not_static",
+            field="segment_id",
+        )
+    if segment.deleting:
+        raise Conflict("The segment is being deleted.", code="segment_deleting", field="segment_id")
+
+
+def _user_id(raw: Any) -> str | None:
+    try:
+        return _USER_ID.validate_python(raw)
+    except ValidationError:
+        return None
+
+
+def _valid_ids(raw_ids: list[Any]) -> tuple[list[str], int]:
+    """The valid ids, each once, and how many repeats were dropped."""
+    valid = [user_id for user_id in map(_user_id, raw_ids) if user_id is not None]
+    unique = list(dict.fromkeys(valid))
+    return unique, len(valid) - len(unique)

@@ -1,0 +1,1 @@
+"""Device tags: labels on devices, with a device count per tag."""
