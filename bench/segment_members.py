@@ -60,8 +60,8 @@ def main() -> None:
             writes = TRANSACTION_FACTOR * (
                 MEMBERS * (write_units(sample_user) + write_units(member)) + transactions * write_units(segment)
             )
-            # BatchGetItem reads each user eventually consistently: half a unit per 4 KB; then one segment read.
-            reads = MEMBERS * 0.5 * math.ceil(write_units(sample_user) / 4) + 1
+            # BatchGetItem reads each user strongly consistently: a unit per 4 KB; then one segment read.
+            reads = MEMBERS * math.ceil(write_units(sample_user) / 4) + 1
             calls = ", ".join(f"{count} {name}" for name, count in sorted(made.items()))
             print(f"{label:16} {calls:52} {writes:>6} {reads:>6.0f}")
 

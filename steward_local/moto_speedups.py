@@ -40,7 +40,7 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
     try:
         _moto_transact_write_items(self, transact_items)
     except Exception:
-        for table_name, key, attributes in reversed(saved or []):
+        for table_name, key, attributes in reversed(saved):
             if attributes is not None:
                 self.put_item(table_name, attributes)
             elif self.get_item(table_name, key) is not None:
@@ -51,11 +51,15 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
 _transact_write_items.restores_items = True  # type: ignore[attr-defined]
 
 
-def _save(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[_SavedItem] | None:
-    """Each named item as it is now (None when absent); None when moto will refuse the request anyway."""
+def _save(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[_SavedItem]:
+    """Each named item as it is now (None when absent).
+
+    An item that cannot be keyed (no table, a missing key) is skipped: moto
+    fails that item without writing it, and still applies the others first.
+    """
     saved: list[_SavedItem] = []
-    try:
-        for transact_item in transact_items:
+    for transact_item in transact_items:
+        try:
             ((_, operation),) = transact_item.items()
             table_name = operation["TableName"]
             table = self.get_table(table_name)
@@ -67,7 +71,7 @@ def _save(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[_
                 if table.range_key_attr is not None:
                     key[table.range_key_attr] = item[table.range_key_attr]
             current = self.get_item(table_name, key)
-            saved.append((table_name, key, None if current is None else copy.deepcopy(current.to_json()["Attributes"])))
-    except Exception:  # a malformed request: moto rejects it before writing anything
-        return None
+        except Exception:  # noqa: S112 (never written, so nothing to restore)
+            continue
+        saved.append((table_name, key, None if current is None else copy.deepcopy(current.to_json()["Attributes"])))
     return saved

@@ -155,7 +155,7 @@ def test_inactive_members_are_counted_when_they_join_leave_or_change(segments: S
 def test_a_user_that_changed_since_it_was_read_is_read_again(
     segments: SegmentService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    new_users(A, "racer")
+    new_users(A, "racer", "calm-1", "calm-2")
     segment_id = static(segments).segment_id
     real_plan = segments._plan
     calls = []
@@ -169,11 +169,12 @@ def test_a_user_that_changed_since_it_was_read_is_read_again(
 
     monkeypatch.setattr(segments, "_plan", plan_then_deactivate)
 
-    outcome = change(segments, segment_id, add=["racer"])
+    outcome = change(segments, segment_id, add=["calm-1", "racer", "calm-2"])
 
-    assert len(calls) == 2
-    assert (outcome.added, outcome.failed) == (1, [])
-    assert (outcome.segment.inactive_member_count, outcome.segment.active_member_count) == (1, 0)
+    assert len(calls) == 2  # the refused transaction wrote nothing: its whole chunk was read and sent again
+    assert (outcome.added, outcome.failed) == (3, [])
+    assert (outcome.segment.inactive_member_count, outcome.segment.active_member_count) == (1, 2)
+    assert stored_members(A, segment_id) == {"racer", "calm-1", "calm-2"}
 
 
 def test_concurrent_adds_of_the_same_users_count_once(segments: SegmentService, atomic_moto: None) -> None:
@@ -276,6 +277,19 @@ def test_delete_drains_members_over_several_calls(store: StoreSettings) -> None:
     with pytest.raises(NotFound):
         segments.get(A, segment.segment_id)
     assert static(segments).name == "vip"  # the name is free again
+
+
+def test_a_repeated_delete_never_frees_the_name_of_a_newer_segment(segments: SegmentService) -> None:
+    old = static(segments)
+    assert segments.delete(A, old.segment_id) is None
+    newer = static(segments)  # same name, claimed again
+
+    segments.repository.remove(A, old)  # a DELETE of the old segment that was still running
+
+    with pytest.raises(Conflict) as taken:
+        static(segments)
+    assert taken.value.code == "segment_name_taken"
+    assert segments.get(A, newer.segment_id).name == old.name
 
 
 def test_deleting_a_user_leaves_its_segments(segments: SegmentService) -> None:

@@ -2,7 +2,9 @@
 
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from steward.settings import StoreSettings
 from steward.tables import ResourceRecord
@@ -59,3 +61,21 @@ def test_a_transaction_holds_at_most_100_writes(store: StoreSettings) -> None:
         transaction.put("one more", resource("extra"))
     assert transaction.commit() == set()
     assert len(stored_names()) == MAX_TRANSACTION_ITEMS
+
+
+def test_the_emulator_undoes_earlier_writes_of_a_transaction_with_a_bad_item(store: StoreSettings) -> None:
+    client = boto3.client("dynamodb")
+    table = store.catalog_table
+    written = {"pk": {"S": PK}, "sk": {"S": "written"}, "name": {"S": "x"}}
+    keyless = {"pk": {"S": PK}, "name": {"S": "no sort key"}}
+
+    with pytest.raises(ClientError) as cancelled:
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": written}},
+                {"Put": {"TableName": table, "Item": keyless}},
+            ]
+        )
+
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert stored_names() == {}

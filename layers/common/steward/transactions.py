@@ -7,6 +7,7 @@ the writes in send order, so callers never count positions themselves.
 """
 
 from collections.abc import Callable, Hashable
+from functools import cache
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
@@ -80,8 +81,9 @@ def transient(exc: TransactWriteError) -> bool:
     return any(reason is not None and reason.code in _TRANSIENT_REASONS for reason in exc.cancellation_reasons)
 
 
+@cache
 def _connection() -> Connection:
-    """The models' timeouts (a bare Connection waits pynamodb's 15 s to connect and 30 s to read)."""
+    """One per process, with the models' timeouts (a bare Connection waits 15 s to connect, 30 s to read)."""
     return Connection(
         connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
         read_timeout_seconds=READ_TIMEOUT_SECONDS,

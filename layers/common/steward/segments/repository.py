@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import size
 
 from steward.conditions import MAX_ATTEMPTS, condition_failed
@@ -32,7 +32,7 @@ from steward.segments.models import MAX_SEGMENTS_PER_USER, SEGMENT_ID_PREFIX, Se
 from steward.sharded_query import query_partition, query_shards
 from steward.sharding import partition_for, shard_key
 from steward.tables import ProfileRecord, SegmentMemberRecord, SegmentNameRecord, SegmentRecord
-from steward.transactions import MAX_TRANSACTION_ITEMS, Transaction
+from steward.transactions import MAX_TRANSACTION_ITEMS, Transaction, transient
 from steward.users.models import User
 from steward.users.repository import UserRepository
 
@@ -173,7 +173,12 @@ class SegmentRepository:
         kept = set()
         for segment_id in user.segments:
             change = MemberChange(user.user_id, joining=False, inactive=not user.active)
-            result = self.change_members(app_id, segment_id, [change], now)
+            try:
+                result = self.change_members(app_id, segment_id, [change], now)
+            except TransactWriteError as exc:
+                if transient(exc):  # a bulk change held the segment's counts
+                    raise Conflict("The segment is busy; retry the request.", code="concurrent_update") from exc
+                raise
             if result.refused_users:
                 raise Conflict("The user changed concurrently; retry the request.", code="concurrent_update")
             if result.segment_refused:
@@ -217,7 +222,13 @@ class SegmentRepository:
                     [SegmentRecord.inactive_member_count.add(-1 if active else 1)],
                     SegmentRecord.sk.exists(),
                 )
-            if not transaction.commit():
+            try:
+                refused = transaction.commit()
+            except TransactWriteError as exc:
+                if not transient(exc):  # a bulk change held one of the segments' counts: try again
+                    raise
+                continue
+            if not refused:
                 return self.users.get(app_id, user_id)
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
@@ -270,11 +281,27 @@ class SegmentRepository:
         return True
 
     def remove(self, app_id: str, segment: Segment) -> None:
-        """Delete the segment and free its name (members must be gone: see drain)."""
+        """Delete the segment and free its name (members must be gone: see drain).
+
+        Both deletes are conditioned, so a DELETE repeated concurrently (a client
+        retrying) never frees the name that a newer segment has claimed since.
+        """
+        record = SegmentRecord(pk=segments_pk(app_id), sk=segment.segment_id)
         transaction = Transaction()
-        transaction.delete(_SEGMENT, SegmentRecord(pk=segments_pk(app_id), sk=segment.segment_id))
-        transaction.delete("name", SegmentNameRecord(pk=names_pk(app_id), sk=segment.name))
-        transaction.commit()
+        transaction.delete(_SEGMENT, record, SegmentRecord.sk.exists())
+        transaction.delete(
+            "name",
+            SegmentNameRecord(pk=names_pk(app_id), sk=segment.name),
+            SegmentNameRecord.segment_id == segment.segment_id,
+        )
+        refused = transaction.commit()
+        if refused == {"name"}:  # the name was freed already: the segment item alone is left
+            try:
+                record.delete(condition=SegmentRecord.sk.exists())
+            except DeleteError as exc:
+                if not condition_failed(exc):
+                    raise
+        # A refused segment delete: a concurrent DELETE removed it first.
 
     def _forget_segment(self, app_id: str, segment_id: str, user_ids: list[str]) -> None:
         def forget(user_id: str) -> None:

@@ -104,10 +104,10 @@ class SegmentService:
         pending = {user_id: True for user_id in to_add} | {user_id: False for user_id in to_remove}
         outcome = _Tally()
         outcome.unchanged = repeated_adds + repeated_removes  # an id repeated in a list changes nothing more
-        for attempt in range(ATTEMPTS):
+        for _ in range(ATTEMPTS):
             if not pending:
                 break
-            changes = self._plan(app_id, segment_id, pending, outcome, consistent=attempt > 0)
+            changes = self._plan(app_id, segment_id, pending, outcome)
             pending = self._apply(app_id, segment_id, changes, outcome)
         outcome.failed.extend(pending)
         return MemberChangeOutcome(
@@ -132,11 +132,12 @@ class SegmentService:
         users = [found[user_id][0] for user_id in user_ids if user_id in found]
         return Page[User](items=users, next_cursor=next_cursor)
 
-    def _plan(
-        self, app_id: str, segment_id: str, pending: dict[str, bool], outcome: "_Tally", *, consistent: bool
-    ) -> list[MemberChange]:
-        """Read the users and decide, for each, the write to make (if any)."""
-        stored = self.users.get_many(app_id, pending, consistent=consistent)
+    def _plan(self, app_id: str, segment_id: str, pending: dict[str, bool], outcome: "_Tally") -> list[MemberChange]:
+        """Read the users and decide, for each, the write to make (if any).
+
+        Consistent reads: a skip decided here (unchanged, not found) is final.
+        """
+        stored = self.users.get_many(app_id, pending, consistent=True)
         changes = []
         for user_id, joining in pending.items():
             if user_id not in stored:
@@ -166,10 +167,12 @@ class SegmentService:
             if result.segment_refused:
                 _require_changeable(self.repository.get(app_id, segment_id))
                 raise Conflict(f"Segment {segment_id!r} changed concurrently.", code="concurrent_update")
+            if result.refused_users:
+                # A refused transaction wrote nothing: the whole chunk is read again and retried.
+                retry.update((change.user_id, change.joining) for change in chunk)
+                continue
             for change in chunk:
-                if change.user_id in result.refused_users:
-                    retry[change.user_id] = change.joining
-                elif change.joining:
+                if change.joining:
                     outcome.added += 1
                 else:
                     outcome.removed += 1
