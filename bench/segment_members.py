@@ -11,10 +11,11 @@ from moto import mock_aws
 
 from bench.dynamodb import counting, create_tables, write_units
 from steward.segments.models import ChangeMembers, CreateSegment, SegmentKind
-from steward.segments.repository import CHANGES_PER_TRANSACTION, members_collection, segments_pk
+from steward.segments.repository import members_collection, segments_pk
 from steward.segments.service import SegmentService
 from steward.sharding import partition_for
 from steward.tables import ProfileRecord, SegmentMemberRecord, SegmentRecord
+from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
 from steward.users.repository import UserRepository
 from steward.users.service import UserService
 
@@ -56,7 +57,7 @@ def main() -> None:
                 updated_at=sample_user.created_at,
             )
             segment = SegmentRecord.get(segments_pk(APP), segment_id)
-            transactions = math.ceil(MEMBERS / CHANGES_PER_TRANSACTION)
+            transactions = math.ceil(MEMBERS / MEMBERSHIPS_PER_TRANSACTION)
             writes = TRANSACTION_FACTOR * (
                 MEMBERS * (write_units(sample_user) + write_units(member)) + transactions * write_units(segment)
             )

@@ -22,8 +22,9 @@ from steward.sharding import partition_for, shard_key, shard_of
 from steward.tables import DeviceRecord, TagMemberRecord, TagRecord
 from steward.tags.models import MAX_TAGS_PER_DEVICE, Tag
 from steward.tags.repository import TagChange, TagRepository
-from steward.tags.service import DEVICES_PER_TRANSACTION, TagService
+from steward.tags.service import TagService
 from steward.tags.writes import members_collection, tags_pk
+from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
 from tests.unit.conftest import SHARD_COUNT, collect_pages
 from tests.unit.test_handlers import call, load_event, load_function
 
@@ -211,7 +212,7 @@ def test_bulk_writes_one_transaction_per_49_devices(
 
     tags.change_devices(A, "vip", ids, [])
 
-    assert DEVICES_PER_TRANSACTION == 49
+    assert MEMBERSHIPS_PER_TRANSACTION == 49
     assert sizes == [49, 49, 2]
     assert_consistent(A, "vip", set(ids))
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from steward.errors import InvalidInput, StewardError
 
@@ -114,3 +114,16 @@ def refuse_add_and_remove(add: list[str], remove: list[str]) -> None:
     both = sorted(set(add) & set(remove))
     if both:
         raise InvalidInput(f"{both[0]!r} is in both add and remove.", code="id_in_add_and_remove", field="remove")
+
+
+def split_ids(raw_ids: list[Any], adapter: TypeAdapter[str]) -> tuple[list[str], list[str], int]:
+    """A bulk request's id list: the valid ids each once, the invalid items as text, and the repeats dropped."""
+    valid: list[str] = []
+    invalid: list[str] = []
+    for raw in raw_ids:
+        try:
+            valid.append(adapter.validate_python(raw, strict=True))
+        except ValidationError:
+            invalid.append(as_text(raw))
+    unique = list(dict.fromkeys(valid))
+    return unique, invalid, len(valid) - len(unique)

@@ -21,6 +21,9 @@ from steward.tables import CONNECT_TIMEOUT_SECONDS, MAX_RETRY_ATTEMPTS, READ_TIM
 
 # DynamoDB's limit on the items of one transaction.
 MAX_TRANSACTION_ITEMS = 100
+# Membership changes (segment members, tagged devices) write two items each (the
+# member and its owner's set) plus one update of the shared count.
+MEMBERSHIPS_PER_TRANSACTION = (MAX_TRANSACTION_ITEMS - 1) // 2
 
 # Cancellation reasons that say nothing about the items, only about the moment: another
 # transaction held one of them (a count every change updates), or throttling.

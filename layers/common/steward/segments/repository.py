@@ -32,14 +32,12 @@ from steward.segments.models import MAX_SEGMENTS_PER_USER, SEGMENT_ID_PREFIX, Se
 from steward.sharded_query import query_partition, query_shards
 from steward.sharding import partition_for, shard_key
 from steward.tables import ProfileRecord, SegmentMemberRecord, SegmentNameRecord, SegmentRecord
-from steward.transactions import MAX_TRANSACTION_ITEMS, Transaction, transient
+from steward.transactions import MEMBERSHIPS_PER_TRANSACTION, Transaction, transient
 from steward.users.models import User
 from steward.users.repository import UserRepository
 
 logger = logging.getLogger(__name__)
 
-# Each member change writes two items (member, user); one more write updates the counts.
-CHANGES_PER_TRANSACTION = (MAX_TRANSACTION_ITEMS - 1) // 2
 _DRAIN_PAGE = 100
 _DRAIN_WORKERS = 16
 _SEGMENT = ("segment",)  # the label of the segment's own write (user ids are plain strings)
@@ -114,9 +112,9 @@ class SegmentRepository:
         return Page[Segment](items=[to_segment(record) for record in records], next_cursor=next_cursor)
 
     def change_members(self, app_id: str, segment_id: str, changes: list[MemberChange], now: datetime) -> ChangeResult:
-        """Apply up to CHANGES_PER_TRANSACTION joins and leaves of one static segment, atomically."""
-        if len(changes) > CHANGES_PER_TRANSACTION:
-            raise ValueError(f"At most {CHANGES_PER_TRANSACTION} member changes fit in one transaction.")
+        """Apply up to MEMBERSHIPS_PER_TRANSACTION joins and leaves of one static segment, atomically."""
+        if len(changes) > MEMBERSHIPS_PER_TRANSACTION:
+            raise ValueError(f"At most {MEMBERSHIPS_PER_TRANSACTION} member changes fit in one transaction.")
         transaction = Transaction()
         for change in changes:
             member = SegmentMemberRecord(

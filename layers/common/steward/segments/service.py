@@ -2,11 +2,11 @@
 
 import logging
 import re
-from typing import Any
+from dataclasses import dataclass, field
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from steward.batch import as_text, check_add_remove, chunks, refuse_add_and_remove
+from steward.batch import check_add_remove, chunks, refuse_add_and_remove, split_ids
 from steward.clock import utc_now
 from steward.criteria.parse import parse_criteria
 from steward.criteria.preview import CriteriaPreviewService
@@ -24,11 +24,11 @@ from steward.segments.models import (
     SegmentKind,
 )
 from steward.segments.repository import (
-    CHANGES_PER_TRANSACTION,
     MemberChange,
     SegmentRepository,
     segment_not_found,
 )
+from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
 from steward.users.models import User
 from steward.users.repository import UserRepository
 
@@ -94,9 +94,8 @@ class SegmentService:
     def change_members(self, app_id: str, segment_id: str, request: ChangeMembers) -> MemberChangeOutcome:
         """Add and remove up to 1,000 members, in transactions of up to 49 users."""
         check_add_remove(request.add, request.remove, MAX_MEMBER_CHANGES, "members")
-        invalid = [as_text(raw) for raw in [*request.add, *request.remove] if _user_id(raw) is None]
-        to_add, repeated_adds = _valid_ids(request.add)
-        to_remove, repeated_removes = _valid_ids(request.remove)
+        to_add, invalid_adds, repeated_adds = split_ids(request.add, _USER_ID)
+        to_remove, invalid_removes, repeated_removes = split_ids(request.remove, _USER_ID)
         refuse_add_and_remove(to_add, to_remove)
         segment = self.get(app_id, segment_id)
         _require_changeable(segment)
@@ -116,7 +115,7 @@ class SegmentService:
             unchanged=outcome.unchanged,
             not_found=outcome.not_found,
             at_segment_limit=outcome.at_limit,
-            invalid=invalid,
+            invalid=invalid_adds + invalid_removes,
             failed=outcome.failed,
             segment=self.repository.get(app_id, segment_id),
         )
@@ -157,7 +156,7 @@ class SegmentService:
         retry: dict[str, bool] = {}
         # One chunk after the other: they all update the segment's counts, and
         # concurrent transactions on one item are refused.
-        for chunk in chunks(changes, CHANGES_PER_TRANSACTION):
+        for chunk in chunks(changes, MEMBERSHIPS_PER_TRANSACTION):
             try:
                 result = self.repository.change_members(app_id, segment_id, chunk, utc_now())
             except Exception:  # one chunk's outage (throttling, a conflict) must not hide the others' outcomes
@@ -179,14 +178,14 @@ class SegmentService:
         return retry
 
 
+@dataclass
 class _Tally:
-    def __init__(self) -> None:
-        self.added = 0
-        self.removed = 0
-        self.unchanged = 0
-        self.not_found: list[str] = []
-        self.at_limit: list[str] = []
-        self.failed: list[str] = []
+    added: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    not_found: list[str] = field(default_factory=list)
+    at_limit: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 def _require_changeable(segment: Segment) -> None:
@@ -198,17 +197,3 @@ def _require_changeable(segment: Segment) -> None:
         )
     if segment.deleting:
         raise Conflict("The segment is being deleted.", code="segment_deleting", field="segment_id")
-
-
-def _user_id(raw: Any) -> str | None:
-    try:
-        return _USER_ID.validate_python(raw)
-    except ValidationError:
-        return None
-
-
-def _valid_ids(raw_ids: list[Any]) -> tuple[list[str], int]:
-    """The valid ids, each once, and how many repeats were dropped."""
-    valid = [user_id for user_id in map(_user_id, raw_ids) if user_id is not None]
-    unique = list(dict.fromkeys(valid))
-    return unique, len(valid) - len(unique)

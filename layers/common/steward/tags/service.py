@@ -4,10 +4,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
-from steward.batch import as_text, check_add_remove, chunks, refuse_add_and_remove
+from steward.batch import check_add_remove, chunks, refuse_add_and_remove, split_ids
 from steward.clock import utc_now
 from steward.devices.models import Device, DeviceId
 from steward.devices.repository import DeviceRepository, device_not_found
@@ -22,10 +22,8 @@ from steward.tags.repository import (
     tag_not_on_device,
     too_many_tags,
 )
-from steward.transactions import MAX_TRANSACTION_ITEMS, transient
+from steward.transactions import MEMBERSHIPS_PER_TRANSACTION, transient
 
-# Two writes per device (its tags set and its member item) plus the tag's count.
-DEVICES_PER_TRANSACTION = (MAX_TRANSACTION_ITEMS - 1) // 2
 # Bounded retries when concurrent writers change devices between our read and our transaction.
 ATTEMPTS = 3
 _DEVICE_ID = TypeAdapter(DeviceId)
@@ -79,7 +77,7 @@ class TagService:
         stored = self.repository.device_tags(app_id, [change.device_id for change in wanted])
         pending = [change for change in wanted if tally.settle(change, stored.get(change.device_id))]
         now = utc_now()
-        for chunk in chunks(pending, DEVICES_PER_TRANSACTION):
+        for chunk in chunks(pending, MEMBERSHIPS_PER_TRANSACTION):
             self._write_chunk(app_id, tag, chunk, tally, now)
         stored_tag = self.repository.get(app_id, tag)
         return tally.outcome(0 if stored_tag is None else stored_tag.device_count)
@@ -125,14 +123,9 @@ class TagService:
 
     def _valid_ids(self, raw_ids: list[Any], tally: Tally) -> list[str]:
         """The valid ids, each once; the others are counted as invalid or unchanged (repeats)."""
-        valid: list[str] = []
-        for raw in raw_ids:
-            try:
-                valid.append(_DEVICE_ID.validate_python(raw, strict=True))
-            except ValidationError:
-                tally.invalid.append(as_text(raw))
-        unique = list(dict.fromkeys(valid))
-        tally.unchanged += len(valid) - len(unique)
+        unique, invalid, repeats = split_ids(raw_ids, _DEVICE_ID)
+        tally.invalid.extend(invalid)
+        tally.unchanged += repeats
         return unique
 
     def _device(self, app_id: str, device_id: str) -> Device:
