@@ -3,6 +3,9 @@
 Each sample is a fresh interpreter without site-packages (`python -S`) that
 sees only what Lambda would: the function's folder, the layer's package and
 the layer's pinned requirements, installed once into .local/bench-layer.
+Tracing is off, as outside Lambda. The samples are taken in rounds (boto3,
+then each function), so a busy machine slows all of them alike, and the
+ratios use the medians.
 
     .venv/bin/python -m bench.cold_start
 """
@@ -14,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = 7
+SAMPLES = 11
 _TIMED = "import time; start = time.perf_counter(); import {module}; print(time.perf_counter() - start)"
 ENVIRONMENT = {
     "STEWARD_APPS_TABLE": "bench-apps",
@@ -39,31 +42,38 @@ def install_layer_packages() -> None:
         )  # fmt: skip
 
 
-def median_import_seconds(module: str, cwd: Path) -> float:
+def import_seconds(module: str, cwd: Path) -> float:
     path = os.pathsep.join([str(cwd), str(ROOT / "layers/common"), str(LAYER_PACKAGES)])
-    environment = {**os.environ, **ENVIRONMENT, "PYTHONPATH": path}
-    samples = []
-    for _ in range(SAMPLES + 1):  # the first run writes the bytecode cache
-        completed = subprocess.run(
-            [sys.executable, "-S", "-c", _TIMED.format(module=module)],
-            cwd=cwd,
-            env=environment,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        samples.append(float(completed.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples[1:])
+    environment = {"PATH": os.environ.get("PATH", ""), **ENVIRONMENT, "PYTHONPATH": path}
+    completed = subprocess.run(
+        [sys.executable, "-S", "-c", _TIMED.format(module=module)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(completed.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     install_layer_packages()
-    baseline = median_import_seconds("boto3", ROOT)
-    print(f"{'module':32} {'median import':>14} {'vs boto3':>9}")
-    print(f"{'boto3':32} {baseline * 1000:>11.0f} ms {1.0:>8.1f}x")
-    for function in sorted((ROOT / "functions").iterdir()):
-        seconds = median_import_seconds("app", function)
-        print(f"{'functions/' + function.name + '/app.py':32} {seconds * 1000:>11.0f} ms {seconds / baseline:>8.1f}x")
+    targets = {"boto3": ("boto3", ROOT)} | {
+        f"functions/{function.name}/app.py": ("app", function)
+        for function in sorted((ROOT / "functions").iterdir())
+        if (function / "app.py").exists()
+    }
+    for module, cwd in targets.values():
+        import_seconds(module, cwd)  # the first run writes the bytecode cache
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(SAMPLES):
+        for name, (module, cwd) in targets.items():
+            samples[name].append(import_seconds(module, cwd))
+    baseline = statistics.median(samples["boto3"])
+    print(f"{'module':32} {'median':>9} {'min':>9} {'vs boto3':>9}")
+    for name, seconds in samples.items():
+        median = statistics.median(seconds)
+        print(f"{name:32} {median * 1000:>6.0f} ms {min(seconds) * 1000:>6.0f} ms {median / baseline:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from typing import Any
 from moto import mock_aws
 
 from bench.dynamodb import counting, create_tables, item_size
+from steward.composition import Services
 from steward.devices.models import DevicePushResult, IdentifyDevice, PushResult, Transport
-from steward.devices.repository import DeviceRepository
-from steward.devices.service import DeviceService
 from steward.sharding import partition_for
 from steward.tables import DeviceRecord
 
@@ -38,7 +37,7 @@ def measure(label: str, operation: Callable[[], Any], device_id: str) -> tuple[s
 def main() -> None:
     with mock_aws():
         create_tables(SHARDS)
-        service = DeviceService(DeviceRepository(SHARDS))
+        service = Services(SHARDS).devices
         token = "fcm:" + "x" * 152  # a real FCM token is about 150 characters
         identify = IdentifyDevice(user_id="user-123", transport=Transport.FCM, attributes={"app_version": "5.2.0"})
         failure = PushResult(accepted=False, error_code="UNREGISTERED", error_message="Requested entity was not found.")

@@ -10,14 +10,11 @@ import math
 from moto import mock_aws
 
 from bench.dynamodb import counting, create_tables, write_units
+from steward.composition import Services
 from steward.segments.models import ChangeMembers, CreateSegment, SegmentKind
-from steward.segments.repository import members_collection, segments_pk
-from steward.segments.service import SegmentService
 from steward.sharding import partition_for
-from steward.tables import ProfileRecord, SegmentMemberRecord, SegmentRecord
+from steward.tables import ProfileRecord, SegmentMemberRecord, SegmentRecord, segment_members_collection, segments_pk
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
-from steward.users.repository import UserRepository
-from steward.users.service import UserService
 
 APP = "bench-app"
 SHARDS = 16
@@ -30,12 +27,12 @@ def main() -> None:
     with mock_aws():
         create_tables(SHARDS)
         user_ids = [f"user-{index:06d}" for index in range(MEMBERS)]
-        users = UserService(UserRepository(SHARDS))
+        users = Services(SHARDS).users
         for start in range(0, MEMBERS, 100):
             users.upsert_batch(
                 APP, [{"user_id": user_id, "fields": {"plan": "pro"}} for user_id in user_ids[start : start + 100]]
             )
-        service = SegmentService(SHARDS)
+        service = Services(SHARDS).segments
         segment_id = service.create(APP, CreateSegment(name="bench", kind=SegmentKind.STATIC)).segment_id
 
         print(f"{'1,000 members':16} {'DynamoDB calls':52} {'WCU':>6} {'RCU':>6}")
@@ -51,7 +48,7 @@ def main() -> None:
             sample_user = ProfileRecord.get(partition_for(APP, user_ids[1], SHARDS), user_ids[1])
             sample_user.segments = {segment_id}  # an update is billed on the larger of the item before and after
             member = SegmentMemberRecord(
-                pk=partition_for(members_collection(APP, segment_id), user_ids[1], SHARDS),
+                pk=partition_for(segment_members_collection(APP, segment_id), user_ids[1], SHARDS),
                 sk=user_ids[1],
                 created_at=sample_user.created_at,
                 updated_at=sample_user.created_at,

@@ -20,12 +20,10 @@ from pynamodb.connection.base import Connection
 from pynamodb.models import Model
 
 from bench.dynamodb import counting, create_tables, item_size
+from steward.composition import Services
 from steward.devices.models import IdentifyDevice, Transport
-from steward.devices.repository import DeviceRepository
-from steward.devices.service import DeviceService
 from steward.settings import StoreSettings
 from steward.tables import DeviceRecord, TagMemberRecord, TagRecord
-from steward.tags.service import TagService
 
 APP = "bench-app"
 SHARDS = 16
@@ -132,8 +130,8 @@ def main() -> None:
         settings = create_tables(SHARDS)
         meter = Meter(settings)
         meter.install()
-        devices = DeviceService(DeviceRepository(SHARDS))
-        tags = TagService(SHARDS)
+        devices = Services(SHARDS).devices
+        tags = Services(SHARDS).tags
         # A real FCM token is about 150 characters.
         ids = [f"fcm:bench-{index:04d}-" + "x" * 140 for index in range(DEVICES)]
         identify = IdentifyDevice(user_id="user-123", transport=Transport.FCM, attributes={"app_version": "5.2.0"})

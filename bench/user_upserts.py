@@ -9,10 +9,9 @@ from typing import Any
 from moto import mock_aws
 
 from bench.dynamodb import counting, create_tables, write_units
+from steward.composition import Services
 from steward.sharding import partition_for
 from steward.tables import ProfileRecord
-from steward.users.repository import UserRepository
-from steward.users.service import UserService
 
 APP = "bench-app"
 SHARDS = 16
@@ -34,7 +33,7 @@ def batches(round_number: int) -> list[list[Any]]:
 def main() -> None:
     with mock_aws():
         create_tables(SHARDS)
-        service = UserService(UserRepository(SHARDS))
+        service = Services(SHARDS).users
         print(f"{'1,000 users':22} {'DynamoDB calls':46} {'WCU':>6} {'RCU':>6}")
         # Every upsert records activity (last_activity_at), so even an unchanged profile is written.
         for label, round_number in (("all new", 1), ("all existing", 2)):

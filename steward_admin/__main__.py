@@ -19,6 +19,7 @@ import boto3
 
 from steward.apps.models import Scope, TotpChange
 from steward.apps.service import AppService
+from steward.composition import Services
 from steward.errors import StewardError
 from steward.settings import StoreSettings
 from steward.tables import bind_tables
@@ -26,8 +27,9 @@ from steward.tables import bind_tables
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    bind_tables(_store_settings(arguments.stack_name, arguments.region))
-    service = AppService()
+    settings = _store_settings(arguments.stack_name, arguments.region)
+    bind_tables(settings)
+    service = Services(settings.shard_count).apps
     try:
         result = _run(service, arguments)
     except StewardError as exc:

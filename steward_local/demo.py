@@ -2,17 +2,11 @@
 
 from dataclasses import dataclass
 
-from steward.apps.service import AppService
+from steward.composition import Services
 from steward.devices.models import IdentifyDevice, Transport
-from steward.devices.repository import DeviceRepository
-from steward.devices.service import DeviceService
 from steward.segments.models import ChangeMembers, CreateSegment, SegmentKind
-from steward.segments.service import SegmentService
 from steward.tables import bind_tables
-from steward.tags.service import TagService
 from steward.users.models import FieldValue, UpsertUser
-from steward.users.repository import UserRepository
-from steward.users.service import UserService
 from steward_local.stack import Stack
 from steward_local.template import store_settings
 
@@ -42,22 +36,20 @@ def seed(stack: Stack) -> list[DemoApp]:
     tables = stack.physical_ids("AWS::DynamoDB::Table")
     settings = store_settings(tables, int(stack.resolver.parameters["ShardCount"]))
     bind_tables(settings)
-    apps = AppService()
-    devices = DeviceService(DeviceRepository(settings.shard_count))
+    services = Services(settings.shard_count)
+    apps, devices, users, segments = services.apps, services.devices, services.users, services.segments
     seeded = []
     for app_id, name in DEMO_APPS:
         created = apps.bootstrap(app_id, name, key_name="demo")
         seeded.append(DemoApp(app_id, name, created.api_key.api_key, created.admin_password))
     first_app = DEMO_APPS[0][0]
-    users = UserService(UserRepository(settings.shard_count))
     for user_id, fields, email in DEMO_USERS:
         users.upsert(first_app, user_id, UpsertUser(fields=fields))
         users.put_contact(first_app, user_id, "emails", email, active=True)
     for device_id, user_id, transport in DEMO_DEVICES:
         devices.identify(first_app, device_id, IdentifyDevice(user_id=user_id, transport=transport))
-    segments = SegmentService(settings.shard_count)
     beta = segments.create(first_app, CreateSegment(name="beta-testers", kind=SegmentKind.STATIC))
     segments.change_members(first_app, beta.segment_id, ChangeMembers(add=["alice"]))
     segments.create(first_app, CreateSegment(name="pro-plan", kind=SegmentKind.CRITERIA, criteria=PRO_PLAN))
-    TagService(settings.shard_count).tag(first_app, DEMO_DEVICES[0][0], "beta")
+    services.tags.tag(first_app, DEMO_DEVICES[0][0], "beta")
     return seeded

@@ -59,7 +59,7 @@ _STORE_FIELDS = {
 def store_settings(table_names: dict[str, str], shard_count: int) -> StoreSettings:
     """Settings for the layer from {logical id: table name} (the local stack, tests, benchmarks)."""
     fields: dict[str, Any] = {field: table_names[logical_id] for logical_id, field in _STORE_FIELDS.items()}
-    return StoreSettings.model_validate({"shard_count": shard_count, **fields})
+    return StoreSettings(shard_count=shard_count, **fields)
 
 
 def load_and_transform(template_path: Path, parameters: dict[str, str]) -> Transformed:

@@ -11,6 +11,7 @@ import pytest
 
 from steward.apps.models import BootstrappedApp, Principal, Scope
 from steward.apps.service import AppService
+from steward.composition import Services
 from steward.errors import Conflict, InvalidInput, NotFound, ReauthenticationRequired, Unauthenticated
 from steward.settings import StoreSettings
 from steward.tables import ApiKeyRecord, AppRecord
@@ -21,7 +22,7 @@ ALL_SCOPES = [Scope.READ, Scope.WRITE, Scope.ADMIN]
 
 @pytest.fixture
 def service(store: StoreSettings) -> AppService:
-    return AppService()
+    return Services(1).apps
 
 
 @pytest.fixture

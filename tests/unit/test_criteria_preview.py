@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from steward.composition import Services
 from steward.criteria.models import ContactSample, PreviewRequest, PreviewResult, Target
 from steward.criteria.preview import CriteriaPreviewService
+from steward.criteria.selection import SelectionLimits
 from steward.devices.models import Device, LastStatus, Transport
 from steward.devices.repository import DeviceRepository
 from steward.errors import InvalidInput
@@ -25,7 +27,7 @@ ALL_DEVICES = {"field": "device.transport", "op": "exists"}
 
 
 def service(**budgets: int) -> CriteriaPreviewService:
-    return CriteriaPreviewService(SHARD_COUNT, clock=lambda: NOW, **budgets)
+    return Services(SHARD_COUNT, clock=lambda: NOW, selection_limits=SelectionLimits(**budgets)).criteria
 
 
 def preview(svc: CriteriaPreviewService, target: str, criteria: Any, **extra: Any) -> PreviewResult:
@@ -182,7 +184,7 @@ def test_owner_lookups_have_their_own_budget(people: list[User]) -> None:
 
 def test_the_first_pages_now_holds_for_every_page(people: list[User]) -> None:
     moments = iter([NOW, NOW + timedelta(days=30)])
-    svc = CriteriaPreviewService(SHARD_COUNT, clock=lambda: next(moments), max_scanned=1)
+    svc = Services(SHARD_COUNT, clock=lambda: next(moments), selection_limits=SelectionLimits(max_scanned=1)).criteria
     criteria = {"field": "last_activity_at", "op": "within_last_days", "value": 7}
 
     pages = all_pages(svc, "users", criteria)

@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from steward.composition import Services
 from steward.criteria.evaluate import contact_subject, device_subject, matches, user_subject
 from steward.criteria.models import PreviewRequest, Target
 from steward.criteria.parse import parse_criteria
 from steward.criteria.preview import CriteriaPreviewService
+from steward.criteria.selection import SelectionLimits
 from steward.devices.models import Device, LastStatus, Transport
-from steward.devices.repository import DeviceRepository
 from steward.users.models import Contact, Subscription, SubscriptionStatus, User
 from tests.unit.conftest import SHARD_COUNT, create_template_tables
 from tests.unit.test_criteria_support import (
@@ -300,17 +301,13 @@ def test_preview_pages_add_up_to_what_code_selects(
     with mock_aws():
         create_template_tables(SHARD_COUNT)
         store_users(stored, SHARD_COUNT)
-        repository = DeviceRepository(SHARD_COUNT)
+        limits = SelectionLimits(max_scanned=budget, max_device_lookups=budget, max_owner_lookups=budget)
+        services = Services(SHARD_COUNT, clock=lambda: NOW, selection_limits=limits)
+        repository = services.device_repository
         for device in devices:
             repository.upsert(APP, device.device_id, lambda _, device=device: device)  # type: ignore[misc]
         # Tiny budgets, so that pages end everywhere: mid-shard, on lookups, on scans.
-        service = CriteriaPreviewService(
-            SHARD_COUNT,
-            clock=lambda: NOW,
-            max_scanned=budget,
-            max_device_lookups=budget,
-            max_owner_lookups=budget,
-        )
+        service = services.criteria
 
         matched, sampled = preview_all_pages(service, target, criteria)
 

@@ -14,10 +14,11 @@ from steward.criteria.evaluate import matches, user_subject
 from steward.criteria.models import Node, Target
 from steward.criteria.parse import parse_criteria
 from steward.criteria.pushdown import plan
-from steward.criteria.reader import Position, read_shards
 from steward.devices.models import Device, LastStatus, Transport
+from steward.shard_reader import Position, read_shards
 from steward.tables import ProfileRecord
-from steward.users.models import Channel, Contact, Subscription, SubscriptionStatus, User
+from steward.types import Channel
+from steward.users.models import Contact, Subscription, SubscriptionStatus, User
 from steward.users.repository import UserRepository, to_user
 from tests.unit.conftest import SHARD_COUNT
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from steward.composition import Services
 from steward.devices.models import (
     DeactivationReason,
     Device,
@@ -17,12 +18,11 @@ from steward.devices.models import (
     PushResult,
     Transport,
 )
-from steward.devices.repository import DeviceRepository, user_key
 from steward.devices.service import DeviceService
 from steward.errors import Conflict, InvalidInput, NotFound, StewardError
 from steward.pagination import encode_cursor
 from steward.settings import StoreSettings
-from steward.tables import DeviceRecord
+from steward.tables import DeviceRecord, device_user_key
 from tests.unit.conftest import collect_pages
 
 APP = "app-a"
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("atomic_moto")
 
 @pytest.fixture
 def service(store: StoreSettings) -> DeviceService:
-    return DeviceService(DeviceRepository(store.shard_count))
+    return Services(store.shard_count).devices
 
 
 def identify(
@@ -321,7 +321,7 @@ def test_dissociate_removes_the_user_and_drops_out_of_user_listing(service: Devi
     assert device.user_id is None
     assert service.get(APP, "d1").user_id is None
     assert ids(service.list_for_user(APP, "user-1", None, 10).items) == ["d2"]
-    assert [record.sk for record in DeviceRecord.by_user.query(user_key(APP, "user-1"))] == ["d2"]
+    assert [record.sk for record in DeviceRecord.by_user.query(device_user_key(APP, "user-1"))] == ["d2"]
     assert ids(service.list_for_app(APP, DeviceFilter(), None, 10).items) == ["d1", "d2"]
 
 

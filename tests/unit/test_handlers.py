@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from steward.apps.service import AppService
+from steward.composition import Services
 from steward.settings import StoreSettings
 from steward_local.lambdas import LambdaContext, import_handler_module
 
@@ -114,7 +114,7 @@ def test_health_event_needs_no_key(api: ModuleType) -> None:
 
 
 def test_authorizer_resolves_a_real_key(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    created = AppService().bootstrap("demo-shop", "Demo Shop")
+    created = Services(1).apps.bootstrap("demo-shop", "Demo Shop")
     authorizer = load_function("authorizer", store, monkeypatch)
     event = load_event("authorizer-request.json")
     event["headers"]["authorization"] = f"Bearer {created.api_key.api_key}"

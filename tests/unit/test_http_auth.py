@@ -4,10 +4,11 @@ from typing import Any
 
 import pytest
 
+from steward.apps.keys import authorizer_context
 from steward.apps.models import Principal, Scope
 from steward.apps.service import AppService
+from steward.composition import Services
 from steward.errors import Unauthenticated
-from steward.http.auth import authorizer_context
 from steward.http.errors import validation_field
 from steward.settings import StoreSettings
 
@@ -57,7 +58,7 @@ def test_refused_key_gives_the_failure_context() -> None:
 
 @pytest.fixture
 def apps(store: StoreSettings) -> AppService:
-    return AppService()
+    return Services(1).apps
 
 
 def test_real_service_resolves_a_bootstrap_key(apps: AppService) -> None:

@@ -2,12 +2,11 @@
 
 import pytest
 
+from steward.composition import Services
 from steward.errors import Conflict, InvalidInput, NotFound
 from steward.loyalty.service import LoyaltyService
 from steward.settings import StoreSettings
 from steward.users.models import PromoCode, UpsertUser
-from steward.users.repository import UserRepository
-from steward.users.service import UserService
 from tests.unit.conftest import SHARD_COUNT
 
 A, B = "app-a", "app-b"
@@ -15,11 +14,11 @@ A, B = "app-a", "app-b"
 
 @pytest.fixture
 def loyalty(store: StoreSettings) -> LoyaltyService:
-    return LoyaltyService(SHARD_COUNT)
+    return Services(SHARD_COUNT).loyalty
 
 
 def new_user(app_id: str, user_id: str) -> None:
-    UserService(UserRepository(SHARD_COUNT)).upsert(app_id, user_id, UpsertUser())
+    Services(SHARD_COUNT).users.upsert(app_id, user_id, UpsertUser())
 
 
 def program_with(loyalty: LoyaltyService, app_id: str, *codes: str) -> str:
@@ -29,13 +28,13 @@ def program_with(loyalty: LoyaltyService, app_id: str, *codes: str) -> str:
 
 
 def user_codes(app_id: str, user_id: str) -> list[PromoCode]:
-    user = UserRepository(SHARD_COUNT).get(app_id, user_id)
+    user = Services(SHARD_COUNT).user_repository.get(app_id, user_id)
     assert user is not None
     return user.promo_codes
 
 
 def attached_to(app_id: str, code: str) -> str | None:
-    stored = LoyaltyService(SHARD_COUNT).repository.get_code(app_id, code)
+    stored = Services(SHARD_COUNT).loyalty.repository.get_code(app_id, code)
     assert stored is not None
     return stored.attached_user_id
 
@@ -131,7 +130,7 @@ def test_unknown_code_or_user(loyalty: LoyaltyService) -> None:
     assert unknown_user.value.code == "user_not_found"
     assert detach_unknown_user.value.code == "user_not_found"
     assert attached_to(A, "REAL") is None  # the transaction left the code free
-    assert UserRepository(SHARD_COUNT).get(A, "ghost") is None  # and created no user
+    assert Services(SHARD_COUNT).user_repository.get(A, "ghost") is None  # and created no user
 
 
 def test_user_upsert_keeps_promo_codes(loyalty: LoyaltyService) -> None:
@@ -139,7 +138,7 @@ def test_user_upsert_keeps_promo_codes(loyalty: LoyaltyService) -> None:
     new_user(A, "u1")
     loyalty.attach(A, "u1", "KEPT")
 
-    UserService(UserRepository(SHARD_COUNT)).upsert(A, "u1", UpsertUser(fields={"plan": "pro"}))
+    Services(SHARD_COUNT).users.upsert(A, "u1", UpsertUser(fields={"plan": "pro"}))
 
     assert [item.code for item in user_codes(A, "u1")] == ["KEPT"]
 
@@ -170,7 +169,7 @@ def test_deleting_a_user_releases_its_codes(loyalty: LoyaltyService) -> None:
     loyalty.attach(A, "leaver", "KEEP")
     loyalty.attach(A, "leaver", "ALSO")
 
-    UserService(UserRepository(SHARD_COUNT)).delete(A, "leaver")
+    Services(SHARD_COUNT).user_deletion.delete(A, "leaver")
 
     assert attached_to(A, "KEEP") is None
     assert attached_to(A, "ALSO") is None

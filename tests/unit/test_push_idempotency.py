@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
+from steward.composition import Services
 from steward.devices.models import MAX_ATTRIBUTES_BYTES, IdentifyDevice, PushResult, Transport
-from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.settings import StoreSettings
 
@@ -13,7 +13,7 @@ APP = "app-a"
 
 @pytest.fixture
 def service(store: StoreSettings) -> DeviceService:
-    service = DeviceService(DeviceRepository(store.shard_count))
+    service = Services(store.shard_count).devices
     service.identify(APP, "fcm:one", IdentifyDevice(user_id="u", transport=Transport.FCM))
     return service
 

@@ -8,6 +8,7 @@ import pytest
 from pynamodb.connection.table import TableConnection
 
 from steward.batch import ItemError
+from steward.composition import Services
 from steward.errors import InvalidInput, NotFound
 from steward.regions import repository as region_repository
 from steward.regions.models import (
@@ -36,7 +37,7 @@ BOW_TIE = [[0.0, 0.0], [2.0, 2.0], [0.0, 2.0], [2.0, 0.0], [0.0, 0.0]]
 
 @pytest.fixture
 def service(store: StoreSettings) -> RegionService:
-    return RegionService(store.shard_count)
+    return Services(store.shard_count).regions
 
 
 def body(region_type: str = "poi", **overrides: Any) -> dict[str, Any]:

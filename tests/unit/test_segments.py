@@ -5,28 +5,31 @@ from typing import Any
 
 import pytest
 
+from steward.composition import Services
 from steward.errors import Conflict, InvalidInput, NotFound
 from steward.segments.models import MAX_SEGMENTS_PER_USER, ChangeMembers, CreateSegment, Segment, SegmentKind
-from steward.segments.repository import members_collection
 from steward.segments.service import SegmentService
 from steward.settings import StoreSettings
 from steward.sharding import partition_for, shard_key
-from steward.tables import ProfileRecord, SegmentMemberRecord
+from steward.tables import ProfileRecord, SegmentMemberRecord, segment_members_collection
 from steward.users.models import UpsertUser
-from steward.users.repository import UserRepository
-from steward.users.service import UserService
 from tests.unit.conftest import SHARD_COUNT, collect_pages
 
 A, B = "app-a", "app-b"
 
 
+def _segments_with_drain_budget(budget: int) -> SegmentService:
+    services = Services(SHARD_COUNT)
+    return SegmentService(services.segment_repository, services.user_repository, services.criteria, budget)
+
+
 @pytest.fixture
 def segments(store: StoreSettings) -> SegmentService:
-    return SegmentService(SHARD_COUNT)
+    return Services(SHARD_COUNT).segments
 
 
 def new_users(app_id: str, *user_ids: str) -> None:
-    service = UserService(UserRepository(SHARD_COUNT))
+    service = Services(SHARD_COUNT).users
     for user_id in user_ids:
         service.upsert(app_id, user_id, UpsertUser())
 
@@ -41,7 +44,7 @@ def change(segments: SegmentService, segment_id: str, add: list[Any] = [], remov
 
 def stored_members(app_id: str, segment_id: str) -> set[str]:
     """The member items, read directly from every shard."""
-    collection = members_collection(app_id, segment_id)
+    collection = segment_members_collection(app_id, segment_id)
     return {
         record.sk
         for shard in range(SHARD_COUNT)
@@ -50,7 +53,7 @@ def stored_members(app_id: str, segment_id: str) -> set[str]:
 
 
 def users_in(app_id: str, segment_id: str, *user_ids: str) -> set[str]:
-    found = UserRepository(SHARD_COUNT).get_many(app_id, user_ids, consistent=True)
+    found = Services(SHARD_COUNT).user_repository.get_many(app_id, user_ids, consistent=True)
     return {user_id for user_id, (user, _) in found.items() if segment_id in user.segments}
 
 
@@ -137,9 +140,9 @@ def test_inactive_members_are_counted_when_they_join_leave_or_change(segments: S
     deactivate_directly(A, "sleeper")
 
     joined = change(segments, segment_id, add=["active", "sleeper", "later"]).segment
-    segments.repository.set_user_active(A, "later", False, "cleanup", joined.updated_at)
+    Services(SHARD_COUNT).user_activation.set_active(A, "later", False, "cleanup", joined.updated_at)
     after_deactivation = segments.get(A, segment_id)
-    segments.repository.set_user_active(A, "sleeper", True, None, joined.updated_at)
+    Services(SHARD_COUNT).user_activation.set_active(A, "sleeper", True, None, joined.updated_at)
     after_reactivation = segments.get(A, segment_id)
     left = change(segments, segment_id, remove=["later"]).segment
 
@@ -147,7 +150,7 @@ def test_inactive_members_are_counted_when_they_join_leave_or_change(segments: S
     assert (after_deactivation.inactive_member_count, after_deactivation.active_member_count) == (2, 1)
     assert (after_reactivation.inactive_member_count, after_reactivation.active_member_count) == (1, 2)
     assert (left.member_count, left.inactive_member_count, left.active_member_count) == (2, 0, 2)
-    later = UserRepository(SHARD_COUNT).get(A, "later")
+    later = Services(SHARD_COUNT).user_repository.get(A, "later")
     assert later is not None
     assert (later.active, later.deactivation_reason) == (False, "cleanup")
 
@@ -239,7 +242,7 @@ def test_static_members_are_paged_as_users(segments: SegmentService) -> None:
 
 
 def test_criteria_members_are_the_matching_users(segments: SegmentService) -> None:
-    service = UserService(UserRepository(SHARD_COUNT))
+    service = Services(SHARD_COUNT).users
     for index in range(12):
         service.upsert(A, f"u{index}", UpsertUser(fields={"plan": "pro" if index % 3 == 0 else "free"}))
     service.upsert(B, "u0", UpsertUser(fields={"plan": "pro"}))
@@ -256,7 +259,7 @@ def test_criteria_members_are_the_matching_users(segments: SegmentService) -> No
 
 
 def test_delete_drains_members_over_several_calls(store: StoreSettings) -> None:
-    segments = SegmentService(SHARD_COUNT, drain_budget=100)
+    segments = _segments_with_drain_budget(100)
     user_ids = [f"u{index}" for index in range(250)]
     new_users(A, *user_ids)
     segment = static(segments)
@@ -298,7 +301,7 @@ def test_deleting_a_user_leaves_its_segments(segments: SegmentService) -> None:
     change(segments, first, add=["leaver", "stayer"])
     change(segments, second, add=["leaver"])
 
-    UserService(UserRepository(SHARD_COUNT)).delete(A, "leaver")
+    Services(SHARD_COUNT).user_deletion.delete(A, "leaver")
 
     assert stored_members(A, first) == {"stayer"}
     assert stored_members(A, second) == set()
@@ -310,7 +313,7 @@ def test_upserting_a_user_keeps_its_segments(segments: SegmentService) -> None:
     segment_id = static(segments).segment_id
     change(segments, segment_id, add=["member"])
 
-    user = UserService(UserRepository(SHARD_COUNT)).upsert(A, "member", UpsertUser(fields={"plan": "pro"}))
+    user = Services(SHARD_COUNT).users.upsert(A, "member", UpsertUser(fields={"plan": "pro"}))
 
     assert user.segments == [segment_id]
 

@@ -12,6 +12,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from pynamodb.connection.base import Connection
 from pynamodb.exceptions import TransactWriteError
 
+from steward.composition import Services
 from steward.devices.models import Device, IdentifyDevice, Transport
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
@@ -19,11 +20,10 @@ from steward.errors import Conflict, InvalidInput, NotFound
 from steward.pagination import Page, encode_cursor
 from steward.settings import StoreSettings
 from steward.sharding import partition_for, shard_key, shard_of
-from steward.tables import DeviceRecord, TagMemberRecord, TagRecord
+from steward.tables import DeviceRecord, TagMemberRecord, TagRecord, tag_members_collection, tags_pk
 from steward.tags.models import MAX_TAGS_PER_DEVICE, Tag
 from steward.tags.repository import TagChange, TagRepository
 from steward.tags.service import TagService
-from steward.tags.writes import members_collection, tags_pk
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
 from tests.unit.conftest import SHARD_COUNT, collect_pages
 from tests.unit.test_handlers import call, load_event, load_function
@@ -33,12 +33,12 @@ A, B = "app-a", "app-b"
 
 @pytest.fixture
 def devices(store: StoreSettings) -> DeviceService:
-    return DeviceService(DeviceRepository(SHARD_COUNT))
+    return Services(SHARD_COUNT).devices
 
 
 @pytest.fixture
 def tags(store: StoreSettings) -> TagService:
-    return TagService(SHARD_COUNT)
+    return Services(SHARD_COUNT).tags
 
 
 def identify(devices: DeviceService, device_id: str, app_id: str = A, **changes: Any) -> Device:
@@ -61,7 +61,7 @@ def stored_count(app_id: str, tag: str) -> int | None:
 
 
 def member_ids(app_id: str, tag: str) -> set[str]:
-    collection = members_collection(app_id, tag)
+    collection = tag_members_collection(app_id, tag)
     found: list[str] = []
     for shard in range(SHARD_COUNT):
         found += [record.sk for record in TagMemberRecord.query(shard_key(collection, shard), consistent_read=True)]
@@ -436,7 +436,7 @@ def test_list_tag_devices_drops_devices_without_the_tag(devices: DeviceService, 
     identify(devices, "stale")
     tags.tag(A, "d1", "vip")
     # A member item whose device does not carry the tag (as an eventually consistent read may see it).
-    record = TagMemberRecord(pk=partition_for(members_collection(A, "vip"), "stale", SHARD_COUNT), sk="stale")
+    record = TagMemberRecord(pk=partition_for(tag_members_collection(A, "vip"), "stale", SHARD_COUNT), sk="stale")
     record.created_at = record.updated_at = devices.get(A, "d1").created_at
     record.save()
 

@@ -7,16 +7,14 @@ import pytest
 from pydantic import ValidationError
 
 from steward.clock import utc_now
+from steward.composition import Services
 from steward.devices.models import IdentifyDevice, Transport
-from steward.devices.repository import DeviceRepository
-from steward.devices.service import DeviceService
 from steward.errors import InvalidInput, NotFound
-from steward.resources.repository import ResourceRepository
 from steward.settings import StoreSettings
 from steward.sharding import partition_for
 from steward.tables import ProfileRecord
-from steward.users.models import Channel, SubscriptionStatus, UpsertUser, normalize_date
-from steward.users.repository import UserRepository
+from steward.types import Channel
+from steward.users.models import SubscriptionStatus, UpsertUser, normalize_date
 from steward.users.service import UserService
 
 APP = "app-a"
@@ -24,7 +22,7 @@ APP = "app-a"
 
 @pytest.fixture
 def service(store: StoreSettings) -> UserService:
-    return UserService(UserRepository(store.shard_count))
+    return Services(store.shard_count).users
 
 
 def test_upsert_creates_then_merges_fields(service: UserService) -> None:
@@ -105,7 +103,7 @@ def test_contacts_are_capped(service: UserService) -> None:
 
 
 def test_subscriptions_need_a_resource_offering_the_channel(service: UserService) -> None:
-    resource = ResourceRepository().create(APP, "Newsletter", [Channel.EMAIL], utc_now())
+    resource = Services(1).resources.create(APP, "Newsletter", [Channel.EMAIL])
     service.upsert(APP, "u1", UpsertUser())
 
     service.put_subscription(APP, "u1", resource.resource_id, Channel.EMAIL, SubscriptionStatus.SUBSCRIBED)
@@ -122,7 +120,7 @@ def test_subscriptions_need_a_resource_offering_the_channel(service: UserService
 
 
 def test_identify_records_activity_at_most_hourly(service: UserService, store: StoreSettings) -> None:
-    devices = DeviceService(DeviceRepository(store.shard_count))
+    devices = Services(store.shard_count).devices
     service.upsert(APP, "u1", UpsertUser())
     record = ProfileRecord.get(partition_for(APP, "u1", store.shard_count), "u1")
     record.update(actions=[ProfileRecord.last_activity_at.set(utc_now() - timedelta(hours=2))])
@@ -137,7 +135,7 @@ def test_identify_records_activity_at_most_hourly(service: UserService, store: S
 
 
 def test_identify_does_not_register_users(store: StoreSettings, service: UserService) -> None:
-    DeviceService(DeviceRepository(store.shard_count)).identify(
+    Services(store.shard_count).devices.identify(
         APP, "fcm:one", IdentifyDevice(user_id="stranger", transport=Transport.FCM)
     )
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from steward.apps.models import ApiKey, IssuedApiKey, Scope
-from steward.apps.service import AppService
+from steward.composition import Services
 from steward.http.auth import RequireScope, current_principal
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 
@@ -24,12 +24,12 @@ class CreateApiKey(BaseModel):
     scopes: list[Scope] = Field(min_length=1, description="Any of read, write, admin.")
 
 
-def build_router(service: AppService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     @router.post("/v1/api-keys", tags=[TAG], summary="Create a key (the secret is shown once)", middlewares=ADMIN)
     def create_api_key(body: CreateApiKey) -> Response[IssuedApiKey]:
-        key = service.create_key(current_principal(router).app_id, body.name, body.scopes)
+        key = services.apps.create_key(current_principal(router).app_id, body.name, body.scopes)
         return Response(status_code=201, content_type="application/json", body=key)
 
     @router.get("/v1/api-keys", tags=[TAG], summary="List keys, without secrets", middlewares=ADMIN)
@@ -37,14 +37,14 @@ def build_router(service: AppService) -> APIGatewayHttpRouter:
         cursor: Annotated[str | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     ) -> Page[ApiKey]:
-        return service.list_keys(current_principal(router).app_id, cursor, limit)
+        return services.apps.list_keys(current_principal(router).app_id, cursor, limit)
 
     @router.get("/v1/api-keys/<key_id>", tags=[TAG], summary="Get one key, without its secret", middlewares=ADMIN)
     def get_api_key(key_id: str) -> ApiKey:
-        return service.get_key(current_principal(router).app_id, key_id)
+        return services.apps.get_key(current_principal(router).app_id, key_id)
 
     @router.delete("/v1/api-keys/<key_id>", tags=[TAG], summary="Revoke a key", middlewares=ADMIN)
     def revoke_api_key(key_id: str) -> ApiKey:
-        return service.revoke_key(current_principal(router).app_id, key_id)
+        return services.apps.revoke_key(current_principal(router).app_id, key_id)
 
     return router

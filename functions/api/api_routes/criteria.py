@@ -6,8 +6,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from steward.apps.models import Scope
+from steward.composition import Services
 from steward.criteria.models import PreviewRequest, PreviewResult
-from steward.criteria.preview import CriteriaPreviewService
 from steward.http.auth import RequireScope, current_principal
 
 TAG = "Criteria"
@@ -29,7 +29,7 @@ JSON path of the bad part, such as `criteria.all[1].any[0].op`.
 """
 
 
-def build_router(service: CriteriaPreviewService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     @router.post(
@@ -40,6 +40,6 @@ def build_router(service: CriteriaPreviewService) -> APIGatewayHttpRouter:
         middlewares=READ,
     )
     def preview_criteria(body: PreviewRequest) -> PreviewResult:
-        return service.preview(current_principal(router).app_id, body)
+        return services.criteria.preview(current_principal(router).app_id, body)
 
     return router

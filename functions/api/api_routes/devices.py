@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
 from api_routes.params import device_id_param, user_id_param
+from steward.composition import Services
 from steward.devices.models import (
     Device,
     DeviceFilter,
@@ -16,12 +17,11 @@ from steward.devices.models import (
     PushResult,
     PushResultBatchOutcome,
     Transport,
-    UserId,
 )
-from steward.devices.service import DeviceService
 from steward.errors import InvalidInput
 from steward.http.auth import current_principal
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.types import UserId
 
 TAG = "Devices"
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
@@ -34,16 +34,16 @@ class PushResultBatch(BaseModel):
     )
 
 
-def build_router(service: DeviceService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     @router.put("/v1/devices/<device_id>", tags=[TAG], summary="Identify (register or refresh) a device")
     def identify_device(device_id: str, body: IdentifyDevice) -> Device:
-        return service.identify(current_principal(router).app_id, device_id_param(device_id), body)
+        return services.devices.identify(current_principal(router).app_id, device_id_param(device_id), body)
 
     @router.get("/v1/devices/<device_id>", tags=[TAG], summary="Get one device")
     def get_device(device_id: str) -> Device:
-        return service.get(current_principal(router).app_id, device_id_param(device_id))
+        return services.devices.get(current_principal(router).app_id, device_id_param(device_id))
 
     @router.delete("/v1/devices/<device_id>", tags=[TAG], summary="Log out: delete the device")
     def delete_device(
@@ -52,7 +52,7 @@ def build_router(service: DeviceService) -> APIGatewayHttpRouter:
             UserId | None, Query(description="Only delete while the device still belongs to this user.")
         ] = None,
     ) -> Response[None]:
-        service.logout(current_principal(router).app_id, device_id_param(device_id), user_id)
+        services.devices.logout(current_principal(router).app_id, device_id_param(device_id), user_id)
         return Response(status_code=204)
 
     @router.delete("/v1/devices/<device_id>/user", tags=[TAG], summary="Log out: keep the device, drop its user")
@@ -62,19 +62,19 @@ def build_router(service: DeviceService) -> APIGatewayHttpRouter:
             UserId | None, Query(description="Only dissociate while the device belongs to this user.")
         ] = None,
     ) -> Device:
-        return service.dissociate(current_principal(router).app_id, device_id_param(device_id), user_id)
+        return services.devices.dissociate(current_principal(router).app_id, device_id_param(device_id), user_id)
 
     @router.post("/v1/devices/<device_id>/push-results", tags=[TAG], summary="Record one push result")
     def record_push_result(device_id: str, body: PushResult) -> Device:
-        return service.record_push_result(current_principal(router).app_id, device_id_param(device_id), body)
+        return services.devices.record_push_result(current_principal(router).app_id, device_id_param(device_id), body)
 
     @router.post("/v1/push-results", tags=[TAG], summary="Record up to 100 push results")
     def record_push_results(body: PushResultBatch) -> PushResultBatchOutcome:
-        return service.record_push_results(current_principal(router).app_id, body.results)
+        return services.devices.record_push_results(current_principal(router).app_id, body.results)
 
     @router.get("/v1/users/<user_id>/devices", tags=[TAG], summary="List one user's devices")
     def list_user_devices(user_id: str, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Device]:
-        return service.list_for_user(current_principal(router).app_id, user_id_param(user_id), cursor, limit)
+        return services.devices.list_for_user(current_principal(router).app_id, user_id_param(user_id), cursor, limit)
 
     @router.get("/v1/devices", tags=[TAG], summary="List the app's devices")
     def list_devices(
@@ -87,7 +87,7 @@ def build_router(service: DeviceService) -> APIGatewayHttpRouter:
         limit: Limit = DEFAULT_PAGE_SIZE,
     ) -> Page[Device]:
         device_filter = DeviceFilter(transport=transport, last_status=_last_status(last_status), active=active)
-        return service.list_for_app(current_principal(router).app_id, device_filter, cursor, limit)
+        return services.devices.list_for_app(current_principal(router).app_id, device_filter, cursor, limit)
 
     return router
 

@@ -5,18 +5,18 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import TypeAdapter, ValidationError
 
 from api_routes.params import user_id_param
+from steward.composition import Services
 from steward.errors import InvalidInput
 from steward.http.auth import current_principal
 from steward.http.paths import decode_id
 from steward.loyalty.models import AddCodes, AddCodesOutcome, CreateLoyaltyProgram, LoyaltyProgram, PromoCodeValue
-from steward.loyalty.service import LoyaltyService
 from steward.users.models import User
 
 TAG = "Loyalty"
 _CODE = TypeAdapter(PromoCodeValue)
 
 
-def build_router(service: LoyaltyService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     def app_id() -> str:
@@ -24,22 +24,22 @@ def build_router(service: LoyaltyService) -> APIGatewayHttpRouter:
 
     @router.post("/v1/loyalty-programs", tags=[TAG], summary="Create a loyalty program")
     def create_program(body: CreateLoyaltyProgram) -> Response[LoyaltyProgram]:
-        program = service.create_program(app_id(), body.name)
+        program = services.loyalty.create_program(app_id(), body.name)
         return Response(status_code=201, content_type="application/json", body=program)
 
     @router.post(
         "/v1/loyalty-programs/<program_id>/codes", tags=[TAG], summary="Add up to 1,000 promo codes to a program"
     )
     def add_codes(program_id: str, body: AddCodes) -> AddCodesOutcome:
-        return service.add_codes(app_id(), program_id, body.codes)
+        return services.loyalty.add_codes(app_id(), program_id, body.codes)
 
     @router.put("/v1/users/<user_id>/promo-codes/<code>", tags=[TAG], summary="Attach a promo code to a user")
     def attach_code(user_id: str, code: str) -> User:
-        return service.attach(app_id(), user_id_param(user_id), _code(code))
+        return services.loyalty.attach(app_id(), user_id_param(user_id), _code(code))
 
     @router.delete("/v1/users/<user_id>/promo-codes/<code>", tags=[TAG], summary="Detach a promo code from a user")
     def detach_code(user_id: str, code: str) -> User:
-        return service.detach(app_id(), user_id_param(user_id), _code(code))
+        return services.loyalty.detach(app_id(), user_id_param(user_id), _code(code))
 
     return router
 

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
+from steward.composition import Services
 from steward.http.auth import current_principal
 from steward.pagination import Page
 from steward.regions.models import (
@@ -21,7 +22,6 @@ from steward.regions.models import (
     RegionType,
     Tag,
 )
-from steward.regions.service import RegionService
 
 TAG = "Regions"
 
@@ -36,16 +36,16 @@ class RegionBatch(BaseModel):
     )
 
 
-def build_router(service: RegionService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     @router.post("/v1/regions", tags=[TAG], summary="Create a region", status_code=201)
     def create_region(body: NewRegion) -> Region:
-        return service.create(current_principal(router).app_id, body)
+        return services.regions.create(current_principal(router).app_id, body)
 
     @router.post("/v1/regions/batch", tags=[TAG], summary=f"Import up to {MAX_BATCH_REGIONS} regions")
     def import_regions(body: RegionBatch) -> RegionImportBatchOutcome:
-        return service.import_regions(current_principal(router).app_id, body.regions)
+        return services.regions.import_regions(current_principal(router).app_id, body.regions)
 
     @router.get("/v1/regions", tags=[TAG], summary="List the app's regions")
     def list_regions(
@@ -58,15 +58,15 @@ def build_router(service: RegionService) -> APIGatewayHttpRouter:
         ] = DEFAULT_REGION_PAGE_SIZE,
     ) -> Page[Region]:
         region_filter = RegionFilter(type=region_type, tag=tag, country=country)
-        return service.list_for_app(current_principal(router).app_id, region_filter, cursor, limit)
+        return services.regions.list_for_app(current_principal(router).app_id, region_filter, cursor, limit)
 
     @router.get("/v1/regions/<region_id>", tags=[TAG], summary="Get one region")
     def get_region(region_id: str) -> Region:
-        return service.get(current_principal(router).app_id, region_id)
+        return services.regions.get(current_principal(router).app_id, region_id)
 
     @router.delete("/v1/regions/<region_id>", tags=[TAG], summary="Delete a region", status_code=204)
     def delete_region(region_id: str) -> Response[None]:
-        service.delete(current_principal(router).app_id, region_id)
+        services.regions.delete(current_principal(router).app_id, region_id)
         return Response(status_code=204)
 
     return router

@@ -6,16 +6,15 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from steward.clock import utc_now
+from steward.composition import Services
 from steward.http.auth import current_principal
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from steward.resources.models import CreateResource, Resource
-from steward.resources.repository import ResourceRepository
 
 TAG = "Resources"
 
 
-def build_router(resources: ResourceRepository) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     def app_id() -> str:
@@ -23,7 +22,7 @@ def build_router(resources: ResourceRepository) -> APIGatewayHttpRouter:
 
     @router.post("/v1/resources", tags=[TAG], summary="Create a resource")
     def create_resource(body: CreateResource) -> Response[Resource]:
-        resource = resources.create(app_id(), body.name, body.channels, utc_now())
+        resource = services.resources.create(app_id(), body.name, body.channels)
         return Response(status_code=201, content_type="application/json", body=resource)
 
     @router.get("/v1/resources", tags=[TAG], summary="List resources")
@@ -31,15 +30,15 @@ def build_router(resources: ResourceRepository) -> APIGatewayHttpRouter:
         cursor: Annotated[str | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     ) -> Page[Resource]:
-        return resources.list_page(app_id(), cursor, limit)
+        return services.resources.list_page(app_id(), cursor, limit)
 
     @router.get("/v1/resources/<resource_id>", tags=[TAG], summary="Get one resource")
     def get_resource(resource_id: str) -> Resource:
-        return resources.get(app_id(), resource_id)
+        return services.resources.get(app_id(), resource_id)
 
     @router.delete("/v1/resources/<resource_id>", tags=[TAG], summary="Delete a resource")
     def delete_resource(resource_id: str) -> Response[None]:
-        resources.delete(app_id(), resource_id)
+        services.resources.delete(app_id(), resource_id)
         return Response(status_code=204)
 
     return router

@@ -6,10 +6,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from steward.composition import Services
 from steward.http.auth import current_principal
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from steward.segments.models import ChangeMembers, CreateSegment, MemberChangeOutcome, Segment
-from steward.segments.service import SegmentService
 from steward.users.models import User
 
 TAG = "Segments"
@@ -38,7 +38,7 @@ Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 
 
-def build_router(service: SegmentService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     def app_id() -> str:
@@ -46,16 +46,16 @@ def build_router(service: SegmentService) -> APIGatewayHttpRouter:
 
     @router.post("/v1/segments", tags=[TAG], summary="Create a segment")
     def create_segment(body: CreateSegment) -> Response[Segment]:
-        segment = service.create(app_id(), body)
+        segment = services.segments.create(app_id(), body)
         return Response(status_code=201, content_type="application/json", body=segment)
 
     @router.get("/v1/segments", tags=[TAG], summary="List the app's segments with their counts")
     def list_segments(cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Segment]:
-        return service.list_page(app_id(), cursor, limit)
+        return services.segments.list_page(app_id(), cursor, limit)
 
     @router.get("/v1/segments/<segment_id>", tags=[TAG], summary="Get one segment")
     def get_segment(segment_id: str) -> Segment:
-        return service.get(app_id(), segment_id)
+        return services.segments.get(app_id(), segment_id)
 
     @router.delete(
         "/v1/segments/<segment_id>",
@@ -68,7 +68,7 @@ def build_router(service: SegmentService) -> APIGatewayHttpRouter:
         },
     )
     def delete_segment(segment_id: str) -> Response[Segment | None]:
-        remaining = service.delete(app_id(), segment_id)
+        remaining = services.segments.delete(app_id(), segment_id)
         if remaining is None:
             return Response(status_code=204)
         return Response(status_code=202, content_type="application/json", body=remaining)
@@ -80,7 +80,7 @@ def build_router(service: SegmentService) -> APIGatewayHttpRouter:
         description=_MEMBERS_DESCRIPTION,
     )
     def change_members(segment_id: str, body: ChangeMembers) -> MemberChangeOutcome:
-        return service.change_members(app_id(), segment_id, body)
+        return services.segments.change_members(app_id(), segment_id, body)
 
     @router.get(
         "/v1/segments/<segment_id>/members",
@@ -89,6 +89,6 @@ def build_router(service: SegmentService) -> APIGatewayHttpRouter:
         description=_LIST_MEMBERS_DESCRIPTION,
     )
     def list_members(segment_id: str, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[User]:
-        return service.members(app_id(), segment_id, cursor, limit)
+        return services.segments.members(app_id(), segment_id, cursor, limit)
 
     return router

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import TypeAdapter, ValidationError
 
 from api_routes.params import device_id_param
+from steward.composition import Services
 from steward.devices.models import Device
 from steward.errors import InvalidInput
 from steward.http.auth import current_principal
@@ -20,7 +21,6 @@ from steward.tags.models import (
     Tag,
     TagName,
 )
-from steward.tags.service import TagService
 
 TAG = "Tags"
 _TAG_NAME = TypeAdapter(TagName)
@@ -32,7 +32,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
 
-def build_router(service: TagService) -> APIGatewayHttpRouter:
+def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
     def app_id() -> str:
@@ -48,7 +48,7 @@ def build_router(service: TagService) -> APIGatewayHttpRouter:
         ),
     )
     def tag_device(device_id: DeviceIdParam, tag: TagParam) -> Device:
-        return service.tag(app_id(), device_id_param(device_id), _tag(unquote(tag)))
+        return services.tags.tag(app_id(), device_id_param(device_id), _tag(unquote(tag)))
 
     @router.delete(
         "/v1/devices/<device_id>/tags/<tag>",
@@ -57,7 +57,7 @@ def build_router(service: TagService) -> APIGatewayHttpRouter:
         description="404 `tag_not_on_device` when the device does not carry the tag.",
     )
     def untag_device(device_id: DeviceIdParam, tag: TagParam) -> Device:
-        return service.untag(app_id(), device_id_param(device_id), _tag(unquote(tag)))
+        return services.tags.untag(app_id(), device_id_param(device_id), _tag(unquote(tag)))
 
     @router.post(
         "/v1/tags/<tag>/devices",
@@ -69,7 +69,7 @@ def build_router(service: TagService) -> APIGatewayHttpRouter:
         ),
     )
     def change_tag_devices(tag: TagParam, body: BulkTagDevices) -> BulkTagOutcome:
-        return service.change_devices(app_id(), _tag(tag), body.add, body.remove)
+        return services.tags.change_devices(app_id(), _tag(tag), body.add, body.remove)
 
     @router.get(
         "/v1/tags",
@@ -78,11 +78,11 @@ def build_router(service: TagService) -> APIGatewayHttpRouter:
         description="Tags whose last device was untagged stay listed with a count of 0.",
     )
     def list_tags(cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Tag]:
-        return service.list_tags(app_id(), cursor, limit)
+        return services.tags.list_tags(app_id(), cursor, limit)
 
     @router.get("/v1/tags/<tag>/devices", tags=[TAG], summary="List the devices carrying a tag")
     def list_tag_devices(tag: TagParam, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Device]:
-        return service.list_devices(app_id(), _tag(tag), cursor, limit)
+        return services.tags.list_devices(app_id(), _tag(tag), cursor, limit)
 
     return router
 

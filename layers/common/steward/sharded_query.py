@@ -1,30 +1,15 @@
-"""Paginate one app's write-sharded collection with a single opaque cursor.
-
-Shards are read in order, page by page, straight from DynamoDB's pages so a
-request stops after a bounded number of scanned items even when a filter
-matches almost nothing. The cursor holds only (shard, last sort key): the
-partition key is always rebuilt from the caller's app id.
-"""
-
-from typing import Any
+"""Paginate one app's collection with a single opaque cursor: sharded (through the shard reader) or not."""
 
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from steward.pagination import cursor_str, decode_cursor, encode_cursor, invalid_cursor
-from steward.sharding import shard_key
-
-# Stop reading once a request has looked at this many items (about 150 read
-# units for 1 KB items), and hand back a cursor instead.
-MAX_SCANNED_PER_REQUEST = 5000
-# With a filter, each read asks for what is still missing and doubles while
-# pages come back sparse, so dense filters read little and sparse ones few times.
-_MAX_PAGE_SIZE = 1000
+from steward.pagination import cursor_str, decode_cursor, encode_cursor
+from steward.shard_reader import MAX_SCANNED_PER_REQUEST, Position, read_shards
 
 
 def query_shards[M: Model](
     model: type[M],
-    app_id: str,
+    collection: str,
     shard_count: int,
     cursor: str | None,
     limit: int,
@@ -36,48 +21,12 @@ def query_shards[M: Model](
     ``max_scanned`` bounds the items read per request; collections of large
     items (regions with polygons) pass a smaller one.
     """
-    shard, after = _start(cursor, shard_count)
-    found: list[M] = []
-    scanned = 0
-    growth = 1
-    while shard < shard_count:
-        partition = shard_key(app_id, shard)
-        remaining = limit - len(found)
-        page_size = min(remaining * growth, _MAX_PAGE_SIZE)
-        start_key = None if after is None else {"pk": {"S": partition}, "sk": {"S": after}}
-        page: dict[str, Any] = next(
-            model.query(
-                partition,
-                filter_condition=filter_condition,
-                page_size=page_size,
-                last_evaluated_key=start_key,
-            ).page_iter
-        )
-        scanned += page.get("ScannedCount", 0)
-        if filter_condition is not None and len(page.get("Items", [])) < page_size:
-            growth *= 2
-        for raw in page.get("Items", []):
-            found.append(model.from_raw_data(raw))
-            if len(found) == limit:
-                return found, encode_cursor({"shard": shard, "after": raw["sk"]["S"]})
-        last_key: dict[str, Any] | None = page.get("LastEvaluatedKey")
-        if last_key is None:
-            shard, after = shard + 1, None
-        else:
-            after = last_key["sk"]["S"]
-        if scanned >= max_scanned and shard < shard_count:
-            return found, encode_cursor({"shard": shard, "after": after} if after else {"shard": shard})
-    return found, None
-
-
-def _start(cursor: str | None, shard_count: int) -> tuple[int, str | None]:
-    position = decode_cursor(cursor)
-    if position is None:
-        return 0, None
-    shard = position.get("shard")
-    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shard_count:
-        raise invalid_cursor()
-    return shard, None if position.get("after") is None else cursor_str(position, "after")
+    fields = decode_cursor(cursor)
+    start = Position(0) if fields is None else Position.from_fields(fields, shard_count)
+    batch = read_shards(
+        model, collection, shard_count, start, filter_condition, max_scanned=max_scanned, max_items=limit
+    )
+    return batch.items, None if batch.next is None else encode_cursor(batch.next.as_fields())
 
 
 def query_partition[M: Model](

@@ -17,6 +17,7 @@ from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from steward.settings import StoreSettings
+from steward.sharding import SEPARATOR
 
 UNBOUND = "unbound-table"
 # Fail fast inside Lambda's time limit (pynamodb's defaults wait 15 s to connect, 30 s to read).
@@ -251,10 +252,77 @@ class TagMemberRecord(CatalogRecord):
         pass
 
 
+# Keys. Sharded collections are named here; sharding.partition_for and
+# shard_key append ``#<shard>`` to a collection name.
+
+APP_PROFILE_SK = "PROFILE"
+API_KEY_SK_PREFIX = "KEY#"
+SUBSCRIPTION_KEY_SEPARATOR = "|"
+
+
+def app_pk(app_id: str) -> str:
+    return f"APP#{app_id}"
+
+
+def api_key_sk(key_id: str) -> str:
+    return f"{API_KEY_SK_PREFIX}{key_id}"
+
+
+def device_user_key(app_id: str, user_id: str) -> str:
+    """The ``by_user`` index key of a device."""
+    return f"{app_id}{SEPARATOR}{user_id}"
+
+
+def subscription_key(resource_id: str, channel: str) -> str:
+    """The key of a subscription in a profile's ``subscriptions`` map."""
+    return f"{resource_id}{SUBSCRIPTION_KEY_SEPARATOR}{channel}"
+
+
+def resources_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}resource"
+
+
+def regions_collection(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}region"
+
+
+def loyalty_programs_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}loyalty"
+
+
+def promo_codes_collection(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}promo"
+
+
+def segments_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}segment"
+
+
+def segment_names_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}segment-name"
+
+
+def segment_members_collection(app_id: str, segment_id: str) -> str:
+    return f"{app_id}{SEPARATOR}segment{SEPARATOR}{segment_id}"
+
+
+def tags_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}tags"
+
+
+def tag_members_collection(app_id: str, tag: str) -> str:
+    return f"{app_id}{SEPARATOR}tag{SEPARATOR}{tag}"
+
+
+def bind_apps_table(apps_table: str) -> None:
+    """Point the app and API key models at this stack's apps table (all the authorizer needs)."""
+    AppRecord.Meta.table_name = apps_table
+    ApiKeyRecord.Meta.table_name = apps_table
+
+
 def bind_tables(settings: StoreSettings) -> None:
     """Point the models at this stack's tables. Called once per cold start."""
-    AppRecord.Meta.table_name = settings.apps_table
-    ApiKeyRecord.Meta.table_name = settings.apps_table
+    bind_apps_table(settings.apps_table)
     DeviceRecord.Meta.table_name = settings.devices_table
     ProfileRecord.Meta.table_name = settings.profiles_table
     for catalog_model in (

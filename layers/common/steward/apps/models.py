@@ -1,12 +1,9 @@
 """Domain objects for apps and API keys, as the API and the logic see them."""
 
-import re
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-
-APP_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{2,39}$")
 
 
 class TotpChange(StrEnum):

@@ -5,28 +5,21 @@ from datetime import datetime
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from steward.apps.credentials import KEY_ID_PATTERN
 from steward.apps.models import ApiKey, App, Scope
+from steward.apps.tokens import KEY_ID_PATTERN
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_partition
-from steward.tables import ApiKeyRecord, AppRecord
+from steward.tables import API_KEY_SK_PREFIX, APP_PROFILE_SK, ApiKeyRecord, AppRecord, api_key_sk, app_pk
 from steward.transactions import Transaction
-
-PROFILE = "PROFILE"
-KEY_PREFIX = "KEY#"
-
-
-def app_pk(app_id: str) -> str:
-    return f"APP#{app_id}"
 
 
 class AppRepository:
     def create(self, app_id: str, name: str, password_hash: str, totp_secret: str | None, now: datetime) -> App:
         record = AppRecord(
             pk=app_pk(app_id),
-            sk=PROFILE,
+            sk=APP_PROFILE_SK,
             app_id=app_id,
             name=name,
             admin_password_hash=password_hash,
@@ -66,7 +59,7 @@ class AppRepository:
         )
 
     def _update_profile(self, app_id: str, actions: list[Action]) -> None:
-        record = AppRecord(pk=app_pk(app_id), sk=PROFILE)
+        record = AppRecord(pk=app_pk(app_id), sk=APP_PROFILE_SK)
         try:
             record.update(actions=actions, condition=AppRecord.pk.exists())
         except UpdateError as exc:
@@ -76,7 +69,7 @@ class AppRepository:
 
     def _get(self, app_id: str) -> AppRecord:
         try:
-            return AppRecord.get(app_pk(app_id), PROFILE, consistent_read=True)
+            return AppRecord.get(app_pk(app_id), APP_PROFILE_SK, consistent_read=True)
         except AppRecord.DoesNotExist as exc:
             raise NotFound(f"App {app_id!r} does not exist.", code="app_not_found") from exc
 
@@ -87,7 +80,7 @@ class ApiKeyRepository:
     ) -> ApiKey:
         record = ApiKeyRecord(
             pk=app_pk(app_id),
-            sk=KEY_PREFIX + key_id,
+            sk=api_key_sk(key_id),
             app_id=app_id,
             key_id=key_id,
             name=name,
@@ -103,7 +96,7 @@ class ApiKeyRepository:
         if not KEY_ID_PATTERN.match(key_id):
             return None
         try:
-            record = ApiKeyRecord.get(app_pk(app_id), KEY_PREFIX + key_id, consistent_read=True)
+            record = ApiKeyRecord.get(app_pk(app_id), api_key_sk(key_id), consistent_read=True)
         except ApiKeyRecord.DoesNotExist:
             return None
         return _to_key(record), record.secret_hash
@@ -115,14 +108,14 @@ class ApiKeyRepository:
         return found[0]
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[ApiKey]:
-        records, next_cursor = query_partition(ApiKeyRecord, app_pk(app_id), cursor, limit, KEY_PREFIX)
+        records, next_cursor = query_partition(ApiKeyRecord, app_pk(app_id), cursor, limit, API_KEY_SK_PREFIX)
         return Page[ApiKey](items=[_to_key(record) for record in records], next_cursor=next_cursor)
 
     def list_active(self, app_id: str) -> list[ApiKey]:
         """Every unrevoked key of an app: an app has a handful, so one query suffices."""
         results = ApiKeyRecord.query(
             app_pk(app_id),
-            ApiKeyRecord.sk.startswith(KEY_PREFIX),
+            ApiKeyRecord.sk.startswith(API_KEY_SK_PREFIX),
             filter_condition=ApiKeyRecord.revoked_at.does_not_exist(),
         )
         return [_to_key(record) for record in results]
@@ -133,12 +126,12 @@ class ApiKeyRepository:
         The transaction is what keeps two concurrent revokes from removing an
         app's last two admin keys: each one checks the other.
         """
-        target = ApiKeyRecord(pk=app_pk(app_id), sk=KEY_PREFIX + key_id)
+        target = ApiKeyRecord(pk=app_pk(app_id), sk=api_key_sk(key_id))
         unrevoked = ApiKeyRecord.sk.exists() & ApiKeyRecord.revoked_at.does_not_exist()
         transaction = Transaction()
         transaction.update("key", target, [ApiKeyRecord.revoked_at.set(now)], unrevoked)
         if while_active is not None:
-            transaction.condition_check("other", ApiKeyRecord, app_pk(app_id), KEY_PREFIX + while_active, unrevoked)
+            transaction.condition_check("other", ApiKeyRecord, app_pk(app_id), api_key_sk(while_active), unrevoked)
         failed = transaction.commit()
         if "key" in failed:
             self.get(app_id, key_id)  # raises NotFound when the key is missing

@@ -1,8 +1,8 @@
 """Use cases for apps and API keys: bootstrap, authenticate, manage keys, re-authenticate."""
 
-from steward.apps import credentials
+from steward.apps import credentials, tokens
+from steward.apps.keys import authenticate_token
 from steward.apps.models import (
-    APP_ID_PATTERN,
     ApiKey,
     App,
     BootstrappedApp,
@@ -12,15 +12,16 @@ from steward.apps.models import (
     TotpChange,
 )
 from steward.apps.repository import ApiKeyRepository, AppRepository
+from steward.apps.tokens import APP_ID_PATTERN
 from steward.clock import utc_now
-from steward.errors import Conflict, InvalidInput, ReauthenticationRequired, Unauthenticated
+from steward.errors import Conflict, InvalidInput, ReauthenticationRequired
 from steward.pagination import Page
 
 
 class AppService:
-    def __init__(self, apps: AppRepository | None = None, keys: ApiKeyRepository | None = None) -> None:
-        self.apps = apps or AppRepository()
-        self.keys = keys or ApiKeyRepository()
+    def __init__(self, apps: AppRepository, keys: ApiKeyRepository) -> None:
+        self.apps = apps
+        self.keys = keys
 
     def bootstrap(
         self,
@@ -61,21 +62,13 @@ class AppService:
 
     def authenticate(self, token: str) -> Principal:
         """Resolve an API key token to its app and scopes, or raise Unauthenticated."""
-        parsed = credentials.parse_token(token)
-        if parsed is None:
-            raise Unauthenticated("The API key is malformed.", code="invalid_api_key")
-        found = self.keys.find_with_hash(parsed.app_id, parsed.key_id)
-        if found is None or not credentials.key_secret_matches(parsed.secret, found[1]):
-            raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
-        key = found[0]
-        if not key.active:
-            raise Unauthenticated("The API key has been revoked.", code="revoked_api_key")
-        return Principal(app_id=parsed.app_id, key_id=key.key_id, scopes=frozenset(key.scopes))
+        identity = authenticate_token(token)
+        return Principal(app_id=identity.app_id, key_id=identity.key_id, scopes=frozenset(map(Scope, identity.scopes)))
 
     def create_key(self, app_id: str, name: str, scopes: list[Scope]) -> IssuedApiKey:
         self.apps.get(app_id)  # raises NotFound: a key for an app that does not exist could write orphan data
-        key_id = credentials.new_key_id()
-        token, secret_hash = credentials.new_token(app_id, key_id)
+        key_id = tokens.new_key_id()
+        token, secret_hash = tokens.new_token(app_id, key_id)
         unique_scopes = sorted(set(scopes), key=list(Scope).index)
         key = self.keys.create(app_id, key_id, name, unique_scopes, secret_hash, utc_now())
         return IssuedApiKey(**key.model_dump(), api_key=token)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from steward.devices.models import LastStatus, Transport
-from steward.users.models import FIELD_NAME_PATTERN, Channel, SubscriptionStatus
+from steward.types import Channel
+from steward.users.models import FIELD_NAME_PATTERN, SubscriptionStatus
 
 MAX_FIELD_PATH_LENGTH = 512
 _CUSTOM_FIELD = re.compile(FIELD_NAME_PATTERN)

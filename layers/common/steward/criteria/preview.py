@@ -1,93 +1,43 @@
 """Preview: how many users, devices, emails or phones criteria select, page by page, with a sample.
 
-One request reads the app's shards of the target's table with the pushed-down
-filter, under a read budget, checks the residual in code and returns the
-count of this page plus a cursor. The client sums ``matched`` over pages.
-The cursor also carries the ``now`` of the first page, so within_last_days
-means the same on every page, and a fingerprint of the target and criteria,
-so a cursor is never continued with other criteria.
+One request takes one page of the selection and returns its count plus a
+cursor; the client sums ``matched`` over pages. The cursor also carries the
+``now`` of the first page, so within_last_days means the same on every page,
+and a fingerprint of the target and criteria, so a cursor is never
+continued with other criteria.
 """
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pynamodb.expressions.condition import Condition
-
-from steward.clock import utc_now
-from steward.criteria.evaluate import (
-    Subject,
-    contact_subject,
-    device_subject,
-    matches,
-    scopes_in,
-    user_subject,
-)
-from steward.criteria.fields import Scope
-from steward.criteria.models import ContactSample, Node, PreviewRequest, PreviewResult, Target
+from steward.criteria.models import PreviewRequest, PreviewResult, Target
 from steward.criteria.parse import parse_criteria
-from steward.criteria.pushdown import plan
-from steward.criteria.reader import Position, read_shards
-from steward.criteria.related import devices_of_users, owners
-from steward.devices.models import Device
-from steward.devices.repository import to_device
+from steward.criteria.selection import Selection
 from steward.errors import InvalidInput
-from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, invalid_cursor
-from steward.sharded_query import MAX_SCANNED_PER_REQUEST
-from steward.tables import DeviceRecord, ProfileRecord
+from steward.pagination import Page, decode_cursor, encode_cursor, invalid_cursor
+from steward.shard_reader import Position
 from steward.users.models import User
-from steward.users.repository import to_user
-
-# Items whose residual needs a keys-only index query each (a user's devices) are
-# fewer per request than those needing a share of a BatchGetItem (a device's owner).
-MAX_ITEMS_WITH_DEVICE_LOOKUPS = 200
-MAX_ITEMS_WITH_OWNER_LOOKUPS = 1000
-
-SampleItem = User | Device | ContactSample
 
 
 class CriteriaPreviewService:
-    def __init__(
-        self,
-        shard_count: int,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        max_scanned: int = MAX_SCANNED_PER_REQUEST,
-        max_device_lookups: int = MAX_ITEMS_WITH_DEVICE_LOOKUPS,
-        max_owner_lookups: int = MAX_ITEMS_WITH_OWNER_LOOKUPS,
-    ) -> None:
-        self.shard_count = shard_count
+    def __init__(self, selection: Selection, clock: Callable[[], datetime]) -> None:
+        self.selection = selection
         self.clock = clock
-        self.max_scanned = max_scanned
-        self.max_device_lookups = max_device_lookups
-        self.max_owner_lookups = max_owner_lookups
 
     def preview(self, app_id: str, request: PreviewRequest) -> PreviewResult:
         node = parse_criteria(request.criteria)
         fingerprint = _fingerprint(request.target, request.criteria)
         start, now = self._resume(request.cursor, fingerprint)
-        planned = plan(node, request.target, now)
-        if request.target is Target.DEVICES:
-            candidates, scanned, position = self._devices(app_id, start, planned.condition, planned.residual)
-        else:
-            candidates, scanned, position = self._users(
-                app_id, request.target, start, planned.condition, planned.residual
-            )
-        matched = 0
-        sample: list[SampleItem] = []
-        for subject, item in candidates:
-            if planned.residual is None or matches(planned.residual, subject, now):
-                matched += 1
-                if len(sample) < request.sample_size:
-                    sample.append(item)
+        page = self.selection.page(app_id, request.target, node, now, start)
         return PreviewResult(
-            matched=matched,
-            scanned=scanned,
-            complete=position is None,
-            next_cursor=None if position is None else _cursor(position, now, fingerprint),
-            sample=sample,
+            matched=len(page.matches),
+            scanned=page.scanned,
+            complete=page.next is None,
+            next_cursor=None if page.next is None else _cursor(page.next, now, fingerprint),
+            sample=page.matches[: request.sample_size],
         )
 
     def matching_users(self, app_id: str, criteria: Any, cursor: str | None, limit: int) -> Page[User]:
@@ -99,106 +49,33 @@ class CriteriaPreviewService:
         node = parse_criteria(criteria)
         fingerprint = _fingerprint(Target.USERS, criteria)
         start, now = self._resume(cursor, fingerprint)
-        planned = plan(node, Target.USERS, now)
-        candidates, _, position = self._users(
-            app_id, Target.USERS, start, planned.condition, planned.residual, max_items=limit
-        )
-        users = [
-            item
-            for subject, item in candidates
-            if isinstance(item, User) and (planned.residual is None or matches(planned.residual, subject, now))
-        ]
-        return Page[User](items=users, next_cursor=None if position is None else _cursor(position, now, fingerprint))
-
-    def _users(
-        self,
-        app_id: str,
-        target: Target,
-        start: Position,
-        condition: Condition | None,
-        residual: Node | None,
-        max_items: int | None = None,
-    ) -> tuple[Iterator[tuple[Subject, SampleItem]], int, Position | None]:
-        needs_devices = Scope.DEVICE in scopes_in(residual)
-        budget = self.max_device_lookups if needs_devices else self.max_scanned
-        batch = read_shards(
-            ProfileRecord,
-            app_id,
-            self.shard_count,
-            start,
-            condition,
-            max_scanned=self.max_scanned,
-            max_items=budget if max_items is None else min(budget, max_items),
-        )
-        users = [to_user(record) for record in batch.items]
-        devices = devices_of_users(app_id, [user.user_id for user in users]) if needs_devices else {}
-
-        def candidates() -> Iterator[tuple[Subject, SampleItem]]:
-            for user in users:
-                own_devices = devices.get(user.user_id, [])
-                if target is Target.USERS:
-                    yield user_subject(user, own_devices), user
-                    continue
-                is_email = target is Target.EMAILS
-                for contact in user.emails if is_email else user.phones:
-                    sample = ContactSample(user_id=user.user_id, address=contact.address, active=contact.active)
-                    yield contact_subject(contact, user, is_email, own_devices), sample
-
-        return candidates(), batch.scanned, batch.next
-
-    def _devices(
-        self, app_id: str, start: Position, condition: Condition | None, residual: Node | None
-    ) -> tuple[Iterator[tuple[Subject, SampleItem]], int, Position | None]:
-        needs_owner = bool(scopes_in(residual) & {Scope.USER, Scope.EMAIL, Scope.PHONE})
-        batch = read_shards(
-            DeviceRecord,
-            app_id,
-            self.shard_count,
-            start,
-            condition,
-            max_scanned=self.max_scanned,
-            max_items=self.max_owner_lookups if needs_owner else self.max_scanned,
-        )
-        devices = [to_device(record) for record in batch.items]
-        owner_ids = [device.user_id for device in devices if device.user_id is not None]
-        found = owners(app_id, owner_ids, self.shard_count) if needs_owner else {}
-
-        def candidates() -> Iterator[tuple[Subject, SampleItem]]:
-            for device in devices:
-                owner = None if device.user_id is None else found.get(device.user_id)
-                yield device_subject(device, owner), device
-
-        return candidates(), batch.scanned, batch.next
+        page = self.selection.page(app_id, Target.USERS, node, now, start, max_items=limit)
+        users = [item for item in page.matches if isinstance(item, User)]
+        return Page[User](items=users, next_cursor=None if page.next is None else _cursor(page.next, now, fingerprint))
 
     def _resume(self, cursor: str | None, fingerprint: str) -> tuple[Position, datetime]:
         """Where to start and the ``now`` of this preview: fresh, or as the first page fixed them."""
-        position = decode_cursor(cursor)
-        if position is None:
+        fields = decode_cursor(cursor)
+        if fields is None:
             return Position(0), self.clock()
-        if position.get("q") != fingerprint:
+        if fields.get("q") != fingerprint:
             raise InvalidInput(
                 "This cursor belongs to a preview of another target or other criteria.",
                 code="invalid_cursor",
                 field="cursor",
             )
-        shard = position.get("shard")
-        if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < self.shard_count:
-            raise invalid_cursor()
-        after = None if position.get("after") is None else cursor_str(position, "after")
+        position = Position.from_fields(fields, self.selection.shard_count)
         try:
-            now = datetime.fromisoformat(str(position.get("now")))
+            now = datetime.fromisoformat(str(fields.get("now")))
         except ValueError:
             raise invalid_cursor() from None
         if now.tzinfo is None:
             raise invalid_cursor()
-        return Position(shard, after), now
+        return position, now
 
 
 def _cursor(position: Position, now: datetime, fingerprint: str) -> str:
-    state: dict[str, Any] = {"shard": position.shard, "now": now.isoformat(), "q": fingerprint}
-    if position.after is not None:
-        state["after"] = position.after
-    return encode_cursor(state)
+    return encode_cursor({**position.as_fields(), "now": now.isoformat(), "q": fingerprint})
 
 
 def _fingerprint(target: Target, criteria: Any) -> str:

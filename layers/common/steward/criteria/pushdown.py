@@ -41,8 +41,7 @@ from pynamodb.expressions.operand import Path
 from steward.criteria.fields import Attribute, FieldRef, FieldType, Scope
 from steward.criteria.models import Combinator, Group, Node, Operator, Rule, Target
 from steward.criteria.values import DynamoType, custom_date, days_ago, dynamo_type, normalize_custom
-from steward.tables import DeviceRecord, ProfileRecord
-from steward.users.repository import subscription_key
+from steward.tables import DeviceRecord, ProfileRecord, subscription_key
 
 # DynamoDB allows 4 KB per expression and 300 operators; the margin covers the
 # placeholder numbers, which shift once the key condition takes the first ones.

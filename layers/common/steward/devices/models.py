@@ -4,11 +4,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from steward.batch import ItemError
+from steward.types import DeviceId, UserId
 
-MAX_DEVICE_ID_BYTES = 1024  # DynamoDB's limit for a sort key
 MAX_BATCH_RESULTS = 100
 # Every push result rewrites the whole item, so attributes are kept small (1 KB = 1 write unit).
 MAX_ATTRIBUTES_BYTES = 2048
@@ -33,25 +33,6 @@ class DeactivationReason(StrEnum):
     DELIVERY_ERROR = "delivery_error"
 
 
-def _no_control_characters(value: str) -> str:
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _fits_sort_key(value: str) -> str:
-    if len(value.encode("utf-8")) > MAX_DEVICE_ID_BYTES:
-        raise ValueError(f"must be at most {MAX_DEVICE_ID_BYTES} bytes of UTF-8")
-    return value
-
-
-DeviceId = Annotated[
-    str,
-    StringConstraints(min_length=1),
-    AfterValidator(_fits_sort_key),
-    AfterValidator(_no_control_characters),
-]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control_characters)]
 ErrorCode = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ErrorMessage = Annotated[str, StringConstraints(max_length=1024)]
 PushId = Annotated[str, StringConstraints(min_length=1, max_length=128)]

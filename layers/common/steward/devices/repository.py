@@ -1,6 +1,7 @@
 """Data access for devices: every state change is one conditional write."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
@@ -9,19 +10,17 @@ from pynamodb.expressions.update import Action
 
 from steward.conditions import MAX_ATTEMPTS, condition_failed, read_modify_write, save_versioned
 from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult
+from steward.devices.tag_index import release_tags
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
 from steward.sharded_query import query_shards
-from steward.sharding import SEPARATOR, partition_for
-from steward.tables import DeviceRecord
-from steward.tags.writes import release_tags
+from steward.sharding import partition_for
+from steward.tables import DeviceRecord, device_user_key
 from steward.transactions import Transaction, transient
 
+_LOOKUP_WORKERS = 16  # DeviceRecord's connection pool size
+
 DeviceChange = Callable[[Device | None], Device]
-
-
-def user_key(app_id: str, user_id: str) -> str:
-    return f"{app_id}{SEPARATOR}{user_id}"
 
 
 class DeviceRepository:
@@ -140,7 +139,7 @@ class DeviceRepository:
 
     def list_for_user(self, app_id: str, user_id: str, cursor: str | None, limit: int) -> Page[Device]:
         position = decode_cursor(cursor)
-        key = user_key(app_id, user_id)
+        key = device_user_key(app_id, user_id)
         start = None
         if position is not None:
             after = cursor_str(position, "after")
@@ -164,11 +163,36 @@ class DeviceRepository:
         ]
         return Page[Device](items=devices, next_cursor=next_cursor)
 
+    def devices_of_users(self, app_id: str, user_ids: Iterable[str]) -> dict[str, list[Device]]:
+        """Each user's devices, sorted by device id (users without devices map to []).
+
+        One keys-only index query per user, run side by side, then one
+        BatchGetItem per 100 devices for all of them together.
+        """
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(_LOOKUP_WORKERS, len(users))) as pool:
+            keys_by_user = dict(
+                zip(users, pool.map(lambda user_id: self._keys_of(app_id, user_id), users), strict=True)
+            )
+        keys = [key for user_keys in keys_by_user.values() for key in user_keys]
+        records = {record.sk: record for record in DeviceRecord.batch_get(keys)} if keys else {}
+        devices: dict[str, list[Device]] = {}
+        for user_id, user_keys in keys_by_user.items():
+            # The index is eventually consistent: a device that just moved to another user is left out.
+            owned = [records[sk] for _, sk in user_keys if sk in records and records[sk].user_id == user_id]
+            devices[user_id] = [to_device(record) for record in sorted(owned, key=lambda record: record.sk)]
+        return devices
+
     def list_for_app(self, app_id: str, device_filter: DeviceFilter, cursor: str | None, limit: int) -> Page[Device]:
         records, next_cursor = query_shards(
             DeviceRecord, app_id, self.shard_count, cursor, limit, _filter_condition(device_filter)
         )
         return Page[Device](items=[to_device(record) for record in records], next_cursor=next_cursor)
+
+    def _keys_of(self, app_id: str, user_id: str) -> list[tuple[str, str]]:
+        return [(record.pk, record.sk) for record in DeviceRecord.by_user.query(device_user_key(app_id, user_id))]
 
     def _get_record(self, app_id: str, device_id: str) -> DeviceRecord | None:
         try:
@@ -272,7 +296,7 @@ def _to_record(app_id: str, device: Device, shard_count: int) -> DeviceRecord:
         pk=partition_for(app_id, device.device_id, shard_count),
         sk=device.device_id,
         user_id=device.user_id,
-        user_key=None if device.user_id is None else user_key(app_id, device.user_id),
+        user_key=None if device.user_id is None else device_user_key(app_id, device.user_id),
         transport=device.transport.value,
         last_status=device.last_status.value,
         has_succeeded=device.has_succeeded,

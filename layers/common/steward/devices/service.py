@@ -25,9 +25,9 @@ _ATTEMPTS = 3
 
 
 class DeviceService:
-    def __init__(self, repository: DeviceRepository, users: UserRepository | None = None) -> None:
+    def __init__(self, repository: DeviceRepository, users: UserRepository) -> None:
         self.repository = repository
-        self.users = users or UserRepository(repository.shard_count)
+        self.users = users
 
     def identify(self, app_id: str, device_id: str, request: IdentifyDevice) -> Device:
         now = utc_now()

@@ -14,31 +14,18 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
+from steward.apps.keys import (
+    CONTEXT_APP_ID,
+    CONTEXT_ERROR,
+    CONTEXT_ERROR_MESSAGE,
+    CONTEXT_KEY_ID,
+    CONTEXT_SCOPES,
+)
 from steward.apps.models import Principal, Scope
-from steward.errors import Unauthenticated
 from steward.http.errors import error_body, error_response
 
 PRINCIPAL = "principal"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-# Keys the authorizer puts in its context (strings only: API Gateway's rule).
-CONTEXT_APP_ID = "app_id"
-CONTEXT_KEY_ID = "key_id"
-CONTEXT_SCOPES = "scopes"
-CONTEXT_ERROR = "auth_error"
-CONTEXT_ERROR_MESSAGE = "auth_message"
-
-
-def principal_context(principal: Principal) -> dict[str, str]:
-    return {
-        CONTEXT_APP_ID: principal.app_id,
-        CONTEXT_KEY_ID: principal.key_id,
-        CONTEXT_SCOPES: " ".join(sorted(principal.scopes)),
-    }
-
-
-def failure_context(code: str, message: str) -> dict[str, str]:
-    return {CONTEXT_ERROR: code, CONTEXT_ERROR_MESSAGE: message}
 
 
 class RequireScope:
@@ -118,18 +105,3 @@ def current_principal(app: BaseRouter) -> Principal:
 
 def _missing_scope(scope: Scope) -> Response[str]:
     return error_response(403, "insufficient_scope", f"This route needs an API key with the `{scope}` scope.")
-
-
-def authorizer_context(authorization: str | None, authenticate_key: Callable[[str], Principal]) -> dict[str, str]:
-    """What the Lambda authorizer hands API Gateway for an Authorization header.
-
-    Always a simple 'allow' answer: the context says who the caller is, or
-    why they are not anyone, and the API function refuses the latter with 401.
-    """
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return failure_context("missing_api_key", "Send an API key as `Authorization: Bearer <key>`.")
-    try:
-        return principal_context(authenticate_key(token.strip()))
-    except Unauthenticated as exc:
-        return failure_context(exc.code, exc.message)

@@ -22,7 +22,13 @@ from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.loyalty.models import PROGRAM_ID_PREFIX, LoyaltyProgram
 from steward.sharding import partition_for
-from steward.tables import LoyaltyProgramRecord, ProfileRecord, PromoCodeRecord
+from steward.tables import (
+    LoyaltyProgramRecord,
+    ProfileRecord,
+    PromoCodeRecord,
+    loyalty_programs_pk,
+    promo_codes_collection,
+)
 from steward.transactions import Transaction
 from steward.users.repository import user_not_found
 
@@ -34,15 +40,6 @@ class StoredCode:
     code: str
     program_id: str
     attached_user_id: str | None
-
-
-def programs_pk(app_id: str) -> str:
-    return f"{app_id}#loyalty"
-
-
-def codes_collection(app_id: str) -> str:
-    """The app's promo-code collection; partition_for adds ``#<shard>``."""
-    return f"{app_id}#promo"
 
 
 def program_not_found(program_id: str) -> NotFound:
@@ -71,7 +68,7 @@ class LoyaltyRepository:
 
     def create_program(self, app_id: str, name: str, now: datetime) -> LoyaltyProgram:
         record = LoyaltyProgramRecord(
-            pk=programs_pk(app_id),
+            pk=loyalty_programs_pk(app_id),
             sk=f"{PROGRAM_ID_PREFIX}{secrets.token_hex(8)}",
             name=name,
             created_at=now,
@@ -82,7 +79,7 @@ class LoyaltyRepository:
 
     def get_program(self, app_id: str, program_id: str) -> LoyaltyProgram:
         try:
-            return _to_program(LoyaltyProgramRecord.get(programs_pk(app_id), program_id))
+            return _to_program(LoyaltyProgramRecord.get(loyalty_programs_pk(app_id), program_id))
         except LoyaltyProgramRecord.DoesNotExist as exc:
             raise program_not_found(program_id) from exc
 
@@ -181,7 +178,7 @@ class LoyaltyRepository:
         return "code" in failed, "user" in failed
 
     def _partition(self, app_id: str, code: str) -> str:
-        return partition_for(codes_collection(app_id), code, self.shard_count)
+        return partition_for(promo_codes_collection(app_id), code, self.shard_count)
 
     def _profile(self, app_id: str, user_id: str) -> ProfileRecord:
         return ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)

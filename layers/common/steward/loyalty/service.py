@@ -19,11 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 class LoyaltyService:
-    def __init__(
-        self, shard_count: int, repository: LoyaltyRepository | None = None, users: UserRepository | None = None
-    ) -> None:
-        self.repository = repository or LoyaltyRepository(shard_count)
-        self.users = users or UserRepository(shard_count)
+    def __init__(self, repository: LoyaltyRepository, users: UserRepository) -> None:
+        self.repository = repository
+        self.users = users
 
     def create_program(self, app_id: str, name: str) -> LoyaltyProgram:
         return self.repository.create_program(app_id, name, utc_now())

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from steward.batch import ItemError
+from steward.types import no_control_characters
 
 MAX_BATCH_REGIONS = 100
 # A stored point takes 17 bytes (6 decimals) to 26 (full floats), so a polygon
@@ -44,12 +45,6 @@ class GeometryKind(StrEnum):
     CIRCLE = "circle"
 
 
-def _no_control_characters(value: str) -> str:
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 # strict: a latitude of `true` or "48.8" is a client bug, not a coordinate.
 Latitude = Annotated[
     float, Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="Degrees north, -90 to 90 (WGS 84).")
@@ -64,11 +59,11 @@ CountryCode = Annotated[
     StringConstraints(pattern=r"^[A-Z]{2}$"),
     Field(description="ISO 3166-1 alpha-2 code in capitals, e.g. FR. Only the format is checked."),
 ]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_control_characters)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(no_control_characters)]
 RegionName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_no_control_characters),
+    AfterValidator(no_control_characters),
 ]
 
 

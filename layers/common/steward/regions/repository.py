@@ -16,7 +16,7 @@ from steward.pagination import Page
 from steward.regions.models import Geometry, GeometryKind, Point, Region, RegionFilter
 from steward.sharded_query import query_shards
 from steward.sharding import partition_for
-from steward.tables import RegionRecord
+from steward.tables import RegionRecord, regions_collection
 
 # BatchWriteItem takes at most 25 puts a call.
 BATCH_WRITE_SIZE = 25
@@ -29,11 +29,6 @@ logger = logging.getLogger(__name__)
 # A geozone can hold a 26 KB polygon: a filtered list stops after this many
 # regions read (at most about 650 read units) and hands back a cursor.
 MAX_SCANNED_REGIONS = 200
-
-
-def collection(app_id: str) -> str:
-    """The app's region collection; query_shards and partition_for add ``#<shard>``."""
-    return f"{app_id}#region"
 
 
 def region_not_found(region_id: str) -> NotFound:
@@ -83,7 +78,7 @@ class RegionRepository:
     def list_for_app(self, app_id: str, region_filter: RegionFilter, cursor: str | None, limit: int) -> Page[Region]:
         records, next_cursor = query_shards(
             RegionRecord,
-            collection(app_id),
+            regions_collection(app_id),
             self.shard_count,
             cursor,
             limit,
@@ -115,7 +110,7 @@ class RegionRepository:
         return set(pending)
 
     def _partition(self, app_id: str, region_id: str) -> str:
-        return partition_for(collection(app_id), region_id, self.shard_count)
+        return partition_for(regions_collection(app_id), region_id, self.shard_count)
 
     def _to_record(self, app_id: str, region: Region) -> RegionRecord:
         return RegionRecord(

@@ -34,8 +34,8 @@ _GEOS_REASON = re.compile(r"^(?P<reason>[^\[]+)\[(?P<x>\S+) (?P<y>\S+)\]$")
 
 
 class RegionService:
-    def __init__(self, shard_count: int, repository: RegionRepository | None = None) -> None:
-        self.repository = repository or RegionRepository(shard_count)
+    def __init__(self, repository: RegionRepository) -> None:
+        self.repository = repository
 
     def create(self, app_id: str, request: NewRegion) -> Region:
         check_region(request)

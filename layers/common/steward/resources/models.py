@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from steward.users.models import Channel
+from steward.types import Channel
 
 
 class Resource(BaseModel):

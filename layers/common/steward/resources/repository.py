@@ -10,12 +10,8 @@ from steward.errors import NotFound
 from steward.pagination import Page
 from steward.resources.models import Resource
 from steward.sharded_query import query_partition
-from steward.tables import ResourceRecord
-from steward.users.models import Channel
-
-
-def resources_pk(app_id: str) -> str:
-    return f"{app_id}#resource"
+from steward.tables import ResourceRecord, resources_pk
+from steward.types import Channel
 
 
 def resource_not_found(resource_id: str) -> NotFound:

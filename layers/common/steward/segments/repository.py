@@ -25,16 +25,23 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import size
 
-from steward.conditions import MAX_ATTEMPTS, condition_failed
+from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
 from steward.segments.models import MAX_SEGMENTS_PER_USER, SEGMENT_ID_PREFIX, Segment, SegmentKind
 from steward.sharded_query import query_partition, query_shards
 from steward.sharding import partition_for, shard_key
-from steward.tables import ProfileRecord, SegmentMemberRecord, SegmentNameRecord, SegmentRecord
+from steward.tables import (
+    ProfileRecord,
+    SegmentMemberRecord,
+    SegmentNameRecord,
+    SegmentRecord,
+    segment_members_collection,
+    segment_names_pk,
+    segments_pk,
+)
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION, Transaction, transient
 from steward.users.models import User
-from steward.users.repository import UserRepository
 
 logger = logging.getLogger(__name__)
 
@@ -56,19 +63,6 @@ class ChangeResult:
     segment_refused: bool  # the segment is gone, deleting, or not static
 
 
-def segments_pk(app_id: str) -> str:
-    return f"{app_id}#segment"
-
-
-def names_pk(app_id: str) -> str:
-    return f"{app_id}#segment-name"
-
-
-def members_collection(app_id: str, segment_id: str) -> str:
-    """The segment's member collection; partition_for and shard_key add ``#<shard>``."""
-    return f"{app_id}#segment#{segment_id}"
-
-
 def segment_not_found(segment_id: str) -> NotFound:
     return NotFound(f"Segment {segment_id!r} does not exist.", code="segment_not_found", field="segment_id")
 
@@ -76,7 +70,6 @@ def segment_not_found(segment_id: str) -> NotFound:
 class SegmentRepository:
     def __init__(self, shard_count: int) -> None:
         self.shard_count = shard_count
-        self.users = UserRepository(shard_count)
 
     def create(self, app_id: str, name: str, kind: SegmentKind, criteria: Any, now: datetime) -> Segment:
         """Create a segment and claim its name in one transaction (409 segment_name_taken)."""
@@ -93,7 +86,9 @@ class SegmentRepository:
             created_at=now,
             updated_at=now,
         )
-        claim = SegmentNameRecord(pk=names_pk(app_id), sk=name, segment_id=segment_id, created_at=now, updated_at=now)
+        claim = SegmentNameRecord(
+            pk=segment_names_pk(app_id), sk=name, segment_id=segment_id, created_at=now, updated_at=now
+        )
         transaction = Transaction()
         transaction.put(_SEGMENT, record, SegmentRecord.sk.does_not_exist())
         transaction.put("name", claim, SegmentNameRecord.sk.does_not_exist())
@@ -118,7 +113,7 @@ class SegmentRepository:
         transaction = Transaction()
         for change in changes:
             member = SegmentMemberRecord(
-                pk=partition_for(members_collection(app_id, segment_id), change.user_id, self.shard_count),
+                pk=partition_for(segment_members_collection(app_id, segment_id), change.user_id, self.shard_count),
                 sk=change.user_id,
                 created_at=now,
                 updated_at=now,
@@ -183,58 +178,49 @@ class SegmentRepository:
                 kept.add(segment_id)
         return kept
 
-    def set_user_active(
-        self, app_id: str, user_id: str, active: bool, reason: str | None, now: datetime
-    ) -> User | None:
-        """Deactivate or reactivate a user and move it between its segments' counts, in one transaction.
+    def move_user_activity(
+        self, app_id: str, user: User, version: int, active: bool, reason: str | None, now: datetime
+    ) -> bool:
+        """Set the user's active flag and move it between its segments' inactive counts, in one transaction.
 
-        This is what keeps ``inactive_member_count`` exact when a user's state
-        changes after it joined. None when the user does not exist.
+        False when the user changed since it was read at ``version`` (its
+        segments may differ), or a bulk change held a segment's counts: read
+        it again and retry.
         """
-        for _ in range(MAX_ATTEMPTS):
-            stored = self.users.get_with_version(app_id, user_id)
-            if stored is None:
-                return None
-            user, version = stored
-            if user.active == active:
-                return user
-            transaction = Transaction()
+        transaction = Transaction()
+        transaction.update(
+            user.user_id,
+            ProfileRecord(pk=partition_for(app_id, user.user_id, self.shard_count), sk=user.user_id),
+            [
+                ProfileRecord.active.set(active),
+                ProfileRecord.deactivated_at.set(now) if not active else ProfileRecord.deactivated_at.remove(),
+                ProfileRecord.deactivation_reason.set(reason)
+                if not active and reason
+                else ProfileRecord.deactivation_reason.remove(),
+                ProfileRecord.updated_at.set(now),
+                ProfileRecord.version.add(1),
+            ],
+            ProfileRecord.version == version,  # the segments as read
+        )
+        for segment_id in user.segments:
             transaction.update(
-                user_id,
-                ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id),
-                [
-                    ProfileRecord.active.set(active),
-                    ProfileRecord.deactivated_at.set(now) if not active else ProfileRecord.deactivated_at.remove(),
-                    ProfileRecord.deactivation_reason.set(reason)
-                    if not active and reason
-                    else ProfileRecord.deactivation_reason.remove(),
-                    ProfileRecord.updated_at.set(now),
-                    ProfileRecord.version.add(1),
-                ],
-                ProfileRecord.version == version,  # the segments as read
+                segment_id,
+                SegmentRecord(pk=segments_pk(app_id), sk=segment_id),
+                [SegmentRecord.inactive_member_count.add(-1 if active else 1)],
+                SegmentRecord.sk.exists(),
             )
-            for segment_id in user.segments:
-                transaction.update(
-                    segment_id,
-                    SegmentRecord(pk=segments_pk(app_id), sk=segment_id),
-                    [SegmentRecord.inactive_member_count.add(-1 if active else 1)],
-                    SegmentRecord.sk.exists(),
-                )
-            try:
-                refused = transaction.commit()
-            except TransactWriteError as exc:
-                if not transient(exc):  # a bulk change held one of the segments' counts: try again
-                    raise
-                continue
-            if not refused:
-                return self.users.get(app_id, user_id)
-        raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
+        try:
+            return not transaction.commit()
+        except TransactWriteError as exc:
+            if transient(exc):
+                return False
+            raise
 
     def member_ids_page(
         self, app_id: str, segment_id: str, cursor: str | None, limit: int
     ) -> tuple[list[str], str | None]:
         records, next_cursor = query_shards(
-            SegmentMemberRecord, members_collection(app_id, segment_id), self.shard_count, cursor, limit
+            SegmentMemberRecord, segment_members_collection(app_id, segment_id), self.shard_count, cursor, limit
         )
         return [record.sk for record in records], next_cursor
 
@@ -258,7 +244,7 @@ class SegmentRepository:
         items that the next call removes again. Reads are consistent, so a member
         that joined just before deleting started is not missed.
         """
-        collection = members_collection(app_id, segment_id)
+        collection = segment_members_collection(app_id, segment_id)
         removed = 0
         for shard in range(self.shard_count):
             while True:
@@ -289,7 +275,7 @@ class SegmentRepository:
         transaction.delete(_SEGMENT, record, SegmentRecord.sk.exists())
         transaction.delete(
             "name",
-            SegmentNameRecord(pk=names_pk(app_id), sk=segment.name),
+            SegmentNameRecord(pk=segment_names_pk(app_id), sk=segment.name),
             SegmentNameRecord.segment_id == segment.segment_id,
         )
         refused = transaction.commit()

@@ -10,7 +10,6 @@ from steward.batch import check_add_remove, chunks, refuse_add_and_remove, split
 from steward.clock import utc_now
 from steward.criteria.parse import parse_criteria
 from steward.criteria.preview import CriteriaPreviewService
-from steward.devices.models import UserId
 from steward.errors import Conflict, InvalidInput
 from steward.pagination import Page
 from steward.segments.models import (
@@ -29,6 +28,7 @@ from steward.segments.repository import (
     segment_not_found,
 )
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
+from steward.types import UserId
 from steward.users.models import User
 from steward.users.repository import UserRepository
 
@@ -46,15 +46,14 @@ _USER_ID = TypeAdapter(UserId)
 class SegmentService:
     def __init__(
         self,
-        shard_count: int,
-        repository: SegmentRepository | None = None,
-        users: UserRepository | None = None,
-        criteria: CriteriaPreviewService | None = None,
+        repository: SegmentRepository,
+        users: UserRepository,
+        criteria: CriteriaPreviewService,
         drain_budget: int = DRAIN_BUDGET,
     ) -> None:
-        self.repository = repository or SegmentRepository(shard_count)
-        self.users = users or UserRepository(shard_count)
-        self.criteria = criteria or CriteriaPreviewService(shard_count)
+        self.repository = repository
+        self.users = users
+        self.criteria = criteria
         self.drain_budget = drain_budget
 
     def create(self, app_id: str, request: CreateSegment) -> Segment:

@@ -15,13 +15,13 @@ from pynamodb.expressions.condition import Condition, size
 
 from steward.devices.models import Device
 from steward.devices.repository import to_device
+from steward.devices.tag_index import count_devices, delete_member, put_member
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_partition, query_shards
 from steward.sharding import partition_for
-from steward.tables import DeviceRecord, TagMemberRecord, TagRecord
+from steward.tables import DeviceRecord, TagMemberRecord, TagRecord, tag_members_collection, tags_pk
 from steward.tags.models import MAX_TAGS_PER_DEVICE, Tag
-from steward.tags.writes import count_devices, delete_member, members_collection, put_member, tags_pk
 from steward.transactions import Transaction
 
 
@@ -65,7 +65,7 @@ class TagRepository:
 
     def list_devices(self, app_id: str, tag: str, cursor: str | None, limit: int) -> Page[Device]:
         members, next_cursor = query_shards(
-            TagMemberRecord, members_collection(app_id, tag), self.shard_count, cursor, limit
+            TagMemberRecord, tag_members_collection(app_id, tag), self.shard_count, cursor, limit
         )
         keys = [self._device_key(app_id, member.sk) for member in members]
         # Member items hold keys only; one BatchGetItem fetches the page's devices. Reads are

@@ -9,7 +9,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
 from steward.batch import check_add_remove, chunks, refuse_add_and_remove, split_ids
 from steward.clock import utc_now
-from steward.devices.models import Device, DeviceId
+from steward.devices.models import Device
 from steward.devices.repository import DeviceRepository, device_not_found
 from steward.errors import Conflict
 from steward.pagination import Page
@@ -23,6 +23,7 @@ from steward.tags.repository import (
     too_many_tags,
 )
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION, transient
+from steward.types import DeviceId
 
 # Bounded retries when concurrent writers change devices between our read and our transaction.
 ATTEMPTS = 3
@@ -31,11 +32,9 @@ logger = logging.getLogger(__name__)
 
 
 class TagService:
-    def __init__(
-        self, shard_count: int, repository: TagRepository | None = None, devices: DeviceRepository | None = None
-    ) -> None:
-        self.repository = repository or TagRepository(shard_count)
-        self.devices = devices or DeviceRepository(shard_count)
+    def __init__(self, repository: TagRepository, devices: DeviceRepository) -> None:
+        self.repository = repository
+        self.devices = devices
 
     def tag(self, app_id: str, device_id: str, tag: str) -> Device:
         """Tag one device; tagging it again changes nothing."""

@@ -5,24 +5,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from steward.devices.models import UserId
+from steward.batch import ItemError
+from steward.types import Channel, UserId
 
 MAX_FIELDS = 100
 MAX_CONTACTS = 10  # per kind, so a user item stays a few KB
 MAX_BATCH_USERS = 100
 FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
-    WHATSAPP = "whatsapp"
-    VIBER = "viber"
-    PUSH = "push"
 
 
 class SubscriptionStatus(StrEnum):
@@ -136,6 +128,9 @@ E164_PATTERN = r"^\+[1-9]\d{1,14}$"
 
 def normalize_email(address: str) -> str:
     """Syntax check (no DNS lookup) and the normalized form: the domain lower-cased, IDNA applied."""
+    # Imported on first use: only the email routes need it, and it costs every cold start ~50 ms.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return str(validate_email(address, check_deliverability=False).normalized)
     except EmailNotValidError as exc:
@@ -158,3 +153,17 @@ class PutSubscription(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: SubscriptionStatus
+
+
+class UserOutcome(BaseModel):
+    index: int
+    user_id: str | None
+    ok: bool
+    user: User | None = None
+    error: ItemError | None = None
+
+
+class UserBatchOutcome(BaseModel):
+    succeeded: int
+    failed: int
+    results: list[UserOutcome]

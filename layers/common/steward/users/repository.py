@@ -12,18 +12,14 @@ from steward.errors import NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_shards
 from steward.sharding import partition_for
-from steward.tables import ProfileRecord
-from steward.users.models import Channel, Contact, PromoCode, Subscription, SubscriptionStatus, User
+from steward.tables import SUBSCRIPTION_KEY_SEPARATOR, ProfileRecord, subscription_key
+from steward.types import Channel
+from steward.users.models import Contact, PromoCode, Subscription, SubscriptionStatus, User
 
 # Activity from identify is recorded hourly: apps identify on every launch.
 ACTIVITY_GRANULARITY = timedelta(hours=1)
-SUBSCRIPTION_KEY_SEPARATOR = "|"
 
 UserChange = Callable[[User | None], User]
-
-
-def subscription_key(resource_id: str, channel: str) -> str:
-    return f"{resource_id}{SUBSCRIPTION_KEY_SEPARATOR}{channel}"
 
 
 def user_not_found(user_id: str) -> NotFound:

@@ -1,61 +1,36 @@
 """User use cases: upsert (single and batch), read, delete, list, contacts, subscriptions."""
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from steward.batch import ItemError, run_batch
+from steward.batch import run_batch
 from steward.clock import utc_now
-from steward.conditions import MAX_ATTEMPTS
-from steward.devices.models import UserId
-from steward.errors import Conflict, InvalidInput, NotFound
-from steward.loyalty.repository import LoyaltyRepository
+from steward.errors import InvalidInput
 from steward.pagination import Page
 from steward.resources.repository import ResourceRepository
-from steward.segments.repository import SegmentRepository
+from steward.types import Channel, UserId
 from steward.users import lifecycle
 from steward.users.models import (
     MAX_BATCH_USERS,
     BatchUser,
-    Channel,
     Subscription,
     SubscriptionStatus,
     UpsertUser,
     User,
+    UserBatchOutcome,
+    UserOutcome,
 )
 from steward.users.repository import UserRepository, user_not_found
 
 _USER_ID = TypeAdapter(UserId)
 
 
-class UserOutcome(BaseModel):
-    index: int
-    user_id: str | None
-    ok: bool
-    user: User | None = None
-    error: ItemError | None = None
-
-
-class UserBatchOutcome(BaseModel):
-    succeeded: int
-    failed: int
-    results: list[UserOutcome]
-
-
 class UserService:
-    def __init__(
-        self,
-        users: UserRepository,
-        resources: ResourceRepository | None = None,
-        loyalty: LoyaltyRepository | None = None,
-        segments: SegmentRepository | None = None,
-    ) -> None:
+    def __init__(self, users: UserRepository, resources: ResourceRepository) -> None:
         self.users = users
-        self.resources = resources or ResourceRepository()
-        self.loyalty = loyalty or LoyaltyRepository(users.shard_count)
-        self.segments = segments or SegmentRepository(users.shard_count)
+        self.resources = resources
 
     def upsert(self, app_id: str, user_id: str, request: UpsertUser) -> User:
         now = utc_now()
@@ -91,32 +66,6 @@ class UserService:
         if user is None:
             raise user_not_found(user_id)
         return user
-
-    def delete(self, app_id: str, user_id: str) -> None:
-        """Delete a user, after releasing its promo codes (others can take them) and leaving its segments.
-
-        The delete is conditioned on the version read after the releases, so a
-        code attached or a segment joined meanwhile is released on the next round.
-        """
-        for _ in range(MAX_ATTEMPTS):
-            user = self.get(app_id, user_id)
-            now = utc_now()
-            for promo in user.promo_codes:
-                with contextlib.suppress(NotFound):  # released by a concurrent detach
-                    self.loyalty.detach(app_id, user_id, promo.code, now)
-            try:
-                draining = self.segments.leave_all(app_id, user, now)
-            except Conflict:
-                continue  # the user changed while leaving: read it again
-            stored = self.users.get_with_version(app_id, user_id)
-            if stored is None:
-                raise user_not_found(user_id)
-            after, version = stored
-            if after.promo_codes or set(after.segments) - draining:
-                continue
-            if self.users.delete(app_id, user_id, version):
-                return
-        raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[User]:
         return self.users.list_page(app_id, cursor, limit)

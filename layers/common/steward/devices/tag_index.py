@@ -1,28 +1,20 @@
-"""Key layout of tags and the transaction writes that keep members and counts in step with devices.
+"""The tag index of devices: the writes that keep tag members and counts in step with ``Device.tags``.
 
 A device's ``tags`` set, the tag's member items and the tag's ``device_count``
-only ever change together, in one transaction. Device deletion uses these
-writes too, so this module must not import the device repository.
+only ever change together, in one transaction. Tagging (the tags package)
+and device deletion both use these writes; they live with devices so that
+tags depends on devices and never the other way round.
 """
 
 from datetime import datetime
 
-from steward.sharding import SEPARATOR, partition_for
-from steward.tables import TagMemberRecord, TagRecord
+from steward.sharding import partition_for
+from steward.tables import TagMemberRecord, TagRecord, tag_members_collection, tags_pk
 from steward.transactions import Transaction
 
 
-def tags_pk(app_id: str) -> str:
-    return f"{app_id}{SEPARATOR}tags"
-
-
-def members_collection(app_id: str, tag: str) -> str:
-    """The tag's write-sharded member collection; partition_for adds ``#<shard>``."""
-    return f"{app_id}{SEPARATOR}tag{SEPARATOR}{tag}"
-
-
 def member_record(app_id: str, tag: str, device_id: str, shard_count: int) -> TagMemberRecord:
-    return TagMemberRecord(pk=partition_for(members_collection(app_id, tag), device_id, shard_count), sk=device_id)
+    return TagMemberRecord(pk=partition_for(tag_members_collection(app_id, tag), device_id, shard_count), sk=device_id)
 
 
 def put_member(

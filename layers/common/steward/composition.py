@@ -1,0 +1,182 @@
+"""The composition root: the one place that builds services and hands them their collaborators.
+
+Every function's ``app.py``, the local runner, the operator CLI, the tests
+and the benchmarks get their services from here. Each service and
+repository is built once, on first use, and its module is imported only
+then: a function loads the domains it actually uses, which keeps cold
+starts small and keeps job workers off the API's import path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from steward.clock import utc_now
+
+if TYPE_CHECKING:
+    from steward.apps.repository import ApiKeyRepository, AppRepository
+    from steward.apps.service import AppService
+    from steward.criteria.preview import CriteriaPreviewService
+    from steward.criteria.selection import Selection, SelectionLimits
+    from steward.devices.repository import DeviceRepository
+    from steward.devices.service import DeviceService
+    from steward.loyalty.repository import LoyaltyRepository
+    from steward.loyalty.service import LoyaltyService
+    from steward.regions.repository import RegionRepository
+    from steward.regions.service import RegionService
+    from steward.resources.repository import ResourceRepository
+    from steward.resources.service import ResourceService
+    from steward.segments.repository import SegmentRepository
+    from steward.segments.service import SegmentService
+    from steward.tags.repository import TagRepository
+    from steward.tags.service import TagService
+    from steward.usecases.user_activation import UserActivation
+    from steward.usecases.user_deletion import UserDeletion
+    from steward.users.repository import UserRepository
+    from steward.users.service import UserService
+
+
+class Services:
+    def __init__(
+        self,
+        shard_count: int,
+        clock: Callable[[], datetime] = utc_now,
+        selection_limits: SelectionLimits | None = None,
+    ) -> None:
+        self.shard_count = shard_count
+        self.clock = clock
+        self.selection_limits = selection_limits
+
+    # Repositories
+
+    @cached_property
+    def app_repository(self) -> AppRepository:
+        from steward.apps.repository import AppRepository
+
+        return AppRepository()
+
+    @cached_property
+    def api_key_repository(self) -> ApiKeyRepository:
+        from steward.apps.repository import ApiKeyRepository
+
+        return ApiKeyRepository()
+
+    @cached_property
+    def device_repository(self) -> DeviceRepository:
+        from steward.devices.repository import DeviceRepository
+
+        return DeviceRepository(self.shard_count)
+
+    @cached_property
+    def user_repository(self) -> UserRepository:
+        from steward.users.repository import UserRepository
+
+        return UserRepository(self.shard_count)
+
+    @cached_property
+    def resource_repository(self) -> ResourceRepository:
+        from steward.resources.repository import ResourceRepository
+
+        return ResourceRepository()
+
+    @cached_property
+    def region_repository(self) -> RegionRepository:
+        from steward.regions.repository import RegionRepository
+
+        return RegionRepository(self.shard_count)
+
+    @cached_property
+    def loyalty_repository(self) -> LoyaltyRepository:
+        from steward.loyalty.repository import LoyaltyRepository
+
+        return LoyaltyRepository(self.shard_count)
+
+    @cached_property
+    def segment_repository(self) -> SegmentRepository:
+        from steward.segments.repository import SegmentRepository
+
+        return SegmentRepository(self.shard_count)
+
+    @cached_property
+    def tag_repository(self) -> TagRepository:
+        from steward.tags.repository import TagRepository
+
+        return TagRepository(self.shard_count)
+
+    # Services and use cases
+
+    @cached_property
+    def apps(self) -> AppService:
+        from steward.apps.service import AppService
+
+        return AppService(self.app_repository, self.api_key_repository)
+
+    @cached_property
+    def devices(self) -> DeviceService:
+        from steward.devices.service import DeviceService
+
+        return DeviceService(self.device_repository, self.user_repository)
+
+    @cached_property
+    def users(self) -> UserService:
+        from steward.users.service import UserService
+
+        return UserService(self.user_repository, self.resource_repository)
+
+    @cached_property
+    def user_deletion(self) -> UserDeletion:
+        from steward.usecases.user_deletion import UserDeletion
+
+        return UserDeletion(self.user_repository, self.loyalty_repository, self.segment_repository)
+
+    @cached_property
+    def user_activation(self) -> UserActivation:
+        from steward.usecases.user_activation import UserActivation
+
+        return UserActivation(self.user_repository, self.segment_repository)
+
+    @cached_property
+    def resources(self) -> ResourceService:
+        from steward.resources.service import ResourceService
+
+        return ResourceService(self.resource_repository)
+
+    @cached_property
+    def regions(self) -> RegionService:
+        from steward.regions.service import RegionService
+
+        return RegionService(self.region_repository)
+
+    @cached_property
+    def selection(self) -> Selection:
+        from steward.criteria.selection import Selection, SelectionLimits
+
+        limits = self.selection_limits or SelectionLimits()
+        return Selection(self.shard_count, self.user_repository, self.device_repository, limits)
+
+    @cached_property
+    def criteria(self) -> CriteriaPreviewService:
+        from steward.criteria.preview import CriteriaPreviewService
+
+        return CriteriaPreviewService(self.selection, self.clock)
+
+    @cached_property
+    def loyalty(self) -> LoyaltyService:
+        from steward.loyalty.service import LoyaltyService
+
+        return LoyaltyService(self.loyalty_repository, self.user_repository)
+
+    @cached_property
+    def segments(self) -> SegmentService:
+        from steward.segments.service import SegmentService
+
+        return SegmentService(self.segment_repository, self.user_repository, self.criteria)
+
+    @cached_property
+    def tags(self) -> TagService:
+        from steward.tags.service import TagService
+
+        return TagService(self.tag_repository, self.device_repository)

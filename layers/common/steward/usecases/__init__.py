@@ -1,0 +1,1 @@
+"""Use cases that span domains. They sit above the domain packages and receive their collaborators."""

@@ -1,0 +1,45 @@
+"""Deleting a user: its promo codes are released and it leaves its static segments first."""
+
+import contextlib
+
+from steward.clock import utc_now
+from steward.conditions import MAX_ATTEMPTS
+from steward.errors import Conflict, NotFound
+from steward.loyalty.repository import LoyaltyRepository
+from steward.segments.repository import SegmentRepository
+from steward.users.repository import UserRepository, user_not_found
+
+
+class UserDeletion:
+    def __init__(self, users: UserRepository, loyalty: LoyaltyRepository, segments: SegmentRepository) -> None:
+        self.users = users
+        self.loyalty = loyalty
+        self.segments = segments
+
+    def delete(self, app_id: str, user_id: str) -> None:
+        """Delete a user, after releasing its promo codes (others can take them) and leaving its segments.
+
+        The delete is conditioned on the version read after the releases, so a
+        code attached or a segment joined meanwhile is released on the next round.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            user = self.users.get(app_id, user_id)
+            if user is None:
+                raise user_not_found(user_id)
+            now = utc_now()
+            for promo in user.promo_codes:
+                with contextlib.suppress(NotFound):  # released by a concurrent detach
+                    self.loyalty.detach(app_id, user_id, promo.code, now)
+            try:
+                draining = self.segments.leave_all(app_id, user, now)
+            except Conflict:
+                continue  # the user changed while leaving: read it again
+            stored = self.users.get_with_version(app_id, user_id)
+            if stored is None:
+                raise user_not_found(user_id)
+            after, version = stored
+            if after.promo_codes or set(after.segments) - draining:
+                continue
+            if self.users.delete(app_id, user_id, version):
+                return
+        raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
