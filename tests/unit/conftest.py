@@ -1,49 +1,30 @@
 """Unit tests run the real logic and pynamodb against moto's in-process DynamoDB.
 
-The tables are created from template.yaml's own definitions, so a key or
-index change in the template is what the tests see.
+The tables are created from template.yaml's own definitions (the builder the
+benchmarks use too), so a key or index change in the template is what the
+tests see.
 """
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
 from steward.pagination import Page
 from steward.settings import StoreSettings
-from steward.tables import bind_tables
-from steward_local import moto_speedups
-from steward_local.template import dynamodb_tables, store_settings
+from steward_local.moto_tables import create_template_tables
 
-ROOT = Path(__file__).resolve().parents[2]
 SHARD_COUNT = 4  # small, so pagination crosses shards with few devices
-
-
-moto_speedups.install()
-
-
-def create_template_tables(shard_count: int) -> StoreSettings:
-    """Inside mock_aws: create the template's tables and bind the models to them."""
-    client = boto3.client("dynamodb")
-    names = {}
-    for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
-        names[logical_id] = f"test-{logical_id}"
-        client.create_table(TableName=names[logical_id], **definition)
-    settings = store_settings(names, shard_count)
-    bind_tables(settings)
-    return settings
 
 
 @pytest.fixture
 def store() -> Iterator[StoreSettings]:
     """Fresh, empty tables for one test, bound to the pynamodb models."""
     with mock_aws():
-        yield create_template_tables(SHARD_COUNT)
+        yield create_template_tables(SHARD_COUNT, "test")
 
 
 @pytest.fixture

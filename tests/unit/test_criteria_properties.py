@@ -21,7 +21,8 @@ from steward.criteria.preview import CriteriaPreviewService
 from steward.devices.models import Device, LastStatus, Transport
 from steward.devices.repository import DeviceRepository
 from steward.users.models import Contact, Subscription, SubscriptionStatus, User
-from tests.unit.conftest import SHARD_COUNT, create_template_tables
+from steward_local.moto_tables import create_template_tables
+from tests.unit.conftest import SHARD_COUNT
 from tests.unit.test_criteria_support import (
     APP,
     NOW,
@@ -209,7 +210,7 @@ _LIST = make_user("list", fields={"a": [True, "x"]})
 @example(stored=[_ONE], criteria_list=[{"field": "fields.b", "op": "ne", "value": 1}])  # moto: missing <> 1
 def test_pushdown_and_residual_select_what_code_selects(stored: list[User], criteria_list: list[Any]) -> None:
     with mock_aws():
-        create_template_tables(SHARD_COUNT)
+        create_template_tables(SHARD_COUNT, "test")
         store_users(stored, SHARD_COUNT)
         read_back = read_all_users()
         # Several criteria per stored set: the tables cost more to set up than a query.
@@ -298,7 +299,7 @@ def test_preview_pages_add_up_to_what_code_selects(
     stored: list[User], devices: list[Device], target: Target, criteria: Any, budget: int
 ) -> None:
     with mock_aws():
-        create_template_tables(SHARD_COUNT)
+        create_template_tables(SHARD_COUNT, "test")
         store_users(stored, SHARD_COUNT)
         repository = DeviceRepository(SHARD_COUNT)
         for device in devices:
