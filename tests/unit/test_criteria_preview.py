@@ -16,9 +16,8 @@ from steward.errors import InvalidInput
 from steward.pagination import decode_cursor, encode_cursor
 from steward.settings import StoreSettings
 from steward.users.models import User
-from tests.unit.conftest import SHARD_COUNT
-from tests.unit.test_criteria_support import APP, NOW, contact, make_device, make_user, store_users
-from tests.unit.test_handlers import call, load_event, load_function
+from tests.support.criteria import APP, NOW, contact, make_device, make_user, store_users
+from tests.support.service import SHARD_COUNT, call, load_event
 
 ALL_USERS = {"field": "user_id", "op": "exists"}
 ALL_DEVICES = {"field": "device.transport", "op": "exists"}
@@ -248,11 +247,6 @@ def test_invalid_criteria_are_refused_before_reading(people: list[User]) -> None
 
 
 # --- through the real handler -------------------------------------------------------
-
-
-@pytest.fixture
-def api(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return load_function("api", store, monkeypatch)
 
 
 def preview_event(body: Any, scopes: str = "read") -> dict[str, Any]:

@@ -22,8 +22,7 @@ from steward.devices.models import Device, LastStatus, Transport
 from steward.devices.repository import DeviceRepository
 from steward.users.models import Contact, Subscription, SubscriptionStatus, User
 from steward_local.moto_tables import create_template_tables
-from tests.unit.conftest import SHARD_COUNT
-from tests.unit.test_criteria_support import (
+from tests.support.criteria import (
     APP,
     NOW,
     make_device,
@@ -33,6 +32,7 @@ from tests.unit.test_criteria_support import (
     select_pushed_down,
     store_users,
 )
+from tests.support.service import SHARD_COUNT
 
 EXAMPLES = 40
 PUSHDOWN_EXAMPLES = 50

@@ -1,4 +1,4 @@
-"""Helpers shared by the criteria tests: users, devices, and selecting with both evaluators.
+"""What the criteria tests share: users, devices, criteria, and selecting with both evaluators.
 
 ``select_both`` is the heart of the targeted tests: it selects users in code
 (over the in-memory users and over what DynamoDB returns without a filter)
@@ -19,12 +19,21 @@ from steward.devices.models import Device, LastStatus, Transport
 from steward.tables import ProfileRecord
 from steward.users.models import Channel, Contact, Subscription, SubscriptionStatus, User
 from steward.users.repository import UserRepository, to_user
-from tests.unit.conftest import SHARD_COUNT
+from tests.support.service import SHARD_COUNT
 
 APP = "app-criteria"
 NOW = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 EVERYTHING = 10**9  # a read budget no test reaches
+ACTIVE = {"field": "active", "op": "eq", "value": True}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """Criteria ``depth`` groups deep: an ``all`` of ACTIVE inside ``any`` groups."""
+    node: dict[str, Any] = {"all": [ACTIVE]}
+    for _ in range(depth - 1):
+        node = {"any": [node]}
+    return node
 
 
 def make_user(user_id: str, **changes: Any) -> User:
