@@ -5,33 +5,21 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import boto3
 from pynamodb.connection.base import Connection
 from pynamodb.models import Model
 
 from steward.settings import StoreSettings
-from steward.tables import bind_tables
-from steward_local import moto_speedups
-from steward_local.template import dynamodb_tables, store_settings
+from steward_local.moto_tables import create_template_tables
 
-ROOT = Path(__file__).resolve().parent.parent
 _calls: Counter[str] = Counter()
 
 
 def create_tables(shard_count: int) -> StoreSettings:
     """Inside mock_aws: the template's tables, bound to the models, and every pynamodb call counted."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    moto_speedups.install()
-    client = boto3.client("dynamodb")
-    names = {}
-    for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
-        names[logical_id] = f"bench-{logical_id}"
-        client.create_table(TableName=names[logical_id], **definition)
-    settings = store_settings(names, shard_count)
-    bind_tables(settings)
+    settings = create_template_tables(shard_count, "bench")
     _install_counter()
     return settings
 

@@ -6,14 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from tests.integration.conftest import ROOT, RunningStack
-
-
-def create_key(stack: RunningStack, scopes: list[str]) -> dict[str, str]:
-    response = stack.api("POST", "/v1/api-keys", stack.key(0), json={"name": "test", "scopes": scopes})
-    assert response.status_code == 201, response.text
-    key: dict[str, str] = response.json()
-    return key
+from tests.support.client import ROOT, RunningStack, all_items, create_key
 
 
 def test_public_routes_need_no_key(stack: RunningStack) -> None:
@@ -76,15 +69,7 @@ def test_key_management_needs_admin(stack: RunningStack) -> None:
 
 def test_keys_are_listed_without_secrets(stack: RunningStack) -> None:
     key = create_key(stack, ["read"])
-    listed = []
-    cursor = None
-    while True:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = stack.api("GET", "/v1/api-keys", stack.key(0), params=params).json()
-        listed += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    listed = all_items(stack, "/v1/api-keys", limit=2)
 
     assert key["key_id"] in {item["key_id"] for item in listed}
     assert key["api_key"] not in json.dumps(listed)

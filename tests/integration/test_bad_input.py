@@ -12,30 +12,10 @@ from uuid import uuid4
 
 import pytest
 
-from tests.integration.conftest import RunningStack, assert_error, device_path
+from tests.support.client import RunningStack, assert_error, device_path, fresh_id, identify, read_device
 
 MAX_DEVICE_ID_BYTES = 1024
 MAX_BATCH_RESULTS = 100
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid4().hex}"
-
-
-def identify(stack: RunningStack, device_id: str, user_id: str, transport: str = "FCM") -> dict[str, Any]:
-    response = stack.api(
-        "PUT", device_path(device_id), key=stack.key(0), json={"user_id": user_id, "transport": transport}
-    )
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
-
-
-def read_device(stack: RunningStack, device_id: str) -> dict[str, Any]:
-    response = stack.api("GET", device_path(device_id), key=stack.key(0))
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
 
 
 def assert_no_device(stack: RunningStack, device_id: str) -> None:
@@ -46,7 +26,7 @@ def assert_no_device(stack: RunningStack, device_id: str) -> None:
 @pytest.fixture
 def device(stack: RunningStack) -> dict[str, Any]:
     """An existing device of the first demo app, with a fresh id and user."""
-    return identify(stack, new_id("bad:dev"), new_id("bad-user"))
+    return identify(stack, fresh_id("bad:dev-"), fresh_id("bad-user-"))
 
 
 def cursor_of(position: Any) -> str:
@@ -88,7 +68,7 @@ def test_identify_rejects_bad_body_and_keeps_the_device(
 
 
 def test_identify_rejects_bad_body_and_creates_nothing(stack: RunningStack) -> None:
-    device_id = new_id("bad:new")
+    device_id = fresh_id("bad:new-")
     response = stack.api("PUT", device_path(device_id), key=stack.key(0), json={"user_id": "u", "transport": "Pigeon"})
 
     assert_error(response, 422, "invalid_input", "transport")
@@ -117,7 +97,7 @@ def test_identify_rejects_malformed_json(stack: RunningStack, device: dict[str, 
 
 
 def test_device_id_of_max_bytes_is_accepted(stack: RunningStack) -> None:
-    prefix = new_id("bad:max")
+    prefix = fresh_id("bad:max-")
     device_id = prefix + "a" * (MAX_DEVICE_ID_BYTES - len(prefix))
 
     assert identify(stack, device_id, "u")["device_id"] == device_id
@@ -181,7 +161,7 @@ def test_path_that_is_not_utf8_is_refused_before_steward_runs(stack: RunningStac
 def test_unknown_device_is_not_found_with_its_field(
     stack: RunningStack, method: str, suffix: str, body: dict[str, Any] | None
 ) -> None:
-    device_id = new_id("bad:unknown")
+    device_id = fresh_id("bad:unknown-")
     response = stack.api(method, device_path(device_id, suffix), key=stack.key(0), json=body)
 
     assert_error(response, 404, "device_not_found", "device_id")
@@ -270,7 +250,7 @@ def test_batch_rejects_malformed_json(stack: RunningStack) -> None:
 
 
 def test_batch_with_one_bad_item_applies_the_good_ones(stack: RunningStack) -> None:
-    first, second, third = (identify(stack, new_id(f"bad:batch{n}"), new_id("bad-user")) for n in range(3))
+    first, second, third = (identify(stack, fresh_id(f"bad:batch{n}-"), fresh_id("bad-user-")) for n in range(3))
     results = [
         {"device_id": first["device_id"], "accepted": True},
         {"device_id": second["device_id"], "error_code": "Unregistered"},  # no "accepted"

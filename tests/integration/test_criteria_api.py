@@ -6,97 +6,35 @@ separately); devices go through the devices API. Every test marks its data
 with a fresh ``batch`` custom field, so other tests' data never counts.
 """
 
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
 import pytest
-import requests
 
-from steward.sharding import partition_for
-from steward.tables import ProfileRecord
-from tests.integration.conftest import RunningStack, assert_error, device_path
-
-PREVIEW = "/v1/criteria/preview"
-SHARD_COUNT = 16  # the template's default ShardCount, which the local stack uses
-BATCH_WRITE = 25
-A = 0
-NOW = datetime.now(UTC)
-
-
-def app_id(stack: RunningStack, app: int) -> str:
-    return str(stack.state["apps"][app]["id"])
-
-
-def profile_item(app: str, user_id: str, **attributes: Any) -> dict[str, Any]:
-    """One user as ProfilesTable stores it (pynamodb's own serialization of ProfileRecord)."""
-    record = ProfileRecord(
-        pk=partition_for(app, user_id, SHARD_COUNT),
-        sk=user_id,
-        created_at=attributes.pop("created_at", NOW - timedelta(days=100)),
-        updated_at=NOW,
-        **attributes,
-    )
-    item: dict[str, Any] = record.serialize()
-    return item
+from tests.support.client import (
+    NOW,
+    PREVIEW,
+    A,
+    RunningStack,
+    assert_error,
+    batch_rule,
+    contacts,
+    create_key,
+    device_path,
+    identify,
+    preview,
+    preview_ok,
+    preview_pages,
+    seed_users,
+)
+from tests.support.criteria import ACTIVE, nested
 
 
-def contacts(*entries: tuple[str, bool]) -> dict[str, Any]:
-    return {address: {"active": active, "added_at": NOW.isoformat()} for address, active in entries}
-
-
-def seed_users(stack: RunningStack, app: int, users: dict[str, dict[str, Any]]) -> None:
-    """Write users with BatchWriteItem, 25 a call, retrying what the emulator leaves unprocessed."""
-    client = stack.client("dynamodb")
-    table = stack.state["tables"]["ProfilesTable"]
-    requests_left = [{"PutRequest": {"Item": profile_item(app_id(stack, app), uid, **a)}} for uid, a in users.items()]
-    while requests_left:
-        chunk, requests_left = requests_left[:BATCH_WRITE], requests_left[BATCH_WRITE:]
-        for _ in range(10):
-            unprocessed = client.batch_write_item(RequestItems={table: chunk}).get("UnprocessedItems", {})
-            chunk = unprocessed.get(table, [])
-            if not chunk:
-                break
-            time.sleep(0.05)
-        assert not chunk, "the emulator kept items unprocessed"
-
-
-def identify(stack: RunningStack, app: int, device_id: str, user_id: str, transport: str = "FCM") -> None:
-    body = {"user_id": user_id, "transport": transport}
-    response = stack.api("PUT", device_path(device_id), key=stack.key(app), json=body)
-    assert response.status_code == 200, response.text
-
-
-def fail_push(stack: RunningStack, app: int, device_id: str) -> None:
+def fail_push(stack: RunningStack, device_id: str) -> None:
     body = {"accepted": False, "error_code": "UNREGISTERED"}
-    response = stack.api("POST", device_path(device_id, "/push-results"), key=stack.key(app), json=body)
+    response = stack.api("POST", device_path(device_id, "/push-results"), key=stack.key(A), json=body)
     assert response.status_code == 200, response.text
-
-
-def preview(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> requests.Response:
-    return stack.api("POST", PREVIEW, key=key if key is not None else stack.key(A), json=body)
-
-
-def preview_ok(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-    response = preview(stack, body, key)
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    assert set(page) == {"matched", "scanned", "complete", "next_cursor", "sample"}
-    return page
-
-
-def all_pages(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> list[dict[str, Any]]:
-    pages = [preview_ok(stack, body, key)]
-    while pages[-1]["next_cursor"] is not None:
-        assert len(pages) < 50, "the preview never completed"
-        pages.append(preview_ok(stack, {**body, "cursor": pages[-1]["next_cursor"]}, key))
-    assert pages[-1]["complete"] is True
-    return pages
-
-
-def batch_rule(tag: str) -> dict[str, Any]:
-    return {"field": "fields.batch", "op": "eq", "value": tag}
 
 
 class Seeded:
@@ -107,7 +45,6 @@ class Seeded:
         self.gold, self.gold_quiet, self.free = (f"crit-{name}-{self.tag}" for name in ("gold", "quiet", "free"))
         seed_users(
             stack,
-            A,
             {
                 self.gold: {
                     "fields": {"batch": self.tag, "plan": "gold", "score": 10},
@@ -127,9 +64,9 @@ class Seeded:
         )
         self.gold_device = f"fcm:crit-{self.tag}"
         self.free_device = f"apns-crit-{self.tag}"
-        identify(stack, A, self.gold_device, self.gold)
-        identify(stack, A, self.free_device, self.free, transport="APNS")
-        fail_push(stack, A, self.free_device)
+        identify(stack, self.gold_device, self.gold)
+        identify(stack, self.free_device, self.free, transport="APNS")
+        fail_push(stack, self.free_device)
 
 
 @pytest.fixture(scope="module")
@@ -232,11 +169,11 @@ def test_sample_size_caps_the_sample(stack: RunningStack, seeded: Seeded) -> Non
 def test_pages_follow_the_cursor_and_add_up(stack: RunningStack) -> None:
     tag = uuid4().hex
     count = 230
-    seed_users(stack, A, {f"crit-page-{tag}-{n:03}": {"fields": {"batch": tag}} for n in range(count)})
+    seed_users(stack, {f"crit-page-{tag}-{n:03}": {"fields": {"batch": tag}} for n in range(count)})
     # A rule on devices makes each user cost an index query, so a page holds at most 200 users.
     criteria = {"all": [batch_rule(tag), {"field": "device.transport", "op": "not_exists"}]}
 
-    pages = all_pages(stack, {"target": "users", "criteria": criteria, "sample_size": 50})
+    pages = preview_pages(stack, {"target": "users", "criteria": criteria, "sample_size": 50})
 
     assert len(pages) >= 2
     assert pages[0]["next_cursor"] is not None
@@ -248,7 +185,7 @@ def test_pages_follow_the_cursor_and_add_up(stack: RunningStack) -> None:
 
 def test_a_cursor_only_continues_its_own_preview(stack: RunningStack) -> None:
     tag = uuid4().hex
-    seed_users(stack, A, {f"crit-cur-{tag}-{n:03}": {"fields": {"batch": tag}} for n in range(201)})
+    seed_users(stack, {f"crit-cur-{tag}-{n:03}": {"fields": {"batch": tag}} for n in range(201)})
     criteria = {"all": [batch_rule(tag), {"field": "device.active", "op": "not_exists"}]}
     first = preview_ok(stack, {"target": "users", "criteria": criteria})
     assert first["next_cursor"] is not None
@@ -263,13 +200,7 @@ def test_a_cursor_only_continues_its_own_preview(stack: RunningStack) -> None:
 
 
 def test_a_read_only_key_may_preview_and_a_write_only_key_may_not(stack: RunningStack) -> None:
-    keys = {}
-    for scope in ("read", "write"):
-        response = stack.api(
-            "POST", "/v1/api-keys", key=stack.key(A), json={"name": f"crit-{scope}", "scopes": [scope]}
-        )
-        assert response.status_code == 201, response.text
-        keys[scope] = response.json()["api_key"]
+    keys = {scope: create_key(stack, [scope], name=f"crit-{scope}")["api_key"] for scope in ("read", "write")}
     body = {"target": "devices", "criteria": {"field": "device.active", "op": "eq", "value": True}}
 
     assert preview(stack, body, keys["read"]).status_code == 200
@@ -280,16 +211,6 @@ def test_preview_needs_a_key(stack: RunningStack) -> None:
     response = stack.api("POST", PREVIEW, json={"target": "users", "criteria": {"field": "user_id", "op": "exists"}})
 
     assert response.status_code == 401
-
-
-ACTIVE = {"field": "active", "op": "eq", "value": True}
-
-
-def nested(depth: int) -> dict[str, Any]:
-    node: dict[str, Any] = {"all": [ACTIVE]}
-    for _ in range(depth - 1):
-        node = {"any": [node]}
-    return node
 
 
 @pytest.mark.parametrize(

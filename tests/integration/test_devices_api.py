@@ -1,23 +1,11 @@
 """Every device transition through the local API: gateway, authorizer, handler, DynamoDB."""
 
-import base64
 import uuid
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import RunningStack, device_path
-
-
-def new_device_id(prefix: str = "fcm:") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
-
-
-def identify(stack: RunningStack, device_id: str, user_id: str = "alice", transport: str = "FCM") -> dict[str, Any]:
-    response = stack.api("PUT", device_path(device_id), stack.key(0), json={"user_id": user_id, "transport": transport})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+from tests.support.client import RunningStack, all_items, device_path, fresh_id, identify, tilde_encoded
 
 
 def report(stack: RunningStack, device_id: str, accepted: bool, code: str | None = None) -> dict[str, Any]:
@@ -30,7 +18,7 @@ def report(stack: RunningStack, device_id: str, accepted: bool, code: str | None
 
 
 def test_new_device_starts_unused_and_active(stack: RunningStack) -> None:
-    device = identify(stack, new_device_id())
+    device = identify(stack, fresh_id("fcm:"))
 
     assert device["last_status"] == ""
     assert device["active"] is True
@@ -38,7 +26,7 @@ def test_new_device_starts_unused_and_active(stack: RunningStack) -> None:
 
 
 def test_accepted_push_marks_sent(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id)
 
     device = report(stack, device_id, accepted=True)
@@ -47,7 +35,7 @@ def test_accepted_push_marks_sent(stack: RunningStack) -> None:
 
 
 def test_first_failure_bounces_and_second_suppresses_and_deactivates(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id)
 
     bounced = report(stack, device_id, accepted=False, code="UNREGISTERED")
@@ -60,7 +48,7 @@ def test_first_failure_bounces_and_second_suppresses_and_deactivates(stack: Runn
 
 
 def test_success_between_failures_resets_the_streak(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id)
 
     report(stack, device_id, accepted=False)
@@ -71,7 +59,7 @@ def test_success_between_failures_resets_the_streak(stack: RunningStack) -> None
 
 
 def test_suppressed_device_refuses_results_until_identified_again(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id)
     report(stack, device_id, accepted=False)
     report(stack, device_id, accepted=False)
@@ -86,7 +74,7 @@ def test_suppressed_device_refuses_results_until_identified_again(stack: Running
 
 
 def test_identifying_a_bounced_device_returns_it_to_unused(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id)
     report(stack, device_id, accepted=False)
 
@@ -96,7 +84,7 @@ def test_identifying_a_bounced_device_returns_it_to_unused(stack: RunningStack) 
 
 
 def test_identifying_a_sent_device_keeps_it_sent(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id)
     report(stack, device_id, accepted=True)
 
@@ -104,7 +92,7 @@ def test_identifying_a_sent_device_keeps_it_sent(stack: RunningStack) -> None:
 
 
 def test_moving_a_device_to_another_user_reassociates_it(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     old_user, new_user = f"u-{uuid.uuid4().hex}", f"u-{uuid.uuid4().hex}"
     identify(stack, device_id, user_id=old_user)
 
@@ -145,7 +133,7 @@ def test_url_encoded_device_ids_round_trip(stack: RunningStack, device_id: str) 
 )
 def test_ids_the_path_cannot_carry_travel_base64url_encoded(stack: RunningStack, device_id: str) -> None:
     unique = device_id.format(unique=uuid.uuid4().hex)
-    encoded = "~" + base64.urlsafe_b64encode(unique.encode()).decode().rstrip("=")
+    encoded = tilde_encoded(unique)
 
     identified = stack.api("PUT", f"/v1/devices/{encoded}", stack.key(0), json={"user_id": "u", "transport": "WebPush"})
     dissociated = stack.api("DELETE", f"/v1/devices/{encoded}/user", stack.key(0))
@@ -155,7 +143,7 @@ def test_ids_the_path_cannot_carry_travel_base64url_encoded(stack: RunningStack,
 
 
 def test_logout_deletes_the_device(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id, user_id="logout-user")
 
     deleted = stack.api("DELETE", device_path(device_id), stack.key(0), params={"user_id": "logout-user"})
@@ -167,7 +155,7 @@ def test_logout_deletes_the_device(stack: RunningStack) -> None:
 
 
 def test_logout_of_a_device_now_owned_by_someone_else_is_refused(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     identify(stack, device_id, user_id="new-owner")
 
     refused = stack.api("DELETE", device_path(device_id), stack.key(0), params={"user_id": "old-owner"})
@@ -178,7 +166,7 @@ def test_logout_of_a_device_now_owned_by_someone_else_is_refused(stack: RunningS
 
 
 def test_dissociating_keeps_the_device_without_its_user(stack: RunningStack) -> None:
-    device_id = new_device_id()
+    device_id = fresh_id("fcm:")
     user_id = f"u-{uuid.uuid4().hex}"
     identify(stack, device_id, user_id=user_id)
 
@@ -190,7 +178,7 @@ def test_dissociating_keeps_the_device_without_its_user(stack: RunningStack) -> 
 
 
 def test_batch_results_apply_each_item_in_order(stack: RunningStack) -> None:
-    healthy, failing, missing = new_device_id(), new_device_id(), new_device_id()
+    healthy, failing, missing = fresh_id("fcm:"), fresh_id("fcm:"), fresh_id("fcm:")
     identify(stack, healthy)
     identify(stack, failing)
     batch = [
@@ -218,17 +206,8 @@ def test_listing_filters_and_paginates_across_shards(stack: RunningStack) -> Non
     bounced = f"hms:{marker}-0"
     report(stack, bounced, accepted=False)
 
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"transport": "HMS", "limit": 3}
-        if cursor:
-            params["cursor"] = cursor
-        page = stack.api("GET", "/v1/devices", stack.key(0), params=params).json()
-        seen += [device["device_id"] for device in page["items"] if marker in device["device_id"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    listed = all_items(stack, "/v1/devices", limit=3, transport="HMS")
+    seen = [device["device_id"] for device in listed if marker in device["device_id"]]
     bounced_only = stack.api(
         "GET", "/v1/devices", stack.key(0), params={"transport": "HMS", "last_status": "bounced", "limit": 200}
     ).json()["items"]

@@ -7,15 +7,27 @@ route with B's key and checks that nothing of A leaks out or changes.
 API without being added (and tested) here.
 """
 
-import importlib
+import ast
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
 
-from tests.integration.conftest import RunningStack, assert_error, device_path
+from tests.support.client import (
+    A,
+    B,
+    RunningStack,
+    all_items,
+    assert_error,
+    create_key,
+    device_path,
+    every_cursor,
+    first_cursor,
+    identify,
+    read_device,
+    user_path,
+)
 
 # Every (METHOD, path) the tests below call with another app's key, spelled as
 # /openapi.json prints them.
@@ -36,45 +48,10 @@ ROUTES_COVERED = {
 # Served without a key and holding no app data.
 PUBLIC_PATHS = {"/health", "/openapi.json", "/docs"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-PAGE = 200
-A, B = 0, 1
 
 
-def user_path(user_id: str) -> str:
-    return f"/v1/users/{quote(user_id, safe='')}/devices"
-
-
-def identify(stack: RunningStack, app: int, device_id: str, user_id: str) -> dict[str, Any]:
-    response = stack.api(
-        "PUT", device_path(device_id), key=stack.key(app), json={"user_id": user_id, "transport": "FCM"}
-    )
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
-
-
-def read_device(stack: RunningStack, app: int, device_id: str) -> dict[str, Any]:
-    response = stack.api("GET", device_path(device_id), key=stack.key(app))
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
-
-
-def all_items(stack: RunningStack, path: str, key: str, cursor: str | None = None) -> list[dict[str, Any]]:
-    """Every item of a list route, following next_cursor from ``cursor`` on."""
-    items: list[dict[str, Any]] = []
-    for _ in range(1000):
-        params: dict[str, Any] = {"limit": PAGE}
-        if cursor is not None:
-            params["cursor"] = cursor
-        response = stack.api("GET", path, key=key, params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError(f"{path} never reached its last page")
+def devices_path(user_id: str) -> str:
+    return user_path(user_id, "/devices")
 
 
 def device_ids(items: list[dict[str, Any]]) -> set[str]:
@@ -93,17 +70,16 @@ class AppAData:
         # ':' and '/' make the encoding matter, as in FCM tokens and WebPush URLs.
         self.device_id = f"fcm:iso-{tag}/token"
         self.user_id = f"iso-user-{tag}"
-        self.device = identify(stack, A, self.device_id, self.user_id)
+        self.device = identify(stack, self.device_id, self.user_id, app=A)
 
 
 class AppAKey:
     """An extra read-only API key of app A, fresh for one test."""
 
     def __init__(self, stack: RunningStack) -> None:
-        response = stack.api("POST", "/v1/api-keys", key=stack.key(A), json={"name": "x", "scopes": ["read"]})
-        assert response.status_code == 201, response.text
-        self.key_id: str = response.json()["key_id"]
-        self.key: str = response.json()["api_key"]
+        created = create_key(stack, ["read"], name="x", app=A)
+        self.key_id: str = created["key_id"]
+        self.key: str = created["api_key"]
 
 
 @pytest.fixture
@@ -112,7 +88,7 @@ def a_data(stack: RunningStack) -> AppAData:
 
 
 def assert_a_untouched(stack: RunningStack, a_data: AppAData) -> None:
-    assert read_device(stack, A, a_data.device_id) == a_data.device
+    assert read_device(stack, a_data.device_id, app=A) == a_data.device
 
 
 def test_get_device_of_another_app_is_not_found(stack: RunningStack, a_data: AppAData) -> None:
@@ -133,7 +109,7 @@ def test_push_result_for_another_apps_device_is_not_found(
     response = stack.api("POST", device_path(a_data.device_id, "/push-results"), key=stack.key(B), json=body)
 
     assert_error(response, 404, "device_not_found")
-    device = read_device(stack, A, a_data.device_id)
+    device = read_device(stack, a_data.device_id, app=A)
     assert device["last_status"] == ""
     assert device == a_data.device
 
@@ -171,29 +147,26 @@ def test_dissociate_another_apps_device_is_not_found(stack: RunningStack, a_data
     assert_error(
         stack.api("DELETE", path, key=stack.key(B), params={"user_id": a_data.user_id}), 404, "device_not_found"
     )
-    device = read_device(stack, A, a_data.device_id)
+    device = read_device(stack, a_data.device_id, app=A)
     assert device["user_id"] == a_data.user_id
     assert device == a_data.device
 
 
 def test_user_devices_of_another_app_are_empty(stack: RunningStack, a_data: AppAData) -> None:
-    response = stack.api("GET", user_path(a_data.user_id), key=stack.key(B))
+    response = stack.api("GET", devices_path(a_data.user_id), key=stack.key(B))
     assert response.status_code == 200, response.text
     assert response.json() == {"items": [], "next_cursor": None}
     # The demo user only exists in A.
-    assert all_items(stack, user_path("alice"), stack.key(B)) == []
+    assert all_items(stack, devices_path("alice"), app=B) == []
     # Sanity check: A sees its own.
-    assert device_ids(all_items(stack, user_path(a_data.user_id), stack.key(A))) == {a_data.device_id}
+    assert device_ids(all_items(stack, devices_path(a_data.user_id), app=A)) == {a_data.device_id}
 
 
 def test_user_devices_cursor_of_another_app_reveals_nothing(stack: RunningStack, a_data: AppAData) -> None:
-    identify(stack, A, f"{a_data.device_id}-2", a_data.user_id)
-    response = stack.api("GET", user_path(a_data.user_id), key=stack.key(A), params={"limit": 1})
-    assert response.status_code == 200, response.text
-    cursor = response.json()["next_cursor"]
-    assert cursor is not None
+    identify(stack, f"{a_data.device_id}-2", a_data.user_id, app=A)
+    cursor = first_cursor(stack, devices_path(a_data.user_id), app=A)
 
-    assert all_items(stack, user_path(a_data.user_id), stack.key(B), cursor=cursor) == []
+    assert all_items(stack, devices_path(a_data.user_id), app=B, cursor=cursor) == []
 
 
 def assert_b_listing_is_b_only(stack: RunningStack, items: list[dict[str, Any]], a_data: AppAData) -> None:
@@ -203,47 +176,38 @@ def assert_b_listing_is_b_only(stack: RunningStack, items: list[dict[str, Any]],
     # Anything B lists, B can read: an item of A would be 404 for B (B never
     # identifies a device id of A without creating its own).
     for item in items:
-        assert read_device(stack, B, item["device_id"]) == item
+        assert read_device(stack, item["device_id"], app=B) == item
 
 
 def test_list_devices_of_another_app_hides_them(stack: RunningStack, a_data: AppAData) -> None:
-    assert a_data.device_id in device_ids(all_items(stack, "/v1/devices", stack.key(A)))
+    assert a_data.device_id in device_ids(all_items(stack, "/v1/devices", app=A))
 
-    assert_b_listing_is_b_only(stack, all_items(stack, "/v1/devices", stack.key(B)), a_data)
+    assert_b_listing_is_b_only(stack, all_items(stack, "/v1/devices", app=B), a_data)
     for query in ("transport=FCM", "last_status=unused", "active=true"):
-        assert_b_listing_is_b_only(stack, all_items(stack, f"/v1/devices?{query}", stack.key(B)), a_data)
+        assert_b_listing_is_b_only(stack, all_items(stack, f"/v1/devices?{query}", app=B), a_data)
 
 
 def test_list_devices_cursor_of_another_app_reveals_nothing(stack: RunningStack, a_data: AppAData) -> None:
     # Every cursor A can get, so every shard position of A is tried on B.
-    cursors: list[str] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        params: dict[str, Any] = {"limit": 1} if cursor is None else {"limit": 1, "cursor": cursor}
-        response = stack.api("GET", "/v1/devices", key=stack.key(A), params=params)
-        assert response.status_code == 200, response.text
-        cursor = response.json()["next_cursor"]
-        if cursor is None:
-            break
-        cursors.append(cursor)
+    cursors = every_cursor(stack, "/v1/devices", app=A)
     assert cursors
 
     for cursor in cursors:
-        assert_b_listing_is_b_only(stack, all_items(stack, "/v1/devices", stack.key(B), cursor=cursor), a_data)
+        assert_b_listing_is_b_only(stack, all_items(stack, "/v1/devices", app=B, cursor=cursor), a_data)
 
 
 def test_identify_same_device_id_creates_a_separate_device(stack: RunningStack, a_data: AppAData) -> None:
     b_user = f"iso-b-user-{uuid4().hex}"
-    b_device = identify(stack, B, a_data.device_id, b_user)
+    b_device = identify(stack, a_data.device_id, b_user, app=B)
 
     assert b_device["user_id"] == b_user
-    assert read_device(stack, B, a_data.device_id)["user_id"] == b_user
+    assert read_device(stack, a_data.device_id, app=B)["user_id"] == b_user
     assert_a_untouched(stack, a_data)
     # A's user lists only A's device, B's user only B's, each in its own app.
-    assert device_ids(all_items(stack, user_path(a_data.user_id), stack.key(A))) == {a_data.device_id}
-    assert all_items(stack, user_path(b_user), stack.key(A)) == []
-    assert device_ids(all_items(stack, user_path(b_user), stack.key(B))) == {a_data.device_id}
-    assert all_items(stack, user_path(a_data.user_id), stack.key(B)) == []
+    assert device_ids(all_items(stack, devices_path(a_data.user_id), app=A)) == {a_data.device_id}
+    assert all_items(stack, devices_path(b_user), app=A) == []
+    assert device_ids(all_items(stack, devices_path(b_user), app=B)) == {a_data.device_id}
+    assert all_items(stack, devices_path(a_data.user_id), app=B) == []
 
     # What B then does to its own device stays in B.
     response = stack.api(
@@ -255,35 +219,30 @@ def test_identify_same_device_id_creates_a_separate_device(stack: RunningStack, 
 
 
 def test_create_api_key_belongs_to_the_calling_app(stack: RunningStack, a_data: AppAData) -> None:
-    response = stack.api("POST", "/v1/api-keys", key=stack.key(B), json={"name": "b-key", "scopes": ["read"]})
-    assert response.status_code == 201, response.text
-    b_key = response.json()
+    b_key = create_key(stack, ["read"], name="b-key", app=B)
 
-    assert b_key["key_id"] not in key_ids(all_items(stack, "/v1/api-keys", stack.key(A)))
-    assert b_key["key_id"] in key_ids(all_items(stack, "/v1/api-keys", stack.key(B)))
+    assert b_key["key_id"] not in key_ids(all_items(stack, "/v1/api-keys", app=A))
+    assert b_key["key_id"] in key_ids(all_items(stack, "/v1/api-keys", app=B))
     # The new key reads B's data, not A's.
     assert_error(stack.api("GET", device_path(a_data.device_id), key=b_key["api_key"]), 404, "device_not_found")
 
 
 def test_list_api_keys_of_another_app_hides_them(stack: RunningStack) -> None:
     a_key = AppAKey(stack)
-    a_keys = key_ids(all_items(stack, "/v1/api-keys", stack.key(A)))
+    a_keys = key_ids(all_items(stack, "/v1/api-keys", app=A))
     assert a_key.key_id in a_keys
 
-    b_keys = key_ids(all_items(stack, "/v1/api-keys", stack.key(B)))
+    b_keys = key_ids(all_items(stack, "/v1/api-keys", app=B))
     assert b_keys
     assert not a_keys & b_keys
 
 
 def test_list_api_keys_cursor_of_another_app_reveals_nothing(stack: RunningStack) -> None:
     AppAKey(stack)  # A holds at least two keys, so its first page has a cursor.
-    a_keys = key_ids(all_items(stack, "/v1/api-keys", stack.key(A)))
-    response = stack.api("GET", "/v1/api-keys", key=stack.key(A), params={"limit": 1})
-    assert response.status_code == 200, response.text
-    cursor = response.json()["next_cursor"]
-    assert cursor is not None
+    a_keys = key_ids(all_items(stack, "/v1/api-keys", app=A))
+    cursor = first_cursor(stack, "/v1/api-keys", app=A)
 
-    assert not key_ids(all_items(stack, "/v1/api-keys", stack.key(B), cursor=cursor)) & a_keys
+    assert not key_ids(all_items(stack, "/v1/api-keys", app=B, cursor=cursor)) & a_keys
 
 
 def test_get_api_key_of_another_app_is_not_found(stack: RunningStack) -> None:
@@ -303,22 +262,23 @@ def test_revoke_api_key_of_another_app_is_not_found(stack: RunningStack, a_data:
     assert response.status_code == 200, response.text
     assert response.json()["revoked_at"] is None
     # The key still authenticates as A.
-    assert read_device_with(stack, a_key.key, a_data.device_id) == a_data.device
+    assert read_device(stack, a_data.device_id, key=a_key.key) == a_data.device
 
 
-def read_device_with(stack: RunningStack, key: str, device_id: str) -> dict[str, Any]:
-    response = stack.api("GET", device_path(device_id), key=key)
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
+def declared_routes(module_path: Path) -> set[tuple[str, str]]:
+    """A module's ROUTES_COVERED, read from its source: test modules never import each other."""
+    for statement in ast.parse(module_path.read_text()).body:
+        match statement:
+            case ast.Assign(targets=[ast.Name(id="ROUTES_COVERED")], value=routes):
+                return set(ast.literal_eval(routes))
+    raise AssertionError(f"{module_path.name} declares no ROUTES_COVERED")
 
 
 def all_covered_routes() -> set[tuple[str, str]]:
     """This module's routes plus ROUTES_COVERED of every tests/integration/test_isolation_<area>.py."""
     covered = set(ROUTES_COVERED)
     for module_path in sorted(Path(__file__).parent.glob("test_isolation_*.py")):
-        module = importlib.import_module(f"tests.integration.{module_path.stem}")
-        covered |= module.ROUTES_COVERED
+        covered |= declared_routes(module_path)
     return covered
 
 

@@ -11,18 +11,19 @@ from uuid import uuid4
 
 import pytest
 
-from tests.integration.conftest import RunningStack
-from tests.integration.test_criteria_api import (
-    all_pages,
+from tests.support.client import (
+    A,
+    B,
+    RunningStack,
     batch_rule,
     contacts,
     identify,
     preview_ok,
+    preview_pages,
     seed_users,
 )
 
 ROUTES_COVERED = {("POST", "/v1/criteria/preview")}
-A, B = 0, 1
 TARGETS = ("users", "devices", "emails", "phones")
 EVERYTHING: dict[str, Any] = {"any": [{"field": "user_id", "op": "exists"}, {"field": "user_id", "op": "not_exists"}]}
 
@@ -33,7 +34,6 @@ class AppAData:
         self.user_ids = [f"iso-crit-{self.tag}-{n}" for n in range(3)]
         seed_users(
             stack,
-            A,
             {
                 user_id: {
                     "fields": {"batch": self.tag},
@@ -42,10 +42,11 @@ class AppAData:
                 }
                 for n, user_id in enumerate(self.user_ids)
             },
+            app=A,
         )
         self.device_ids = [f"fcm:iso-crit-{self.tag}-{n}" for n in range(2)]
         for device_id, user_id in zip(self.device_ids, self.user_ids, strict=False):
-            identify(stack, A, device_id, user_id)
+            identify(stack, device_id, user_id, app=A)
         self.addresses = {f"{n}-{self.tag}@a.example" for n in range(3)}
 
 
@@ -69,9 +70,9 @@ def test_criteria_selecting_app_a_data_find_nothing_in_app_b(
     stack: RunningStack, a_data: AppAData, target: str
 ) -> None:
     body = {"target": target, "criteria": batch_rule(a_data.tag), "sample_size": 50}
-    assert sum(page["matched"] for page in all_pages(stack, body, stack.key(A))) > 0  # A sees its own
+    assert sum(page["matched"] for page in preview_pages(stack, body, stack.key(A))) > 0  # A sees its own
 
-    pages = all_pages(stack, body, stack.key(B))
+    pages = preview_pages(stack, body, stack.key(B))
 
     assert sum(page["matched"] for page in pages) == 0
     assert all(page["sample"] == [] for page in pages)
@@ -79,7 +80,7 @@ def test_criteria_selecting_app_a_data_find_nothing_in_app_b(
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_everything_in_app_b_holds_nothing_of_app_a(stack: RunningStack, a_data: AppAData, target: str) -> None:
-    pages = all_pages(stack, {"target": target, "criteria": EVERYTHING, "sample_size": 50}, stack.key(B))
+    pages = preview_pages(stack, {"target": target, "criteria": EVERYTHING, "sample_size": 50}, stack.key(B))
 
     users, devices, addresses = sampled(pages)
     assert not users & set(a_data.user_ids)
@@ -91,13 +92,13 @@ def test_everything_in_app_b_holds_nothing_of_app_a(stack: RunningStack, a_data:
 def test_app_a_cursor_reads_only_app_b_shards(stack: RunningStack) -> None:
     tag = uuid4().hex
     a_users = {f"iso-crit-page-{tag}-{n:03}": {"fields": {"batch": tag}} for n in range(201)}
-    seed_users(stack, A, a_users)
+    seed_users(stack, a_users, app=A)
     # A device rule costs an index query per user, so A's first page stops at 200 users with a cursor.
     body = {"target": "users", "criteria": {"all": [batch_rule(tag), {"field": "device.active", "op": "not_exists"}]}}
     a_first = preview_ok(stack, body, stack.key(A))
     assert a_first["next_cursor"] is not None
 
-    pages = all_pages(stack, {**body, "cursor": a_first["next_cursor"], "sample_size": 50}, stack.key(B))
+    pages = preview_pages(stack, {**body, "cursor": a_first["next_cursor"], "sample_size": 50}, stack.key(B))
 
     assert sum(page["matched"] for page in pages) == 0
     assert not sampled(pages)[0] & set(a_users)

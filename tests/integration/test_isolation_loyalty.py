@@ -1,8 +1,17 @@
 """App B's key can neither use nor change app A's loyalty programs and promo codes."""
 
-from tests.integration.conftest import RunningStack, assert_error
-from tests.integration.test_loyalty_api import add_codes, code_path, fresh_code, new_program
-from tests.integration.test_users_api import new_user, user_path
+from tests.support.client import (
+    A,
+    B,
+    RunningStack,
+    add_codes,
+    assert_error,
+    code_path,
+    fresh_code,
+    new_program,
+    new_user,
+    user_path,
+)
 
 ROUTES_COVERED = {
     ("POST", "/v1/loyalty-programs"),
@@ -10,23 +19,22 @@ ROUTES_COVERED = {
     ("PUT", "/v1/users/{user_id}/promo-codes/{code}"),
     ("DELETE", "/v1/users/{user_id}/promo-codes/{code}"),
 }
-A, B = 0, 1
 
 
 def test_b_cannot_add_codes_to_a_program_of_a(stack: RunningStack) -> None:
-    program_id = new_program(stack, A)
+    program_id = new_program(stack, app=A)
     code = fresh_code()
 
     refused = stack.api("POST", f"/v1/loyalty-programs/{program_id}/codes", stack.key(B), json={"codes": [code]})
 
     assert_error(refused, 404, "loyalty_program_not_found", "program_id")
-    assert add_codes(stack, program_id, [code], A)["added"] == 1  # B wrote nothing
+    assert add_codes(stack, program_id, [code], app=A)["added"] == 1  # B wrote nothing
 
 
 def test_b_cannot_attach_or_detach_codes_of_a(stack: RunningStack) -> None:
-    program_id = new_program(stack, A)
+    program_id = new_program(stack, app=A)
     code, free_code = fresh_code(), fresh_code()
-    add_codes(stack, program_id, [code, free_code], A)
+    add_codes(stack, program_id, [code, free_code], app=A)
     user_id = new_user(stack)
     assert stack.api("PUT", code_path(user_id, code), stack.key(A)).status_code == 200
     assert stack.api("PUT", user_path(user_id), stack.key(B), json={}).status_code == 200  # B's own user, same id
@@ -42,11 +50,11 @@ def test_b_cannot_attach_or_detach_codes_of_a(stack: RunningStack) -> None:
 
 
 def test_programs_and_codes_of_b_are_its_own(stack: RunningStack) -> None:
-    a_program = new_program(stack, A)
+    a_program = new_program(stack, app=A)
     code = fresh_code()
-    add_codes(stack, a_program, [code], A)
-    b_program = new_program(stack, B)
+    add_codes(stack, a_program, [code], app=A)
+    b_program = new_program(stack, app=B)
 
-    assert add_codes(stack, b_program, [code], B)["added"] == 1  # codes are unique per app, not across apps
+    assert add_codes(stack, b_program, [code], app=B)["added"] == 1  # codes are unique per app, not across apps
     refused = stack.api("POST", f"/v1/loyalty-programs/{b_program}/codes", stack.key(A), json={"codes": ["x"]})
     assert_error(refused, 404, "loyalty_program_not_found")

@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.integration.conftest import RunningStack, assert_error
+from tests.support.client import A, B, RunningStack, all_items, assert_error, create_region, every_cursor, read_region
 
 ROUTES_COVERED = {
     ("POST", "/v1/regions"),
@@ -19,8 +19,7 @@ ROUTES_COVERED = {
     ("GET", "/v1/regions/{region_id}"),
     ("DELETE", "/v1/regions/{region_id}"),
 }
-A, B = 0, 1
-PAGE = 50
+PAGE = 50  # the most a regions page may hold
 
 
 def region(tag: str, region_type: str = "poi") -> dict[str, Any]:
@@ -31,34 +30,8 @@ def region(tag: str, region_type: str = "poi") -> dict[str, Any]:
     return body
 
 
-def create(stack: RunningStack, app: int, body: dict[str, Any]) -> dict[str, Any]:
-    response = stack.api("POST", "/v1/regions", key=stack.key(app), json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def read(stack: RunningStack, app: int, region_id: str) -> dict[str, Any]:
-    response = stack.api("GET", f"/v1/regions/{region_id}", key=stack.key(app))
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
 def all_regions(stack: RunningStack, app: int, cursor: str | None = None, **query: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    params: dict[str, Any] = {**query, "limit": PAGE}
-    if cursor is not None:
-        params["cursor"] = cursor
-    for _ in range(1000):
-        response = stack.api("GET", "/v1/regions", key=stack.key(app), params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items.extend(page["items"])
-        if page["next_cursor"] is None:
-            return items
-        params["cursor"] = page["next_cursor"]
-    raise AssertionError("/v1/regions never reached its last page")
+    return all_items(stack, "/v1/regions", app=app, limit=PAGE, cursor=cursor, **query)
 
 
 def region_ids(items: list[dict[str, Any]]) -> set[str]:
@@ -74,7 +47,10 @@ class AppARegions:
 
     def __init__(self, stack: RunningStack) -> None:
         self.tag = f"iso-{uuid4().hex}"
-        self.regions = [create(stack, A, region(self.tag)), create(stack, A, region(self.tag, "geozone"))]
+        self.regions = [
+            create_region(stack, region(self.tag), app=A),
+            create_region(stack, region(self.tag, "geozone"), app=A),
+        ]
         self.ids = region_ids(self.regions)
 
 
@@ -85,7 +61,7 @@ def a_regions(stack: RunningStack) -> AppARegions:
 
 def assert_a_untouched(stack: RunningStack, a_regions: AppARegions) -> None:
     for created in a_regions.regions:
-        assert read(stack, A, created["region_id"]) == created
+        assert read_region(stack, created["region_id"], app=A) == created
 
 
 def test_get_region_of_another_app_is_not_found(stack: RunningStack, a_regions: AppARegions) -> None:
@@ -113,22 +89,13 @@ def test_list_regions_of_another_app_hides_them(
     assert not region_ids(listed) & a_regions.ids
     # Whatever B lists, B can read: none of it is A's.
     for item in listed:
-        assert read(stack, B, item["region_id"]) == item
+        assert read_region(stack, item["region_id"], app=B) == item
     assert all_regions(stack, B, tag=a_regions.tag) == []
 
 
 def test_list_cursor_of_another_app_reveals_nothing(stack: RunningStack, a_regions: AppARegions) -> None:
     # Every cursor A can get, so that every shard position of A is tried on B.
-    cursors: list[str] = []
-    params: dict[str, Any] = {"limit": 1, "tag": "iso"}
-    for _ in range(1000):
-        response = stack.api("GET", "/v1/regions", key=stack.key(A), params=params)
-        assert response.status_code == 200, response.text
-        cursor = response.json()["next_cursor"]
-        if cursor is None:
-            break
-        cursors.append(cursor)
-        params["cursor"] = cursor
+    cursors = every_cursor(stack, "/v1/regions", app=A, tag="iso")
     assert cursors
 
     for cursor in cursors:
@@ -136,9 +103,9 @@ def test_list_cursor_of_another_app_reveals_nothing(stack: RunningStack, a_regio
 
 
 def test_create_region_belongs_to_the_calling_app(stack: RunningStack, a_regions: AppARegions) -> None:
-    b_region = create(stack, B, region(a_regions.tag))
+    b_region = create_region(stack, region(a_regions.tag), app=B)
 
-    assert read(stack, B, b_region["region_id"]) == b_region
+    assert read_region(stack, b_region["region_id"], app=B) == b_region
     assert_error(stack.api("GET", f"/v1/regions/{b_region['region_id']}", key=stack.key(A)), 404, "region_not_found")
     assert region_ids(all_regions(stack, A, tag=a_regions.tag)) == a_regions.ids
     assert region_ids(all_regions(stack, B, tag=a_regions.tag)) == {b_region["region_id"]}

@@ -1,8 +1,6 @@
 """App B's key can neither read nor change app A's segments, nor make A's users members."""
 
-from tests.integration.conftest import RunningStack, assert_error
-from tests.integration.test_segments_api import change_members, new_segment
-from tests.integration.test_users_api import new_user, user_path
+from tests.support.client import A, B, RunningStack, assert_error, change_members, new_segment, new_user, user_path
 
 ROUTES_COVERED = {
     ("POST", "/v1/segments"),
@@ -12,7 +10,6 @@ ROUTES_COVERED = {
     ("POST", "/v1/segments/{segment_id}/members"),
     ("GET", "/v1/segments/{segment_id}/members"),
 }
-A, B = 0, 1
 
 
 def test_b_cannot_read_or_change_a_segment_of_a(stack: RunningStack) -> None:

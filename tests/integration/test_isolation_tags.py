@@ -1,12 +1,16 @@
 """App B's key can neither read nor change app A's tags and tagged devices."""
 
 import uuid
-from typing import Any
 
-from tests.integration.conftest import RunningStack, assert_error, device_path
-from tests.integration.test_tags_api import (
+from tests.support.client import (
+    A,
+    B,
+    RunningStack,
     all_items,
-    bulk,
+    assert_error,
+    bulk_tag,
+    device_path,
+    first_cursor,
     fresh_tag,
     identify,
     listed_count,
@@ -23,7 +27,6 @@ ROUTES_COVERED = {
     ("GET", "/v1/tags"),
     ("GET", "/v1/tags/{tag}/devices"),
 }
-A, B = 0, 1
 
 
 class AppATagged:
@@ -34,14 +37,14 @@ class AppATagged:
         self.tag = fresh_tag()
         self.device_ids = [f"fcm:iso-tags-{unique}/{number}" for number in range(2)]
         for device_id in self.device_ids:
-            identify(stack, device_id, A, user_id=f"iso-{unique}")
-        assert bulk(stack, self.tag, self.device_ids, [], A)["device_count"] == 2
-        self.devices = [read_device(stack, device_id, A) for device_id in self.device_ids]
+            identify(stack, device_id, f"iso-{unique}", app=A)
+        assert bulk_tag(stack, self.tag, self.device_ids, [], app=A)["device_count"] == 2
+        self.devices = [read_device(stack, device_id, app=A) for device_id in self.device_ids]
 
     def assert_untouched(self, stack: RunningStack) -> None:
-        assert [read_device(stack, device_id, A) for device_id in self.device_ids] == self.devices
-        assert listed_count(stack, self.tag, A) == 2
-        assert tagged_ids(stack, self.tag, A) == sorted(self.device_ids)
+        assert [read_device(stack, device_id, app=A) for device_id in self.device_ids] == self.devices
+        assert listed_count(stack, self.tag, app=A) == 2
+        assert tagged_ids(stack, self.tag, app=A) == sorted(self.device_ids)
 
 
 def test_b_cannot_tag_or_untag_devices_of_a(stack: RunningStack) -> None:
@@ -53,14 +56,14 @@ def test_b_cannot_tag_or_untag_devices_of_a(stack: RunningStack) -> None:
     assert_error(stack.api("DELETE", tag_path(device_id, a.tag), stack.key(B)), 404, "device_not_found")
 
     a.assert_untouched(stack)
-    assert listed_count(stack, a.tag, B) is None  # B's refused calls created no tag in B either
+    assert listed_count(stack, a.tag, app=B) is None  # B's refused calls created no tag in B either
 
 
 def test_b_bulk_cannot_change_devices_of_a(stack: RunningStack) -> None:
     a = AppATagged(stack)
 
-    outcome = bulk(stack, a.tag, [a.device_ids[0]], [a.device_ids[1]], B)
-    fresh = bulk(stack, fresh_tag(), a.device_ids, [], B)
+    outcome = bulk_tag(stack, a.tag, [a.device_ids[0]], [a.device_ids[1]], app=B)
+    fresh = bulk_tag(stack, fresh_tag(), a.device_ids, [], app=B)
 
     assert (outcome["added"], outcome["removed"], outcome["device_count"]) == (0, 0, 0)
     assert sorted(outcome["not_found"]) == sorted(a.device_ids)
@@ -71,11 +74,11 @@ def test_b_bulk_cannot_change_devices_of_a(stack: RunningStack) -> None:
 def test_b_cannot_list_tags_or_devices_of_a(stack: RunningStack) -> None:
     a = AppATagged(stack)
     second = fresh_tag()
-    bulk(stack, second, a.device_ids, [], A)
-    tags_cursor = _first_cursor(stack, "/v1/tags", A)
-    devices_cursor = _first_cursor(stack, tag_devices_path(a.tag), A)
+    bulk_tag(stack, second, a.device_ids, [], app=A)
+    tags_cursor = first_cursor(stack, "/v1/tags", app=A)
+    devices_cursor = first_cursor(stack, tag_devices_path(a.tag), app=A)
 
-    b_tags = {item["tag"] for item in all_items(stack, "/v1/tags", B)}
+    b_tags = {item["tag"] for item in all_items(stack, "/v1/tags", app=B)}
     assert_error(stack.api("GET", tag_devices_path(a.tag), stack.key(B)), 404, "tag_not_found", "tag")
     from_a_cursor = stack.api("GET", "/v1/tags", stack.key(B), params={"cursor": tags_cursor, "limit": 200})
 
@@ -84,8 +87,8 @@ def test_b_cannot_list_tags_or_devices_of_a(stack: RunningStack) -> None:
     assert not {a.tag, second} & {item["tag"] for item in from_a_cursor.json()["items"]}
     # B's own tag of the same name: A's cursor pages B's members only.
     b_device = f"fcm:iso-b-{uuid.uuid4().hex}"
-    identify(stack, b_device, B, user_id="b-user")
-    bulk(stack, a.tag, [b_device], [], B)
+    identify(stack, b_device, "b-user", app=B)
+    bulk_tag(stack, a.tag, [b_device], [], app=B)
     response = stack.api("GET", tag_devices_path(a.tag), stack.key(B), params={"cursor": devices_cursor})
     assert response.status_code == 200, response.text
     assert {device["device_id"] for device in response.json()["items"]} <= {b_device}
@@ -95,10 +98,10 @@ def test_b_cannot_list_tags_or_devices_of_a(stack: RunningStack) -> None:
 def test_same_tag_and_device_id_in_b_are_separate(stack: RunningStack) -> None:
     a = AppATagged(stack)
     device_id = a.device_ids[0]
-    b_device = identify(stack, device_id, B, user_id="b-owner")  # B's own device, same id
+    b_device = identify(stack, device_id, "b-owner", app=B)  # B's own device, same id
 
     tagged = stack.api("PUT", tag_path(device_id, a.tag), stack.key(B))
-    b_listing = all_items(stack, tag_devices_path(a.tag), B)
+    b_listing = all_items(stack, tag_devices_path(a.tag), app=B)
     untagged = stack.api("DELETE", tag_path(device_id, a.tag), stack.key(B))
     deleted = stack.api("DELETE", device_path(device_id), stack.key(B))
 
@@ -107,14 +110,6 @@ def test_same_tag_and_device_id_in_b_are_separate(stack: RunningStack) -> None:
     assert [(device["device_id"], device["user_id"]) for device in b_listing] == [(device_id, "b-owner")]
     assert untagged.status_code == 200
     assert deleted.status_code == 204
-    assert listed_count(stack, a.tag, B) == 0
+    assert listed_count(stack, a.tag, app=B) == 0
     assert b_device["tags"] == []
     a.assert_untouched(stack)
-
-
-def _first_cursor(stack: RunningStack, path: str, app: int) -> str:
-    response = stack.api("GET", path, stack.key(app), params={"limit": 1})
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    assert page["next_cursor"] is not None
-    return str(page["next_cursor"])

@@ -2,8 +2,7 @@
 
 import uuid
 
-from tests.integration.conftest import RunningStack, assert_error
-from tests.integration.test_users_api import new_resource, new_user, user_path
+from tests.support.client import A, B, RunningStack, all_items, assert_error, new_resource, new_user, user_path
 
 ROUTES_COVERED = {
     ("PUT", "/v1/users/{user_id}"),
@@ -22,7 +21,6 @@ ROUTES_COVERED = {
     ("GET", "/v1/resources/{resource_id}"),
     ("DELETE", "/v1/resources/{resource_id}"),
 }
-A, B = 0, 1
 
 
 def a_user_as_a_sees_it(stack: RunningStack, user_id: str) -> object:
@@ -90,13 +88,5 @@ def test_b_cannot_use_or_see_resources_of_a(stack: RunningStack) -> None:
 
 def test_user_listing_of_b_never_shows_a(stack: RunningStack) -> None:
     user_id = new_user(stack, {"marker": uuid.uuid4().hex})
-    seen: set[str] = set()
-    cursor = None
-    while True:
-        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-        page = stack.api("GET", "/v1/users", stack.key(B), params=params).json()
-        seen |= {user["user_id"] for user in page["items"] if user["fields"].get("marker")}
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen = {user["user_id"] for user in all_items(stack, "/v1/users", app=B) if user["fields"].get("marker")}
     assert user_id not in seen

@@ -1,34 +1,18 @@
 """Loyalty programs and promo codes over HTTP: create, add codes, attach and detach."""
 
 import uuid
-from typing import Any
 
-from tests.integration.conftest import RunningStack, assert_error
-from tests.integration.test_users_api import new_user, user_path
-
-A = 0
-
-
-def new_program(stack: RunningStack, app: int = A) -> str:
-    response = stack.api("POST", "/v1/loyalty-programs", stack.key(app), json={"name": "Gold"})
-    assert response.status_code == 201, response.text
-    program_id: str = response.json()["program_id"]
-    return program_id
-
-
-def add_codes(stack: RunningStack, program_id: str, codes: list[Any], app: int = A) -> dict[str, Any]:
-    response = stack.api("POST", f"/v1/loyalty-programs/{program_id}/codes", stack.key(app), json={"codes": codes})
-    assert response.status_code == 200, response.text
-    outcome: dict[str, Any] = response.json()
-    return outcome
-
-
-def fresh_code() -> str:
-    return f"C-{uuid.uuid4().hex}"
-
-
-def code_path(user_id: str, code: str) -> str:
-    return user_path(user_id, f"/promo-codes/{code}")
+from tests.support.client import (
+    A,
+    RunningStack,
+    add_codes,
+    assert_error,
+    code_path,
+    fresh_code,
+    new_program,
+    new_user,
+    user_path,
+)
 
 
 def test_create_program_and_add_codes(stack: RunningStack) -> None:

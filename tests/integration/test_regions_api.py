@@ -4,20 +4,23 @@ The stack is shared by the session, so every test tags its regions with a
 fresh tag and lists only that tag.
 """
 
-import uuid
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import RunningStack, assert_error
+from tests.support.client import (
+    RunningStack,
+    all_items,
+    assert_error,
+    create_key,
+    create_region,
+    fresh_tag,
+    read_region,
+)
 
 SQUARE = [{"lat": 48.0, "lng": 2.0}, {"lat": 48.0, "lng": 3.0}, {"lat": 49.0, "lng": 3.0}, {"lat": 49.0, "lng": 2.0}]
 BOW_TIE = [{"lat": 0.0, "lng": 0.0}, {"lat": 2.0, "lng": 2.0}, {"lat": 0.0, "lng": 2.0}, {"lat": 2.0, "lng": 0.0}]
 PAGE = 2
-
-
-def new_tag() -> str:
-    return f"t-{uuid.uuid4().hex}"
 
 
 def region(region_type: str = "poi", **overrides: Any) -> dict[str, Any]:
@@ -30,34 +33,9 @@ def polygon(points: list[dict[str, float]], closed: bool = True) -> dict[str, An
     return {"kind": "polygon", "points": [*points, points[0]] if closed else points}
 
 
-def create(stack: RunningStack, body: dict[str, Any]) -> dict[str, Any]:
-    response = stack.api("POST", "/v1/regions", key=stack.key(0), json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
-def get(stack: RunningStack, region_id: str) -> dict[str, Any]:
-    response = stack.api("GET", f"/v1/regions/{region_id}", key=stack.key(0))
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
 def list_all(stack: RunningStack, limit: int = PAGE, **query: str) -> list[dict[str, Any]]:
-    """Every region matching ``query``, following next_cursor; every page respects the limit."""
-    items: list[dict[str, Any]] = []
-    params: dict[str, Any] = {**query, "limit": limit}
-    for _ in range(100):
-        response = stack.api("GET", "/v1/regions", key=stack.key(0), params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["items"]) <= limit
-        items.extend(page["items"])
-        if page["next_cursor"] is None:
-            return items
-        params["cursor"] = page["next_cursor"]
-    raise AssertionError("pagination never ended")
+    """Every region matching ``query``, a few per page, so that listings cross pages."""
+    return all_items(stack, "/v1/regions", limit=limit, **query)
 
 
 def names(items: list[dict[str, Any]]) -> list[str]:
@@ -65,8 +43,8 @@ def names(items: list[dict[str, Any]]) -> list[str]:
 
 
 def test_create_get_delete(stack: RunningStack) -> None:
-    tag = new_tag()
-    created = create(stack, region(tags=[tag, "museum"]))
+    tag = fresh_tag()
+    created = create_region(stack, region(tags=[tag, "museum"]))
 
     assert created["region_id"].startswith("rgn_")
     assert {key: created[key] for key in ("type", "name", "tags", "country", "lat", "lng", "geometry")} == {
@@ -78,7 +56,7 @@ def test_create_get_delete(stack: RunningStack) -> None:
         "lng": 2.3376,
         "geometry": None,
     }
-    assert get(stack, created["region_id"]) == created
+    assert read_region(stack, created["region_id"]) == created
 
     response = stack.api("DELETE", f"/v1/regions/{created['region_id']}", key=stack.key(0))
     assert response.status_code == 204, response.text
@@ -94,11 +72,11 @@ def test_create_get_delete(stack: RunningStack) -> None:
 
 @pytest.mark.parametrize("geometry", [polygon(SQUARE), {"kind": "circle", "radius_m": 150}], ids=["polygon", "circle"])
 def test_geozones_keep_their_geometry(stack: RunningStack, geometry: dict[str, Any]) -> None:
-    created = create(stack, region("geozone", name="Zone", geometry=geometry))
+    created = create_region(stack, region("geozone", name="Zone", geometry=geometry))
 
     expected = {"points": None, "radius_m": None, **geometry}
     assert created["geometry"] == expected
-    assert get(stack, created["region_id"])["geometry"] == expected
+    assert read_region(stack, created["region_id"])["geometry"] == expected
 
 
 @pytest.mark.parametrize("region_id", ["rgn_" + "0" * 32, "batch", "not-a-region"])
@@ -134,7 +112,7 @@ def test_unknown_region_is_not_found(stack: RunningStack, region_id: str) -> Non
 def test_create_rejects_bad_regions_and_creates_nothing(
     stack: RunningStack, overrides: dict[str, Any], code: str, field: str
 ) -> None:
-    tag = new_tag()
+    tag = fresh_tag()
     response = stack.api("POST", "/v1/regions", key=stack.key(0), json=region(tags=[tag], **overrides))
 
     assert_error(response, 422, code, field)
@@ -148,7 +126,7 @@ def test_create_names_a_missing_field(stack: RunningStack) -> None:
 
 
 def test_batch_imports_the_good_regions_and_names_each_bad_one(stack: RunningStack) -> None:
-    tag = new_tag()
+    tag = fresh_tag()
     regions: list[Any] = [
         region(name="A", tags=[tag]),
         region(name="B", tags=[tag], lat=-95),
@@ -174,12 +152,12 @@ def test_batch_imports_the_good_regions_and_names_each_bad_one(stack: RunningSta
         5: ("invalid_input", "regions[5]"),
     }
     imported = {item["region_id"] for item in result["results"] if item["ok"]}
-    assert names([get(stack, region_id) for region_id in imported]) == ["A", "C"]
+    assert names([read_region(stack, region_id) for region_id in imported]) == ["A", "C"]
     assert names(list_all(stack, tag=tag)) == ["A", "C"]
 
 
 def test_batch_of_max_size_is_imported(stack: RunningStack) -> None:
-    tag = new_tag()
+    tag = fresh_tag()
     regions = [region(name=f"r{index:03d}", tags=[tag]) for index in range(100)]
 
     response = stack.api("POST", "/v1/regions/batch", key=stack.key(0), json={"regions": regions})
@@ -190,7 +168,7 @@ def test_batch_of_max_size_is_imported(stack: RunningStack) -> None:
 
 
 def test_batch_too_large_is_refused_whole(stack: RunningStack) -> None:
-    tag = new_tag()
+    tag = fresh_tag()
     regions = [region(tags=[tag])] * 101
 
     response = stack.api("POST", "/v1/regions/batch", key=stack.key(0), json={"regions": regions})
@@ -208,7 +186,7 @@ def test_batch_body_must_hold_a_list(stack: RunningStack, body: dict[str, Any], 
 
 
 def test_list_filters_and_paginates(stack: RunningStack) -> None:
-    tag = new_tag()
+    tag = fresh_tag()
     regions = [
         region("poi", name="poi-fr", tags=[tag]),
         region("poi", name="poi-es", tags=[tag], country="ES"),
@@ -228,7 +206,7 @@ def test_list_filters_and_paginates(stack: RunningStack) -> None:
     assert names(list_all(stack, tag=tag, type="city", country="FR")) == ["city-fr"]
     assert names(list_all(stack, tag=tag, type="geozone")) == ["zone-fr"]
     assert "untagged-fr" in names(list_all(stack, limit=50, type="poi", country="FR"))
-    assert list_all(stack, tag=new_tag()) == []
+    assert list_all(stack, tag=fresh_tag()) == []
 
 
 @pytest.mark.parametrize(
@@ -247,17 +225,15 @@ def test_list_rejects_bad_query(stack: RunningStack, query: dict[str, str], code
 
 
 def test_a_read_only_key_can_read_but_not_write(stack: RunningStack) -> None:
-    response = stack.api("POST", "/v1/api-keys", key=stack.key(0), json={"name": "reader", "scopes": ["read"]})
-    assert response.status_code == 201, response.text
-    reader = response.json()["api_key"]
-    created = create(stack, region(tags=[new_tag()]))
+    reader = create_key(stack, ["read"], name="reader")["api_key"]
+    created = create_region(stack, region(tags=[fresh_tag()]))
 
     assert stack.api("GET", f"/v1/regions/{created['region_id']}", key=reader).json() == created
     assert stack.api("GET", "/v1/regions", key=reader).status_code == 200
     assert_error(stack.api("POST", "/v1/regions", key=reader, json=region()), 403, "insufficient_scope")
     assert_error(stack.api("POST", "/v1/regions/batch", key=reader, json={"regions": []}), 403, "insufficient_scope")
     assert_error(stack.api("DELETE", f"/v1/regions/{created['region_id']}", key=reader), 403, "insufficient_scope")
-    assert get(stack, created["region_id"]) == created
+    assert read_region(stack, created["region_id"]) == created
 
 
 def test_openapi_documents_the_regions_routes(stack: RunningStack) -> None:

@@ -1,42 +1,21 @@
 """Segments through the local API: create, members in bulk, counts, paging, delete."""
 
 import uuid
-from typing import Any
 
-from tests.integration.conftest import RunningStack, assert_error
-from tests.integration.test_users_api import new_user, user_path
-
-A = 0
-
-
-def new_segment(stack: RunningStack, kind: str = "static", criteria: Any = None, app: int = A) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": f"segment-{uuid.uuid4().hex}", "kind": kind}
-    if criteria is not None:
-        body["criteria"] = criteria
-    response = stack.api("POST", "/v1/segments", stack.key(app), json=body)
-    assert response.status_code == 201, response.text
-    segment: dict[str, Any] = response.json()
-    return segment
-
-
-def change_members(stack: RunningStack, segment_id: str, app: int = A, **body: list[Any]) -> dict[str, Any]:
-    response = stack.api("POST", f"/v1/segments/{segment_id}/members", stack.key(app), json=body)
-    assert response.status_code == 200, response.text
-    outcome: dict[str, Any] = response.json()
-    return outcome
+from tests.support.client import (
+    A,
+    RunningStack,
+    all_items,
+    assert_error,
+    change_members,
+    new_segment,
+    new_user,
+    user_path,
+)
 
 
 def all_members(stack: RunningStack, segment_id: str, limit: int) -> list[str]:
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
-        response = stack.api("GET", f"/v1/segments/{segment_id}/members", stack.key(A), params=params)
-        assert response.status_code == 200, response.text
-        seen.extend(user["user_id"] for user in response.json()["items"])
-        cursor = response.json()["next_cursor"]
-        if cursor is None:
-            return seen
+    return [user["user_id"] for user in all_items(stack, f"/v1/segments/{segment_id}/members", limit=limit)]
 
 
 def test_static_segment_members_and_counts(stack: RunningStack) -> None:

@@ -7,75 +7,32 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.conftest import RunningStack, assert_error, device_path
+from tests.support.client import (
+    A,
+    RunningStack,
+    all_items,
+    assert_error,
+    bulk_tag,
+    create_key,
+    device_path,
+    fresh_id,
+    fresh_tag,
+    identify,
+    listed_count,
+    read_device,
+    tag_devices_path,
+    tag_path,
+    tagged_ids,
+    tilde_encoded,
+)
 
-A = 0
 MAX_TAGS_PER_DEVICE = 20
 
 
-def fresh_tag() -> str:
-    return f"t-{uuid.uuid4().hex}"
-
-
-def new_device(stack: RunningStack, prefix: str = "fcm:tags-", app: int = A) -> str:
-    device_id = f"{prefix}{uuid.uuid4().hex}"
-    identify(stack, device_id, app)
+def new_device(stack: RunningStack, prefix: str = "fcm:tags-") -> str:
+    device_id = fresh_id(prefix)
+    identify(stack, device_id, "tag-user")
     return device_id
-
-
-def identify(stack: RunningStack, device_id: str, app: int = A, user_id: str = "tag-user") -> dict[str, Any]:
-    response = stack.api("PUT", device_path(device_id), stack.key(app), json={"user_id": user_id, "transport": "FCM"})
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
-
-
-def tag_path(device_id: str, tag: str) -> str:
-    return device_path(device_id, f"/tags/{quote(tag, safe='')}")
-
-
-def tag_devices_path(tag: str) -> str:
-    return f"/v1/tags/{quote(tag, safe='')}/devices"
-
-
-def read_device(stack: RunningStack, device_id: str, app: int = A) -> dict[str, Any]:
-    response = stack.api("GET", device_path(device_id), stack.key(app))
-    assert response.status_code == 200, response.text
-    device: dict[str, Any] = response.json()
-    return device
-
-
-def bulk(stack: RunningStack, tag: str, add: list[Any], remove: list[Any], app: int = A) -> dict[str, Any]:
-    response = stack.api("POST", tag_devices_path(tag), stack.key(app), json={"add": add, "remove": remove})
-    assert response.status_code == 200, response.text
-    outcome: dict[str, Any] = response.json()
-    return outcome
-
-
-def all_items(stack: RunningStack, path: str, app: int = A, limit: int = 200) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        params: dict[str, Any] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
-        response = stack.api("GET", path, stack.key(app), params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["items"]) <= limit
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError(f"{path} never reached its last page")
-
-
-def listed_count(stack: RunningStack, tag: str, app: int = A) -> int | None:
-    """The tag's device_count as GET /v1/tags lists it; None when it is not listed."""
-    counts = {item["tag"]: item["device_count"] for item in all_items(stack, "/v1/tags", app)}
-    return counts.get(tag)
-
-
-def tagged_ids(stack: RunningStack, tag: str, app: int = A) -> list[str]:
-    return sorted(device["device_id"] for device in all_items(stack, tag_devices_path(tag), app))
 
 
 def test_tag_and_untag_a_device(stack: RunningStack) -> None:
@@ -107,8 +64,8 @@ def test_bulk_add_and_remove(stack: RunningStack) -> None:
     ids = [new_device(stack) for _ in range(5)]
     ghost = f"fcm:ghost-{uuid.uuid4().hex}"
 
-    first = bulk(stack, tag, [*ids[:4], ids[0], ghost, 7, ""], [])
-    second = bulk(stack, tag, [ids[4], ids[3]], [ids[0], ids[1], None])
+    first = bulk_tag(stack, tag, [*ids[:4], ids[0], ghost, 7, ""], [])
+    second = bulk_tag(stack, tag, [ids[4], ids[3]], [ids[0], ids[1], None])
 
     assert first == {
         "added": 4,
@@ -139,8 +96,8 @@ def test_bulk_of_many_devices_keeps_the_count_exact(stack: RunningStack) -> None
     tag = fresh_tag()
     ids = [new_device(stack, "hms:bulk-") for _ in range(110)]  # three transactions
 
-    added = bulk(stack, tag, ids, [])
-    mixed = bulk(stack, tag, [], ids[:60])
+    added = bulk_tag(stack, tag, ids, [])
+    mixed = bulk_tag(stack, tag, [], ids[:60])
 
     assert (added["added"], added["device_count"], added["failed"]) == (110, 110, [])
     assert (mixed["removed"], mixed["device_count"]) == (60, 50)
@@ -182,7 +139,9 @@ def test_bulk_rejects_malformed_json(stack: RunningStack) -> None:
 def test_bulk_of_exactly_1000_ids_is_accepted(stack: RunningStack) -> None:
     device_id, tag = new_device(stack), fresh_tag()
 
-    outcome = bulk(stack, tag, [device_id, *(f"ghost-{n}" for n in range(599))], [f"ghost-r{n}" for n in range(400)])
+    outcome = bulk_tag(
+        stack, tag, [device_id, *(f"ghost-{n}" for n in range(599))], [f"ghost-r{n}" for n in range(400)]
+    )
 
     assert (outcome["added"], len(outcome["not_found"]), outcome["device_count"]) == (1, 999, 1)
 
@@ -229,7 +188,7 @@ def test_every_allowed_character_and_the_longest_name(stack: RunningStack) -> No
         response = stack.api("PUT", tag_path(device_id, name), stack.key(A))
         assert response.status_code == 200, response.text
         assert tagged_ids(stack, name) == [device_id]
-        assert bulk(stack, name, [], [device_id])["device_count"] == 0
+        assert bulk_tag(stack, name, [], [device_id])["device_count"] == 0
     assert read_device(stack, device_id)["tags"] == []
 
 
@@ -254,7 +213,7 @@ def test_device_ids_with_slashes(stack: RunningStack, device_id: str) -> None:
     assert tagged.status_code == 200, tagged.text
     assert (tagged.json()["device_id"], tagged.json()["tags"]) == (unique, [tag])
     assert tagged_ids(stack, tag) == [unique]
-    assert bulk(stack, tag, [unique], [])["unchanged"] == 1
+    assert bulk_tag(stack, tag, [unique], [])["unchanged"] == 1
     untagged = stack.api("DELETE", path, stack.key(A))
     assert (untagged.status_code, untagged.json()["tags"]) == (200, [])
 
@@ -262,7 +221,7 @@ def test_device_ids_with_slashes(stack: RunningStack, device_id: str) -> None:
 def _encoded(device_id: str) -> str:
     """URL-encoded, or '~' + base64url when the path cannot carry the id."""
     if "?" in device_id or device_id.endswith("/tags/vip"):
-        return "~" + base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+        return tilde_encoded(device_id)
     return quote(device_id, safe="")
 
 
@@ -278,13 +237,13 @@ def test_unknown_device_and_unknown_tag(stack: RunningStack) -> None:
 def test_a_device_carries_at_most_twenty_tags(stack: RunningStack) -> None:
     device_id, other = new_device(stack), new_device(stack)
     prefix = uuid.uuid4().hex[:8]
-    assert bulk(stack, f"{prefix}-0", [device_id], [])["added"] == 1
+    assert bulk_tag(stack, f"{prefix}-0", [device_id], [])["added"] == 1
     for number in range(1, MAX_TAGS_PER_DEVICE):
         assert stack.api("PUT", tag_path(device_id, f"{prefix}-{number}"), stack.key(A)).status_code == 200
     extra = fresh_tag()
 
     refused = stack.api("PUT", tag_path(device_id, extra), stack.key(A))
-    outcome = bulk(stack, extra, [device_id, other], [])
+    outcome = bulk_tag(stack, extra, [device_id, other], [])
 
     assert_error(refused, 409, "too_many_tags", "tag")
     assert (outcome["added"], outcome["too_many_tags"], outcome["device_count"]) == (1, [device_id], 1)
@@ -294,7 +253,7 @@ def test_a_device_carries_at_most_twenty_tags(stack: RunningStack) -> None:
 def test_listings_paginate(stack: RunningStack) -> None:
     tag = fresh_tag()
     ids = [new_device(stack, "apns:page-") for _ in range(7)]
-    bulk(stack, tag, ids, [])
+    bulk_tag(stack, tag, ids, [])
 
     devices = all_items(stack, tag_devices_path(tag), limit=3)
     tags = all_items(stack, "/v1/tags", limit=2)
@@ -330,7 +289,7 @@ def test_list_rejects_bad_cursors_and_limits(
 
 def test_logout_releases_the_tags(stack: RunningStack) -> None:
     device_id, stayer, tag = new_device(stack), new_device(stack), fresh_tag()
-    bulk(stack, tag, [device_id, stayer], [])
+    bulk_tag(stack, tag, [device_id, stayer], [])
 
     deleted = stack.api("DELETE", device_path(device_id), stack.key(A), params={"user_id": "tag-user"})
 
@@ -354,9 +313,7 @@ def test_identify_and_dissociate_keep_the_tags(stack: RunningStack) -> None:
 def test_scopes(stack: RunningStack) -> None:
     device_id, tag = new_device(stack), fresh_tag()
     stack.api("PUT", tag_path(device_id, tag), stack.key(A))
-    created = stack.api("POST", "/v1/api-keys", stack.key(A), json={"name": "reader", "scopes": ["read"]})
-    assert created.status_code == 201, created.text
-    reader = created.json()["api_key"]
+    reader = create_key(stack, ["read"], name="reader")["api_key"]
 
     assert stack.api("GET", "/v1/tags", reader).status_code == 200
     assert stack.api("GET", tag_devices_path(tag), reader).status_code == 200

@@ -1,28 +1,8 @@
 """Users, contacts, subscriptions and resources through the local API."""
 
 import uuid
-from typing import Any
-from urllib.parse import quote
 
-from tests.integration.conftest import RunningStack, assert_error
-
-
-def user_path(user_id: str, suffix: str = "") -> str:
-    return f"/v1/users/{quote(user_id, safe='')}{suffix}"
-
-
-def new_user(stack: RunningStack, fields: dict[str, Any] | None = None) -> str:
-    user_id = f"user-{uuid.uuid4().hex}"
-    response = stack.api("PUT", user_path(user_id), stack.key(0), json={"fields": fields or {}})
-    assert response.status_code == 200, response.text
-    return user_id
-
-
-def new_resource(stack: RunningStack, channels: list[str]) -> str:
-    response = stack.api("POST", "/v1/resources", stack.key(0), json={"name": "News", "channels": channels})
-    assert response.status_code == 201, response.text
-    resource_id: str = response.json()["resource_id"]
-    return resource_id
+from tests.support.client import RunningStack, assert_error, new_resource, new_user, pages, user_path
 
 
 def test_upsert_get_and_delete_a_user(stack: RunningStack) -> None:
@@ -62,14 +42,10 @@ def test_batch_reports_each_user(stack: RunningStack) -> None:
 def test_users_are_listed_with_a_cursor(stack: RunningStack) -> None:
     created = {new_user(stack) for _ in range(3)}
     seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
-        page = stack.api("GET", "/v1/users", stack.key(0), params=params).json()
-        assert len(page["items"]) <= 3
-        seen += [user["user_id"] for user in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None or created <= set(seen):
+    # Stops once it has seen them: the session's other users may fill many pages.
+    for items in pages(stack, "/v1/users", limit=3):
+        seen += [user["user_id"] for user in items]
+        if created <= set(seen):
             break
     assert created <= set(seen)
     assert len(seen) == len(set(seen))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, RunningStack, start_local_stack
+from tests.support.client import ROOT, RunningStack, start_local_stack
 
 FIXTURE = ROOT / "tests" / "fixtures" / "wiring" / "template.yaml"
 

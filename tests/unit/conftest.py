@@ -1,49 +1,35 @@
 """Unit tests run the real logic and pynamodb against moto's in-process DynamoDB.
 
-The tables are created from template.yaml's own definitions, so a key or
-index change in the template is what the tests see.
+The tables are created from template.yaml's own definitions (the builder the
+benchmarks use too), so a key or index change in the template is what the
+tests see. Helpers live in tests/support/.
 """
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
-from steward.pagination import Page
 from steward.settings import StoreSettings
-from steward.tables import bind_tables
-from steward_local import moto_speedups
-from steward_local.template import dynamodb_tables, store_settings
-
-ROOT = Path(__file__).resolve().parents[2]
-SHARD_COUNT = 4  # small, so pagination crosses shards with few devices
-
-
-moto_speedups.install()
-
-
-def create_template_tables(shard_count: int) -> StoreSettings:
-    """Inside mock_aws: create the template's tables and bind the models to them."""
-    client = boto3.client("dynamodb")
-    names = {}
-    for logical_id, definition in dynamodb_tables(ROOT / "template.yaml").items():
-        names[logical_id] = f"test-{logical_id}"
-        client.create_table(TableName=names[logical_id], **definition)
-    settings = store_settings(names, shard_count)
-    bind_tables(settings)
-    return settings
+from steward_local.moto_tables import create_template_tables
+from tests.support.service import SHARD_COUNT, load_function
 
 
 @pytest.fixture
 def store() -> Iterator[StoreSettings]:
     """Fresh, empty tables for one test, bound to the pynamodb models."""
     with mock_aws():
-        yield create_template_tables(SHARD_COUNT)
+        yield create_template_tables(SHARD_COUNT, "test")
+
+
+@pytest.fixture
+def api(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The real API function, on this test's tables."""
+    return load_function("api", store, monkeypatch)
 
 
 @pytest.fixture
@@ -63,17 +49,3 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
             return original(self)
 
     monkeypatch.setattr(DynamoHandler, "call_action", call_action)
-
-
-def collect_pages[T](fetch: Callable[[str | None], Page[T]], limit: int = 2, start: str | None = None) -> list[T]:
-    """Follow next_cursor from ``start`` until it is None; every page respects the limit."""
-    found: list[T] = []
-    cursor = start
-    for _ in range(100):
-        page = fetch(cursor)
-        assert len(page.items) <= limit
-        found.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return found
-    raise AssertionError("pagination never ended")

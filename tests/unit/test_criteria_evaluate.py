@@ -15,8 +15,8 @@ from steward.criteria.models import Operator, Rule
 from steward.criteria.parse import parse_criteria
 from steward.criteria.values import custom_date, days_ago
 from steward.settings import StoreSettings
-from tests.unit.conftest import SHARD_COUNT
-from tests.unit.test_criteria_support import NOW, contact, make_user, select_both, subscription
+from tests.support.criteria import NOW, contact, make_user, select_both, subscription
+from tests.support.service import SHARD_COUNT
 
 BIG = 2**60 + 1  # a float cannot hold it: the number comparisons must still agree
 

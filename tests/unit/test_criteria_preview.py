@@ -13,14 +13,12 @@ from steward.criteria.models import ContactSample, PreviewRequest, PreviewResult
 from steward.criteria.preview import CriteriaPreviewService
 from steward.criteria.selection import SelectionLimits
 from steward.devices.models import Device, LastStatus, Transport
-from steward.devices.repository import DeviceRepository
 from steward.errors import InvalidInput
 from steward.pagination import decode_cursor, encode_cursor
 from steward.settings import StoreSettings
 from steward.users.models import User
-from tests.unit.conftest import SHARD_COUNT
-from tests.unit.test_criteria_support import APP, NOW, contact, make_device, make_user, store_users
-from tests.unit.test_handlers import call, load_event, load_function
+from tests.support.criteria import APP, NOW, contact, make_device, make_user, store_users
+from tests.support.service import SHARD_COUNT, call, load_event
 
 ALL_USERS = {"field": "user_id", "op": "exists"}
 ALL_DEVICES = {"field": "device.transport", "op": "exists"}
@@ -43,7 +41,7 @@ def all_pages(svc: CriteriaPreviewService, target: str, criteria: Any) -> list[P
 
 
 def store_devices(devices: list[Device]) -> None:
-    repository = DeviceRepository(SHARD_COUNT)
+    repository = Services(SHARD_COUNT).device_repository
     for device in devices:
         repository.upsert(APP, device.device_id, lambda _, device=device: device)  # type: ignore[misc]
 
@@ -250,11 +248,6 @@ def test_invalid_criteria_are_refused_before_reading(people: list[User]) -> None
 
 
 # --- through the real handler -------------------------------------------------------
-
-
-@pytest.fixture
-def api(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return load_function("api", store, monkeypatch)
 
 
 def preview_event(body: Any, scopes: str = "read") -> dict[str, Any]:

@@ -22,8 +22,8 @@ from steward.criteria.preview import CriteriaPreviewService
 from steward.criteria.selection import SelectionLimits
 from steward.devices.models import Device, LastStatus, Transport
 from steward.users.models import Contact, Subscription, SubscriptionStatus, User
-from tests.unit.conftest import SHARD_COUNT, create_template_tables
-from tests.unit.test_criteria_support import (
+from steward_local.moto_tables import create_template_tables
+from tests.support.criteria import (
     APP,
     NOW,
     make_device,
@@ -33,6 +33,7 @@ from tests.unit.test_criteria_support import (
     select_pushed_down,
     store_users,
 )
+from tests.support.service import SHARD_COUNT
 
 EXAMPLES = 40
 PUSHDOWN_EXAMPLES = 50
@@ -210,7 +211,7 @@ _LIST = make_user("list", fields={"a": [True, "x"]})
 @example(stored=[_ONE], criteria_list=[{"field": "fields.b", "op": "ne", "value": 1}])  # moto: missing <> 1
 def test_pushdown_and_residual_select_what_code_selects(stored: list[User], criteria_list: list[Any]) -> None:
     with mock_aws():
-        create_template_tables(SHARD_COUNT)
+        create_template_tables(SHARD_COUNT, "test")
         store_users(stored, SHARD_COUNT)
         read_back = read_all_users()
         # Several criteria per stored set: the tables cost more to set up than a query.
@@ -299,7 +300,7 @@ def test_preview_pages_add_up_to_what_code_selects(
     stored: list[User], devices: list[Device], target: Target, criteria: Any, budget: int
 ) -> None:
     with mock_aws():
-        create_template_tables(SHARD_COUNT)
+        create_template_tables(SHARD_COUNT, "test")
         store_users(stored, SHARD_COUNT)
         limits = SelectionLimits(max_scanned=budget, max_device_lookups=budget, max_owner_lookups=budget)
         services = Services(SHARD_COUNT, clock=lambda: NOW, selection_limits=limits)

@@ -8,8 +8,8 @@ from steward.criteria.models import MAX_LIST_VALUES, MAX_RULES, Group, Rule, Tar
 from steward.criteria.parse import parse_criteria
 from steward.criteria.pushdown import MAX_FILTER_BYTES, MAX_FILTER_OPERATORS, Plan, _operators, plan
 from steward.settings import StoreSettings
-from tests.unit.conftest import SHARD_COUNT
-from tests.unit.test_criteria_support import NOW, make_user, select_both
+from tests.support.criteria import NOW, make_user, select_both
+from tests.support.service import SHARD_COUNT
 
 PLAN_GOLD = {"field": "fields.plan", "op": "eq", "value": "gold"}
 ACTIVE = {"field": "active", "op": "eq", "value": True}

@@ -9,8 +9,7 @@ from steward.criteria.fields import Attribute, FieldType, Scope, resolve_field
 from steward.criteria.models import MAX_DEPTH, MAX_RULES, Combinator, Group, Operator, Rule
 from steward.criteria.parse import parse_criteria
 from steward.errors import InvalidInput
-
-ACTIVE = {"field": "active", "op": "eq", "value": True}
+from tests.support.criteria import ACTIVE, nested
 
 
 def error_of(criteria: Any) -> InvalidInput:
@@ -19,13 +18,6 @@ def error_of(criteria: Any) -> InvalidInput:
     assert caught.value.code == "invalid_criteria"
     assert caught.value.message.startswith(f"{caught.value.field}: ")
     return caught.value
-
-
-def nested(depth: int) -> dict[str, Any]:
-    node: dict[str, Any] = {"all": [ACTIVE]}
-    for _ in range(depth - 1):
-        node = {"any": [node]}
-    return node
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from steward.errors import Conflict, InvalidInput, NotFound, StewardError
 from steward.pagination import encode_cursor
 from steward.settings import StoreSettings
 from steward.tables import DeviceRecord, device_user_key
-from tests.unit.conftest import collect_pages
+from tests.support.service import collect_pages
 
 APP = "app-a"
 OTHER_APP = "app-b"

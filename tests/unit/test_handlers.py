@@ -1,48 +1,13 @@
 """The real handler modules, fed the sample events in events/ (API Gateway's shapes)."""
 
 import copy
-import json
-from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
 from steward.composition import Services
 from steward.settings import StoreSettings
-from steward_local.lambdas import LambdaContext, import_handler_module
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
-    return event
-
-
-def context() -> LambdaContext:
-    return LambdaContext("steward-test", 512, "arn:aws:lambda:us-east-1:123456789012:function:steward-test", 15)
-
-
-def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("STEWARD_APPS_TABLE", store.apps_table)
-    monkeypatch.setenv("STEWARD_DEVICES_TABLE", store.devices_table)
-    monkeypatch.setenv("STEWARD_PROFILES_TABLE", store.profiles_table)
-    monkeypatch.setenv("STEWARD_CATALOG_TABLE", store.catalog_table)
-    monkeypatch.setenv("STEWARD_SHARD_COUNT", str(store.shard_count))
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", name)
-    return import_handler_module(f"test-{name}", ROOT / "functions" / name, "app")
-
-
-@pytest.fixture
-def api(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return load_function("api", store, monkeypatch)
-
-
-def call(api: ModuleType, event: dict[str, Any]) -> tuple[int, Any]:
-    response = api.lambda_handler(event, context())
-    body = response.get("body")
-    return response["statusCode"], json.loads(body) if body else None
+from tests.support.service import call, context, load_event, load_function
 
 
 def test_identify_event_registers_the_device_as_unused(api: ModuleType) -> None:

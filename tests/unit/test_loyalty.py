@@ -7,7 +7,7 @@ from steward.errors import Conflict, InvalidInput, NotFound
 from steward.loyalty.service import LoyaltyService
 from steward.settings import StoreSettings
 from steward.users.models import PromoCode, UpsertUser
-from tests.unit.conftest import SHARD_COUNT
+from tests.support.service import SHARD_COUNT, new_users, refusal
 
 A, B = "app-a", "app-b"
 
@@ -15,10 +15,6 @@ A, B = "app-a", "app-b"
 @pytest.fixture
 def loyalty(store: StoreSettings) -> LoyaltyService:
     return Services(SHARD_COUNT).loyalty
-
-
-def new_user(app_id: str, user_id: str) -> None:
-    Services(SHARD_COUNT).users.upsert(app_id, user_id, UpsertUser())
 
 
 def program_with(loyalty: LoyaltyService, app_id: str, *codes: str) -> str:
@@ -75,7 +71,7 @@ def test_add_codes_limits_and_unknown_program(loyalty: LoyaltyService) -> None:
 
 def test_attach_and_detach_keep_code_and_user_consistent(loyalty: LoyaltyService) -> None:
     program_id = program_with(loyalty, A, "SUMMER", "WINTER")
-    new_user(A, "u1")
+    new_users(A, "u1")
 
     user = loyalty.attach(A, "u1", "SUMMER")
     again = loyalty.attach(A, "u1", "SUMMER")
@@ -98,17 +94,15 @@ def test_attach_and_detach_keep_code_and_user_consistent(loyalty: LoyaltyService
 
 def test_code_taken_by_another_user(loyalty: LoyaltyService) -> None:
     program_with(loyalty, A, "ONLY")
-    new_user(A, "u1")
-    new_user(A, "u2")
+    new_users(A, "u1")
+    new_users(A, "u2")
     loyalty.attach(A, "u1", "ONLY")
 
-    with pytest.raises(Conflict) as taken:
-        loyalty.attach(A, "u2", "ONLY")
-    with pytest.raises(NotFound) as not_theirs:
-        loyalty.detach(A, "u2", "ONLY")
+    taken = refusal(Conflict, loyalty.attach, A, "u2", "ONLY")
+    not_theirs = refusal(NotFound, loyalty.detach, A, "u2", "ONLY")
 
-    assert taken.value.code == "promo_code_taken"
-    assert not_theirs.value.code == "promo_code_not_attached"
+    assert taken.code == "promo_code_taken"
+    assert not_theirs.code == "promo_code_not_attached"
     assert user_codes(A, "u2") == []
     assert attached_to(A, "ONLY") == "u1"
     loyalty.detach(A, "u1", "ONLY")
@@ -117,25 +111,22 @@ def test_code_taken_by_another_user(loyalty: LoyaltyService) -> None:
 
 def test_unknown_code_or_user(loyalty: LoyaltyService) -> None:
     program_with(loyalty, A, "REAL")
-    new_user(A, "u1")
+    new_users(A, "u1")
 
-    with pytest.raises(NotFound) as unknown_code:
-        loyalty.attach(A, "u1", "NOPE")
-    with pytest.raises(NotFound) as unknown_user:
-        loyalty.attach(A, "ghost", "REAL")
-    with pytest.raises(NotFound) as detach_unknown_user:
-        loyalty.detach(A, "ghost", "REAL")
+    unknown_code = refusal(NotFound, loyalty.attach, A, "u1", "NOPE")
+    unknown_user = refusal(NotFound, loyalty.attach, A, "ghost", "REAL")
+    detach_unknown_user = refusal(NotFound, loyalty.detach, A, "ghost", "REAL")
 
-    assert unknown_code.value.code == "promo_code_not_found"
-    assert unknown_user.value.code == "user_not_found"
-    assert detach_unknown_user.value.code == "user_not_found"
+    assert unknown_code.code == "promo_code_not_found"
+    assert unknown_user.code == "user_not_found"
+    assert detach_unknown_user.code == "user_not_found"
     assert attached_to(A, "REAL") is None  # the transaction left the code free
     assert Services(SHARD_COUNT).user_repository.get(A, "ghost") is None  # and created no user
 
 
 def test_user_upsert_keeps_promo_codes(loyalty: LoyaltyService) -> None:
     program_with(loyalty, A, "KEPT")
-    new_user(A, "u1")
+    new_users(A, "u1")
     loyalty.attach(A, "u1", "KEPT")
 
     Services(SHARD_COUNT).users.upsert(A, "u1", UpsertUser(fields={"plan": "pro"}))
@@ -145,16 +136,14 @@ def test_user_upsert_keeps_promo_codes(loyalty: LoyaltyService) -> None:
 
 def test_apps_are_isolated(loyalty: LoyaltyService) -> None:
     program_id = program_with(loyalty, A, "SHARED")
-    new_user(A, "u1")
-    new_user(B, "u1")
+    new_users(A, "u1")
+    new_users(B, "u1")
 
-    with pytest.raises(NotFound) as foreign_program:
-        loyalty.add_codes(B, program_id, ["MORE"])
-    with pytest.raises(NotFound) as foreign_code:
-        loyalty.attach(B, "u1", "SHARED")
+    foreign_program = refusal(NotFound, loyalty.add_codes, B, program_id, ["MORE"])
+    foreign_code = refusal(NotFound, loyalty.attach, B, "u1", "SHARED")
 
-    assert foreign_program.value.code == "loyalty_program_not_found"
-    assert foreign_code.value.code == "promo_code_not_found"
+    assert foreign_program.code == "loyalty_program_not_found"
+    assert foreign_code.code == "promo_code_not_found"
     b_program = loyalty.create_program(B, "B's").program_id
     assert loyalty.add_codes(B, b_program, ["SHARED"]).added == 1  # codes are unique per app only
     loyalty.attach(B, "u1", "SHARED")
@@ -164,8 +153,8 @@ def test_apps_are_isolated(loyalty: LoyaltyService) -> None:
 
 def test_deleting_a_user_releases_its_codes(loyalty: LoyaltyService) -> None:
     program_with(loyalty, A, "KEEP", "ALSO")
-    new_user(A, "leaver")
-    new_user(A, "next")
+    new_users(A, "leaver")
+    new_users(A, "next")
     loyalty.attach(A, "leaver", "KEEP")
     loyalty.attach(A, "leaver", "ALSO")
 

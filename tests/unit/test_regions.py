@@ -26,7 +26,7 @@ from steward.regions.service import RegionService
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
 from steward.tables import RegionRecord
-from tests.unit.conftest import collect_pages
+from tests.support.service import collect_pages
 
 APP = "app-a"
 OTHER_APP = "app-b"

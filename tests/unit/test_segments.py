@@ -10,10 +10,10 @@ from steward.errors import Conflict, InvalidInput, NotFound
 from steward.segments.models import MAX_SEGMENTS_PER_USER, ChangeMembers, CreateSegment, Segment, SegmentKind
 from steward.segments.service import SegmentService
 from steward.settings import StoreSettings
-from steward.sharding import partition_for, shard_key
+from steward.sharding import partition_for
 from steward.tables import ProfileRecord, SegmentMemberRecord, segment_members_collection
 from steward.users.models import UpsertUser
-from tests.unit.conftest import SHARD_COUNT, collect_pages
+from tests.support.service import SHARD_COUNT, collect_pages, new_users, refusal, sort_keys_in_shards
 
 A, B = "app-a", "app-b"
 
@@ -28,12 +28,6 @@ def segments(store: StoreSettings) -> SegmentService:
     return Services(SHARD_COUNT).segments
 
 
-def new_users(app_id: str, *user_ids: str) -> None:
-    service = Services(SHARD_COUNT).users
-    for user_id in user_ids:
-        service.upsert(app_id, user_id, UpsertUser())
-
-
 def static(segments: SegmentService, app_id: str = A, name: str = "vip") -> Segment:
     return segments.create(app_id, CreateSegment(name=name, kind=SegmentKind.STATIC))
 
@@ -44,12 +38,7 @@ def change(segments: SegmentService, segment_id: str, add: list[Any] = [], remov
 
 def stored_members(app_id: str, segment_id: str) -> set[str]:
     """The member items, read directly from every shard."""
-    collection = segment_members_collection(app_id, segment_id)
-    return {
-        record.sk
-        for shard in range(SHARD_COUNT)
-        for record in SegmentMemberRecord.query(shard_key(collection, shard), consistent_read=True)
-    }
+    return set(sort_keys_in_shards(SegmentMemberRecord, segment_members_collection(app_id, segment_id)))
 
 
 def users_in(app_id: str, segment_id: str, *user_ids: str) -> set[str]:
@@ -201,21 +190,16 @@ def test_member_changes_are_validated(segments: SegmentService) -> None:
         CreateSegment(name="c", kind=SegmentKind.CRITERIA, criteria={"field": "active", "op": "eq", "value": True}),
     ).segment_id
 
-    with pytest.raises(InvalidInput) as too_many:
-        change(segments, segment_id, add=["u"] * 600, remove=["v"] * 401)
-    with pytest.raises(InvalidInput) as both:
-        change(segments, segment_id, add=["u"], remove=["u"])
-    with pytest.raises(Conflict) as not_static:
-        change(segments, criteria_id, add=["u"])
-    with pytest.raises(NotFound) as unknown:
-        change(segments, "seg_0000000000000000", add=["u"])
-    with pytest.raises(NotFound) as malformed:
-        change(segments, "x" * 2000, add=["u"])
+    too_many = refusal(InvalidInput, change, segments, segment_id, add=["u"] * 600, remove=["v"] * 401)
+    both = refusal(InvalidInput, change, segments, segment_id, add=["u"], remove=["u"])
+    not_static = refusal(Conflict, change, segments, criteria_id, add=["u"])
+    unknown = refusal(NotFound, change, segments, "seg_0000000000000000", add=["u"])
+    malformed = refusal(NotFound, change, segments, "x" * 2000, add=["u"])
 
-    assert too_many.value.code == "batch_too_large"
-    assert both.value.code == "id_in_add_and_remove"
-    assert not_static.value.code == "segment_not_static"
-    assert unknown.value.code == malformed.value.code == "segment_not_found"
+    assert too_many.code == "batch_too_large"
+    assert both.code == "id_in_add_and_remove"
+    assert not_static.code == "segment_not_static"
+    assert unknown.code == malformed.code == "segment_not_found"
 
 
 def test_a_user_is_in_a_bounded_number_of_segments(segments: SegmentService) -> None:

@@ -2,6 +2,7 @@
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -25,8 +26,7 @@ from steward.tags.models import MAX_TAGS_PER_DEVICE, Tag
 from steward.tags.repository import TagChange, TagRepository
 from steward.tags.service import TagService
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
-from tests.unit.conftest import SHARD_COUNT, collect_pages
-from tests.unit.test_handlers import call, load_event, load_function
+from tests.support.service import SHARD_COUNT, call, collect_pages, load_event, refusal, sort_keys_in_shards
 
 A, B = "app-a", "app-b"
 
@@ -61,10 +61,7 @@ def stored_count(app_id: str, tag: str) -> int | None:
 
 
 def member_ids(app_id: str, tag: str) -> set[str]:
-    collection = tag_members_collection(app_id, tag)
-    found: list[str] = []
-    for shard in range(SHARD_COUNT):
-        found += [record.sk for record in TagMemberRecord.query(shard_key(collection, shard), consistent_read=True)]
+    found = sort_keys_in_shards(TagMemberRecord, tag_members_collection(app_id, tag))
     assert len(found) == len(set(found))
     return set(found)
 
@@ -88,6 +85,25 @@ def assert_consistent(app_id: str, tag: str, expected: set[str]) -> None:
 
 def version(app_id: str, device_id: str) -> int:
     return int(DeviceRecord.get(partition_for(app_id, device_id, SHARD_COUNT), device_id, consistent_read=True).version)
+
+
+def after_first_device_read(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object]) -> list[int]:
+    """Run ``meanwhile`` as soon as the next device read returns: another request between a read and its write.
+
+    Returns the count of device reads, kept up to date.
+    """
+    original = DeviceRepository._get_record
+    reads = [0]
+
+    def get_record(self: DeviceRepository, app_id: str, device_id: str) -> DeviceRecord | None:
+        record = original(self, app_id, device_id)
+        reads[0] += 1
+        if reads[0] == 1:
+            meanwhile()
+        return record
+
+    monkeypatch.setattr(DeviceRepository, "_get_record", get_record)
+    return reads
 
 
 # One device.
@@ -130,16 +146,13 @@ def test_unknown_device_or_missing_tag(devices: DeviceService, tags: TagService)
     identify(devices, "d1")
     tags.tag(A, "d1", "other")
 
-    with pytest.raises(NotFound) as unknown_tag:
-        tags.tag(A, "ghost", "vip")
-    with pytest.raises(NotFound) as unknown_untag:
-        tags.untag(A, "ghost", "vip")
-    with pytest.raises(NotFound) as not_carried:
-        tags.untag(A, "d1", "vip")
+    unknown_tag = refusal(NotFound, tags.tag, A, "ghost", "vip")
+    unknown_untag = refusal(NotFound, tags.untag, A, "ghost", "vip")
+    not_carried = refusal(NotFound, tags.untag, A, "d1", "vip")
 
-    assert (unknown_tag.value.code, unknown_tag.value.field) == ("device_not_found", "device_id")
-    assert unknown_untag.value.code == "device_not_found"
-    assert (not_carried.value.code, not_carried.value.field) == ("tag_not_on_device", "tag")
+    assert (unknown_tag.code, unknown_tag.field) == ("device_not_found", "device_id")
+    assert unknown_untag.code == "device_not_found"
+    assert (not_carried.code, not_carried.field) == ("tag_not_on_device", "tag")
     assert stored_count(A, "vip") is None  # the refused transactions created no tag
     assert devices.repository.get(A, "ghost") is None
     assert devices.get(A, "d1").tags == ["other"]
@@ -502,17 +515,8 @@ def test_delete_rereads_a_device_tagged_meanwhile(
 ) -> None:
     identify(devices, "d1")
     tags.tag(A, "d1", "first")
-    original = DeviceRepository._get_record
-    reads = [0]
-
-    def get_record(self: DeviceRepository, app_id: str, device_id: str) -> DeviceRecord | None:
-        record = original(self, app_id, device_id)
-        reads[0] += 1
-        if reads[0] == 1:
-            tags.tag(A, "d1", "second")  # after delete's read, before its transaction
-        return record
-
-    monkeypatch.setattr(DeviceRepository, "_get_record", get_record)
+    # After delete's read, before its transaction.
+    reads = after_first_device_read(monkeypatch, lambda: tags.tag(A, "d1", "second"))
 
     devices.logout(A, "d1", None)
 
@@ -548,17 +552,8 @@ def test_identify_racing_a_tag_add_loses_neither(
     devices: DeviceService, tags: TagService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     identify(devices, "d1")
-    original = DeviceRepository._get_record
-    reads = [0]
-
-    def get_record(self: DeviceRepository, app_id: str, device_id: str) -> DeviceRecord | None:
-        record = original(self, app_id, device_id)
-        reads[0] += 1
-        if reads[0] == 1:
-            tags.tag(A, "d1", "vip")  # lands between identify's read and its write
-        return record
-
-    monkeypatch.setattr(DeviceRepository, "_get_record", get_record)
+    # Lands between identify's read and its write.
+    after_first_device_read(monkeypatch, lambda: tags.tag(A, "d1", "vip"))
 
     device = identify(devices, "d1", attributes={"app_version": "2.0"})
 
@@ -628,8 +623,7 @@ def test_concurrent_single_and_bulk_changes_keep_counts_exact(devices: DeviceSer
 # The real handler, fed the sample events (an API Gateway path with ':' in the device id and the tag).
 
 
-def test_tag_events_through_the_handler(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    api: ModuleType = load_function("api", store, monkeypatch)
+def test_tag_events_through_the_handler(api: ModuleType) -> None:
     call(api, load_event("http-api-identify-device.json"))
 
     tagged = call(api, load_event("tags_tag-device.json"))
@@ -670,17 +664,14 @@ def test_another_apps_same_named_tag_and_device_are_untouched(devices: DeviceSer
     changed = tags.change_devices(B, "vip", ["d0004", "a-only"], ["shared", "d0000"])
     tags.untag(B, "d0004", "vip")
     devices.logout(B, "shared", None)
-    with pytest.raises(NotFound) as foreign_device:
-        tags.tag(B, "a-only", "vip")
-    with pytest.raises(NotFound) as foreign_untag:
-        tags.untag(B, "a-only", "only-a")
-    with pytest.raises(NotFound) as foreign_tag:
-        tags.list_devices(B, "only-a", None, 10)
+    foreign_device = refusal(NotFound, tags.tag, B, "a-only", "vip")
+    foreign_untag = refusal(NotFound, tags.untag, B, "a-only", "only-a")
+    foreign_tag = refusal(NotFound, tags.list_devices, B, "only-a", None, 10)
 
     assert (changed.added, changed.removed, changed.unchanged, changed.not_found) == (1, 1, 1, ["a-only"])
     assert changed.device_count == 1
-    assert (foreign_device.value.code, foreign_untag.value.code) == ("device_not_found", "device_not_found")
-    assert foreign_tag.value.code == "tag_not_found"
+    assert (foreign_device.code, foreign_untag.code) == ("device_not_found", "device_not_found")
+    assert foreign_tag.code == "tag_not_found"
     assert_consistent(A, "vip", {"shared", "d0000", "d0001", "d0002", "d0003"})
     assert_consistent(A, "only-a", {"a-only"})
     assert_consistent(B, "vip", set())

@@ -1,4 +1,4 @@
-"""Helpers shared by the criteria tests: users, devices, and selecting with both evaluators.
+"""What the criteria tests share: users, devices, criteria, and selecting with both evaluators.
 
 ``select_both`` is the heart of the targeted tests: it selects users in code
 (over the in-memory users and over what DynamoDB returns without a filter)
@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from steward.composition import Services
 from steward.criteria.evaluate import matches, user_subject
 from steward.criteria.models import Node, Target
 from steward.criteria.parse import parse_criteria
@@ -19,13 +20,22 @@ from steward.shard_reader import Position, read_shards
 from steward.tables import ProfileRecord
 from steward.types import Channel
 from steward.users.models import Contact, Subscription, SubscriptionStatus, User
-from steward.users.repository import UserRepository, to_user
-from tests.unit.conftest import SHARD_COUNT
+from steward.users.repository import to_user
+from tests.support.service import SHARD_COUNT
 
 APP = "app-criteria"
 NOW = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 EVERYTHING = 10**9  # a read budget no test reaches
+ACTIVE = {"field": "active", "op": "eq", "value": True}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """Criteria ``depth`` groups deep: an ``all`` of ACTIVE inside ``any`` groups."""
+    node: dict[str, Any] = {"all": [ACTIVE]}
+    for _ in range(depth - 1):
+        node = {"any": [node]}
+    return node
 
 
 def make_user(user_id: str, **changes: Any) -> User:
@@ -78,7 +88,7 @@ def make_device(device_id: str, user_id: str | None, **changes: Any) -> Device:
 
 
 def store_users(users: Iterable[User], shard_count: int) -> None:
-    repository = UserRepository(shard_count)
+    repository = Services(shard_count).user_repository
     for user in users:
         assert repository.save_if_unchanged(APP, user, None)
 

@@ -1,0 +1,360 @@
+"""How the integration tests call Steward: the local stack, its paths, its error shape, and the calls many tests make.
+
+Everything goes over real HTTP: requests to the local API gateway, boto3 to
+the emulator. ``A`` and ``B`` are the two demo apps (``stack.key(A)`` and
+``stack.key(B)``); every helper acts as app A unless told otherwise.
+"""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from uuid import uuid4
+
+import boto3
+import requests
+
+from steward.sharding import partition_for
+from steward.tables import ProfileRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 90
+A, B = 0, 1  # indexes of the demo apps in the stack's state file
+MAX_PAGES = 1000
+PREVIEW = "/v1/criteria/preview"
+TEMPLATE_SHARD_COUNT = 16  # the template's default ShardCount, which the local stack uses
+BATCH_WRITE = 25
+NOW = datetime.now(UTC)
+
+
+# --- The running stack --------------------------------------------------------
+
+
+@dataclass
+class RunningStack:
+    state: dict[str, Any]
+    state_file: Path
+
+    @property
+    def api_url(self) -> str:
+        return str(self.state["api_url"])
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.state["aws_endpoint_url"],
+            region_name=self.state["region"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def key(self, app_index: int) -> str:
+        return str(self.state["apps"][app_index]["api_key"])
+
+    def api(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return requests.request(method, self.api_url + path, headers=headers, timeout=30, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_local_stack(tmp: Path, *arguments: str) -> Iterator[RunningStack]:
+    """Run `python -m steward_local run` (what `make run` runs) in a child process, on free ports."""
+    state_file = tmp / "stack.json"
+    log = (tmp / "runner.log").open("w")
+    # Free ports, so tests never collide with a developer's running `make run`.
+    environment = {**os.environ, "STEWARD_API_PORT": str(_free_port()), "STEWARD_AWS_PORT": str(_free_port())}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "steward_local", "run", "--state-file", str(state_file), *arguments],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not state_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"The local stack did not start:\n{(tmp / 'runner.log').read_text()}")
+            time.sleep(0.2)
+        yield RunningStack(json.loads(state_file.read_text()), state_file)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+# --- Ids and paths ------------------------------------------------------------
+
+
+def fresh_id(prefix: str) -> str:
+    """A fresh id: the stack is shared by the whole session, so no test meets another's data."""
+    return f"{prefix}{uuid4().hex}"
+
+
+def fresh_tag() -> str:
+    return fresh_id("t-")
+
+
+def fresh_code() -> str:
+    return fresh_id("C-")
+
+
+def tilde_encoded(device_id: str) -> str:
+    """The '~' + base64url form, for ids that a URL-encoded path cannot carry."""
+    return "~" + base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+
+
+def device_path(device_id: str, suffix: str = "") -> str:
+    """Clients URL-encode device ids: FCM tokens hold ':' and WebPush ids are URLs."""
+    return f"/v1/devices/{quote(device_id, safe='')}{suffix}"
+
+
+def user_path(user_id: str, suffix: str = "") -> str:
+    return f"/v1/users/{quote(user_id, safe='')}{suffix}"
+
+
+def tag_path(device_id: str, tag: str) -> str:
+    return device_path(device_id, f"/tags/{quote(tag, safe='')}")
+
+
+def tag_devices_path(tag: str) -> str:
+    return f"/v1/tags/{quote(tag, safe='')}/devices"
+
+
+def code_path(user_id: str, code: str) -> str:
+    return user_path(user_id, f"/promo-codes/{code}")
+
+
+# --- Responses ----------------------------------------------------------------
+
+_UNCHECKED = object()
+
+
+def assert_error(response: requests.Response, status: int, code: str, field: object = _UNCHECKED) -> dict[str, Any]:
+    """The response is Steward's error shape with this status and code (and field, when given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "field"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str), error
+    assert error["message"].strip(), error
+    if field is not _UNCHECKED:
+        assert error["field"] == field, error
+    return error
+
+
+def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:
+    """The JSON body of a response that must have this status."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --- Lists --------------------------------------------------------------------
+
+
+def pages(
+    stack: RunningStack,
+    path: str,
+    *,
+    app: int = A,
+    limit: int = 200,
+    cursor: str | None = None,
+    **query: str,
+) -> Iterator[list[dict[str, Any]]]:
+    """The items of each page of a list route, following next_cursor from ``cursor``; every page respects the limit."""
+    params: dict[str, Any] = {**query, "limit": limit}
+    for _ in range(MAX_PAGES):
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = ok(stack.api("GET", path, key=stack.key(app), params=params))
+        assert len(page["items"]) <= limit
+        yield page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return
+    raise AssertionError(f"{path} never reached its last page")
+
+
+def all_items(stack: RunningStack, path: str, **options: Any) -> list[dict[str, Any]]:
+    """Every item of a list route; ``options`` as for pages()."""
+    return [item for items in pages(stack, path, **options) for item in items]
+
+
+def every_cursor(stack: RunningStack, path: str, *, app: int = A, **query: str) -> list[str]:
+    """The cursors the route hands out one item at a time (the first MAX_PAGES): one per position of the listing."""
+    cursors: list[str] = []
+    params: dict[str, Any] = {**query, "limit": 1}
+    for _ in range(MAX_PAGES):
+        cursor = ok(stack.api("GET", path, key=stack.key(app), params=params))["next_cursor"]
+        if cursor is None:
+            break
+        cursors.append(cursor)
+        params["cursor"] = cursor
+    return cursors
+
+
+def first_cursor(stack: RunningStack, path: str, *, app: int = A) -> str:
+    """The cursor after the first item, for a listing that holds at least two."""
+    cursor = ok(stack.api("GET", path, key=stack.key(app), params={"limit": 1}))["next_cursor"]
+    assert cursor is not None
+    return str(cursor)
+
+
+# --- Devices, keys ------------------------------------------------------------
+
+
+def identify(
+    stack: RunningStack, device_id: str, user_id: str = "alice", *, transport: str = "FCM", app: int = A
+) -> dict[str, Any]:
+    body = {"user_id": user_id, "transport": transport}
+    return ok(stack.api("PUT", device_path(device_id), key=stack.key(app), json=body))
+
+
+def read_device(stack: RunningStack, device_id: str, *, app: int = A, key: str | None = None) -> dict[str, Any]:
+    return ok(stack.api("GET", device_path(device_id), key=stack.key(app) if key is None else key))
+
+
+def create_key(stack: RunningStack, scopes: list[str], *, name: str = "test", app: int = A) -> dict[str, Any]:
+    """A new API key of the app: its key_id and, this once, its secret api_key."""
+    body = {"name": name, "scopes": scopes}
+    return ok(stack.api("POST", "/v1/api-keys", key=stack.key(app), json=body), 201)
+
+
+# --- Users, loyalty, segments, tags, regions ------------------------------------
+
+
+def new_user(stack: RunningStack, fields: dict[str, Any] | None = None) -> str:
+    user_id = fresh_id("user-")
+    ok(stack.api("PUT", user_path(user_id), stack.key(A), json={"fields": fields or {}}))
+    return user_id
+
+
+def new_resource(stack: RunningStack, channels: list[str]) -> str:
+    body = {"name": "News", "channels": channels}
+    return str(ok(stack.api("POST", "/v1/resources", stack.key(A), json=body), 201)["resource_id"])
+
+
+def new_program(stack: RunningStack, *, app: int = A) -> str:
+    created = ok(stack.api("POST", "/v1/loyalty-programs", stack.key(app), json={"name": "Gold"}), 201)
+    return str(created["program_id"])
+
+
+def add_codes(stack: RunningStack, program_id: str, codes: list[Any], *, app: int = A) -> dict[str, Any]:
+    path = f"/v1/loyalty-programs/{program_id}/codes"
+    return ok(stack.api("POST", path, stack.key(app), json={"codes": codes}))
+
+
+def new_segment(stack: RunningStack, kind: str = "static", criteria: Any = None, *, app: int = A) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": fresh_id("segment-"), "kind": kind}
+    if criteria is not None:
+        body["criteria"] = criteria
+    return ok(stack.api("POST", "/v1/segments", stack.key(app), json=body), 201)
+
+
+def change_members(stack: RunningStack, segment_id: str, *, app: int = A, **body: list[Any]) -> dict[str, Any]:
+    return ok(stack.api("POST", f"/v1/segments/{segment_id}/members", stack.key(app), json=body))
+
+
+def bulk_tag(stack: RunningStack, tag: str, add: list[Any], remove: list[Any], *, app: int = A) -> dict[str, Any]:
+    """POST /v1/tags/{tag}/devices: the outcome of tagging ``add`` and untagging ``remove``."""
+    return ok(stack.api("POST", tag_devices_path(tag), stack.key(app), json={"add": add, "remove": remove}))
+
+
+def listed_count(stack: RunningStack, tag: str, *, app: int = A) -> int | None:
+    """The tag's device_count as GET /v1/tags lists it; None when it is not listed."""
+    counts = {item["tag"]: item["device_count"] for item in all_items(stack, "/v1/tags", app=app)}
+    return counts.get(tag)
+
+
+def tagged_ids(stack: RunningStack, tag: str, *, app: int = A) -> list[str]:
+    return sorted(device["device_id"] for device in all_items(stack, tag_devices_path(tag), app=app))
+
+
+def create_region(stack: RunningStack, body: dict[str, Any], *, app: int = A) -> dict[str, Any]:
+    return ok(stack.api("POST", "/v1/regions", key=stack.key(app), json=body), 201)
+
+
+def read_region(stack: RunningStack, region_id: str, *, app: int = A) -> dict[str, Any]:
+    return ok(stack.api("GET", f"/v1/regions/{region_id}", key=stack.key(app)))
+
+
+# --- Criteria previews ----------------------------------------------------------
+
+
+def profile_item(app_id: str, user_id: str, **attributes: Any) -> dict[str, Any]:
+    """One user as ProfilesTable stores it (pynamodb's own serialization of ProfileRecord)."""
+    record = ProfileRecord(
+        pk=partition_for(app_id, user_id, TEMPLATE_SHARD_COUNT),
+        sk=user_id,
+        created_at=attributes.pop("created_at", NOW - timedelta(days=100)),
+        updated_at=NOW,
+        **attributes,
+    )
+    item: dict[str, Any] = record.serialize()
+    return item
+
+
+def contacts(*entries: tuple[str, bool]) -> dict[str, Any]:
+    return {address: {"active": active, "added_at": NOW.isoformat()} for address, active in entries}
+
+
+def seed_users(stack: RunningStack, users: dict[str, dict[str, Any]], *, app: int = A) -> None:
+    """Write users straight into ProfilesTable, 25 a BatchWriteItem, retrying what the emulator leaves unprocessed."""
+    client = stack.client("dynamodb")
+    table = stack.state["tables"]["ProfilesTable"]
+    app_id = str(stack.state["apps"][app]["id"])
+    requests_left = [{"PutRequest": {"Item": profile_item(app_id, uid, **a)}} for uid, a in users.items()]
+    while requests_left:
+        chunk, requests_left = requests_left[:BATCH_WRITE], requests_left[BATCH_WRITE:]
+        for _ in range(10):
+            unprocessed = client.batch_write_item(RequestItems={table: chunk}).get("UnprocessedItems", {})
+            chunk = unprocessed.get(table, [])
+            if not chunk:
+                break
+            time.sleep(0.05)
+        assert not chunk, "the emulator kept items unprocessed"
+
+
+def batch_rule(tag: str) -> dict[str, Any]:
+    """Criteria that select the users a test marked with this ``batch`` field."""
+    return {"field": "fields.batch", "op": "eq", "value": tag}
+
+
+def preview(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> requests.Response:
+    return stack.api("POST", PREVIEW, key=key if key is not None else stack.key(A), json=body)
+
+
+def preview_ok(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+    page = ok(preview(stack, body, key))
+    assert set(page) == {"matched", "scanned", "complete", "next_cursor", "sample"}
+    return page
+
+
+def preview_pages(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> list[dict[str, Any]]:
+    """Every page of a preview, following its cursor until it is complete."""
+    found = [preview_ok(stack, body, key)]
+    while found[-1]["next_cursor"] is not None:
+        assert len(found) < 50, "the preview never completed"
+        found.append(preview_ok(stack, {**body, "cursor": found[-1]["next_cursor"]}, key))
+    assert found[-1]["complete"] is True
+    return found
