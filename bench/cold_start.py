@@ -3,7 +3,8 @@
 Each sample is a fresh interpreter without site-packages (`python -S`) that
 sees only what Lambda would: the function's folder, the layer's package and
 the layer's pinned requirements, installed once into .local/bench-layer.
-Tracing is off, as outside Lambda. The samples are taken in rounds (boto3,
+Each function is timed with tracing off (the targets) and with tracing on,
+as deployed with `Tracing: Active`. The samples are taken in rounds (boto3,
 then each function), so a busy machine slows all of them alike, and the
 ratios use the medians.
 
@@ -26,8 +27,10 @@ ENVIRONMENT = {
     "STEWARD_CATALOG_TABLE": "bench-catalog",
     "STEWARD_SHARD_COUNT": "16",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
 }
+TRACING_OFF = {"POWERTOOLS_TRACE_DISABLED": "true"}
+# What Powertools sees inside Lambda with `Tracing: Active`: it then builds the X-Ray tracer.
+TRACING_ON = {"LAMBDA_TASK_ROOT": "/var/task"}
 
 
 LAYER_PACKAGES = ROOT / ".local" / "bench-layer"
@@ -42,9 +45,9 @@ def install_layer_packages() -> None:
         )  # fmt: skip
 
 
-def import_seconds(module: str, cwd: Path) -> float:
+def import_seconds(module: str, cwd: Path, tracing: dict[str, str]) -> float:
     path = os.pathsep.join([str(cwd), str(ROOT / "layers/common"), str(LAYER_PACKAGES)])
-    environment = {"PATH": os.environ.get("PATH", ""), **ENVIRONMENT, "PYTHONPATH": path}
+    environment = {"PATH": os.environ.get("PATH", ""), **ENVIRONMENT, **tracing, "PYTHONPATH": path}
     completed = subprocess.run(
         [sys.executable, "-S", "-c", _TIMED.format(module=module)],
         cwd=cwd,
@@ -58,22 +61,21 @@ def import_seconds(module: str, cwd: Path) -> float:
 
 def main() -> None:
     install_layer_packages()
-    targets = {"boto3": ("boto3", ROOT)} | {
-        f"functions/{function.name}/app.py": ("app", function)
-        for function in sorted((ROOT / "functions").iterdir())
-        if (function / "app.py").exists()
-    }
-    for module, cwd in targets.values():
-        import_seconds(module, cwd)  # the first run writes the bytecode cache
+    functions = [function for function in sorted((ROOT / "functions").iterdir()) if (function / "app.py").exists()]
+    targets = {"boto3": ("boto3", ROOT, TRACING_OFF)}
+    for tracing, label in ((TRACING_OFF, ""), (TRACING_ON, " (tracing on)")):
+        targets |= {f"functions/{function.name}/app.py{label}": ("app", function, tracing) for function in functions}
+    for module, cwd, tracing in targets.values():
+        import_seconds(module, cwd, tracing)  # the first run writes the bytecode cache
     samples: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(SAMPLES):
-        for name, (module, cwd) in targets.items():
-            samples[name].append(import_seconds(module, cwd))
+        for name, (module, cwd, tracing) in targets.items():
+            samples[name].append(import_seconds(module, cwd, tracing))
     baseline = statistics.median(samples["boto3"])
-    print(f"{'module':32} {'median':>9} {'min':>9} {'vs boto3':>9}")
+    print(f"{'module':45} {'median':>9} {'min':>9} {'vs boto3':>9}")
     for name, seconds in samples.items():
         median = statistics.median(seconds)
-        print(f"{name:32} {median * 1000:>6.0f} ms {min(seconds) * 1000:>6.0f} ms {median / baseline:>8.2f}x")
+        print(f"{name:45} {median * 1000:>6.0f} ms {min(seconds) * 1000:>6.0f} ms {median / baseline:>8.2f}x")
 
 
 if __name__ == "__main__":

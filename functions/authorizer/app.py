@@ -21,7 +21,8 @@ bind_apps_table(AuthorizerSettings.from_env().apps_table)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    headers: dict[str, str] = event.get("headers") or {}
+    # Payload 2.0 lowercases header names; a direct invocation may not.
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
     auth = authorizer_context(headers.get("authorization"), authenticate_token)
     if CONTEXT_ERROR in auth:
         logger.info("API key refused", extra={"reason": auth[CONTEXT_ERROR]})

@@ -15,6 +15,19 @@ def test_public_routes_need_no_key(stack: RunningStack) -> None:
     assert "swagger" in stack.api("GET", "/docs").text.lower()
 
 
+def test_the_docs_page_serves_the_same_document_as_json(stack: RunningStack) -> None:
+    document = stack.api("GET", "/openapi.json").json()
+    as_json = stack.api("GET", "/docs?format=json")
+
+    assert as_json.headers["content-type"].startswith("application/json")
+    assert as_json.json() == document
+    assert document["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <api key>`",
+    }
+
+
 def test_missing_header_is_refused_by_the_gateway(stack: RunningStack) -> None:
     response = stack.api("GET", "/v1/devices")
 

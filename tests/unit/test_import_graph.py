@@ -16,9 +16,18 @@ ROOT_MODULES = {"composition"}
 
 
 def _imports(path: Path) -> Iterator[str]:
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
+    return _imports_of_text(path.read_text(), path)
+
+
+def _imports_of_text(source: str, path: Path) -> Iterator[str]:
+    """Every module a file imports, as dotted names: ``from steward import x`` and relative imports too."""
+    package = ["steward", *path.relative_to(LAYER).parent.parts]
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)  # a name may be a submodule
         elif isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
 
@@ -83,6 +92,15 @@ def test_no_cycle_between_the_layers_packages_and_modules() -> None:
 def test_shared_modules_import_no_domain_package(unit: str) -> None:
     # observability and the key builders in tables are shared; domains stand on them, never the reverse
     assert not _graph()[unit] & _packages(), f"steward.{unit} imports {sorted(_graph()[unit] & _packages())}"
+
+
+def test_every_form_of_import_is_read() -> None:
+    source = "from steward import users\nfrom . import lifecycle\nfrom ..tags import models\nimport steward.apps.keys\n"
+    module = LAYER / "devices" / "example.py"
+
+    found = {_unit(name) for name in _imports_of_text(source, module)}
+
+    assert {"users", "devices", "tags", "apps"} <= found
 
 
 def test_a_cycle_is_found() -> None:

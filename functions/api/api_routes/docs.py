@@ -43,6 +43,8 @@ def build_router(app: APIGatewayHttpResolver) -> APIGatewayHttpRouter:
     # registered, at every cold start; this route loads Swagger UI on first use.
     @router.get("/docs", include_in_schema=False, compress=True)
     def swagger_ui() -> Response[str]:
+        if (app.current_event.query_string_parameters or {}).get("format") == "json":  # as enable_swagger answers
+            return Response(status_code=200, content_type="application/json", body=_spec(app))
         return Response(status_code=200, content_type="text/html", body=_swagger_html(app))
 
     return router
@@ -52,11 +54,15 @@ def _swagger_html(app: APIGatewayHttpResolver) -> str:
     from aws_lambda_powertools.event_handler.openapi import swagger_ui
 
     assets = Path(swagger_ui.__file__).parent
-    spec = app.get_openapi_schema().model_dump_json(by_alias=True, exclude_none=True)
     return swagger_ui.generate_swagger_html(
-        spec.replace("</", "<\\/"),  # the spec sits in a <script> element
+        _spec(app),
         (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
         (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
         swagger_base_url="",
         oauth2_config=None,
     )
+
+
+def _spec(app: APIGatewayHttpResolver) -> str:
+    # "</" escaped: the HTML page embeds the spec in a <script> element.
+    return app.get_openapi_schema().model_dump_json(by_alias=True, exclude_none=True).replace("</", "<\\/")

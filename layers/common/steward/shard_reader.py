@@ -84,8 +84,8 @@ def read_shards[M: Model](
         )
         scanned += page.get("ScannedCount", 0)
         raw_items: list[dict[str, Any]] = page.get("Items", [])
-        if len(raw_items) < page_size:
-            growth *= 2
+        if condition is not None and len(raw_items) < page_size:
+            growth *= 2  # a sparse filter; without one, a short page only means the shard ended
         for raw in raw_items:
             found.append(model.from_raw_data(raw))
             if len(found) == max_items:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from steward.apps.tokens import KEY_ID_PATTERN, key_secret_matches, parse_token
+from steward.apps.tokens import key_secret_matches, parse_token
 from steward.errors import Unauthenticated
 from steward.tables import ApiKeyRecord, api_key_sk, app_pk
 
@@ -44,12 +44,10 @@ def authenticate_token(token: str) -> KeyIdentity:
     parsed = parse_token(token)
     if parsed is None:
         raise Unauthenticated("The API key is malformed.", code="invalid_api_key")
-    record = None
-    if KEY_ID_PATTERN.match(parsed.key_id):
-        try:
-            record = ApiKeyRecord.get(app_pk(parsed.app_id), api_key_sk(parsed.key_id), consistent_read=True)
-        except ApiKeyRecord.DoesNotExist:
-            record = None
+    try:
+        record = ApiKeyRecord.get(app_pk(parsed.app_id), api_key_sk(parsed.key_id), consistent_read=True)
+    except ApiKeyRecord.DoesNotExist:
+        record = None
     if record is None or not key_secret_matches(parsed.secret, record.secret_hash):
         raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
     if record.revoked_at is not None:

@@ -1,5 +1,6 @@
 """Domain objects for apps and API keys, as the API and the logic see them."""
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
@@ -49,6 +50,12 @@ class IssuedApiKey(ApiKey):
     """The answer to creating a key: the only time the full token is shown."""
 
     api_key: str = Field(description="Send as `Authorization: Bearer <api_key>`. Shown once.")
+
+
+def known_scopes(names: Iterable[str]) -> frozenset[Scope]:
+    """The scopes among ``names`` that this version knows; an unknown one grants nothing."""
+    known = {scope.value for scope in Scope}
+    return frozenset(Scope(name) for name in names if name in known)
 
 
 class Principal(BaseModel):

@@ -92,7 +92,7 @@ class ApiKeyRepository:
         return _to_key(record)
 
     def find_with_hash(self, app_id: str, key_id: str) -> tuple[ApiKey, str] | None:
-        """The key and its stored secret hash, for the authorizer; None when unknown."""
+        """The key and its stored secret hash; None when unknown."""
         if not KEY_ID_PATTERN.match(key_id):
             return None
         try:

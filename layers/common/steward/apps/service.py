@@ -10,6 +10,7 @@ from steward.apps.models import (
     Principal,
     Scope,
     TotpChange,
+    known_scopes,
 )
 from steward.apps.repository import ApiKeyRepository, AppRepository
 from steward.apps.tokens import APP_ID_PATTERN
@@ -63,7 +64,7 @@ class AppService:
     def authenticate(self, token: str) -> Principal:
         """Resolve an API key token to its app and scopes, or raise Unauthenticated."""
         identity = authenticate_token(token)
-        return Principal(app_id=identity.app_id, key_id=identity.key_id, scopes=frozenset(map(Scope, identity.scopes)))
+        return Principal(app_id=identity.app_id, key_id=identity.key_id, scopes=known_scopes(identity.scopes))
 
     def create_key(self, app_id: str, name: str, scopes: list[Scope]) -> IssuedApiKey:
         self.apps.get(app_id)  # raises NotFound: a key for an app that does not exist could write orphan data

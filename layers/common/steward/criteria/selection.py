@@ -75,6 +75,8 @@ class Selection:
 
         ``now`` fixes relative rules (within_last_days) across the pages of one walk.
         """
+        if shard is not None and not (0 <= shard < self.shard_count and start.shard == shard):
+            raise ValueError(f"A walk of shard {shard} must start in it, not in shard {start.shard}.")
         planned = plan(criteria, target, now)
         end_shard = None if shard is None else shard + 1
         if target is Target.DEVICES:

@@ -20,8 +20,9 @@ from steward.apps.keys import (
     CONTEXT_ERROR_MESSAGE,
     CONTEXT_KEY_ID,
     CONTEXT_SCOPES,
+    MISSING_KEY_MESSAGE,
 )
-from steward.apps.models import Principal, Scope
+from steward.apps.models import Principal, Scope, known_scopes
 from steward.http.errors import error_body, error_response
 
 PRINCIPAL = "principal"
@@ -54,7 +55,7 @@ def refuse_unauthenticated(event: dict[str, Any], public_paths: frozenset[str]) 
     if _principal(context) is not None:
         return None
     code = str(context.get(CONTEXT_ERROR) or "missing_api_key")
-    message = str(context.get(CONTEXT_ERROR_MESSAGE) or "Send an API key as `Authorization: Bearer <key>`.")
+    message = str(context.get(CONTEXT_ERROR_MESSAGE) or MISSING_KEY_MESSAGE)
     return {"statusCode": 401, "headers": {"Content-Type": "application/json"}, "body": error_body(code, message)}
 
 
@@ -71,7 +72,7 @@ def authorize(public_paths: frozenset[str]) -> Callable[[APIGatewayHttpResolver,
             return next_middleware(app)
         principal = _principal(app.current_event.request_context.authorizer.get_lambda)
         if principal is None:  # refuse_unauthenticated already answered; kept so no route can run keyless
-            return error_response(401, "missing_api_key", "Send an API key as `Authorization: Bearer <key>`.")
+            return error_response(401, "missing_api_key", MISSING_KEY_MESSAGE)
         app.append_context(**{PRINCIPAL: principal})
         declares_scope = any(isinstance(step, RequireScope) for step in route.middlewares)
         if not declares_scope:
@@ -93,8 +94,7 @@ def _principal(context: dict[str, Any]) -> Principal | None:
     app_id, key_id = context.get(CONTEXT_APP_ID), context.get(CONTEXT_KEY_ID)
     if not app_id or not key_id:
         return None
-    known = {scope.value for scope in Scope}
-    scopes = frozenset(Scope(scope) for scope in str(context.get(CONTEXT_SCOPES, "")).split() if scope in known)
+    scopes = known_scopes(str(context.get(CONTEXT_SCOPES, "")).split())
     return Principal(app_id=str(app_id), key_id=str(key_id), scopes=scopes)
 
 

@@ -1,0 +1,97 @@
+"""What each function loads at cold start: the lean paths stay lean, and tracing follows Powertools' rule.
+
+The cold-start benchmark measures time; these pin the modules, so that an
+import added later on the authorizer's path fails here rather than slowly
+in production.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from steward import observability
+from tests.support.service import ROOT
+
+_LOADED = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
+_API_ENVIRONMENT = {
+    "STEWARD_APPS_TABLE": "cold-apps",
+    "STEWARD_DEVICES_TABLE": "cold-devices",
+    "STEWARD_PROFILES_TABLE": "cold-profiles",
+    "STEWARD_CATALOG_TABLE": "cold-catalog",
+    "STEWARD_SHARD_COUNT": "16",
+}
+
+
+def loaded_modules(function: str) -> set[str]:
+    """The modules that importing functions/<function>/app.py loads, in a fresh interpreter, tracing off."""
+    environment = {
+        **_API_ENVIRONMENT,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PYTHONPATH": f"{ROOT / 'functions' / function}:{ROOT / 'layers' / 'common'}",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", _LOADED],
+        cwd=ROOT / "functions" / function,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def test_the_authorizer_loads_neither_pydantic_nor_the_domains_nor_xray() -> None:
+    loaded = loaded_modules("authorizer")
+
+    assert "steward.apps.keys" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in {"pydantic", "pydantic_settings", "aws_xray_sdk"}}
+    assert not {name for name in loaded if name.startswith(("steward.users", "steward.devices", "steward.http"))}
+
+
+def test_the_api_loads_services_and_heavy_extras_on_first_use() -> None:
+    loaded = loaded_modules("api")
+
+    assert "api_routes.users" in loaded
+    assert "steward.users.models" in loaded
+    for lazy in (
+        "steward.users.service",  # built by the composition root on first use
+        "steward.segments.repository",
+        "email_validator",  # email routes only
+        "aws_lambda_powertools.event_handler.openapi.models",  # /docs and /openapi.json only
+        "aws_xray_sdk",  # tracing is off
+    ):
+        assert lazy not in loaded, lazy
+
+
+@pytest.mark.parametrize(
+    ("environment", "traced"),
+    [
+        ({"LAMBDA_TASK_ROOT": "/var/task"}, True),
+        ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "true"}, False),
+        ({}, False),  # outside Lambda, as Powertools decides
+    ],
+)
+def test_the_real_tracer_only_when_powertools_would_trace(
+    environment: dict[str, str], traced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LAMBDA_TASK_ROOT", "POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL", "AWS_CHALICE_CLI_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    tracer = observability.build_tracer()
+
+    assert (type(tracer).__name__ == "Tracer") is traced
+
+
+def test_the_stand_in_tracer_leaves_the_handler_as_it_is() -> None:
+    def handler(event: dict[str, str], context: object) -> dict[str, str]:
+        return event
+
+    stand_in = observability._NoTracer()
+
+    assert stand_in.capture_lambda_handler(capture_response=False)(handler) is handler
+    assert stand_in.capture_lambda_handler(handler) is handler
