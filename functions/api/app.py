@@ -13,6 +13,7 @@ from steward.criteria.preview import CriteriaPreviewService
 from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.http.auth import authorize, refuse_unauthenticated
+from steward.http.body import load_json, refuse_unreadable_body
 from steward.http.errors import register_error_handlers
 from steward.http.paths import canonical_path
 from steward.loyalty.service import LoyaltyService
@@ -32,7 +33,7 @@ metrics = Metrics()
 settings = StoreSettings()
 bind_tables(settings)
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)
 docs.configure(app)
 app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
@@ -53,5 +54,5 @@ app.include_router(docs.build_router(app))
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event["rawPath"] = canonical_path(event.get("rawPath", "/"))
-    refusal = refuse_unauthenticated(event, docs.PUBLIC_PATHS)
+    refusal = refuse_unauthenticated(event, docs.PUBLIC_PATHS) or refuse_unreadable_body(event)
     return refusal if refusal is not None else app.resolve(event, context)

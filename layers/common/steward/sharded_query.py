@@ -12,7 +12,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
 from steward.pagination import cursor_str, decode_cursor, encode_cursor, invalid_cursor
-from steward.sharding import shard_key
+from steward.sharding import SEPARATOR, shard_key
 
 # Stop reading once a request has looked at this many items (about 150 read
 # units for 1 KB items), and hand back a cursor instead.
@@ -95,3 +95,13 @@ def query_partition[M: Model](
     if results.last_evaluated_key is not None and records:
         next_cursor = encode_cursor({"after": results.last_evaluated_key["sk"]["S"]})
     return records, next_cursor
+
+
+def cursor_after(pk: str, sk: str) -> str:
+    """The query_shards cursor that resumes right after the item (pk, sk), for pages cut short."""
+    return encode_cursor({"shard": int(pk.rsplit(SEPARATOR, 1)[1]), "after": sk})
+
+
+def partition_cursor_after(sk: str) -> str:
+    """The query_partition cursor that resumes right after the item with this sort key."""
+    return encode_cursor({"after": sk})

@@ -11,7 +11,7 @@ so a cursor is never continued with other criteria.
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.expressions.condition import Condition
@@ -34,8 +34,18 @@ from steward.criteria.related import devices_of_users, owners
 from steward.devices.models import Device
 from steward.devices.repository import to_device
 from steward.errors import InvalidInput
-from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, invalid_cursor
+from steward.pagination import (
+    MAX_PAGE_BYTES,
+    Page,
+    cursor_str,
+    decode_cursor,
+    encode_cursor,
+    fit_page,
+    invalid_cursor,
+    response_bytes,
+)
 from steward.sharded_query import MAX_SCANNED_PER_REQUEST
+from steward.sharding import shard_of
 from steward.tables import DeviceRecord, ProfileRecord
 from steward.users.models import User
 from steward.users.repository import to_user
@@ -46,6 +56,10 @@ MAX_ITEMS_WITH_DEVICE_LOOKUPS = 200
 MAX_ITEMS_WITH_OWNER_LOOKUPS = 1000
 
 SampleItem = User | Device | ContactSample
+MAX_SAMPLE_BYTES = MAX_PAGE_BYTES
+# The range a cursor's `now` must lie in: no first page was read outside it.
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class CriteriaPreviewService:
@@ -77,11 +91,15 @@ class CriteriaPreviewService:
             )
         matched = 0
         sample: list[SampleItem] = []
+        sample_bytes = 0
         for subject, item in candidates:
             if planned.residual is None or matches(planned.residual, subject, now):
                 matched += 1
-                if len(sample) < request.sample_size:
-                    sample.append(item)
+                if len(sample) < request.sample_size and sample_bytes < MAX_SAMPLE_BYTES:
+                    # Large profiles make a shorter sample, never an answer over Lambda's 6 MB.
+                    sample_bytes += response_bytes(item)
+                    if not sample or sample_bytes <= MAX_SAMPLE_BYTES:
+                        sample.append(item)
         return PreviewResult(
             matched=matched,
             scanned=scanned,
@@ -103,12 +121,13 @@ class CriteriaPreviewService:
         candidates, _, position = self._users(
             app_id, Target.USERS, start, planned.condition, planned.residual, max_items=limit
         )
-        users = [
-            item
+        users = (
+            # A page cut for size resumes right after its last user (profiles are sharded by user id).
+            (item, _cursor(Position(shard_of(item.user_id, self.shard_count), item.user_id), now, fingerprint))
             for subject, item in candidates
             if isinstance(item, User) and (planned.residual is None or matches(planned.residual, subject, now))
-        ]
-        return Page[User](items=users, next_cursor=None if position is None else _cursor(position, now, fingerprint))
+        )
+        return fit_page(users, None if position is None else _cursor(position, now, fingerprint))
 
     def _users(
         self,
@@ -185,11 +204,13 @@ class CriteriaPreviewService:
         if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < self.shard_count:
             raise invalid_cursor()
         after = None if position.get("after") is None else cursor_str(position, "after")
+        raw_now = position.get("now")
         try:
-            now = datetime.fromisoformat(str(position.get("now")))
+            now = datetime.fromisoformat(raw_now) if isinstance(raw_now, str) else None
         except ValueError:
-            raise invalid_cursor() from None
-        if now.tzinfo is None:
+            now = None
+        # Dates far from today (0001-01-01) overflow the date arithmetic of within_last_days.
+        if now is None or now.tzinfo is None or not EARLIEST_NOW <= now < LATEST_NOW:
             raise invalid_cursor()
         return Position(shard, after), now
 

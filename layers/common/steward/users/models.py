@@ -1,5 +1,6 @@
 """Domain objects and input shapes for users, contacts and subscriptions."""
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -9,8 +10,16 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from steward.devices.models import UserId
+from steward.numbers import storable_number
 
 MAX_FIELDS = 100
+# A list value holds at most this many items, and all fields together take at most
+# MAX_FIELDS_BYTES of JSON: with the capped contacts, subscriptions and segments, a
+# profile stays under ~64 KB, far from DynamoDB's 400 KB item limit (and a write of it
+# costs at most ~64 write units).
+MAX_LIST_ITEMS = 100
+MAX_FIELDS_BYTES = 32 * 1024
+MAX_SUBSCRIPTIONS = 200
 MAX_CONTACTS = 10  # per kind, so a user item stays a few KB
 MAX_BATCH_USERS = 100
 FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
@@ -62,11 +71,25 @@ def normalize_date(text: str) -> str | None:
 
 
 def _normalize_value(value: "FieldValue") -> "FieldValue":
+    """Dates to their stored form; refuses what DynamoDB cannot store (the error names the field)."""
     if isinstance(value, str):
         return normalize_date(value) or value
     if isinstance(value, list):
-        return [_normalize_value(item) for item in value]  # type: ignore[misc]
-    return value
+        if len(value) > MAX_LIST_ITEMS:
+            raise ValueError(f"a list holds at most {MAX_LIST_ITEMS} values; this one has {len(value)}")
+        normalized = []
+        for index, item in enumerate(value):
+            try:
+                normalized.append(_normalize_value(item))
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return normalized  # type: ignore[return-value]
+    return storable_number(value)
+
+
+def fields_bytes(fields: dict[str, "Scalar | list[Scalar]"]) -> int:
+    """Size of a user's fields as stored: compact JSON in UTF-8."""
+    return len(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 Scalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool

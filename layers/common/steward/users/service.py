@@ -2,9 +2,10 @@
 
 import contextlib
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from steward.batch import ItemError, run_batch
 from steward.clock import utc_now
@@ -31,10 +32,12 @@ _USER_ID = TypeAdapter(UserId)
 
 
 class UserOutcome(BaseModel):
+    """One item's outcome. Without the profile: 100 profiles could pass Lambda's 6 MB answer."""
+
     index: int
     user_id: str | None
     ok: bool
-    user: User | None = None
+    updated_at: datetime | None = Field(default=None, description="When the user was last changed, if ok.")
     error: ItemError | None = None
 
 
@@ -79,7 +82,11 @@ class UserService:
         results = run_batch(raw_users, BatchUser, "user_id", apply, collection="users", max_items=MAX_BATCH_USERS)
         outcomes = [
             UserOutcome(
-                index=result.index, user_id=result.key, ok=result.error is None, user=result.value, error=result.error
+                index=result.index,
+                user_id=result.key,
+                ok=result.error is None,
+                updated_at=None if result.value is None else result.value.updated_at,
+                error=result.error,
             )
             for result in results
         ]
