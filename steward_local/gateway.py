@@ -122,6 +122,13 @@ def _group(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
+class _GatewayServer(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections as soon as ~16 clients connect at
+    # once; API Gateway holds far more. One daemon thread per connection, none kept at exit.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 class HttpApiGateway:
     def __init__(self, stack: Stack, host: str, port: int) -> None:
         self.stack = stack
@@ -154,8 +161,7 @@ class HttpApiGateway:
         self.server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
-        self.server = ThreadingHTTPServer(self._address, self._handler)
-        self.server.daemon_threads = True
+        self.server = _GatewayServer(self._address, self._handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
