@@ -539,6 +539,14 @@ def test_bad_paths_and_queries_get_a_4xx(stack: RunningStack, target: str) -> No
         assert 400 <= response.status_code < 500, (method, target[:80], response.status_code, response.text[:200])
 
 
+def test_a_request_line_over_64_kb_is_refused_not_dropped(stack: RunningStack) -> None:
+    for target in ("/v1/users/" + "u" * 100_000, "/v1/users?cursor=" + "A" * 100_000):
+        response = stack.api("PUT", target, stack.key(A), json={"fields": {}})
+
+        assert response.status_code == 414, response.text[:200]
+        assert "message" in response.json()
+
+
 def test_odd_headers_get_no_5xx(stack: RunningStack) -> None:
     device_id = unique("fcm:headers")
     cases: list[dict[str, str]] = [
