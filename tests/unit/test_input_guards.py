@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from pydantic import BaseModel
+from pynamodb.exceptions import PutError
 
+from steward.batch import UNAPPLIED_FINAL, UNAPPLIED_RETRY, run_batch
 from steward.devices.models import MAX_BATCH_RESULTS, Device, LastStatus, PushResultBatchOutcome, PushResultOutcome
 from steward.errors import InvalidInput, UnsupportedMediaType, clip
 from steward.http.body import MAX_JSON_DEPTH, load_json, readable_body, refuse_unreadable_body
@@ -164,3 +167,18 @@ def test_a_push_results_batch_answer_fits_lambda_by_construction() -> None:
     )
 
     assert response_bytes(outcome) < MAX_PAGE_BYTES < LAMBDA_ANSWER_BYTES
+
+
+class Keyed(BaseModel):
+    key: str
+
+
+def test_a_batch_item_says_send_again_only_when_a_resend_can_help() -> None:
+    def refuse(item: Keyed) -> str:
+        code = "ValidationException" if item.key == "refused" else "ProvisionedThroughputExceededException"
+        raise PutError("write failed", ClientError({"Error": {"Code": code, "Message": "no"}}, "PutItem"))
+
+    results = run_batch([{"key": "refused"}, {"key": "throttled"}], Keyed, "key", refuse, "items", max_items=10)
+
+    messages = [result.error.message for result in results if result.error is not None]
+    assert messages == [UNAPPLIED_FINAL, UNAPPLIED_RETRY]

@@ -14,9 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from steward.conditions import resend_may_help
 from steward.errors import MAX_MESSAGE_CHARS, InvalidInput, StewardError, clip
 
 WORKERS = 16
+UNAPPLIED_RETRY = "This item was not applied; retry it."
+UNAPPLIED_FINAL = "This item was not applied and cannot be as it is; the error has been logged."
 MAX_KEY_ECHO_CHARS = 1024
 logger = logging.getLogger(__name__)
 
@@ -74,9 +77,10 @@ def run_batch[I: BaseModel, T](
                         field=None if exc.field is None else clip(exc.field),
                     ),
                 )
-            except Exception:  # one item's outage (throttling, timeout) must not hide the others' outcomes
+            except Exception as exc:  # one item's outage (throttling, timeout) must not hide the others' outcomes
                 logger.exception("Item %d of a batch failed", index)  # no key: it may be a push token
-                error = ItemError(code="internal_error", message="This item was not applied; retry it.")
+                message = UNAPPLIED_RETRY if resend_may_help(exc) else UNAPPLIED_FINAL
+                error = ItemError(code="internal_error", message=message)
                 results[index] = ItemResult(index, key, None, error)
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
