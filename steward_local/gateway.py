@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -122,6 +123,13 @@ def _group(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
+class _GatewayServer(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections as soon as ~16 clients connect at
+    # once; API Gateway holds far more. One daemon thread per connection, none kept at exit.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 class HttpApiGateway:
     def __init__(self, stack: Stack, host: str, port: int) -> None:
         self.stack = stack
@@ -131,6 +139,9 @@ class HttpApiGateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Errors of the HTTP layer itself (a request line over 64 KB: 414) in API Gateway's JSON form.
+            error_content_type = "application/json"
+            error_message_format = '{"message": "%(explain)s"}'
 
             def do_request(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -146,16 +157,24 @@ class HttpApiGateway:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_request  # noqa: N815
 
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                if code == HTTPStatus.REQUEST_URI_TOO_LONG:
+                    # Read the rest of the request first: closing a socket with unread input
+                    # resets it, and the client would see a dropped connection instead of 414.
+                    _drain_request(self.rfile)
+                super().send_error(code, message, explain)
+
             def log_message(self, format: str, *args: Any) -> None:
-                print(f"api  {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", flush=True)
+                # A request refused while its line is read (414) has no path yet.
+                path = getattr(self, "path", "")
+                print(f"api  {self.command} {path} -> {args[1] if len(args) > 1 else ''}", flush=True)
 
         self._handler = Handler
         self._address = (host, port)
         self.server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
-        self.server = ThreadingHTTPServer(self._address, self._handler)
-        self.server.daemon_threads = True
+        self.server = _GatewayServer(self._address, self._handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -213,6 +232,27 @@ class HttpApiGateway:
 
 
 _FAILED = object()
+_MAX_DRAINED_BYTES = 16 * 1024 * 1024  # what a refused request may still send (API Gateway takes 10 MB bodies)
+
+
+def _drain_request(stream: Any) -> None:
+    """Consume the rest of a refused request: its request line, headers and body (bounded)."""
+    read, length, in_request_line = 0, 0, True
+    while read < _MAX_DRAINED_BYTES:
+        chunk = stream.readline(65537)
+        read += len(chunk)
+        if not chunk:
+            return
+        if not chunk.endswith(b"\n"):
+            continue  # the line goes on
+        if in_request_line:
+            in_request_line = False
+        elif chunk in (b"\r\n", b"\n"):
+            stream.read(min(length, _MAX_DRAINED_BYTES - read))
+            return
+        elif chunk.lower().startswith(b"content-length:"):
+            value = chunk.split(b":", 1)[1].strip()
+            length = int(value) if value.isdigit() else 0
 
 
 def _message(status: int, message: str) -> tuple[int, dict[str, str], bytes]:

@@ -6,10 +6,20 @@ table of a few thousand users took seconds, and grew with every test. This
 keeps moto's own transaction logic, stops it from copying whole tables, and
 rolls a cancelled transaction back by restoring just the items it named.
 moto is pinned exactly, so this internal hook cannot move under us.
+
+moto's server runs requests on many threads, but its DynamoDB applies a
+write as a read-modify-write in Python, and a transaction item by item:
+concurrent `ADD`s could lose increments, and restoring the items of a
+cancelled transaction would undo a write that slipped in meanwhile. So
+every item read and write here runs under one lock, which gives what
+DynamoDB promises: each request, and each transaction, is atomic.
 """
 
 import copy
+import functools
+import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
@@ -18,6 +28,9 @@ from moto.dynamodb.models.table import Table
 
 _SavedItem = tuple[str, dict[str, Any], dict[str, Any] | None]
 _moto_transact_write_items = DynamoDBBackend.transact_write_items
+# Reentrant: a transaction (and its rollback) calls put_item and delete_item itself.
+_ITEMS_LOCK = threading.RLock()
+_ATOMIC_OPERATIONS = ("put_item", "update_item", "delete_item", "get_item", "query", "scan")
 
 
 def install() -> None:
@@ -28,7 +41,18 @@ def install() -> None:
     tables_not_copied.__dict__.update(copy.__dict__)
     tables_not_copied.deepcopy = _deepcopy_except_tables  # type: ignore[attr-defined]
     dynamodb_models.copy = tables_not_copied  # type: ignore[attr-defined]
-    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    DynamoDBBackend.transact_write_items = _atomic(_transact_write_items)  # type: ignore[method-assign]
+    for name in _ATOMIC_OPERATIONS:
+        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+
+
+def _atomic[**P, R](operation: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(operation)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _ITEMS_LOCK:
+            return operation(*args, **kwargs)
+
+    return locked
 
 
 def _deepcopy_except_tables(value: Any, memo: dict[int, Any] | None = None) -> Any:

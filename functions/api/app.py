@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from api_routes import api_keys, criteria, devices, docs, loyalty, regions, resources, segments, tags, users
 from steward.composition import Services
 from steward.http.auth import authorize, refuse_unauthenticated
+from steward.http.body import load_json, refuse_unreadable_body
 from steward.http.errors import register_error_handlers
 from steward.http.paths import canonical_path
 from steward.observability import tracer
@@ -23,7 +24,7 @@ settings = ApiSettings.from_env()
 bind_tables(settings)
 services = Services(settings.shard_count)
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)
 docs.configure(app)
 app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
@@ -37,5 +38,5 @@ app.include_router(docs.build_router(app))
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event["rawPath"] = canonical_path(event.get("rawPath", "/"))
-    refusal = refuse_unauthenticated(event, docs.PUBLIC_PATHS)
+    refusal = refuse_unauthenticated(event, docs.PUBLIC_PATHS) or refuse_unreadable_body(event)
     return refusal if refusal is not None else app.resolve(event, context)

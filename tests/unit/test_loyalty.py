@@ -6,7 +6,7 @@ from steward.composition import Services
 from steward.errors import Conflict, InvalidInput, NotFound
 from steward.loyalty.service import LoyaltyService
 from steward.settings import StoreSettings
-from steward.users.models import PromoCode, UpsertUser
+from steward.users.models import MAX_PROMO_CODES, PromoCode, UpsertUser
 from tests.support.service import SHARD_COUNT, new_users, refusal
 
 A, B = "app-a", "app-b"
@@ -163,3 +163,20 @@ def test_deleting_a_user_releases_its_codes(loyalty: LoyaltyService) -> None:
     assert attached_to(A, "KEEP") is None
     assert attached_to(A, "ALSO") is None
     assert [code.code for code in loyalty.attach(A, "next", "KEEP").promo_codes] == ["KEEP"]
+
+
+def test_a_user_holds_at_most_max_promo_codes(loyalty: LoyaltyService) -> None:
+    codes = [f"CAP-{index:03d}" for index in range(MAX_PROMO_CODES + 1)]
+    program_with(loyalty, A, *codes)
+    new_users(A, "collector")
+    for code in codes[:MAX_PROMO_CODES]:
+        loyalty.attach(A, "collector", code)
+
+    with pytest.raises(Conflict) as caught:
+        loyalty.attach(A, "collector", codes[-1])
+
+    assert caught.value.code == "too_many_promo_codes"
+    assert attached_to(A, codes[-1]) is None
+    assert len(loyalty.attach(A, "collector", codes[0]).promo_codes) == MAX_PROMO_CODES  # repeating one is fine
+    with pytest.raises(NotFound):
+        loyalty.attach(A, "nobody", codes[-1])

@@ -14,9 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from steward.errors import InvalidInput, StewardError
+from steward.conditions import resend_may_help
+from steward.errors import MAX_MESSAGE_CHARS, InvalidInput, StewardError, clip
 
 WORKERS = 16
+UNAPPLIED_RETRY = "This item was not applied; retry it."
+UNAPPLIED_FINAL = "This item was not applied and cannot be as it is; the error has been logged."
+MAX_KEY_ECHO_CHARS = 1024
 logger = logging.getLogger(__name__)
 
 
@@ -64,11 +68,19 @@ def run_batch[I: BaseModel, T](
                 results[index] = ItemResult(index, key, apply(item), None)
             except StewardError as exc:
                 results[index] = ItemResult(
-                    index, key, None, ItemError(code=exc.code, message=exc.message, field=exc.field)
+                    index,
+                    key,
+                    None,
+                    ItemError(
+                        code=exc.code,
+                        message=clip(exc.message, MAX_MESSAGE_CHARS),
+                        field=None if exc.field is None else clip(exc.field),
+                    ),
                 )
-            except Exception:  # one item's outage (throttling, timeout) must not hide the others' outcomes
+            except Exception as exc:  # one item's outage (throttling, timeout) must not hide the others' outcomes
                 logger.exception("Item %d of a batch failed", index)  # no key: it may be a push token
-                error = ItemError(code="internal_error", message="This item was not applied; retry it.")
+                message = UNAPPLIED_RETRY if resend_may_help(exc) else UNAPPLIED_FINAL
+                error = ItemError(code="internal_error", message=message)
                 results[index] = ItemResult(index, key, None, error)
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -78,13 +90,15 @@ def run_batch[I: BaseModel, T](
 
 def _raw_key(raw: Any, key_field: str) -> str | None:
     value = raw.get(key_field) if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
+    # As sent, but bounded: a valid key (a device id) has at most 1,024 bytes.
+    return clip(value, MAX_KEY_ECHO_CHARS) if isinstance(value, str) else None
 
 
 def _invalid(exc: ValidationError, prefix: str) -> ItemError:
     first = exc.errors()[0]
     location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
-    return ItemError(code="invalid_input", message=first["msg"], field=prefix + location)
+    message = str(first["msg"]).removeprefix("Value error, ")  # pydantic's prefix for custom validators
+    return ItemError(code="invalid_input", message=clip(message, MAX_MESSAGE_CHARS), field=clip(prefix + location))
 
 
 def chunks[T](items: list[T], size: int) -> list[list[T]]:
@@ -93,8 +107,8 @@ def chunks[T](items: list[T], size: int) -> list[list[T]]:
 
 
 def as_text(raw: Any) -> str:
-    """An invalid bulk item as sent: strings as they are, anything else as JSON text."""
-    return raw if isinstance(raw, str) else json.dumps(raw, default=str)
+    """An invalid bulk item as sent: strings as they are, anything else as JSON text (clipped, see clip)."""
+    return clip(raw if isinstance(raw, str) else json.dumps(raw, default=str))
 
 
 def check_add_remove(add: list[Any], remove: list[Any], max_items: int, what: str) -> None:

@@ -12,6 +12,16 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 
 
+# DynamoDB refused the request itself (an item too large, a value it cannot store):
+# the same request fails the same way however often it is sent.
+_REFUSED_AS_SENT = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+
+
+def resend_may_help(exc: BaseException) -> bool:
+    """Whether a failed write might go through if sent again (throttling, a timeout, an outage)."""
+    return not (isinstance(exc, PynamoDBException) and exc.cause_response_code in _REFUSED_AS_SENT)
+
+
 def condition_failures(exc: TransactWriteError, count: int) -> list[bool]:
     """Which of a cancelled transaction's ``count`` items failed their condition, in request order.
 

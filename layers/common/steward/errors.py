@@ -4,6 +4,17 @@ Every error has a stable machine-readable `code` that clients can branch on,
 a human message, and the offending `field` when one input is to blame.
 """
 
+# Errors and outcomes quote what the client sent (a field name, an invalid id). Quotes are
+# clipped so that an answer never grows with the request: escaped twice on its way out, a
+# quote of the request could otherwise pass Lambda's 6 MB answer.
+MAX_ECHO_CHARS = 256
+MAX_MESSAGE_CHARS = 1024
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (marked with an ellipsis) when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class StewardError(Exception):
     code = "error"
@@ -20,6 +31,12 @@ class InvalidInput(StewardError):
     """The request is well-formed but its content is not acceptable (422)."""
 
     code = "invalid_input"
+
+
+class UnsupportedMediaType(StewardError):
+    """The request body is not in a format the API reads (415)."""
+
+    code = "unsupported_media_type"
 
 
 class NotFound(StewardError):

@@ -5,6 +5,7 @@ from pynamodb.models import Model
 
 from steward.pagination import cursor_str, decode_cursor, encode_cursor
 from steward.shard_reader import MAX_SCANNED_PER_REQUEST, Position, read_shards
+from steward.sharding import SEPARATOR
 
 
 def query_shards[M: Model](
@@ -44,3 +45,13 @@ def query_partition[M: Model](
     if results.last_evaluated_key is not None and records:
         next_cursor = encode_cursor({"after": results.last_evaluated_key["sk"]["S"]})
     return records, next_cursor
+
+
+def cursor_after(pk: str, sk: str) -> str:
+    """The query_shards cursor that resumes right after the item (pk, sk), for pages cut short."""
+    return encode_cursor(Position(int(pk.rsplit(SEPARATOR, 1)[1]), sk).as_fields())
+
+
+def partition_cursor_after(sk: str) -> str:
+    """The query_partition cursor that resumes right after the item with this sort key."""
+    return encode_cursor({"after": sk})

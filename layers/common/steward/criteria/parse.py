@@ -7,10 +7,8 @@ recursive union of groups and rules in this form.
 """
 
 import json
-import math
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from steward.criteria.fields import Attribute, FieldRef, FieldType, resolve_field
@@ -31,6 +29,7 @@ from steward.criteria.models import (
 )
 from steward.criteria.values import custom_date, dynamo_type, normalize_custom
 from steward.errors import InvalidInput
+from steward.numbers import number_problem
 from steward.users.models import normalize_date, normalize_email
 
 ROOT = "criteria"
@@ -50,8 +49,6 @@ ALLOWED_OPERATORS: dict[FieldType, frozenset[Operator]] = {
 }
 # Criteria dates must have the stored form (four-digit year, UTC) to compare as strings.
 _SORTABLE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-# What DynamoDB can store in a number: 38 significant digits, exponents -130..125.
-_MAX_DIGITS, _MIN_EXPONENT, _MAX_EXPONENT = 38, -130, 125
 
 
 def criteria_error(path: str, message: str) -> InvalidInput:
@@ -237,14 +234,9 @@ def _text(raw: Any, path: str, *, non_empty: bool = False) -> str:
 
 
 def _number(raw: int | float, path: str) -> int | float:
-    if isinstance(raw, float) and not math.isfinite(raw):
-        raise criteria_error(path, "must be a finite number")
-    exact = Decimal(raw) if isinstance(raw, int) else Decimal(repr(raw))
-    if exact != 0:
-        # Not Decimal.normalize(): it rounds to the context's 28 digits.
-        digits = len("".join(str(digit) for digit in exact.as_tuple().digits).rstrip("0"))
-        if digits > _MAX_DIGITS or not _MIN_EXPONENT <= exact.adjusted() <= _MAX_EXPONENT:
-            raise criteria_error(path, "must be a number DynamoDB can store (38 digits, magnitude 1e-130 to 1e125)")
+    problem = number_problem(raw)
+    if problem is not None:
+        raise criteria_error(path, problem)
     return raw
 
 

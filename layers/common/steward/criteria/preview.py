@@ -10,16 +10,30 @@ continued with other criteria.
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from steward.criteria.models import PreviewRequest, PreviewResult, Target
 from steward.criteria.parse import parse_criteria
-from steward.criteria.selection import Selection
+from steward.criteria.selection import Selected, Selection
 from steward.errors import InvalidInput
-from steward.pagination import Page, decode_cursor, encode_cursor, invalid_cursor
+from steward.pagination import (
+    MAX_PAGE_BYTES,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    fit_page,
+    invalid_cursor,
+    response_bytes,
+)
 from steward.shard_reader import Position
+from steward.sharding import shard_of
 from steward.users.models import User
+
+MAX_SAMPLE_BYTES = MAX_PAGE_BYTES
+# The range a cursor's `now` must lie in: no first page was read outside it.
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class CriteriaPreviewService:
@@ -32,12 +46,20 @@ class CriteriaPreviewService:
         fingerprint = _fingerprint(request.target, request.criteria)
         start, now = self._resume(request.cursor, fingerprint)
         page = self.selection.page(app_id, request.target, node, now, start)
+        sample: list[Selected] = []
+        sample_bytes = 0
+        for item in page.matches[: request.sample_size]:
+            # Large profiles make a shorter sample, never an answer over Lambda's 6 MB.
+            sample_bytes += response_bytes(item)
+            if sample and sample_bytes > MAX_SAMPLE_BYTES:
+                break
+            sample.append(item)
         return PreviewResult(
             matched=len(page.matches),
             scanned=page.scanned,
             complete=page.next is None,
             next_cursor=None if page.next is None else _cursor(page.next, now, fingerprint),
-            sample=page.matches[: request.sample_size],
+            sample=sample,
         )
 
     def matching_users(self, app_id: str, criteria: Any, cursor: str | None, limit: int) -> Page[User]:
@@ -50,8 +72,16 @@ class CriteriaPreviewService:
         fingerprint = _fingerprint(Target.USERS, criteria)
         start, now = self._resume(cursor, fingerprint)
         page = self.selection.page(app_id, Target.USERS, node, now, start, max_items=limit)
-        users = [item for item in page.matches if isinstance(item, User)]
-        return Page[User](items=users, next_cursor=None if page.next is None else _cursor(page.next, now, fingerprint))
+        users = (
+            # A page cut for size resumes right after its last user (profiles are sharded by user id).
+            (
+                item,
+                _cursor(Position(shard_of(item.user_id, self.selection.shard_count), item.user_id), now, fingerprint),
+            )
+            for item in page.matches
+            if isinstance(item, User)
+        )
+        return fit_page(users, None if page.next is None else _cursor(page.next, now, fingerprint))
 
     def _resume(self, cursor: str | None, fingerprint: str) -> tuple[Position, datetime]:
         """Where to start and the ``now`` of this preview: fresh, or as the first page fixed them."""
@@ -65,11 +95,13 @@ class CriteriaPreviewService:
                 field="cursor",
             )
         position = Position.from_fields(fields, self.selection.shard_count)
+        raw_now = fields.get("now")
         try:
-            now = datetime.fromisoformat(str(fields.get("now")))
+            now = datetime.fromisoformat(raw_now) if isinstance(raw_now, str) else None
         except ValueError:
-            raise invalid_cursor() from None
-        if now.tzinfo is None:
+            now = None
+        # Dates far from today (0001-01-01) overflow the date arithmetic of within_last_days.
+        if now is None or now.tzinfo is None or not EARLIEST_NOW <= now < LATEST_NOW:
             raise invalid_cursor()
         return position, now
 

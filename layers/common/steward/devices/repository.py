@@ -12,8 +12,8 @@ from steward.conditions import MAX_ATTEMPTS, condition_failed, read_modify_write
 from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult
 from steward.devices.tag_index import release_tags
 from steward.errors import Conflict, NotFound
-from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor
-from steward.sharded_query import query_shards
+from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, fit_page
+from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import DeviceRecord, device_user_key
 from steward.transactions import Transaction, transient
@@ -156,12 +156,12 @@ class DeviceRepository:
         # The index holds keys only; one BatchGetItem fetches the devices. The index
         # is eventually consistent, so a device that just moved to another user is dropped.
         fetched = {record.sk: record for record in DeviceRecord.batch_get(keys)} if keys else {}
-        devices = [
-            to_device(fetched[sort_key])
+        devices = (
+            (to_device(fetched[sort_key]), encode_cursor({"after": sort_key}))
             for _, sort_key in keys
             if sort_key in fetched and fetched[sort_key].user_id == user_id
-        ]
-        return Page[Device](items=devices, next_cursor=next_cursor)
+        )
+        return fit_page(devices, next_cursor)
 
     def devices_of_users(self, app_id: str, user_ids: Iterable[str]) -> dict[str, list[Device]]:
         """Each user's devices, sorted by device id (users without devices map to []).
@@ -189,7 +189,8 @@ class DeviceRepository:
         records, next_cursor = query_shards(
             DeviceRecord, app_id, self.shard_count, cursor, limit, _filter_condition(device_filter)
         )
-        return Page[Device](items=[to_device(record) for record in records], next_cursor=next_cursor)
+        entries = ((to_device(record), cursor_after(record.pk, record.sk)) for record in records)
+        return fit_page(entries, next_cursor)
 
     def _keys_of(self, app_id: str, user_id: str) -> list[tuple[str, str]]:
         return [(record.pk, record.sk) for record in DeviceRecord.by_user.query(device_user_key(app_id, user_id))]

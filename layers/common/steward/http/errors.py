@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from steward.errors import (
+    MAX_MESSAGE_CHARS,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -19,6 +20,8 @@ from steward.errors import (
     ReauthenticationRequired,
     StewardError,
     Unauthenticated,
+    UnsupportedMediaType,
+    clip,
 )
 
 STATUS_BY_ERROR: dict[type[StewardError], int] = {
@@ -28,11 +31,17 @@ STATUS_BY_ERROR: dict[type[StewardError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     ReauthenticationRequired: 428,
+    UnsupportedMediaType: 415,
 }
 
 
+# pydantic prefixes the messages of custom validators; the message itself says what is wrong.
+VALUE_ERROR_PREFIX = "Value error, "
+
+
 def error_body(code: str, message: str, field: str | None = None) -> str:
-    return json.dumps({"error": {"code": code, "message": message, "field": field}})
+    clipped_field = None if field is None else clip(field)
+    return json.dumps({"error": {"code": code, "message": clip(message, MAX_MESSAGE_CHARS), "field": clipped_field}})
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response[str]:
@@ -64,9 +73,11 @@ def register_error_handlers(app: APIGatewayHttpResolver, logger: Logger) -> None
     def handle_validation_error(exc: RequestValidationError) -> Response[str]:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
-            return error_response(422, "malformed_json", "The request body is not valid JSON.")
+            reason = str((first.get("ctx") or {}).get("error") or "")  # the parser's, or steward.http.body's
+            detail = f": {reason}." if reason else "."
+            return error_response(422, "malformed_json", f"The request body is not valid JSON{detail}")
         field = validation_field(tuple(first.get("loc", ())))
-        message = str(first.get("msg", "Invalid input."))
+        message = str(first.get("msg", "Invalid input.")).removeprefix(VALUE_ERROR_PREFIX)
         code = "missing_field" if first.get("type") == "missing" else "invalid_input"
         return error_response(422, code, f"{field}: {message}" if field else message, field)
 

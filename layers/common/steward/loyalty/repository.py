@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import cast
 
 from pynamodb.exceptions import PutError
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 
@@ -30,6 +30,7 @@ from steward.tables import (
     promo_codes_collection,
 )
 from steward.transactions import Transaction
+from steward.users.models import MAX_PROMO_CODES
 from steward.users.repository import user_not_found
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,12 @@ class LoyaltyRepository:
         """
         code = stored.code
         free_or_mine = PromoCodeRecord.attached_user_id.does_not_exist() | (PromoCodeRecord.attached_user_id == user_id)
+        # A user holds at most MAX_PROMO_CODES codes, so its item never nears DynamoDB's 400 KB.
+        room_for_code = (
+            ProfileRecord.promo_codes.does_not_exist()
+            | (size(ProfileRecord.promo_codes) < MAX_PROMO_CODES)
+            | _promo_code_entry(code).exists()
+        )
         code_failed, user_failed = self._change_code_and_user(
             app_id,
             user_id,
@@ -124,8 +131,13 @@ class LoyaltyRepository:
             PromoCodeRecord.sk.exists() & free_or_mine,
             _promo_code_entry(code).set(stored.program_id),
             now,
+            room_for_code,
         )
         if user_failed:
+            if self._profile_exists(app_id, user_id):
+                raise Conflict(
+                    f"A user holds at most {MAX_PROMO_CODES} promo codes.", code="too_many_promo_codes", field="code"
+                )
             raise user_not_found(user_id)
         if code_failed:
             raise code_not_found(code) if self.get_code(app_id, code) is None else code_taken(code)
@@ -159,6 +171,7 @@ class LoyaltyRepository:
         code_condition: Condition,
         user_action: Action,
         now: datetime,
+        user_condition: Condition | None = None,
     ) -> tuple[bool, bool]:
         """One transaction over the code item and the user's item (which must exist).
 
@@ -172,13 +185,20 @@ class LoyaltyRepository:
             "user",
             self._profile(app_id, user_id),
             [user_action, ProfileRecord.updated_at.set(now), ProfileRecord.version.add(1)],
-            ProfileRecord.sk.exists(),
+            ProfileRecord.sk.exists() if user_condition is None else ProfileRecord.sk.exists() & user_condition,
         )
         failed = transaction.commit()
         return "code" in failed, "user" in failed
 
     def _partition(self, app_id: str, code: str) -> str:
         return partition_for(promo_codes_collection(app_id), code, self.shard_count)
+
+    def _profile_exists(self, app_id: str, user_id: str) -> bool:
+        try:
+            ProfileRecord.get(partition_for(app_id, user_id, self.shard_count), user_id, attributes_to_get=["sk"])
+        except ProfileRecord.DoesNotExist:
+            return False
+        return True
 
     def _profile(self, app_id: str, user_id: str) -> ProfileRecord:
         return ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from steward.batch import ItemError
+from steward.numbers import storable_number
 from steward.types import no_control_characters
 
 MAX_BATCH_REGIONS = 100
@@ -46,11 +47,16 @@ class GeometryKind(StrEnum):
 
 
 # strict: a latitude of `true` or "48.8" is a client bug, not a coordinate.
+# storable_number: a value like 1e-200 is in range but DynamoDB cannot store it.
 Latitude = Annotated[
-    float, Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="Degrees north, -90 to 90 (WGS 84).")
+    float,
+    Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="Degrees north, -90 to 90 (WGS 84)."),
+    AfterValidator(storable_number),
 ]
 Longitude = Annotated[
-    float, Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="Degrees east, -180 to 180 (WGS 84).")
+    float,
+    Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="Degrees east, -180 to 180 (WGS 84)."),
+    AfterValidator(storable_number),
 ]
 # Format only, on purpose: the ISO list changes, and codes in wide use such as
 # XK (Kosovo) are not officially assigned, so a hard-coded list would reject them.
@@ -90,7 +96,7 @@ class Geometry(BaseModel):
             "split it in two."
         ),
     )
-    radius_m: float | None = Field(
+    radius_m: Annotated[float, AfterValidator(storable_number)] | None = Field(
         default=None,
         gt=0,
         le=MAX_RADIUS_M,

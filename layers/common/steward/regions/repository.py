@@ -12,9 +12,9 @@ from pynamodb.expressions.condition import Condition
 from steward.batch import chunks
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
-from steward.pagination import Page
+from steward.pagination import Page, fit_page
 from steward.regions.models import Geometry, GeometryKind, Point, Region, RegionFilter
-from steward.sharded_query import query_shards
+from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import RegionRecord, regions_collection
 
@@ -85,7 +85,8 @@ class RegionRepository:
             _filter_condition(region_filter),
             max_scanned=MAX_SCANNED_REGIONS,
         )
-        return Page[Region](items=[to_region(record) for record in records], next_cursor=next_cursor)
+        entries = ((to_region(record), cursor_after(record.pk, record.sk)) for record in records)
+        return fit_page(entries, next_cursor)
 
     def _write_chunk(self, chunk: list[RegionRecord]) -> set[str]:
         pending = {record.sk: record for record in chunk}

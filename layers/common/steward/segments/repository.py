@@ -27,9 +27,9 @@ from pynamodb.expressions.condition import size
 
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
-from steward.pagination import Page
+from steward.pagination import Page, fit_page
 from steward.segments.models import MAX_SEGMENTS_PER_USER, SEGMENT_ID_PREFIX, Segment, SegmentKind
-from steward.sharded_query import query_partition, query_shards
+from steward.sharded_query import cursor_after, partition_cursor_after, query_partition, query_shards
 from steward.sharding import partition_for, shard_key
 from steward.tables import (
     ProfileRecord,
@@ -104,7 +104,9 @@ class SegmentRepository:
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[Segment]:
         records, next_cursor = query_partition(SegmentRecord, segments_pk(app_id), cursor, limit)
-        return Page[Segment](items=[to_segment(record) for record in records], next_cursor=next_cursor)
+        # A criteria segment carries up to 64 KB of criteria: a full page could pass Lambda's 6 MB.
+        entries = ((to_segment(record), partition_cursor_after(record.sk)) for record in records)
+        return fit_page(entries, next_cursor)
 
     def change_members(self, app_id: str, segment_id: str, changes: list[MemberChange], now: datetime) -> ChangeResult:
         """Apply up to MEMBERSHIPS_PER_TRANSACTION joins and leaves of one static segment, atomically."""
@@ -218,11 +220,12 @@ class SegmentRepository:
 
     def member_ids_page(
         self, app_id: str, segment_id: str, cursor: str | None, limit: int
-    ) -> tuple[list[str], str | None]:
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """Member ids, each with the cursor that resumes right after it, and the page's cursor."""
         records, next_cursor = query_shards(
             SegmentMemberRecord, segment_members_collection(app_id, segment_id), self.shard_count, cursor, limit
         )
-        return [record.sk for record in records], next_cursor
+        return [(record.sk, cursor_after(record.pk, record.sk)) for record in records], next_cursor
 
     def start_deleting(self, app_id: str, segment_id: str, now: datetime) -> None:
         """Mark the segment as deleting: from now on no member can join it."""

@@ -11,7 +11,7 @@ from steward.clock import utc_now
 from steward.criteria.parse import parse_criteria
 from steward.criteria.preview import CriteriaPreviewService
 from steward.errors import Conflict, InvalidInput
-from steward.pagination import Page
+from steward.pagination import Page, fit_page
 from steward.segments.models import (
     MAX_MEMBER_CHANGES,
     MAX_SEGMENTS_PER_USER,
@@ -124,11 +124,11 @@ class SegmentService:
         segment = self.get(app_id, segment_id)
         if segment.kind is SegmentKind.CRITERIA:
             return self.criteria.matching_users(app_id, segment.criteria, cursor, limit)
-        user_ids, next_cursor = self.repository.member_ids_page(app_id, segment_id, cursor, limit)
-        found = self.users.get_many(app_id, user_ids)
+        members, next_cursor = self.repository.member_ids_page(app_id, segment_id, cursor, limit)
+        found = self.users.get_many(app_id, [user_id for user_id, _ in members])
         # A user deleted since the member item was read has left the segment.
-        users = [found[user_id][0] for user_id in user_ids if user_id in found]
-        return Page[User](items=users, next_cursor=next_cursor)
+        users = ((found[user_id][0], after) for user_id, after in members if user_id in found)
+        return fit_page(users, next_cursor)
 
     def _plan(self, app_id: str, segment_id: str, pending: dict[str, bool], outcome: "_Tally") -> list[MemberChange]:
         """Read the users and decide, for each, the write to make (if any).

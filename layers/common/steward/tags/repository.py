@@ -17,8 +17,8 @@ from steward.devices.models import Device
 from steward.devices.repository import to_device
 from steward.devices.tag_index import count_devices, delete_member, put_member
 from steward.errors import Conflict, NotFound
-from steward.pagination import Page
-from steward.sharded_query import query_partition, query_shards
+from steward.pagination import Page, fit_page
+from steward.sharded_query import cursor_after, query_partition, query_shards
 from steward.sharding import partition_for
 from steward.tables import DeviceRecord, TagMemberRecord, TagRecord, tag_members_collection, tags_pk
 from steward.tags.models import MAX_TAGS_PER_DEVICE, Tag
@@ -71,12 +71,12 @@ class TagRepository:
         # Member items hold keys only; one BatchGetItem fetches the page's devices. Reads are
         # eventually consistent, so a device untagged (or deleted) meanwhile is dropped.
         fetched = {record.sk: record for record in DeviceRecord.batch_get(keys)} if keys else {}
-        devices = [
-            to_device(fetched[member.sk])
+        devices = (
+            (to_device(fetched[member.sk]), cursor_after(member.pk, member.sk))
             for member in members
             if member.sk in fetched and tag in (fetched[member.sk].tags or ())
-        ]
-        return Page[Device](items=devices, next_cursor=next_cursor)
+        )
+        return fit_page(devices, next_cursor)
 
     def device_tags(self, app_id: str, device_ids: Collection[str]) -> dict[str, frozenset[str]]:
         """The tags of each of these devices that exists, read consistently (pynamodb asks 100 keys a call)."""

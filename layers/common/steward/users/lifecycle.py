@@ -3,7 +3,17 @@
 from datetime import datetime
 
 from steward.errors import InvalidInput, NotFound
-from steward.users.models import MAX_CONTACTS, MAX_FIELDS, Contact, Subscription, UpsertUser, User
+from steward.users.models import (
+    MAX_CONTACTS,
+    MAX_FIELDS,
+    MAX_FIELDS_BYTES,
+    MAX_SUBSCRIPTIONS,
+    Contact,
+    Subscription,
+    UpsertUser,
+    User,
+    fields_bytes,
+)
 
 
 def upsert(current: User | None, user_id: str, request: UpsertUser, now: datetime) -> User:
@@ -31,6 +41,13 @@ def upsert(current: User | None, user_id: str, request: UpsertUser, now: datetim
             fields[name] = value
     if len(fields) > MAX_FIELDS:
         raise InvalidInput(f"A user holds at most {MAX_FIELDS} fields.", code="too_many_fields", field="fields")
+    size = fields_bytes(fields)
+    if size > MAX_FIELDS_BYTES:
+        raise InvalidInput(
+            f"A user's fields take at most {MAX_FIELDS_BYTES} bytes of JSON; these would take {size}.",
+            code="fields_too_large",
+            field="fields",
+        )
     unsubscribed = base.global_unsubscribed if request.global_unsubscribed is None else request.global_unsubscribed
     # Every upsert through the API is activity of the user.
     return base.model_copy(
@@ -72,5 +89,9 @@ def put_subscription(user: User, subscription: Subscription, now: datetime) -> U
     ]
     if subscription in user.subscriptions:
         return user
+    if len(others) >= MAX_SUBSCRIPTIONS:
+        raise InvalidInput(
+            f"A user holds at most {MAX_SUBSCRIPTIONS} subscriptions.", code="too_many_subscriptions", field="channel"
+        )
     subscriptions = sorted([*others, subscription], key=lambda item: (item.resource_id, item.channel))
     return user.model_copy(update={"subscriptions": subscriptions, "updated_at": now})

@@ -1,5 +1,6 @@
 """Domain objects and input shapes for users, contacts and subscriptions."""
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -8,9 +9,18 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from steward.batch import ItemError
+from steward.numbers import storable_number
 from steward.types import Channel, UserId
 
 MAX_FIELDS = 100
+# A list value holds at most this many items, and all fields together take at most
+# MAX_FIELDS_BYTES of JSON: with the capped contacts, subscriptions and segments, a
+# profile stays under ~64 KB, far from DynamoDB's 400 KB item limit (and a write of it
+# costs at most ~64 write units).
+MAX_LIST_ITEMS = 100
+MAX_FIELDS_BYTES = 32 * 1024
+MAX_SUBSCRIPTIONS = 200
+MAX_PROMO_CODES = 100
 MAX_CONTACTS = 10  # per kind, so a user item stays a few KB
 MAX_BATCH_USERS = 100
 FIELD_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
@@ -54,11 +64,25 @@ def normalize_date(text: str) -> str | None:
 
 
 def _normalize_value(value: "FieldValue") -> "FieldValue":
+    """Dates to their stored form; refuses what DynamoDB cannot store (the error names the field)."""
     if isinstance(value, str):
         return normalize_date(value) or value
     if isinstance(value, list):
-        return [_normalize_value(item) for item in value]  # type: ignore[misc]
-    return value
+        if len(value) > MAX_LIST_ITEMS:
+            raise ValueError(f"a list holds at most {MAX_LIST_ITEMS} values; this one has {len(value)}")
+        normalized = []
+        for index, item in enumerate(value):
+            try:
+                normalized.append(_normalize_value(item))
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return normalized  # type: ignore[return-value]
+    return storable_number(value)
+
+
+def fields_bytes(fields: dict[str, "Scalar | list[Scalar]"]) -> int:
+    """Size of a user's fields as stored: compact JSON in UTF-8."""
+    return len(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 Scalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
@@ -156,10 +180,12 @@ class PutSubscription(BaseModel):
 
 
 class UserOutcome(BaseModel):
+    """One item's outcome. Without the profile: 100 profiles could pass Lambda's 6 MB answer."""
+
     index: int
     user_id: str | None
     ok: bool
-    user: User | None = None
+    updated_at: datetime | None = Field(default=None, description="When the user was last changed, if ok.")
     error: ItemError | None = None
 
 

@@ -9,8 +9,8 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from steward.conditions import condition_failed, read_modify_write, save_versioned
 from steward.errors import NotFound
-from steward.pagination import Page
-from steward.sharded_query import query_shards
+from steward.pagination import Page, fit_page
+from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import SUBSCRIPTION_KEY_SEPARATOR, ProfileRecord, subscription_key
 from steward.types import Channel
@@ -94,7 +94,8 @@ class UserRepository:
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[User]:
         records, next_cursor = query_shards(ProfileRecord, app_id, self.shard_count, cursor, limit)
-        return Page[User](items=[to_user(record) for record in records], next_cursor=next_cursor)
+        entries = ((to_user(record), cursor_after(record.pk, record.sk)) for record in records)
+        return fit_page(entries, next_cursor)
 
     def _get_record(self, app_id: str, user_id: str) -> ProfileRecord | None:
         try:

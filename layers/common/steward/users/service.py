@@ -54,7 +54,11 @@ class UserService:
         results = run_batch(raw_users, BatchUser, "user_id", apply, collection="users", max_items=MAX_BATCH_USERS)
         outcomes = [
             UserOutcome(
-                index=result.index, user_id=result.key, ok=result.error is None, user=result.value, error=result.error
+                index=result.index,
+                user_id=result.key,
+                ok=result.error is None,
+                updated_at=None if result.value is None else result.value.updated_at,
+                error=result.error,
             )
             for result in results
         ]
