@@ -6,7 +6,8 @@ greedy ones), calls the authorizer with a payload 2.0 REQUEST event, and
 invokes the integration through moto's Lambda API with a payload 2.0 event.
 Like the real service: the path is decoded before routing (``%2F`` arrives
 as ``/``, and a decoded ``?`` cuts it), a missing identity header is 401
-without calling the authorizer, and an authorizer 'deny' is 403.
+without calling the authorizer, and an authorizer 'deny' is 403. A method
+that HTTP APIs do not route (TRACE, CONNECT, any other) matches no route: 404.
 """
 
 import base64
@@ -146,6 +147,12 @@ class HttpApiGateway:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_request  # noqa: N815
 
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers 501 for a method without a do_ handler; the gateway answers it instead.
+                if name.startswith("do_"):
+                    return self.do_request
+                raise AttributeError(name)
+
             def log_message(self, format: str, *args: Any) -> None:
                 print(f"api  {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", flush=True)
 
@@ -166,6 +173,8 @@ class HttpApiGateway:
     def handle(
         self, method: str, target: str, raw_headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        if method.lower() not in _METHODS:
+            return _message(404, "Not Found")
         parts = urlsplit(target)
         # Like HTTP APIs: the path is decoded before routing, and cut at a decoded '?' or '#'.
         try:
