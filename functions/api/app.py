@@ -14,6 +14,7 @@ from steward.devices.repository import DeviceRepository
 from steward.devices.service import DeviceService
 from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.errors import register_error_handlers
+from steward.http.openapi import document_responses
 from steward.http.paths import canonical_path
 from steward.loyalty.service import LoyaltyService
 from steward.regions.service import RegionService
@@ -46,6 +47,7 @@ app.include_router(loyalty.build_router(LoyaltyService(settings.shard_count)))
 app.include_router(segments.build_router(SegmentService(settings.shard_count)))
 app.include_router(tags.build_router(TagService(settings.shard_count)))
 app.include_router(docs.build_router(app))
+document_responses(app, docs.PUBLIC_PATHS)  # after the last route, before the first request
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
