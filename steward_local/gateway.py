@@ -116,7 +116,8 @@ def _path_pattern(path: str) -> re.Pattern[str]:
             regex += f"(?P<{_group(part[1:-1])}>[^/]+)"
         else:
             regex += re.escape(part)
-    return re.compile(f"^{regex}$")
+    # A greedy variable takes any character, a decoded newline too; '$' would also match before a final newline.
+    return re.compile(f"^{regex}\\Z", re.DOTALL)
 
 
 def _group(name: str) -> str:

@@ -42,6 +42,15 @@ def test_a_method_http_apis_do_not_route_is_404(stack: RunningStack, method: str
         assert response.json() == {"message": "Not Found"}
 
 
+def test_a_decoded_newline_in_the_path_still_reaches_the_function(stack: RunningStack) -> None:
+    """A greedy path variable takes any character: the API answers, not the gateway's own 404."""
+    device = stack.api("PUT", "/v1/devices/%0Anl/tags/beta", stack.key(0))
+    segment = stack.api("POST", "/v1/segments/%0Anl/members", stack.key(0), json={})
+
+    assert (device.status_code, device.json()["error"]["code"]) == (422, "invalid_path_parameter")
+    assert (segment.status_code, segment.json()["error"]["code"]) == (404, "route_not_found")
+
+
 def _users(stack: RunningStack, app: int) -> list[dict[str, str]]:
     items: list[dict[str, str]] = stack.api("GET", "/v1/users", stack.key(app)).json()["items"]
     return items
