@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test lint typecheck validate asl pytest fire bench clean
+.PHONY: run test lint typecheck validate asl pytest contract fire bench clean
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt constraints.txt
 	rm -rf $(VENV)
@@ -43,6 +43,10 @@ asl: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# The schemathesis check of /openapi.json on its own (pytest runs it too); see the README's Tests.
+contract: $(STAMP)
+	$(BIN)/pytest tests/integration/test_openapi_contract.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.push_results

@@ -6,7 +6,8 @@ greedy ones), calls the authorizer with a payload 2.0 REQUEST event, and
 invokes the integration through moto's Lambda API with a payload 2.0 event.
 Like the real service: the path is decoded before routing (``%2F`` arrives
 as ``/``, and a decoded ``?`` cuts it), a missing identity header is 401
-without calling the authorizer, and an authorizer 'deny' is 403.
+without calling the authorizer, and an authorizer 'deny' is 403. A method
+that HTTP APIs do not route (TRACE, CONNECT, any other) matches no route: 404.
 """
 
 import base64
@@ -116,7 +117,8 @@ def _path_pattern(path: str) -> re.Pattern[str]:
             regex += f"(?P<{_group(part[1:-1])}>[^/]+)"
         else:
             regex += re.escape(part)
-    return re.compile(f"^{regex}$")
+    # A greedy variable takes any character, a decoded newline too; '$' would also match before a final newline.
+    return re.compile(f"^{regex}\\Z", re.DOTALL)
 
 
 def _group(name: str) -> str:
@@ -164,6 +166,12 @@ class HttpApiGateway:
                     _drain_request(self.rfile)
                 super().send_error(code, message, explain)
 
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers 501 for a method without a do_ handler; the gateway answers it instead.
+                if name.startswith("do_"):
+                    return self.do_request
+                raise AttributeError(name)
+
             def log_message(self, format: str, *args: Any) -> None:
                 # A request refused while its line is read (414) has no path yet.
                 path = getattr(self, "path", "")
@@ -185,6 +193,8 @@ class HttpApiGateway:
     def handle(
         self, method: str, target: str, raw_headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        if method.lower() not in _METHODS:
+            return _message(404, "Not Found")
         parts = urlsplit(target)
         # Like HTTP APIs: the path is decoded before routing, and cut at a decoded '?' or '#'.
         try:

@@ -6,9 +6,14 @@ sends them to the real handler modules here instead.
 
 Environment variables are process-wide. Functions read theirs once, at cold
 start (the typed settings objects), so the runner sets a function's
-environment only around the import of its module, under a lock. Invocations
-themselves run concurrently, as on AWS, and a handler may trigger another
-one (an S3 write, a Step Functions task) without deadlocking.
+environment only around the import of its module, under a lock.
+
+Each function has one execution environment here, so its invocations run one
+at a time: on AWS, concurrent invocations get environments of their own, and
+sharing one module would let them overwrite each other's state (Powertools'
+resolver keeps the current event and route on the app object). Different
+functions run concurrently, and a handler may trigger another one (an S3
+write, a Step Functions task) without deadlocking.
 """
 
 import importlib.util
@@ -59,6 +64,8 @@ class InProcessLambdas:
         self._code_dirs: dict[str, Path] = {}
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
+        # Re-entrant: a handler whose work invokes its own function in the same thread must not deadlock.
+        self._environments: dict[str, threading.RLock] = {}
 
     def register(self, function_name: str, code_dir: Path) -> None:
         self._code_dirs[function_name] = code_dir
@@ -92,7 +99,8 @@ class InProcessLambdas:
         )
         try:
             handler = self._handler(name, str(function.handler), environment)
-            result = handler(event, context)
+            with self._environments[name]:
+                result = handler(event, context)
         except Exception as exc:  # the Lambda service reports handler errors, it does not crash
             traceback.print_exc()
             response_headers["x-amz-function-error"] = "Unhandled"
@@ -103,6 +111,7 @@ class InProcessLambdas:
     def _handler(self, name: str, handler_path: str, environment: dict[str, str]) -> Any:
         module_file, _, attribute = handler_path.rpartition(".")
         with self._lock:
+            self._environments.setdefault(name, threading.RLock())
             if name not in self._modules:
                 # The import is the cold start: it runs under the function's environment.
                 with _environment(environment):

@@ -12,6 +12,7 @@ from steward.composition import Services
 from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.body import load_json, refuse_unreadable_body
 from steward.http.errors import register_error_handlers
+from steward.http.openapi import document_responses
 from steward.http.paths import canonical_path
 from steward.observability import tracer
 from steward.settings import ApiSettings
@@ -31,6 +32,7 @@ register_error_handlers(app, logger)
 for routes in (devices, users, resources, api_keys, regions, criteria, loyalty, segments, tags):
     app.include_router(routes.build_router(services))
 app.include_router(docs.build_router(app))
+document_responses(app, docs.PUBLIC_PATHS)  # after the last route, before the first request
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

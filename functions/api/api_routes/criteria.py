@@ -9,6 +9,7 @@ from steward.apps.models import Scope
 from steward.composition import Services
 from steward.criteria.models import PreviewRequest, PreviewResult
 from steward.http.auth import RequireScope, current_principal
+from steward.http.openapi import errors
 
 TAG = "Criteria"
 # A preview only reads, so a read-only key may run it although it is a POST (the criteria need a body).
@@ -37,6 +38,7 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         tags=[TAG],
         summary="Preview what criteria select (count and sample)",
         description=_DESCRIPTION,
+        responses=errors({422: ["invalid_criteria"]}),
         middlewares=READ,
     )
     def preview_criteria(body: PreviewRequest) -> PreviewResult:

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
-from api_routes.params import device_id_param, user_id_param
+from api_routes.params import DeviceIdPath, UserIdPath, device_id_param, user_id_param
 from steward.composition import Services
 from steward.devices.models import (
     Device,
@@ -20,10 +20,13 @@ from steward.devices.models import (
 )
 from steward.errors import InvalidInput
 from steward.http.auth import current_principal
+from steward.http.openapi import errors
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from steward.types import UserId
 
 TAG = "Devices"
+NOT_FOUND = ["device_not_found"]
+OWNERSHIP = ["device_owned_by_other_user", "concurrent_update"]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
@@ -37,17 +40,28 @@ class PushResultBatch(BaseModel):
 def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
-    @router.put("/v1/devices/<device_id>", tags=[TAG], summary="Identify (register or refresh) a device")
-    def identify_device(device_id: str, body: IdentifyDevice) -> Device:
+    @router.put(
+        "/v1/devices/<device_id>",
+        tags=[TAG],
+        summary="Identify (register or refresh) a device",
+        responses=errors({409: ["concurrent_update"]}),
+    )
+    def identify_device(device_id: DeviceIdPath, body: IdentifyDevice) -> Device:
         return services.devices.identify(current_principal(router).app_id, device_id_param(device_id), body)
 
-    @router.get("/v1/devices/<device_id>", tags=[TAG], summary="Get one device")
-    def get_device(device_id: str) -> Device:
+    @router.get("/v1/devices/<device_id>", tags=[TAG], summary="Get one device", responses=errors({404: NOT_FOUND}))
+    def get_device(device_id: DeviceIdPath) -> Device:
         return services.devices.get(current_principal(router).app_id, device_id_param(device_id))
 
-    @router.delete("/v1/devices/<device_id>", tags=[TAG], summary="Log out: delete the device")
+    @router.delete(
+        "/v1/devices/<device_id>",
+        tags=[TAG],
+        summary="Log out: delete the device",
+        status_code=204,
+        responses=errors({404: NOT_FOUND, 409: OWNERSHIP}),
+    )
     def delete_device(
-        device_id: str,
+        device_id: DeviceIdPath,
         user_id: Annotated[
             UserId | None, Query(description="Only delete while the device still belongs to this user.")
         ] = None,
@@ -55,25 +69,40 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         services.devices.logout(current_principal(router).app_id, device_id_param(device_id), user_id)
         return Response(status_code=204)
 
-    @router.delete("/v1/devices/<device_id>/user", tags=[TAG], summary="Log out: keep the device, drop its user")
+    @router.delete(
+        "/v1/devices/<device_id>/user",
+        tags=[TAG],
+        summary="Log out: keep the device, drop its user",
+        responses=errors({404: NOT_FOUND, 409: OWNERSHIP}),
+    )
     def dissociate_device(
-        device_id: str,
+        device_id: DeviceIdPath,
         user_id: Annotated[
             UserId | None, Query(description="Only dissociate while the device belongs to this user.")
         ] = None,
     ) -> Device:
         return services.devices.dissociate(current_principal(router).app_id, device_id_param(device_id), user_id)
 
-    @router.post("/v1/devices/<device_id>/push-results", tags=[TAG], summary="Record one push result")
-    def record_push_result(device_id: str, body: PushResult) -> Device:
+    @router.post(
+        "/v1/devices/<device_id>/push-results",
+        tags=[TAG],
+        summary="Record one push result",
+        responses=errors({404: NOT_FOUND, 409: ["device_inactive", "concurrent_update"]}),
+    )
+    def record_push_result(device_id: DeviceIdPath, body: PushResult) -> Device:
         return services.devices.record_push_result(current_principal(router).app_id, device_id_param(device_id), body)
 
-    @router.post("/v1/push-results", tags=[TAG], summary="Record up to 100 push results")
+    @router.post(
+        "/v1/push-results",
+        tags=[TAG],
+        summary="Record up to 100 push results",
+        responses=errors({422: ["batch_too_large"]}),
+    )
     def record_push_results(body: PushResultBatch) -> PushResultBatchOutcome:
         return services.devices.record_push_results(current_principal(router).app_id, body.results)
 
     @router.get("/v1/users/<user_id>/devices", tags=[TAG], summary="List one user's devices")
-    def list_user_devices(user_id: str, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Device]:
+    def list_user_devices(user_id: UserIdPath, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE) -> Page[Device]:
         return services.devices.list_for_user(current_principal(router).app_id, user_id_param(user_id), cursor, limit)
 
     @router.get("/v1/devices", tags=[TAG], summary="List the app's devices")

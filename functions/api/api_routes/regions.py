@@ -7,8 +7,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
+from api_routes.params import SegmentPath
 from steward.composition import Services
 from steward.http.auth import current_principal
+from steward.http.openapi import errors
 from steward.pagination import Page
 from steward.regions.models import (
     DEFAULT_REGION_PAGE_SIZE,
@@ -24,6 +26,7 @@ from steward.regions.models import (
 )
 
 TAG = "Regions"
+NOT_FOUND = errors({404: ["region_not_found"]})
 
 
 class RegionBatch(BaseModel):
@@ -39,11 +42,27 @@ class RegionBatch(BaseModel):
 def build_router(services: Services) -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
 
-    @router.post("/v1/regions", tags=[TAG], summary="Create a region", status_code=201)
+    @router.post(
+        "/v1/regions",
+        tags=[TAG],
+        summary="Create a region",
+        status_code=201,
+        responses=errors(
+            {
+                409: ["region_exists"],
+                422: ["polygon_not_closed", "polygon_too_few_points", "polygon_self_intersecting"],
+            }
+        ),
+    )
     def create_region(body: NewRegion) -> Region:
         return services.regions.create(current_principal(router).app_id, body)
 
-    @router.post("/v1/regions/batch", tags=[TAG], summary=f"Import up to {MAX_BATCH_REGIONS} regions")
+    @router.post(
+        "/v1/regions/batch",
+        tags=[TAG],
+        summary=f"Import up to {MAX_BATCH_REGIONS} regions",
+        responses=errors({422: ["batch_too_large"]}),
+    )
     def import_regions(body: RegionBatch) -> RegionImportBatchOutcome:
         return services.regions.import_regions(current_principal(router).app_id, body.regions)
 
@@ -60,12 +79,14 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         region_filter = RegionFilter(type=region_type, tag=tag, country=country)
         return services.regions.list_for_app(current_principal(router).app_id, region_filter, cursor, limit)
 
-    @router.get("/v1/regions/<region_id>", tags=[TAG], summary="Get one region")
-    def get_region(region_id: str) -> Region:
+    @router.get("/v1/regions/<region_id>", tags=[TAG], summary="Get one region", responses=NOT_FOUND)
+    def get_region(region_id: SegmentPath) -> Region:
         return services.regions.get(current_principal(router).app_id, region_id)
 
-    @router.delete("/v1/regions/<region_id>", tags=[TAG], summary="Delete a region", status_code=204)
-    def delete_region(region_id: str) -> Response[None]:
+    @router.delete(
+        "/v1/regions/<region_id>", tags=[TAG], summary="Delete a region", status_code=204, responses=NOT_FOUND
+    )
+    def delete_region(region_id: SegmentPath) -> Response[None]:
         services.regions.delete(current_principal(router).app_id, region_id)
         return Response(status_code=204)
 

@@ -7,9 +7,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
-from api_routes.params import email_param, phone_param, user_id_param
+from api_routes.params import SegmentPath, UserIdPath, email_param, phone_param, user_id_param
 from steward.composition import Services
 from steward.http.auth import current_principal
+from steward.http.openapi import errors
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from steward.types import Channel
 from steward.users.models import (
@@ -22,6 +23,8 @@ from steward.users.models import (
 )
 
 TAG = "Users"
+USER_NOT_FOUND = ["user_not_found"]
+CONCURRENT = ["concurrent_update"]
 
 
 class UserBatch(BaseModel):
@@ -36,16 +39,27 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
     def app_id() -> str:
         return current_principal(router).app_id
 
-    @router.put("/v1/users/<user_id>", tags=[TAG], summary="Create or update a user (fields merge)")
-    def upsert_user(user_id: str, body: UpsertUser) -> User:
+    @router.put(
+        "/v1/users/<user_id>",
+        tags=[TAG],
+        summary="Create or update a user (fields merge)",
+        responses=errors({409: CONCURRENT, 422: ["too_many_fields"]}),
+    )
+    def upsert_user(user_id: UserIdPath, body: UpsertUser) -> User:
         return services.users.upsert(app_id(), user_id_param(user_id), body)
 
-    @router.get("/v1/users/<user_id>", tags=[TAG], summary="Get one user")
-    def get_user(user_id: str) -> User:
+    @router.get("/v1/users/<user_id>", tags=[TAG], summary="Get one user", responses=errors({404: USER_NOT_FOUND}))
+    def get_user(user_id: UserIdPath) -> User:
         return services.users.get(app_id(), user_id_param(user_id))
 
-    @router.delete("/v1/users/<user_id>", tags=[TAG], summary="Delete a user")
-    def delete_user(user_id: str) -> Response[None]:
+    @router.delete(
+        "/v1/users/<user_id>",
+        tags=[TAG],
+        summary="Delete a user",
+        status_code=204,
+        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT}),
+    )
+    def delete_user(user_id: UserIdPath) -> Response[None]:
         services.user_deletion.delete(app_id(), user_id_param(user_id))
         return Response(status_code=204)
 
@@ -56,38 +70,71 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
     ) -> Page[User]:
         return services.users.list_page(app_id(), cursor, limit)
 
-    @router.post("/v1/users/batch", tags=[TAG], summary="Create or update up to 100 users")
+    @router.post(
+        "/v1/users/batch",
+        tags=[TAG],
+        summary="Create or update up to 100 users",
+        responses=errors({422: ["batch_too_large"]}),
+    )
     def upsert_users(body: UserBatch) -> UserBatchOutcome:
         return services.users.upsert_batch(app_id(), body.users)
 
-    @router.put("/v1/users/<user_id>/emails/<email>", tags=[TAG], summary="Add or update an email address")
-    def put_email(user_id: str, email: str, body: Annotated[PutContact | None, Body()] = None) -> User:
+    @router.put(
+        "/v1/users/<user_id>/emails/<email>",
+        tags=[TAG],
+        summary="Add or update an email address",
+        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT, 422: ["too_many_contacts"]}),
+    )
+    def put_email(user_id: UserIdPath, email: SegmentPath, body: Annotated[PutContact | None, Body()] = None) -> User:
         active = (body or PutContact()).active
         return services.users.put_contact(app_id(), user_id_param(user_id), "emails", email_param(email), active)
 
-    @router.delete("/v1/users/<user_id>/emails/<email>", tags=[TAG], summary="Remove an email address")
-    def delete_email(user_id: str, email: str) -> User:
+    @router.delete(
+        "/v1/users/<user_id>/emails/<email>",
+        tags=[TAG],
+        summary="Remove an email address",
+        responses=errors({404: [*USER_NOT_FOUND, "contact_not_found"], 409: CONCURRENT}),
+    )
+    def delete_email(user_id: UserIdPath, email: SegmentPath) -> User:
         return services.users.remove_contact(app_id(), user_id_param(user_id), "emails", email_param(email))
 
-    @router.put("/v1/users/<user_id>/phones/<phone>", tags=[TAG], summary="Add or update an E.164 phone number")
-    def put_phone(user_id: str, phone: str, body: Annotated[PutContact | None, Body()] = None) -> User:
+    @router.put(
+        "/v1/users/<user_id>/phones/<phone>",
+        tags=[TAG],
+        summary="Add or update an E.164 phone number",
+        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT, 422: ["too_many_contacts"]}),
+    )
+    def put_phone(user_id: UserIdPath, phone: SegmentPath, body: Annotated[PutContact | None, Body()] = None) -> User:
         active = (body or PutContact()).active
         return services.users.put_contact(app_id(), user_id_param(user_id), "phones", phone_param(phone), active)
 
-    @router.delete("/v1/users/<user_id>/phones/<phone>", tags=[TAG], summary="Remove a phone number")
-    def delete_phone(user_id: str, phone: str) -> User:
+    @router.delete(
+        "/v1/users/<user_id>/phones/<phone>",
+        tags=[TAG],
+        summary="Remove a phone number",
+        responses=errors({404: [*USER_NOT_FOUND, "contact_not_found"], 409: CONCURRENT}),
+    )
+    def delete_phone(user_id: UserIdPath, phone: SegmentPath) -> User:
         return services.users.remove_contact(app_id(), user_id_param(user_id), "phones", phone_param(phone))
 
     @router.put(
         "/v1/users/<user_id>/subscriptions/<resource_id>/<channel>",
         tags=[TAG],
         summary="Set a subscription status on a resource's channel",
+        responses=errors({404: [*USER_NOT_FOUND, "resource_not_found"], 409: CONCURRENT, 422: ["channel_not_offered"]}),
     )
-    def put_subscription(user_id: str, resource_id: str, channel: Channel, body: PutSubscription) -> Subscription:
+    def put_subscription(
+        user_id: UserIdPath, resource_id: SegmentPath, channel: Channel, body: PutSubscription
+    ) -> Subscription:
         return services.users.put_subscription(app_id(), user_id_param(user_id), resource_id, channel, body.status)
 
-    @router.get("/v1/users/<user_id>/subscriptions", tags=[TAG], summary="List a user's subscriptions")
-    def list_subscriptions(user_id: str) -> list[Subscription]:
+    @router.get(
+        "/v1/users/<user_id>/subscriptions",
+        tags=[TAG],
+        summary="List a user's subscriptions",
+        responses=errors({404: USER_NOT_FOUND}),
+    )
+    def list_subscriptions(user_id: UserIdPath) -> list[Subscription]:
         return services.users.subscriptions(app_id(), user_id_param(user_id))
 
     return router

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Route
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from steward.apps.keys import (
@@ -74,14 +74,21 @@ def authorize(public_paths: frozenset[str]) -> Callable[[APIGatewayHttpResolver,
         if principal is None:  # refuse_unauthenticated already answered; kept so no route can run keyless
             return error_response(401, "missing_api_key", MISSING_KEY_MESSAGE)
         app.append_context(**{PRINCIPAL: principal})
-        declares_scope = any(isinstance(step, RequireScope) for step in route.middlewares)
-        if not declares_scope:
-            needed = Scope.READ if route.method in SAFE_METHODS else Scope.WRITE
+        if not any(isinstance(step, RequireScope) for step in route.middlewares):
+            needed = required_scope(route)
             if needed not in principal.scopes:
                 return _missing_scope(needed)
         return next_middleware(app)
 
     return middleware
+
+
+def required_scope(route: Route) -> Scope:
+    """The scope a route needs: the one its RequireScope declares, else read for GET and write otherwise."""
+    for step in route.middlewares:
+        if isinstance(step, RequireScope):
+            return step.scope
+    return Scope.READ if route.method in SAFE_METHODS else Scope.WRITE
 
 
 def _authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
