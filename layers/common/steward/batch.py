@@ -10,9 +10,9 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from steward.conditions import resend_may_help
 from steward.errors import MAX_MESSAGE_CHARS, InvalidInput, StewardError, clip
@@ -28,6 +28,27 @@ class ItemError(BaseModel):
     code: str
     message: str
     field: str | None = None
+
+
+class ItemOutcome(BaseModel):
+    """What happened to one item of a batch; each batch adds the item's key and result."""
+
+    index: int = Field(description="Position of the item in the request.")
+    ok: bool
+    error: ItemError | None = Field(default=None, description="Why not, when not ok; `field` names the input to blame.")
+
+
+class BatchOutcome[O: ItemOutcome](BaseModel):
+    """A batch answer: one outcome per item, in request order, and their tally."""
+
+    succeeded: int
+    failed: int
+    results: list[O]
+
+    @classmethod
+    def of(cls, results: list[O]) -> Self:
+        succeeded = sum(1 for outcome in results if outcome.ok)
+        return cls(succeeded=succeeded, failed=len(results) - succeeded, results=results)
 
 
 @dataclass(frozen=True)

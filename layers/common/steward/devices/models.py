@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from steward.batch import ItemError
+from steward.batch import BatchOutcome, ItemOutcome
 from steward.types import DeviceId, UserId
 
 MAX_BATCH_RESULTS = 100
@@ -116,17 +116,12 @@ class DeviceFilter(BaseModel):
     active: bool | None = None
 
 
-class PushResultOutcome(BaseModel):
+class PushResultOutcome(ItemOutcome):
     """What happened to one result of a batch: the device after it, or why not."""
 
-    index: int
     device_id: str | None
-    ok: bool
     device: Device | None = None
-    error: ItemError | None = None
 
 
-class PushResultBatchOutcome(BaseModel):
-    succeeded: int
-    failed: int
-    results: list[PushResultOutcome]
+class PushResultBatchOutcome(BatchOutcome[PushResultOutcome]):
+    pass

@@ -78,8 +78,7 @@ class DeviceService:
             )
             for result in results
         ]
-        succeeded = sum(1 for outcome in outcomes if outcome.ok)
-        return PushResultBatchOutcome(succeeded=succeeded, failed=len(outcomes) - succeeded, results=outcomes)
+        return PushResultBatchOutcome.of(outcomes)
 
     def logout(self, app_id: str, device_id: str, user_id: str | None) -> None:
         self.repository.delete(app_id, device_id, user_id, utc_now())

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from steward.batch import ItemError
+from steward.batch import BatchOutcome, ItemOutcome
 from steward.numbers import storable_number
 from steward.types import no_control_characters
 
@@ -154,18 +154,11 @@ class RegionFilter(BaseModel):
     country: str | None = None
 
 
-class RegionImportOutcome(BaseModel):
-    """What happened to one region of a batch: its new id, or why it was not imported."""
+class RegionImportOutcome(ItemOutcome):
+    """What happened to one region of a batch: its new id, or why it was not imported (`field`: "regions[3].lat")."""
 
-    index: int = Field(description="Position of the region in the request.")
-    ok: bool
     region_id: str | None = Field(default=None, description="The new region's id, when it was imported.")
-    error: ItemError | None = Field(
-        default=None, description='Why not; `field` names the offending field, e.g. "regions[3].lat".'
-    )
 
 
-class RegionImportBatchOutcome(BaseModel):
-    succeeded: int
-    failed: int
-    results: list[RegionImportOutcome]
+class RegionImportBatchOutcome(BatchOutcome[RegionImportOutcome]):
+    pass

@@ -73,9 +73,7 @@ class RegionService:
             else:
                 outcomes[index] = RegionImportOutcome(index=index, ok=True, region_id=region.region_id)
 
-        results = [outcomes[index] for index in sorted(outcomes)]
-        succeeded = sum(1 for outcome in results if outcome.ok)
-        return RegionImportBatchOutcome(succeeded=succeeded, failed=len(results) - succeeded, results=results)
+        return RegionImportBatchOutcome.of([outcomes[index] for index in sorted(outcomes)])
 
     def get(self, app_id: str, region_id: str) -> Region:
         region = self.repository.get(app_id, _known_id(region_id))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from steward.batch import ItemError
+from steward.batch import BatchOutcome, ItemOutcome
 from steward.numbers import storable_number
 from steward.types import Channel, UserId
 
@@ -179,17 +179,12 @@ class PutSubscription(BaseModel):
     status: SubscriptionStatus
 
 
-class UserOutcome(BaseModel):
+class UserOutcome(ItemOutcome):
     """One item's outcome. Without the profile: 100 profiles could pass Lambda's 6 MB answer."""
 
-    index: int
     user_id: str | None
-    ok: bool
     updated_at: datetime | None = Field(default=None, description="When the user was last changed, if ok.")
-    error: ItemError | None = None
 
 
-class UserBatchOutcome(BaseModel):
-    succeeded: int
-    failed: int
-    results: list[UserOutcome]
+class UserBatchOutcome(BatchOutcome[UserOutcome]):
+    pass

@@ -62,8 +62,7 @@ class UserService:
             )
             for result in results
         ]
-        succeeded = sum(1 for outcome in outcomes if outcome.ok)
-        return UserBatchOutcome(succeeded=succeeded, failed=len(outcomes) - succeeded, results=outcomes)
+        return UserBatchOutcome.of(outcomes)
 
     def get(self, app_id: str, user_id: str) -> User:
         user = self.users.get(app_id, user_id)
