@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.integration.conftest import RunningStack
+from tests.support.client import RunningStack
 
 
 def test_concurrent_requests_keep_their_own_route_and_app(stack: RunningStack) -> None:

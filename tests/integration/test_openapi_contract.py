@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.integration.conftest import ROOT, RunningStack
 from tests.integration.contract_hooks import KEY_ID_VARIABLE
+from tests.support.client import ROOT, RunningStack
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 SEED = 20261206  # fixed, so a failure replays the same requests

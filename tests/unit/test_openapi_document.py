@@ -13,7 +13,7 @@ import pytest
 from steward.http.errors import error_body
 from steward.http.openapi import ErrorResponse, GatewayError, without_unused_schemas
 from steward.settings import StoreSettings
-from tests.unit.test_handlers import call, load_event, load_function
+from tests.support.service import call, load_event, load_function
 
 PUBLIC = {"/health"}
 ERROR = {"$ref": "#/components/schemas/ErrorResponse"}
