@@ -1,18 +1,16 @@
-"""AppService: bootstrap, API keys and admin re-authentication against moto's DynamoDB."""
+"""AppService: bootstrap and API keys against moto's DynamoDB (re-authentication: test_reauth.py)."""
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import pyotp
 import pytest
 
 from steward.apps.models import BootstrappedApp, Principal, Scope
 from steward.apps.service import AppService
 from steward.composition import Services
-from steward.errors import Conflict, InvalidInput, NotFound, ReauthenticationRequired, Unauthenticated
+from steward.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from steward.settings import StoreSettings
 from steward.tables import ApiKeyRecord, AppRecord
 
@@ -28,6 +26,11 @@ def service(store: StoreSettings) -> AppService:
 @pytest.fixture
 def acme(service: AppService) -> BootstrappedApp:
     return service.bootstrap("acme", "Acme", admin_password=PASSWORD)
+
+
+def confirms(app_id: str, password: str) -> bool:
+    """Whether ``password`` re-authenticates as the app's admin (the stored hash matches)."""
+    return Services(1).reauthentication.check(app_id, password, None, "test") == "password"
 
 
 def token_parts(token: str) -> tuple[str, str, str]:
@@ -49,13 +52,13 @@ def test_bootstrap_returns_a_full_key_and_an_admin_password(service: AppService)
     assert booted.api_key.active
     assert booted.api_key.api_key.startswith(f"stw_acme.{booted.api_key.key_id}.")
     assert len(booted.admin_password) >= 12
-    service.verify_admin("acme", booted.admin_password, None)
+    assert confirms("acme", booted.admin_password)
     assert service.get_app("acme") == booted.app
 
 
 def test_bootstrap_keeps_a_given_password(acme: BootstrappedApp, service: AppService) -> None:
     assert acme.admin_password == PASSWORD
-    service.verify_admin("acme", PASSWORD, None)
+    assert confirms("acme", PASSWORD)
 
 
 def test_bootstrap_of_an_existing_app_is_a_conflict(acme: BootstrappedApp, service: AppService) -> None:
@@ -64,7 +67,7 @@ def test_bootstrap_of_an_existing_app_is_a_conflict(acme: BootstrappedApp, servi
 
     assert caught.value.code == "app_exists"
     assert service.get_app("acme").name == "Acme"
-    service.verify_admin("acme", PASSWORD, None)
+    assert confirms("acme", PASSWORD)
 
 
 @pytest.mark.parametrize("app_id", ["A", "ab", "bad_id", "Acme", "-acme", "", "a" * 41, "acme!", "acme app"])
@@ -92,7 +95,7 @@ def test_short_password_is_weak(service: AppService) -> None:
 def test_password_of_minimum_length_is_accepted(service: AppService) -> None:
     service.bootstrap("acme", "Acme", admin_password="x" * 12)
 
-    service.verify_admin("acme", "x" * 12, None)
+    assert confirms("acme", "x" * 12)
 
 
 # Authentication.
@@ -250,86 +253,14 @@ def test_revoking_an_unknown_key_is_not_found(acme: BootstrappedApp, service: Ap
     assert caught.value.code == "api_key_not_found"
 
 
-# Admin re-authentication.
-
-
-def test_verify_admin_with_the_right_password_passes(acme: BootstrappedApp, service: AppService) -> None:
-    service.verify_admin("acme", PASSWORD, None)
-
-
-def test_verify_admin_with_a_wrong_password_fails(acme: BootstrappedApp, service: AppService) -> None:
-    with pytest.raises(ReauthenticationRequired) as caught:
-        service.verify_admin("acme", PASSWORD + "!", None)
-
-    assert (caught.value.code, caught.value.field) == ("reauthentication_failed", "admin_password")
-
-
-@pytest.mark.parametrize("password", [None, ""])
-def test_verify_admin_without_a_password_asks_for_one(
-    acme: BootstrappedApp, service: AppService, password: str | None
-) -> None:
-    with pytest.raises(ReauthenticationRequired) as caught:
-        service.verify_admin("acme", password, None)
-
-    assert (caught.value.code, caught.value.field) == ("reauthentication_required", "admin_password")
-
-
-def test_password_of_one_app_does_not_verify_another(acme: BootstrappedApp, service: AppService) -> None:
-    service.bootstrap("globex", "Globex", admin_password="globex long password")
-
-    with pytest.raises(ReauthenticationRequired) as caught:
-        service.verify_admin("globex", PASSWORD, None)
-
-    assert caught.value.code == "reauthentication_failed"
-
-
 @pytest.fixture
 def totp_app(service: AppService) -> BootstrappedApp:
     return service.bootstrap("secure", "Secure", admin_password=PASSWORD, with_totp=True)
 
 
-def wrong_code(secret: str) -> str:
-    """A six-digit code that is valid at no time near now."""
-    totp = pyotp.TOTP(secret)
-    now = int(time.time())
-    near = {totp.at(now + step * totp.interval) for step in range(-3, 4)}
-    return next(code for code in (str(digit) * 6 for digit in range(10)) if code not in near)
-
-
 def test_totp_app_is_reported(totp_app: BootstrappedApp) -> None:
     assert totp_app.totp_secret is not None
     assert totp_app.app.has_totp is True
-
-
-def test_totp_app_accepts_the_current_code(totp_app: BootstrappedApp, service: AppService) -> None:
-    assert totp_app.totp_secret is not None
-
-    service.verify_admin("secure", PASSWORD, pyotp.TOTP(totp_app.totp_secret).now())
-
-
-def test_totp_app_refuses_a_wrong_code(totp_app: BootstrappedApp, service: AppService) -> None:
-    assert totp_app.totp_secret is not None
-
-    with pytest.raises(ReauthenticationRequired) as caught:
-        service.verify_admin("secure", PASSWORD, wrong_code(totp_app.totp_secret))
-
-    assert (caught.value.code, caught.value.field) == ("reauthentication_failed", "totp_code")
-
-
-def test_totp_app_asks_for_a_missing_code(totp_app: BootstrappedApp, service: AppService) -> None:
-    with pytest.raises(ReauthenticationRequired) as caught:
-        service.verify_admin("secure", PASSWORD, None)
-
-    assert (caught.value.code, caught.value.field) == ("reauthentication_required", "totp_code")
-
-
-def test_totp_app_still_checks_the_password(totp_app: BootstrappedApp, service: AppService) -> None:
-    assert totp_app.totp_secret is not None
-
-    with pytest.raises(ReauthenticationRequired) as caught:
-        service.verify_admin("secure", "wrong password!", pyotp.TOTP(totp_app.totp_secret).now())
-
-    assert (caught.value.code, caught.value.field) == ("reauthentication_failed", "admin_password")
 
 
 # What is stored.

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from steward.clock import utc_now
 
 if TYPE_CHECKING:
-    from steward.apps.repository import ApiKeyRepository, AppRepository
+    from steward.apps.reauth import Reauthentication
+    from steward.apps.repository import ApiKeyRepository, AppRepository, ReauthRepository
     from steward.apps.service import AppService
     from steward.criteria.preview import CriteriaPreviewService
     from steward.criteria.selection import Selection, SelectionLimits
@@ -63,6 +64,12 @@ class Services:
         from steward.apps.repository import ApiKeyRepository
 
         return ApiKeyRepository()
+
+    @cached_property
+    def reauth_repository(self) -> ReauthRepository:
+        from steward.apps.repository import ReauthRepository
+
+        return ReauthRepository()
 
     @cached_property
     def device_repository(self) -> DeviceRepository:
@@ -113,6 +120,12 @@ class Services:
         from steward.apps.service import AppService
 
         return AppService(self.app_repository, self.api_key_repository)
+
+    @cached_property
+    def reauthentication(self) -> Reauthentication:
+        from steward.apps.reauth import Reauthentication
+
+        return Reauthentication(self.reauth_repository, self.clock)
 
     @cached_property
     def devices(self) -> DeviceService:

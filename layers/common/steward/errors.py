@@ -58,6 +58,22 @@ class Forbidden(StewardError):
 
 
 class ReauthenticationRequired(StewardError):
-    """A real (non-dry) run needs fresh admin credentials (428)."""
+    """A real (non-dry) run needs fresh admin credentials, and the request has none (428)."""
 
     code = "reauthentication_required"
+
+
+class ReauthenticationFailed(Unauthenticated):
+    """The admin credentials of a re-authentication are wrong or replayed (401); never says which factor."""
+
+    code = "reauthentication_failed"
+
+
+class TooManyRequests(StewardError):
+    """Too many attempts for now (429); ``retry_after`` is the number of seconds to wait."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field)
+        self.retry_after = retry_after

@@ -47,6 +47,13 @@ class AppRecord(Model):
     totp_secret = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Re-authentication (steward/apps/reauth.py), kept here so that one read
+    # gives a check the secrets and its lock-out state: the attempts counted
+    # in the current window (failed or still being checked), the window's
+    # start in epoch seconds, and the last TOTP time step accepted.
+    reauth_attempts = NumberAttribute(null=True)
+    reauth_window_start = NumberAttribute(null=True)
+    totp_last_step = NumberAttribute(null=True)
 
 
 class ApiKeyRecord(Model):

@@ -7,8 +7,10 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 import pyotp
+from pyotp.exceptions import OTPVerificationError
 
 # scrypt cost: ~16 MiB and tens of milliseconds per check; stored with the hash
 # so it can be raised later without breaking existing passwords.
@@ -44,9 +46,16 @@ def new_totp_secret() -> str:
     return pyotp.random_base32()
 
 
-def totp_matches(secret: str, code: str) -> bool:
-    # One step of clock drift either way, as authenticator apps expect.
-    return pyotp.TOTP(secret).verify(code, valid_window=1)
+def totp_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step (30 s) whose code ``code`` is, near ``now``; None when it matches none.
+
+    One step of clock drift either way, as authenticator apps expect. The step
+    is what lets the caller refuse a code that was already accepted once.
+    """
+    try:
+        return pyotp.TOTP(secret).verify_and_get_timecode(code, for_time=now, valid_window=1)
+    except OTPVerificationError:
+        return None
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

@@ -1,6 +1,7 @@
 """Domain objects for apps and API keys, as the API and the logic see them."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -75,3 +76,14 @@ class BootstrappedApp(BaseModel):
     admin_password: str
     totp_secret: str | None
     api_key: IssuedApiKey
+
+
+@dataclass(frozen=True)
+class ReauthState:
+    """What a re-authentication check reads, from one item: the app's secrets and its attempts."""
+
+    password_hash: str
+    totp_secret: str | None
+    attempts: int  # counted in the window that starts at window_start
+    window_start: int | None  # epoch seconds; None before the first attempt
+    last_totp_step: int | None

@@ -3,9 +3,10 @@
 from datetime import datetime
 
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from steward.apps.models import ApiKey, App, Scope
+from steward.apps.models import ApiKey, App, ReauthState, Scope
 from steward.apps.tokens import KEY_ID_PATTERN
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
@@ -35,11 +36,6 @@ class AppRepository:
             raise
         return _to_app(record)
 
-    def get_credentials(self, app_id: str) -> tuple[str, str | None]:
-        """The stored password hash and TOTP secret of an app."""
-        record = self._get(app_id)
-        return record.admin_password_hash, record.totp_secret
-
     def get(self, app_id: str) -> App:
         return _to_app(self._get(app_id))
 
@@ -68,10 +64,95 @@ class AppRepository:
             raise
 
     def _get(self, app_id: str) -> AppRecord:
-        try:
-            return AppRecord.get(app_pk(app_id), APP_PROFILE_SK, consistent_read=True)
-        except AppRecord.DoesNotExist as exc:
-            raise NotFound(f"App {app_id!r} does not exist.", code="app_not_found") from exc
+        return _get_profile(app_id)
+
+
+class ReauthRepository:
+    """An app's re-authentication state, on its profile item: one read, then conditional writes only.
+
+    Every write is a single UpdateItem whose condition names the state it
+    builds on, so concurrent checks can neither lose a count nor accept one
+    TOTP step twice. The profile is well under 1 KB: each call is one unit.
+    """
+
+    def load(self, app_id: str) -> ReauthState:
+        """The secrets and attempts of an app, strongly consistent (1 read unit)."""
+        record = _get_profile(app_id)
+        return ReauthState(
+            password_hash=record.admin_password_hash,
+            totp_secret=record.totp_secret,
+            attempts=int(record.reauth_attempts or 0),
+            window_start=_optional_int(record.reauth_window_start),
+            last_totp_step=_optional_int(record.totp_last_step),
+        )
+
+    def count_in_window(self, app_id: str, window_start: int, limit: int) -> bool:
+        """Count one attempt in the window that starts at ``window_start``, if it still has room.
+
+        False when the window has changed or is full: the caller reads again.
+        """
+        return _conditional_update(
+            app_id,
+            [AppRecord.reauth_attempts.add(1)],
+            (AppRecord.reauth_window_start == window_start) & (AppRecord.reauth_attempts < limit),
+        )
+
+    def open_window(self, app_id: str, previous_start: int | None, start: int) -> bool:
+        """Start a new window at ``start`` with this attempt in it, replacing the window that started at
+        ``previous_start`` (None: the app never had one). False when another check changed it first."""
+        still_previous = (
+            AppRecord.reauth_window_start.does_not_exist()
+            if previous_start is None
+            else AppRecord.reauth_window_start == previous_start
+        )
+        return _conditional_update(
+            app_id,
+            [AppRecord.reauth_attempts.set(1), AppRecord.reauth_window_start.set(start)],
+            AppRecord.pk.exists() & still_previous,
+        )
+
+    def release(self, app_id: str, window_start: int) -> None:
+        """Uncount a successful attempt; nothing to do when its window has since been replaced."""
+        _conditional_update(app_id, [AppRecord.reauth_attempts.add(-1)], AppRecord.reauth_window_start == window_start)
+
+    def accept_totp_step(self, app_id: str, step: int, window_start: int) -> bool:
+        """Record ``step`` as the last accepted TOTP step unless it is not newer than the stored one, and
+        uncount the attempt of ``window_start``. False: the step was already accepted (a replay).
+
+        Both in one write in the usual case; when the window was replaced in
+        the meantime, the step is claimed alone (the attempt is gone with its window).
+        """
+        fresh = AppRecord.totp_last_step.does_not_exist() | (AppRecord.totp_last_step < step)
+        if _conditional_update(
+            app_id,
+            [AppRecord.totp_last_step.set(step), AppRecord.reauth_attempts.add(-1)],
+            fresh & (AppRecord.reauth_window_start == window_start),
+        ):
+            return True
+        return _conditional_update(app_id, [AppRecord.totp_last_step.set(step)], AppRecord.pk.exists() & fresh)
+
+
+def _get_profile(app_id: str) -> AppRecord:
+    try:
+        return AppRecord.get(app_pk(app_id), APP_PROFILE_SK, consistent_read=True)
+    except AppRecord.DoesNotExist as exc:
+        raise NotFound(f"App {app_id!r} does not exist.", code="app_not_found") from exc
+
+
+def _conditional_update(app_id: str, actions: list[Action], condition: Condition) -> bool:
+    """One UpdateItem on the app's profile; False when its condition refused it."""
+    record = AppRecord(pk=app_pk(app_id), sk=APP_PROFILE_SK)
+    try:
+        record.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def _optional_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 class ApiKeyRepository:

@@ -1,4 +1,4 @@
-"""Use cases for apps and API keys: bootstrap, authenticate, manage keys, re-authenticate."""
+"""Use cases for apps and API keys: bootstrap, authenticate, manage keys (re-authentication: ``reauth``)."""
 
 from steward.apps import credentials, tokens
 from steward.apps.keys import authenticate_token
@@ -15,7 +15,7 @@ from steward.apps.models import (
 from steward.apps.repository import ApiKeyRepository, AppRepository
 from steward.apps.tokens import APP_ID_PATTERN
 from steward.clock import utc_now
-from steward.errors import Conflict, InvalidInput, ReauthenticationRequired
+from steward.errors import Conflict, InvalidInput
 from steward.pagination import Page
 
 
@@ -98,23 +98,6 @@ class AppService:
                 )
             keep_active = other_admins[0].key_id
         return self.keys.revoke(app_id, key_id, utc_now(), while_active=keep_active)
-
-    def verify_admin(self, app_id: str, password: str | None, totp_code: str | None) -> None:
-        """Re-authentication for real (non-dry) maintenance runs: raises unless the credentials match."""
-        if not password:
-            raise ReauthenticationRequired("This action needs the app's admin password.", field="admin_password")
-        password_hash, totp_secret = self.apps.get_credentials(app_id)
-        if not credentials.password_matches(password, password_hash):
-            raise ReauthenticationRequired(
-                "The admin password is wrong.", code="reauthentication_failed", field="admin_password"
-            )
-        if totp_secret is not None:
-            if not totp_code:
-                raise ReauthenticationRequired("This app also needs a TOTP code.", field="totp_code")
-            if not credentials.totp_matches(totp_secret, totp_code):
-                raise ReauthenticationRequired(
-                    "The TOTP code is wrong.", code="reauthentication_failed", field="totp_code"
-                )
 
     def get_app(self, app_id: str) -> App:
         return self.apps.get(app_id)

@@ -19,6 +19,7 @@ from steward.errors import (
     NotFound,
     ReauthenticationRequired,
     StewardError,
+    TooManyRequests,
     Unauthenticated,
     UnsupportedMediaType,
     clip,
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: dict[type[StewardError], int] = {
     Forbidden: 403,
     ReauthenticationRequired: 428,
     UnsupportedMediaType: 415,
+    TooManyRequests: 429,
 }
 
 
@@ -44,8 +46,18 @@ def error_body(code: str, message: str, field: str | None = None) -> str:
     return json.dumps({"error": {"code": code, "message": clip(message, MAX_MESSAGE_CHARS), "field": clipped_field}})
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response[str]:
-    return Response(status_code=status, content_type="application/json", body=error_body(code, message, field))
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[str]:
+    return Response(
+        status_code=status, content_type="application/json", body=error_body(code, message, field), headers=headers
+    )
+
+
+def domain_error_response(exc: StewardError) -> Response[str]:
+    """The response of a domain error: its status, the error body, and the headers its status calls for."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    return error_response(status_of(exc), exc.code, exc.message, exc.field, headers)
 
 
 def status_of(exc: StewardError) -> int:
@@ -67,7 +79,7 @@ def validation_field(location: tuple[Any, ...]) -> str | None:
 def register_error_handlers(app: APIGatewayHttpResolver, logger: Logger) -> None:
     @app.exception_handler(StewardError)
     def handle_domain_error(exc: StewardError) -> Response[str]:
-        return error_response(status_of(exc), exc.code, exc.message, exc.field)
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     def handle_validation_error(exc: RequestValidationError) -> Response[str]:
