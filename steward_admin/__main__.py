@@ -4,8 +4,10 @@ the operator's own AWS credentials, against the stack's tables.
     python -m steward_admin --stack-name steward-prod create-app --app-id acme --name "Acme"
     python -m steward_admin --stack-name steward-prod create-key --app-id acme --name ops --scopes read,write
     python -m steward_admin --stack-name steward-prod rotate-admin --app-id acme [--reset-totp | --disable-totp]
+    python -m steward_admin --stack-name steward-prod verify-audit --app-id acme
 
 Secrets (API keys, admin password, TOTP secret) are printed once, as JSON.
+verify-audit re-walks an app's audit log and exits with status 1 when a link is broken.
 """
 
 import argparse
@@ -29,9 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     settings = _store_settings(arguments.stack_name, arguments.region)
     bind_tables(settings)
-    service = Services(settings.shard_count).apps
+    services = Services(settings.shard_count)
+    if arguments.command == "verify-audit":
+        verification = services.audit_log.verify_chain(arguments.app_id)
+        print(verification.model_dump_json(indent=2))
+        return 0 if verification.intact else 1
     try:
-        result = _run(service, arguments)
+        result = _run(services.apps, arguments)
     except StewardError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message, "field": exc.field}}), file=sys.stderr)
         return 2
@@ -114,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     totp.add_argument("--disable-totp", action="store_true", help="stop requiring a TOTP code")
     rotate.add_argument("--password-stdin", action="store_true")
+
+    verify = commands.add_parser(
+        "verify-audit", help="re-walk an app's audit log and report the first broken link (exit status 1)"
+    )
+    verify.add_argument("--app-id", required=True)
     return parser
 
 

@@ -23,8 +23,11 @@ from uuid import uuid4
 import boto3
 import requests
 
+from steward.audit.chain import entry_hash, entry_id_of
+from steward.audit.models import AT_FORMAT, AuditEntry
+from steward.audit.repository import entry_record
 from steward.sharding import partition_for
-from steward.tables import ProfileRecord
+from steward.tables import AUDIT_HEAD_SK, AuditHeadRecord, ProfileRecord, audit_head_pk
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90
@@ -358,3 +361,55 @@ def preview_pages(stack: RunningStack, body: dict[str, Any], key: str | None = N
         found.append(preview_ok(stack, {**body, "cursor": found[-1]["next_cursor"]}, key))
     assert found[-1]["complete"] is True
     return found
+
+
+# --- Audit log ------------------------------------------------------------------
+
+
+def seed_audit_log(stack: RunningStack, app_id: str, count: int) -> list[dict[str, Any]]:
+    """Append ``count`` chained entries to an app's log straight in CatalogTable, as the jobs engine's appends would.
+
+    No route writes the log, so the tests write the items themselves, with the
+    layer's own hashing and layout, continuing from the log's head.
+    """
+    client = stack.client("dynamodb")
+    table = stack.state["tables"]["CatalogTable"]
+    head_key = {"pk": {"S": audit_head_pk(app_id)}, "sk": {"S": AUDIT_HEAD_SK}}
+    head = client.get_item(TableName=table, Key=head_key, ConsistentRead=True).get("Item")
+    sequence = int(head["sequence"]["N"]) if head else 0
+    previous = head["hash"]["S"] if head else None
+    created_at = head["created_at"]["S"] if head else None
+    entries: list[dict[str, Any]] = []
+    for _ in range(count):
+        sequence += 1
+        fields: dict[str, Any] = {
+            "entry_id": entry_id_of(sequence),
+            "at": datetime.now(UTC).strftime(AT_FORMAT),
+            "key_id": "0123456789abcdef",
+            "job_id": fresh_id("job_"),
+            "type": "delete_inactive_devices",
+            "params": {"dry_run": sequence % 2 == 0, "inactive_days": 90},
+            "reauth": "none" if sequence % 2 == 0 else "password",
+            "status": "succeeded",
+            "counts": {"selected": sequence, "deleted": 0 if sequence % 2 == 0 else sequence},
+            "report_sha256": "0" * 64,
+            "prev_hash": previous,
+        }
+        fields["hash"] = previous = entry_hash(fields)
+        record = entry_record(app_id, AuditEntry.model_validate(fields))
+        client.put_item(TableName=table, Item=record.serialize())
+        entries.append(fields)
+    now = datetime.now(UTC)
+    head_record = AuditHeadRecord(
+        pk=audit_head_pk(app_id),
+        sk=AUDIT_HEAD_SK,
+        sequence=sequence,
+        entry_hash=previous,
+        created_at=now,
+        updated_at=now,
+    )
+    item = head_record.serialize()
+    if created_at is not None:
+        item["created_at"] = {"S": created_at}
+    client.put_item(TableName=table, Item=item)
+    return entries

@@ -59,6 +59,8 @@ def test_the_api_loads_services_and_heavy_extras_on_first_use() -> None:
     for lazy in (
         "steward.users.service",  # built by the composition root on first use
         "steward.segments.repository",
+        "steward.audit.service",
+        "rfc8785",  # canonical JSON: only appends and checks of the audit log
         "email_validator",  # email routes only
         "aws_lambda_powertools.event_handler.openapi.models",  # /docs and /openapi.json only
         "aws_xray_sdk",  # tracing is off

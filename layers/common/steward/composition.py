@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from steward.apps.reauth import Reauthentication
     from steward.apps.repository import ApiKeyRepository, AppRepository, ReauthRepository
     from steward.apps.service import AppService
+    from steward.audit.repository import AuditRepository
+    from steward.audit.service import AuditLog
     from steward.criteria.preview import CriteriaPreviewService
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
@@ -113,6 +115,12 @@ class Services:
 
         return TagRepository(self.shard_count)
 
+    @cached_property
+    def audit_repository(self) -> AuditRepository:
+        from steward.audit.repository import AuditRepository
+
+        return AuditRepository()
+
     # Services and use cases
 
     @cached_property
@@ -193,3 +201,9 @@ class Services:
         from steward.tags.service import TagService
 
         return TagService(self.tag_repository, self.device_repository)
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        from steward.audit.service import AuditLog
+
+        return AuditLog(self.audit_repository, self.clock)

@@ -259,6 +259,54 @@ class TagMemberRecord(CatalogRecord):
         pass
 
 
+class AuditEntryRecord(CatalogRecord):
+    """One entry of an app's audit log: written once, never updated nor deleted.
+
+    pk ``<app_id>#audit``, sk the entry id (its zero-padded sequence number).
+    ``params`` and ``counts`` hold canonical JSON text, so they read back
+    exactly as they were hashed.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    at = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    job_id = UnicodeAttribute()
+    job_type = UnicodeAttribute(attr_name="type")
+    params = UnicodeAttribute()
+    reauth = UnicodeAttribute()
+    status = UnicodeAttribute()
+    counts = UnicodeAttribute()
+    report_sha256 = UnicodeAttribute(null=True)
+    prev_hash = UnicodeAttribute(null=True)
+    entry_hash = UnicodeAttribute(attr_name="hash")
+
+
+class AuditHeadRecord(CatalogRecord):
+    """The last entry of an app's audit log. pk ``<app_id>#audit-head``, sk ``head``.
+
+    Every append moves it in the same transaction as the entry's put, on the
+    condition that it still names the entry read before: two appends never
+    chain onto the same entry.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    sequence = NumberAttribute()
+    entry_hash = UnicodeAttribute(attr_name="hash")
+
+
+class AuditJobRecord(CatalogRecord):
+    """Claims a job's one entry in its app's log. pk ``<app_id>#audit-job``, sk the job id."""
+
+    class Meta(_Connection):
+        pass
+
+    entry_id = UnicodeAttribute()
+
+
 # Keys. Sharded collections are named here; sharding.partition_for and
 # shard_key append ``#<shard>`` to a collection name.
 
@@ -321,6 +369,21 @@ def tag_members_collection(app_id: str, tag: str) -> str:
     return f"{app_id}{SEPARATOR}tag{SEPARATOR}{tag}"
 
 
+AUDIT_HEAD_SK = "head"
+
+
+def audit_entries_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audit"
+
+
+def audit_head_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audit-head"
+
+
+def audit_jobs_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audit-job"
+
+
 def bind_apps_table(apps_table: str) -> None:
     """Point the app and API key models at this stack's apps table (all the authorizer needs)."""
     AppRecord.Meta.table_name = apps_table
@@ -342,5 +405,8 @@ def bind_tables(settings: StoreSettings) -> None:
         SegmentMemberRecord,
         TagRecord,
         TagMemberRecord,
+        AuditEntryRecord,
+        AuditHeadRecord,
+        AuditJobRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table
