@@ -78,15 +78,11 @@ class Selection:
         if shard is not None and not (0 <= shard < self.shard_count and start.shard == shard):
             raise ValueError(f"A walk of shard {shard} must start in it, not in shard {start.shard}.")
         planned = plan(criteria, target, now)
-        end_shard = None if shard is None else shard + 1
+        walk = _Walk(app_id, start, planned.condition, None if shard is None else shard + 1, max_items)
         if target is Target.DEVICES:
-            candidates, scanned, position = self._devices(
-                app_id, start, planned.condition, planned.residual, end_shard, max_items
-            )
+            candidates, scanned, position = self._devices(walk, planned.residual)
         else:
-            candidates, scanned, position = self._users(
-                app_id, target, start, planned.condition, planned.residual, end_shard, max_items
-            )
+            candidates, scanned, position = self._users(walk, target, planned.residual)
         residual = planned.residual
         selected = [item for subject, item in candidates if residual is None or matches(residual, subject, now)]
         return SelectionPage(selected, scanned, position)
@@ -102,19 +98,13 @@ class Selection:
             position = page.next
 
     def _users(
-        self,
-        app_id: str,
-        target: Target,
-        start: Position,
-        condition: Condition | None,
-        residual: Node | None,
-        end_shard: int | None,
-        max_items: int | None,
+        self, walk: "_Walk", target: Target, residual: Node | None
     ) -> tuple[Iterator[tuple[Subject, Selected]], int, Position | None]:
         needs_devices = Scope.DEVICE in scopes_in(residual)
         budget = self.limits.max_device_lookups if needs_devices else self.limits.max_scanned
-        batch = self._read(ProfileRecord, app_id, start, condition, end_shard, budget, max_items)
+        batch = self._read(ProfileRecord, walk, budget)
         users = [to_user(record) for record in batch.items]
+        app_id = walk.app_id
         devices = self.devices.devices_of_users(app_id, [user.user_id for user in users]) if needs_devices else {}
 
         def candidates() -> Iterator[tuple[Subject, Selected]]:
@@ -131,20 +121,14 @@ class Selection:
         return candidates(), batch.scanned, batch.next
 
     def _devices(
-        self,
-        app_id: str,
-        start: Position,
-        condition: Condition | None,
-        residual: Node | None,
-        end_shard: int | None,
-        max_items: int | None,
+        self, walk: "_Walk", residual: Node | None
     ) -> tuple[Iterator[tuple[Subject, Selected]], int, Position | None]:
         needs_owner = bool(scopes_in(residual) & {Scope.USER, Scope.EMAIL, Scope.PHONE})
         budget = self.limits.max_owner_lookups if needs_owner else self.limits.max_scanned
-        batch = self._read(DeviceRecord, app_id, start, condition, end_shard, budget, max_items)
+        batch = self._read(DeviceRecord, walk, budget)
         devices = [to_device(record) for record in batch.items]
         owner_ids = [device.user_id for device in devices if device.user_id is not None]
-        found = self.users.get_many(app_id, owner_ids) if needs_owner else {}
+        found = self.users.get_many(walk.app_id, owner_ids) if needs_owner else {}
 
         def candidates() -> Iterator[tuple[Subject, Selected]]:
             for device in devices:
@@ -153,24 +137,26 @@ class Selection:
 
         return candidates(), batch.scanned, batch.next
 
-    def _read[M: Model](
-        self,
-        model: type[M],
-        app_id: str,
-        start: Position,
-        condition: Condition | None,
-        end_shard: int | None,
-        budget: int,
-        max_items: int | None,
-    ) -> Batch[M]:
+    def _read[M: Model](self, model: type[M], walk: "_Walk", budget: int) -> Batch[M]:
         """One budgeted read of the target's table; ``budget`` caps the items whose residual costs lookups."""
         return read_shards(
             model,
-            app_id,
+            walk.app_id,
             self.shard_count,
-            start,
-            condition,
+            walk.start,
+            walk.condition,
             max_scanned=self.limits.max_scanned,
-            max_items=budget if max_items is None else min(budget, max_items),
-            end_shard=end_shard,
+            max_items=budget if walk.max_items is None else min(budget, walk.max_items),
+            end_shard=walk.end_shard,
         )
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What one page reads: where, from where, with which pushed-down filter, and how far."""
+
+    app_id: str
+    start: Position
+    condition: Condition | None
+    end_shard: int | None  # exclusive; None: to the last shard
+    max_items: int | None
