@@ -1,0 +1,1 @@
+"""Maintenance jobs: submission, planning, cost and execution."""
