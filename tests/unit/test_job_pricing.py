@@ -114,7 +114,7 @@ def test_number_sizes(number: str, size: int) -> None:
 
 def test_the_size_of_a_book_item_matches_published_calculators() -> None:
     # The example of the ddb-calc calculator, which gives 137 bytes.
-    book = {
+    book: dict[str, dict[str, Any]] = {
         "Id": {"N": "101"},
         "Title": {"S": "Book 101 Title"},
         "ISBN": {"S": "111-1111111111"},
