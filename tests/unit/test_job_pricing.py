@@ -301,3 +301,16 @@ def test_a_table_that_is_not_json_or_not_there_is_refused(tmp_path: Path) -> Non
         load_prices(broken)
     with pytest.raises(PriceTableError, match="cannot be read"):
         load_prices(tmp_path / "missing.json")
+
+
+def test_the_readme_shows_the_shipped_prices_and_their_date() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### What a dry run will cost") : readme.index("### Splitting an audience")]
+    table = load_prices()
+    prices = table.regions["default"]
+
+    assert f"as of {table.as_of}" in section
+    for service in (prices.dynamodb, prices.stepfunctions, prices.lambda_, prices.s3):
+        for name, price in service.model_dump().items():
+            assert f"${price}" in section, f"the README does not show {name} = {price}"
+            assert name in section
