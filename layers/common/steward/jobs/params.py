@@ -141,12 +141,17 @@ def _listing(items: Sequence[str]) -> str:
 def _checked_criteria(criteria: Any) -> Any:
     # Raises InvalidInput (invalid_criteria, field "criteria..."): pydantic lets it through,
     # and parse_params puts "params." in front of the path.
-    if criteria is not None:
-        parse_criteria(criteria)
+    parse_criteria(criteria)
     return criteria
 
 
+def _checked_unless_null(criteria: Any) -> Any:
+    return None if criteria is None else _checked_criteria(criteria)
+
+
+# JSON's null is a JsonValue too: where criteria are required, parse_criteria refuses it.
 CheckedCriteria = Annotated[CriteriaJson, AfterValidator(_checked_criteria)]
+OptionalCriteria = Annotated[CriteriaJson, AfterValidator(_checked_unless_null)]
 
 
 class JobParams(BaseModel):
@@ -180,7 +185,7 @@ class SplitAudienceParams(JobParams):
         le=MAX_SEGMENT_SIZE,
         description=f"Split into as many segments of at most this many users as needed (at most {MAX_SEGMENTS}).",
     )
-    criteria: CheckedCriteria | None = Field(default=None, description="Select the users to split; all when omitted.")
+    criteria: OptionalCriteria = Field(default=None, description="Select the users to split; all when omitted.")
 
     @model_validator(mode="after")
     def _one_way_to_split(self) -> Self:
