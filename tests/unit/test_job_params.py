@@ -1,6 +1,9 @@
 """The submission layer of maintenance jobs: the bodies, the job model, and each type's parameters."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,6 +36,7 @@ from steward.jobs.params import (
     parse_params,
 )
 from steward.segments.models import CreateSegment
+from tests.support.service import ROOT
 
 SEGMENT_A = "seg_0123456789abcdef"
 SEGMENT_B = "seg_fedcba9876543210"
@@ -70,6 +74,20 @@ def refused_with(job_type: JobType, **changes: Any) -> InvalidInput:
 
 def without(job_type: JobType, name: str) -> dict[str, Any]:
     return {key: value for key, value in VALID[job_type].items() if key != name}
+
+
+def test_importing_the_params_loads_neither_geos_nor_canonical_json() -> None:
+    # Both load on first use (an area checked, a job's params measured), not at cold start.
+    script = "import sys, steward.jobs.params; print(sorted({'shapely', 'rfc8785'} & set(sys.modules)))"
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "common")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert completed.stdout.strip() == "[]"
 
 
 # --- the registry and what every type shares -------------------------------------------------------

@@ -110,6 +110,7 @@ def test_the_prepared_geometry_is_built_once() -> None:
 
     assert shape.contains(lat=1, lng=1)
     assert shape._prepared is shape._prepared
+    assert shape == area(polygon(SQUARE))  # the cache is not part of the value
 
 
 def test_it_dumps_back_to_geojson() -> None:
@@ -134,6 +135,18 @@ def test_the_square_with_a_hole_holds_what_is_not_strictly_inside_the_hole(lat: 
     in_hole = 1 < lat < 3 and 1 < lng < 3
 
     assert area(polygon(SQUARE, HOLE)).contains(lat=lat, lng=lng) == (not in_hole)
+
+
+@given(
+    lat=st.floats(min_value=-0.5, max_value=4.5) | st.sampled_from([0.0, 1.0, 3.0, 4.0]),
+    lng=st.floats(min_value=-0.5, max_value=4.5) | st.sampled_from([0.0, 1.0, 3.0, 4.0]),
+)
+def test_contains_is_shapelys_covers(lat: float, lng: float) -> None:
+    from shapely.geometry import Point, Polygon
+
+    covers = Polygon(SQUARE, [HOLE]).covers(Point(lng, lat))
+
+    assert area(polygon(SQUARE, HOLE)).contains(lat=lat, lng=lng) == covers
 
 
 # --- refusals -------------------------------------------------------------------------------

@@ -81,18 +81,14 @@ def _totp_field() -> Any:
     )
 
 
-class Credentials(BaseModel):
-    """The re-authentication of a real run; the credentials never leave the model."""
-
-    # hide_input_in_errors: a ValidationError's text would otherwise quote the refused value.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    admin_password: AdminPassword | None = _password_field()
-    totp_code: TotpCode | None = _totp_field()
+# hide_input_in_errors: a ValidationError's text would otherwise quote the refused value.
+_BODY_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
-class SubmitJob(Credentials):
+class SubmitJob(BaseModel):
     """Body of POST /v1/jobs."""
+
+    model_config = _BODY_CONFIG
 
     type: JobType = Field(description="The job to run.")
     params: dict[str, JsonValue] = Field(
@@ -102,10 +98,17 @@ class SubmitJob(Credentials):
         default=True,
         description="Count and report what a real run would change, without changing anything (the default).",
     )
+    admin_password: AdminPassword | None = _password_field()
+    totp_code: TotpCode | None = _totp_field()
 
 
-class ConfirmJob(Credentials):
+class ConfirmJob(BaseModel):
     """Body of POST /v1/jobs/{job_id}/confirm: run for real what a dry run counted."""
+
+    model_config = _BODY_CONFIG
+
+    admin_password: AdminPassword | None = _password_field()
+    totp_code: TotpCode | None = _totp_field()
 
 
 class JobCounts(BaseModel):

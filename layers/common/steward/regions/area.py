@@ -157,7 +157,7 @@ def _check_size(rings: list[list[tuple[float, float]]]) -> None:
         )
 
 
-def _check_shape(shape: "BaseGeometry", what: str) -> None:
+def _check_shape(shape: "BaseGeometry", problem: str) -> None:
     from shapely.validation import explain_validity
 
     if shape.is_valid:
@@ -166,7 +166,7 @@ def _check_shape(shape: "BaseGeometry", what: str) -> None:
     if explanation.startswith("Too few points"):
         raise PydanticCustomError(TOO_FEW_POINTS, "a ring needs at least 3 distinct positions")
     code = SELF_INTERSECTING if "Self-intersection" in explanation else INVALID_AREA
-    raise PydanticCustomError(code, "{what}: {reason}", {"what": what, "reason": _describe(explanation)})
+    raise PydanticCustomError(code, "{problem}: {reason}", {"problem": problem, "reason": _describe(explanation)})
 
 
 def _describe(explanation: str) -> str:
