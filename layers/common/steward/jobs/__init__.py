@@ -1,1 +1,1 @@
-"""Maintenance jobs: submission, planning, cost and execution."""
+"""Maintenance jobs: submission (``models``, ``params``), planning (``split``), cost (``pricing``) and, to come, execution."""
