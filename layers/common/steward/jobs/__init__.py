@@ -1,1 +1,1 @@
-"""Maintenance jobs: submission (``models``, ``params``), planning (``split``), cost (``pricing``) and, to come, execution."""
+"""Maintenance jobs: submission (``models``, ``params``), planning (``split``) and cost (``pricing``)."""
