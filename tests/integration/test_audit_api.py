@@ -1,28 +1,15 @@
 """The operator's chain check on the local stack: intact after appends, the first broken link after tampering."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
 from steward.tables import audit_entries_pk
-from tests.support.client import ROOT, RunningStack, seed_audit_log
+from tests.support.client import RunningStack, operator, seed_audit_log
 
 
 def verify_audit(stack: RunningStack, app_id: str) -> tuple[int, dict[str, Any]]:
-    environment = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": stack.state["aws_endpoint_url"],
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "steward_admin", "--stack-name", stack.state["stack_name"], "--region",
-         stack.state["region"], "verify-audit", "--app-id", app_id],
-        cwd=ROOT, env=environment, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    completed = operator(stack, "verify-audit", "--app-id", app_id, check=False)
     return completed.returncode, json.loads(completed.stdout)
 
 

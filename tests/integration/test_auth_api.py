@@ -1,12 +1,9 @@
 """The authorizer and scopes, through the local gateway as a client sees them."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
-from tests.support.client import ROOT, RunningStack, all_items, create_key
+from tests.support.client import RunningStack, all_items, create_key, operator
 
 
 def test_public_routes_need_no_key(stack: RunningStack) -> None:
@@ -99,19 +96,8 @@ def test_the_last_admin_key_cannot_be_revoked(stack: RunningStack) -> None:
 
 def test_operator_cli_bootstraps_an_app_whose_key_works(stack: RunningStack) -> None:
     app_id = f"ops-{uuid.uuid4().hex[:8]}"
-    environment = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": stack.state["aws_endpoint_url"],
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-    }
 
-    completed = subprocess.run(
-        [sys.executable, "-m", "steward_admin", "--stack-name", stack.state["stack_name"], "--region",
-         stack.state["region"], "create-app", "--app-id", app_id, "--name", "Ops test"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    created = json.loads(completed.stdout)
+    created = json.loads(operator(stack, "create-app", "--app-id", app_id, "--name", "Ops test").stdout)
 
     assert created["app"]["app_id"] == app_id
     assert stack.api("GET", "/v1/devices", created["api_key"]["api_key"]).json() == {"items": [], "next_cursor": None}

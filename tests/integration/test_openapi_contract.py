@@ -15,13 +15,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from tests.integration.contract_hooks import KEY_ID_VARIABLE
-from tests.support.client import ROOT, RunningStack
+from tests.support.client import ROOT, RunningStack, bootstrap_app
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 SEED = 20261206  # fixed, so a failure replays the same requests
@@ -32,23 +31,6 @@ EXAMPLES = int(os.environ.get("STEWARD_CONTRACT_EXAMPLES", "30"))
 PHASES = os.environ.get("STEWARD_CONTRACT_PHASES", "examples,fuzzing")
 WORKERS = "2"  # one generates while the stack answers the other
 TIMEOUT_SECONDS = 600
-
-
-def bootstrap_app(stack: RunningStack) -> dict[str, Any]:
-    """A fresh app and its first key (every scope), made by the operator CLI."""
-    environment = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": stack.state["aws_endpoint_url"],
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "steward_admin", "--stack-name", stack.state["stack_name"], "--region",
-         stack.state["region"], "create-app", "--app-id", f"contract-{uuid.uuid4().hex[:8]}", "--name", "Contract"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    created: dict[str, Any] = json.loads(completed.stdout)
-    return created
 
 
 def seed(stack: RunningStack, key: str) -> None:
@@ -90,7 +72,7 @@ def summarize(report: Path) -> tuple[int, dict[str, set[tuple[str, int | None]]]
 
 
 def test_the_api_does_what_its_openapi_document_says(stack: RunningStack, tmp_path: Path) -> None:
-    created = bootstrap_app(stack)
+    created = bootstrap_app(stack, "contract", "Contract")
     key, key_id = created["api_key"]["api_key"], created["api_key"]["key_id"]
     seed(stack, key)
     environment = {

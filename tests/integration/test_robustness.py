@@ -8,9 +8,6 @@ operator CLI, so that the pages and previews of other tests stay small.
 import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.client import ROOT, RunningStack, assert_error, device_path
+from tests.support.client import RunningStack, assert_error, bootstrap_app, device_path
 
 A = 0
 # Lambda's answer is at most 6,291,556 bytes; as JSON inside Lambda's answer a body grows.
@@ -67,18 +64,7 @@ def answer_bytes(response: requests.Response) -> int:
 @pytest.fixture(scope="module")
 def big_app(stack: RunningStack) -> str:
     """The API key of an app of its own (operator CLI), for tests that store large users."""
-    environment = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": stack.state["aws_endpoint_url"],
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "steward_admin", "--stack-name", stack.state["stack_name"], "--region",
-         stack.state["region"], "create-app", "--app-id", f"big-{uuid.uuid4().hex[:8]}", "--name", "Big users"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return str(json.loads(completed.stdout)["api_key"]["api_key"])
+    return str(bootstrap_app(stack, "big", "Big users")["api_key"]["api_key"])
 
 
 # --- bodies: encoding and content type -----------------------------------------

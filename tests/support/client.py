@@ -413,3 +413,28 @@ def seed_audit_log(stack: RunningStack, app_id: str, count: int) -> list[dict[st
         item["created_at"] = {"S": created_at}
     client.put_item(TableName=table, Item=item)
     return entries
+
+
+# --- The operator CLI -----------------------------------------------------------
+
+
+def operator(stack: RunningStack, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m steward_admin`` against the stack's emulator, as an operator runs it."""
+    environment = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": stack.state["aws_endpoint_url"],
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "steward_admin", "--stack-name", stack.state["stack_name"],
+         "--region", stack.state["region"], *arguments],
+        cwd=ROOT, env=environment, capture_output=True, text=True, check=check,
+    )  # fmt: skip
+
+
+def bootstrap_app(stack: RunningStack, prefix: str, name: str) -> dict[str, Any]:
+    """A fresh app of its own (``<prefix>-<hex>``) and its first key with every scope, made by the operator CLI."""
+    completed = operator(stack, "create-app", "--app-id", f"{prefix}-{uuid4().hex[:8]}", "--name", name)
+    created: dict[str, Any] = json.loads(completed.stdout)
+    return created
