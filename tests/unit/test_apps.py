@@ -11,6 +11,7 @@ from steward.apps.models import BootstrappedApp, Principal, Scope
 from steward.apps.service import AppService
 from steward.composition import Services
 from steward.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from steward.pagination import encode_cursor
 from steward.settings import StoreSettings
 from steward.tables import ApiKeyRecord, AppRecord
 
@@ -304,3 +305,13 @@ def test_concurrent_revokes_never_remove_every_admin_key(service: AppService) ->
         active_admins = [key for key in service.keys.list_active(app.app.app_id) if Scope.ADMIN in key.scopes]
         assert len(active_admins) == 1, outcomes
         assert sorted(outcomes) == ["last_admin_key", "revoked"]
+
+
+def test_a_key_list_cursor_outside_the_keys_is_refused(service: AppService) -> None:
+    # Real DynamoDB refuses a start key outside the query's key condition (a 500 if it got there).
+    created = service.bootstrap("cursor-app", "Cursor app")
+
+    with pytest.raises(InvalidInput) as refused:
+        service.list_keys(created.app.app_id, encode_cursor({"after": "PROFILE"}), 10)
+
+    assert refused.value.code == "invalid_cursor"

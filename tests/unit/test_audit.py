@@ -27,7 +27,7 @@ from steward.composition import Services
 from steward.errors import Conflict, InvalidInput
 from steward.pagination import encode_cursor
 from steward.settings import StoreSettings
-from steward.tables import AuditEntryRecord, audit_entries_pk
+from steward.tables import AuditEntryRecord, AuditHeadRecord, audit_entries_pk, audit_head_pk
 from tests.support.service import ROOT, SHARD_COUNT, call, collect_pages, load_event, refusal
 
 A, B = "app-a", "app-b"
@@ -660,3 +660,28 @@ def test_the_readme_check_verifies_what_the_api_returns(api: ModuleType) -> None
     assert verify(entries) is None
     entries[1]["counts"]["deleted"] += 1
     assert verify(entries) == "000000000002"
+
+
+def test_deleting_the_head_does_not_hide_the_entries_behind_it(log: AuditLog) -> None:
+    for number in range(3):
+        log.append(A, job(f"job_{number}"))
+    AuditHeadRecord(pk=audit_head_pk(A), sk="head").delete()
+
+    verification = log.verify_chain(A)
+
+    assert verification.entries == 3
+    assert verification.broken is not None
+    assert verification.broken.problem is ChainProblem.HEAD_MISMATCH
+
+
+def test_a_page_of_large_entries_stays_under_lambdas_answer_limit(log: AuditLog) -> None:
+    big = {"criteria": {"all": [{"field": "fields.note", "op": "eq", "value": "x" * 80_000}]}}
+    for number in range(70):
+        log.append(A, job(f"job_big_{number}", params=big))
+
+    page = log.list_page(A, None, 200)
+
+    assert 0 < len(page.items) < 70
+    assert page.next_cursor is not None
+    rest = collect_pages(lambda cursor: log.list_page(A, cursor, 200), limit=200, start=page.next_cursor)
+    assert len(page.items) + len(rest) == 70

@@ -20,11 +20,25 @@ from steward.pagination import MAX_PAGE_BYTES, fit_page, response_bytes
 LAMBDA_ANSWER_BYTES = 6_291_556
 
 
-def event(body: bytes, content_type: str | None, *, binary: bool = False) -> dict[str, Any]:
+def event(body: bytes, content_type: str | None, *, binary: bool = False, method: str = "POST") -> dict[str, Any]:
     headers = {} if content_type is None else {"content-type": content_type}
+    context = {"http": {"method": method}}
     if binary:
-        return {"headers": headers, "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
-    return {"headers": headers, "body": body.decode(), "isBase64Encoded": False}
+        return {
+            "headers": headers,
+            "body": base64.b64encode(body).decode(),
+            "isBase64Encoded": True,
+            "requestContext": context,
+        }
+    return {"headers": headers, "body": body.decode(), "isBase64Encoded": False, "requestContext": context}
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "HEAD"])
+def test_a_body_on_a_method_without_one_is_never_read(method: str) -> None:
+    # Only POST, PUT and PATCH routes take a body and document 415.
+    sent = event(b"\xff not json", "text/plain", binary=True, method=method)
+
+    assert refuse_unreadable_body(sent) is None
 
 
 def test_a_utf8_body_reaches_the_resolver_as_plain_text_with_a_plain_content_type() -> None:

@@ -9,9 +9,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from steward.http.errors import error_body
-from steward.http.openapi import ErrorResponse, GatewayError, without_unused_schemas
+from steward.http.openapi import ErrorResponse, GatewayError, document_responses, errors, without_unused_schemas
 from steward.settings import StoreSettings
 from tests.support.service import call, load_event, load_function
 
@@ -162,3 +163,20 @@ def test_unused_schemas_are_dropped_and_used_ones_kept() -> None:
     }
 
     assert set(without_unused_schemas(document)["components"]["schemas"]) == {"A", "B"}
+
+
+def test_a_routes_own_401_and_429_add_to_the_shared_ones() -> None:
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.post("/v1/example", responses=errors({401: ["reauthentication_failed"], 429: ["too_many_attempts"]}))
+    def example() -> dict[str, str]:
+        return {}
+
+    document_responses(app, frozenset())
+    route = next(route for route in app._static_routes if route.path == "/v1/example")
+    responses = route.responses or {}
+
+    for status, codes in ((401, ["missing_api_key", "reauthentication_failed"]), (429, ["too_many_attempts"])):
+        assert all(code in responses[status]["description"] for code in codes)
+        assert responses[status]["content"]["application/json"]["model"] == ErrorResponse | GatewayError
+    assert "Too Many Requests" in responses[429]["description"]

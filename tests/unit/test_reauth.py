@@ -3,6 +3,7 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyotp
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from steward.apps import credentials
 from steward.apps.models import BootstrappedApp
 from steward.apps.reauth import ATTEMPT_LIMIT, FAILED_MESSAGE, Reauthentication
+from steward.apps.repository import ReauthRepository
 from steward.composition import Services
 from steward.errors import (
     NotFound,
@@ -417,3 +419,27 @@ def test_concurrent_guesses_never_exceed_the_limit(plain_app: BootstrappedApp, r
 
     assert outcomes.count("reauthentication_failed") == ATTEMPT_LIMIT
     assert outcomes.count("too_many_attempts") == 12 - ATTEMPT_LIMIT
+
+
+def test_a_replay_writes_as_much_as_a_wrong_password(
+    totp_app: BootstrappedApp, reauth: Reauthentication, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The number of writes must not tell a right password from a wrong one.
+    code = code_at(totp_app, clock.now)
+    reauth.check("secure", PASSWORD, code, ACTION)
+    writes: list[str] = []
+    for name in ("count_in_window", "open_window", "release", "accept_totp_step"):
+        original = getattr(ReauthRepository, name)
+
+        def spy(self: ReauthRepository, *args: Any, name: str = name, original: Any = original) -> Any:
+            writes.append(name)
+            return original(self, *args)
+
+        monkeypatch.setattr(ReauthRepository, name, spy)
+
+    refusal(ReauthenticationFailed, reauth.check, "secure", PASSWORD, code, ACTION)
+    with_right_password = list(writes)
+    writes.clear()
+    refusal(ReauthenticationFailed, reauth.check, "secure", "not the password at all", code, ACTION)
+
+    assert with_right_password == writes == ["count_in_window"]

@@ -249,9 +249,18 @@ def test_too_many_positions_in_all_are_refused() -> None:
         {"coordinates": [SQUARE]},
         {"type": "Polygon", "coordinates": []},
         {"type": "MultiPolygon", "coordinates": []},
-        {"type": "Polygon", "coordinates": [SQUARE], "bbox": [0, 0, 4, 4]},
+        {"type": "Polygon", "coordinates": [SQUARE], "bbox": [0, 0]},
         {"type": "polygon", "coordinates": [SQUARE]},
     ],
 )
 def test_other_shapes_are_refused(raw: dict[str, Any]) -> None:
     refusal(raw)
+
+
+def test_a_bounding_box_is_accepted_and_ignored() -> None:
+    boxed = area({**polygon(SQUARE), "bbox": [0, 0, 4, 4]})
+    split = area({**multipolygon([SQUARE]), "bbox": [0, 0, 4, 4]})
+
+    assert boxed.contains(2, 2)
+    assert split.contains(2, 2)
+    assert not boxed.contains(5, 5)

@@ -39,7 +39,9 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         "/v1/users/<user_id>/promo-codes/<code>",
         tags=[TAG],
         summary="Attach a promo code to a user",
-        responses=errors({404: ["user_not_found", "promo_code_not_found"], 409: ["promo_code_taken"]}),
+        responses=errors(
+            {404: ["user_not_found", "promo_code_not_found"], 409: ["promo_code_taken", "too_many_promo_codes"]}
+        ),
     )
     def attach_code(user_id: UserIdPath, code: SegmentPath) -> User:
         return services.loyalty.attach(app_id(), user_id_param(user_id), _code(code))

@@ -43,7 +43,7 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         "/v1/users/<user_id>",
         tags=[TAG],
         summary="Create or update a user (fields merge)",
-        responses=errors({409: CONCURRENT, 422: ["too_many_fields"]}),
+        responses=errors({409: CONCURRENT, 422: ["too_many_fields", "fields_too_large"]}),
     )
     def upsert_user(user_id: UserIdPath, body: UpsertUser) -> User:
         return services.users.upsert(app_id(), user_id_param(user_id), body)
@@ -121,7 +121,13 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         "/v1/users/<user_id>/subscriptions/<resource_id>/<channel>",
         tags=[TAG],
         summary="Set a subscription status on a resource's channel",
-        responses=errors({404: [*USER_NOT_FOUND, "resource_not_found"], 409: CONCURRENT, 422: ["channel_not_offered"]}),
+        responses=errors(
+            {
+                404: [*USER_NOT_FOUND, "resource_not_found"],
+                409: CONCURRENT,
+                422: ["channel_not_offered", "too_many_subscriptions"],
+            }
+        ),
     )
     def put_subscription(
         user_id: UserIdPath, resource_id: SegmentPath, channel: Channel, body: PutSubscription

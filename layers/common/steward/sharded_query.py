@@ -3,7 +3,7 @@
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from steward.pagination import cursor_str, decode_cursor, encode_cursor
+from steward.pagination import cursor_str, decode_cursor, encode_cursor, invalid_cursor
 from steward.shard_reader import MAX_SCANNED_PER_REQUEST, Position, read_shards
 from steward.sharding import SEPARATOR
 
@@ -37,7 +37,10 @@ def query_partition[M: Model](
     position = decode_cursor(cursor)
     start = None
     if position is not None:
-        start = {"pk": {"S": partition}, "sk": {"S": cursor_str(position, "after")}}
+        after = cursor_str(position, "after")
+        if not after.startswith(sort_key_prefix):  # DynamoDB refuses a start key outside the key condition
+            raise invalid_cursor()
+        start = {"pk": {"S": partition}, "sk": {"S": after}}
     condition = model.sk.startswith(sort_key_prefix) if sort_key_prefix else None  # type: ignore[attr-defined]
     results = model.query(partition, condition, limit=limit, last_evaluated_key=start)
     records = list(results)

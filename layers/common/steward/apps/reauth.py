@@ -65,7 +65,10 @@ class Reauthentication:
         # Both factors are evaluated whatever the first gives, so timing does not tell which was wrong.
         password_ok = credentials.password_matches(password, state.password_hash)
         step = credentials.totp_step(state.totp_secret, totp_code or "", now) if state.totp_secret else None
-        if not password_ok or (has_totp and step is None):
+        # A replay seen in the read fails here, before any write, like any wrong factor: the number of
+        # writes must not tell a right password from a wrong one.
+        replayed = step is not None and state.last_totp_step is not None and step <= state.last_totp_step
+        if not password_ok or (has_totp and step is None) or replayed:
             raise ReauthenticationFailed(FAILED_MESSAGE)
         if step is None:
             self.repository.release(app_id, window_start)

@@ -13,6 +13,9 @@ from pydantic import ValidationError
 from steward.audit.canonical import NotCanonical, canonical_json
 from steward.audit.models import ENTRY_FIELDS, SEQUENCE_DIGITS, AuditEntry, ChainBreak, ChainProblem
 
+# The largest position an entry id can hold.
+LAST_SEQUENCE = 10**SEQUENCE_DIGITS - 1
+
 
 def entry_id_of(sequence: int) -> str:
     """The id (and sort key) of the entry at this position of the log, from 1."""

@@ -15,7 +15,7 @@ from pynamodb.expressions.update import Action
 from steward.audit.canonical import canonical_json
 from steward.audit.chain import entry_id_of
 from steward.audit.models import AT_FORMAT, ENTRY_ID_PATTERN, AuditEntry, AuditHead
-from steward.pagination import Page, decode_cursor, encode_cursor, invalid_cursor
+from steward.pagination import Page, decode_cursor, encode_cursor, fit_page, invalid_cursor
 from steward.tables import (
     AUDIT_HEAD_SK,
     AuditEntryRecord,
@@ -97,7 +97,8 @@ class AuditRepository:
         records = list(results)
         entries = [to_entry(record) for record in records[:limit]]
         next_cursor = encode_cursor({"before": entries[-1].entry_id}) if len(records) > limit else None
-        return Page[AuditEntry](items=entries, next_cursor=next_cursor)
+        # Entries with large params (up to 96 KB each) make a shorter page, never an answer over 6 MB.
+        return fit_page(((entry, encode_cursor({"before": entry.entry_id})) for entry in entries), next_cursor)
 
     def walk(self, app_id: str, through: int) -> Iterator[dict[str, Any]]:
         """Every stored entry up to position ``through``, oldest first, as raw fields (read consistently).

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pynamodb.exceptions import TransactWriteError
 
 from steward.audit.canonical import NotCanonical, canonical_json, check_json_value
-from steward.audit.chain import ChainWalk, entry_hash, entry_id_of
+from steward.audit.chain import LAST_SEQUENCE, ChainWalk, entry_hash, entry_id_of
 from steward.audit.models import (
     AT_FORMAT,
     MAX_PARAMS_BYTES,
@@ -83,7 +83,9 @@ class AuditLog:
         head = self.repository.head(app_id)
         walk = ChainWalk()
         broken: ChainBreak | None = None
-        for fields in self.repository.walk(app_id, 0 if head is None else head.sequence):
+        # Without a head, walk everything stored: a deleted head must not hide the entries behind it.
+        through = LAST_SEQUENCE if head is None else head.sequence
+        for fields in self.repository.walk(app_id, through):
             broken = walk.check(fields)
             if broken is not None:
                 break
@@ -141,7 +143,13 @@ def _records(entry: AuditEntry) -> dict[str, object]:
 def _head_mismatch(head: AuditHead | None, walk: ChainWalk) -> ChainBreak | None:
     """After an intact walk: the head must name the last entry walked (else entries are gone from the end)."""
     if head is None:
-        return None
+        if not walk.checked:
+            return None  # an app that never logged anything
+        return ChainBreak(
+            entry_id=None,
+            problem=ChainProblem.HEAD_MISMATCH,
+            message=f"The log holds {walk.checked} entries but its head is missing.",
+        )
     if head.sequence == walk.checked and head.hash == walk.last_hash:
         return None
     return ChainBreak(

@@ -29,6 +29,9 @@ UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 MAX_JSON_DEPTH = 32
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 def refuse_unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """Before routing: an error response for a body that is not UTF-8 JSON, else None.
 
@@ -37,7 +40,9 @@ def refuse_unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
     is read as JSON, as Powertools does: simple clients often send none.
     """
     body = event.get("body")
-    if not body:
+    method = str(((event.get("requestContext") or {}).get("http") or {}).get("method", "")).upper()
+    # Only POST, PUT and PATCH routes read a body (and document 415); another method's body is never read.
+    if not body or method not in BODY_METHODS:
         return None
     headers: dict[str, Any] = event.get("headers") or {}
     content_type = next((str(value) for name, value in headers.items() if str(name).lower() == "content-type"), None)

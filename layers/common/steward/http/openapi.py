@@ -60,6 +60,8 @@ AUTHENTICATION_CODES = ("missing_api_key", "invalid_api_key", "revoked_api_key")
 # What any route with parameters or a body may answer; routes add their own with errors({422: [...]}).
 VALIDATION_CODES = ("invalid_input", "missing_field", "malformed_json", "invalid_path_parameter", "invalid_cursor")
 
+# Statuses that API Gateway itself may send on any route, besides Steward's own.
+_SHARED_WITH_THE_GATEWAY = frozenset({401, 429})
 _UNROUTABLE = "a path parameter holds characters that no route takes"
 _TITLES = {
     401: "No valid API key",
@@ -69,6 +71,7 @@ _TITLES = {
     415: "The body is not JSON",
     422: "The input is not acceptable; `field` names the culprit",
     428: "Fresh admin credentials are needed",
+    429: "Too many attempts; `Retry-After` gives the seconds to wait",
     500: "Something went wrong on Steward's side; it has been logged with the correlation id",
 }
 
@@ -121,7 +124,16 @@ def _responses(route: Route, *, public: bool) -> dict[int, OpenAPIResponse]:
         ),
         "content": {JSON: {"model": ErrorResponse | GatewayError}},
     }
-    responses |= dict(route.responses or {})
+    for status, own in (route.responses or {}).items():
+        shared = responses.get(status)
+        if status in _SHARED_WITH_THE_GATEWAY and shared is not None:
+            # A route's own 401 or 429 (re-authentication) adds to what every route may send; it replaces nothing.
+            responses[status] = {
+                "description": f"{shared['description']} Also {own['description']}",
+                "content": {JSON: {"model": ErrorResponse | GatewayError}},
+            }
+        else:
+            responses[status] = own
     if "<" in route.path:
         # A parameter holding characters the router does not take (a quote, an emoji) matches no route.
         declared = responses.get(404)

@@ -208,6 +208,9 @@ class Estimate:
     region: str
     priced_as: str  # the price table's entry used: the region, or "default"
     prices_as_of: str
+    # Unrounded: whoever rounds again (JobEstimate rounds up to $0.0001) must start from this, not from ``usd``,
+    # or a tiny cost rounds to zero and a rounded-down one stays below the true cost.
+    usd_exact: Decimal = Decimal(0)
 
     def as_dict(self) -> dict[str, Any]:
         """The estimate as JSON-ready values (money and reads as strings, so no float creeps in)."""
@@ -326,9 +329,11 @@ def estimate(usage: Usage, region: str, *, prices: PriceTable | None = None) -> 
         "s3": usage.s3_puts * price.s3.put_requests_per_thousand / THOUSAND
         + usage.s3_gets * price.s3.get_requests_per_thousand / THOUSAND,
     }
+    total = sum(exact.values(), Decimal(0))
     return Estimate(
         usage=usage,
-        usd=_round(sum(exact.values(), Decimal(0))),
+        usd=_round(total),
+        usd_exact=total,
         breakdown={service: _round(usd) for service, usd in exact.items()},
         region=region,
         priced_as=priced_as,

@@ -88,17 +88,25 @@ def _valid_parts(parts: list[list[list[tuple[float, float]]]]) -> list[list[list
     return parts
 
 
+# RFC 7946 section 5 allows a bounding box on any GeoJSON object; it is accepted and not used.
+BoundingBox = Annotated[
+    list[float] | None, Field(default=None, min_length=4, max_length=6, exclude_if=lambda box: box is None)
+]
+
+
 class PolygonArea(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["Polygon"]
     coordinates: PolygonRings
+    bbox: BoundingBox = None
 
 
 class MultiPolygonArea(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["MultiPolygon"]
+    bbox: BoundingBox = None
     coordinates: Annotated[
         list[PolygonRings],
         Field(
