@@ -673,3 +673,13 @@ def test_a_job_id_has_one_form(job_id: str) -> None:
 
 def test_split_params_model_is_the_one_the_registry_names() -> None:
     assert PARAMS_MODELS[JobType.SPLIT_AUDIENCE] is SplitAudienceParams
+
+
+def test_a_ring_over_the_position_cap_is_an_area_too_large() -> None:
+    ring = [[0.0, 0.0], *[[0.001, index / 10_000] for index in range(1, 2_001)], [0.0, 0.0]]
+    area = {"type": "Polygon", "coordinates": [ring]}
+
+    error = refused_with(JobType.DELETE_REGIONS, area=area)
+
+    assert error.code == "area_too_large"
+    assert (error.field or "").startswith("params.area")

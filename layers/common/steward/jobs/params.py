@@ -40,6 +40,7 @@ from steward.devices.models import Transport
 from steward.errors import InvalidInput, clip
 from steward.jobs.models import JobType
 from steward.regions.area import AREA_ERROR_CODES, AREA_TYPES, Area
+from steward.regions.area import TOO_LARGE as AREA_TOO_LARGE
 from steward.regions.models import MAX_TAGS as MAX_REGION_TAGS
 from steward.regions.models import CountryCode, RegionType
 from steward.regions.models import Tag as RegionTag
@@ -373,6 +374,8 @@ def _from_pydantic(exc: ValidationError) -> InvalidInput:
     first = exc.errors(include_input=False)[0]
     field = _field_path(first["loc"])
     code = first["type"] if first["type"] in AREA_ERROR_CODES else INVALID_PARAMS
+    if first["type"] == "too_long" and {"area", "coordinates"} <= set(first["loc"]):
+        code = AREA_TOO_LARGE  # a ring or a list of rings over the cap: the area is too large, as for the total
     message = first["msg"].removeprefix("Value error, ")
     return InvalidInput(f"{field}: {message}", code=code, field=field)
 
