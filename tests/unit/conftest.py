@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+from moto.dynamodb.exceptions import TransactionCanceledException
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 
 from steward.settings import StoreSettings
@@ -49,3 +51,21 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
             return original(self)
 
     monkeypatch.setattr(DynamoHandler, "call_action", call_action)
+
+
+@pytest.fixture
+def conflicts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The next N TransactWriteItems calls are cancelled with TransactionConflict (set ``conflicts[0] = N``)."""
+    remaining = [0]
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        if remaining[0] > 0:
+            remaining[0] -= 1
+            reasons: list[Any] = [(None, None, None)] * len(transact_items)
+            reasons[-1] = ("TransactionConflict", "Transaction is ongoing for the item", None)
+            raise TransactionCanceledException(reasons)
+        original(self, transact_items)
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact_write_items)
+    return remaining

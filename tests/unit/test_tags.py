@@ -8,8 +8,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from moto.dynamodb.exceptions import TransactionCanceledException
-from moto.dynamodb.models import DynamoDBBackend
 from pynamodb.connection.base import Connection
 from pynamodb.exceptions import TransactWriteError
 
@@ -337,24 +335,6 @@ def test_devices_refused_every_time_end_up_failed(
 
 
 # Transient refusals: another transaction held the tag's count.
-
-
-@pytest.fixture
-def conflicts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The next N TransactWriteItems calls are cancelled with TransactionConflict (set ``conflicts[0] = N``)."""
-    remaining = [0]
-    original = DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-        if remaining[0] > 0:
-            remaining[0] -= 1
-            reasons: list[Any] = [(None, None, None)] * len(transact_items)
-            reasons[-1] = ("TransactionConflict", "Transaction is ongoing for the item", None)
-            raise TransactionCanceledException(reasons)
-        original(self, transact_items)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact_write_items)
-    return remaining
 
 
 def test_single_changes_retry_a_transaction_conflict(

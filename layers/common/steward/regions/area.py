@@ -94,19 +94,19 @@ BoundingBox = Annotated[
 ]
 
 
-class PolygonArea(BaseModel):
+class _GeoJsonObject(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    bbox: BoundingBox = None
+
+
+class PolygonArea(_GeoJsonObject):
     type: Literal["Polygon"]
     coordinates: PolygonRings
-    bbox: BoundingBox = None
 
 
-class MultiPolygonArea(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class MultiPolygonArea(_GeoJsonObject):
     type: Literal["MultiPolygon"]
-    bbox: BoundingBox = None
     coordinates: Annotated[
         list[PolygonRings],
         Field(
