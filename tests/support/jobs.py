@@ -1,0 +1,122 @@
+"""Run a job type in-process, without Step Functions or S3: for the job types' unit tests.
+
+``run_inline`` follows the engine's order (plan, the phases' pages, apply on
+a real run, advance between phases, finish) and returns every report row,
+so a test can compare a dry run with a real one. The engine's own tests
+(runner, state machine) cover what this leaves out: positions across
+invocations, retries, confirmation from stored reports.
+"""
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from steward.clock import utc_now
+from steward.composition import Services
+from steward.jobs.engine import JobContext, JobKind, JsonObject, Page, ReportRow, WorkItem, counts_of
+from steward.jobs.kinds import kind_for
+from steward.jobs.models import JobCounts, JobRecord, JobStatus, JobType
+from steward.jobs.params import parse_params
+from tests.support.service import SHARD_COUNT
+
+KEY_ID = "k" * 16
+
+
+def job_context(
+    app_id: str,
+    job_type: JobType,
+    params: dict[str, Any],
+    *,
+    dry_run: bool,
+    services: Services | None = None,
+    now: datetime | None = None,
+    state: JsonObject | None = None,
+    phase: int = 0,
+) -> JobContext:
+    """A job's context as the worker builds it, for a job that was never stored."""
+    parsed = parse_params(job_type, params)
+    moment = now or utc_now()
+    job = JobRecord(
+        job_id=f"job_{uuid.uuid4().hex}",
+        type=job_type,
+        params=parsed.to_json(),
+        dry_run=dry_run,
+        status=JobStatus.RUNNING,
+        created_at=moment,
+        app_id=app_id,
+        key_id=KEY_ID,
+    )
+    return JobContext(
+        job=job,
+        params=parsed,
+        services=services or Services(SHARD_COUNT),
+        phase=phase,
+        state=state or {},
+        now=moment,
+    )
+
+
+@dataclass
+class InlineRun:
+    rows: list[ReportRow] = field(default_factory=list)
+    counts: JobCounts = field(default_factory=JobCounts)
+    tally: dict[str, int] = field(default_factory=dict)
+    state: JsonObject = field(default_factory=dict)
+    pages: int = 0
+
+
+def run_inline(
+    ctx: JobContext,
+    kind: JobKind | None = None,
+    *,
+    on_page: Callable[[WorkItem, Page], None] | None = None,
+) -> InlineRun:
+    """Plan, walk every item page by page (applying on a real run), advance through the phases, finish."""
+    kind = kind or kind_for(ctx.job.type)
+    run = InlineRun()
+    plan = kind.plan(ctx)
+    for phase in range(kind.phases):
+        ctx = JobContext(ctx.job, ctx.params, ctx.services, phase, plan.state, ctx.now)
+        tallies: dict[int, dict[str, int]] = {}
+        for item in plan.items:
+            position: JsonObject | None = None
+            item_tally: dict[str, int] = {}
+            while True:
+                page = kind.select(ctx, item, position)
+                rows = page.rows if ctx.dry_run else kind.apply(ctx, page.rows)
+                run.rows.extend(rows)
+                run.counts = add_counts(run.counts, counts_of(rows, page.scanned))
+                add_tally(item_tally, page.tally)
+                run.pages += 1
+                if on_page is not None:
+                    on_page(item, page)
+                if page.next is None:
+                    break
+                position = page.next
+            tallies[item.index] = item_tally
+            add_tally(run.tally, item_tally)
+        if phase + 1 < kind.phases:
+            plan = kind.advance(ctx, tallies)
+    run.state = ctx.state
+    if not ctx.dry_run:
+        kind.finish(ctx, run.tally)
+    return run
+
+
+def add_counts(total: JobCounts, more: JobCounts) -> JobCounts:
+    return JobCounts(**{name: getattr(total, name) + getattr(more, name) for name in JobCounts.model_fields})
+
+
+def add_tally(total: dict[str, int], more: dict[str, int]) -> None:
+    for name, value in more.items():
+        total[name] = total.get(name, 0) + value
+
+
+def listed(rows: Sequence[ReportRow]) -> list[tuple[str, str, str]]:
+    """What a report lists, order aside: (entity, id, detail) per row, for comparing dry and real runs."""
+    return sorted((row.entity.value, row.id, row.detail) for row in rows)
+
+
+__all__ = ["KEY_ID", "SHARD_COUNT", "InlineRun", "job_context", "listed", "run_inline"]
