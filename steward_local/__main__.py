@@ -56,6 +56,7 @@ def run(template: Path, state_file: Path, seed_demo: bool) -> None:
         "buckets": stack.physical_ids("AWS::S3::Bucket"),
         "tables": stack.physical_ids("AWS::DynamoDB::Table"),
         "state_machines": stack.physical_ids("AWS::StepFunctions::StateMachine"),
+        "event_buses": stack.event_buses(),
         "schedules": stack.schedule_names(),
         "functions": stack.physical_ids("AWS::Lambda::Function"),
         "apps": [

@@ -16,10 +16,13 @@ class Resource:
 
 
 class Resolver:
-    def __init__(self, resources: dict[str, Resource], parameters: dict[str, str], region: str) -> None:
+    def __init__(
+        self, resources: dict[str, Resource], parameters: dict[str, str], region: str, stack_name: str = ""
+    ) -> None:
         self.resources = resources
         self.parameters = parameters
         self.region = region
+        self.stack_name = stack_name
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -46,6 +49,7 @@ class Resolver:
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": self.stack_name,
         }
         if name in pseudo:
             return pseudo[name]

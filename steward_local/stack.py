@@ -64,6 +64,14 @@ class Stack:
             if resource["Type"] == "AWS::Scheduler::Schedule"
         }
 
+    def event_buses(self) -> dict[str, str]:
+        """Bus names by logical id (moto's stack lists no physical id for a bus, so the template's name is used)."""
+        return {
+            logical_id: str(self.resolver.resolve(resource["Properties"]["Name"]))
+            for logical_id, resource in self.transformed.cloudformation["Resources"].items()
+            if resource["Type"] == "AWS::Events::EventBus"
+        }
+
     def stop(self) -> None:
         self.server.stop()
 
@@ -107,7 +115,7 @@ def start_stack(config: StackConfig) -> Stack:
 
     resources = _create_stack(config, endpoint, transformed)
     parameters = _parameter_values(transformed.sam, config.parameters)
-    resolver = Resolver(resources, parameters, config.region)
+    resolver = Resolver(resources, parameters, config.region, config.stack_name)
     stack = Stack(config, transformed, resources, resolver, lambdas, server)
     _register_code(stack)
     _wire_bucket_notifications(stack)

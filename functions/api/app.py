@@ -7,7 +7,20 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from api_routes import api_keys, audit, criteria, devices, docs, loyalty, regions, resources, segments, tags, users
+from api_routes import (
+    api_keys,
+    audit,
+    criteria,
+    devices,
+    docs,
+    jobs,
+    loyalty,
+    regions,
+    resources,
+    segments,
+    tags,
+    users,
+)
 from steward.composition import Services
 from steward.http.auth import authorize, refuse_unauthenticated
 from steward.http.body import load_json, refuse_unreadable_body
@@ -23,13 +36,17 @@ metrics = Metrics()
 
 settings = ApiSettings.from_env()
 bind_tables(settings)
-services = Services(settings.shard_count)
+services = Services(
+    settings.shard_count,
+    reports_bucket=settings.reports_bucket,
+    job_state_machine=settings.job_state_machine,
+)
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)
 docs.configure(app)
 app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
-for routes in (devices, users, resources, api_keys, audit, regions, criteria, loyalty, segments, tags):
+for routes in (devices, users, resources, api_keys, audit, jobs, regions, criteria, loyalty, segments, tags):
     app.include_router(routes.build_router(services))
 app.include_router(docs.build_router(app))
 document_responses(app, docs.PUBLIC_PATHS)  # after the last route, before the first request

@@ -80,6 +80,11 @@ def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEWARD_PROFILES_TABLE", store.profiles_table)
     monkeypatch.setenv("STEWARD_CATALOG_TABLE", store.catalog_table)
     monkeypatch.setenv("STEWARD_SHARD_COUNT", str(store.shard_count))
+    monkeypatch.setenv("STEWARD_REPORTS_BUCKET", "steward-test-reports")
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:steward-test-jobs"
+    monkeypatch.setenv("STEWARD_JOB_STATE_MACHINE", machine)
+    monkeypatch.setenv("STEWARD_JOB_EVENT_BUS", "steward-test-jobs")
+    monkeypatch.setenv("STEWARD_JOB_MAX_CONCURRENCY", "4")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", name)
     return import_handler_module(f"test-{name}", ROOT / "functions" / name, "app")
 

@@ -21,6 +21,10 @@ _API_ENVIRONMENT = {
     "STEWARD_PROFILES_TABLE": "cold-profiles",
     "STEWARD_CATALOG_TABLE": "cold-catalog",
     "STEWARD_SHARD_COUNT": "16",
+    "STEWARD_REPORTS_BUCKET": "cold-reports",
+    "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-jobs",
+    "STEWARD_JOB_EVENT_BUS": "cold-jobs",
+    "STEWARD_JOB_MAX_CONCURRENCY": "4",
 }
 
 
@@ -64,8 +68,22 @@ def test_the_api_loads_services_and_heavy_extras_on_first_use() -> None:
         "email_validator",  # email routes only
         "aws_lambda_powertools.event_handler.openapi.models",  # /docs and /openapi.json only
         "aws_xray_sdk",  # tracing is off
+        "steward.jobs.service",  # job routes only
+        "boto3",  # Step Functions and S3 clients: job routes only
     ):
         assert lazy not in loaded, lazy
+    # The job types run in the jobs worker, never in the API.
+    assert not {name for name in loaded if name.startswith(("steward.jobs.kinds", "steward.jobs.runner"))}
+
+
+def test_the_jobs_worker_loads_no_job_type_and_no_http_layer_at_cold_start() -> None:
+    loaded = loaded_modules("jobs")
+
+    assert "steward.jobs.models" in loaded
+    # A job imports its own type on its first step; the API's routing and OpenAPI never load here.
+    assert not {name for name in loaded if name.startswith(("steward.jobs.kinds.", "steward.http", "api_routes"))}
+    assert "aws_lambda_powertools.event_handler" not in loaded
+    assert "aws_xray_sdk" not in loaded
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ starts small and keeps job workers off the API's import path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from steward.clock import utc_now
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
     from steward.devices.service import DeviceService
+    from steward.jobs.reports import ReportStore
+    from steward.jobs.repository import JobRepository
+    from steward.jobs.runner import JobRunner
+    from steward.jobs.service import JobService
     from steward.loyalty.repository import LoyaltyRepository
     from steward.loyalty.service import LoyaltyService
     from steward.regions.repository import RegionRepository
@@ -48,10 +53,20 @@ class Services:
         shard_count: int,
         clock: Callable[[], datetime] = utc_now,
         selection_limits: SelectionLimits | None = None,
+        *,
+        reports_bucket: str | None = None,
+        job_state_machine: str | None = None,
+        job_event_bus: str | None = None,
+        job_max_concurrency: int = 16,
     ) -> None:
         self.shard_count = shard_count
         self.clock = clock
         self.selection_limits = selection_limits
+        # Only the functions that run jobs name these; the others never build a jobs service.
+        self.reports_bucket = reports_bucket
+        self.job_state_machine = job_state_machine
+        self.job_event_bus = job_event_bus
+        self.job_max_concurrency = job_max_concurrency
 
     # Repositories
 
@@ -207,3 +222,55 @@ class Services:
         from steward.audit.service import AuditLog
 
         return AuditLog(self.audit_repository, self.clock)
+
+    # Maintenance jobs: the API submits them, the worker runs them.
+
+    @cached_property
+    def job_repository(self) -> JobRepository:
+        from steward.jobs.repository import JobRepository
+
+        return JobRepository()
+
+    @cached_property
+    def report_store(self) -> ReportStore:
+        import boto3
+
+        from steward.jobs.reports import ReportStore
+
+        return ReportStore(boto3.client("s3"), _required(self.reports_bucket, "reports_bucket"))
+
+    @cached_property
+    def jobs(self) -> JobService:
+        import boto3
+
+        from steward.jobs.service import JobService
+
+        stepfunctions = boto3.client("stepfunctions")
+        machine = _required(self.job_state_machine, "job_state_machine")
+
+        def start_execution(name: str, payload: dict[str, Any]) -> str:
+            # The job id names the execution: a retried start cannot run the job twice.
+            started = stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
+            return str(started["executionArn"])
+
+        return JobService(self.job_repository, self.report_store, self.reauthentication, start_execution, self.clock)
+
+    @cached_property
+    def job_runner(self) -> JobRunner:
+        import boto3
+
+        from steward.jobs.runner import JobRunner, job_finished_event
+
+        events = boto3.client("events")
+        bus = _required(self.job_event_bus, "job_event_bus")
+
+        def publish(job: Any) -> None:
+            events.put_events(Entries=[{**job_finished_event(job), "EventBusName": bus}])
+
+        return JobRunner(self, self.job_repository, self.report_store, self.audit_log, publish, events.meta.region_name)
+
+
+def _required(value: str | None, name: str) -> str:
+    if value is None:
+        raise RuntimeError(f"This function was not given {name}: it cannot run jobs.")
+    return value

@@ -74,6 +74,37 @@ class StoreSettings(_FromEnvironment):
         object.__setattr__(self, "shard_count", _count("shard_count", self.shard_count, 1, MAX_SHARDS))
 
 
+def _name(name: str, value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 2048:
+        raise SettingsError(f"{PREFIX}{name.upper()} must be a name or ARN, not {value!r}.")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings(StoreSettings):
-    """The HTTP API function: the store, so far nothing of its own."""
+    """The HTTP API function: the store, plus where jobs start and their reports live."""
+
+    reports_bucket: str
+    job_state_machine: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _name("reports_bucket", self.reports_bucket)
+        _name("job_state_machine", self.job_state_machine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobsSettings(StoreSettings):
+    """The jobs worker: the store, the reports bucket and the bus that hears of finished jobs."""
+
+    reports_bucket: str
+    job_event_bus: str
+    job_max_concurrency: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _name("reports_bucket", self.reports_bucket)
+        _name("job_event_bus", self.job_event_bus)
+        object.__setattr__(
+            self, "job_max_concurrency", _count("job_max_concurrency", self.job_max_concurrency, 1, MAX_SHARDS)
+        )

@@ -307,6 +307,74 @@ class AuditJobRecord(CatalogRecord):
     entry_id = UnicodeAttribute()
 
 
+class JobItemRecord(CatalogRecord):
+    """A maintenance job. pk ``<app_id>#job``, sk the job id, which starts with its creation time:
+    a reverse query lists the newest first.
+
+    ``params``, ``counts``, ``estimate``, ``error``, ``state`` and ``items``
+    hold JSON text; the job types' state stays opaque to the store.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    job_type = UnicodeAttribute(attr_name="type")
+    status = UnicodeAttribute()
+    dry_run = BooleanAttribute()
+    params = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    reauth = UnicodeAttribute()
+    started_at = UTCDateTimeAttribute(null=True)
+    finished_at = UTCDateTimeAttribute(null=True)
+    counts = UnicodeAttribute(null=True)
+    estimate = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    confirms = UnicodeAttribute(null=True)
+    # A dry run is confirmed once: the real run's id, written on the condition that it is empty.
+    confirmed_by = UnicodeAttribute(null=True)
+    report_key = UnicodeAttribute(null=True)
+    report_sha256 = UnicodeAttribute(null=True)
+    execution_arn = UnicodeAttribute(null=True)
+    phase = NumberAttribute(default=0)
+    phases = NumberAttribute(default=1)
+    state = UnicodeAttribute(null=True)
+    items = UnicodeAttribute(null=True)
+    # DELETE of an unfinished job: hidden from every route at once; the worker stops and cleans up.
+    deleted = BooleanAttribute(default=False)
+
+
+class JobPartRecord(CatalogRecord):
+    """One work item of a job's phase: its position and what its committed pages counted.
+
+    pk ``<app_id>#job-part#<job_id>``, sk ``<phase>#<index>``. Only the item's
+    worker writes it, each page's commit conditioned on the page number, so a
+    retried step never counts a page twice. ``pending`` holds the page whose
+    rows are stored but not yet applied and committed.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    seq = NumberAttribute(default=0)
+    position = UnicodeAttribute(null=True)
+    done = BooleanAttribute(default=False)
+    counts = UnicodeAttribute(null=True)
+    tally = UnicodeAttribute(null=True)
+    cost = UnicodeAttribute(null=True)
+    pending = UnicodeAttribute(null=True)
+    worker_ms = NumberAttribute(default=0)
+    invocations = NumberAttribute(default=0)
+
+
+class JobLockRecord(CatalogRecord):
+    """The app's running real job: at most one at a time. pk ``<app_id>#job-lock``, sk ``lock``."""
+
+    class Meta(_Connection):
+        pass
+
+    job_id = UnicodeAttribute()
+
+
 # Keys. Sharded collections are named here; sharding.partition_for and
 # shard_key append ``#<shard>`` to a collection name.
 
@@ -384,6 +452,21 @@ def audit_jobs_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}audit-job"
 
 
+JOB_LOCK_SK = "lock"
+
+
+def jobs_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}job"
+
+
+def job_parts_pk(app_id: str, job_id: str) -> str:
+    return f"{app_id}{SEPARATOR}job-part{SEPARATOR}{job_id}"
+
+
+def job_lock_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}job-lock"
+
+
 def bind_apps_table(apps_table: str) -> None:
     """Point the app and API key models at this stack's apps table (all the authorizer needs)."""
     AppRecord.Meta.table_name = apps_table
@@ -408,5 +491,8 @@ def bind_tables(settings: StoreSettings) -> None:
         AuditEntryRecord,
         AuditHeadRecord,
         AuditJobRecord,
+        JobItemRecord,
+        JobPartRecord,
+        JobLockRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table

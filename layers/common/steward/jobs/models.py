@@ -52,6 +52,10 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
 
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 # No minimum: an empty password is a missing one, which re-authentication answers with 428.
@@ -172,7 +176,16 @@ class JobRecord(Job):
 
     app_id: str
     key_id: str = Field(description="The API key that submitted the job (the audit log records it).")
+    reauth: str = Field(default="none", description="How a real run was re-authenticated (the audit log records it).")
     report_key: str | None = Field(default=None, description="The report's S3 key; the API serves the report itself.")
+    report_sha256: str | None = None
+    execution_arn: str | None = None
+    confirmed_by: str | None = Field(default=None, description="A dry run: the real run that confirmed it.")
+    phase: int = 0
+    phases: int = 1
+    state: dict[str, Any] = Field(default_factory=dict, description="The job type's own state between steps.")
+    items: list[dict[str, Any]] = Field(default_factory=list, description="The current phase's work items.")
+    deleted: bool = False
 
     def public(self) -> Job:
         """The job without its internal fields."""

@@ -1,0 +1,195 @@
+"""Maintenance jobs as the API offers them: submit, confirm, read, list, delete, download the report.
+
+The API validates a job and starts its execution; the job types' code is
+not imported here (it runs in the jobs worker). A real run needs the admin
+scope and re-authentication in the same request, and at most one real job
+runs per app: the lock is taken before the execution starts, and the worker
+releases it when the job ends.
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from steward.apps.models import Principal, Scope
+from steward.errors import Conflict, Forbidden, NotFound
+from steward.jobs.models import ConfirmJob, Job, JobRecord, JobStatus, JobType, SubmitJob
+from steward.jobs.params import JobParams, parse_params
+from steward.jobs.reports import ReportLink, ReportStore
+from steward.jobs.repository import JobRepository, add_counts, new_job_id, sum_parts
+from steward.pagination import Page
+
+if TYPE_CHECKING:
+    from steward.apps.reauth import Reauthentication
+
+CONFIRM_WITHIN = timedelta(hours=24)
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"Job {job_id!r} does not exist.", code="job_not_found", field="job_id")
+
+
+class JobService:
+    def __init__(
+        self,
+        jobs: JobRepository,
+        reports: ReportStore,
+        reauthentication: "Reauthentication",
+        start_execution: Callable[[str, dict[str, Any]], str],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.jobs = jobs
+        self.reports = reports
+        self.reauthentication = reauthentication
+        self.start_execution = start_execution
+        self.clock = clock
+
+    def submit(self, principal: Principal, body: SubmitJob) -> Job:
+        """Validate and start a job (201). A real run: admin scope, re-authentication, and the app's lock."""
+        params = parse_params(body.type, body.params)
+        if body.dry_run:
+            return self._start(principal, body.type, params, dry_run=True, reauth="none").public()
+        self._require_admin(principal)
+        reauth = self.reauthentication.check(principal.app_id, body.admin_password, body.totp_code, params.describe())
+        return self._start(principal, body.type, params, dry_run=False, reauth=reauth).public()
+
+    def confirm(self, principal: Principal, dry_job_id: str, body: ConfirmJob) -> Job:
+        """Run a finished dry run for real, on exactly the entities it listed (201)."""
+        self._require_admin(principal)
+        dry = self._job(principal.app_id, dry_job_id)
+        if not dry.dry_run:
+            raise Conflict(f"Job {dry_job_id!r} is not a dry run.", code="not_a_dry_run", field="job_id")
+        if dry.status is not JobStatus.SUCCEEDED:
+            raise Conflict(
+                f"Only a dry run that succeeded can be confirmed; {dry_job_id!r} is {dry.status.value}.",
+                code="dry_run_not_succeeded",
+                field="job_id",
+            )
+        if self.clock() - dry.created_at > CONFIRM_WITHIN:
+            raise Conflict(
+                "A dry run older than 24 hours cannot be confirmed: run it again.",
+                code="dry_run_expired",
+                field="job_id",
+            )
+        if dry.confirmed_by is not None:
+            raise _already_confirmed(dry_job_id, dry.confirmed_by)
+        params = parse_params(dry.type, dry.params)
+        reauth = self.reauthentication.check(principal.app_id, body.admin_password, body.totp_code, params.describe())
+        job_id = new_job_id(self.clock())
+        if not self.jobs.claim_confirmation(principal.app_id, dry_job_id, job_id):
+            current = self.jobs.get(principal.app_id, dry_job_id)
+            raise _already_confirmed(dry_job_id, None if current is None else current.confirmed_by)
+        try:
+            job = self._start(
+                principal, dry.type, params, dry_run=False, reauth=reauth, confirms=dry_job_id, job_id=job_id
+            )
+        except Exception:
+            self.jobs.release_confirmation(principal.app_id, dry_job_id, job_id)
+            raise
+        return job.public()
+
+    def get(self, app_id: str, job_id: str) -> Job:
+        """The job; while it runs, its counts are the pages committed so far."""
+        job = self._job(app_id, job_id)
+        if job.status.finished:
+            return job.public()
+        counts = job.counts
+        for phase in range(job.phase + 1):
+            counts = add_counts(counts, sum_parts(self.jobs.parts(app_id, job_id, phase))[0])
+        return job.model_copy(update={"counts": counts}).public()
+
+    def list_page(
+        self, app_id: str, job_type: JobType | None, status: JobStatus | None, cursor: str | None, limit: int
+    ) -> Page[Job]:
+        page = self.jobs.list_page(app_id, job_type, status, cursor, limit)
+        return Page(items=[job.public() for job in page.items], next_cursor=page.next_cursor)
+
+    def delete(self, app_id: str, job_id: str) -> None:
+        """Stop the job if it runs (it ends as cancelled, and its worker removes it), or remove it now (204)."""
+        job = self._job(app_id, job_id)
+        if not job.status.finished and self.jobs.mark_deleted(app_id, job_id, self.clock()):
+            return
+        self.reports.delete_job(app_id, job_id)
+        self.jobs.delete(app_id, job_id)
+
+    def report(self, app_id: str, job_id: str) -> ReportLink:
+        """A presigned GET of the report, valid 15 minutes; 409 before the job has one."""
+        job = self._job(app_id, job_id)
+        if job.report_key is None:
+            raise Conflict(
+                f"Job {job_id!r} has no report yet: it is {job.status.value}.", code="report_not_ready", field="job_id"
+            )
+        return self.reports.link(job.report_key, self.clock())
+
+    def _start(
+        self,
+        principal: Principal,
+        job_type: JobType,
+        params: JobParams,
+        *,
+        dry_run: bool,
+        reauth: str,
+        confirms: str | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        now = self.clock()
+        job = JobRecord(
+            job_id=job_id or new_job_id(now),
+            app_id=principal.app_id,
+            key_id=principal.key_id,
+            type=job_type,
+            params=params.to_json(),
+            dry_run=dry_run,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            reauth=reauth,
+            confirms=confirms,
+        )
+        if not dry_run:
+            self._lock(job)
+        self.jobs.create(job)
+        try:
+            arn = self.start_execution(job.job_id, {"app_id": job.app_id, "job_id": job.job_id})
+        except Exception:
+            self.jobs.finish(job.app_id, job.job_id, JobStatus.FAILED, job.counts, now=self.clock())
+            if not dry_run:
+                self.jobs.release_lock(job.app_id, job.job_id)
+            raise
+        self.jobs.start(job.app_id, job.job_id, arn, now)
+        return job
+
+    def _lock(self, job: JobRecord) -> None:
+        """One real job per app: 409 naming the running one. A lock left by a job that ended is taken over."""
+        if self.jobs.acquire_lock(job.app_id, job.job_id, job.created_at):
+            return
+        holder = self.jobs.lock_holder(job.app_id)
+        running = None if holder is None else self.jobs.get(job.app_id, holder)
+        if (holder is None or running is None or running.status.finished) and self.jobs.acquire_lock(
+            job.app_id, job.job_id, job.created_at, stale=holder
+        ):
+            return
+        raise Conflict(
+            f"Job {holder} is running for this app; one real job runs at a time. Try again when it ends.",
+            code="job_running",
+        )
+
+    def _require_admin(self, principal: Principal) -> None:
+        if Scope.ADMIN not in principal.scopes:
+            raise Forbidden(
+                "A real run needs an API key with the `admin` scope; a dry run needs `write`.",
+                code="insufficient_scope",
+            )
+
+    def _job(self, app_id: str, job_id: str) -> JobRecord:
+        job = self.jobs.get(app_id, job_id)
+        if job is None or job.deleted:
+            raise job_not_found(job_id)
+        return job
+
+
+def _already_confirmed(dry_job_id: str, by: str | None) -> Conflict:
+    return Conflict(
+        f"Dry run {dry_job_id!r} was already confirmed" + (f" by job {by}." if by else "."),
+        code="already_confirmed",
+        field="job_id",
+    )
