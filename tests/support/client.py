@@ -6,6 +6,7 @@ the emulator. ``A`` and ``B`` are the two demo apps (``stack.key(A)`` and
 """
 
 import base64
+import csv
 import json
 import os
 import socket
@@ -182,14 +183,18 @@ def pages(
     app: int = A,
     limit: int = 200,
     cursor: str | None = None,
+    key: str | None = None,
     **query: str,
 ) -> Iterator[list[dict[str, Any]]]:
-    """The items of each page of a list route, following next_cursor from ``cursor``; every page respects the limit."""
+    """The items of each page of a list route, following next_cursor from ``cursor``; every page respects the limit.
+
+    As app ``app``'s demo key, or as ``key``.
+    """
     params: dict[str, Any] = {**query, "limit": limit}
     for _ in range(MAX_PAGES):
         if cursor is not None:
             params["cursor"] = cursor
-        page = ok(stack.api("GET", path, key=stack.key(app), params=params))
+        page = ok(stack.api("GET", path, key=stack.key(app) if key is None else key, params=params))
         assert len(page["items"]) <= limit
         yield page["items"]
         cursor = page["next_cursor"]
@@ -438,3 +443,80 @@ def bootstrap_app(stack: RunningStack, prefix: str, name: str) -> dict[str, Any]
     completed = operator(stack, "create-app", "--app-id", f"{prefix}-{uuid4().hex[:8]}", "--name", name)
     created: dict[str, Any] = json.loads(completed.stdout)
     return created
+
+
+# --- Maintenance jobs ---------------------------------------------------------
+
+JOBS = "/v1/jobs"
+JOB_SECONDS = 120  # a job of the tests' size finishes in a few seconds; this is the give-up point
+
+
+@dataclass(frozen=True)
+class JobApp:
+    """An app of its own for a job test (jobs change app-wide data), with its admin credentials."""
+
+    app_id: str
+    key: str
+    key_id: str
+    password: str
+    totp_secret: str | None
+
+
+def job_app(stack: RunningStack, prefix: str, *, totp: bool = False) -> JobApp:
+    arguments = ["create-app", "--app-id", f"{prefix}-{uuid4().hex[:8]}", "--name", prefix]
+    created: dict[str, Any] = json.loads(operator(stack, *arguments, *(["--totp"] if totp else [])).stdout)
+    return JobApp(
+        app_id=created["app"]["app_id"],
+        key=created["api_key"]["api_key"],
+        key_id=created["api_key"]["key_id"],
+        password=created["admin_password"],
+        totp_secret=created.get("totp_secret"),
+    )
+
+
+def submit_job(stack: RunningStack, key: str, job_type: str, params: dict[str, Any], **body: Any) -> requests.Response:
+    """POST /v1/jobs; ``body`` adds dry_run, admin_password, totp_code."""
+    return stack.api("POST", JOBS, key, json={"type": job_type, "params": params, **body})
+
+
+def wait_for_job(stack: RunningStack, key: str, job_id: str) -> dict[str, Any]:
+    """The job once it has finished (succeeded, failed or cancelled)."""
+    deadline = time.monotonic() + JOB_SECONDS
+    while True:
+        job = ok(stack.api("GET", f"{JOBS}/{job_id}", key))
+        if job["status"] not in ("queued", "running"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {JOB_SECONDS} s"
+        time.sleep(0.2)
+
+
+def run_job(
+    stack: RunningStack, app: JobApp, job_type: str, params: dict[str, Any], *, dry_run: bool
+) -> dict[str, Any]:
+    """Submit a job (a real one with the app's password) and wait for its end."""
+    extra: dict[str, Any] = {"dry_run": dry_run}
+    if not dry_run:
+        extra["admin_password"] = app.password
+    job = ok(submit_job(stack, app.key, job_type, params, **extra), 201)
+    return wait_for_job(stack, app.key, job["job_id"])
+
+
+def confirm_job(stack: RunningStack, app: JobApp, dry_job_id: str) -> dict[str, Any]:
+    job = ok(stack.api("POST", f"{JOBS}/{dry_job_id}/confirm", app.key, json={"admin_password": app.password}), 201)
+    assert job["confirms"] == dry_job_id
+    return wait_for_job(stack, app.key, job["job_id"])
+
+
+def report_rows(stack: RunningStack, key: str, job_id: str) -> list[dict[str, str]]:
+    """The job's report, downloaded through its presigned link."""
+    link = ok(stack.api("GET", f"{JOBS}/{job_id}/report", key))
+    response = requests.get(link["url"], timeout=30)
+    assert response.status_code == 200, response.text
+    lines = response.content.decode("utf-8").splitlines()
+    assert lines[0] == "entity,id,user_id,action,detail"
+    return list(csv.DictReader(lines))
+
+
+def listed_entities(rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
+    """What a report lists, in a comparable form: (entity, id, detail)."""
+    return sorted((row["entity"], row["id"], row["detail"]) for row in rows)
