@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 
 from steward_local.demo import seed
+from steward_local.faults import FaultInjector
 from steward_local.gateway import HttpApiGateway
 from steward_local.stack import StackConfig, start_stack
 
@@ -43,6 +44,7 @@ def run(template: Path, state_file: Path, seed_demo: bool) -> None:
     api_port = int(os.environ.get("STEWARD_API_PORT", "3000"))
     aws_port = int(os.environ.get("STEWARD_AWS_PORT", "4566"))
     stack = start_stack(StackConfig(template=template.resolve(), host=host, aws_port=aws_port))
+    FaultInjector(state_file.parent).install()
     gateway = HttpApiGateway(stack, host, api_port)
     if gateway.routes:
         gateway.start()

@@ -34,6 +34,8 @@ from typing import Any
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from steward_local import faults
+
 # Powertools' Tracer needs an X-Ray daemon; locally it stays off.
 LOCAL_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true"}
 
@@ -99,7 +101,7 @@ class InProcessLambdas:
         )
         try:
             handler = self._handler(name, str(function.handler), environment)
-            with self._environments[name]:
+            with self._environments[name], faults.running(name):
                 result = handler(event, context)
         except Exception as exc:  # the Lambda service reports handler errors, it does not crash
             traceback.print_exc()

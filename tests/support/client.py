@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -520,3 +521,22 @@ def report_rows(stack: RunningStack, key: str, job_id: str) -> list[dict[str, st
 def listed_entities(rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
     """What a report lists, in a comparable form: (entity, id, detail)."""
     return sorted((row["entity"], row["id"], row["detail"]) for row in rows)
+
+
+@contextmanager
+def throttled(stack: RunningStack, operation: str, *, skip: int = 0, times: int = 1) -> Iterator[list[int]]:
+    """The jobs worker's next ``operation`` calls after ``skip`` are refused as throttled (steward_local.faults).
+
+    Yields a list that holds, after the block, how many calls were refused.
+    """
+    directory = stack.state_file.parent
+    fired_file = directory / "faults.fired.json"
+    fired_file.unlink(missing_ok=True)
+    fault = {"function": "JobsFunction", "operation": operation, "skip": skip, "times": times}
+    (directory / "faults.json").write_text(json.dumps(fault))
+    fired: list[int] = []
+    try:
+        yield fired
+    finally:
+        (directory / "faults.json").unlink(missing_ok=True)
+        fired.append(json.loads(fired_file.read_text())["fired"] if fired_file.exists() else 0)
