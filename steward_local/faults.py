@@ -3,10 +3,11 @@
 A test (or a curious operator) writes ``faults.json`` next to the stack's
 state file, for example::
 
-    {"function": "JobsFunction", "operation": "BatchWriteItem", "skip": 1, "times": 1}
+    {"function": "JobsFunction", "operation": "BatchWriteItem", "table": "ProfilesTable", "skip": 1, "times": 1}
 
-The next calls of that operation made by that function (the logical id
-starts its physical name) get ``ProvisionedThroughputExceededException``,
+The next calls of that operation made by that function (its logical id is
+part of its physical name), on that table if one is named (in any part of
+the request), get ``ProvisionedThroughputExceededException``,
 after ``skip`` calls have passed, ``times`` times; DynamoDB answers a
 throttled request the same way. The runner writes how many it refused to
 ``faults.fired.json``. Nothing of this exists outside the local stack.
@@ -53,12 +54,12 @@ class FaultInjector:
         injector = self
 
         def make_api_call(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> Any:
-            injector.check(operation_name)
+            injector.check(operation_name, operation_kwargs)
             return original(connection, operation_name, operation_kwargs)
 
         Connection._make_api_call = make_api_call  # type: ignore[method-assign,assignment]
 
-    def check(self, operation: str) -> None:
+    def check(self, operation: str, request: dict[str, Any]) -> None:
         function = getattr(_current, "function", None)
         if function is None:
             return
@@ -66,6 +67,8 @@ class FaultInjector:
             fault = self._fault()
             # Physical names are <stack>-<logical id>-<suffix>.
             if fault is None or operation != fault["operation"] or f"-{fault['function']}-" not in function:
+                return
+            if "table" in fault and f"-{fault['table']}-" not in json.dumps(request):
                 return
             self._seen += 1
             if self._seen <= int(fault.get("skip", 0)) or self._fired >= int(fault.get("times", 1)):

@@ -524,15 +524,17 @@ def listed_entities(rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
 
 
 @contextmanager
-def throttled(stack: RunningStack, operation: str, *, skip: int = 0, times: int = 1) -> Iterator[list[int]]:
-    """The jobs worker's next ``operation`` calls after ``skip`` are refused as throttled (steward_local.faults).
+def throttled(stack: RunningStack, operation: str, table: str, *, skip: int = 0, times: int = 1) -> Iterator[list[int]]:
+    """The jobs worker's next ``operation`` calls on ``table`` after ``skip`` are refused as throttled.
+
+    See steward_local.faults.
 
     Yields a list that holds, after the block, how many calls were refused.
     """
     directory = stack.state_file.parent
     fired_file = directory / "faults.fired.json"
     fired_file.unlink(missing_ok=True)
-    fault = {"function": "JobsFunction", "operation": operation, "skip": skip, "times": times}
+    fault = {"function": "JobsFunction", "operation": operation, "table": table, "skip": skip, "times": times}
     (directory / "faults.json").write_text(json.dumps(fault))
     fired: list[int] = []
     try:

@@ -1,0 +1,435 @@
+"""Every job type through the HTTP API of the local stack, with Step Functions really executing.
+
+For each type: what it selects and changes, a dry run and a real run with the
+same params listing the same entities, a confirmed dry run acting on exactly
+what the dry run listed (and reporting `drifted` what changed in between), a
+worker refused mid-page by a throttled DynamoDB and retried without applying
+anything twice, re-authentication, and the one-real-job lock. Each test has
+an app of its own: jobs act on a whole app's data.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from steward.jobs.models import JobRecord, JobStatus, JobType
+from steward.jobs.repository import _record as job_item
+from steward.tables import JOB_LOCK_SK, JobLockRecord, job_lock_pk
+from tests.support.client import (
+    JOBS,
+    JobApp,
+    RunningStack,
+    all_items,
+    assert_error,
+    confirm_job,
+    job_app,
+    listed_entities,
+    ok,
+    report_rows,
+    run_job,
+    submit_job,
+    tag_devices_path,
+    throttled,
+)
+
+NOW = datetime.now(UTC)
+
+
+# Data of an app, through its own API
+
+
+def put_user(stack: RunningStack, app: JobApp, user_id: str, fields: dict[str, Any] | None = None) -> None:
+    ok(stack.api("PUT", f"/v1/users/{user_id}", app.key, json={"fields": fields or {}}))
+
+
+def add_email(stack: RunningStack, app: JobApp, user_id: str, email: str) -> None:
+    ok(stack.api("PUT", f"/v1/users/{user_id}/emails/{email}", app.key, json={}))
+
+
+def identify(stack: RunningStack, app: JobApp, device_id: str, user_id: str, transport: str = "FCM") -> None:
+    ok(stack.api("PUT", f"/v1/devices/{device_id}", app.key, json={"user_id": user_id, "transport": transport}))
+
+
+def fail_twice(stack: RunningStack, app: JobApp, device_id: str) -> None:
+    """Two delivery failures in a row: the device ends suppressed, deactivated with reason delivery_error."""
+    for _ in range(2):
+        body = {"accepted": False, "error_code": "UNREGISTERED", "error_message": "gone"}
+        ok(stack.api("POST", f"/v1/devices/{device_id}/push-results", app.key, json=body))
+
+
+def device(stack: RunningStack, app: JobApp, device_id: str) -> dict[str, Any]:
+    return ok(stack.api("GET", f"/v1/devices/{device_id}", app.key))
+
+
+def user(stack: RunningStack, app: JobApp, user_id: str) -> dict[str, Any]:
+    return ok(stack.api("GET", f"/v1/users/{user_id}", app.key))
+
+
+def segment(stack: RunningStack, app: JobApp, name: str) -> dict[str, Any]:
+    return ok(stack.api("POST", "/v1/segments", app.key, json={"name": name, "kind": "static"}), 201)
+
+
+def segments_by_name(stack: RunningStack, app: JobApp) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in all_items(stack, "/v1/segments", key=app.key)}
+
+
+def tag(stack: RunningStack, app: JobApp, name: str, add: list[str], remove: list[str] | None = None) -> None:
+    ok(stack.api("POST", tag_devices_path(name), app.key, json={"add": add, "remove": remove or []}))
+
+
+def tag_counts(stack: RunningStack, app: JobApp) -> dict[str, int]:
+    return {item["tag"]: item["device_count"] for item in all_items(stack, "/v1/tags", key=app.key)}
+
+
+def region(stack: RunningStack, app: JobApp, name: str, country: str, lat: float, lng: float, **extra: Any) -> str:
+    body = {"type": "city", "name": name, "country": country, "lat": lat, "lng": lng, **extra}
+    return str(ok(stack.api("POST", "/v1/regions", app.key, json=body), 201)["region_id"])
+
+
+def region_ids(stack: RunningStack, app: JobApp) -> set[str]:
+    return {item["region_id"] for item in all_items(stack, "/v1/regions", key=app.key)}
+
+
+def actions(rows: list[dict[str, str]]) -> dict[str, str]:
+    return {row["id"]: row["action"] for row in rows}
+
+
+# One scenario per type: its data, its params, what the real run must leave, and a change that makes
+# one listed entity drift.
+
+
+class Scenario:
+    type: str
+    # The write its apply makes for each entity (operation, table): the retry test refuses the second one.
+    write: tuple[str, str]
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        """After the real run: the data is as its report says."""
+        raise NotImplementedError
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        """Change the data so that one listed entity no longer qualifies; return its id."""
+        raise NotImplementedError
+
+
+class SplitAudience(Scenario):
+    type, write = "split_audience", ("BatchWriteItem", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for n in range(9):
+            put_user(stack, app, f"u{n}")
+            if n % 3:
+                add_email(stack, app, f"u{n}", f"u{n}@example.com")
+        return {"prefix": "wave", "num_segments": 2, "medium": "email"}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        added = {row["id"]: row["detail"] for row in rows if row["action"] == "added"}
+        assert sorted(added) == ["u1", "u2", "u4", "u5", "u7", "u8"]  # only users with an active email
+        segments = segments_by_name(stack, app)
+        sizes = sorted(segments[name]["member_count"] for name in ("wave-1", "wave-2"))
+        assert sizes == [3, 3]
+        for user_id, name in added.items():
+            assert segments[name]["segment_id"] in user(stack, app, user_id)["segments"]
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        assert stack.api("DELETE", "/v1/users/u4", app.key).status_code == 204
+        return "u4"
+
+
+class ReactivateDevices(Scenario):
+    type, write = "reactivate_devices", ("UpdateItem", "DevicesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for n in range(4):
+            identify(stack, app, f"d{n}", f"u{n}", transport="APNS" if n == 3 else "FCM")
+            fail_twice(stack, app, f"d{n}")
+        identify(stack, app, "healthy", "u9")
+        start = (NOW - timedelta(days=1)).date().isoformat()
+        end = (NOW + timedelta(days=1)).date().isoformat()
+        return {"transport": "FCM", "start": start, "end": end}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"] for row in rows} == {"d0", "d1", "d2"}
+        for device_id in ("d0", "d1", "d2"):
+            reactivated = device(stack, app, device_id)
+            assert reactivated["active"] is True
+            assert reactivated["last_status"] == ""
+            assert reactivated["failure_streak"] == 0
+        assert device(stack, app, "d3")["active"] is False  # another transport
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        identify(stack, app, "d1", "u1")  # the app holds the token again: reactivated already
+        return "d1"
+
+
+class DeactivateUsers(Scenario):
+    type, write = "deactivate_users", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for n in range(6):
+            put_user(stack, app, f"u{n}", {"plan": "free" if n < 4 else "pro"})
+            add_email(stack, app, f"u{n}", f"u{n}@example.com")
+        identify(stack, app, "d0", "u0")  # u0 keeps a device: it stays active
+        criteria = {"field": "fields.plan", "op": "eq", "value": "free"}
+        return {"medium": "email", "criteria": criteria}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        emails = {row["id"] for row in rows if row["entity"] == "email"}
+        users = {row["id"] for row in rows if row["entity"] == "user"}
+        assert emails == {f"u{n}@example.com" for n in range(4)}
+        assert users == {"u1", "u2", "u3"}
+        for n in range(6):
+            profile = user(stack, app, f"u{n}")
+            assert [email["active"] for email in profile["emails"]] == [n >= 4]
+            assert profile["active"] is (n == 0 or n >= 4)
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "u2", {"plan": "pro"})
+        return "u2@example.com"
+
+
+class DeleteEmptySegments(Scenario):
+    type, write = "delete_empty_segments", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        put_user(stack, app, "member")
+        for name in ("empty-1", "empty-2", "full"):
+            created = segment(stack, app, name)
+            if name == "full":
+                path = f"/v1/segments/{created['segment_id']}/members"
+                ok(stack.api("POST", path, app.key, json={"add": ["member"], "remove": []}))
+        return {}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert sorted(row["detail"].split(" ")[0] for row in rows if row["action"] == "deleted") == [
+            "empty-1",
+            "empty-2",
+        ]
+        assert set(segments_by_name(stack, app)) == {"full"}
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        target = segments_by_name(stack, app)["empty-2"]
+        path = f"/v1/segments/{target['segment_id']}/members"
+        ok(stack.api("POST", path, app.key, json={"add": ["member"], "remove": []}))
+        return str(target["segment_id"])
+
+
+class DeleteSegments(Scenario):
+    type, write = "delete_segments", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        put_user(stack, app, "member")
+        ids = []
+        for name in ("old-1", "old-2", "keep"):
+            created = segment(stack, app, name)
+            path = f"/v1/segments/{created['segment_id']}/members"
+            ok(stack.api("POST", path, app.key, json={"add": ["member"], "remove": []}))
+            ids.append(created["segment_id"])
+        self.unknown = "seg_" + "0" * 16
+        return {"segment_ids": [ids[0], ids[1], self.unknown]}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert actions(rows)[self.unknown] == "not_found"
+        assert set(segments_by_name(stack, app)) == {"keep"}
+        assert len(user(stack, app, "member")["segments"]) == 1
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        target = segments_by_name(stack, app)["old-2"]
+        assert stack.api("DELETE", f"/v1/segments/{target['segment_id']}", app.key).status_code == 204
+        return str(target["segment_id"])
+
+
+class DeleteEmptyTags(Scenario):
+    type, write = "delete_empty_tags", ("DeleteItem", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        identify(stack, app, "d0", "u0")
+        tag(stack, app, "kept", ["d0"])
+        for name in ("stale-1", "stale-2"):
+            tag(stack, app, name, ["d0"])
+            tag(stack, app, name, [], ["d0"])
+        return {}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"] for row in rows if row["action"] == "deleted"} == {"stale-1", "stale-2"}
+        assert tag_counts(stack, app) == {"kept": 1}
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        tag(stack, app, "stale-2", ["d0"])
+        return "stale-2"
+
+
+class DeleteTags(Scenario):
+    type, write = "delete_tags", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for n in range(3):
+            identify(stack, app, f"d{n}", f"u{n}")
+        tag(stack, app, "promo", ["d0", "d1", "d2"])
+        tag(stack, app, "beta", ["d0"])
+        tag(stack, app, "kept", ["d1"])
+        return {"tags": ["promo", "beta", "never"]}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert actions(rows) == {"promo": "deleted", "beta": "deleted", "never": "not_found"}
+        assert {row["id"]: row["detail"] for row in rows if row["action"] == "deleted"} == {"promo": "3", "beta": "1"}
+        assert tag_counts(stack, app) == {"kept": 1}
+        assert device(stack, app, "d0")["tags"] == []
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        # Only a job deletes a tag: another one gets there before the confirmation.
+        assert run_job(stack, app, "delete_tags", {"tags": ["beta"]}, dry_run=False)["status"] == "succeeded"
+        return "beta"
+
+
+class DeleteRegions(Scenario):
+    type, write = "delete_regions", ("DeleteItem", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.paris = region(stack, app, "Paris", "FR", 48.8566, 2.3522)
+        self.lyon = region(stack, app, "Lyon", "FR", 45.764, 4.8357)
+        self.berlin = region(stack, app, "Berlin", "DE", 52.52, 13.405)
+        return {"region_type": "city", "country": "FR"}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"] for row in rows} == {self.paris, self.lyon}
+        assert region_ids(stack, app) == {self.berlin}
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        assert stack.api("DELETE", f"/v1/regions/{self.lyon}", app.key).status_code == 204
+        return self.lyon
+
+
+SCENARIOS: dict[str, Callable[[], Scenario]] = {
+    scenario.type: scenario
+    for scenario in (
+        SplitAudience,
+        ReactivateDevices,
+        DeactivateUsers,
+        DeleteEmptySegments,
+        DeleteSegments,
+        DeleteEmptyTags,
+        DeleteTags,
+        DeleteRegions,
+    )
+}
+TYPES = sorted(SCENARIOS)
+
+
+def test_every_type_has_a_scenario() -> None:
+    assert set(TYPES) == {job_type.value for job_type in JobType}
+
+
+@pytest.mark.parametrize("job_type", TYPES)
+def test_dry_and_real_runs_list_the_same_entities(stack: RunningStack, job_type: str) -> None:
+    scenario = SCENARIOS[job_type]()
+    app = job_app(stack, job_type.replace("_", "-"))
+    params = scenario.setup(stack, app)
+
+    dry = run_job(stack, app, job_type, params, dry_run=True)
+    dry_rows = report_rows(stack, app.key, dry["job_id"])
+    real = run_job(stack, app, job_type, params, dry_run=False)
+    real_rows = report_rows(stack, app.key, real["job_id"])
+
+    assert (dry["status"], real["status"]) == ("succeeded", "succeeded"), (dry, real)
+    assert dry_rows
+    assert listed_entities(dry_rows) == listed_entities(real_rows)
+    assert dry["counts"]["matched"] == real["counts"]["matched"]
+    scenario.check(stack, app, real_rows)
+    # The report goes with the job; the audit entry stays.
+    assert stack.api("DELETE", f"{JOBS}/{dry['job_id']}", app.key).status_code == 204
+    assert_error(stack.api("GET", f"{JOBS}/{dry['job_id']}/report", app.key), 404, "job_not_found", "job_id")
+
+
+@pytest.mark.parametrize("job_type", TYPES)
+def test_a_confirmed_run_acts_on_what_the_dry_run_listed_and_reports_drift(stack: RunningStack, job_type: str) -> None:
+    scenario = SCENARIOS[job_type]()
+    app = job_app(stack, job_type.replace("_", "-"))
+    params = scenario.setup(stack, app)
+    dry = run_job(stack, app, job_type, params, dry_run=True)
+    dry_rows = report_rows(stack, app.key, dry["job_id"])
+
+    drifted = scenario.drift(stack, app)
+    confirmed = confirm_job(stack, app, dry["job_id"])
+
+    rows = report_rows(stack, app.key, confirmed["job_id"])
+    assert confirmed["status"] == "succeeded", confirmed
+    assert sorted((row["entity"], row["id"]) for row in rows) == sorted((row["entity"], row["id"]) for row in dry_rows)
+    assert actions(rows)[drifted] == "drifted"
+    # Everything else as the dry run said (a drifted contact may take its user's row with it).
+    dry_actions = {_key(row): row["action"] for row in dry_rows}
+    changed = [row for row in rows if row["action"] != dry_actions[_key(row)]]
+    assert {row["action"] for row in changed} == {"drifted"}
+    assert len(changed) <= 2
+    assert confirmed["counts"]["skipped"] >= 1
+
+
+@pytest.mark.parametrize("job_type", TYPES)
+def test_a_worker_throttled_mid_page_is_retried_without_applying_twice(stack: RunningStack, job_type: str) -> None:
+    scenario = SCENARIOS[job_type]()
+    app = job_app(stack, job_type.replace("_", "-"))
+    params = scenario.setup(stack, app)
+
+    with throttled(stack, *scenario.write, skip=1) as fired:
+        real = run_job(stack, app, job_type, params, dry_run=False)
+
+    assert fired == [1]
+    assert real["status"] == "succeeded", real
+    rows = report_rows(stack, app.key, real["job_id"])
+    assert len(rows) == len({(row["entity"], row["id"]) for row in rows})  # each entity once
+    scenario.check(stack, app, rows)
+
+
+@pytest.mark.parametrize("job_type", TYPES)
+def test_a_real_run_asks_for_the_password_and_refuses_a_wrong_one(stack: RunningStack, job_type: str) -> None:
+    app = job_app(stack, "reauth")
+    params = SCENARIOS[job_type]().setup(stack, app)
+
+    missing = submit_job(stack, app.key, job_type, params, dry_run=False)
+    wrong = submit_job(stack, app.key, job_type, params, dry_run=False, admin_password="not the password")
+
+    assert_error(missing, 428, "reauthentication_required", "admin_password")
+    assert_error(wrong, 401, "reauthentication_failed")
+    assert all_items(stack, JOBS, key=app.key) == []
+
+
+@pytest.mark.parametrize("job_type", TYPES)
+def test_a_real_run_waits_for_the_apps_running_job(stack: RunningStack, job_type: str) -> None:
+    app = job_app(stack, "locked")
+    params = SCENARIOS[job_type]().setup(stack, app)
+    running = _hold_the_lock(stack, app)
+
+    refused = submit_job(stack, app.key, job_type, params, dry_run=False, admin_password=app.password)
+
+    assert running in assert_error(refused, 409, "job_running")["message"]
+    assert ok(submit_job(stack, app.key, job_type, params), 201)["dry_run"] is True  # dry runs never wait
+
+
+def _key(row: dict[str, str]) -> tuple[str, str]:
+    return row["entity"], row["id"]
+
+
+def _hold_the_lock(stack: RunningStack, app: JobApp) -> str:
+    """A real job that is running, as the engine records one (its record and the app's lock)."""
+    job_id = f"job_{uuid4().hex}"
+    record = JobRecord(
+        job_id=job_id,
+        app_id=app.app_id,
+        key_id=app.key_id,
+        type=JobType.DELETE_TAGS,
+        params={"tags": ["x"]},
+        dry_run=False,
+        status=JobStatus.RUNNING,
+        created_at=datetime.now(UTC),
+    )
+    lock = JobLockRecord(pk=job_lock_pk(app.app_id), sk=JOB_LOCK_SK, job_id=job_id, created_at=NOW, updated_at=NOW)
+    client, table = stack.client("dynamodb"), stack.state["tables"]["CatalogTable"]
+    for item in (job_item(record), lock):
+        client.put_item(TableName=table, Item=item.serialize())
+    return job_id
