@@ -267,7 +267,15 @@ class Services:
         def publish(job: Any) -> None:
             events.put_events(Entries=[{**job_finished_event(job), "EventBusName": bus}])
 
-        return JobRunner(self, self.job_repository, self.report_store, self.audit_log, publish, events.meta.region_name)
+        return JobRunner(
+            self,
+            self.job_repository,
+            self.report_store,
+            self.audit_log,
+            publish,
+            events.meta.region_name,
+            max_concurrency=self.job_max_concurrency,
+        )
 
 
 def _required(value: str | None, name: str) -> str:

@@ -89,7 +89,9 @@ class JobRunner:
     def plan(self, app_id: str, job_id: str) -> JsonObject:
         """List the first phase's work. A refused job goes straight to finalize with the reason."""
         job = self.jobs.get(app_id, job_id)
-        if job is None or job.deleted:
+        # Finished already: the API marked it failed when its start seemed to fail (and freed its lock)
+        # although the execution started. Running it would change data outside the app's lock.
+        if job is None or job.deleted or job.status.finished:
             return self._step(app_id, job_id, items=[], stop=True)
         self.jobs.mark_started(app_id, job_id, self.clock())
         kind = kind_for(job.type)
@@ -100,19 +102,24 @@ class JobRunner:
                 if dry is None:
                     raise JobRefused("The dry run this job confirms was deleted.", code="dry_run_deleted")
                 state = kind.plan_confirmed(ctx, dry.state)
-                # The replay walks the dry run's last phase, item by item.
-                items, phases = [WorkItem.from_json(item) for item in dry.items], 1
+                # The replay walks the dry run's last phase, item by item, and as that phase: the type
+                # applies the rows in the phase that listed them, as in a real run that was not confirmed.
+                items = [WorkItem.from_json(item) for item in dry.items]
+                phase, phases = dry.phase, dry.phase + 1
             else:
                 plan = kind.plan(ctx)
-                items, state, phases = plan.items, plan.state, kind.phases
+                items, state, phase, phases = plan.items, plan.state, 0, kind.phases
         except JobRefused as refused:
             return self._step(app_id, job_id, items=[], stop=True, error=_error(refused))
-        self.jobs.plan(app_id, job_id, 0, phases, [item.as_json() for item in items], state)
+        self.jobs.plan(app_id, job_id, phase, phases, [item.as_json() for item in items], state)
         return self._step(app_id, job_id, items=[item.index for item in items])
 
     def work(self, app_id: str, job_id: str, index: int, limits: WorkerLimits) -> JsonObject:
         """Take pages of one item until it is done or time runs short; the state machine loops on ``done``."""
         slowest_ms = 0
+        # Not ``slowest_ms == 0``: a page can take under a millisecond, and each invocation counts once
+        # (a dry run's estimate prices them).
+        first = True
         while True:
             job = self.jobs.get(app_id, job_id)
             if job is None or job.deleted:
@@ -120,24 +127,34 @@ class JobRunner:
             kind = kind_for(job.type)
             ctx = self._context(job, kind, phase=job.phase, state=job.state)
             part = self.jobs.part(app_id, job_id, job.phase, index)
-            if slowest_ms == 0:
+            if first:
                 self.jobs.count_invocation(app_id, job_id, job.phase, index, self.clock())
+                first = False
             if part.done:
                 return {"app_id": app_id, "job_id": job_id, "index": index, "done": True}
             started = time.monotonic()
-            self._page(ctx, kind, part)
+            done = self._page(ctx, kind, part)
             slowest_ms = max(slowest_ms, int((time.monotonic() - started) * 1000))
-            if limits.time_left_ms() < max(MIN_TIME_LEFT_MS, 2 * slowest_ms):
-                return {"app_id": app_id, "job_id": job_id, "index": index, "done": False}
+            # The item's last page ends the item: no further invocation (and its transitions) to learn it.
+            if done or limits.time_left_ms() < max(MIN_TIME_LEFT_MS, 2 * slowest_ms):
+                return {"app_id": app_id, "job_id": job_id, "index": index, "done": done}
 
     def advance(self, app_id: str, job_id: str) -> JsonObject:
         """After a phase: the next phase's work, or ``stop`` when the job has none left."""
         job = self.jobs.get(app_id, job_id)
-        if job is None or job.deleted or job.phase + 1 >= job.phases:
+        if job is None or job.deleted:
+            return self._step(app_id, job_id, items=[], stop=True)
+        parts = {part.index: part for part in self.jobs.parts(app_id, job_id, job.phase)}
+        indexes = [int(item["index"]) for item in job.items]
+        if not all(index in parts and parts[index].done for index in indexes):
+            # The Map finished this phase before calling advance: this is a retried advance that already
+            # planned the phase. Its items again, rather than skipping (or stopping before) the phase.
+            return self._step(app_id, job_id, items=indexes)
+        if job.phase + 1 >= job.phases:
             return self._step(app_id, job_id, items=[], stop=True)
         kind = kind_for(job.type)
         ctx = self._context(job, kind, phase=job.phase, state=job.state)
-        tallies = {part.index: part.tally for part in self.jobs.parts(app_id, job_id, job.phase)}
+        tallies = {index: part.tally for index, part in parts.items()}
         try:
             plan = kind.advance(ctx, tallies)
         except JobRefused as refused:
@@ -150,8 +167,19 @@ class JobRunner:
         job = self.jobs.get(app_id, job_id)
         if job is None:
             return {"app_id": app_id, "job_id": job_id, "status": "gone"}
-        if job.status.finished:
-            return {"app_id": app_id, "job_id": job_id, "status": job.status.value}  # a retried finalize
+        status = job.status if job.status.finished else self._finish(job, error, memory_mb)
+        # Idempotent, and done again by a retried finalize: one that died after finishing the job
+        # would otherwise leave the lock held and a cancelled job's record, parts and pages stored.
+        if not job.dry_run:
+            self.jobs.release_lock(app_id, job_id)
+        if job.deleted:
+            self.reports.delete_job(app_id, job_id)
+            self.jobs.delete(app_id, job_id)
+        return {"app_id": app_id, "job_id": job_id, "status": status.value}
+
+    def _finish(self, job: JobRecord, error: JobError | None, memory_mb: int) -> JobStatus:
+        """Record how the unfinished ``job`` ended; the call that marks it finished publishes the event."""
+        app_id, job_id = job.app_id, job.job_id
         parts = [part for phase in range(job.phases) for part in self.jobs.parts(app_id, job_id, phase)]
         counts, _, cost = sum_parts(parts)
         status = JobStatus.CANCELLED if job.deleted else JobStatus.FAILED if error else JobStatus.SUCCEEDED
@@ -178,27 +206,22 @@ class JobRunner:
                 report_sha256=report.sha256,
             ),
         )
-        now = self.clock()
-        self.jobs.finish(
+        finished = self.jobs.finish(
             app_id,
             job_id,
             status,
             counts,
-            now=now,
+            now=self.clock(),
             error=error,
             estimate=None if job_estimate is None else job_estimate.model_dump(mode="json"),
             report_key=report.key,
             report_sha256=report.sha256,
         )
-        if not job.dry_run:
-            self.jobs.release_lock(app_id, job_id)
-        finished = self.jobs.get(app_id, job_id)
-        if finished is not None:
-            self.publish(finished)
-        if job.deleted:
-            self.reports.delete_job(app_id, job_id)
-            self.jobs.delete(app_id, job_id)
-        return {"app_id": app_id, "job_id": job_id, "status": status.value}
+        # Only the call that finished the job publishes: a concurrent or retried finalize does not.
+        record = self.jobs.get(app_id, job_id) if finished else None
+        if record is not None:
+            self.publish(record)
+        return status
 
     def _step(
         self, app_id: str, job_id: str, *, items: list[int], stop: bool = False, error: JobError | None = None
@@ -215,7 +238,8 @@ class JobRunner:
 
     # A page
 
-    def _page(self, ctx: JobContext, kind: JobKind, part: PartState) -> None:
+    def _page(self, ctx: JobContext, kind: JobKind, part: PartState) -> bool:
+        """Take one page of the part; whether this page's commit ended the item."""
         job = ctx.job
         started = time.monotonic()
         key = page_key(job.app_id, job.job_id, part.phase, part.index, part.seq)
@@ -234,13 +258,14 @@ class JobRunner:
                 self.reports.write_page(key, page_rows)
             if not job.dry_run and any(row.is_change for row in page_rows):
                 if not self.jobs.hold_page(job.app_id, job.job_id, part, page):
-                    return  # another attempt holds or passed this page
+                    return False  # another attempt holds or passed this page
                 part = PartState(**{**part.__dict__, "pending": page})
                 rows = self._apply(ctx, kind, page_rows)
                 self.reports.write_page(key, rows)
                 page = PendingPage(part.seq, next_position, counts_of(rows, scanned), tally, cost)
         elapsed_ms = int((time.monotonic() - started) * 1000)
-        self.jobs.commit_page(job.app_id, job.job_id, part, page, elapsed_ms, self.clock())
+        committed = self.jobs.commit_page(job.app_id, job.job_id, part, page, elapsed_ms, self.clock())
+        return committed is not None and committed.done
 
     def _select(
         self, ctx: JobContext, kind: JobKind, part: PartState
@@ -252,8 +277,10 @@ class JobRunner:
             return page.rows, page.scanned, page.next, page.tally, page.cost
         # A confirmed run: the dry run's next stored page of this item, re-checked now.
         dry = self.jobs.get(job.app_id, job.confirms)
-        dry_phase = 0 if dry is None else dry.phase
-        prefix = item_prefix(job.app_id, job.confirms, dry_phase, item.index)
+        if dry is None:
+            # Deleted with its pages since plan: replaying nothing would end the job as succeeded, and short.
+            raise JobRefused("The dry run this job confirms was deleted.", code="dry_run_deleted")
+        prefix = item_prefix(job.app_id, job.confirms, dry.phase, item.index)
         after = None if part.position is None else str(part.position["after"])
         stored = next(self.reports.page_keys(prefix, after), None)
         if stored is None:
@@ -262,7 +289,9 @@ class JobRunner:
         changes = [row for row in dry_rows if row.is_change]
         checked = iter(kind.recheck(ctx, changes))
         rows = [next(checked) if row.is_change else row for row in dry_rows]
-        return rows, len(dry_rows), {"after": stored}, {}, PageCost()
+        # What the replay reads is the entities the dry run listed: consequence rows are not read, as in the dry run.
+        scanned = sum(1 for row in dry_rows if not row.consequence)
+        return rows, scanned, {"after": stored}, {}, PageCost()
 
     def _apply(self, ctx: JobContext, kind: JobKind, rows: list[ReportRow]) -> list[ReportRow]:
         """Apply the rows that are changes; the others (skipped, drifted...) are reported as they are."""
