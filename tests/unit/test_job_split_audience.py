@@ -683,3 +683,45 @@ def test_counts_of_many_segments_are_added_once_per_key(services: Services) -> N
     assert stored == {**counts, ids[0]: (11, 1)}
     repository.forget_receipts(A, "job_x")
     assert list(ReceiptRecord.query(receipts_pk(A, "job_x"), consistent_read=True)) == []
+
+
+def test_a_user_added_through_the_api_before_the_job_reached_it_is_counted_once(services: Services) -> None:
+    users(services, 8)
+    deactivate(services, "u000", "u001", "u002", "u003", "u004", "u005", "u006", "u007")
+    by_api: list[str] = []
+
+    def add_first(rows: list[ReportRow]) -> None:
+        if not by_api:
+            row = next(row for row in rows if row.is_change)
+            segment_id = segments(services)[row.detail].segment_id
+            services.segments.change_members(A, segment_id, ChangeMembers(add=[row.id]))
+            by_api.append(row.id)
+
+    real = run({"prefix": "api", "num_segments": 2}, dry_run=False, before_apply=add_first)
+
+    assert next(row for row in real.rows if row.id == by_api[0]).action == "added"
+    by_name = assert_exact(services, "api", 2)
+    assert sum(len(member_ids) for member_ids in by_name.values()) == 8
+    assert sum(segment.inactive_member_count or 0 for segment in segments(services).values()) == 8
+
+
+def test_a_join_whose_member_write_was_lost_is_completed_and_counted(services: Services) -> None:
+    users(services, 6)
+    deactivate(services, "u002")
+    half_done: list[str] = []
+
+    def crash_after_the_users_set(rows: list[ReportRow]) -> None:
+        for row in rows:
+            if row.is_change and not half_done:  # an earlier attempt wrote the user's set, then died
+                segment_id = segments(services)[row.detail].segment_id
+                ProfileRecord(pk=partition_for(A, row.id, SHARD_COUNT), sk=row.id).update(
+                    actions=[ProfileRecord.segments.add({segment_id}), ProfileRecord.version.add(1)]
+                )
+                half_done.append(row.id)
+
+    real = run({"prefix": "half", "num_segments": 2}, dry_run=False, before_apply=crash_after_the_users_set)
+
+    assert next(row for row in real.rows if row.id == half_done[0]).action == "added"
+    by_name = assert_exact(services, "half", 2)
+    assert half_done[0] in set().union(*by_name.values())
+    assert sum(len(member_ids) for member_ids in by_name.values()) == 6

@@ -71,6 +71,7 @@ class JoinOutcome(StrEnum):
     JOINED = "joined"
     AT_LIMIT = "at_limit"  # already in MAX_SEGMENTS_PER_USER segments
     GONE = "gone"  # the user no longer exists
+    ALREADY_MEMBER = "already_member"  # added (and counted) by someone else
     FAILED = "failed"  # DynamoDB refused the write as sent
 
 
@@ -340,13 +341,18 @@ class SegmentRepository:
         """Add each user to its static segment, leaving the segments' counts to ``add_counts_once``.
 
         Each user's ``segments`` set is one conditional UpdateItem (conditions
-        cannot be batched, so they run side by side): the user must exist and
-        be in fewer than MAX_SEGMENTS_PER_USER segments, or already in this
-        one, so a join repeated after a crash is a join again. The update
-        returns the user as written, so ``inactive`` is the user's state at
-        the moment it joined, which is what a later change of its active
-        flag moves between the counts. Then the member items of those that
-        joined go out with BatchWriteItem (puts are idempotent).
+        cannot be batched, so they run side by side): the user must exist, not
+        be in the segment yet, and be in fewer than MAX_SEGMENTS_PER_USER
+        segments. The update returns the user as written, so ``inactive`` is
+        the user's state at the moment it joined, which is what a later change
+        of its active flag moves between the counts. Then the member items of
+        those that joined go out with BatchWriteItem (puts are idempotent).
+
+        ``now`` marks the caller's writes: a job writes every item with its
+        one moment. A user found in the segment already is the caller's own
+        join when its member item is missing (a crash came between the two
+        writes) or was written at ``now`` (a repeated call): JOINED again.
+        Otherwise someone else added it, and counted it: ALREADY_MEMBER.
 
         An error that sending again might cure (throttling, a timeout) is
         raised: the caller repeats the whole call, which these writes allow.
@@ -354,19 +360,15 @@ class SegmentRepository:
 
         def join(change: Join) -> JoinResult:
             profile = ProfileRecord(pk=partition_for(app_id, change.user_id, self.shard_count), sk=change.user_id)
-            room = (
-                ProfileRecord.segments.contains(change.segment_id)
-                | ProfileRecord.segments.does_not_exist()
-                | (size(ProfileRecord.segments) < MAX_SEGMENTS_PER_USER)
-            )
+            room = ProfileRecord.segments.does_not_exist() | (size(ProfileRecord.segments) < MAX_SEGMENTS_PER_USER)
             try:
                 profile.update(
                     actions=[ProfileRecord.segments.add({change.segment_id}), ProfileRecord.version.add(1)],
-                    condition=ProfileRecord.sk.exists() & room,
+                    condition=ProfileRecord.sk.exists() & ~ProfileRecord.segments.contains(change.segment_id) & room,
                 )
             except UpdateError as exc:
                 if condition_failed(exc):
-                    return self._refused_join(app_id, change)
+                    return self._refused_join(app_id, change, now)
                 if resend_may_help(exc):
                     raise
                 return JoinResult(JoinOutcome.FAILED, error=str(exc.cause_response_message or exc))
@@ -464,17 +466,24 @@ class SegmentRepository:
             updated_at=now,
         )
 
-    def _refused_join(self, app_id: str, change: Join) -> "JoinResult":
-        """Why a join's condition failed, read again: the user is gone, or in as many segments as a user can be."""
+    def _refused_join(self, app_id: str, change: Join, now: datetime) -> "JoinResult":
+        """Why a join's condition failed, read again (see ``join_many``)."""
         try:
             record = ProfileRecord.get(
                 partition_for(app_id, change.user_id, self.shard_count), change.user_id, consistent_read=True
             )
         except ProfileRecord.DoesNotExist:
             return JoinResult(JoinOutcome.GONE)
-        if change.segment_id in (record.segments or ()):  # joined meanwhile: another attempt of this join
+        if change.segment_id not in (record.segments or ()):
+            return JoinResult(JoinOutcome.AT_LIMIT)
+        member = self._member(app_id, change, now)
+        try:
+            member.refresh(consistent_read=True)
+        except SegmentMemberRecord.DoesNotExist:
             return JoinResult(JoinOutcome.JOINED, inactive=not record.active)
-        return JoinResult(JoinOutcome.AT_LIMIT)
+        if member.created_at == now:
+            return JoinResult(JoinOutcome.JOINED, inactive=not record.active)
+        return JoinResult(JoinOutcome.ALREADY_MEMBER)
 
     def _forget_segment(self, app_id: str, segment_id: str, user_ids: list[str]) -> None:
         def forget(user_id: str) -> None:

@@ -392,6 +392,8 @@ def _outcome(row: ReportRow, join: Join, result: JoinResult, refused: set[str]) 
     match result.outcome:
         case JoinOutcome.JOINED:
             return row.with_outcome(Outcome.FAILED, SEGMENT_GONE) if join.segment_id in refused else row
+        case JoinOutcome.ALREADY_MEMBER:  # in its segment, as listed; whoever added it counted it
+            return row
         case JoinOutcome.AT_LIMIT:
             return row.with_outcome(Outcome.SKIPPED, AT_SEGMENT_LIMIT)
         case JoinOutcome.GONE:
