@@ -725,3 +725,21 @@ def test_a_join_whose_member_write_was_lost_is_completed_and_counted(services: S
     by_name = assert_exact(services, "half", 2)
     assert half_done[0] in set().union(*by_name.values())
     assert sum(len(member_ids) for member_ids in by_name.values()) == 6
+
+
+def test_a_user_whose_write_dynamodb_refuses_is_failed_and_the_others_are_added(services: Services) -> None:
+    users(services, 5)
+    # As large as an item can be: adding a segment id passes DynamoDB's 400 KB, which it refuses whatever the retries.
+    record = ProfileRecord(pk=partition_for(A, "u003", SHARD_COUNT), sk="u003")
+    for n in range(4):
+        record.update(actions=[ProfileRecord.fields[f"notes{n}"].set(["x" * 1000] * 100)])
+    record.update(actions=[ProfileRecord.fields["tail"].set(["x" * 1000] * 9 + ["x" * 300])])
+
+    real = run({"prefix": "big", "num_segments": 2}, dry_run=False)
+
+    row = next(row for row in real.rows if row.id == "u003")
+    assert row.action == Outcome.FAILED
+    assert "size" in row.detail
+    assert profile("u003").segments is None
+    by_name = assert_exact(services, "big", 2)
+    assert set().union(*by_name.values()) == {"u000", "u001", "u002", "u004"}

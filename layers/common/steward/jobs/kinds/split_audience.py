@@ -25,23 +25,28 @@ state stays a few numbers whatever N is.
 ``finish``: the engine keeps no tally for a confirmed run (it replays the
 dry run's rows), a failed or cancelled job never reaches ``finish`` but
 keeps the members it added, and a member that changes its active flag (or
-is removed) while the job runs moves the counts by one in its own
-transaction, which an exact count set at the end would overwrite. Whether a
+is removed, or deleted) while the job runs moves the counts by one in its
+own transaction, which a count set at the end would overwrite. Whether a
 user joined inactive is the state its join wrote (the update returns it),
-so a later change of that flag moves the counts from the right side.
-``finish`` deletes the receipts.
+so a later change of that flag moves the counts from the right side; a
+user someone else added to the segment meanwhile is left to their count.
+The counts are exact after every page, and so when the job ends.
+``finish`` deletes the receipts (a failed job leaves its few, one per page).
 
-**Cost per selected user** (``Page.cost``; profiles of at most 1 KB, read
-eventually consistent, 4 KB per read unit):
+**Cost per selected user** (``Page.cost``, from item sizes; profiles of at
+most 1 KB, read eventually consistent):
 - reads: the shard is queried twice (count, assign): 2 x 1 KB / 8 KB =
   0.25 read units; the joins read nothing (UpdateItem returns the user).
   ``medium: push`` adds, per user and per pass, a keys-only index query
-  (0.5) and a read of each device (0.5): 2 more units.
+  (0.5) and about one device read (0.5): 2 more units.
 - writes: the user's ``segments`` set (1 unit up to 1 KB, 1 more per
-  started KB) and the member item (1): 2 units. Per page, one transaction
-  of a receipt and the page's segments (2 units each, ~4-6 per page of up
-  to 1,000 users); per segment, its creation (2 items in a transaction: 4)
-  and the name check (1 read).
+  started KB) and the member item (1): 2 units.
+- per page (up to 1,000 users): its segments read (1 each), then one
+  transaction of a receipt and their counts (2 units per item): ~6 units.
+- per segment: the name check (1 read) and its creation (segment and name
+  claim in a transaction: 4 units).
+The test measures 2.2 write and 0.2 read units per user for 200 users of
+700 bytes in 4 segments.
 """
 
 import hashlib
