@@ -12,6 +12,12 @@ set and the segment's counts, so the counts are exact: a maintenance job
 finds empty segments (ignoring inactive users) from the segment items alone.
 Conditions on the user's ``active`` flag and set make a change that raced
 another one fail instead of counting twice.
+
+Bulk joins (the split_audience job) cost less: each user's set is one
+conditional UpdateItem, the member items go out with BatchWriteItem, and a
+page's counts are added once, in one transaction with a receipt
+(``join_many``, ``add_counts_once``). The counts are exact again once the
+page's receipt is written.
 """
 
 import json
@@ -466,7 +472,7 @@ class SegmentRepository:
             updated_at=now,
         )
 
-    def _refused_join(self, app_id: str, change: Join, now: datetime) -> "JoinResult":
+    def _refused_join(self, app_id: str, change: Join, now: datetime) -> JoinResult:
         """Why a join's condition failed, read again (see ``join_many``)."""
         try:
             record = ProfileRecord.get(

@@ -144,13 +144,12 @@ class _Meter:
 
     read_units: Decimal = Decimal(0)
     write_units: int = 0
-    device_lookups: int = 0
 
     def walk(self, scanned: int, kept: Sequence[int], device_lookups: int) -> None:
         """A filtered read of a shard: billed on every item scanned; dropped items weigh what kept ones do."""
         mean = sum(kept) / len(kept) if kept else NOMINAL_PROFILE_BYTES
         total = sum(kept) + max(0, scanned - len(kept)) * mean
-        self.read_units += query_read_units(int(total + 0.5), consistent=False)
+        self.read_units += query_read_units(round(total), consistent=False)
         # A keys-only index query per user (the minimum read), then about one device read each.
         self.read_units += batch_get_units([0] * (2 * device_lookups), consistent=False)
 
@@ -308,7 +307,7 @@ class SplitAudience:
             assignment.segments.add(number)
         return assignment
 
-    def _create(self, ctx: JobContext, params: SplitAudienceParams, count: int) -> list[Segment]:
+    def _create(self, ctx: JobContext, params: SplitAudienceParams, count: int) -> None:
         """Create the segments, all or none: a name taken meanwhile removes those created and refuses the job."""
         names = _names(params, count)
         self._refuse_taken(ctx, names, owner=ctx.job.job_id)
@@ -323,7 +322,6 @@ class SplitAudience:
             for segment in created:
                 repository.remove(ctx.app_id, segment)
             raise JobRefused(exc.message, code=SEGMENT_NAME_TAKEN) from exc
-        return created
 
     def _refuse_taken(self, ctx: JobContext, names: list[str], *, owner: str | None) -> None:
         """Refuse the job when a segment holds one of ``names``; those ``owner`` (a job id) created are its own."""
