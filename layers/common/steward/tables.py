@@ -242,6 +242,18 @@ class SegmentMemberRecord(CatalogRecord):
         pass
 
 
+class ReceiptRecord(CatalogRecord):
+    """Marks one bulk change as counted, so a retried step never adds its counts twice.
+
+    pk ``<app_id>#receipt#<scope>`` (the job that counts), sk the change's key.
+    The counts themselves live on the counted items (a segment's member
+    counts); the receipt is written in the same transaction as their update.
+    """
+
+    class Meta(_Connection):
+        pass
+
+
 class TagRecord(CatalogRecord):
     """A device tag and its device count. pk ``<app_id>#tags``, sk the tag."""
 
@@ -429,6 +441,10 @@ def segment_members_collection(app_id: str, segment_id: str) -> str:
     return f"{app_id}{SEPARATOR}segment{SEPARATOR}{segment_id}"
 
 
+def receipts_pk(app_id: str, scope: str) -> str:
+    return f"{app_id}{SEPARATOR}receipt{SEPARATOR}{scope}"
+
+
 def tags_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}tags"
 
@@ -486,6 +502,7 @@ def bind_tables(settings: StoreSettings) -> None:
         SegmentRecord,
         SegmentNameRecord,
         SegmentMemberRecord,
+        ReceiptRecord,
         TagRecord,
         TagMemberRecord,
         AuditEntryRecord,

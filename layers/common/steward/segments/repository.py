@@ -12,20 +12,30 @@ set and the segment's counts, so the counts are exact: a maintenance job
 finds empty segments (ignoring inactive users) from the segment items alone.
 Conditions on the user's ``active`` flag and set make a change that raced
 another one fail instead of counting twice.
+
+Bulk joins (the split_audience job) cost less: each user's set is one
+conditional UpdateItem, the member items go out with BatchWriteItem, and a
+page's counts are added once, in one transaction with a receipt
+(``join_many``, ``add_counts_once``). The counts are exact again once the
+page's receipt is written.
 """
 
 import json
 import logging
 import secrets
+import time
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import size
 
-from steward.conditions import condition_failed
+from steward.batch import chunks
+from steward.conditions import MAX_ATTEMPTS, condition_failed, resend_may_help
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
 from steward.segments.models import MAX_SEGMENTS_PER_USER, SEGMENT_ID_PREFIX, Segment, SegmentKind
@@ -33,14 +43,16 @@ from steward.sharded_query import cursor_after, partition_cursor_after, query_pa
 from steward.sharding import partition_for, shard_key
 from steward.tables import (
     ProfileRecord,
+    ReceiptRecord,
     SegmentMemberRecord,
     SegmentNameRecord,
     SegmentRecord,
+    receipts_pk,
     segment_members_collection,
     segment_names_pk,
     segments_pk,
 )
-from steward.transactions import MEMBERSHIPS_PER_TRANSACTION, Transaction, transient
+from steward.transactions import MAX_TRANSACTION_ITEMS, MEMBERSHIPS_PER_TRANSACTION, Transaction, transient
 from steward.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -48,6 +60,10 @@ logger = logging.getLogger(__name__)
 _DRAIN_PAGE = 100
 _DRAIN_WORKERS = 16
 _SEGMENT = ("segment",)  # the label of the segment's own write (user ids are plain strings)
+_RECEIPT = ("receipt",)
+_JOIN_WORKERS = 16  # the profiles table's connection pool
+_BACKOFF_SECONDS = 0.05
+SEGMENT_NAME_TAKEN = "segment_name_taken"
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,35 @@ class MemberChange:
     user_id: str
     joining: bool  # False: leaving
     inactive: bool  # the user's active flag as read; the write is conditioned on it
+
+
+class JoinOutcome(StrEnum):
+    JOINED = "joined"
+    AT_LIMIT = "at_limit"  # already in MAX_SEGMENTS_PER_USER segments
+    GONE = "gone"  # the user no longer exists
+    ALREADY_MEMBER = "already_member"  # added (and counted) by someone else
+    FAILED = "failed"  # DynamoDB refused the write as sent
+
+
+@dataclass(frozen=True)
+class Join:
+    user_id: str
+    segment_id: str
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    outcome: JoinOutcome
+    inactive: bool = False  # JOINED: the user's active flag was false when it joined
+    error: str = ""  # FAILED: what DynamoDB said
+
+    @property
+    def joined(self) -> bool:
+        return self.outcome is JoinOutcome.JOINED
+
+
+# A segment's (members, inactive members) to add.
+MemberCounts = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -67,34 +112,51 @@ def segment_not_found(segment_id: str) -> NotFound:
     return NotFound(f"Segment {segment_id!r} does not exist.", code="segment_not_found", field="segment_id")
 
 
+def name_taken(name: str) -> Conflict:
+    return Conflict(f"A segment named {name!r} already exists.", code=SEGMENT_NAME_TAKEN, field="name")
+
+
 class SegmentRepository:
     def __init__(self, shard_count: int) -> None:
         self.shard_count = shard_count
 
     def create(self, app_id: str, name: str, kind: SegmentKind, criteria: Any, now: datetime) -> Segment:
         """Create a segment and claim its name in one transaction (409 segment_name_taken)."""
-        segment_id = f"{SEGMENT_ID_PREFIX}{secrets.token_hex(8)}"
-        record = SegmentRecord(
-            pk=segments_pk(app_id),
-            sk=segment_id,
-            name=name,
-            kind=kind.value,
-            criteria=None if criteria is None else json.dumps(criteria, separators=(",", ":")),
-            member_count=0,
-            inactive_member_count=0,
-            deleting=False,
-            created_at=now,
-            updated_at=now,
-        )
-        claim = SegmentNameRecord(
-            pk=segment_names_pk(app_id), sk=name, segment_id=segment_id, created_at=now, updated_at=now
-        )
+        record, refused = self._create(app_id, f"{SEGMENT_ID_PREFIX}{secrets.token_hex(8)}", name, kind, criteria, now)
+        if refused:
+            raise name_taken(name)
+        return to_segment(record)
+
+    def create_static_as(self, app_id: str, segment_id: str, name: str, now: datetime) -> Segment:
+        """Create an empty static segment with a chosen id; creating it again (a retried step) changes nothing.
+
+        A bulk job names its segments' ids, so a step retried after it created
+        some finds them its own. A name held by another segment is a Conflict
+        (segment_name_taken).
+        """
+        record, refused = self._create(app_id, segment_id, name, SegmentKind.STATIC, None, now)
+        if not refused:
+            return to_segment(record)
+        if self.names_taken(app_id, [name]).get(name) == segment_id:
+            return self.get(app_id, segment_id)
+        raise name_taken(name)
+
+    def names_taken(self, app_id: str, names: Sequence[str]) -> dict[str, str]:
+        """The names among ``names`` that a segment holds, each with that segment's id (consistent BatchGetItem)."""
+        keys = [(segment_names_pk(app_id), name) for name in dict.fromkeys(names)]
+        if not keys:
+            return {}
+        return {record.sk: record.segment_id for record in SegmentNameRecord.batch_get(keys, consistent_read=True)}
+
+    def _create(
+        self, app_id: str, segment_id: str, name: str, kind: SegmentKind, criteria: Any, now: datetime
+    ) -> tuple[SegmentRecord, bool]:
+        """The segment and its name claim in one transaction; True when a condition refused it (nothing written)."""
+        record, claim = _new_segment(app_id, segment_id, name, kind, criteria, now)
         transaction = Transaction()
         transaction.put(_SEGMENT, record, SegmentRecord.sk.does_not_exist())
         transaction.put("name", claim, SegmentNameRecord.sk.does_not_exist())
-        if transaction.commit():
-            raise Conflict(f"A segment named {name!r} already exists.", code="segment_name_taken", field="name")
-        return to_segment(record)
+        return record, bool(transaction.commit())
 
     def get(self, app_id: str, segment_id: str) -> Segment:
         try:
@@ -141,18 +203,7 @@ class SegmentRepository:
                 )
         members = sum(1 if change.joining else -1 for change in changes)
         inactive = sum((1 if change.joining else -1) for change in changes if change.inactive)
-        transaction.update(
-            _SEGMENT,
-            SegmentRecord(pk=segments_pk(app_id), sk=segment_id),
-            [
-                SegmentRecord.member_count.add(members),
-                SegmentRecord.inactive_member_count.add(inactive),
-                SegmentRecord.updated_at.set(now),
-            ],
-            SegmentRecord.sk.exists()
-            & (SegmentRecord.kind == SegmentKind.STATIC.value)
-            & (SegmentRecord.deleting == False),  # noqa: E712 (a DynamoDB condition)
-        )
+        _add_counts(transaction, _SEGMENT, app_id, segment_id, (members, inactive), now)
         refused = transaction.commit()
         return ChangeResult(
             refused_users={label for label in refused if isinstance(label, str)}, segment_refused=_SEGMENT in refused
@@ -290,6 +341,156 @@ class SegmentRepository:
                     raise
         # A refused segment delete: a concurrent DELETE removed it first.
 
+    # Bulk joins (split_audience): members written without a transaction per chunk, counts added per page.
+
+    def join_many(self, app_id: str, joins: Sequence[Join], now: datetime) -> list[JoinResult]:
+        """Add each user to its static segment, leaving the segments' counts to ``add_counts_once``.
+
+        Each user's ``segments`` set is one conditional UpdateItem (conditions
+        cannot be batched, so they run side by side): the user must exist, not
+        be in the segment yet, and be in fewer than MAX_SEGMENTS_PER_USER
+        segments. The update returns the user as written, so ``inactive`` is
+        the user's state at the moment it joined, which is what a later change
+        of its active flag moves between the counts. Then the member items of
+        those that joined go out with BatchWriteItem (puts are idempotent).
+
+        ``now`` marks the caller's writes: a job writes every item with its
+        one moment. A user found in the segment already is the caller's own
+        join when its member item is missing (a crash came between the two
+        writes) or was written at ``now`` (a repeated call): JOINED again.
+        Otherwise someone else added it, and counted it: ALREADY_MEMBER.
+
+        An error that sending again might cure (throttling, a timeout) is
+        raised: the caller repeats the whole call, which these writes allow.
+        """
+
+        def join(change: Join) -> JoinResult:
+            profile = ProfileRecord(pk=partition_for(app_id, change.user_id, self.shard_count), sk=change.user_id)
+            room = ProfileRecord.segments.does_not_exist() | (size(ProfileRecord.segments) < MAX_SEGMENTS_PER_USER)
+            try:
+                profile.update(
+                    actions=[ProfileRecord.segments.add({change.segment_id}), ProfileRecord.version.add(1)],
+                    condition=ProfileRecord.sk.exists() & ~ProfileRecord.segments.contains(change.segment_id) & room,
+                )
+            except UpdateError as exc:
+                if condition_failed(exc):
+                    return self._refused_join(app_id, change, now)
+                if resend_may_help(exc):
+                    raise
+                return JoinResult(JoinOutcome.FAILED, error=str(exc.cause_response_message or exc))
+            return JoinResult(JoinOutcome.JOINED, inactive=not profile.active)
+
+        if not joins:
+            return []
+        with ThreadPoolExecutor(max_workers=min(_JOIN_WORKERS, len(joins))) as pool:
+            results = list(pool.map(join, joins))
+        joined = [change for change, result in zip(joins, results, strict=True) if result.joined]
+        with SegmentMemberRecord.batch_write() as batch:
+            for change in joined:
+                batch.save(self._member(app_id, change, now))
+        return results
+
+    def open_to_members(self, app_id: str, segment_ids: Sequence[str]) -> set[str]:
+        """Those of ``segment_ids`` that members can join: static segments that exist and are not being deleted."""
+        keys = [(segments_pk(app_id), segment_id) for segment_id in dict.fromkeys(segment_ids)]
+        if not keys:
+            return set()
+        records = SegmentRecord.batch_get(keys, consistent_read=True)
+        return {record.sk for record in records if record.kind == SegmentKind.STATIC.value and not record.deleting}
+
+    def add_counts_once(
+        self, app_id: str, scope: str, key: str, counts: Mapping[str, MemberCounts], now: datetime
+    ) -> set[str]:
+        """Add ``counts`` to the static segments, once per (``scope``, ``key``): a repeated call adds nothing.
+
+        Each transaction writes a receipt (``key`` and a chunk number, in
+        ``scope``) on the condition that it does not exist, with the counts'
+        updates: a call repeated after a crash finds its receipts and changes
+        nothing. Counts are added, not set, so the changes others make
+        meanwhile (a member's active flag, a member removed) stay counted.
+        Returns the segments that are gone, being deleted or not static:
+        nothing was added to them.
+        """
+        refused: set[str] = set()
+        for number, chunk in enumerate(chunks(sorted(counts), MAX_TRANSACTION_ITEMS - 1)):
+            receipt = ReceiptRecord(pk=receipts_pk(app_id, scope), sk=f"{key}#{number}", created_at=now, updated_at=now)
+            pending = list(chunk)
+            attempt = 0
+            while True:
+                transaction = Transaction()
+                transaction.put(_RECEIPT, receipt, ReceiptRecord.sk.does_not_exist())
+                for segment_id in pending:
+                    _add_counts(transaction, segment_id, app_id, segment_id, counts[segment_id], now)
+                try:
+                    failed = transaction.commit()
+                except TransactWriteError as exc:
+                    # A member's change of state held a segment's counts for a moment: send again.
+                    attempt += 1
+                    if not transient(exc) or attempt >= MAX_ATTEMPTS:
+                        raise
+                    time.sleep(_BACKOFF_SECONDS * 2**attempt)
+                    continue
+                if _RECEIPT in failed or not failed:
+                    break  # counted by an earlier call, or now
+                gone = {label for label in failed if isinstance(label, str)}
+                refused |= gone
+                pending = [segment_id for segment_id in pending if segment_id not in gone]
+        return refused
+
+    def forget_receipts(self, app_id: str, scope: str) -> None:
+        """Delete the receipts of ``scope`` once nothing can repeat its changes (the job has ended)."""
+        receipts = ReceiptRecord.query(receipts_pk(app_id, scope), consistent_read=True)
+        with ReceiptRecord.batch_write() as batch:
+            for receipt in receipts:
+                batch.delete(receipt)
+
+    def member_item(self, app_id: str, change: Join, now: datetime) -> dict[str, dict[str, Any]]:
+        """A member item as DynamoDB stores it (DynamoDB JSON): what its write is billed on."""
+        item: dict[str, dict[str, Any]] = self._member(app_id, change, now).serialize()
+        return item
+
+    def receipt_item(self, app_id: str, scope: str, key: str, now: datetime) -> dict[str, dict[str, Any]]:
+        """A receipt of ``add_counts_once`` as stored."""
+        record = ReceiptRecord(pk=receipts_pk(app_id, scope), sk=f"{key}#0", created_at=now, updated_at=now)
+        item: dict[str, dict[str, Any]] = record.serialize()
+        return item
+
+    def segment_items(self, app_id: str, segment_id: str, name: str, now: datetime) -> list[dict[str, dict[str, Any]]]:
+        """A new static segment and its name claim as stored: what creating them is billed on.
+
+        The counts are given seven digits, as they will have once members are counted.
+        """
+        record, claim = _new_segment(app_id, segment_id, name, SegmentKind.STATIC, None, now)
+        record.member_count = record.inactive_member_count = 10**6
+        return [record.serialize(), claim.serialize()]
+
+    def _member(self, app_id: str, change: Join, now: datetime) -> SegmentMemberRecord:
+        return SegmentMemberRecord(
+            pk=partition_for(segment_members_collection(app_id, change.segment_id), change.user_id, self.shard_count),
+            sk=change.user_id,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _refused_join(self, app_id: str, change: Join, now: datetime) -> JoinResult:
+        """Why a join's condition failed, read again (see ``join_many``)."""
+        try:
+            record = ProfileRecord.get(
+                partition_for(app_id, change.user_id, self.shard_count), change.user_id, consistent_read=True
+            )
+        except ProfileRecord.DoesNotExist:
+            return JoinResult(JoinOutcome.GONE)
+        if change.segment_id not in (record.segments or ()):
+            return JoinResult(JoinOutcome.AT_LIMIT)
+        member = self._member(app_id, change, now)
+        try:
+            member.refresh(consistent_read=True)
+        except SegmentMemberRecord.DoesNotExist:
+            return JoinResult(JoinOutcome.JOINED, inactive=not record.active)
+        if member.created_at == now:
+            return JoinResult(JoinOutcome.JOINED, inactive=not record.active)
+        return JoinResult(JoinOutcome.ALREADY_MEMBER)
+
     def _forget_segment(self, app_id: str, segment_id: str, user_ids: list[str]) -> None:
         def forget(user_id: str) -> None:
             profile = ProfileRecord(pk=partition_for(app_id, user_id, self.shard_count), sk=user_id)
@@ -305,6 +506,46 @@ class SegmentRepository:
         # Conditional updates cannot be batched; they run side by side as in steward.batch.
         with ThreadPoolExecutor(max_workers=_DRAIN_WORKERS) as pool:
             list(pool.map(forget, user_ids))
+
+
+def _add_counts(
+    transaction: Transaction, label: Hashable, app_id: str, segment_id: str, counts: MemberCounts, now: datetime
+) -> None:
+    """Add (members, inactive members) to a static segment's counts; refused when it is gone or being deleted."""
+    members, inactive = counts
+    transaction.update(
+        label,
+        SegmentRecord(pk=segments_pk(app_id), sk=segment_id),
+        [
+            SegmentRecord.member_count.add(members),
+            SegmentRecord.inactive_member_count.add(inactive),
+            SegmentRecord.updated_at.set(now),
+        ],
+        SegmentRecord.sk.exists()
+        & (SegmentRecord.kind == SegmentKind.STATIC.value)
+        & (SegmentRecord.deleting == False),  # noqa: E712 (a DynamoDB condition)
+    )
+
+
+def _new_segment(
+    app_id: str, segment_id: str, name: str, kind: SegmentKind, criteria: Any, now: datetime
+) -> tuple[SegmentRecord, SegmentNameRecord]:
+    record = SegmentRecord(
+        pk=segments_pk(app_id),
+        sk=segment_id,
+        name=name,
+        kind=kind.value,
+        criteria=None if criteria is None else json.dumps(criteria, separators=(",", ":")),
+        member_count=0,
+        inactive_member_count=0,
+        deleting=False,
+        created_at=now,
+        updated_at=now,
+    )
+    claim = SegmentNameRecord(
+        pk=segment_names_pk(app_id), sk=name, segment_id=segment_id, created_at=now, updated_at=now
+    )
+    return record, claim
 
 
 def to_segment(record: SegmentRecord) -> Segment:

@@ -97,6 +97,11 @@ class UserRepository:
         entries = ((to_user(record), cursor_after(record.pk, record.sk)) for record in records)
         return fit_page(entries, next_cursor)
 
+    def stored_item(self, app_id: str, user: User) -> dict[str, dict[str, Any]]:
+        """The user as DynamoDB stores it (DynamoDB JSON): what its reads and writes are billed on."""
+        item: dict[str, dict[str, Any]] = _to_record(app_id, user, self.shard_count).serialize()
+        return item
+
     def _get_record(self, app_id: str, user_id: str) -> ProfileRecord | None:
         try:
             return ProfileRecord.get(partition_for(app_id, user_id, self.shard_count), user_id, consistent_read=True)
