@@ -109,6 +109,9 @@ class DeviceRecord(Model):
     updated_at = UTCDateTimeAttribute()
     last_push_at = UTCDateTimeAttribute(null=True)
     last_push_id = UnicodeAttribute(null=True)
+    # The reactivate_devices job that last reactivated the device: lets the job recognise
+    # its own work (a retried page, an owner's other devices). Not part of the domain Device.
+    reactivated_by = UnicodeAttribute(null=True)
     # Optimistic lock for identify's read-modify-write; every write bumps it.
     # (Not pynamodb's VersionAttribute: its update() would reset the counter
     # on instances built from keys alone.)

@@ -31,6 +31,8 @@ class LastStatus(StrEnum):
 
 class DeactivationReason(StrEnum):
     DELIVERY_ERROR = "delivery_error"
+    # A deactivate_users job: identify does not bring such a device back.
+    JOB = "deactivated_by_job"
 
 
 ErrorCode = Annotated[str, StringConstraints(min_length=1, max_length=128)]

@@ -1,18 +1,23 @@
 """Data access for devices: every state change is one conditional write."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from steward.conditions import MAX_ATTEMPTS, condition_failed, read_modify_write, save_versioned
-from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult
+from steward.devices import lifecycle
+from steward.devices.models import DeactivationReason, Device, DeviceFilter, LastStatus, PushResult, Transport
 from steward.devices.tag_index import release_tags
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, fit_page
+from steward.shard_reader import Position, read_shards
 from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import DeviceRecord, device_user_key
@@ -21,6 +26,21 @@ from steward.transactions import Transaction, transient
 _LOOKUP_WORKERS = 16  # DeviceRecord's connection pool size
 
 DeviceChange = Callable[[Device | None], Device]
+
+
+class JobWrite(StrEnum):
+    """What a maintenance job's conditional write of one device did."""
+
+    CHANGED = "changed"  # this call made the change
+    ALREADY = "already"  # the same job made it before (a retried page)
+    REFUSED = "refused"  # the device no longer qualifies: ``device`` says how it is
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class DeviceWrite:
+    result: JobWrite
+    device: Device | None  # after the write, or as found when refused; None when missing
 
 
 class DeviceRepository:
@@ -163,12 +183,137 @@ class DeviceRepository:
         )
         return fit_page(devices, next_cursor)
 
-    def devices_of_users(self, app_id: str, user_ids: Iterable[str]) -> dict[str, list[Device]]:
+    def devices_of_users(
+        self, app_id: str, user_ids: Iterable[str], *, consistent: bool = False
+    ) -> dict[str, list[Device]]:
         """Each user's devices, sorted by device id (users without devices map to []).
 
         One keys-only index query per user, run side by side, then one
-        BatchGetItem per 100 devices for all of them together.
+        BatchGetItem per 100 devices for all of them together (strongly
+        consistent if asked: the index itself never is).
         """
+        records = self._records_of_users(app_id, user_ids, consistent)
+        return {user_id: [to_device(record) for record in owned] for user_id, owned in records.items()}
+
+    def list_for_app(self, app_id: str, device_filter: DeviceFilter, cursor: str | None, limit: int) -> Page[Device]:
+        records, next_cursor = query_shards(
+            DeviceRecord, app_id, self.shard_count, cursor, limit, _filter_condition(device_filter)
+        )
+        entries = ((to_device(record), cursor_after(record.pk, record.sk)) for record in records)
+        return fit_page(entries, next_cursor)
+
+    def reactivations_of_users(
+        self, app_id: str, user_ids: Iterable[str], *, consistent: bool = False
+    ) -> dict[str, list[tuple[Device, str | None]]]:
+        """``devices_of_users``, each device with the reactivate_devices job that last reactivated it, if any."""
+        records = self._records_of_users(app_id, user_ids, consistent)
+        return {
+            user_id: [(to_device(record), record.reactivated_by) for record in owned]
+            for user_id, owned in records.items()
+        }
+
+    def get_many(self, app_id: str, device_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Device]:
+        """Devices by id, with BatchGetItem (100 keys a call); missing ids are left out."""
+        keys = [
+            (partition_for(app_id, device_id, self.shard_count), device_id) for device_id in dict.fromkeys(device_ids)
+        ]
+        if not keys:
+            return {}
+        return {record.sk: to_device(record) for record in DeviceRecord.batch_get(keys, consistent_read=consistent)}
+
+    def deactivated_page(
+        self,
+        app_id: str,
+        start: Position,
+        *,
+        reason: DeactivationReason,
+        since: datetime,
+        before: datetime,
+        transport: Transport | None = None,
+        max_items: int,
+    ) -> tuple[list[Device], int, Position | None]:
+        """From ``start``, in its shard only: the inactive devices deactivated for ``reason`` in [since, before).
+
+        One filtered read of the shard (see ``read_shards``): the devices
+        found, the items DynamoDB scanned, and where to go on (None: the shard is done).
+        """
+        condition = (
+            (DeviceRecord.active == False)  # noqa: E712 (a DynamoDB condition, not a Python comparison)
+            & (DeviceRecord.deactivation_reason == reason.value)
+            & (DeviceRecord.deactivated_at >= since)
+            & (DeviceRecord.deactivated_at < before)
+        )
+        if transport is not None:
+            condition = (DeviceRecord.transport == transport.value) & condition
+        batch = read_shards(
+            DeviceRecord, app_id, self.shard_count, start, condition, max_items=max_items, end_shard=start.shard + 1
+        )
+        return [to_device(record) for record in batch.items], batch.scanned, batch.next
+
+    def reactivate_for_job(
+        self,
+        app_id: str,
+        device_id: str,
+        transport: Transport,
+        start: datetime,
+        end: datetime,
+        job_id: str,
+        now: datetime,
+    ) -> DeviceWrite:
+        """reactivate_devices on one device: ``lifecycle.reactivate`` as a conditional update.
+
+        The condition is ``lifecycle.reactivation_drift`` finding nothing
+        (inactive for delivery errors, of ``transport``, deactivated in
+        [start, end)); the version is bumped so identify's read-modify-write
+        cannot write the old state back. The job's id stays on the device so
+        that the job recognises its own work.
+        """
+        condition = (
+            (DeviceRecord.active == False)  # noqa: E712
+            & (DeviceRecord.deactivation_reason == DeactivationReason.DELIVERY_ERROR.value)
+            & (DeviceRecord.transport == transport.value)
+            & (DeviceRecord.deactivated_at >= start)
+            & (DeviceRecord.deactivated_at < end)
+        )
+        actions = [
+            DeviceRecord.active.set(True),
+            DeviceRecord.deactivated_at.remove(),
+            DeviceRecord.deactivation_reason.remove(),
+            DeviceRecord.last_status.set(LastStatus.UNUSED.value),
+            DeviceRecord.failure_streak.set(0),
+            DeviceRecord.last_error_code.remove(),
+            DeviceRecord.last_error_message.remove(),
+            DeviceRecord.updated_at.set(now),
+            DeviceRecord.reactivated_by.set(job_id),
+        ]
+        return self._job_write(
+            app_id, device_id, actions, condition, lambda record: record.active and record.reactivated_by == job_id
+        )
+
+    def deactivate_for_job(self, app_id: str, device_id: str, now: datetime) -> DeviceWrite:
+        """deactivate_users on one device: ``lifecycle.deactivate`` as a conditional update (it must be active)."""
+        actions = [
+            DeviceRecord.active.set(False),
+            DeviceRecord.deactivated_at.set(now),
+            DeviceRecord.deactivation_reason.set(DeactivationReason.JOB.value),
+            DeviceRecord.updated_at.set(now),
+        ]
+        return self._job_write(
+            app_id,
+            device_id,
+            actions,
+            DeviceRecord.active == True,  # noqa: E712
+            lambda record: lifecycle.deactivated_by_job_at(to_device(record), now),
+        )
+
+    def stored_item(self, app_id: str, device: Device) -> dict[str, dict[str, Any]]:
+        """The device as DynamoDB stores it (DynamoDB JSON): what its reads and writes are billed on."""
+        item: dict[str, dict[str, Any]] = _to_record(app_id, device, self.shard_count).serialize()
+        return item
+
+    def _records_of_users(
+        self, app_id: str, user_ids: Iterable[str], consistent: bool
+    ) -> dict[str, list[DeviceRecord]]:
         users = list(dict.fromkeys(user_ids))
         if not users:
             return {}
@@ -177,20 +322,38 @@ class DeviceRepository:
                 zip(users, pool.map(lambda user_id: self._keys_of(app_id, user_id), users), strict=True)
             )
         keys = [key for user_keys in keys_by_user.values() for key in user_keys]
-        records = {record.sk: record for record in DeviceRecord.batch_get(keys)} if keys else {}
-        devices: dict[str, list[Device]] = {}
+        records = (
+            {record.sk: record for record in DeviceRecord.batch_get(keys, consistent_read=consistent)} if keys else {}
+        )
+        owned: dict[str, list[DeviceRecord]] = {}
         for user_id, user_keys in keys_by_user.items():
             # The index is eventually consistent: a device that just moved to another user is left out.
-            owned = [records[sk] for _, sk in user_keys if sk in records and records[sk].user_id == user_id]
-            devices[user_id] = [to_device(record) for record in sorted(owned, key=lambda record: record.sk)]
-        return devices
+            mine = [records[sk] for _, sk in user_keys if sk in records and records[sk].user_id == user_id]
+            owned[user_id] = sorted(mine, key=lambda record: record.sk)
+        return owned
 
-    def list_for_app(self, app_id: str, device_filter: DeviceFilter, cursor: str | None, limit: int) -> Page[Device]:
-        records, next_cursor = query_shards(
-            DeviceRecord, app_id, self.shard_count, cursor, limit, _filter_condition(device_filter)
-        )
-        entries = ((to_device(record), cursor_after(record.pk, record.sk)) for record in records)
-        return fit_page(entries, next_cursor)
+    def _job_write(
+        self,
+        app_id: str,
+        device_id: str,
+        actions: Sequence[Action],
+        condition: Condition,
+        done_before: Callable[[DeviceRecord], bool],
+    ) -> DeviceWrite:
+        """One conditional update of a job; when refused, the device as it is and whether the job did it already."""
+        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        try:
+            record.update(
+                actions=[*actions, DeviceRecord.version.add(1)], condition=DeviceRecord.sk.exists() & condition
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            found = self._get_record(app_id, device_id)
+            if found is None:
+                return DeviceWrite(JobWrite.MISSING, None)
+            return DeviceWrite(JobWrite.ALREADY if done_before(found) else JobWrite.REFUSED, to_device(found))
+        return DeviceWrite(JobWrite.CHANGED, to_device(record))
 
     def _keys_of(self, app_id: str, user_id: str) -> list[tuple[str, str]]:
         return [(record.pk, record.sk) for record in DeviceRecord.by_user.query(device_user_key(app_id, user_id))]

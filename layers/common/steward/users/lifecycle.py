@@ -1,9 +1,11 @@
 """What the user use cases do to a user, as pure functions (read-modify-write in the repository)."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from steward.errors import InvalidInput, NotFound
 from steward.users.models import (
+    CONTACT_DEACTIVATED_BY_JOB,
     MAX_CONTACTS,
     MAX_FIELDS,
     MAX_FIELDS_BYTES,
@@ -63,7 +65,12 @@ def put_contact(user: User, kind: str, address: str, active: bool, now: datetime
         if existing.active == active:
             return user
         contacts = [contact for contact in contacts if contact.address != address]
-        contacts.append(existing.model_copy(update={"active": active}))
+        deactivated_at = None if active else now
+        contacts.append(
+            existing.model_copy(
+                update={"active": active, "deactivated_at": deactivated_at, "deactivation_reason": None}
+            )
+        )
     else:
         if len(contacts) >= MAX_CONTACTS:
             raise InvalidInput(
@@ -95,3 +102,33 @@ def put_subscription(user: User, subscription: Subscription, now: datetime) -> U
         )
     subscriptions = sorted([*others, subscription], key=lambda item: (item.resource_id, item.channel))
     return user.model_copy(update={"subscriptions": subscriptions, "updated_at": now})
+
+
+def deactivate_contacts(user: User, kind: str, addresses: Iterable[str], now: datetime) -> User:
+    """A maintenance job deactivates some of the user's emails (kind "emails") or phones ("phones").
+
+    Addresses the user does not have, or whose contact is inactive, are left
+    alone; ``user`` itself comes back when nothing changes.
+    """
+    targets = set(addresses)
+    contacts: list[Contact] = getattr(user, kind)
+    changed = [
+        contact.model_copy(
+            update={"active": False, "deactivated_at": now, "deactivation_reason": CONTACT_DEACTIVATED_BY_JOB}
+        )
+        if contact.active and contact.address in targets
+        else contact
+        for contact in contacts
+    ]
+    if changed == contacts:
+        return user
+    return user.model_copy(update={kind: changed, "updated_at": now})
+
+
+def deactivated_by_job_at(contact: Contact, now: datetime) -> bool:
+    """Whether ``contact`` is as a job that ran at ``now`` left it: how a retried job recognises its own work."""
+    return (
+        not contact.active
+        and contact.deactivation_reason == CONTACT_DEACTIVATED_BY_JOB
+        and contact.deactivated_at == now
+    )

@@ -90,12 +90,20 @@ FieldValue = Annotated[Scalar | list[Scalar], AfterValidator(_normalize_value)]
 FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
 
 
+# Why a contact is inactive when a maintenance job (deactivate_users) made it so.
+CONTACT_DEACTIVATED_BY_JOB = "deactivated_by_job"
+
+
 class Contact(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     address: str = Field(description="Email address or E.164 phone number.")
     active: bool
     added_at: datetime
+    deactivated_at: datetime | None = Field(default=None, description="When it was last deactivated, if inactive.")
+    deactivation_reason: str | None = Field(
+        default=None, description=f"`{CONTACT_DEACTIVATED_BY_JOB}` when a maintenance job deactivated it."
+    )
 
 
 class Subscription(BaseModel):

@@ -97,6 +97,30 @@ class UserRepository:
         entries = ((to_user(record), cursor_after(record.pk, record.sk)) for record in records)
         return fit_page(entries, next_cursor)
 
+    def save_contacts_if_unchanged(self, app_id: str, user: User, version: int) -> bool:
+        """Write ``user``'s emails, phones and ``updated_at`` if the stored item is still at ``version``.
+
+        One UpdateItem: a bulk change of contacts leaves the rest of the
+        profile (fields, activity) exactly as it is stored. False when
+        someone wrote in between (or the user is gone): read it again.
+        """
+        record = ProfileRecord(pk=partition_for(app_id, user.user_id, self.shard_count), sk=user.user_id)
+        try:
+            record.update(
+                actions=[
+                    ProfileRecord.emails.set({contact.address: _contact_item(contact) for contact in user.emails}),
+                    ProfileRecord.phones.set({contact.address: _contact_item(contact) for contact in user.phones}),
+                    ProfileRecord.updated_at.set(user.updated_at),
+                    ProfileRecord.version.add(1),
+                ],
+                condition=ProfileRecord.version == version,
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
     def stored_item(self, app_id: str, user: User) -> dict[str, dict[str, Any]]:
         """The user as DynamoDB stores it (DynamoDB JSON): what its reads and writes are billed on."""
         item: dict[str, dict[str, Any]] = _to_record(app_id, user, self.shard_count).serialize()
@@ -161,12 +185,26 @@ def _to_record(app_id: str, user: User, shard_count: int) -> ProfileRecord:
 
 
 def _contact_item(contact: Contact) -> dict[str, Any]:
-    return {"active": contact.active, "added_at": contact.added_at.isoformat()}
+    item: dict[str, Any] = {"active": contact.active, "added_at": contact.added_at.isoformat()}
+    # Only when set: most contacts never are, and every byte of a profile is billed on each write.
+    if contact.deactivated_at is not None:
+        item["deactivated_at"] = contact.deactivated_at.isoformat()
+    if contact.deactivation_reason is not None:
+        item["deactivation_reason"] = contact.deactivation_reason
+    return item
 
 
 def _contacts(stored: Any) -> list[Contact]:
     return [
-        Contact(address=address, active=bool(item["active"]), added_at=datetime.fromisoformat(str(item["added_at"])))
+        Contact(
+            address=address,
+            active=bool(item["active"]),
+            added_at=datetime.fromisoformat(str(item["added_at"])),
+            deactivated_at=None
+            if item.get("deactivated_at") is None
+            else datetime.fromisoformat(item["deactivated_at"]),
+            deactivation_reason=item.get("deactivation_reason"),
+        )
         for address, item in sorted(_as_dict(stored).items())
     ]
 
