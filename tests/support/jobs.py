@@ -109,6 +109,13 @@ def run_inline(
     return run
 
 
+def run_job(
+    app_id: str, job_type: JobType, params: dict[str, Any], *, dry_run: bool, kind: JobKind | None = None
+) -> InlineRun:
+    """A whole run of a job that was never stored, in process."""
+    return run_inline(job_context(app_id, job_type, params, dry_run=dry_run), kind)
+
+
 def pages_of(ctx: JobContext, kind: JobKind | None = None) -> list[list[ReportRow]]:
     """The rows of each page of a run, in order: what the engine stores, and a confirmation replays."""
     pages: list[list[ReportRow]] = []
@@ -174,5 +181,6 @@ __all__ = [
     "pages_of",
     "run_applying_twice",
     "run_inline",
+    "run_job",
     "stored_items",
 ]

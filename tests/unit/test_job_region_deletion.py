@@ -13,7 +13,7 @@ from steward.jobs.models import JobType
 from steward.regions import repository as region_repository
 from steward.regions.models import NewRegion, RegionFilter
 from steward.settings import StoreSettings
-from tests.support.jobs import InlineRun, confirm, job_context, listed, pages_of, run_inline, stored_items
+from tests.support.jobs import InlineRun, confirm, job_context, listed, pages_of, run_inline, run_job, stored_items
 from tests.support.service import SHARD_COUNT, collect_pages
 
 A, B = "app-a", "app-b"
@@ -65,7 +65,7 @@ def remaining(services: Services, app_id: str = A) -> set[str]:
 
 
 def run(params: dict[str, Any], *, dry_run: bool, kind: DeleteRegions | None = None) -> InlineRun:
-    return run_inline(job_context(A, JOB, params, dry_run=dry_run), kind)
+    return run_job(A, JOB, params, dry_run=dry_run, kind=kind)
 
 
 def names(run: InlineRun, action: str = "deleted") -> set[str]:
@@ -260,7 +260,7 @@ def test_a_region_dynamodb_leaves_unprocessed_fails_and_the_others_are_deleted(
         return {**data, "UnprocessedItems": {connection.table_name: refused} if refused else {}}
 
     monkeypatch.setattr(TableConnection, "batch_write_item", batch_write_item)
-    monkeypatch.setattr(region_repository.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(region_repository, "BATCH_BACKOFF_SECONDS", 0)
 
     real = run({"region_type": "poi"}, dry_run=False)
 

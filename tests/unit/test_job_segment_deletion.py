@@ -23,6 +23,7 @@ from tests.support.jobs import (
     pages_of,
     run_applying_twice,
     run_inline,
+    run_job,
     stored_items,
 )
 from tests.support.service import SHARD_COUNT, new_users, sort_keys_in_shards
@@ -76,7 +77,7 @@ def segments_of(services: Services, *user_ids: str) -> dict[str, set[str]]:
 
 
 def run(job_type: JobType, params: dict[str, Any], *, dry_run: bool, kind: Any = None) -> InlineRun:
-    return run_inline(job_context(A, job_type, params, dry_run=dry_run), kind)
+    return run_job(A, job_type, params, dry_run=dry_run, kind=kind)
 
 
 def ids(rows: list[ReportRow], action: str = "deleted") -> set[str]:

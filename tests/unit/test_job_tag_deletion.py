@@ -21,6 +21,7 @@ from tests.support.jobs import (
     pages_of,
     run_applying_twice,
     run_inline,
+    run_job,
     stored_items,
 )
 from tests.support.service import SHARD_COUNT, new_users, sort_keys_in_shards
@@ -75,7 +76,7 @@ def carriers(services: Services, tag: str, *device_ids: str, app_id: str = A) ->
 
 
 def run(job_type: JobType, params: dict[str, Any], *, dry_run: bool, kind: Any = None) -> InlineRun:
-    return run_inline(job_context(A, job_type, params, dry_run=dry_run), kind)
+    return run_job(A, job_type, params, dry_run=dry_run, kind=kind)
 
 
 def deleted(rows: list[ReportRow]) -> set[str]:

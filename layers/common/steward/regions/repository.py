@@ -144,6 +144,11 @@ class RegionRepository:
             undeleted |= self._write_chunk(chunk, delete=True)
         return undeleted
 
+    def stored_item(self, app_id: str, region: Region) -> dict[str, Any]:
+        """The region's item in DynamoDB JSON, as stored: what reading or deleting it is billed by."""
+        item: dict[str, Any] = self._to_record(app_id, region).serialize()
+        return item
+
     def _write_chunk(self, chunk: list[RegionRecord], *, delete: bool = False) -> set[str]:
         pending = {record.sk: record for record in chunk}
         failure: PutError | None = None

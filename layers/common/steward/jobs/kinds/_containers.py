@@ -52,10 +52,14 @@ from steward.jobs.engine import (
     Outcome,
     Page,
     PageCost,
+    Plan,
     ReportRow,
     SinglePhase,
     WorkItem,
+    name_items,
 )
+from steward.jobs.pricing import query_read_units
+from steward.sharded_query import partition_cursor_after
 
 DELETED = "deleted"
 # Members one row removes: about 2 writes each (the member item and its owner's set), run
@@ -63,6 +67,8 @@ DELETED = "deleted"
 STEP_BUDGET = 1000
 # Rows of small containers per page: each costs a few sequential requests.
 ROWS_PER_PAGE = 100
+# Named containers per work item: up to 10 workers for 1,000 names.
+NAMES_PER_ITEM = 100
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +282,40 @@ class ContainerDeletion(SinglePhase):
                 raise  # throttling or an outage: the engine retries the page, and its rows are idempotent
             logger.exception("A %s row could not be applied", self.entity.value)
             return row.with_outcome(Outcome.FAILED, clip(str(exc)))
+
+
+class ListedContainers(ContainerDeletion):
+    """A type that finds its containers by listing the app's: one partition, read in order by one worker."""
+
+    def plan(self, ctx: JobContext) -> Plan:
+        return Plan([WorkItem(index=0)])
+
+    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
+        return self.select_listed(ctx, position)
+
+
+class NamedContainers(ContainerDeletion):
+    """A type that deletes the containers its params name, in chunks of names."""
+
+    def names(self, ctx: JobContext) -> list[str]:
+        raise NotImplementedError
+
+    def plan(self, ctx: JobContext) -> Plan:
+        return Plan(name_items(self.names(ctx), NAMES_PER_ITEM))
+
+    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
+        return self.select_named(ctx, item, position)
+
+
+def listing(rows: "PageRows", entries: Sequence[tuple[str, int, Verdict]], more: bool) -> Listed:
+    """A page of a catalog's listing, from each container's (id, stored size, verdict); prices the query."""
+    rows.cost += PageCost(query_read_units(sum(size for _, size, _ in entries), consistent=False))
+    return Listed([(entry_id, verdict) for entry_id, _, verdict in entries], more)
+
+
+def cursor_after(after: str | None) -> str | None:
+    """The listing cursor that resumes after the container ``after`` (from the start when None)."""
+    return None if after is None else partition_cursor_after(after)
 
 
 class PageRows:

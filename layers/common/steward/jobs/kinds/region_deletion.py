@@ -35,15 +35,12 @@ from steward.jobs.engine import (
     WorkItem,
     shard_items,
 )
-from steward.jobs.kinds._sizes import stored_bytes
 from steward.jobs.models import JobType
 from steward.jobs.params import DeleteRegionsParams
-from steward.jobs.pricing import query_read_units, write_units
-from steward.regions.models import GeometryKind, Region
+from steward.jobs.pricing import item_size, query_read_units, write_units
+from steward.regions.models import Region
 from steward.regions.repository import MAX_SCANNED_REGIONS
 from steward.shard_reader import Position
-from steward.sharding import partition_for
-from steward.tables import regions_collection
 
 DELETED = "deleted"
 # Rows per page: 4 BatchWriteItem calls. A page reads at most MAX_SCANNED_REGIONS regions
@@ -77,9 +74,7 @@ class DeleteRegions(SinglePhase):
             max_items=self.per_page,
             max_scanned=self.max_scanned,
         )
-        sizes = {
-            region.region_id: region_bytes(ctx.app_id, region, ctx.services.shard_count) for region in batch.regions
-        }
+        sizes = {region.region_id: region_bytes(ctx, region) for region in batch.regions}
         selected = [region for region in batch.regions if _mismatch(params, region) is None]
         rows = [ReportRow(Entity.REGION, region.region_id, DELETED, detail=region.name) for region in selected]
         # The filter's rejects were read too: priced at the size of those kept.
@@ -130,26 +125,8 @@ def _mismatch(params: DeleteRegionsParams, region: Region) -> str | None:
     return None
 
 
-def region_bytes(app_id: str, region: Region, shard_count: int) -> int:
-    """The stored region item's size, rebuilt from the region."""
-    geometry: dict[str, object] | None = None
-    if region.geometry is not None:
-        if region.geometry.kind is GeometryKind.CIRCLE:
-            geometry = {"kind": region.geometry.kind.value, "radius_m": region.geometry.radius_m}
-        else:
-            points = [[point.lat, point.lng] for point in region.geometry.points or ()]
-            geometry = {"kind": region.geometry.kind.value, "points": points}
-    return stored_bytes(
-        pk=partition_for(regions_collection(app_id), region.region_id, shard_count),
-        sk=region.region_id,
-        region_type=region.type.value,
-        name=region.name,
-        tags=region.tags,
-        country=region.country,
-        lat=region.lat,
-        lng=region.lng,
-        geometry=geometry,
-    )
+def region_bytes(ctx: JobContext, region: Region) -> int:
+    return item_size(ctx.services.region_repository.stored_item(ctx.app_id, region))
 
 
 KINDS: dict[JobType, JobKind] = {JobType.DELETE_REGIONS: DeleteRegions()}

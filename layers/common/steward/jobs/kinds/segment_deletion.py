@@ -20,27 +20,29 @@ from steward.jobs.engine import (
     Entity,
     JobContext,
     JobKind,
-    JsonObject,
     Outcome,
-    Page,
     PageCost,
-    Plan,
     ReportRow,
-    WorkItem,
-    name_items,
 )
-from steward.jobs.kinds._containers import Container, ContainerDeletion, Listed, PageRows, Verdict
+from steward.jobs.kinds._containers import (
+    Container,
+    ContainerDeletion,
+    Listed,
+    ListedContainers,
+    NamedContainers,
+    PageRows,
+    Verdict,
+    cursor_after,
+    listing,
+)
 from steward.jobs.kinds._sizes import NOMINAL_MEMBER_BYTES, NOMINAL_PROFILE_BYTES, stored_bytes
 from steward.jobs.models import JobType
 from steward.jobs.params import DeleteEmptySegmentsParams, DeleteSegmentsParams
 from steward.jobs.pricing import query_read_units, read_units, write_units
 from steward.segments.models import Segment, SegmentKind
-from steward.sharded_query import partition_cursor_after
 from steward.tables import segment_names_pk, segments_pk
 
 MEMBERS_REMOVED = "members_removed"
-# Segment ids per work item of delete_segments: up to 10 workers for 1,000 ids.
-IDS_PER_ITEM = 100
 # What SegmentRepository.drain reads per query of a shard.
 _DRAIN_QUERY = 100
 
@@ -112,25 +114,13 @@ class _SegmentDeletion(ContainerDeletion):
         return row
 
 
-class DeleteEmptySegments(_SegmentDeletion):
+class DeleteEmptySegments(_SegmentDeletion, ListedContainers):
     """Static segments without members, or (keep_segments_with_inactive_users false) without active members."""
 
-    def plan(self, ctx: JobContext) -> Plan:
-        return Plan([WorkItem(index=0)])  # one partition, read in order
-
-    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
-        return self.select_listed(ctx, position)
-
     def list_after(self, ctx: JobContext, after: str | None, rows: PageRows) -> Listed:
-        cursor = None if after is None else partition_cursor_after(after)
-        page = ctx.services.segment_repository.list_page(ctx.app_id, cursor, self.max_rows)
-        sizes = [segment_bytes(ctx.app_id, segment) for segment in page.items]
-        rows.cost += PageCost(query_read_units(sum(sizes), consistent=False))
-        entries = [
-            (segment.segment_id, self._verdict(ctx, segment, size))
-            for segment, size in zip(page.items, sizes, strict=True)
-        ]
-        return Listed(entries, page.next_cursor is not None)
+        page = ctx.services.segment_repository.list_page(ctx.app_id, cursor_after(after), self.max_rows)
+        entries = [(segment.segment_id, *self._verdict(ctx, segment)) for segment in page.items]
+        return listing(rows, entries, page.next_cursor is not None)
 
     def refusal(self, ctx: JobContext, segment: Segment) -> str | None:
         if segment.kind is SegmentKind.CRITERIA:
@@ -141,23 +131,21 @@ class DeleteEmptySegments(_SegmentDeletion):
         active = segment.active_member_count or 0
         return None if active == 0 else f"has {_members(active, 'active ')} now"
 
-    def _verdict(self, ctx: JobContext, segment: Segment, size: int) -> Verdict:
+    def _verdict(self, ctx: JobContext, segment: Segment) -> tuple[int, Verdict]:
+        size = segment_bytes(ctx.app_id, segment)
         if self.refusal(ctx, segment) is not None:
-            return None
+            return size, None
         members = segment.member_count or 0  # inactive ones, when they do not keep the segment
         adjective = "" if _keeps_inactive(ctx) else "inactive "
         summary = f"{segment.name} ({_members(members, adjective)})"
-        return Container(segment.segment_id, segment.name, members, summary, size)
+        return size, Container(segment.segment_id, segment.name, members, summary, size)
 
 
-class DeleteSegments(_SegmentDeletion):
+class DeleteSegments(_SegmentDeletion, NamedContainers):
     """The listed segments, static or criteria, with their members; unknown ids are reported not_found."""
 
-    def plan(self, ctx: JobContext) -> Plan:
-        return Plan(name_items(cast(DeleteSegmentsParams, ctx.params).segment_ids, IDS_PER_ITEM))
-
-    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
-        return self.select_named(ctx, item, position)
+    def names(self, ctx: JobContext) -> list[str]:
+        return cast(DeleteSegmentsParams, ctx.params).segment_ids
 
     def look_up(self, ctx: JobContext, entity_id: str, rows: PageRows) -> Container | None:
         try:

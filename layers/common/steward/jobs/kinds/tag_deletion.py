@@ -23,26 +23,30 @@ from steward.jobs.engine import (
     JobKind,
     JsonObject,
     Outcome,
-    Page,
     PageCost,
-    Plan,
     ReportRow,
-    WorkItem,
-    name_items,
 )
-from steward.jobs.kinds._containers import Container, ContainerDeletion, Listed, PageRows, Undecided, Verdict
+from steward.jobs.kinds._containers import (
+    Container,
+    ContainerDeletion,
+    Listed,
+    ListedContainers,
+    NamedContainers,
+    PageRows,
+    Undecided,
+    Verdict,
+    cursor_after,
+    listing,
+)
 from steward.jobs.kinds._sizes import NOMINAL_DEVICE_BYTES, NOMINAL_MEMBER_BYTES, stored_bytes
 from steward.jobs.models import JobType
 from steward.jobs.params import DeleteEmptyTagsParams, DeleteTagsParams
 from steward.jobs.pricing import batch_get_units, query_read_units, read_units, write_units
-from steward.sharded_query import partition_cursor_after
 from steward.tables import tags_pk
 from steward.tags.models import MAX_DEVICES_PER_REQUEST, Tag
 from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
 
 DEVICES_UNTAGGED = "devices_untagged"
-# Tags per work item of delete_tags: up to 10 workers for 1,000 tags.
-TAGS_PER_ITEM = 100
 
 
 class _TagDeletion(ContainerDeletion):
@@ -142,14 +146,8 @@ class _TagDeletion(ContainerDeletion):
         return f"{len(active)} of the devices carrying it {'is' if len(active) == 1 else 'are'} active now"
 
 
-class DeleteEmptyTags(_TagDeletion):
+class DeleteEmptyTags(_TagDeletion, ListedContainers):
     """Tags no device carries, or (keep_tags_with_inactive_devices false) no active device carries."""
-
-    def plan(self, ctx: JobContext) -> Plan:
-        return Plan([WorkItem(index=0)])  # one partition, read in order
-
-    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
-        return self.select_listed(ctx, position)
 
     def refusal(self, ctx: JobContext, tag: Tag) -> str | None:
         if tag.device_count == 0 or not _keeps_inactive(ctx):
@@ -160,12 +158,9 @@ class DeleteEmptyTags(_TagDeletion):
         return not _keeps_inactive(ctx)
 
     def list_after(self, ctx: JobContext, after: str | None, rows: PageRows) -> Listed:
-        cursor = None if after is None else partition_cursor_after(after)
-        page = ctx.services.tag_repository.list_tags(ctx.app_id, cursor, self.max_rows)
-        sizes = [_tag_bytes(ctx.app_id, tag.tag) for tag in page.items]
-        rows.cost += PageCost(query_read_units(sum(sizes), consistent=False))
-        entries = [(tag.tag, self._verdict(ctx, tag, size)) for tag, size in zip(page.items, sizes, strict=True)]
-        return Listed(entries, page.next_cursor is not None)
+        page = ctx.services.tag_repository.list_tags(ctx.app_id, cursor_after(after), self.max_rows)
+        entries = [(tag.tag, *self._verdict(ctx, tag)) for tag in page.items]
+        return listing(rows, entries, page.next_cursor is not None)
 
     def judge(self, ctx: JobContext, state: JsonObject, rows: PageRows) -> Verdict:
         """Read the tag's devices from ``state``'s cursor: not selected at the first active one, selected at the end."""
@@ -186,22 +181,20 @@ class DeleteEmptyTags(_TagDeletion):
                 return _container(tag, int(state["devices"]), int(state["item_bytes"]))
         return Undecided({**state, "cursor": cursor})
 
-    def _verdict(self, ctx: JobContext, tag: Tag, size: int) -> Verdict:
+    def _verdict(self, ctx: JobContext, tag: Tag) -> tuple[int, Verdict]:
+        size = _tag_bytes(ctx.app_id, tag.tag)
         if tag.device_count == 0:
-            return _container(tag.tag, 0, size)
+            return size, _container(tag.tag, 0, size)
         if _keeps_inactive(ctx):
-            return None
-        return Undecided({"id": tag.tag, "devices": tag.device_count, "item_bytes": size, "cursor": None})
+            return size, None
+        return size, Undecided({"id": tag.tag, "devices": tag.device_count, "item_bytes": size, "cursor": None})
 
 
-class DeleteTags(_TagDeletion):
+class DeleteTags(_TagDeletion, NamedContainers):
     """The listed tags: their devices are untagged, then the tags deleted; unknown tags are reported not_found."""
 
-    def plan(self, ctx: JobContext) -> Plan:
-        return Plan(name_items(cast(DeleteTagsParams, ctx.params).tags, TAGS_PER_ITEM))
-
-    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
-        return self.select_named(ctx, item, position)
+    def names(self, ctx: JobContext) -> list[str]:
+        return cast(DeleteTagsParams, ctx.params).tags
 
     def look_up(self, ctx: JobContext, entity_id: str, rows: PageRows) -> Container | None:
         tag = ctx.services.tag_repository.get(ctx.app_id, entity_id)
