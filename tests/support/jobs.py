@@ -7,11 +7,14 @@ so a test can compare a dry run with a real one. The engine's own tests
 invocations, retries, confirmation from stored reports.
 """
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import boto3
 
 from steward.clock import utc_now
 from steward.composition import Services
@@ -19,6 +22,7 @@ from steward.jobs.engine import JobContext, JobKind, JsonObject, Page, ReportRow
 from steward.jobs.kinds import kind_for
 from steward.jobs.models import JobCounts, JobRecord, JobStatus, JobType
 from steward.jobs.params import parse_params
+from steward.tables import DeviceRecord, ProfileRecord, TagRecord
 from tests.support.service import SHARD_COUNT
 
 KEY_ID = "k" * 16
@@ -105,6 +109,54 @@ def run_inline(
     return run
 
 
+def run_job(
+    app_id: str, job_type: JobType, params: dict[str, Any], *, dry_run: bool, kind: JobKind | None = None
+) -> InlineRun:
+    """A whole run of a job that was never stored, in process."""
+    return run_inline(job_context(app_id, job_type, params, dry_run=dry_run), kind)
+
+
+def pages_of(ctx: JobContext, kind: JobKind | None = None) -> list[list[ReportRow]]:
+    """The rows of each page of a run, in order: what the engine stores, and a confirmation replays."""
+    pages: list[list[ReportRow]] = []
+    run_inline(ctx, kind, on_page=lambda _item, page: pages.append(page.rows))
+    return pages
+
+
+def confirm(ctx: JobContext, pages: Sequence[Sequence[ReportRow]], kind: JobKind | None = None) -> list[ReportRow]:
+    """A confirmed run: each page of the dry run's rows rechecked, then applied (``ctx`` is a real run's)."""
+    kind = kind or kind_for(ctx.job.type)
+    return [row for rows in pages for row in kind.apply(ctx, kind.recheck(ctx, rows))]
+
+
+def run_applying_twice(ctx: JobContext, kind: JobKind | None = None) -> tuple[list[ReportRow], list[ReportRow]]:
+    """A real run whose every page is applied twice, as by a retried worker: the first and the second outcomes."""
+    kind = kind or kind_for(ctx.job.type)
+    first: list[ReportRow] = []
+    second: list[ReportRow] = []
+    plan = kind.plan(ctx)
+    for item in plan.items:
+        position: JsonObject | None = None
+        while True:
+            page = kind.select(ctx, item, position)
+            first.extend(kind.apply(ctx, page.rows))
+            second.extend(kind.apply(ctx, page.rows))
+            if page.next is None:
+                break
+            position = page.next
+    return first, second
+
+
+def stored_items() -> list[str]:
+    """Every item of the devices, profiles and catalog tables, as sorted JSON: to tell that nothing changed."""
+    client = boto3.client("dynamodb")
+    items: list[str] = []
+    for model in (DeviceRecord, ProfileRecord, TagRecord):  # TagRecord: the catalog table
+        for page in client.get_paginator("scan").paginate(TableName=model.Meta.table_name, ConsistentRead=True):
+            items.extend(json.dumps(item, sort_keys=True) for item in page["Items"])
+    return sorted(items)
+
+
 def add_counts(total: JobCounts, more: JobCounts) -> JobCounts:
     return JobCounts(**{name: getattr(total, name) + getattr(more, name) for name in JobCounts.model_fields})
 
@@ -119,4 +171,16 @@ def listed(rows: Sequence[ReportRow]) -> list[tuple[str, str, str]]:
     return sorted((row.entity.value, row.id, row.detail) for row in rows)
 
 
-__all__ = ["KEY_ID", "SHARD_COUNT", "InlineRun", "job_context", "listed", "run_inline"]
+__all__ = [
+    "KEY_ID",
+    "SHARD_COUNT",
+    "InlineRun",
+    "confirm",
+    "job_context",
+    "listed",
+    "pages_of",
+    "run_applying_twice",
+    "run_inline",
+    "run_job",
+    "stored_items",
+]

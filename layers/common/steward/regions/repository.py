@@ -3,7 +3,8 @@
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError
@@ -13,7 +14,8 @@ from steward.batch import chunks
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
-from steward.regions.models import Geometry, GeometryKind, Point, Region, RegionFilter
+from steward.regions.models import Geometry, GeometryKind, Point, Region, RegionFilter, RegionType
+from steward.shard_reader import Position, read_shards
 from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import RegionRecord, regions_collection
@@ -29,6 +31,15 @@ logger = logging.getLogger(__name__)
 # A geozone can hold a 26 KB polygon: a filtered list stops after this many
 # regions read (at most about 650 read units) and hands back a cursor.
 MAX_SCANNED_REGIONS = 200
+
+
+@dataclass(frozen=True)
+class RegionBatch:
+    """Regions of one shard that passed a filter, what was read to find them, and where to go on."""
+
+    regions: list[Region]
+    scanned: int
+    next: Position | None  # None: the shard is read to its end
 
 
 def region_not_found(region_id: str) -> NotFound:
@@ -88,7 +99,57 @@ class RegionRepository:
         entries = ((to_region(record), cursor_after(record.pk, record.sk)) for record in records)
         return fit_page(entries, next_cursor)
 
-    def _write_chunk(self, chunk: list[RegionRecord]) -> set[str]:
+    def select_shard(
+        self,
+        app_id: str,
+        start: Position,
+        region_type: RegionType,
+        country: str | None,
+        tags: Sequence[str] | None,
+        *,
+        max_items: int,
+        max_scanned: int = MAX_SCANNED_REGIONS,
+    ) -> RegionBatch:
+        """One shard's regions of a type, in a country and with any of ``tags`` when given, from ``start`` on."""
+        condition = _filter_condition(RegionFilter(type=region_type, country=country))
+        if tags:
+            condition = _any_tag(tags) if condition is None else condition & _any_tag(tags)
+        batch = read_shards(
+            RegionRecord,
+            regions_collection(app_id),
+            self.shard_count,
+            start,
+            condition,
+            max_scanned=max_scanned,
+            max_items=max_items,
+            end_shard=start.shard + 1,
+        )
+        return RegionBatch([to_region(record) for record in batch.items], batch.scanned, batch.next)
+
+    def get_many(self, app_id: str, region_ids: Collection[str]) -> dict[str, Region]:
+        """The regions among these ids that exist, read consistently (pynamodb asks 100 keys a call)."""
+        keys = [(self._partition(app_id, region_id), region_id) for region_id in region_ids]
+        if not keys:
+            return {}
+        return {record.sk: to_region(record) for record in RegionRecord.batch_get(keys, consistent_read=True)}
+
+    def delete_many(self, app_id: str, region_ids: Sequence[str]) -> set[str]:
+        """Delete with BatchWriteItem, 25 a call; returns the ids that could not be deleted.
+
+        No conditions: deleting a region that is already gone changes nothing, so retries are safe.
+        """
+        records = [RegionRecord(pk=self._partition(app_id, region_id), sk=region_id) for region_id in region_ids]
+        undeleted: set[str] = set()
+        for chunk in chunks(records, BATCH_WRITE_SIZE):
+            undeleted |= self._write_chunk(chunk, delete=True)
+        return undeleted
+
+    def stored_item(self, app_id: str, region: Region) -> dict[str, Any]:
+        """The region's item in DynamoDB JSON, as stored: what reading or deleting it is billed by."""
+        item: dict[str, Any] = self._to_record(app_id, region).serialize()
+        return item
+
+    def _write_chunk(self, chunk: list[RegionRecord], *, delete: bool = False) -> set[str]:
         pending = {record.sk: record for record in chunk}
         failure: PutError | None = None
         for attempt in range(BATCH_WRITE_ATTEMPTS):
@@ -99,7 +160,10 @@ class RegionRepository:
             try:
                 with batch:
                     for record in pending.values():
-                        batch.save(record)
+                        if delete:
+                            batch.delete(record)
+                        else:
+                            batch.save(record)
             except PutError as exc:
                 failure = exc
                 left = {_request_sort_key(request) for request in batch.failed_operations}
@@ -107,7 +171,7 @@ class RegionRepository:
                 pending = {key: pending[key] for key in left} if left else pending
                 continue
             return set()
-        logger.warning("BatchWriteItem left %d regions unwritten", len(pending), exc_info=failure)
+        logger.warning("BatchWriteItem left %d regions unwritten or undeleted", len(pending), exc_info=failure)
         return set(pending)
 
     def _partition(self, app_id: str, region_id: str) -> str:
@@ -175,6 +239,15 @@ def _filter_condition(region_filter: RegionFilter) -> Condition | None:
     return condition
 
 
+def _any_tag(tags: Sequence[str]) -> Condition:
+    condition: Condition = RegionRecord.tags.contains(tags[0])
+    for tag in tags[1:]:
+        condition |= RegionRecord.tags.contains(tag)
+    return condition
+
+
 def _request_sort_key(request: dict[str, Any]) -> str:
-    """The region id of one unprocessed BatchWriteItem request."""
+    """The region id of one unprocessed BatchWriteItem request (a put or a delete)."""
+    if "DeleteRequest" in request:
+        return str(request["DeleteRequest"]["Key"]["sk"]["S"])
     return str(request["PutRequest"]["Item"]["sk"]["S"])

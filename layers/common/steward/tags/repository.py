@@ -11,15 +11,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from pynamodb.exceptions import DeleteError
 from pynamodb.expressions.condition import Condition, size
 
+from steward.conditions import condition_failed
 from steward.devices.models import Device
 from steward.devices.repository import to_device
 from steward.devices.tag_index import count_devices, delete_member, put_member
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
 from steward.sharded_query import cursor_after, query_partition, query_shards
-from steward.sharding import partition_for
+from steward.sharding import partition_for, shard_key
 from steward.tables import DeviceRecord, TagMemberRecord, TagRecord, tag_members_collection, tags_pk
 from steward.tags.models import MAX_TAGS_PER_DEVICE, Tag
 from steward.transactions import Transaction
@@ -85,6 +87,46 @@ class TagRepository:
         keys = [self._device_key(app_id, device_id) for device_id in device_ids]
         records = DeviceRecord.batch_get(keys, consistent_read=True, attributes_to_get=["sk", "tags"])
         return {record.sk: frozenset(record.tags or ()) for record in records}
+
+    def first_devices(self, app_id: str, tag: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of devices carrying the tag, from the first shard on, read consistently.
+
+        A bulk untag calls it again after each batch: what it untagged is gone,
+        so each call sees what is left, and a retried call sees the same devices.
+        """
+        collection = tag_members_collection(app_id, tag)
+        found: list[str] = []
+        for shard in range(self.shard_count):
+            if len(found) >= limit:
+                break
+            members = TagMemberRecord.query(
+                shard_key(collection, shard), consistent_read=True, limit=limit - len(found)
+            )
+            found.extend(member.sk for member in members)
+        return found
+
+    def active_devices(self, app_id: str, tag: str, device_ids: Collection[str]) -> list[str]:
+        """The devices among these that carry the tag and are active, read consistently, in id order."""
+        if not device_ids:
+            return []
+        keys = [self._device_key(app_id, device_id) for device_id in device_ids]
+        records = DeviceRecord.batch_get(keys, consistent_read=True, attributes_to_get=["sk", "tags", "active"])
+        return sorted(record.sk for record in records if record.active and tag in (record.tags or ()))
+
+    def delete_if_unused(self, app_id: str, tag: str) -> bool:
+        """Delete the tag's item while no device carries it: True once it is gone, False when devices carry it.
+
+        The count changes in the same transactions as the member items, so a
+        count of 0 means no member is left; a tag already gone is left alone.
+        """
+        record = TagRecord(pk=tags_pk(app_id), sk=tag)
+        try:
+            record.delete(condition=TagRecord.sk.does_not_exist() | (TagRecord.device_count == 0))
+        except DeleteError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
 
     def change(self, app_id: str, tag: str, changes: list[TagChange], now: datetime) -> set[str]:
         """Apply ``changes`` (at most 49 devices) and the tag's count in one transaction.
