@@ -90,7 +90,7 @@ def region(stack: RunningStack, app: JobApp, name: str, country: str, lat: float
 
 
 def region_ids(stack: RunningStack, app: JobApp) -> set[str]:
-    return {item["region_id"] for item in all_items(stack, "/v1/regions", key=app.key)}
+    return {item["region_id"] for item in all_items(stack, "/v1/regions", key=app.key, limit=50)}
 
 
 def actions(rows: list[dict[str, str]]) -> dict[str, str]:
@@ -105,6 +105,7 @@ class Scenario:
     type: str
     # The write its apply makes for each entity (operation, table): the retry test refuses the second one.
     write: tuple[str, str]
+    skip = 1  # let the first such write through
 
     def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
         raise NotImplementedError
@@ -278,7 +279,10 @@ class DeleteTags(Scenario):
 
     def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
         assert actions(rows) == {"promo": "deleted", "beta": "deleted", "never": "not_found"}
-        assert {row["id"]: row["detail"] for row in rows if row["action"] == "deleted"} == {"promo": "3", "beta": "1"}
+        assert {row["id"]: row["detail"] for row in rows if row["action"] == "deleted"} == {
+            "promo": "3 devices untagged",
+            "beta": "1 device untagged",
+        }
         assert tag_counts(stack, app) == {"kept": 1}
         assert device(stack, app, "d0")["tags"] == []
 
@@ -289,7 +293,8 @@ class DeleteTags(Scenario):
 
 
 class DeleteRegions(Scenario):
-    type, write = "delete_regions", ("DeleteItem", "CatalogTable")
+    type, write = "delete_regions", ("BatchWriteItem", "CatalogTable")
+    skip = 0  # one batch a page, and the two regions may share a shard
 
     def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
         self.paris = region(stack, app, "Paris", "FR", 48.8566, 2.3522)
@@ -376,7 +381,7 @@ def test_a_worker_throttled_mid_page_is_retried_without_applying_twice(stack: Ru
     app = job_app(stack, job_type.replace("_", "-"))
     params = scenario.setup(stack, app)
 
-    with throttled(stack, *scenario.write, skip=1) as fired:
+    with throttled(stack, *scenario.write, skip=scenario.skip) as fired:
         real = run_job(stack, app, job_type, params, dry_run=False)
 
     assert fired == [1]

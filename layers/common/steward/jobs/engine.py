@@ -183,6 +183,10 @@ class JobRefused(StewardError):
         super().__init__(message, code=code)
 
 
+class RetryPage(Exception):
+    """A change the store refused for now (throttled, raced): the engine retries the page, which re-applies it."""
+
+
 class JobKind(Protocol):
     """A job type. ``phases`` > 1 runs ``advance`` between the phases' Map states."""
 

@@ -34,6 +34,7 @@ from steward.jobs.engine import (
     Page,
     PageCost,
     ReportRow,
+    RetryPage,
     WorkItem,
     counts_of,
 )
@@ -380,6 +381,8 @@ def is_throttling(exc: BaseException) -> bool:
     """A refusal to retry later (DynamoDB, S3, EventBridge), however deep pynamodb wrapped it."""
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, RetryPage):
+            return True
         response = getattr(seen, "response", None)
         code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
         if code in THROTTLING_CODES or getattr(seen, "cause_response_code", None) in THROTTLING_CODES:

@@ -25,6 +25,7 @@ from steward.jobs.engine import (
     Outcome,
     PageCost,
     ReportRow,
+    RetryPage,
 )
 from steward.jobs.kinds._containers import (
     Container,
@@ -112,10 +113,12 @@ class _TagDeletion(ContainerDeletion):
             if reason is not None:
                 return row.with_outcome(Outcome.DRIFTED, reason)
             for start in range(0, len(device_ids), MAX_DEVICES_PER_REQUEST):
-                # Devices it could not untag (throttled, raced) stay members: the next row reads them again.
-                ctx.services.tags.change_devices(
+                outcome = ctx.services.tags.change_devices(
                     ctx.app_id, row.id, [], device_ids[start : start + MAX_DEVICES_PER_REQUEST]
                 )
+                if outcome.failed:
+                    # Throttled or raced: the engine retries the page, which untags what is left.
+                    raise RetryPage(f"{len(outcome.failed)} devices could not be untagged yet")
         if self.is_step(row) or repository.delete_if_unused(ctx.app_id, row.id):
             return row
         left = repository.get(ctx.app_id, row.id)
