@@ -322,13 +322,13 @@ def test_a_confirmed_run_whose_dry_run_was_deleted_fails_instead_of_replaying_no
     dry = finished_dry_run(engine)
     real = engine.confirm(dry.job_id)
     if deleted == "before_plan":
-        engine.service.delete(APP, dry.job_id)
+        remove_behind_the_api(engine, dry.job_id)
         step = engine.runner.plan(APP, real.job_id)
         assert step["stop"] is True
         error = error_from_state_machine(step["error"])
     else:
         step = engine.runner.plan(APP, real.job_id)
-        engine.service.delete(APP, dry.job_id)
+        remove_behind_the_api(engine, dry.job_id)
         refused = refusal(JobRefused, engine.work, real.job_id, 0)
         assert refused.code == "dry_run_deleted"
         # The Map's Catch hands the worker's error to finalize.
@@ -343,3 +343,21 @@ def test_a_confirmed_run_whose_dry_run_was_deleted_fails_instead_of_replaying_no
     assert "deleted" in done.error.message
     assert engine.kind.apply_calls == 0
     assert engine.lock_holder() is None
+
+
+def remove_behind_the_api(engine: Engine, dry_job_id: str) -> None:
+    """The API refuses to delete a dry run its confirmation is applying; an operator could still remove it."""
+    conflict = refusal(Conflict, engine.service.delete, APP, dry_job_id)
+    assert conflict.code == "confirmation_running"
+    engine.services.report_store.delete_job(APP, dry_job_id)
+    engine.services.job_repository.delete(APP, dry_job_id)
+
+
+def test_a_worker_takes_no_page_once_its_job_was_finalized(engine: Engine) -> None:
+    job = engine.submit(dry_run=False)
+    engine.runner.plan(APP, job.job_id)
+    engine.runner.finalize(APP, job.job_id, error_from_state_machine({"Error": "States.TaskFailed"}), MEMORY_MB)
+
+    assert engine.work(job.job_id, 0)
+
+    assert engine.kind.selects == engine.kind.apply_calls == 0

@@ -99,7 +99,10 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         summary="Stop a job if it runs, then delete it and its report",
         description=_DELETE_DESCRIPTION,
         status_code=204,
-        responses={204: {"description": "The job is gone; no body.", "content": {}}, **NOT_FOUND},
+        responses={
+            204: {"description": "The job is gone; no body.", "content": {}},
+            **errors({404: ["job_not_found"], 409: ["confirmation_running"]}),
+        },
     )
     def delete_job(job_id: SegmentPath) -> Response[None]:
         services.jobs.delete(app_id(), job_id)

@@ -154,9 +154,9 @@ class JobRepository:
 
     def plan(
         self, app_id: str, job_id: str, phase: int, phases: int, items: list[JsonObject], state: JsonObject
-    ) -> None:
-        """Record a phase's work (running from now on)."""
-        self.update(
+    ) -> bool:
+        """Record a phase's work (running from now on); False when the job has ended meanwhile."""
+        return self.update(
             app_id,
             job_id,
             [
@@ -166,6 +166,8 @@ class JobRepository:
                 JobItemRecord.items.set(_dumps(items)),
                 JobItemRecord.state.set(_dumps(state)),
             ],
+            # Never brings back a job marked failed (a start the API gave up on) outside the app's lock.
+            JobItemRecord.status.is_in(JobStatus.QUEUED.value, JobStatus.RUNNING.value),
         )
 
     def mark_started(self, app_id: str, job_id: str, now: datetime) -> None:

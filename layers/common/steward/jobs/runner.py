@@ -112,7 +112,8 @@ class JobRunner:
                 items, state, phase, phases = plan.items, plan.state, 0, kind.phases
         except JobRefused as refused:
             return self._step(app_id, job_id, items=[], stop=True, error=_error(refused))
-        self.jobs.plan(app_id, job_id, phase, phases, [item.as_json() for item in items], state)
+        if not self.jobs.plan(app_id, job_id, phase, phases, [item.as_json() for item in items], state):
+            return self._step(app_id, job_id, items=[], stop=True)  # it ended meanwhile (the API gave up its start)
         return self._step(app_id, job_id, items=[item.index for item in items])
 
     def work(self, app_id: str, job_id: str, index: int, limits: WorkerLimits) -> JsonObject:
@@ -123,7 +124,9 @@ class JobRunner:
         first = True
         while True:
             job = self.jobs.get(app_id, job_id)
-            if job is None or job.deleted:
+            # A job that ended (another item failed and it was finalized) takes no more pages: Step Functions
+            # cannot stop the workers still running, and the app's lock may already be another job's.
+            if job is None or job.deleted or job.status.finished:
                 return {"app_id": app_id, "job_id": job_id, "index": index, "done": True}
             kind = kind_for(job.type)
             ctx = self._context(job, kind, phase=job.phase, state=job.state)

@@ -107,6 +107,15 @@ class JobService:
     def delete(self, app_id: str, job_id: str) -> None:
         """Stop the job if it runs (it ends as cancelled, and its worker removes it), or remove it now (204)."""
         job = self._job(app_id, job_id)
+        if job.confirmed_by is not None:
+            confirmation = self.jobs.get(app_id, job.confirmed_by)
+            if confirmation is not None and not confirmation.status.finished:
+                # Its confirmed run replays this dry run's report: removing it would cut that run short.
+                raise Conflict(
+                    f"Job {job.confirmed_by} is applying this dry run; delete it, or wait for it to end.",
+                    code="confirmation_running",
+                    field="job_id",
+                )
         if not job.status.finished and self.jobs.mark_deleted(app_id, job_id, self.clock()):
             return
         self.reports.delete_job(app_id, job_id)
