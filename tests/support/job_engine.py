@@ -220,6 +220,7 @@ class Engine:
     app: BootstrappedApp
     queue_url: str
     started: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    executions: dict[str, str] = field(default_factory=dict)
 
     @property
     def admin(self) -> Principal:
@@ -323,16 +324,22 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
     clock = Clock()
     services = Services(SHARD_COUNT, clock=clock, reports_bucket=BUCKET, job_state_machine=MACHINE, job_event_bus=BUS)
     started: list[tuple[str, dict[str, Any]]] = []
+    executions: dict[str, str] = {}  # an execution's status when a test ends it; RUNNING otherwise
 
     def start_execution(name: str, payload: dict[str, Any]) -> str:
         started.append((name, payload))
         return f"{MACHINE.replace(':stateMachine:', ':execution:')}:{name}"
 
     service = JobService(
-        services.job_repository, services.report_store, services.reauthentication, start_execution, clock
+        services.job_repository,
+        services.report_store,
+        services.reauthentication,
+        start_execution,
+        clock,
+        lambda arn: executions.get(arn, "RUNNING"),
     )
     app = services.apps.bootstrap(APP, "Acme", admin_password=PASSWORD)
-    return Engine(services, services.job_runner, service, kind, clock, app, queue_url, started)
+    return Engine(services, services.job_runner, service, kind, clock, app, queue_url, started, executions)
 
 
 def _bus_queue() -> str:

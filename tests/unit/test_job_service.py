@@ -110,6 +110,24 @@ def test_a_lock_left_by_a_job_that_is_over_is_taken_over(engine: Engine, left_by
     assert engine.lock_holder() == new.job_id
 
 
+def test_a_lock_held_by_a_job_whose_execution_ended_unfinished_is_taken_over(engine: Engine) -> None:
+    stuck = engine.submit(dry_run=False)
+    engine.runner.plan(APP, stuck.job_id)
+    assert refusal(Conflict, engine.submit, dry_run=False).code == "job_running"  # its execution still runs
+    stored = engine.services.job_repository.get(APP, stuck.job_id)
+    assert stored is not None
+    assert stored.execution_arn is not None
+    engine.executions[stored.execution_arn] = "ABORTED"  # stopped by hand: no finalize will come
+
+    new = engine.submit(dry_run=False)
+
+    assert engine.lock_holder() == new.job_id
+    ended = engine.service.get(APP, stuck.job_id)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None
+    assert ended.error.code == "execution_ended"
+
+
 @pytest.mark.parametrize("started", [False, True])
 def test_a_real_run_whose_start_fails_is_failed_frees_the_lock_and_never_runs(engine: Engine, started: bool) -> None:
     """``started``: the execution started, but its answer was lost (the API cannot tell the two apart)."""

@@ -253,7 +253,17 @@ class Services:
             started = stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
             return str(started["executionArn"])
 
-        return JobService(self.job_repository, self.report_store, self.reauthentication, start_execution, self.clock)
+        def execution_status(execution_arn: str) -> str:
+            return str(stepfunctions.describe_execution(executionArn=execution_arn)["status"])
+
+        return JobService(
+            self.job_repository,
+            self.report_store,
+            self.reauthentication,
+            start_execution,
+            self.clock,
+            execution_status,
+        )
 
     @cached_property
     def job_runner(self) -> JobRunner:

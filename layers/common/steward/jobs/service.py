@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from steward.apps.models import Principal, Scope
 from steward.errors import Conflict, Forbidden, NotFound
-from steward.jobs.models import ConfirmJob, Job, JobRecord, JobStatus, JobType, SubmitJob
+from steward.jobs.models import ConfirmJob, Job, JobError, JobRecord, JobStatus, JobType, SubmitJob
 from steward.jobs.params import JobParams, parse_params
 from steward.jobs.reports import ReportLink, ReportStore
 from steward.jobs.repository import JobRepository, add_counts, new_job_id, sum_parts
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from steward.apps.reauth import Reauthentication
 
 CONFIRM_WITHIN = timedelta(hours=24)
+START_GRACE = timedelta(minutes=5)
 
 
 def job_not_found(job_id: str) -> NotFound:
@@ -37,12 +38,15 @@ class JobService:
         reauthentication: "Reauthentication",
         start_execution: Callable[[str, dict[str, Any]], str],
         clock: Callable[[], datetime],
+        execution_status: Callable[[str], str] | None = None,
     ) -> None:
         self.jobs = jobs
         self.reports = reports
         self.reauthentication = reauthentication
         self.start_execution = start_execution
         self.clock = clock
+        # Step Functions' status of an execution (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED); None: not asked.
+        self.execution_status = execution_status
 
     def submit(self, principal: Principal, body: SubmitJob) -> Job:
         """Validate and start a job (201). A real run: admin scope, re-authentication, and the app's lock."""
@@ -173,6 +177,13 @@ class JobService:
             return
         holder = self.jobs.lock_holder(job.app_id)
         running = None if holder is None else self.jobs.get(job.app_id, holder)
+        if running is not None and not running.status.finished and self._abandoned(running):
+            # Its execution ended without finalizing it (stopped by hand, out of retries): it is over.
+            ended = JobError(code="execution_ended", message="The job's execution ended before the job could finish.")
+            self.jobs.finish(
+                job.app_id, running.job_id, JobStatus.FAILED, running.counts, now=self.clock(), error=ended
+            )
+            running = self.jobs.get(job.app_id, running.job_id)
         if (holder is None or running is None or running.status.finished) and self.jobs.acquire_lock(
             job.app_id, job.job_id, job.created_at, stale=holder
         ):
@@ -181,6 +192,13 @@ class JobService:
             f"Job {holder} is running for this app; one real job runs at a time. Try again when it ends.",
             code="job_running",
         )
+
+    def _abandoned(self, job: JobRecord) -> bool:
+        """Whether a job that holds the lock has no execution left that could finish it."""
+        if job.execution_arn is None:
+            # Its start failed before it was recorded; give a start in flight time to record itself.
+            return self.clock() - job.created_at > START_GRACE
+        return self.execution_status is not None and self.execution_status(job.execution_arn) != "RUNNING"
 
     def _require_admin(self, principal: Principal) -> None:
         if Scope.ADMIN not in principal.scopes:
