@@ -6,6 +6,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
@@ -15,7 +16,7 @@ from steward.jobs.engine import Entity, ReportRow
 from steward.jobs.models import JobCounts, JobError, JobStatus
 from steward.jobs.reports import page_key
 from steward.jobs.repository import JobRepository
-from steward.jobs.runner import error_from_state_machine, is_throttling
+from steward.jobs.runner import EventNotPublished, error_from_state_machine, is_throttling
 from steward.settings import StoreSettings
 from steward.tables import JobPartRecord, job_parts_pk
 from tests.support.job_engine import (
@@ -205,6 +206,37 @@ def test_a_worker_that_dies_before_its_commit_counts_and_reports_each_row_once(
         assert_applied_exactly_once(engine)
 
 
+def test_a_concurrent_attempt_of_a_held_page_cannot_change_the_rows_its_retry_applies(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt A holds a page and dies in apply; attempt B, which read the part before A held it, selects
+    again (the world has changed: A deleted some tags) and loses the hold. What is re-applied is A's rows."""
+    engine.kind.crash_on_apply = 1
+    job = engine.submit(dry_run=False)
+    step = engine.runner.plan(APP, job.job_id)
+    stale = engine.services.job_repository.part(APP, job.job_id, 0, 0)
+    with pytest.raises(WorkerDied):
+        engine.work(job.job_id, 0)  # A: held, half applied
+    original = JobRepository.part
+    snapshots = [stale]
+
+    def part(self: JobRepository, *args: Any) -> Any:
+        return snapshots.pop() if snapshots else original(self, *args)
+
+    monkeypatch.setattr(JobRepository, "part", part)
+    # B selects, loses the hold and applies nothing of its own; it then takes the page A held, as a retry.
+    engine.work(job.job_id, 0)
+
+    engine.finish(job.job_id, step)
+
+    done = engine.service.get(APP, job.job_id)
+    assert done.counts == COUNTS
+    assert csv_rows(engine.report(done)) == REPORT_ROWS
+    assert_applied_exactly_once(engine)
+    assert engine.kind.selects == PAGES + 1  # B's selection, never applied
+    assert not [key for key in engine.stored_keys(job.job_id) if "/held/" in key]
+
+
 def test_a_step_retried_after_its_commit_counts_nothing_twice(engine: Engine) -> None:
     job = engine.submit(dry_run=False)
     step = engine.runner.plan(APP, job.job_id)
@@ -231,6 +263,33 @@ def test_finalize_twice_writes_one_audit_entry_and_one_event(engine: Engine) -> 
     assert engine.kind.finished == [{"deleted": 9}]
 
 
+def test_an_event_the_bus_refuses_fails_finalize_and_its_retry_publishes_it_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PutEvents answers 200 with FailedEntryCount: the job is finished, but its event must still go out."""
+    original = BaseClient._make_api_call
+    refusals = [{"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}]
+
+    def make_api_call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "PutEvents" and refusals:
+            return refusals.pop()
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    job = engine.submit(dry_run=False)
+    with pytest.raises(EventNotPublished, match="InternalFailure"):
+        engine.run(job.job_id)
+    assert engine.service.get(APP, job.job_id).status is JobStatus.SUCCEEDED
+    assert engine.lock_holder() is None  # the lock does not wait for the bus
+    assert engine.events() == []
+
+    engine.runner.finalize(APP, job.job_id, None, MEMORY_MB)
+    engine.runner.finalize(APP, job.job_id, None, MEMORY_MB)
+
+    assert [(event["job_id"], event["status"]) for event in engine.events()] == [(job.job_id, "succeeded")]
+    assert [entry.job_id for entry in engine.audit_entries()] == [job.job_id]
+
+
 @pytest.mark.parametrize("step", ["release_lock", "delete"])
 def test_a_finalize_that_dies_after_finishing_the_job_completes_its_cleanup_when_retried(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, step: str
@@ -239,7 +298,7 @@ def test_a_finalize_that_dies_after_finishing_the_job_completes_its_cleanup_when
     job = engine.submit(dry_run=False)
     first = engine.runner.plan(APP, job.job_id)
     if step == "delete":
-        engine.service.delete(APP, job.job_id)
+        engine.service.delete(engine.admin, job.job_id)
     fail_once(monkeypatch, JobRepository, step)
     with pytest.raises(WorkerDied):
         engine.finish(job.job_id, first)
@@ -364,7 +423,7 @@ def test_deleting_a_running_job_stops_its_worker_which_audits_and_removes_it(eng
     assert not engine.work(job.job_id, 0, time_left_ms=1_000)
     assert engine.stored_keys(job.job_id) != []
 
-    engine.service.delete(APP, job.job_id)
+    engine.service.delete(engine.admin, job.job_id)
 
     assert refusal(NotFound, engine.service.get, APP, job.job_id).code == "job_not_found"
     assert engine.service.list_page(APP, None, None, None, 10).items == []
@@ -389,7 +448,7 @@ def test_deleting_a_finished_job_removes_it_and_its_report_at_once_and_keeps_its
     engine.run(job.job_id)
     assert engine.stored_keys(job.job_id) != []
 
-    engine.service.delete(APP, job.job_id)
+    engine.service.delete(engine.admin, job.job_id)
 
     assert engine.services.job_repository.get(APP, job.job_id) is None
     assert part_records(job.job_id) == []
@@ -465,6 +524,17 @@ def test_a_report_page_round_trips_consequences_and_quoting(engine: Engine) -> N
             ),
         ),
         ({"Error": "States.Timeout", "Cause": ""}, JobError(code="timed_out", message="States.Timeout")),
+        (
+            {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "RequestId: 1 Error: Task timed out"})},
+            JobError(code="timed_out", message="Sandbox.Timedout: RequestId: 1 Error: Task timed out"),
+        ),
+        (
+            {
+                "Error": "States.TaskFailed",
+                "Cause": json.dumps({"errorMessage": "Task timed out after 900.10 seconds"}),
+            },
+            JobError(code="timed_out", message="States.TaskFailed: Task timed out after 900.10 seconds"),
+        ),
         (
             {"Error": "States.TaskFailed", "Cause": "not JSON at all"},
             JobError(code="worker_failed", message="States.TaskFailed: not JSON at all"),

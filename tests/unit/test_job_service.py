@@ -61,6 +61,21 @@ def stored_ids(engine: Engine) -> list[str]:
 # A real run: admin scope, re-authentication, one at a time
 
 
+def test_a_write_key_can_delete_a_dry_run_but_not_stop_or_delete_a_real_run(engine: Engine) -> None:
+    writer = principal(engine.app, frozenset({Scope.READ, Scope.WRITE}))
+    dry = engine.submit(dry_run=True)
+    real = engine.submit(dry_run=False)
+
+    refused = refusal(Forbidden, engine.service.delete, writer, real.job_id)
+    engine.service.delete(writer, dry.job_id)
+
+    assert (status_of(refused), refused.code) == (403, "insufficient_scope")
+    assert stored_ids(engine) == [real.job_id]  # still there, and still running
+    assert engine.service.get(APP, real.job_id).status is JobStatus.QUEUED
+    engine.service.delete(engine.admin, real.job_id)
+    assert stored_ids(engine) == []  # hidden at once; its worker removes it
+
+
 def test_a_real_run_needs_the_admin_scope_and_re_authentication(engine: Engine) -> None:
     writer = principal(engine.app, frozenset({Scope.READ, Scope.WRITE}))
     refusals: list[StewardError] = [
@@ -101,7 +116,7 @@ def test_a_lock_left_by_a_job_that_is_over_is_taken_over(engine: Engine, left_by
     old = engine.submit(dry_run=False)
     engine.run(old.job_id)
     if left_by == "removed":
-        engine.service.delete(APP, old.job_id)
+        engine.service.delete(engine.admin, old.job_id)
     # A finalize that died before releasing the lock.
     assert engine.services.job_repository.acquire_lock(APP, old.job_id, engine.clock())
 
@@ -148,6 +163,8 @@ def test_a_real_run_whose_start_fails_is_failed_frees_the_lock_and_never_runs(en
 
     [failed] = services.job_repository.list_page(APP, None, None, None, 10).items
     assert failed.status is JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "start_failed"
     assert engine.lock_holder() is None
     for job_id in executions:  # the execution that did start stops at once, outside the lock
         assert engine.runner.plan(APP, job_id)["stop"] is True
@@ -277,7 +294,12 @@ def test_a_running_job_shows_the_counts_of_the_pages_committed_so_far(engine: En
     assert second.counts == JobCounts(scanned=4, matched=4, changed=6)  # and tag-04, tag-05 and its device
 
 
-def test_jobs_are_listed_newest_first_filtered_and_paged_within_their_app(engine: Engine) -> None:
+@pytest.mark.parametrize("budget", [1000, 2])
+def test_jobs_are_listed_newest_first_filtered_and_paged_within_their_app(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """``budget``: the jobs one call may read. At 2, a rare filter answers short pages and goes on from a cursor."""
+    monkeypatch.setattr("steward.jobs.repository.MAX_SCANNED_JOBS", budget)
     types = [JobType.DELETE_TAGS, JobType.DELETE_EMPTY_TAGS, JobType.DELETE_TAGS, JobType.DELETE_EMPTY_TAGS]
     jobs = []
     for job_type in [*types, JobType.DELETE_TAGS]:
@@ -299,6 +321,9 @@ def test_jobs_are_listed_newest_first_filtered_and_paged_within_their_app(engine
     assert listed(status=JobStatus.QUEUED, limit=1) == [4, 2, 1]
     assert listed(JobType.DELETE_EMPTY_TAGS, JobStatus.SUCCEEDED) == [3]
     assert listed(JobType.DELETE_EMPTY_TAGS, JobStatus.RUNNING) == []
+    assert listed(JobType.DELETE_TAGS, JobStatus.SUCCEEDED) == [0]  # the oldest: the fifth job read
+    first = engine.service.list_page(APP, JobType.DELETE_TAGS, JobStatus.SUCCEEDED, None, 2)
+    assert (len(first.items), first.next_cursor is None) == ((1, True) if budget > 5 else (0, False))
     assert [job.job_id for job in engine.service.list_page(OTHER_APP, None, None, None, 10).items] == [theirs.job_id]
     assert refusal(NotFound, engine.service.get, APP, theirs.job_id).code == "job_not_found"
 
@@ -365,7 +390,7 @@ def test_a_confirmed_run_whose_dry_run_was_deleted_fails_instead_of_replaying_no
 
 def remove_behind_the_api(engine: Engine, dry_job_id: str) -> None:
     """The API refuses to delete a dry run its confirmation is applying; an operator could still remove it."""
-    conflict = refusal(Conflict, engine.service.delete, APP, dry_job_id)
+    conflict = refusal(Conflict, engine.service.delete, engine.admin, dry_job_id)
     assert conflict.code == "confirmation_running"
     engine.services.report_store.delete_job(APP, dry_job_id)
     engine.services.job_repository.delete(APP, dry_job_id)

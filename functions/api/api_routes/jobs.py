@@ -45,7 +45,8 @@ Admin scope and re-authentication. A dry run can be confirmed once, within 24 ho
 
 _DELETE_DESCRIPTION = """\
 Removes the job and its report. A job still running is stopped first: its workers stop
-before their next page and it ends as cancelled. The audit entry stays.
+before their next page and it ends as cancelled. The audit entry stays. A dry run needs
+the write scope; a real run (its record is the evidence of what changed) needs admin.
 """
 
 
@@ -101,11 +102,11 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         status_code=204,
         responses={
             204: {"description": "The job is gone; no body.", "content": {}},
-            **errors({404: ["job_not_found"], 409: ["confirmation_running"]}),
+            **errors({403: ["insufficient_scope"], 404: ["job_not_found"], 409: ["confirmation_running"]}),
         },
     )
     def delete_job(job_id: SegmentPath) -> Response[None]:
-        services.jobs.delete(app_id(), job_id)
+        services.jobs.delete(current_principal(router), job_id)
         return Response(status_code=204)
 
     @router.post(

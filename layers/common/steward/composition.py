@@ -269,13 +269,17 @@ class Services:
     def job_runner(self) -> JobRunner:
         import boto3
 
-        from steward.jobs.runner import JobRunner, job_finished_event
+        from steward.jobs.runner import EventNotPublished, JobRunner, job_finished_event
 
         events = boto3.client("events")
         bus = _required(self.job_event_bus, "job_event_bus")
 
         def publish(job: Any) -> None:
-            events.put_events(Entries=[{**job_finished_event(job), "EventBusName": bus}])
+            answer = events.put_events(Entries=[{**job_finished_event(job), "EventBusName": bus}])
+            # PutEvents answers 200 with the entries it refused; raising lets the finalize step retry.
+            if answer.get("FailedEntryCount"):
+                entry = answer["Entries"][0]
+                raise EventNotPublished(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
 
         return JobRunner(
             self,

@@ -356,6 +356,8 @@ class JobItemRecord(CatalogRecord):
     items = UnicodeAttribute(null=True)
     # DELETE of an unfinished job: hidden from every route at once; the worker stops and cleans up.
     deleted = BooleanAttribute(default=False)
+    # The `Job Finished` event went out: a retried finalize publishes only while this is unset.
+    event_published = BooleanAttribute(null=True)
 
 
 class JobPartRecord(CatalogRecord):

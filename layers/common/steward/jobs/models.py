@@ -186,6 +186,7 @@ class JobRecord(Job):
     state: dict[str, Any] = Field(default_factory=dict, description="The job type's own state between steps.")
     items: list[dict[str, Any]] = Field(default_factory=list, description="The current phase's work items.")
     deleted: bool = False
+    event_published: bool = False
 
     def public(self) -> Job:
         """The job without its internal fields."""

@@ -4,6 +4,11 @@ Layout under ``jobs/<app_id>/<job_id>/``:
 - ``pages/<phase>/<item>/<page>.csv``: a page's rows, written before the page
   is applied (the rows are the job's intent) and again with their outcomes;
   numbers are zero-padded, so a listing returns them in job order;
+- ``held/<phase>/<item>/<page>-<attempt>.csv``: a real run's page of changes
+  as one attempt selected it, before it holds the page. Each attempt writes
+  its own object, and the held page names the one it applies, so a
+  concurrent attempt of the same page can never swap the rows a retry
+  re-applies;
 - ``report.csv``: the report, header ``entity,id,user_id,action,detail``.
 
 Page objects carry a sixth column (``1`` for a consequence row) that the
@@ -34,6 +39,10 @@ def job_prefix(app_id: str, job_id: str) -> str:
 
 def page_key(app_id: str, job_id: str, phase: int, index: int, seq: int) -> str:
     return f"{job_prefix(app_id, job_id)}pages/{phase:02d}/{index:05d}/{seq:08d}.csv"
+
+
+def held_key(app_id: str, job_id: str, phase: int, index: int, seq: int, attempt: str) -> str:
+    return f"{job_prefix(app_id, job_id)}held/{phase:02d}/{index:05d}/{seq:08d}-{attempt}.csv"
 
 
 def item_prefix(app_id: str, job_id: str, phase: int, index: int) -> str:
@@ -69,6 +78,9 @@ class ReportStore:
     def read_page(self, key: str) -> list[ReportRow]:
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("utf-8")
         return [_row(fields) for fields in csv.reader(io.StringIO(body))]
+
+    def delete_page(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def page_keys(self, prefix: str, after: str | None = None) -> Iterator[str]:
         """The keys under ``prefix`` in order, after ``after``."""

@@ -36,6 +36,9 @@ from steward.tables import (
 )
 
 _JOB_ID = re.compile(JOB_ID_PATTERN)
+# A list call reads at most this many jobs (about 250 read units at 1 KB each) before it answers.
+MAX_SCANNED_JOBS = 1000
+_FILTERED_PAGE = 100
 
 
 def new_job_id(now: datetime) -> str:
@@ -56,6 +59,8 @@ class PendingPage:
     counts: JobCounts
     tally: dict[str, int]
     cost: PageCost
+    # The held page's rows, as the attempt that holds it selected them (reports.held_key).
+    rows_key: str | None = None
 
     def as_json(self) -> JsonObject:
         return {
@@ -64,6 +69,7 @@ class PendingPage:
             "counts": self.counts.model_dump(),
             "tally": self.tally,
             "cost": _cost_json(self.cost),
+            "rows_key": self.rows_key,
         }
 
     @classmethod
@@ -74,6 +80,7 @@ class PendingPage:
             counts=JobCounts.model_validate(data["counts"]),
             tally={str(k): int(v) for k, v in data["tally"].items()},
             cost=_cost_of(data["cost"]),
+            rows_key=data.get("rows_key"),
         )
 
 
@@ -111,26 +118,56 @@ class JobRepository:
     def list_page(
         self, app_id: str, job_type: JobType | None, status: JobStatus | None, cursor: str | None, limit: int
     ) -> Page[JobRecord]:
-        """Newest first. The cursor holds only a job id; filters are applied by DynamoDB under a read budget."""
+        """Newest first. The cursor holds only a job id; filters are applied by DynamoDB under a read budget.
+
+        A rare filter stops after ``MAX_SCANNED_JOBS`` jobs read and hands back a cursor, so a page may
+        be short (or empty) and still have a next one.
+        """
         position = decode_cursor(cursor)
-        key_condition = None
+        after: str | None = None
         if position is not None:
-            before = position.get("before")
-            if not isinstance(before, str) or not _JOB_ID.match(before):
+            after = position.get("before")
+            if not isinstance(after, str) or not _JOB_ID.match(after):
                 raise invalid_cursor()
-            key_condition = JobItemRecord.sk < before
         condition: Condition = JobItemRecord.deleted == False  # noqa: E712 (a DynamoDB condition, not a test)
+        filtered = job_type is not None or status is not None
         if job_type is not None:
             condition &= JobItemRecord.job_type == job_type.value
         if status is not None:
             condition &= JobItemRecord.status == status.value
+        partition = jobs_pk(app_id)
         # One more than the page, so the last page never hands out a cursor to an empty one.
-        results = JobItemRecord.query(
-            jobs_pk(app_id), key_condition, condition, scan_index_forward=False, limit=limit + 1, page_size=100
-        )
-        records = list(results)
+        wanted = limit + 1
+        records: list[JobItemRecord] = []
+        scanned = 0
+        more = True
+        while more and len(records) < wanted and scanned < MAX_SCANNED_JOBS:
+            size = _FILTERED_PAGE if filtered else wanted - len(records)
+            start_key = None if after is None else {"pk": {"S": partition}, "sk": {"S": after}}
+            page: dict[str, Any] = next(
+                JobItemRecord.query(
+                    partition,
+                    filter_condition=condition,
+                    scan_index_forward=False,
+                    page_size=min(size, MAX_SCANNED_JOBS - scanned),
+                    last_evaluated_key=start_key,
+                ).page_iter
+            )
+            scanned += page.get("ScannedCount", 0)
+            for raw in page.get("Items", []):
+                records.append(JobItemRecord.from_raw_data(raw))
+                if len(records) == wanted:
+                    break
+            last_key = page.get("LastEvaluatedKey")
+            more = last_key is not None
+            after = str(last_key["sk"]["S"]) if last_key is not None else None
         jobs = [to_job(app_id, record) for record in records[:limit]]
-        next_cursor = encode_cursor({"before": jobs[-1].job_id}) if len(records) > limit else None
+        if len(records) > limit:
+            next_cursor: str | None = encode_cursor({"before": jobs[-1].job_id})
+        elif more and after is not None:
+            next_cursor = encode_cursor({"before": after})  # the budget ran out first: go on from there
+        else:
+            next_cursor = None
         return Page(items=jobs, next_cursor=next_cursor)
 
     def update(self, app_id: str, job_id: str, actions: list[Action], condition: Condition | None = None) -> bool:
@@ -208,6 +245,10 @@ class JobRepository:
             actions.append(JobItemRecord.report_sha256.set(report_sha256))
         unfinished = JobItemRecord.status.is_in(JobStatus.QUEUED.value, JobStatus.RUNNING.value)
         return self.update(app_id, job_id, actions, unfinished)
+
+    def mark_published(self, app_id: str, job_id: str) -> bool:
+        """Record that the job's `Job Finished` event went out."""
+        return self.update(app_id, job_id, [JobItemRecord.event_published.set(True)])
 
     def mark_deleted(self, app_id: str, job_id: str, now: datetime) -> bool:
         """Hide an unfinished job from every route; its worker stops and removes it. False when it finished."""
@@ -403,6 +444,7 @@ def to_job(app_id: str, record: JobItemRecord) -> JobRecord:
         state=_loads(record.state) or {},
         items=_loads(record.items) or [],
         deleted=bool(record.deleted),
+        event_published=bool(record.event_published),
     )
 
 

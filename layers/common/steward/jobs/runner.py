@@ -2,9 +2,10 @@
 
 ``work`` is where a retry must not change anything twice. A page goes:
 select (or, for a confirmed dry run, the dry run's stored rows through
-``recheck``) -> rows written to S3 -> the part records the page as pending
--> ``apply`` -> rows written again with their outcomes -> the part commits
-the page (counts, next position), conditioned on the page number. A step
+``recheck``) -> rows written to S3 under this attempt's own key -> the part
+records the page as pending, naming that key -> ``apply`` -> rows written to
+the page's key with their outcomes -> the part commits the page (counts,
+next position), conditioned on the page number. A step
 that dies anywhere in between is retried on the same part: a pending page
 is re-applied from its stored rows, never selected again, and a page
 already committed is never counted again. A dry run skips the pending stage:
@@ -19,8 +20,9 @@ the worker's role can write it.
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from steward.audit.models import JobAudit, ReauthMethod
@@ -42,7 +44,7 @@ from steward.jobs.kinds import kind_for
 from steward.jobs.models import MAX_ERROR_MESSAGE_CHARS, JobError, JobEstimate, JobRecord, JobStatus
 from steward.jobs.params import parse_params
 from steward.jobs.pricing import Usage, estimate, lambda_gb_seconds
-from steward.jobs.reports import ReportStore, item_prefix, page_key
+from steward.jobs.reports import ReportStore, held_key, item_prefix, page_key
 from steward.jobs.repository import JobRepository, PartState, PendingPage, sum_parts
 
 if TYPE_CHECKING:
@@ -57,6 +59,10 @@ MIN_TIME_LEFT_MS = 30_000
 FIXED_TRANSITIONS = 6
 TRANSITIONS_PER_INVOCATION = 2  # the work task and the loop's choice
 TRANSITIONS_PER_ITEM = 2  # the item's iteration starts and ends
+
+
+class EventNotPublished(RuntimeError):
+    """EventBridge refused the `Job Finished` event; the finalize step fails and is retried."""
 
 
 @dataclass(frozen=True)
@@ -176,13 +182,14 @@ class JobRunner:
         # would otherwise leave the lock held and a cancelled job's record, parts and pages stored.
         if not job.dry_run:
             self.jobs.release_lock(app_id, job_id)
+        self._publish_once(app_id, job_id)
         if job.deleted:
             self.reports.delete_job(app_id, job_id)
             self.jobs.delete(app_id, job_id)
         return {"app_id": app_id, "job_id": job_id, "status": status.value}
 
     def _finish(self, job: JobRecord, error: JobError | None, memory_mb: int) -> JobStatus:
-        """Record how the unfinished ``job`` ended; the call that marks it finished publishes the event."""
+        """Record how the unfinished ``job`` ended: its type's last step, the report, the audit entry, the record."""
         app_id, job_id = job.app_id, job.job_id
         parts = [part for phase in range(job.phases) for part in self.jobs.parts(app_id, job_id, phase)]
         counts, _, cost = sum_parts(parts)
@@ -210,7 +217,7 @@ class JobRunner:
                 report_sha256=report.sha256,
             ),
         )
-        finished = self.jobs.finish(
+        self.jobs.finish(
             app_id,
             job_id,
             status,
@@ -221,11 +228,19 @@ class JobRunner:
             report_key=report.key,
             report_sha256=report.sha256,
         )
-        # Only the call that finished the job publishes: a concurrent or retried finalize does not.
-        record = self.jobs.get(app_id, job_id) if finished else None
-        if record is not None:
-            self.publish(record)
         return status
+
+    def _publish_once(self, app_id: str, job_id: str) -> None:
+        """The `Job Finished` event, at least once: a finalize that fails to publish raises and is retried.
+
+        The job records that its event went out, so a retried or concurrent finalize after a
+        publish that succeeded sends it again only in the window between the two calls.
+        """
+        job = self.jobs.get(app_id, job_id)
+        if job is None or not job.status.finished or job.event_published:
+            return
+        self.publish(job)
+        self.jobs.mark_published(app_id, job_id)
 
     def _step(
         self, app_id: str, job_id: str, *, items: list[int], stop: bool = False, error: JobError | None = None
@@ -248,27 +263,35 @@ class JobRunner:
         started = time.monotonic()
         key = page_key(job.app_id, job.job_id, part.phase, part.index, part.seq)
         pending = part.pending
+        held: str | None = None
         if pending is not None:
-            # A retried step: the page's rows are stored; apply them again, never select again.
-            # Only a page with changes is held, so its rows are stored.
-            rows = self._apply(ctx, kind, self.reports.read_page(key))
+            # A retried step: the held page's rows are stored; apply them again, never select again.
+            held = pending.rows_key or key
+            rows = self._apply(ctx, kind, self.reports.read_page(held))
             self.reports.write_page(key, rows)
             scanned = pending.counts.scanned
             page = PendingPage(part.seq, pending.next, counts_of(rows, scanned), pending.tally, pending.cost)
         else:
             page_rows, scanned, next_position, tally, cost = self._select(ctx, kind, part)
             page = PendingPage(part.seq, next_position, counts_of(page_rows, scanned), tally, cost)
-            if page_rows:
-                self.reports.write_page(key, page_rows)
             if not job.dry_run and any(row.is_change for row in page_rows):
+                held = held_key(job.app_id, job.job_id, part.phase, part.index, part.seq, uuid.uuid4().hex[:16])
+                self.reports.write_page(held, page_rows)
+                page = replace(page, rows_key=held)
                 if not self.jobs.hold_page(job.app_id, job.job_id, part, page):
+                    self.reports.delete_page(held)
                     return False  # another attempt holds or passed this page
-                part = PartState(**{**part.__dict__, "pending": page})
+                part = replace(part, pending=page)
                 rows = self._apply(ctx, kind, page_rows)
                 self.reports.write_page(key, rows)
                 page = PendingPage(part.seq, next_position, counts_of(rows, scanned), tally, cost)
+            elif page_rows:
+                # Nothing to apply: the rows are final as selected (a dry run's, or skips and drifts).
+                self.reports.write_page(key, page_rows)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         committed = self.jobs.commit_page(job.app_id, job.job_id, part, page, elapsed_ms, self.clock())
+        if committed is not None and held is not None and held != key:
+            self.reports.delete_page(held)
         return committed is not None and committed.done
 
     def _select(
@@ -368,6 +391,8 @@ def _error(exc: StewardError) -> JobError:
     return JobError(code=exc.code, message=clip(str(exc), MAX_ERROR_MESSAGE_CHARS))
 
 
+TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout", "Sandbox.Timedout"})
+
 THROTTLING_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -406,8 +431,17 @@ def error_from_state_machine(caught: Mapping[str, Any] | None) -> JobError | Non
         message = str(json.loads(cause).get("errorMessage", cause))
     except (ValueError, AttributeError):
         message = cause
-    code = "timed_out" if name == "States.Timeout" else "worker_failed"
+    # A Lambda killed at its timeout reports Sandbox.Timedout (older runtimes: "Task timed out after").
+    timed_out = name in TIMEOUT_ERRORS or message.startswith("Task timed out after")
+    code = "timed_out" if timed_out else "worker_failed"
     return JobError(code=code, message=clip(f"{name}: {message}" if message else name, MAX_ERROR_MESSAGE_CHARS))
 
 
-__all__ = ["JobRunner", "WorkerLimits", "error_from_state_machine", "is_throttling", "job_finished_event"]
+__all__ = [
+    "EventNotPublished",
+    "JobRunner",
+    "WorkerLimits",
+    "error_from_state_machine",
+    "is_throttling",
+    "job_finished_event",
+]

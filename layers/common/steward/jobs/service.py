@@ -108,9 +108,16 @@ class JobService:
         page = self.jobs.list_page(app_id, job_type, status, cursor, limit)
         return Page(items=[job.public() for job in page.items], next_cursor=page.next_cursor)
 
-    def delete(self, app_id: str, job_id: str) -> None:
-        """Stop the job if it runs (it ends as cancelled, and its worker removes it), or remove it now (204)."""
+    def delete(self, principal: Principal, job_id: str) -> None:
+        """Stop the job if it runs (it ends as cancelled, and its worker removes it), or remove it now (204).
+
+        A real run's record and report are the evidence of what changed: removing them, or stopping
+        the run halfway, takes the scope that started it (admin). A dry run's take write.
+        """
+        app_id = principal.app_id
         job = self._job(app_id, job_id)
+        if not job.dry_run:
+            self._require_admin(principal, "Stopping or deleting a real run needs an API key with the `admin` scope.")
         if job.confirmed_by is not None:
             confirmation = self.jobs.get(app_id, job.confirmed_by)
             if confirmation is not None and not confirmation.status.finished:
@@ -164,7 +171,9 @@ class JobService:
         try:
             arn = self.start_execution(job.job_id, {"app_id": job.app_id, "job_id": job.job_id})
         except Exception:
-            self.jobs.finish(job.app_id, job.job_id, JobStatus.FAILED, job.counts, now=self.clock())
+            # Nothing ran, so nothing changed; the worker, which alone writes the audit log, never saw the job.
+            not_started = JobError(code="start_failed", message="The job's execution could not be started.")
+            self.jobs.finish(job.app_id, job.job_id, JobStatus.FAILED, job.counts, now=self.clock(), error=not_started)
             if not dry_run:
                 self.jobs.release_lock(job.app_id, job.job_id)
             raise
@@ -200,12 +209,13 @@ class JobService:
             return self.clock() - job.created_at > START_GRACE
         return self.execution_status is not None and self.execution_status(job.execution_arn) != "RUNNING"
 
-    def _require_admin(self, principal: Principal) -> None:
+    def _require_admin(
+        self,
+        principal: Principal,
+        message: str = "A real run needs an API key with the `admin` scope; a dry run needs `write`.",
+    ) -> None:
         if Scope.ADMIN not in principal.scopes:
-            raise Forbidden(
-                "A real run needs an API key with the `admin` scope; a dry run needs `write`.",
-                code="insufficient_scope",
-            )
+            raise Forbidden(message, code="insufficient_scope")
 
     def _job(self, app_id: str, job_id: str) -> JobRecord:
         job = self.jobs.get(app_id, job_id)
