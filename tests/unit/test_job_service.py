@@ -12,11 +12,12 @@ from steward.errors import (
     NotFound,
     ReauthenticationFailed,
     ReauthenticationRequired,
+    ServiceUnavailable,
     StewardError,
 )
 from steward.http.errors import status_of
 from steward.jobs.engine import JobRefused
-from steward.jobs.models import Job, JobCounts, JobStatus, JobType
+from steward.jobs.models import ConfirmJob, Job, JobCounts, JobStatus, JobType
 from steward.jobs.reports import REPORT_TTL
 from steward.jobs.runner import error_from_state_machine
 from steward.jobs.service import JobService
@@ -144,7 +145,10 @@ def test_a_lock_held_by_a_job_whose_execution_ended_unfinished_is_taken_over(eng
 
 
 @pytest.mark.parametrize("started", [False, True])
-def test_a_real_run_whose_start_fails_is_failed_frees_the_lock_and_never_runs(engine: Engine, started: bool) -> None:
+@pytest.mark.parametrize("confirming", [False, True])
+def test_a_job_whose_start_fails_is_not_kept_frees_the_lock_and_never_runs(
+    engine: Engine, started: bool, confirming: bool
+) -> None:
     """``started``: the execution started, but its answer was lost (the API cannot tell the two apart)."""
     executions: list[str] = []
 
@@ -157,20 +161,27 @@ def test_a_real_run_whose_start_fails_is_failed_frees_the_lock_and_never_runs(en
     broken = JobService(
         services.job_repository, services.report_store, services.reauthentication, failing_start, engine.clock
     )
+    dry = finished_dry_run(engine) if confirming else None
+    plans = engine.kind.plans
 
-    with pytest.raises(RuntimeError, match="StartExecution"):
-        broken.submit(engine.admin, submission(dry_run=False))
+    if dry is None:
+        unavailable = refusal(ServiceUnavailable, broken.submit, engine.admin, submission(dry_run=False))
+    else:
+        unavailable = refusal(
+            ServiceUnavailable, broken.confirm, engine.admin, dry.job_id, ConfirmJob(admin_password=PASSWORD)
+        )
 
-    [failed] = services.job_repository.list_page(APP, None, None, None, 10).items
-    assert failed.status is JobStatus.FAILED
-    assert failed.error is not None
-    assert failed.error.code == "start_failed"
+    assert (status_of(unavailable), unavailable.code, unavailable.retry_after) == (503, "job_not_started", 5)
+    assert stored_ids(engine) == ([] if dry is None else [dry.job_id])  # no job without an audit entry
     assert engine.lock_holder() is None
     for job_id in executions:  # the execution that did start stops at once, outside the lock
         assert engine.runner.plan(APP, job_id)["stop"] is True
-        assert engine.runner.finalize(APP, job_id, None, MEMORY_MB)["status"] == "failed"
-    assert engine.kind.plans == engine.kind.selects == 0
-    assert engine.submit(dry_run=False).status is JobStatus.QUEUED
+        assert engine.runner.finalize(APP, job_id, None, MEMORY_MB)["status"] == "gone"
+    assert engine.kind.plans == plans
+    assert engine.kind.apply_calls == 0
+    # Nothing is left in the way: the same job can be started (and the dry run confirmed) again.
+    retried = engine.submit(dry_run=False) if dry is None else engine.confirm(dry.job_id)
+    assert retried.status is JobStatus.QUEUED
 
 
 # Confirming a dry run

@@ -26,6 +26,7 @@ ADMIN: list[Callable[..., Any]] = [RequireScope(Scope.ADMIN)]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 NOT_FOUND = errors({404: ["job_not_found"]})
+NOT_STARTED = {503: ["job_not_started"]}
 REAUTH = {401: ["reauthentication_failed"], 428: ["reauthentication_required"], 429: ["too_many_attempts"]}
 
 _SUBMIT_DESCRIPTION = """\
@@ -67,7 +68,9 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         summary="Start a maintenance job, dry (the default) or real",
         description=_SUBMIT_DESCRIPTION,
         status_code=201,
-        responses=errors({**REAUTH, 403: ["insufficient_scope"], 409: ["job_running"], 422: ["invalid_params"]}),
+        responses=errors(
+            {**REAUTH, 403: ["insufficient_scope"], 409: ["job_running"], 422: ["invalid_params"], **NOT_STARTED}
+        ),
     )
     def submit_job(body: SubmitJob) -> Job:
         return services.jobs.submit(current_principal(router), body)
@@ -121,6 +124,7 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
                 **REAUTH,
                 404: ["job_not_found"],
                 409: ["not_a_dry_run", "dry_run_not_succeeded", "dry_run_expired", "already_confirmed", "job_running"],
+                **NOT_STARTED,
             }
         ),
     )

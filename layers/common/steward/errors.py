@@ -77,3 +77,13 @@ class TooManyRequests(StewardError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None, field: str | None = None) -> None:
         super().__init__(message, code=code, field=field)
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(StewardError):
+    """A service Steward depends on refused the work for now (503); nothing was done. Retry after ``retry_after``."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field)
+        self.retry_after = retry_after

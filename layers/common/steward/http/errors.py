@@ -18,6 +18,7 @@ from steward.errors import (
     InvalidInput,
     NotFound,
     ReauthenticationRequired,
+    ServiceUnavailable,
     StewardError,
     TooManyRequests,
     Unauthenticated,
@@ -34,6 +35,7 @@ STATUS_BY_ERROR: dict[type[StewardError], int] = {
     ReauthenticationRequired: 428,
     UnsupportedMediaType: 415,
     TooManyRequests: 429,
+    ServiceUnavailable: 503,
 }
 
 
@@ -56,7 +58,8 @@ def error_response(
 
 def domain_error_response(exc: StewardError) -> Response[str]:
     """The response of a domain error: its status, the error body, and the headers its status calls for."""
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    retry_after = exc.retry_after if isinstance(exc, TooManyRequests | ServiceUnavailable) else None
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
     return error_response(status_of(exc), exc.code, exc.message, exc.field, headers)
 
 

@@ -72,6 +72,7 @@ _TITLES = {
     422: "The input is not acceptable; `field` names the culprit",
     428: "Fresh admin credentials are needed",
     429: "Too many attempts; `Retry-After` gives the seconds to wait",
+    503: "A service Steward depends on refused the work for now; nothing was done. `Retry-After` gives the seconds",
     500: "Something went wrong on Steward's side; it has been logged with the correlation id",
 }
 

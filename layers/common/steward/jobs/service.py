@@ -7,12 +7,13 @@ runs per app: the lock is taken before the execution starts, and the worker
 releases it when the job ends.
 """
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from steward.apps.models import Principal, Scope
-from steward.errors import Conflict, Forbidden, NotFound
+from steward.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from steward.jobs.models import ConfirmJob, Job, JobError, JobRecord, JobStatus, JobType, SubmitJob
 from steward.jobs.params import JobParams, parse_params
 from steward.jobs.reports import ReportLink, ReportStore
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 CONFIRM_WITHIN = timedelta(hours=24)
 START_GRACE = timedelta(minutes=5)
+START_RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger(__name__)
 
 
 def job_not_found(job_id: str) -> NotFound:
@@ -170,13 +174,19 @@ class JobService:
         self.jobs.create(job)
         try:
             arn = self.start_execution(job.job_id, {"app_id": job.app_id, "job_id": job.job_id})
-        except Exception:
-            # Nothing ran, so nothing changed; the worker, which alone writes the audit log, never saw the job.
-            not_started = JobError(code="start_failed", message="The job's execution could not be started.")
-            self.jobs.finish(job.app_id, job.job_id, JobStatus.FAILED, job.counts, now=self.clock(), error=not_started)
+        except Exception as exc:
+            # Step Functions refused (throttled, or out of service). The job never ran, so it is not kept:
+            # every job on record has its audit entry, which only its worker writes. An execution that
+            # started although the call failed finds no job and stops before any change.
+            logger.exception("The job's execution could not be started", extra={"job_id": job.job_id})
+            self.jobs.delete(job.app_id, job.job_id)
             if not dry_run:
                 self.jobs.release_lock(job.app_id, job.job_id)
-            raise
+            raise ServiceUnavailable(
+                "The job could not be started; nothing ran. Try again.",
+                code="job_not_started",
+                retry_after=START_RETRY_AFTER_SECONDS,
+            ) from exc
         self.jobs.start(job.app_id, job.job_id, arn, now)
         return job
 
