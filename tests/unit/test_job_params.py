@@ -258,7 +258,12 @@ def test_an_offset_is_converted_to_utc_and_a_naive_time_is_utc() -> None:
 
     assert params.start == datetime(2026, 1, 1, 8, tzinfo=UTC)
     assert params.end == datetime(2026, 1, 1, 10, tzinfo=UTC)
-    assert params.to_json() == {"transport": "FCM", "start": "2026-01-01T08:00:00Z", "end": "2026-01-01T10:00:00Z"}
+    assert params.to_json() == {
+        "transport": "FCM",
+        "reason": "delivery_error",  # the default is recorded: the audit shows what ran
+        "start": "2026-01-01T08:00:00Z",
+        "end": "2026-01-01T10:00:00Z",
+    }
 
 
 def test_a_fraction_of_a_second_is_kept() -> None:
@@ -306,8 +311,11 @@ def test_every_transport_is_accepted(transport: str) -> None:
     params = parse(JobType.REACTIVATE_DEVICES, transport=transport)
 
     assert params.describe() == (
-        f"reactivate the {transport} devices deactivated from 2026-01-01T00:00:00Z to 2026-02-01T00:00:00Z"
+        f"reactivate the {transport} devices deactivated by delivery errors "
+        "from 2026-01-01T00:00:00Z to 2026-02-01T00:00:00Z"
     )
+    undo = parse(JobType.REACTIVATE_DEVICES, transport=transport, reason="deactivated_by_job")
+    assert "deactivated by a deactivate_users job" in undo.describe()
 
 
 @pytest.mark.parametrize("transport", ["fcm", "GCM", None])

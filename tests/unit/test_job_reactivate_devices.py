@@ -394,3 +394,32 @@ def test_a_user_that_deactivate_users_left_unreachable_comes_back_with_its_devic
         (Entity.USER, "u1", "reactivated"),
     ]
     assert user(APP, "u1").active is True
+
+
+def test_a_deactivate_users_job_is_undone_with_reason_deactivated_by_job() -> None:
+    """identify never brings back a device a job deactivated; reactivate_devices with that reason does."""
+    add_users(APP, "u1", "u2")
+    identify(APP, "d1", "u1")
+    identify(APP, "d2", "u2")
+    deactivated("errored", "u2")
+    fcm = {"field": "device.transport", "op": "eq", "value": "FCM"}
+    cleanup = job_context(APP, JobType.DEACTIVATE_USERS, {"medium": "push", "criteria": fcm}, dry_run=False)
+    cleanup_rows = run_inline(cleanup).rows
+    assert {row.id for row in cleanup_rows if row.entity is Entity.DEVICE} == {"d1", "d2"}
+    identify(APP, "d1", "u1")
+    assert device(APP, "d1").active is False  # the app's identify does not undo a job
+    window = {"start": "2000-01-01", "end": "2000-06-01"}
+    by_job = {"transport": "FCM", "reason": "deactivated_by_job", "start": cleanup.now.date().isoformat()}
+    by_job["end"] = (cleanup.now + timedelta(days=1)).date().isoformat()
+
+    default = run_inline(context(dry_run=False))
+    undo = run_inline(job_context(APP, JobType.REACTIVATE_DEVICES, by_job, dry_run=False))
+    outside = run_inline(job_context(APP, JobType.REACTIVATE_DEVICES, {**by_job, **window}, dry_run=False))
+
+    # u2 came back with its errored device already; u1 only with the device the cleanup took.
+    assert [(row.entity, row.id) for row in default.rows] == [(Entity.DEVICE, "errored"), (Entity.USER, "u2")]
+    assert sorted(row.id for row in undo.rows if row.entity is Entity.DEVICE) == ["d1", "d2"]
+    assert [row.id for row in undo.rows if row.entity is Entity.USER] == ["u1"]
+    assert outside.rows == []
+    assert (device(APP, "d1").active, device(APP, "d1").deactivation_reason) == (True, None)
+    assert user(APP, "u1").active is True

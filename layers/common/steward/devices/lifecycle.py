@@ -53,14 +53,20 @@ def identify(current: Device | None, device_id: str, request: IdentifyDevice, no
 # conditional update whose condition is the matching predicate below.
 
 
-def reactivation_drift(device: Device, transport: Transport, start: datetime, end: datetime) -> str | None:
+def reactivation_drift(
+    device: Device,
+    transport: Transport,
+    start: datetime,
+    end: datetime,
+    reason: DeactivationReason = DeactivationReason.DELIVERY_ERROR,
+) -> str | None:
     """Why reactivate_devices would leave ``device`` alone, or None when it reactivates it.
 
-    It reactivates the devices of ``transport`` deactivated by delivery errors in [start, end).
+    It reactivates the devices of ``transport`` deactivated for ``reason`` in [start, end).
     """
     if device.active:
         return "active"
-    if device.deactivation_reason != DeactivationReason.DELIVERY_ERROR:
+    if device.deactivation_reason != reason:
         return f"deactivation_reason {device.deactivation_reason or 'none'}"
     if device.transport != transport:
         return f"transport {device.transport.value}"

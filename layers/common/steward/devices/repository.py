@@ -259,18 +259,19 @@ class DeviceRepository:
         end: datetime,
         job_id: str,
         now: datetime,
+        reason: DeactivationReason = DeactivationReason.DELIVERY_ERROR,
     ) -> DeviceWrite:
         """reactivate_devices on one device: ``lifecycle.reactivate`` as a conditional update.
 
         The condition is ``lifecycle.reactivation_drift`` finding nothing
-        (inactive for delivery errors, of ``transport``, deactivated in
+        (inactive for ``reason``, of ``transport``, deactivated in
         [start, end)); the version is bumped so identify's read-modify-write
         cannot write the old state back. The job's id stays on the device so
         that the job recognises its own work.
         """
         condition = (
             (DeviceRecord.active == False)  # noqa: E712
-            & (DeviceRecord.deactivation_reason == DeactivationReason.DELIVERY_ERROR.value)
+            & (DeviceRecord.deactivation_reason == reason.value)
             & (DeviceRecord.transport == transport.value)
             & (DeviceRecord.deactivated_at >= start)
             & (DeviceRecord.deactivated_at < end)

@@ -36,7 +36,7 @@ from pydantic import (
 
 from steward.criteria.models import CriteriaJson
 from steward.criteria.parse import INVALID_CRITERIA, parse_criteria
-from steward.devices.models import Transport
+from steward.devices.models import DeactivationReason, Transport
 from steward.errors import InvalidInput, clip
 from steward.jobs.models import JobType
 from steward.regions.area import AREA_ERROR_CODES, AREA_TYPES, Area
@@ -223,6 +223,11 @@ class ReactivateDevicesParams(JobParams):
     job_type = JobType.REACTIVATE_DEVICES
 
     transport: Transport
+    reason: DeactivationReason = Field(
+        default=DeactivationReason.DELIVERY_ERROR,
+        description="Why they were deactivated: `delivery_error` (the default), or `deactivated_by_job` to undo a "
+        "deactivate_users job (identify brings back only the former).",
+    )
     start: UtcMoment = Field(description="Devices deactivated at or after this moment...")
     end: UtcMoment = Field(description=f"...and before this one; at most {MAX_REACTIVATION_WINDOW.days} days later.")
 
@@ -239,8 +244,10 @@ class ReactivateDevicesParams(JobParams):
         return self
 
     def describe(self) -> str:
+        by = "delivery errors" if self.reason is DeactivationReason.DELIVERY_ERROR else "a deactivate_users job"
         return (
-            f"reactivate the {self.transport.value} devices deactivated from {_iso_z(self.start)} to {_iso_z(self.end)}"
+            f"reactivate the {self.transport.value} devices deactivated by {by} "
+            f"from {_iso_z(self.start)} to {_iso_z(self.end)}"
         )
 
 

@@ -1,14 +1,15 @@
 """reactivate_devices: bring back the devices of one transport that delivery errors deactivated in a window.
 
-A worker per device shard reads it with a pushed-down filter (the
-transport, inactive, reason ``delivery_error``, ``deactivated_at`` in
-[start, end)) and reactivates each device as ``lifecycle.reactivate`` says:
-active, status unused, no failure streak, no last error. The write is a
-conditional update on those same rules (``lifecycle.reactivation_drift``)
-that bumps the version, so identify's read-modify-write cannot write the old
-state back; it records the job's id on the device (``reactivated_by``, not
-part of the domain device), which is how a retried page recognises its own
-work.
+``reason: deactivated_by_job`` brings back instead the devices a
+deactivate_users job deactivated (identify does not), so such a job can be
+undone. A worker per device shard reads it with a pushed-down filter (the
+transport, inactive, the reason, ``deactivated_at`` in [start, end)) and
+reactivates each device as ``lifecycle.reactivate`` says: active, status
+unused, no failure streak, no last error. The write is a conditional update
+on those same rules (``lifecycle.reactivation_drift``) that bumps the
+version, so identify's read-modify-write cannot write the old state back; it
+records the job's id on the device (``reactivated_by``, not part of the
+domain device), which is how a retried page recognises its own work.
 
 Owners: a user that deactivate_users deactivated because nothing reached it
 (reason ``no_active_contact``) is reachable again once it has an active
@@ -28,7 +29,7 @@ each owner brought back.
 from collections.abc import Sequence
 
 from steward.devices import lifecycle
-from steward.devices.models import DeactivationReason, Device
+from steward.devices.models import Device
 from steward.devices.repository import DeviceWrite, JobWrite
 from steward.jobs.engine import (
     Entity,
@@ -86,7 +87,7 @@ class ReactivateDevices(SinglePhase):
         devices, scanned, next_position = repository.deactivated_page(
             ctx.app_id,
             start_of(ctx, item, position),
-            reason=DeactivationReason.DELIVERY_ERROR,
+            reason=params.reason,
             since=params.start,
             before=params.end,
             transport=params.transport,
@@ -130,7 +131,8 @@ class ReactivateDevices(SinglePhase):
             user_id: [
                 device
                 for device, reactivated_by in devices
-                if lifecycle.reactivation_drift(device, params.transport, params.start, params.end) is None
+                if lifecycle.reactivation_drift(device, params.transport, params.start, params.end, params.reason)
+                is None
                 or (device.active and reactivated_by == ctx.job.job_id)
             ]
             for user_id, devices in ctx.services.device_repository.reactivations_of_users(
@@ -158,7 +160,7 @@ class ReactivateDevices(SinglePhase):
                 device = devices.get(row.id)
                 if device is None:
                     return row.with_outcome(Outcome.DRIFTED, _GONE)
-                drift = lifecycle.reactivation_drift(device, params.transport, params.start, params.end)
+                drift = lifecycle.reactivation_drift(device, params.transport, params.start, params.end, params.reason)
                 return row if drift is None else row.with_outcome(Outcome.DRIFTED, drift)
             if row.id not in users:
                 return row.with_outcome(Outcome.DRIFTED, _GONE)
@@ -188,13 +190,13 @@ class ReactivateDevices(SinglePhase):
     def _reactivate_device(self, ctx: JobContext, row: ReportRow) -> ReportRow:
         params = _params(ctx)
         write: DeviceWrite = ctx.services.device_repository.reactivate_for_job(
-            ctx.app_id, row.id, params.transport, params.start, params.end, ctx.job.job_id, ctx.now
+            ctx.app_id, row.id, params.transport, params.start, params.end, ctx.job.job_id, ctx.now, params.reason
         )
         if write.result in (JobWrite.CHANGED, JobWrite.ALREADY):
             return row
         if write.device is None:
             return row.with_outcome(Outcome.NOT_FOUND, "")
-        drift = lifecycle.reactivation_drift(write.device, params.transport, params.start, params.end)
+        drift = lifecycle.reactivation_drift(write.device, params.transport, params.start, params.end, params.reason)
         return row.with_outcome(Outcome.DRIFTED, drift or "changed meanwhile")
 
     def _reactivate_user(self, ctx: JobContext, row: ReportRow) -> ReportRow:
