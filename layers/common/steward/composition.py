@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from steward.apps.service import AppService
     from steward.audit.repository import AuditRepository
     from steward.audit.service import AuditLog
+    from steward.conversations.repository import ConversationRepository
+    from steward.conversations.service import ConversationService
     from steward.criteria.preview import CriteriaPreviewService
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
@@ -136,6 +138,12 @@ class Services:
 
         return AuditRepository()
 
+    @cached_property
+    def conversation_repository(self) -> ConversationRepository:
+        from steward.conversations.repository import ConversationRepository
+
+        return ConversationRepository(self.shard_count)
+
     # Services and use cases
 
     @cached_property
@@ -216,6 +224,12 @@ class Services:
         from steward.tags.service import TagService
 
         return TagService(self.tag_repository, self.device_repository)
+
+    @cached_property
+    def conversations(self) -> ConversationService:
+        from steward.conversations.service import ConversationService
+
+        return ConversationService(self.conversation_repository, self.clock)
 
     @cached_property
     def audit_log(self) -> AuditLog:

@@ -1,0 +1,45 @@
+"""App B's key can neither read nor change app A's conversations, nor see them in its lists."""
+
+from typing import Any
+
+from tests.support.client import A, B, RunningStack, all_items, assert_error, fresh_id, ok
+
+ROUTES_COVERED = {
+    ("POST", "/v1/conversations"),
+    ("GET", "/v1/conversations"),
+    ("GET", "/v1/conversations/{conversation_id}"),
+    ("DELETE", "/v1/conversations/{conversation_id}"),
+    ("POST", "/v1/conversations/{conversation_id}/activity"),
+    ("PUT", "/v1/conversations/{conversation_id}/status"),
+}
+
+
+def test_b_cannot_reach_conversations_of_a(stack: RunningStack) -> None:
+    channel = fresh_id("ch-")
+    user = fresh_id("u-")
+    body: dict[str, Any] = {"channel": channel, "user_id": user}
+    mine = ok(stack.api("POST", "/v1/conversations", stack.key(A), json=body), 201)
+    path = f"/v1/conversations/{mine['conversation_id']}"
+
+    assert_error(stack.api("GET", path, stack.key(B)), 404, "conversation_not_found")
+    assert_error(
+        stack.api("POST", f"{path}/activity", stack.key(B), json={"direction": "inbound"}),
+        404,
+        "conversation_not_found",
+    )
+    assert_error(
+        stack.api("PUT", f"{path}/status", stack.key(B), json={"status": "delete"}), 404, "conversation_not_found"
+    )
+    assert_error(stack.api("DELETE", path, stack.key(B)), 404, "conversation_not_found")
+    for query in ({"channel": channel}, {"user_id": user}):
+        assert all_items(stack, "/v1/conversations", app=B, **query) == []
+
+    # B's own conversation with the same user id and channel stays B's.
+    theirs = ok(stack.api("POST", "/v1/conversations", stack.key(B), json=body), 201)
+    assert [item["conversation_id"] for item in all_items(stack, "/v1/conversations", app=A, user_id=user)] == [
+        mine["conversation_id"]
+    ]
+    assert [item["conversation_id"] for item in all_items(stack, "/v1/conversations", app=B, channel=channel)] == [
+        theirs["conversation_id"]
+    ]
+    assert ok(stack.api("GET", path, stack.key(A))) == mine
