@@ -18,6 +18,7 @@ from api_routes import (
     loyalty,
     regions,
     resources,
+    retention,
     segments,
     tags,
     users,
@@ -60,6 +61,7 @@ for routes in (
     segments,
     tags,
     conversations,
+    retention,
 ):
     app.include_router(routes.build_router(services))
 app.include_router(docs.build_router(app))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from tests.support.client import A, B, RunningStack, all_items, assert_error, fresh_id, ok
+from tests.support.client import A, B, RunningStack, all_items, assert_error, bootstrap_app, fresh_id, ok
 
 ROUTES_COVERED = {
     ("POST", "/v1/conversations"),
@@ -11,6 +11,8 @@ ROUTES_COVERED = {
     ("DELETE", "/v1/conversations/{conversation_id}"),
     ("POST", "/v1/conversations/{conversation_id}/activity"),
     ("PUT", "/v1/conversations/{conversation_id}/status"),
+    ("GET", "/v1/retention-settings"),
+    ("PUT", "/v1/retention-settings"),
 }
 
 
@@ -43,3 +45,11 @@ def test_b_cannot_reach_conversations_of_a(stack: RunningStack) -> None:
         theirs["conversation_id"]
     ]
     assert ok(stack.api("GET", path, stack.key(A))) == mine
+
+
+def test_settings_of_one_app_are_not_the_others(stack: RunningStack) -> None:
+    first, second = (bootstrap_app(stack, "iso-ret", name)["api_key"]["api_key"] for name in ("First", "Second"))
+    stored = ok(stack.api("PUT", "/v1/retention-settings", first, json={"purge_after_days": 3}))
+    assert ok(stack.api("GET", "/v1/retention-settings", second))["settings"] is None
+    ok(stack.api("PUT", "/v1/retention-settings", second, json={"purge_after_days": 9}))
+    assert ok(stack.api("GET", "/v1/retention-settings", first)) == stored

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from steward.audit.repository import AuditRepository
     from steward.audit.service import AuditLog
     from steward.conversations.repository import ConversationRepository
+    from steward.conversations.retention_repository import RetentionSettingsRepository
     from steward.conversations.service import ConversationService
+    from steward.conversations.settings_service import RetentionSettingsService
     from steward.criteria.preview import CriteriaPreviewService
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
@@ -144,6 +146,12 @@ class Services:
 
         return ConversationRepository(self.shard_count)
 
+    @cached_property
+    def retention_settings_repository(self) -> RetentionSettingsRepository:
+        from steward.conversations.retention_repository import RetentionSettingsRepository
+
+        return RetentionSettingsRepository(self.shard_count)
+
     # Services and use cases
 
     @cached_property
@@ -174,7 +182,9 @@ class Services:
     def user_deletion(self) -> UserDeletion:
         from steward.usecases.user_deletion import UserDeletion
 
-        return UserDeletion(self.user_repository, self.loyalty_repository, self.segment_repository)
+        return UserDeletion(
+            self.user_repository, self.loyalty_repository, self.segment_repository, self.device_repository
+        )
 
     @cached_property
     def user_activation(self) -> UserActivation:
@@ -230,6 +240,12 @@ class Services:
         from steward.conversations.service import ConversationService
 
         return ConversationService(self.conversation_repository, self.clock)
+
+    @cached_property
+    def retention_settings(self) -> RetentionSettingsService:
+        from steward.conversations.settings_service import RetentionSettingsService
+
+        return RetentionSettingsService(self.retention_settings_repository, self.clock)
 
     @cached_property
     def audit_log(self) -> AuditLog:

@@ -2,9 +2,18 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from steward.types import UserId, no_control_characters
 
@@ -113,6 +122,12 @@ class ChannelOverride(BaseModel):
     purge_after_days: Days | None = Field(default=None, description="Left out: the app's value; null: 30.")
     delete_user_data: bool | None = Field(default=None, description="Left out or null: the app's value.")
 
+    @model_serializer(mode="wrap")
+    def _only_what_was_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A key left out and a key set to null mean different things: only the keys sent are kept.
+        document: dict[str, Any] = handler(self)
+        return {key: value for key, value in document.items() if key in self.model_fields_set}
+
 
 class RetentionSettings(BaseModel):
     """An app's retention settings. In the app's maps a status left out is null."""
@@ -131,13 +146,9 @@ class RetentionSettings(BaseModel):
         default_factory=dict, max_length=MAX_OVERRIDDEN_CHANNELS, description="Per-channel overrides, key by key."
     )
 
-    def stored(self) -> dict[str, object]:
+    def stored(self) -> dict[str, Any]:
         """The document as stored: a channel keeps only the keys it set (an explicit null included)."""
-        document = self.model_dump(mode="json", exclude={"channels"})
-        document["channels"] = {
-            name: override.model_dump(mode="json", exclude_unset=True) for name, override in self.channels.items()
-        }
-        return document
+        return self.model_dump(mode="json")
 
 
 class EffectiveSettings(BaseModel):
