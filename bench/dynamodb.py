@@ -3,7 +3,7 @@
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +39,24 @@ def write_units(record: Model) -> int:
 def item_size(record: Model) -> int:
     """DynamoDB's item size: attribute names plus values (numbers approximated by their digits)."""
     return sum(len(name.encode()) + _value_size(value) for name, value in record.serialize().items())
+
+
+PricedCall = Callable[[str, dict[str, Any], Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
+def install_pricing(price: PricedCall) -> None:
+    """Route every DynamoDB call pynamodb makes through ``price(name, kwargs, send)``."""
+    original = Connection._make_api_call
+
+    def priced(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return price(operation_name, operation_kwargs, lambda: original(connection, operation_name, operation_kwargs))
+
+    Connection._make_api_call = priced  # type: ignore[method-assign,assignment]
+
+
+def raw_item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item as the low-level API returns it (attribute names plus values)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
 
 
 def _install_counter() -> None:

@@ -16,10 +16,9 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
-from pynamodb.connection.base import Connection
 from pynamodb.models import Model
 
-from bench.dynamodb import counting, create_tables, item_size
+from bench.dynamodb import counting, create_tables, install_pricing, item_size
 from steward.composition import Services
 from steward.devices.models import IdentifyDevice, Transport
 from steward.settings import StoreSettings
@@ -46,15 +45,7 @@ class Meter:
         self.charge = Charge()
 
     def install(self) -> None:
-        original = Connection._make_api_call
-        meter = self
-
-        def priced(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
-            return meter.call(
-                operation_name, operation_kwargs, lambda: original(connection, operation_name, operation_kwargs)
-            )
-
-        Connection._make_api_call = priced  # type: ignore[method-assign,assignment]
+        install_pricing(self.call)
 
     def call(self, name: str, kwargs: dict[str, Any], send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         writes = self._writes(name, kwargs)

@@ -3,6 +3,7 @@
 from typing import Any
 
 from tests.support.client import A, B, RunningStack, all_items, assert_error, bootstrap_app, fresh_id, ok
+from tests.support.retention import conversation, new_app, status_of, sweep
 
 ROUTES_COVERED = {
     ("POST", "/v1/conversations"),
@@ -13,6 +14,10 @@ ROUTES_COVERED = {
     ("PUT", "/v1/conversations/{conversation_id}/status"),
     ("GET", "/v1/retention-settings"),
     ("PUT", "/v1/retention-settings"),
+    ("POST", "/v1/retention/preview"),
+    ("GET", "/v1/retention/runs"),
+    ("GET", "/v1/retention/runs/{run_id}"),
+    ("GET", "/v1/retention/runs/{run_id}/report"),
 }
 
 
@@ -53,3 +58,22 @@ def test_settings_of_one_app_are_not_the_others(stack: RunningStack) -> None:
     assert ok(stack.api("GET", "/v1/retention-settings", second))["settings"] is None
     ok(stack.api("PUT", "/v1/retention-settings", second, json={"purge_after_days": 9}))
     assert ok(stack.api("GET", "/v1/retention-settings", first)) == stored
+
+
+def test_a_sweep_and_its_runs_stay_in_their_app(stack: RunningStack) -> None:
+    mine = new_app(stack, {"archive_after_days": {"open": 1}})
+    theirs = new_app(stack, None)  # no settings: a sweep leaves its conversations alone
+    my_conversation = conversation(stack, mine, "email", "open", 5)
+    their_conversation = conversation(stack, theirs, "email", "open", 5)
+    assert ok(stack.api("POST", "/v1/retention/preview", theirs))["counts"] == {}
+
+    run = sweep(stack, mine)
+
+    assert run["counts"] == {"open->archive": 1}
+    assert status_of(stack, mine, my_conversation) == "archive"
+    assert status_of(stack, theirs, their_conversation) == "open"
+    path = f"/v1/retention/runs/{run['run_id']}"
+    assert_error(stack.api("GET", path, theirs), 404, "retention_run_not_found")
+    assert_error(stack.api("GET", f"{path}/report", theirs), 404, "retention_run_not_found")
+    assert ok(stack.api("GET", "/v1/retention/runs", theirs))["items"] == []
+    assert ok(stack.api("GET", f"{path}/report", mine))["url"]

@@ -493,6 +493,10 @@ class RetentionRunPartRecord(CatalogRecord):
         pass
 
     summary = UnicodeAttribute()
+    # Pages committed so far; each commit is conditioned on it, so a retried step never counts a page twice.
+    seq = NumberAttribute(default=0)
+    position = UnicodeAttribute(null=True)
+    done = BooleanAttribute(default=False)
     expires_at = NumberAttribute(null=True)
 
 

@@ -166,3 +166,75 @@ class RetentionSettingsView(BaseModel):
     settings: RetentionSettings | None = Field(description="As stored; null when the app has none.")
     effective: EffectiveSettings | None = Field(description="What applies to channels without overrides.")
     channels: dict[str, EffectiveSettings] = Field(description="What applies to each channel that has overrides.")
+
+
+# Sweeps: their summaries, and the preview of one.
+
+MAX_USER_SAMPLE = 100
+MAX_PREVIEW_SAMPLE = 20
+RUN_ID_PATTERN = r"^ret_[0-9]{14}_[0-9a-f]{12}$"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class SweepCounts(BaseModel):
+    counts: dict[str, int] = Field(default_factory=dict, description='By transition, e.g. {"open->archive": 2}.')
+    by_channel: dict[str, dict[str, int]] = Field(default_factory=dict, description="The same counts per channel.")
+
+    def count(self, channel: str, steps: tuple[str, ...]) -> None:
+        per_channel = self.by_channel.setdefault(channel, {})
+        for step in steps:
+            self.counts[step] = self.counts.get(step, 0) + 1
+            per_channel[step] = per_channel.get(step, 0) + 1
+
+    def add(self, other: "SweepCounts") -> None:
+        for channel, counts in other.by_channel.items():
+            per_channel = self.by_channel.setdefault(channel, {})
+            for step, number in counts.items():
+                per_channel[step] = per_channel.get(step, 0) + number
+        for step, number in other.counts.items():
+            self.counts[step] = self.counts.get(step, 0) + number
+
+
+class RunSummary(SweepCounts):
+    users_deleted: int = 0
+    users_kept: int = Field(default=0, description="Users of purged conversations kept for their other conversations.")
+    users_deleted_sample: list[str] = Field(default_factory=list, description=f"Up to {MAX_USER_SAMPLE} ids.")
+    users_kept_sample: list[str] = Field(default_factory=list, description=f"Up to {MAX_USER_SAMPLE} ids.")
+
+    def user_deleted(self, user_id: str) -> None:
+        self.users_deleted += 1
+        if len(self.users_deleted_sample) < MAX_USER_SAMPLE:
+            self.users_deleted_sample.append(user_id)
+
+    def user_kept(self, user_id: str) -> None:
+        self.users_kept += 1
+        if len(self.users_kept_sample) < MAX_USER_SAMPLE:
+            self.users_kept_sample.append(user_id)
+
+    def merge(self, other: "RunSummary") -> None:
+        self.add(other)
+        self.users_deleted += other.users_deleted
+        self.users_kept += other.users_kept
+        room = MAX_USER_SAMPLE - len(self.users_deleted_sample)
+        self.users_deleted_sample.extend(other.users_deleted_sample[: max(room, 0)])
+        room = MAX_USER_SAMPLE - len(self.users_kept_sample)
+        self.users_kept_sample.extend(other.users_kept_sample[: max(room, 0)])
+
+
+class RetentionRun(RunSummary):
+    run_id: str
+    status: RunStatus
+    started_at: datetime = Field(description="The sweep's 'now': every rule compares with this instant.")
+    finished_at: datetime | None
+    error: str | None = None
+
+
+class RetentionPreview(SweepCounts):
+    sample: dict[str, list[str]] = Field(
+        default_factory=dict, description=f"Up to {MAX_PREVIEW_SAMPLE} conversation ids per transition."
+    )

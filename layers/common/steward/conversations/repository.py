@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.expressions.condition import Condition
 
 from steward.conditions import condition_failed, read_modify_write, save_versioned
@@ -69,7 +69,7 @@ class ConversationRepository:
         self.shard_count = shard_count
 
     def create(self, app_id: str, conversation: Conversation, now: datetime) -> None:
-        record = self._record(app_id, conversation, now)
+        record = self.record(app_id, conversation, now)
         if not save_versioned(record, None):
             raise RuntimeError("A fresh conversation id was taken.")  # 128 random bits: never in practice
 
@@ -93,7 +93,7 @@ class ConversationRepository:
             return change(current)
 
         def save(conversation: Conversation, version: int | None) -> bool:
-            return save_versioned(self._record(app_id, conversation, now), version)
+            return save_versioned(self.record(app_id, conversation, now), version)
 
         return read_modify_write(load, apply, save, "conversation")
 
@@ -180,12 +180,28 @@ class ConversationRepository:
         resume = None if results.last_evaluated_key is None or not entries else entries[-1].due_sk
         return entries, resume
 
-    def move(self, app_id: str, entry: DueEntry, after: Conversation, now: datetime) -> bool:
-        """Write the sweep's outcome for ``entry``, only if the conversation is still as the index showed it."""
-        record = self._record(app_id, after, now)
+    def move(self, app_id: str, entry: DueEntry, final: ConversationStatus, now: datetime) -> bool:
+        """Move a conversation to ``final``, only if it is still as the index showed it: activity meanwhile wins.
+
+        One UpdateItem, without reading the conversation first. A sweep is not
+        activity: ``last_activity_at`` stays, so idle time keeps counting from it.
+        """
+        shard = shard_of(entry.conversation_id, self.shard_count)
+        clock = now if final == ConversationStatus.DELETE else entry.clock
+        record = ConversationRecord(pk=shard_key(conversations_collection(app_id), shard), sk=entry.conversation_id)
         try:
-            record.save(condition=_unchanged_since(app_id, entry, self.shard_count))
-        except PutError as exc:
+            record.update(
+                actions=[
+                    ConversationRecord.status.set(final.value),
+                    ConversationRecord.status_changed_at.set(now),
+                    ConversationRecord.due_pk.set(shard_key(conversations_due_collection(app_id, final.value), shard)),
+                    ConversationRecord.due_sk.set(f"{clock_text(clock)}#{entry.conversation_id}"),
+                    ConversationRecord.updated_at.set(now),
+                    ConversationRecord.version.add(1),
+                ],
+                condition=_unchanged_since(app_id, entry, self.shard_count),
+            )
+        except UpdateError as exc:
             if condition_failed(exc):
                 return False
             raise
@@ -201,13 +217,6 @@ class ConversationRepository:
                 return False
             raise
         return True
-
-    def get_for_sweep(self, app_id: str, entry: DueEntry) -> Conversation | None:
-        """The conversation an index entry names, consistent, or None when it moved or went since."""
-        record = self._get_record(app_id, entry.conversation_id, True)
-        if record is None or record.due_sk != entry.due_sk or record.status != entry.status.value:
-            return None
-        return to_conversation(record)
 
     def statuses_of_user(self, app_id: str, user_id: str) -> dict[str, ConversationStatus]:
         """The status of each of the user's conversations: reads the user's index entries and nothing else."""
@@ -233,7 +242,8 @@ class ConversationRepository:
         except ConversationRecord.DoesNotExist:
             return None
 
-    def _record(self, app_id: str, conversation: Conversation, now: datetime) -> ConversationRecord:
+    def record(self, app_id: str, conversation: Conversation, now: datetime) -> ConversationRecord:
+        """The item of a conversation, with its index keys (also for bulk loads, such as the benchmark's)."""
         shard = shard_of(conversation.conversation_id, self.shard_count)
         return ConversationRecord(
             pk=shard_key(conversations_collection(app_id), shard),
