@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.user_upserts
 	$(BIN)/python -m bench.segment_members
 	$(BIN)/python -m bench.tags
+	$(BIN)/python -m bench.retention
 	$(BIN)/python -m bench.cold_start
 
 clean:
