@@ -201,6 +201,24 @@ class Meter:
         return 0 if item is None else pricing.item_size(item.to_json()["Attributes"])
 
 
+PricedCall = Callable[[str, dict[str, Any], Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
+def install_pricing(price: PricedCall) -> None:
+    """Route every DynamoDB call pynamodb makes through ``price(name, kwargs, send)`` (a benchmark's own meter)."""
+    original = Connection._make_api_call
+
+    def priced(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return price(operation_name, operation_kwargs, lambda: original(connection, operation_name, operation_kwargs))
+
+    Connection._make_api_call = priced  # type: ignore[method-assign,assignment]
+
+
+def raw_item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item as the low-level API returns it (attribute names plus values)."""
+    return pricing.item_size(item)
+
+
 @contextmanager
 def metering(admit: Callable[[], bool] = lambda: True) -> Iterator[Meter]:
     """Every pynamodb call made inside the block (in the threads ``admit`` lets in), counted and priced."""

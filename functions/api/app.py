@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from api_routes import (
     api_keys,
     audit,
+    conversations,
     criteria,
     devices,
     docs,
@@ -17,6 +18,7 @@ from api_routes import (
     loyalty,
     regions,
     resources,
+    retention,
     segments,
     tags,
     users,
@@ -46,7 +48,21 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load
 docs.configure(app)
 app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
-for routes in (devices, users, resources, api_keys, audit, jobs, regions, criteria, loyalty, segments, tags):
+for routes in (
+    devices,
+    users,
+    resources,
+    api_keys,
+    audit,
+    jobs,
+    regions,
+    criteria,
+    loyalty,
+    segments,
+    tags,
+    conversations,
+    retention,
+):
     app.include_router(routes.build_router(services))
 app.include_router(docs.build_router(app))
 document_responses(app, docs.PUBLIC_PATHS)  # after the last route, before the first request

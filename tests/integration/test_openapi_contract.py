@@ -44,6 +44,8 @@ def seed(stack: RunningStack, key: str) -> None:
         ("POST", "/v1/segments", {"name": "beta", "kind": "static"}),
         ("POST", "/v1/loyalty-programs", {"name": "summer"}),
         ("POST", "/v1/regions", {"type": "poi", "name": "Shop", "country": "FR", "lat": 48.85, "lng": 2.35}),
+        ("POST", "/v1/conversations", {"channel": "email", "user_id": "alice", "subject": "Order 42"}),
+        ("PUT", "/v1/retention-settings", {"archive_after_days": {"open": 30}}),
     ]
     for method, path, body in calls:
         response = stack.api(method, path, key, json=body)

@@ -1,15 +1,12 @@
 """The local runner's wiring, on a fixture template: S3 notifications, state machines, schedules."""
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.client import ROOT, RunningStack, start_local_stack
+from tests.support.client import ROOT, RunningStack, fire, start_local_stack
 
 FIXTURE = ROOT / "tests" / "fixtures" / "wiring" / "template.yaml"
 
@@ -23,18 +20,6 @@ def recorded_sources(stack: RunningStack) -> list[str]:
     table = stack.state["tables"]["RecordsTable"]
     items = stack.client("dynamodb").scan(TableName=table)["Items"]
     return sorted(item["source"]["S"] for item in items)
-
-
-def fire(stack: RunningStack, schedule: str) -> dict[str, str]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "steward_local", "fire", schedule, "--state-file", str(stack.state_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, str] = json.loads(completed.stdout)
-    return result
 
 
 def test_state_file_names_every_resource(wiring: RunningStack) -> None:

@@ -72,6 +72,19 @@ class RunningStack:
         return requests.request(method, self.api_url + path, headers=headers, timeout=30, **kwargs)
 
 
+def fire(stack: RunningStack, schedule: str) -> dict[str, Any]:
+    """`make fire SCHEDULE=<schedule>` against this stack: what EventBridge Scheduler would do now."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "steward_local", "fire", schedule, "--state-file", str(stack.state_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -25,6 +25,8 @@ _API_ENVIRONMENT = {
     "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-jobs",
     "STEWARD_JOB_EVENT_BUS": "cold-jobs",
     "STEWARD_JOB_MAX_CONCURRENCY": "4",
+    "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-retention",
+    "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
 }
 
 
@@ -70,8 +72,11 @@ def test_the_api_loads_services_and_heavy_extras_on_first_use() -> None:
         "aws_xray_sdk",  # tracing is off
         "steward.jobs.service",  # job routes only
         "boto3",  # Step Functions and S3 clients: job routes only
+        "steward.conversations.preview",  # retention routes only
     ):
         assert lazy not in loaded, lazy
+    # The sweep's writes run in the retention function, never in the API.
+    assert "steward.usecases.retention_sweep" not in loaded
     # The job types run in the jobs worker, never in the API.
     assert not {name for name in loaded if name.startswith(("steward.jobs.kinds", "steward.jobs.runner"))}
 
@@ -84,6 +89,18 @@ def test_the_jobs_worker_loads_no_job_type_and_no_http_layer_at_cold_start() -> 
     assert not {name for name in loaded if name.startswith(("steward.jobs.kinds.", "steward.http", "api_routes"))}
     assert "aws_lambda_powertools.event_handler" not in loaded
     assert "aws_xray_sdk" not in loaded
+
+
+def test_the_retention_functions_load_neither_the_http_layer_nor_the_jobs_engine() -> None:
+    scheduler = loaded_modules("retention_scheduler")
+    sweep = loaded_modules("retention")
+
+    for loaded in (scheduler, sweep):
+        assert not {name for name in loaded if name.startswith(("steward.http", "api_routes", "steward.jobs.kinds"))}
+        assert "aws_lambda_powertools.event_handler" not in loaded
+        assert "steward.jobs.runner" not in loaded
+    # The sweep's use case is built on its first step; the scheduler never builds it.
+    assert "steward.usecases.retention_sweep" not in scheduler | sweep
 
 
 @pytest.mark.parametrize(

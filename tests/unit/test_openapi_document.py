@@ -27,6 +27,7 @@ CREATES = {
     ("post", "/v1/segments"),
     ("post", "/v1/jobs"),
     ("post", "/v1/jobs/{job_id}/confirm"),
+    ("post", "/v1/conversations"),
 }
 NO_CONTENT = {
     ("delete", "/v1/devices/{device_id}"),
@@ -35,6 +36,7 @@ NO_CONTENT = {
     ("delete", "/v1/regions/{region_id}"),
     ("delete", "/v1/segments/{segment_id}"),
     ("delete", "/v1/jobs/{job_id}"),
+    ("delete", "/v1/conversations/{conversation_id}"),
 }
 
 

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from steward.apps.service import AppService
     from steward.audit.repository import AuditRepository
     from steward.audit.service import AuditLog
+    from steward.conversations.preview import RetentionPreviewService
+    from steward.conversations.repository import ConversationRepository
+    from steward.conversations.retention_repository import RetentionRunRepository, RetentionSettingsRepository
+    from steward.conversations.runs import RetentionRunService
+    from steward.conversations.scheduler import RetentionScheduler
+    from steward.conversations.service import ConversationService
+    from steward.conversations.settings_service import RetentionSettingsService
     from steward.criteria.preview import CriteriaPreviewService
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
     from steward.segments.service import SegmentService
     from steward.tags.repository import TagRepository
     from steward.tags.service import TagService
+    from steward.usecases.retention_sweep import RetentionSweep
     from steward.usecases.user_activation import UserActivation
     from steward.usecases.user_deletion import UserDeletion
     from steward.users.repository import UserRepository
@@ -58,6 +66,7 @@ class Services:
         job_state_machine: str | None = None,
         job_event_bus: str | None = None,
         job_max_concurrency: int = 16,
+        retention_state_machine: str | None = None,
     ) -> None:
         self.shard_count = shard_count
         self.clock = clock
@@ -67,6 +76,7 @@ class Services:
         self.job_state_machine = job_state_machine
         self.job_event_bus = job_event_bus
         self.job_max_concurrency = job_max_concurrency
+        self.retention_state_machine = retention_state_machine
 
     # Repositories
 
@@ -136,6 +146,18 @@ class Services:
 
         return AuditRepository()
 
+    @cached_property
+    def conversation_repository(self) -> ConversationRepository:
+        from steward.conversations.repository import ConversationRepository
+
+        return ConversationRepository(self.shard_count)
+
+    @cached_property
+    def retention_settings_repository(self) -> RetentionSettingsRepository:
+        from steward.conversations.retention_repository import RetentionSettingsRepository
+
+        return RetentionSettingsRepository(self.shard_count)
+
     # Services and use cases
 
     @cached_property
@@ -166,7 +188,9 @@ class Services:
     def user_deletion(self) -> UserDeletion:
         from steward.usecases.user_deletion import UserDeletion
 
-        return UserDeletion(self.user_repository, self.loyalty_repository, self.segment_repository)
+        return UserDeletion(
+            self.user_repository, self.loyalty_repository, self.segment_repository, self.device_repository
+        )
 
     @cached_property
     def user_activation(self) -> UserActivation:
@@ -218,6 +242,18 @@ class Services:
         return TagService(self.tag_repository, self.device_repository)
 
     @cached_property
+    def conversations(self) -> ConversationService:
+        from steward.conversations.service import ConversationService
+
+        return ConversationService(self.conversation_repository, self.clock)
+
+    @cached_property
+    def retention_settings(self) -> RetentionSettingsService:
+        from steward.conversations.settings_service import RetentionSettingsService
+
+        return RetentionSettingsService(self.retention_settings_repository, self.clock)
+
+    @cached_property
     def audit_log(self) -> AuditLog:
         from steward.audit.service import AuditLog
 
@@ -246,12 +282,8 @@ class Services:
         from steward.jobs.service import JobService
 
         stepfunctions = boto3.client("stepfunctions")
-        machine = _required(self.job_state_machine, "job_state_machine")
-
-        def start_execution(name: str, payload: dict[str, Any]) -> str:
-            # The job id names the execution: a retried start cannot run the job twice.
-            started = stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
-            return str(started["executionArn"])
+        # The job id names the execution: a retried start cannot run the job twice.
+        start_execution = _starter(stepfunctions, _required(self.job_state_machine, "job_state_machine"))
 
         def execution_status(execution_arn: str) -> str:
             return str(stepfunctions.describe_execution(executionArn=execution_arn)["status"])
@@ -290,6 +322,66 @@ class Services:
             events.meta.region_name,
             max_concurrency=self.job_max_concurrency,
         )
+
+    # Retention: the API reads settings, runs and previews; the scheduler starts sweeps; the sweep function runs them.
+
+    @cached_property
+    def retention_run_repository(self) -> RetentionRunRepository:
+        from steward.conversations.retention_repository import RetentionRunRepository
+
+        return RetentionRunRepository()
+
+    @cached_property
+    def retention_preview(self) -> RetentionPreviewService:
+        from steward.conversations.preview import RetentionPreviewService
+
+        return RetentionPreviewService(
+            self.conversation_repository, self.retention_settings_repository, self.shard_count, self.clock
+        )
+
+    @cached_property
+    def retention_runs(self) -> RetentionRunService:
+        from steward.conversations.runs import RetentionRunService
+
+        return RetentionRunService(self.retention_run_repository, self.report_store, self.clock)
+
+    @cached_property
+    def retention_scheduler(self) -> RetentionScheduler:
+        import boto3
+
+        from steward.conversations.scheduler import RetentionScheduler
+
+        # The run id names the execution: a retried start cannot sweep the app twice for one run.
+        machine = _required(self.retention_state_machine, "retention_state_machine")
+        start_execution = _starter(boto3.client("stepfunctions"), machine)
+        return RetentionScheduler(
+            self.retention_settings_repository, self.retention_run_repository, start_execution, self.clock
+        )
+
+    @cached_property
+    def retention_sweep(self) -> RetentionSweep:
+        from steward.conversations.reports import RunReports
+        from steward.usecases.retention_sweep import RetentionSweep
+
+        return RetentionSweep(
+            self.conversation_repository,
+            self.retention_settings_repository,
+            self.retention_run_repository,
+            self.user_deletion,
+            RunReports(self.report_store),
+            self.shard_count,
+            self.clock,
+        )
+
+
+def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]], str]:
+    """Starts an execution of ``machine`` named ``name`` (unique: a retried start fails instead of running twice)."""
+
+    def start_execution(name: str, payload: dict[str, Any]) -> str:
+        started = stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
+        return str(started["executionArn"])
+
+    return start_execution
 
 
 def _required(value: str | None, name: str) -> str:

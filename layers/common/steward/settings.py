@@ -108,3 +108,31 @@ class JobsSettings(StoreSettings):
         object.__setattr__(
             self, "job_max_concurrency", _count("job_max_concurrency", self.job_max_concurrency, 1, MAX_SHARDS)
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionSchedulerSettings(StoreSettings):
+    """What the retention schedule invokes: reads the index of apps with settings, starts their sweeps."""
+
+    retention_state_machine: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _name("retention_state_machine", self.retention_state_machine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionSweepSettings(StoreSettings):
+    """The sweep's steps: the store, the bucket of its reports, and how many shards it sweeps at once."""
+
+    reports_bucket: str
+    retention_max_concurrency: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _name("reports_bucket", self.reports_bucket)
+        object.__setattr__(
+            self,
+            "retention_max_concurrency",
+            _count("retention_max_concurrency", self.retention_max_concurrency, 1, MAX_SHARDS),
+        )

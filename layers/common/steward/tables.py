@@ -13,7 +13,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from steward.settings import StoreSettings
@@ -392,6 +392,116 @@ class JobLockRecord(CatalogRecord):
     job_id = UnicodeAttribute()
 
 
+class ConversationsDue(GlobalSecondaryIndex["ConversationRecord"]):
+    """The retention sweep's due-date index: per (app, status, shard), conversations by the time that ages them.
+
+    pk ``<app_id>#conversation-due#<status>#<shard>``, sk ``<clock>#<conversation id>`` where the
+    clock is ``last_activity_at`` (``status_changed_at`` in delete). A sweep asks each partition
+    for the keys older than its cutoff: when nothing is due, the answer is empty and costs one
+    read unit however many conversations the partition holds.
+    """
+
+    class Meta:
+        index_name = "conversations_due"
+        projection = IncludeProjection(["channel", "user_id"])
+
+    due_pk = UnicodeAttribute(hash_key=True)
+    due_sk = UnicodeAttribute(range_key=True)
+
+
+class ConversationsByUser(GlobalSecondaryIndex["ConversationRecord"]):
+    """Sparse: a user's conversations (pk ``<app_id>#<user_id>``), with the status a deletion check needs.
+
+    The projected attributes change only with the status, never with activity.
+    """
+
+    class Meta:
+        index_name = "conversations_by_user"
+        projection = IncludeProjection(["status"])
+
+    user_key = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class ConversationRecord(CatalogRecord):
+    """A conversation. pk ``<app_id>#conversation#<shard>``, sk the conversation id."""
+
+    class Meta(_Connection):
+        max_pool_connections = 16  # the sweep writes from 16 threads
+
+    channel = UnicodeAttribute()
+    status = UnicodeAttribute()
+    user_id = UnicodeAttribute(null=True)
+    user_key = UnicodeAttribute(null=True)
+    subject = UnicodeAttribute(null=True)
+    last_activity_at = UTCDateTimeAttribute()
+    status_changed_at = UTCDateTimeAttribute()
+    due_pk = UnicodeAttribute()
+    due_sk = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+
+    due = ConversationsDue()
+    by_user = ConversationsByUser()
+
+
+class RetentionSettingsRecord(CatalogRecord):
+    """An app's retention settings as stored (JSON text). pk ``<app_id>#retention``, sk ``settings``."""
+
+    class Meta(_Connection):
+        pass
+
+    document = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+
+
+class RetentionAppRecord(CatalogRecord):
+    """Names one app that has retention settings. pk ``retention-apps#<shard>``, sk the app id.
+
+    The sweep lists apps from these few partitions instead of scanning the table;
+    written and removed in one transaction with the settings.
+    """
+
+    class Meta(_Connection):
+        pass
+
+
+class RetentionRunRecord(CatalogRecord):
+    """One sweep (or its summary so far) of an app. pk ``<app_id>#retention-run``, sk the run id.
+
+    Run ids start with the start time, so a reverse query lists the newest first.
+    ``counts``, ``by_channel`` and the user samples hold JSON text.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    status = UnicodeAttribute()
+    started_at = UTCDateTimeAttribute()
+    finished_at = UTCDateTimeAttribute(null=True)
+    summary = UnicodeAttribute()
+    report_key = UnicodeAttribute(null=True)
+    execution_arn = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+
+
+class RetentionRunPartRecord(CatalogRecord):
+    """What one shard of a run did (JSON text). pk ``<app_id>#retention-part#<run_id>``, sk the shard.
+
+    ``expires_at`` (epoch seconds) is the table's TTL attribute: once the run's summary is
+    written, DynamoDB removes its parts for free instead of a delete per part.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    summary = UnicodeAttribute()
+    # Pages committed so far; each commit is conditioned on it, so a retried step never counts a page twice.
+    seq = NumberAttribute(default=0)
+    position = UnicodeAttribute(null=True)
+    done = BooleanAttribute(default=False)
+    expires_at = NumberAttribute(null=True)
+
+
 # Keys. Sharded collections are named here; sharding.partition_for and
 # shard_key append ``#<shard>`` to a collection name.
 
@@ -488,6 +598,35 @@ def job_lock_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}job-lock"
 
 
+def conversations_collection(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}conversation"
+
+
+def conversations_due_collection(app_id: str, status: str) -> str:
+    """The due index's partitions of one status; shard_key appends the shard."""
+    return f"{app_id}{SEPARATOR}conversation-due{SEPARATOR}{status}"
+
+
+def conversation_user_key(app_id: str, user_id: str) -> str:
+    return f"{app_id}{SEPARATOR}{user_id}"
+
+
+RETENTION_SETTINGS_SK = "settings"
+RETENTION_APPS_COLLECTION = "retention-apps"
+
+
+def retention_settings_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention"
+
+
+def retention_runs_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention-run"
+
+
+def retention_parts_pk(app_id: str, run_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention-part{SEPARATOR}{run_id}"
+
+
 def bind_apps_table(apps_table: str) -> None:
     """Point the app and API key models at this stack's apps table (all the authorizer needs)."""
     AppRecord.Meta.table_name = apps_table
@@ -516,5 +655,10 @@ def bind_tables(settings: StoreSettings) -> None:
         JobItemRecord,
         JobPartRecord,
         JobLockRecord,
+        ConversationRecord,
+        RetentionSettingsRecord,
+        RetentionAppRecord,
+        RetentionRunRecord,
+        RetentionRunPartRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table

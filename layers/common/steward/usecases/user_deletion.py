@@ -1,9 +1,11 @@
-"""Deleting a user: its promo codes are released and it leaves its static segments first."""
+"""Deleting a user: its devices are deleted, its promo codes released and it leaves its static segments first."""
 
 import contextlib
+from datetime import datetime
 
 from steward.clock import utc_now
 from steward.conditions import MAX_ATTEMPTS
+from steward.devices.repository import DeviceRepository
 from steward.errors import Conflict, NotFound
 from steward.loyalty.repository import LoyaltyRepository
 from steward.segments.repository import SegmentRepository
@@ -11,10 +13,17 @@ from steward.users.repository import UserRepository, user_not_found
 
 
 class UserDeletion:
-    def __init__(self, users: UserRepository, loyalty: LoyaltyRepository, segments: SegmentRepository) -> None:
+    def __init__(
+        self,
+        users: UserRepository,
+        loyalty: LoyaltyRepository,
+        segments: SegmentRepository,
+        devices: DeviceRepository,
+    ) -> None:
         self.users = users
         self.loyalty = loyalty
         self.segments = segments
+        self.devices = devices
 
     def delete(self, app_id: str, user_id: str) -> None:
         """Delete a user, after releasing its promo codes (others can take them) and leaving its segments.
@@ -27,6 +36,7 @@ class UserDeletion:
             if user is None:
                 raise user_not_found(user_id)
             now = utc_now()
+            self._delete_devices(app_id, user_id, now)
             for promo in user.promo_codes:
                 with contextlib.suppress(NotFound):  # released by a concurrent detach
                     self.loyalty.detach(app_id, user_id, promo.code, now)
@@ -43,3 +53,10 @@ class UserDeletion:
             if self.users.delete(app_id, user_id, version):
                 return
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
+
+    def _delete_devices(self, app_id: str, user_id: str, now: datetime) -> None:
+        """The user's devices go first (with their tags), so a failure leaves a user that a retry deletes."""
+        for device in self.devices.devices_of_users(app_id, [user_id], consistent=True).get(user_id, []):
+            # Gone meanwhile, or identified by another user since: not this user's to delete.
+            with contextlib.suppress(NotFound, Conflict):
+                self.devices.delete(app_id, device.device_id, user_id, now)

@@ -1,0 +1,195 @@
+"""DynamoDB units, calls and Step Functions state transitions of a retention sweep over 100,000 conversations.
+
+Seeds one app's conversations in moto (16 shards), then sweeps them the way
+the state machine does (plan, pages of each shard, finalize), twice: once
+with nothing due, once with everything due (each conversation moves one
+step, open -> archive). Every DynamoDB call pynamodb makes is priced with
+the published rules: 1 write unit per started KB of the larger of the item
+before and after, plus 1 per index entry written and 1 per index entry
+removed (a moved index key is both); 1 read unit per started 4 KB of what a
+query returns, per query, half when eventually consistent (index queries
+always are). A query that returns nothing still costs 0.5 unit.
+
+    .venv/bin/python -m bench.retention
+"""
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from bench.dynamodb import counting, create_tables, install_pricing, raw_item_size
+from steward.composition import Services
+from steward.conversations.models import Conversation, ConversationStatus, RetentionSettings
+from steward.conversations.selection import SWEEP_ORDER
+from steward.tables import ConversationRecord
+
+APP = "bench-app"
+SHARDS = 16
+CONVERSATIONS = 100_000
+BUCKET = "bench-reports"
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+# The indexes of the CatalogTable and what each projects besides its keys.
+INDEXES = {("due_pk", "due_sk"): ("channel", "user_id"), ("user_key", "sk"): ("status",)}
+CHANNELS = ["email", "sms", "whatsapp", "chat", "push"]
+
+
+@dataclass
+class Charge:
+    write_units: float = 0
+    read_units: float = 0
+    refused: int = 0
+
+
+class Meter:
+    """Prices every DynamoDB call pynamodb makes; reads items before and after through an uncounted client."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("dynamodb")
+        self.charge = Charge()
+
+    def install(self) -> None:
+        install_pricing(self.call)
+
+    def call(self, name: str, kwargs: dict[str, Any], send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = kwargs.get("Key") or (
+            {"pk": kwargs["Item"]["pk"], "sk": kwargs["Item"]["sk"]} if "Item" in kwargs else None
+        )
+        writes = name in ("PutItem", "UpdateItem", "DeleteItem")
+        before = self._item(kwargs["TableName"], key) if writes and key else None
+        try:
+            response = send()
+        except Exception:
+            self.charge.refused += 1
+            if writes:
+                self.charge.write_units += _units(raw_item_size(before or {}), 1024)
+            raise
+        if writes and key:
+            after = self._item(kwargs["TableName"], key)
+            self.charge.write_units += _units(max(raw_item_size(before or {}), raw_item_size(after or {})), 1024)
+            self.charge.write_units += _index_writes(before, after)
+        factor = 1 if kwargs.get("ConsistentRead") else 0.5
+        if name == "Query":
+            self.charge.read_units += factor * _units(
+                sum(raw_item_size(item) for item in response.get("Items", [])), 4096
+            )
+        elif name == "GetItem":
+            item = response.get("Item")
+            self.charge.read_units += factor * _units(raw_item_size(item or {}), 4096)
+        return response
+
+    def _item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+        return item
+
+
+def _index_writes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+    """Index entries written and removed: 1 unit each (entries are far below 1 KB)."""
+    units = 0
+    for keys, projected in INDEXES.items():
+        old = _entry(before, keys, projected)
+        new = _entry(after, keys, projected)
+        if old == new:
+            continue
+        old_key = None if old is None else {name: old[name] for name in keys}
+        new_key = None if new is None else {name: new[name] for name in keys}
+        if old is not None and new is not None and old_key == new_key:
+            units += 1  # same entry, a projected attribute changed
+        else:
+            units += (old is not None) + (new is not None)
+    return units
+
+
+def _entry(item: dict[str, Any] | None, keys: tuple[str, str], projected: tuple[str, ...]) -> dict[str, Any] | None:
+    if item is None or any(name not in item for name in keys):
+        return None
+    return {name: item[name] for name in (*keys, "pk", "sk", *projected) if name in item}
+
+
+def _units(size: int, unit: int) -> int:
+    return max(1, math.ceil(size / unit))
+
+
+def seed(services: Services, idle_days: int) -> None:
+    """CONVERSATIONS open conversations of five channels, last active ``idle_days`` ago, a user each."""
+    repository = services.conversation_repository
+    at = NOW - timedelta(days=idle_days)
+    with ConversationRecord.batch_write() as batch:
+        for number in range(CONVERSATIONS):
+            conversation = Conversation(
+                conversation_id=f"cnv_{number:032x}",
+                channel=CHANNELS[number % len(CHANNELS)],
+                status=ConversationStatus.OPEN,
+                user_id=f"user-{number:06d}",
+                subject="Where is my order?",
+                created_at=at,
+                last_activity_at=at,
+                status_changed_at=at,
+            )
+            batch.save(repository.record(APP, conversation, at))
+
+
+def sweep(services: Services, meter: Meter, run_id: str) -> tuple[Charge, Counter[str], int, int, dict[str, int]]:
+    """One sweep of the app as the state machine runs it; returns its charge, calls, steps, transitions, counts."""
+    meter.charge = Charge()
+    sweeper = services.retention_sweep
+    with counting() as counted:
+        shards = sweeper.plan(APP, run_id, NOW)["shards"]
+        pages = 0
+        for shard in shards:
+            done = False
+            while not done:
+                done = sweeper.sweep_page(APP, run_id, NOW, shard)
+                pages += 1
+        run = sweeper.finalize(APP, run_id, None)
+    # Standard workflow transitions: Plan, Shards, Finalize; per shard, Page and ShardDone per page, then Done.
+    transitions = 3 + 2 * pages + len(shards)
+    invocations = 2 + pages
+    return meter.charge, Counter(counted), invocations, transitions, run.counts
+
+
+def main() -> None:
+    with mock_aws():
+        create_tables(SHARDS)
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        services = Services(SHARDS, clock=lambda: NOW, reports_bucket=BUCKET)
+        settings = {
+            "archive_after_days": dict.fromkeys(("open", "pending", "automated", "sent"), 30),
+            "delete_after_days": dict.fromkeys(("archive", "irrelevant", "resolved"), 30),
+            "purge_after_days": 30,
+        }
+        services.retention_settings.put(APP, RetentionSettings.model_validate(settings))
+        started = time.monotonic()
+        seed(services, idle_days=10)
+        print(f"seeded {CONVERSATIONS:,} conversations in {time.monotonic() - started:.0f} s")
+        meter = Meter()
+        meter.install()
+
+        per = 100_000 / CONVERSATIONS  # 1 at the committed size; smaller runs scale to 100,000
+        columns = f"{'RCU':>8} {'WCU':>9} {'Lambda':>7} {'SFN':>6}"
+        print(f"{'per 100,000 conversations, 16 shards':40} {columns}  DynamoDB calls")
+        for label, idle_days in (("nothing due (idle 10 days, rules 30)", None), ("everything due (idle 40 days)", 40)):
+            if idle_days is not None:
+                seed(services, idle_days)
+            charge, calls, invocations, transitions, counts = sweep(
+                services, meter, f"ret_{20260601000000 + (idle_days or 0)}_{0:012x}"
+            )
+            listed = ", ".join(f"{count * per:,.0f} {name}" for name, count in sorted(calls.items()))
+            print(
+                f"{label:40} {charge.read_units * per:>8,.1f} {charge.write_units * per:>9,.0f} "
+                f"{invocations * per:>7,.0f} {transitions * per:>6,.0f}  {listed}"
+            )
+            print(f"{'':40} moved: {counts}  refused writes: {charge.refused}")
+        partitions = len(SWEEP_ORDER) * SHARDS
+        print(f"\nA sweep queries at most {partitions} due-index partitions", end=" ")
+        print(f"({len(SWEEP_ORDER)} statuses x {SHARDS} shards), whatever the number of conversations.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Conversations: their lifecycle, storage and the retention rules that archive and delete them."""

@@ -1,0 +1,302 @@
+"""Data access for conversations: one CatalogTable item each, write-sharded, with a due-date index.
+
+Every item carries its place in the due index (``due_pk``, ``due_sk``): the
+index partition of its status and shard, sorted by the time that ages it
+(``last_activity_at``, or ``status_changed_at`` in delete). Every write
+rewrites both, so the index always agrees with the item; the sweep's
+conditional writes test them, so activity recorded meanwhile wins.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.expressions.condition import Condition
+
+from steward.conditions import condition_failed, read_modify_write, save_versioned
+from steward.conversations.models import Conversation, ConversationFilter, ConversationStatus
+from steward.errors import NotFound
+from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, fit_page
+from steward.sharded_query import cursor_after, query_shards
+from steward.sharding import partition_for, shard_key, shard_of
+from steward.tables import (
+    ConversationRecord,
+    conversation_user_key,
+    conversations_collection,
+    conversations_due_collection,
+)
+
+_CLOCK_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Sorts after '#' (what follows the clock in a due key): "< cutoff + _AFTER_CLOCK" includes the cutoff itself.
+_AFTER_CLOCK = "$"
+# A user's conversations are read in pages of this many keys (the index holds keys and status).
+_USER_PAGE = 100
+
+
+def conversation_not_found(conversation_id: str) -> NotFound:
+    return NotFound(
+        f"Conversation {conversation_id!r} does not exist.", code="conversation_not_found", field="conversation_id"
+    )
+
+
+def aging_clock(conversation: Conversation) -> datetime:
+    """The time a conversation's idleness counts from: its last activity, or for delete its entry into delete."""
+    if conversation.status == ConversationStatus.DELETE:
+        return conversation.status_changed_at
+    return conversation.last_activity_at
+
+
+def clock_text(at: datetime) -> str:
+    return at.astimezone(UTC).strftime(_CLOCK_FORMAT)
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """One due-index entry: enough for the sweep to decide without reading the conversation."""
+
+    conversation_id: str
+    status: ConversationStatus
+    channel: str
+    user_id: str | None
+    clock: datetime
+    due_sk: str
+
+
+class ConversationRepository:
+    def __init__(self, shard_count: int) -> None:
+        self.shard_count = shard_count
+
+    def create(self, app_id: str, conversation: Conversation, now: datetime) -> None:
+        record = self.record(app_id, conversation, now)
+        if not save_versioned(record, None):
+            raise RuntimeError("A fresh conversation id was taken.")  # 128 random bits: never in practice
+
+    def get(self, app_id: str, conversation_id: str, *, consistent: bool = False) -> Conversation | None:
+        record = self._get_record(app_id, conversation_id, consistent)
+        return None if record is None else to_conversation(record)
+
+    def update(
+        self, app_id: str, conversation_id: str, change: Callable[[Conversation], Conversation], now: datetime
+    ) -> Conversation:
+        """Read, apply the pure ``change`` and write back only if nobody wrote in between; nothing when unchanged."""
+
+        def load() -> tuple[Conversation | None, int | None]:
+            record = self._get_record(app_id, conversation_id, True)
+            if record is None:
+                raise conversation_not_found(conversation_id)
+            return to_conversation(record), int(record.version)
+
+        def apply(current: Conversation | None) -> Conversation:
+            assert current is not None  # load raised otherwise
+            return change(current)
+
+        def save(conversation: Conversation, version: int | None) -> bool:
+            return save_versioned(self.record(app_id, conversation, now), version)
+
+        return read_modify_write(load, apply, save, "conversation")
+
+    def delete(self, app_id: str, conversation_id: str) -> bool:
+        """Delete at once; False when there was no such conversation."""
+        record = ConversationRecord(pk=self._pk(app_id, conversation_id), sk=conversation_id)
+        try:
+            record.delete(condition=ConversationRecord.sk.exists())
+        except DeleteError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def list_page(
+        self, app_id: str, conversation_filter: ConversationFilter, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        if conversation_filter.user_id is not None:
+            return self._list_for_user(app_id, conversation_filter, cursor, limit)
+        condition: Condition | None = None
+        if conversation_filter.status is not None:
+            condition = ConversationRecord.status == conversation_filter.status.value
+        if conversation_filter.channel is not None:
+            by_channel = ConversationRecord.channel == conversation_filter.channel
+            condition = by_channel if condition is None else condition & by_channel
+        records, next_cursor = query_shards(
+            ConversationRecord, conversations_collection(app_id), self.shard_count, cursor, limit, condition
+        )
+        return fit_page(
+            ((to_conversation(record), cursor_after(record.pk, record.sk)) for record in records), next_cursor
+        )
+
+    def _list_for_user(
+        self, app_id: str, conversation_filter: ConversationFilter, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        assert conversation_filter.user_id is not None
+        position = decode_cursor(cursor)
+        key = conversation_user_key(app_id, conversation_filter.user_id)
+        start = None
+        if position is not None:
+            after = cursor_str(position, "after")
+            start = {"user_key": {"S": key}, "sk": {"S": after}, "pk": {"S": self._pk(app_id, after)}}
+        condition = None
+        if conversation_filter.status is not None:
+            condition = ConversationRecord.status == conversation_filter.status.value
+        results = ConversationRecord.by_user.query(
+            key, filter_condition=condition, limit=limit, last_evaluated_key=start
+        )
+        keys = [(record.pk, record.sk) for record in results]
+        next_cursor = None
+        if results.last_evaluated_key is not None:
+            next_cursor = encode_cursor({"after": results.last_evaluated_key["sk"]["S"]})
+        # The index is eventually consistent: what it names is read again and checked.
+        fetched = {record.sk: record for record in ConversationRecord.batch_get(keys)} if keys else {}
+        conversations = (
+            (to_conversation(fetched[sort_key]), encode_cursor({"after": sort_key}))
+            for _, sort_key in keys
+            if sort_key in fetched and _matches(fetched[sort_key], conversation_filter)
+        )
+        return fit_page(conversations, next_cursor)
+
+    # The retention sweep
+
+    def due_entries(
+        self, app_id: str, status: ConversationStatus, shard: int, cutoff: datetime, after: str | None, limit: int
+    ) -> tuple[list[DueEntry], str | None]:
+        """Index entries of one (status, shard) aged at or before ``cutoff``, oldest first, from ``after`` on.
+
+        Returns the entries and the sort key to resume after (None when none are left).
+        """
+        partition = shard_key(conversations_due_collection(app_id, status.value), shard)
+        start = (
+            None
+            if after is None
+            else {"due_pk": {"S": partition}, "due_sk": {"S": after}, **self._base_key(app_id, after)}
+        )
+        results = ConversationRecord.due.query(
+            partition,
+            ConversationRecord.due_sk < clock_text(cutoff) + _AFTER_CLOCK,
+            limit=limit,
+            last_evaluated_key=start,
+        )
+        entries = [_entry(record, status) for record in results]
+        resume = None if results.last_evaluated_key is None or not entries else entries[-1].due_sk
+        return entries, resume
+
+    def move(self, app_id: str, entry: DueEntry, final: ConversationStatus, now: datetime) -> bool:
+        """Move a conversation to ``final``, only if it is still as the index showed it: activity meanwhile wins.
+
+        One UpdateItem, without reading the conversation first. A sweep is not
+        activity: ``last_activity_at`` stays, so idle time keeps counting from it.
+        """
+        shard = shard_of(entry.conversation_id, self.shard_count)
+        clock = now if final == ConversationStatus.DELETE else entry.clock
+        record = ConversationRecord(pk=shard_key(conversations_collection(app_id), shard), sk=entry.conversation_id)
+        try:
+            record.update(
+                actions=[
+                    ConversationRecord.status.set(final.value),
+                    ConversationRecord.status_changed_at.set(now),
+                    ConversationRecord.due_pk.set(shard_key(conversations_due_collection(app_id, final.value), shard)),
+                    ConversationRecord.due_sk.set(f"{clock_text(clock)}#{entry.conversation_id}"),
+                    ConversationRecord.updated_at.set(now),
+                    ConversationRecord.version.add(1),
+                ],
+                condition=_unchanged_since(app_id, entry, self.shard_count),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def purge(self, app_id: str, entry: DueEntry) -> bool:
+        """Delete a conversation permanently, only if it is still in delete as the index showed it."""
+        record = ConversationRecord(pk=self._pk(app_id, entry.conversation_id), sk=entry.conversation_id)
+        try:
+            record.delete(condition=_unchanged_since(app_id, entry, self.shard_count))
+        except DeleteError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def statuses_of_user(self, app_id: str, user_id: str) -> dict[str, ConversationStatus]:
+        """The status of each of the user's conversations: reads the user's index entries and nothing else."""
+        statuses: dict[str, ConversationStatus] = {}
+        for record in ConversationRecord.by_user.query(conversation_user_key(app_id, user_id), page_size=_USER_PAGE):
+            statuses[record.sk] = ConversationStatus(record.status)
+        return statuses
+
+    # Records
+
+    def _pk(self, app_id: str, conversation_id: str) -> str:
+        return partition_for(conversations_collection(app_id), conversation_id, self.shard_count)
+
+    def _base_key(self, app_id: str, due_sk: str) -> dict[str, Any]:
+        conversation_id = due_sk.rsplit("#", 1)[-1]
+        return {"pk": {"S": self._pk(app_id, conversation_id)}, "sk": {"S": conversation_id}}
+
+    def _get_record(self, app_id: str, conversation_id: str, consistent: bool) -> ConversationRecord | None:
+        try:
+            return ConversationRecord.get(
+                self._pk(app_id, conversation_id), conversation_id, consistent_read=consistent
+            )
+        except ConversationRecord.DoesNotExist:
+            return None
+
+    def record(self, app_id: str, conversation: Conversation, now: datetime) -> ConversationRecord:
+        """The item of a conversation, with its index keys (also for bulk loads, such as the benchmark's)."""
+        shard = shard_of(conversation.conversation_id, self.shard_count)
+        return ConversationRecord(
+            pk=shard_key(conversations_collection(app_id), shard),
+            sk=conversation.conversation_id,
+            channel=conversation.channel,
+            status=conversation.status.value,
+            user_id=conversation.user_id,
+            user_key=None if conversation.user_id is None else conversation_user_key(app_id, conversation.user_id),
+            subject=conversation.subject,
+            created_at=conversation.created_at,
+            updated_at=now,
+            last_activity_at=conversation.last_activity_at,
+            status_changed_at=conversation.status_changed_at,
+            due_pk=shard_key(conversations_due_collection(app_id, conversation.status.value), shard),
+            due_sk=f"{clock_text(aging_clock(conversation))}#{conversation.conversation_id}",
+        )
+
+
+def _unchanged_since(app_id: str, entry: DueEntry, shard_count: int) -> Condition:
+    shard = shard_of(entry.conversation_id, shard_count)
+    due_pk = shard_key(conversations_due_collection(app_id, entry.status.value), shard)
+    condition: Condition = (ConversationRecord.due_pk == due_pk) & (ConversationRecord.due_sk == entry.due_sk)
+    return condition
+
+
+def _entry(record: ConversationRecord, status: ConversationStatus) -> DueEntry:
+    clock_part, conversation_id = record.due_sk.rsplit("#", 1)
+    return DueEntry(
+        conversation_id=conversation_id,
+        status=status,
+        channel=record.channel,
+        user_id=record.user_id,
+        clock=datetime.strptime(clock_part, _CLOCK_FORMAT).replace(tzinfo=UTC),
+        due_sk=record.due_sk,
+    )
+
+
+def _matches(record: ConversationRecord, conversation_filter: ConversationFilter) -> bool:
+    if conversation_filter.user_id is not None and record.user_id != conversation_filter.user_id:
+        return False
+    if conversation_filter.status is not None and record.status != conversation_filter.status.value:
+        return False
+    return conversation_filter.channel is None or record.channel == conversation_filter.channel
+
+
+def to_conversation(record: ConversationRecord) -> Conversation:
+    return Conversation(
+        conversation_id=record.sk,
+        channel=record.channel,
+        status=ConversationStatus(record.status),
+        user_id=record.user_id,
+        subject=record.subject,
+        created_at=record.created_at,
+        last_activity_at=record.last_activity_at,
+        status_changed_at=record.status_changed_at,
+    )

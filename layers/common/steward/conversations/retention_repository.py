@@ -1,0 +1,212 @@
+"""Data access for retention: each app's settings, the index of apps that have settings, and sweep runs."""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import PutError
+from pynamodb.expressions.update import Action
+
+from steward.conditions import condition_failed
+from steward.conversations.models import RetentionRun, RetentionSettings, RunStatus, RunSummary
+from steward.pagination import Page, cursor_str, decode_cursor, fit_page
+from steward.sharded_query import partition_cursor_after
+from steward.sharding import shard_key, shard_of
+from steward.tables import (
+    RETENTION_APPS_COLLECTION,
+    RETENTION_SETTINGS_SK,
+    RetentionAppRecord,
+    RetentionRunPartRecord,
+    RetentionRunRecord,
+    RetentionSettingsRecord,
+    retention_parts_pk,
+    retention_runs_pk,
+    retention_settings_pk,
+)
+from steward.transactions import Transaction
+
+
+class RetentionSettingsRepository:
+    def __init__(self, shard_count: int) -> None:
+        # The index of apps is sharded like any collection, so that millions of apps never make a hot partition.
+        self.shard_count = shard_count
+
+    def get(self, app_id: str) -> RetentionSettings | None:
+        try:
+            record = RetentionSettingsRecord.get(
+                retention_settings_pk(app_id), RETENTION_SETTINGS_SK, consistent_read=True
+            )
+        except RetentionSettingsRecord.DoesNotExist:
+            return None
+        return RetentionSettings.model_validate(json.loads(record.document))
+
+    def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
+        """Store the settings and list the app in the index of apps with settings, in one transaction."""
+        transaction = Transaction()
+        document = json.dumps(settings.stored(), separators=(",", ":"), sort_keys=True)
+        record = RetentionSettingsRecord(
+            pk=retention_settings_pk(app_id),
+            sk=RETENTION_SETTINGS_SK,
+            document=document,
+            created_at=now,
+            updated_at=now,
+        )
+        transaction.put("settings", record)
+        listed = RetentionAppRecord(pk=self._index_pk(app_id), sk=app_id, created_at=now, updated_at=now)
+        transaction.put("app", listed)
+        transaction.commit()
+
+    def apps(self) -> Iterator[str]:
+        """Every app that has settings: one query per index shard (a page holds thousands of app ids)."""
+        for shard in range(self.shard_count):
+            for record in RetentionAppRecord.query(shard_key(RETENTION_APPS_COLLECTION, shard)):
+                yield record.sk
+
+    def _index_pk(self, app_id: str) -> str:
+        return shard_key(RETENTION_APPS_COLLECTION, shard_of(app_id, self.shard_count))
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """One shard's progress in a run: what its committed pages did, and where it resumes."""
+
+    summary: RunSummary
+    seq: int
+    position: dict[str, Any] | None
+    done: bool
+
+
+# A run's per-shard parts are only needed until its summary is written: TTL removes them for free.
+PART_TTL = timedelta(days=7)
+
+
+class RetentionRunRepository:
+    def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
+        """Record a run as running; a retried start finds the run it created."""
+        record = RetentionRunRecord(
+            pk=retention_runs_pk(app_id),
+            sk=run_id,
+            status=RunStatus.RUNNING.value,
+            started_at=started_at,
+            summary=RunSummary().model_dump_json(),
+            created_at=started_at,
+            updated_at=started_at,
+        )
+        try:
+            record.save(condition=RetentionRunRecord.sk.does_not_exist())
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+            existing = self.get(app_id, run_id)
+            assert existing is not None
+            return existing
+        return _run(record)
+
+    def get(self, app_id: str, run_id: str) -> RetentionRun | None:
+        try:
+            return _run(RetentionRunRecord.get(retention_runs_pk(app_id), run_id, consistent_read=True))
+        except RetentionRunRecord.DoesNotExist:
+            return None
+
+    def report_key(self, app_id: str, run_id: str) -> str | None:
+        try:
+            record = RetentionRunRecord.get(retention_runs_pk(app_id), run_id)
+        except RetentionRunRecord.DoesNotExist:
+            return None
+        return record.report_key
+
+    def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[RetentionRun]:
+        """The app's runs, newest first (run ids start with their start time)."""
+        position = decode_cursor(cursor)
+        start = None
+        if position is not None:
+            start = {"pk": {"S": retention_runs_pk(app_id)}, "sk": {"S": cursor_str(position, "after")}}
+        results = RetentionRunRecord.query(
+            retention_runs_pk(app_id), scan_index_forward=False, limit=limit, last_evaluated_key=start
+        )
+        records = list(results)
+        next_cursor = None
+        if results.last_evaluated_key is not None and records:
+            next_cursor = partition_cursor_after(records[-1].sk)
+        return fit_page(((_run(record), partition_cursor_after(record.sk)) for record in records), next_cursor)
+
+    def part(self, app_id: str, run_id: str, shard: int) -> RunPart:
+        try:
+            record = RetentionRunPartRecord.get(
+                retention_parts_pk(app_id, run_id), _part_sk(shard), consistent_read=True
+            )
+        except RetentionRunPartRecord.DoesNotExist:
+            return RunPart(RunSummary(), 0, None, False)
+        position = None if record.position is None else json.loads(record.position)
+        return RunPart(RunSummary.model_validate_json(record.summary), int(record.seq), position, record.done)
+
+    def commit_part(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart, now: datetime) -> bool:
+        """Write a shard's progress, only if no other attempt committed a page since ``before`` was read."""
+        record = RetentionRunPartRecord(
+            pk=retention_parts_pk(app_id, run_id),
+            sk=_part_sk(shard),
+            summary=after.summary.model_dump_json(),
+            seq=after.seq,
+            position=None if after.position is None else json.dumps(after.position),
+            done=after.done,
+            expires_at=int((now + PART_TTL).timestamp()),
+            created_at=now,
+            updated_at=now,
+        )
+        condition = (
+            RetentionRunPartRecord.sk.does_not_exist() if before.seq == 0 else RetentionRunPartRecord.seq == before.seq
+        )
+        try:
+            record.save(condition=condition)
+        except PutError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def parts(self, app_id: str, run_id: str) -> list[RunSummary]:
+        """Every shard's summary (a partition of at most ``ShardCount`` small items)."""
+        records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
+        return [RunSummary.model_validate_json(record.summary) for record in records]
+
+    def finish(
+        self,
+        app_id: str,
+        run_id: str,
+        summary: RunSummary,
+        status: RunStatus,
+        now: datetime,
+        report_key: str | None,
+        error: str | None,
+    ) -> None:
+        actions: list[Action] = [
+            RetentionRunRecord.status.set(status.value),
+            RetentionRunRecord.summary.set(summary.model_dump_json()),
+            RetentionRunRecord.finished_at.set(now),
+            RetentionRunRecord.updated_at.set(now),
+        ]
+        if report_key is not None:
+            actions.append(RetentionRunRecord.report_key.set(report_key))
+        if error is not None:
+            actions.append(RetentionRunRecord.error.set(error))
+        RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
+            actions=actions, condition=RetentionRunRecord.sk.exists()
+        )
+
+
+def _part_sk(shard: int) -> str:
+    return f"{shard:03d}"
+
+
+def _run(record: RetentionRunRecord) -> RetentionRun:
+    summary = RunSummary.model_validate_json(record.summary)
+    return RetentionRun(
+        **summary.model_dump(),
+        run_id=record.sk,
+        status=RunStatus(record.status),
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        error=record.error,
+    )

@@ -1,0 +1,147 @@
+"""The sweep's use case on moto's DynamoDB and S3: transitions, one step per sweep, concurrency, users, preview."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from steward.composition import Services
+from steward.conversations.models import (
+    ConversationStatus,
+    CreateConversation,
+    RecordActivity,
+    RetentionSettings,
+    RunStatus,
+)
+from steward.conversations.selection import ShardPosition, due_page
+from steward.settings import StoreSettings
+from steward.sharding import shard_of
+from tests.support.service import new_users
+
+APP = "app-a"
+OTHER_APP = "app-b"
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+BUCKET = "steward-test-reports"
+
+
+@pytest.fixture
+def services(store: StoreSettings) -> Services:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return Services(store.shard_count, clock=lambda: NOW, reports_bucket=BUCKET)
+
+
+def conversation(services: Services, idle_days: float, app_id: str = APP, **fields: Any) -> str:
+    at = (NOW - timedelta(days=idle_days)).isoformat()
+    body = {"channel": "email", "created_at": at, "last_activity_at": at, "status_changed_at": at, **fields}
+    return services.conversations.create(app_id, CreateConversation.model_validate(body)).conversation_id
+
+
+def sweep(services: Services, run_id: str = "ret_20260601000000_000000000000", page: int = 2) -> Any:
+    sweeper = services.retention_sweep
+    for shard in sweeper.plan(APP, run_id, NOW)["shards"]:
+        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=page):
+            pass
+    return sweeper.finalize(APP, run_id, None)
+
+
+def status_of(services: Services, conversation_id: str) -> str | None:
+    found = services.conversation_repository.get(APP, conversation_id)
+    return None if found is None else found.status.value
+
+
+def test_preview_then_sweep_give_the_same_counts_and_one_step_each(services: Services) -> None:
+    document = {
+        "archive_after_days": {"open": 30, "sent": 0},
+        "delete_after_days": {"archive": 10, "resolved": 0},
+        "purge_after_days": 5,
+        "channels": {"whatsapp": {"archive_after_days": {"open": 1}}},
+    }
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    idle_open = conversation(services, 40)
+    fresh_open = conversation(services, 20)
+    whatsapp = conversation(services, 2, channel="whatsapp")
+    sent = conversation(services, 0, status="sent")
+    archived = conversation(services, 11, status="archive")
+    resolved = conversation(services, 0, status="resolved")
+    old_delete = conversation(services, 6, status="delete")
+    young_delete = conversation(services, 4, status="delete")
+    other_app = conversation(services, 400, OTHER_APP)
+
+    preview = services.retention_preview.preview(APP)
+    run = sweep(services)
+
+    expected = {
+        "open->archive": 2,
+        "sent->archive": 1,
+        "archive->delete": 1,
+        "resolved->delete": 1,
+        "delete->purged": 1,
+    }
+    assert preview.counts == run.counts == expected
+    assert preview.by_channel == run.by_channel
+    assert run.by_channel["whatsapp"] == {"open->archive": 1}
+    assert set(preview.sample["open->archive"]) == {idle_open, whatsapp}
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.finished_at is not None
+    # One step each: the archived conversation moved to delete, not on to purged; the open ones stop at archive.
+    states = {cid: status_of(services, cid) for cid in (idle_open, fresh_open, whatsapp, sent, archived, resolved)}
+    assert states == {
+        idle_open: "archive",
+        fresh_open: "open",
+        whatsapp: "archive",
+        sent: "archive",
+        archived: "delete",
+        resolved: "delete",
+    }
+    assert status_of(services, old_delete) is None
+    assert status_of(services, young_delete) == "delete"
+    assert services.conversation_repository.get(OTHER_APP, other_app) is not None
+    # A sweep is not activity.
+    moved = services.conversation_repository.get(APP, idle_open)
+    assert moved is not None
+    assert moved.last_activity_at == NOW - timedelta(days=40)
+    assert moved.status_changed_at == NOW
+
+
+def test_zero_days_chain_to_the_purge_in_one_sweep(services: Services) -> None:
+    document = {"archive_after_days": {"open": 30}, "delete_after_days": {"archive": 0}, "purge_after_days": 0}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    idle = conversation(services, 40)
+    run = sweep(services)
+    assert run.counts == {"open->archive": 1, "archive->delete": 1, "delete->purged": 1}
+    assert status_of(services, idle) is None
+
+
+def test_activity_recorded_meanwhile_wins(services: Services) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    idle = conversation(services, 3)
+    settings = services.retention_settings_repository.get(APP)
+    assert settings is not None
+    shard = shard_of(idle, services.shard_count)
+    page = due_page(services.conversation_repository, APP, settings, shard, NOW, ShardPosition(), 10)
+    [decision] = page.decisions
+    services.conversations.record_activity(APP, idle, RecordActivity(direction="inbound"))  # after the read
+    assert not services.conversation_repository.move(APP, decision.entry, ConversationStatus.ARCHIVE, NOW)
+    assert status_of(services, idle) == "open"
+
+
+def test_delete_user_data_deletes_a_user_without_other_conversations(services: Services) -> None:
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "gone", "kept")
+    conversation(services, 1, status="delete", user_id="gone")
+    conversation(services, 1, status="delete", user_id="kept")
+    conversation(services, 1, status="open", user_id="kept")
+    run = sweep(services)
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+    assert (run.users_kept, run.users_kept_sample) == (1, ["kept"])
+    assert services.user_repository.get(APP, "gone") is None
+    assert services.user_repository.get(APP, "kept") is not None
+
+
+def test_an_app_without_settings_is_left_alone(services: Services) -> None:
+    idle = conversation(services, 4000, status="delete")
+    assert services.retention_preview.preview(APP).counts == {}
+    assert sweep(services).counts == {}
+    assert status_of(services, idle) == "delete"
