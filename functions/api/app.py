@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api_routes import (
     api_keys,
+    audiences,
     audit,
     criteria,
     devices,
@@ -40,13 +41,16 @@ services = Services(
     settings.shard_count,
     reports_bucket=settings.reports_bucket,
     job_state_machine=settings.job_state_machine,
+    imports_bucket=settings.imports_bucket,
+    audience_data_bucket=settings.audience_data_bucket,
+    audience_importer=settings.audience_importer,
 )
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)
 docs.configure(app)
 app.use(middlewares=[authorize(public_paths=docs.PUBLIC_PATHS)])
 register_error_handlers(app, logger)
-for routes in (devices, users, resources, api_keys, audit, jobs, regions, criteria, loyalty, segments, tags):
+for routes in (devices, users, resources, api_keys, audit, jobs, regions, criteria, loyalty, segments, tags, audiences):
     app.include_router(routes.build_router(services))
 app.include_router(docs.build_router(app))
 document_responses(app, docs.PUBLIC_PATHS)  # after the last route, before the first request

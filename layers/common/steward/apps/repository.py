@@ -39,6 +39,14 @@ class AppRepository:
     def get(self, app_id: str) -> App:
         return _to_app(self._get(app_id))
 
+    def exists(self, app_id: str) -> bool:
+        """One eventually consistent read of the profile's key (half a read unit)."""
+        try:
+            AppRecord.get(app_pk(app_id), APP_PROFILE_SK, attributes_to_get=["pk"])
+        except AppRecord.DoesNotExist:
+            return False
+        return True
+
     def set_password(self, app_id: str, password_hash: str, now: datetime) -> None:
         """Replace the admin password hash, keeping the TOTP secret."""
         self._update_profile(app_id, [AppRecord.admin_password_hash.set(password_hash), AppRecord.updated_at.set(now)])

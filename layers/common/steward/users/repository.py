@@ -44,6 +44,17 @@ class UserRepository:
         records = ProfileRecord.batch_get(keys, consistent_read=consistent)
         return {record.sk: (to_user(record), int(record.version)) for record in records}
 
+    def existing_ids(self, app_id: str, user_ids: list[str]) -> set[str]:
+        """Which ids are registered users: BatchGetItem of the keys alone, eventually consistent.
+
+        Each profile still costs half a read unit (DynamoDB bills the item, not the projection).
+        Never touches the users' activity.
+        """
+        keys = [(partition_for(app_id, user_id, self.shard_count), user_id) for user_id in dict.fromkeys(user_ids)]
+        if not keys:
+            return set()
+        return {record.sk for record in ProfileRecord.batch_get(keys, attributes_to_get=["pk", "sk"])}
+
     def upsert(self, app_id: str, user_id: str, change: UserChange) -> User:
         """Read, apply ``change`` and write back only if nobody wrote in between (as for devices)."""
 
