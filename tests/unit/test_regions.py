@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pynamodb.connection.table import TableConnection
 
+from steward import batch_writes
 from steward.batch import ItemError
 from steward.composition import Services
 from steward.errors import InvalidInput, NotFound
-from steward import batch_writes
 from steward.regions.models import (
     MAX_BATCH_REGIONS,
     MAX_POLYGON_POINTS,
