@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from steward.apps.repository import ApiKeyRepository, AppRepository, ReauthRepository
     from steward.apps.service import AppService
     from steward.audiences.importer import AudienceImporter
+    from steward.audiences.limits import AudienceLimits
     from steward.audiences.models import Layout
     from steward.audiences.repository import AudienceRepository
     from steward.audiences.service import AudienceService
@@ -312,6 +313,12 @@ class Services:
         from steward.audiences.repository import AudienceRepository
 
         return AudienceRepository()
+
+    @cached_property
+    def audience_limits(self) -> AudienceLimits:
+        from steward.audiences.limits import AudienceLimits
+
+        return AudienceLimits(self.audience_repository)
 
     @cached_property
     def audience_objects(self) -> S3Objects:
