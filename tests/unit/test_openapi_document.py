@@ -35,6 +35,7 @@ NO_CONTENT = {
     ("delete", "/v1/regions/{region_id}"),
     ("delete", "/v1/segments/{segment_id}"),
     ("delete", "/v1/jobs/{job_id}"),
+    ("delete", "/v1/audiences/{name}/tombstone"),
 }
 
 

@@ -31,14 +31,10 @@ class Scanner:
         self.samples: list[InvalidLine] = []
         self._carry = b""
         self._line_no = 0
-        self._at_start = True
         self._seen_row = False
         self._skipping = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        if self._at_start and chunk:
-            chunk = chunk.removeprefix(BOM)
-            self._at_start = False
         if self._skipping:
             newline = chunk.find(b"\n")
             if newline < 0:
@@ -64,6 +60,8 @@ class Scanner:
     def _lines(self, lines: list[bytes], data: bytes) -> list[bytes]:
         first = self._line_no + 1
         self._line_no += len(lines)
+        if first == 1 and lines and lines[0].startswith(BOM):
+            lines[0] = lines[0][len(BOM) :]
         if not self._seen_row:
             self._skip_header(lines)
         plain = data.isascii() and not any(marker in data for marker in _SLOW_PATH_BYTES)
