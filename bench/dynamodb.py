@@ -60,6 +60,8 @@ def _value_size(value: dict[str, Any]) -> int:
         return len(content.encode())
     if kind == "N":
         return math.ceil(len(content.strip("-").replace(".", "")) / 2) + 1
+    if kind == "B":
+        return len(content)
     if kind in ("BOOL", "NULL"):
         return 1
     if kind == "M":

@@ -138,7 +138,7 @@ class AudienceImporter:
                 f"The file has {record.size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB).",
             )
         try:
-            parsed = self._parse_and_store(app_id, record.bucket, key, record.size)
+            parsed = self.build_version(app_id, record.bucket, key, record.size)
         except ObjectUnreadable as exc:
             return self._fail(target, sequencer, "unreadable", f"The file could not be read: {exc}")
         except Exception as exc:
@@ -194,7 +194,8 @@ class AudienceImporter:
 
     # --- The work --------------------------------------------------------------
 
-    def _parse_and_store(self, app_id: str, bucket: str, key: str, size: int) -> Parsed:
+    def build_version(self, app_id: str, bucket: str, key: str, size: int) -> Parsed:
+        """Parse the object and write a new version that no reader sees until ``publish`` flips to it."""
         partitions = buckets.partitions_for(size)
         version = secrets.token_hex(8)
         scanner = Scanner()
