@@ -55,10 +55,14 @@ def importer(files: Files, heard: Heard, repository: AudienceRepository) -> Audi
     )  # fmt: skip
 
 
-def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -> None:
+def an_app() -> tuple[Files, Heard, AudienceRepository, AudienceImporter]:
     AppRepository().create(APP, "Acme", "hash", None, NOW)
     files, heard, repository = Files(), Heard(), AudienceRepository()
-    subject = importer(files, heard, repository)
+    return files, heard, repository, importer(files, heard, repository)
+
+
+def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -> None:
+    files, heard, repository, subject = an_app()
     # The older file's import claims first and builds its version slowly...
     files.body = b"u-old\n"
     subject.handle(ObjectCreated("bucket", KEY, 6, "00A1"))
@@ -72,7 +76,8 @@ def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -
 
     assert flipped is None
     current = repository.get(APP, "race", consistent=True)
-    assert current is not None and current.layout is not None
+    assert current is not None
+    assert current.layout is not None
     assert files.lists[current.layout.members_key] == b"u-new\n"
     subject.remove_version(APP, slow.layout)
     assert slow.layout.members_key not in files.lists
@@ -81,9 +86,7 @@ def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -
 
 
 def test_sequencers_compare_after_right_padding(store: StoreSettings) -> None:
-    AppRepository().create(APP, "Acme", "hash", None, NOW)
-    files, heard, repository = Files(), Heard(), AudienceRepository()
-    subject = importer(files, heard, repository)
+    files, _, _, subject = an_app()
     files.body = b"u1\n"
     subject.handle(ObjectCreated("bucket", KEY, 3, "0055AED6DCD90281E5"))
 
