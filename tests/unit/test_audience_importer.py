@@ -1,6 +1,6 @@
 """The importer's ordering rules on moto's DynamoDB: a slower import of an older file never replaces a newer one."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from steward.apps.repository import AppRepository
@@ -45,13 +45,34 @@ class Heard:
         self.events.append(("failed", failure.code))
 
 
-def importer(files: Files, heard: Heard, repository: AudienceRepository) -> AudienceImporter:
-    def registered(app_id: str, user_ids: list[str]) -> set[str]:
-        return {user_id for user_id in user_ids if user_id.startswith("u")}
+class Users:
+    """The app's users, found by lookups or read once; records which way was taken."""
 
+    def __init__(self, user_ids: list[str]) -> None:
+        self.user_ids = user_ids
+        self.looked_up = 0
+        self.read = 0
+
+    def registered(self, app_id: str, user_ids: list[str]) -> set[str]:
+        self.looked_up += len(user_ids)
+        return set(user_ids) & set(self.user_ids)
+
+    def read_ids(self, app_id: str, limit: int, sink: Callable[[list[bytes]], None]) -> bool:
+        for user_id in self.user_ids:
+            self.read += 1
+            if self.read > limit:
+                return False
+            sink([user_id.encode()])
+        return True
+
+
+def importer(
+    files: Files, heard: Heard, repository: AudienceRepository, users: Users | None = None
+) -> AudienceImporter:
+    found = users or Users(["u-old", "u-older", "u-new", "u1", "u2"])
     return AudienceImporter(
-        repository, files, files, registered, lambda app_id: app_id == APP, heard, lambda name: None,
-        lambda: NOW, None,
+        repository, files, files, found.registered, found.read_ids, lambda app_id: app_id == APP, heard,
+        lambda name: None, lambda: NOW, None,
     )  # fmt: skip
 
 
@@ -96,3 +117,20 @@ def test_sequencers_compare_after_right_padding(store: StoreSettings) -> None:
     older = subject.handle(ObjectCreated("bucket", KEY, 3, "0055AED6DCD90281E4FF"))
 
     assert (newer.outcome, older.outcome) == ("imported", "skipped")
+
+
+def test_the_registered_check_reads_the_apps_users_only_when_that_is_cheaper(store: StoreSettings) -> None:
+    files, heard, repository, _ = an_app()
+    few = Users(["u1", "u2"])
+    many = Users([f"u{n}" for n in range(10)])
+    files.body = b"u1\nu2\nu3\nstranger\n"
+
+    read_once = importer(files, heard, repository, few).handle(ObjectCreated("bucket", KEY, 16, "01"))
+    looked_up = importer(files, heard, repository, many).handle(ObjectCreated("bucket", KEY, 16, "02"))
+
+    # 2 users for 4 distinct ids: read once, no lookup. 10 users: the read stops at the 5th, then 4 lookups.
+    assert (few.read, few.looked_up) == (2, 0)
+    assert (many.read, many.looked_up) == (5, 4)
+    assert read_once.counts is not None
+    assert looked_up.counts is not None
+    assert (read_once.counts.members, looked_up.counts.members) == (2, 3)

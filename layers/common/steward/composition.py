@@ -370,6 +370,7 @@ class Services:
             self.audience_objects,
             self.audience_objects,
             users.existing_ids,
+            users.read_ids,
             app_exists,
             notifier,
             self.audience_metric or _no_metric,

@@ -43,6 +43,8 @@ LOOKUP_BATCH = 100
 LOOKUP_THREADS = 8
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
+# (app, at most this many users, where their ids go) -> whether every user was read within the limit.
+UserIds = Callable[[str, int, Callable[[list[bytes]], None]], bool]
 AppExists = Callable[[str], bool]
 Metric = Callable[[str], None]
 
@@ -83,6 +85,7 @@ class AudienceImporter:
         source: ObjectSource,
         member_lists: MemberLists,
         registered_ids: RegisteredIds,
+        user_ids: UserIds,
         app_exists: AppExists,
         notifier: Notifier,
         metric: Metric,
@@ -93,6 +96,7 @@ class AudienceImporter:
         self.source = source
         self.member_lists = member_lists
         self.registered_ids = registered_ids
+        self.user_ids = user_ids
         self.app_exists = app_exists
         self.notifier = notifier
         self.metric = metric
@@ -239,16 +243,37 @@ class AudienceImporter:
         return Parsed(counts, scanner.samples, layout)
 
     def _keep_registered(self, app_id: str, spill: "Spill", work: Path) -> tuple[int, int]:
-        """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members)."""
-        distinct_total = members_total = 0
+        """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members).
+
+        Which users are registered is read the cheaper way. A lookup costs half a unit per distinct
+        id; reading the app's users once costs their bytes / 8 KB, at most half a unit per user. So
+        the users are read when the app has at most as many users as the file has distinct ids (the
+        read stops, and lookups are used, at the first user past that): never more than the lookups.
+        """
+        distinct_total = 0
         for partition in range(spill.partitions):
             path = spill.path(partition)
             distinct = sorted(set(path.read_bytes().split(b"\n")) - {b""})
-            path.unlink()
-            registered = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
-            members = [user_id for user_id in distinct if user_id.decode("utf-8") in registered]
-            (work / f"members-{partition}").write_bytes(b"".join(user_id + b"\n" for user_id in members))
+            path.write_bytes(b"".join(user_id + b"\n" for user_id in distinct))
             distinct_total += len(distinct)
+        users = Spill(work, "users", spill.partitions)
+        try:
+            read_all = self.user_ids(app_id, distinct_total, users.add)
+        finally:
+            users.close()
+        members_total = 0
+        for partition in range(spill.partitions):
+            path = spill.path(partition)
+            distinct = [user_id for user_id in path.read_bytes().split(b"\n") if user_id]
+            path.unlink()
+            if read_all:
+                registered_bytes = set(users.path(partition).read_bytes().split(b"\n"))
+                members = [user_id for user_id in distinct if user_id in registered_bytes]
+            else:
+                registered = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
+                members = [user_id for user_id in distinct if user_id.decode("utf-8") in registered]
+            users.path(partition).unlink()
+            (work / f"members-{partition}").write_bytes(b"".join(user_id + b"\n" for user_id in members))
             members_total += len(members)
         return distinct_total, members_total
 
