@@ -5,6 +5,7 @@ the operator's own AWS credentials, against the stack's tables.
     python -m steward_admin --stack-name steward-prod create-key --app-id acme --name ops --scopes read,write
     python -m steward_admin --stack-name steward-prod rotate-admin --app-id acme [--reset-totp | --disable-totp]
     python -m steward_admin --stack-name steward-prod verify-audit --app-id acme
+    python -m steward_admin --stack-name steward-prod set-max-audiences --app-id acme --max 250
 
 Secrets (API keys, admin password, TOTP secret) are printed once, as JSON.
 verify-audit re-walks an app's audit log and exits with status 1 when a link is broken.
@@ -37,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         print(verification.model_dump_json(indent=2))
         return 0 if verification.intact else 1
     try:
-        result = _run(services.apps, arguments)
+        if arguments.command == "set-max-audiences":
+            result = services.audience_limits.set(arguments.app_id, arguments.max).model_dump(mode="json")
+        else:
+            result = _run(services.apps, arguments)
     except StewardError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message, "field": exc.field}}), file=sys.stderr)
         return 2
@@ -125,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
         "verify-audit", help="re-walk an app's audit log and report the first broken link (exit status 1)"
     )
     verify.add_argument("--app-id", required=True)
+
+    limit = commands.add_parser(
+        "set-max-audiences", help="set how many audiences an app may hold (default 100; refused files do not count)"
+    )
+    limit.add_argument("--app-id", required=True)
+    limit.add_argument("--max", type=int, required=True, help="1-10000")
     return parser
 
 

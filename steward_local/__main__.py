@@ -59,6 +59,7 @@ def run(template: Path, state_file: Path, seed_demo: bool) -> None:
         "tables": stack.physical_ids("AWS::DynamoDB::Table"),
         "state_machines": stack.physical_ids("AWS::StepFunctions::StateMachine"),
         "event_buses": stack.event_buses(),
+        "topics": stack.physical_ids("AWS::SNS::Topic"),
         "schedules": stack.schedule_names(),
         "functions": stack.physical_ids("AWS::Lambda::Function"),
         "apps": [
@@ -143,7 +144,8 @@ def _banner(state: dict[str, Any], state_file: Path) -> str:
         lines += [
             "  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\",
             f"       .venv/bin/aws --endpoint-url {endpoint} --region {region} \\",
-            f"       s3 cp audience.csv s3://{bucket}/{app_id}/audience.csv",
+            f"       s3 cp audience.csv s3://{bucket}/imports/{app_id}/audience.csv",
+            f"  curl -s -H 'Authorization: Bearer {key}' {api}/v1/audiences/audience",
         ]
     for schedule in state["schedules"].values():
         lines.append(f"  make fire SCHEDULE={schedule}")

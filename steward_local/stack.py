@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from steward_local import moto_speedups
+from steward_local import moto_speedups, s3_events
 from steward_local.intrinsics import Resolver, Resource
 from steward_local.lambdas import InProcessLambdas
 from steward_local.template import ARTIFACTS_BUCKET, Transformed, load_and_transform
@@ -98,6 +98,7 @@ def start_stack(config: StackConfig) -> Stack:
         }
     )
     moto_speedups.install()
+    s3_events.install()
     server = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
     server.start()
     request = urllib.request.Request(

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api_routes import (
     api_keys,
+    audiences,
     audit,
     conversations,
     criteria,
@@ -42,6 +43,9 @@ services = Services(
     settings.shard_count,
     reports_bucket=settings.reports_bucket,
     job_state_machine=settings.job_state_machine,
+    imports_bucket=settings.imports_bucket,
+    audience_data_bucket=settings.audience_data_bucket,
+    audience_importer=settings.audience_importer,
 )
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)
@@ -62,6 +66,7 @@ for routes in (
     tags,
     conversations,
     retention,
+    audiences,
 ):
     app.include_router(routes.build_router(services))
 app.include_router(docs.build_router(app))

@@ -27,6 +27,11 @@ _API_ENVIRONMENT = {
     "STEWARD_JOB_MAX_CONCURRENCY": "4",
     "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-retention",
     "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
+    "STEWARD_IMPORTS_BUCKET": "cold-imports",
+    "STEWARD_AUDIENCE_DATA_BUCKET": "cold-audiences",
+    "STEWARD_AUDIENCE_IMPORTER": "cold-importer",
+    "STEWARD_AUDIENCE_TOPIC": "arn:aws:sns:us-east-1:123456789012:cold-failures",
+    "STEWARD_AUDIENCE_EVENT_BUS": "cold-audiences",
 }
 
 
@@ -73,6 +78,8 @@ def test_the_api_loads_services_and_heavy_extras_on_first_use() -> None:
         "steward.jobs.service",  # job routes only
         "boto3",  # Step Functions and S3 clients: job routes only
         "steward.conversations.preview",  # retention routes only
+        "steward.audiences.service",  # audience routes only
+        "steward.audiences.importer",  # the importer's use case never runs in the API
     ):
         assert lazy not in loaded, lazy
     # The sweep's writes run in the retention function, never in the API.
@@ -132,3 +139,12 @@ def test_the_stand_in_tracer_leaves_the_handler_as_it_is() -> None:
 
     assert stand_in.capture_lambda_handler(capture_response=False)(handler) is handler
     assert stand_in.capture_lambda_handler(handler) is handler
+
+
+def test_the_audience_importer_loads_neither_the_http_layer_nor_the_api_routes() -> None:
+    loaded = loaded_modules("audience_import")
+
+    assert "steward.audiences.importer" in loaded
+    assert not {name for name in loaded if name.startswith(("steward.http", "api_routes", "steward.jobs"))}
+    assert "aws_lambda_powertools.event_handler" not in loaded
+    assert "aws_xray_sdk" not in loaded

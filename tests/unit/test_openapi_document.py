@@ -37,6 +37,7 @@ NO_CONTENT = {
     ("delete", "/v1/segments/{segment_id}"),
     ("delete", "/v1/jobs/{job_id}"),
     ("delete", "/v1/conversations/{conversation_id}"),
+    ("delete", "/v1/audiences/{name}/tombstone"),
 }
 
 

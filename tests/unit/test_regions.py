@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pynamodb.connection.table import TableConnection
 
+from steward import batch_writes
 from steward.batch import ItemError
 from steward.composition import Services
 from steward.errors import InvalidInput, NotFound
-from steward.regions import repository as region_repository
 from steward.regions.models import (
     MAX_BATCH_REGIONS,
     MAX_POLYGON_POINTS,
@@ -469,7 +469,7 @@ class FlakyBatchWrites:
             return {**data, "UnprocessedItems": {connection.table_name: unprocessed} if unprocessed else {}}
 
         monkeypatch.setattr(TableConnection, "batch_write_item", batch_write_item)
-        monkeypatch.setattr(region_repository.time, "sleep", self.sleeps.append)
+        monkeypatch.setattr(batch_writes.time, "sleep", self.sleeps.append)
 
 
 def test_batch_retries_unprocessed_items_with_backoff(service: RegionService, monkeypatch: pytest.MonkeyPatch) -> None:

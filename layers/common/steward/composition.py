@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from steward.apps.reauth import Reauthentication
     from steward.apps.repository import ApiKeyRepository, AppRepository, ReauthRepository
     from steward.apps.service import AppService
+    from steward.audiences.importer import AudienceImporter
+    from steward.audiences.limits import AudienceLimits
+    from steward.audiences.models import Layout
+    from steward.audiences.repository import AudienceRepository
+    from steward.audiences.service import AudienceService
+    from steward.audiences.storage import S3Objects
     from steward.audit.repository import AuditRepository
     from steward.audit.service import AuditLog
     from steward.conversations.preview import RetentionPreviewService
@@ -67,6 +73,12 @@ class Services:
         job_event_bus: str | None = None,
         job_max_concurrency: int = 16,
         retention_state_machine: str | None = None,
+        imports_bucket: str | None = None,
+        audience_data_bucket: str | None = None,
+        audience_importer: str | None = None,
+        audience_topic: str | None = None,
+        audience_event_bus: str | None = None,
+        audience_metric: Callable[[str], None] | None = None,
     ) -> None:
         self.shard_count = shard_count
         self.clock = clock
@@ -77,6 +89,13 @@ class Services:
         self.job_event_bus = job_event_bus
         self.job_max_concurrency = job_max_concurrency
         self.retention_state_machine = retention_state_machine
+        # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
+        self.imports_bucket = imports_bucket
+        self.audience_data_bucket = audience_data_bucket
+        self.audience_importer = audience_importer
+        self.audience_topic = audience_topic
+        self.audience_event_bus = audience_event_bus
+        self.audience_metric = audience_metric
 
     # Repositories
 
@@ -373,6 +392,78 @@ class Services:
             self.clock,
         )
 
+    # Audiences: the importer writes them, the API reads them.
+
+    @cached_property
+    def audience_repository(self) -> AudienceRepository:
+        from steward.audiences.repository import AudienceRepository
+
+        return AudienceRepository()
+
+    @cached_property
+    def audience_limits(self) -> AudienceLimits:
+        from steward.audiences.limits import AudienceLimits
+
+        return AudienceLimits(self.audience_repository)
+
+    @cached_property
+    def audience_objects(self) -> S3Objects:
+        import boto3
+
+        from steward.audiences.storage import S3Objects
+
+        return S3Objects(boto3.client("s3"), _required(self.audience_data_bucket, "audience_data_bucket"))
+
+    @cached_property
+    def audiences(self) -> AudienceService:
+        import boto3
+
+        from steward.audiences.service import AudienceService
+        from steward.audiences.storage import UploadLinks
+
+        importer = _required(self.audience_importer, "audience_importer")
+        lambda_client = boto3.client("lambda")
+
+        def cleanup(app_id: str, layout: Layout) -> None:
+            # Removing a large audience's buckets takes longer than a request: the importer does it.
+            payload = {"cleanup": {"app_id": app_id, **layout.model_dump()}}
+            lambda_client.invoke(FunctionName=importer, InvocationType="Event", Payload=json.dumps(payload).encode())
+
+        links = UploadLinks(boto3.client("s3"), _required(self.imports_bucket, "imports_bucket"))
+        return AudienceService(self.audience_repository, self.audience_objects, links, cleanup, self.clock)
+
+    @cached_property
+    def audience_importer_service(self) -> AudienceImporter:
+        import boto3
+
+        from steward.audiences.importer import AudienceImporter
+        from steward.audiences.storage import AudienceNotifier
+
+        notifier = AudienceNotifier(
+            boto3.client("sns"),
+            _required(self.audience_topic, "audience_topic"),
+            boto3.client("events"),
+            _required(self.audience_event_bus, "audience_event_bus"),
+        )
+        users = self.user_repository
+        apps = self.app_repository
+
+        def app_exists(app_id: str) -> bool:
+            return apps.exists(app_id)
+
+        return AudienceImporter(
+            self.audience_repository,
+            self.audience_objects,
+            self.audience_objects,
+            users.existing_ids,
+            users.read_ids,
+            app_exists,
+            notifier,
+            self.audience_metric or _no_metric,
+            self.clock,
+            None,
+        )
+
 
 def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]], str]:
     """Starts an execution of ``machine`` named ``name`` (unique: a retried start fails instead of running twice)."""
@@ -382,6 +473,10 @@ def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]]
         return str(started["executionArn"])
 
     return start_execution
+
+
+def _no_metric(name: str) -> None:
+    return None
 
 
 def _required(value: str | None, name: str) -> str:

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError, UpdateError
 
 from steward.errors import Conflict
 
@@ -74,3 +74,14 @@ def read_modify_write[T](
         if updated == current or save(updated, version):
             return updated
     raise Conflict(f"The {what} changed concurrently too many times; retry the request.", code="concurrent_update")
+
+
+def update_if(record: Any, actions: list[Any], condition: Any) -> bool:
+    """One UpdateItem of a pynamodb record; False when its condition refused it (other failures raise)."""
+    try:
+        record.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True

@@ -86,11 +86,20 @@ class ApiSettings(StoreSettings):
 
     reports_bucket: str
     job_state_machine: str
+    imports_bucket: str
+    audience_data_bucket: str
+    audience_importer: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _name("reports_bucket", self.reports_bucket)
-        _name("job_state_machine", self.job_state_machine)
+        for name in (
+            "reports_bucket",
+            "job_state_machine",
+            "imports_bucket",
+            "audience_data_bucket",
+            "audience_importer",
+        ):
+            _name(name, getattr(self, name))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,3 +145,16 @@ class RetentionSweepSettings(StoreSettings):
             "retention_max_concurrency",
             _count("retention_max_concurrency", self.retention_max_concurrency, 1, MAX_SHARDS),
         )
+
+
+class AudienceImporterSettings(StoreSettings):
+    """The audience importer: the store, where member lists live, and where failures and imports are told."""
+
+    audience_data_bucket: str
+    audience_topic: str
+    audience_event_bus: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("audience_data_bucket", "audience_topic", "audience_event_bus"):
+            _name(name, getattr(self, name))

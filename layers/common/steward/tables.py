@@ -5,6 +5,7 @@ placeholders below are never used against a real table.
 """
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     MapAttribute,
@@ -54,6 +55,8 @@ class AppRecord(Model):
     reauth_attempts = NumberAttribute(null=True)
     reauth_window_start = NumberAttribute(null=True)
     totp_last_step = NumberAttribute(null=True)
+    # Audience imports: the most audiences the app may hold (null: the default).
+    max_audiences = NumberAttribute(null=True)
 
 
 class ApiKeyRecord(Model):
@@ -502,6 +505,64 @@ class RetentionRunPartRecord(CatalogRecord):
     expires_at = NumberAttribute(null=True)
 
 
+class AudienceRecord(CatalogRecord):
+    """An imported audience. pk ``<app_id>#audience``, sk the audience name.
+
+    ``version`` points at the member buckets readers use; it moves, with the
+    counts and the sequencer, in one conditional write (steward/audiences/).
+    Held well below 4 KB, so an eventually consistent read costs half a unit.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    status = UnicodeAttribute()
+    # Whether the audience counts against the app's maximum (a refused new audience does not).
+    counted = BooleanAttribute(default=False)
+    version = UnicodeAttribute(null=True)
+    partitions = NumberAttribute(null=True)
+    buckets_per_partition = NumberAttribute(null=True)
+    members_key = UnicodeAttribute(null=True)
+    counts = UnicodeAttribute(null=True)
+    invalid_samples = UnicodeAttribute(null=True)
+    source_key = UnicodeAttribute(null=True)
+    # S3 sequencers, upper-case and right-padded with zeros: compare as strings.
+    sequencer = UnicodeAttribute(null=True)
+    attempt_sequencer = UnicodeAttribute(null=True)
+    attempt_started_at = UTCDateTimeAttribute(null=True)
+    imported_at = UTCDateTimeAttribute(null=True)
+    last_failure = UnicodeAttribute(null=True)
+    deleted_at = UTCDateTimeAttribute(null=True)
+    refused_key = UnicodeAttribute(null=True)
+    refused_at = UTCDateTimeAttribute(null=True)
+
+
+class AudienceCountRecord(CatalogRecord):
+    """How many audiences count against the app's maximum. pk ``<app_id>#audience-count``, sk ``count``."""
+
+    class Meta(_Connection):
+        pass
+
+    audiences = NumberAttribute(default=0)
+
+
+class AudienceBucketRecord(Model):
+    """One packed hash bucket of an audience version: 12-byte hashes of its members' ids, sorted.
+
+    pk ``<app_id>#audience-bucket#<version>#<bucket>``, sk ``m``: every bucket
+    is its own partition, so an import writes at full speed. Kept under 4 KB
+    (about 170 members), so a lookup costs at most half a read unit.
+    """
+
+    class Meta(_Connection):
+        max_pool_connections = 16
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    # Absent in an empty bucket (DynamoDB keeps no empty binary).
+    hashes = BinaryAttribute(legacy_encoding=False, null=True)
+
+
 # Keys. Sharded collections are named here; sharding.partition_for and
 # shard_key append ``#<shard>`` to a collection name.
 
@@ -627,6 +688,27 @@ def retention_parts_pk(app_id: str, run_id: str) -> str:
     return f"{app_id}{SEPARATOR}retention-part{SEPARATOR}{run_id}"
 
 
+AUDIENCE_COUNT_SK = "count"
+AUDIENCE_BUCKET_SK = "m"
+
+
+def audiences_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audience"
+
+
+def audience_count_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audience-count"
+
+
+def audience_bucket_pk(app_id: str, version: str, bucket: int) -> str:
+    return f"{app_id}{SEPARATOR}audience-bucket{SEPARATOR}{version}{SEPARATOR}{bucket}"
+
+
+def audience_members_key(app_id: str, version: str) -> str:
+    """The S3 key of an audience version's member list (the data bucket)."""
+    return f"members/{app_id}/{version}.txt"
+
+
 def bind_apps_table(apps_table: str) -> None:
     """Point the app and API key models at this stack's apps table (all the authorizer needs)."""
     AppRecord.Meta.table_name = apps_table
@@ -660,5 +742,8 @@ def bind_tables(settings: StoreSettings) -> None:
         RetentionAppRecord,
         RetentionRunRecord,
         RetentionRunPartRecord,
+        AudienceRecord,
+        AudienceCountRecord,
+        AudienceBucketRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table

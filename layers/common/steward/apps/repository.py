@@ -8,7 +8,7 @@ from pynamodb.expressions.update import Action
 
 from steward.apps.models import ApiKey, App, ReauthState, Scope
 from steward.apps.tokens import KEY_ID_PATTERN
-from steward.conditions import condition_failed
+from steward.conditions import condition_failed, update_if
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page
 from steward.sharded_query import query_partition
@@ -38,6 +38,14 @@ class AppRepository:
 
     def get(self, app_id: str) -> App:
         return _to_app(self._get(app_id))
+
+    def exists(self, app_id: str) -> bool:
+        """One eventually consistent read of the profile's key (half a read unit)."""
+        try:
+            AppRecord.get(app_pk(app_id), APP_PROFILE_SK, attributes_to_get=["pk"])
+        except AppRecord.DoesNotExist:
+            return False
+        return True
 
     def set_password(self, app_id: str, password_hash: str, now: datetime) -> None:
         """Replace the admin password hash, keeping the TOTP secret."""
@@ -141,14 +149,7 @@ def _get_profile(app_id: str) -> AppRecord:
 
 def _conditional_update(app_id: str, actions: list[Action], condition: Condition) -> bool:
     """One UpdateItem on the app's profile; False when its condition refused it."""
-    record = AppRecord(pk=app_pk(app_id), sk=APP_PROFILE_SK)
-    try:
-        record.update(actions=actions, condition=condition)
-    except UpdateError as exc:
-        if condition_failed(exc):
-            return False
-        raise
-    return True
+    return update_if(AppRecord(pk=app_pk(app_id), sk=APP_PROFILE_SK), actions, condition)
 
 
 def _optional_int(value: float | None) -> int | None:

@@ -36,8 +36,23 @@ _ID_ROUTES: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...] = (
 )
 
 
+_AUDIENCES = "/v1/audiences/"
+_AUDIENCE_MEMBERS = "members/"
+_AUDIENCE_CHECK = "members/check"
+
+
+def _canonical_audience_path(path: str) -> str:
+    """An audience name is one segment; a member's user id (which may hold '/') after it is made one too."""
+    name, slash, rest = path[len(_AUDIENCES) :].partition("/")
+    if rest.startswith(_AUDIENCE_MEMBERS) and rest != _AUDIENCE_CHECK and len(rest) > len(_AUDIENCE_MEMBERS):
+        rest = _AUDIENCE_MEMBERS + quote(rest[len(_AUDIENCE_MEMBERS) :], safe="")
+    return _AUDIENCES + quote(name, safe="") + slash + rest
+
+
 def canonical_path(path: str) -> str:
     """Re-encode the id of an id-bearing route as one path segment; other paths are unchanged."""
+    if path.startswith(_AUDIENCES) and len(path) > len(_AUDIENCES):
+        return _canonical_audience_path(path)
     for prefix, suffixes in _ID_ROUTES:
         if not path.startswith(prefix) or len(path) == len(prefix):
             continue

@@ -1,8 +1,6 @@
 """Data access for regions: CatalogTable items, write-sharded per app like devices."""
 
 import logging
-import random
-import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +9,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.expressions.condition import Condition
 
 from steward.batch import chunks
+from steward.batch_writes import write_chunk
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
@@ -150,28 +149,16 @@ class RegionRepository:
         return item
 
     def _write_chunk(self, chunk: list[RegionRecord], *, delete: bool = False) -> set[str]:
-        pending = {record.sk: record for record in chunk}
-        failure: PutError | None = None
-        for attempt in range(BATCH_WRITE_ATTEMPTS):
-            if attempt:
-                # Full jitter, so that concurrent imports do not retry in step.
-                time.sleep(random.uniform(0, BATCH_BACKOFF_SECONDS * 2**attempt))  # noqa: S311 (not a secret)
-            batch = RegionRecord.batch_write()
-            try:
-                with batch:
-                    for record in pending.values():
-                        if delete:
-                            batch.delete(record)
-                        else:
-                            batch.save(record)
-            except PutError as exc:
-                failure = exc
-                left = {_request_sort_key(request) for request in batch.failed_operations}
-                # No list of unprocessed items means the call itself failed: resend the whole chunk.
-                pending = {key: pending[key] for key in left} if left else pending
-                continue
-            return set()
-        logger.warning("BatchWriteItem left %d regions unwritten or undeleted", len(pending), exc_info=failure)
+        pending, failure = write_chunk(
+            RegionRecord,
+            {record.sk: record for record in chunk},
+            "sk",
+            delete=delete,
+            attempts=BATCH_WRITE_ATTEMPTS,
+            backoff_seconds=BATCH_BACKOFF_SECONDS,
+        )
+        if pending:
+            logger.warning("BatchWriteItem left %d regions unwritten or undeleted", len(pending), exc_info=failure)
         return set(pending)
 
     def _partition(self, app_id: str, region_id: str) -> str:
@@ -244,10 +231,3 @@ def _any_tag(tags: Sequence[str]) -> Condition:
     for tag in tags[1:]:
         condition |= RegionRecord.tags.contains(tag)
     return condition
-
-
-def _request_sort_key(request: dict[str, Any]) -> str:
-    """The region id of one unprocessed BatchWriteItem request (a put or a delete)."""
-    if "DeleteRequest" in request:
-        return str(request["DeleteRequest"]["Key"]["sk"]["S"])
-    return str(request["PutRequest"]["Item"]["sk"]["S"])

@@ -11,7 +11,7 @@ from steward.conditions import condition_failed, read_modify_write, save_version
 from steward.errors import NotFound
 from steward.pagination import Page, fit_page
 from steward.sharded_query import cursor_after, query_shards
-from steward.sharding import partition_for
+from steward.sharding import partition_for, shard_key
 from steward.tables import SUBSCRIPTION_KEY_SEPARATOR, ProfileRecord, subscription_key
 from steward.types import Channel
 from steward.users.models import Contact, PromoCode, Subscription, SubscriptionStatus, User
@@ -43,6 +43,38 @@ class UserRepository:
             return {}
         records = ProfileRecord.batch_get(keys, consistent_read=consistent)
         return {record.sk: (to_user(record), int(record.version)) for record in records}
+
+    def existing_ids(self, app_id: str, user_ids: list[str]) -> set[str]:
+        """Which ids are registered users: BatchGetItem of the keys alone, eventually consistent.
+
+        Each profile still costs half a read unit (DynamoDB bills the item, not the projection).
+        Never touches the users' activity.
+        """
+        keys = [(partition_for(app_id, user_id, self.shard_count), user_id) for user_id in dict.fromkeys(user_ids)]
+        if not keys:
+            return set()
+        return {record.sk for record in ProfileRecord.batch_get(keys, attributes_to_get=["pk", "sk"])}
+
+    def read_ids(self, app_id: str, limit: int, sink: Callable[[list[bytes]], None]) -> bool:
+        """Hand ``sink`` the ids of all the app's users, a page at a time, unless there are more than ``limit``.
+
+        Queries every shard once (eventually consistent; billed on the items' bytes). Returns False,
+        having read at most ``limit + 1`` users, when the app has more.
+        """
+        seen = 0
+        for shard in range(self.shard_count):
+            page: list[bytes] = []
+            for record in ProfileRecord.query(shard_key(app_id, shard), attributes_to_get=["sk"], page_size=1000):
+                seen += 1
+                if seen > limit:
+                    return False
+                page.append(record.sk.encode("utf-8"))
+                if len(page) == 1000:
+                    sink(page)
+                    page = []
+            if page:
+                sink(page)
+        return True
 
     def upsert(self, app_id: str, user_id: str, change: UserChange) -> User:
         """Read, apply ``change`` and write back only if nobody wrote in between (as for devices)."""

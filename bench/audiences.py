@@ -1,0 +1,277 @@
+"""Audience import: peak memory, parse rate, DynamoDB units and calls per 1M ids, and put-to-ready time.
+
+    .venv/bin/python -m bench.audiences            # 1M and 16M ids (about 500 MB on disk), then 100k locally
+    .venv/bin/python -m bench.audiences --sizes 1000000 --no-local
+
+Each size runs in a fresh interpreter, so its peak RSS is its own. Files hold
+random 30-character ids, one per line, half of them registered users. The
+import runs the importer's real code (parse, spill, deduplicate, check,
+pack) with the DynamoDB layer metered: bucket writes are counted and priced
+by DynamoDB's billing rules from the real items; the registered-user check is
+priced as the BatchGetItem calls it makes (100 keys, half a unit per profile
+of up to 4 KB, eventually consistent). The last figure is the local stack's:
+a real PutObject of a 100,000-id file until the audience is ready.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ID_CHARS = 30
+CHUNK = 1024 * 1024
+BENCH_APP = "bench-app"
+# A profile item of a typical app: the size a scan of the app's users pays for, per user.
+PROFILE_BYTES = 600
+
+
+def generate(path: Path, count: int) -> None:
+    """``count`` random 30-character hex ids, written a block at a time (memory stays flat)."""
+    block = 100_000
+    with path.open("wb") as out:
+        for start in range(0, count, block):
+            n = min(block, count - start)
+            text = os.urandom(n * ID_CHARS // 2).hex()
+            out.write("\n".join(text[i : i + ID_CHARS] for i in range(0, n * ID_CHARS, ID_CHARS)).encode() + b"\n")
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            yield chunk
+
+
+def csv_rate(path: Path) -> float:
+    started = time.perf_counter()
+    with path.open(newline="", encoding="utf-8") as source:
+        rows = sum(1 for _ in csv.reader(source))
+    return rows / (time.perf_counter() - started)
+
+
+def scanner_rate(path: Path) -> float:
+    from steward.audiences.parse import Scanner, scan
+
+    scanner = Scanner()
+    started = time.perf_counter()
+    for _ in scan(file_chunks(path), scanner):
+        pass
+    return scanner.rows / (time.perf_counter() - started)
+
+
+def run_size(count: int) -> dict[str, Any]:
+    """One size, in this interpreter: generate, time the parsers, import with the DynamoDB layer metered."""
+    from bench.dynamodb import item_size
+    from steward.audiences.importer import AudienceImporter
+    from steward.audiences.models import Audience, Failure, Layout
+    from steward.audiences.repository import AudienceRepository
+    from steward.tables import AUDIENCE_BUCKET_SK, AudienceBucketRecord, audience_bucket_pk
+
+    meter: dict[str, int] = {
+        "bucket_items": 0, "write_units": 0, "batch_write_calls": 0, "batch_get_calls": 0,
+        "lookups": 0, "member_list_bytes": 0, "users_read": 0, "query_calls": 0,
+    }  # fmt: skip
+
+    class MeteredRepository(AudienceRepository):
+        def write_buckets(self, app_id: str, version: str, packed: Any) -> None:
+            written = 0
+            for number, hashes in packed:
+                record = AudienceBucketRecord(
+                    pk=audience_bucket_pk(app_id, version, number), sk=AUDIENCE_BUCKET_SK, hashes=hashes or None
+                )
+                meter["write_units"] += max(1, math.ceil(item_size(record) / 1024))
+                written += 1
+            meter["bucket_items"] += written
+            meter["batch_write_calls"] += math.ceil(written / 25)
+
+    class FileSource:
+        def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
+            return file_chunks(Path(key))
+
+    class MemberLists:
+        def upload(self, key: str, path: str) -> None:
+            meter["member_list_bytes"] += Path(path).stat().st_size
+
+        def delete(self, key: str) -> None:
+            return None
+
+        def read(self, key: str, start: int, length: int) -> bytes:
+            return b""
+
+    def registered(app_id: str, user_ids: list[str]) -> set[str]:
+        meter["batch_get_calls"] += math.ceil(len(user_ids) / 100)
+        meter["lookups"] += len(user_ids)
+        return {user_id for user_id in user_ids if user_id[0] in "01234567"}  # half of random hex ids
+
+    def read_users(app_id: str, limit: int, sink: Any) -> bool:
+        """The app's users are the file's registered half: read back as Query pages of 1,000 would give them."""
+        page: list[bytes] = []
+        for chunk in file_chunks(path):
+            for user_id in chunk.split(b"\n"):
+                if user_id[:1] in b"01234567" and user_id:
+                    meter["users_read"] += 1
+                    if meter["users_read"] > limit:
+                        return False
+                    page.append(user_id)
+                    if len(page) == 1000:
+                        meter["query_calls"] += 1
+                        sink(page)
+                        page = []
+        if page:
+            meter["query_calls"] += 1
+            sink(page)
+        return True
+
+    class Silent:
+        def imported(self, app_id: str, audience: Audience) -> None:
+            return None
+
+        def failed(self, app_id: str, name: str, failure: Failure, sequencer: str | None) -> None:
+            return None
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "audience.csv"
+        generate(path, count)
+        size = path.stat().st_size
+        csv_per_second = csv_rate(path)
+        parse_per_second = scanner_rate(path)
+        importer = AudienceImporter(
+            MeteredRepository(), FileSource(), MemberLists(), registered, read_users, lambda app_id: True, Silent(),
+            lambda name: None, lambda: datetime.now(UTC), folder,
+        )  # fmt: skip
+        started = time.perf_counter()
+        parsed = importer.build_version(BENCH_APP, "bench", str(path), size)
+        seconds = time.perf_counter() - started
+    layout: Layout = parsed.layout
+    per_million = 1_000_000 / count
+    lookup_units = meter["lookups"] * 0.5
+    # Reading the app's users: each PROFILE_BYTES, Query pages summed and rounded per 4 KB, eventually consistent.
+    scan_units = meter["users_read"] * PROFILE_BYTES / 8192 if not meter["lookups"] else 0.0
+    lookups_instead = parsed.counts.valid * 0.5
+    return {
+        "ids": count,
+        "bytes": size,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "csv_reader_rows_per_s": round(csv_per_second),
+        "parser_rows_per_s": round(parse_per_second),
+        "parse_ratio_vs_csv": round(parse_per_second / csv_per_second, 2),
+        "import_seconds": round(seconds, 1),
+        "counts": parsed.counts.model_dump(),
+        "partitions": layout.partitions,
+        "buckets": layout.bucket_total,
+        "write_units_per_1m_ids": round(meter["write_units"] * per_million),
+        "registered_check": "read the app's users once" if meter["users_read"] and not meter["lookups"] else "lookups",
+        "read_units_per_1m_ids": round((lookup_units + scan_units) * per_million),
+        "batch_write_calls_per_1m_ids": round(meter["batch_write_calls"] * per_million),
+        "batch_get_calls_per_1m_ids": round(meter["batch_get_calls"] * per_million),
+        "query_calls_per_1m_ids": round(meter["query_calls"] * per_million),
+        "one_item_per_member_write_units_per_1m_ids": round(parsed.counts.members * per_million),
+        "registered_check_read_units": round(lookup_units + scan_units),
+        "registered_check_units_by_lookups_instead": round(lookups_instead),
+        "member_list_bytes": meter["member_list_bytes"],
+    }
+
+
+def local_put_to_ready(count: int) -> dict[str, Any]:
+    """The local stack: seed half the ids as users, put the file, wait for the audience to be ready."""
+    import boto3
+    import requests
+
+    from steward.sharding import partition_for
+    from steward.tables import ProfileRecord
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as folder:
+        state_file = Path(folder) / "stack.json"
+        environment = {**os.environ, "STEWARD_API_PORT": "3917", "STEWARD_AWS_PORT": "4917"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "steward_local", "run", "--state-file", str(state_file)],
+            cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while not state_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            state = json.loads(state_file.read_text())
+            session: dict[str, Any] = {
+                "endpoint_url": state["aws_endpoint_url"],
+                "region_name": state["region"],
+                "aws_access_key_id": "local",
+                "aws_secret_access_key": "local",  # the emulator accepts any credentials
+            }
+            app = state["apps"][0]
+            path = Path(folder) / "audience.csv"
+            generate(path, count)
+            ids = path.read_text().split()
+            dynamodb = boto3.client("dynamodb", **session)
+            table = state["tables"]["ProfilesTable"]
+            now = datetime.now(UTC)
+            seeded = [user_id for user_id in ids if user_id[0] in "01234567"]
+            for start in range(0, len(seeded), 25):
+                items: list[Any] = [
+                    {"PutRequest": {"Item": ProfileRecord(pk=partition_for(app["id"], user_id, 16), sk=user_id,
+                                                          created_at=now, updated_at=now).serialize()}}
+                    for user_id in seeded[start : start + 25]
+                ]  # fmt: skip
+                while items:
+                    items = (
+                        dynamodb.batch_write_item(RequestItems={table: items})
+                        .get("UnprocessedItems", {})
+                        .get(table, [])
+                    )
+            s3 = boto3.client("s3", **session)
+            started = time.perf_counter()
+            s3.put_object(Bucket=state["buckets"]["ImportsBucket"], Key=f"imports/{app['id']}/bench.csv",
+                          Body=path.read_bytes())  # fmt: skip
+            audience: dict[str, Any] = {}
+            while time.perf_counter() - started < 600:
+                answer = requests.get(f"{state['api_url']}/v1/audiences/bench", timeout=30,
+                                      headers={"Authorization": f"Bearer {app['api_key']}"})  # fmt: skip
+                audience = answer.json()
+                if answer.status_code == 200 and audience.get("status") == "ready":
+                    break
+                time.sleep(0.1)
+            seconds = time.perf_counter() - started
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return {"ids": count, "registered": len(seeded), "put_to_ready_seconds": round(seconds, 1),
+            "counts": audience.get("counts")}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000,16000000", help="comma-separated id counts")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single size, in this interpreter
+    parser.add_argument("--no-local", action="store_true", help="skip the local stack's put-to-ready run")
+    arguments = parser.parse_args()
+    if arguments.one:
+        print(json.dumps(run_size(arguments.one)))
+        return
+    results = []
+    for count in (int(size) for size in arguments.sizes.split(",")):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench.audiences", "--one", str(count)], capture_output=True, text=True, check=True
+        )
+        results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1], indent=2), flush=True)
+    if len(results) > 1:
+        growth = results[-1]["peak_rss_mb"] - results[0]["peak_rss_mb"]
+        print(
+            f"peak RSS growth from {results[0]['ids']:,} to {results[-1]['ids']:,} ids: {growth:.1f} MB (target <= 64)"
+        )
+    if not arguments.no_local:
+        print(json.dumps({"local_stack": local_put_to_ready(100_000)}, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Audiences imported from CSV files: storage in packed hash buckets, the importer, and the API's reads."""

@@ -1,0 +1,334 @@
+"""The audience import: an S3 object becomes a new member version, swapped in atomically.
+
+Memory stays bounded whatever the file's size: ids are spilled to
+``partitions`` files on local disk by a stable hash of the id, then each
+partition (about 4 MB) is deduplicated, checked against the app's users and
+packed into buckets on its own. Every import writes a new version; one
+conditional write flips the audience to it, so readers see the old members or
+the new ones, never a mix, and the older version is removed afterwards.
+"""
+
+import logging
+import secrets
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from steward.audiences import buckets
+from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
+from steward.audiences.models import (
+    DEFAULT_MAX_AUDIENCES,
+    MAX_OBJECT_BYTES,
+    Audience,
+    AudienceStatus,
+    Counts,
+    Failure,
+    InvalidLine,
+    Layout,
+)
+from steward.audiences.parse import Scanner, scan
+from steward.audiences.ports import MemberLists, Notifier, ObjectSource, ObjectUnreadable
+from steward.audiences.repository import AudienceRepository
+from steward.tables import audience_members_key
+
+logger = logging.getLogger(__name__)
+# An attempt older than the importer's timeout is over: the same event may claim the file again.
+ATTEMPT_LEASE = timedelta(minutes=16)
+LOOKUP_BATCH = 100
+LOOKUP_THREADS = 8
+
+RegisteredIds = Callable[[str, list[str]], set[str]]
+# (app, at most this many users, where their ids go) -> whether every user was read within the limit.
+UserIds = Callable[[str, int, Callable[[list[bytes]], None]], bool]
+AppExists = Callable[[str], bool]
+Metric = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    """One S3 ObjectCreated record, as the importer needs it."""
+
+    bucket: str
+    raw_key: str
+    size: int
+    sequencer: str
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What became of one record: imported, failed, refused, skipped (stale or duplicate), stray or unknown_app."""
+
+    outcome: str
+    key: str
+    app_id: str | None = None
+    name: str | None = None
+    counts: Counts | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    counts: Counts
+    samples: list[InvalidLine]
+    layout: Layout
+
+
+class AudienceImporter:
+    def __init__(
+        self,
+        repository: AudienceRepository,
+        source: ObjectSource,
+        member_lists: MemberLists,
+        registered_ids: RegisteredIds,
+        user_ids: UserIds,
+        app_exists: AppExists,
+        notifier: Notifier,
+        metric: Metric,
+        clock: Callable[[], datetime],
+        work_dir: str | None,
+    ) -> None:
+        self.repository = repository
+        self.source = source
+        self.member_lists = member_lists
+        self.registered_ids = registered_ids
+        self.user_ids = user_ids
+        self.app_exists = app_exists
+        self.notifier = notifier
+        self.metric = metric
+        self.clock = clock
+        self.work_dir = work_dir
+
+    def handle(self, record: ObjectCreated) -> ImportOutcome:
+        key = event_key(record.raw_key)
+        target = parse_key(key)
+        if target is None:
+            logger.warning("Ignored an object outside imports/<app_id>/<name>.csv: %r", key)
+            self.metric("AudienceImportStrayKey")
+            return ImportOutcome("stray", key)
+        if not self.app_exists(target.app_id):
+            logger.warning("Ignored a file for an app that does not exist: %r", key)
+            self.metric("AudienceImportUnknownApp")
+            return ImportOutcome("unknown_app", key, target.app_id)
+        sequencer = padded_sequencer(record.sequencer)
+        return self._import(target, record, sequencer)
+
+    def _import(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
+        app_id, name, key = target.app_id, target.name, target.key
+        now = self.clock()
+        current = self.repository.get(app_id, name, consistent=True)
+        if current is not None and current.status is AudienceStatus.DELETED:
+            failure = Failure(
+                code="audience_deleted",
+                reason=f"The audience {name!r} was deleted; lift its tombstone to import it again.",
+                key=key,
+                at=now,
+            )
+            self.repository.record_refusal(app_id, name, key, failure, now)
+            self.notifier.failed(app_id, name, failure, sequencer)
+            return ImportOutcome("refused", key, app_id, name, reason=failure.code)
+        claim = self._claim(target, current, sequencer, now)
+        if claim != "claimed":
+            return ImportOutcome(claim, key, app_id, name)
+        if record.size > MAX_OBJECT_BYTES:
+            return self._fail(
+                target,
+                sequencer,
+                "file_too_large",
+                f"The file has {record.size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB).",
+            )
+        try:
+            parsed = self.build_version(app_id, record.bucket, key, record.size)
+        except ObjectUnreadable as exc:
+            return self._fail(target, sequencer, "unreadable", f"The file could not be read: {exc}")
+        except Exception as exc:
+            logger.exception("Import of %r failed", key)
+            return self._fail(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
+        published = self.repository.publish(
+            app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock()
+        )
+        if published is None:
+            # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
+            self.remove_version(app_id, parsed.layout)
+            return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
+        if current is not None and current.layout is not None:
+            self.remove_version(app_id, current.layout)
+        self.notifier.imported(app_id, published)
+        return ImportOutcome("imported", key, app_id, name, parsed.counts)
+
+    def _claim(self, target: ImportKey, current: Audience | None, sequencer: str, now: datetime) -> str:
+        app_id, name, key = target.app_id, target.name, target.key
+        if current is not None and current.counted:
+            claimed = self.repository.claim_existing(app_id, name, key, sequencer, now, now - ATTEMPT_LEASE)
+            return "claimed" if claimed else "skipped"
+        if current is not None and current.attempt_sequencer is not None and current.attempt_sequencer >= sequencer:
+            return "skipped"  # a refused new audience: the same or an older file again
+        maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
+        claim = self.repository.claim_new(app_id, name, key, sequencer, now, maximum, recount=current is not None)
+        if claim == "limit":
+            failure = Failure(
+                code="audience_limit",
+                reason=f"The app already has its maximum of {maximum} audiences; delete one or ask to raise it.",
+                key=key,
+                at=now,
+            )
+            if self.repository.record_refused_new(app_id, name, failure, sequencer, now):
+                self.notifier.failed(app_id, name, failure, sequencer)
+            return "failed"
+        return "claimed" if claim == "claimed" else "skipped"
+
+    def _fail(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
+        now = self.clock()
+        failure = Failure(code=code, reason=reason, key=target.key, at=now)
+        if self.repository.record_failure(target.app_id, target.name, failure, sequencer, now):
+            self.notifier.failed(target.app_id, target.name, failure, sequencer)
+        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=code)
+
+    def remove_version(self, app_id: str, layout: Layout) -> None:
+        """Remove a version no reader will look at again; a failure leaves only garbage, logged."""
+        try:
+            self.repository.delete_buckets(app_id, layout)
+            self.member_lists.delete(layout.members_key)
+        except Exception:
+            logger.exception("Could not remove version %s of app %s", layout.version, app_id)
+
+    # --- The work --------------------------------------------------------------
+
+    def build_version(self, app_id: str, bucket: str, key: str, size: int) -> Parsed:
+        """Parse the object and write a new version that no reader sees until ``publish`` flips to it."""
+        partitions = buckets.partitions_for(size)
+        version = secrets.token_hex(8)
+        scanner = Scanner()
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
+            work = Path(folder)
+            spill = Spill(work, "ids", partitions)
+            valid = 0
+            try:
+                for ids in scan(self.source.chunks(bucket, key), scanner):
+                    valid += len(ids)
+                    spill.add(ids)
+            finally:
+                spill.close()
+            distinct, members = self._keep_registered(app_id, spill, work)
+            per_partition = buckets.buckets_per_partition(members, partitions)
+            layout = Layout(
+                version=version,
+                partitions=partitions,
+                buckets_per_partition=per_partition,
+                members_key=audience_members_key(app_id, version),
+            )
+            member_list = work / "members.txt"
+            try:
+                with member_list.open("wb") as out:
+                    for partition in range(partitions):
+                        self.repository.write_buckets(
+                            app_id, version, _packed(work / f"members-{partition}", partition, per_partition, out)
+                        )
+                self.member_lists.upload(layout.members_key, str(member_list))
+            except Exception:
+                self.remove_version(app_id, layout)
+                raise
+        counts = Counts(
+            rows=scanner.rows,
+            invalid=scanner.invalid,
+            valid=valid,
+            duplicates=valid - distinct,
+            unknown=distinct - members,
+            members=members,
+        )
+        return Parsed(counts, scanner.samples, layout)
+
+    def _keep_registered(self, app_id: str, spill: "Spill", work: Path) -> tuple[int, int]:
+        """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members).
+
+        Which users are registered is read the cheaper way. A lookup costs half a unit per distinct
+        id; reading the app's users once costs their bytes / 8 KB, at most half a unit per user. So
+        the users are read when the app has at most as many users as the file has distinct ids (the
+        read stops, and lookups are used, at the first user past that): never more than the lookups.
+        """
+        distinct_total = 0
+        for partition in range(spill.partitions):
+            path = spill.path(partition)
+            distinct = sorted(set(path.read_bytes().split(b"\n")) - {b""})
+            path.write_bytes(b"".join(user_id + b"\n" for user_id in distinct))
+            distinct_total += len(distinct)
+        users = Spill(work, "users", spill.partitions)
+        try:
+            read_all = self.user_ids(app_id, distinct_total, users.add)
+        finally:
+            users.close()
+        members_total = 0
+        for partition in range(spill.partitions):
+            path = spill.path(partition)
+            distinct = [user_id for user_id in path.read_bytes().split(b"\n") if user_id]
+            path.unlink()
+            if read_all:
+                registered_bytes = set(users.path(partition).read_bytes().split(b"\n"))
+                members = [user_id for user_id in distinct if user_id in registered_bytes]
+            else:
+                registered = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
+                members = [user_id for user_id in distinct if user_id.decode("utf-8") in registered]
+            users.path(partition).unlink()
+            (work / f"members-{partition}").write_bytes(b"".join(user_id + b"\n" for user_id in members))
+            members_total += len(members)
+        return distinct_total, members_total
+
+    def _registered(self, app_id: str, user_ids: list[str]) -> set[str]:
+        batches = [user_ids[start : start + LOOKUP_BATCH] for start in range(0, len(user_ids), LOOKUP_BATCH)]
+        if len(batches) <= 1:
+            return self.registered_ids(app_id, user_ids) if user_ids else set()
+        found: set[str] = set()
+        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+            for part in pool.map(lambda batch: self.registered_ids(app_id, batch), batches):
+                found |= part
+        return found
+
+
+def _packed(path: Path, partition: int, per_partition: int, member_list: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The partition's buckets, every one even when empty, writing its ids to the member list as it goes."""
+    grouped: list[list[bytes]] = [[] for _ in range(per_partition)]
+    ids: list[list[bytes]] = [[] for _ in range(per_partition)]
+    for user_id in path.read_bytes().split(b"\n"):
+        if user_id:
+            hashed = buckets.member_hash(user_id)
+            index = buckets.bucket_in_partition(hashed, per_partition)
+            grouped[index].append(hashed)
+            ids[index].append(user_id)
+    path.unlink()
+    for index in range(per_partition):
+        member_list.write(b"".join(user_id + b"\n" for user_id in ids[index]))
+        yield partition * per_partition + index, buckets.pack(grouped[index])
+
+
+class Spill:
+    """Ids appended to one file per partition (by a stable hash), so each partition fits in memory on its own."""
+
+    def __init__(self, folder: Path, prefix: str, partitions: int) -> None:
+        self.folder = folder
+        self.prefix = prefix
+        self.partitions = partitions
+        self._files = [self.path(partition).open("wb") for partition in range(partitions)]
+
+    def path(self, partition: int) -> Path:
+        return self.folder / f"{self.prefix}-{partition}"
+
+    def add(self, ids: list[bytes]) -> None:
+        if self.partitions == 1:
+            self._files[0].write(b"\n".join(ids) + b"\n")
+            return
+        grouped: list[list[bytes]] = [[] for _ in range(self.partitions)]
+        partitions = self.partitions
+        crc32 = zlib.crc32
+        for user_id in ids:
+            grouped[crc32(user_id) % partitions].append(user_id)
+        for partition, group in enumerate(grouped):
+            if group:
+                self._files[partition].write(b"\n".join(group) + b"\n")
+
+    def close(self) -> None:
+        for handle in self._files:
+            handle.close()

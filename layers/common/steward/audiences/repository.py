@@ -1,0 +1,367 @@
+"""Data access for audiences: the audience records, the per-app count, and the packed member buckets."""
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.update import Action
+
+from steward.audiences import buckets
+from steward.audiences.models import Audience, AudienceStatus, Counts, Failure, InvalidLine, Layout
+from steward.batch_writes import write_chunk
+from steward.conditions import condition_failed, update_if
+from steward.pagination import Page
+from steward.sharded_query import query_partition
+from steward.tables import (
+    APP_PROFILE_SK,
+    AUDIENCE_BUCKET_SK,
+    AUDIENCE_COUNT_SK,
+    AppRecord,
+    AudienceBucketRecord,
+    AudienceCountRecord,
+    AudienceRecord,
+    app_pk,
+    audience_bucket_pk,
+    audience_count_pk,
+    audiences_pk,
+)
+from steward.transactions import Transaction
+
+BATCH_WRITE_ATTEMPTS = 5
+BATCH_BACKOFF_SECONDS = 0.05
+BATCH_WRITE_SIZE = 25
+BATCH_GET_SIZE = 100
+logger = logging.getLogger(__name__)
+
+
+class AudienceRepository:
+    # --- Records -------------------------------------------------------------
+
+    def get(self, app_id: str, name: str, *, consistent: bool = False) -> Audience | None:
+        try:
+            record = AudienceRecord.get(audiences_pk(app_id), name, consistent_read=consistent)
+        except AudienceRecord.DoesNotExist:
+            return None
+        return to_audience(record)
+
+    def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[Audience]:
+        records, next_cursor = query_partition(AudienceRecord, audiences_pk(app_id), cursor, limit)
+        return Page[Audience](items=[to_audience(record) for record in records], next_cursor=next_cursor)
+
+    def max_audiences(self, app_id: str) -> int | None:
+        try:
+            record = AppRecord.get(app_pk(app_id), APP_PROFILE_SK, attributes_to_get=["max_audiences"])
+        except AppRecord.DoesNotExist:
+            return None
+        return None if record.max_audiences is None else int(record.max_audiences)
+
+    def set_max_audiences(self, app_id: str, maximum: int) -> bool:
+        """False when the app does not exist."""
+        record = AppRecord(pk=app_pk(app_id), sk=APP_PROFILE_SK)
+        try:
+            record.update(actions=[AppRecord.max_audiences.set(maximum)], condition=AppRecord.pk.exists())
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def claim_new(
+        self, app_id: str, name: str, key: str, sequencer: str, now: datetime, maximum: int, *, recount: bool
+    ) -> str:
+        """Start importing into a new audience (or a refused one, ``recount``), counted against ``maximum``.
+
+        Returns ``claimed``, ``limit`` (the count is at the maximum) or ``raced`` (someone else wrote the record).
+        """
+        transaction = Transaction()
+        counter = AudienceCountRecord(
+            pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK, created_at=now, updated_at=now
+        )
+        transaction.update(
+            "count",
+            counter,
+            [
+                AudienceCountRecord.audiences.add(1),
+                AudienceCountRecord.created_at.set(AudienceCountRecord.created_at | now),
+                AudienceCountRecord.updated_at.set(now),
+            ],
+            condition=AudienceCountRecord.audiences.does_not_exist() | (AudienceCountRecord.audiences < maximum),
+        )
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        claim: list[Action] = [
+            AudienceRecord.status.set(AudienceStatus.IMPORTING.value),
+            AudienceRecord.counted.set(True),
+            AudienceRecord.source_key.set(key),
+            AudienceRecord.attempt_sequencer.set(sequencer),
+            AudienceRecord.attempt_started_at.set(now),
+            AudienceRecord.created_at.set(AudienceRecord.created_at | now),
+            AudienceRecord.updated_at.set(now),
+        ]
+        condition = (
+            (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
+            if recount
+            else AudienceRecord.pk.does_not_exist()
+        )
+        transaction.update("audience", record, claim, condition=condition)
+        refused = transaction.commit()
+        if "audience" in refused:
+            return "raced"
+        return "limit" if refused else "claimed"
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        """A new audience beyond the maximum: a failed record that does not count (unless one exists)."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions: list[Action] = [
+            AudienceRecord.status.set(AudienceStatus.FAILED.value),
+            AudienceRecord.counted.set(False),
+            AudienceRecord.last_failure.set(_failure_text(failure)),
+            AudienceRecord.attempt_sequencer.set(sequencer),
+            AudienceRecord.created_at.set(AudienceRecord.created_at | now),
+            AudienceRecord.updated_at.set(now),
+        ]
+        condition = AudienceRecord.pk.does_not_exist() | (
+            (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
+        )
+        return _conditional_update(record, actions, condition)
+
+    def claim_existing(
+        self, app_id: str, name: str, key: str, sequencer: str, now: datetime, stale_before: datetime
+    ) -> bool:
+        """Start importing a newer file into an existing audience; False when a newer (or the same) one is in hand.
+
+        The same sequencer is claimed again only when its attempt started before ``stale_before``
+        (the function timed out, and Lambda re-delivers the event).
+        """
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        newer = (
+            AudienceRecord.attempt_sequencer.does_not_exist()
+            | (AudienceRecord.attempt_sequencer < sequencer)
+            | ((AudienceRecord.attempt_sequencer == sequencer) & (AudienceRecord.attempt_started_at < stale_before))
+        )
+        applied_older = AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
+        condition = (
+            AudienceRecord.pk.exists()
+            & (AudienceRecord.status != AudienceStatus.DELETED.value)
+            & (AudienceRecord.counted == True)  # noqa: E712
+            & newer
+            & applied_older
+        )
+        actions: list[Action] = [
+            AudienceRecord.attempt_sequencer.set(sequencer),
+            AudienceRecord.attempt_started_at.set(now),
+            AudienceRecord.updated_at.set(now),
+        ]
+        return _conditional_update(record, actions, condition)
+
+    def publish(
+        self,
+        app_id: str,
+        name: str,
+        layout: Layout,
+        counts: Counts,
+        samples: list[InvalidLine],
+        key: str,
+        sequencer: str,
+        now: datetime,
+    ) -> Audience | None:
+        """Flip the audience to ``layout`` in one conditional write; None when a newer file got there first."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions: list[Action] = [
+            AudienceRecord.status.set(AudienceStatus.READY.value),
+            AudienceRecord.version.set(layout.version),
+            AudienceRecord.partitions.set(layout.partitions),
+            AudienceRecord.buckets_per_partition.set(layout.buckets_per_partition),
+            AudienceRecord.members_key.set(layout.members_key),
+            AudienceRecord.counts.set(counts.model_dump_json()),
+            AudienceRecord.invalid_samples.set(json.dumps([sample.model_dump(mode="json") for sample in samples])),
+            AudienceRecord.source_key.set(key),
+            AudienceRecord.sequencer.set(sequencer),
+            AudienceRecord.imported_at.set(now),
+            AudienceRecord.updated_at.set(now),
+        ]
+        condition = (
+            AudienceRecord.pk.exists()
+            & (AudienceRecord.status != AudienceStatus.DELETED.value)
+            & (AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer))
+        )
+        if not update_if(record, actions, condition):
+            return None
+        return to_audience(record)
+
+    def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        """Record a failed import on the audience, unless a newer file was imported already; members stay."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions: list[Action] = [
+            AudienceRecord.last_failure.set(_failure_text(failure)),
+            AudienceRecord.updated_at.set(now),
+        ]
+        condition = AudienceRecord.pk.exists() & (
+            AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
+        )
+        if not _conditional_update(record, actions, condition):
+            return False
+        # An audience whose first file failed has no members: it is failed rather than importing.
+        first = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        _conditional_update(
+            first,
+            [AudienceRecord.status.set(AudienceStatus.FAILED.value)],
+            AudienceRecord.status == AudienceStatus.IMPORTING.value,
+        )
+        return True
+
+    def record_refusal(self, app_id: str, name: str, key: str, failure: Failure, now: datetime) -> bool:
+        """A file for a tombstoned name: the tombstone notes it."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions: list[Action] = [
+            AudienceRecord.refused_key.set(key),
+            AudienceRecord.refused_at.set(now),
+            AudienceRecord.last_failure.set(_failure_text(failure)),
+            AudienceRecord.updated_at.set(now),
+        ]
+        return _conditional_update(record, actions, AudienceRecord.status == AudienceStatus.DELETED.value)
+
+    def tombstone(self, app_id: str, audience: Audience, now: datetime) -> bool:
+        """Delete the audience, leaving a tombstone; it stops counting. False when it changed meanwhile."""
+        transaction = Transaction()
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=audience.name)
+        actions: list[Action] = [
+            AudienceRecord.status.set(AudienceStatus.DELETED.value),
+            AudienceRecord.counted.set(False),
+            AudienceRecord.deleted_at.set(now),
+            AudienceRecord.updated_at.set(now),
+            AudienceRecord.version.remove(),
+            AudienceRecord.partitions.remove(),
+            AudienceRecord.buckets_per_partition.remove(),
+            AudienceRecord.members_key.remove(),
+        ]
+        version = audience.layout.version if audience.layout else None
+        unchanged = AudienceRecord.updated_at == audience.updated_at
+        same_version = AudienceRecord.version.does_not_exist() if version is None else AudienceRecord.version == version
+        transaction.update("audience", record, actions, condition=unchanged & same_version)
+        if audience.counted:
+            counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
+            transaction.update(
+                "count", counter, [AudienceCountRecord.audiences.add(-1), AudienceCountRecord.updated_at.set(now)]
+            )
+        return not transaction.commit()
+
+    def delete_record(self, app_id: str, name: str, status: AudienceStatus) -> bool:
+        """Lift a tombstone (or remove a refused record): False when its status changed."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        try:
+            record.delete(condition=AudienceRecord.status == status.value)
+        except Exception as exc:  # pynamodb's DeleteError
+            if hasattr(exc, "cause_response_code") and condition_failed(exc):  # type: ignore[arg-type]
+                return False
+            raise
+        return True
+
+    # --- Member buckets -------------------------------------------------------
+
+    def write_buckets(self, app_id: str, version: str, packed: Iterable[tuple[int, bytes]]) -> None:
+        """Write buckets (number, packed hashes) of a version that no reader sees yet."""
+        chunk: list[AudienceBucketRecord] = []
+        for bucket, hashes in packed:
+            chunk.append(
+                AudienceBucketRecord(
+                    pk=audience_bucket_pk(app_id, version, bucket), sk=AUDIENCE_BUCKET_SK, hashes=hashes or None
+                )
+            )
+            if len(chunk) == BATCH_WRITE_SIZE:
+                _write_chunk(chunk)
+                chunk = []
+        if chunk:
+            _write_chunk(chunk)
+
+    def delete_buckets(self, app_id: str, layout: Layout) -> None:
+        chunk: list[AudienceBucketRecord] = []
+        for bucket in range(layout.bucket_total):
+            chunk.append(
+                AudienceBucketRecord(pk=audience_bucket_pk(app_id, layout.version, bucket), sk=AUDIENCE_BUCKET_SK)
+            )
+            if len(chunk) == BATCH_WRITE_SIZE:
+                _write_chunk(chunk, delete=True)
+                chunk = []
+        if chunk:
+            _write_chunk(chunk, delete=True)
+
+    def read_buckets(
+        self, app_id: str, version: str, numbers: Iterable[int], *, consistent: bool = False
+    ) -> dict[int, bytes | None]:
+        """The packed hashes of these buckets (None: not there, e.g. removed by a newer import)."""
+        wanted = sorted(set(numbers))
+        found: dict[int, bytes | None] = dict.fromkeys(wanted)
+        if len(wanted) == 1:
+            try:
+                record = AudienceBucketRecord.get(
+                    audience_bucket_pk(app_id, version, wanted[0]), AUDIENCE_BUCKET_SK, consistent_read=consistent
+                )
+            except AudienceBucketRecord.DoesNotExist:
+                return found
+            found[wanted[0]] = bytes(record.hashes) if record.hashes is not None else b""
+            return found
+        keys = [(audience_bucket_pk(app_id, version, number), AUDIENCE_BUCKET_SK) for number in wanted]
+        by_pk = {audience_bucket_pk(app_id, version, number): number for number in wanted}
+        for record in AudienceBucketRecord.batch_get(keys, consistent_read=consistent):
+            found[by_pk[record.pk]] = bytes(record.hashes) if record.hashes is not None else b""
+        return found
+
+
+def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> None:
+    pending, failure = write_chunk(
+        AudienceBucketRecord,
+        {record.pk: record for record in chunk},
+        "pk",
+        delete=delete,
+        attempts=BATCH_WRITE_ATTEMPTS,
+        backoff_seconds=BATCH_BACKOFF_SECONDS,
+    )
+    if pending:
+        raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
+
+
+_conditional_update = update_if
+
+
+def _failure_text(failure: Failure) -> str:
+    return failure.model_dump_json()
+
+
+def to_audience(record: AudienceRecord) -> Audience:
+    layout = None
+    if record.version and record.partitions and record.buckets_per_partition and record.members_key:
+        layout = Layout(
+            version=record.version,
+            partitions=int(record.partitions),
+            buckets_per_partition=int(record.buckets_per_partition),
+            members_key=record.members_key,
+        )
+    return Audience(
+        name=record.sk,
+        status=AudienceStatus(record.status),
+        version=record.version,
+        counts=None if record.counts is None else Counts.model_validate_json(record.counts),
+        invalid_samples=[InvalidLine.model_validate(item) for item in json.loads(record.invalid_samples or "[]")],
+        source_key=record.source_key,
+        sequencer=record.sequencer,
+        import_started_at=record.attempt_started_at,
+        imported_at=record.imported_at,
+        last_failure=None if record.last_failure is None else Failure.model_validate_json(record.last_failure),
+        deleted_at=record.deleted_at,
+        refused_key=record.refused_key,
+        refused_at=record.refused_at,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        layout=layout,
+        counted=bool(record.counted),
+        attempt_sequencer=record.attempt_sequencer,
+    )
+
+
+def bucket_numbers(layout: Layout, user_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+    return {
+        user_id: buckets.bucket_of(user_id.encode("utf-8"), layout.partitions, layout.buckets_per_partition)
+        for user_id in user_ids
+    }

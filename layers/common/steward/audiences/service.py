@@ -1,0 +1,172 @@
+"""The API's audience use cases: reads, membership lookups, deletion with a tombstone, and upload links.
+
+Lookups read the audience record and one bucket per distinct bucket asked,
+both eventually consistent: half a read unit each (both stay under 4 KB).
+A bucket that is not there means the lookup raced an import that flipped
+the version and removed the old buckets; it reads the record again,
+consistently, and retries once.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from steward.audiences import buckets
+from steward.audiences.keys import import_key, valid_name
+from steward.audiences.models import (
+    Audience,
+    AudienceStatus,
+    Layout,
+    MemberPage,
+    MembersCheckResult,
+    Membership,
+    UploadUrl,
+)
+from steward.audiences.ports import MemberLists
+from steward.audiences.repository import AudienceRepository, bucket_numbers
+from steward.audiences.storage import UploadLinks
+from steward.errors import Conflict, InvalidInput, NotFound
+from steward.pagination import Page, decode_cursor, encode_cursor, invalid_cursor
+
+logger = logging.getLogger(__name__)
+MAX_ID_LINE_BYTES = 257  # a 256-byte id and its newline
+Cleanup = Callable[[str, Layout], None]
+
+
+def audience_not_found(name: str) -> NotFound:
+    return NotFound(f"Audience {name!r} does not exist.", code="audience_not_found", field="name")
+
+
+def check_name(name: str) -> str:
+    if not valid_name(name):
+        raise InvalidInput(
+            "An audience name is 1-200 characters, without '/' or control characters.",
+            code="invalid_audience_name",
+            field="name",
+        )
+    return name
+
+
+class AudienceService:
+    def __init__(
+        self,
+        repository: AudienceRepository,
+        member_lists: MemberLists,
+        upload_links: UploadLinks,
+        cleanup: Cleanup,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.repository = repository
+        self.member_lists = member_lists
+        self.upload_links = upload_links
+        self.cleanup = cleanup
+        self.clock = clock
+
+    def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[Audience]:
+        return self.repository.list_page(app_id, cursor, limit)
+
+    def get(self, app_id: str, name: str) -> Audience:
+        audience = self.repository.get(app_id, check_name(name))
+        if audience is None:
+            raise audience_not_found(name)
+        return audience
+
+    def is_member(self, app_id: str, name: str, user_id: str) -> Membership:
+        members = self._members_of(app_id, name, [user_id])
+        if user_id not in members:
+            raise NotFound(f"{user_id!r} is not a member of {name!r}.", code="not_a_member", field="user_id")
+        return Membership(audience=name, user_id=user_id, member=True)
+
+    def check(self, app_id: str, name: str, user_ids: list[str]) -> MembersCheckResult:
+        members = self._members_of(app_id, name, user_ids)
+        return MembersCheckResult(
+            members=[user_id for user_id in user_ids if user_id in members],
+            not_members=[user_id for user_id in user_ids if user_id not in members],
+        )
+
+    def members_page(self, app_id: str, name: str, cursor: str | None, limit: int) -> MemberPage:
+        audience = self._readable(app_id, name)
+        if audience.layout is None:
+            return MemberPage(items=[])
+        layout = audience.layout
+        position = decode_cursor(cursor)
+        offset = 0
+        if position is not None:
+            version, start = position.get("v"), position.get("o")
+            if not isinstance(version, str) or not isinstance(start, int) or isinstance(start, bool) or start < 0:
+                raise invalid_cursor()
+            offset = start
+            if version != layout.version:
+                raise Conflict(
+                    "The audience was replaced by a newer import since this cursor was issued; start again.",
+                    code="audience_replaced",
+                    field="cursor",
+                )
+        wanted = limit * MAX_ID_LINE_BYTES
+        data = self.member_lists.read(layout.members_key, offset, wanted)
+        complete = len(data) < wanted
+        end = len(data) if complete else data.rfind(b"\n") + 1
+        lines = data[:end].split(b"\n")[:-1] if end else []
+        items = [line.decode("utf-8") for line in lines[:limit]]
+        consumed = sum(len(line) + 1 for line in lines[:limit])
+        more = len(lines) > limit or not complete
+        next_cursor = encode_cursor({"v": layout.version, "o": offset + consumed}) if more and items else None
+        return MemberPage(items=items, next_cursor=next_cursor)
+
+    def delete(self, app_id: str, name: str) -> Audience:
+        audience = self.get(app_id, name)
+        if audience.status is AudienceStatus.DELETED:
+            return audience
+        if not self.repository.tombstone(app_id, audience, self.clock()):
+            raise Conflict("The audience changed meanwhile (an import finished); try again.", code="concurrent_update")
+        if audience.layout is not None:
+            self.cleanup(app_id, audience.layout)
+        return self.get(app_id, name)
+
+    def lift_tombstone(self, app_id: str, name: str) -> None:
+        audience = self.get(app_id, name)
+        if audience.status is not AudienceStatus.DELETED:
+            raise Conflict(f"Audience {name!r} is not deleted.", code="audience_not_deleted", field="name")
+        if not self.repository.delete_record(app_id, name, AudienceStatus.DELETED):
+            raise Conflict("The audience changed meanwhile; try again.", code="concurrent_update")
+
+    def upload_url(self, app_id: str, name: str) -> UploadUrl:
+        existing = self.repository.get(app_id, check_name(name))
+        if existing is not None and existing.status is AudienceStatus.DELETED:
+            raise Conflict(
+                f"Audience {name!r} was deleted; lift its tombstone first.", code="audience_deleted", field="name"
+            )
+        key = import_key(app_id, name)
+        url, expires_at = self.upload_links.presign_put(key, self.clock())
+        return UploadUrl(url=url, key=key, expires_at=expires_at)
+
+    def _readable(self, app_id: str, name: str, *, consistent: bool = False) -> Audience:
+        audience = self.repository.get(app_id, check_name(name), consistent=consistent)
+        if audience is None or audience.status is AudienceStatus.DELETED:
+            raise audience_not_found(name)
+        return audience
+
+    def _members_of(self, app_id: str, name: str, user_ids: list[str]) -> set[str]:
+        audience = self._readable(app_id, name)
+        for attempt in range(2):
+            if audience.layout is None:
+                return set()
+            found = self._lookup(app_id, audience.layout, user_ids, consistent=attempt > 0)
+            if found is not None:
+                return found
+            if attempt == 0:
+                audience = self._readable(app_id, name, consistent=True)
+        logger.warning("Audience %r of app %s has missing buckets at version %s", name, app_id, audience.version)
+        return set()
+
+    def _lookup(self, app_id: str, layout: Layout, user_ids: list[str], *, consistent: bool) -> set[str] | None:
+        """The members among ``user_ids``; None when a bucket is missing (a newer version replaced this one)."""
+        located = bucket_numbers(layout, user_ids)
+        packed = self.repository.read_buckets(
+            app_id, layout.version, {number for number, _ in located.values()}, consistent=consistent
+        )
+        if any(value is None for value in packed.values()):
+            return None
+        return {
+            user_id for user_id, (number, hashed) in located.items() if buckets.contains(packed[number] or b"", hashed)
+        }
