@@ -10,10 +10,13 @@ removed (a moved index key is both); 1 read unit per started 4 KB of what a
 query returns, per query, half when eventually consistent (index queries
 always are). A query that returns nothing still costs 0.5 unit.
 
-    .venv/bin/python -m bench.retention
+    .venv/bin/python -m bench.retention [conversations]
+
+The committed output (bench/results/retention.txt) is of 100,000, the default.
 """
 
 import math
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -116,12 +119,12 @@ def _units(size: int, unit: int) -> int:
     return max(1, math.ceil(size / unit))
 
 
-def seed(services: Services, idle_days: int) -> None:
-    """CONVERSATIONS open conversations of five channels, last active ``idle_days`` ago, a user each."""
+def seed(services: Services, idle_days: int, count: int) -> None:
+    """``count`` open conversations of five channels, last active ``idle_days`` ago, a user each."""
     repository = services.conversation_repository
     at = NOW - timedelta(days=idle_days)
     with ConversationRecord.batch_write() as batch:
-        for number in range(CONVERSATIONS):
+        for number in range(count):
             conversation = Conversation(
                 conversation_id=f"cnv_{number:032x}",
                 channel=CHANNELS[number % len(CHANNELS)],
@@ -155,6 +158,7 @@ def sweep(services: Services, meter: Meter, run_id: str) -> tuple[Charge, Counte
 
 
 def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else CONVERSATIONS
     with mock_aws():
         create_tables(SHARDS)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -166,24 +170,26 @@ def main() -> None:
         }
         services.retention_settings.put(APP, RetentionSettings.model_validate(settings))
         started = time.monotonic()
-        seed(services, idle_days=10)
-        print(f"seeded {CONVERSATIONS:,} conversations in {time.monotonic() - started:.0f} s")
+        seed(services, 10, count)
+        print(f"seeded {count:,} conversations in {time.monotonic() - started:.0f} s")
         meter = Meter()
         meter.install()
 
-        per = 100_000 / CONVERSATIONS  # 1 at the committed size; smaller runs scale to 100,000
+        per = 100_000 / count  # 1 at the committed size; smaller runs scale to 100,000
         columns = f"{'RCU':>8} {'WCU':>9} {'Lambda':>7} {'SFN':>6}"
-        print(f"{'per 100,000 conversations, 16 shards':40} {columns}  DynamoDB calls")
+        print(f"{f'one sweep of {count:,} conversations, 16 shards':40} {columns}  DynamoDB calls")
         for label, idle_days in (("nothing due (idle 10 days, rules 30)", None), ("everything due (idle 40 days)", 40)):
             if idle_days is not None:
-                seed(services, idle_days)
+                seed(services, idle_days, count)
             charge, calls, invocations, transitions, counts = sweep(
                 services, meter, f"ret_{20260601000000 + (idle_days or 0)}_{0:012x}"
             )
-            listed = ", ".join(f"{count * per:,.0f} {name}" for name, count in sorted(calls.items()))
+            # Nothing due costs the same whatever the count: only the due rows scale to 100,000.
+            scale = per if idle_days is not None else 1
+            listed = ", ".join(f"{number * scale:,.0f} {name}" for name, number in sorted(calls.items()))
             print(
-                f"{label:40} {charge.read_units * per:>8,.1f} {charge.write_units * per:>9,.0f} "
-                f"{invocations * per:>7,.0f} {transitions * per:>6,.0f}  {listed}"
+                f"{label:40} {charge.read_units * scale:>8,.1f} {charge.write_units * scale:>9,.0f} "
+                f"{invocations * scale:>7,.0f} {transitions * scale:>6,.0f}  {listed}"
             )
             print(f"{'':40} moved: {counts}  refused writes: {charge.refused}")
         partitions = len(SWEEP_ORDER) * SHARDS
