@@ -103,6 +103,7 @@ def actions(rows: list[dict[str, str]]) -> dict[str, str]:
 
 class Scenario:
     type: str
+    name = ""  # several scenarios of one type (bulk_update's actions) each have a name
     # The write its apply makes for each entity (operation, table): the retry test refuses the second one.
     write: tuple[str, str]
     skip = 1  # let the first such write through
@@ -311,8 +312,57 @@ class DeleteRegions(Scenario):
         return self.lyon
 
 
+PRO = {"field": "fields.plan", "op": "eq", "value": "pro"}
+
+
+class BulkUpdateFields(Scenario):
+    type, name, write = "bulk_update", "bulk_update.update_fields", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for n in range(4):
+            put_user(stack, app, f"u{n}", {"plan": "pro" if n < 3 else "free", "trial": "2026-01-01"})
+        put_user(stack, app, "done", {"plan": "pro", "tier": "gold"})  # already as the job leaves it
+        self.activity = {n: user(stack, app, f"u{n}")["last_activity_at"] for n in range(4)}
+        selection = {"source": "all", "criteria": PRO}
+        return {"action": "update_fields", "selection": selection, "set": {"tier": "gold"}, "delete": ["trial"]}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert actions(rows) == {"u0": "updated", "u1": "updated", "u2": "updated", "done": "skipped"}
+        assert {row["id"]: row["detail"] for row in rows}["done"] == "unchanged"
+        for n in range(3):
+            assert user(stack, app, f"u{n}")["fields"] == {"plan": "pro", "tier": "gold"}
+        assert user(stack, app, "u3")["fields"] == {"plan": "free", "trial": "2026-01-01T00:00:00Z"}
+        # A bulk change is not activity of the user.
+        assert {n: user(stack, app, f"u{n}")["last_activity_at"] for n in range(4)} == self.activity
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "u1", {"plan": "free"})
+        return "u1"
+
+
+class BulkGlobalUnsubscribe(Scenario):
+    type, name, write = "bulk_update", "bulk_update.global_unsubscribe", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for n in range(4):
+            put_user(stack, app, f"u{n}")
+        self.segment_id = segment(stack, app, "complaints")["segment_id"]
+        path = f"/v1/segments/{self.segment_id}/members"
+        ok(stack.api("POST", path, app.key, json={"add": ["u0", "u1", "u2"], "remove": []}))
+        return {"action": "global_unsubscribe", "selection": {"source": "segment", "segment_id": self.segment_id}}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert actions(rows) == {"u0": "unsubscribed", "u1": "unsubscribed", "u2": "unsubscribed"}
+        assert [user(stack, app, f"u{n}")["global_unsubscribed"] for n in range(4)] == [True, True, True, False]
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        path = f"/v1/segments/{self.segment_id}/members"
+        ok(stack.api("POST", path, app.key, json={"add": [], "remove": ["u2"]}))
+        return "u2"
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
-    scenario.type: scenario
+    scenario.name or scenario.type: scenario
     for scenario in (
         SplitAudience,
         ReactivateDevices,
@@ -322,20 +372,23 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         DeleteEmptyTags,
         DeleteTags,
         DeleteRegions,
+        BulkUpdateFields,
+        BulkGlobalUnsubscribe,
     )
 }
 TYPES = sorted(SCENARIOS)
 
 
 def test_every_type_has_a_scenario() -> None:
-    assert set(TYPES) == {job_type.value for job_type in JobType}
+    assert {scenario.type for scenario in SCENARIOS.values()} == {job_type.value for job_type in JobType}
 
 
 @pytest.mark.parametrize("job_type", TYPES)
 def test_dry_and_real_runs_list_the_same_entities(stack: RunningStack, job_type: str) -> None:
     scenario = SCENARIOS[job_type]()
-    app = job_app(stack, job_type.replace("_", "-"))
+    app = job_app(stack, job_type.replace("_", "-").replace(".", "-"))
     params = scenario.setup(stack, app)
+    job_type = scenario.type
 
     dry = run_job(stack, app, job_type, params, dry_run=True)
     dry_rows = report_rows(stack, app.key, dry["job_id"])
@@ -355,8 +408,9 @@ def test_dry_and_real_runs_list_the_same_entities(stack: RunningStack, job_type:
 @pytest.mark.parametrize("job_type", TYPES)
 def test_a_confirmed_run_acts_on_what_the_dry_run_listed_and_reports_drift(stack: RunningStack, job_type: str) -> None:
     scenario = SCENARIOS[job_type]()
-    app = job_app(stack, job_type.replace("_", "-"))
+    app = job_app(stack, job_type.replace("_", "-").replace(".", "-"))
     params = scenario.setup(stack, app)
+    job_type = scenario.type
     dry = run_job(stack, app, job_type, params, dry_run=True)
     dry_rows = report_rows(stack, app.key, dry["job_id"])
 
@@ -378,8 +432,9 @@ def test_a_confirmed_run_acts_on_what_the_dry_run_listed_and_reports_drift(stack
 @pytest.mark.parametrize("job_type", TYPES)
 def test_a_worker_throttled_mid_page_is_retried_without_applying_twice(stack: RunningStack, job_type: str) -> None:
     scenario = SCENARIOS[job_type]()
-    app = job_app(stack, job_type.replace("_", "-"))
+    app = job_app(stack, job_type.replace("_", "-").replace(".", "-"))
     params = scenario.setup(stack, app)
+    job_type = scenario.type
 
     with throttled(stack, *scenario.write, skip=scenario.skip) as fired:
         real = run_job(stack, app, job_type, params, dry_run=False)
@@ -394,7 +449,9 @@ def test_a_worker_throttled_mid_page_is_retried_without_applying_twice(stack: Ru
 @pytest.mark.parametrize("job_type", TYPES)
 def test_a_real_run_asks_for_the_password_and_refuses_a_wrong_one(stack: RunningStack, job_type: str) -> None:
     app = job_app(stack, "reauth")
-    params = SCENARIOS[job_type]().setup(stack, app)
+    scenario = SCENARIOS[job_type]()
+    params = scenario.setup(stack, app)
+    job_type = scenario.type
 
     missing = submit_job(stack, app.key, job_type, params, dry_run=False)
     wrong = submit_job(stack, app.key, job_type, params, dry_run=False, admin_password="not the password")
@@ -407,7 +464,9 @@ def test_a_real_run_asks_for_the_password_and_refuses_a_wrong_one(stack: Running
 @pytest.mark.parametrize("job_type", TYPES)
 def test_a_real_run_waits_for_the_apps_running_job(stack: RunningStack, job_type: str) -> None:
     app = job_app(stack, "locked")
-    params = SCENARIOS[job_type]().setup(stack, app)
+    scenario = SCENARIOS[job_type]()
+    params = scenario.setup(stack, app)
+    job_type = scenario.type
     running = _hold_the_lock(stack, app)
 
     refused = submit_job(stack, app.key, job_type, params, dry_run=False, admin_password=app.password)

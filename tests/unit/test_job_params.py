@@ -55,6 +55,12 @@ VALID: dict[JobType, dict[str, Any]] = {
     JobType.DELETE_EMPTY_TAGS: {},
     JobType.DELETE_TAGS: {"tags": ["beta"]},
     JobType.DELETE_REGIONS: {"region_type": "poi"},
+    JobType.BULK_UPDATE: {
+        "action": "update_fields",
+        "selection": {"source": "all", "criteria": CRITERIA, "range": {"from_percent": 10, "to_percent": 50}},
+        "set": {"plan": "pro", "renewal": "2026-03-01"},
+        "delete": ["trial_ends"],
+    },
 }
 
 

@@ -35,6 +35,38 @@ def test_upsert_creates_then_merges_fields(service: UserService) -> None:
     assert service.get(APP, "u1") == merged
 
 
+def test_a_migrated_last_activity_is_set_on_creation_and_never_moves_back(service: UserService) -> None:
+    old, older, newer = (utc_now() - timedelta(days=days) for days in (400, 800, 100))
+
+    created = service.upsert(APP, "moved", UpsertUser(last_activity_at=old))
+    backwards = service.upsert(APP, "moved", UpsertUser(fields={"a": 1}, last_activity_at=older))
+    forwards = service.upsert(APP, "moved", UpsertUser(last_activity_at=newer))
+    batch = service.upsert_batch(
+        APP,
+        [
+            {"user_id": "moved", "last_activity_at": older.isoformat()},
+            {"user_id": "batch-new", "last_activity_at": old.isoformat()},
+        ],
+    )
+
+    assert created.last_activity_at == old
+    assert backwards.last_activity_at == old
+    assert backwards.fields == {"a": 1}
+    assert forwards.last_activity_at == newer
+    assert not batch.failed
+    assert service.get(APP, "moved").last_activity_at == newer
+    assert service.get(APP, "batch-new").last_activity_at == old
+    # Without it, an upsert is the user's activity.
+    assert service.upsert(APP, "moved", UpsertUser()).last_activity_at > newer
+
+
+@pytest.mark.parametrize("moment", [(utc_now() + timedelta(hours=1)).isoformat(), "2026-01-01T00:00:00", "yesterday"])
+def test_a_last_activity_in_the_future_or_without_offset_is_refused(moment: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        UpsertUser.model_validate({"last_activity_at": moment})
+    assert caught.value.errors()[0]["loc"] == ("last_activity_at",)
+
+
 def test_dates_are_stored_as_utc_iso_strings() -> None:
     assert normalize_date("2024-05-01") == "2024-05-01T00:00:00Z"
     assert normalize_date("2024-05-01T12:00:00+02:00") == "2024-05-01T10:00:00Z"

@@ -29,7 +29,7 @@ CONCURRENT = ["concurrent_update"]
 
 class UserBatch(BaseModel):
     users: list[Any] = Field(
-        description="Up to 100 items `{user_id, fields, global_unsubscribed}`; each gets its own outcome."
+        description="Up to 100 items `{user_id, fields, global_unsubscribed, last_activity_at}`; one outcome each."
     )
 
 

@@ -43,6 +43,7 @@ class JobType(StrEnum):
     DELETE_EMPTY_TAGS = "delete_empty_tags"
     DELETE_TAGS = "delete_tags"
     DELETE_REGIONS = "delete_regions"
+    BULK_UPDATE = "bulk_update"
 
 
 class JobStatus(StrEnum):

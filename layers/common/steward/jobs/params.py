@@ -47,6 +47,7 @@ from steward.regions.models import Tag as RegionTag
 from steward.segments.models import SEGMENT_ID_PREFIX
 from steward.tags.models import TagName
 from steward.types import no_control_characters
+from steward.users.models import MAX_FIELDS, FieldName, FieldValue
 
 INVALID_PARAMS = "invalid_params"
 ROOT = "params"
@@ -67,6 +68,7 @@ _SEGMENT_ID = re.compile(rf"^{SEGMENT_ID_PREFIX}[0-9a-f]{{16}}$")
 # A date, or a date-time with optional seconds, fraction and offset (the criteria's ISO-8601 forms).
 _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 _SHOWN_ITEMS = 3
+_CRITERIA_PATHS = (f"{ROOT}.criteria", f"{ROOT}.selection.criteria")
 
 
 class Medium(StrEnum):
@@ -350,6 +352,166 @@ class DeleteRegionsParams(JobParams):
         return " ".join(parts)
 
 
+MAX_TOTAL_LIMIT = 100_000_000
+
+
+class SelectionSource(StrEnum):
+    """Where a bulk update's users come from."""
+
+    ALL = "all"
+    SEGMENT = "segment"
+
+
+class PercentRange(BaseModel):
+    """A stable slice of the source: the users whose id hashes into [from_percent, to_percent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_percent: float = Field(default=0, ge=0, le=100, strict=False)
+    to_percent: float = Field(default=100, ge=0, le=100, strict=False)
+
+    @field_validator("from_percent", "to_percent", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number from 0 to 100")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.from_percent >= self.to_percent:
+            raise InvalidInput(
+                "selection.range.to_percent: must be greater than from_percent.",
+                code=INVALID_PARAMS,
+                field="selection.range.to_percent",
+            )
+        return self
+
+
+class BulkSelection(BaseModel):
+    """Which users a bulk update changes: a source, optional criteria, and at most one limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: SelectionSource = Field(description="`all` users of the app, or the users of a `segment`.")
+    segment_id: SegmentId | None = Field(default=None, description="The segment, for source `segment`.")
+    criteria: CriteriaJson = Field(default=None, description="Narrow the source (the criteria language).")
+    range: PercentRange | None = Field(
+        default=None, description="A stable slice of the source by a hash of the user id, before the criteria."
+    )
+    total_limit: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TOTAL_LIMIT,
+        description="Only the first N users selected, in byte order of the user id.",
+    )
+
+    @field_validator("criteria")
+    @classmethod
+    def _checked(cls, criteria: Any) -> Any:
+        try:
+            return _checked_unless_null(criteria)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"selection.{exc.message}" if exc.field and exc.message.startswith(f"{exc.field}:") else exc.message,
+                code=exc.code,
+                field=f"selection.{exc.field}" if exc.field else "selection.criteria",
+            ) from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.source is SelectionSource.SEGMENT and self.segment_id is None:
+            raise InvalidInput(
+                "selection.segment_id: required for source segment.",
+                code=INVALID_PARAMS,
+                field="selection.segment_id",
+            )
+        if self.source is not SelectionSource.SEGMENT and self.segment_id is not None:
+            raise InvalidInput(
+                "selection.segment_id: only for source segment.", code=INVALID_PARAMS, field="selection.segment_id"
+            )
+        if self.range is not None and self.total_limit is not None:
+            raise InvalidInput(
+                "selection.total_limit: give either range or total_limit, not both.",
+                code=INVALID_PARAMS,
+                field="selection.total_limit",
+            )
+        return self
+
+    @property
+    def has_conditions(self) -> bool:
+        """Whether anything narrows the selection beyond "every user" (a slice or a limit does not)."""
+        return self.criteria is not None or self.source is SelectionSource.SEGMENT
+
+    def describe(self) -> str:
+        selected = "all users" if self.source is SelectionSource.ALL else f"the users of segment {self.segment_id}"
+        if self.criteria is not None:
+            selected += " that the criteria select"
+        if self.range is not None:
+            selected += f" in the slice {self.range.from_percent:g}-{self.range.to_percent:g}%"
+        if self.total_limit is not None:
+            selected = f"the first {self.total_limit:,} of {selected}"
+        return selected
+
+
+class BulkAction(StrEnum):
+    UPDATE_FIELDS = "update_fields"
+    GLOBAL_UNSUBSCRIBE = "global_unsubscribe"
+
+
+# What each action takes besides the selection: a field another action does not accept is refused.
+_ACTION_FIELDS = {BulkAction.UPDATE_FIELDS: {"set", "delete"}, BulkAction.GLOBAL_UNSUBSCRIBE: set[str]()}
+
+
+class BulkUpdateParams(JobParams):
+    job_type = JobType.BULK_UPDATE
+
+    action: BulkAction
+    selection: BulkSelection
+    suppress_triggers: StrictBool = Field(default=False, description="Publish no trigger events for the changes.")
+    set: dict[FieldName, FieldValue] | None = Field(
+        default=None, max_length=MAX_FIELDS, description="update_fields: the fields to set, as for PUT /v1/users."
+    )
+    delete: list[FieldName] | None = Field(
+        default=None, min_length=1, max_length=MAX_FIELDS, description="update_fields: the fields to remove."
+    )
+
+    @field_validator("delete")
+    @classmethod
+    def _no_repeats(cls, names: list[str] | None) -> list[str] | None:
+        return None if names is None else _unique(names)
+
+    @model_validator(mode="after")
+    def _action_fields(self) -> Self:
+        given = {name for name in ("set", "delete") if getattr(self, name) is not None}
+        for name in sorted(given - _ACTION_FIELDS[self.action]):
+            raise InvalidInput(f"{name}: not a field of action {self.action.value}.", code=INVALID_PARAMS, field=name)
+        if self.action is BulkAction.UPDATE_FIELDS:
+            if not self.set and not self.delete:
+                raise InvalidInput("set: give fields to set or delete.", code=INVALID_PARAMS, field="set")
+            both = sorted(set(self.set or {}) & set(self.delete or []))
+            if both:
+                raise InvalidInput(f"delete: {both[0]} is both set and deleted.", code=INVALID_PARAMS, field="delete")
+        if self.action is BulkAction.GLOBAL_UNSUBSCRIBE and not self.selection.has_conditions:
+            raise InvalidInput(
+                "selection: global_unsubscribe needs criteria or a segment source.",
+                code="selection_conditions_required",
+                field="selection",
+            )
+        return self
+
+    def describe(self) -> str:
+        selected = self.selection.describe()
+        if self.action is BulkAction.GLOBAL_UNSUBSCRIBE:
+            return f"globally unsubscribe {selected}"
+        changes = []
+        if self.set:
+            changes.append(f"set {_listing(list(self.set))}")
+        if self.delete:
+            changes.append(f"delete {_listing(self.delete)}")
+        return f"{' and '.join(changes)} on {selected}"
+
+
 _MODELS: tuple[type[JobParams], ...] = (
     SplitAudienceParams,
     ReactivateDevicesParams,
@@ -359,6 +521,7 @@ _MODELS: tuple[type[JobParams], ...] = (
     DeleteEmptyTagsParams,
     DeleteTagsParams,
     DeleteRegionsParams,
+    BulkUpdateParams,
 )
 PARAMS_MODELS: Mapping[JobType, type[JobParams]] = MappingProxyType({model.job_type: model for model in _MODELS})
 
@@ -419,7 +582,7 @@ def _check_recordable(params: JobParams) -> None:
         where, _, reason = str(exc).partition(": ")
         field = ROOT + where.removeprefix("$")
         # Only criteria hold free-form values, and their errors keep their own code.
-        code = INVALID_CRITERIA if field.startswith(f"{ROOT}.criteria") else INVALID_PARAMS
+        code = INVALID_CRITERIA if field.startswith(_CRITERIA_PATHS) else INVALID_PARAMS
         raise InvalidInput(f"{field}: {reason}", code=code, field=field) from None
     if size > MAX_PARAMS_BYTES:
         raise InvalidInput(

@@ -51,10 +51,26 @@ def upsert(current: User | None, user_id: str, request: UpsertUser, now: datetim
             field="fields",
         )
     unsubscribed = base.global_unsubscribed if request.global_unsubscribed is None else request.global_unsubscribed
-    # Every upsert through the API is activity of the user.
     return base.model_copy(
-        update={"fields": fields, "global_unsubscribed": unsubscribed, "updated_at": now, "last_activity_at": now}
+        update={
+            "fields": fields,
+            "global_unsubscribed": unsubscribed,
+            "updated_at": now,
+            "last_activity_at": _activity(current, request, now),
+        }
     )
+
+
+def _activity(current: User | None, request: UpsertUser, now: datetime) -> datetime:
+    """Every upsert through the API is activity of the user, unless it brings the user's history along.
+
+    A migrated last activity is the user's on creation, and never moves an existing user's value backwards.
+    """
+    given = request.last_activity_at
+    if given is None:
+        return now
+    known = None if current is None else current.last_activity_at
+    return given if known is None or given > known else known
 
 
 def put_contact(user: User, kind: str, address: str, active: bool, now: datetime) -> User:

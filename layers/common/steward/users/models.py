@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from steward.batch import BatchOutcome, ItemOutcome
 from steward.numbers import storable_number
@@ -140,6 +140,15 @@ class User(BaseModel):
     segments: list[str] = Field(default_factory=list, description="Ids of the static segments the user belongs to.")
 
 
+def _not_in_future(moment: datetime) -> datetime:
+    if moment > datetime.now(UTC):
+        raise ValueError("must not be in the future")
+    return moment.astimezone(UTC)
+
+
+PastMoment = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
+
+
 class UpsertUser(BaseModel):
     """Body of PUT /v1/users/{user_id}: fields merge into the stored ones; null removes a field."""
 
@@ -147,6 +156,13 @@ class UpsertUser(BaseModel):
 
     fields: dict[FieldName, FieldValue | None] = Field(default_factory=dict, max_length=MAX_FIELDS)
     global_unsubscribed: bool | None = None
+    last_activity_at: PastMoment | None = Field(
+        default=None,
+        description=(
+            "History from another platform: the user's last activity (with an offset, not in the future). "
+            "Sets it on a new user; an existing user's value only moves forward. Without it, the upsert is activity."
+        ),
+    )
 
 
 class BatchUser(UpsertUser):

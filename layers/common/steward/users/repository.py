@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.expressions.update import Action
 
 from steward.conditions import condition_failed, read_modify_write, save_versioned
 from steward.errors import NotFound
@@ -136,15 +137,39 @@ class UserRepository:
         profile (fields, activity) exactly as it is stored. False when
         someone wrote in between (or the user is gone): read it again.
         """
+        return self._update_at_version(
+            app_id,
+            user,
+            version,
+            [
+                ProfileRecord.emails.set({contact.address: _contact_item(contact) for contact in user.emails}),
+                ProfileRecord.phones.set({contact.address: _contact_item(contact) for contact in user.phones}),
+            ],
+        )
+
+    def save_profile_if_unchanged(self, app_id: str, user: User, version: int) -> bool:
+        """Write ``user``'s fields, ``global_unsubscribed`` and ``updated_at`` if still at ``version``.
+
+        One UpdateItem for bulk updates: contacts, subscriptions and
+        ``last_activity_at`` stay exactly as stored. False when someone wrote
+        in between (or the user is gone): read it again.
+        """
+        return self._update_at_version(
+            app_id,
+            user,
+            version,
+            [
+                ProfileRecord.fields.set(dict(user.fields)),
+                ProfileRecord.global_unsubscribed.set(user.global_unsubscribed),
+            ],
+        )
+
+    def _update_at_version(self, app_id: str, user: User, version: int, actions: list[Action]) -> bool:
+        """One UpdateItem of ``actions`` (and ``updated_at``, the version) if the item is still at ``version``."""
         record = ProfileRecord(pk=partition_for(app_id, user.user_id, self.shard_count), sk=user.user_id)
         try:
             record.update(
-                actions=[
-                    ProfileRecord.emails.set({contact.address: _contact_item(contact) for contact in user.emails}),
-                    ProfileRecord.phones.set({contact.address: _contact_item(contact) for contact in user.phones}),
-                    ProfileRecord.updated_at.set(user.updated_at),
-                    ProfileRecord.version.add(1),
-                ],
+                actions=[*actions, ProfileRecord.updated_at.set(user.updated_at), ProfileRecord.version.add(1)],
                 condition=ProfileRecord.version == version,
             )
         except UpdateError as exc:

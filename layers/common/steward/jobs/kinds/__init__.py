@@ -14,6 +14,7 @@ _MODULES = {
     JobType.DELETE_EMPTY_TAGS: "tag_deletion",
     JobType.DELETE_TAGS: "tag_deletion",
     JobType.DELETE_REGIONS: "region_deletion",
+    JobType.BULK_UPDATE: "bulk_update",
 }
 
 

@@ -1,0 +1,322 @@
+"""bulk_update: change the profiles a selection names (set or delete fields, global unsubscribe).
+
+The selection is a source (all users, or a segment), optional criteria and
+at most one limit. A criteria segment's criteria join the selection's; a
+static segment's members are walked shard by shard (a member lies in the
+shard of its user) and checked against the criteria in code. ``range``
+keeps the users whose id falls in the slice by a stable hash
+(``steward.sharding.slice_point``): the same slice on every run, applied to
+the source whatever the criteria say.
+
+Without ``total_limit`` the job walks the shards in parallel, one work item
+each. With it, one work item merges the shards in byte order of the user id:
+each page reads a bounded chunk from every shard not yet done, takes the
+users below the lowest point every shard has reached (the ones no other
+shard can precede), and keeps, per shard, where it stopped and how many it
+took in all. A page therefore reads at most ``shards x MERGE_CHUNK`` users
+and re-reads what it did not take.
+
+Report rows are ``user`` rows: ``updated`` or ``unsubscribed``, or skipped
+with the reason (``unchanged``, ``too_many_fields``...). A profile that ends
+unchanged is never written. A write changes only the fields,
+``global_unsubscribed`` and ``updated_at``, on condition of the version it
+read: ``last_activity_at`` is never touched.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from steward.conditions import MAX_ATTEMPTS
+from steward.criteria.evaluate import matches, scopes_in, user_subject
+from steward.criteria.fields import Scope
+from steward.criteria.models import Combinator, Group, Node, Target
+from steward.criteria.parse import parse_criteria
+from steward.errors import Conflict, NotFound
+from steward.jobs.engine import (
+    Entity,
+    JobContext,
+    JobKind,
+    JobRefused,
+    JsonObject,
+    Outcome,
+    Page,
+    Plan,
+    ReportRow,
+    SinglePhase,
+    WorkItem,
+    shard_items,
+)
+from steward.jobs.kinds._reach import NOMINAL_PROFILE_BYTES, Meter, each, failed, next_of, sizes_of, start_of
+from steward.jobs.kinds._sizes import NOMINAL_MEMBER_BYTES
+from steward.jobs.models import JobType
+from steward.jobs.params import BulkAction, BulkUpdateParams, SelectionSource
+from steward.segments.models import SegmentKind
+from steward.shard_reader import Position, read_shards
+from steward.sharding import slice_point
+from steward.tables import SegmentMemberRecord, segment_members_collection
+from steward.users.models import MAX_FIELDS, MAX_FIELDS_BYTES, User, fields_bytes
+
+UPDATED = "updated"
+UNSUBSCRIBED = "unsubscribed"
+_CHANGES = {BulkAction.UPDATE_FIELDS: UPDATED, BulkAction.GLOBAL_UNSUBSCRIBE: UNSUBSCRIBED}
+# Users per page: one conditional write each on a real run.
+USER_PAGE = 200
+# Users read from each shard per page of a total_limit merge.
+MERGE_CHUNK = 100
+UNCHANGED = "unchanged"
+ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
+TOO_MANY_FIELDS = "too_many_fields"
+FIELDS_TOO_LARGE = "fields_too_large"
+_GONE = "deleted"
+_NO_LONGER_MATCHES = "no longer matches the selection"
+_NO_LONGER_MEMBER = "no longer a member of the segment"
+
+
+def _params(ctx: JobContext) -> BulkUpdateParams:
+    params = ctx.params
+    assert isinstance(params, BulkUpdateParams)
+    return params
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What selects a user, as the plan fixed it: criteria (the segment's and the job's), members, slice."""
+
+    node: Node
+    static_segment: str | None
+    slice: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, ctx: JobContext) -> "_Rules":
+        params = _params(ctx)
+        parts = [parse_criteria(raw) for raw in (ctx.state.get("segment_criteria"), params.selection.criteria) if raw]
+        node = parts[0] if len(parts) == 1 else Group(Combinator.ALL, tuple(parts))
+        window = params.selection.range
+        return cls(
+            node,
+            ctx.state.get("static_segment"),
+            None if window is None else (window.from_percent, window.to_percent),
+        )
+
+    @property
+    def needs_devices(self) -> bool:
+        return Scope.DEVICE in scopes_in(self.node)
+
+    def in_slice(self, user_id: str) -> bool:
+        return self.slice is None or self.slice[0] <= slice_point(user_id) < self.slice[1]
+
+    def selects(self, ctx: JobContext, users: Sequence[User]) -> list[User]:
+        """The users (in their order) that are in the slice and match the criteria."""
+        kept = [user for user in users if self.in_slice(user.user_id)]
+        owned = (
+            ctx.services.device_repository.devices_of_users(ctx.app_id, [user.user_id for user in kept])
+            if self.needs_devices
+            else {}
+        )
+        return [user for user in kept if matches(self.node, user_subject(user, owned.get(user.user_id, [])), ctx.now)]
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    users: list[User]  # selected, in byte order of the user id
+    scanned: int
+    next: Position | None
+
+
+class BulkUpdate(SinglePhase):
+    def plan(self, ctx: JobContext) -> Plan:
+        params = _params(ctx)
+        state: JsonObject = {}
+        selection = params.selection
+        if selection.source is SelectionSource.SEGMENT:
+            assert selection.segment_id is not None
+            try:
+                segment = ctx.services.segment_repository.get(ctx.app_id, selection.segment_id)
+            except NotFound:
+                raise JobRefused(f"Segment {selection.segment_id} does not exist.", code="segment_not_found") from None
+            if segment.kind is SegmentKind.CRITERIA:
+                state["segment_criteria"] = segment.criteria
+            else:
+                state["static_segment"] = segment.segment_id
+        if selection.total_limit is not None:
+            return Plan([WorkItem(index=0)], state)
+        return Plan(shard_items(ctx.services.shard_count), state)
+
+    # Selection.
+
+    def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
+        rules = _Rules.of(ctx)
+        meter = Meter()
+        if item.shard is None:
+            users, scanned, next_position = self._merge(ctx, rules, position, meter)
+        else:
+            start = start_of(ctx, item, position)
+            chunk = self._read(ctx, rules, start, USER_PAGE, meter)
+            users, scanned, next_position = chunk.users, chunk.scanned, next_of(chunk.next)
+        rows = [self._row(ctx, user, meter) for user in users]
+        return Page(rows, scanned, next_position, cost=meter.cost())
+
+    def _read(self, ctx: JobContext, rules: _Rules, start: Position, max_items: int, meter: Meter) -> _Chunk:
+        """Up to ``max_items`` candidates of ``start``'s shard from ``start``: the selected ones among them."""
+        if rules.static_segment is None:
+            page = ctx.services.selection.page(
+                ctx.app_id, Target.USERS, rules.node, ctx.now, start, shard=start.shard, max_items=max_items
+            )
+            users = [found for found in page.matches if isinstance(found, User)]
+            selected = [user for user in users if rules.in_slice(user.user_id)]
+            meter.walk(page.scanned, self._sizes(ctx, users), NOMINAL_PROFILE_BYTES)
+            return _Chunk(selected, page.scanned, page.next)
+        batch = read_shards(
+            SegmentMemberRecord,
+            segment_members_collection(ctx.app_id, rules.static_segment),
+            ctx.services.shard_count,
+            start,
+            max_items=max_items,
+            end_shard=start.shard + 1,
+        )
+        meter.walk(batch.scanned, [], NOMINAL_MEMBER_BYTES)
+        member_ids = [record.sk for record in batch.items if rules.in_slice(record.sk)]
+        found = ctx.services.user_repository.get_many(ctx.app_id, member_ids)
+        users = [found[user_id][0] for user_id in member_ids if user_id in found]
+        meter.gets(self._sizes(ctx, users), consistent=False)
+        return _Chunk(rules.selects(ctx, users), batch.scanned, batch.next)
+
+    def _merge(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """The next users of the whole selection in byte order of the id, up to the total limit."""
+        limit = _params(ctx).selection.total_limit
+        assert limit is not None
+        shard_count = ctx.services.shard_count
+        cursors: list[Any] = (
+            [{"shard": shard} for shard in range(shard_count)] if position is None else list(position["cursors"])
+        )
+        taken = 0 if position is None else int(position["taken"])
+        chunks: dict[int, _Chunk] = {}
+        scanned = 0
+        for shard, cursor in enumerate(cursors):
+            if cursor is not None:
+                chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), MERGE_CHUNK, meter)
+                chunks[shard] = chunk
+                scanned += chunk.scanned
+        # Every shard has been read up to its frontier: no user below the lowest one is still unread.
+        frontiers = [_key(chunk.next.after or "") for chunk in chunks.values() if chunk.next is not None]
+        bound = min(frontiers) if frontiers else None
+        ready = sorted(
+            ((user, shard) for shard, chunk in chunks.items() for user in chunk.users),
+            key=lambda pair: _key(pair[0].user_id),
+        )
+        room = min(limit - taken, USER_PAGE)
+        chosen = [pair for pair in ready if bound is None or _key(pair[0].user_id) <= bound][:room]
+        for shard, chunk in chunks.items():
+            mine = [user.user_id for user, owner in chosen if owner == shard]
+            if len(mine) == len(chunk.users):
+                cursors[shard] = next_of(chunk.next)  # everything this shard's read selected is taken
+            elif mine:
+                cursors[shard] = Position(shard, mine[-1]).as_fields()
+        taken += len(chosen)
+        done = taken >= limit or all(cursor is None for cursor in cursors)
+        return [user for user, _ in chosen], scanned, None if done else {"cursors": cursors, "taken": taken}
+
+    def _row(self, ctx: JobContext, user: User, meter: Meter) -> ReportRow:
+        params = _params(ctx)
+        after, reason = _changed(params, user, ctx)
+        if after is None:
+            return ReportRow(Entity.USER, user.user_id, Outcome.SKIPPED, user.user_id, reason)
+        size = self._sizes(ctx, [user])[0]
+        meter.gets([size], consistent=True)  # apply's read
+        meter.writes([max(size, self._sizes(ctx, [after])[0])])
+        return ReportRow(Entity.USER, user.user_id, _CHANGES[params.action], user.user_id, reason)
+
+    def _sizes(self, ctx: JobContext, users: Sequence[User]) -> list[int]:
+        return sizes_of(ctx.services.user_repository.stored_item(ctx.app_id, user) for user in users)
+
+    # Confirmation.
+
+    def recheck(self, ctx: JobContext, rows: Sequence[ReportRow]) -> list[ReportRow]:
+        params = _params(ctx)
+        rules = _Rules.of(ctx)
+        change = _CHANGES[params.action]
+        ids = [row.id for row in rows if row.action == change]
+        users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
+        selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
+
+        def now_as(row: ReportRow) -> ReportRow:
+            if row.action != change:
+                return row
+            user = users.get(row.id)
+            if user is None:
+                return row.with_outcome(Outcome.DRIFTED, _GONE)
+            if rules.static_segment is not None and rules.static_segment not in user.segments:
+                return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
+            if row.id not in selected:
+                return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
+            after, reason = _changed(params, user, ctx)
+            return row if after is not None else row.with_outcome(Outcome.DRIFTED, reason)
+
+        return [now_as(row) for row in rows]
+
+    # Changes.
+
+    def apply(self, ctx: JobContext, rows: Sequence[ReportRow]) -> list[ReportRow]:
+        params = _params(ctx)
+        change = _CHANGES[params.action]
+        todo = [row for row in rows if row.action == change]
+        read = _read_many(ctx, [row.id for row in todo])
+        results = each(todo, lambda row: self._apply_one(ctx, row, read))
+        outcomes = dict(zip((row.id for row in todo), results, strict=True))
+        return [_outcome(row, outcomes[row.id]) if row.id in outcomes else row for row in rows]
+
+    def _apply_one(self, ctx: JobContext, row: ReportRow, read: Mapping[str, tuple[User, int]]) -> ReportRow:
+        """One conditional write of the profile as read; read again and retried when it changed meanwhile."""
+        params = _params(ctx)
+        repository = ctx.services.user_repository
+        stored = read.get(row.id)
+        for _ in range(MAX_ATTEMPTS):
+            if stored is None:
+                return row.with_outcome(Outcome.NOT_FOUND, "")
+            user, version = stored
+            after, reason = _changed(params, user, ctx)
+            if after is None:
+                # Already as the job leaves it: this row's own earlier attempt, or a write that did the same.
+                return row if reason in (UNCHANGED, ALREADY_UNSUBSCRIBED) else row.with_outcome(Outcome.SKIPPED, reason)
+            if repository.save_profile_if_unchanged(ctx.app_id, after, version):
+                return row
+            stored = repository.get_with_version(ctx.app_id, row.id)
+        raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
+
+
+def _changed(params: BulkUpdateParams, user: User, ctx: JobContext) -> tuple[User | None, str]:
+    """The user as the action leaves it, or None and why it stays as it is."""
+    if params.action is BulkAction.GLOBAL_UNSUBSCRIBE:
+        if user.global_unsubscribed:
+            return None, ALREADY_UNSUBSCRIBED
+        return user.model_copy(update={"global_unsubscribed": True, "updated_at": ctx.now}), ""
+    fields = dict(user.fields)
+    fields.update(params.set or {})
+    for name in params.delete or ():
+        fields.pop(name, None)
+    if fields == user.fields:
+        return None, UNCHANGED
+    if len(fields) > MAX_FIELDS:
+        return None, TOO_MANY_FIELDS
+    if fields_bytes(fields) > MAX_FIELDS_BYTES:
+        return None, FIELDS_TOO_LARGE
+    return user.model_copy(update={"fields": fields, "updated_at": ctx.now}), ""
+
+
+def _read_many(ctx: JobContext, user_ids: Sequence[str]) -> dict[str, tuple[User, int]]:
+    return ctx.services.user_repository.get_many(ctx.app_id, user_ids, consistent=True)
+
+
+def _outcome(row: ReportRow, result: ReportRow | Exception) -> ReportRow:
+    return failed(row, result) if isinstance(result, Exception) else result
+
+
+def _key(user_id: str) -> bytes:
+    """DynamoDB's order of string sort keys: their UTF-8 bytes."""
+    return user_id.encode("utf-8")
+
+
+KINDS: dict[JobType, JobKind] = {JobType.BULK_UPDATE: BulkUpdate()}
