@@ -55,10 +55,12 @@ logger = logging.getLogger(__name__)
 
 # A worker stops taking pages when less than this is left, or less than twice its slowest page.
 MIN_TIME_LEFT_MS = 30_000
-# The state machine's own transitions besides the work loop (plan, map, advance, choice, finalize, end).
-FIXED_TRANSITIONS = 6
-TRANSITIONS_PER_INVOCATION = 2  # the work task and the loop's choice
-TRANSITIONS_PER_ITEM = 2  # the item's iteration starts and ends
+# The state machine's transitions, as its execution history counts them: Plan, HasWork and Finalize once;
+# per phase its Map, Advance and HasWork; per work item its Done; per invocation the work task and its choice.
+FIXED_TRANSITIONS = 3
+TRANSITIONS_PER_PHASE = 3
+TRANSITIONS_PER_INVOCATION = 2
+TRANSITIONS_PER_ITEM = 1
 
 
 class EventNotPublished(RuntimeError):
@@ -349,6 +351,7 @@ class JobRunner:
             read_units=cost.read_units,
             write_units=cost.write_units,
             state_transitions=FIXED_TRANSITIONS
+            + TRANSITIONS_PER_PHASE * len({part.phase for part in parts})
             + TRANSITIONS_PER_ITEM * len(parts)
             + TRANSITIONS_PER_INVOCATION * invocations,
             lambda_gb_seconds=lambda_gb_seconds(memory_mb, worker_ms),
