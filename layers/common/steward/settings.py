@@ -147,6 +147,7 @@ class RetentionSweepSettings(StoreSettings):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
 class AudienceImporterSettings(StoreSettings):
     """The audience importer: the store, where member lists live, and where failures and imports are told."""
 
