@@ -50,6 +50,22 @@ def test_a_huge_line_without_newline_is_one_invalid_row_and_memory_stays_bounded
     assert (scanner.rows, scanner.invalid) == (3, 1)
 
 
+def test_a_huge_first_line_is_a_row_so_a_later_user_id_line_is_an_id() -> None:
+    ids, scanner = parse(b"x" * (MAX_RAW_LINE_BYTES * 2) + b"\nuser_id\nb\n", chunk=4096)
+
+    assert ids == [b"user_id", b"b"]
+    assert (scanner.rows, scanner.invalid) == (3, 1)
+
+
+def test_a_huge_run_of_whitespace_is_a_blank_line_or_the_padding_of_an_id() -> None:
+    ids, scanner = parse(
+        b" " * (MAX_RAW_LINE_BYTES * 2) + b"\nb\n" + b"\t" * (MAX_RAW_LINE_BYTES * 2) + b"c\n", chunk=4096
+    )
+
+    assert ids == [b"b", b"c"]
+    assert (scanner.rows, scanner.invalid) == (2, 0)
+
+
 lines = st.lists(
     st.one_of(
         st.text(alphabet="abcXYZ019-_ é", min_size=0, max_size=12).map(str.encode),

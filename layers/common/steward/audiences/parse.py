@@ -46,8 +46,13 @@ class Scanner:
         self._carry = lines.pop()
         ids = self._lines(lines, data)
         if len(self._carry) > MAX_RAW_LINE_BYTES:
+            if not self._carry.strip():
+                # Leading whitespace only so far: stripped anyway, so drop it and read the line on.
+                self._carry = b""
+                return ids
             self._line_no += 1
             self.rows += 1
+            self._seen_row = True  # a row came first: a later `user_id` line is an id, not the header
             self._reject(self._line_no, self._carry, "too_long")
             self._carry = b""
             self._skipping = True
