@@ -124,7 +124,7 @@ class AudienceRepository:
         condition = AudienceRecord.pk.does_not_exist() | (
             (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
         )
-        return _conditional_update(record, actions, condition)
+        return update_if(record, actions, condition)
 
     def claim_existing(
         self, app_id: str, name: str, key: str, sequencer: str, now: datetime, stale_before: datetime
@@ -153,7 +153,7 @@ class AudienceRepository:
             AudienceRecord.attempt_started_at.set(now),
             AudienceRecord.updated_at.set(now),
         ]
-        return _conditional_update(record, actions, condition)
+        return update_if(record, actions, condition)
 
     def publish(
         self,
@@ -200,11 +200,11 @@ class AudienceRepository:
         condition = AudienceRecord.pk.exists() & (
             AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
         )
-        if not _conditional_update(record, actions, condition):
+        if not update_if(record, actions, condition):
             return False
         # An audience whose first file failed has no members: it is failed rather than importing.
         first = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        _conditional_update(
+        update_if(
             first,
             [AudienceRecord.status.set(AudienceStatus.FAILED.value)],
             AudienceRecord.status == AudienceStatus.IMPORTING.value,
@@ -220,7 +220,7 @@ class AudienceRepository:
             AudienceRecord.last_failure.set(_failure_text(failure)),
             AudienceRecord.updated_at.set(now),
         ]
-        return _conditional_update(record, actions, AudienceRecord.status == AudienceStatus.DELETED.value)
+        return update_if(record, actions, AudienceRecord.status == AudienceStatus.DELETED.value)
 
     def tombstone(self, app_id: str, audience: Audience, now: datetime) -> bool:
         """Delete the audience, leaving a tombstone; it stops counting. False when it changed meanwhile."""
@@ -320,9 +320,6 @@ def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> 
     )
     if pending:
         raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
-
-
-_conditional_update = update_if
 
 
 def _failure_text(failure: Failure) -> str:
