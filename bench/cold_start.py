@@ -26,6 +26,18 @@ ENVIRONMENT = {
     "STEWARD_PROFILES_TABLE": "bench-profiles",
     "STEWARD_CATALOG_TABLE": "bench-catalog",
     "STEWARD_SHARD_COUNT": "16",
+    # Every function's own settings, so that each one's cold start validates them as on Lambda.
+    "STEWARD_REPORTS_BUCKET": "bench-reports",
+    "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-jobs",
+    "STEWARD_JOB_EVENT_BUS": "bench-jobs",
+    "STEWARD_JOB_MAX_CONCURRENCY": "4",
+    "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-retention",
+    "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
+    "STEWARD_IMPORTS_BUCKET": "bench-imports",
+    "STEWARD_AUDIENCE_DATA_BUCKET": "bench-audiences",
+    "STEWARD_AUDIENCE_IMPORTER": "bench-importer",
+    "STEWARD_AUDIENCE_TOPIC": "arn:aws:sns:us-east-1:123456789012:bench-failures",
+    "STEWARD_AUDIENCE_EVENT_BUS": "bench-audiences",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 TRACING_OFF = {"POWERTOOLS_TRACE_DISABLED": "true"}
