@@ -145,3 +145,60 @@ def test_an_app_without_settings_is_left_alone(services: Services) -> None:
     assert services.retention_preview.preview(APP).counts == {}
     assert sweep(services).counts == {}
     assert status_of(services, idle) == "delete"
+
+
+class _FailOnce:
+    """Raises once, on the call it is put on, then calls through: an S3 error after the page's changes."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.failed = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("S3 refused the page")
+        return self.call(*args, **kwargs)
+
+
+def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_changes(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = {
+        "archive_after_days": {"open": 30},
+        "delete_after_days": {"archive": 10},
+        "purge_after_days": 0,
+        "delete_user_data": True,
+    }
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "gone")
+    idle = conversation(services, 40)
+    purged = conversation(services, 1, status="delete", user_id="gone")
+    sweeper = services.retention_sweep
+    run_id = "ret_20260601000000_000000000001"
+    sweeper.plan(APP, run_id, NOW)
+    # In each shard, the step dies after its moves and the user's deletion, when it writes the page's report.
+    write_page = sweeper.reports.write_page
+    for shard in sorted({shard_of(idle, services.shard_count), shard_of(purged, services.shard_count)}):
+        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
+        with pytest.raises(RuntimeError, match="S3 refused"):
+            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+    monkeypatch.setattr(sweeper.reports, "write_page", write_page)
+    for shard in range(services.shard_count):  # the state machine's retries, and the other shards
+        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
+            pass
+    run = sweeper.finalize(APP, run_id, None)
+    # One step per sweep: archived by the first attempt, not moved on to delete by the retry.
+    assert status_of(services, idle) == "archive"
+    assert status_of(services, purged) is None
+    assert run.counts == {"open->archive": 1, "delete->purged": 1}
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+    report = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"retention/{APP}/{run_id}/report.csv")
+    lines = report["Body"].read().decode().splitlines()
+    assert sorted(lines[1:]) == sorted(
+        [
+            f"conversation,{idle},,open->archive,email",
+            f"conversation,{purged},gone,delete->purged,email",
+            "user,gone,gone,deleted,",
+        ]
+    )

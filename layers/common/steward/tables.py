@@ -502,6 +502,8 @@ class RetentionRunPartRecord(CatalogRecord):
     seq = NumberAttribute(default=0)
     position = UnicodeAttribute(null=True)
     done = BooleanAttribute(default=False)
+    # The page held but not yet committed (JSON: its decisions' S3 key and the next position).
+    pending = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
 

@@ -218,6 +218,11 @@ class ConversationRepository:
             raise
         return True
 
+    def moved_at(self, app_id: str, conversation_id: str, final: ConversationStatus, now: datetime) -> bool:
+        """Whether a move to ``final`` at ``now`` (a sweep's) is in place: how a retried page knows it applied one."""
+        record = self._get_record(app_id, conversation_id, True)
+        return record is not None and record.status == final.value and record.status_changed_at == now
+
     def statuses_of_user(self, app_id: str, user_id: str) -> dict[str, ConversationStatus]:
         """The status of each of the user's conversations: reads the user's index entries and nothing else."""
         statuses: dict[str, ConversationStatus] = {}

@@ -2,11 +2,12 @@
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import PutError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from steward.conditions import condition_failed
@@ -69,13 +70,30 @@ class RetentionSettingsRepository:
 
 
 @dataclass(frozen=True)
+class HeldPage:
+    """A page decided but not yet committed: its decisions' S3 key, and where the shard resumes after it."""
+
+    key: str
+    next: dict[str, Any] | None
+
+    def as_json(self) -> str:
+        return json.dumps({"key": self.key, "next": self.next}, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "HeldPage":
+        data = json.loads(text)
+        return cls(data["key"], data["next"])
+
+
+@dataclass(frozen=True)
 class RunPart:
-    """One shard's progress in a run: what its committed pages did, and where it resumes."""
+    """One shard's progress in a run: what its committed pages did, where it resumes, and its held page."""
 
     summary: RunSummary
     seq: int
     position: dict[str, Any] | None
     done: bool
+    pending: HeldPage | None = None
 
 
 # A run's per-shard parts are only needed until its summary is written: TTL removes them for free.
@@ -140,10 +158,19 @@ class RetentionRunRepository:
         except RetentionRunPartRecord.DoesNotExist:
             return RunPart(RunSummary(), 0, None, False)
         position = None if record.position is None else json.loads(record.position)
-        return RunPart(RunSummary.model_validate_json(record.summary), int(record.seq), position, record.done)
+        pending = None if record.pending is None else HeldPage.from_json(record.pending)
+        summary = RunSummary.model_validate_json(record.summary)
+        return RunPart(summary, int(record.seq), position, record.done, pending)
+
+    def hold_page(self, app_id: str, run_id: str, shard: int, before: RunPart, held: HeldPage, now: datetime) -> bool:
+        """Record the page about to be applied, only if the part is still as ``before`` (no page held or passed)."""
+        return self._write_part(app_id, run_id, shard, before, replace(before, pending=held), now)
 
     def commit_part(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart, now: datetime) -> bool:
-        """Write a shard's progress, only if no other attempt committed a page since ``before`` was read."""
+        """Write a shard's progress, only if no other attempt held or committed a page since ``before`` was read."""
+        return self._write_part(app_id, run_id, shard, before, after, now)
+
+    def _write_part(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart, now: datetime) -> bool:
         record = RetentionRunPartRecord(
             pk=retention_parts_pk(app_id, run_id),
             sk=_part_sk(shard),
@@ -151,13 +178,21 @@ class RetentionRunRepository:
             seq=after.seq,
             position=None if after.position is None else json.dumps(after.position),
             done=after.done,
+            pending=None if after.pending is None else after.pending.as_json(),
             expires_at=int((now + PART_TTL).timestamp()),
             created_at=now,
             updated_at=now,
         )
-        condition = (
-            RetentionRunPartRecord.sk.does_not_exist() if before.seq == 0 else RetentionRunPartRecord.seq == before.seq
-        )
+        condition: Condition
+        if before.seq == 0 and before.pending is None:
+            condition = RetentionRunPartRecord.sk.does_not_exist()  # a part is first written by a hold or a commit
+        else:
+            same_pending = (
+                RetentionRunPartRecord.pending.does_not_exist()
+                if before.pending is None
+                else RetentionRunPartRecord.pending == before.pending.as_json()
+            )
+            condition = (RetentionRunPartRecord.seq == before.seq) & same_pending
         try:
             record.save(condition=condition)
         except PutError as exc:

@@ -32,7 +32,34 @@ SWEEP_ORDER = (
 class Decision:
     entry: DueEntry
     plan: retention.Plan
-    settings: EffectiveSettings
+    delete_user_data: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """What a held page records, so that a retried step applies exactly this decision again."""
+        entry = self.entry
+        return {
+            "conversation_id": entry.conversation_id,
+            "status": entry.status.value,
+            "channel": entry.channel,
+            "user_id": entry.user_id,
+            "clock": entry.clock.isoformat(),
+            "due_sk": entry.due_sk,
+            "steps": list(self.plan.steps),
+            "final": self.plan.final,
+            "delete_user_data": self.delete_user_data,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Decision":
+        entry = DueEntry(
+            conversation_id=data["conversation_id"],
+            status=ConversationStatus(data["status"]),
+            channel=data["channel"],
+            user_id=data["user_id"],
+            clock=datetime.fromisoformat(data["clock"]),
+            due_sk=data["due_sk"],
+        )
+        return cls(entry, retention.Plan(tuple(data["steps"]), data["final"]), bool(data["delete_user_data"]))
 
 
 @dataclass(frozen=True)
@@ -96,7 +123,7 @@ def due_page(
                 effective = effective_by_channel[entry.channel] = retention.effective(settings, entry.channel)
             plan = retention.due(status, entry.clock, effective, now)
             if plan is not None:
-                decisions.append(Decision(entry, plan, effective))
+                decisions.append(Decision(entry, plan, effective.delete_user_data))
         if resume is None:
             index, after = index + 1, None
         else:

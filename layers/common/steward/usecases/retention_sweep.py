@@ -11,13 +11,19 @@ Crosses domains: it moves and purges conversations, and with
 import contextlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from steward.conversations.models import ConversationStatus, RetentionRun, RunStatus, RunSummary
 from steward.conversations.reports import ReportLine, RunReports
 from steward.conversations.repository import ConversationRepository
-from steward.conversations.retention_repository import RetentionRunRepository, RetentionSettingsRepository, RunPart
+from steward.conversations.retention_repository import (
+    HeldPage,
+    RetentionRunRepository,
+    RetentionSettingsRepository,
+    RunPart,
+)
 from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
 from steward.usecases.user_deletion import UserDeletion
@@ -54,26 +60,62 @@ class RetentionSweep:
     def sweep_page(self, app_id: str, run_id: str, now: datetime, shard: int, max_entries: int = PAGE_ENTRIES) -> bool:
         """Sweep the next page of one shard; True once the shard is done.
 
-        The shard's progress (position, counts, page number) is committed after
-        the page, on the condition that the page number has not moved, so a
-        retried step resumes from the last committed page.
+        Write-ahead, as the jobs engine does: the page is decided, its decisions
+        are stored in S3 and named on the shard's part (held), then applied, and
+        the part commits the page (position, counts, page number), each write
+        conditioned on the part as read. A step retried anywhere after the hold
+        re-applies the held decisions, never decides again: a conversation moved
+        by the first attempt is not met again in its new status, and what the
+        first attempt did is counted and reported once.
         """
         part = self.runs.part(app_id, run_id, shard)
         if part.done:
             return True
+        if part.pending is not None:
+            decisions = [Decision.from_json(data) for data in self.reports.read_held(part.pending.key)]
+            return self._apply_page(app_id, run_id, shard, now, part, decisions, replay=True)
         settings = self.settings.get(app_id)
         if settings is None:  # removed since the run started: nothing more happens
             return self._commit(app_id, run_id, shard, part, RunPart(part.summary, part.seq + 1, None, True))
         start = ShardPosition() if part.position is None else ShardPosition.from_fields(part.position)
         page = due_page(self.conversations, app_id, settings, shard, now, start, max_entries)
+        position = None if page.next is None else page.next.as_fields()
+        if not page.decisions:  # nothing to apply: nothing a retry could repeat
+            return self._commit(
+                app_id, run_id, shard, part, RunPart(part.summary, part.seq + 1, position, position is None)
+            )
+        key = self.reports.write_held(app_id, run_id, shard, part.seq, [d.as_json() for d in page.decisions])
+        held = HeldPage(key, position)
+        if not self.runs.hold_page(app_id, run_id, shard, part, held, self.clock()):
+            self.reports.delete_held(key)
+            return self.runs.part(app_id, run_id, shard).done  # another attempt holds or passed this page
+        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), page.decisions, replay=False)
+
+    def _apply_page(
+        self,
+        app_id: str,
+        run_id: str,
+        shard: int,
+        now: datetime,
+        part: RunPart,
+        decisions: list[Decision],
+        *,
+        replay: bool,
+    ) -> bool:
+        """Apply a held page's decisions (again, when ``replay``), write its report page and commit it."""
+        held = part.pending
+        assert held is not None
         summary = part.summary.model_copy(deep=True)
         lines: list[ReportLine] = []
-        for decision in page.decisions:
-            self._apply(app_id, decision, now, summary, lines)
+        for decision in decisions:
+            self._apply(app_id, decision, now, summary, lines, replay)
         if lines:
             self.reports.write_page(app_id, run_id, shard, part.seq + 1, lines)
-        position = None if page.next is None else page.next.as_fields()
-        return self._commit(app_id, run_id, shard, part, RunPart(summary, part.seq + 1, position, page.next is None))
+        after = RunPart(summary, part.seq + 1, held.next, held.next is None)
+        if not self.runs.commit_part(app_id, run_id, shard, part, after, self.clock()):
+            return self.runs.part(app_id, run_id, shard).done  # another attempt committed this page first
+        self.reports.delete_held(held.key)
+        return after.done
 
     def finalize(self, app_id: str, run_id: str, caught: Mapping[str, Any] | None) -> RetentionRun:
         """Add up the shards' summaries, join the report and record how the run ended.
@@ -94,16 +136,28 @@ class RetentionSweep:
     def _commit(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart) -> bool:
         if self.runs.commit_part(app_id, run_id, shard, before, after, self.clock()):
             return after.done
-        return self.runs.part(app_id, run_id, shard).done  # another attempt committed this page first
+        return self.runs.part(app_id, run_id, shard).done  # another attempt held or committed this page first
 
     def _apply(
-        self, app_id: str, decision: Decision, now: datetime, summary: RunSummary, lines: list[ReportLine]
+        self,
+        app_id: str,
+        decision: Decision,
+        now: datetime,
+        summary: RunSummary,
+        lines: list[ReportLine],
+        replay: bool,
     ) -> None:
         entry, plan = decision.entry, decision.plan
         if plan.purged:
-            done = self.conversations.purge(app_id, entry)
+            # Replayed, a conversation already gone was purged by the attempt that held the page.
+            done = self.conversations.purge(app_id, entry) or (
+                replay and self.conversations.get(app_id, entry.conversation_id, consistent=True) is None
+            )
         else:
-            done = self.conversations.move(app_id, entry, ConversationStatus(plan.final), now)
+            final = ConversationStatus(plan.final)
+            done = self.conversations.move(app_id, entry, final, now) or (
+                replay and self.conversations.moved_at(app_id, entry.conversation_id, final, now)
+            )
         user_id = entry.user_id or ""
         if not done:
             # Activity or a change by hand since the index was read: it wins, the conversation stays.
@@ -112,13 +166,16 @@ class RetentionSweep:
         summary.count(entry.channel, plan.steps)
         for step in plan.steps:
             lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
-        if plan.purged and decision.settings.delete_user_data and entry.user_id is not None:
-            self._delete_user(app_id, entry.user_id, entry.conversation_id, summary, lines)
+        if plan.purged and decision.delete_user_data and entry.user_id is not None:
+            self._delete_user(app_id, entry.user_id, entry.conversation_id, summary, lines, replay)
 
     def _delete_user(
-        self, app_id: str, user_id: str, purged_id: str, summary: RunSummary, lines: list[ReportLine]
+        self, app_id: str, user_id: str, purged_id: str, summary: RunSummary, lines: list[ReportLine], replay: bool
     ) -> None:
-        """Delete the user of a purged conversation, unless it has another conversation not in delete."""
+        """Delete the user of a purged conversation, unless it has another conversation not in delete.
+
+        Replayed, a user already gone is counted as deleted: the attempt that held the page deleted it.
+        """
         statuses = self.conversations.statuses_of_user(app_id, user_id)
         others = sorted(
             conversation_id
@@ -129,10 +186,13 @@ class RetentionSweep:
             summary.user_kept(user_id)
             lines.append(ReportLine("user", user_id, user_id, "kept", f"{len(others)} other conversations"))
             return
-        with contextlib.suppress(NotFound):  # no profile, or deleted already (another of its conversations)
+        try:
             self.user_deletion.delete(app_id, user_id)
-            summary.user_deleted(user_id)
-            lines.append(ReportLine("user", user_id, user_id, "deleted", ""))
+        except NotFound:  # no profile, or deleted already (by another of its conversations, or a first attempt)
+            if not replay:
+                return
+        summary.user_deleted(user_id)
+        lines.append(ReportLine("user", user_id, user_id, "deleted", ""))
 
 
 def caught_error(caught: Mapping[str, Any] | None) -> str | None:
