@@ -202,3 +202,18 @@ def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_
             "user,gone,gone,deleted,",
         ]
     )
+
+
+def test_activity_between_the_read_and_the_purge_stops_the_purge(services: Services) -> None:
+    # In delete, activity changes neither due key: the purge must test what the sweep read.
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"purge_after_days": 1}))
+    in_delete = conversation(services, 3, status="delete")
+    settings = services.retention_settings_repository.get(APP)
+    assert settings is not None
+    shard = shard_of(in_delete, services.shard_count)
+    page = due_page(services.conversation_repository, APP, settings, shard, NOW, ShardPosition(), 10)
+    [decision] = page.decisions
+    assert decision.plan.purged
+    services.conversations.record_activity(APP, in_delete, RecordActivity(direction="outbound"))  # after the read
+    assert not services.conversation_repository.purge(APP, decision.entry)
+    assert status_of(services, in_delete) == "delete"

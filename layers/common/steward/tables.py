@@ -401,12 +401,13 @@ class ConversationsDue(GlobalSecondaryIndex["ConversationRecord"]):
     pk ``<app_id>#conversation-due#<status>#<shard>``, sk ``<clock>#<conversation id>`` where the
     clock is ``last_activity_at`` (``status_changed_at`` in delete). A sweep asks each partition
     for the keys older than its cutoff: when nothing is due, the answer is empty and costs one
-    read unit however many conversations the partition holds.
+    read unit however many conversations the partition holds. ``version`` is projected so that
+    the sweep's writes are conditioned on the conversation being exactly as it read it.
     """
 
     class Meta:
         index_name = "conversations_due"
-        projection = IncludeProjection(["channel", "user_id"])
+        projection = IncludeProjection(["channel", "user_id", "version"])
 
     due_pk = UnicodeAttribute(hash_key=True)
     due_sk = UnicodeAttribute(range_key=True)

@@ -3,8 +3,9 @@
 Every item carries its place in the due index (``due_pk``, ``due_sk``): the
 index partition of its status and shard, sorted by the time that ages it
 (``last_activity_at``, or ``status_changed_at`` in delete). Every write
-rewrites both, so the index always agrees with the item; the sweep's
-conditional writes test them, so activity recorded meanwhile wins.
+rewrites both and adds one to ``version``, which the index projects; the
+sweep's conditional writes test that version, so any write since the sweep
+read the index wins, activity in delete included (which changes neither key).
 """
 
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class DueEntry:
     user_id: str | None
     clock: datetime
     due_sk: str
+    version: int  # the conversation's version as the index showed it
 
 
 class ConversationRepository:
@@ -199,7 +201,7 @@ class ConversationRepository:
                     ConversationRecord.updated_at.set(now),
                     ConversationRecord.version.add(1),
                 ],
-                condition=_unchanged_since(app_id, entry, self.shard_count),
+                condition=_unchanged_since(entry),
             )
         except UpdateError as exc:
             if condition_failed(exc):
@@ -211,7 +213,7 @@ class ConversationRepository:
         """Delete a conversation permanently, only if it is still in delete as the index showed it."""
         record = ConversationRecord(pk=self._pk(app_id, entry.conversation_id), sk=entry.conversation_id)
         try:
-            record.delete(condition=_unchanged_since(app_id, entry, self.shard_count))
+            record.delete(condition=_unchanged_since(entry))
         except DeleteError as exc:
             if condition_failed(exc):
                 return False
@@ -267,10 +269,9 @@ class ConversationRepository:
         )
 
 
-def _unchanged_since(app_id: str, entry: DueEntry, shard_count: int) -> Condition:
-    shard = shard_of(entry.conversation_id, shard_count)
-    due_pk = shard_key(conversations_due_collection(app_id, entry.status.value), shard)
-    condition: Condition = (ConversationRecord.due_pk == due_pk) & (ConversationRecord.due_sk == entry.due_sk)
+def _unchanged_since(entry: DueEntry) -> Condition:
+    """The conversation is as the sweep read it: every write adds one to the version (activity included)."""
+    condition: Condition = ConversationRecord.version == entry.version
     return condition
 
 
@@ -283,6 +284,7 @@ def _entry(record: ConversationRecord, status: ConversationStatus) -> DueEntry:
         user_id=record.user_id,
         clock=datetime.strptime(clock_part, _CLOCK_FORMAT).replace(tzinfo=UTC),
         due_sk=record.due_sk,
+        version=int(record.version),
     )
 
 

@@ -44,6 +44,7 @@ class Decision:
             "user_id": entry.user_id,
             "clock": entry.clock.isoformat(),
             "due_sk": entry.due_sk,
+            "version": entry.version,
             "steps": list(self.plan.steps),
             "final": self.plan.final,
             "delete_user_data": self.delete_user_data,
@@ -58,6 +59,7 @@ class Decision:
             user_id=data["user_id"],
             clock=datetime.fromisoformat(data["clock"]),
             due_sk=data["due_sk"],
+            version=int(data["version"]),
         )
         return cls(entry, retention.Plan(tuple(data["steps"]), data["final"]), bool(data["delete_user_data"]))
 
