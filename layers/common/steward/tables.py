@@ -488,6 +488,20 @@ class RetentionRunRecord(CatalogRecord):
     error = UnicodeAttribute(null=True)
 
 
+class RetentionLockRecord(CatalogRecord):
+    """The app's running sweep: at most one at a time. pk ``<app_id>#retention-lock``, sk ``lock``.
+
+    ``expires_at`` (epoch seconds, the table's TTL attribute) frees the lock of a run that
+    crashed without finalizing; acquiring tests it, since TTL removes items only eventually.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    run_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
 class RetentionRunPartRecord(CatalogRecord):
     """What one shard of a run did (JSON text). pk ``<app_id>#retention-part#<run_id>``, sk the shard.
 
@@ -687,6 +701,13 @@ def retention_runs_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}retention-run"
 
 
+def retention_lock_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention-lock"
+
+
+RETENTION_LOCK_SK = "lock"
+
+
 def retention_parts_pk(app_id: str, run_id: str) -> str:
     return f"{app_id}{SEPARATOR}retention-part{SEPARATOR}{run_id}"
 
@@ -744,6 +765,7 @@ def bind_tables(settings: StoreSettings) -> None:
         RetentionSettingsRecord,
         RetentionAppRecord,
         RetentionRunRecord,
+        RetentionLockRecord,
         RetentionRunPartRecord,
         AudienceRecord,
         AudienceCountRecord,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -17,11 +17,14 @@ from steward.sharded_query import partition_cursor_after
 from steward.sharding import shard_key, shard_of
 from steward.tables import (
     RETENTION_APPS_COLLECTION,
+    RETENTION_LOCK_SK,
     RETENTION_SETTINGS_SK,
     RetentionAppRecord,
+    RetentionLockRecord,
     RetentionRunPartRecord,
     RetentionRunRecord,
     RetentionSettingsRecord,
+    retention_lock_pk,
     retention_parts_pk,
     retention_runs_pk,
     retention_settings_pk,
@@ -121,6 +124,46 @@ class RetentionRunRepository:
             assert existing is not None
             return existing
         return _run(record)
+
+    def acquire_lock(self, app_id: str, run_id: str, now: datetime, ttl: timedelta) -> str | None:
+        """Hold the app's sweep lock for ``run_id`` (again, on a retry); None when held, else the holder's run id.
+
+        Free means absent, or held past its expiry by a run that crashed without finalizing.
+        """
+        record = RetentionLockRecord(
+            pk=retention_lock_pk(app_id),
+            sk=RETENTION_LOCK_SK,
+            run_id=run_id,
+            expires_at=int((now + ttl).timestamp()),
+            created_at=now,
+            updated_at=now,
+        )
+        free = (
+            RetentionLockRecord.sk.does_not_exist()
+            | (RetentionLockRecord.run_id == run_id)
+            | (RetentionLockRecord.expires_at <= int(now.timestamp()))
+        )
+        try:
+            record.save(condition=free)
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+            try:
+                holder = RetentionLockRecord.get(retention_lock_pk(app_id), RETENTION_LOCK_SK, consistent_read=True)
+            except RetentionLockRecord.DoesNotExist:
+                return self.acquire_lock(app_id, run_id, now, ttl)  # released meanwhile
+            return holder.run_id
+        return None
+
+    def release_lock(self, app_id: str, run_id: str) -> None:
+        """Free the app's lock if ``run_id`` holds it (idempotent: a retried finalize calls it again)."""
+        try:
+            RetentionLockRecord(pk=retention_lock_pk(app_id), sk=RETENTION_LOCK_SK).delete(
+                condition=RetentionLockRecord.run_id == run_id
+            )
+        except DeleteError as exc:
+            if not condition_failed(exc):
+                raise
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:

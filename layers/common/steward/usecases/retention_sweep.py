@@ -129,6 +129,7 @@ class RetentionSweep:
         key = self.reports.join(app_id, run_id)
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
         self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
+        self.runs.release_lock(app_id, run_id)  # after the summary: a retried finalize releases it again
         run = self.runs.get(app_id, run_id)
         assert run is not None
         return run
