@@ -38,8 +38,8 @@ SHARDS = 16
 CONVERSATIONS = 100_000
 BUCKET = "bench-reports"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-# The indexes of the CatalogTable and what each projects besides its keys.
-INDEXES = {("due_pk", "due_sk"): ("channel", "user_id"), ("user_key", "sk"): ("status",)}
+# The indexes of the ConversationsTable and what each projects besides its keys.
+INDEXES = {("due_pk", "due_sk"): ("channel", "user_id", "version"), ("user_key", "sk"): ("status",)}
 CHANNELS = ["email", "sms", "whatsapp", "chat", "push"]
 
 

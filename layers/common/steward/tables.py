@@ -17,7 +17,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
-from steward.settings import StoreSettings
+from steward.settings import ConversationStoreSettings, StoreSettings
 from steward.sharding import SEPARATOR
 
 UNBOUND = "unbound-table"
@@ -157,8 +157,8 @@ class ProfileRecord(Model):
     version = NumberAttribute(default=0)
 
 
-class CatalogRecord(Model):
-    """Base of every item in the catalog table; see template.yaml for the key layout."""
+class _KeyedRecord(Model):
+    """pk, sk and the two timestamps every catalog and conversations table item has."""
 
     class Meta(_Connection):
         pass
@@ -167,6 +167,13 @@ class CatalogRecord(Model):
     sk = UnicodeAttribute(range_key=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+
+
+class CatalogRecord(_KeyedRecord):
+    """Base of every item in the catalog table; see template.yaml for the key layout."""
+
+    class Meta(_Connection):
+        pass
 
 
 class ResourceRecord(CatalogRecord):
@@ -395,6 +402,17 @@ class JobLockRecord(CatalogRecord):
     job_id = UnicodeAttribute()
 
 
+class ConversationsTableRecord(_KeyedRecord):
+    """Base of every item in the conversations table: conversations, retention settings and sweep runs.
+
+    A table of their own, created with its two indexes: adding both indexes to an existing
+    table would take two UpdateTable calls, which one stack update cannot make.
+    """
+
+    class Meta(_Connection):
+        pass
+
+
 class ConversationsDue(GlobalSecondaryIndex["ConversationRecord"]):
     """The retention sweep's due-date index: per (app, status, shard), conversations by the time that ages them.
 
@@ -427,7 +445,7 @@ class ConversationsByUser(GlobalSecondaryIndex["ConversationRecord"]):
     sk = UnicodeAttribute(range_key=True)
 
 
-class ConversationRecord(CatalogRecord):
+class ConversationRecord(ConversationsTableRecord):
     """A conversation. pk ``<app_id>#conversation#<shard>``, sk the conversation id."""
 
     class Meta(_Connection):
@@ -448,7 +466,7 @@ class ConversationRecord(CatalogRecord):
     by_user = ConversationsByUser()
 
 
-class RetentionSettingsRecord(CatalogRecord):
+class RetentionSettingsRecord(ConversationsTableRecord):
     """An app's retention settings as stored (JSON text). pk ``<app_id>#retention``, sk ``settings``."""
 
     class Meta(_Connection):
@@ -458,7 +476,7 @@ class RetentionSettingsRecord(CatalogRecord):
     version = NumberAttribute(default=0)
 
 
-class RetentionAppRecord(CatalogRecord):
+class RetentionAppRecord(ConversationsTableRecord):
     """Names one app that has retention settings. pk ``retention-apps#<shard>``, sk the app id.
 
     The sweep lists apps from these few partitions instead of scanning the table;
@@ -469,7 +487,7 @@ class RetentionAppRecord(CatalogRecord):
         pass
 
 
-class RetentionRunRecord(CatalogRecord):
+class RetentionRunRecord(ConversationsTableRecord):
     """One sweep (or its summary so far) of an app. pk ``<app_id>#retention-run``, sk the run id.
 
     Run ids start with the start time, so a reverse query lists the newest first.
@@ -488,7 +506,7 @@ class RetentionRunRecord(CatalogRecord):
     error = UnicodeAttribute(null=True)
 
 
-class RetentionLockRecord(CatalogRecord):
+class RetentionLockRecord(ConversationsTableRecord):
     """The app's running sweep: at most one at a time. pk ``<app_id>#retention-lock``, sk ``lock``.
 
     ``expires_at`` (epoch seconds, the table's TTL attribute) frees the lock of a run that
@@ -502,7 +520,7 @@ class RetentionLockRecord(CatalogRecord):
     expires_at = NumberAttribute()
 
 
-class RetentionRunPartRecord(CatalogRecord):
+class RetentionRunPartRecord(ConversationsTableRecord):
     """What one shard of a run did (JSON text). pk ``<app_id>#retention-part#<run_id>``, sk the shard.
 
     ``expires_at`` (epoch seconds) is the table's TTL attribute: once the run's summary is
@@ -761,14 +779,18 @@ def bind_tables(settings: StoreSettings) -> None:
         JobItemRecord,
         JobPartRecord,
         JobLockRecord,
-        ConversationRecord,
-        RetentionSettingsRecord,
-        RetentionAppRecord,
-        RetentionRunRecord,
-        RetentionLockRecord,
-        RetentionRunPartRecord,
         AudienceRecord,
         AudienceCountRecord,
         AudienceBucketRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table
+    if isinstance(settings, ConversationStoreSettings):
+        for conversations_model in (
+            ConversationRecord,
+            RetentionSettingsRecord,
+            RetentionAppRecord,
+            RetentionRunRecord,
+            RetentionLockRecord,
+            RetentionRunPartRecord,
+        ):
+            conversations_model.Meta.table_name = settings.conversations_table
