@@ -119,10 +119,12 @@ def test_activity_recorded_meanwhile_wins(services: Services) -> None:
     settings = services.retention_settings_repository.get(APP)
     assert settings is not None
     shard = shard_of(idle, services.shard_count)
-    page = due_page(services.conversation_repository, APP, settings, shard, NOW, ShardPosition(), 10)
+    layout = services.retention_settings_repository.layout(APP)
+    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
     [decision] = page.decisions
     services.conversations.record_activity(APP, idle, RecordActivity(direction="inbound"))  # after the read
-    assert not services.conversation_repository.move(APP, decision.entry, ConversationStatus.ARCHIVE, NOW)
+    repository = services.conversation_repository
+    assert not repository.move(APP, decision.entry, ConversationStatus.ARCHIVE, NOW, decision.group)
     assert status_of(services, idle) == "open"
 
 
@@ -211,9 +213,56 @@ def test_activity_between_the_read_and_the_purge_stops_the_purge(services: Servi
     settings = services.retention_settings_repository.get(APP)
     assert settings is not None
     shard = shard_of(in_delete, services.shard_count)
-    page = due_page(services.conversation_repository, APP, settings, shard, NOW, ShardPosition(), 10)
+    layout = services.retention_settings_repository.layout(APP)
+    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
     [decision] = page.decisions
     assert decision.plan.purged
     services.conversations.record_activity(APP, in_delete, RecordActivity(direction="outbound"))  # after the read
     assert not services.conversation_repository.purge(APP, decision.entry)
     assert status_of(services, in_delete) == "delete"
+
+
+def _entries_read(services: Services, now: datetime = NOW) -> int:
+    settings = services.retention_settings_repository.get(APP)
+    assert settings is not None
+    layout = services.retention_settings_repository.layout(APP)
+    read = 0
+    for shard in range(services.shard_count):
+        position: ShardPosition | None = ShardPosition()
+        while position is not None:
+            page = due_page(services.conversation_repository, APP, settings, layout, shard, now, position, 100)
+            read, position = read + page.read, page.next
+    return read
+
+
+def test_a_short_channel_cutoff_reads_only_that_channels_due_entries(services: Services) -> None:
+    document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    sweep(services, "ret_20260601000000_000000000001")  # homes the (no) entries written before the override
+    for _ in range(6):
+        conversation(services, 10)  # email: idle 10 days of 30, not due
+    due = conversation(services, 2, channel="whatsapp")
+    assert _entries_read(services) == 1
+    run = sweep(services, "ret_20260601000000_000000000002")
+    assert run.counts == {"open->archive": 1}
+    assert status_of(services, due) == "archive"
+
+
+def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_next_sweep(services: Services) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 30}}))
+    idle = [conversation(services, 10, channel="whatsapp") for _ in range(3)]
+    fresh = conversation(services, 0.5, channel="whatsapp")
+    email = conversation(services, 10)
+    document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    preview = services.retention_preview.preview(APP)
+    first = sweep(services, "ret_20260601000000_000000000001")
+    # The whatsapp conversations written under the app's defaults are found, moved or re-homed.
+    assert preview.counts == first.counts == {"open->archive": 3}
+    assert {status_of(services, cid) for cid in idle} == {"archive"}
+    assert (status_of(services, fresh), status_of(services, email)) == ("open", "open")
+    # Re-homed: later sweeps read exactly what is due for each channel again, and nothing is lost.
+    assert _entries_read(services) == 0
+    assert _entries_read(services, NOW + timedelta(days=1)) == 1  # the fresh one, due for whatsapp by then
+    second = sweep(services, "ret_20260601000000_000000000002")
+    assert second.counts == {}

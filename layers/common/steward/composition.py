@@ -264,7 +264,7 @@ class Services:
     def conversations(self) -> ConversationService:
         from steward.conversations.service import ConversationService
 
-        return ConversationService(self.conversation_repository, self.clock)
+        return ConversationService(self.conversation_repository, self.retention_settings_repository, self.clock)
 
     @cached_property
     def retention_settings(self) -> RetentionSettingsService:

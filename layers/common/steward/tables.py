@@ -414,12 +414,14 @@ class ConversationsTableRecord(_KeyedRecord):
 
 
 class ConversationsDue(GlobalSecondaryIndex["ConversationRecord"]):
-    """The retention sweep's due-date index: per (app, status, shard), conversations by the time that ages them.
+    """The retention sweep's due-date index: per (app, settings group, status, shard), conversations by the
+    time that ages them.
 
-    pk ``<app_id>#conversation-due#<status>#<shard>``, sk ``<clock>#<conversation id>`` where the
+    pk ``<app_id>#conversation-due#<group>#<status>#<shard>``, sk ``<clock>#<conversation id>`` where the
+    group is ``@<channel>`` for a channel with overrides (``_`` for the others, see ``due_group``) and the
     clock is ``last_activity_at`` (``status_changed_at`` in delete). A sweep asks each partition
-    for the keys older than its cutoff: when nothing is due, the answer is empty and costs one
-    read unit however many conversations the partition holds. ``version`` is projected so that
+    for the keys older than the group's own cutoff: when nothing is due, the answer is empty and costs
+    one read unit however many conversations the partition holds. ``version`` is projected so that
     the sweep's writes are conditioned on the conversation being exactly as it read it.
     """
 
@@ -474,6 +476,12 @@ class RetentionSettingsRecord(ConversationsTableRecord):
 
     document = UnicodeAttribute()
     version = NumberAttribute(default=0)
+    # The due index's groups: every channel ever overridden (each may still hold entries).
+    groups = UnicodeSetAttribute(null=True)
+    # Bumped when the set of overridden channels changes; ``homed`` is the layout a complete sweep
+    # has re-homed every entry to (entries written under the old set sit in the old groups until then).
+    layout = NumberAttribute(default=0)
+    homed = NumberAttribute(default=0)
 
 
 class RetentionAppRecord(ConversationsTableRecord):
@@ -504,6 +512,8 @@ class RetentionRunRecord(ConversationsTableRecord):
     report_key = UnicodeAttribute(null=True)
     execution_arn = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
+    # The due-index layout the run started at (see RetentionSettingsRecord.layout).
+    layout = NumberAttribute(null=True)
 
 
 class RetentionLockRecord(ConversationsTableRecord):
@@ -698,9 +708,20 @@ def conversations_collection(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}conversation"
 
 
-def conversations_due_collection(app_id: str, status: str) -> str:
-    """The due index's partitions of one status; shard_key appends the shard."""
-    return f"{app_id}{SEPARATOR}conversation-due{SEPARATOR}{status}"
+DEFAULT_DUE_GROUP = "_"
+
+
+def due_group(overridden_channel: str | None) -> str:
+    """A due-index group: ``@<channel>`` for a channel with overrides, ``_`` for the app's defaults.
+
+    The ``@`` keeps a channel named ``_`` apart from the defaults.
+    """
+    return DEFAULT_DUE_GROUP if overridden_channel is None else f"@{overridden_channel}"
+
+
+def conversations_due_collection(app_id: str, group: str, status: str) -> str:
+    """The due index's partitions of one group and status; shard_key appends the shard."""
+    return f"{app_id}{SEPARATOR}conversation-due{SEPARATOR}{group}{SEPARATOR}{status}"
 
 
 def conversation_user_key(app_id: str, user_id: str) -> str:

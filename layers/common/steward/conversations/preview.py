@@ -27,15 +27,18 @@ class RetentionPreviewService:
     def preview(self, app_id: str) -> RetentionPreview:
         """Counts every due conversation of the app (reading only due-index entries) and samples their ids."""
         preview = RetentionPreview()
-        settings = self.settings.get(app_id)
-        if settings is None:
+        found = self.settings.get_with_layout(app_id)
+        if found is None:
             return preview
+        settings, layout = found
         now = self.clock()
         for shard in range(self.shard_count):
             position: ShardPosition | None = ShardPosition()
             while position is not None:
-                page = due_page(self.conversations, app_id, settings, shard, now, position, _PAGE)
+                page = due_page(self.conversations, app_id, settings, layout, shard, now, position, _PAGE)
                 for decision in page.decisions:
+                    if decision.rehome:
+                        continue
                     preview.count(decision.entry.channel, decision.plan.steps)
                     for step in decision.plan.steps:
                         sample = preview.sample.setdefault(step, [])

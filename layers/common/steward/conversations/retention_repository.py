@@ -6,12 +6,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from steward.conditions import condition_failed
+from steward.conditions import MAX_ATTEMPTS, condition_failed
 from steward.conversations.models import RetentionRun, RetentionSettings, RunStatus, RunSummary
+from steward.errors import Conflict
 from steward.pagination import Page, cursor_str, decode_cursor, fit_page
 from steward.sharded_query import partition_cursor_after
 from steward.sharding import shard_key, shard_of
@@ -32,35 +33,101 @@ from steward.tables import (
 from steward.transactions import Transaction
 
 
+@dataclass(frozen=True)
+class DueLayout:
+    """An app's due-index groups: every channel ever overridden, and whether each entry is in its group yet.
+
+    ``layout`` counts the changes of the set of overridden channels; ``homed`` is the layout that a
+    complete sweep has moved every entry to the group of. While ``homed < layout``, entries written
+    under an older set may sit in another group than their channel's, and the sweep reads the groups
+    they can be in whole (see steward/conversations/selection.py).
+    """
+
+    channels: frozenset[str] = frozenset()
+    layout: int = 0
+    homed: int = 0
+
+    @property
+    def rehoming(self) -> bool:
+        return self.homed < self.layout
+
+
 class RetentionSettingsRepository:
     def __init__(self, shard_count: int) -> None:
         # The index of apps is sharded like any collection, so that millions of apps never make a hot partition.
         self.shard_count = shard_count
 
     def get(self, app_id: str) -> RetentionSettings | None:
+        record = self._record(app_id, consistent=True)
+        return None if record is None else _settings(record)
+
+    def layout(self, app_id: str) -> DueLayout:
+        record = self._record(app_id, consistent=True)
+        return DueLayout() if record is None else _layout(record)
+
+    def get_with_layout(self, app_id: str) -> tuple[RetentionSettings, DueLayout] | None:
+        """The settings and the due-index layout, in one read."""
+        record = self._record(app_id, consistent=True)
+        return None if record is None else (_settings(record), _layout(record))
+
+    def overridden(self, app_id: str) -> frozenset[str]:
+        """The channels with overrides now, which choose a conversation's due-index group when it is written."""
+        record = self._record(app_id, consistent=False)
+        return frozenset() if record is None else frozenset(_settings(record).channels)
+
+    def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
+        """Store the settings and list the app in the index of apps with settings, in one transaction.
+
+        A change of the set of overridden channels adds a layout: the next sweep re-homes the entries.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            current = self._record(app_id, consistent=True)
+            before = DueLayout() if current is None else _layout(current)
+            overridden = frozenset(settings.channels)
+            previous = frozenset() if current is None else frozenset(_settings(current).channels)
+            transaction = Transaction()
+            record = RetentionSettingsRecord(
+                pk=retention_settings_pk(app_id),
+                sk=RETENTION_SETTINGS_SK,
+                document=json.dumps(settings.stored(), separators=(",", ":"), sort_keys=True),
+                groups=set(before.channels | overridden) or None,
+                layout=before.layout + int(overridden != previous),
+                homed=before.homed,
+                version=1 if current is None else int(current.version) + 1,
+                created_at=now if current is None else current.created_at,
+                updated_at=now,
+            )
+            unchanged = (
+                RetentionSettingsRecord.sk.does_not_exist()
+                if current is None
+                else RetentionSettingsRecord.version == current.version
+            )
+            transaction.put("settings", record, unchanged)
+            listed = RetentionAppRecord(pk=self._index_pk(app_id), sk=app_id, created_at=now, updated_at=now)
+            transaction.put("app", listed)
+            if not transaction.commit():
+                return
+        raise Conflict("The settings changed concurrently too many times; retry the request.", code="concurrent_update")
+
+    def mark_homed(self, app_id: str, layout: int) -> None:
+        """Every entry is in its group as of ``layout`` (a complete sweep re-homed them)."""
+        record = RetentionSettingsRecord(pk=retention_settings_pk(app_id), sk=RETENTION_SETTINGS_SK)
         try:
-            record = RetentionSettingsRecord.get(
-                retention_settings_pk(app_id), RETENTION_SETTINGS_SK, consistent_read=True
+            record.update(
+                actions=[RetentionSettingsRecord.homed.set(layout)],
+                condition=RetentionSettingsRecord.sk.exists() & (RetentionSettingsRecord.homed < layout),
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def _record(self, app_id: str, consistent: bool) -> RetentionSettingsRecord | None:
+        try:
+            return RetentionSettingsRecord.get(
+                retention_settings_pk(app_id), RETENTION_SETTINGS_SK, consistent_read=consistent
             )
         except RetentionSettingsRecord.DoesNotExist:
             return None
-        return RetentionSettings.model_validate(json.loads(record.document))
-
-    def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
-        """Store the settings and list the app in the index of apps with settings, in one transaction."""
-        transaction = Transaction()
-        document = json.dumps(settings.stored(), separators=(",", ":"), sort_keys=True)
-        record = RetentionSettingsRecord(
-            pk=retention_settings_pk(app_id),
-            sk=RETENTION_SETTINGS_SK,
-            document=document,
-            created_at=now,
-            updated_at=now,
-        )
-        transaction.put("settings", record)
-        listed = RetentionAppRecord(pk=self._index_pk(app_id), sk=app_id, created_at=now, updated_at=now)
-        transaction.put("app", listed)
-        transaction.commit()
 
     def apps(self) -> Iterator[str]:
         """Every app that has settings: one query per index shard (a page holds thousands of app ids)."""
@@ -164,6 +231,19 @@ class RetentionRunRepository:
         except DeleteError as exc:
             if not condition_failed(exc):
                 raise
+
+    def note_layout(self, app_id: str, run_id: str, layout: int) -> None:
+        RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
+            actions=[RetentionRunRecord.layout.set(layout)], condition=RetentionRunRecord.sk.exists()
+        )
+
+    def layout(self, app_id: str, run_id: str) -> int | None:
+        """The due-index layout the run started at (see ``DueLayout``)."""
+        try:
+            record = RetentionRunRecord.get(retention_runs_pk(app_id), run_id, consistent_read=True)
+        except RetentionRunRecord.DoesNotExist:
+            return None
+        return None if record.layout is None else int(record.layout)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:
@@ -272,6 +352,14 @@ class RetentionRunRepository:
         RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
             actions=actions, condition=RetentionRunRecord.sk.exists()
         )
+
+
+def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
+    return RetentionSettings.model_validate(json.loads(record.document))
+
+
+def _layout(record: RetentionSettingsRecord) -> DueLayout:
+    return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed))
 
 
 def _part_sk(shard: int) -> str:

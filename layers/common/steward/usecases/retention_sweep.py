@@ -53,8 +53,15 @@ class RetentionSweep:
         self.clock = clock
 
     def plan(self, app_id: str, run_id: str, now: datetime) -> dict[str, Any]:
-        """Record the run and list its work: one item per shard of the app's conversations."""
+        """Record the run and list its work: one item per shard of the app's conversations.
+
+        A run that starts while entries are being re-homed notes the layout: if it completes, every entry is
+        in its group as of then.
+        """
         self.runs.create(app_id, run_id, now)
+        layout = self.settings.layout(app_id)
+        if layout.rehoming:
+            self.runs.note_layout(app_id, run_id, layout.layout)
         return {"shards": list(range(self.shard_count))}
 
     def sweep_page(self, app_id: str, run_id: str, now: datetime, shard: int, max_entries: int = PAGE_ENTRIES) -> bool:
@@ -74,11 +81,12 @@ class RetentionSweep:
         if part.pending is not None:
             decisions = [Decision.from_json(data) for data in self.reports.read_held(part.pending.key)]
             return self._apply_page(app_id, run_id, shard, now, part, decisions, replay=True)
-        settings = self.settings.get(app_id)
-        if settings is None:  # removed since the run started: nothing more happens
+        found = self.settings.get_with_layout(app_id)
+        if found is None:  # removed since the run started: nothing more happens
             return self._commit(app_id, run_id, shard, part, RunPart(part.summary, part.seq + 1, None, True))
         start = ShardPosition() if part.position is None else ShardPosition.from_fields(part.position)
-        page = due_page(self.conversations, app_id, settings, shard, now, start, max_entries)
+        settings, layout = found
+        page = due_page(self.conversations, app_id, settings, layout, shard, now, start, max_entries)
         position = None if page.next is None else page.next.as_fields()
         if not page.decisions:  # nothing to apply: nothing a retry could repeat
             return self._commit(
@@ -129,6 +137,9 @@ class RetentionSweep:
         key = self.reports.join(app_id, run_id)
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
         self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
+        layout = self.runs.layout(app_id, run_id)
+        if status is RunStatus.SUCCEEDED and layout is not None:
+            self.settings.mark_homed(app_id, layout)  # every shard was read whole where entries could be astray
         self.runs.release_lock(app_id, run_id)  # after the summary: a retried finalize releases it again
         run = self.runs.get(app_id, run_id)
         assert run is not None
@@ -149,6 +160,9 @@ class RetentionSweep:
         replay: bool,
     ) -> None:
         entry, plan = decision.entry, decision.plan
+        if decision.rehome:  # not a transition: nothing to count or report, and a retry finds it done
+            self.conversations.rehome(app_id, entry, decision.group)
+            return
         if plan.purged:
             # Replayed, a conversation already gone was purged by the attempt that held the page.
             done = self.conversations.purge(app_id, entry) or (
@@ -156,7 +170,7 @@ class RetentionSweep:
             )
         else:
             final = ConversationStatus(plan.final)
-            done = self.conversations.move(app_id, entry, final, now) or (
+            done = self.conversations.move(app_id, entry, final, now, decision.group) or (
                 replay and self.conversations.moved_at(app_id, entry.conversation_id, final, now)
             )
         user_id = entry.user_id or ""
