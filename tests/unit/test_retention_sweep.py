@@ -8,6 +8,7 @@ import pytest
 
 from steward.composition import Services
 from steward.conversations.models import (
+    ChangeStatus,
     ConversationStatus,
     CreateConversation,
     RecordActivity,
@@ -17,6 +18,7 @@ from steward.conversations.models import (
 from steward.conversations.selection import ShardPosition, due_page
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
+from steward.tables import ConversationRecord, conversation_user_key
 from tests.support.service import new_users
 
 APP = "app-a"
@@ -266,3 +268,35 @@ def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_
     assert _entries_read(services, NOW + timedelta(days=1)) == 1  # the fresh one, due for whatsapp by then
     second = sweep(services, "ret_20260601000000_000000000002")
     assert second.counts == {}
+
+
+def test_a_user_is_counted_once_however_many_of_its_conversations_are_purged(services: Services) -> None:
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "kept", "gone")
+    for _ in range(3):
+        conversation(services, 1, status="delete", user_id="kept")
+        conversation(services, 1, status="delete", user_id="gone")
+    conversation(services, 1, status="open", user_id="kept")
+    run = sweep(services, page=1)  # one conversation a page: each purge checks the user again
+    assert run.counts == {"delete->purged": 6}
+    assert (run.users_kept, run.users_kept_sample) == (1, ["kept"])
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+
+
+def test_the_user_check_confirms_the_user_index_with_the_conversations_themselves(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "back")
+    conversation(services, 1, status="delete", user_id="back")
+    reopened = conversation(services, 1, status="delete", user_id="back")
+    index = ConversationRecord.by_user
+    stale = list(index.query(conversation_user_key(APP, "back")))  # the index before the change below
+    services.conversations.change_status(APP, reopened, ChangeStatus(status=ConversationStatus.OPEN))
+    # The user index is eventually consistent: it still shows the reopened conversation in delete.
+    monkeypatch.setattr(index, "query", lambda *args, **kwargs: iter(stale))
+    run = sweep(services)
+    assert (run.users_kept, run.users_deleted) == (1, 0)
+    assert services.user_repository.get(APP, "back") is not None

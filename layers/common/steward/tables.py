@@ -530,6 +530,23 @@ class RetentionLockRecord(ConversationsTableRecord):
     expires_at = NumberAttribute()
 
 
+class RetentionUserRecord(ConversationsTableRecord):
+    """What a run did to one user, so that each user counts once. pk ``<app_id>#retention-user#<run_id>``,
+    sk the user id.
+
+    ``outcome`` is kept or deleted; ``page`` (``<shard>#<seq>``) is the page that counted it, so a
+    retried page counts its own users again; ``upgraded`` marks a kept user deleted later in the run.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    outcome = UnicodeAttribute()
+    page = UnicodeAttribute()
+    upgraded = BooleanAttribute(default=False)
+    expires_at = NumberAttribute()
+
+
 class RetentionRunPartRecord(ConversationsTableRecord):
     """What one shard of a run did (JSON text). pk ``<app_id>#retention-part#<run_id>``, sk the shard.
 
@@ -747,6 +764,10 @@ def retention_lock_pk(app_id: str) -> str:
 RETENTION_LOCK_SK = "lock"
 
 
+def retention_users_pk(app_id: str, run_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention-user{SEPARATOR}{run_id}"
+
+
 def retention_parts_pk(app_id: str, run_id: str) -> str:
     return f"{app_id}{SEPARATOR}retention-part{SEPARATOR}{run_id}"
 
@@ -812,6 +833,7 @@ def bind_tables(settings: StoreSettings) -> None:
             RetentionAppRecord,
             RetentionRunRecord,
             RetentionLockRecord,
+            RetentionUserRecord,
             RetentionRunPartRecord,
         ):
             conversations_model.Meta.table_name = settings.conversations_table

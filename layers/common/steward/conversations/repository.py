@@ -255,10 +255,24 @@ class ConversationRepository:
         return record is not None and record.status == final.value and record.status_changed_at == now
 
     def statuses_of_user(self, app_id: str, user_id: str) -> dict[str, ConversationStatus]:
-        """The status of each of the user's conversations: reads the user's index entries and nothing else."""
+        """The status of each of the user's conversations: that user's index entries, then those conversations.
+
+        The index is eventually consistent, so what it names is read again with consistent reads (100
+        keys per BatchGetItem): a status changed by hand a moment ago counts, and one gone does not. A
+        conversation created within the index's lag (usually under a second) can still be missed.
+        """
+        ids = [
+            record.sk
+            for record in ConversationRecord.by_user.query(conversation_user_key(app_id, user_id), page_size=_USER_PAGE)
+        ]
         statuses: dict[str, ConversationStatus] = {}
-        for record in ConversationRecord.by_user.query(conversation_user_key(app_id, user_id), page_size=_USER_PAGE):
-            statuses[record.sk] = ConversationStatus(record.status)
+        for start in range(0, len(ids), _USER_PAGE):
+            keys = [
+                (self._pk(app_id, conversation_id), conversation_id) for conversation_id in ids[start:][:_USER_PAGE]
+            ]
+            for record in ConversationRecord.batch_get(keys, consistent_read=True):
+                if record.user_id == user_id:
+                    statuses[record.sk] = ConversationStatus(record.status)
         return statuses
 
     # Records

@@ -4,6 +4,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
@@ -25,10 +26,12 @@ from steward.tables import (
     RetentionRunPartRecord,
     RetentionRunRecord,
     RetentionSettingsRecord,
+    RetentionUserRecord,
     retention_lock_pk,
     retention_parts_pk,
     retention_runs_pk,
     retention_settings_pk,
+    retention_users_pk,
 )
 from steward.transactions import Transaction
 
@@ -170,6 +173,14 @@ class RunPart:
 PART_TTL = timedelta(days=7)
 
 
+class UserClaim(Enum):
+    """What a page may count for a user: nothing (counted already), its outcome, or kept turned deleted."""
+
+    NONE = "none"
+    FIRST = "first"
+    UPGRADED = "upgraded"
+
+
 class RetentionRunRepository:
     def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
         """Record a run as running; a retried start finds the run it created."""
@@ -272,6 +283,53 @@ class RetentionRunRepository:
         if results.last_evaluated_key is not None and records:
             next_cursor = partition_cursor_after(records[-1].sk)
         return fit_page(((_run(record), partition_cursor_after(record.sk)) for record in records), next_cursor)
+
+    def claim_user(self, app_id: str, run_id: str, user_id: str, outcome: str, page: str, now: datetime) -> UserClaim:
+        """Record ``outcome`` (kept or deleted) for a user in the run; what ``page`` counts for it.
+
+        The first outcome counts; deleted after kept counts as deleted and no longer as kept; a page
+        retried counts its own claims again (its first attempt's counts were never committed).
+        """
+        key = (retention_users_pk(app_id, run_id), user_id)
+        record = RetentionUserRecord(
+            pk=key[0], sk=user_id, outcome=outcome, page=page, expires_at=int((now + PART_TTL).timestamp())
+        )
+        record.created_at = record.updated_at = now
+        try:
+            record.save(condition=RetentionUserRecord.sk.does_not_exist())
+            return UserClaim.FIRST
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+        current = RetentionUserRecord.get(*key, consistent_read=True)
+        if current.page == page and current.outcome == outcome:
+            return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
+        if outcome == "deleted" and current.outcome == "kept":
+            try:
+                RetentionUserRecord(pk=key[0], sk=user_id).update(
+                    actions=[
+                        RetentionUserRecord.outcome.set(outcome),
+                        RetentionUserRecord.page.set(page),
+                        RetentionUserRecord.upgraded.set(True),
+                    ],
+                    condition=(RetentionUserRecord.outcome == "kept") & (RetentionUserRecord.page == current.page),
+                )
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
+                return self.claim_user(app_id, run_id, user_id, outcome, page, now)  # changed meanwhile
+            return UserClaim.UPGRADED
+        return UserClaim.NONE
+
+    def own_claim(self, app_id: str, run_id: str, user_id: str, outcome: str, page: str) -> UserClaim:
+        """What ``page`` counted for the user in an earlier attempt (NONE if it claimed nothing)."""
+        try:
+            current = RetentionUserRecord.get(retention_users_pk(app_id, run_id), user_id, consistent_read=True)
+        except RetentionUserRecord.DoesNotExist:
+            return UserClaim.NONE
+        if current.page != page or current.outcome != outcome:
+            return UserClaim.NONE
+        return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
 
     def part(self, app_id: str, run_id: str, shard: int) -> RunPart:
         try:

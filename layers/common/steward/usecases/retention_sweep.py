@@ -11,7 +11,7 @@ Crosses domains: it moves and purges conversations, and with
 import contextlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from steward.conversations.retention_repository import (
     RetentionRunRepository,
     RetentionSettingsRepository,
     RunPart,
+    UserClaim,
 )
 from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
@@ -31,6 +32,20 @@ from steward.usecases.user_deletion import UserDeletion
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
 _SKIPPED = "skipped"
+_KEPT = "kept"
+_DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class _PageContext:
+    """The page being applied: its run, its id within the run (``<shard>#<seq>``), the run's now, and
+    whether it is replayed from its held decisions."""
+
+    app_id: str
+    run_id: str
+    page: str
+    now: datetime
+    replay: bool
 
 
 class RetentionSweep:
@@ -115,8 +130,9 @@ class RetentionSweep:
         assert held is not None
         summary = part.summary.model_copy(deep=True)
         lines: list[ReportLine] = []
+        page = _PageContext(app_id, run_id, f"{shard:03d}#{part.seq}", now, replay)
         for decision in decisions:
-            self._apply(app_id, decision, now, summary, lines, replay)
+            self._apply(page, decision, summary, lines)
         if lines:
             self.reports.write_page(app_id, run_id, shard, part.seq + 1, lines)
         after = RunPart(summary, part.seq + 1, held.next, held.next is None)
@@ -150,15 +166,8 @@ class RetentionSweep:
             return after.done
         return self.runs.part(app_id, run_id, shard).done  # another attempt held or committed this page first
 
-    def _apply(
-        self,
-        app_id: str,
-        decision: Decision,
-        now: datetime,
-        summary: RunSummary,
-        lines: list[ReportLine],
-        replay: bool,
-    ) -> None:
+    def _apply(self, page: "_PageContext", decision: Decision, summary: RunSummary, lines: list[ReportLine]) -> None:
+        app_id, now, replay = page.app_id, page.now, page.replay
         entry, plan = decision.entry, decision.plan
         if decision.rehome:  # not a transition: nothing to count or report, and a retry finds it done
             self.conversations.rehome(app_id, entry, decision.group)
@@ -182,15 +191,17 @@ class RetentionSweep:
         for step in plan.steps:
             lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
         if plan.purged and decision.delete_user_data and entry.user_id is not None:
-            self._delete_user(app_id, entry.user_id, entry.conversation_id, summary, lines, replay)
+            self._delete_user(page, entry.user_id, entry.conversation_id, summary, lines)
 
     def _delete_user(
-        self, app_id: str, user_id: str, purged_id: str, summary: RunSummary, lines: list[ReportLine], replay: bool
+        self, page: "_PageContext", user_id: str, purged_id: str, summary: RunSummary, lines: list[ReportLine]
     ) -> None:
         """Delete the user of a purged conversation, unless it has another conversation not in delete.
 
-        Replayed, a user already gone is counted as deleted: the attempt that held the page deleted it.
+        Each user counts once per run, kept or deleted (deleted wins when both happen); a replayed page
+        counts again what its first attempt claimed, since that attempt's counts were never committed.
         """
+        app_id = page.app_id
         statuses = self.conversations.statuses_of_user(app_id, user_id)
         others = sorted(
             conversation_id
@@ -198,16 +209,22 @@ class RetentionSweep:
             if conversation_id != purged_id and status != ConversationStatus.DELETE
         )
         if others:
-            summary.user_kept(user_id)
-            lines.append(ReportLine("user", user_id, user_id, "kept", f"{len(others)} other conversations"))
+            if self.runs.claim_user(app_id, page.run_id, user_id, _KEPT, page.page, self.clock()) is UserClaim.FIRST:
+                summary.user_kept(user_id)
+                lines.append(ReportLine("user", user_id, user_id, _KEPT, f"{len(others)} other conversations"))
             return
         try:
             self.user_deletion.delete(app_id, user_id)
         except NotFound:  # no profile, or deleted already (by another of its conversations, or a first attempt)
-            if not replay:
-                return
+            claim = self.runs.own_claim(app_id, page.run_id, user_id, _DELETED, page.page)
+        else:
+            claim = self.runs.claim_user(app_id, page.run_id, user_id, _DELETED, page.page, self.clock())
+        if claim is UserClaim.NONE:
+            return
+        if claim is UserClaim.UPGRADED:
+            summary.no_longer_kept()
         summary.user_deleted(user_id)
-        lines.append(ReportLine("user", user_id, user_id, "deleted", ""))
+        lines.append(ReportLine("user", user_id, user_id, _DELETED, ""))
 
 
 def caught_error(caught: Mapping[str, Any] | None) -> str | None:
