@@ -14,7 +14,10 @@ from steward.conversations.models import (
     RecordActivity,
     RetentionSettings,
     RunStatus,
+    RunSummary,
 )
+from steward.conversations.preview import RetentionPreviewService
+from steward.conversations.retention_repository import RunPart
 from steward.conversations.selection import ShardPosition, due_page
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
@@ -300,3 +303,35 @@ def test_the_user_check_confirms_the_user_index_with_the_conversations_themselve
     run = sweep(services)
     assert (run.users_kept, run.users_deleted) == (1, 0)
     assert services.user_repository.get(APP, "back") is not None
+
+
+def test_the_preview_stops_at_its_read_budget_and_says_it_is_partial(services: Services) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    sweep(services, "ret_20260601000000_000000000001")  # homes the (no) earlier entries
+    for _ in range(8):
+        conversation(services, 3)
+    complete = services.retention_preview.preview(APP)
+    assert (complete.complete, complete.read, complete.counts) == (True, 8, {"open->archive": 8})
+    budgeted = RetentionPreviewService(
+        services.conversation_repository,
+        services.retention_settings_repository,
+        services.shard_count,
+        services.clock,
+        max_entries=3,
+        max_queries=1000,
+    )
+    partial = budgeted.preview(APP)
+    assert partial.complete is False
+    assert 3 <= partial.read < 8
+    assert partial.counts == {"open->archive": partial.read}
+
+
+def test_expired_run_parts_are_not_read(services: Services) -> None:
+    runs = services.retention_run_repository
+    long_ago = NOW - timedelta(days=30)  # its part expired (TTL) 23 days ago, but DynamoDB may not have removed it
+    before = runs.part(APP, "ret_20260501000000_000000000000", 0, NOW)
+    after = RunPart(RunSummary(counts={"open->archive": 5}), 1, None, True)
+    assert runs.commit_part(APP, "ret_20260501000000_000000000000", 0, before, after, long_ago)
+    assert runs.part(APP, "ret_20260501000000_000000000000", 0, NOW) == RunPart(RunSummary(), 0, None, False)
+    assert runs.parts(APP, "ret_20260501000000_000000000000", NOW) == []
+    assert runs.part(APP, "ret_20260501000000_000000000000", 0, long_ago).done  # not expired then

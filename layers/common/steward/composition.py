@@ -352,10 +352,15 @@ class Services:
 
     @cached_property
     def retention_preview(self) -> RetentionPreviewService:
-        from steward.conversations.preview import RetentionPreviewService
+        from steward.conversations.preview import PREVIEW_MAX_ENTRIES, PREVIEW_MAX_QUERIES, RetentionPreviewService
 
         return RetentionPreviewService(
-            self.conversation_repository, self.retention_settings_repository, self.shard_count, self.clock
+            self.conversation_repository,
+            self.retention_settings_repository,
+            self.shard_count,
+            self.clock,
+            PREVIEW_MAX_ENTRIES,
+            PREVIEW_MAX_QUERIES,
         )
 
     @cached_property

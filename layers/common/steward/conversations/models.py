@@ -245,3 +245,8 @@ class RetentionPreview(SweepCounts):
     sample: dict[str, list[str]] = Field(
         default_factory=dict, description=f"Up to {MAX_PREVIEW_SAMPLE} conversation ids per transition."
     )
+    complete: bool = Field(
+        default=True,
+        description="False when the preview stopped at its read budget: the counts are of what it read.",
+    )
+    read: int = Field(default=0, description="Due-index entries read.")

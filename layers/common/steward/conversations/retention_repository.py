@@ -331,12 +331,15 @@ class RetentionRunRepository:
             return UserClaim.NONE
         return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
 
-    def part(self, app_id: str, run_id: str, shard: int) -> RunPart:
+    def part(self, app_id: str, run_id: str, shard: int, now: datetime) -> RunPart:
+        """A shard's progress; one past its TTL counts as absent (DynamoDB removes expired items only eventually)."""
         try:
             record = RetentionRunPartRecord.get(
                 retention_parts_pk(app_id, run_id), _part_sk(shard), consistent_read=True
             )
         except RetentionRunPartRecord.DoesNotExist:
+            return RunPart(RunSummary(), 0, None, False)
+        if _expired(record.expires_at, now):
             return RunPart(RunSummary(), 0, None, False)
         position = None if record.position is None else json.loads(record.position)
         pending = None if record.pending is None else HeldPage.from_json(record.pending)
@@ -382,10 +385,12 @@ class RetentionRunRepository:
             raise
         return True
 
-    def parts(self, app_id: str, run_id: str) -> list[RunSummary]:
-        """Every shard's summary (a partition of at most ``ShardCount`` small items)."""
+    def parts(self, app_id: str, run_id: str, now: datetime) -> list[RunSummary]:
+        """Every shard's summary (a partition of at most ``ShardCount`` small items), expired ones left out."""
         records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
-        return [RunSummary.model_validate_json(record.summary) for record in records]
+        return [
+            RunSummary.model_validate_json(record.summary) for record in records if not _expired(record.expires_at, now)
+        ]
 
     def finish(
         self,
@@ -418,6 +423,10 @@ def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
 
 def _layout(record: RetentionSettingsRecord) -> DueLayout:
     return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed))
+
+
+def _expired(expires_at: float | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at <= now.timestamp()
 
 
 def _part_sk(shard: int) -> str:

@@ -103,6 +103,7 @@ class DuePage:
     decisions: list[Decision]
     read: int  # index entries read
     next: ShardPosition | None  # None: the shard is done
+    queries: int = 0
 
 
 def due_page(
@@ -131,7 +132,7 @@ def due_page(
     channel_of = {due_group(channel): channel for channel in layout.channels | overridden}
     walk = [(index, group) for index in range(len(SWEEP_ORDER)) for group in sorted({DEFAULT_DUE_GROUP, *channel_of})]
     decisions: list[Decision] = []
-    read = 0
+    read = queries = 0
     effective_by_channel: dict[str | None, EffectiveSettings] = {}
 
     def effective_of(channel: str | None) -> EffectiveSettings:
@@ -152,9 +153,9 @@ def due_page(
             continue
         while True:
             if read >= max_read:
-                return DuePage(decisions, read, ShardPosition(index, group, after))
+                return DuePage(decisions, read, ShardPosition(index, group, after), queries)
             entries, resume = conversations.due_entries(app_id, group, status, shard, cutoff, after, max_read - read)
-            read += len(entries)
+            read, queries = read + len(entries), queries + 1
             for entry in entries:
                 decision = _decide(entry, effective_of(entry.channel), overridden, now)
                 if decision is not None:
@@ -162,7 +163,7 @@ def due_page(
             if resume is None:
                 break
             after = resume
-    return DuePage(decisions, read, None)
+    return DuePage(decisions, read, None, queries)
 
 
 def _decide(

@@ -90,7 +90,7 @@ class RetentionSweep:
         by the first attempt is not met again in its new status, and what the
         first attempt did is counted and reported once.
         """
-        part = self.runs.part(app_id, run_id, shard)
+        part = self.runs.part(app_id, run_id, shard, self.clock())
         if part.done:
             return True
         if part.pending is not None:
@@ -111,7 +111,7 @@ class RetentionSweep:
         held = HeldPage(key, position)
         if not self.runs.hold_page(app_id, run_id, shard, part, held, self.clock()):
             self.reports.delete_held(key)
-            return self.runs.part(app_id, run_id, shard).done  # another attempt holds or passed this page
+            return self.runs.part(app_id, run_id, shard, self.clock()).done  # another attempt holds or passed this page
         return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), page.decisions, replay=False)
 
     def _apply_page(
@@ -137,7 +137,7 @@ class RetentionSweep:
             self.reports.write_page(app_id, run_id, shard, part.seq + 1, lines)
         after = RunPart(summary, part.seq + 1, held.next, held.next is None)
         if not self.runs.commit_part(app_id, run_id, shard, part, after, self.clock()):
-            return self.runs.part(app_id, run_id, shard).done  # another attempt committed this page first
+            return self.runs.part(app_id, run_id, shard, self.clock()).done  # another attempt committed this page first
         self.reports.delete_held(held.key)
         return after.done
 
@@ -148,7 +148,7 @@ class RetentionSweep:
         """
         error = caught_error(caught)
         summary = RunSummary()
-        for part in self.runs.parts(app_id, run_id):
+        for part in self.runs.parts(app_id, run_id, self.clock()):
             summary.merge(part)
         key = self.reports.join(app_id, run_id)
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
@@ -164,7 +164,9 @@ class RetentionSweep:
     def _commit(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart) -> bool:
         if self.runs.commit_part(app_id, run_id, shard, before, after, self.clock()):
             return after.done
-        return self.runs.part(app_id, run_id, shard).done  # another attempt held or committed this page first
+        return self.runs.part(
+            app_id, run_id, shard, self.clock()
+        ).done  # another attempt held or committed this page first
 
     def _apply(self, page: "_PageContext", decision: Decision, summary: RunSummary, lines: list[ReportLine]) -> None:
         app_id, now, replay = page.app_id, page.now, page.replay
