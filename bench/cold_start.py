@@ -25,6 +25,7 @@ ENVIRONMENT = {
     "STEWARD_DEVICES_TABLE": "bench-devices",
     "STEWARD_PROFILES_TABLE": "bench-profiles",
     "STEWARD_CATALOG_TABLE": "bench-catalog",
+    "STEWARD_CONVERSATIONS_TABLE": "bench-conversations",
     "STEWARD_SHARD_COUNT": "16",
     # Every function's own settings, so that each one's cold start validates them as on Lambda.
     "STEWARD_REPORTS_BUCKET": "bench-reports",

@@ -3,7 +3,10 @@
 Seeds one app's conversations in moto (16 shards), then sweeps them the way
 the state machine does (plan, pages of each shard, finalize), twice: once
 with nothing due, once with everything due (each conversation moves one
-step, open -> archive). Every DynamoDB call pynamodb makes is priced with
+step, open -> archive). Then a second app whose whatsapp channel has a much
+shorter rule than the app's (5 days against 30, conversations idle 10 days):
+one in five is due, and the others, in the due index's default group, are
+not read. Every DynamoDB call pynamodb makes is priced with
 the published rules: 1 write unit per started KB of the larger of the item
 before and after, plus 1 per index entry written and 1 per index entry
 removed (a moved index key is both); 1 read unit per started 4 KB of what a
@@ -34,12 +37,13 @@ from steward.conversations.selection import SWEEP_ORDER
 from steward.tables import ConversationRecord
 
 APP = "bench-app"
+SHORT_APP = "bench-app-short-channel"
 SHARDS = 16
 CONVERSATIONS = 100_000
 BUCKET = "bench-reports"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-# The indexes of the CatalogTable and what each projects besides its keys.
-INDEXES = {("due_pk", "due_sk"): ("channel", "user_id"), ("user_key", "sk"): ("status",)}
+# The indexes of the ConversationsTable and what each projects besides its keys.
+INDEXES = {("due_pk", "due_sk"): ("channel", "user_id", "version"), ("user_key", "sk"): ("status",)}
 CHANNELS = ["email", "sms", "whatsapp", "chat", "push"]
 
 
@@ -119,9 +123,10 @@ def _units(size: int, unit: int) -> int:
     return max(1, math.ceil(size / unit))
 
 
-def seed(services: Services, idle_days: int, count: int) -> None:
+def seed(services: Services, idle_days: int, count: int, app_id: str = APP) -> None:
     """``count`` open conversations of five channels, last active ``idle_days`` ago, a user each."""
     repository = services.conversation_repository
+    overridden = services.retention_settings_repository.overridden(app_id)
     at = NOW - timedelta(days=idle_days)
     with ConversationRecord.batch_write() as batch:
         for number in range(count):
@@ -135,26 +140,38 @@ def seed(services: Services, idle_days: int, count: int) -> None:
                 last_activity_at=at,
                 status_changed_at=at,
             )
-            batch.save(repository.record(APP, conversation, at))
+            batch.save(repository.record(app_id, conversation, at, overridden))
 
 
-def sweep(services: Services, meter: Meter, run_id: str) -> tuple[Charge, Counter[str], int, int, dict[str, int]]:
+def sweep(
+    services: Services, meter: Meter, run_id: str, app_id: str = APP
+) -> tuple[Charge, Counter[str], int, int, dict[str, int]]:
     """One sweep of the app as the state machine runs it; returns its charge, calls, steps, transitions, counts."""
     meter.charge = Charge()
     sweeper = services.retention_sweep
     with counting() as counted:
-        shards = sweeper.plan(APP, run_id, NOW)["shards"]
+        shards = sweeper.plan(app_id, run_id, NOW)["shards"]
         pages = 0
         for shard in shards:
             done = False
             while not done:
-                done = sweeper.sweep_page(APP, run_id, NOW, shard)
+                done = sweeper.sweep_page(app_id, run_id, NOW, shard)
                 pages += 1
-        run = sweeper.finalize(APP, run_id, None)
+        run = sweeper.finalize(app_id, run_id, None)
     # Standard workflow transitions: Plan, Shards, Finalize; per shard, Page and ShardDone per page, then Done.
     transitions = 3 + 2 * pages + len(shards)
     invocations = 2 + pages
     return meter.charge, Counter(counted), invocations, transitions, run.counts
+
+
+def report(label: str, result: tuple[Charge, Counter[str], int, int, dict[str, int]], scale: float) -> None:
+    charge, calls, invocations, transitions, counts = result
+    listed = ", ".join(f"{number * scale:,.0f} {name}" for name, number in sorted(calls.items()))
+    print(
+        f"{label:44} {charge.read_units * scale:>8,.1f} {charge.write_units * scale:>9,.0f} "
+        f"{invocations * scale:>7,.0f} {transitions * scale:>6,.0f}  {listed}"
+    )
+    print(f"{'':44} moved: {counts}  refused writes: {charge.refused}")
 
 
 def main() -> None:
@@ -177,23 +194,23 @@ def main() -> None:
 
         per = 100_000 / count  # 1 at the committed size; smaller runs scale to 100,000
         columns = f"{'RCU':>8} {'WCU':>9} {'Lambda':>7} {'SFN':>6}"
-        print(f"{f'one sweep of {count:,} conversations, 16 shards':40} {columns}  DynamoDB calls")
+        print(f"{f'one sweep of {count:,} conversations, 16 shards':44} {columns}  DynamoDB calls")
         for label, idle_days in (("nothing due (idle 10 days, rules 30)", None), ("everything due (idle 40 days)", 40)):
             if idle_days is not None:
                 seed(services, idle_days, count)
-            charge, calls, invocations, transitions, counts = sweep(
-                services, meter, f"ret_{20260601000000 + (idle_days or 0)}_{0:012x}"
-            )
+            result = sweep(services, meter, f"ret_{20260601000000 + (idle_days or 0)}_{0:012x}")
             # Nothing due costs the same whatever the count: only the due rows scale to 100,000.
-            scale = per if idle_days is not None else 1
-            listed = ", ".join(f"{number * scale:,.0f} {name}" for name, number in sorted(calls.items()))
-            print(
-                f"{label:40} {charge.read_units * scale:>8,.1f} {charge.write_units * scale:>9,.0f} "
-                f"{invocations * scale:>7,.0f} {transitions * scale:>6,.0f}  {listed}"
-            )
-            print(f"{'':40} moved: {counts}  refused writes: {charge.refused}")
+            report(label, result, per if idle_days is not None else 1)
+        # A channel whose cutoff is much shorter than the app's: its conversations are due, the others are
+        # not, and sit in another group of the due index, so the sweep never reads them.
+        short = {**settings, "channels": {"whatsapp": {"archive_after_days": {"open": 5}}}}
+        services.retention_settings.put(SHORT_APP, RetentionSettings.model_validate(short))
+        sweep(services, meter, "ret_20260601000001_000000000000", SHORT_APP)  # homes the (no) earlier entries
+        seed(services, 10, count, SHORT_APP)
+        result = sweep(services, meter, "ret_20260601000002_000000000000", SHORT_APP)
+        report("whatsapp rule 5 days, idle 10 (1 in 5 due)", result, per)
         partitions = len(SWEEP_ORDER) * SHARDS
-        print(f"\nA sweep queries at most {partitions} due-index partitions", end=" ")
+        print(f"\nA sweep queries at most {partitions} due-index partitions per settings group", end=" ")
         print(f"({len(SWEEP_ORDER)} statuses x {SHARDS} shards), whatever the number of conversations.")
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def fire_schedule(name: str, state_file: Path) -> dict[str, Any]:
     )
     endpoint = state["aws_endpoint_url"]
     target = session.client("scheduler", endpoint_url=endpoint).get_schedule(Name=name)["Target"]
-    payload = target.get("Input") or "{}"
+    payload = scheduler_input(target.get("Input") or "{}", datetime.now(UTC))
     if ":states:" in target["Arn"]:
         execution = session.client("stepfunctions", endpoint_url=endpoint).start_execution(
             stateMachineArn=target["Arn"], name=f"{name}-{uuid.uuid4().hex[:12]}", input=payload
@@ -106,6 +107,22 @@ def fire_schedule(name: str, state_file: Path) -> dict[str, Any]:
         "function_error": response.get("FunctionError"),
         "result": json.loads(response["Payload"].read() or b"null"),
     }
+
+
+def scheduler_input(template: str, scheduled_at: datetime) -> str:
+    """The target's input with the context attributes EventBridge Scheduler fills in, as of ``scheduled_at``.
+
+    Milliseconds are kept (the Scheduler's own times are whole seconds), so two fires in one second
+    are two schedule events, not a retry of one.
+    """
+    attributes = {
+        "<aws.scheduler.scheduled-time>": scheduled_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "<aws.scheduler.execution-id>": uuid.uuid4().hex,
+        "<aws.scheduler.attempt-number>": "1",
+    }
+    for attribute, value in attributes.items():
+        template = template.replace(attribute, value)
+    return template
 
 
 def _banner(state: dict[str, Any], state_file: Path) -> str:

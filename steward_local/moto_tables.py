@@ -8,7 +8,7 @@ from pathlib import Path
 
 import boto3
 
-from steward.settings import StoreSettings
+from steward.settings import ConversationStoreSettings
 from steward.tables import bind_tables
 from steward_local import moto_speedups
 from steward_local.template import dynamodb_tables, store_settings
@@ -16,7 +16,7 @@ from steward_local.template import dynamodb_tables, store_settings
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
 
-def create_template_tables(shard_count: int, prefix: str, template: Path = TEMPLATE) -> StoreSettings:
+def create_template_tables(shard_count: int, prefix: str, template: Path = TEMPLATE) -> ConversationStoreSettings:
     """Inside mock_aws: create every table of the template as `<prefix>-<logical id>` and bind the models to them."""
     # Segment and tag changes are transactions; without this they slow down as the tables grow.
     moto_speedups.install()

@@ -10,7 +10,7 @@ from samtranslator.translator.managed_policy_translator import ManagedPolicyLoad
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from steward.settings import StoreSettings
+from steward.settings import ConversationStoreSettings
 
 ARTIFACTS_BUCKET = "steward-local-artifacts"
 
@@ -53,13 +53,14 @@ _STORE_FIELDS = {
     "DevicesTable": "devices_table",
     "ProfilesTable": "profiles_table",
     "CatalogTable": "catalog_table",
+    "ConversationsTable": "conversations_table",
 }
 
 
-def store_settings(table_names: dict[str, str], shard_count: int) -> StoreSettings:
+def store_settings(table_names: dict[str, str], shard_count: int) -> ConversationStoreSettings:
     """Settings for the layer from {logical id: table name} (the local stack, tests, benchmarks)."""
     fields: dict[str, Any] = {field: table_names[logical_id] for logical_id, field in _STORE_FIELDS.items()}
-    return StoreSettings(shard_count=shard_count, **fields)
+    return ConversationStoreSettings(shard_count=shard_count, **fields)
 
 
 def load_and_transform(template_path: Path, parameters: dict[str, str]) -> Transformed:

@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from steward.composition import Services
 from steward.observability import tracer
@@ -19,15 +19,17 @@ services = Services(settings.shard_count, retention_state_machine=settings.reten
 
 
 class ScheduledSweep(BaseModel):
-    """The schedule's input (template.yaml): nothing to say, every app with settings is swept."""
+    """The schedule's input (template.yaml): every app with settings is swept, as of the scheduled time."""
 
     model_config = ConfigDict(extra="forbid")
+
+    scheduled_time: AwareDatetime = Field(description="<aws.scheduler.scheduled-time>: names the runs, idempotently.")
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ScheduledSweep.model_validate(event)
-    started = services.retention_scheduler.start_sweeps()
-    logger.info("Retention sweeps started", extra={"apps": len(started)})
-    return {"started": started}
+    scheduled = ScheduledSweep.model_validate(event)
+    result = services.retention_scheduler.start_sweeps(scheduled.scheduled_time)
+    logger.info("Retention sweeps started", extra={"apps": len(result.started), "skipped": len(result.skipped)})
+    return {"started": result.started, "skipped": result.skipped}

@@ -117,6 +117,7 @@ def test_an_app_without_settings_is_not_swept(stack: RunningStack) -> None:
     key = new_app(stack, None)
     idle = conversation(stack, key, "email", "delete", 400)
     fire(stack, stack.state["schedules"]["RetentionSchedule"])
-    assert ok(stack.api("POST", "/v1/retention/preview", key)) == {"counts": {}, "by_channel": {}, "sample": {}}
+    preview = {"counts": {}, "by_channel": {}, "sample": {}, "complete": True, "read": 0}
+    assert ok(stack.api("POST", "/v1/retention/preview", key)) == preview
     assert ok(stack.api("GET", "/v1/retention/runs", key))["items"] == []
     assert status_of(stack, key, idle) == "delete"

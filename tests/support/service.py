@@ -10,7 +10,7 @@ import pytest
 
 from steward.composition import Services
 from steward.pagination import Page
-from steward.settings import StoreSettings
+from steward.settings import ConversationStoreSettings, StoreSettings
 from steward.sharding import shard_key
 from steward.tables import CatalogRecord
 from steward.users.models import UpsertUser
@@ -79,6 +79,8 @@ def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEWARD_DEVICES_TABLE", store.devices_table)
     monkeypatch.setenv("STEWARD_PROFILES_TABLE", store.profiles_table)
     monkeypatch.setenv("STEWARD_CATALOG_TABLE", store.catalog_table)
+    if isinstance(store, ConversationStoreSettings):
+        monkeypatch.setenv("STEWARD_CONVERSATIONS_TABLE", store.conversations_table)
     monkeypatch.setenv("STEWARD_SHARD_COUNT", str(store.shard_count))
     monkeypatch.setenv("STEWARD_REPORTS_BUCKET", "steward-test-reports")
     machine = "arn:aws:states:us-east-1:123456789012:stateMachine:steward-test-jobs"

@@ -20,6 +20,7 @@ _API_ENVIRONMENT = {
     "STEWARD_DEVICES_TABLE": "cold-devices",
     "STEWARD_PROFILES_TABLE": "cold-profiles",
     "STEWARD_CATALOG_TABLE": "cold-catalog",
+    "STEWARD_CONVERSATIONS_TABLE": "cold-conversations",
     "STEWARD_SHARD_COUNT": "16",
     "STEWARD_REPORTS_BUCKET": "cold-reports",
     "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-jobs",

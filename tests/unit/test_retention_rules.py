@@ -99,12 +99,14 @@ def test_an_explicit_null_in_a_channel_overrides_the_app() -> None:
     assert retention.effective(settings(**document), "push").purge_after_days == 3
 
 
-def test_cutoff_takes_the_earliest_channel() -> None:
+def test_each_group_has_its_own_cutoff() -> None:
     example = settings(**EXAMPLE)
-    assert retention.cutoff(example, ConversationStatus.OPEN, NOW) == NOW - timedelta(days=5)
-    assert retention.cutoff(example, ConversationStatus.RESOLVED, NOW) is None
-    assert retention.cutoff(example, ConversationStatus.DELETE, NOW) == NOW
-    assert retention.cutoff(settings(), ConversationStatus.DELETE, NOW) == NOW - timedelta(days=30)
+    defaults, whatsapp = retention.effective(example), retention.effective(example, "whatsapp")
+    assert retention.cutoff(defaults, ConversationStatus.OPEN, NOW) == NOW - timedelta(days=30)
+    assert retention.cutoff(whatsapp, ConversationStatus.OPEN, NOW) == NOW - timedelta(days=5)
+    assert retention.cutoff(defaults, ConversationStatus.RESOLVED, NOW) is None
+    assert retention.cutoff(whatsapp, ConversationStatus.DELETE, NOW) == NOW
+    assert retention.cutoff(retention.effective(settings()), ConversationStatus.DELETE, NOW) == NOW - timedelta(days=30)
 
 
 @pytest.mark.parametrize(

@@ -8,15 +8,20 @@ import pytest
 
 from steward.composition import Services
 from steward.conversations.models import (
+    ChangeStatus,
     ConversationStatus,
     CreateConversation,
     RecordActivity,
     RetentionSettings,
     RunStatus,
+    RunSummary,
 )
+from steward.conversations.preview import RetentionPreviewService
+from steward.conversations.retention_repository import RunPart
 from steward.conversations.selection import ShardPosition, due_page
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
+from steward.tables import ConversationRecord, conversation_user_key
 from tests.support.service import new_users
 
 APP = "app-a"
@@ -119,10 +124,12 @@ def test_activity_recorded_meanwhile_wins(services: Services) -> None:
     settings = services.retention_settings_repository.get(APP)
     assert settings is not None
     shard = shard_of(idle, services.shard_count)
-    page = due_page(services.conversation_repository, APP, settings, shard, NOW, ShardPosition(), 10)
+    layout = services.retention_settings_repository.layout(APP)
+    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
     [decision] = page.decisions
     services.conversations.record_activity(APP, idle, RecordActivity(direction="inbound"))  # after the read
-    assert not services.conversation_repository.move(APP, decision.entry, ConversationStatus.ARCHIVE, NOW)
+    repository = services.conversation_repository
+    assert not repository.move(APP, decision.entry, ConversationStatus.ARCHIVE, NOW, decision.group)
     assert status_of(services, idle) == "open"
 
 
@@ -145,3 +152,186 @@ def test_an_app_without_settings_is_left_alone(services: Services) -> None:
     assert services.retention_preview.preview(APP).counts == {}
     assert sweep(services).counts == {}
     assert status_of(services, idle) == "delete"
+
+
+class _FailOnce:
+    """Raises once, on the call it is put on, then calls through: an S3 error after the page's changes."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.failed = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("S3 refused the page")
+        return self.call(*args, **kwargs)
+
+
+def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_changes(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = {
+        "archive_after_days": {"open": 30},
+        "delete_after_days": {"archive": 10},
+        "purge_after_days": 0,
+        "delete_user_data": True,
+    }
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "gone")
+    idle = conversation(services, 40)
+    purged = conversation(services, 1, status="delete", user_id="gone")
+    sweeper = services.retention_sweep
+    run_id = "ret_20260601000000_000000000001"
+    sweeper.plan(APP, run_id, NOW)
+    # In each shard, the step dies after its moves and the user's deletion, when it writes the page's report.
+    write_page = sweeper.reports.write_page
+    for shard in sorted({shard_of(idle, services.shard_count), shard_of(purged, services.shard_count)}):
+        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
+        with pytest.raises(RuntimeError, match="S3 refused"):
+            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+    monkeypatch.setattr(sweeper.reports, "write_page", write_page)
+    for shard in range(services.shard_count):  # the state machine's retries, and the other shards
+        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
+            pass
+    run = sweeper.finalize(APP, run_id, None)
+    # One step per sweep: archived by the first attempt, not moved on to delete by the retry.
+    assert status_of(services, idle) == "archive"
+    assert status_of(services, purged) is None
+    assert run.counts == {"open->archive": 1, "delete->purged": 1}
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+    report = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"retention/{APP}/{run_id}/report.csv")
+    lines = report["Body"].read().decode().splitlines()
+    assert sorted(lines[1:]) == sorted(
+        [
+            f"conversation,{idle},,open->archive,email",
+            f"conversation,{purged},gone,delete->purged,email",
+            "user,gone,gone,deleted,",
+        ]
+    )
+
+
+def test_activity_between_the_read_and_the_purge_stops_the_purge(services: Services) -> None:
+    # In delete, activity changes neither due key: the purge must test what the sweep read.
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"purge_after_days": 1}))
+    in_delete = conversation(services, 3, status="delete")
+    settings = services.retention_settings_repository.get(APP)
+    assert settings is not None
+    shard = shard_of(in_delete, services.shard_count)
+    layout = services.retention_settings_repository.layout(APP)
+    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
+    [decision] = page.decisions
+    assert decision.plan.purged
+    services.conversations.record_activity(APP, in_delete, RecordActivity(direction="outbound"))  # after the read
+    assert not services.conversation_repository.purge(APP, decision.entry)
+    assert status_of(services, in_delete) == "delete"
+
+
+def _entries_read(services: Services, now: datetime = NOW) -> int:
+    settings = services.retention_settings_repository.get(APP)
+    assert settings is not None
+    layout = services.retention_settings_repository.layout(APP)
+    read = 0
+    for shard in range(services.shard_count):
+        position: ShardPosition | None = ShardPosition()
+        while position is not None:
+            page = due_page(services.conversation_repository, APP, settings, layout, shard, now, position, 100)
+            read, position = read + page.read, page.next
+    return read
+
+
+def test_a_short_channel_cutoff_reads_only_that_channels_due_entries(services: Services) -> None:
+    document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    sweep(services, "ret_20260601000000_000000000001")  # homes the (no) entries written before the override
+    for _ in range(6):
+        conversation(services, 10)  # email: idle 10 days of 30, not due
+    due = conversation(services, 2, channel="whatsapp")
+    assert _entries_read(services) == 1
+    run = sweep(services, "ret_20260601000000_000000000002")
+    assert run.counts == {"open->archive": 1}
+    assert status_of(services, due) == "archive"
+
+
+def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_next_sweep(services: Services) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 30}}))
+    idle = [conversation(services, 10, channel="whatsapp") for _ in range(3)]
+    fresh = conversation(services, 0.5, channel="whatsapp")
+    email = conversation(services, 10)
+    document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    preview = services.retention_preview.preview(APP)
+    first = sweep(services, "ret_20260601000000_000000000001")
+    # The whatsapp conversations written under the app's defaults are found, moved or re-homed.
+    assert preview.counts == first.counts == {"open->archive": 3}
+    assert {status_of(services, cid) for cid in idle} == {"archive"}
+    assert (status_of(services, fresh), status_of(services, email)) == ("open", "open")
+    # Re-homed: later sweeps read exactly what is due for each channel again, and nothing is lost.
+    assert _entries_read(services) == 0
+    assert _entries_read(services, NOW + timedelta(days=1)) == 1  # the fresh one, due for whatsapp by then
+    second = sweep(services, "ret_20260601000000_000000000002")
+    assert second.counts == {}
+
+
+def test_a_user_is_counted_once_however_many_of_its_conversations_are_purged(services: Services) -> None:
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "kept", "gone")
+    for _ in range(3):
+        conversation(services, 1, status="delete", user_id="kept")
+        conversation(services, 1, status="delete", user_id="gone")
+    conversation(services, 1, status="open", user_id="kept")
+    run = sweep(services, page=1)  # one conversation a page: each purge checks the user again
+    assert run.counts == {"delete->purged": 6}
+    assert (run.users_kept, run.users_kept_sample) == (1, ["kept"])
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+
+
+def test_the_user_check_confirms_the_user_index_with_the_conversations_themselves(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "back")
+    conversation(services, 1, status="delete", user_id="back")
+    reopened = conversation(services, 1, status="delete", user_id="back")
+    index = ConversationRecord.by_user
+    stale = list(index.query(conversation_user_key(APP, "back")))  # the index before the change below
+    services.conversations.change_status(APP, reopened, ChangeStatus(status=ConversationStatus.OPEN))
+    # The user index is eventually consistent: it still shows the reopened conversation in delete.
+    monkeypatch.setattr(index, "query", lambda *args, **kwargs: iter(stale))
+    run = sweep(services)
+    assert (run.users_kept, run.users_deleted) == (1, 0)
+    assert services.user_repository.get(APP, "back") is not None
+
+
+def test_the_preview_stops_at_its_read_budget_and_says_it_is_partial(services: Services) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    sweep(services, "ret_20260601000000_000000000001")  # homes the (no) earlier entries
+    for _ in range(8):
+        conversation(services, 3)
+    complete = services.retention_preview.preview(APP)
+    assert (complete.complete, complete.read, complete.counts) == (True, 8, {"open->archive": 8})
+    budgeted = RetentionPreviewService(
+        services.conversation_repository,
+        services.retention_settings_repository,
+        services.shard_count,
+        services.clock,
+        max_entries=3,
+        max_queries=1000,
+    )
+    partial = budgeted.preview(APP)
+    assert partial.complete is False
+    assert 3 <= partial.read < 8
+    assert partial.counts == {"open->archive": partial.read}
+
+
+def test_expired_run_parts_are_not_read(services: Services) -> None:
+    runs = services.retention_run_repository
+    long_ago = NOW - timedelta(days=30)  # its part expired (TTL) 23 days ago, but DynamoDB may not have removed it
+    before = runs.part(APP, "ret_20260501000000_000000000000", 0, NOW)
+    after = RunPart(RunSummary(counts={"open->archive": 5}), 1, None, True)
+    assert runs.commit_part(APP, "ret_20260501000000_000000000000", 0, before, after, long_ago)
+    assert runs.part(APP, "ret_20260501000000_000000000000", 0, NOW) == RunPart(RunSummary(), 0, None, False)
+    assert runs.parts(APP, "ret_20260501000000_000000000000", NOW) == []
+    assert runs.part(APP, "ret_20260501000000_000000000000", 0, long_ago).done  # not expired then

@@ -30,7 +30,9 @@ _PREVIEW_DESCRIPTION = """\
 What a sweep started now would do, without changing anything: the same `counts` and
 `by_channel` as a run, plus `sample`, up to 20 conversation ids per transition. It reads
 only the due-index entries of conversations that are due. A preview followed by a sweep
-with no activity in between gives the same counts.
+with no activity in between gives the same counts. One preview reads at most 10,000
+entries in 400 queries: past that it stops, with `complete` false, and its counts are
+of what it read (`read` entries).
 """
 
 

@@ -264,7 +264,7 @@ class Services:
     def conversations(self) -> ConversationService:
         from steward.conversations.service import ConversationService
 
-        return ConversationService(self.conversation_repository, self.clock)
+        return ConversationService(self.conversation_repository, self.retention_settings_repository, self.clock)
 
     @cached_property
     def retention_settings(self) -> RetentionSettingsService:
@@ -352,10 +352,15 @@ class Services:
 
     @cached_property
     def retention_preview(self) -> RetentionPreviewService:
-        from steward.conversations.preview import RetentionPreviewService
+        from steward.conversations.preview import PREVIEW_MAX_ENTRIES, PREVIEW_MAX_QUERIES, RetentionPreviewService
 
         return RetentionPreviewService(
-            self.conversation_repository, self.retention_settings_repository, self.shard_count, self.clock
+            self.conversation_repository,
+            self.retention_settings_repository,
+            self.shard_count,
+            self.clock,
+            PREVIEW_MAX_ENTRIES,
+            PREVIEW_MAX_QUERIES,
         )
 
     @cached_property
@@ -466,13 +471,22 @@ class Services:
 
 
 def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]], str]:
-    """Starts an execution of ``machine`` named ``name`` (unique: a retried start fails instead of running twice)."""
+    """Starts an execution of ``machine`` named ``name``; a retried start finds the execution, never a second one."""
 
     def start_execution(name: str, payload: dict[str, Any]) -> str:
-        started = stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
+        try:
+            started = stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
+        except stepfunctions.exceptions.ExecutionAlreadyExists:
+            # Step Functions answers a same-name start of a finished execution (or one with other input) so.
+            return _execution_arn(machine, name)
         return str(started["executionArn"])
 
     return start_execution
+
+
+def _execution_arn(machine: str, name: str) -> str:
+    """arn:...:stateMachine:<machine> -> arn:...:execution:<machine>:<name>."""
+    return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
 def _no_metric(name: str) -> None:

@@ -74,6 +74,17 @@ class StoreSettings(_FromEnvironment):
         object.__setattr__(self, "shard_count", _count("shard_count", self.shard_count, 1, MAX_SHARDS))
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConversationStoreSettings(StoreSettings):
+    """The store plus the conversations table (conversations, retention settings, sweep runs)."""
+
+    conversations_table: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _table_name("conversations_table", self.conversations_table)
+
+
 def _name(name: str, value: object) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 2048:
         raise SettingsError(f"{PREFIX}{name.upper()} must be a name or ARN, not {value!r}.")
@@ -81,7 +92,7 @@ def _name(name: str, value: object) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ApiSettings(StoreSettings):
+class ApiSettings(ConversationStoreSettings):
     """The HTTP API function: the store, plus where jobs start and their reports live."""
 
     reports_bucket: str
@@ -120,7 +131,7 @@ class JobsSettings(StoreSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetentionSchedulerSettings(StoreSettings):
+class RetentionSchedulerSettings(ConversationStoreSettings):
     """What the retention schedule invokes: reads the index of apps with settings, starts their sweeps."""
 
     retention_state_machine: str
@@ -131,7 +142,7 @@ class RetentionSchedulerSettings(StoreSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetentionSweepSettings(StoreSettings):
+class RetentionSweepSettings(ConversationStoreSettings):
     """The sweep's steps: the store, the bucket of its reports, and how many shards it sweeps at once."""
 
     reports_bucket: str

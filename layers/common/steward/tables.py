@@ -17,7 +17,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
-from steward.settings import StoreSettings
+from steward.settings import ConversationStoreSettings, StoreSettings
 from steward.sharding import SEPARATOR
 
 UNBOUND = "unbound-table"
@@ -157,8 +157,8 @@ class ProfileRecord(Model):
     version = NumberAttribute(default=0)
 
 
-class CatalogRecord(Model):
-    """Base of every item in the catalog table; see template.yaml for the key layout."""
+class _KeyedRecord(Model):
+    """pk, sk and the two timestamps every catalog and conversations table item has."""
 
     class Meta(_Connection):
         pass
@@ -167,6 +167,13 @@ class CatalogRecord(Model):
     sk = UnicodeAttribute(range_key=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+
+
+class CatalogRecord(_KeyedRecord):
+    """Base of every item in the catalog table; see template.yaml for the key layout."""
+
+    class Meta(_Connection):
+        pass
 
 
 class ResourceRecord(CatalogRecord):
@@ -395,18 +402,32 @@ class JobLockRecord(CatalogRecord):
     job_id = UnicodeAttribute()
 
 
-class ConversationsDue(GlobalSecondaryIndex["ConversationRecord"]):
-    """The retention sweep's due-date index: per (app, status, shard), conversations by the time that ages them.
+class ConversationsTableRecord(_KeyedRecord):
+    """Base of every item in the conversations table: conversations, retention settings and sweep runs.
 
-    pk ``<app_id>#conversation-due#<status>#<shard>``, sk ``<clock>#<conversation id>`` where the
+    A table of their own, created with its two indexes: adding both indexes to an existing
+    table would take two UpdateTable calls, which one stack update cannot make.
+    """
+
+    class Meta(_Connection):
+        pass
+
+
+class ConversationsDue(GlobalSecondaryIndex["ConversationRecord"]):
+    """The retention sweep's due-date index: per (app, settings group, status, shard), conversations by the
+    time that ages them.
+
+    pk ``<app_id>#conversation-due#<group>#<status>#<shard>``, sk ``<clock>#<conversation id>`` where the
+    group is ``@<channel>`` for a channel with overrides (``_`` for the others, see ``due_group``) and the
     clock is ``last_activity_at`` (``status_changed_at`` in delete). A sweep asks each partition
-    for the keys older than its cutoff: when nothing is due, the answer is empty and costs one
-    read unit however many conversations the partition holds.
+    for the keys older than the group's own cutoff: when nothing is due, the answer is empty and costs
+    one read unit however many conversations the partition holds. ``version`` is projected so that
+    the sweep's writes are conditioned on the conversation being exactly as it read it.
     """
 
     class Meta:
         index_name = "conversations_due"
-        projection = IncludeProjection(["channel", "user_id"])
+        projection = IncludeProjection(["channel", "user_id", "version"])
 
     due_pk = UnicodeAttribute(hash_key=True)
     due_sk = UnicodeAttribute(range_key=True)
@@ -426,7 +447,7 @@ class ConversationsByUser(GlobalSecondaryIndex["ConversationRecord"]):
     sk = UnicodeAttribute(range_key=True)
 
 
-class ConversationRecord(CatalogRecord):
+class ConversationRecord(ConversationsTableRecord):
     """A conversation. pk ``<app_id>#conversation#<shard>``, sk the conversation id."""
 
     class Meta(_Connection):
@@ -447,7 +468,7 @@ class ConversationRecord(CatalogRecord):
     by_user = ConversationsByUser()
 
 
-class RetentionSettingsRecord(CatalogRecord):
+class RetentionSettingsRecord(ConversationsTableRecord):
     """An app's retention settings as stored (JSON text). pk ``<app_id>#retention``, sk ``settings``."""
 
     class Meta(_Connection):
@@ -455,9 +476,15 @@ class RetentionSettingsRecord(CatalogRecord):
 
     document = UnicodeAttribute()
     version = NumberAttribute(default=0)
+    # The due index's groups: every channel ever overridden (each may still hold entries).
+    groups = UnicodeSetAttribute(null=True)
+    # Bumped when the set of overridden channels changes; ``homed`` is the layout a complete sweep
+    # has re-homed every entry to (entries written under the old set sit in the old groups until then).
+    layout = NumberAttribute(default=0)
+    homed = NumberAttribute(default=0)
 
 
-class RetentionAppRecord(CatalogRecord):
+class RetentionAppRecord(ConversationsTableRecord):
     """Names one app that has retention settings. pk ``retention-apps#<shard>``, sk the app id.
 
     The sweep lists apps from these few partitions instead of scanning the table;
@@ -468,7 +495,7 @@ class RetentionAppRecord(CatalogRecord):
         pass
 
 
-class RetentionRunRecord(CatalogRecord):
+class RetentionRunRecord(ConversationsTableRecord):
     """One sweep (or its summary so far) of an app. pk ``<app_id>#retention-run``, sk the run id.
 
     Run ids start with the start time, so a reverse query lists the newest first.
@@ -485,9 +512,42 @@ class RetentionRunRecord(CatalogRecord):
     report_key = UnicodeAttribute(null=True)
     execution_arn = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
+    # The due-index layout the run started at (see RetentionSettingsRecord.layout).
+    layout = NumberAttribute(null=True)
 
 
-class RetentionRunPartRecord(CatalogRecord):
+class RetentionLockRecord(ConversationsTableRecord):
+    """The app's running sweep: at most one at a time. pk ``<app_id>#retention-lock``, sk ``lock``.
+
+    ``expires_at`` (epoch seconds, the table's TTL attribute) frees the lock of a run that
+    crashed without finalizing; acquiring tests it, since TTL removes items only eventually.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    run_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class RetentionUserRecord(ConversationsTableRecord):
+    """What a run did to one user, so that each user counts once. pk ``<app_id>#retention-user#<run_id>``,
+    sk the user id.
+
+    ``outcome`` is kept or deleted; ``page`` (``<shard>#<seq>``) is the page that counted it, so a
+    retried page counts its own users again; ``upgraded`` marks a kept user deleted later in the run.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    outcome = UnicodeAttribute()
+    page = UnicodeAttribute()
+    upgraded = BooleanAttribute(default=False)
+    expires_at = NumberAttribute()
+
+
+class RetentionRunPartRecord(ConversationsTableRecord):
     """What one shard of a run did (JSON text). pk ``<app_id>#retention-part#<run_id>``, sk the shard.
 
     ``expires_at`` (epoch seconds) is the table's TTL attribute: once the run's summary is
@@ -502,6 +562,8 @@ class RetentionRunPartRecord(CatalogRecord):
     seq = NumberAttribute(default=0)
     position = UnicodeAttribute(null=True)
     done = BooleanAttribute(default=False)
+    # The page held but not yet committed (JSON: its decisions' S3 key and the next position).
+    pending = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
 
@@ -663,9 +725,20 @@ def conversations_collection(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}conversation"
 
 
-def conversations_due_collection(app_id: str, status: str) -> str:
-    """The due index's partitions of one status; shard_key appends the shard."""
-    return f"{app_id}{SEPARATOR}conversation-due{SEPARATOR}{status}"
+DEFAULT_DUE_GROUP = "_"
+
+
+def due_group(overridden_channel: str | None) -> str:
+    """A due-index group: ``@<channel>`` for a channel with overrides, ``_`` for the app's defaults.
+
+    The ``@`` keeps a channel named ``_`` apart from the defaults.
+    """
+    return DEFAULT_DUE_GROUP if overridden_channel is None else f"@{overridden_channel}"
+
+
+def conversations_due_collection(app_id: str, group: str, status: str) -> str:
+    """The due index's partitions of one group and status; shard_key appends the shard."""
+    return f"{app_id}{SEPARATOR}conversation-due{SEPARATOR}{group}{SEPARATOR}{status}"
 
 
 def conversation_user_key(app_id: str, user_id: str) -> str:
@@ -682,6 +755,17 @@ def retention_settings_pk(app_id: str) -> str:
 
 def retention_runs_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}retention-run"
+
+
+def retention_lock_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention-lock"
+
+
+RETENTION_LOCK_SK = "lock"
+
+
+def retention_users_pk(app_id: str, run_id: str) -> str:
+    return f"{app_id}{SEPARATOR}retention-user{SEPARATOR}{run_id}"
 
 
 def retention_parts_pk(app_id: str, run_id: str) -> str:
@@ -737,13 +821,19 @@ def bind_tables(settings: StoreSettings) -> None:
         JobItemRecord,
         JobPartRecord,
         JobLockRecord,
-        ConversationRecord,
-        RetentionSettingsRecord,
-        RetentionAppRecord,
-        RetentionRunRecord,
-        RetentionRunPartRecord,
         AudienceRecord,
         AudienceCountRecord,
         AudienceBucketRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table
+    if isinstance(settings, ConversationStoreSettings):
+        for conversations_model in (
+            ConversationRecord,
+            RetentionSettingsRecord,
+            RetentionAppRecord,
+            RetentionRunRecord,
+            RetentionLockRecord,
+            RetentionUserRecord,
+            RetentionRunPartRecord,
+        ):
+            conversations_model.Meta.table_name = settings.conversations_table

@@ -1,7 +1,9 @@
 """A sweep's report in S3: one CSV object per page while the run goes, joined into one file at the end.
 
 Layout under ``retention/<app_id>/<run_id>/``: ``pages/<shard>/<page>.csv``
-(zero-padded, so a listing returns them in order) and ``report.csv`` with
+(zero-padded, so a listing returns them in order), ``held/<shard>/<page>-<attempt>.jsonl``
+(a page's decisions, recorded before any of them is applied, so that a
+retried step re-applies them instead of deciding again) and ``report.csv`` with
 the header ``entity,id,user_id,action,detail``. Joining streams the pages
 through boto3's managed upload, so memory stays at one part whatever the
 report's size. The files go through the jobs' ``ReportStore`` (its bucket, listing and
@@ -10,6 +12,8 @@ presigned links), which the composition root hands in: this package does not imp
 
 import csv
 import io
+import json
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +72,20 @@ class RunReports:
         self.store.s3.put_object(
             Bucket=self.store.bucket, Key=key, Body=buffer.getvalue().encode(), ContentType="text/csv"
         )
+
+    def write_held(self, app_id: str, run_id: str, shard: int, seq: int, decisions: Sequence[dict[str, Any]]) -> str:
+        """Record a page's decisions under this attempt's own key (two attempts never overwrite each other)."""
+        key = f"{run_prefix(app_id, run_id)}held/{shard:03d}/{seq:08d}-{uuid.uuid4().hex[:16]}.jsonl"
+        body = "".join(json.dumps(decision, separators=(",", ":")) + "\n" for decision in decisions)
+        self.store.s3.put_object(Bucket=self.store.bucket, Key=key, Body=body.encode(), ContentType="application/jsonl")
+        return key
+
+    def read_held(self, key: str) -> list[dict[str, Any]]:
+        body = self.store.s3.get_object(Bucket=self.store.bucket, Key=key)["Body"].read().decode()
+        return [json.loads(line) for line in body.splitlines() if line]
+
+    def delete_held(self, key: str) -> None:
+        self.store.s3.delete_object(Bucket=self.store.bucket, Key=key)
 
     def join(self, app_id: str, run_id: str) -> str:
         key = report_key(app_id, run_id)

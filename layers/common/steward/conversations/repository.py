@@ -1,19 +1,21 @@
 """Data access for conversations: one CatalogTable item each, write-sharded, with a due-date index.
 
 Every item carries its place in the due index (``due_pk``, ``due_sk``): the
-index partition of its status and shard, sorted by the time that ages it
+index partition of its settings group, status and shard, sorted by the time that ages it
 (``last_activity_at``, or ``status_changed_at`` in delete). Every write
-rewrites both, so the index always agrees with the item; the sweep's
-conditional writes test them, so activity recorded meanwhile wins.
+rewrites both and adds one to ``version``, which the index projects; the
+sweep's conditional writes test that version, so any write since the sweep
+read the index wins, activity in delete included (which changes neither key).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 
 from steward.conditions import condition_failed, read_modify_write, save_versioned
 from steward.conversations.models import Conversation, ConversationFilter, ConversationStatus
@@ -26,6 +28,7 @@ from steward.tables import (
     conversation_user_key,
     conversations_collection,
     conversations_due_collection,
+    due_group,
 )
 
 _CLOCK_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -62,14 +65,17 @@ class DueEntry:
     user_id: str | None
     clock: datetime
     due_sk: str
+    version: int  # the conversation's version as the index showed it
+    group: str  # the due-index group it was read from
 
 
 class ConversationRepository:
     def __init__(self, shard_count: int) -> None:
         self.shard_count = shard_count
 
-    def create(self, app_id: str, conversation: Conversation, now: datetime) -> None:
-        record = self.record(app_id, conversation, now)
+    def create(self, app_id: str, conversation: Conversation, now: datetime, overridden: frozenset[str]) -> None:
+        """``overridden``: the app's channels with retention overrides, which choose the due-index group."""
+        record = self.record(app_id, conversation, now, overridden)
         if not save_versioned(record, None):
             raise RuntimeError("A fresh conversation id was taken.")  # 128 random bits: never in practice
 
@@ -78,7 +84,12 @@ class ConversationRepository:
         return None if record is None else to_conversation(record)
 
     def update(
-        self, app_id: str, conversation_id: str, change: Callable[[Conversation], Conversation], now: datetime
+        self,
+        app_id: str,
+        conversation_id: str,
+        change: Callable[[Conversation], Conversation],
+        now: datetime,
+        overridden: frozenset[str],
     ) -> Conversation:
         """Read, apply the pure ``change`` and write back only if nobody wrote in between; nothing when unchanged."""
 
@@ -93,7 +104,7 @@ class ConversationRepository:
             return change(current)
 
         def save(conversation: Conversation, version: int | None) -> bool:
-            return save_versioned(self.record(app_id, conversation, now), version)
+            return save_versioned(self.record(app_id, conversation, now, overridden), version)
 
         return read_modify_write(load, apply, save, "conversation")
 
@@ -158,13 +169,20 @@ class ConversationRepository:
     # The retention sweep
 
     def due_entries(
-        self, app_id: str, status: ConversationStatus, shard: int, cutoff: datetime, after: str | None, limit: int
+        self,
+        app_id: str,
+        group: str,
+        status: ConversationStatus,
+        shard: int,
+        cutoff: datetime | None,
+        after: str | None,
+        limit: int,
     ) -> tuple[list[DueEntry], str | None]:
-        """Index entries of one (status, shard) aged at or before ``cutoff``, oldest first, from ``after`` on.
+        """Index entries of one (group, status, shard) aged at or before ``cutoff`` (None: all), oldest first.
 
-        Returns the entries and the sort key to resume after (None when none are left).
+        From ``after`` on. Returns the entries and the sort key to resume after (None when none are left).
         """
-        partition = shard_key(conversations_due_collection(app_id, status.value), shard)
+        partition = shard_key(conversations_due_collection(app_id, group, status.value), shard)
         start = (
             None
             if after is None
@@ -172,35 +190,48 @@ class ConversationRepository:
         )
         results = ConversationRecord.due.query(
             partition,
-            ConversationRecord.due_sk < clock_text(cutoff) + _AFTER_CLOCK,
+            None if cutoff is None else ConversationRecord.due_sk < clock_text(cutoff) + _AFTER_CLOCK,
             limit=limit,
             last_evaluated_key=start,
         )
-        entries = [_entry(record, status) for record in results]
+        entries = [_entry(record, status, group) for record in results]
         resume = None if results.last_evaluated_key is None or not entries else entries[-1].due_sk
         return entries, resume
 
-    def move(self, app_id: str, entry: DueEntry, final: ConversationStatus, now: datetime) -> bool:
+    def move(self, app_id: str, entry: DueEntry, final: ConversationStatus, now: datetime, group: str) -> bool:
         """Move a conversation to ``final``, only if it is still as the index showed it: activity meanwhile wins.
 
         One UpdateItem, without reading the conversation first. A sweep is not
         activity: ``last_activity_at`` stays, so idle time keeps counting from it.
+        ``group`` is its due-index group under the settings now.
         """
         shard = shard_of(entry.conversation_id, self.shard_count)
         clock = now if final == ConversationStatus.DELETE else entry.clock
-        record = ConversationRecord(pk=shard_key(conversations_collection(app_id), shard), sk=entry.conversation_id)
+        actions = [
+            ConversationRecord.status.set(final.value),
+            ConversationRecord.status_changed_at.set(now),
+            ConversationRecord.due_pk.set(shard_key(conversations_due_collection(app_id, group, final.value), shard)),
+            ConversationRecord.due_sk.set(f"{clock_text(clock)}#{entry.conversation_id}"),
+            ConversationRecord.updated_at.set(now),
+            ConversationRecord.version.add(1),
+        ]
+        return self._update_as_read(app_id, entry, actions)
+
+    def rehome(self, app_id: str, entry: DueEntry, group: str) -> bool:
+        """Move an index entry to ``group`` (its channel's overrides came or went), only if unchanged since read.
+
+        Not a change of the conversation: its status and timestamps stay.
+        """
+        shard = shard_of(entry.conversation_id, self.shard_count)
+        partition = shard_key(conversations_due_collection(app_id, group, entry.status.value), shard)
+        return self._update_as_read(
+            app_id, entry, [ConversationRecord.due_pk.set(partition), ConversationRecord.version.add(1)]
+        )
+
+    def _update_as_read(self, app_id: str, entry: DueEntry, actions: Sequence[Action]) -> bool:
+        record = ConversationRecord(pk=self._pk(app_id, entry.conversation_id), sk=entry.conversation_id)
         try:
-            record.update(
-                actions=[
-                    ConversationRecord.status.set(final.value),
-                    ConversationRecord.status_changed_at.set(now),
-                    ConversationRecord.due_pk.set(shard_key(conversations_due_collection(app_id, final.value), shard)),
-                    ConversationRecord.due_sk.set(f"{clock_text(clock)}#{entry.conversation_id}"),
-                    ConversationRecord.updated_at.set(now),
-                    ConversationRecord.version.add(1),
-                ],
-                condition=_unchanged_since(app_id, entry, self.shard_count),
-            )
+            record.update(actions=list(actions), condition=_unchanged_since(entry))
         except UpdateError as exc:
             if condition_failed(exc):
                 return False
@@ -211,18 +242,37 @@ class ConversationRepository:
         """Delete a conversation permanently, only if it is still in delete as the index showed it."""
         record = ConversationRecord(pk=self._pk(app_id, entry.conversation_id), sk=entry.conversation_id)
         try:
-            record.delete(condition=_unchanged_since(app_id, entry, self.shard_count))
+            record.delete(condition=_unchanged_since(entry))
         except DeleteError as exc:
             if condition_failed(exc):
                 return False
             raise
         return True
 
+    def moved_at(self, app_id: str, conversation_id: str, final: ConversationStatus, now: datetime) -> bool:
+        """Whether a move to ``final`` at ``now`` (a sweep's) is in place: how a retried page knows it applied one."""
+        record = self._get_record(app_id, conversation_id, True)
+        return record is not None and record.status == final.value and record.status_changed_at == now
+
     def statuses_of_user(self, app_id: str, user_id: str) -> dict[str, ConversationStatus]:
-        """The status of each of the user's conversations: reads the user's index entries and nothing else."""
+        """The status of each of the user's conversations: that user's index entries, then those conversations.
+
+        The index is eventually consistent, so what it names is read again with consistent reads (100
+        keys per BatchGetItem): a status changed by hand a moment ago counts, and one gone does not. A
+        conversation created within the index's lag (usually under a second) can still be missed.
+        """
+        ids = [
+            record.sk
+            for record in ConversationRecord.by_user.query(conversation_user_key(app_id, user_id), page_size=_USER_PAGE)
+        ]
         statuses: dict[str, ConversationStatus] = {}
-        for record in ConversationRecord.by_user.query(conversation_user_key(app_id, user_id), page_size=_USER_PAGE):
-            statuses[record.sk] = ConversationStatus(record.status)
+        for start in range(0, len(ids), _USER_PAGE):
+            keys = [
+                (self._pk(app_id, conversation_id), conversation_id) for conversation_id in ids[start:][:_USER_PAGE]
+            ]
+            for record in ConversationRecord.batch_get(keys, consistent_read=True):
+                if record.user_id == user_id:
+                    statuses[record.sk] = ConversationStatus(record.status)
         return statuses
 
     # Records
@@ -242,9 +292,12 @@ class ConversationRepository:
         except ConversationRecord.DoesNotExist:
             return None
 
-    def record(self, app_id: str, conversation: Conversation, now: datetime) -> ConversationRecord:
+    def record(
+        self, app_id: str, conversation: Conversation, now: datetime, overridden: frozenset[str]
+    ) -> ConversationRecord:
         """The item of a conversation, with its index keys (also for bulk loads, such as the benchmark's)."""
         shard = shard_of(conversation.conversation_id, self.shard_count)
+        group = due_group(conversation.channel if conversation.channel in overridden else None)
         return ConversationRecord(
             pk=shard_key(conversations_collection(app_id), shard),
             sk=conversation.conversation_id,
@@ -257,19 +310,18 @@ class ConversationRepository:
             updated_at=now,
             last_activity_at=conversation.last_activity_at,
             status_changed_at=conversation.status_changed_at,
-            due_pk=shard_key(conversations_due_collection(app_id, conversation.status.value), shard),
+            due_pk=shard_key(conversations_due_collection(app_id, group, conversation.status.value), shard),
             due_sk=f"{clock_text(aging_clock(conversation))}#{conversation.conversation_id}",
         )
 
 
-def _unchanged_since(app_id: str, entry: DueEntry, shard_count: int) -> Condition:
-    shard = shard_of(entry.conversation_id, shard_count)
-    due_pk = shard_key(conversations_due_collection(app_id, entry.status.value), shard)
-    condition: Condition = (ConversationRecord.due_pk == due_pk) & (ConversationRecord.due_sk == entry.due_sk)
+def _unchanged_since(entry: DueEntry) -> Condition:
+    """The conversation is as the sweep read it: every write adds one to the version (activity included)."""
+    condition: Condition = ConversationRecord.version == entry.version
     return condition
 
 
-def _entry(record: ConversationRecord, status: ConversationStatus) -> DueEntry:
+def _entry(record: ConversationRecord, status: ConversationStatus, group: str) -> DueEntry:
     clock_part, conversation_id = record.due_sk.rsplit("#", 1)
     return DueEntry(
         conversation_id=conversation_id,
@@ -278,6 +330,8 @@ def _entry(record: ConversationRecord, status: ConversationStatus) -> DueEntry:
         user_id=record.user_id,
         clock=datetime.strptime(clock_part, _CLOCK_FORMAT).replace(tzinfo=UTC),
         due_sk=record.due_sk,
+        version=int(record.version),
+        group=group,
     )
 
 

@@ -107,12 +107,13 @@ def due(status: ConversationStatus, clock: datetime, settings: EffectiveSettings
     return Plan(tuple(steps), current)
 
 
-def cutoff(settings: RetentionSettings, status: ConversationStatus, now: datetime) -> datetime | None:
-    """The latest aging clock at which some conversation in ``status`` is due, over every channel; None: none can be.
+def cutoff(settings: EffectiveSettings, status: ConversationStatus, now: datetime) -> datetime | None:
+    """The latest aging clock at which a conversation in ``status`` under ``settings`` is due; None: never.
 
-    The sweep reads the due index up to this time: it never reads an entry of
-    a partition when no conversation in it can be due.
+    The sweep reads each due-index group up to its own cutoff: the group of an
+    overridden channel holds only that channel, the default group only channels
+    without overrides, so every entry read is due (see selection.py for the
+    exception while entries are re-homed).
     """
-    candidates = [effective(settings)] + [effective(settings, channel) for channel in settings.channels]
-    days = [value for value in (days_before_next_step(one, status) for one in candidates) if value is not None]
-    return None if not days else now - timedelta(days=min(days))
+    days = days_before_next_step(settings, status)
+    return None if days is None else now - timedelta(days=days)

@@ -2,30 +2,57 @@
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from steward.conditions import condition_failed
+from steward.conditions import MAX_ATTEMPTS, condition_failed
 from steward.conversations.models import RetentionRun, RetentionSettings, RunStatus, RunSummary
+from steward.errors import Conflict
 from steward.pagination import Page, cursor_str, decode_cursor, fit_page
 from steward.sharded_query import partition_cursor_after
 from steward.sharding import shard_key, shard_of
 from steward.tables import (
     RETENTION_APPS_COLLECTION,
+    RETENTION_LOCK_SK,
     RETENTION_SETTINGS_SK,
     RetentionAppRecord,
+    RetentionLockRecord,
     RetentionRunPartRecord,
     RetentionRunRecord,
     RetentionSettingsRecord,
+    RetentionUserRecord,
+    retention_lock_pk,
     retention_parts_pk,
     retention_runs_pk,
     retention_settings_pk,
+    retention_users_pk,
 )
 from steward.transactions import Transaction
+
+
+@dataclass(frozen=True)
+class DueLayout:
+    """An app's due-index groups: every channel ever overridden, and whether each entry is in its group yet.
+
+    ``layout`` counts the changes of the set of overridden channels; ``homed`` is the layout that a
+    complete sweep has moved every entry to the group of. While ``homed < layout``, entries written
+    under an older set may sit in another group than their channel's, and the sweep reads the groups
+    they can be in whole (see steward/conversations/selection.py).
+    """
+
+    channels: frozenset[str] = frozenset()
+    layout: int = 0
+    homed: int = 0
+
+    @property
+    def rehoming(self) -> bool:
+        return self.homed < self.layout
 
 
 class RetentionSettingsRepository:
@@ -34,29 +61,76 @@ class RetentionSettingsRepository:
         self.shard_count = shard_count
 
     def get(self, app_id: str) -> RetentionSettings | None:
+        record = self._record(app_id, consistent=True)
+        return None if record is None else _settings(record)
+
+    def layout(self, app_id: str) -> DueLayout:
+        record = self._record(app_id, consistent=True)
+        return DueLayout() if record is None else _layout(record)
+
+    def get_with_layout(self, app_id: str) -> tuple[RetentionSettings, DueLayout] | None:
+        """The settings and the due-index layout, in one read."""
+        record = self._record(app_id, consistent=True)
+        return None if record is None else (_settings(record), _layout(record))
+
+    def overridden(self, app_id: str) -> frozenset[str]:
+        """The channels with overrides now, which choose a conversation's due-index group when it is written."""
+        record = self._record(app_id, consistent=False)
+        return frozenset() if record is None else frozenset(_settings(record).channels)
+
+    def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
+        """Store the settings and list the app in the index of apps with settings, in one transaction.
+
+        A change of the set of overridden channels adds a layout: the next sweep re-homes the entries.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            current = self._record(app_id, consistent=True)
+            before = DueLayout() if current is None else _layout(current)
+            overridden = frozenset(settings.channels)
+            previous = frozenset() if current is None else frozenset(_settings(current).channels)
+            transaction = Transaction()
+            record = RetentionSettingsRecord(
+                pk=retention_settings_pk(app_id),
+                sk=RETENTION_SETTINGS_SK,
+                document=json.dumps(settings.stored(), separators=(",", ":"), sort_keys=True),
+                groups=set(before.channels | overridden) or None,
+                layout=before.layout + int(overridden != previous),
+                homed=before.homed,
+                version=1 if current is None else int(current.version) + 1,
+                created_at=now if current is None else current.created_at,
+                updated_at=now,
+            )
+            unchanged = (
+                RetentionSettingsRecord.sk.does_not_exist()
+                if current is None
+                else RetentionSettingsRecord.version == current.version
+            )
+            transaction.put("settings", record, unchanged)
+            listed = RetentionAppRecord(pk=self._index_pk(app_id), sk=app_id, created_at=now, updated_at=now)
+            transaction.put("app", listed)
+            if not transaction.commit():
+                return
+        raise Conflict("The settings changed concurrently too many times; retry the request.", code="concurrent_update")
+
+    def mark_homed(self, app_id: str, layout: int) -> None:
+        """Every entry is in its group as of ``layout`` (a complete sweep re-homed them)."""
+        record = RetentionSettingsRecord(pk=retention_settings_pk(app_id), sk=RETENTION_SETTINGS_SK)
         try:
-            record = RetentionSettingsRecord.get(
-                retention_settings_pk(app_id), RETENTION_SETTINGS_SK, consistent_read=True
+            record.update(
+                actions=[RetentionSettingsRecord.homed.set(layout)],
+                condition=RetentionSettingsRecord.sk.exists() & (RetentionSettingsRecord.homed < layout),
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def _record(self, app_id: str, consistent: bool) -> RetentionSettingsRecord | None:
+        try:
+            return RetentionSettingsRecord.get(
+                retention_settings_pk(app_id), RETENTION_SETTINGS_SK, consistent_read=consistent
             )
         except RetentionSettingsRecord.DoesNotExist:
             return None
-        return RetentionSettings.model_validate(json.loads(record.document))
-
-    def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
-        """Store the settings and list the app in the index of apps with settings, in one transaction."""
-        transaction = Transaction()
-        document = json.dumps(settings.stored(), separators=(",", ":"), sort_keys=True)
-        record = RetentionSettingsRecord(
-            pk=retention_settings_pk(app_id),
-            sk=RETENTION_SETTINGS_SK,
-            document=document,
-            created_at=now,
-            updated_at=now,
-        )
-        transaction.put("settings", record)
-        listed = RetentionAppRecord(pk=self._index_pk(app_id), sk=app_id, created_at=now, updated_at=now)
-        transaction.put("app", listed)
-        transaction.commit()
 
     def apps(self) -> Iterator[str]:
         """Every app that has settings: one query per index shard (a page holds thousands of app ids)."""
@@ -69,17 +143,42 @@ class RetentionSettingsRepository:
 
 
 @dataclass(frozen=True)
+class HeldPage:
+    """A page decided but not yet committed: its decisions' S3 key, and where the shard resumes after it."""
+
+    key: str
+    next: dict[str, Any] | None
+
+    def as_json(self) -> str:
+        return json.dumps({"key": self.key, "next": self.next}, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "HeldPage":
+        data = json.loads(text)
+        return cls(data["key"], data["next"])
+
+
+@dataclass(frozen=True)
 class RunPart:
-    """One shard's progress in a run: what its committed pages did, and where it resumes."""
+    """One shard's progress in a run: what its committed pages did, where it resumes, and its held page."""
 
     summary: RunSummary
     seq: int
     position: dict[str, Any] | None
     done: bool
+    pending: HeldPage | None = None
 
 
 # A run's per-shard parts are only needed until its summary is written: TTL removes them for free.
 PART_TTL = timedelta(days=7)
+
+
+class UserClaim(Enum):
+    """What a page may count for a user: nothing (counted already), its outcome, or kept turned deleted."""
+
+    NONE = "none"
+    FIRST = "first"
+    UPGRADED = "upgraded"
 
 
 class RetentionRunRepository:
@@ -103,6 +202,59 @@ class RetentionRunRepository:
             assert existing is not None
             return existing
         return _run(record)
+
+    def acquire_lock(self, app_id: str, run_id: str, now: datetime, ttl: timedelta) -> str | None:
+        """Hold the app's sweep lock for ``run_id`` (again, on a retry); None when held, else the holder's run id.
+
+        Free means absent, or held past its expiry by a run that crashed without finalizing.
+        """
+        record = RetentionLockRecord(
+            pk=retention_lock_pk(app_id),
+            sk=RETENTION_LOCK_SK,
+            run_id=run_id,
+            expires_at=int((now + ttl).timestamp()),
+            created_at=now,
+            updated_at=now,
+        )
+        free = (
+            RetentionLockRecord.sk.does_not_exist()
+            | (RetentionLockRecord.run_id == run_id)
+            | (RetentionLockRecord.expires_at <= int(now.timestamp()))
+        )
+        try:
+            record.save(condition=free)
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+            try:
+                holder = RetentionLockRecord.get(retention_lock_pk(app_id), RETENTION_LOCK_SK, consistent_read=True)
+            except RetentionLockRecord.DoesNotExist:
+                return self.acquire_lock(app_id, run_id, now, ttl)  # released meanwhile
+            return holder.run_id
+        return None
+
+    def release_lock(self, app_id: str, run_id: str) -> None:
+        """Free the app's lock if ``run_id`` holds it (idempotent: a retried finalize calls it again)."""
+        try:
+            RetentionLockRecord(pk=retention_lock_pk(app_id), sk=RETENTION_LOCK_SK).delete(
+                condition=RetentionLockRecord.run_id == run_id
+            )
+        except DeleteError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def note_layout(self, app_id: str, run_id: str, layout: int) -> None:
+        RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
+            actions=[RetentionRunRecord.layout.set(layout)], condition=RetentionRunRecord.sk.exists()
+        )
+
+    def layout(self, app_id: str, run_id: str) -> int | None:
+        """The due-index layout the run started at (see ``DueLayout``)."""
+        try:
+            record = RetentionRunRecord.get(retention_runs_pk(app_id), run_id, consistent_read=True)
+        except RetentionRunRecord.DoesNotExist:
+            return None
+        return None if record.layout is None else int(record.layout)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:
@@ -132,18 +284,77 @@ class RetentionRunRepository:
             next_cursor = partition_cursor_after(records[-1].sk)
         return fit_page(((_run(record), partition_cursor_after(record.sk)) for record in records), next_cursor)
 
-    def part(self, app_id: str, run_id: str, shard: int) -> RunPart:
+    def claim_user(self, app_id: str, run_id: str, user_id: str, outcome: str, page: str, now: datetime) -> UserClaim:
+        """Record ``outcome`` (kept or deleted) for a user in the run; what ``page`` counts for it.
+
+        The first outcome counts; deleted after kept counts as deleted and no longer as kept; a page
+        retried counts its own claims again (its first attempt's counts were never committed).
+        """
+        key = (retention_users_pk(app_id, run_id), user_id)
+        record = RetentionUserRecord(
+            pk=key[0], sk=user_id, outcome=outcome, page=page, expires_at=int((now + PART_TTL).timestamp())
+        )
+        record.created_at = record.updated_at = now
+        try:
+            record.save(condition=RetentionUserRecord.sk.does_not_exist())
+            return UserClaim.FIRST
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+        current = RetentionUserRecord.get(*key, consistent_read=True)
+        if current.page == page and current.outcome == outcome:
+            return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
+        if outcome == "deleted" and current.outcome == "kept":
+            try:
+                RetentionUserRecord(pk=key[0], sk=user_id).update(
+                    actions=[
+                        RetentionUserRecord.outcome.set(outcome),
+                        RetentionUserRecord.page.set(page),
+                        RetentionUserRecord.upgraded.set(True),
+                    ],
+                    condition=(RetentionUserRecord.outcome == "kept") & (RetentionUserRecord.page == current.page),
+                )
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
+                return self.claim_user(app_id, run_id, user_id, outcome, page, now)  # changed meanwhile
+            return UserClaim.UPGRADED
+        return UserClaim.NONE
+
+    def own_claim(self, app_id: str, run_id: str, user_id: str, outcome: str, page: str) -> UserClaim:
+        """What ``page`` counted for the user in an earlier attempt (NONE if it claimed nothing)."""
+        try:
+            current = RetentionUserRecord.get(retention_users_pk(app_id, run_id), user_id, consistent_read=True)
+        except RetentionUserRecord.DoesNotExist:
+            return UserClaim.NONE
+        if current.page != page or current.outcome != outcome:
+            return UserClaim.NONE
+        return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
+
+    def part(self, app_id: str, run_id: str, shard: int, now: datetime) -> RunPart:
+        """A shard's progress; one past its TTL counts as absent (DynamoDB removes expired items only eventually)."""
         try:
             record = RetentionRunPartRecord.get(
                 retention_parts_pk(app_id, run_id), _part_sk(shard), consistent_read=True
             )
         except RetentionRunPartRecord.DoesNotExist:
             return RunPart(RunSummary(), 0, None, False)
+        if _expired(record.expires_at, now):
+            return RunPart(RunSummary(), 0, None, False)
         position = None if record.position is None else json.loads(record.position)
-        return RunPart(RunSummary.model_validate_json(record.summary), int(record.seq), position, record.done)
+        pending = None if record.pending is None else HeldPage.from_json(record.pending)
+        summary = RunSummary.model_validate_json(record.summary)
+        return RunPart(summary, int(record.seq), position, record.done, pending)
+
+    def hold_page(self, app_id: str, run_id: str, shard: int, before: RunPart, held: HeldPage, now: datetime) -> bool:
+        """Record the page about to be applied, only if the part is still as ``before`` (no page held or passed)."""
+        return self._write_part(app_id, run_id, shard, before, replace(before, pending=held), now)
 
     def commit_part(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart, now: datetime) -> bool:
-        """Write a shard's progress, only if no other attempt committed a page since ``before`` was read."""
+        """Write a shard's progress, only if no other attempt held or committed a page since ``before`` was read."""
+        return self._write_part(app_id, run_id, shard, before, after, now)
+
+    def _write_part(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart, now: datetime) -> bool:
         record = RetentionRunPartRecord(
             pk=retention_parts_pk(app_id, run_id),
             sk=_part_sk(shard),
@@ -151,13 +362,21 @@ class RetentionRunRepository:
             seq=after.seq,
             position=None if after.position is None else json.dumps(after.position),
             done=after.done,
+            pending=None if after.pending is None else after.pending.as_json(),
             expires_at=int((now + PART_TTL).timestamp()),
             created_at=now,
             updated_at=now,
         )
-        condition = (
-            RetentionRunPartRecord.sk.does_not_exist() if before.seq == 0 else RetentionRunPartRecord.seq == before.seq
-        )
+        condition: Condition
+        if before.seq == 0 and before.pending is None:
+            condition = RetentionRunPartRecord.sk.does_not_exist()  # a part is first written by a hold or a commit
+        else:
+            same_pending = (
+                RetentionRunPartRecord.pending.does_not_exist()
+                if before.pending is None
+                else RetentionRunPartRecord.pending == before.pending.as_json()
+            )
+            condition = (RetentionRunPartRecord.seq == before.seq) & same_pending
         try:
             record.save(condition=condition)
         except PutError as exc:
@@ -166,10 +385,12 @@ class RetentionRunRepository:
             raise
         return True
 
-    def parts(self, app_id: str, run_id: str) -> list[RunSummary]:
-        """Every shard's summary (a partition of at most ``ShardCount`` small items)."""
+    def parts(self, app_id: str, run_id: str, now: datetime) -> list[RunSummary]:
+        """Every shard's summary (a partition of at most ``ShardCount`` small items), expired ones left out."""
         records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
-        return [RunSummary.model_validate_json(record.summary) for record in records]
+        return [
+            RunSummary.model_validate_json(record.summary) for record in records if not _expired(record.expires_at, now)
+        ]
 
     def finish(
         self,
@@ -194,6 +415,18 @@ class RetentionRunRepository:
         RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
             actions=actions, condition=RetentionRunRecord.sk.exists()
         )
+
+
+def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
+    return RetentionSettings.model_validate(json.loads(record.document))
+
+
+def _layout(record: RetentionSettingsRecord) -> DueLayout:
+    return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed))
+
+
+def _expired(expires_at: float | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at <= now.timestamp()
 
 
 def _part_sk(shard: int) -> str:

@@ -1,18 +1,37 @@
-"""What the retention schedule starts: one sweep execution per app that has settings."""
+"""What the retention schedule starts: one sweep execution per app that has settings.
 
+Idempotent, as the Scheduler delivers at least once and may overlap: the run
+id is derived from the app and the scheduled time, and names the execution;
+the sweep's 'now' is the scheduled time. An app whose run is still going (its
+lock held) is skipped; a lock expires after ``LOCK_TTL``, which bounds the
+state machine's own run time (``TimeoutSeconds`` in statemachines/retention.asl.json).
+"""
+
+import hashlib
 from collections.abc import Callable
-from datetime import datetime
-from secrets import token_hex
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from steward.conversations.retention_repository import RetentionRunRepository, RetentionSettingsRepository
 
 StartExecution = Callable[[str, dict[str, Any]], str]
 
+LOCK_TTL = timedelta(hours=12)
 
-def new_run_id(now: datetime) -> str:
-    """``ret_<UTC start time>_<12 hex>``: sorts by start time, and names the run's execution."""
-    return f"ret_{now.strftime('%Y%m%d%H%M%S')}_{token_hex(6)}"
+
+def run_id_for(app_id: str, scheduled_at: datetime) -> str:
+    """``ret_<UTC scheduled time>_<12 hex of the app and that time>``: sorts by time, the same on every retry."""
+    at = scheduled_at.astimezone(UTC)
+    digest = hashlib.sha256(f"{app_id}\n{at.isoformat()}".encode()).hexdigest()[:12]
+    return f"ret_{at.strftime('%Y%m%d%H%M%S')}_{digest}"
+
+
+@dataclass
+class SweepStarts:
+    started: list[dict[str, str]] = field(default_factory=list)
+    # Apps left alone because another of their runs still holds the lock.
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 class RetentionScheduler:
@@ -28,16 +47,23 @@ class RetentionScheduler:
         self.start_execution = start_execution
         self.clock = clock
 
-    def start_sweeps(self) -> list[dict[str, str]]:
-        """Start one execution per app with settings; they all share the same 'now'.
+    def start_sweeps(self, scheduled_at: datetime) -> SweepStarts:
+        """Start one execution per app with settings; they all share the scheduled time as their 'now'.
 
         Each run is recorded (running) before its execution starts, so it can be read at once.
         """
-        now = self.clock()
-        started = []
+        result = SweepStarts()
         for app_id in self.settings.apps():
-            run_id = new_run_id(now)
-            self.runs.create(app_id, run_id, now)
-            execution_arn = self.start_execution(run_id, {"app_id": app_id, "run_id": run_id, "now": now.isoformat()})
-            started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
-        return started
+            run_id = run_id_for(app_id, scheduled_at)
+            holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
+            if holder is not None:
+                result.skipped.append({"app_id": app_id, "running": holder})
+                continue
+            run = self.runs.create(app_id, run_id, scheduled_at)
+            if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
+                self.runs.release_lock(app_id, run_id)
+                continue
+            payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat()}
+            execution_arn = self.start_execution(run_id, payload)
+            result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
+        return result

@@ -12,7 +12,9 @@ from typing import Any
 from steward.conversations import retention
 from steward.conversations.models import ConversationStatus, EffectiveSettings, RetentionSettings
 from steward.conversations.repository import ConversationRepository, DueEntry
+from steward.conversations.retention_repository import DueLayout
 from steward.pagination import invalid_cursor
+from steward.tables import DEFAULT_DUE_GROUP, due_group
 
 # Statuses in the order a shard is swept: each one's targets first, so that a conversation
 # moved in this sweep is never met again in its new status (one step per sweep).
@@ -30,29 +32,70 @@ SWEEP_ORDER = (
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with one entry: its plan's steps, or none to re-home it; ``group`` is its channel's now."""
+
     entry: DueEntry
     plan: retention.Plan
-    settings: EffectiveSettings
+    delete_user_data: bool
+    group: str
+
+    @property
+    def rehome(self) -> bool:
+        return not self.plan.steps
+
+    def as_json(self) -> dict[str, Any]:
+        """What a held page records, so that a retried step applies exactly this decision again."""
+        entry = self.entry
+        return {
+            "conversation_id": entry.conversation_id,
+            "status": entry.status.value,
+            "channel": entry.channel,
+            "user_id": entry.user_id,
+            "clock": entry.clock.isoformat(),
+            "due_sk": entry.due_sk,
+            "version": entry.version,
+            "from_group": entry.group,
+            "steps": list(self.plan.steps),
+            "final": self.plan.final,
+            "delete_user_data": self.delete_user_data,
+            "group": self.group,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Decision":
+        entry = DueEntry(
+            conversation_id=data["conversation_id"],
+            status=ConversationStatus(data["status"]),
+            channel=data["channel"],
+            user_id=data["user_id"],
+            clock=datetime.fromisoformat(data["clock"]),
+            due_sk=data["due_sk"],
+            version=int(data["version"]),
+            group=data["from_group"],
+        )
+        plan = retention.Plan(tuple(data["steps"]), data["final"])
+        return cls(entry, plan, bool(data["delete_user_data"]), data["group"])
 
 
 @dataclass(frozen=True)
 class ShardPosition:
-    """Where a shard's walk resumes: the status (its index in SWEEP_ORDER) and the last due key read."""
+    """Where a shard's walk resumes: the status (its index in SWEEP_ORDER), the group and the last due key read."""
 
     status_index: int = 0
+    group: str = ""
     after: str | None = None
 
     def as_fields(self) -> dict[str, Any]:
-        return {"status_index": self.status_index, "after": self.after}
+        return {"status_index": self.status_index, "group": self.group, "after": self.after}
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> "ShardPosition":
-        index, after = fields.get("status_index"), fields.get("after")
+        index, group, after = fields.get("status_index"), fields.get("group", ""), fields.get("after")
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(SWEEP_ORDER):
             raise invalid_cursor()
-        if after is not None and not isinstance(after, str):
+        if not isinstance(group, str) or (after is not None and not isinstance(after, str)):
             raise invalid_cursor()
-        return cls(index, after)
+        return cls(index, group, after)
 
 
 @dataclass(frozen=True)
@@ -60,12 +103,14 @@ class DuePage:
     decisions: list[Decision]
     read: int  # index entries read
     next: ShardPosition | None  # None: the shard is done
+    queries: int = 0
 
 
 def due_page(
     conversations: ConversationRepository,
     app_id: str,
     settings: RetentionSettings,
+    layout: DueLayout,
     shard: int,
     now: datetime,
     start: ShardPosition,
@@ -73,34 +118,61 @@ def due_page(
 ) -> DuePage:
     """The decisions among the next ``max_read`` due-index entries of ``shard`` from ``start``.
 
-    A status whose settings can make nothing due (null for the app and every
-    channel) is not read at all; otherwise its partition is read only up to
-    the earliest cutoff over the channels, so a shard where nothing is due
-    costs one empty query per status.
+    Statuses in SWEEP_ORDER, and in each the groups (``_`` and every channel
+    ever overridden). Each group is read up to its own cutoff, so a group where
+    nothing is due costs one empty query, and every entry read is due; a status
+    whose setting is null for a group is not read in it. While the set of
+    overridden channels has changed since the last complete sweep
+    (``layout.rehoming``), ``_`` and the groups of channels no longer
+    overridden are read whole, and each entry not in its channel's group is
+    re-homed there (or moved there, if due), so no entry waits in a group
+    whose cutoff is not its own.
     """
+    overridden = frozenset(settings.channels)
+    channel_of = {due_group(channel): channel for channel in layout.channels | overridden}
+    walk = [(index, group) for index in range(len(SWEEP_ORDER)) for group in sorted({DEFAULT_DUE_GROUP, *channel_of})]
     decisions: list[Decision] = []
-    read = 0
-    index, after = start.status_index, start.after
-    effective_by_channel: dict[str, EffectiveSettings] = {}
-    while index < len(SWEEP_ORDER):
+    read = queries = 0
+    effective_by_channel: dict[str | None, EffectiveSettings] = {}
+
+    def effective_of(channel: str | None) -> EffectiveSettings:
+        key = channel if channel in overridden else None
+        if key not in effective_by_channel:
+            effective_by_channel[key] = retention.effective(settings, key)
+        return effective_by_channel[key]
+
+    after = start.after
+    for index, group in (step for step in walk if step >= (start.status_index, start.group)):
+        if (index, group) != (start.status_index, start.group):
+            after = None
         status = SWEEP_ORDER[index]
-        cutoff = retention.cutoff(settings, status, now)
-        if cutoff is None:
-            index, after = index + 1, None
+        channel = channel_of.get(group)
+        whole = layout.rehoming and (channel is None or channel not in overridden)
+        cutoff = None if whole else retention.cutoff(effective_of(channel), status, now)
+        if cutoff is None and not whole:
             continue
-        entries, resume = conversations.due_entries(app_id, status, shard, cutoff, after, max_read - read)
-        read += len(entries)
-        for entry in entries:
-            effective = effective_by_channel.get(entry.channel)
-            if effective is None:
-                effective = effective_by_channel[entry.channel] = retention.effective(settings, entry.channel)
-            plan = retention.due(status, entry.clock, effective, now)
-            if plan is not None:
-                decisions.append(Decision(entry, plan, effective))
-        if resume is None:
-            index, after = index + 1, None
-        else:
+        while True:
+            if read >= max_read:
+                return DuePage(decisions, read, ShardPosition(index, group, after), queries)
+            entries, resume = conversations.due_entries(app_id, group, status, shard, cutoff, after, max_read - read)
+            read, queries = read + len(entries), queries + 1
+            for entry in entries:
+                decision = _decide(entry, effective_of(entry.channel), overridden, now)
+                if decision is not None:
+                    decisions.append(decision)
+            if resume is None:
+                break
             after = resume
-        if read >= max_read and index < len(SWEEP_ORDER):
-            return DuePage(decisions, read, ShardPosition(index, after))
-    return DuePage(decisions, read, None)
+    return DuePage(decisions, read, None, queries)
+
+
+def _decide(
+    entry: DueEntry, effective: EffectiveSettings, overridden: frozenset[str], now: datetime
+) -> Decision | None:
+    group = due_group(entry.channel if entry.channel in overridden else None)
+    plan = retention.due(entry.status, entry.clock, effective, now)
+    if plan is not None:
+        return Decision(entry, plan, effective.delete_user_data, group)
+    if entry.group != group:
+        return Decision(entry, retention.Plan((), entry.status.value), effective.delete_user_data, group)
+    return None

@@ -1,0 +1,118 @@
+"""The retention schedule's target on moto: one run per app and scheduled time, and one running run per app."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from pydantic import ValidationError
+
+from steward.composition import Services
+from steward.conversations.models import RetentionSettings
+from steward.conversations.scheduler import LOCK_TTL
+from steward.settings import StoreSettings
+from tests.support.service import context, load_function
+
+APP = "app-a"
+SCHEDULED = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = SCHEDULED
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def services(store: StoreSettings, clock: Clock) -> Services:
+    boto3.client("s3").create_bucket(Bucket="steward-test-reports")
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name="retention",
+        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/retention",
+    )["stateMachineArn"]
+    found = Services(
+        store.shard_count, clock=clock, retention_state_machine=machine, reports_bucket="steward-test-reports"
+    )
+    found.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    return found
+
+
+def executions() -> list[str]:
+    client = boto3.client("stepfunctions")
+    [machine] = client.list_state_machines()["stateMachines"]
+    return sorted(
+        item["name"] for item in client.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    )
+
+
+def test_a_retried_schedule_starts_one_run(services: Services) -> None:
+    first = services.retention_scheduler.start_sweeps(SCHEDULED)
+    again = services.retention_scheduler.start_sweeps(SCHEDULED)  # the Scheduler's retry of the same event
+    [run] = services.retention_runs.list_page(APP, None, 10).items
+    assert first.started[0]["run_id"] == again.started[0]["run_id"] == run.run_id
+    assert run.started_at == SCHEDULED  # the sweep's 'now' is the scheduled time, the same on every retry
+    assert executions() == [run.run_id]  # the execution is named by the run
+
+
+def test_an_overlapping_schedule_skips_an_app_whose_run_is_running(services: Services, clock: Clock) -> None:
+    first = services.retention_scheduler.start_sweeps(SCHEDULED)
+    run_id = first.started[0]["run_id"]
+    clock.now = SCHEDULED + timedelta(hours=1)
+    overlapping = services.retention_scheduler.start_sweeps(clock.now)
+    assert overlapping.started == []
+    assert overlapping.skipped == [{"app_id": APP, "running": run_id}]
+    services.retention_sweep.finalize(APP, run_id, None)  # releases the app's lock
+    clock.now = SCHEDULED + timedelta(hours=2)
+    after = services.retention_scheduler.start_sweeps(clock.now)
+    assert [started["app_id"] for started in after.started] == [APP]
+    assert len(services.retention_runs.list_page(APP, None, 10).items) == 2
+
+
+def test_a_crashed_runs_lock_expires(services: Services, clock: Clock) -> None:
+    services.retention_scheduler.start_sweeps(SCHEDULED)  # never finalized
+    clock.now = SCHEDULED + LOCK_TTL + timedelta(seconds=1)
+    later = services.retention_scheduler.start_sweeps(clock.now)
+    assert [started["app_id"] for started in later.started] == [APP]
+
+
+def test_a_finished_runs_retried_schedule_neither_restarts_it_nor_keeps_the_lock(
+    services: Services, clock: Clock
+) -> None:
+    run_id = services.retention_scheduler.start_sweeps(SCHEDULED).started[0]["run_id"]
+    services.retention_sweep.finalize(APP, run_id, None)
+    late_retry = services.retention_scheduler.start_sweeps(SCHEDULED)
+    assert late_retry.started == []
+    clock.now = SCHEDULED + timedelta(hours=1)
+    assert [started["app_id"] for started in services.retention_scheduler.start_sweeps(clock.now).started] == [APP]
+
+
+def test_the_state_machine_stops_before_the_lock_expires() -> None:
+    # Once a crashed run's lock expires, its execution must be over: another run may start.
+    definition = json.loads((ROOT / "statemachines" / "retention.asl.json").read_text())
+    assert definition["TimeoutSeconds"] <= LOCK_TTL.total_seconds()
+
+
+def test_the_handler_takes_the_schedules_input_and_a_redelivery_starts_nothing_new(
+    services: Services, store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [machine] = boto3.client("stepfunctions").list_state_machines()["stateMachines"]
+    monkeypatch.setenv("STEWARD_RETENTION_STATE_MACHINE", machine["stateMachineArn"])
+    handler = load_function("retention_scheduler", store, monkeypatch)
+    event = json.loads((ROOT / "events" / "scheduler-retention.json").read_text())
+    first = handler.lambda_handler(event, context())
+    again = handler.lambda_handler(event, context())
+    assert [run["app_id"] for run in first["started"]] == [APP]
+    assert again["started"] == first["started"]
+    assert executions() == [first["started"][0]["run_id"]]
+    with pytest.raises(ValidationError):
+        handler.lambda_handler({}, context())  # no scheduled time: no way to name the run

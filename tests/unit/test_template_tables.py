@@ -1,0 +1,63 @@
+"""The template's tables as an existing stack can take them, and the rights the retention functions get."""
+
+from pathlib import Path
+from typing import Any
+
+from samtranslator.yaml_helper import yaml_parse
+
+from steward.tables import CatalogRecord, ConversationRecord, ConversationsTableRecord, RetentionRunPartRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def test_catalog_table_keeps_the_shape_deployed_stacks_have() -> None:
+    # DynamoDB adds one index per UpdateTable: a stack update that adds two to an existing table fails.
+    catalog = RESOURCES["CatalogTable"]["Properties"]
+    assert "GlobalSecondaryIndexes" not in catalog
+    assert [d["AttributeName"] for d in catalog["AttributeDefinitions"]] == ["pk", "sk"]
+
+
+def test_conversations_live_in_their_own_table_created_with_its_indexes() -> None:
+    table = RESOURCES["ConversationsTable"]["Properties"]
+    declared = {index["IndexName"] for index in table["GlobalSecondaryIndexes"]}
+    assert declared == {ConversationRecord.due.Meta.index_name, ConversationRecord.by_user.Meta.index_name}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert issubclass(ConversationRecord, ConversationsTableRecord)
+    assert issubclass(RetentionRunPartRecord, ConversationsTableRecord)
+    assert not issubclass(ConversationRecord, CatalogRecord)
+
+
+def _statements(function: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in RESOURCES[function]["Properties"]["Policies"]:
+        if "Statement" in policy:
+            found += policy["Statement"]
+        else:
+            found.append({"Template": policy})
+    return found
+
+
+def _names(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_the_retention_functions_have_no_scan_and_the_sweep_writes_reports_only_under_its_prefix() -> None:
+    for function in ("ApiFunction", "RetentionSchedulerFunction", "RetentionFunction"):
+        for statement in _statements(function):
+            if "Template" in statement:
+                # SAM policy templates: none of them may name the conversations table (CRUD includes Scan).
+                assert "ConversationsTable" not in repr(statement["Template"]), function
+                continue
+            actions = _names(statement["Action"])
+            assert not {"dynamodb:Scan", "dynamodb:*"} & set(actions), function
+    sweep = _statements("RetentionFunction")
+    assert not [statement for statement in sweep if "Template" in statement]
+    s3 = [statement for statement in sweep if any(action.startswith("s3:") for action in _names(statement["Action"]))]
+    objects = [statement for statement in s3 if statement["Action"] != "s3:ListBucket"]
+    assert [statement["Resource"] for statement in objects] == [{"Fn::Sub": "${ReportsBucket.Arn}/retention/*"}]
+    [listing] = [statement for statement in s3 if statement["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "retention/*"}}
+    env = RESOURCES["RetentionFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["STEWARD_CONVERSATIONS_TABLE"] == {"Ref": "ConversationsTable"}
