@@ -73,6 +73,7 @@ def run_size(count: int) -> dict[str, Any]:
     from bench.dynamodb import item_size
     from steward.audiences.importer import AudienceImporter
     from steward.audiences.models import Audience, Failure, Layout
+    from steward.audiences.ports import OpenedObject
     from steward.audiences.repository import AudienceRepository
     from steward.tables import AUDIENCE_BUCKET_SK, AudienceBucketRecord, audience_bucket_pk
 
@@ -94,8 +95,8 @@ def run_size(count: int) -> dict[str, Any]:
             meter["batch_write_calls"] += math.ceil(written / 25)
 
     class FileSource:
-        def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
-            return file_chunks(Path(key))
+        def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+            return OpenedObject(Path(key).stat().st_size, file_chunks(Path(key)))
 
     class MemberLists:
         def upload(self, key: str, path: str) -> None:
@@ -149,7 +150,7 @@ def run_size(count: int) -> dict[str, Any]:
             lambda name: None, lambda: datetime.now(UTC), folder,
         )  # fmt: skip
         started = time.perf_counter()
-        parsed = importer.build_version(BENCH_APP, "bench", str(path), size)
+        parsed = importer.build_version(BENCH_APP, FileSource().open("bench", str(path), ""))
         seconds = time.perf_counter() - started
     layout: Layout = parsed.layout
     per_million = 1_000_000 / count

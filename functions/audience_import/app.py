@@ -42,6 +42,8 @@ class S3Object(BaseModel):
     size: int = Field(ge=0)
     # Real S3 always sends one on ObjectCreated; the local stack adds it as S3 would.
     sequencer: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
+    # Pins the read to this object: a newer one at the same key is its own event's to import.
+    eTag: str = Field(min_length=1)  # noqa: N815 (S3's field name)
 
 
 class S3Entity(BaseModel):
@@ -81,7 +83,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     outcomes = [
         importer.handle(
             ObjectCreated(
-                record.s3.bucket.name, record.s3.object.key, record.s3.object.size, record.s3.object.sequencer
+                record.s3.bucket.name,
+                record.s3.object.key,
+                record.s3.object.size,
+                record.s3.object.sequencer,
+                record.s3.object.eTag,
             )
         )
         for record in notification.Records

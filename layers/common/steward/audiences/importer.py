@@ -32,7 +32,14 @@ from steward.audiences.models import (
     Layout,
 )
 from steward.audiences.parse import Scanner, scan
-from steward.audiences.ports import MemberLists, Notifier, ObjectSource, ObjectUnreadable
+from steward.audiences.ports import (
+    MemberLists,
+    Notifier,
+    ObjectChanged,
+    ObjectSource,
+    ObjectUnreadable,
+    OpenedObject,
+)
 from steward.audiences.repository import AudienceRepository
 from steward.tables import audience_members_key
 
@@ -40,6 +47,8 @@ logger = logging.getLogger(__name__)
 # An attempt older than the importer's timeout is over: the same event may claim the file again.
 ATTEMPT_LEASE = timedelta(minutes=16)
 LOOKUP_BATCH = 100
+# Reads and conditional writes of one claim before giving up (each retry follows another writer's success).
+CLAIM_ATTEMPTS = 5
 LOOKUP_THREADS = 8
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
@@ -57,6 +66,7 @@ class ObjectCreated:
     raw_key: str
     size: int
     sequencer: str
+    etag: str
 
 
 @dataclass(frozen=True)
@@ -119,30 +129,15 @@ class AudienceImporter:
 
     def _import(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
         app_id, name, key = target.app_id, target.name, target.key
-        now = self.clock()
-        current = self.repository.get(app_id, name, consistent=True)
-        if current is not None and current.status is AudienceStatus.DELETED:
-            failure = Failure(
-                code="audience_deleted",
-                reason=f"The audience {name!r} was deleted; lift its tombstone to import it again.",
-                key=key,
-                at=now,
-            )
-            self.repository.record_refusal(app_id, name, key, failure, now)
-            self.notifier.failed(app_id, name, failure, sequencer)
-            return ImportOutcome("refused", key, app_id, name, reason=failure.code)
-        claim = self._claim(target, current, sequencer, now)
-        if claim != "claimed":
-            return ImportOutcome(claim, key, app_id, name)
-        if record.size > MAX_OBJECT_BYTES:
-            return self._fail(
-                target,
-                sequencer,
-                "file_too_large",
-                f"The file has {record.size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB).",
-            )
+        refused = self._claim(target, record.size, sequencer)
+        if refused is not None:
+            return refused
         try:
-            parsed = self.build_version(app_id, record.bucket, key, record.size)
+            parsed = self.build_version(app_id, self.source.open(record.bucket, key, record.etag))
+        except ObjectChanged:
+            # A newer object replaced this one at the key: its own, newer event imports it. Nothing failed.
+            logger.info("The object at %r changed since this event; its newer event imports it", key)
+            return ImportOutcome("skipped", key, app_id, name, reason="object_replaced")
         except ObjectUnreadable as exc:
             return self._fail(target, sequencer, "unreadable", f"The file could not be read: {exc}")
         except Exception as exc:
@@ -155,18 +150,45 @@ class AudienceImporter:
             # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
             self.remove_version(app_id, parsed.layout)
             return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
-        if current is not None and current.layout is not None:
-            self.remove_version(app_id, current.layout)
-        self.notifier.imported(app_id, published)
+        if published.replaced is not None and published.replaced.version != parsed.layout.version:
+            self.remove_version(app_id, published.replaced)
+        self.notifier.imported(app_id, published.audience)
         return ImportOutcome("imported", key, app_id, name, parsed.counts)
 
-    def _claim(self, target: ImportKey, current: Audience | None, sequencer: str, now: datetime) -> str:
+    def _claim(self, target: ImportKey, size: int, sequencer: str) -> ImportOutcome | None:
+        """Take the import of this file (None), or say why not: skipped, refused (tombstone) or failed (a limit).
+
+        Another event of the same name can write the record between our read and our conditional
+        write; then the record is read again and the claim decided again, so that the newer of two
+        files delivered together is never skipped for losing the race.
+        """
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self.clock()
+            current = self.repository.get(target.app_id, target.name, consistent=True)
+            if current is not None and current.status is AudienceStatus.DELETED:
+                return self._refuse_deleted(target, sequencer, now)
+            if _settled(current, sequencer, now):
+                return ImportOutcome("skipped", target.key, target.app_id, target.name)
+            if size > MAX_OBJECT_BYTES:
+                # Refused before any claim: a new name never takes a slot for a file it cannot import.
+                reason = f"The file has {size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB)."
+                return self._fail_unclaimed(target, current, sequencer, Failure(
+                    code="file_too_large", reason=reason, key=target.key, at=now
+                ))  # fmt: skip
+            claim = self._claim_once(target, current, sequencer, now)
+            if not isinstance(claim, str):
+                return claim
+        logger.warning("Gave up claiming %r after %d races", target.key, CLAIM_ATTEMPTS)
+        return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="contended")
+
+    def _claim_once(
+        self, target: ImportKey, current: Audience | None, sequencer: str, now: datetime
+    ) -> ImportOutcome | str | None:
+        """None: claimed; ``raced``: someone wrote the record meanwhile; else why not."""
         app_id, name, key = target.app_id, target.name, target.key
         if current is not None and current.counted:
             claimed = self.repository.claim_existing(app_id, name, key, sequencer, now, now - ATTEMPT_LEASE)
-            return "claimed" if claimed else "skipped"
-        if current is not None and current.attempt_sequencer is not None and current.attempt_sequencer >= sequencer:
-            return "skipped"  # a refused new audience: the same or an older file again
+            return None if claimed else "raced"
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
         claim = self.repository.claim_new(app_id, name, key, sequencer, now, maximum, recount=current is not None)
         if claim == "limit":
@@ -176,10 +198,32 @@ class AudienceImporter:
                 key=key,
                 at=now,
             )
-            if self.repository.record_refused_new(app_id, name, failure, sequencer, now):
-                self.notifier.failed(app_id, name, failure, sequencer)
-            return "failed"
-        return "claimed" if claim == "claimed" else "skipped"
+            return self._fail_unclaimed(target, current, sequencer, failure)
+        return None if claim == "claimed" else "raced"
+
+    def _refuse_deleted(self, target: ImportKey, sequencer: str, now: datetime) -> ImportOutcome:
+        failure = Failure(
+            code="audience_deleted",
+            reason=f"The audience {target.name!r} was deleted; lift its tombstone to import it again.",
+            key=target.key,
+            at=now,
+        )
+        self.repository.record_refusal(target.app_id, target.name, target.key, failure, now)
+        self.notifier.failed(target.app_id, target.name, failure, sequencer)
+        return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
+
+    def _fail_unclaimed(
+        self, target: ImportKey, current: Audience | None, sequencer: str, failure: Failure
+    ) -> ImportOutcome:
+        """A file refused before it was claimed: a new name gets a failed record that does not count."""
+        app_id, name = target.app_id, target.name
+        if current is None or not current.counted:
+            recorded = self.repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
+        else:
+            recorded = self.repository.record_failure(app_id, name, failure, sequencer, failure.at)
+        if recorded:
+            self.notifier.failed(app_id, name, failure, sequencer)
+        return ImportOutcome("failed", target.key, app_id, name, reason=failure.code)
 
     def _fail(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
         now = self.clock()
@@ -198,9 +242,9 @@ class AudienceImporter:
 
     # --- The work --------------------------------------------------------------
 
-    def build_version(self, app_id: str, bucket: str, key: str, size: int) -> Parsed:
+    def build_version(self, app_id: str, source: OpenedObject) -> Parsed:
         """Parse the object and write a new version that no reader sees until ``publish`` flips to it."""
-        partitions = buckets.partitions_for(size)
+        partitions = buckets.partitions_for(source.size)
         version = secrets.token_hex(8)
         scanner = Scanner()
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
@@ -208,7 +252,7 @@ class AudienceImporter:
             spill = Spill(work, "ids", partitions)
             valid = 0
             try:
-                for ids in scan(self.source.chunks(bucket, key), scanner):
+                for ids in scan(source.chunks, scanner):
                     valid += len(ids)
                     spill.add(ids)
             finally:
@@ -286,6 +330,22 @@ class AudienceImporter:
             for part in pool.map(lambda batch: self.registered_ids(app_id, batch), batches):
                 found |= part
         return found
+
+
+def _settled(current: Audience | None, sequencer: str, now: datetime) -> bool:
+    """Whether this file (or a newer one) is already imported, being imported, or refused."""
+    if current is None:
+        return False
+    if current.sequencer is not None and current.sequencer >= sequencer:
+        return True
+    attempt = current.attempt_sequencer
+    if attempt is None or attempt < sequencer:
+        return False
+    if attempt > sequencer or not current.counted:
+        return True
+    # The same file: a claim whose lease ran out (its function died) may be taken again.
+    started = current.import_started_at
+    return started is None or started >= now - ATTEMPT_LEASE
 
 
 def _packed(path: Path, partition: int, per_partition: int, member_list: BinaryIO) -> Iterator[tuple[int, bytes]]:

@@ -1,14 +1,27 @@
 """What the audience use cases need from the outside world, as protocols the composition root fills."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from steward.audiences.models import Audience, Failure
 
 
+@dataclass(frozen=True)
+class OpenedObject:
+    """The object an event named: its size as S3 answered, and its bytes, streamed in chunks."""
+
+    size: int
+    chunks: Iterator[bytes]
+
+
 class ObjectSource(Protocol):
-    def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
-        """The object's bytes, streamed in chunks; raises ObjectUnreadable when it cannot be read."""
+    def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+        """The object at ``key`` if it is still the one with ``etag``.
+
+        Raises ObjectChanged when a newer object replaced it (its own event will import it), and
+        ObjectUnreadable when it cannot be read.
+        """
         ...
 
 
@@ -32,3 +45,7 @@ class Notifier(Protocol):
 
 class ObjectUnreadable(Exception):
     """The object is gone or cannot be read."""
+
+
+class ObjectChanged(Exception):
+    """The key holds a newer object than the event named."""

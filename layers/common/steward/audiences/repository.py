@@ -3,8 +3,10 @@
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from pynamodb.constants import ALL_OLD, ATTRIBUTES
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
@@ -34,6 +36,14 @@ BATCH_BACKOFF_SECONDS = 0.05
 BATCH_WRITE_SIZE = 25
 BATCH_GET_SIZE = 100
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The audience as the flip left it, and the version the flip replaced (to remove)."""
+
+    audience: Audience
+    replaced: Layout | None
 
 
 class AudienceRepository:
@@ -114,12 +124,9 @@ class AudienceRepository:
         """A new audience beyond the maximum: a failed record that does not count (unless one exists)."""
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
-            AudienceRecord.status.set(AudienceStatus.FAILED.value),
-            AudienceRecord.counted.set(False),
-            AudienceRecord.last_failure.set(_failure_text(failure)),
+            *_failed_uncounted(failure, now),
             AudienceRecord.attempt_sequencer.set(sequencer),
             AudienceRecord.created_at.set(AudienceRecord.created_at | now),
-            AudienceRecord.updated_at.set(now),
         ]
         condition = AudienceRecord.pk.does_not_exist() | (
             (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
@@ -165,33 +172,54 @@ class AudienceRepository:
         key: str,
         sequencer: str,
         now: datetime,
-    ) -> Audience | None:
-        """Flip the audience to ``layout`` in one conditional write; None when a newer file got there first."""
-        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        actions: list[Action] = [
-            AudienceRecord.status.set(AudienceStatus.READY.value),
-            AudienceRecord.version.set(layout.version),
-            AudienceRecord.partitions.set(layout.partitions),
-            AudienceRecord.buckets_per_partition.set(layout.buckets_per_partition),
-            AudienceRecord.members_key.set(layout.members_key),
-            AudienceRecord.counts.set(counts.model_dump_json()),
-            AudienceRecord.invalid_samples.set(json.dumps([sample.model_dump(mode="json") for sample in samples])),
-            AudienceRecord.source_key.set(key),
-            AudienceRecord.sequencer.set(sequencer),
-            AudienceRecord.imported_at.set(now),
-            AudienceRecord.updated_at.set(now),
-        ]
+    ) -> Published | None:
+        """Flip the audience to ``layout`` in one conditional write; None when a newer file got there first.
+
+        The write returns the item as it was (ReturnValues ALL_OLD): the version it replaced is the one
+        to remove, even when another import flipped the audience after this one began.
+        """
+        changes: dict[str, object] = {
+            "status": AudienceStatus.READY.value,
+            "version": layout.version,
+            "partitions": layout.partitions,
+            "buckets_per_partition": layout.buckets_per_partition,
+            "members_key": layout.members_key,
+            "counts": counts.model_dump_json(),
+            "invalid_samples": json.dumps([sample.model_dump(mode="json") for sample in samples]),
+            "source_key": key,
+            "sequencer": sequencer,
+            "imported_at": now,
+            "updated_at": now,
+        }
+        actions: list[Action] = [getattr(AudienceRecord, attribute).set(value) for attribute, value in changes.items()]
         condition = (
             AudienceRecord.pk.exists()
             & (AudienceRecord.status != AudienceStatus.DELETED.value)
             & (AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer))
         )
-        if not update_if(record, actions, condition):
-            return None
-        return to_audience(record)
+        try:
+            answer = AudienceRecord._get_connection().update_item(
+                audiences_pk(app_id), name, actions=actions, condition=condition, return_values=ALL_OLD
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return None
+            raise
+        before = AudienceRecord.from_raw_data(answer[ATTRIBUTES])
+        after = AudienceRecord.from_raw_data(answer[ATTRIBUTES])
+        for attribute, value in changes.items():
+            setattr(after, attribute, value)
+        replaced = to_audience(before).layout
+        return Published(to_audience(after), replaced)
 
     def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
-        """Record a failed import on the audience, unless a newer file was imported already; members stay."""
+        """Record a failed import on the audience, unless a newer file was imported already; members stay.
+
+        A new audience whose first file failed in its own attempt becomes ``failed`` and stops counting
+        against the maximum, in the same transaction that gives its slot back.
+        """
+        if self._release_first(app_id, name, failure, sequencer, now):
+            return True
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             AudienceRecord.last_failure.set(_failure_text(failure)),
@@ -200,16 +228,23 @@ class AudienceRepository:
         condition = AudienceRecord.pk.exists() & (
             AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
         )
-        if not update_if(record, actions, condition):
-            return False
-        # An audience whose first file failed has no members: it is failed rather than importing.
-        first = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        update_if(
-            first,
-            [AudienceRecord.status.set(AudienceStatus.FAILED.value)],
-            AudienceRecord.status == AudienceStatus.IMPORTING.value,
+        return update_if(record, actions, condition)
+
+    def _release_first(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        transaction = Transaction()
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions = _failed_uncounted(failure, now)
+        own_first_attempt = (
+            (AudienceRecord.status == AudienceStatus.IMPORTING.value)
+            & (AudienceRecord.counted == True)  # noqa: E712
+            & (AudienceRecord.attempt_sequencer == sequencer)
         )
-        return True
+        transaction.update("audience", record, actions, condition=own_first_attempt)
+        counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
+        transaction.update(
+            "count", counter, [AudienceCountRecord.audiences.add(-1), AudienceCountRecord.updated_at.set(now)]
+        )
+        return not transaction.commit()
 
     def record_refusal(self, app_id: str, name: str, key: str, failure: Failure, now: datetime) -> bool:
         """A file for a tombstoned name: the tombstone notes it."""
@@ -320,6 +355,16 @@ def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> 
     )
     if pending:
         raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
+
+
+def _failed_uncounted(failure: Failure, now: datetime) -> list[Action]:
+    """A name with no members that does not count against the app's maximum."""
+    return [
+        AudienceRecord.status.set(AudienceStatus.FAILED.value),
+        AudienceRecord.counted.set(False),
+        AudienceRecord.last_failure.set(_failure_text(failure)),
+        AudienceRecord.updated_at.set(now),
+    ]
 
 
 def _failure_text(failure: Failure) -> str:

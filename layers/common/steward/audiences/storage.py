@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from steward.audiences.models import Audience, Failure
-from steward.audiences.ports import ObjectUnreadable
+from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
 
 CHUNK_BYTES = 1024 * 1024
+# How S3 (and botocore) name a failed If-Match.
+PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
 UPLOAD_URL_TTL = timedelta(minutes=15)
 EVENT_SOURCE = "steward"
 IMPORTED = "Audience Imported"
@@ -22,15 +24,17 @@ class S3Objects:
         self.s3 = s3
         self.data_bucket = data_bucket
 
-    def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
+    def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+        # If-Match pins the read to the event's object: a newer one at the key has its own event.
         try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            answer = self.s3.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(etag))
         except self.s3.exceptions.NoSuchKey as exc:
             raise ObjectUnreadable("the object no longer exists") from exc
-        try:
-            yield from body.iter_chunks(CHUNK_BYTES)
-        finally:
-            body.close()
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in PRECONDITION_FAILED:
+                raise ObjectChanged(key) from exc
+            raise
+        return OpenedObject(int(answer["ContentLength"]), _streamed(answer["Body"]))
 
     def upload(self, key: str, path: str) -> None:
         # upload_file sends large files in parts: memory stays at a few parts.
@@ -47,6 +51,18 @@ class S3Objects:
                 return b""
             raise
         return bytes(answer["Body"].read())
+
+
+def _streamed(body: Any) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    finally:
+        body.close()
+
+
+def _quoted(etag: str) -> str:
+    """S3 event records carry the ETag without its quotes; If-Match takes it quoted."""
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 class UploadLinks:
