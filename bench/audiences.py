@@ -150,7 +150,7 @@ def run_size(count: int) -> dict[str, Any]:
             lambda name: None, lambda: datetime.now(UTC), folder,
         )  # fmt: skip
         started = time.perf_counter()
-        parsed = importer.build_version(BENCH_APP, FileSource().open("bench", str(path), ""))
+        parsed = importer.build_version(BENCH_APP, FileSource().open("bench", str(path), ""), lambda: None)
         seconds = time.perf_counter() - started
     layout: Layout = parsed.layout
     per_million = 1_000_000 / count

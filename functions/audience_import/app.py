@@ -5,9 +5,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from steward.audiences.importer import ObjectCreated
+from steward.audiences.events import S3Notification
+from steward.audiences.importer import Invocation
 from steward.audiences.models import Layout
 from steward.composition import Services
 from steward.observability import tracer
@@ -33,33 +34,6 @@ services = Services(
 )
 
 
-class S3Bucket(BaseModel):
-    name: str
-
-
-class S3Object(BaseModel):
-    key: str
-    size: int = Field(ge=0)
-    # Real S3 always sends one on ObjectCreated; the local stack adds it as S3 would.
-    sequencer: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
-    # Pins the read to this object: a newer one at the same key is its own event's to import.
-    eTag: str = Field(min_length=1)  # noqa: N815 (S3's field name)
-
-
-class S3Entity(BaseModel):
-    bucket: S3Bucket
-    object: S3Object
-
-
-class S3Record(BaseModel):
-    eventName: str  # noqa: N815 (S3's field name)
-    s3: S3Entity
-
-
-class S3Notification(BaseModel):
-    Records: list[S3Record]
-
-
 class Cleanup(Layout):
     model_config = ConfigDict(frozen=True)
 
@@ -79,20 +53,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request = CleanupRequest.model_validate(event).cleanup
         importer.remove_version(request.app_id, request)
         return {"removed": request.version}
-    notification = S3Notification.model_validate(event)
-    outcomes = [
-        importer.handle(
-            ObjectCreated(
-                record.s3.bucket.name,
-                record.s3.object.key,
-                record.s3.object.size,
-                record.s3.object.sequencer,
-                record.s3.object.eTag,
-            )
-        )
-        for record in notification.Records
-        if record.eventName.startswith("ObjectCreated")
-    ]
+    created = S3Notification.model_validate(event).created()
+    invocation = Invocation(context.aws_request_id, lambda: context.get_remaining_time_in_millis() / 1000)
+    outcomes = [importer.handle(record, invocation) for record in created]
     for outcome in outcomes:
         logger.info(
             "Audience file handled", extra={"outcome": outcome.outcome, "key": outcome.key, "reason": outcome.reason}

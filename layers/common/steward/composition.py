@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from steward.apps.service import AppService
     from steward.audiences.importer import AudienceImporter
     from steward.audiences.limits import AudienceLimits
+    from steward.audiences.lost import LostImports
     from steward.audiences.models import Layout
     from steward.audiences.repository import AudienceRepository
     from steward.audiences.service import AudienceService
-    from steward.audiences.storage import S3Objects
+    from steward.audiences.storage import AudienceNotifier, S3Objects
     from steward.audit.repository import AuditRepository
     from steward.audit.service import AuditLog
     from steward.conversations.preview import RetentionPreviewService
@@ -433,36 +434,44 @@ class Services:
         return AudienceService(self.audience_repository, self.audience_objects, links, cleanup, self.clock)
 
     @cached_property
-    def audience_importer_service(self) -> AudienceImporter:
+    def audience_notifier(self) -> AudienceNotifier:
         import boto3
 
-        from steward.audiences.importer import AudienceImporter
         from steward.audiences.storage import AudienceNotifier
 
-        notifier = AudienceNotifier(
+        return AudienceNotifier(
             boto3.client("sns"),
             _required(self.audience_topic, "audience_topic"),
             boto3.client("events"),
             _required(self.audience_event_bus, "audience_event_bus"),
         )
+
+    def _app_exists(self, app_id: str) -> bool:
+        return self.app_repository.exists(app_id)
+
+    @cached_property
+    def audience_importer_service(self) -> AudienceImporter:
+        from steward.audiences.importer import AudienceImporter
+
         users = self.user_repository
-        apps = self.app_repository
-
-        def app_exists(app_id: str) -> bool:
-            return apps.exists(app_id)
-
         return AudienceImporter(
             self.audience_repository,
             self.audience_objects,
             self.audience_objects,
             users.existing_ids,
             users.read_ids,
-            app_exists,
-            notifier,
+            self._app_exists,
+            self.audience_notifier,
             self.audience_metric or _no_metric,
             self.clock,
             None,
         )
+
+    @cached_property
+    def audience_lost_imports(self) -> LostImports:
+        from steward.audiences.lost import LostImports
+
+        return LostImports(self.audience_repository, self._app_exists, self.audience_notifier, self.clock)
 
 
 def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]], str]:

@@ -148,6 +148,19 @@ class RetentionSweepSettings(StoreSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AudienceImportFailedSettings(StoreSettings):
+    """The recorder of imports the importer lost (its OnFailure destination): the store, and where failures go."""
+
+    audience_topic: str
+    audience_event_bus: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("audience_topic", "audience_event_bus"):
+            _name(name, getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True)
 class AudienceImporterSettings(StoreSettings):
     """The audience importer: the store, where member lists live, and where failures and imports are told."""
 

@@ -530,6 +530,10 @@ class AudienceRecord(CatalogRecord):
     sequencer = UnicodeAttribute(null=True)
     attempt_sequencer = UnicodeAttribute(null=True)
     attempt_started_at = UTCDateTimeAttribute(null=True)
+    # The Lambda request of the attempt: Lambda retries a failed invocation under the same request id.
+    attempt_request = UnicodeAttribute(null=True)
+    # The sequencer whose `Audience Imported` event went out: a retry after the flip sends only a missing one.
+    notified_sequencer = UnicodeAttribute(null=True)
     imported_at = UTCDateTimeAttribute(null=True)
     last_failure = UnicodeAttribute(null=True)
     deleted_at = UTCDateTimeAttribute(null=True)

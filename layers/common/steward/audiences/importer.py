@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from steward.audiences import buckets
+from steward.audiences.failures import record_failed
 from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
@@ -40,7 +41,7 @@ from steward.audiences.ports import (
     ObjectUnreadable,
     OpenedObject,
 )
-from steward.audiences.repository import AudienceRepository
+from steward.audiences.repository import Attempt, AudienceRepository
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ ATTEMPT_LEASE = timedelta(minutes=16)
 LOOKUP_BATCH = 100
 # Reads and conditional writes of one claim before giving up (each retry follows another writer's success).
 CLAIM_ATTEMPTS = 5
+# The import stops with this much of the function's time left, to record the failure and clean up.
+TIME_MARGIN_SECONDS = 60.0
 LOOKUP_THREADS = 8
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
@@ -67,6 +70,25 @@ class ObjectCreated:
     size: int
     sequencer: str
     etag: str
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The Lambda invocation handling the event: its request id (a retry keeps it) and the time it has left."""
+
+    request_id: str
+    remaining_seconds: Callable[[], float]
+
+
+class ImportTimedOut(Exception):
+    """The import stopped before the function's time ran out, to record the failure.
+
+    ``partial`` is the version it had begun to write, removed once the failure is recorded.
+    """
+
+    def __init__(self, partial: Layout | None = None) -> None:
+        super().__init__("out of time")
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -113,7 +135,7 @@ class AudienceImporter:
         self.clock = clock
         self.work_dir = work_dir
 
-    def handle(self, record: ObjectCreated) -> ImportOutcome:
+    def handle(self, record: ObjectCreated, invocation: Invocation) -> ImportOutcome:
         key = event_key(record.raw_key)
         target = parse_key(key)
         if target is None:
@@ -125,15 +147,25 @@ class AudienceImporter:
             self.metric("AudienceImportUnknownApp")
             return ImportOutcome("unknown_app", key, target.app_id)
         sequencer = padded_sequencer(record.sequencer)
-        return self._import(target, record, sequencer)
+        return self._import(target, record, sequencer, invocation)
 
-    def _import(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
+    def _import(
+        self, target: ImportKey, record: ObjectCreated, sequencer: str, invocation: Invocation
+    ) -> ImportOutcome:
         app_id, name, key = target.app_id, target.name, target.key
-        refused = self._claim(target, record.size, sequencer)
+        refused = self._claim(target, record.size, sequencer, invocation.request_id)
         if refused is not None:
             return refused
         try:
-            parsed = self.build_version(app_id, self.source.open(record.bucket, key, record.etag))
+            source = self.source.open(record.bucket, key, record.etag)
+            parsed = self.build_version(app_id, source, _deadline(invocation.remaining_seconds))
+        except ImportTimedOut as exc:
+            failed = self._fail(
+                target, sequencer, "timeout", "The import ran out of the function's time; put the file again."
+            )
+            if exc.partial is not None:
+                self.remove_version(app_id, exc.partial)
+            return failed
         except ObjectChanged:
             # A newer object replaced this one at the key: its own, newer event imports it. Nothing failed.
             logger.info("The object at %r changed since this event; its newer event imports it", key)
@@ -152,10 +184,15 @@ class AudienceImporter:
             return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
         if published.replaced is not None and published.replaced.version != parsed.layout.version:
             self.remove_version(app_id, published.replaced)
-        self.notifier.imported(app_id, published.audience)
+        self._announce(app_id, published.audience, sequencer)
         return ImportOutcome("imported", key, app_id, name, parsed.counts)
 
-    def _claim(self, target: ImportKey, size: int, sequencer: str) -> ImportOutcome | None:
+    def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
+        # The marker follows the event: a crash between the two sends it again, never not at all.
+        self.notifier.imported(app_id, audience)
+        self.repository.mark_notified(app_id, audience.name, sequencer)
+
+    def _claim(self, target: ImportKey, size: int, sequencer: str, request_id: str) -> ImportOutcome | None:
         """Take the import of this file (None), or say why not: skipped, refused (tombstone) or failed (a limit).
 
         Another event of the same name can write the record between our read and our conditional
@@ -167,7 +204,11 @@ class AudienceImporter:
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
                 return self._refuse_deleted(target, sequencer, now)
-            if _settled(current, sequencer, now):
+            if current is not None and _unannounced(current, sequencer, request_id):
+                # Lambda's retry of an import that flipped the audience but could not announce it.
+                self._announce(target.app_id, current, sequencer)
+                return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
+            if _settled(current, sequencer, request_id, now):
                 return ImportOutcome("skipped", target.key, target.app_id, target.name)
             if size > MAX_OBJECT_BYTES:
                 # Refused before any claim: a new name never takes a slot for a file it cannot import.
@@ -175,22 +216,22 @@ class AudienceImporter:
                 return self._fail_unclaimed(target, current, sequencer, Failure(
                     code="file_too_large", reason=reason, key=target.key, at=now
                 ))  # fmt: skip
-            claim = self._claim_once(target, current, sequencer, now)
+            claim = self._claim_once(target, current, sequencer, request_id, now)
             if not isinstance(claim, str):
                 return claim
         logger.warning("Gave up claiming %r after %d races", target.key, CLAIM_ATTEMPTS)
         return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="contended")
 
     def _claim_once(
-        self, target: ImportKey, current: Audience | None, sequencer: str, now: datetime
+        self, target: ImportKey, current: Audience | None, sequencer: str, request_id: str, now: datetime
     ) -> ImportOutcome | str | None:
         """None: claimed; ``raced``: someone wrote the record meanwhile; else why not."""
-        app_id, name, key = target.app_id, target.name, target.key
+        app_id, key = target.app_id, target.key
+        attempt = Attempt(app_id, target.name, key, sequencer, request_id, now)
         if current is not None and current.counted:
-            claimed = self.repository.claim_existing(app_id, name, key, sequencer, now, now - ATTEMPT_LEASE)
-            return None if claimed else "raced"
+            return None if self.repository.claim_existing(attempt, now - ATTEMPT_LEASE) else "raced"
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
-        claim = self.repository.claim_new(app_id, name, key, sequencer, now, maximum, recount=current is not None)
+        claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
             failure = Failure(
                 code="audience_limit",
@@ -216,14 +257,8 @@ class AudienceImporter:
         self, target: ImportKey, current: Audience | None, sequencer: str, failure: Failure
     ) -> ImportOutcome:
         """A file refused before it was claimed: a new name gets a failed record that does not count."""
-        app_id, name = target.app_id, target.name
-        if current is None or not current.counted:
-            recorded = self.repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
-        else:
-            recorded = self.repository.record_failure(app_id, name, failure, sequencer, failure.at)
-        if recorded:
-            self.notifier.failed(app_id, name, failure, sequencer)
-        return ImportOutcome("failed", target.key, app_id, name, reason=failure.code)
+        record_failed(self.repository, self.notifier, target.app_id, target.name, current, sequencer, failure)
+        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
 
     def _fail(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
         now = self.clock()
@@ -242,8 +277,11 @@ class AudienceImporter:
 
     # --- The work --------------------------------------------------------------
 
-    def build_version(self, app_id: str, source: OpenedObject) -> Parsed:
-        """Parse the object and write a new version that no reader sees until ``publish`` flips to it."""
+    def build_version(self, app_id: str, source: OpenedObject, in_time: Callable[[], None]) -> Parsed:
+        """Parse the object and write a new version that no reader sees until ``publish`` flips to it.
+
+        ``in_time`` raises ImportTimedOut when the function must stop to record the failure.
+        """
         partitions = buckets.partitions_for(source.size)
         version = secrets.token_hex(8)
         scanner = Scanner()
@@ -253,11 +291,12 @@ class AudienceImporter:
             valid = 0
             try:
                 for ids in scan(source.chunks, scanner):
+                    in_time()
                     valid += len(ids)
                     spill.add(ids)
             finally:
                 spill.close()
-            distinct, members = self._keep_registered(app_id, spill, work)
+            distinct, members = self._keep_registered(app_id, spill, work, in_time)
             per_partition = buckets.buckets_per_partition(members, partitions)
             layout = Layout(
                 version=version,
@@ -269,10 +308,13 @@ class AudienceImporter:
             try:
                 with member_list.open("wb") as out:
                     for partition in range(partitions):
+                        in_time()
                         self.repository.write_buckets(
                             app_id, version, _packed(work / f"members-{partition}", partition, per_partition, out)
                         )
                 self.member_lists.upload(layout.members_key, str(member_list))
+            except ImportTimedOut as exc:
+                raise ImportTimedOut(layout) from exc
             except Exception:
                 self.remove_version(app_id, layout)
                 raise
@@ -286,7 +328,7 @@ class AudienceImporter:
         )
         return Parsed(counts, scanner.samples, layout)
 
-    def _keep_registered(self, app_id: str, spill: "Spill", work: Path) -> tuple[int, int]:
+    def _keep_registered(self, app_id: str, spill: "Spill", work: Path, in_time: Callable[[], None]) -> tuple[int, int]:
         """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members).
 
         Which users are registered is read the cheaper way. A lookup costs half a unit per distinct
@@ -307,6 +349,7 @@ class AudienceImporter:
             users.close()
         members_total = 0
         for partition in range(spill.partitions):
+            in_time()
             path = spill.path(partition)
             distinct = [user_id for user_id in path.read_bytes().split(b"\n") if user_id]
             path.unlink()
@@ -332,7 +375,21 @@ class AudienceImporter:
         return found
 
 
-def _settled(current: Audience | None, sequencer: str, now: datetime) -> bool:
+def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
+    def in_time() -> None:
+        if remaining_seconds() < TIME_MARGIN_SECONDS:
+            raise ImportTimedOut()
+
+    return in_time
+
+
+def _unannounced(current: Audience, sequencer: str, request_id: str) -> bool:
+    """Whether this is Lambda's retry of the import that flipped the audience to ``sequencer`` but never said so."""
+    flipped = current.sequencer == sequencer and current.notified_sequencer != sequencer
+    return flipped and current.attempt_sequencer == sequencer and current.attempt_request == request_id
+
+
+def _settled(current: Audience | None, sequencer: str, request_id: str, now: datetime) -> bool:
     """Whether this file (or a newer one) is already imported, being imported, or refused."""
     if current is None:
         return False
@@ -343,7 +400,10 @@ def _settled(current: Audience | None, sequencer: str, now: datetime) -> bool:
         return False
     if attempt > sequencer or not current.counted:
         return True
-    # The same file: a claim whose lease ran out (its function died) may be taken again.
+    # The same file: Lambda's retry of the attempt (a crash, or out of time or memory) takes it again,
+    # and so does anyone once the attempt's lease ran out; a duplicate event meanwhile does not.
+    if current.attempt_request == request_id:
+        return False
     started = current.import_started_at
     return started is None or started >= now - ATTEMPT_LEASE
 

@@ -46,6 +46,18 @@ class Published:
     replaced: Layout | None
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One import's claim of a file: which audience and file, which Lambda request, and when."""
+
+    app_id: str
+    name: str
+    key: str
+    sequencer: str
+    request_id: str
+    now: datetime
+
+
 class AudienceRepository:
     # --- Records -------------------------------------------------------------
 
@@ -78,13 +90,12 @@ class AudienceRepository:
             raise
         return True
 
-    def claim_new(
-        self, app_id: str, name: str, key: str, sequencer: str, now: datetime, maximum: int, *, recount: bool
-    ) -> str:
+    def claim_new(self, attempt: Attempt, maximum: int, *, recount: bool) -> str:
         """Start importing into a new audience (or a refused one, ``recount``), counted against ``maximum``.
 
         Returns ``claimed``, ``limit`` (the count is at the maximum) or ``raced`` (someone else wrote the record).
         """
+        app_id, name, key, sequencer, now = attempt.app_id, attempt.name, attempt.key, attempt.sequencer, attempt.now
         transaction = Transaction()
         counter = AudienceCountRecord(
             pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK, created_at=now, updated_at=now
@@ -106,6 +117,7 @@ class AudienceRepository:
             AudienceRecord.source_key.set(key),
             AudienceRecord.attempt_sequencer.set(sequencer),
             AudienceRecord.attempt_started_at.set(now),
+            AudienceRecord.attempt_request.set(attempt.request_id),
             AudienceRecord.created_at.set(AudienceRecord.created_at | now),
             AudienceRecord.updated_at.set(now),
         ]
@@ -121,31 +133,38 @@ class AudienceRepository:
         return "limit" if refused else "claimed"
 
     def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
-        """A new audience beyond the maximum: a failed record that does not count (unless one exists)."""
+        """A new name refused: a failed record that does not count (unless one exists, or a newer file's does)."""
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             *_failed_uncounted(failure, now),
             AudienceRecord.attempt_sequencer.set(sequencer),
             AudienceRecord.created_at.set(AudienceRecord.created_at | now),
         ]
+        older_attempt = AudienceRecord.attempt_sequencer.does_not_exist() | (
+            AudienceRecord.attempt_sequencer < sequencer
+        )
         condition = AudienceRecord.pk.does_not_exist() | (
-            (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
+            (AudienceRecord.status == AudienceStatus.FAILED.value)
+            & (AudienceRecord.counted == False)  # noqa: E712
+            & older_attempt
         )
         return update_if(record, actions, condition)
 
-    def claim_existing(
-        self, app_id: str, name: str, key: str, sequencer: str, now: datetime, stale_before: datetime
-    ) -> bool:
+    def claim_existing(self, attempt: Attempt, stale_before: datetime) -> bool:
         """Start importing a newer file into an existing audience; False when a newer (or the same) one is in hand.
 
-        The same sequencer is claimed again only when its attempt started before ``stale_before``
-        (the function timed out, and Lambda re-delivers the event).
+        The same sequencer is claimed again by Lambda's retry of the attempt (the same request id: the
+        function crashed or ran out of time or memory), or when its attempt started before ``stale_before``.
         """
+        app_id, name, sequencer, request_id = attempt.app_id, attempt.name, attempt.sequencer, attempt.request_id
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         newer = (
             AudienceRecord.attempt_sequencer.does_not_exist()
             | (AudienceRecord.attempt_sequencer < sequencer)
-            | ((AudienceRecord.attempt_sequencer == sequencer) & (AudienceRecord.attempt_started_at < stale_before))
+            | (
+                (AudienceRecord.attempt_sequencer == sequencer)
+                & ((AudienceRecord.attempt_started_at < stale_before) | (AudienceRecord.attempt_request == request_id))
+            )
         )
         applied_older = AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
         condition = (
@@ -157,10 +176,19 @@ class AudienceRepository:
         )
         actions: list[Action] = [
             AudienceRecord.attempt_sequencer.set(sequencer),
-            AudienceRecord.attempt_started_at.set(now),
-            AudienceRecord.updated_at.set(now),
+            AudienceRecord.attempt_started_at.set(attempt.now),
+            AudienceRecord.attempt_request.set(request_id),
+            AudienceRecord.updated_at.set(attempt.now),
         ]
         return update_if(record, actions, condition)
+
+    def mark_notified(self, app_id: str, name: str, sequencer: str) -> bool:
+        """Note that the import of ``sequencer`` was announced (False: a newer one already was)."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        condition = AudienceRecord.pk.exists() & (
+            AudienceRecord.notified_sequencer.does_not_exist() | (AudienceRecord.notified_sequencer < sequencer)
+        )
+        return update_if(record, [AudienceRecord.notified_sequencer.set(sequencer)], condition)
 
     def publish(
         self,
@@ -399,6 +427,8 @@ def to_audience(record: AudienceRecord) -> Audience:
         layout=layout,
         counted=bool(record.counted),
         attempt_sequencer=record.attempt_sequencer,
+        attempt_request=record.attempt_request,
+        notified_sequencer=record.notified_sequencer,
     )
 
 
