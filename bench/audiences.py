@@ -147,7 +147,7 @@ def run_size(count: int) -> dict[str, Any]:
         parse_per_second = scanner_rate(path)
         importer = AudienceImporter(
             MeteredRepository(), FileSource(), MemberLists(), registered, read_users, lambda app_id: True, Silent(),
-            lambda name: None, lambda: datetime.now(UTC), folder,
+            lambda name: None, lambda: datetime.now(UTC), folder, None,
         )  # fmt: skip
         started = time.perf_counter()
         parsed = importer.build_version(BENCH_APP, FileSource().open("bench", str(path), ""), lambda: None)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from steward.audiences.events import S3Notification
 from steward.audiences.importer import Invocation
 from steward.audiences.models import Layout
-from steward.composition import Services
+from steward.composition import audience_import_services
 from steward.observability import tracer
 from steward.settings import AudienceImporterSettings
 from steward.tables import bind_tables
@@ -25,13 +25,7 @@ def count(name: str) -> None:
 
 settings = AudienceImporterSettings.from_env()
 bind_tables(settings)
-services = Services(
-    settings.shard_count,
-    audience_data_bucket=settings.audience_data_bucket,
-    audience_topic=settings.audience_topic,
-    audience_event_bus=settings.audience_event_bus,
-    audience_metric=count,
-)
+services = audience_import_services(settings, count, settings.fan_out)
 
 
 class Cleanup(Layout):

@@ -103,7 +103,7 @@ def importer(
     found = users or Users(["u-old", "u-older", "u-new", "u1", "u2"])
     return AudienceImporter(
         repository, files, files, found.registered, found.read_ids, lambda app_id: app_id == APP, heard,
-        lambda name: None, lambda: NOW, None,
+        lambda name: None, lambda: NOW, None, None,
     )  # fmt: skip
 
 
@@ -176,7 +176,7 @@ def test_an_event_imports_the_object_it_names_not_a_newer_one_at_the_key(store: 
     heard, repository, users = Heard(), AudienceRepository(), Users(["u1", "u2"])
     subject = AudienceImporter(
         repository, objects, objects, users.registered, users.read_ids, lambda app_id: app_id == APP, heard,
-        lambda name: None, lambda: NOW, None,
+        lambda name: None, lambda: NOW, None, None,
     )  # fmt: skip
     first = s3.put_object(Bucket="imports", Key=KEY, Body=b"u1\n")
     s3.put_object(Bucket="imports", Key=KEY, Body=b"u1\nu2\n")  # replaces it before the first event is handled

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from steward.apps.reauth import Reauthentication
     from steward.apps.repository import ApiKeyRepository, AppRepository, ReauthRepository
     from steward.apps.service import AppService
-    from steward.audiences.importer import AudienceImporter
+    from steward.audiences.fanout import FanOutSteps
+    from steward.audiences.importer import AudienceImporter, FanOut
     from steward.audiences.limits import AudienceLimits
     from steward.audiences.lost import LostImports
     from steward.audiences.models import Layout
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from steward.resources.service import ResourceService
     from steward.segments.repository import SegmentRepository
     from steward.segments.service import SegmentService
+    from steward.settings import AudienceFanOutSettings
     from steward.tags.repository import TagRepository
     from steward.tags.service import TagService
     from steward.usecases.retention_sweep import RetentionSweep
@@ -80,6 +82,7 @@ class Services:
         audience_topic: str | None = None,
         audience_event_bus: str | None = None,
         audience_metric: Callable[[str], None] | None = None,
+        audience_fan_out: tuple[str, int, int] | None = None,
     ) -> None:
         self.shard_count = shard_count
         self.clock = clock
@@ -97,6 +100,8 @@ class Services:
         self.audience_topic = audience_topic
         self.audience_event_bus = audience_event_bus
         self.audience_metric = audience_metric
+        # The importer only: (state machine, threshold bytes, range bytes) of the fan-out.
+        self.audience_fan_out = audience_fan_out
 
     # Repositories
 
@@ -465,13 +470,55 @@ class Services:
             self.audience_metric or _no_metric,
             self.clock,
             None,
+            self._fan_out(),
         )
+
+    def _fan_out(self) -> FanOut | None:
+        if self.audience_fan_out is None:
+            return None
+        import boto3
+
+        from steward.audiences.importer import FanOut
+
+        machine, threshold_bytes, range_bytes = self.audience_fan_out
+        stepfunctions = boto3.client("stepfunctions")
+
+        def start(name: str, payload: dict[str, Any]) -> bool:
+            try:
+                stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
+            except stepfunctions.exceptions.ExecutionAlreadyExists:
+                return False
+            return True
+
+        return FanOut(threshold_bytes, range_bytes, start)
+
+    @cached_property
+    def audience_fan_out_steps(self) -> FanOutSteps:
+        from steward.audiences.fanout import FanOutSteps
+
+        return FanOutSteps(self.audience_importer_service, self.audience_objects, None)
 
     @cached_property
     def audience_lost_imports(self) -> LostImports:
         from steward.audiences.lost import LostImports
 
         return LostImports(self.audience_repository, self._app_exists, self.audience_notifier, self.clock)
+
+
+def audience_import_services(
+    settings: AudienceFanOutSettings,
+    metric: Callable[[str], None] | None,
+    fan_out: tuple[str, int, int] | None,
+) -> Services:
+    """The services of the functions that import audience files (the importer and the fan-out's steps)."""
+    return Services(
+        settings.shard_count,
+        audience_data_bucket=settings.audience_data_bucket,
+        audience_topic=settings.audience_topic,
+        audience_event_bus=settings.audience_event_bus,
+        audience_metric=metric,
+        audience_fan_out=fan_out,
+    )
 
 
 def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]], str]:

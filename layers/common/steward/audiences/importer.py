@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from steward.audiences import buckets
+from steward.audiences import buckets, ranges
 from steward.audiences.failures import record_failed
 from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
@@ -73,6 +73,18 @@ class ObjectCreated:
 
 
 @dataclass(frozen=True)
+class FanOut:
+    """Files over ``threshold_bytes`` go to the fan-out state machine, cut in ranges of ``range_bytes``.
+
+    ``start(name, input)`` starts the execution; False when one of that name exists (a duplicate event).
+    """
+
+    threshold_bytes: int
+    range_bytes: int
+    start: Callable[[str, dict[str, Any]], bool]
+
+
+@dataclass(frozen=True)
 class Invocation:
     """The Lambda invocation handling the event: its request id (a retry keeps it) and the time it has left."""
 
@@ -123,6 +135,7 @@ class AudienceImporter:
         metric: Metric,
         clock: Callable[[], datetime],
         work_dir: str | None,
+        fan_out: FanOut | None,
     ) -> None:
         self.repository = repository
         self.source = source
@@ -134,6 +147,7 @@ class AudienceImporter:
         self.metric = metric
         self.clock = clock
         self.work_dir = work_dir
+        self.fan_out = fan_out
 
     def handle(self, record: ObjectCreated, invocation: Invocation) -> ImportOutcome:
         key = event_key(record.raw_key)
@@ -156,11 +170,13 @@ class AudienceImporter:
         refused = self._claim(target, record.size, sequencer, invocation.request_id)
         if refused is not None:
             return refused
+        if self.fan_out is not None and record.size > self.fan_out.threshold_bytes:
+            return self._start_fan_out(target, record, sequencer)
         try:
             source = self.source.open(record.bucket, key, record.etag)
             parsed = self.build_version(app_id, source, _deadline(invocation.remaining_seconds))
         except ImportTimedOut as exc:
-            failed = self._fail(
+            failed = self.fail_claimed(
                 target, sequencer, "timeout", "The import ran out of the function's time; put the file again."
             )
             if exc.partial is not None:
@@ -171,14 +187,41 @@ class AudienceImporter:
             logger.info("The object at %r changed since this event; its newer event imports it", key)
             return ImportOutcome("skipped", key, app_id, name, reason="object_replaced")
         except ObjectUnreadable as exc:
-            return self._fail(target, sequencer, "unreadable", f"The file could not be read: {exc}")
+            return self.fail_claimed(target, sequencer, "unreadable", f"The file could not be read: {exc}")
         except Exception as exc:
             logger.exception("Import of %r failed", key)
-            return self._fail(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
+            return self.fail_claimed(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
+        return self.publish_version(target, sequencer, parsed)
+
+    def _start_fan_out(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
+        """A file too big for one function: the state machine imports it over byte ranges (see fanout.py)."""
+        assert self.fan_out is not None
+        job, byte_ranges = ranges.plan(
+            target.app_id, target.name, target.key, record.bucket, record.etag, sequencer, record.size,
+            self.fan_out.range_bytes,
+        )  # fmt: skip
+        payload = {
+            "job": job.model_dump(),
+            "ranges": [byte_range.model_dump() for byte_range in byte_ranges],
+            "range_count": len(byte_ranges),
+            "partition_numbers": list(range(job.partitions)),
+        }
+        started = self.fan_out.start(ranges.execution_name(target.key, sequencer), payload)
+        return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
+
+    def publish_version(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
+        """Flip the audience to the built version, remove the one it replaced, and announce it."""
+        app_id, name, key = target.app_id, target.name, target.key
         published = self.repository.publish(
             app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock()
         )
         if published is None:
+            current = self.repository.get(app_id, name, consistent=True)
+            if current is not None and current.version == parsed.layout.version:
+                # This very version was flipped already (a step retried after its write went through).
+                if current.notified_sequencer != sequencer:
+                    self._announce(app_id, current, sequencer)
+                return ImportOutcome("imported", key, app_id, name, parsed.counts)
             # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
             self.remove_version(app_id, parsed.layout)
             return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
@@ -260,7 +303,7 @@ class AudienceImporter:
         record_failed(self.repository, self.notifier, target.app_id, target.name, current, sequencer, failure)
         return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
 
-    def _fail(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
+    def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         if self.repository.record_failure(target.app_id, target.name, failure, sequencer, now):
@@ -339,7 +382,7 @@ class AudienceImporter:
         distinct_total = 0
         for partition in range(spill.partitions):
             path = spill.path(partition)
-            distinct = sorted(set(path.read_bytes().split(b"\n")) - {b""})
+            distinct = distinct_ids(path.read_bytes())
             path.write_bytes(b"".join(user_id + b"\n" for user_id in distinct))
             distinct_total += len(distinct)
         users = Spill(work, "users", spill.partitions)
@@ -353,16 +396,19 @@ class AudienceImporter:
             path = spill.path(partition)
             distinct = [user_id for user_id in path.read_bytes().split(b"\n") if user_id]
             path.unlink()
-            if read_all:
-                registered_bytes = set(users.path(partition).read_bytes().split(b"\n"))
-                members = [user_id for user_id in distinct if user_id in registered_bytes]
-            else:
-                registered = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
-                members = [user_id for user_id in distinct if user_id.decode("utf-8") in registered]
+            registered = set(users.path(partition).read_bytes().split(b"\n")) if read_all else None
+            members = self.members_among(app_id, distinct, registered)
             users.path(partition).unlink()
             (work / f"members-{partition}").write_bytes(b"".join(user_id + b"\n" for user_id in members))
             members_total += len(members)
         return distinct_total, members_total
+
+    def members_among(self, app_id: str, distinct: list[bytes], registered: set[bytes] | None) -> list[bytes]:
+        """The registered users among ``distinct`` ids: from the app's users read once, else looked up."""
+        if registered is not None:
+            return [user_id for user_id in distinct if user_id in registered]
+        found = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
+        return [user_id for user_id in distinct if user_id.decode("utf-8") in found]
 
     def _registered(self, app_id: str, user_ids: list[str]) -> set[str]:
         batches = [user_ids[start : start + LOOKUP_BATCH] for start in range(0, len(user_ids), LOOKUP_BATCH)]
@@ -408,17 +454,29 @@ def _settled(current: Audience | None, sequencer: str, request_id: str, now: dat
     return started is None or started >= now - ATTEMPT_LEASE
 
 
+def distinct_ids(data: bytes) -> list[bytes]:
+    """The distinct ids of newline-separated ``data``, sorted."""
+    return sorted(set(data.split(b"\n")) - {b""})
+
+
 def _packed(path: Path, partition: int, per_partition: int, member_list: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    members = path.read_bytes()
+    path.unlink()
+    return packed_buckets(members, partition, per_partition, member_list)
+
+
+def packed_buckets(
+    members: bytes, partition: int, per_partition: int, member_list: BinaryIO
+) -> Iterator[tuple[int, bytes]]:
     """The partition's buckets, every one even when empty, writing its ids to the member list as it goes."""
     grouped: list[list[bytes]] = [[] for _ in range(per_partition)]
     ids: list[list[bytes]] = [[] for _ in range(per_partition)]
-    for user_id in path.read_bytes().split(b"\n"):
+    for user_id in members.split(b"\n"):
         if user_id:
             hashed = buckets.member_hash(user_id)
             index = buckets.bucket_in_partition(hashed, per_partition)
             grouped[index].append(hashed)
             ids[index].append(user_id)
-    path.unlink()
     for index in range(per_partition):
         member_list.write(b"".join(user_id + b"\n" for user_id in ids[index]))
         yield partition * per_partition + index, buckets.pack(grouped[index])

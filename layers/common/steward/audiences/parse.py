@@ -25,14 +25,21 @@ _SLOW_PATH_BYTES = (b",", b'"', b"\r", b" ", b"\t", b"\x0b", b"\x0c")
 class Scanner:
     """Feed it the file's bytes in chunks; it returns each chunk's valid ids and counts the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, at_file_start: bool = True) -> None:
+        """``at_file_start`` False: a byte range after the file's start, where neither a BOM nor a header is."""
         self.rows = 0
         self.invalid = 0
         self.samples: list[InvalidLine] = []
         self._carry = b""
         self._line_no = 0
-        self._seen_row = False
+        self._at_file_start = at_file_start
+        self._seen_row = not at_file_start
         self._skipping = False
+
+    @property
+    def lines(self) -> int:
+        """Lines read so far, blank ones included (sample line numbers count from 1 in what was fed)."""
+        return self._line_no
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._skipping:
@@ -65,7 +72,7 @@ class Scanner:
     def _lines(self, lines: list[bytes], data: bytes) -> list[bytes]:
         first = self._line_no + 1
         self._line_no += len(lines)
-        if first == 1 and lines and lines[0].startswith(BOM):
+        if first == 1 and self._at_file_start and lines and lines[0].startswith(BOM):
             lines[0] = lines[0][len(BOM) :]
         if not self._seen_row:
             self._skip_header(lines)

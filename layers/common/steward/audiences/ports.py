@@ -25,6 +25,24 @@ class ObjectSource(Protocol):
         ...
 
 
+class Staging(Protocol):
+    """The fan-out's S3 objects: the file read from a byte on, and the steps' work for the next steps."""
+
+    def open_from(self, bucket: str, key: str, etag: str, start: int) -> Iterator[bytes]:
+        """The object's bytes from ``start`` on if it is still the one with ``etag`` (as ``ObjectSource.open``)."""
+        ...
+
+    def upload(self, key: str, path: str) -> None: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes, or none when there is no such object."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None: ...
+
+
 class MemberLists(Protocol):
     """Each version's member ids, one per line, in an S3 object."""
 
