@@ -129,6 +129,10 @@ class FanOutSteps:
 
     def flip(self, job: FanOutJob, parsed: list[RangeResult], checked: list[Checked]) -> ImportOutcome:
         layout = _layout(job, checked)
+        current = self.importer.repository.get(job.app_id, job.name, consistent=True)
+        if current is not None and current.version == job.version:
+            # A retry of a flip that went through: its staged work is gone, and the member list is live.
+            return self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             member_list = Path(folder) / "members.txt"
             with member_list.open("wb") as out:
