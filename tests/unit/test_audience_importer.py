@@ -229,12 +229,18 @@ def test_the_newer_of_two_files_delivered_together_wins_the_claim_race(store: St
     assert files.lists[current.layout.members_key] == b"u-new\n"
 
 
-def test_the_version_a_flip_replaced_is_removed_when_imports_overlap(store: StoreSettings) -> None:
-    files, _heard, repository, subject = an_app()
+def imported_once() -> tuple[Files, Heard, AudienceRepository, AudienceImporter, Audience]:
+    """An app whose audience ``race`` holds the file 01."""
+    files, heard, repository, subject = an_app()
     files.body = b"u1\n"
     subject.handle(files.event("01"), RUN)
-    first = repository.get(APP, "race", consistent=True)
-    assert first is not None
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    return files, heard, repository, subject, current
+
+
+def test_the_version_a_flip_replaced_is_removed_when_imports_overlap(store: StoreSettings) -> None:
+    files, _heard, repository, subject, first = imported_once()
     assert first.layout is not None
     # An import of file 02 claims and builds; file 03's import starts while it runs...
     assert repository.claim_existing(Attempt(APP, "race", KEY, "02".ljust(64, "0"), "request-02", NOW), NOW)
@@ -342,3 +348,29 @@ def test_an_import_running_out_of_time_stops_and_records_the_failure(store: Stor
     assert heard.events == [("failed", "timeout")]
     # The app's only slot is free again.
     assert subject.handle(files.event("01", f"imports/{APP}/next.csv"), RUN).outcome == "imported"
+
+
+def test_a_tombstone_tells_of_each_refused_file_once(store: StoreSettings) -> None:
+    files, heard, repository, subject, current = imported_once()
+    assert repository.tombstone(APP, current, NOW)
+    files.body = b"u2\n"
+
+    refused = [subject.handle(files.event(sequencer), RUN).outcome for sequencer in ("02", "02", "01A", "03")]
+
+    assert refused == ["refused"] * 4
+    # The file 02, its duplicate event (not again), an older one (not at all), then the newer file 03.
+    assert heard.events[1:] == [("failed", "audience_deleted"), ("failed", "audience_deleted")]
+
+
+def test_a_bad_name_in_an_apps_folder_is_told_to_the_app_and_a_stray_key_is_not(store: StoreSettings) -> None:
+    files, heard, repository, subject = an_app()
+    files.body = b"u1\n"
+
+    nested = subject.handle(files.event("01", f"imports/{APP}/spring/sale.csv"), RUN)
+    too_long = subject.handle(files.event("01", f"imports/{APP}/{'x' * 201}.csv"), RUN)
+    unknown_app = subject.handle(files.event("01", "imports/nobody/a/b.csv"), RUN)
+
+    assert [(item.outcome, item.reason) for item in (nested, too_long)] == [("refused", "invalid_name")] * 2
+    assert unknown_app.outcome == "stray"
+    assert heard.events == [("failed", "invalid_name"), ("failed", "invalid_name")]
+    assert repository.list_page(APP, None, 10).items == []

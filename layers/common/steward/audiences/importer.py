@@ -21,9 +21,10 @@ from typing import Any, BinaryIO
 
 from steward.audiences import buckets, ranges
 from steward.audiences.failures import record_failed
-from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
+from steward.audiences.keys import ImportKey, app_of_csv, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
+    MAX_NAME_CHARS,
     MAX_OBJECT_BYTES,
     Audience,
     AudienceStatus,
@@ -153,15 +154,29 @@ class AudienceImporter:
         key = event_key(record.raw_key)
         target = parse_key(key)
         if target is None:
-            logger.warning("Ignored an object outside imports/<app_id>/<name>.csv: %r", key)
-            self.metric("AudienceImportStrayKey")
-            return ImportOutcome("stray", key)
+            return self._stray(key, record.sequencer)
         if not self.app_exists(target.app_id):
             logger.warning("Ignored a file for an app that does not exist: %r", key)
             self.metric("AudienceImportUnknownApp")
             return ImportOutcome("unknown_app", key, target.app_id)
         sequencer = padded_sequencer(record.sequencer)
         return self._import(target, record, sequencer, invocation)
+
+    def _stray(self, key: str, sequencer: str) -> ImportOutcome:
+        """A key outside the contract. A ``.csv`` in an existing app's folder with a bad name is the app's
+        mistake to hear of: it is published as a failure (there is no audience to record it on)."""
+        folder = app_of_csv(key)
+        if folder is None or not self.app_exists(folder[0]):
+            logger.warning("Ignored an object outside imports/<app_id>/<name>.csv: %r", key)
+            self.metric("AudienceImportStrayKey")
+            return ImportOutcome("stray", key)
+        app_id, name = folder
+        logger.warning("Refused a file whose audience name is not valid: %r", key)
+        self.metric("AudienceImportInvalidName")
+        reason = f"{name!r} is not an audience name: 1-{MAX_NAME_CHARS} characters, without '/' or control characters."
+        failure = Failure(code="invalid_name", reason=reason, key=key, at=self.clock())
+        self.notifier.failed(app_id, name, failure, padded_sequencer(sequencer))
+        return ImportOutcome("refused", key, app_id, name, reason=failure.code)
 
     def _import(
         self, target: ImportKey, record: ObjectCreated, sequencer: str, invocation: Invocation
@@ -219,12 +234,15 @@ class AudienceImporter:
             current = self.repository.get(app_id, name, consistent=True)
             if current is not None and current.version == parsed.layout.version:
                 # This very version was flipped already (a step retried after its write went through).
+                self.repository.point_to(app_id, name, parsed.layout)
                 if current.notified_sequencer != sequencer:
                     self._announce(app_id, current, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
             # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
             self.remove_version(app_id, parsed.layout)
             return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
+        # Lookups follow the pointer, moved before the replaced version goes.
+        self.repository.point_to(app_id, name, parsed.layout)
         if published.replaced is not None and published.replaced.version != parsed.layout.version:
             self.remove_version(app_id, published.replaced)
         self._announce(app_id, published.audience, sequencer)
@@ -249,6 +267,8 @@ class AudienceImporter:
                 return self._refuse_deleted(target, sequencer, now)
             if current is not None and _unannounced(current, sequencer, request_id):
                 # Lambda's retry of an import that flipped the audience but could not announce it.
+                if current.layout is not None:
+                    self.repository.point_to(target.app_id, target.name, current.layout)
                 self._announce(target.app_id, current, sequencer)
                 return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
             if _settled(current, sequencer, request_id, now):
@@ -292,8 +312,9 @@ class AudienceImporter:
             key=target.key,
             at=now,
         )
-        self.repository.record_refusal(target.app_id, target.name, target.key, failure, now)
-        self.notifier.failed(target.app_id, target.name, failure, sequencer)
+        # Told once per file: a duplicate (or older) event of a refused file is refused quietly.
+        if self.repository.record_refusal(target.app_id, target.name, target.key, sequencer, failure, now):
+            self.notifier.failed(target.app_id, target.name, failure, sequencer)
         return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
 
     def _fail_unclaimed(

@@ -47,8 +47,8 @@ class Failure(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     code: str = Field(
-        description="file_too_large, audience_limit, audience_deleted, unreadable, import_error, timeout or "
-        "import_failed (the function crashed, ran out of time or memory, and its retries did too)."
+        description="file_too_large, audience_limit, audience_deleted, invalid_name, unreadable, import_error, "
+        "timeout or import_failed (the function crashed, ran out of time or memory, and its retries did too)."
     )
     reason: str
     key: str = Field(description="The S3 key of the refused file.")

@@ -1,9 +1,10 @@
 """Streaming parse and validation of an audience file, a chunk at a time.
 
 Rules (the contract): UTF-8, one id per line; a BOM, CRLF or LF, blank
-lines and surrounding whitespace are tolerated; a first row ``user_id`` is a
-header and skipped. A line is invalid when, stripped, it is longer than 256
-bytes, is not UTF-8, or holds a comma or a quote. The common case, a chunk of
+lines and surrounding whitespace (Unicode's: a no-break space too) are
+tolerated; a first row ``user_id`` is a header and skipped. A line is
+invalid when, stripped, it is longer than 256 bytes, is not UTF-8, or holds
+a comma or a quote. The common case, a chunk of
 plain ASCII lines, is checked with a few whole-chunk operations in C, which
 is what keeps the parser faster than ``csv.reader``.
 """
@@ -87,6 +88,8 @@ class Scanner:
         ids: list[bytes] = []
         for offset, raw in enumerate(lines):
             line = raw.strip()
+            if not line.isascii():
+                line = _unicode_stripped(line)
             if not line:
                 continue
             self.rows += 1
@@ -105,6 +108,8 @@ class Scanner:
     def _skip_header(self, lines: list[bytes]) -> None:
         for index, raw in enumerate(lines):
             line = raw.strip()
+            if not line.isascii():
+                line = _unicode_stripped(line)
             if line:
                 self._seen_row = True
                 if line == HEADER:
@@ -116,6 +121,14 @@ class Scanner:
         if len(self.samples) < SAMPLE_LIMIT:
             text = line[: SAMPLE_CHARS * 4].decode("utf-8", errors="replace")[:SAMPLE_CHARS]
             self.samples.append(InvalidLine(line=line_no, reason=reason, text=text))
+
+
+def _unicode_stripped(line: bytes) -> bytes:
+    """Surrounding whitespace is Unicode's (a no-break space from a spreadsheet, an ideographic space)."""
+    try:
+        return line.decode("utf-8").strip().encode("utf-8")
+    except UnicodeDecodeError:
+        return line  # refused as not_utf8 below
 
 
 def _is_utf8(line: bytes) -> bool:

@@ -50,8 +50,8 @@ class MemberLists(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def read(self, key: str, start: int, length: int) -> bytes:
-        """Bytes ``start`` .. ``start + length`` (fewer at the end, none past it)."""
+    def read(self, key: str, start: int, length: int) -> bytes | None:
+        """Bytes ``start`` .. ``start + length`` (fewer at the end, none past it); None when there is no list."""
         ...
 
 

@@ -23,10 +23,12 @@ from steward.tables import (
     AppRecord,
     AudienceBucketRecord,
     AudienceCountRecord,
+    AudiencePointerRecord,
     AudienceRecord,
     app_pk,
     audience_bucket_pk,
     audience_count_pk,
+    audience_pointer_pk,
     audiences_pk,
 )
 from steward.transactions import Transaction
@@ -240,6 +242,35 @@ class AudienceRepository:
         replaced = to_audience(before).layout
         return Published(to_audience(after), replaced)
 
+    def point_to(self, app_id: str, name: str, layout: Layout) -> bool:
+        """Point lookups at ``layout``, if the audience is still at that version (False: it moved on)."""
+        transaction = Transaction()
+        at_version = AudienceRecord.version == layout.version
+        transaction.condition_check("audience", AudienceRecord, audiences_pk(app_id), name, at_version)
+        pointer = AudiencePointerRecord(
+            pk=audience_pointer_pk(app_id),
+            sk=name,
+            version=layout.version,
+            partitions=layout.partitions,
+            buckets_per_partition=layout.buckets_per_partition,
+            members_key=layout.members_key,
+        )
+        transaction.put("pointer", pointer)
+        return not transaction.commit()
+
+    def pointer(self, app_id: str, name: str, *, consistent: bool = False) -> Layout | None:
+        """The layout lookups read (half a unit: the item stays under 4 KB); None when there is no pointer."""
+        try:
+            record = AudiencePointerRecord.get(audience_pointer_pk(app_id), name, consistent_read=consistent)
+        except AudiencePointerRecord.DoesNotExist:
+            return None
+        return Layout(
+            version=record.version,
+            partitions=int(record.partitions),
+            buckets_per_partition=int(record.buckets_per_partition),
+            members_key=record.members_key,
+        )
+
     def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
         """Record a failed import on the audience, unless a newer file was imported already; members stay.
 
@@ -274,16 +305,18 @@ class AudienceRepository:
         )
         return not transaction.commit()
 
-    def record_refusal(self, app_id: str, name: str, key: str, failure: Failure, now: datetime) -> bool:
-        """A file for a tombstoned name: the tombstone notes it."""
+    def record_refusal(self, app_id: str, name: str, key: str, sequencer: str, failure: Failure, now: datetime) -> bool:
+        """A file for a tombstoned name: the tombstone notes it (False: this file or a newer one was noted)."""
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             AudienceRecord.refused_key.set(key),
             AudienceRecord.refused_at.set(now),
+            AudienceRecord.refused_sequencer.set(sequencer),
             AudienceRecord.last_failure.set(_failure_text(failure)),
             AudienceRecord.updated_at.set(now),
         ]
-        return update_if(record, actions, AudienceRecord.status == AudienceStatus.DELETED.value)
+        newer = AudienceRecord.refused_sequencer.does_not_exist() | (AudienceRecord.refused_sequencer < sequencer)
+        return update_if(record, actions, (AudienceRecord.status == AudienceStatus.DELETED.value) & newer)
 
     def tombstone(self, app_id: str, audience: Audience, now: datetime) -> bool:
         """Delete the audience, leaving a tombstone; it stops counting. False when it changed meanwhile."""
@@ -303,6 +336,7 @@ class AudienceRepository:
         unchanged = AudienceRecord.updated_at == audience.updated_at
         same_version = AudienceRecord.version.does_not_exist() if version is None else AudienceRecord.version == version
         transaction.update("audience", record, actions, condition=unchanged & same_version)
+        transaction.delete("pointer", AudiencePointerRecord(pk=audience_pointer_pk(app_id), sk=audience.name))
         if audience.counted:
             counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
             transaction.update(

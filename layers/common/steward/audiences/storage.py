@@ -66,9 +66,11 @@ class S3Objects:
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.data_bucket, Key=key)
 
-    def read(self, key: str, start: int, length: int) -> bytes:
+    def read(self, key: str, start: int, length: int) -> bytes | None:
         try:
             answer = self.s3.get_object(Bucket=self.data_bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+        except self.s3.exceptions.NoSuchKey:
+            return None
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
