@@ -23,7 +23,7 @@ PAGE = 1000
 class UsersRead:
     read_all: bool
     sampled: int  # users read from the first shard
-    estimate: int  # the app's users as the first shard suggests (a lower bound when the sample stopped)
+    estimate: int  # the app's users: counted when read whole, else the first shard's share times the shards
     read: int  # users read in all
 
 
