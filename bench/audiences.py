@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,13 +69,52 @@ def scanner_rate(path: Path) -> float:
     return scanner.rows / (time.perf_counter() - started)
 
 
+USER_SHARDS = 16
+
+
+def shard_users(path: Path, folder: Path) -> None:
+    """The file's registered half (ids starting 0-7) written to one file per user shard, by a stable hash."""
+    outs = [(folder / f"users-{shard}").open("wb") for shard in range(USER_SHARDS)]
+    try:
+        for chunk in file_chunks(path):
+            for user_id in chunk.split():
+                if user_id[:1] in b"01234567":
+                    outs[zlib.crc32(user_id) % USER_SHARDS].write(user_id + b"\n")
+    finally:
+        for out in outs:
+            out.close()
+
+
+def big_app_decision(count: int) -> dict[str, Any]:
+    """The registered check for a file of ``count`` distinct ids in an app with 4x as many users."""
+    from steward.users.reading import read_if_few
+
+    per_shard = 4 * count // USER_SHARDS
+
+    def read_shard(shard: int) -> Iterator[bytes]:
+        return (f"{shard}-{n}".encode() for n in range(per_shard))
+
+    decision = read_if_few(USER_SHARDS, count, read_shard, lambda page: None)
+    return {
+        "app_users": per_shard * USER_SHARDS,
+        "decision": "read the app's users once" if decision.read_all else "lookups",
+        "users_estimated_from_first_shard": decision.estimate,
+        "users_read_to_decide": decision.read,
+        "read_units_to_decide": round(decision.read * PROFILE_BYTES / 8192),
+        "read_units_reading_to_the_limit_instead": round((count + 1) * PROFILE_BYTES / 8192),
+        "lookup_read_units": round(count * 0.5),
+    }
+
+
 def run_size(count: int) -> dict[str, Any]:
     """One size, in this interpreter: generate, time the parsers, import with the DynamoDB layer metered."""
     from bench.dynamodb import item_size
     from steward.audiences.importer import AudienceImporter
     from steward.audiences.models import Audience, Failure, Layout
+    from steward.audiences.ports import OpenedObject
     from steward.audiences.repository import AudienceRepository
     from steward.tables import AUDIENCE_BUCKET_SK, AudienceBucketRecord, audience_bucket_pk
+    from steward.users.reading import read_if_few
 
     meter: dict[str, int] = {
         "bucket_items": 0, "write_units": 0, "batch_write_calls": 0, "batch_get_calls": 0,
@@ -94,8 +134,8 @@ def run_size(count: int) -> dict[str, Any]:
             meter["batch_write_calls"] += math.ceil(written / 25)
 
     class FileSource:
-        def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
-            return file_chunks(Path(key))
+        def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+            return OpenedObject(Path(key).stat().st_size, file_chunks(Path(key)))
 
     class MemberLists:
         def upload(self, key: str, path: str) -> None:
@@ -112,24 +152,21 @@ def run_size(count: int) -> dict[str, Any]:
         meter["lookups"] += len(user_ids)
         return {user_id for user_id in user_ids if user_id[0] in "01234567"}  # half of random hex ids
 
+    decisions: list[Any] = []
+
+    def read_shard(shard: int) -> Iterator[bytes]:
+        """A Query of one user shard, keys only, as pages of 1,000 would give them."""
+        for n, user_id in enumerate(Path(folder, f"users-{shard}").read_bytes().split()):
+            meter["users_read"] += 1
+            if n % 1000 == 0:
+                meter["query_calls"] += 1
+            yield user_id
+
     def read_users(app_id: str, limit: int, sink: Any) -> bool:
-        """The app's users are the file's registered half: read back as Query pages of 1,000 would give them."""
-        page: list[bytes] = []
-        for chunk in file_chunks(path):
-            for user_id in chunk.split(b"\n"):
-                if user_id[:1] in b"01234567" and user_id:
-                    meter["users_read"] += 1
-                    if meter["users_read"] > limit:
-                        return False
-                    page.append(user_id)
-                    if len(page) == 1000:
-                        meter["query_calls"] += 1
-                        sink(page)
-                        page = []
-        if page:
-            meter["query_calls"] += 1
-            sink(page)
-        return True
+        """The app's users are the file's registered half, in USER_SHARDS shards; the real rule decides."""
+        decision = read_if_few(USER_SHARDS, limit, read_shard, sink)
+        decisions.append(decision)
+        return decision.read_all
 
     class Silent:
         def imported(self, app_id: str, audience: Audience) -> None:
@@ -141,15 +178,16 @@ def run_size(count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "audience.csv"
         generate(path, count)
+        shard_users(path, Path(folder))
         size = path.stat().st_size
         csv_per_second = csv_rate(path)
         parse_per_second = scanner_rate(path)
         importer = AudienceImporter(
             MeteredRepository(), FileSource(), MemberLists(), registered, read_users, lambda app_id: True, Silent(),
-            lambda name: None, lambda: datetime.now(UTC), folder,
+            lambda name: None, lambda: datetime.now(UTC), folder, None,
         )  # fmt: skip
         started = time.perf_counter()
-        parsed = importer.build_version(BENCH_APP, "bench", str(path), size)
+        parsed = importer.build_version(BENCH_APP, FileSource().open("bench", str(path), ""), lambda: None)
         seconds = time.perf_counter() - started
     layout: Layout = parsed.layout
     per_million = 1_000_000 / count
@@ -170,6 +208,13 @@ def run_size(count: int) -> dict[str, Any]:
         "buckets": layout.bucket_total,
         "write_units_per_1m_ids": round(meter["write_units"] * per_million),
         "registered_check": "read the app's users once" if meter["users_read"] and not meter["lookups"] else "lookups",
+        "registered_check_decision": {
+            "limit_distinct_ids": count,
+            "users_estimated_from_first_shard": decisions[0].estimate,
+            "users_sampled": decisions[0].sampled,
+            "read_all": decisions[0].read_all,
+        },
+        "big_app_decision": big_app_decision(count),
         "read_units_per_1m_ids": round((lookup_units + scan_units) * per_million),
         "batch_write_calls_per_1m_ids": round(meter["batch_write_calls"] * per_million),
         "batch_get_calls_per_1m_ids": round(meter["batch_get_calls"] * per_million),
@@ -185,6 +230,7 @@ def local_put_to_ready(count: int) -> dict[str, Any]:
     """The local stack: seed half the ids as users, put the file, wait for the audience to be ready."""
     import boto3
     import requests
+    from botocore.config import Config
 
     from steward.sharding import partition_for
     from steward.tables import ProfileRecord
@@ -228,7 +274,8 @@ def local_put_to_ready(count: int) -> dict[str, Any]:
                         .get("UnprocessedItems", {})
                         .get(table, [])
                     )
-            s3 = boto3.client("s3", **session)
+            # The emulator runs the import inside the PutObject call: wait for it past botocore's 60 s.
+            s3 = boto3.client("s3", config=Config(read_timeout=900, retries={"max_attempts": 1}), **session)
             started = time.perf_counter()
             s3.put_object(Bucket=state["buckets"]["ImportsBucket"], Key=f"imports/{app['id']}/bench.csv",
                           Body=path.read_bytes())  # fmt: skip
@@ -253,12 +300,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,16000000", help="comma-separated id counts")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single size, in this interpreter
     parser.add_argument("--no-local", action="store_true", help="skip the local stack's put-to-ready run")
+    parser.add_argument("--local-only", action="store_true", help="only the local stack's put-to-ready run")
     arguments = parser.parse_args()
     if arguments.one:
         print(json.dumps(run_size(arguments.one)))
         return
     results = []
-    for count in (int(size) for size in arguments.sizes.split(",")):
+    for count in [] if arguments.local_only else (int(size) for size in arguments.sizes.split(",")):
         completed = subprocess.run(
             [sys.executable, "-m", "bench.audiences", "--one", str(count)], capture_output=True, text=True, check=True
         )

@@ -39,6 +39,9 @@ ENVIRONMENT = {
     "STEWARD_AUDIENCE_IMPORTER": "bench-importer",
     "STEWARD_AUDIENCE_TOPIC": "arn:aws:sns:us-east-1:123456789012:bench-failures",
     "STEWARD_AUDIENCE_EVENT_BUS": "bench-audiences",
+    "STEWARD_AUDIENCE_IMPORT_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-audiences",
+    "STEWARD_AUDIENCE_FAN_OUT_BYTES": "268435456",
+    "STEWARD_AUDIENCE_RANGE_BYTES": "67108864",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 TRACING_OFF = {"POWERTOOLS_TRACE_DISABLED": "true"}

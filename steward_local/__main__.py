@@ -29,22 +29,38 @@ def main() -> None:
     run_parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
     run_parser.add_argument("--state-file", type=Path, default=STATE_FILE)
     run_parser.add_argument("--no-demo", action="store_true", help="skip seeding the demo apps")
+    run_parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter (repeatable), e.g. AudienceRangeBytes=64",
+    )
     fire = commands.add_parser("fire", help="run a schedule's target now, as EventBridge Scheduler would")
     fire.add_argument("schedule", help="schedule name (see `schedules` in .local/stack.json)")
     fire.add_argument("--state-file", type=Path, default=STATE_FILE)
     arguments = parser.parse_args()
     if arguments.command == "run":
-        run(arguments.template, arguments.state_file, seed_demo=not arguments.no_demo)
+        parameters = dict(_parameter(text) for text in arguments.parameter)
+        run(arguments.template, arguments.state_file, seed_demo=not arguments.no_demo, parameters=parameters)
     else:
         print(json.dumps(fire_schedule(arguments.schedule, arguments.state_file), indent=2))
 
 
-def run(template: Path, state_file: Path, seed_demo: bool) -> None:
+def _parameter(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise SystemExit(f"--parameter takes NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def run(template: Path, state_file: Path, seed_demo: bool, parameters: dict[str, str]) -> None:
     host = "127.0.0.1"
     state_file.unlink(missing_ok=True)
     api_port = int(os.environ.get("STEWARD_API_PORT", "3000"))
     aws_port = int(os.environ.get("STEWARD_AWS_PORT", "4566"))
-    stack = start_stack(StackConfig(template=template.resolve(), host=host, aws_port=aws_port))
+    config = StackConfig(template=template.resolve(), host=host, aws_port=aws_port, parameters=parameters)
+    stack = start_stack(config)
     FaultInjector(state_file.parent).install()
     gateway = HttpApiGateway(stack, host, api_port)
     if gateway.routes:

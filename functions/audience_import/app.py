@@ -5,11 +5,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from steward.audiences.importer import ObjectCreated
+from steward.audiences.events import S3Notification
+from steward.audiences.importer import Invocation
 from steward.audiences.models import Layout
-from steward.composition import Services
+from steward.composition import audience_import_services
 from steward.observability import tracer
 from steward.settings import AudienceImporterSettings
 from steward.tables import bind_tables
@@ -24,38 +25,7 @@ def count(name: str) -> None:
 
 settings = AudienceImporterSettings.from_env()
 bind_tables(settings)
-services = Services(
-    settings.shard_count,
-    audience_data_bucket=settings.audience_data_bucket,
-    audience_topic=settings.audience_topic,
-    audience_event_bus=settings.audience_event_bus,
-    audience_metric=count,
-)
-
-
-class S3Bucket(BaseModel):
-    name: str
-
-
-class S3Object(BaseModel):
-    key: str
-    size: int = Field(ge=0)
-    # Real S3 always sends one on ObjectCreated; the local stack adds it as S3 would.
-    sequencer: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
-
-
-class S3Entity(BaseModel):
-    bucket: S3Bucket
-    object: S3Object
-
-
-class S3Record(BaseModel):
-    eventName: str  # noqa: N815 (S3's field name)
-    s3: S3Entity
-
-
-class S3Notification(BaseModel):
-    Records: list[S3Record]
+services = audience_import_services(settings, count, settings.fan_out)
 
 
 class Cleanup(Layout):
@@ -77,16 +47,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request = CleanupRequest.model_validate(event).cleanup
         importer.remove_version(request.app_id, request)
         return {"removed": request.version}
-    notification = S3Notification.model_validate(event)
-    outcomes = [
-        importer.handle(
-            ObjectCreated(
-                record.s3.bucket.name, record.s3.object.key, record.s3.object.size, record.s3.object.sequencer
-            )
-        )
-        for record in notification.Records
-        if record.eventName.startswith("ObjectCreated")
-    ]
+    created = S3Notification.model_validate(event).created()
+    invocation = Invocation(context.aws_request_id, lambda: context.get_remaining_time_in_millis() / 1000)
+    outcomes = [importer.handle(record, invocation) for record in created]
     for outcome in outcomes:
         logger.info(
             "Audience file handled", extra={"outcome": outcome.outcome, "key": outcome.key, "reason": outcome.reason}

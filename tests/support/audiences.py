@@ -85,14 +85,22 @@ def invoke_importer(stack: RunningStack, event: dict[str, Any]) -> dict[str, Any
 
 
 def s3_event(stack: RunningStack, key: str, size: int, sequencer: str) -> dict[str, Any]:
-    """The sample event of events/, pointed at this stack's bucket and a key (URL-encoded as S3 sends it)."""
+    """The sample event of events/, pointed at this stack's bucket and a key (URL-encoded as S3 sends it).
+
+    It names the object now at the key by its ETag, as S3 would (the sample's when there is none).
+    """
     event: dict[str, Any] = json.loads((ROOT / "events" / "s3-audience-object-created.json").read_text())
     record = event["Records"][0]
-    record["s3"]["bucket"]["name"] = imports_bucket(stack)
-    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{imports_bucket(stack)}"
+    bucket = imports_bucket(stack)
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
     record["s3"]["object"].update(
         {"key": quote(key, safe="/").replace("%20", "+"), "size": size, "sequencer": sequencer}
     )
+    try:
+        record["s3"]["object"]["eTag"] = stack.client("s3").head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    except stack.client("s3").exceptions.ClientError:
+        pass
     return event
 
 

@@ -90,6 +90,10 @@ def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEWARD_IMPORTS_BUCKET", "steward-test-imports")
     monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", "steward-test-audiences")
     monkeypatch.setenv("STEWARD_AUDIENCE_IMPORTER", "steward-test-audience-import")
+    audience_machine = "arn:aws:states:us-east-1:123456789012:stateMachine:steward-test-audience-import"
+    monkeypatch.setenv("STEWARD_AUDIENCE_IMPORT_STATE_MACHINE", audience_machine)
+    monkeypatch.setenv("STEWARD_AUDIENCE_FAN_OUT_BYTES", "268435456")
+    monkeypatch.setenv("STEWARD_AUDIENCE_RANGE_BYTES", "67108864")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", name)
     return import_handler_module(f"test-{name}", ROOT / "functions" / name, "app")
 

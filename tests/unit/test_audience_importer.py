@@ -1,27 +1,55 @@
 """The importer's ordering rules on moto's DynamoDB: a slower import of an older file never replaces a newer one."""
 
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import boto3
+import pytest
+
 from steward.apps.repository import AppRepository
-from steward.audiences.importer import AudienceImporter, ObjectCreated
-from steward.audiences.models import Audience, Failure
-from steward.audiences.repository import AudienceRepository
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
+from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure
+from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
+from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
 
 APP = "acme"
 KEY = f"imports/{APP}/race.csv"
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+RUN = Invocation("request-1", lambda: 900.0)  # one Lambda invocation with its whole time left
+
+
+def in_time() -> None:
+    return None
+
+
+def etag_of(body: bytes) -> str:
+    return hashlib.md5(body).hexdigest()  # noqa: S324 (S3's ETag of a single-part object)
 
 
 class Files:
+    """The object at the key (its ETag is its MD5, as S3's for one part) and the member lists."""
+
     def __init__(self) -> None:
         self.body = b""
         self.lists: dict[str, bytes] = {}
+        self.on_open: Callable[[], None] | None = None  # what happens elsewhere while this import reads
 
-    def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
-        yield self.body
+    def event(self, sequencer: str, key: str = KEY) -> ObjectCreated:
+        """The event S3 sends for the object now at the key."""
+        return ObjectCreated("bucket", key, len(self.body), sequencer, etag_of(self.body))
+
+    def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+        if etag != etag_of(self.body):
+            raise ObjectChanged(key)
+        body, hook, self.on_open = self.body, self.on_open, None
+        if hook is not None:
+            hook()
+        return OpenedObject(len(body), iter([body]))
 
     def upload(self, key: str, path: str) -> None:
         with open(path, "rb") as source:
@@ -37,8 +65,11 @@ class Files:
 class Heard:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self.broken = False
 
     def imported(self, app_id: str, audience: Audience) -> None:
+        if self.broken:
+            raise RuntimeError("EventBridge refused the event")
         self.events.append(("imported", audience.name))
 
     def failed(self, app_id: str, name: str, failure: Failure, sequencer: str | None) -> None:
@@ -72,7 +103,7 @@ def importer(
     found = users or Users(["u-old", "u-older", "u-new", "u1", "u2"])
     return AudienceImporter(
         repository, files, files, found.registered, found.read_ids, lambda app_id: app_id == APP, heard,
-        lambda name: None, lambda: NOW, None,
+        lambda name: None, lambda: NOW, None, None,
     )  # fmt: skip
 
 
@@ -86,12 +117,12 @@ def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -
     files, heard, repository, subject = an_app()
     # The older file's import claims first and builds its version slowly...
     files.body = b"u-old\n"
-    subject.handle(ObjectCreated("bucket", KEY, 6, "00A1"))
+    subject.handle(files.event("00A1"), RUN)
     files.body = b"u-older\n"
-    slow = subject.build_version(APP, "bucket", KEY, 8)
+    slow = subject.build_version(APP, files.open("bucket", KEY, etag_of(files.body)), in_time)
     # ...while the newer file is imported, and only then does the older one try to flip.
     files.body = b"u-new\n"
-    assert subject.handle(ObjectCreated("bucket", KEY, 6, "00A3")).outcome == "imported"
+    assert subject.handle(files.event("00A3"), RUN).outcome == "imported"
 
     flipped = repository.publish(APP, "race", slow.layout, slow.counts, [], KEY, "00A2".ljust(64, "0"), NOW)
 
@@ -109,12 +140,12 @@ def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -
 def test_sequencers_compare_after_right_padding(store: StoreSettings) -> None:
     files, _, _, subject = an_app()
     files.body = b"u1\n"
-    subject.handle(ObjectCreated("bucket", KEY, 3, "0055AED6DCD90281E5"))
+    subject.handle(files.event("0055AED6DCD90281E5"), RUN)
 
     # Shorter but larger once padded: newer. Longer but smaller once padded: older.
     files.body = b"u2\n"
-    newer = subject.handle(ObjectCreated("bucket", KEY, 3, "0055AED6DCD90281F"))
-    older = subject.handle(ObjectCreated("bucket", KEY, 3, "0055AED6DCD90281E4FF"))
+    newer = subject.handle(files.event("0055AED6DCD90281F"), RUN)
+    older = subject.handle(files.event("0055AED6DCD90281E4FF"), RUN)
 
     assert (newer.outcome, older.outcome) == ("imported", "skipped")
 
@@ -125,8 +156,8 @@ def test_the_registered_check_reads_the_apps_users_only_when_that_is_cheaper(sto
     many = Users([f"u{n}" for n in range(10)])
     files.body = b"u1\nu2\nu3\nstranger\n"
 
-    read_once = importer(files, heard, repository, few).handle(ObjectCreated("bucket", KEY, 16, "01"))
-    looked_up = importer(files, heard, repository, many).handle(ObjectCreated("bucket", KEY, 16, "02"))
+    read_once = importer(files, heard, repository, few).handle(files.event("01"), RUN)
+    looked_up = importer(files, heard, repository, many).handle(files.event("02"), RUN)
 
     # 2 users for 4 distinct ids: read once, no lookup. 10 users: the read stops at the 5th, then 4 lookups.
     assert (few.read, few.looked_up) == (2, 0)
@@ -134,3 +165,212 @@ def test_the_registered_check_reads_the_apps_users_only_when_that_is_cheaper(sto
     assert read_once.counts is not None
     assert looked_up.counts is not None
     assert (read_once.counts.members, looked_up.counts.members) == (2, 3)
+
+
+def test_an_event_imports_the_object_it_names_not_a_newer_one_at_the_key(store: StoreSettings) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="imports")
+    s3.create_bucket(Bucket="data")
+    objects = S3Objects(s3, "data")
+    heard, repository, users = Heard(), AudienceRepository(), Users(["u1", "u2"])
+    subject = AudienceImporter(
+        repository, objects, objects, users.registered, users.read_ids, lambda app_id: app_id == APP, heard,
+        lambda name: None, lambda: NOW, None, None,
+    )  # fmt: skip
+    first = s3.put_object(Bucket="imports", Key=KEY, Body=b"u1\n")
+    s3.put_object(Bucket="imports", Key=KEY, Body=b"u1\nu2\n")  # replaces it before the first event is handled
+
+    late = subject.handle(ObjectCreated("imports", KEY, 3, "00A1", first["ETag"].strip('"')), RUN)
+
+    # The first event's object is gone: nothing is imported under its sequencer, and nothing failed.
+    assert (late.outcome, late.reason) == ("skipped", "object_replaced")
+    assert heard.events == []
+    current = repository.get(APP, "race", consistent=True)
+    assert current is None or (current.version is None and current.last_failure is None)
+    newest = s3.head_object(Bucket="imports", Key=KEY)
+    imported = subject.handle(ObjectCreated("imports", KEY, 6, "00A2", newest["ETag"].strip('"')), RUN)
+    assert imported.counts is not None
+    assert (imported.outcome, imported.counts.members) == ("imported", 2)
+
+
+class RacingRepository(AudienceRepository):
+    """Another event of the same name claims first, between our read of the record and our claim."""
+
+    def __init__(self, rival: str) -> None:
+        self.rival: str | None = rival
+
+    def claim_new(self, attempt: Attempt, maximum: int, *, recount: bool) -> str:
+        if self.rival is not None:
+            rival = replace(attempt, sequencer=self.rival, request_id="rival")
+            self.rival = None
+            assert super().claim_new(rival, maximum, recount=recount) == "claimed"
+        return super().claim_new(attempt, maximum, recount=recount)
+
+
+def test_the_newer_of_two_files_delivered_together_wins_the_claim_race(store: StoreSettings) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard = Files(), Heard()
+    repository = RacingRepository("00A1".ljust(64, "0"))
+    subject = importer(files, heard, repository)
+    files.body = b"u-old\n"
+    older = files.event("00A1")
+    files.body = b"u-new\n"
+
+    # The older file's event claimed the new name a moment before the newer's conditional write.
+    newer = subject.handle(files.event("00A2"), RUN)
+
+    assert newer.outcome == "imported"
+    # The older import, still running, can no longer flip the audience to its file.
+    assert subject.handle(older, RUN).outcome == "skipped"
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    assert files.lists[current.layout.members_key] == b"u-new\n"
+
+
+def imported_once() -> tuple[Files, Heard, AudienceRepository, AudienceImporter, Audience]:
+    """An app whose audience ``race`` holds the file 01."""
+    files, heard, repository, subject = an_app()
+    files.body = b"u1\n"
+    subject.handle(files.event("01"), RUN)
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    return files, heard, repository, subject, current
+
+
+def test_the_version_a_flip_replaced_is_removed_when_imports_overlap(store: StoreSettings) -> None:
+    files, _heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    # An import of file 02 claims and builds; file 03's import starts while it runs...
+    assert repository.claim_existing(Attempt(APP, "race", KEY, "02".ljust(64, "0"), "request-02", NOW), NOW)
+    files.body = b"u2\n"
+    middle = subject.build_version(APP, files.open("bucket", KEY, etag_of(files.body)), in_time)
+
+    def file_02_flips() -> None:
+        # ...and file 02's import flips the audience (removing version 01) before file 03's does.
+        flipped = repository.publish(APP, "race", middle.layout, middle.counts, [], KEY, "02".ljust(64, "0"), NOW)
+        assert flipped is not None
+        assert flipped.replaced == first.layout
+        subject.remove_version(APP, first.layout)  # type: ignore[arg-type]
+
+    files.body = b"u1\nu2\n"
+    files.on_open = file_02_flips
+    assert subject.handle(files.event("03"), RUN).outcome == "imported"
+
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    # Only the newest version is left: file 02's, which file 03's flip replaced, is removed too.
+    assert list(files.lists) == [current.layout.members_key]
+    assert not list(AudienceBucketRecord.query(audience_bucket_pk(APP, middle.layout.version, 0)))
+
+
+def test_a_new_name_whose_first_file_fails_gives_its_slot_back(store: StoreSettings) -> None:
+    files, heard, repository, subject = an_app()
+    repository.set_max_audiences(APP, 1)
+    files.body = b"u1\n"
+    too_large = ObjectCreated("bucket", f"imports/{APP}/big.csv", MAX_OBJECT_BYTES + 1, "01", etag_of(files.body))
+    files.on_open = lambda: (_ for _ in ()).throw(ObjectUnreadable("gone"))
+
+    refused = subject.handle(too_large, RUN)
+    unreadable = subject.handle(files.event("01", f"imports/{APP}/gone.csv"), RUN)
+
+    assert (refused.outcome, refused.reason) == ("failed", "file_too_large")
+    assert (unreadable.outcome, unreadable.reason) == ("failed", "unreadable")
+    for name in ("big", "gone"):
+        audience = repository.get(APP, name, consistent=True)
+        assert audience is not None
+        assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
+    # Neither holds the app's only slot: a good file for a third name imports.
+    assert subject.handle(files.event("01", f"imports/{APP}/kept.csv"), RUN).outcome == "imported"
+    assert [event for event in heard.events if event[0] == "failed"] == [
+        ("failed", "file_too_large"),
+        ("failed", "unreadable"),
+    ]
+
+
+class Killed(BaseException):
+    """The function dies (out of memory, a hard timeout): nothing after this runs, nothing is recorded."""
+
+
+def kill() -> None:
+    raise Killed()
+
+
+def test_lambdas_retry_of_a_killed_import_takes_the_attempt_over_and_a_duplicate_event_does_not(
+    store: StoreSettings,
+) -> None:
+    files, heard, _repository, subject = an_app()
+    files.body = b"u1\n"
+    event = files.event("01")
+    files.on_open = kill
+    with pytest.raises(Killed):
+        subject.handle(event, RUN)
+
+    duplicate = subject.handle(event, Invocation("request-2", lambda: 900.0))
+    retry = subject.handle(event, RUN)  # Lambda retries under the same request id
+
+    assert (duplicate.outcome, retry.outcome) == ("skipped", "imported")
+    assert heard.events == [("imported", "race")]
+
+
+def test_a_retry_after_the_flip_announces_the_import_exactly_when_it_was_not(store: StoreSettings) -> None:
+    files, heard, _, subject = an_app()
+    files.body = b"u1\n"
+    event = files.event("01")
+    heard.broken = True
+    with pytest.raises(RuntimeError, match="EventBridge"):
+        subject.handle(event, RUN)  # flipped, but the announcement failed
+    heard.broken = False
+
+    retry = subject.handle(event, RUN)
+    again = subject.handle(event, RUN)
+
+    assert (retry.outcome, again.outcome) == ("imported", "skipped")
+    assert heard.events == [("imported", "race")]
+
+
+def test_an_import_running_out_of_time_stops_and_records_the_failure(store: StoreSettings) -> None:
+    files, heard, repository, subject = an_app()
+    repository.set_max_audiences(APP, 1)
+    files.body = b"u1\nu2\n"
+    left = iter([900.0, 900.0])  # the parse and the registered check fit; the writes do not
+
+    timed_out = subject.handle(files.event("01"), Invocation("request-1", lambda: next(left, 59.0)))
+
+    assert (timed_out.outcome, timed_out.reason) == ("failed", "timeout")
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted, audience.last_failure.code) == (AudienceStatus.FAILED, False, "timeout")
+    assert files.lists == {}
+    assert heard.events == [("failed", "timeout")]
+    # The app's only slot is free again.
+    assert subject.handle(files.event("01", f"imports/{APP}/next.csv"), RUN).outcome == "imported"
+
+
+def test_a_tombstone_tells_of_each_refused_file_once(store: StoreSettings) -> None:
+    files, heard, repository, subject, current = imported_once()
+    assert repository.tombstone(APP, current, NOW)
+    files.body = b"u2\n"
+
+    refused = [subject.handle(files.event(sequencer), RUN).outcome for sequencer in ("02", "02", "01A", "03")]
+
+    assert refused == ["refused"] * 4
+    # The file 02, its duplicate event (not again), an older one (not at all), then the newer file 03.
+    assert heard.events[1:] == [("failed", "audience_deleted"), ("failed", "audience_deleted")]
+
+
+def test_a_bad_name_in_an_apps_folder_is_told_to_the_app_and_a_stray_key_is_not(store: StoreSettings) -> None:
+    files, heard, repository, subject = an_app()
+    files.body = b"u1\n"
+
+    nested = subject.handle(files.event("01", f"imports/{APP}/spring/sale.csv"), RUN)
+    too_long = subject.handle(files.event("01", f"imports/{APP}/{'x' * 201}.csv"), RUN)
+    unknown_app = subject.handle(files.event("01", "imports/nobody/a/b.csv"), RUN)
+
+    assert [(item.outcome, item.reason) for item in (nested, too_long)] == [("refused", "invalid_name")] * 2
+    assert unknown_app.outcome == "stray"
+    assert heard.events == [("failed", "invalid_name"), ("failed", "invalid_name")]
+    assert repository.list_page(APP, None, 10).items == []

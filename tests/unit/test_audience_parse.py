@@ -103,3 +103,14 @@ def test_bucket_numbers_are_stable_and_inside_the_layout() -> None:
     assert (number, hashed.hex()) == (9, "ff23ef7fc0d8229f03a71d51")
     assert 0 <= number < 12
     assert number // 3 == buckets.partition_of(b"alice", 4)
+
+
+def test_surrounding_unicode_whitespace_is_stripped_and_inner_is_kept() -> None:
+    nbsp, ideographic = "\u00a0".encode(), "\u3000".encode()
+    data = nbsp + b"\n" + nbsp + b"user_id\n" + nbsp + b"a1" + ideographic + b"\n\xe2\x80\x83b\xc2\xa0c\xe2\x80\x83\n"
+
+    ids, scanner = parse(data)
+
+    # An NBSP-only line is blank; the header is found behind its padding; an inner NBSP stays part of the id.
+    assert ids == [b"a1", "b\u00a0c".encode()]
+    assert (scanner.rows, scanner.invalid) == (2, 0)

@@ -33,6 +33,9 @@ _API_ENVIRONMENT = {
     "STEWARD_AUDIENCE_IMPORTER": "cold-importer",
     "STEWARD_AUDIENCE_TOPIC": "arn:aws:sns:us-east-1:123456789012:cold-failures",
     "STEWARD_AUDIENCE_EVENT_BUS": "cold-audiences",
+    "STEWARD_AUDIENCE_IMPORT_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-audiences",
+    "STEWARD_AUDIENCE_FAN_OUT_BYTES": "268435456",
+    "STEWARD_AUDIENCE_RANGE_BYTES": "67108864",
 }
 
 
@@ -81,6 +84,8 @@ def test_the_api_loads_services_and_heavy_extras_on_first_use() -> None:
         "steward.conversations.preview",  # retention routes only
         "steward.audiences.service",  # audience routes only
         "steward.audiences.importer",  # the importer's use case never runs in the API
+        "steward.audiences.lost",  # nor does the recorder of lost imports
+        "steward.audiences.fanout",  # nor the fan-out's steps
     ):
         assert lazy not in loaded, lazy
     # The sweep's writes run in the retention function, never in the API.
@@ -109,6 +114,27 @@ def test_the_retention_functions_load_neither_the_http_layer_nor_the_jobs_engine
         assert "steward.jobs.runner" not in loaded
     # The sweep's use case is built on its first step; the scheduler never builds it.
     assert "steward.usecases.retention_sweep" not in scheduler | sweep
+
+
+def test_the_fan_out_steps_load_neither_the_http_layer_nor_the_api_routes() -> None:
+    loaded = loaded_modules("audience_fan_out")
+
+    assert "steward.audiences.fanout" in loaded
+    assert not {name for name in loaded if name.startswith(("steward.http", "api_routes", "steward.jobs"))}
+    assert "aws_lambda_powertools.event_handler" not in loaded
+    # The importer never loads the fan-out's steps; it only starts their state machine.
+    assert "steward.audiences.fanout" not in loaded_modules("audience_import")
+
+
+def test_the_lost_import_recorder_loads_neither_the_http_layer_nor_the_import_work() -> None:
+    loaded = loaded_modules("audience_import_failed")
+
+    assert "steward.audiences.events" in loaded
+    assert not {name for name in loaded if name.startswith(("steward.http", "api_routes", "steward.jobs"))}
+    assert "aws_lambda_powertools.event_handler" not in loaded
+    # Its use case and the SNS and EventBridge clients are built on its first event.
+    assert "steward.audiences.lost" not in loaded
+    assert "boto3" not in loaded
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from steward.apps.reauth import Reauthentication
     from steward.apps.repository import ApiKeyRepository, AppRepository, ReauthRepository
     from steward.apps.service import AppService
-    from steward.audiences.importer import AudienceImporter
+    from steward.audiences.fanout import FanOutSteps
+    from steward.audiences.importer import AudienceImporter, FanOut
     from steward.audiences.limits import AudienceLimits
+    from steward.audiences.lost import LostImports
     from steward.audiences.models import Layout
     from steward.audiences.repository import AudienceRepository
     from steward.audiences.service import AudienceService
-    from steward.audiences.storage import S3Objects
+    from steward.audiences.storage import AudienceNotifier, S3Objects
     from steward.audit.repository import AuditRepository
     from steward.audit.service import AuditLog
     from steward.conversations.preview import RetentionPreviewService
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from steward.resources.service import ResourceService
     from steward.segments.repository import SegmentRepository
     from steward.segments.service import SegmentService
+    from steward.settings import AudienceFanOutSettings
     from steward.tags.repository import TagRepository
     from steward.tags.service import TagService
     from steward.usecases.retention_sweep import RetentionSweep
@@ -79,6 +82,7 @@ class Services:
         audience_topic: str | None = None,
         audience_event_bus: str | None = None,
         audience_metric: Callable[[str], None] | None = None,
+        audience_fan_out: tuple[str, int, int] | None = None,
     ) -> None:
         self.shard_count = shard_count
         self.clock = clock
@@ -96,6 +100,8 @@ class Services:
         self.audience_topic = audience_topic
         self.audience_event_bus = audience_event_bus
         self.audience_metric = audience_metric
+        # The importer only: (state machine, threshold bytes, range bytes) of the fan-out.
+        self.audience_fan_out = audience_fan_out
 
     # Repositories
 
@@ -438,36 +444,86 @@ class Services:
         return AudienceService(self.audience_repository, self.audience_objects, links, cleanup, self.clock)
 
     @cached_property
-    def audience_importer_service(self) -> AudienceImporter:
+    def audience_notifier(self) -> AudienceNotifier:
         import boto3
 
-        from steward.audiences.importer import AudienceImporter
         from steward.audiences.storage import AudienceNotifier
 
-        notifier = AudienceNotifier(
+        return AudienceNotifier(
             boto3.client("sns"),
             _required(self.audience_topic, "audience_topic"),
             boto3.client("events"),
             _required(self.audience_event_bus, "audience_event_bus"),
         )
+
+    def _app_exists(self, app_id: str) -> bool:
+        return self.app_repository.exists(app_id)
+
+    @cached_property
+    def audience_importer_service(self) -> AudienceImporter:
+        from steward.audiences.importer import AudienceImporter
+
         users = self.user_repository
-        apps = self.app_repository
-
-        def app_exists(app_id: str) -> bool:
-            return apps.exists(app_id)
-
         return AudienceImporter(
             self.audience_repository,
             self.audience_objects,
             self.audience_objects,
             users.existing_ids,
             users.read_ids,
-            app_exists,
-            notifier,
+            self._app_exists,
+            self.audience_notifier,
             self.audience_metric or _no_metric,
             self.clock,
             None,
+            self._fan_out(),
         )
+
+    def _fan_out(self) -> FanOut | None:
+        if self.audience_fan_out is None:
+            return None
+        import boto3
+
+        from steward.audiences.importer import FanOut
+
+        machine, threshold_bytes, range_bytes = self.audience_fan_out
+        stepfunctions = boto3.client("stepfunctions")
+
+        def start(name: str, payload: dict[str, Any]) -> bool:
+            try:
+                stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(payload))
+            except stepfunctions.exceptions.ExecutionAlreadyExists:
+                return False
+            return True
+
+        return FanOut(threshold_bytes, range_bytes, start)
+
+    @cached_property
+    def audience_fan_out_steps(self) -> FanOutSteps:
+        from steward.audiences.fanout import FanOutSteps
+
+        return FanOutSteps(self.audience_importer_service, self.audience_objects, None)
+
+    @cached_property
+    def audience_lost_imports(self) -> LostImports:
+        from steward.audiences.lost import LostImports
+
+        return LostImports(self.audience_repository, self._app_exists, self.audience_notifier, self.clock)
+
+
+def audience_import_services(
+    settings: AudienceFanOutSettings,
+    metric: Callable[[str], None] | None,
+    fan_out: tuple[str, int, int] | None,
+) -> Services:
+    """The services of the functions that import audience files (the importer and the fan-out's steps)."""
+    return Services(
+        settings.shard_count,
+        audience_data_bucket=settings.audience_data_bucket,
+        audience_topic=settings.audience_topic,
+        audience_event_bus=settings.audience_event_bus,
+        audience_metric=metric,
+        audience_fan_out=fan_out,
+    )
 
 
 def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]], str]:

@@ -159,8 +159,21 @@ class RetentionSweepSettings(ConversationStoreSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AudienceImporterSettings(StoreSettings):
-    """The audience importer: the store, where member lists live, and where failures and imports are told."""
+class AudienceImportFailedSettings(StoreSettings):
+    """The recorder of imports the importer lost (its OnFailure destination): the store, and where failures go."""
+
+    audience_topic: str
+    audience_event_bus: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("audience_topic", "audience_event_bus"):
+            _name(name, getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudienceFanOutSettings(StoreSettings):
+    """The fan-out's steps: the store, where member lists and the steps' work live, where imports are told."""
 
     audience_data_bucket: str
     audience_topic: str
@@ -170,3 +183,30 @@ class AudienceImporterSettings(StoreSettings):
         super().__post_init__()
         for name in ("audience_data_bucket", "audience_topic", "audience_event_bus"):
             _name(name, getattr(self, name))
+
+
+# A range is parsed by one function: 1 MiB at least, 1 GiB at most (a 500 MiB file is one range then).
+MAX_RANGE_BYTES = 1024**3
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudienceImporterSettings(AudienceFanOutSettings):
+    """The audience importer: the fan-out's settings, and when and how a file fans out.
+
+    Files over ``audience_fan_out_bytes`` are imported by the state machine over ranges of
+    ``audience_range_bytes`` (a test stack sets a tiny one; production ranges are MiBs).
+    """
+
+    audience_import_state_machine: str
+    audience_fan_out_bytes: int
+    audience_range_bytes: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _name("audience_import_state_machine", self.audience_import_state_machine)
+        for name in ("audience_fan_out_bytes", "audience_range_bytes"):
+            object.__setattr__(self, name, _count(name, getattr(self, name), 1, MAX_RANGE_BYTES))
+
+    @property
+    def fan_out(self) -> tuple[str, int, int]:
+        return (self.audience_import_state_machine, self.audience_fan_out_bytes, self.audience_range_bytes)

@@ -592,11 +592,35 @@ class AudienceRecord(CatalogRecord):
     sequencer = UnicodeAttribute(null=True)
     attempt_sequencer = UnicodeAttribute(null=True)
     attempt_started_at = UTCDateTimeAttribute(null=True)
+    # The Lambda request of the attempt: Lambda retries a failed invocation under the same request id.
+    attempt_request = UnicodeAttribute(null=True)
+    # The sequencer whose `Audience Imported` event went out: a retry after the flip sends only a missing one.
+    notified_sequencer = UnicodeAttribute(null=True)
     imported_at = UTCDateTimeAttribute(null=True)
     last_failure = UnicodeAttribute(null=True)
     deleted_at = UTCDateTimeAttribute(null=True)
     refused_key = UnicodeAttribute(null=True)
     refused_at = UTCDateTimeAttribute(null=True)
+    refused_sequencer = UnicodeAttribute(null=True)
+
+
+class AudiencePointerRecord(Model):
+    """Where a ready audience's members are: pk ``<app_id>#audience-pointer``, sk the audience name.
+
+    Membership lookups read this instead of the audience record, which long names, keys and
+    failure samples can push past 4 KB: the pointer holds only the layout (about 1 KB at most),
+    so a lookup stays at half a read unit for it and half for the bucket.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    version = UnicodeAttribute()
+    partitions = NumberAttribute()
+    buckets_per_partition = NumberAttribute()
+    members_key = UnicodeAttribute()
 
 
 class AudienceCountRecord(CatalogRecord):
@@ -780,6 +804,10 @@ def audiences_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}audience"
 
 
+def audience_pointer_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audience-pointer"
+
+
 def audience_count_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}audience-count"
 
@@ -824,6 +852,7 @@ def bind_tables(settings: StoreSettings) -> None:
         AudienceRecord,
         AudienceCountRecord,
         AudienceBucketRecord,
+        AudiencePointerRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table
     if isinstance(settings, ConversationStoreSettings):

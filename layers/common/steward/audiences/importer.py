@@ -17,12 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from steward.audiences import buckets
-from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
+from steward.audiences import buckets, ranges
+from steward.audiences.failures import record_failed
+from steward.audiences.keys import ImportKey, app_of_csv, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
+    MAX_NAME_CHARS,
     MAX_OBJECT_BYTES,
     Audience,
     AudienceStatus,
@@ -32,14 +34,25 @@ from steward.audiences.models import (
     Layout,
 )
 from steward.audiences.parse import Scanner, scan
-from steward.audiences.ports import MemberLists, Notifier, ObjectSource, ObjectUnreadable
-from steward.audiences.repository import AudienceRepository
+from steward.audiences.ports import (
+    MemberLists,
+    Notifier,
+    ObjectChanged,
+    ObjectSource,
+    ObjectUnreadable,
+    OpenedObject,
+)
+from steward.audiences.repository import Attempt, AudienceRepository
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
 # An attempt older than the importer's timeout is over: the same event may claim the file again.
 ATTEMPT_LEASE = timedelta(minutes=16)
 LOOKUP_BATCH = 100
+# Reads and conditional writes of one claim before giving up (each retry follows another writer's success).
+CLAIM_ATTEMPTS = 5
+# The import stops with this much of the function's time left, to record the failure and clean up.
+TIME_MARGIN_SECONDS = 60.0
 LOOKUP_THREADS = 8
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
@@ -57,6 +70,38 @@ class ObjectCreated:
     raw_key: str
     size: int
     sequencer: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """Files over ``threshold_bytes`` go to the fan-out state machine, cut in ranges of ``range_bytes``.
+
+    ``start(name, input)`` starts the execution; False when one of that name exists (a duplicate event).
+    """
+
+    threshold_bytes: int
+    range_bytes: int
+    start: Callable[[str, dict[str, Any]], bool]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The Lambda invocation handling the event: its request id (a retry keeps it) and the time it has left."""
+
+    request_id: str
+    remaining_seconds: Callable[[], float]
+
+
+class ImportTimedOut(Exception):
+    """The import stopped before the function's time ran out, to record the failure.
+
+    ``partial`` is the version it had begun to write, removed once the failure is recorded.
+    """
+
+    def __init__(self, partial: Layout | None = None) -> None:
+        super().__init__("out of time")
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -91,6 +136,7 @@ class AudienceImporter:
         metric: Metric,
         clock: Callable[[], datetime],
         work_dir: str | None,
+        fan_out: FanOut | None,
     ) -> None:
         self.repository = repository
         self.source = source
@@ -102,73 +148,153 @@ class AudienceImporter:
         self.metric = metric
         self.clock = clock
         self.work_dir = work_dir
+        self.fan_out = fan_out
 
-    def handle(self, record: ObjectCreated) -> ImportOutcome:
+    def handle(self, record: ObjectCreated, invocation: Invocation) -> ImportOutcome:
         key = event_key(record.raw_key)
         target = parse_key(key)
         if target is None:
-            logger.warning("Ignored an object outside imports/<app_id>/<name>.csv: %r", key)
-            self.metric("AudienceImportStrayKey")
-            return ImportOutcome("stray", key)
+            return self._stray(key, record.sequencer)
         if not self.app_exists(target.app_id):
             logger.warning("Ignored a file for an app that does not exist: %r", key)
             self.metric("AudienceImportUnknownApp")
             return ImportOutcome("unknown_app", key, target.app_id)
         sequencer = padded_sequencer(record.sequencer)
-        return self._import(target, record, sequencer)
+        return self._import(target, record, sequencer, invocation)
 
-    def _import(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
+    def _stray(self, key: str, sequencer: str) -> ImportOutcome:
+        """A key outside the contract. A ``.csv`` in an existing app's folder with a bad name is the app's
+        mistake to hear of: it is published as a failure (there is no audience to record it on)."""
+        folder = app_of_csv(key)
+        if folder is None or not self.app_exists(folder[0]):
+            logger.warning("Ignored an object outside imports/<app_id>/<name>.csv: %r", key)
+            self.metric("AudienceImportStrayKey")
+            return ImportOutcome("stray", key)
+        app_id, name = folder
+        logger.warning("Refused a file whose audience name is not valid: %r", key)
+        self.metric("AudienceImportInvalidName")
+        reason = f"{name!r} is not an audience name: 1-{MAX_NAME_CHARS} characters, without '/' or control characters."
+        failure = Failure(code="invalid_name", reason=reason, key=key, at=self.clock())
+        self.notifier.failed(app_id, name, failure, padded_sequencer(sequencer))
+        return ImportOutcome("refused", key, app_id, name, reason=failure.code)
+
+    def _import(
+        self, target: ImportKey, record: ObjectCreated, sequencer: str, invocation: Invocation
+    ) -> ImportOutcome:
         app_id, name, key = target.app_id, target.name, target.key
-        now = self.clock()
-        current = self.repository.get(app_id, name, consistent=True)
-        if current is not None and current.status is AudienceStatus.DELETED:
-            failure = Failure(
-                code="audience_deleted",
-                reason=f"The audience {name!r} was deleted; lift its tombstone to import it again.",
-                key=key,
-                at=now,
-            )
-            self.repository.record_refusal(app_id, name, key, failure, now)
-            self.notifier.failed(app_id, name, failure, sequencer)
-            return ImportOutcome("refused", key, app_id, name, reason=failure.code)
-        claim = self._claim(target, current, sequencer, now)
-        if claim != "claimed":
-            return ImportOutcome(claim, key, app_id, name)
-        if record.size > MAX_OBJECT_BYTES:
-            return self._fail(
-                target,
-                sequencer,
-                "file_too_large",
-                f"The file has {record.size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB).",
-            )
+        refused = self._claim(target, record.size, sequencer, invocation.request_id)
+        if refused is not None:
+            return refused
+        if self.fan_out is not None and record.size > self.fan_out.threshold_bytes:
+            return self._start_fan_out(target, record, sequencer)
         try:
-            parsed = self.build_version(app_id, record.bucket, key, record.size)
+            source = self.source.open(record.bucket, key, record.etag)
+            parsed = self.build_version(app_id, source, _deadline(invocation.remaining_seconds))
+        except ImportTimedOut as exc:
+            failed = self.fail_claimed(
+                target, sequencer, "timeout", "The import ran out of the function's time; put the file again."
+            )
+            if exc.partial is not None:
+                self.remove_version(app_id, exc.partial)
+            return failed
+        except ObjectChanged:
+            # A newer object replaced this one at the key: its own, newer event imports it. Nothing failed.
+            logger.info("The object at %r changed since this event; its newer event imports it", key)
+            return ImportOutcome("skipped", key, app_id, name, reason="object_replaced")
         except ObjectUnreadable as exc:
-            return self._fail(target, sequencer, "unreadable", f"The file could not be read: {exc}")
+            return self.fail_claimed(target, sequencer, "unreadable", f"The file could not be read: {exc}")
         except Exception as exc:
             logger.exception("Import of %r failed", key)
-            return self._fail(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
+            return self.fail_claimed(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
+        return self.publish_version(target, sequencer, parsed)
+
+    def _start_fan_out(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
+        """A file too big for one function: the state machine imports it over byte ranges (see fanout.py)."""
+        assert self.fan_out is not None
+        job, byte_ranges = ranges.plan(
+            target.app_id, target.name, target.key, record.bucket, record.etag, sequencer, record.size,
+            self.fan_out.range_bytes,
+        )  # fmt: skip
+        payload = {
+            "job": job.model_dump(),
+            "ranges": [byte_range.model_dump() for byte_range in byte_ranges],
+            "range_count": len(byte_ranges),
+            "partition_numbers": list(range(job.partitions)),
+        }
+        started = self.fan_out.start(ranges.execution_name(target.key, sequencer), payload)
+        return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
+
+    def publish_version(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
+        """Flip the audience to the built version, remove the one it replaced, and announce it."""
+        app_id, name, key = target.app_id, target.name, target.key
         published = self.repository.publish(
             app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock()
         )
         if published is None:
+            current = self.repository.get(app_id, name, consistent=True)
+            if current is not None and current.version == parsed.layout.version:
+                # This very version was flipped already (a step retried after its write went through).
+                self.repository.point_to(app_id, name, parsed.layout)
+                if current.notified_sequencer != sequencer:
+                    self._announce(app_id, current, sequencer)
+                return ImportOutcome("imported", key, app_id, name, parsed.counts)
             # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
             self.remove_version(app_id, parsed.layout)
             return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
-        if current is not None and current.layout is not None:
-            self.remove_version(app_id, current.layout)
-        self.notifier.imported(app_id, published)
+        # Lookups follow the pointer, moved before the replaced version goes.
+        self.repository.point_to(app_id, name, parsed.layout)
+        if published.replaced is not None and published.replaced.version != parsed.layout.version:
+            self.remove_version(app_id, published.replaced)
+        self._announce(app_id, published.audience, sequencer)
         return ImportOutcome("imported", key, app_id, name, parsed.counts)
 
-    def _claim(self, target: ImportKey, current: Audience | None, sequencer: str, now: datetime) -> str:
-        app_id, name, key = target.app_id, target.name, target.key
+    def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
+        # The marker follows the event: a crash between the two sends it again, never not at all.
+        self.notifier.imported(app_id, audience)
+        self.repository.mark_notified(app_id, audience.name, sequencer)
+
+    def _claim(self, target: ImportKey, size: int, sequencer: str, request_id: str) -> ImportOutcome | None:
+        """Take the import of this file (None), or say why not: skipped, refused (tombstone) or failed (a limit).
+
+        Another event of the same name can write the record between our read and our conditional
+        write; then the record is read again and the claim decided again, so that the newer of two
+        files delivered together is never skipped for losing the race.
+        """
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self.clock()
+            current = self.repository.get(target.app_id, target.name, consistent=True)
+            if current is not None and current.status is AudienceStatus.DELETED:
+                return self._refuse_deleted(target, sequencer, now)
+            if current is not None and _unannounced(current, sequencer, request_id):
+                # Lambda's retry of an import that flipped the audience but could not announce it.
+                if current.layout is not None:
+                    self.repository.point_to(target.app_id, target.name, current.layout)
+                self._announce(target.app_id, current, sequencer)
+                return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
+            if _settled(current, sequencer, request_id, now):
+                return ImportOutcome("skipped", target.key, target.app_id, target.name)
+            if size > MAX_OBJECT_BYTES:
+                # Refused before any claim: a new name never takes a slot for a file it cannot import.
+                reason = f"The file has {size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB)."
+                return self._fail_unclaimed(target, current, sequencer, Failure(
+                    code="file_too_large", reason=reason, key=target.key, at=now
+                ))  # fmt: skip
+            claim = self._claim_once(target, current, sequencer, request_id, now)
+            if not isinstance(claim, str):
+                return claim
+        logger.warning("Gave up claiming %r after %d races", target.key, CLAIM_ATTEMPTS)
+        return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="contended")
+
+    def _claim_once(
+        self, target: ImportKey, current: Audience | None, sequencer: str, request_id: str, now: datetime
+    ) -> ImportOutcome | str | None:
+        """None: claimed; ``raced``: someone wrote the record meanwhile; else why not."""
+        app_id, key = target.app_id, target.key
+        attempt = Attempt(app_id, target.name, key, sequencer, request_id, now)
         if current is not None and current.counted:
-            claimed = self.repository.claim_existing(app_id, name, key, sequencer, now, now - ATTEMPT_LEASE)
-            return "claimed" if claimed else "skipped"
-        if current is not None and current.attempt_sequencer is not None and current.attempt_sequencer >= sequencer:
-            return "skipped"  # a refused new audience: the same or an older file again
+            return None if self.repository.claim_existing(attempt, now - ATTEMPT_LEASE) else "raced"
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
-        claim = self.repository.claim_new(app_id, name, key, sequencer, now, maximum, recount=current is not None)
+        claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
             failure = Failure(
                 code="audience_limit",
@@ -176,12 +302,29 @@ class AudienceImporter:
                 key=key,
                 at=now,
             )
-            if self.repository.record_refused_new(app_id, name, failure, sequencer, now):
-                self.notifier.failed(app_id, name, failure, sequencer)
-            return "failed"
-        return "claimed" if claim == "claimed" else "skipped"
+            return self._fail_unclaimed(target, current, sequencer, failure)
+        return None if claim == "claimed" else "raced"
 
-    def _fail(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
+    def _refuse_deleted(self, target: ImportKey, sequencer: str, now: datetime) -> ImportOutcome:
+        failure = Failure(
+            code="audience_deleted",
+            reason=f"The audience {target.name!r} was deleted; lift its tombstone to import it again.",
+            key=target.key,
+            at=now,
+        )
+        # Told once per file: a duplicate (or older) event of a refused file is refused quietly.
+        if self.repository.record_refusal(target.app_id, target.name, target.key, sequencer, failure, now):
+            self.notifier.failed(target.app_id, target.name, failure, sequencer)
+        return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
+
+    def _fail_unclaimed(
+        self, target: ImportKey, current: Audience | None, sequencer: str, failure: Failure
+    ) -> ImportOutcome:
+        """A file refused before it was claimed: a new name gets a failed record that does not count."""
+        record_failed(self.repository, self.notifier, target.app_id, target.name, current, sequencer, failure)
+        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
+
+    def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         if self.repository.record_failure(target.app_id, target.name, failure, sequencer, now):
@@ -198,9 +341,12 @@ class AudienceImporter:
 
     # --- The work --------------------------------------------------------------
 
-    def build_version(self, app_id: str, bucket: str, key: str, size: int) -> Parsed:
-        """Parse the object and write a new version that no reader sees until ``publish`` flips to it."""
-        partitions = buckets.partitions_for(size)
+    def build_version(self, app_id: str, source: OpenedObject, in_time: Callable[[], None]) -> Parsed:
+        """Parse the object and write a new version that no reader sees until ``publish`` flips to it.
+
+        ``in_time`` raises ImportTimedOut when the function must stop to record the failure.
+        """
+        partitions = buckets.partitions_for(source.size)
         version = secrets.token_hex(8)
         scanner = Scanner()
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
@@ -208,12 +354,13 @@ class AudienceImporter:
             spill = Spill(work, "ids", partitions)
             valid = 0
             try:
-                for ids in scan(self.source.chunks(bucket, key), scanner):
+                for ids in scan(source.chunks, scanner):
+                    in_time()
                     valid += len(ids)
                     spill.add(ids)
             finally:
                 spill.close()
-            distinct, members = self._keep_registered(app_id, spill, work)
+            distinct, members = self._keep_registered(app_id, spill, work, in_time)
             per_partition = buckets.buckets_per_partition(members, partitions)
             layout = Layout(
                 version=version,
@@ -225,10 +372,13 @@ class AudienceImporter:
             try:
                 with member_list.open("wb") as out:
                     for partition in range(partitions):
+                        in_time()
                         self.repository.write_buckets(
                             app_id, version, _packed(work / f"members-{partition}", partition, per_partition, out)
                         )
                 self.member_lists.upload(layout.members_key, str(member_list))
+            except ImportTimedOut as exc:
+                raise ImportTimedOut(layout) from exc
             except Exception:
                 self.remove_version(app_id, layout)
                 raise
@@ -242,7 +392,7 @@ class AudienceImporter:
         )
         return Parsed(counts, scanner.samples, layout)
 
-    def _keep_registered(self, app_id: str, spill: "Spill", work: Path) -> tuple[int, int]:
+    def _keep_registered(self, app_id: str, spill: "Spill", work: Path, in_time: Callable[[], None]) -> tuple[int, int]:
         """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members).
 
         Which users are registered is read the cheaper way. A lookup costs half a unit per distinct
@@ -253,7 +403,7 @@ class AudienceImporter:
         distinct_total = 0
         for partition in range(spill.partitions):
             path = spill.path(partition)
-            distinct = sorted(set(path.read_bytes().split(b"\n")) - {b""})
+            distinct = distinct_ids(path.read_bytes())
             path.write_bytes(b"".join(user_id + b"\n" for user_id in distinct))
             distinct_total += len(distinct)
         users = Spill(work, "users", spill.partitions)
@@ -263,19 +413,23 @@ class AudienceImporter:
             users.close()
         members_total = 0
         for partition in range(spill.partitions):
+            in_time()
             path = spill.path(partition)
             distinct = [user_id for user_id in path.read_bytes().split(b"\n") if user_id]
             path.unlink()
-            if read_all:
-                registered_bytes = set(users.path(partition).read_bytes().split(b"\n"))
-                members = [user_id for user_id in distinct if user_id in registered_bytes]
-            else:
-                registered = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
-                members = [user_id for user_id in distinct if user_id.decode("utf-8") in registered]
+            registered = set(users.path(partition).read_bytes().split(b"\n")) if read_all else None
+            members = self.members_among(app_id, distinct, registered)
             users.path(partition).unlink()
             (work / f"members-{partition}").write_bytes(b"".join(user_id + b"\n" for user_id in members))
             members_total += len(members)
         return distinct_total, members_total
+
+    def members_among(self, app_id: str, distinct: list[bytes], registered: set[bytes] | None) -> list[bytes]:
+        """The registered users among ``distinct`` ids: from the app's users read once, else looked up."""
+        if registered is not None:
+            return [user_id for user_id in distinct if user_id in registered]
+        found = self._registered(app_id, [user_id.decode("utf-8") for user_id in distinct])
+        return [user_id for user_id in distinct if user_id.decode("utf-8") in found]
 
     def _registered(self, app_id: str, user_ids: list[str]) -> set[str]:
         batches = [user_ids[start : start + LOOKUP_BATCH] for start in range(0, len(user_ids), LOOKUP_BATCH)]
@@ -288,17 +442,62 @@ class AudienceImporter:
         return found
 
 
+def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
+    def in_time() -> None:
+        if remaining_seconds() < TIME_MARGIN_SECONDS:
+            raise ImportTimedOut()
+
+    return in_time
+
+
+def _unannounced(current: Audience, sequencer: str, request_id: str) -> bool:
+    """Whether this is Lambda's retry of the import that flipped the audience to ``sequencer`` but never said so."""
+    flipped = current.sequencer == sequencer and current.notified_sequencer != sequencer
+    return flipped and current.attempt_sequencer == sequencer and current.attempt_request == request_id
+
+
+def _settled(current: Audience | None, sequencer: str, request_id: str, now: datetime) -> bool:
+    """Whether this file (or a newer one) is already imported, being imported, or refused."""
+    if current is None:
+        return False
+    if current.sequencer is not None and current.sequencer >= sequencer:
+        return True
+    attempt = current.attempt_sequencer
+    if attempt is None or attempt < sequencer:
+        return False
+    if attempt > sequencer or not current.counted:
+        return True
+    # The same file: Lambda's retry of the attempt (a crash, or out of time or memory) takes it again,
+    # and so does anyone once the attempt's lease ran out; a duplicate event meanwhile does not.
+    if current.attempt_request == request_id:
+        return False
+    started = current.import_started_at
+    return started is None or started >= now - ATTEMPT_LEASE
+
+
+def distinct_ids(data: bytes) -> list[bytes]:
+    """The distinct ids of newline-separated ``data``, sorted."""
+    return sorted(set(data.split(b"\n")) - {b""})
+
+
 def _packed(path: Path, partition: int, per_partition: int, member_list: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    members = path.read_bytes()
+    path.unlink()
+    return packed_buckets(members, partition, per_partition, member_list)
+
+
+def packed_buckets(
+    members: bytes, partition: int, per_partition: int, member_list: BinaryIO
+) -> Iterator[tuple[int, bytes]]:
     """The partition's buckets, every one even when empty, writing its ids to the member list as it goes."""
     grouped: list[list[bytes]] = [[] for _ in range(per_partition)]
     ids: list[list[bytes]] = [[] for _ in range(per_partition)]
-    for user_id in path.read_bytes().split(b"\n"):
+    for user_id in members.split(b"\n"):
         if user_id:
             hashed = buckets.member_hash(user_id)
             index = buckets.bucket_in_partition(hashed, per_partition)
             grouped[index].append(hashed)
             ids[index].append(user_id)
-    path.unlink()
     for index in range(per_partition):
         member_list.write(b"".join(user_id + b"\n" for user_id in ids[index]))
         yield partition * per_partition + index, buckets.pack(grouped[index])

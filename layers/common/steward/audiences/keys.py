@@ -33,6 +33,14 @@ def parse_key(key: str) -> ImportKey | None:
     return ImportKey(app_id, name, key)
 
 
+def app_of_csv(key: str) -> tuple[str, str] | None:
+    """The app folder and the rest of a ``.csv`` key under ``imports/<app_id>/``, whatever the name is."""
+    if not key.startswith(IMPORTS_PREFIX) or not key.endswith(CSV_SUFFIX):
+        return None
+    app_id, slash, rest = key[len(IMPORTS_PREFIX) :].partition("/")
+    return (app_id, rest[: -len(CSV_SUFFIX)]) if slash and app_id else None
+
+
 def valid_name(name: str) -> bool:
     if not 1 <= len(name) <= MAX_NAME_CHARS or "/" in name:
         return False

@@ -46,7 +46,10 @@ class InvalidLine(BaseModel):
 class Failure(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    code: str = Field(description="file_too_large, audience_limit, audience_deleted, unreadable or import_error.")
+    code: str = Field(
+        description="file_too_large, audience_limit, audience_deleted, invalid_name, unreadable, import_error, "
+        "timeout or import_failed (the function crashed, ran out of time or memory, and its retries did too)."
+    )
     reason: str
     key: str = Field(description="The S3 key of the refused file.")
     at: datetime
@@ -88,6 +91,8 @@ class Audience(BaseModel):
     layout: Layout | None = Field(default=None, exclude=True)
     counted: bool = Field(default=False, exclude=True)
     attempt_sequencer: str | None = Field(default=None, exclude=True)
+    attempt_request: str | None = Field(default=None, exclude=True)
+    notified_sequencer: str | None = Field(default=None, exclude=True)
 
 
 class MembersCheck(BaseModel):

@@ -1,9 +1,10 @@
 """Streaming parse and validation of an audience file, a chunk at a time.
 
 Rules (the contract): UTF-8, one id per line; a BOM, CRLF or LF, blank
-lines and surrounding whitespace are tolerated; a first row ``user_id`` is a
-header and skipped. A line is invalid when, stripped, it is longer than 256
-bytes, is not UTF-8, or holds a comma or a quote. The common case, a chunk of
+lines and surrounding whitespace (Unicode's: a no-break space too) are
+tolerated; a first row ``user_id`` is a header and skipped. A line is
+invalid when, stripped, it is longer than 256 bytes, is not UTF-8, or holds
+a comma or a quote. The common case, a chunk of
 plain ASCII lines, is checked with a few whole-chunk operations in C, which
 is what keeps the parser faster than ``csv.reader``.
 """
@@ -25,14 +26,21 @@ _SLOW_PATH_BYTES = (b",", b'"', b"\r", b" ", b"\t", b"\x0b", b"\x0c")
 class Scanner:
     """Feed it the file's bytes in chunks; it returns each chunk's valid ids and counts the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, at_file_start: bool = True) -> None:
+        """``at_file_start`` False: a byte range after the file's start, where neither a BOM nor a header is."""
         self.rows = 0
         self.invalid = 0
         self.samples: list[InvalidLine] = []
         self._carry = b""
         self._line_no = 0
-        self._seen_row = False
+        self._at_file_start = at_file_start
+        self._seen_row = not at_file_start
         self._skipping = False
+
+    @property
+    def lines(self) -> int:
+        """Lines read so far, blank ones included (sample line numbers count from 1 in what was fed)."""
+        return self._line_no
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._skipping:
@@ -65,7 +73,7 @@ class Scanner:
     def _lines(self, lines: list[bytes], data: bytes) -> list[bytes]:
         first = self._line_no + 1
         self._line_no += len(lines)
-        if first == 1 and lines and lines[0].startswith(BOM):
+        if first == 1 and self._at_file_start and lines and lines[0].startswith(BOM):
             lines[0] = lines[0][len(BOM) :]
         if not self._seen_row:
             self._skip_header(lines)
@@ -80,6 +88,8 @@ class Scanner:
         ids: list[bytes] = []
         for offset, raw in enumerate(lines):
             line = raw.strip()
+            if not line.isascii():
+                line = _unicode_stripped(line)
             if not line:
                 continue
             self.rows += 1
@@ -98,6 +108,8 @@ class Scanner:
     def _skip_header(self, lines: list[bytes]) -> None:
         for index, raw in enumerate(lines):
             line = raw.strip()
+            if not line.isascii():
+                line = _unicode_stripped(line)
             if line:
                 self._seen_row = True
                 if line == HEADER:
@@ -109,6 +121,14 @@ class Scanner:
         if len(self.samples) < SAMPLE_LIMIT:
             text = line[: SAMPLE_CHARS * 4].decode("utf-8", errors="replace")[:SAMPLE_CHARS]
             self.samples.append(InvalidLine(line=line_no, reason=reason, text=text))
+
+
+def _unicode_stripped(line: bytes) -> bytes:
+    """Surrounding whitespace is Unicode's (a no-break space from a spreadsheet, an ideographic space)."""
+    try:
+        return line.decode("utf-8").strip().encode("utf-8")
+    except UnicodeDecodeError:
+        return line  # refused as not_utf8 below
 
 
 def _is_utf8(line: bytes) -> bool:

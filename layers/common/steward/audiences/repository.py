@@ -3,8 +3,10 @@
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from pynamodb.constants import ALL_OLD, ATTRIBUTES
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
@@ -21,10 +23,12 @@ from steward.tables import (
     AppRecord,
     AudienceBucketRecord,
     AudienceCountRecord,
+    AudiencePointerRecord,
     AudienceRecord,
     app_pk,
     audience_bucket_pk,
     audience_count_pk,
+    audience_pointer_pk,
     audiences_pk,
 )
 from steward.transactions import Transaction
@@ -34,6 +38,26 @@ BATCH_BACKOFF_SECONDS = 0.05
 BATCH_WRITE_SIZE = 25
 BATCH_GET_SIZE = 100
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The audience as the flip left it, and the version the flip replaced (to remove)."""
+
+    audience: Audience
+    replaced: Layout | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One import's claim of a file: which audience and file, which Lambda request, and when."""
+
+    app_id: str
+    name: str
+    key: str
+    sequencer: str
+    request_id: str
+    now: datetime
 
 
 class AudienceRepository:
@@ -68,13 +92,12 @@ class AudienceRepository:
             raise
         return True
 
-    def claim_new(
-        self, app_id: str, name: str, key: str, sequencer: str, now: datetime, maximum: int, *, recount: bool
-    ) -> str:
+    def claim_new(self, attempt: Attempt, maximum: int, *, recount: bool) -> str:
         """Start importing into a new audience (or a refused one, ``recount``), counted against ``maximum``.
 
         Returns ``claimed``, ``limit`` (the count is at the maximum) or ``raced`` (someone else wrote the record).
         """
+        app_id, name, key, sequencer, now = attempt.app_id, attempt.name, attempt.key, attempt.sequencer, attempt.now
         transaction = Transaction()
         counter = AudienceCountRecord(
             pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK, created_at=now, updated_at=now
@@ -96,6 +119,7 @@ class AudienceRepository:
             AudienceRecord.source_key.set(key),
             AudienceRecord.attempt_sequencer.set(sequencer),
             AudienceRecord.attempt_started_at.set(now),
+            AudienceRecord.attempt_request.set(attempt.request_id),
             AudienceRecord.created_at.set(AudienceRecord.created_at | now),
             AudienceRecord.updated_at.set(now),
         ]
@@ -111,34 +135,38 @@ class AudienceRepository:
         return "limit" if refused else "claimed"
 
     def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
-        """A new audience beyond the maximum: a failed record that does not count (unless one exists)."""
+        """A new name refused: a failed record that does not count (unless one exists, or a newer file's does)."""
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
-            AudienceRecord.status.set(AudienceStatus.FAILED.value),
-            AudienceRecord.counted.set(False),
-            AudienceRecord.last_failure.set(_failure_text(failure)),
+            *_failed_uncounted(failure, now),
             AudienceRecord.attempt_sequencer.set(sequencer),
             AudienceRecord.created_at.set(AudienceRecord.created_at | now),
-            AudienceRecord.updated_at.set(now),
         ]
+        older_attempt = AudienceRecord.attempt_sequencer.does_not_exist() | (
+            AudienceRecord.attempt_sequencer < sequencer
+        )
         condition = AudienceRecord.pk.does_not_exist() | (
-            (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
+            (AudienceRecord.status == AudienceStatus.FAILED.value)
+            & (AudienceRecord.counted == False)  # noqa: E712
+            & older_attempt
         )
         return update_if(record, actions, condition)
 
-    def claim_existing(
-        self, app_id: str, name: str, key: str, sequencer: str, now: datetime, stale_before: datetime
-    ) -> bool:
+    def claim_existing(self, attempt: Attempt, stale_before: datetime) -> bool:
         """Start importing a newer file into an existing audience; False when a newer (or the same) one is in hand.
 
-        The same sequencer is claimed again only when its attempt started before ``stale_before``
-        (the function timed out, and Lambda re-delivers the event).
+        The same sequencer is claimed again by Lambda's retry of the attempt (the same request id: the
+        function crashed or ran out of time or memory), or when its attempt started before ``stale_before``.
         """
+        app_id, name, sequencer, request_id = attempt.app_id, attempt.name, attempt.sequencer, attempt.request_id
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         newer = (
             AudienceRecord.attempt_sequencer.does_not_exist()
             | (AudienceRecord.attempt_sequencer < sequencer)
-            | ((AudienceRecord.attempt_sequencer == sequencer) & (AudienceRecord.attempt_started_at < stale_before))
+            | (
+                (AudienceRecord.attempt_sequencer == sequencer)
+                & ((AudienceRecord.attempt_started_at < stale_before) | (AudienceRecord.attempt_request == request_id))
+            )
         )
         applied_older = AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
         condition = (
@@ -150,10 +178,19 @@ class AudienceRepository:
         )
         actions: list[Action] = [
             AudienceRecord.attempt_sequencer.set(sequencer),
-            AudienceRecord.attempt_started_at.set(now),
-            AudienceRecord.updated_at.set(now),
+            AudienceRecord.attempt_started_at.set(attempt.now),
+            AudienceRecord.attempt_request.set(request_id),
+            AudienceRecord.updated_at.set(attempt.now),
         ]
         return update_if(record, actions, condition)
+
+    def mark_notified(self, app_id: str, name: str, sequencer: str) -> bool:
+        """Note that the import of ``sequencer`` was announced (False: a newer one already was)."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        condition = AudienceRecord.pk.exists() & (
+            AudienceRecord.notified_sequencer.does_not_exist() | (AudienceRecord.notified_sequencer < sequencer)
+        )
+        return update_if(record, [AudienceRecord.notified_sequencer.set(sequencer)], condition)
 
     def publish(
         self,
@@ -165,33 +202,83 @@ class AudienceRepository:
         key: str,
         sequencer: str,
         now: datetime,
-    ) -> Audience | None:
-        """Flip the audience to ``layout`` in one conditional write; None when a newer file got there first."""
-        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        actions: list[Action] = [
-            AudienceRecord.status.set(AudienceStatus.READY.value),
-            AudienceRecord.version.set(layout.version),
-            AudienceRecord.partitions.set(layout.partitions),
-            AudienceRecord.buckets_per_partition.set(layout.buckets_per_partition),
-            AudienceRecord.members_key.set(layout.members_key),
-            AudienceRecord.counts.set(counts.model_dump_json()),
-            AudienceRecord.invalid_samples.set(json.dumps([sample.model_dump(mode="json") for sample in samples])),
-            AudienceRecord.source_key.set(key),
-            AudienceRecord.sequencer.set(sequencer),
-            AudienceRecord.imported_at.set(now),
-            AudienceRecord.updated_at.set(now),
-        ]
+    ) -> Published | None:
+        """Flip the audience to ``layout`` in one conditional write; None when a newer file got there first.
+
+        The write returns the item as it was (ReturnValues ALL_OLD): the version it replaced is the one
+        to remove, even when another import flipped the audience after this one began.
+        """
+        changes: dict[str, object] = {
+            "status": AudienceStatus.READY.value,
+            "version": layout.version,
+            "partitions": layout.partitions,
+            "buckets_per_partition": layout.buckets_per_partition,
+            "members_key": layout.members_key,
+            "counts": counts.model_dump_json(),
+            "invalid_samples": json.dumps([sample.model_dump(mode="json") for sample in samples]),
+            "source_key": key,
+            "sequencer": sequencer,
+            "imported_at": now,
+            "updated_at": now,
+        }
+        actions: list[Action] = [getattr(AudienceRecord, attribute).set(value) for attribute, value in changes.items()]
         condition = (
             AudienceRecord.pk.exists()
             & (AudienceRecord.status != AudienceStatus.DELETED.value)
             & (AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer))
         )
-        if not update_if(record, actions, condition):
+        try:
+            answer = AudienceRecord._get_connection().update_item(
+                audiences_pk(app_id), name, actions=actions, condition=condition, return_values=ALL_OLD
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return None
+            raise
+        before = AudienceRecord.from_raw_data(answer[ATTRIBUTES])
+        after = AudienceRecord.from_raw_data(answer[ATTRIBUTES])
+        for attribute, value in changes.items():
+            setattr(after, attribute, value)
+        replaced = to_audience(before).layout
+        return Published(to_audience(after), replaced)
+
+    def point_to(self, app_id: str, name: str, layout: Layout) -> bool:
+        """Point lookups at ``layout``, if the audience is still at that version (False: it moved on)."""
+        transaction = Transaction()
+        at_version = AudienceRecord.version == layout.version
+        transaction.condition_check("audience", AudienceRecord, audiences_pk(app_id), name, at_version)
+        pointer = AudiencePointerRecord(
+            pk=audience_pointer_pk(app_id),
+            sk=name,
+            version=layout.version,
+            partitions=layout.partitions,
+            buckets_per_partition=layout.buckets_per_partition,
+            members_key=layout.members_key,
+        )
+        transaction.put("pointer", pointer)
+        return not transaction.commit()
+
+    def pointer(self, app_id: str, name: str, *, consistent: bool = False) -> Layout | None:
+        """The layout lookups read (half a unit: the item stays under 4 KB); None when there is no pointer."""
+        try:
+            record = AudiencePointerRecord.get(audience_pointer_pk(app_id), name, consistent_read=consistent)
+        except AudiencePointerRecord.DoesNotExist:
             return None
-        return to_audience(record)
+        return Layout(
+            version=record.version,
+            partitions=int(record.partitions),
+            buckets_per_partition=int(record.buckets_per_partition),
+            members_key=record.members_key,
+        )
 
     def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
-        """Record a failed import on the audience, unless a newer file was imported already; members stay."""
+        """Record a failed import on the audience, unless a newer file was imported already; members stay.
+
+        A new audience whose first file failed in its own attempt becomes ``failed`` and stops counting
+        against the maximum, in the same transaction that gives its slot back.
+        """
+        if self._release_first(app_id, name, failure, sequencer, now):
+            return True
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             AudienceRecord.last_failure.set(_failure_text(failure)),
@@ -200,27 +287,36 @@ class AudienceRepository:
         condition = AudienceRecord.pk.exists() & (
             AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
         )
-        if not update_if(record, actions, condition):
-            return False
-        # An audience whose first file failed has no members: it is failed rather than importing.
-        first = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        update_if(
-            first,
-            [AudienceRecord.status.set(AudienceStatus.FAILED.value)],
-            AudienceRecord.status == AudienceStatus.IMPORTING.value,
-        )
-        return True
+        return update_if(record, actions, condition)
 
-    def record_refusal(self, app_id: str, name: str, key: str, failure: Failure, now: datetime) -> bool:
-        """A file for a tombstoned name: the tombstone notes it."""
+    def _release_first(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        transaction = Transaction()
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions = _failed_uncounted(failure, now)
+        own_first_attempt = (
+            (AudienceRecord.status == AudienceStatus.IMPORTING.value)
+            & (AudienceRecord.counted == True)  # noqa: E712
+            & (AudienceRecord.attempt_sequencer == sequencer)
+        )
+        transaction.update("audience", record, actions, condition=own_first_attempt)
+        counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
+        transaction.update(
+            "count", counter, [AudienceCountRecord.audiences.add(-1), AudienceCountRecord.updated_at.set(now)]
+        )
+        return not transaction.commit()
+
+    def record_refusal(self, app_id: str, name: str, key: str, sequencer: str, failure: Failure, now: datetime) -> bool:
+        """A file for a tombstoned name: the tombstone notes it (False: this file or a newer one was noted)."""
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             AudienceRecord.refused_key.set(key),
             AudienceRecord.refused_at.set(now),
+            AudienceRecord.refused_sequencer.set(sequencer),
             AudienceRecord.last_failure.set(_failure_text(failure)),
             AudienceRecord.updated_at.set(now),
         ]
-        return update_if(record, actions, AudienceRecord.status == AudienceStatus.DELETED.value)
+        newer = AudienceRecord.refused_sequencer.does_not_exist() | (AudienceRecord.refused_sequencer < sequencer)
+        return update_if(record, actions, (AudienceRecord.status == AudienceStatus.DELETED.value) & newer)
 
     def tombstone(self, app_id: str, audience: Audience, now: datetime) -> bool:
         """Delete the audience, leaving a tombstone; it stops counting. False when it changed meanwhile."""
@@ -240,6 +336,7 @@ class AudienceRepository:
         unchanged = AudienceRecord.updated_at == audience.updated_at
         same_version = AudienceRecord.version.does_not_exist() if version is None else AudienceRecord.version == version
         transaction.update("audience", record, actions, condition=unchanged & same_version)
+        transaction.delete("pointer", AudiencePointerRecord(pk=audience_pointer_pk(app_id), sk=audience.name))
         if audience.counted:
             counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
             transaction.update(
@@ -322,6 +419,16 @@ def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> 
         raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
 
 
+def _failed_uncounted(failure: Failure, now: datetime) -> list[Action]:
+    """A name with no members that does not count against the app's maximum."""
+    return [
+        AudienceRecord.status.set(AudienceStatus.FAILED.value),
+        AudienceRecord.counted.set(False),
+        AudienceRecord.last_failure.set(_failure_text(failure)),
+        AudienceRecord.updated_at.set(now),
+    ]
+
+
 def _failure_text(failure: Failure) -> str:
     return failure.model_dump_json()
 
@@ -354,6 +461,8 @@ def to_audience(record: AudienceRecord) -> Audience:
         layout=layout,
         counted=bool(record.counted),
         attempt_sequencer=record.attempt_sequencer,
+        attempt_request=record.attempt_request,
+        notified_sequencer=record.notified_sequencer,
     )
 
 

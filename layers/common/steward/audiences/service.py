@@ -1,10 +1,11 @@
 """The API's audience use cases: reads, membership lookups, deletion with a tombstone, and upload links.
 
-Lookups read the audience record and one bucket per distinct bucket asked,
-both eventually consistent: half a read unit each (both stay under 4 KB).
-A bucket that is not there means the lookup raced an import that flipped
-the version and removed the old buckets; it reads the record again,
-consistently, and retries once.
+Lookups read the audience's pointer (its layout only, well under 4 KB, where
+the record can pass 4 KB with long names and failure samples) and one bucket
+per distinct bucket asked, both eventually consistent: half a read unit each.
+A bucket or member list that is not there means the read raced an import
+that flipped the version and removed the old one; it reads the pointer
+again, consistently, and retries once.
 """
 
 import logging
@@ -31,6 +32,17 @@ from steward.pagination import Page, decode_cursor, encode_cursor, invalid_curso
 logger = logging.getLogger(__name__)
 MAX_ID_LINE_BYTES = 257  # a 256-byte id and its newline
 Cleanup = Callable[[str, Layout], None]
+
+
+def _member_cursor(cursor: str | None) -> tuple[str | None, int]:
+    """The version and byte offset a member cursor names (none: the first page)."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None, 0
+    version, start = position.get("v"), position.get("o")
+    if not isinstance(version, str) or not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise invalid_cursor()
+    return version, start
 
 
 def audience_not_found(name: str) -> NotFound:
@@ -85,29 +97,45 @@ class AudienceService:
         )
 
     def members_page(self, app_id: str, name: str, cursor: str | None, limit: int) -> MemberPage:
-        audience = self._readable(app_id, name)
-        if audience.layout is None:
-            return MemberPage(items=[])
-        layout = audience.layout
-        position = decode_cursor(cursor)
-        offset = 0
-        if position is not None:
-            version, start = position.get("v"), position.get("o")
-            if not isinstance(version, str) or not isinstance(start, int) or isinstance(start, bool) or start < 0:
-                raise invalid_cursor()
-            offset = start
-            if version != layout.version:
+        version, offset = _member_cursor(cursor)
+        layout = self._layout(app_id, name)
+        for consistent in (False, True):
+            if layout is None:
+                return MemberPage(items=[])
+            if version is not None and version != layout.version:
                 raise Conflict(
                     "The audience was replaced by a newer import since this cursor was issued; start again.",
                     code="audience_replaced",
                     field="cursor",
                 )
-        wanted = limit * MAX_ID_LINE_BYTES
-        data = self.member_lists.read(layout.members_key, offset, wanted)
+            page = self._page(layout, offset, limit)
+            if page is not None:
+                return page
+            if not consistent:
+                # The list is gone: a replace removed this version just now. Read the pointer again.
+                layout = self._layout(app_id, name, consistent=True)
+        raise Conflict("The audience is being replaced; try again.", code="audience_replaced", field="cursor")
+
+    def _page(self, layout: Layout, offset: int, limit: int) -> MemberPage | None:
+        """A page from the member list at ``offset``; None when the list is gone (its version was replaced)."""
+        # One byte before the offset too: a cursor must point at the start of a line.
+        start = max(offset - 1, 0)
+        wanted = limit * MAX_ID_LINE_BYTES + (offset - start)
+        data = self.member_lists.read(layout.members_key, start, wanted)
+        if data is None:
+            return None
+        if offset > 0:
+            if data and data[:1] != b"\n":
+                raise invalid_cursor()
+            data = data[1:]
+            wanted -= 1
         complete = len(data) < wanted
         end = len(data) if complete else data.rfind(b"\n") + 1
         lines = data[:end].split(b"\n")[:-1] if end else []
-        items = [line.decode("utf-8") for line in lines[:limit]]
+        try:
+            items = [line.decode("utf-8") for line in lines[:limit]]
+        except UnicodeDecodeError as exc:
+            raise invalid_cursor() from exc
         consumed = sum(len(line) + 1 for line in lines[:limit])
         more = len(lines) > limit or not complete
         next_cursor = encode_cursor({"v": layout.version, "o": offset + consumed}) if more and items else None
@@ -146,17 +174,24 @@ class AudienceService:
             raise audience_not_found(name)
         return audience
 
+    def _layout(self, app_id: str, name: str, *, consistent: bool = False) -> Layout | None:
+        """The version lookups read: the small pointer, else the record (no members yet, deleted, or absent)."""
+        layout = self.repository.pointer(app_id, check_name(name), consistent=consistent)
+        if layout is not None:
+            return layout
+        return self._readable(app_id, name, consistent=consistent).layout
+
     def _members_of(self, app_id: str, name: str, user_ids: list[str]) -> set[str]:
-        audience = self._readable(app_id, name)
+        layout = self._layout(app_id, name)
         for attempt in range(2):
-            if audience.layout is None:
+            if layout is None:
                 return set()
-            found = self._lookup(app_id, audience.layout, user_ids, consistent=attempt > 0)
+            found = self._lookup(app_id, layout, user_ids, consistent=attempt > 0)
             if found is not None:
                 return found
             if attempt == 0:
-                audience = self._readable(app_id, name, consistent=True)
-        logger.warning("Audience %r of app %s has missing buckets at version %s", name, app_id, audience.version)
+                layout = self._layout(app_id, name, consistent=True)
+        logger.warning("Audience %r of app %s has missing buckets at version %s", name, app_id, layout)
         return set()
 
     def _lookup(self, app_id: str, layout: Layout, user_ids: list[str], *, consistent: bool) -> set[str] | None:

@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from steward.audiences.models import Audience, Failure
-from steward.audiences.ports import ObjectUnreadable
+from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
 
 CHUNK_BYTES = 1024 * 1024
+# How S3 (and botocore) name a failed If-Match.
+PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
 UPLOAD_URL_TTL = timedelta(minutes=15)
 EVENT_SOURCE = "steward"
 IMPORTED = "Audience Imported"
@@ -22,15 +24,40 @@ class S3Objects:
         self.s3 = s3
         self.data_bucket = data_bucket
 
-    def chunks(self, bucket: str, key: str) -> Iterator[bytes]:
+    def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+        answer = self._get_pinned(bucket, key, etag, {})
+        return OpenedObject(int(answer["ContentLength"]), _streamed(answer["Body"]))
+
+    def open_from(self, bucket: str, key: str, etag: str, start: int) -> Iterator[bytes]:
+        return _streamed(self._get_pinned(bucket, key, etag, {"Range": f"bytes={start}-"})["Body"])
+
+    def _get_pinned(self, bucket: str, key: str, etag: str, extra: dict[str, str]) -> dict[str, Any]:
+        # If-Match pins the read to the event's object: a newer one at the key has its own event.
         try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            answer: dict[str, Any] = self.s3.get_object(Bucket=bucket, Key=key, IfMatch=_quoted(etag), **extra)
         except self.s3.exceptions.NoSuchKey as exc:
             raise ObjectUnreadable("the object no longer exists") from exc
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in PRECONDITION_FAILED:
+                raise ObjectChanged(key) from exc
+            raise
+        return answer
+
+    def put(self, key: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.data_bucket, Key=key, Body=data)
+
+    def get(self, key: str) -> bytes:
         try:
-            yield from body.iter_chunks(CHUNK_BYTES)
-        finally:
-            body.close()
+            return bytes(self.s3.get_object(Bucket=self.data_bucket, Key=key)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            return b""
+
+    def delete_prefix(self, prefix: str) -> None:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.data_bucket, Prefix=prefix):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:  # a page holds at most 1,000 keys, DeleteObjects' limit
+                self.s3.delete_objects(Bucket=self.data_bucket, Delete={"Objects": keys, "Quiet": True})
 
     def upload(self, key: str, path: str) -> None:
         # upload_file sends large files in parts: memory stays at a few parts.
@@ -39,14 +66,28 @@ class S3Objects:
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.data_bucket, Key=key)
 
-    def read(self, key: str, start: int, length: int) -> bytes:
+    def read(self, key: str, start: int, length: int) -> bytes | None:
         try:
             answer = self.s3.get_object(Bucket=self.data_bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+        except self.s3.exceptions.NoSuchKey:
+            return None
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
             raise
         return bytes(answer["Body"].read())
+
+
+def _streamed(body: Any) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    finally:
+        body.close()
+
+
+def _quoted(etag: str) -> str:
+    """S3 event records carry the ETag without its quotes; If-Match takes it quoted."""
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 class UploadLinks:

@@ -1,6 +1,7 @@
 """Data access for users: one ProfilesTable item per user, sharded like devices."""
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,11 +17,14 @@ from steward.sharding import partition_for, shard_key
 from steward.tables import SUBSCRIPTION_KEY_SEPARATOR, ProfileRecord, subscription_key
 from steward.types import Channel
 from steward.users.models import Contact, PromoCode, Subscription, SubscriptionStatus, User
+from steward.users.reading import read_if_few
 
 # Activity from identify is recorded hourly: apps identify on every launch.
 ACTIVITY_GRANULARITY = timedelta(hours=1)
 
 UserChange = Callable[[User | None], User]
+
+logger = logging.getLogger(__name__)
 
 
 def user_not_found(user_id: str) -> NotFound:
@@ -57,25 +61,19 @@ class UserRepository:
         return {record.sk for record in ProfileRecord.batch_get(keys, attributes_to_get=["pk", "sk"])}
 
     def read_ids(self, app_id: str, limit: int, sink: Callable[[list[bytes]], None]) -> bool:
-        """Hand ``sink`` the ids of all the app's users, a page at a time, unless there are more than ``limit``.
+        """Hand ``sink`` the ids of all the app's users, a page at a time, if it has at most ``limit`` (estimated
+        from its first shard: see ``reading.read_if_few``). Eventually consistent Queries of the keys."""
 
-        Queries every shard once (eventually consistent; billed on the items' bytes). Returns False,
-        having read at most ``limit + 1`` users, when the app has more.
-        """
-        seen = 0
-        for shard in range(self.shard_count):
-            page: list[bytes] = []
+        def read_shard(shard: int) -> Iterator[bytes]:
             for record in ProfileRecord.query(shard_key(app_id, shard), attributes_to_get=["sk"], page_size=1000):
-                seen += 1
-                if seen > limit:
-                    return False
-                page.append(record.sk.encode("utf-8"))
-                if len(page) == 1000:
-                    sink(page)
-                    page = []
-            if page:
-                sink(page)
-        return True
+                yield record.sk.encode("utf-8")
+
+        decision = read_if_few(self.shard_count, limit, read_shard, sink)
+        logger.info(
+            "Users of %s: read all %s (estimate %d, sampled %d, read %d, limit %d)",
+            app_id, decision.read_all, decision.estimate, decision.sampled, decision.read, limit,
+        )  # fmt: skip
+        return decision.read_all
 
     def upsert(self, app_id: str, user_id: str, change: UserChange) -> User:
         """Read, apply ``change`` and write back only if nobody wrote in between (as for devices)."""

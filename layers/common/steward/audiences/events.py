@@ -1,0 +1,69 @@
+"""The events the audience functions receive: S3 ObjectCreated notifications, and Lambda's OnFailure records."""
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from steward.audiences.importer import ObjectCreated
+
+MAX_ERROR_CHARS = 300
+
+
+class S3Bucket(BaseModel):
+    name: str
+
+
+class S3Object(BaseModel):
+    key: str
+    size: int = Field(ge=0)
+    # Real S3 always sends one on ObjectCreated; the local stack adds it as S3 would.
+    sequencer: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
+    # Pins the read to this object: a newer one at the same key is its own event's to import.
+    eTag: str = Field(min_length=1)  # noqa: N815 (S3's field name)
+
+
+class S3Entity(BaseModel):
+    bucket: S3Bucket
+    object: S3Object
+
+
+class S3Record(BaseModel):
+    eventName: str  # noqa: N815 (S3's field name)
+    s3: S3Entity
+
+
+class S3Notification(BaseModel):
+    Records: list[S3Record]
+
+    def created(self) -> list[ObjectCreated]:
+        return [
+            ObjectCreated(
+                record.s3.bucket.name,
+                record.s3.object.key,
+                record.s3.object.size,
+                record.s3.object.sequencer,
+                record.s3.object.eTag,
+            )
+            for record in self.Records
+            if record.eventName.startswith("ObjectCreated")
+        ]
+
+
+class FailedRequest(BaseModel):
+    condition: str = Field(description="RetriesExhausted or EventAgeExceeded.")
+    approximateInvokeCount: int = 0  # noqa: N815 (Lambda's field name)
+
+
+class FailedInvocation(BaseModel):
+    """What Lambda sends an OnFailure destination: the original event and the last attempt's error."""
+
+    requestContext: FailedRequest  # noqa: N815 (Lambda's field name)
+    requestPayload: S3Notification  # noqa: N815
+    responsePayload: Any = None  # noqa: N815 (the error; absent when the event expired unprocessed)
+
+    def reason(self) -> str:
+        context = self.requestContext
+        error = self.responsePayload if isinstance(self.responsePayload, dict) else {}
+        kind = str(error.get("errorType") or "no error type")
+        message = str(error.get("errorMessage") or "no error message")[:MAX_ERROR_CHARS]
+        return f"{context.condition} after {context.approximateInvokeCount} attempts ({kind}: {message})."

@@ -1,0 +1,203 @@
+"""The fan-out import of a file too big for one function: the steps of ``statemachines/audience_import.asl.json``.
+
+1. ``range`` (a Map over byte ranges): parse the lines the range owns (see
+   ``ranges.owned_lines``) and spill its valid ids to S3, one object per
+   hash partition; answer its counts and first invalid lines.
+2. ``prepare``: read the app's users once into the same partitions when that
+   is cheaper than looking the ids up (the importer's rule).
+3. ``check`` (a Map over partitions): deduplicate the partition's ids and
+   keep the registered users.
+4. ``pack`` (a Map over partitions): write the partition's packed buckets.
+5. ``flip``: join the member list, flip the audience to the version with the
+   same conditional write as an inline import (newer files win, tombstones
+   refuse), remove the replaced version and announce it.
+``fail`` (on any step's failure) records it, unless the file was replaced
+meanwhile, and removes what the steps wrote. The version is named after the
+file, so a retried step writes the same items again.
+"""
+
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from steward.audiences import buckets
+from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
+from steward.audiences.keys import ImportKey
+from steward.audiences.models import Counts, InvalidLine, Layout
+from steward.audiences.parse import Scanner, scan
+from steward.audiences.ports import Staging
+from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, owned_lines
+from steward.tables import audience_members_key
+
+logger = logging.getLogger(__name__)
+SAMPLE_LIMIT = 5
+# A step that failed because a newer object replaced the file: the newer object's own event imports it.
+OBJECT_CHANGED = "ObjectChanged"
+
+
+class FanOutStep(BaseModel):
+    """What the state machine sends each step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: Literal["range", "prepare", "check", "pack", "flip", "fail"]
+    job: FanOutJob
+    range: ByteRange | None = None
+    partition: int | None = Field(default=None, ge=0)
+    range_count: int | None = Field(default=None, ge=1)
+    users_read: bool | None = None
+    parsed: list[RangeResult] | None = None
+    checked: list[Checked] | None = None
+    error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
+
+
+class FanOutSteps:
+    def __init__(self, importer: AudienceImporter, staging: Staging, work_dir: str | None) -> None:
+        self.importer = importer
+        self.staging = staging
+        self.work_dir = work_dir
+
+    def run(self, step: FanOutStep) -> dict[str, Any]:
+        job = step.job
+        if step.step == "range" and step.range is not None:
+            return self.parse_range(job, step.range).model_dump(mode="json")
+        if step.step == "prepare" and step.parsed is not None:
+            return {"users_read": self.prepare(job, step.parsed)}
+        if step.step == "check" and step.partition is not None and step.range_count and step.users_read is not None:
+            return self.check(job, step.partition, step.range_count, step.users_read).model_dump()
+        if step.step == "pack" and step.partition is not None and step.checked is not None:
+            self.pack(job, step.partition, step.checked)
+            return {}
+        if step.step == "flip" and step.parsed is not None and step.checked is not None:
+            return _outcome(self.flip(job, step.parsed, step.checked))
+        if step.step == "fail":
+            return _outcome(self.fail(job, step.error or {}))
+        raise ValueError(f"The {step.step!r} step lacks its inputs.")
+
+    def parse_range(self, job: FanOutJob, byte_range: ByteRange) -> RangeResult:
+        chunks = self.staging.open_from(job.bucket, job.key, job.etag, max(byte_range.start - 1, 0))
+        scanner = Scanner(at_file_start=byte_range.start == 0)
+        valid = 0
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
+            spill = Spill(Path(folder), "ids", job.partitions)
+            try:
+                for ids in scan(owned_lines(chunks, byte_range.start, byte_range.end), scanner):
+                    valid += len(ids)
+                    spill.add(ids)
+            finally:
+                spill.close()
+            for partition in range(job.partitions):
+                path = spill.path(partition)
+                if path.stat().st_size:
+                    self.staging.upload(f"{job.staging}ids/{partition}/{byte_range.index}", str(path))
+        return RangeResult(
+            rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines, samples=scanner.samples
+        )
+
+    def prepare(self, job: FanOutJob, parsed: list[RangeResult]) -> bool:
+        """Read the app's users into the partitions when the app has no more users than the file has valid ids."""
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
+            users = Spill(Path(folder), "users", job.partitions)
+            try:
+                read_all = self.importer.user_ids(job.app_id, sum(result.valid for result in parsed), users.add)
+            finally:
+                users.close()
+            if read_all:
+                for partition in range(job.partitions):
+                    self.staging.upload(f"{job.staging}users/{partition}", str(users.path(partition)))
+        return read_all
+
+    def check(self, job: FanOutJob, partition: int, range_count: int, users_read: bool) -> Checked:
+        spilled = b"".join(self.staging.get(f"{job.staging}ids/{partition}/{index}") for index in range(range_count))
+        distinct = distinct_ids(spilled)
+        registered = set(self.staging.get(f"{job.staging}users/{partition}").split(b"\n")) if users_read else None
+        members = self.importer.members_among(job.app_id, distinct, registered)
+        self.staging.put(f"{job.staging}members/{partition}", b"".join(user_id + b"\n" for user_id in members))
+        return Checked(distinct=len(distinct), members=len(members))
+
+    def pack(self, job: FanOutJob, partition: int, checked: list[Checked]) -> None:
+        layout = _layout(job, checked)
+        # The layout is kept with the work, so that a failure later can remove the buckets written.
+        self.staging.put(f"{job.staging}layout.json", layout.model_dump_json().encode())
+        members = self.staging.get(f"{job.staging}members/{partition}")
+        packed = packed_buckets(members, partition, layout.buckets_per_partition, io.BytesIO())
+        self.importer.repository.write_buckets(job.app_id, job.version, packed)
+
+    def flip(self, job: FanOutJob, parsed: list[RangeResult], checked: list[Checked]) -> ImportOutcome:
+        layout = _layout(job, checked)
+        current = self.importer.repository.get(job.app_id, job.name, consistent=True)
+        if current is not None and current.version == job.version:
+            # A retry of a flip that went through: its staged work is gone, and the member list is live.
+            return self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
+            member_list = Path(folder) / "members.txt"
+            with member_list.open("wb") as out:
+                for partition in range(job.partitions):
+                    out.write(self.staging.get(f"{job.staging}members/{partition}"))
+            self.importer.member_lists.upload(layout.members_key, str(member_list))
+        outcome = self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
+        self.staging.delete_prefix(job.staging)
+        return outcome
+
+    def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
+        kind = str(error.get("Error") or "States.TaskFailed")
+        current = self.importer.repository.get(job.app_id, job.name, consistent=True)
+        flipped = current is not None and current.version == job.version
+        stored = self.staging.get(f"{job.staging}layout.json")
+        if stored and not flipped:
+            self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
+        self.staging.delete_prefix(job.staging)
+        target = _target(job)
+        if flipped:
+            return ImportOutcome("imported", job.key, job.app_id, job.name)
+        if kind == OBJECT_CHANGED:
+            return ImportOutcome("skipped", job.key, job.app_id, job.name, reason="object_replaced")
+        logger.error("Fan-out import of %r failed: %s %s", job.key, kind, error.get("Cause"))
+        return self.importer.fail_claimed(target, job.sequencer, "import_error", f"The import failed: {kind}.")
+
+
+def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
+    members = sum(result.members for result in checked)
+    return Layout(
+        version=job.version,
+        partitions=job.partitions,
+        buckets_per_partition=buckets.buckets_per_partition(members, job.partitions),
+        members_key=audience_members_key(job.app_id, job.version),
+    )
+
+
+def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout) -> Parsed:
+    """The ranges' counts summed, and their first invalid lines numbered within the file."""
+    samples: list[InvalidLine] = []
+    lines_before = 0
+    for result in parsed:
+        for sample in result.samples:
+            if len(samples) < SAMPLE_LIMIT:
+                samples.append(sample.model_copy(update={"line": lines_before + sample.line}))
+        lines_before += result.lines
+    valid = sum(result.valid for result in parsed)
+    distinct = sum(result.distinct for result in checked)
+    members = sum(result.members for result in checked)
+    counts = Counts(
+        rows=sum(result.rows for result in parsed),
+        invalid=sum(result.invalid for result in parsed),
+        valid=valid,
+        duplicates=valid - distinct,
+        unknown=distinct - members,
+        members=members,
+    )
+    return Parsed(counts, samples, layout)
+
+
+def _target(job: FanOutJob) -> ImportKey:
+    return ImportKey(job.app_id, job.name, job.key)
+
+
+def _outcome(outcome: ImportOutcome) -> dict[str, Any]:
+    answer: dict[str, Any] = dict(outcome.__dict__)
+    answer["counts"] = outcome.counts and outcome.counts.model_dump()
+    return answer

@@ -1,0 +1,112 @@
+"""The fan-out's plan: a file cut into byte ranges, each parsed on its own, and the lines each range owns.
+
+A line belongs to the range it begins in (a line begins at byte 0 or after a
+newline). So every range but the first starts after the first newline at or
+after the byte before its start, and every range ends with the line that
+crosses its end: each line is read exactly once, whatever the range size.
+"""
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from steward.audiences.buckets import partitions_for
+from steward.audiences.models import InvalidLine
+
+MAX_RANGES = 1_000  # the Map's items travel in the execution's input (256 KB)
+
+
+class ByteRange(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(gt=0)
+
+
+class FanOutJob(BaseModel):
+    """One file's import by the fan-out state machine: everything every step needs, in the execution's input."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_id: str
+    name: str
+    key: str
+    bucket: str
+    etag: str
+    sequencer: str
+    size: int = Field(ge=0)
+    version: str
+    partitions: int = Field(ge=1)
+
+    @property
+    def staging(self) -> str:
+        """Where the steps leave their work for the next ones (removed at the end)."""
+        return f"staging/{self.app_id}/{self.version}/"
+
+
+class RangeResult(BaseModel):
+    """What one range's parse found: its counts, its first invalid lines (numbered within the range), its lines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int
+    invalid: int
+    valid: int
+    lines: int
+    samples: list[InvalidLine]
+
+
+class Checked(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    distinct: int
+    members: int
+
+
+def execution_name(key: str, sequencer: str) -> str:
+    """The same file's events start one execution: its name comes from the key and the sequencer."""
+    return "audience-" + hashlib.sha256(f"{key}\n{sequencer}".encode()).hexdigest()[:64]
+
+
+def plan(
+    app_id: str, name: str, key: str, bucket: str, etag: str, sequencer: str, size: int, range_bytes: int
+) -> tuple[FanOutJob, list[ByteRange]]:
+    """The job (its version named after the file, so a repeated start is the same execution) and its ranges."""
+    version = hashlib.sha256(f"{key}\n{sequencer}".encode()).hexdigest()[:16]
+    job = FanOutJob(
+        app_id=app_id, name=name, key=key, bucket=bucket, etag=etag, sequencer=sequencer, size=size,
+        version=version, partitions=partitions_for(size),
+    )  # fmt: skip
+    step = max(range_bytes, -(-size // MAX_RANGES), 1)
+    ranges = [
+        ByteRange(index=index, start=start, end=min(start + step, size))
+        for index, start in enumerate(range(0, max(size, 1), step))
+    ]
+    return job, ranges
+
+
+def owned_lines(chunks: Iterable[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The bytes of the lines that begin in [start, end), from chunks of the object read from ``max(start - 1, 0)``."""
+    position = max(start - 1, 0)
+    skipping = start > 0
+    for chunk in chunks:
+        if skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                position += len(chunk)
+                continue
+            chunk = chunk[newline + 1 :]
+            position += newline + 1
+            skipping = False
+            if position >= end:
+                return  # the line after the newline begins in the next range
+        if position + len(chunk) > end - 1:
+            newline = chunk.find(b"\n", max(end - 1 - position, 0))
+            if newline >= 0:
+                yield chunk[: newline + 1]
+                return
+        if chunk:
+            yield chunk
+        position += len(chunk)

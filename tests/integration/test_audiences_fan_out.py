@@ -1,0 +1,109 @@
+"""The fan-out import through a local stack of its own, whose importer fans out files over 100 bytes into
+64-byte ranges: its counts, invalid samples and members equal the inline import of the same file."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.audiences import (
+    WAIT_SECONDS,
+    AudienceApp,
+    audience_app,
+    invoke_importer,
+    members,
+    put_file,
+    register_users,
+    s3_event,
+)
+from tests.support.client import RunningStack, start_local_stack
+
+USERS = [f"fan-user-{n:02d}" for n in range(40)]
+# Lines of every kind, some longer than a range, so lines cross range ends in every way.
+LINES = [
+    b"\xef\xbb\xbfuser_id",
+    *[user_id.encode() for user_id in USERS[:25]],
+    b"",
+    b"  fan-user-03 \r",
+    b"a,b",
+    b"x" * 300,
+    b"stranger-1",
+    b'"quoted"',
+    b"\xff\xfe",
+    *[user_id.encode() for user_id in USERS[10:35]],
+    b"\t",
+    b"stranger-2",
+    b"user_id",
+    b"stranger-1",
+]
+BODY = b"\n".join(LINES)
+
+
+@pytest.fixture(scope="module")
+def fan_out_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    parameters = ["--parameter", "AudienceFanOutBytes=100", "--parameter", "AudienceRangeBytes=64", "--no-demo"]
+    yield from start_local_stack(tmp_path_factory.mktemp("fan-out"), *parameters)
+
+
+def ready(stack: RunningStack, app: AudienceApp, name: str) -> dict[str, Any]:
+    """The audience once the execution flipped it (the state machine runs after the put returns)."""
+    deadline = time.monotonic() + WAIT_SECONDS * 4
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = stack.api("GET", f"/v1/audiences/{name}", app.key)
+        body = response.json()
+        if response.status_code == 200 and body["status"] in {"ready", "failed"}:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"the audience never became ready: {body}")
+
+
+def executions(stack: RunningStack) -> list[dict[str, Any]]:
+    machine = stack.state["state_machines"]["AudienceImportStateMachine"]
+    found: list[dict[str, Any]] = stack.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    return found
+
+
+def test_a_file_over_the_threshold_fans_out_and_matches_the_inline_import(
+    fan_out_stack: RunningStack, stack: RunningStack
+) -> None:
+    fanned = audience_app(fan_out_stack, "fan")
+    inline = audience_app(stack, "inline")
+    for each_stack, app in ((fan_out_stack, fanned), (stack, inline)):
+        register_users(each_stack, app.app_id, USERS)
+        put_file(each_stack, f"imports/{app.app_id}/big.csv", BODY)
+
+    by_fan_out = ready(fan_out_stack, fanned, "big")
+    by_inline = ready(stack, inline, "big")
+
+    assert by_fan_out["status"] == "ready", by_fan_out
+    assert by_fan_out["counts"] == by_inline["counts"]
+    assert by_fan_out["counts"] == {
+        "rows": 59, "invalid": 4, "valid": 55, "duplicates": 17, "unknown": 3, "members": 35,
+    }  # fmt: skip
+    assert by_fan_out["invalid_samples"] == by_inline["invalid_samples"]
+    assert sorted(members(fan_out_stack, fanned, "big", limit=7)) == sorted(members(stack, inline, "big"))
+    [execution] = executions(fan_out_stack)
+    assert execution["status"] == "SUCCEEDED"
+    assert len(BODY) // 64 > 10  # many ranges: the fan-out really cut the file
+    # The steps' work is removed once the audience is flipped.
+    listed = fan_out_stack.client("s3").list_objects_v2(
+        Bucket=fan_out_stack.state["buckets"]["AudienceDataBucket"], Prefix=f"staging/{fanned.app_id}/"
+    )
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_duplicate_event_starts_no_second_execution(fan_out_stack: RunningStack) -> None:
+    app = audience_app(fan_out_stack, "fandup")
+    register_users(fan_out_stack, app.app_id, USERS)
+    key = f"imports/{app.app_id}/again.csv"
+    put_file(fan_out_stack, key, BODY)
+    first = ready(fan_out_stack, app, "again")
+    before = len(executions(fan_out_stack))
+
+    again = invoke_importer(fan_out_stack, s3_event(fan_out_stack, key, len(BODY), first["sequencer"].rstrip("0")))
+
+    assert [outcome["outcome"] for outcome in again["outcomes"]] == ["skipped"]
+    assert len(executions(fan_out_stack)) == before
+    assert ready(fan_out_stack, app, "again")["version"] == first["version"]

@@ -1,0 +1,139 @@
+"""The fan-out's steps on moto's S3 and DynamoDB: the replace, sequencer and tombstone rules hold on this path."""
+
+from datetime import UTC, datetime
+
+import boto3
+
+from steward.apps.repository import AppRepository
+from steward.audiences.fanout import FanOutStep, FanOutSteps
+from steward.audiences.importer import AudienceImporter
+from steward.audiences.models import AudienceStatus
+from steward.audiences.ranges import ByteRange, FanOutJob, plan
+from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.storage import S3Objects
+from steward.settings import StoreSettings
+from steward.tables import AudienceBucketRecord, audience_bucket_pk
+from tests.unit.test_audience_importer import Heard, Users
+
+APP = "acme"
+KEY = f"imports/{APP}/fan.csv"
+NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+BODY = b"user_id\nu1\nu2\nstranger\nu1\na,b\nu3\n"
+
+
+def steps(heard: Heard) -> tuple[FanOutSteps, AudienceRepository, S3Objects]:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="imports")
+    s3.create_bucket(Bucket="data")
+    s3.put_object(Bucket="imports", Key=KEY, Body=BODY)
+    objects, repository, users = S3Objects(s3, "data"), AudienceRepository(), Users(["u1", "u2", "u3"])
+    importer = AudienceImporter(
+        repository, objects, objects, users.registered, users.read_ids, lambda app_id: True, heard,
+        lambda name: None, lambda: NOW, None, None,
+    )  # fmt: skip
+    return FanOutSteps(importer, objects, None), repository, objects
+
+
+def job_of(sequencer: str) -> tuple[FanOutJob, list[ByteRange]]:
+    etag = boto3.client("s3").head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    return plan(APP, "fan", KEY, "imports", etag, sequencer.ljust(64, "0"), len(BODY), 8)
+
+
+def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> dict[str, object]:
+    """The state machine's steps in its order, as its Map states would call them."""
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    users_read = subject.prepare(job, parsed)
+    checked = [subject.check(job, partition, len(byte_ranges), users_read) for partition in range(job.partitions)]
+    for partition in range(job.partitions):
+        subject.pack(job, partition, checked)
+    step = FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
+    return subject.run(step)
+
+
+def claimed(repository: AudienceRepository, job: FanOutJob) -> None:
+    attempt = Attempt(APP, "fan", KEY, job.sequencer, "request-1", NOW)
+    current = repository.get(APP, "fan", consistent=True)
+    if current is None:
+        assert repository.claim_new(attempt, 100, recount=False) == "claimed"
+    else:
+        assert repository.claim_existing(attempt, NOW)
+
+
+def bucket_items(job: FanOutJob) -> int:
+    return len(list(AudienceBucketRecord.query(audience_bucket_pk(APP, job.version, 0))))
+
+
+def test_the_steps_import_the_file_and_a_retried_flip_keeps_the_version(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+
+    first = run_all(subject, job, byte_ranges)
+    again = subject.run(FanOutStep(step="flip", job=job, parsed=[], checked=[]))  # Step Functions retried it
+
+    assert (first["outcome"], again["outcome"]) == ("imported", "imported")
+    assert first["counts"] == {"rows": 6, "invalid": 1, "valid": 5, "duplicates": 1, "unknown": 1, "members": 3}
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert audience.version == job.version
+    assert [sample.line for sample in audience.invalid_samples] == [6]
+    assert sorted(objects.get(audience.layout.members_key).split()) == [b"u1", b"u2", b"u3"]
+    assert bucket_items(job) == 1  # the retried flip did not remove the version it had flipped to
+    assert heard.events == [("imported", "fan")]
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+
+
+def test_an_older_file_or_a_tombstone_wins_over_a_slow_fan_out(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, _ = steps(heard)
+    older, older_ranges = job_of("0A")
+    claimed(repository, older)
+    newer, newer_ranges = job_of("0B")
+    claimed(repository, newer)
+    run_all(subject, newer, newer_ranges)
+
+    # The older file's fan-out finishes last: its version is never seen, and is removed.
+    late = run_all(subject, older, older_ranges)
+
+    assert (late["outcome"], late["reason"]) == ("skipped", "superseded")
+    assert bucket_items(older) == 0
+    current = repository.get(APP, "fan", consistent=True)
+    assert current is not None
+    assert current.version == newer.version
+    # A tombstone refuses the flip of a file whose fan-out was under way.
+    assert repository.tombstone(APP, current, NOW)
+    newest, newest_ranges = job_of("0C")
+    refused = run_all(subject, newest, newest_ranges)
+    assert refused["outcome"] == "skipped"
+    deleted = repository.get(APP, "fan", consistent=True)
+    assert deleted is not None
+    assert deleted.status is AudienceStatus.DELETED
+    assert bucket_items(newest) == 0
+
+
+def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
+    subject.pack(job, 0, checked)
+
+    replaced = subject.run(FanOutStep(step="fail", job=job, error={"Error": "ObjectChanged", "Cause": "412"}))
+
+    assert (replaced["outcome"], replaced["reason"]) == ("skipped", "object_replaced")
+    assert bucket_items(job) == 0  # the packed buckets and the staged work are removed
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    assert heard.events == []
+    failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
+    assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
+    assert "Lambda.Unknown" in audience.last_failure.reason
+    assert heard.events == [("failed", "import_error")]
