@@ -361,6 +361,111 @@ class BulkGlobalUnsubscribe(Scenario):
         return "u2"
 
 
+def resource(stack: RunningStack, app: JobApp, name: str, channels: list[str]) -> str:
+    body = {"name": name, "channels": channels}
+    return str(ok(stack.api("POST", "/v1/resources", app.key, json=body), 201)["resource_id"])
+
+
+def subscribe(stack: RunningStack, app: JobApp, user_id: str, resource_id: str, channel: str, status: str) -> None:
+    path = f"/v1/users/{user_id}/subscriptions/{resource_id}/{channel}"
+    ok(stack.api("PUT", path, app.key, json={"status": status}))
+
+
+def statuses(stack: RunningStack, app: JobApp, resource_id: str, *user_ids: str) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for user_id in user_ids:
+        held = ok(stack.api("GET", f"/v1/users/{user_id}/subscriptions", app.key))
+        found[user_id] = next((item["status"] for item in held if item["resource_id"] == resource_id), None)
+    return found
+
+
+class BulkAddSubscription(Scenario):
+    """From the profile's sms subscription to a brand: never from an unsafe one, never over an unsafe one."""
+
+    type, name, write = "bulk_update", "bulk_update.add_subscription", ("UpdateItem", "ProfilesTable")
+    users = ("fresh", "again", "complained", "bounced-source", "no-source", "done")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.brand = resource(stack, app, "Brand", ["sms", "email"])
+        self.news = resource(stack, app, "News", ["sms"])
+        for user_id in self.users:
+            put_user(stack, app, user_id)
+            if user_id != "no-source":
+                source = "Hardbounced" if user_id == "bounced-source" else "Subscribed"
+                subscribe(stack, app, user_id, self.brand, "sms", source)
+        subscribe(stack, app, "complained", self.news, "sms", "Complainer")
+        subscribe(stack, app, "done", self.news, "sms", "Subscribed")
+        self.activity = {user_id: user(stack, app, user_id)["last_activity_at"] for user_id in self.users}
+        return {
+            "action": "add_subscription",
+            "selection": {"source": "all"},
+            "resource_id": self.news,
+            "channel": "sms",
+            "status": "Subscribed",
+            "contact_source": "resource",
+            "source_resource_id": self.brand,
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "fresh": ("subscription_added", ""),
+            "again": ("subscription_added", ""),
+            "complained": ("skipped", "unsafe_status: Complainer"),
+            "bounced-source": ("skipped", "source_unsafe_status: Hardbounced"),
+            "no-source": ("skipped", "no_source_subscription"),
+            "done": ("skipped", "unchanged"),
+        }
+        assert statuses(stack, app, self.news, *self.users) == {
+            "fresh": "Subscribed",
+            "again": "Subscribed",
+            "complained": "Complainer",
+            "bounced-source": None,
+            "no-source": None,
+            "done": "Subscribed",
+        }
+        assert {user_id: user(stack, app, user_id)["last_activity_at"] for user_id in self.users} == self.activity
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        subscribe(stack, app, "again", self.brand, "sms", "Invalid")
+        return "again"
+
+
+class BulkUpdateSubscription(Scenario):
+    type, name, write = "bulk_update", "bulk_update.update_subscription", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.news = resource(stack, app, "News", ["email"])
+        for user_id, status in (("a", "Subscribed"), ("b", "Subscribed"), ("c", "Hardbounced"), ("none", None)):
+            put_user(stack, app, user_id, {"plan": "pro"})
+            if status is not None:
+                subscribe(stack, app, user_id, self.news, "email", status)
+        return {
+            "action": "update_subscription",
+            "selection": {"source": "all", "criteria": PRO},
+            "resource_id": self.news,
+            "channel": "email",
+            "status": "Unsubscribed",
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "a": ("subscription_updated", ""),
+            "b": ("subscription_updated", ""),
+            "c": ("subscription_updated", ""),
+            "none": ("skipped", "no_subscription"),
+        }
+        assert statuses(stack, app, self.news, "a", "b", "c", "none") == {
+            "a": "Unsubscribed",
+            "b": "Unsubscribed",
+            "c": "Unsubscribed",
+            "none": None,
+        }
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        subscribe(stack, app, "b", self.news, "email", "Unsubscribed")
+        return "b"
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     scenario.name or scenario.type: scenario
     for scenario in (
@@ -374,6 +479,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         DeleteRegions,
         BulkUpdateFields,
         BulkGlobalUnsubscribe,
+        BulkAddSubscription,
+        BulkUpdateSubscription,
     )
 }
 TYPES = sorted(SCENARIOS)
@@ -473,6 +580,22 @@ def test_a_real_run_waits_for_the_apps_running_job(stack: RunningStack, job_type
 
     assert running in assert_error(refused, 409, "job_running")["message"]
     assert ok(submit_job(stack, app.key, job_type, params), 201)["dry_run"] is True  # dry runs never wait
+
+
+def test_a_subscription_job_names_a_resource_that_offers_the_channel(stack: RunningStack) -> None:
+    app = job_app(stack, "bulk-resources")
+    email_only = resource(stack, app, "Letters", ["email"])
+    params = {
+        "action": "update_subscription",
+        "selection": {"source": "all"},
+        "resource_id": email_only,
+        "channel": "sms",
+        "status": "Subscribed",
+    }
+    assert_error(submit_job(stack, app.key, "bulk_update", params), 422, "channel_not_offered", "params.channel")
+    unknown = {**params, "resource_id": "res_0000000000000000", "channel": "email"}
+    assert_error(submit_job(stack, app.key, "bulk_update", unknown), 422, "unknown_resource", "params.resource_id")
+    assert all_items(stack, JOBS, key=app.key) == []
 
 
 def _key(row: dict[str, str]) -> tuple[str, str]:

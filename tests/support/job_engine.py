@@ -43,6 +43,7 @@ from steward.jobs.engine import (
 )
 from steward.jobs.models import ConfirmJob, Job, JobCounts, JobType, SubmitJob
 from steward.jobs.params import DeleteTagsParams
+from steward.jobs.references import JobReferences
 from steward.jobs.reports import job_prefix
 from steward.jobs.runner import JobRunner, WorkerLimits, error_from_state_machine
 from steward.jobs.service import JobService
@@ -334,6 +335,7 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
         services.job_repository,
         services.report_store,
         services.reauthentication,
+        JobReferences(services.resource_repository),
         start_execution,
         clock,
         lambda arn: executions.get(arn, "RUNNING"),

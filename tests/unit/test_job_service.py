@@ -18,6 +18,7 @@ from steward.errors import (
 from steward.http.errors import status_of
 from steward.jobs.engine import JobRefused
 from steward.jobs.models import ConfirmJob, Job, JobCounts, JobStatus, JobType
+from steward.jobs.references import JobReferences
 from steward.jobs.reports import REPORT_TTL
 from steward.jobs.runner import error_from_state_machine
 from steward.jobs.service import JobService
@@ -159,7 +160,12 @@ def test_a_job_whose_start_fails_is_not_kept_frees_the_lock_and_never_runs(
 
     services = engine.services
     broken = JobService(
-        services.job_repository, services.report_store, services.reauthentication, failing_start, engine.clock
+        services.job_repository,
+        services.report_store,
+        services.reauthentication,
+        JobReferences(services.resource_repository),
+        failing_start,
+        engine.clock,
     )
     dry = finished_dry_run(engine) if confirming else None
     plans = engine.kind.plans

@@ -307,10 +307,13 @@ class Services:
         def execution_status(execution_arn: str) -> str:
             return str(stepfunctions.describe_execution(executionArn=execution_arn)["status"])
 
+        from steward.jobs.references import JobReferences
+
         return JobService(
             self.job_repository,
             self.report_store,
             self.reauthentication,
+            JobReferences(self.resource_repository),
             start_execution,
             self.clock,
             execution_status,

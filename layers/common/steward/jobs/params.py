@@ -46,10 +46,11 @@ from steward.regions.models import CountryCode, RegionType
 from steward.regions.models import Tag as RegionTag
 from steward.segments.models import SEGMENT_ID_PREFIX
 from steward.tags.models import TagName
-from steward.types import no_control_characters
-from steward.users.models import MAX_FIELDS, FieldName, FieldValue
+from steward.types import Channel, no_control_characters
+from steward.users.models import MAX_FIELDS, FieldName, FieldValue, SubscriptionStatus
 
 INVALID_PARAMS = "invalid_params"
+SELECTION_CONDITIONS_REQUIRED = "selection_conditions_required"
 ROOT = "params"
 
 MAX_SEGMENTS = 1000
@@ -457,10 +458,31 @@ class BulkSelection(BaseModel):
 class BulkAction(StrEnum):
     UPDATE_FIELDS = "update_fields"
     GLOBAL_UNSUBSCRIBE = "global_unsubscribe"
+    ADD_SUBSCRIPTION = "add_subscription"
+    UPDATE_SUBSCRIPTION = "update_subscription"
 
 
+class ContactSource(StrEnum):
+    """Where add_subscription finds the contact: the profile's own contacts, or its subscription on another resource."""
+
+    PROFILE_FIELDS = "profile_fields"
+    RESOURCE = "resource"
+
+
+_SUBSCRIPTION_FIELDS = {"resource_id", "channel", "status", "include_unsafe"}
 # What each action takes besides the selection: a field another action does not accept is refused.
-_ACTION_FIELDS = {BulkAction.UPDATE_FIELDS: {"set", "delete"}, BulkAction.GLOBAL_UNSUBSCRIBE: set[str]()}
+_ACTION_FIELDS: dict[BulkAction, set[str]] = {
+    BulkAction.UPDATE_FIELDS: {"set", "delete"},
+    BulkAction.GLOBAL_UNSUBSCRIBE: set(),
+    BulkAction.ADD_SUBSCRIPTION: _SUBSCRIPTION_FIELDS | {"contact_source", "source_resource_id"},
+    BulkAction.UPDATE_SUBSCRIPTION: _SUBSCRIPTION_FIELDS,
+}
+# What each action needs: a missing one is refused, naming it.
+_REQUIRED_FIELDS: dict[BulkAction, tuple[str, ...]] = {
+    BulkAction.ADD_SUBSCRIPTION: ("resource_id", "channel", "status", "contact_source"),
+    BulkAction.UPDATE_SUBSCRIPTION: ("resource_id", "channel", "status"),
+}
+ResourceId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(no_control_characters)]
 
 
 class BulkUpdateParams(JobParams):
@@ -475,6 +497,28 @@ class BulkUpdateParams(JobParams):
     delete: list[FieldName] | None = Field(
         default=None, min_length=1, max_length=MAX_FIELDS, description="update_fields: the fields to remove."
     )
+    resource_id: ResourceId | None = Field(
+        default=None, description="add_subscription, update_subscription: the resource of the subscription."
+    )
+    channel: Channel | None = Field(
+        default=None, description="add_subscription, update_subscription: the channel of the subscription."
+    )
+    status: SubscriptionStatus | None = Field(
+        default=None, description="add_subscription, update_subscription: the status to set."
+    )
+    contact_source: ContactSource | None = Field(
+        default=None,
+        description="add_subscription: `profile_fields` (an active email, phone or device of the profile) or "
+        "`resource` (the profile's subscription on `source_resource_id`, same channel).",
+    )
+    source_resource_id: ResourceId | None = Field(
+        default=None, description="add_subscription with contact_source `resource`: the resource to copy from."
+    )
+    include_unsafe: StrictBool | None = Field(
+        default=None,
+        description="add_subscription, update_subscription: also subscribe profiles whose status is Unsubscribed, "
+        "Complainer, Hardbounced or Invalid (false by default).",
+    )
 
     @field_validator("delete")
     @classmethod
@@ -483,33 +527,77 @@ class BulkUpdateParams(JobParams):
 
     @model_validator(mode="after")
     def _action_fields(self) -> Self:
-        given = {name for name in ("set", "delete") if getattr(self, name) is not None}
+        given = {name for name in _ALL_ACTION_FIELDS if getattr(self, name) is not None}
         for name in sorted(given - _ACTION_FIELDS[self.action]):
             raise InvalidInput(f"{name}: not a field of action {self.action.value}.", code=INVALID_PARAMS, field=name)
+        for name in _REQUIRED_FIELDS.get(self.action, ()):
+            if getattr(self, name) is None:
+                raise InvalidInput(f"{name}: required for action {self.action.value}.", code=INVALID_PARAMS, field=name)
         if self.action is BulkAction.UPDATE_FIELDS:
             if not self.set and not self.delete:
                 raise InvalidInput("set: give fields to set or delete.", code=INVALID_PARAMS, field="set")
             both = sorted(set(self.set or {}) & set(self.delete or []))
             if both:
                 raise InvalidInput(f"delete: {both[0]} is both set and deleted.", code=INVALID_PARAMS, field="delete")
+        if self.action is BulkAction.ADD_SUBSCRIPTION:
+            self._contact_source()
         if self.action is BulkAction.GLOBAL_UNSUBSCRIBE and not self.selection.has_conditions:
             raise InvalidInput(
                 "selection: global_unsubscribe needs criteria or a segment source.",
-                code="selection_conditions_required",
+                code=SELECTION_CONDITIONS_REQUIRED,
                 field="selection",
             )
         return self
+
+    def _contact_source(self) -> None:
+        from_resource = self.contact_source is ContactSource.RESOURCE
+        if from_resource and self.source_resource_id is None:
+            raise InvalidInput(
+                "source_resource_id: required for contact_source resource.",
+                code=INVALID_PARAMS,
+                field="source_resource_id",
+            )
+        if not from_resource and self.source_resource_id is not None:
+            raise InvalidInput(
+                "source_resource_id: only for contact_source resource.", code=INVALID_PARAMS, field="source_resource_id"
+            )
+        if from_resource and self.source_resource_id == self.resource_id:
+            raise InvalidInput(
+                "source_resource_id: must be another resource than resource_id.",
+                code=INVALID_PARAMS,
+                field="source_resource_id",
+            )
+
+    @property
+    def unsafe_allowed(self) -> bool:
+        return bool(self.include_unsafe)
+
+    @property
+    def resources(self) -> list[str]:
+        """The resources the action names: each must exist and offer the channel."""
+        return [name for name in (self.resource_id, self.source_resource_id) if name is not None]
 
     def describe(self) -> str:
         selected = self.selection.describe()
         if self.action is BulkAction.GLOBAL_UNSUBSCRIBE:
             return f"globally unsubscribe {selected}"
+        if self.action in (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION):
+            assert self.channel is not None
+            assert self.status is not None
+            verb = "add" if self.action is BulkAction.ADD_SUBSCRIPTION else "set"
+            what = f"{verb} the {self.channel.value} subscription to {self.resource_id} as {self.status.value}"
+            if self.include_unsafe:
+                what += ", unsafe statuses included,"
+            return f"{what} for {selected}"
         changes = []
         if self.set:
             changes.append(f"set {_listing(list(self.set))}")
         if self.delete:
             changes.append(f"delete {_listing(self.delete)}")
         return f"{' and '.join(changes)} on {selected}"
+
+
+_ALL_ACTION_FIELDS = sorted(set().union(*_ACTION_FIELDS.values()))
 
 
 _MODELS: tuple[type[JobParams], ...] = (

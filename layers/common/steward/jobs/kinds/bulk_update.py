@@ -32,7 +32,8 @@ from steward.criteria.evaluate import matches, scopes_in, user_subject
 from steward.criteria.fields import Scope
 from steward.criteria.models import Combinator, Group, Node, Target
 from steward.criteria.parse import parse_criteria
-from steward.errors import Conflict, NotFound
+from steward.devices.models import Device
+from steward.errors import Conflict, InvalidInput, NotFound
 from steward.jobs.engine import (
     Entity,
     JobContext,
@@ -47,24 +48,45 @@ from steward.jobs.engine import (
     WorkItem,
     shard_items,
 )
-from steward.jobs.kinds._reach import NOMINAL_PROFILE_BYTES, Meter, each, failed, next_of, sizes_of, start_of
+from steward.jobs.kinds import _subscriptions
+from steward.jobs.kinds._reach import (
+    NOMINAL_DEVICE_BYTES,
+    NOMINAL_PROFILE_BYTES,
+    Meter,
+    each,
+    failed,
+    next_of,
+    sizes_of,
+    start_of,
+)
 from steward.jobs.kinds._sizes import NOMINAL_MEMBER_BYTES
+from steward.jobs.kinds._subscriptions import TOO_MANY_SUBSCRIPTIONS, changed_subscription, needs_devices
 from steward.jobs.models import JobType
 from steward.jobs.params import BulkAction, BulkUpdateParams, SelectionSource
+from steward.jobs.references import JobReferences
 from steward.segments.models import SegmentKind
 from steward.shard_reader import Position, read_shards
 from steward.sharding import slice_point
 from steward.tables import SegmentMemberRecord, segment_members_collection
+from steward.users import lifecycle
 from steward.users.models import MAX_FIELDS, MAX_FIELDS_BYTES, User, fields_bytes
 
 UPDATED = "updated"
 UNSUBSCRIBED = "unsubscribed"
-_CHANGES = {BulkAction.UPDATE_FIELDS: UPDATED, BulkAction.GLOBAL_UNSUBSCRIBE: UNSUBSCRIBED}
+SUBSCRIPTION_ADDED = "subscription_added"
+SUBSCRIPTION_UPDATED = "subscription_updated"
+_CHANGES = {
+    BulkAction.UPDATE_FIELDS: UPDATED,
+    BulkAction.GLOBAL_UNSUBSCRIBE: UNSUBSCRIBED,
+    BulkAction.ADD_SUBSCRIPTION: SUBSCRIPTION_ADDED,
+    BulkAction.UPDATE_SUBSCRIPTION: SUBSCRIPTION_UPDATED,
+}
+_SUBSCRIPTION_ACTIONS = (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION)
 # Users per page: one conditional write each on a real run.
 USER_PAGE = 200
 # Users read from each shard per page of a total_limit merge.
 MERGE_CHUNK = 100
-UNCHANGED = "unchanged"
+UNCHANGED = _subscriptions.UNCHANGED
 ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
 FIELDS_TOO_LARGE = "fields_too_large"
@@ -128,6 +150,10 @@ class BulkUpdate(SinglePhase):
     def plan(self, ctx: JobContext) -> Plan:
         params = _params(ctx)
         state: JsonObject = {}
+        try:  # checked at submission; the resources may have changed since
+            JobReferences(ctx.services.resource_repository).check(ctx.app_id, params)
+        except InvalidInput as exc:
+            raise JobRefused(exc.message, code=exc.code) from None
         selection = params.selection
         if selection.source is SelectionSource.SEGMENT:
             assert selection.segment_id is not None
@@ -154,7 +180,8 @@ class BulkUpdate(SinglePhase):
             start = start_of(ctx, item, position)
             chunk = self._read(ctx, rules, start, USER_PAGE, meter)
             users, scanned, next_position = chunk.users, chunk.scanned, next_of(chunk.next)
-        rows = [self._row(ctx, user, meter) for user in users]
+        devices = _devices(ctx, [user.user_id for user in users], meter)
+        rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
         return Page(rows, scanned, next_position, cost=meter.cost())
 
     def _read(self, ctx: JobContext, rules: _Rules, start: Position, max_items: int, meter: Meter) -> _Chunk:
@@ -219,9 +246,9 @@ class BulkUpdate(SinglePhase):
         done = taken >= limit or all(cursor is None for cursor in cursors)
         return [user for user, _ in chosen], scanned, None if done else {"cursors": cursors, "taken": taken}
 
-    def _row(self, ctx: JobContext, user: User, meter: Meter) -> ReportRow:
+    def _row(self, ctx: JobContext, user: User, devices: Sequence[Device], meter: Meter) -> ReportRow:
         params = _params(ctx)
-        after, reason = _changed(params, user, ctx)
+        after, reason = _changed(params, user, ctx, devices)
         if after is None:
             return ReportRow(Entity.USER, user.user_id, Outcome.SKIPPED, user.user_id, reason)
         size = self._sizes(ctx, [user])[0]
@@ -241,6 +268,7 @@ class BulkUpdate(SinglePhase):
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
         selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
+        devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
             if row.action != change:
@@ -252,7 +280,7 @@ class BulkUpdate(SinglePhase):
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
             if row.id not in selected:
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
-            after, reason = _changed(params, user, ctx)
+            after, reason = _changed(params, user, ctx, devices.get(row.id, ()))
             return row if after is not None else row.with_outcome(Outcome.DRIFTED, reason)
 
         return [now_as(row) for row in rows]
@@ -264,11 +292,14 @@ class BulkUpdate(SinglePhase):
         change = _CHANGES[params.action]
         todo = [row for row in rows if row.action == change]
         read = _read_many(ctx, [row.id for row in todo])
-        results = each(todo, lambda row: self._apply_one(ctx, row, read))
+        devices = _devices(ctx, list(read), Meter())
+        results = each(todo, lambda row: self._apply_one(ctx, row, read, devices.get(row.id, ())))
         outcomes = dict(zip((row.id for row in todo), results, strict=True))
         return [_outcome(row, outcomes[row.id]) if row.id in outcomes else row for row in rows]
 
-    def _apply_one(self, ctx: JobContext, row: ReportRow, read: Mapping[str, tuple[User, int]]) -> ReportRow:
+    def _apply_one(
+        self, ctx: JobContext, row: ReportRow, read: Mapping[str, tuple[User, int]], devices: Sequence[Device]
+    ) -> ReportRow:
         """One conditional write of the profile as read; read again and retried when it changed meanwhile."""
         params = _params(ctx)
         repository = ctx.services.user_repository
@@ -277,18 +308,33 @@ class BulkUpdate(SinglePhase):
             if stored is None:
                 return row.with_outcome(Outcome.NOT_FOUND, "")
             user, version = stored
-            after, reason = _changed(params, user, ctx)
+            after, reason = _changed(params, user, ctx, devices)
             if after is None:
                 # Already as the job leaves it: this row's own earlier attempt, or a write that did the same.
                 return row if reason in (UNCHANGED, ALREADY_UNSUBSCRIBED) else row.with_outcome(Outcome.SKIPPED, reason)
-            if repository.save_profile_if_unchanged(ctx.app_id, after, version):
+            saved = (
+                repository.save_subscriptions_if_unchanged(ctx.app_id, after, version)
+                if params.action in _SUBSCRIPTION_ACTIONS
+                else repository.save_profile_if_unchanged(ctx.app_id, after, version)
+            )
+            if saved:
                 return row
             stored = repository.get_with_version(ctx.app_id, row.id)
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
 
 
-def _changed(params: BulkUpdateParams, user: User, ctx: JobContext) -> tuple[User | None, str]:
+def _changed(
+    params: BulkUpdateParams, user: User, ctx: JobContext, devices: Sequence[Device]
+) -> tuple[User | None, str]:
     """The user as the action leaves it, or None and why it stays as it is."""
+    if params.action in _SUBSCRIPTION_ACTIONS:
+        subscription, reason = changed_subscription(params, user, devices)
+        if subscription is None:
+            return None, reason
+        try:
+            return lifecycle.put_subscription(user, subscription, ctx.now), ""
+        except InvalidInput:
+            return None, TOO_MANY_SUBSCRIPTIONS
     if params.action is BulkAction.GLOBAL_UNSUBSCRIBE:
         if user.global_unsubscribed:
             return None, ALREADY_UNSUBSCRIBED
@@ -304,6 +350,16 @@ def _changed(params: BulkUpdateParams, user: User, ctx: JobContext) -> tuple[Use
     if fields_bytes(fields) > MAX_FIELDS_BYTES:
         return None, FIELDS_TOO_LARGE
     return user.model_copy(update={"fields": fields, "updated_at": ctx.now}), ""
+
+
+def _devices(ctx: JobContext, user_ids: Sequence[str], meter: Meter) -> Mapping[str, list[Device]]:
+    """The users' devices, only when the action's rule reads them (push contacts); metered."""
+    if not user_ids or not needs_devices(_params(ctx)):
+        return {}
+    owned = ctx.services.device_repository.devices_of_users(ctx.app_id, user_ids)
+    meter.index_queries(len(user_ids))
+    meter.gets([NOMINAL_DEVICE_BYTES] * sum(len(found) for found in owned.values()), consistent=False)
+    return owned
 
 
 def _read_many(ctx: JobContext, user_ids: Sequence[str]) -> dict[str, tuple[User, int]]:
