@@ -466,6 +466,35 @@ class BulkUpdateSubscription(Scenario):
         return "b"
 
 
+LONG_AGO = "2025-01-15T10:00:00Z"
+TRIAL = {"field": "fields.plan", "op": "eq", "value": "trial"}
+
+
+class BulkDeleteProfiles(Scenario):
+    type, name, write = "bulk_update", "bulk_update.delete_profiles", ("DeleteItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for user_id in ("idle1", "idle2", "idle-pro"):
+            plan = "pro" if user_id == "idle-pro" else "trial"
+            body = {"fields": {"plan": plan}, "last_activity_at": LONG_AGO}
+            ok(stack.api("PUT", f"/v1/users/{user_id}", app.key, json=body))
+        put_user(stack, app, "active", {"plan": "trial"})  # an upsert without history is activity: now
+        return {"action": "delete_profiles", "selection": {"source": "all", "criteria": TRIAL}}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "idle1": ("deleted", "2025-01-15T10:00:00+00:00"),
+            "idle2": ("deleted", "2025-01-15T10:00:00+00:00"),
+            "active": ("skipped", "active_since_cutoff"),
+        }
+        for user_id, status in (("idle1", 404), ("idle2", 404), ("active", 200), ("idle-pro", 200)):
+            assert stack.api("GET", f"/v1/users/{user_id}", app.key).status_code == status
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "idle2", {"plan": "trial"})  # back: activity now
+        return "idle2"
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     scenario.name or scenario.type: scenario
     for scenario in (
@@ -481,6 +510,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         BulkGlobalUnsubscribe,
         BulkAddSubscription,
         BulkUpdateSubscription,
+        BulkDeleteProfiles,
     )
 }
 TYPES = sorted(SCENARIOS)
@@ -596,6 +626,19 @@ def test_a_subscription_job_names_a_resource_that_offers_the_channel(stack: Runn
     unknown = {**params, "resource_id": "res_0000000000000000", "channel": "email"}
     assert_error(submit_job(stack, app.key, "bulk_update", unknown), 422, "unknown_resource", "params.resource_id")
     assert all_items(stack, JOBS, key=app.key) == []
+
+
+def test_a_profile_deletion_shows_its_cutoff_and_needs_conditions(stack: RunningStack) -> None:
+    app = job_app(stack, "bulk-cutoff")
+    unconditioned = {"action": "delete_profiles", "selection": {"source": "all", "range": {"to_percent": 50}}}
+    refused = submit_job(stack, app.key, "bulk_update", unconditioned)
+    assert_error(refused, 422, "selection_conditions_required", "params.selection")
+    params = {"action": "delete_profiles", "selection": {"source": "all", "criteria": TRIAL}}
+    job = run_job(stack, app, "bulk_update", params, dry_run=True)
+    created = datetime.fromisoformat(job["created_at"])
+    # The default of 4 months: the start of the month four months before the job's.
+    month = created.year * 12 + created.month - 1 - 4
+    assert job["cutoff"] == f"{month // 12:04d}-{month % 12 + 1:02d}-01T00:00:00Z"
 
 
 def _key(row: dict[str, str]) -> tuple[str, str]:

@@ -85,6 +85,7 @@ def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEWARD_JOB_STATE_MACHINE", machine)
     monkeypatch.setenv("STEWARD_JOB_EVENT_BUS", "steward-test-jobs")
     monkeypatch.setenv("STEWARD_JOB_MAX_CONCURRENCY", "4")
+    monkeypatch.setenv("STEWARD_INACTIVE_PROFILE_MONTHS", "4")
     monkeypatch.setenv("STEWARD_IMPORTS_BUCKET", "steward-test-imports")
     monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", "steward-test-audiences")
     monkeypatch.setenv("STEWARD_AUDIENCE_IMPORTER", "steward-test-audience-import")

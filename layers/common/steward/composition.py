@@ -72,6 +72,7 @@ class Services:
         job_state_machine: str | None = None,
         job_event_bus: str | None = None,
         job_max_concurrency: int = 16,
+        inactive_profile_months: int = 4,
         retention_state_machine: str | None = None,
         imports_bucket: str | None = None,
         audience_data_bucket: str | None = None,
@@ -88,6 +89,7 @@ class Services:
         self.job_state_machine = job_state_machine
         self.job_event_bus = job_event_bus
         self.job_max_concurrency = job_max_concurrency
+        self.inactive_profile_months = inactive_profile_months
         self.retention_state_machine = retention_state_machine
         # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
         self.imports_bucket = imports_bucket

@@ -13,6 +13,7 @@ from typing import Self
 
 PREFIX = "STEWARD_"
 MAX_SHARDS = 256
+MAX_INACTIVE_PROFILE_MONTHS = 120
 
 
 class SettingsError(ValueError):
@@ -109,6 +110,9 @@ class JobsSettings(StoreSettings):
     reports_bucket: str
     job_event_bus: str
     job_max_concurrency: int
+    # bulk_update's delete_profiles: profiles without interaction since the start of the month this many
+    # months before the current one.
+    inactive_profile_months: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -117,6 +121,8 @@ class JobsSettings(StoreSettings):
         object.__setattr__(
             self, "job_max_concurrency", _count("job_max_concurrency", self.job_max_concurrency, 1, MAX_SHARDS)
         )
+        months = _count("inactive_profile_months", self.inactive_profile_months, 1, MAX_INACTIVE_PROFILE_MONTHS)
+        object.__setattr__(self, "inactive_profile_months", months)
 
 
 @dataclass(frozen=True, kw_only=True)

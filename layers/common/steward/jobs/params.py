@@ -460,6 +460,7 @@ class BulkAction(StrEnum):
     GLOBAL_UNSUBSCRIBE = "global_unsubscribe"
     ADD_SUBSCRIPTION = "add_subscription"
     UPDATE_SUBSCRIPTION = "update_subscription"
+    DELETE_PROFILES = "delete_profiles"
 
 
 class ContactSource(StrEnum):
@@ -476,7 +477,10 @@ _ACTION_FIELDS: dict[BulkAction, set[str]] = {
     BulkAction.GLOBAL_UNSUBSCRIBE: set(),
     BulkAction.ADD_SUBSCRIPTION: _SUBSCRIPTION_FIELDS | {"contact_source", "source_resource_id"},
     BulkAction.UPDATE_SUBSCRIPTION: _SUBSCRIPTION_FIELDS,
+    BulkAction.DELETE_PROFILES: set(),
 }
+# Actions that never run on "every user": they need criteria, or a segment or audience source.
+_NEED_CONDITIONS = (BulkAction.GLOBAL_UNSUBSCRIBE, BulkAction.DELETE_PROFILES)
 # What each action needs: a missing one is refused, naming it.
 _REQUIRED_FIELDS: dict[BulkAction, tuple[str, ...]] = {
     BulkAction.ADD_SUBSCRIPTION: ("resource_id", "channel", "status", "contact_source"),
@@ -541,9 +545,9 @@ class BulkUpdateParams(JobParams):
                 raise InvalidInput(f"delete: {both[0]} is both set and deleted.", code=INVALID_PARAMS, field="delete")
         if self.action is BulkAction.ADD_SUBSCRIPTION:
             self._contact_source()
-        if self.action is BulkAction.GLOBAL_UNSUBSCRIBE and not self.selection.has_conditions:
+        if self.action in _NEED_CONDITIONS and not self.selection.has_conditions:
             raise InvalidInput(
-                "selection: global_unsubscribe needs criteria or a segment source.",
+                f"selection: {self.action.value} needs criteria or a segment source.",
                 code=SELECTION_CONDITIONS_REQUIRED,
                 field="selection",
             )
@@ -581,6 +585,8 @@ class BulkUpdateParams(JobParams):
         selected = self.selection.describe()
         if self.action is BulkAction.GLOBAL_UNSUBSCRIBE:
             return f"globally unsubscribe {selected}"
+        if self.action is BulkAction.DELETE_PROFILES:
+            return f"delete {selected} that had no interaction since the inactivity cutoff"
         if self.action in (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION):
             assert self.channel is not None
             assert self.status is not None

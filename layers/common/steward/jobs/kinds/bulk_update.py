@@ -25,6 +25,7 @@ read: ``last_activity_at`` is never touched.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from steward.conditions import MAX_ATTEMPTS
@@ -49,6 +50,7 @@ from steward.jobs.engine import (
     shard_items,
 )
 from steward.jobs.kinds import _subscriptions
+from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
     NOMINAL_PROFILE_BYTES,
@@ -61,7 +63,7 @@ from steward.jobs.kinds._reach import (
 )
 from steward.jobs.kinds._sizes import NOMINAL_MEMBER_BYTES
 from steward.jobs.kinds._subscriptions import TOO_MANY_SUBSCRIPTIONS, changed_subscription, needs_devices
-from steward.jobs.models import JobType
+from steward.jobs.models import CUTOFF_STATE, JobType
 from steward.jobs.params import BulkAction, BulkUpdateParams, SelectionSource
 from steward.jobs.references import JobReferences
 from steward.segments.models import SegmentKind
@@ -75,11 +77,13 @@ UPDATED = "updated"
 UNSUBSCRIBED = "unsubscribed"
 SUBSCRIPTION_ADDED = "subscription_added"
 SUBSCRIPTION_UPDATED = "subscription_updated"
+DELETED = "deleted"
 _CHANGES = {
     BulkAction.UPDATE_FIELDS: UPDATED,
     BulkAction.GLOBAL_UNSUBSCRIBE: UNSUBSCRIBED,
     BulkAction.ADD_SUBSCRIPTION: SUBSCRIPTION_ADDED,
     BulkAction.UPDATE_SUBSCRIPTION: SUBSCRIPTION_UPDATED,
+    BulkAction.DELETE_PROFILES: DELETED,
 }
 _SUBSCRIPTION_ACTIONS = (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION)
 # Users per page: one conditional write each on a real run.
@@ -154,6 +158,9 @@ class BulkUpdate(SinglePhase):
             JobReferences(ctx.services.resource_repository).check(ctx.app_id, params)
         except InvalidInput as exc:
             raise JobRefused(exc.message, code=exc.code) from None
+        if params.action is BulkAction.DELETE_PROFILES:
+            cutoff = inactivity_cutoff(ctx.now, ctx.services.inactive_profile_months)
+            state[CUTOFF_STATE] = cutoff.isoformat()
         selection = params.selection
         if selection.source is SelectionSource.SEGMENT:
             assert selection.segment_id is not None
@@ -253,6 +260,12 @@ class BulkUpdate(SinglePhase):
             return ReportRow(Entity.USER, user.user_id, Outcome.SKIPPED, user.user_id, reason)
         size = self._sizes(ctx, [user])[0]
         meter.gets([size], consistent=True)  # apply's read
+        if params.action is BulkAction.DELETE_PROFILES:
+            # The deletion's second read, and its delete (billed on the item's size); devices, codes and
+            # segments the profile holds cost their own writes, not counted here.
+            meter.gets([size], consistent=True)
+            meter.writes([size])
+            return ReportRow(Entity.USER, user.user_id, DELETED, user.user_id, last_interaction(user).isoformat())
         meter.writes([max(size, self._sizes(ctx, [after])[0])])
         return ReportRow(Entity.USER, user.user_id, _CHANGES[params.action], user.user_id, reason)
 
@@ -304,6 +317,8 @@ class BulkUpdate(SinglePhase):
         params = _params(ctx)
         repository = ctx.services.user_repository
         stored = read.get(row.id)
+        if params.action is BulkAction.DELETE_PROFILES:
+            return _delete(ctx, row, stored is not None)
         for _ in range(MAX_ATTEMPTS):
             if stored is None:
                 return row.with_outcome(Outcome.NOT_FOUND, "")
@@ -323,10 +338,28 @@ class BulkUpdate(SinglePhase):
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
 
 
+def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
+    """Delete the profile as DELETE /v1/users/{id} does, unless it had an interaction since the cutoff meanwhile."""
+    if not exists:
+        return row  # gone: this row's own earlier attempt, or a deletion that did the same
+    cutoff = _cutoff(ctx)
+    try:
+        deleted = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, lambda user: inactive_since(user, cutoff))
+    except NotFound:
+        return row
+    return row if deleted else row.with_outcome(Outcome.SKIPPED, ACTIVE_SINCE_CUTOFF)
+
+
+def _cutoff(ctx: JobContext) -> datetime:
+    return datetime.fromisoformat(str(ctx.state[CUTOFF_STATE]))
+
+
 def _changed(
     params: BulkUpdateParams, user: User, ctx: JobContext, devices: Sequence[Device]
 ) -> tuple[User | None, str]:
-    """The user as the action leaves it, or None and why it stays as it is."""
+    """The user as the action leaves it, or None and why it stays as it is (deleting: the user itself)."""
+    if params.action is BulkAction.DELETE_PROFILES:
+        return (user, "") if inactive_since(user, _cutoff(ctx)) else (None, ACTIVE_SINCE_CUTOFF)
     if params.action in _SUBSCRIPTION_ACTIONS:
         subscription, reason = changed_subscription(params, user, devices)
         if subscription is None:
