@@ -495,6 +495,84 @@ class BulkDeleteProfiles(Scenario):
         return "idle2"
 
 
+def loyalty_program(stack: RunningStack, app: JobApp, *codes: str) -> str:
+    program_id = str(ok(stack.api("POST", "/v1/loyalty-programs", app.key, json={"name": "Gold"}), 201)["program_id"])
+    ok(stack.api("POST", f"/v1/loyalty-programs/{program_id}/codes", app.key, json={"codes": list(codes)}))
+    return program_id
+
+
+def attach_code(stack: RunningStack, app: JobApp, user_id: str, code: str) -> None:
+    ok(stack.api("PUT", f"/v1/users/{user_id}/promo-codes/{code}", app.key))
+
+
+def promo_codes(stack: RunningStack, app: JobApp, user_id: str) -> list[str]:
+    return sorted(item["code"] for item in user(stack, app, user_id)["promo_codes"])
+
+
+class BulkAttachPromoCodes(Scenario):
+    type, name, write = "bulk_update", "bulk_update.promo_codes.attach", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.program = loyalty_program(stack, app, "GOLD-1", "GOLD-2", "GOLD-3", "GOLD-4")
+        for n in range(5):
+            put_user(stack, app, f"u{n}", {"plan": "pro"})
+        attach_code(stack, app, "u4", "GOLD-4")  # holds one already
+        put_user(stack, app, "free", {"plan": "free"})
+        return {
+            "action": "promo_codes",
+            "selection": {"source": "all", "criteria": PRO},
+            "operation": "attach",
+            "program_id": self.program,
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        outcome = {row["id"]: (row["action"], row["detail"]) for row in rows}
+        assert outcome["u4"] == ("skipped", "already_has_code")
+        handed = sorted(detail for action, detail in outcome.values() if action == "code_attached")
+        assert handed == ["GOLD-1", "GOLD-2", "GOLD-3"]
+        assert [detail for action, detail in outcome.values() if action == "skipped"].count("no_code_left") == 1
+        held = [code for n in range(5) for code in promo_codes(stack, app, f"u{n}")]
+        assert sorted(held) == ["GOLD-1", "GOLD-2", "GOLD-3", "GOLD-4"]  # each code once
+        assert promo_codes(stack, app, "free") == []
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "u0", {"plan": "free"})
+        return "u0"
+
+
+class BulkDetachPromoCodes(Scenario):
+    type, name, write = "bulk_update", "bulk_update.promo_codes.detach", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.program = loyalty_program(stack, app, "GOLD-1", "GOLD-2", "GOLD-3")
+        other = loyalty_program(stack, app, "SILVER-1")
+        for n in range(4):
+            put_user(stack, app, f"u{n}", {"plan": "pro"})
+        for n in range(3):
+            attach_code(stack, app, f"u{n}", f"GOLD-{n + 1}")
+        attach_code(stack, app, "u0", "SILVER-1")
+        assert other
+        return {
+            "action": "promo_codes",
+            "selection": {"source": "all", "criteria": PRO},
+            "operation": "detach",
+            "program_id": self.program,
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "u0": ("code_detached", "GOLD-1"),
+            "u1": ("code_detached", "GOLD-2"),
+            "u2": ("code_detached", "GOLD-3"),
+            "u3": ("skipped", "no_code"),
+        }
+        assert [promo_codes(stack, app, f"u{n}") for n in range(4)] == [["SILVER-1"], [], [], []]
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        ok(stack.api("DELETE", "/v1/users/u1/promo-codes/GOLD-2", app.key))
+        return "u1"
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     scenario.name or scenario.type: scenario
     for scenario in (
@@ -511,6 +589,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         BulkAddSubscription,
         BulkUpdateSubscription,
         BulkDeleteProfiles,
+        BulkAttachPromoCodes,
+        BulkDetachPromoCodes,
     )
 }
 TYPES = sorted(SCENARIOS)
@@ -612,7 +692,7 @@ def test_a_real_run_waits_for_the_apps_running_job(stack: RunningStack, job_type
     assert ok(submit_job(stack, app.key, job_type, params), 201)["dry_run"] is True  # dry runs never wait
 
 
-def test_a_subscription_job_names_a_resource_that_offers_the_channel(stack: RunningStack) -> None:
+def test_a_bulk_update_names_the_apps_own_resources_and_programs(stack: RunningStack) -> None:
     app = job_app(stack, "bulk-resources")
     email_only = resource(stack, app, "Letters", ["email"])
     params = {
@@ -625,6 +705,10 @@ def test_a_subscription_job_names_a_resource_that_offers_the_channel(stack: Runn
     assert_error(submit_job(stack, app.key, "bulk_update", params), 422, "channel_not_offered", "params.channel")
     unknown = {**params, "resource_id": "res_0000000000000000", "channel": "email"}
     assert_error(submit_job(stack, app.key, "bulk_update", unknown), 422, "unknown_resource", "params.resource_id")
+    elsewhere = loyalty_program(stack, job_app(stack, "bulk-other-program"))
+    codes = {"action": "promo_codes", "selection": {"source": "all"}, "operation": "attach", "program_id": elsewhere}
+    refused = submit_job(stack, app.key, "bulk_update", codes)
+    assert_error(refused, 422, "unknown_loyalty_program", "params.program_id")
     assert all_items(stack, JOBS, key=app.key) == []
 
 

@@ -335,7 +335,7 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
         services.job_repository,
         services.report_store,
         services.reauthentication,
-        JobReferences(services.resource_repository),
+        JobReferences(services.resource_repository, services.loyalty_repository),
         start_execution,
         clock,
         lambda arn: executions.get(arn, "RUNNING"),

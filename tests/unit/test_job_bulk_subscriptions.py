@@ -258,7 +258,7 @@ def test_the_resources_must_exist_and_offer_the_channel(store: StoreSettings) ->
     news = resources.create(APP, "News", [Channel.EMAIL, Channel.SMS], NOW).resource_id
     brand = resources.create(APP, "Brand", [Channel.SMS], NOW).resource_id
     elsewhere = resources.create(OTHER_APP, "Theirs", [Channel.EMAIL], NOW).resource_id
-    check = JobReferences(resources).check
+    check = JobReferences(resources, services().loyalty_repository).check
     check(APP, params(resource_id=news))
     check(
         APP,

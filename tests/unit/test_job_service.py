@@ -163,7 +163,7 @@ def test_a_job_whose_start_fails_is_not_kept_frees_the_lock_and_never_runs(
         services.job_repository,
         services.report_store,
         services.reauthentication,
-        JobReferences(services.resource_repository),
+        JobReferences(services.resource_repository, services.loyalty_repository),
         failing_start,
         engine.clock,
     )

@@ -315,7 +315,7 @@ class Services:
             self.job_repository,
             self.report_store,
             self.reauthentication,
-            JobReferences(self.resource_repository),
+            JobReferences(self.resource_repository, self.loyalty_repository),
             start_execution,
             self.clock,
             execution_status,

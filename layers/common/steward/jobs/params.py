@@ -461,6 +461,12 @@ class BulkAction(StrEnum):
     ADD_SUBSCRIPTION = "add_subscription"
     UPDATE_SUBSCRIPTION = "update_subscription"
     DELETE_PROFILES = "delete_profiles"
+    PROMO_CODES = "promo_codes"
+
+
+class PromoOperation(StrEnum):
+    ATTACH = "attach"
+    DETACH = "detach"
 
 
 class ContactSource(StrEnum):
@@ -478,6 +484,7 @@ _ACTION_FIELDS: dict[BulkAction, set[str]] = {
     BulkAction.ADD_SUBSCRIPTION: _SUBSCRIPTION_FIELDS | {"contact_source", "source_resource_id"},
     BulkAction.UPDATE_SUBSCRIPTION: _SUBSCRIPTION_FIELDS,
     BulkAction.DELETE_PROFILES: set(),
+    BulkAction.PROMO_CODES: {"operation", "program_id"},
 }
 # Actions that never run on "every user": they need criteria, or a segment or audience source.
 _NEED_CONDITIONS = (BulkAction.GLOBAL_UNSUBSCRIBE, BulkAction.DELETE_PROFILES)
@@ -485,6 +492,7 @@ _NEED_CONDITIONS = (BulkAction.GLOBAL_UNSUBSCRIBE, BulkAction.DELETE_PROFILES)
 _REQUIRED_FIELDS: dict[BulkAction, tuple[str, ...]] = {
     BulkAction.ADD_SUBSCRIPTION: ("resource_id", "channel", "status", "contact_source"),
     BulkAction.UPDATE_SUBSCRIPTION: ("resource_id", "channel", "status"),
+    BulkAction.PROMO_CODES: ("operation", "program_id"),
 }
 ResourceId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(no_control_characters)]
 
@@ -518,6 +526,12 @@ class BulkUpdateParams(JobParams):
     source_resource_id: ResourceId | None = Field(
         default=None, description="add_subscription with contact_source `resource`: the resource to copy from."
     )
+    operation: PromoOperation | None = Field(
+        default=None,
+        description="promo_codes: `attach` a free code of the program to each profile that holds none of its "
+        "codes, or `detach` the program's codes from the profiles.",
+    )
+    program_id: ResourceId | None = Field(default=None, description="promo_codes: the loyalty program.")
     include_unsafe: StrictBool | None = Field(
         default=None,
         description="add_subscription, update_subscription: also subscribe profiles whose status is Unsubscribed, "
@@ -573,6 +587,11 @@ class BulkUpdateParams(JobParams):
             )
 
     @property
+    def attaches_codes(self) -> bool:
+        """Attaching hands out a pool of codes in order: one walk over the shards, not a worker per shard."""
+        return self.action is BulkAction.PROMO_CODES and self.operation is PromoOperation.ATTACH
+
+    @property
     def unsafe_allowed(self) -> bool:
         return bool(self.include_unsafe)
 
@@ -585,6 +604,10 @@ class BulkUpdateParams(JobParams):
         selected = self.selection.describe()
         if self.action is BulkAction.GLOBAL_UNSUBSCRIBE:
             return f"globally unsubscribe {selected}"
+        if self.action is BulkAction.PROMO_CODES:
+            if self.operation is PromoOperation.ATTACH:
+                return f"attach a free code of loyalty program {self.program_id} to {selected}"
+            return f"detach the codes of loyalty program {self.program_id} from {selected}"
         if self.action is BulkAction.DELETE_PROFILES:
             return f"delete {selected} that had no interaction since the inactivity cutoff"
         if self.action in (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION):

@@ -7,21 +7,37 @@ may change before it runs.
 
 from steward.errors import InvalidInput, NotFound
 from steward.jobs.params import BulkUpdateParams, JobParams
+from steward.loyalty.repository import LoyaltyRepository
 from steward.resources.repository import ResourceRepository
 
 UNKNOWN_RESOURCE = "unknown_resource"
 CHANNEL_NOT_OFFERED = "channel_not_offered"
-REFERENCE_ERROR_CODES = (UNKNOWN_RESOURCE, CHANNEL_NOT_OFFERED)
+UNKNOWN_LOYALTY_PROGRAM = "unknown_loyalty_program"
+REFERENCE_ERROR_CODES = (UNKNOWN_RESOURCE, CHANNEL_NOT_OFFERED, UNKNOWN_LOYALTY_PROGRAM)
 
 
 class JobReferences:
-    def __init__(self, resources: ResourceRepository) -> None:
+    def __init__(self, resources: ResourceRepository, loyalty: LoyaltyRepository) -> None:
         self.resources = resources
+        self.loyalty = loyalty
 
     def check(self, app_id: str, params: JobParams) -> None:
         """Raise InvalidInput (field ``params.<name>``) for a name the app does not have."""
         if isinstance(params, BulkUpdateParams):
             self._resources(app_id, params)
+            self._program(app_id, params)
+
+    def _program(self, app_id: str, params: BulkUpdateParams) -> None:
+        if params.program_id is None:
+            return
+        try:
+            self.loyalty.get_program(app_id, params.program_id)
+        except NotFound:
+            raise InvalidInput(
+                f"params.program_id: loyalty program {params.program_id!r} does not exist.",
+                code=UNKNOWN_LOYALTY_PROGRAM,
+                field="params.program_id",
+            ) from None
 
     def _resources(self, app_id: str, params: BulkUpdateParams) -> None:
         """Each resource the action names exists and offers its channel (both, for a resource contact source)."""

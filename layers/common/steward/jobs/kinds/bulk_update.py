@@ -49,7 +49,7 @@ from steward.jobs.engine import (
     WorkItem,
     shard_items,
 )
-from steward.jobs.kinds import _subscriptions
+from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
@@ -155,7 +155,7 @@ class BulkUpdate(SinglePhase):
         params = _params(ctx)
         state: JsonObject = {}
         try:  # checked at submission; the resources may have changed since
-            JobReferences(ctx.services.resource_repository).check(ctx.app_id, params)
+            JobReferences(ctx.services.resource_repository, ctx.services.loyalty_repository).check(ctx.app_id, params)
         except InvalidInput as exc:
             raise JobRefused(exc.message, code=exc.code) from None
         if params.action is BulkAction.DELETE_PROFILES:
@@ -172,7 +172,7 @@ class BulkUpdate(SinglePhase):
                 state["segment_criteria"] = segment.criteria
             else:
                 state["static_segment"] = segment.segment_id
-        if selection.total_limit is not None:
+        if selection.total_limit is not None or params.attaches_codes:
             return Plan([WorkItem(index=0)], state)
         return Plan(shard_items(ctx.services.shard_count), state)
 
@@ -181,15 +181,33 @@ class BulkUpdate(SinglePhase):
     def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
         rules = _Rules.of(ctx)
         meter = Meter()
-        if item.shard is None:
+        params = _params(ctx)
+        if item.shard is None and params.selection.total_limit is not None:
             users, scanned, next_position = self._merge(ctx, rules, position, meter)
+        elif item.shard is None:
+            users, scanned, next_position = self._walk(ctx, rules, position, meter)
         else:
             start = start_of(ctx, item, position)
             chunk = self._read(ctx, rules, start, USER_PAGE, meter)
             users, scanned, next_position = chunk.users, chunk.scanned, next_of(chunk.next)
+        if params.attaches_codes:
+            rows, codes = _promo.attach_rows(ctx, params, users, position, meter)
+            if next_position is not None:
+                next_position[_promo.CODES_KEY] = codes
+            return Page(rows, scanned, next_position, cost=meter.cost())
         devices = _devices(ctx, [user.user_id for user in users], meter)
         rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
         return Page(rows, scanned, next_position, cost=meter.cost())
+
+    def _walk(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """The next page of the selection, walking the shards one after the other (one work item)."""
+        shard_count = ctx.services.shard_count
+        start = Position(0) if position is None else Position.from_fields(position["users"], shard_count)
+        chunk = self._read(ctx, rules, start, USER_PAGE, meter)
+        after = chunk.next or (Position(start.shard + 1) if start.shard + 1 < shard_count else None)
+        return chunk.users, chunk.scanned, None if after is None else {"users": after.as_fields()}
 
     def _read(self, ctx: JobContext, rules: _Rules, start: Position, max_items: int, meter: Meter) -> _Chunk:
         """Up to ``max_items`` candidates of ``start``'s shard from ``start``: the selected ones among them."""
@@ -255,6 +273,14 @@ class BulkUpdate(SinglePhase):
 
     def _row(self, ctx: JobContext, user: User, devices: Sequence[Device], meter: Meter) -> ReportRow:
         params = _params(ctx)
+        if params.action is BulkAction.PROMO_CODES:  # detach (attach hands out codes page by page)
+            assert params.program_id is not None
+            row = _promo.detach_row(user, params.program_id)
+            if row.is_change:
+                size = self._sizes(ctx, [user])[0]
+                meter.gets([size], consistent=True)
+                meter.transaction([_promo.CODE_ITEM_BYTES, size] * len(row.detail.split()))
+            return row
         after, reason = _changed(params, user, ctx, devices)
         if after is None:
             return ReportRow(Entity.USER, user.user_id, Outcome.SKIPPED, user.user_id, reason)
@@ -267,7 +293,7 @@ class BulkUpdate(SinglePhase):
             meter.writes([size])
             return ReportRow(Entity.USER, user.user_id, DELETED, user.user_id, last_interaction(user).isoformat())
         meter.writes([max(size, self._sizes(ctx, [after])[0])])
-        return ReportRow(Entity.USER, user.user_id, _CHANGES[params.action], user.user_id, reason)
+        return ReportRow(Entity.USER, user.user_id, _change_of(params), user.user_id, reason)
 
     def _sizes(self, ctx: JobContext, users: Sequence[User]) -> list[int]:
         return sizes_of(ctx.services.user_repository.stored_item(ctx.app_id, user) for user in users)
@@ -277,7 +303,7 @@ class BulkUpdate(SinglePhase):
     def recheck(self, ctx: JobContext, rows: Sequence[ReportRow]) -> list[ReportRow]:
         params = _params(ctx)
         rules = _Rules.of(ctx)
-        change = _CHANGES[params.action]
+        change = _change_of(params)
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
         selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
@@ -293,6 +319,12 @@ class BulkUpdate(SinglePhase):
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
             if row.id not in selected:
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
+            if params.action is BulkAction.PROMO_CODES:
+                assert params.program_id is not None
+                held = _promo.program_codes(user, params.program_id)
+                if params.attaches_codes and held:
+                    return row.with_outcome(Outcome.DRIFTED, _promo.ALREADY_HAS_CODE)
+                return row if params.attaches_codes or held else row.with_outcome(Outcome.DRIFTED, _promo.NO_CODE)
             after, reason = _changed(params, user, ctx, devices.get(row.id, ()))
             return row if after is not None else row.with_outcome(Outcome.DRIFTED, reason)
 
@@ -302,7 +334,7 @@ class BulkUpdate(SinglePhase):
 
     def apply(self, ctx: JobContext, rows: Sequence[ReportRow]) -> list[ReportRow]:
         params = _params(ctx)
-        change = _CHANGES[params.action]
+        change = _change_of(params)
         todo = [row for row in rows if row.action == change]
         read = _read_many(ctx, [row.id for row in todo])
         devices = _devices(ctx, list(read), Meter())
@@ -319,6 +351,11 @@ class BulkUpdate(SinglePhase):
         stored = read.get(row.id)
         if params.action is BulkAction.DELETE_PROFILES:
             return _delete(ctx, row, stored is not None)
+        if params.action is BulkAction.PROMO_CODES:
+            user = None if stored is None else stored[0]
+            if params.attaches_codes:
+                return _promo.apply_attach(ctx, params, row, user)
+            return _promo.apply_detach(ctx, params, row, user)
         for _ in range(MAX_ATTEMPTS):
             if stored is None:
                 return row.with_outcome(Outcome.NOT_FOUND, "")
@@ -336,6 +373,13 @@ class BulkUpdate(SinglePhase):
                 return row
             stored = repository.get_with_version(ctx.app_id, row.id)
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
+
+
+def _change_of(params: BulkUpdateParams) -> str:
+    """The report action of the action's changes."""
+    if params.action is BulkAction.PROMO_CODES:
+        return _promo.CODE_ATTACHED if params.attaches_codes else _promo.CODE_DETACHED
+    return _CHANGES[params.action]
 
 
 def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
