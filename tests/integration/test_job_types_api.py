@@ -25,8 +25,10 @@ from tests.support.client import (
     all_items,
     assert_error,
     confirm_job,
+    events_of_job,
     job_app,
     listed_entities,
+    listen_to_job_events,
     ok,
     report_rows,
     run_job,
@@ -408,8 +410,8 @@ class BulkAddSubscription(Scenario):
 
     def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
         assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
-            "fresh": ("subscription_added", ""),
-            "again": ("subscription_added", ""),
+            "fresh": ("subscription_added", "new"),
+            "again": ("subscription_added", "new"),
             "complained": ("skipped", "unsafe_status: Complainer"),
             "bounced-source": ("skipped", "source_unsafe_status: Hardbounced"),
             "no-source": ("skipped", "no_source_subscription"),
@@ -449,9 +451,9 @@ class BulkUpdateSubscription(Scenario):
 
     def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
         assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
-            "a": ("subscription_updated", ""),
-            "b": ("subscription_updated", ""),
-            "c": ("subscription_updated", ""),
+            "a": ("subscription_updated", "was Subscribed"),
+            "b": ("subscription_updated", "was Subscribed"),
+            "c": ("subscription_updated", "was Hardbounced"),
             "none": ("skipped", "no_subscription"),
         }
         assert statuses(stack, app, self.news, "a", "b", "c", "none") == {
@@ -710,6 +712,27 @@ def test_a_bulk_update_names_the_apps_own_resources_and_programs(stack: RunningS
     refused = submit_job(stack, app.key, "bulk_update", codes)
     assert_error(refused, 422, "unknown_loyalty_program", "params.program_id")
     assert all_items(stack, JOBS, key=app.key) == []
+
+
+def test_bulk_changes_publish_their_triggers_unless_suppressed(stack: RunningStack) -> None:
+    app = job_app(stack, "bulk-triggers")
+    queue_url = listen_to_job_events(stack)
+    for n in range(12):  # two PutEvents batches
+        put_user(stack, app, f"u{n:02d}", {"plan": "pro"})
+    put_user(stack, app, "same", {"plan": "pro", "tier": "gold"})  # unchanged: no event
+    params = {"action": "update_fields", "selection": {"source": "all", "criteria": PRO}, "set": {"tier": "gold"}}
+
+    job = run_job(stack, app, "bulk_update", params, dry_run=False)
+    heard = events_of_job(stack, queue_url, job["job_id"])
+    triggers = [event for event in heard if event["detail-type"] != "Job Finished"]
+    assert sorted(event["detail"]["user_id"] for event in triggers) == [f"u{n:02d}" for n in range(12)]
+    assert {event["detail-type"] for event in triggers} == {"Field Updated"}
+    assert {(event["source"], event["detail"]["app_id"]) for event in triggers} == {("steward", app.app_id)}
+
+    quiet = {**params, "set": {"tier": "platinum"}, "suppress_triggers": True}
+    job = run_job(stack, app, "bulk_update", quiet, dry_run=False)
+    assert job["counts"]["changed"] == 13
+    assert [event["detail-type"] for event in events_of_job(stack, queue_url, job["job_id"])] == ["Job Finished"]
 
 
 def test_a_profile_deletion_shows_its_cutoff_and_needs_conditions(stack: RunningStack) -> None:

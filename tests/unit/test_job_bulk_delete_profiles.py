@@ -17,7 +17,7 @@ from steward.settings import JobsSettings, SettingsError, StoreSettings
 from steward.users.models import BatchUser
 from tests.support.jobs import job_context, run_applying_twice, run_inline
 from tests.support.reach import confirm, dry_pages, identify, services, static_segment
-from tests.support.service import SHARD_COUNT
+from tests.support.service import JOBS_BUS, SHARD_COUNT
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -99,7 +99,7 @@ def _seed(app_id: str, activity: dict[str, datetime | None]) -> None:
 
 
 def _context(params: dict[str, Any], *, dry_run: bool, months: int = 4, state: dict[str, Any] | None = None) -> Any:
-    svc = Services(SHARD_COUNT, inactive_profile_months=months)
+    svc = Services(SHARD_COUNT, inactive_profile_months=months, job_event_bus=JOBS_BUS)
     return job_context(APP, JobType.BULK_UPDATE, params, dry_run=dry_run, services=svc, now=NOW, state=state)
 
 

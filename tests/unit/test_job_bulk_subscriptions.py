@@ -323,7 +323,7 @@ def test_add_subscription_runs_dry_and_real_and_leaves_the_rest_alone(store: Sto
     assert _statuses(APP, news) == before
     real = run_inline(job_context(APP, JobType.BULK_UPDATE, job, dry_run=False))
     expected = {
-        "fresh": ("subscription_added", ""),
+        "fresh": ("subscription_added", "new"),
         "unsub": (Outcome.SKIPPED, "unsafe_status: Unsubscribed"),
         "complainer": (Outcome.SKIPPED, "unsafe_status: Complainer"),
         "subscribed": (Outcome.SKIPPED, "unchanged"),
@@ -365,7 +365,7 @@ def test_update_subscription_with_include_unsafe_and_a_confirmed_drift(store: St
         "no-email": (Outcome.SKIPPED, "no_subscription"),
         "subscribed": (Outcome.SKIPPED, "unchanged"),
         "unsub": (Outcome.DRIFTED, "unchanged"),
-        "complainer": ("subscription_updated", ""),
+        "complainer": ("subscription_updated", "was Complainer"),
     }
     assert _statuses(APP, news)["complainer"] == "Subscribed"
     assert _statuses(APP, news)["fresh"] is None

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from steward.jobs.repository import JobRepository
     from steward.jobs.runner import JobRunner
     from steward.jobs.service import JobService
+    from steward.jobs.triggers import TriggerPublisher
     from steward.loyalty.repository import LoyaltyRepository
     from steward.loyalty.service import LoyaltyService
     from steward.regions.repository import RegionRepository
@@ -320,6 +321,22 @@ class Services:
             self.clock,
             execution_status,
         )
+
+    @cached_property
+    def trigger_publisher(self) -> TriggerPublisher:
+        import time
+
+        import boto3
+
+        from steward.jobs.triggers import TriggerPublisher
+
+        events = boto3.client("events")
+
+        def put_events(entries: list[dict[str, Any]]) -> dict[str, Any]:
+            answer: dict[str, Any] = events.put_events(Entries=entries)
+            return answer
+
+        return TriggerPublisher(put_events, _required(self.job_event_bus, "job_event_bus"), time.sleep)
 
     @cached_property
     def job_runner(self) -> JobRunner:

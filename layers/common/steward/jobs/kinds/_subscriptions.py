@@ -46,6 +46,23 @@ def needs_devices(params: BulkUpdateParams) -> bool:
     )
 
 
+NEW = "new"
+_WAS = "was "
+
+
+def change_detail(params: BulkUpdateParams, user: User) -> str:
+    """The report's detail of a subscription change: ``new``, or the status it replaces (``was Unsubscribed``)."""
+    assert params.resource_id is not None
+    assert params.channel is not None
+    current = subscription_of(user, params.resource_id, params.channel)
+    return NEW if current is None else f"{_WAS}{current.status.value}"
+
+
+def previous_status(detail: str) -> str | None:
+    """The status a change replaced, from its detail; None for a new subscription."""
+    return detail.removeprefix(_WAS) if detail.startswith(_WAS) else None
+
+
 def changed_subscription(
     params: BulkUpdateParams, user: User, devices: Sequence[Device]
 ) -> tuple[Subscription | None, str]:

@@ -50,6 +50,7 @@ from steward.jobs.engine import (
     shard_items,
 )
 from steward.jobs.kinds import _promo, _subscriptions
+from steward.jobs.kinds._bulk_triggers import trigger_events
 from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
@@ -293,6 +294,8 @@ class BulkUpdate(SinglePhase):
             meter.writes([size])
             return ReportRow(Entity.USER, user.user_id, DELETED, user.user_id, last_interaction(user).isoformat())
         meter.writes([max(size, self._sizes(ctx, [after])[0])])
+        if params.action in _SUBSCRIPTION_ACTIONS:
+            reason = _subscriptions.change_detail(params, user)
         return ReportRow(Entity.USER, user.user_id, _change_of(params), user.user_id, reason)
 
     def _sizes(self, ctx: JobContext, users: Sequence[User]) -> list[int]:
@@ -326,7 +329,11 @@ class BulkUpdate(SinglePhase):
                     return row.with_outcome(Outcome.DRIFTED, _promo.ALREADY_HAS_CODE)
                 return row if params.attaches_codes or held else row.with_outcome(Outcome.DRIFTED, _promo.NO_CODE)
             after, reason = _changed(params, user, ctx, devices.get(row.id, ()))
-            return row if after is not None else row.with_outcome(Outcome.DRIFTED, reason)
+            if after is None:
+                return row.with_outcome(Outcome.DRIFTED, reason)
+            if params.action in _SUBSCRIPTION_ACTIONS:  # what it replaces now (a new subscription, or a status)
+                return row.with_outcome(row.action, _subscriptions.change_detail(params, user))
+            return row
 
         return [now_as(row) for row in rows]
 
@@ -340,7 +347,12 @@ class BulkUpdate(SinglePhase):
         devices = _devices(ctx, list(read), Meter())
         results = each(todo, lambda row: self._apply_one(ctx, row, read, devices.get(row.id, ())))
         outcomes = dict(zip((row.id for row in todo), results, strict=True))
-        return [_outcome(row, outcomes[row.id]) if row.id in outcomes else row for row in rows]
+        applied = [_outcome(row, outcomes[row.id]) if row.id in outcomes else row for row in rows]
+        # After the page's writes: an automation never hears of a change before it is stored.
+        events = trigger_events(ctx, params, applied)
+        if events:
+            ctx.services.trigger_publisher.publish(events)
+        return applied
 
     def _apply_one(
         self, ctx: JobContext, row: ReportRow, read: Mapping[str, tuple[User, int]], devices: Sequence[Device]
