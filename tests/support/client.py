@@ -368,7 +368,7 @@ def preview(stack: RunningStack, body: dict[str, Any], key: str | None = None) -
 
 def preview_ok(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     page = ok(preview(stack, body, key))
-    assert set(page) == {"matched", "scanned", "complete", "next_cursor", "sample"}
+    assert set(page) == {"matched", "deliverable", "scanned", "complete", "next_cursor", "sample"}
     return page
 
 
