@@ -11,6 +11,7 @@ an app of its own: jobs act on a whole app's data.
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.repository import _record as job_item
 from steward.tables import JOB_LOCK_SK, JobLockRecord, job_lock_pk
+from tests.support.audiences import put_file
 from tests.support.client import (
     JOBS,
     JobApp,
@@ -575,6 +577,38 @@ class BulkDetachPromoCodes(Scenario):
         return "u1"
 
 
+class BulkUpdateAudience(Scenario):
+    """update_fields on the members of an imported audience (dropped in the imports bucket, imported by S3's event)."""
+
+    type, name, write = "bulk_update", "bulk_update.audience", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for user_id in ("m1", "m2", "m3", "outsider"):
+            put_user(stack, app, user_id, {"plan": "pro"})
+        self.name = f"spring {uuid4().hex[:8]}"
+        self.drop(stack, app, ["m1", "m2", "m3", "unknown"])
+        return {
+            "action": "update_fields",
+            "selection": {"source": "audience", "name": self.name},
+            "set": {"tier": "gold"},
+        }
+
+    def drop(self, stack: RunningStack, app: JobApp, user_ids: list[str]) -> None:
+        body = ("user_id\n" + "".join(f"{user_id}\n" for user_id in user_ids)).encode()
+        put_file(stack, f"imports/{app.app_id}/{self.name}.csv", body)
+        found = ok(stack.api("GET", f"/v1/audiences/{quote(self.name, safe='')}", app.key))
+        assert found["status"] == "ready", found
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert actions(rows) == {"m1": "updated", "m2": "updated", "m3": "updated"}
+        assert user(stack, app, "m2")["fields"] == {"plan": "pro", "tier": "gold"}
+        assert user(stack, app, "outsider")["fields"] == {"plan": "pro"}
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "m3", {"tier": "gold"})  # already as the job leaves it
+        return "m3"
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     scenario.name or scenario.type: scenario
     for scenario in (
@@ -593,6 +627,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         BulkDeleteProfiles,
         BulkAttachPromoCodes,
         BulkDetachPromoCodes,
+        BulkUpdateAudience,
     )
 }
 TYPES = sorted(SCENARIOS)
@@ -711,6 +746,9 @@ def test_a_bulk_update_names_the_apps_own_resources_and_programs(stack: RunningS
     codes = {"action": "promo_codes", "selection": {"source": "all"}, "operation": "attach", "program_id": elsewhere}
     refused = submit_job(stack, app.key, "bulk_update", codes)
     assert_error(refused, 422, "unknown_loyalty_program", "params.program_id")
+    audience = {"action": "global_unsubscribe", "selection": {"source": "audience", "name": "never imported"}}
+    refused = submit_job(stack, app.key, "bulk_update", audience)
+    assert_error(refused, 422, "unknown_audience", "params.selection.name")
     assert all_items(stack, JOBS, key=app.key) == []
 
 

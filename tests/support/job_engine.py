@@ -43,7 +43,6 @@ from steward.jobs.engine import (
 )
 from steward.jobs.models import ConfirmJob, Job, JobCounts, JobType, SubmitJob
 from steward.jobs.params import DeleteTagsParams
-from steward.jobs.references import JobReferences
 from steward.jobs.reports import job_prefix
 from steward.jobs.runner import JobRunner, WorkerLimits, error_from_state_machine
 from steward.jobs.service import JobService
@@ -335,7 +334,7 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
         services.job_repository,
         services.report_store,
         services.reauthentication,
-        JobReferences(services.resource_repository, services.loyalty_repository),
+        services.job_references,
         start_execution,
         clock,
         lambda arn: executions.get(arn, "RUNNING"),

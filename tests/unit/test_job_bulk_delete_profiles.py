@@ -69,6 +69,7 @@ def test_the_months_setting_is_checked_at_cold_start(months: str) -> None:
         "STEWARD_JOB_EVENT_BUS": "jobs",
         "STEWARD_JOB_MAX_CONCURRENCY": "4",
         "STEWARD_INACTIVE_PROFILE_MONTHS": months,
+        "STEWARD_AUDIENCE_DATA_BUCKET": "audiences",
     }
     with pytest.raises(SettingsError, match="INACTIVE_PROFILE_MONTHS"):
         JobsSettings.from_env(environ)

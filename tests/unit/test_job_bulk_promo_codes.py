@@ -10,7 +10,6 @@ from steward.jobs.engine import JobRefused, Outcome
 from steward.jobs.kinds import kind_for
 from steward.jobs.models import JobType
 from steward.jobs.params import parse_params
-from steward.jobs.references import JobReferences
 from steward.settings import StoreSettings
 from steward.shard_reader import Position
 from tests.support.jobs import job_context, run_applying_twice, run_inline
@@ -70,7 +69,7 @@ def test_refused_promo_params_name_the_field(raw: dict[str, Any], field: str) ->
 
 def test_the_program_must_be_the_apps(store: StoreSettings) -> None:
     theirs = program(OTHER_APP)
-    check = JobReferences(services().resource_repository, services().loyalty_repository).check
+    check = services().job_references.check
     with pytest.raises(InvalidInput) as caught:
         check(APP, parse_params(JobType.BULK_UPDATE, promo(theirs)))
     assert (caught.value.code, caught.value.field) == ("unknown_loyalty_program", "params.program_id")

@@ -12,7 +12,6 @@ from steward.jobs.kinds import kind_for
 from steward.jobs.kinds._subscriptions import changed_subscription
 from steward.jobs.models import JobType
 from steward.jobs.params import BulkUpdateParams, parse_params
-from steward.jobs.references import JobReferences
 from steward.settings import StoreSettings
 from steward.types import Channel
 from steward.users.models import Contact, Subscription, SubscriptionStatus, User
@@ -258,7 +257,7 @@ def test_the_resources_must_exist_and_offer_the_channel(store: StoreSettings) ->
     news = resources.create(APP, "News", [Channel.EMAIL, Channel.SMS], NOW).resource_id
     brand = resources.create(APP, "Brand", [Channel.SMS], NOW).resource_id
     elsewhere = resources.create(OTHER_APP, "Theirs", [Channel.EMAIL], NOW).resource_id
-    check = JobReferences(resources, services().loyalty_repository).check
+    check = services().job_references.check
     check(APP, params(resource_id=news))
     check(
         APP,

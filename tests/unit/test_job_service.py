@@ -18,7 +18,6 @@ from steward.errors import (
 from steward.http.errors import status_of
 from steward.jobs.engine import JobRefused
 from steward.jobs.models import ConfirmJob, Job, JobCounts, JobStatus, JobType
-from steward.jobs.references import JobReferences
 from steward.jobs.reports import REPORT_TTL
 from steward.jobs.runner import error_from_state_machine
 from steward.jobs.service import JobService
@@ -163,7 +162,7 @@ def test_a_job_whose_start_fails_is_not_kept_frees_the_lock_and_never_runs(
         services.job_repository,
         services.report_store,
         services.reauthentication,
-        JobReferences(services.resource_repository, services.loyalty_repository),
+        services.job_references,
         failing_start,
         engine.clock,
     )

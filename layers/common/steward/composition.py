@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
     from steward.devices.service import DeviceService
+    from steward.jobs.references import JobReferences
     from steward.jobs.reports import ReportStore
     from steward.jobs.repository import JobRepository
     from steward.jobs.runner import JobRunner
@@ -298,6 +299,12 @@ class Services:
         return ReportStore(boto3.client("s3"), _required(self.reports_bucket, "reports_bucket"))
 
     @cached_property
+    def job_references(self) -> JobReferences:
+        from steward.jobs.references import JobReferences
+
+        return JobReferences(self.resource_repository, self.loyalty_repository, self.audience_repository)
+
+    @cached_property
     def jobs(self) -> JobService:
         import boto3
 
@@ -310,13 +317,11 @@ class Services:
         def execution_status(execution_arn: str) -> str:
             return str(stepfunctions.describe_execution(executionArn=execution_arn)["status"])
 
-        from steward.jobs.references import JobReferences
-
         return JobService(
             self.job_repository,
             self.report_store,
             self.reauthentication,
-            JobReferences(self.resource_repository, self.loyalty_repository),
+            self.job_references,
             start_execution,
             self.clock,
             execution_status,

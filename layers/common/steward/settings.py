@@ -113,10 +113,13 @@ class JobsSettings(StoreSettings):
     # bulk_update's delete_profiles: profiles without interaction since the start of the month this many
     # months before the current one.
     inactive_profile_months: int
+    # bulk_update's audience source reads the member lists there.
+    audience_data_bucket: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _name("reports_bucket", self.reports_bucket)
+        _name("audience_data_bucket", self.audience_data_bucket)
         _name("job_event_bus", self.job_event_bus)
         object.__setattr__(
             self, "job_max_concurrency", _count("job_max_concurrency", self.job_max_concurrency, 1, MAX_SHARDS)

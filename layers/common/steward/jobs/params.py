@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from steward.audiences.keys import valid_name
 from steward.criteria.models import CriteriaJson
 from steward.criteria.parse import INVALID_CRITERIA, parse_criteria
 from steward.devices.models import DeactivationReason, Transport
@@ -111,6 +112,15 @@ UtcMoment = Annotated[
     PlainSerializer(_iso_z, return_type=str, when_used="json"),
     Field(description="ISO-8601 date (00:00 UTC) or date-time; a naive time is UTC, an offset is converted."),
 ]
+
+
+def _audience_name(value: str) -> str:
+    if not valid_name(value):
+        raise ValueError("an audience name is 1-200 characters, without '/' or control characters")
+    return value
+
+
+AudienceName = Annotated[str, AfterValidator(_audience_name)]
 
 
 def _segment_id(value: str) -> str:
@@ -361,6 +371,7 @@ class SelectionSource(StrEnum):
 
     ALL = "all"
     SEGMENT = "segment"
+    AUDIENCE = "audience"
 
 
 class PercentRange(BaseModel):
@@ -394,8 +405,11 @@ class BulkSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: SelectionSource = Field(description="`all` users of the app, or the users of a `segment`.")
+    source: SelectionSource = Field(
+        description="`all` users of the app, the users of a `segment`, or the members of an imported `audience`."
+    )
     segment_id: SegmentId | None = Field(default=None, description="The segment, for source `segment`.")
+    name: AudienceName | None = Field(default=None, description="The imported audience, for source `audience`.")
     criteria: CriteriaJson = Field(default=None, description="Narrow the source (the criteria language).")
     range: PercentRange | None = Field(
         default=None, description="A stable slice of the source by a hash of the user id, before the criteria."
@@ -431,6 +445,19 @@ class BulkSelection(BaseModel):
             raise InvalidInput(
                 "selection.segment_id: only for source segment.", code=INVALID_PARAMS, field="selection.segment_id"
             )
+        if self.source is SelectionSource.AUDIENCE and self.name is None:
+            raise InvalidInput(
+                "selection.name: required for source audience.", code=INVALID_PARAMS, field="selection.name"
+            )
+        if self.source is not SelectionSource.AUDIENCE and self.name is not None:
+            raise InvalidInput("selection.name: only for source audience.", code=INVALID_PARAMS, field="selection.name")
+        if self.source is SelectionSource.AUDIENCE and self.total_limit is not None:
+            # The member list is in hash-partition order, not in byte order of the id.
+            raise InvalidInput(
+                "selection.total_limit: not available with source audience; use range.",
+                code=INVALID_PARAMS,
+                field="selection.total_limit",
+            )
         if self.range is not None and self.total_limit is not None:
             raise InvalidInput(
                 "selection.total_limit: give either range or total_limit, not both.",
@@ -442,10 +469,14 @@ class BulkSelection(BaseModel):
     @property
     def has_conditions(self) -> bool:
         """Whether anything narrows the selection beyond "every user" (a slice or a limit does not)."""
-        return self.criteria is not None or self.source is SelectionSource.SEGMENT
+        return self.criteria is not None or self.source is not SelectionSource.ALL
 
     def describe(self) -> str:
-        selected = "all users" if self.source is SelectionSource.ALL else f"the users of segment {self.segment_id}"
+        selected = {
+            SelectionSource.ALL: "all users",
+            SelectionSource.SEGMENT: f"the users of segment {self.segment_id}",
+            SelectionSource.AUDIENCE: f"the members of audience {self.name}",
+        }[self.source]
         if self.criteria is not None:
             selected += " that the criteria select"
         if self.range is not None:
@@ -561,7 +592,7 @@ class BulkUpdateParams(JobParams):
             self._contact_source()
         if self.action in _NEED_CONDITIONS and not self.selection.has_conditions:
             raise InvalidInput(
-                f"selection: {self.action.value} needs criteria or a segment source.",
+                f"selection: {self.action.value} needs criteria, or a segment or audience source.",
                 code=SELECTION_CONDITIONS_REQUIRED,
                 field="selection",
             )

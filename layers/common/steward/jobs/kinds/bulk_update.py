@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from steward.audiences.members import members_in_version, read_member_ids
+from steward.audiences.models import AudienceStatus, Layout
 from steward.conditions import MAX_ATTEMPTS
 from steward.criteria.evaluate import matches, scopes_in, user_subject
 from steward.criteria.fields import Scope
@@ -66,7 +68,6 @@ from steward.jobs.kinds._sizes import NOMINAL_MEMBER_BYTES
 from steward.jobs.kinds._subscriptions import TOO_MANY_SUBSCRIPTIONS, changed_subscription, needs_devices
 from steward.jobs.models import CUTOFF_STATE, JobType
 from steward.jobs.params import BulkAction, BulkUpdateParams, SelectionSource
-from steward.jobs.references import JobReferences
 from steward.segments.models import SegmentKind
 from steward.shard_reader import Position, read_shards
 from steward.sharding import slice_point
@@ -98,6 +99,9 @@ FIELDS_TOO_LARGE = "fields_too_large"
 _GONE = "deleted"
 _NO_LONGER_MATCHES = "no longer matches the selection"
 _NO_LONGER_MEMBER = "no longer a member of the segment"
+_AUDIENCE_REPLACED = "the audience was replaced by a newer import"
+_NOT_A_MEMBER = "no longer a member of the audience"
+_AUDIENCE = "audience"
 
 
 def _params(ctx: JobContext) -> BulkUpdateParams:
@@ -113,6 +117,7 @@ class _Rules:
     node: Node
     static_segment: str | None
     slice: tuple[float, float] | None
+    audience: Layout | None  # source audience: the version the plan fixed (None: none, or an empty one)
 
     @classmethod
     def of(cls, ctx: JobContext) -> "_Rules":
@@ -124,6 +129,7 @@ class _Rules:
             node,
             ctx.state.get("static_segment"),
             None if window is None else (window.from_percent, window.to_percent),
+            None if ctx.state.get(_AUDIENCE) is None else Layout.model_validate(ctx.state[_AUDIENCE]),
         )
 
     @property
@@ -156,7 +162,7 @@ class BulkUpdate(SinglePhase):
         params = _params(ctx)
         state: JsonObject = {}
         try:  # checked at submission; the resources may have changed since
-            JobReferences(ctx.services.resource_repository, ctx.services.loyalty_repository).check(ctx.app_id, params)
+            ctx.services.job_references.check(ctx.app_id, params)
         except InvalidInput as exc:
             raise JobRefused(exc.message, code=exc.code) from None
         if params.action is BulkAction.DELETE_PROFILES:
@@ -173,7 +179,14 @@ class BulkUpdate(SinglePhase):
                 state["segment_criteria"] = segment.criteria
             else:
                 state["static_segment"] = segment.segment_id
-        if selection.total_limit is not None or params.attaches_codes:
+        if selection.source is SelectionSource.AUDIENCE:
+            assert selection.name is not None
+            audience = ctx.services.audience_repository.get(ctx.app_id, selection.name)
+            if audience is None or audience.status is AudienceStatus.DELETED:
+                raise JobRefused(f"Audience {selection.name!r} does not exist.", code="audience_not_found")
+            # The version at the start: a later import does not change what the job walks.
+            state[_AUDIENCE] = None if audience.layout is None else audience.layout.model_dump()
+        if selection.total_limit is not None or params.attaches_codes or selection.source is SelectionSource.AUDIENCE:
             return Plan([WorkItem(index=0)], state)
         return Plan(shard_items(ctx.services.shard_count), state)
 
@@ -183,7 +196,9 @@ class BulkUpdate(SinglePhase):
         rules = _Rules.of(ctx)
         meter = Meter()
         params = _params(ctx)
-        if item.shard is None and params.selection.total_limit is not None:
+        if params.selection.source is SelectionSource.AUDIENCE:
+            users, scanned, next_position = self._members(ctx, rules, position, meter)
+        elif item.shard is None and params.selection.total_limit is not None:
             users, scanned, next_position = self._merge(ctx, rules, position, meter)
         elif item.shard is None:
             users, scanned, next_position = self._walk(ctx, rules, position, meter)
@@ -199,6 +214,20 @@ class BulkUpdate(SinglePhase):
         devices = _devices(ctx, [user.user_id for user in users], meter)
         rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
         return Page(rows, scanned, next_position, cost=meter.cost())
+
+    def _members(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """The next page of the audience's members (its member list, by byte offset) that the selection keeps."""
+        if rules.audience is None:
+            return [], 0, None
+        offset = 0 if position is None else int(position["offset"])
+        ids, after = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
+        wanted = [user_id for user_id in ids if rules.in_slice(user_id)]
+        found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
+        users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
+        meter.gets(self._sizes(ctx, users), consistent=False)
+        return rules.selects(ctx, users), len(ids), None if after is None else {"offset": after}
 
     def _walk(
         self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
@@ -310,6 +339,11 @@ class BulkUpdate(SinglePhase):
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
         selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
+        members = (
+            None
+            if rules.audience is None
+            else members_in_version(ctx.services.audience_repository, ctx.app_id, rules.audience, list(users))
+        )
         devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
@@ -320,6 +354,8 @@ class BulkUpdate(SinglePhase):
                 return row.with_outcome(Outcome.DRIFTED, _GONE)
             if rules.static_segment is not None and rules.static_segment not in user.segments:
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
+            if rules.audience is not None and (members is None or row.id not in members):
+                return row.with_outcome(Outcome.DRIFTED, _AUDIENCE_REPLACED if members is None else _NOT_A_MEMBER)
             if row.id not in selected:
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
             if params.action is BulkAction.PROMO_CODES:
