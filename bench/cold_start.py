@@ -32,6 +32,7 @@ ENVIRONMENT = {
     "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-jobs",
     "STEWARD_JOB_EVENT_BUS": "bench-jobs",
     "STEWARD_JOB_MAX_CONCURRENCY": "4",
+    "STEWARD_INACTIVE_PROFILE_MONTHS": "4",
     "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-retention",
     "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
     "STEWARD_IMPORTS_BUCKET": "bench-imports",

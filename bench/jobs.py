@@ -1,4 +1,4 @@
-"""Maintenance jobs at scale: split_audience and deactivate_users over 100,000 users, dry and real.
+"""Maintenance jobs at scale: split_audience, deactivate_users and bulk updates over 100,000 users, dry and real.
 
 Starts the local stack in this process (the real template created in moto,
 the real ASL run by moto's Step Functions, the real handlers invoked
@@ -21,7 +21,12 @@ metered: the units are the job's. moto's queries read and sort the whole
 table; ``bench.emulator`` makes them read only the queried partition, as
 DynamoDB does, so that 100,000 users take about an hour and a half, not days.
 
-    .venv/bin/python -m bench.jobs [--users 100000]
+    .venv/bin/python -m bench.jobs [--users 100000] [--jobs update_fields,add_subscription]
+
+``--jobs`` picks the runs (default: split_audience and deactivate_users). The
+bulk updates (bulk_update's update_fields and add_subscription) publish
+their trigger events on the jobs bus as in production; EventBridge calls
+are not DynamoDB's and are not counted in the units.
 """
 
 import argparse
@@ -50,6 +55,7 @@ from steward.devices import lifecycle as device_lifecycle
 from steward.devices.models import Device, IdentifyDevice, Transport
 from steward.devices.repository import DeviceRepository
 from steward.tables import DeviceRecord, ProfileRecord, bind_tables
+from steward.types import Channel
 from steward.users.models import Contact, User
 from steward.users.repository import UserRepository
 from steward_local.gateway import HttpApiGateway
@@ -67,6 +73,21 @@ DEACTIVATE_PARAMS: dict[str, Any] = {
     "medium": "email",
     "criteria": {"field": "fields.plan", "op": "eq", "value": "free"},
 }
+# update_fields: the pro plan's users (two in five) get a field none holds yet.
+UPDATE_FIELDS_PARAMS: dict[str, Any] = {
+    "action": "update_fields",
+    "selection": {"source": "all", "criteria": {"field": "fields.plan", "op": "eq", "value": "pro"}},
+    "set": {"tier": "gold"},
+}
+# add_subscription: every user with an active email (nine in ten) subscribes to a resource; the rest are skipped.
+ADD_SUBSCRIPTION_PARAMS: dict[str, Any] = {
+    "action": "add_subscription",
+    "selection": {"source": "all"},
+    "channel": "email",
+    "status": "Subscribed",
+    "contact_source": "profile_fields",
+}
+DEFAULT_JOBS = ("split_audience", "deactivate_users")
 PLANS = ("free", "pro", "pro", "basic", "basic")  # a fifth of the users are on the free plan
 COUNTRIES = ("DE", "FR", "US", "BR", "JP", "IN", "GB")
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -408,10 +429,34 @@ def _free_port() -> int:
         return port
 
 
+def job_runs(services: Services, names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, job type, params) of each run asked for; add_subscription's resource is created here."""
+    runs = []
+    for name in names:
+        if name == "split_audience":
+            runs.append((name, "split_audience", SPLIT_PARAMS))
+        elif name == "deactivate_users":
+            runs.append((name, "deactivate_users", DEACTIVATE_PARAMS))
+        elif name == "update_fields":
+            runs.append((name, "bulk_update", UPDATE_FIELDS_PARAMS))
+        elif name == "add_subscription":
+            resource = services.resources.create(APP_ID, "Newsletter", [Channel.EMAIL])
+            runs.append((name, "bulk_update", {**ADD_SUBSCRIPTION_PARAMS, "resource_id": resource.resource_id}))
+        else:
+            raise SystemExit(f"unknown job {name!r}: pick from {', '.join(JOB_NAMES)}")
+    return runs
+
+
+JOB_NAMES = ("split_audience", "deactivate_users", "update_fields", "add_subscription")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.jobs", description=__doc__)
     parser.add_argument("--users", type=int, default=100_000)
-    users = parser.parse_args().users
+    parser.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma-separated, from: {', '.join(JOB_NAMES)}")
+    arguments = parser.parse_args()
+    users = arguments.users
+    names = [name.strip() for name in arguments.jobs.split(",") if name.strip()]
     started = time.monotonic()
     # Inherited by every model's Meta, and read when a model first connects (the handlers' too: same process).
     tables._Connection.read_timeout_seconds = EMULATOR_READ_TIMEOUT_SECONDS
@@ -430,6 +475,7 @@ def main() -> None:
         app = services.apps.bootstrap(APP_ID, "Jobs benchmark", key_name="bench")
         population = Population.of(users)
         seed(services, users)
+        runs = job_runs(services, names)
         seeded = time.monotonic() - started
         functions = stack.physical_ids("AWS::Lambda::Function")
         memory_mb = int(stack.transformed.sam["Resources"]["JobsFunction"]["Properties"]["MemorySize"])
@@ -453,10 +499,10 @@ def main() -> None:
             f"worker memory {memory_mb} MB; seeding took {seeded:,.0f} s.",
             "",
         ]
-        for job_type, params in (("split_audience", SPLIT_PARAMS), ("deactivate_users", DEACTIVATE_PARAMS)):
+        for name, job_type, params in runs:
             dry = bench.run(job_type, params, dry_run=True)
             real = bench.run(job_type, params, dry_run=False)
-            lines += report(job_type, params, dry, real, users, memory_mb)
+            lines += report(name if name == job_type else f"{job_type} {name}", params, dry, real, users, memory_mb)
             lines.append("")
         lines += _notes(time.monotonic() - started)
         print("\n".join(lines))

@@ -22,6 +22,8 @@ services = Services(
     reports_bucket=settings.reports_bucket,
     job_event_bus=settings.job_event_bus,
     job_max_concurrency=settings.job_max_concurrency,
+    inactive_profile_months=settings.inactive_profile_months,
+    audience_data_bucket=settings.audience_data_bucket,
 )
 
 

@@ -262,3 +262,23 @@ def test_the_route_is_documented(stack: RunningStack) -> None:
     request = schema["components"]["schemas"]["PreviewRequest"]
     assert {"target", "criteria", "sample_size", "cursor"} <= set(request["properties"])
     assert all(request["properties"][name].get("description") for name in ("target", "criteria", "sample_size"))
+
+
+def test_the_preview_counts_deliverable_users_and_contacts_apart(stack: RunningStack) -> None:
+    tag = uuid4().hex
+    seed_users(
+        stack,
+        {
+            f"ok-{tag}": {"fields": {"batch": tag}, "emails": contacts(("ok@x.io", True), ("old@x.io", False))},
+            f"gone-{tag}": {
+                "fields": {"batch": tag},
+                "emails": contacts(("gone@x.io", True)),
+                "global_unsubscribed": True,
+            },
+        },
+    )
+    users = preview_ok(stack, {"target": "users", "criteria": batch_rule(tag)})
+    emails = preview_ok(stack, {"target": "emails", "criteria": batch_rule(tag)})
+
+    assert (users["matched"], users["deliverable"]) == (2, 1)
+    assert (emails["matched"], emails["deliverable"]) == (3, 1)

@@ -11,6 +11,7 @@ an app of its own: jobs act on a whole app's data.
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.repository import _record as job_item
 from steward.tables import JOB_LOCK_SK, JobLockRecord, job_lock_pk
+from tests.support.audiences import put_file
 from tests.support.client import (
     JOBS,
     JobApp,
@@ -25,8 +27,10 @@ from tests.support.client import (
     all_items,
     assert_error,
     confirm_job,
+    events_of_job,
     job_app,
     listed_entities,
+    listen_to_job_events,
     ok,
     report_rows,
     run_job,
@@ -361,6 +365,250 @@ class BulkGlobalUnsubscribe(Scenario):
         return "u2"
 
 
+def resource(stack: RunningStack, app: JobApp, name: str, channels: list[str]) -> str:
+    body = {"name": name, "channels": channels}
+    return str(ok(stack.api("POST", "/v1/resources", app.key, json=body), 201)["resource_id"])
+
+
+def subscribe(stack: RunningStack, app: JobApp, user_id: str, resource_id: str, channel: str, status: str) -> None:
+    path = f"/v1/users/{user_id}/subscriptions/{resource_id}/{channel}"
+    ok(stack.api("PUT", path, app.key, json={"status": status}))
+
+
+def statuses(stack: RunningStack, app: JobApp, resource_id: str, *user_ids: str) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for user_id in user_ids:
+        held = ok(stack.api("GET", f"/v1/users/{user_id}/subscriptions", app.key))
+        found[user_id] = next((item["status"] for item in held if item["resource_id"] == resource_id), None)
+    return found
+
+
+class BulkAddSubscription(Scenario):
+    """From the profile's sms subscription to a brand: never from an unsafe one, never over an unsafe one."""
+
+    type, name, write = "bulk_update", "bulk_update.add_subscription", ("UpdateItem", "ProfilesTable")
+    users = ("fresh", "again", "complained", "bounced-source", "no-source", "done")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.brand = resource(stack, app, "Brand", ["sms", "email"])
+        self.news = resource(stack, app, "News", ["sms"])
+        for user_id in self.users:
+            put_user(stack, app, user_id)
+            if user_id != "no-source":
+                source = "Hardbounced" if user_id == "bounced-source" else "Subscribed"
+                subscribe(stack, app, user_id, self.brand, "sms", source)
+        subscribe(stack, app, "complained", self.news, "sms", "Complainer")
+        subscribe(stack, app, "done", self.news, "sms", "Subscribed")
+        self.activity = {user_id: user(stack, app, user_id)["last_activity_at"] for user_id in self.users}
+        return {
+            "action": "add_subscription",
+            "selection": {"source": "all"},
+            "resource_id": self.news,
+            "channel": "sms",
+            "status": "Subscribed",
+            "contact_source": "resource",
+            "source_resource_id": self.brand,
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "fresh": ("subscription_added", "new"),
+            "again": ("subscription_added", "new"),
+            "complained": ("skipped", "unsafe_status: Complainer"),
+            "bounced-source": ("skipped", "source_unsafe_status: Hardbounced"),
+            "no-source": ("skipped", "no_source_subscription"),
+            "done": ("skipped", "unchanged"),
+        }
+        assert statuses(stack, app, self.news, *self.users) == {
+            "fresh": "Subscribed",
+            "again": "Subscribed",
+            "complained": "Complainer",
+            "bounced-source": None,
+            "no-source": None,
+            "done": "Subscribed",
+        }
+        assert {user_id: user(stack, app, user_id)["last_activity_at"] for user_id in self.users} == self.activity
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        subscribe(stack, app, "again", self.brand, "sms", "Invalid")
+        return "again"
+
+
+class BulkUpdateSubscription(Scenario):
+    type, name, write = "bulk_update", "bulk_update.update_subscription", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.news = resource(stack, app, "News", ["email"])
+        for user_id, status in (("a", "Subscribed"), ("b", "Subscribed"), ("c", "Hardbounced"), ("none", None)):
+            put_user(stack, app, user_id, {"plan": "pro"})
+            if status is not None:
+                subscribe(stack, app, user_id, self.news, "email", status)
+        return {
+            "action": "update_subscription",
+            "selection": {"source": "all", "criteria": PRO},
+            "resource_id": self.news,
+            "channel": "email",
+            "status": "Unsubscribed",
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "a": ("subscription_updated", "was Subscribed"),
+            "b": ("subscription_updated", "was Subscribed"),
+            "c": ("subscription_updated", "was Hardbounced"),
+            "none": ("skipped", "no_subscription"),
+        }
+        assert statuses(stack, app, self.news, "a", "b", "c", "none") == {
+            "a": "Unsubscribed",
+            "b": "Unsubscribed",
+            "c": "Unsubscribed",
+            "none": None,
+        }
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        subscribe(stack, app, "b", self.news, "email", "Unsubscribed")
+        return "b"
+
+
+LONG_AGO = "2025-01-15T10:00:00Z"
+TRIAL = {"field": "fields.plan", "op": "eq", "value": "trial"}
+
+
+class BulkDeleteProfiles(Scenario):
+    type, name, write = "bulk_update", "bulk_update.delete_profiles", ("DeleteItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for user_id in ("idle1", "idle2", "idle-pro"):
+            plan = "pro" if user_id == "idle-pro" else "trial"
+            body = {"fields": {"plan": plan}, "last_activity_at": LONG_AGO}
+            ok(stack.api("PUT", f"/v1/users/{user_id}", app.key, json=body))
+        put_user(stack, app, "active", {"plan": "trial"})  # an upsert without history is activity: now
+        return {"action": "delete_profiles", "selection": {"source": "all", "criteria": TRIAL}}
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "idle1": ("deleted", "2025-01-15T10:00:00+00:00"),
+            "idle2": ("deleted", "2025-01-15T10:00:00+00:00"),
+            "active": ("skipped", "active_since_cutoff"),
+        }
+        for user_id, status in (("idle1", 404), ("idle2", 404), ("active", 200), ("idle-pro", 200)):
+            assert stack.api("GET", f"/v1/users/{user_id}", app.key).status_code == status
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "idle2", {"plan": "trial"})  # back: activity now
+        return "idle2"
+
+
+def loyalty_program(stack: RunningStack, app: JobApp, *codes: str) -> str:
+    program_id = str(ok(stack.api("POST", "/v1/loyalty-programs", app.key, json={"name": "Gold"}), 201)["program_id"])
+    ok(stack.api("POST", f"/v1/loyalty-programs/{program_id}/codes", app.key, json={"codes": list(codes)}))
+    return program_id
+
+
+def attach_code(stack: RunningStack, app: JobApp, user_id: str, code: str) -> None:
+    ok(stack.api("PUT", f"/v1/users/{user_id}/promo-codes/{code}", app.key))
+
+
+def promo_codes(stack: RunningStack, app: JobApp, user_id: str) -> list[str]:
+    return sorted(item["code"] for item in user(stack, app, user_id)["promo_codes"])
+
+
+class BulkAttachPromoCodes(Scenario):
+    type, name, write = "bulk_update", "bulk_update.promo_codes.attach", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.program = loyalty_program(stack, app, "GOLD-1", "GOLD-2", "GOLD-3", "GOLD-4")
+        for n in range(5):
+            put_user(stack, app, f"u{n}", {"plan": "pro"})
+        attach_code(stack, app, "u4", "GOLD-4")  # holds one already
+        put_user(stack, app, "free", {"plan": "free"})
+        return {
+            "action": "promo_codes",
+            "selection": {"source": "all", "criteria": PRO},
+            "operation": "attach",
+            "program_id": self.program,
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        outcome = {row["id"]: (row["action"], row["detail"]) for row in rows}
+        assert outcome["u4"] == ("skipped", "already_has_code")
+        handed = sorted(detail for action, detail in outcome.values() if action == "code_attached")
+        assert handed == ["GOLD-1", "GOLD-2", "GOLD-3"]
+        assert [detail for action, detail in outcome.values() if action == "skipped"].count("no_code_left") == 1
+        held = [code for n in range(5) for code in promo_codes(stack, app, f"u{n}")]
+        assert sorted(held) == ["GOLD-1", "GOLD-2", "GOLD-3", "GOLD-4"]  # each code once
+        assert promo_codes(stack, app, "free") == []
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "u0", {"plan": "free"})
+        return "u0"
+
+
+class BulkDetachPromoCodes(Scenario):
+    type, name, write = "bulk_update", "bulk_update.promo_codes.detach", ("TransactWriteItems", "CatalogTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        self.program = loyalty_program(stack, app, "GOLD-1", "GOLD-2", "GOLD-3")
+        other = loyalty_program(stack, app, "SILVER-1")
+        for n in range(4):
+            put_user(stack, app, f"u{n}", {"plan": "pro"})
+        for n in range(3):
+            attach_code(stack, app, f"u{n}", f"GOLD-{n + 1}")
+        attach_code(stack, app, "u0", "SILVER-1")
+        assert other
+        return {
+            "action": "promo_codes",
+            "selection": {"source": "all", "criteria": PRO},
+            "operation": "detach",
+            "program_id": self.program,
+        }
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert {row["id"]: (row["action"], row["detail"]) for row in rows} == {
+            "u0": ("code_detached", "GOLD-1"),
+            "u1": ("code_detached", "GOLD-2"),
+            "u2": ("code_detached", "GOLD-3"),
+            "u3": ("skipped", "no_code"),
+        }
+        assert [promo_codes(stack, app, f"u{n}") for n in range(4)] == [["SILVER-1"], [], [], []]
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        ok(stack.api("DELETE", "/v1/users/u1/promo-codes/GOLD-2", app.key))
+        return "u1"
+
+
+class BulkUpdateAudience(Scenario):
+    """update_fields on the members of an imported audience (dropped in the imports bucket, imported by S3's event)."""
+
+    type, name, write = "bulk_update", "bulk_update.audience", ("UpdateItem", "ProfilesTable")
+
+    def setup(self, stack: RunningStack, app: JobApp) -> dict[str, Any]:
+        for user_id in ("m1", "m2", "m3", "outsider"):
+            put_user(stack, app, user_id, {"plan": "pro"})
+        self.name = f"spring {uuid4().hex[:8]}"
+        self.drop(stack, app, ["m1", "m2", "m3", "unknown"])
+        return {
+            "action": "update_fields",
+            "selection": {"source": "audience", "name": self.name},
+            "set": {"tier": "gold"},
+        }
+
+    def drop(self, stack: RunningStack, app: JobApp, user_ids: list[str]) -> None:
+        body = ("user_id\n" + "".join(f"{user_id}\n" for user_id in user_ids)).encode()
+        put_file(stack, f"imports/{app.app_id}/{self.name}.csv", body)
+        found = ok(stack.api("GET", f"/v1/audiences/{quote(self.name, safe='')}", app.key))
+        assert found["status"] == "ready", found
+
+    def check(self, stack: RunningStack, app: JobApp, rows: list[dict[str, str]]) -> None:
+        assert actions(rows) == {"m1": "updated", "m2": "updated", "m3": "updated"}
+        assert user(stack, app, "m2")["fields"] == {"plan": "pro", "tier": "gold"}
+        assert user(stack, app, "outsider")["fields"] == {"plan": "pro"}
+
+    def drift(self, stack: RunningStack, app: JobApp) -> str:
+        put_user(stack, app, "m3", {"tier": "gold"})  # already as the job leaves it
+        return "m3"
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     scenario.name or scenario.type: scenario
     for scenario in (
@@ -374,6 +622,12 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         DeleteRegions,
         BulkUpdateFields,
         BulkGlobalUnsubscribe,
+        BulkAddSubscription,
+        BulkUpdateSubscription,
+        BulkDeleteProfiles,
+        BulkAttachPromoCodes,
+        BulkDetachPromoCodes,
+        BulkUpdateAudience,
     )
 }
 TYPES = sorted(SCENARIOS)
@@ -473,6 +727,63 @@ def test_a_real_run_waits_for_the_apps_running_job(stack: RunningStack, job_type
 
     assert running in assert_error(refused, 409, "job_running")["message"]
     assert ok(submit_job(stack, app.key, job_type, params), 201)["dry_run"] is True  # dry runs never wait
+
+
+def test_a_bulk_update_names_the_apps_own_resources_and_programs(stack: RunningStack) -> None:
+    app = job_app(stack, "bulk-resources")
+    email_only = resource(stack, app, "Letters", ["email"])
+    params = {
+        "action": "update_subscription",
+        "selection": {"source": "all"},
+        "resource_id": email_only,
+        "channel": "sms",
+        "status": "Subscribed",
+    }
+    assert_error(submit_job(stack, app.key, "bulk_update", params), 422, "channel_not_offered", "params.channel")
+    unknown = {**params, "resource_id": "res_0000000000000000", "channel": "email"}
+    assert_error(submit_job(stack, app.key, "bulk_update", unknown), 422, "unknown_resource", "params.resource_id")
+    elsewhere = loyalty_program(stack, job_app(stack, "bulk-other-program"))
+    codes = {"action": "promo_codes", "selection": {"source": "all"}, "operation": "attach", "program_id": elsewhere}
+    refused = submit_job(stack, app.key, "bulk_update", codes)
+    assert_error(refused, 422, "unknown_loyalty_program", "params.program_id")
+    audience = {"action": "global_unsubscribe", "selection": {"source": "audience", "name": "never imported"}}
+    refused = submit_job(stack, app.key, "bulk_update", audience)
+    assert_error(refused, 422, "unknown_audience", "params.selection.name")
+    assert all_items(stack, JOBS, key=app.key) == []
+
+
+def test_bulk_changes_publish_their_triggers_unless_suppressed(stack: RunningStack) -> None:
+    app = job_app(stack, "bulk-triggers")
+    queue_url = listen_to_job_events(stack)
+    for n in range(12):  # two PutEvents batches
+        put_user(stack, app, f"u{n:02d}", {"plan": "pro"})
+    put_user(stack, app, "same", {"plan": "pro", "tier": "gold"})  # unchanged: no event
+    params = {"action": "update_fields", "selection": {"source": "all", "criteria": PRO}, "set": {"tier": "gold"}}
+
+    job = run_job(stack, app, "bulk_update", params, dry_run=False)
+    heard = events_of_job(stack, queue_url, job["job_id"])
+    triggers = [event for event in heard if event["detail-type"] != "Job Finished"]
+    assert sorted(event["detail"]["user_id"] for event in triggers) == [f"u{n:02d}" for n in range(12)]
+    assert {event["detail-type"] for event in triggers} == {"Field Updated"}
+    assert {(event["source"], event["detail"]["app_id"]) for event in triggers} == {("steward", app.app_id)}
+
+    quiet = {**params, "set": {"tier": "platinum"}, "suppress_triggers": True}
+    job = run_job(stack, app, "bulk_update", quiet, dry_run=False)
+    assert job["counts"]["changed"] == 13
+    assert [event["detail-type"] for event in events_of_job(stack, queue_url, job["job_id"])] == ["Job Finished"]
+
+
+def test_a_profile_deletion_shows_its_cutoff_and_needs_conditions(stack: RunningStack) -> None:
+    app = job_app(stack, "bulk-cutoff")
+    unconditioned = {"action": "delete_profiles", "selection": {"source": "all", "range": {"to_percent": 50}}}
+    refused = submit_job(stack, app.key, "bulk_update", unconditioned)
+    assert_error(refused, 422, "selection_conditions_required", "params.selection")
+    params = {"action": "delete_profiles", "selection": {"source": "all", "criteria": TRIAL}}
+    job = run_job(stack, app, "bulk_update", params, dry_run=True)
+    created = datetime.fromisoformat(job["created_at"])
+    # The default of 4 months: the start of the month four months before the job's.
+    month = created.year * 12 + created.month - 1 - 4
+    assert job["cutoff"] == f"{month // 12:04d}-{month % 12 + 1:02d}-01T00:00:00Z"
 
 
 def _key(row: dict[str, str]) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from tests.support.client import (
     assert_error,
     fresh_tag,
     job_app,
+    listen_to_job_events,
     ok,
     report_rows,
     run_job,
@@ -136,7 +137,7 @@ def test_a_totp_app_needs_both_factors_and_a_code_works_once(stack: RunningStack
 
 
 def test_a_real_run_changes_reports_audits_and_announces(stack: RunningStack, app: JobApp) -> None:
-    queue_url = _listen_to_job_events(stack)
+    queue_url = listen_to_job_events(stack)
     tag, _devices = tagged_devices(stack, app, 3)
 
     job = run_job(stack, app, "delete_tags", {"tags": [tag, "never-made"]}, dry_run=False)
@@ -232,18 +233,6 @@ def test_jobs_are_listed_newest_first_and_filtered(stack: RunningStack) -> None:
 def _key(stack: RunningStack, app: JobApp, scopes: list[str]) -> str:
     created = ok(stack.api("POST", "/v1/api-keys", app.key, json={"name": "scoped", "scopes": scopes}), 201)
     return str(created["api_key"])
-
-
-def _listen_to_job_events(stack: RunningStack) -> str:
-    """An SQS queue that a rule on the jobs bus feeds with every `Job Finished` event."""
-    sqs, events = stack.client("sqs"), stack.client("events")
-    queue_url = sqs.create_queue(QueueName=f"job-events-{time.monotonic_ns()}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.state["event_buses"]["JobEventBus"]
-    rule = f"job-events-{time.monotonic_ns()}"
-    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": ["steward"]}))
-    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    return str(queue_url)
 
 
 def _job_event(stack: RunningStack, queue_url: str, job_id: str) -> dict[str, Any]:

@@ -368,7 +368,7 @@ def preview(stack: RunningStack, body: dict[str, Any], key: str | None = None) -
 
 def preview_ok(stack: RunningStack, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     page = ok(preview(stack, body, key))
-    assert set(page) == {"matched", "scanned", "complete", "next_cursor", "sample"}
+    assert set(page) == {"matched", "deliverable", "scanned", "complete", "next_cursor", "sample"}
     return page
 
 
@@ -534,6 +534,33 @@ def report_rows(stack: RunningStack, key: str, job_id: str) -> list[dict[str, st
 def listed_entities(rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
     """What a report lists, in a comparable form: (entity, id, detail)."""
     return sorted((row["entity"], row["id"], row["detail"]) for row in rows)
+
+
+def listen_to_job_events(stack: RunningStack) -> str:
+    """An SQS queue that a rule on the jobs bus feeds with every event (source steward) it hears."""
+    sqs, events = stack.client("sqs"), stack.client("events")
+    queue_url = sqs.create_queue(QueueName=f"job-events-{time.monotonic_ns()}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.state["event_buses"]["JobEventBus"]
+    rule = f"job-events-{time.monotonic_ns()}"
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": ["steward"]}))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return str(queue_url)
+
+
+def events_of_job(stack: RunningStack, queue_url: str, job_id: str) -> list[dict[str, Any]]:
+    """The events of one job off ``listen_to_job_events``' queue, up to its `Job Finished` (published last)."""
+    sqs = stack.client("sqs")
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            event: dict[str, Any] = json.loads(message["Body"])
+            if event["detail"]["job_id"] == job_id:
+                found.append(event)
+                if event["detail-type"] == "Job Finished":
+                    return found
+    raise AssertionError(f"no Job Finished event for {job_id}")
 
 
 @contextmanager

@@ -47,13 +47,13 @@ from steward.jobs.reports import job_prefix
 from steward.jobs.runner import JobRunner, WorkerLimits, error_from_state_machine
 from steward.jobs.service import JobService
 from steward.settings import StoreSettings
-from tests.support.service import SHARD_COUNT
+from tests.support.service import JOBS_BUS, SHARD_COUNT
 
 APP = "acme"
 OTHER_APP = "globex"
 PASSWORD = "correct horse battery staple"
 BUCKET = "steward-test-reports"
-BUS = "steward-test-jobs"
+BUS = JOBS_BUS
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:steward-test-jobs"
 MEMORY_MB = 512
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -318,7 +318,7 @@ def principal(app: BootstrappedApp, scopes: frozenset[Scope] = frozenset(Scope))
 def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: FakeKind | None = None) -> Engine:
     """The reports bucket, the jobs bus (read through a queue), the fake type, and an app with an admin password."""
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    queue_url = _bus_queue()
+    queue_url = listen_to_jobs_bus()
     kind = kind or FakeKind()
     monkeypatch.setattr("steward.jobs.runner.kind_for", lambda job_type: kind)
     clock = Clock()
@@ -334,6 +334,7 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
         services.job_repository,
         services.report_store,
         services.reauthentication,
+        services.job_references,
         start_execution,
         clock,
         lambda arn: executions.get(arn, "RUNNING"),
@@ -342,10 +343,9 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
     return Engine(services, services.job_runner, service, kind, clock, app, queue_url, started, executions)
 
 
-def _bus_queue() -> str:
-    """The jobs bus, and a rule that copies its events to a queue the tests read."""
+def listen_to_jobs_bus() -> str:
+    """A rule that copies the jobs bus's events (the store fixture creates the bus) to a queue the tests read."""
     events, sqs = boto3.client("events"), boto3.client("sqs")
-    events.create_event_bus(Name=BUS)
     queue_url = str(sqs.create_queue(QueueName="job-events")["QueueUrl"])
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="all-jobs", EventBusName=BUS, EventPattern=json.dumps({"source": ["steward"]}))

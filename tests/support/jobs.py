@@ -23,7 +23,7 @@ from steward.jobs.kinds import kind_for
 from steward.jobs.models import JobCounts, JobRecord, JobStatus, JobType
 from steward.jobs.params import parse_params
 from steward.tables import DeviceRecord, ProfileRecord, TagRecord
-from tests.support.service import SHARD_COUNT
+from tests.support.service import JOBS_BUS, SHARD_COUNT
 
 KEY_ID = "k" * 16
 
@@ -55,7 +55,7 @@ def job_context(
     return JobContext(
         job=job,
         params=parsed,
-        services=services or Services(SHARD_COUNT),
+        services=services or Services(SHARD_COUNT, job_event_bus=JOBS_BUS),
         phase=phase,
         state=state or {},
         now=moment,

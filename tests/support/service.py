@@ -18,6 +18,8 @@ from steward_local.lambdas import LambdaContext, import_handler_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD_COUNT = 4  # small, so pagination crosses shards with few items
+# The jobs' EventBridge bus (`Job Finished`, bulk updates' triggers): every moto test has it, as the template does.
+JOBS_BUS = "steward-test-jobs"
 
 
 # --- Services -----------------------------------------------------------------
@@ -85,8 +87,9 @@ def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEWARD_REPORTS_BUCKET", "steward-test-reports")
     machine = "arn:aws:states:us-east-1:123456789012:stateMachine:steward-test-jobs"
     monkeypatch.setenv("STEWARD_JOB_STATE_MACHINE", machine)
-    monkeypatch.setenv("STEWARD_JOB_EVENT_BUS", "steward-test-jobs")
+    monkeypatch.setenv("STEWARD_JOB_EVENT_BUS", JOBS_BUS)
     monkeypatch.setenv("STEWARD_JOB_MAX_CONCURRENCY", "4")
+    monkeypatch.setenv("STEWARD_INACTIVE_PROFILE_MONTHS", "4")
     monkeypatch.setenv("STEWARD_IMPORTS_BUCKET", "steward-test-imports")
     monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", "steward-test-audiences")
     monkeypatch.setenv("STEWARD_AUDIENCE_IMPORTER", "steward-test-audience-import")

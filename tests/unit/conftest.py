@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 from moto import mock_aws
 from moto.dynamodb.exceptions import TransactionCanceledException
@@ -18,13 +19,14 @@ from moto.dynamodb.responses import DynamoHandler
 
 from steward.settings import StoreSettings
 from steward_local.moto_tables import create_template_tables
-from tests.support.service import SHARD_COUNT, load_function
+from tests.support.service import JOBS_BUS, SHARD_COUNT, load_function
 
 
 @pytest.fixture
 def store() -> Iterator[StoreSettings]:
     """Fresh, empty tables for one test, bound to the pynamodb models."""
     with mock_aws():
+        boto3.client("events").create_event_bus(Name=JOBS_BUS)
         yield create_template_tables(SHARD_COUNT, "test")
 
 

@@ -26,6 +26,7 @@ _API_ENVIRONMENT = {
     "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-jobs",
     "STEWARD_JOB_EVENT_BUS": "cold-jobs",
     "STEWARD_JOB_MAX_CONCURRENCY": "4",
+    "STEWARD_INACTIVE_PROFILE_MONTHS": "4",
     "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-retention",
     "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
     "STEWARD_IMPORTS_BUCKET": "cold-imports",

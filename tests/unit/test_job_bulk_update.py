@@ -68,7 +68,10 @@ def refusal(params: dict[str, Any]) -> InvalidInput:
         (update({"source": "all", "total_limit": 0}), "params.selection.total_limit", None),
         (update({"source": "segment"}), "params.selection.segment_id", None),
         (update({"source": "all", "segment_id": "seg_0123456789abcdef"}), "params.selection.segment_id", None),
-        (update({"source": "audience", "name": "x"}), "params.selection.source", None),
+        (update({"source": "audience"}), "params.selection.name", None),
+        (update({"source": "all", "name": "x"}), "params.selection.name", None),
+        (update({"source": "audience", "name": "a/b"}), "params.selection.name", None),
+        (update({"source": "audience", "name": "x", "total_limit": 5}), "params.selection.total_limit", None),
         (
             update({"source": "all", "criteria": {"field": "nope", "op": "eq", "value": 1}}),
             "params.selection.criteria",

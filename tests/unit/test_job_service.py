@@ -159,7 +159,12 @@ def test_a_job_whose_start_fails_is_not_kept_frees_the_lock_and_never_runs(
 
     services = engine.services
     broken = JobService(
-        services.job_repository, services.report_store, services.reauthentication, failing_start, engine.clock
+        services.job_repository,
+        services.report_store,
+        services.reauthentication,
+        services.job_references,
+        failing_start,
+        engine.clock,
     )
     dry = finished_dry_run(engine) if confirming else None
     plans = engine.kind.plans

@@ -288,12 +288,22 @@ def test_only_the_apps_users_that_match_the_criteria_are_split(services: Service
 
 @pytest.mark.parametrize(
     ("medium", "reached"),
-    [("email", {"mail"}), ("sms", {"phone"}), ("push", {"device"}), (None, {"mail", "phone", "device", "none"})],
+    [
+        ("email", {"mail"}),
+        ("sms", {"phone"}),
+        ("push", {"device"}),
+        (None, {"mail", "phone", "device", "none", "unsubscribed"}),
+    ],
 )
 def test_a_medium_keeps_the_users_with_an_active_contact_of_its_kind(
     services: Services, medium: str | None, reached: set[str]
 ) -> None:
-    new_users(A, "mail", "old-mail", "phone", "old-phone", "device", "old-device", "none")
+    new_users(A, "mail", "old-mail", "phone", "old-phone", "device", "old-device", "none", "unsubscribed")
+    # Every contact, but globally unsubscribed: no medium reaches it.
+    services.users.upsert(A, "unsubscribed", UpsertUser(global_unsubscribed=True))
+    services.users.put_contact(A, "unsubscribed", "emails", "u@example.com", True)
+    services.users.put_contact(A, "unsubscribed", "phones", "+33600000009", True)
+    services.devices.identify(A, "d-unsubscribed", IdentifyDevice(user_id="unsubscribed", transport="FCM"))
     services.users.put_contact(A, "mail", "emails", "a@example.com", True)
     services.users.put_contact(A, "old-mail", "emails", "b@example.com", False)
     services.users.put_contact(A, "phone", "phones", "+33600000001", True)
@@ -547,15 +557,21 @@ def test_a_confirmed_run_reports_as_drifted_the_users_that_no_longer_qualify(ser
     services.user_deletion.delete(A, "u001")
     services.users.upsert(A, "u002", UpsertUser(fields={"plan": "free"}))
     services.users.put_contact(A, "u003", "emails", "u003@example.com", False)
+    services.users.upsert(A, "u004", UpsertUser(global_unsubscribed=True))
     new_users(A, "u009")  # not listed: never added
 
     confirmed = confirm(dry)
 
     drifted = {row.id: row.detail for row in confirmed.rows if row.action == Outcome.DRIFTED}
-    assert drifted == {"u001": GONE, "u002": NO_LONGER_MATCHES, "u003": "no active email address"}
-    assert sorted(added(confirmed.rows)) == ["u004", "u005", "u006", "u007"]
+    assert drifted == {
+        "u001": GONE,
+        "u002": NO_LONGER_MATCHES,
+        "u003": "no active email address",
+        "u004": "globally unsubscribed",
+    }
+    assert sorted(added(confirmed.rows)) == ["u005", "u006", "u007"]
     by_name = assert_exact(services, "mail", 2)
-    assert set().union(*by_name.values()) == {"u004", "u005", "u006", "u007"}
+    assert set().union(*by_name.values()) == {"u005", "u006", "u007"}
     assert profile("u009").segments is None
 
 

@@ -16,10 +16,14 @@ from pydantic import BaseModel, Field
 from api_routes.params import SegmentPath
 from steward.apps.models import Scope
 from steward.composition import Services
+from steward.criteria.parse import INVALID_CRITERIA
 from steward.http.auth import RequireScope, current_principal
 from steward.http.openapi import errors
 from steward.jobs.models import ConfirmJob, Job, JobStatus, JobType, SubmitJob
+from steward.jobs.params import INVALID_PARAMS, SELECTION_CONDITIONS_REQUIRED
+from steward.jobs.references import REFERENCE_ERROR_CODES
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.regions.area import AREA_ERROR_CODES
 
 TAG = "Maintenance jobs"
 ADMIN: list[Callable[..., Any]] = [RequireScope(Scope.ADMIN)]
@@ -27,6 +31,8 @@ Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 NOT_FOUND = errors({404: ["job_not_found"]})
 NOT_STARTED = {503: ["job_not_started"]}
+# Params refused at submission: their own checks, criteria, an area's geometry, and names the app lacks.
+BAD_PARAMS = [INVALID_PARAMS, INVALID_CRITERIA, SELECTION_CONDITIONS_REQUIRED, *sorted(AREA_ERROR_CODES)]
 REAUTH = {401: ["reauthentication_failed"], 428: ["reauthentication_required"], 429: ["too_many_attempts"]}
 
 _SUBMIT_DESCRIPTION = """\
@@ -69,7 +75,13 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         description=_SUBMIT_DESCRIPTION,
         status_code=201,
         responses=errors(
-            {**REAUTH, 403: ["insufficient_scope"], 409: ["job_running"], 422: ["invalid_params"], **NOT_STARTED}
+            {
+                **REAUTH,
+                403: ["insufficient_scope"],
+                409: ["job_running"],
+                422: [*BAD_PARAMS, *REFERENCE_ERROR_CODES],
+                **NOT_STARTED,
+            }
         ),
     )
     def submit_job(body: SubmitJob) -> Job:
@@ -124,6 +136,8 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
                 **REAUTH,
                 404: ["job_not_found"],
                 409: ["not_a_dry_run", "dry_run_not_succeeded", "dry_run_expired", "already_confirmed", "job_running"],
+                # The names the dry run's params hold are checked again: the app may have deleted one since.
+                422: list(REFERENCE_ERROR_CODES),
                 **NOT_STARTED,
             }
         ),

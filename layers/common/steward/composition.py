@@ -42,10 +42,12 @@ if TYPE_CHECKING:
     from steward.criteria.selection import Selection, SelectionLimits
     from steward.devices.repository import DeviceRepository
     from steward.devices.service import DeviceService
+    from steward.jobs.references import JobReferences
     from steward.jobs.reports import ReportStore
     from steward.jobs.repository import JobRepository
     from steward.jobs.runner import JobRunner
     from steward.jobs.service import JobService
+    from steward.jobs.triggers import TriggerPublisher
     from steward.loyalty.repository import LoyaltyRepository
     from steward.loyalty.service import LoyaltyService
     from steward.regions.repository import RegionRepository
@@ -75,6 +77,7 @@ class Services:
         job_state_machine: str | None = None,
         job_event_bus: str | None = None,
         job_max_concurrency: int = 16,
+        inactive_profile_months: int = 4,
         retention_state_machine: str | None = None,
         imports_bucket: str | None = None,
         audience_data_bucket: str | None = None,
@@ -92,6 +95,7 @@ class Services:
         self.job_state_machine = job_state_machine
         self.job_event_bus = job_event_bus
         self.job_max_concurrency = job_max_concurrency
+        self.inactive_profile_months = inactive_profile_months
         self.retention_state_machine = retention_state_machine
         # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
         self.imports_bucket = imports_bucket
@@ -301,6 +305,12 @@ class Services:
         return ReportStore(boto3.client("s3"), _required(self.reports_bucket, "reports_bucket"))
 
     @cached_property
+    def job_references(self) -> JobReferences:
+        from steward.jobs.references import JobReferences
+
+        return JobReferences(self.resource_repository, self.loyalty_repository, self.audience_repository)
+
+    @cached_property
     def jobs(self) -> JobService:
         import boto3
 
@@ -317,10 +327,27 @@ class Services:
             self.job_repository,
             self.report_store,
             self.reauthentication,
+            self.job_references,
             start_execution,
             self.clock,
             execution_status,
         )
+
+    @cached_property
+    def trigger_publisher(self) -> TriggerPublisher:
+        import time
+
+        import boto3
+
+        from steward.jobs.triggers import TriggerPublisher
+
+        events = boto3.client("events")
+
+        def put_events(entries: list[dict[str, Any]]) -> dict[str, Any]:
+            answer: dict[str, Any] = events.put_events(Entries=entries)
+            return answer
+
+        return TriggerPublisher(put_events, _required(self.job_event_bus, "job_event_bus"), time.sleep)
 
     @cached_property
     def job_runner(self) -> JobRunner:

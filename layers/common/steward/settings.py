@@ -13,6 +13,7 @@ from typing import Self
 
 PREFIX = "STEWARD_"
 MAX_SHARDS = 256
+MAX_INACTIVE_PROFILE_MONTHS = 120
 
 
 class SettingsError(ValueError):
@@ -120,14 +121,22 @@ class JobsSettings(StoreSettings):
     reports_bucket: str
     job_event_bus: str
     job_max_concurrency: int
+    # bulk_update's delete_profiles: profiles without interaction since the start of the month this many
+    # months before the current one.
+    inactive_profile_months: int
+    # bulk_update's audience source reads the member lists there.
+    audience_data_bucket: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _name("reports_bucket", self.reports_bucket)
+        _name("audience_data_bucket", self.audience_data_bucket)
         _name("job_event_bus", self.job_event_bus)
         object.__setattr__(
             self, "job_max_concurrency", _count("job_max_concurrency", self.job_max_concurrency, 1, MAX_SHARDS)
         )
+        months = _count("inactive_profile_months", self.inactive_profile_months, 1, MAX_INACTIVE_PROFILE_MONTHS)
+        object.__setattr__(self, "inactive_profile_months", months)
 
 
 @dataclass(frozen=True, kw_only=True)

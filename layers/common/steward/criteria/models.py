@@ -164,8 +164,29 @@ class ContactSample(BaseModel):
     active: bool
 
 
+# A globally unsubscribed user receives nothing: every count of deliverable users or contacts leaves it out.
+NOT_GLOBALLY_UNSUBSCRIBED: dict[str, Any] = {"field": "global_unsubscribed", "op": "eq", "value": False}
+# What a message can reach, per target: a user not globally unsubscribed; an active contact or device of
+# one (a device without an owner is reached through no profile's consent, only its own).
+DELIVERABLE: dict[Target, dict[str, Any]] = {
+    Target.USERS: NOT_GLOBALLY_UNSUBSCRIBED,
+    Target.EMAILS: {"all": [{"field": "email.active", "op": "eq", "value": True}, NOT_GLOBALLY_UNSUBSCRIBED]},
+    Target.PHONES: {"all": [{"field": "phone.active", "op": "eq", "value": True}, NOT_GLOBALLY_UNSUBSCRIBED]},
+    Target.DEVICES: {
+        "all": [
+            {"field": "device.active", "op": "eq", "value": True},
+            {"any": [NOT_GLOBALLY_UNSUBSCRIBED, {"field": "global_unsubscribed", "op": "not_exists"}]},
+        ]
+    },
+}
+
+
 class PreviewResult(BaseModel):
     matched: int = Field(description="Subjects of this page that match. Sum it over all pages for the total.")
+    deliverable: int = Field(
+        description="Of those, what a message can reach: users not globally unsubscribed; active emails, phones "
+        "and devices of such users (a device without an owner: when active). Sum it over all pages."
+    )
     scanned: int = Field(description="Items read from the target's table for this page (what the page costs).")
     complete: bool = Field(description="Whether the whole collection has been read (then `next_cursor` is null).")
     next_cursor: str | None = Field(description="Pass as `cursor` to continue; null on the last page.")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from steward.criteria.models import PreviewRequest, PreviewResult, Target
+from steward.criteria.models import DELIVERABLE, PreviewRequest, PreviewResult, Target
 from steward.criteria.parse import parse_criteria
 from steward.criteria.selection import Selected, Selection
 from steward.errors import InvalidInput
@@ -45,7 +45,8 @@ class CriteriaPreviewService:
         node = parse_criteria(request.criteria)
         fingerprint = _fingerprint(request.target, request.criteria)
         start, now = self._resume(request.cursor, fingerprint)
-        page = self.selection.page(app_id, request.target, node, now, start)
+        deliverable = parse_criteria(DELIVERABLE[request.target])
+        page = self.selection.page(app_id, request.target, node, now, start, also=deliverable)
         sample: list[Selected] = []
         sample_bytes = 0
         for item in page.matches[: request.sample_size]:
@@ -56,6 +57,7 @@ class CriteriaPreviewService:
             sample.append(item)
         return PreviewResult(
             matched=len(page.matches),
+            deliverable=page.also,
             scanned=page.scanned,
             complete=page.next is None,
             next_cursor=None if page.next is None else _cursor(page.next, now, fingerprint),

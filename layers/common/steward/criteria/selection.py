@@ -38,6 +38,7 @@ class SelectionPage:
     matches: list[Selected]
     scanned: int  # items DynamoDB read for this page
     next: Position | None  # None: the walk is complete
+    also: int = 0  # how many matches the page's ``also`` criteria select too
 
 
 @dataclass(frozen=True)
@@ -70,22 +71,27 @@ class Selection:
         *,
         shard: int | None = None,
         max_items: int | None = None,
+        also: Node | None = None,
     ) -> SelectionPage:
         """One page from ``start``: the whole app's shards in order, or ``shard`` alone.
 
-        ``now`` fixes relative rules (within_last_days) across the pages of one walk.
+        ``now`` fixes relative rules (within_last_days) across the pages of one walk. ``also``:
+        criteria counted among the matches (the preview's deliverable ones), read with them.
         """
         if shard is not None and not (0 <= shard < self.shard_count and start.shard == shard):
             raise ValueError(f"A walk of shard {shard} must start in it, not in shard {start.shard}.")
         planned = plan(criteria, target, now)
         walk = _Walk(app_id, start, planned.condition, None if shard is None else shard + 1, max_items)
         if target is Target.DEVICES:
-            candidates, scanned, position = self._devices(walk, planned.residual)
+            candidates, scanned, position = self._devices(walk, planned.residual, also)
         else:
-            candidates, scanned, position = self._users(walk, target, planned.residual)
+            candidates, scanned, position = self._users(walk, target, planned.residual, also)
         residual = planned.residual
-        selected = [item for subject, item in candidates if residual is None or matches(residual, subject, now)]
-        return SelectionPage(selected, scanned, position)
+        chosen = [
+            (subject, item) for subject, item in candidates if residual is None or matches(residual, subject, now)
+        ]
+        counted = 0 if also is None else sum(1 for subject, _ in chosen if matches(also, subject, now))
+        return SelectionPage([item for _, item in chosen], scanned, position, counted)
 
     def pages(
         self, app_id: str, target: Target, criteria: Node, now: datetime, *, shard: int | None = None
@@ -98,9 +104,9 @@ class Selection:
             position = page.next
 
     def _users(
-        self, walk: "_Walk", target: Target, residual: Node | None
+        self, walk: "_Walk", target: Target, residual: Node | None, also: Node | None
     ) -> tuple[Iterator[tuple[Subject, Selected]], int, Position | None]:
-        needs_devices = Scope.DEVICE in scopes_in(residual)
+        needs_devices = Scope.DEVICE in scopes_in(residual) | scopes_in(also)
         budget = self.limits.max_device_lookups if needs_devices else self.limits.max_scanned
         batch = self._read(ProfileRecord, walk, budget)
         users = [to_user(record) for record in batch.items]
@@ -121,9 +127,9 @@ class Selection:
         return candidates(), batch.scanned, batch.next
 
     def _devices(
-        self, walk: "_Walk", residual: Node | None
+        self, walk: "_Walk", residual: Node | None, also: Node | None
     ) -> tuple[Iterator[tuple[Subject, Selected]], int, Position | None]:
-        needs_owner = bool(scopes_in(residual) & {Scope.USER, Scope.EMAIL, Scope.PHONE})
+        needs_owner = bool((scopes_in(residual) | scopes_in(also)) & {Scope.USER, Scope.EMAIL, Scope.PHONE})
         budget = self.limits.max_owner_lookups if needs_owner else self.limits.max_scanned
         batch = self._read(DeviceRecord, walk, budget)
         devices = [to_device(record) for record in batch.items]

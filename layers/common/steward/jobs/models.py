@@ -29,6 +29,8 @@ MAX_PASSWORD_CHARS = 1024  # as long as any real password; keeps scrypt's input 
 TOTP_CODE_PATTERN = r"^[0-9]{6}$"
 ERROR_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_ERROR_MESSAGE_CHARS = 1024
+# The key of a job state that the job shows as `cutoff` (bulk_update delete_profiles).
+CUTOFF_STATE = "cutoff"
 # Estimates are rounded up to 1/100 of a cent: never below what the run would cost,
 # and still not zero for a job that costs a fraction of a cent.
 USD_QUANTUM = Decimal("0.0001")
@@ -170,6 +172,11 @@ class Job(BaseModel):
     error: JobError | None = Field(default=None, description="Why the job failed; null otherwise.")
     estimate: JobEstimate | None = Field(default=None, description="Dry runs: what a real run would cost.")
     confirms: JobId | None = Field(default=None, description="For a confirmed real run: the dry run it applies.")
+    cutoff: AwareDatetime | None = Field(
+        default=None,
+        description="bulk_update delete_profiles, once planned: profiles with an interaction at or after this "
+        "moment (UTC) are kept.",
+    )
 
 
 class JobRecord(Job):
@@ -190,5 +197,8 @@ class JobRecord(Job):
     event_published: bool = False
 
     def public(self) -> Job:
-        """The job without its internal fields."""
-        return Job.model_validate(self.model_dump(include=set(Job.model_fields)))
+        """The job without its internal fields; what the type fixed when it planned (a cutoff) is shown."""
+        shown = self.model_dump(include=set(Job.model_fields))
+        if self.state.get(CUTOFF_STATE) is not None:
+            shown["cutoff"] = self.state[CUTOFF_STATE]
+        return Job.model_validate(shown)

@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from steward.audiences.keys import valid_name
 from steward.criteria.models import CriteriaJson
 from steward.criteria.parse import INVALID_CRITERIA, parse_criteria
 from steward.devices.models import DeactivationReason, Transport
@@ -46,10 +47,11 @@ from steward.regions.models import CountryCode, RegionType
 from steward.regions.models import Tag as RegionTag
 from steward.segments.models import SEGMENT_ID_PREFIX
 from steward.tags.models import TagName
-from steward.types import no_control_characters
-from steward.users.models import MAX_FIELDS, FieldName, FieldValue
+from steward.types import Channel, no_control_characters
+from steward.users.models import MAX_FIELDS, FieldName, FieldValue, SubscriptionStatus
 
 INVALID_PARAMS = "invalid_params"
+SELECTION_CONDITIONS_REQUIRED = "selection_conditions_required"
 ROOT = "params"
 
 MAX_SEGMENTS = 1000
@@ -110,6 +112,15 @@ UtcMoment = Annotated[
     PlainSerializer(_iso_z, return_type=str, when_used="json"),
     Field(description="ISO-8601 date (00:00 UTC) or date-time; a naive time is UTC, an offset is converted."),
 ]
+
+
+def _audience_name(value: str) -> str:
+    if not valid_name(value):
+        raise ValueError("an audience name is 1-200 characters, without '/' or control characters")
+    return value
+
+
+AudienceName = Annotated[str, AfterValidator(_audience_name)]
 
 
 def _segment_id(value: str) -> str:
@@ -360,6 +371,7 @@ class SelectionSource(StrEnum):
 
     ALL = "all"
     SEGMENT = "segment"
+    AUDIENCE = "audience"
 
 
 class PercentRange(BaseModel):
@@ -393,8 +405,11 @@ class BulkSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: SelectionSource = Field(description="`all` users of the app, or the users of a `segment`.")
+    source: SelectionSource = Field(
+        description="`all` users of the app, the users of a `segment`, or the members of an imported `audience`."
+    )
     segment_id: SegmentId | None = Field(default=None, description="The segment, for source `segment`.")
+    name: AudienceName | None = Field(default=None, description="The imported audience, for source `audience`.")
     criteria: CriteriaJson = Field(default=None, description="Narrow the source (the criteria language).")
     range: PercentRange | None = Field(
         default=None, description="A stable slice of the source by a hash of the user id, before the criteria."
@@ -430,6 +445,19 @@ class BulkSelection(BaseModel):
             raise InvalidInput(
                 "selection.segment_id: only for source segment.", code=INVALID_PARAMS, field="selection.segment_id"
             )
+        if self.source is SelectionSource.AUDIENCE and self.name is None:
+            raise InvalidInput(
+                "selection.name: required for source audience.", code=INVALID_PARAMS, field="selection.name"
+            )
+        if self.source is not SelectionSource.AUDIENCE and self.name is not None:
+            raise InvalidInput("selection.name: only for source audience.", code=INVALID_PARAMS, field="selection.name")
+        if self.source is SelectionSource.AUDIENCE and self.total_limit is not None:
+            # The member list is in hash-partition order, not in byte order of the id.
+            raise InvalidInput(
+                "selection.total_limit: not available with source audience; use range.",
+                code=INVALID_PARAMS,
+                field="selection.total_limit",
+            )
         if self.range is not None and self.total_limit is not None:
             raise InvalidInput(
                 "selection.total_limit: give either range or total_limit, not both.",
@@ -441,10 +469,14 @@ class BulkSelection(BaseModel):
     @property
     def has_conditions(self) -> bool:
         """Whether anything narrows the selection beyond "every user" (a slice or a limit does not)."""
-        return self.criteria is not None or self.source is SelectionSource.SEGMENT
+        return self.criteria is not None or self.source is not SelectionSource.ALL
 
     def describe(self) -> str:
-        selected = "all users" if self.source is SelectionSource.ALL else f"the users of segment {self.segment_id}"
+        selected = {
+            SelectionSource.ALL: "all users",
+            SelectionSource.SEGMENT: f"the users of segment {self.segment_id}",
+            SelectionSource.AUDIENCE: f"the members of audience {self.name}",
+        }[self.source]
         if self.criteria is not None:
             selected += " that the criteria select"
         if self.range is not None:
@@ -457,10 +489,43 @@ class BulkSelection(BaseModel):
 class BulkAction(StrEnum):
     UPDATE_FIELDS = "update_fields"
     GLOBAL_UNSUBSCRIBE = "global_unsubscribe"
+    ADD_SUBSCRIPTION = "add_subscription"
+    UPDATE_SUBSCRIPTION = "update_subscription"
+    DELETE_PROFILES = "delete_profiles"
+    PROMO_CODES = "promo_codes"
 
 
+class PromoOperation(StrEnum):
+    ATTACH = "attach"
+    DETACH = "detach"
+
+
+class ContactSource(StrEnum):
+    """Where add_subscription finds the contact: the profile's own contacts, or its subscription on another resource."""
+
+    PROFILE_FIELDS = "profile_fields"
+    RESOURCE = "resource"
+
+
+_SUBSCRIPTION_FIELDS = {"resource_id", "channel", "status", "include_unsafe"}
 # What each action takes besides the selection: a field another action does not accept is refused.
-_ACTION_FIELDS = {BulkAction.UPDATE_FIELDS: {"set", "delete"}, BulkAction.GLOBAL_UNSUBSCRIBE: set[str]()}
+_ACTION_FIELDS: dict[BulkAction, set[str]] = {
+    BulkAction.UPDATE_FIELDS: {"set", "delete"},
+    BulkAction.GLOBAL_UNSUBSCRIBE: set(),
+    BulkAction.ADD_SUBSCRIPTION: _SUBSCRIPTION_FIELDS | {"contact_source", "source_resource_id"},
+    BulkAction.UPDATE_SUBSCRIPTION: _SUBSCRIPTION_FIELDS,
+    BulkAction.DELETE_PROFILES: set(),
+    BulkAction.PROMO_CODES: {"operation", "program_id"},
+}
+# Actions that never run on "every user": they need criteria, or a segment or audience source.
+_NEED_CONDITIONS = (BulkAction.GLOBAL_UNSUBSCRIBE, BulkAction.DELETE_PROFILES)
+# What each action needs: a missing one is refused, naming it.
+_REQUIRED_FIELDS: dict[BulkAction, tuple[str, ...]] = {
+    BulkAction.ADD_SUBSCRIPTION: ("resource_id", "channel", "status", "contact_source"),
+    BulkAction.UPDATE_SUBSCRIPTION: ("resource_id", "channel", "status"),
+    BulkAction.PROMO_CODES: ("operation", "program_id"),
+}
+ResourceId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(no_control_characters)]
 
 
 class BulkUpdateParams(JobParams):
@@ -475,6 +540,34 @@ class BulkUpdateParams(JobParams):
     delete: list[FieldName] | None = Field(
         default=None, min_length=1, max_length=MAX_FIELDS, description="update_fields: the fields to remove."
     )
+    resource_id: ResourceId | None = Field(
+        default=None, description="add_subscription, update_subscription: the resource of the subscription."
+    )
+    channel: Channel | None = Field(
+        default=None, description="add_subscription, update_subscription: the channel of the subscription."
+    )
+    status: SubscriptionStatus | None = Field(
+        default=None, description="add_subscription, update_subscription: the status to set."
+    )
+    contact_source: ContactSource | None = Field(
+        default=None,
+        description="add_subscription: `profile_fields` (an active email, phone or device of the profile) or "
+        "`resource` (the profile's subscription on `source_resource_id`, same channel).",
+    )
+    source_resource_id: ResourceId | None = Field(
+        default=None, description="add_subscription with contact_source `resource`: the resource to copy from."
+    )
+    operation: PromoOperation | None = Field(
+        default=None,
+        description="promo_codes: `attach` a free code of the program to each profile that holds none of its "
+        "codes, or `detach` the program's codes from the profiles.",
+    )
+    program_id: ResourceId | None = Field(default=None, description="promo_codes: the loyalty program.")
+    include_unsafe: StrictBool | None = Field(
+        default=None,
+        description="add_subscription, update_subscription: also subscribe profiles whose status is Unsubscribed, "
+        "Complainer, Hardbounced or Invalid (false by default).",
+    )
 
     @field_validator("delete")
     @classmethod
@@ -483,33 +576,88 @@ class BulkUpdateParams(JobParams):
 
     @model_validator(mode="after")
     def _action_fields(self) -> Self:
-        given = {name for name in ("set", "delete") if getattr(self, name) is not None}
+        given = {name for name in _ALL_ACTION_FIELDS if getattr(self, name) is not None}
         for name in sorted(given - _ACTION_FIELDS[self.action]):
             raise InvalidInput(f"{name}: not a field of action {self.action.value}.", code=INVALID_PARAMS, field=name)
+        for name in _REQUIRED_FIELDS.get(self.action, ()):
+            if getattr(self, name) is None:
+                raise InvalidInput(f"{name}: required for action {self.action.value}.", code=INVALID_PARAMS, field=name)
         if self.action is BulkAction.UPDATE_FIELDS:
             if not self.set and not self.delete:
                 raise InvalidInput("set: give fields to set or delete.", code=INVALID_PARAMS, field="set")
             both = sorted(set(self.set or {}) & set(self.delete or []))
             if both:
                 raise InvalidInput(f"delete: {both[0]} is both set and deleted.", code=INVALID_PARAMS, field="delete")
-        if self.action is BulkAction.GLOBAL_UNSUBSCRIBE and not self.selection.has_conditions:
+        if self.action is BulkAction.ADD_SUBSCRIPTION:
+            self._contact_source()
+        if self.action in _NEED_CONDITIONS and not self.selection.has_conditions:
             raise InvalidInput(
-                "selection: global_unsubscribe needs criteria or a segment source.",
-                code="selection_conditions_required",
+                f"selection: {self.action.value} needs criteria, or a segment or audience source.",
+                code=SELECTION_CONDITIONS_REQUIRED,
                 field="selection",
             )
         return self
+
+    def _contact_source(self) -> None:
+        from_resource = self.contact_source is ContactSource.RESOURCE
+        if from_resource and self.source_resource_id is None:
+            raise InvalidInput(
+                "source_resource_id: required for contact_source resource.",
+                code=INVALID_PARAMS,
+                field="source_resource_id",
+            )
+        if not from_resource and self.source_resource_id is not None:
+            raise InvalidInput(
+                "source_resource_id: only for contact_source resource.", code=INVALID_PARAMS, field="source_resource_id"
+            )
+        if from_resource and self.source_resource_id == self.resource_id:
+            raise InvalidInput(
+                "source_resource_id: must be another resource than resource_id.",
+                code=INVALID_PARAMS,
+                field="source_resource_id",
+            )
+
+    @property
+    def attaches_codes(self) -> bool:
+        """Attaching hands out a pool of codes in order: one walk over the shards, not a worker per shard."""
+        return self.action is BulkAction.PROMO_CODES and self.operation is PromoOperation.ATTACH
+
+    @property
+    def unsafe_allowed(self) -> bool:
+        return bool(self.include_unsafe)
+
+    @property
+    def resources(self) -> list[str]:
+        """The resources the action names: each must exist and offer the channel."""
+        return [name for name in (self.resource_id, self.source_resource_id) if name is not None]
 
     def describe(self) -> str:
         selected = self.selection.describe()
         if self.action is BulkAction.GLOBAL_UNSUBSCRIBE:
             return f"globally unsubscribe {selected}"
+        if self.action is BulkAction.PROMO_CODES:
+            if self.operation is PromoOperation.ATTACH:
+                return f"attach a free code of loyalty program {self.program_id} to {selected}"
+            return f"detach the codes of loyalty program {self.program_id} from {selected}"
+        if self.action is BulkAction.DELETE_PROFILES:
+            return f"delete {selected} that had no interaction since the inactivity cutoff"
+        if self.action in (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION):
+            assert self.channel is not None
+            assert self.status is not None
+            verb = "add" if self.action is BulkAction.ADD_SUBSCRIPTION else "set"
+            what = f"{verb} the {self.channel.value} subscription to {self.resource_id} as {self.status.value}"
+            if self.include_unsafe:
+                what += ", unsafe statuses included,"
+            return f"{what} for {selected}"
         changes = []
         if self.set:
             changes.append(f"set {_listing(list(self.set))}")
         if self.delete:
             changes.append(f"delete {_listing(self.delete)}")
         return f"{' and '.join(changes)} on {selected}"
+
+
+_ALL_ACTION_FIELDS = sorted(set().union(*_ACTION_FIELDS.values()))
 
 
 _MODELS: tuple[type[JobParams], ...] = (

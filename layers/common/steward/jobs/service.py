@@ -16,6 +16,7 @@ from steward.apps.models import Principal, Scope
 from steward.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from steward.jobs.models import ConfirmJob, Job, JobError, JobRecord, JobStatus, JobType, SubmitJob
 from steward.jobs.params import JobParams, parse_params
+from steward.jobs.references import JobReferences
 from steward.jobs.reports import ReportLink, ReportStore
 from steward.jobs.repository import JobRepository, add_counts, new_job_id, sum_parts
 from steward.pagination import Page
@@ -40,6 +41,7 @@ class JobService:
         jobs: JobRepository,
         reports: ReportStore,
         reauthentication: "Reauthentication",
+        references: JobReferences,
         start_execution: Callable[[str, dict[str, Any]], str],
         clock: Callable[[], datetime],
         execution_status: Callable[[str], str] | None = None,
@@ -47,6 +49,7 @@ class JobService:
         self.jobs = jobs
         self.reports = reports
         self.reauthentication = reauthentication
+        self.references = references
         self.start_execution = start_execution
         self.clock = clock
         # Step Functions' status of an execution (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED); None: not asked.
@@ -55,6 +58,7 @@ class JobService:
     def submit(self, principal: Principal, body: SubmitJob) -> Job:
         """Validate and start a job (201). A real run: admin scope, re-authentication, and the app's lock."""
         params = parse_params(body.type, body.params)
+        self.references.check(principal.app_id, params)
         if body.dry_run:
             return self._start(principal, body.type, params, dry_run=True, reauth="none").public()
         self._require_admin(principal)
@@ -82,6 +86,7 @@ class JobService:
         if dry.confirmed_by is not None:
             raise _already_confirmed(dry_job_id, dry.confirmed_by)
         params = parse_params(dry.type, dry.params)
+        self.references.check(principal.app_id, params)
         reauth = self.reauthentication.check(principal.app_id, body.admin_password, body.totp_code, params.describe())
         job_id = new_job_id(self.clock())
         if not self.jobs.claim_confirmation(principal.app_id, dry_job_id, job_id):

@@ -21,6 +21,7 @@ from pynamodb.expressions.update import Action
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.loyalty.models import PROGRAM_ID_PREFIX, LoyaltyProgram
+from steward.shard_reader import Position, read_shards
 from steward.sharding import partition_for
 from steward.tables import (
     LoyaltyProgramRecord,
@@ -34,6 +35,15 @@ from steward.users.models import MAX_PROMO_CODES
 from steward.users.repository import user_not_found
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FreeCodes:
+    """A page of a program's free codes, in shard and code order, and where the next page starts."""
+
+    codes: list[str]
+    scanned: int
+    next: Position | None  # None: no free code left after these
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,31 @@ class LoyaltyRepository:
         except PromoCodeRecord.DoesNotExist:
             return None
         return StoredCode(code=record.sk, program_id=record.program_id, attached_user_id=record.attached_user_id)
+
+    def free_codes(self, app_id: str, program_id: str, start: Position, max_codes: int) -> FreeCodes:
+        """Up to ``max_codes`` codes of the program that no user holds, from ``start`` on (eventually consistent).
+
+        A Query of the app's code shards with a filter: the codes it skips
+        (other programs', attached ones) are read and billed too. A code
+        listed here may be taken before it is attached: ``attach`` checks.
+        """
+        condition = (PromoCodeRecord.program_id == program_id) & PromoCodeRecord.attached_user_id.does_not_exist()
+        codes: list[str] = []
+        scanned = 0
+        position: Position | None = start
+        while position is not None and len(codes) < max_codes:
+            batch = read_shards(
+                PromoCodeRecord,
+                promo_codes_collection(app_id),
+                self.shard_count,
+                position,
+                condition,
+                max_items=max_codes - len(codes),
+            )
+            codes.extend(record.sk for record in batch.items)
+            scanned += batch.scanned
+            position = batch.next
+        return FreeCodes(codes, scanned, position)
 
     def attach(self, app_id: str, user_id: str, stored: StoredCode, now: datetime) -> None:
         """Attach a code to an existing user, in one transaction with the user's ``promo_codes`` map.

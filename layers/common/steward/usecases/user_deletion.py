@@ -1,6 +1,7 @@
 """Deleting a user: its devices are deleted, its promo codes released and it leaves its static segments first."""
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 
 from steward.clock import utc_now
@@ -9,6 +10,7 @@ from steward.devices.repository import DeviceRepository
 from steward.errors import Conflict, NotFound
 from steward.loyalty.repository import LoyaltyRepository
 from steward.segments.repository import SegmentRepository
+from steward.users.models import User
 from steward.users.repository import UserRepository, user_not_found
 
 
@@ -31,10 +33,21 @@ class UserDeletion:
         The delete is conditioned on the version read after the releases, so a
         code attached or a segment joined meanwhile is released on the next round.
         """
+        self.delete_if(app_id, user_id, lambda user: True)
+
+    def delete_if(self, app_id: str, user_id: str, qualifies: Callable[[User], bool]) -> bool:
+        """``delete``, only while the user ``qualifies`` (checked on every read); False, untouched, when not.
+
+        A bulk deletion's rule (no interaction since a cutoff) holds up to the
+        delete itself: activity recorded meanwhile changes the version, and the
+        next round reads it.
+        """
         for _ in range(MAX_ATTEMPTS):
             user = self.users.get(app_id, user_id)
             if user is None:
                 raise user_not_found(user_id)
+            if not qualifies(user):
+                return False
             now = utc_now()
             self._delete_devices(app_id, user_id, now)
             for promo in user.promo_codes:
@@ -48,10 +61,10 @@ class UserDeletion:
             if stored is None:
                 raise user_not_found(user_id)
             after, version = stored
-            if after.promo_codes or set(after.segments) - draining:
+            if after.promo_codes or set(after.segments) - draining or not qualifies(after):
                 continue
             if self.users.delete(app_id, user_id, version):
-                return
+                return True
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def _delete_devices(self, app_id: str, user_id: str, now: datetime) -> None:

@@ -162,6 +162,17 @@ class UserRepository:
             ],
         )
 
+    def save_subscriptions_if_unchanged(self, app_id: str, user: User, version: int) -> bool:
+        """Write ``user``'s subscriptions and ``updated_at`` if still at ``version`` (bulk subscription changes).
+
+        Fields, contacts and ``last_activity_at`` stay exactly as stored.
+        False when someone wrote in between (or the user is gone).
+        """
+        subscriptions = {
+            subscription_key(item.resource_id, item.channel.value): item.status.value for item in user.subscriptions
+        }
+        return self._update_at_version(app_id, user, version, [ProfileRecord.subscriptions.set(subscriptions)])
+
     def _update_at_version(self, app_id: str, user: User, version: int, actions: list[Action]) -> bool:
         """One UpdateItem of ``actions`` (and ``updated_at``, the version) if the item is still at ``version``."""
         record = ProfileRecord(pk=partition_for(app_id, user.user_id, self.shard_count), sk=user.user_id)

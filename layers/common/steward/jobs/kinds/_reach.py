@@ -137,6 +137,10 @@ class Meter:
         """One PutItem or UpdateItem per size: the larger of the item before and after."""
         self.write_units += sum(write_units(size) for size in sizes)
 
+    def transaction(self, sizes: Iterable[int]) -> None:
+        """One TransactWriteItems over items of these sizes (each billed twice, as DynamoDB does)."""
+        self.write_units += sum(write_units(size, transactional=True) for size in sizes)
+
     def user_transition(self, user_bytes: int, segments: int) -> None:
         """``UserActivation.set_active_when``: read the user, one transaction (user + its segments), read it again."""
         self.read_units += 2 * read_units(user_bytes, consistent=True)

@@ -25,14 +25,18 @@ read: ``last_activity_at`` is never touched.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from steward.audiences.members import members_in_version, read_member_ids
+from steward.audiences.models import AudienceStatus, Layout
 from steward.conditions import MAX_ATTEMPTS
 from steward.criteria.evaluate import matches, scopes_in, user_subject
 from steward.criteria.fields import Scope
 from steward.criteria.models import Combinator, Group, Node, Target
 from steward.criteria.parse import parse_criteria
-from steward.errors import Conflict, NotFound
+from steward.devices.models import Device
+from steward.errors import Conflict, InvalidInput, NotFound
 from steward.jobs.engine import (
     Entity,
     JobContext,
@@ -47,30 +51,57 @@ from steward.jobs.engine import (
     WorkItem,
     shard_items,
 )
-from steward.jobs.kinds._reach import NOMINAL_PROFILE_BYTES, Meter, each, failed, next_of, sizes_of, start_of
+from steward.jobs.kinds import _promo, _subscriptions
+from steward.jobs.kinds._bulk_triggers import trigger_events
+from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
+from steward.jobs.kinds._reach import (
+    NOMINAL_DEVICE_BYTES,
+    NOMINAL_PROFILE_BYTES,
+    Meter,
+    each,
+    failed,
+    next_of,
+    sizes_of,
+    start_of,
+)
 from steward.jobs.kinds._sizes import NOMINAL_MEMBER_BYTES
-from steward.jobs.models import JobType
+from steward.jobs.kinds._subscriptions import TOO_MANY_SUBSCRIPTIONS, changed_subscription, needs_devices
+from steward.jobs.models import CUTOFF_STATE, JobType
 from steward.jobs.params import BulkAction, BulkUpdateParams, SelectionSource
 from steward.segments.models import SegmentKind
 from steward.shard_reader import Position, read_shards
 from steward.sharding import slice_point
 from steward.tables import SegmentMemberRecord, segment_members_collection
+from steward.users import lifecycle
 from steward.users.models import MAX_FIELDS, MAX_FIELDS_BYTES, User, fields_bytes
 
 UPDATED = "updated"
 UNSUBSCRIBED = "unsubscribed"
-_CHANGES = {BulkAction.UPDATE_FIELDS: UPDATED, BulkAction.GLOBAL_UNSUBSCRIBE: UNSUBSCRIBED}
+SUBSCRIPTION_ADDED = "subscription_added"
+SUBSCRIPTION_UPDATED = "subscription_updated"
+DELETED = "deleted"
+_CHANGES = {
+    BulkAction.UPDATE_FIELDS: UPDATED,
+    BulkAction.GLOBAL_UNSUBSCRIBE: UNSUBSCRIBED,
+    BulkAction.ADD_SUBSCRIPTION: SUBSCRIPTION_ADDED,
+    BulkAction.UPDATE_SUBSCRIPTION: SUBSCRIPTION_UPDATED,
+    BulkAction.DELETE_PROFILES: DELETED,
+}
+_SUBSCRIPTION_ACTIONS = (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION)
 # Users per page: one conditional write each on a real run.
 USER_PAGE = 200
 # Users read from each shard per page of a total_limit merge.
 MERGE_CHUNK = 100
-UNCHANGED = "unchanged"
+UNCHANGED = _subscriptions.UNCHANGED
 ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
 FIELDS_TOO_LARGE = "fields_too_large"
 _GONE = "deleted"
 _NO_LONGER_MATCHES = "no longer matches the selection"
 _NO_LONGER_MEMBER = "no longer a member of the segment"
+_AUDIENCE_REPLACED = "the audience was replaced by a newer import"
+_NOT_A_MEMBER = "no longer a member of the audience"
+_AUDIENCE = "audience"
 
 
 def _params(ctx: JobContext) -> BulkUpdateParams:
@@ -86,6 +117,7 @@ class _Rules:
     node: Node
     static_segment: str | None
     slice: tuple[float, float] | None
+    audience: Layout | None  # source audience: the version the plan fixed (None: none, or an empty one)
 
     @classmethod
     def of(cls, ctx: JobContext) -> "_Rules":
@@ -97,6 +129,7 @@ class _Rules:
             node,
             ctx.state.get("static_segment"),
             None if window is None else (window.from_percent, window.to_percent),
+            None if ctx.state.get(_AUDIENCE) is None else Layout.model_validate(ctx.state[_AUDIENCE]),
         )
 
     @property
@@ -128,6 +161,13 @@ class BulkUpdate(SinglePhase):
     def plan(self, ctx: JobContext) -> Plan:
         params = _params(ctx)
         state: JsonObject = {}
+        try:  # checked at submission; the resources may have changed since
+            ctx.services.job_references.check(ctx.app_id, params)
+        except InvalidInput as exc:
+            raise JobRefused(exc.message, code=exc.code) from None
+        if params.action is BulkAction.DELETE_PROFILES:
+            cutoff = inactivity_cutoff(ctx.now, ctx.services.inactive_profile_months)
+            state[CUTOFF_STATE] = cutoff.isoformat()
         selection = params.selection
         if selection.source is SelectionSource.SEGMENT:
             assert selection.segment_id is not None
@@ -139,7 +179,14 @@ class BulkUpdate(SinglePhase):
                 state["segment_criteria"] = segment.criteria
             else:
                 state["static_segment"] = segment.segment_id
-        if selection.total_limit is not None:
+        if selection.source is SelectionSource.AUDIENCE:
+            assert selection.name is not None
+            audience = ctx.services.audience_repository.get(ctx.app_id, selection.name)
+            if audience is None or audience.status is AudienceStatus.DELETED:
+                raise JobRefused(f"Audience {selection.name!r} does not exist.", code="audience_not_found")
+            # The version at the start: a later import does not change what the job walks.
+            state[_AUDIENCE] = None if audience.layout is None else audience.layout.model_dump()
+        if selection.total_limit is not None or params.attaches_codes or selection.source is SelectionSource.AUDIENCE:
             return Plan([WorkItem(index=0)], state)
         return Plan(shard_items(ctx.services.shard_count), state)
 
@@ -148,14 +195,49 @@ class BulkUpdate(SinglePhase):
     def select(self, ctx: JobContext, item: WorkItem, position: JsonObject | None) -> Page:
         rules = _Rules.of(ctx)
         meter = Meter()
-        if item.shard is None:
+        params = _params(ctx)
+        if params.selection.source is SelectionSource.AUDIENCE:
+            users, scanned, next_position = self._members(ctx, rules, position, meter)
+        elif item.shard is None and params.selection.total_limit is not None:
             users, scanned, next_position = self._merge(ctx, rules, position, meter)
+        elif item.shard is None:
+            users, scanned, next_position = self._walk(ctx, rules, position, meter)
         else:
             start = start_of(ctx, item, position)
             chunk = self._read(ctx, rules, start, USER_PAGE, meter)
             users, scanned, next_position = chunk.users, chunk.scanned, next_of(chunk.next)
-        rows = [self._row(ctx, user, meter) for user in users]
+        if params.attaches_codes:
+            rows, codes = _promo.attach_rows(ctx, params, users, position, meter)
+            if next_position is not None:
+                next_position[_promo.CODES_KEY] = codes
+            return Page(rows, scanned, next_position, cost=meter.cost())
+        devices = _devices(ctx, [user.user_id for user in users], meter)
+        rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
         return Page(rows, scanned, next_position, cost=meter.cost())
+
+    def _members(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """The next page of the audience's members (its member list, by byte offset) that the selection keeps."""
+        if rules.audience is None:
+            return [], 0, None
+        offset = 0 if position is None else int(position["offset"])
+        ids, after = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
+        wanted = [user_id for user_id in ids if rules.in_slice(user_id)]
+        found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
+        users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
+        meter.gets(self._sizes(ctx, users), consistent=False)
+        return rules.selects(ctx, users), len(ids), None if after is None else {"offset": after}
+
+    def _walk(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """The next page of the selection, walking the shards one after the other (one work item)."""
+        shard_count = ctx.services.shard_count
+        start = Position(0) if position is None else Position.from_fields(position["users"], shard_count)
+        chunk = self._read(ctx, rules, start, USER_PAGE, meter)
+        after = chunk.next or (Position(start.shard + 1) if start.shard + 1 < shard_count else None)
+        return chunk.users, chunk.scanned, None if after is None else {"users": after.as_fields()}
 
     def _read(self, ctx: JobContext, rules: _Rules, start: Position, max_items: int, meter: Meter) -> _Chunk:
         """Up to ``max_items`` candidates of ``start``'s shard from ``start``: the selected ones among them."""
@@ -219,15 +301,31 @@ class BulkUpdate(SinglePhase):
         done = taken >= limit or all(cursor is None for cursor in cursors)
         return [user for user, _ in chosen], scanned, None if done else {"cursors": cursors, "taken": taken}
 
-    def _row(self, ctx: JobContext, user: User, meter: Meter) -> ReportRow:
+    def _row(self, ctx: JobContext, user: User, devices: Sequence[Device], meter: Meter) -> ReportRow:
         params = _params(ctx)
-        after, reason = _changed(params, user, ctx)
+        if params.action is BulkAction.PROMO_CODES:  # detach (attach hands out codes page by page)
+            assert params.program_id is not None
+            row = _promo.detach_row(user, params.program_id)
+            if row.is_change:
+                size = self._sizes(ctx, [user])[0]
+                meter.gets([size], consistent=True)
+                meter.transaction([_promo.CODE_ITEM_BYTES, size] * len(row.detail.split()))
+            return row
+        after, reason = _changed(params, user, ctx, devices)
         if after is None:
             return ReportRow(Entity.USER, user.user_id, Outcome.SKIPPED, user.user_id, reason)
         size = self._sizes(ctx, [user])[0]
         meter.gets([size], consistent=True)  # apply's read
+        if params.action is BulkAction.DELETE_PROFILES:
+            # The deletion's second read, and its delete (billed on the item's size); devices, codes and
+            # segments the profile holds cost their own writes, not counted here.
+            meter.gets([size], consistent=True)
+            meter.writes([size])
+            return ReportRow(Entity.USER, user.user_id, DELETED, user.user_id, last_interaction(user).isoformat())
         meter.writes([max(size, self._sizes(ctx, [after])[0])])
-        return ReportRow(Entity.USER, user.user_id, _CHANGES[params.action], user.user_id, reason)
+        if params.action in _SUBSCRIPTION_ACTIONS:
+            reason = _subscriptions.change_detail(params, user)
+        return ReportRow(Entity.USER, user.user_id, _change_of(params), user.user_id, reason)
 
     def _sizes(self, ctx: JobContext, users: Sequence[User]) -> list[int]:
         return sizes_of(ctx.services.user_repository.stored_item(ctx.app_id, user) for user in users)
@@ -237,10 +335,16 @@ class BulkUpdate(SinglePhase):
     def recheck(self, ctx: JobContext, rows: Sequence[ReportRow]) -> list[ReportRow]:
         params = _params(ctx)
         rules = _Rules.of(ctx)
-        change = _CHANGES[params.action]
+        change = _change_of(params)
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
         selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
+        members = (
+            None
+            if rules.audience is None
+            else members_in_version(ctx.services.audience_repository, ctx.app_id, rules.audience, list(users))
+        )
+        devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
             if row.action != change:
@@ -250,10 +354,22 @@ class BulkUpdate(SinglePhase):
                 return row.with_outcome(Outcome.DRIFTED, _GONE)
             if rules.static_segment is not None and rules.static_segment not in user.segments:
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
+            if rules.audience is not None and (members is None or row.id not in members):
+                return row.with_outcome(Outcome.DRIFTED, _AUDIENCE_REPLACED if members is None else _NOT_A_MEMBER)
             if row.id not in selected:
                 return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
-            after, reason = _changed(params, user, ctx)
-            return row if after is not None else row.with_outcome(Outcome.DRIFTED, reason)
+            if params.action is BulkAction.PROMO_CODES:
+                assert params.program_id is not None
+                held = _promo.program_codes(user, params.program_id)
+                if params.attaches_codes and held:
+                    return row.with_outcome(Outcome.DRIFTED, _promo.ALREADY_HAS_CODE)
+                return row if params.attaches_codes or held else row.with_outcome(Outcome.DRIFTED, _promo.NO_CODE)
+            after, reason = _changed(params, user, ctx, devices.get(row.id, ()))
+            if after is None:
+                return row.with_outcome(Outcome.DRIFTED, reason)
+            if params.action in _SUBSCRIPTION_ACTIONS:  # what it replaces now (a new subscription, or a status)
+                return row.with_outcome(row.action, _subscriptions.change_detail(params, user))
+            return row
 
         return [now_as(row) for row in rows]
 
@@ -261,34 +377,89 @@ class BulkUpdate(SinglePhase):
 
     def apply(self, ctx: JobContext, rows: Sequence[ReportRow]) -> list[ReportRow]:
         params = _params(ctx)
-        change = _CHANGES[params.action]
+        change = _change_of(params)
         todo = [row for row in rows if row.action == change]
         read = _read_many(ctx, [row.id for row in todo])
-        results = each(todo, lambda row: self._apply_one(ctx, row, read))
+        devices = _devices(ctx, list(read), Meter())
+        results = each(todo, lambda row: self._apply_one(ctx, row, read, devices.get(row.id, ())))
         outcomes = dict(zip((row.id for row in todo), results, strict=True))
-        return [_outcome(row, outcomes[row.id]) if row.id in outcomes else row for row in rows]
+        applied = [_outcome(row, outcomes[row.id]) if row.id in outcomes else row for row in rows]
+        # After the page's writes: an automation never hears of a change before it is stored.
+        events = trigger_events(ctx, params, applied)
+        if events:
+            ctx.services.trigger_publisher.publish(events)
+        return applied
 
-    def _apply_one(self, ctx: JobContext, row: ReportRow, read: Mapping[str, tuple[User, int]]) -> ReportRow:
+    def _apply_one(
+        self, ctx: JobContext, row: ReportRow, read: Mapping[str, tuple[User, int]], devices: Sequence[Device]
+    ) -> ReportRow:
         """One conditional write of the profile as read; read again and retried when it changed meanwhile."""
         params = _params(ctx)
         repository = ctx.services.user_repository
         stored = read.get(row.id)
+        if params.action is BulkAction.DELETE_PROFILES:
+            return _delete(ctx, row, stored is not None)
+        if params.action is BulkAction.PROMO_CODES:
+            user = None if stored is None else stored[0]
+            if params.attaches_codes:
+                return _promo.apply_attach(ctx, params, row, user)
+            return _promo.apply_detach(ctx, params, row, user)
         for _ in range(MAX_ATTEMPTS):
             if stored is None:
                 return row.with_outcome(Outcome.NOT_FOUND, "")
             user, version = stored
-            after, reason = _changed(params, user, ctx)
+            after, reason = _changed(params, user, ctx, devices)
             if after is None:
                 # Already as the job leaves it: this row's own earlier attempt, or a write that did the same.
                 return row if reason in (UNCHANGED, ALREADY_UNSUBSCRIBED) else row.with_outcome(Outcome.SKIPPED, reason)
-            if repository.save_profile_if_unchanged(ctx.app_id, after, version):
+            saved = (
+                repository.save_subscriptions_if_unchanged(ctx.app_id, after, version)
+                if params.action in _SUBSCRIPTION_ACTIONS
+                else repository.save_profile_if_unchanged(ctx.app_id, after, version)
+            )
+            if saved:
                 return row
             stored = repository.get_with_version(ctx.app_id, row.id)
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
 
 
-def _changed(params: BulkUpdateParams, user: User, ctx: JobContext) -> tuple[User | None, str]:
-    """The user as the action leaves it, or None and why it stays as it is."""
+def _change_of(params: BulkUpdateParams) -> str:
+    """The report action of the action's changes."""
+    if params.action is BulkAction.PROMO_CODES:
+        return _promo.CODE_ATTACHED if params.attaches_codes else _promo.CODE_DETACHED
+    return _CHANGES[params.action]
+
+
+def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
+    """Delete the profile as DELETE /v1/users/{id} does, unless it had an interaction since the cutoff meanwhile."""
+    if not exists:
+        return row  # gone: this row's own earlier attempt, or a deletion that did the same
+    cutoff = _cutoff(ctx)
+    try:
+        deleted = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, lambda user: inactive_since(user, cutoff))
+    except NotFound:
+        return row
+    return row if deleted else row.with_outcome(Outcome.SKIPPED, ACTIVE_SINCE_CUTOFF)
+
+
+def _cutoff(ctx: JobContext) -> datetime:
+    return datetime.fromisoformat(str(ctx.state[CUTOFF_STATE]))
+
+
+def _changed(
+    params: BulkUpdateParams, user: User, ctx: JobContext, devices: Sequence[Device]
+) -> tuple[User | None, str]:
+    """The user as the action leaves it, or None and why it stays as it is (deleting: the user itself)."""
+    if params.action is BulkAction.DELETE_PROFILES:
+        return (user, "") if inactive_since(user, _cutoff(ctx)) else (None, ACTIVE_SINCE_CUTOFF)
+    if params.action in _SUBSCRIPTION_ACTIONS:
+        subscription, reason = changed_subscription(params, user, devices)
+        if subscription is None:
+            return None, reason
+        try:
+            return lifecycle.put_subscription(user, subscription, ctx.now), ""
+        except InvalidInput:
+            return None, TOO_MANY_SUBSCRIPTIONS
     if params.action is BulkAction.GLOBAL_UNSUBSCRIBE:
         if user.global_unsubscribed:
             return None, ALREADY_UNSUBSCRIBED
@@ -304,6 +475,16 @@ def _changed(params: BulkUpdateParams, user: User, ctx: JobContext) -> tuple[Use
     if fields_bytes(fields) > MAX_FIELDS_BYTES:
         return None, FIELDS_TOO_LARGE
     return user.model_copy(update={"fields": fields, "updated_at": ctx.now}), ""
+
+
+def _devices(ctx: JobContext, user_ids: Sequence[str], meter: Meter) -> Mapping[str, list[Device]]:
+    """The users' devices, only when the action's rule reads them (push contacts); metered."""
+    if not user_ids or not needs_devices(_params(ctx)):
+        return {}
+    owned = ctx.services.device_repository.devices_of_users(ctx.app_id, user_ids)
+    meter.index_queries(len(user_ids))
+    meter.gets([NOMINAL_DEVICE_BYTES] * sum(len(found) for found in owned.values()), consistent=False)
+    return owned
 
 
 def _read_many(ctx: JobContext, user_ids: Sequence[str]) -> dict[str, tuple[User, int]]:

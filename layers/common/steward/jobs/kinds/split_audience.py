@@ -57,7 +57,7 @@ from typing import ClassVar, cast
 
 from steward.criteria.evaluate import matches, scopes_in, user_subject
 from steward.criteria.fields import Scope
-from steward.criteria.models import Combinator, Group, Node, Target
+from steward.criteria.models import NOT_GLOBALLY_UNSUBSCRIBED, Combinator, Group, Node, Target
 from steward.criteria.parse import parse_criteria
 from steward.errors import Conflict, clip
 from steward.jobs.engine import (
@@ -97,6 +97,7 @@ _CLOSED = JoinResult(JoinOutcome.FAILED, error=SEGMENT_GONE)  # its segment take
 _NAMES_SHOWN = 3
 
 _MEDIUM_FIELDS = {Medium.PUSH: "device.active", Medium.EMAIL: "email.active", Medium.SMS: "phone.active"}
+GLOBALLY_UNSUBSCRIBED = "globally unsubscribed"
 _UNREACHED = {
     Medium.PUSH: "no active push device",
     Medium.EMAIL: "no active email address",
@@ -124,7 +125,14 @@ class _Rules:
     def of(cls, params: SplitAudienceParams) -> "_Rules":
         criteria = None if params.criteria is None else parse_criteria(params.criteria)
         medium = params.medium
-        reach = None if medium is None else parse_criteria({"field": _MEDIUM_FIELDS[medium], "op": "eq", "value": True})
+        # A globally unsubscribed user is reached by no medium: it counts among no deliverable users.
+        reach = (
+            None
+            if medium is None
+            else parse_criteria(
+                {"all": [{"field": _MEDIUM_FIELDS[medium], "op": "eq", "value": True}, NOT_GLOBALLY_UNSUBSCRIBED]}
+            )
+        )
         return cls(criteria, medium, reach)
 
     @property
@@ -247,7 +255,8 @@ class SplitAudience:
             if rules.criteria is not None and not matches(rules.criteria, subject, ctx.now):
                 return row.with_outcome(Outcome.DRIFTED, NO_LONGER_MATCHES)
             if rules.reach is not None and rules.medium is not None and not matches(rules.reach, subject, ctx.now):
-                return row.with_outcome(Outcome.DRIFTED, _UNREACHED[rules.medium])
+                unreached = GLOBALLY_UNSUBSCRIBED if found[row.id][0].global_unsubscribed else _UNREACHED[rules.medium]
+                return row.with_outcome(Outcome.DRIFTED, unreached)
             return row
 
         return [checked(row) for row in rows]

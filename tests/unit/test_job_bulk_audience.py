@@ -1,0 +1,132 @@
+"""bulk_update's audience source: the members of an imported audience's current version, as the job started."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from steward.composition import Services
+from steward.errors import InvalidInput
+from steward.jobs.engine import JobRefused, Outcome
+from steward.jobs.kinds import kind_for
+from steward.jobs.models import JobType
+from steward.jobs.params import parse_params
+from steward.settings import StoreSettings
+from tests.support.jobs import job_context, run_inline
+from tests.support.reach import confirm, dry_pages, services, user
+from tests.support.service import JOBS_BUS, SHARD_COUNT
+
+APP, OTHER_APP = "app-a", "app-b"
+KIND = kind_for(JobType.BULK_UPDATE)
+DATA, IMPORTS = "steward-test-audiences", "steward-test-imports"
+NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+_sequence = [0]
+
+
+def audience_services() -> Services:
+    return Services(
+        SHARD_COUNT,
+        job_event_bus=JOBS_BUS,
+        audience_data_bucket=DATA,
+        audience_topic="arn:aws:sns:us-east-1:123456789012:audience-failures",
+        audience_event_bus=JOBS_BUS,
+    )
+
+
+@pytest.fixture
+def buckets(store: StoreSettings) -> None:
+    s3 = boto3.client("s3")
+    for bucket in (DATA, IMPORTS):
+        s3.create_bucket(Bucket=bucket)
+    boto3.client("sns").create_topic(Name="audience-failures")
+    for app_id in (APP, OTHER_APP):
+        services().app_repository.create(app_id, app_id, "hash", None, NOW)
+
+
+def import_audience(app_id: str, name: str, user_ids: list[str]) -> None:
+    """A CSV of ids dropped in the imports bucket, through the real importer (registered users become members)."""
+    from steward.audiences.importer import ObjectCreated
+
+    body = ("user_id\n" + "".join(f"{user_id}\n" for user_id in user_ids)).encode()
+    key = f"imports/{app_id}/{name}.csv"
+    boto3.client("s3").put_object(Bucket=IMPORTS, Key=key, Body=body)
+    _sequence[0] += 1
+    outcome = audience_services().audience_importer_service.handle(
+        ObjectCreated(IMPORTS, key, len(body), f"{_sequence[0]:016X}")
+    )
+    assert outcome.outcome == "imported", outcome
+
+
+def add_users(app_id: str, *user_ids: str, plan: str = "pro") -> None:
+    items = [{"user_id": user_id, "fields": {"plan": plan}} for user_id in user_ids]
+    for start in range(0, len(items), 100):
+        assert not services().users.upsert_batch(app_id, items[start : start + 100]).failed
+
+
+def update(selection: dict[str, Any], *, dry_run: bool, state: dict[str, Any] | None = None, tier: str = "gold") -> Any:
+    params = {"action": "update_fields", "selection": selection, "set": {"tier": tier}}
+    return job_context(APP, JobType.BULK_UPDATE, params, dry_run=dry_run, services=audience_services(), state=state)
+
+
+def test_the_members_of_the_audience_are_selected_with_criteria_and_range(buckets: None) -> None:
+    members = [f"m{n:03d}" for n in range(250)]  # more than a page
+    add_users(APP, *members)
+    add_users(APP, "m000x", "outsider")
+    add_users(APP, "m001", plan="free")  # a member the criteria leave out
+    add_users(OTHER_APP, "m002")
+    import_audience(APP, "spring", [*members, "not-registered"])
+    selection = {
+        "source": "audience",
+        "name": "spring",
+        "criteria": {"field": "fields.plan", "op": "eq", "value": "pro"},
+    }
+
+    dry = run_inline(update(selection, dry_run=True))
+    real = run_inline(update(selection, dry_run=False))
+
+    expected = sorted(set(members) - {"m001"})
+    assert sorted(row.id for row in dry.rows) == sorted(row.id for row in real.rows) == expected
+    assert {row.action for row in real.rows} == {"updated"}
+    assert user(APP, "outsider").fields == {"plan": "pro"}
+    assert user(OTHER_APP, "m002").fields == {"plan": "pro"}
+    assert user(APP, "m100").fields == {"plan": "pro", "tier": "gold"}
+    half = run_inline(update({"source": "audience", "name": "spring", "range": {"to_percent": 50}}, dry_run=True))
+    again = run_inline(update({"source": "audience", "name": "spring", "range": {"to_percent": 50}}, dry_run=True))
+    assert [row.id for row in half.rows] == [row.id for row in again.rows]
+    assert 90 <= len(half.rows) <= 160
+
+
+def test_a_confirmed_run_drifts_who_left_the_audience(buckets: None) -> None:
+    add_users(APP, "a", "b", "c")
+    import_audience(APP, "vip", ["a", "b"])
+    selection = {"source": "audience", "name": "vip"}
+    pages = dry_pages(update(selection, dry_run=True))
+    state = KIND.plan(update(selection, dry_run=True)).state
+    rows = confirm(update(selection, dry_run=False, state=state), KIND, pages)
+    assert {row.id: row.action for row in rows} == {"a": "updated", "b": "updated"}
+    # A newer import replaces the version the dry run listed: its rows drift rather than apply.
+    pages = dry_pages(update(selection, dry_run=True, tier="platinum"))
+    state = KIND.plan(update(selection, dry_run=True)).state
+    import_audience(APP, "vip", ["a", "c"])
+    rows = confirm(update(selection, dry_run=False, state=state, tier="platinum"), KIND, pages)
+    assert {(row.action, row.detail) for row in rows} == {
+        (Outcome.DRIFTED, "the audience was replaced by a newer import")
+    }
+    assert user(APP, "a").fields["tier"] == "gold"
+
+
+def test_an_unknown_or_deleted_audience_is_refused(buckets: None) -> None:
+    add_users(OTHER_APP, "x")
+    import_audience(OTHER_APP, "theirs", ["x"])
+    check = audience_services().job_references.check
+    params = parse_params(
+        JobType.BULK_UPDATE,
+        {"action": "global_unsubscribe", "selection": {"source": "audience", "name": "theirs"}},
+    )
+    with pytest.raises(InvalidInput) as caught:
+        check(APP, params)
+    assert (caught.value.code, caught.value.field) == ("unknown_audience", "params.selection.name")
+    with pytest.raises(JobRefused):
+        KIND.plan(update({"source": "audience", "name": "theirs"}, dry_run=True))
+    check(OTHER_APP, params)  # its own app's: fine, and a source is a condition for global_unsubscribe

@@ -1,0 +1,184 @@
+"""bulk_update's delete_profiles: the cutoff, the setting, and deletion through the user-deletion use case."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from steward.composition import Services
+from steward.errors import InvalidInput
+from steward.jobs.engine import Outcome
+from steward.jobs.kinds import kind_for
+from steward.jobs.kinds._inactivity import inactivity_cutoff
+from steward.jobs.models import JobRecord, JobStatus, JobType
+from steward.jobs.params import parse_params
+from steward.settings import JobsSettings, SettingsError, StoreSettings
+from steward.users.models import BatchUser
+from tests.support.jobs import job_context, run_applying_twice, run_inline
+from tests.support.reach import confirm, dry_pages, identify, services, static_segment
+from tests.support.service import JOBS_BUS, SHARD_COUNT
+
+APP, OTHER_APP = "app-a", "app-b"
+KIND = kind_for(JobType.BULK_UPDATE)
+STALE = {"field": "fields.plan", "op": "eq", "value": "trial"}
+# Any day in May: the cutoff is 1 January.
+NOW = datetime(2026, 5, 20, 9, 30, tzinfo=UTC)
+CUTOFF = datetime(2026, 1, 1, tzinfo=UTC)
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    ("now", "months", "cutoff"),
+    [
+        (datetime(2026, 5, 1, 0, 0, tzinfo=UTC), 4, datetime(2026, 1, 1, tzinfo=UTC)),
+        (datetime(2026, 5, 31, 23, 59, 59, tzinfo=UTC), 4, datetime(2026, 1, 1, tzinfo=UTC)),
+        (datetime(2026, 4, 30, 23, 59, tzinfo=UTC), 4, datetime(2025, 12, 1, tzinfo=UTC)),  # across the year
+        (datetime(2026, 1, 15, tzinfo=UTC), 1, datetime(2025, 12, 1, tzinfo=UTC)),
+        (datetime(2026, 3, 31, tzinfo=UTC), 1, datetime(2026, 2, 1, tzinfo=UTC)),  # February's start, not 31st
+        (datetime(2026, 2, 28, tzinfo=UTC), 14, datetime(2024, 12, 1, tzinfo=UTC)),  # more than a year
+        (datetime(2024, 2, 29, tzinfo=UTC), 12, datetime(2023, 2, 1, tzinfo=UTC)),
+        (datetime(2026, 12, 31, 23, 0, tzinfo=UTC), 12, datetime(2025, 12, 1, tzinfo=UTC)),
+        # An offset is converted first: this is already 1 June in UTC.
+        (datetime(2026, 5, 31, 23, 30, tzinfo=UTC) + timedelta(hours=1), 4, datetime(2026, 2, 1, tzinfo=UTC)),
+        (
+            datetime(2026, 6, 1, 1, 0, tzinfo=PARIS),
+            4,
+            datetime(2026, 1, 1, tzinfo=UTC),
+        ),  # 31 May 23:00 UTC
+    ],
+)
+def test_the_cutoff_is_the_start_of_the_month_n_months_back(now: datetime, months: int, cutoff: datetime) -> None:
+    assert inactivity_cutoff(now, months) == cutoff
+
+
+def test_the_cutoff_needs_a_month_at_least() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        inactivity_cutoff(NOW, 0)
+
+
+@pytest.mark.parametrize("months", ["0", "-1", "x", "121"])
+def test_the_months_setting_is_checked_at_cold_start(months: str) -> None:
+    environ = {
+        "STEWARD_APPS_TABLE": "apps",
+        "STEWARD_DEVICES_TABLE": "devices",
+        "STEWARD_PROFILES_TABLE": "profiles",
+        "STEWARD_CATALOG_TABLE": "catalog",
+        "STEWARD_SHARD_COUNT": "16",
+        "STEWARD_REPORTS_BUCKET": "reports",
+        "STEWARD_JOB_EVENT_BUS": "jobs",
+        "STEWARD_JOB_MAX_CONCURRENCY": "4",
+        "STEWARD_INACTIVE_PROFILE_MONTHS": months,
+        "STEWARD_AUDIENCE_DATA_BUCKET": "audiences",
+    }
+    with pytest.raises(SettingsError, match="INACTIVE_PROFILE_MONTHS"):
+        JobsSettings.from_env(environ)
+    assert JobsSettings.from_env({**environ, "STEWARD_INACTIVE_PROFILE_MONTHS": "1"}).inactive_profile_months == 1
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [{"source": "all"}, {"source": "all", "range": {"to_percent": 50}}, {"source": "all", "total_limit": 10}],
+)
+def test_a_deletion_without_conditions_is_refused(selection: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_params(JobType.BULK_UPDATE, {"action": "delete_profiles", "selection": selection})
+    assert (caught.value.code, caught.value.field) == ("selection_conditions_required", "params.selection")
+    with pytest.raises(InvalidInput) as extra:
+        parse_params(
+            JobType.BULK_UPDATE,
+            {"action": "delete_profiles", "selection": {"source": "all", "criteria": STALE}, "status": "Subscribed"},
+        )
+    assert extra.value.field == "params.status"
+
+
+def _seed(app_id: str, activity: dict[str, datetime | None]) -> None:
+    users = services().users
+    for user_id, moment in activity.items():
+        item = BatchUser(user_id=user_id, fields={"plan": "trial"}, last_activity_at=moment)
+        assert not users.upsert_batch(app_id, [item.model_dump(exclude_none=True)]).failed
+
+
+def _context(params: dict[str, Any], *, dry_run: bool, months: int = 4, state: dict[str, Any] | None = None) -> Any:
+    svc = Services(SHARD_COUNT, inactive_profile_months=months, job_event_bus=JOBS_BUS)
+    return job_context(APP, JobType.BULK_UPDATE, params, dry_run=dry_run, services=svc, now=NOW, state=state)
+
+
+PARAMS = {"action": "delete_profiles", "selection": {"source": "all", "criteria": STALE}}
+
+
+def test_delete_profiles_deletes_the_inactive_and_keeps_the_recent(store: StoreSettings) -> None:
+    _seed(
+        APP,
+        {
+            "old": datetime(2025, 6, 1, tzinfo=UTC),
+            "just-before": CUTOFF - timedelta(microseconds=1),
+            "at-cutoff": CUTOFF,
+            "recent": datetime(2026, 4, 1, tzinfo=UTC),
+        },
+    )
+    _seed(OTHER_APP, {"old": datetime(2025, 6, 1, tzinfo=UTC)})
+    identify(APP, "old-phone", "old")  # activity: set back below
+    old = datetime(2025, 6, 1, tzinfo=UTC)
+    services().user_repository.upsert(APP, "old", lambda user: user.model_copy(update={"last_activity_at": old}))  # type: ignore[union-attr]
+    segment_id = static_segment(APP, "s", "old", "recent")
+    dry = run_inline(_context(PARAMS, dry_run=True))
+    assert dry.state["cutoff"] == "2026-01-01T00:00:00+00:00"
+    assert services().user_repository.get(APP, "old") is not None  # a dry run deletes nothing
+    real = run_inline(_context(PARAMS, dry_run=False))
+    expected = {
+        "old": ("deleted", "2025-06-01T00:00:00+00:00"),
+        "just-before": ("deleted", "2025-12-31T23:59:59.999999+00:00"),
+        "at-cutoff": (Outcome.SKIPPED, "active_since_cutoff"),
+        "recent": (Outcome.SKIPPED, "active_since_cutoff"),
+    }
+    for run in (dry, real):
+        assert {row.id: (row.action, row.detail) for row in run.rows} == expected
+    assert (real.counts.changed, real.counts.skipped) == (2, 2)
+    repository = services().user_repository
+    assert {user_id for user_id in expected if repository.get(APP, user_id)} == {"at-cutoff", "recent"}
+    assert repository.get(OTHER_APP, "old") is not None
+    # As DELETE /v1/users/{id}: its devices go, and it leaves its segments.
+    assert services().device_repository.get(APP, "old-phone") is None
+    assert services().segment_repository.get(APP, segment_id).member_count == 1
+
+
+def test_the_months_setting_moves_the_cutoff(store: StoreSettings) -> None:
+    _seed(APP, {"feb": datetime(2026, 2, 10, tzinfo=UTC), "apr": datetime(2026, 4, 10, tzinfo=UTC)})
+    run = run_inline(_context(PARAMS, dry_run=True, months=1))
+    assert run.state["cutoff"] == "2026-04-01T00:00:00+00:00"
+    assert {row.id: row.action for row in run.rows} == {"feb": "deleted", "apr": Outcome.SKIPPED}
+
+
+def test_a_profile_active_after_the_dry_run_drifts_and_a_retry_deletes_nothing_twice(store: StoreSettings) -> None:
+    _seed(APP, {"stays-idle": CUTOFF - timedelta(days=30), "came-back": CUTOFF - timedelta(days=30)})
+    pages = dry_pages(_context(PARAMS, dry_run=True))
+    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
+    services().user_repository.touch_activity(APP, "came-back", datetime.now(UTC))
+    rows = confirm(_context(PARAMS, dry_run=False, state=dry_state), KIND, pages)
+    assert {row.id: (row.action, row.detail) for row in rows} == {
+        "stays-idle": ("deleted", "2025-12-02T00:00:00+00:00"),
+        "came-back": (Outcome.DRIFTED, "active_since_cutoff"),
+    }
+    assert services().user_repository.get(APP, "came-back") is not None
+    _seed(APP, {"again": CUTOFF - timedelta(days=1)})
+    first, second = run_applying_twice(_context(PARAMS, dry_run=False, state=dry_state))
+    assert [(row.id, row.action) for row in first if row.id == "again"] == [("again", "deleted")]
+    assert second == first
+
+
+def test_the_job_shows_its_cutoff() -> None:
+    job = JobRecord(
+        job_id=f"job_{'0' * 32}",
+        type=JobType.BULK_UPDATE,
+        params=PARAMS,
+        dry_run=True,
+        status=JobStatus.RUNNING,
+        created_at=NOW,
+        app_id=APP,
+        key_id="k",
+        state={"cutoff": CUTOFF.isoformat()},
+    )
+    assert job.public().cutoff == CUTOFF
+    assert job.public().model_dump(mode="json")["cutoff"] == "2026-01-01T00:00:00Z"
+    assert job.model_copy(update={"state": {}}).public().cutoff is None
