@@ -11,10 +11,17 @@ from steward.audiences.repository import AudienceRepository, bucket_numbers
 MAX_ID_LINE_BYTES = 257
 
 
-def read_member_ids(member_lists: MemberLists, layout: Layout, offset: int, limit: int) -> tuple[list[str], int | None]:
-    """Up to ``limit`` ids from byte ``offset`` of the member list, and the offset after them (None: the end)."""
+def read_member_ids(
+    member_lists: MemberLists, layout: Layout, offset: int, limit: int
+) -> tuple[list[str], int | None] | None:
+    """Up to ``limit`` ids from byte ``offset`` of the member list, and the offset after them (None: the end).
+
+    None when the list is gone: a newer import replaced the version and removed it.
+    """
     wanted = limit * MAX_ID_LINE_BYTES
     data = member_lists.read(layout.members_key, offset, wanted)
+    if data is None:
+        return None
     complete = len(data) < wanted
     end = len(data) if complete else data.rfind(b"\n") + 1
     lines = data[:end].split(b"\n")[:-1] if end else []

@@ -222,7 +222,13 @@ class BulkUpdate(SinglePhase):
         if rules.audience is None:
             return [], 0, None
         offset = 0 if position is None else int(position["offset"])
-        ids, after = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
+        read = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
+        if read is None:
+            raise JobRefused(
+                "The audience was replaced by a newer import while the job ran; run the job again.",
+                code="audience_replaced",
+            )
+        ids, after = read
         wanted = [user_id for user_id in ids if rules.in_slice(user_id)]
         found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
         users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
