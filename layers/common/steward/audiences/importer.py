@@ -186,7 +186,7 @@ class AudienceImporter:
         if refused is not None:
             return refused
         if self.fan_out is not None and record.size > self.fan_out.threshold_bytes:
-            return self._start_fan_out(target, record, sequencer)
+            return _start_fan_out(self.fan_out, target, record, sequencer)
         try:
             source = self.source.open(record.bucket, key, record.etag)
             parsed = self.build_version(app_id, source, _deadline(invocation.remaining_seconds))
@@ -207,22 +207,6 @@ class AudienceImporter:
             logger.exception("Import of %r failed", key)
             return self.fail_claimed(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
         return self.publish_version(target, sequencer, parsed)
-
-    def _start_fan_out(self, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
-        """A file too big for one function: the state machine imports it over byte ranges (see fanout.py)."""
-        assert self.fan_out is not None
-        job, byte_ranges = ranges.plan(
-            target.app_id, target.name, target.key, record.bucket, record.etag, sequencer, record.size,
-            self.fan_out.range_bytes,
-        )  # fmt: skip
-        payload = {
-            "job": job.model_dump(),
-            "ranges": [byte_range.model_dump() for byte_range in byte_ranges],
-            "range_count": len(byte_ranges),
-            "partition_numbers": list(range(job.partitions)),
-        }
-        started = self.fan_out.start(ranges.execution_name(target.key, sequencer), payload)
-        return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
 
     def publish_version(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
         """Flip the audience to the built version, remove the one it replaced, and announce it."""
@@ -440,6 +424,22 @@ class AudienceImporter:
             for part in pool.map(lambda batch: self.registered_ids(app_id, batch), batches):
                 found |= part
         return found
+
+
+def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
+    """A file too big for one function: the state machine imports it over byte ranges (see fanout.py)."""
+    job, byte_ranges = ranges.plan(
+        target.app_id, target.name, target.key, record.bucket, record.etag, sequencer, record.size,
+        fan_out.range_bytes,
+    )  # fmt: skip
+    payload = {
+        "job": job.model_dump(),
+        "ranges": [byte_range.model_dump() for byte_range in byte_ranges],
+        "range_count": len(byte_ranges),
+        "partition_numbers": list(range(job.partitions)),
+    }
+    started = fan_out.start(ranges.execution_name(target.key, sequencer), payload)
+    return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
 
 
 def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
