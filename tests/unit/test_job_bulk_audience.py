@@ -46,14 +46,15 @@ def buckets(store: StoreSettings) -> None:
 
 def import_audience(app_id: str, name: str, user_ids: list[str]) -> None:
     """A CSV of ids dropped in the imports bucket, through the real importer (registered users become members)."""
-    from steward.audiences.importer import ObjectCreated
+    from steward.audiences.importer import Invocation, ObjectCreated
 
     body = ("user_id\n" + "".join(f"{user_id}\n" for user_id in user_ids)).encode()
     key = f"imports/{app_id}/{name}.csv"
-    boto3.client("s3").put_object(Bucket=IMPORTS, Key=key, Body=body)
+    etag = boto3.client("s3").put_object(Bucket=IMPORTS, Key=key, Body=body)["ETag"]
     _sequence[0] += 1
     outcome = audience_services().audience_importer_service.handle(
-        ObjectCreated(IMPORTS, key, len(body), f"{_sequence[0]:016X}")
+        ObjectCreated(IMPORTS, key, len(body), f"{_sequence[0]:016X}", etag.strip('"')),
+        Invocation(f"request-{_sequence[0]}", lambda: 900.0),
     )
     assert outcome.outcome == "imported", outcome
 
