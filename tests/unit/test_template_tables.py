@@ -39,6 +39,10 @@ def _statements(function: str) -> list[dict[str, Any]]:
     return found
 
 
+def _names_or_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def _names(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
@@ -59,5 +63,15 @@ def test_the_retention_functions_have_no_scan_and_the_sweep_writes_reports_only_
     assert [statement["Resource"] for statement in objects] == [{"Fn::Sub": "${ReportsBucket.Arn}/retention/*"}]
     [listing] = [statement for statement in s3 if statement["Action"] == "s3:ListBucket"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "retention/*"}}
+    on_conversations = [
+        action
+        for statement in sweep
+        if {"Fn::GetAtt": ["ConversationsTable", "Arn"]} in _names_or_list(statement["Resource"])
+        for action in _names(statement["Action"])
+    ]
+    # What the sweep calls on the table: the due query, moves, purges, the user check's consistent BatchGetItem.
+    assert {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchGetItem"} <= set(
+        on_conversations
+    )
     env = RESOURCES["RetentionFunction"]["Properties"]["Environment"]["Variables"]
     assert env["STEWARD_CONVERSATIONS_TABLE"] == {"Ref": "ConversationsTable"}
