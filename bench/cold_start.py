@@ -17,34 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from steward_local.environment import FUNCTION_ENVIRONMENT
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 11
 _TIMED = "import time; start = time.perf_counter(); import {module}; print(time.perf_counter() - start)"
-ENVIRONMENT = {
-    "STEWARD_APPS_TABLE": "bench-apps",
-    "STEWARD_DEVICES_TABLE": "bench-devices",
-    "STEWARD_PROFILES_TABLE": "bench-profiles",
-    "STEWARD_CATALOG_TABLE": "bench-catalog",
-    "STEWARD_CONVERSATIONS_TABLE": "bench-conversations",
-    "STEWARD_SHARD_COUNT": "16",
-    # Every function's own settings, so that each one's cold start validates them as on Lambda.
-    "STEWARD_REPORTS_BUCKET": "bench-reports",
-    "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-jobs",
-    "STEWARD_JOB_EVENT_BUS": "bench-jobs",
-    "STEWARD_JOB_MAX_CONCURRENCY": "4",
-    "STEWARD_INACTIVE_PROFILE_MONTHS": "4",
-    "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-retention",
-    "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
-    "STEWARD_IMPORTS_BUCKET": "bench-imports",
-    "STEWARD_AUDIENCE_DATA_BUCKET": "bench-audiences",
-    "STEWARD_AUDIENCE_IMPORTER": "bench-importer",
-    "STEWARD_AUDIENCE_TOPIC": "arn:aws:sns:us-east-1:123456789012:bench-failures",
-    "STEWARD_AUDIENCE_EVENT_BUS": "bench-audiences",
-    "STEWARD_AUDIENCE_IMPORT_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-audiences",
-    "STEWARD_AUDIENCE_FAN_OUT_BYTES": "268435456",
-    "STEWARD_AUDIENCE_RANGE_BYTES": "67108864",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 TRACING_OFF = {"POWERTOOLS_TRACE_DISABLED": "true"}
 # What Powertools sees inside Lambda with `Tracing: Active`: it then builds the X-Ray tracer.
 TRACING_ON = {"LAMBDA_TASK_ROOT": "/var/task"}
@@ -64,7 +41,7 @@ def install_layer_packages() -> None:
 
 def import_seconds(module: str, cwd: Path, tracing: dict[str, str]) -> float:
     path = os.pathsep.join([str(cwd), str(ROOT / "layers/common"), str(LAYER_PACKAGES)])
-    environment = {"PATH": os.environ.get("PATH", ""), **ENVIRONMENT, **tracing, "PYTHONPATH": path}
+    environment = {"PATH": os.environ.get("PATH", ""), **FUNCTION_ENVIRONMENT, **tracing, "PYTHONPATH": path}
     completed = subprocess.run(
         [sys.executable, "-S", "-c", _TIMED.format(module=module)],
         cwd=cwd,

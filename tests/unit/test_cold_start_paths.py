@@ -10,41 +10,19 @@ import subprocess
 import sys
 
 import pytest
+from samtranslator.yaml_helper import yaml_parse
 
 from steward import observability
+from steward_local.environment import FUNCTION_ENVIRONMENT
 from tests.support.service import ROOT
 
 _LOADED = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
-_API_ENVIRONMENT = {
-    "STEWARD_APPS_TABLE": "cold-apps",
-    "STEWARD_DEVICES_TABLE": "cold-devices",
-    "STEWARD_PROFILES_TABLE": "cold-profiles",
-    "STEWARD_CATALOG_TABLE": "cold-catalog",
-    "STEWARD_CONVERSATIONS_TABLE": "cold-conversations",
-    "STEWARD_SHARD_COUNT": "16",
-    "STEWARD_REPORTS_BUCKET": "cold-reports",
-    "STEWARD_JOB_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-jobs",
-    "STEWARD_JOB_EVENT_BUS": "cold-jobs",
-    "STEWARD_JOB_MAX_CONCURRENCY": "4",
-    "STEWARD_INACTIVE_PROFILE_MONTHS": "4",
-    "STEWARD_RETENTION_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-retention",
-    "STEWARD_RETENTION_MAX_CONCURRENCY": "4",
-    "STEWARD_IMPORTS_BUCKET": "cold-imports",
-    "STEWARD_AUDIENCE_DATA_BUCKET": "cold-audiences",
-    "STEWARD_AUDIENCE_IMPORTER": "cold-importer",
-    "STEWARD_AUDIENCE_TOPIC": "arn:aws:sns:us-east-1:123456789012:cold-failures",
-    "STEWARD_AUDIENCE_EVENT_BUS": "cold-audiences",
-    "STEWARD_AUDIENCE_IMPORT_STATE_MACHINE": "arn:aws:states:us-east-1:123456789012:stateMachine:cold-audiences",
-    "STEWARD_AUDIENCE_FAN_OUT_BYTES": "268435456",
-    "STEWARD_AUDIENCE_RANGE_BYTES": "67108864",
-}
 
 
 def loaded_modules(function: str) -> set[str]:
     """The modules that importing functions/<function>/app.py loads, in a fresh interpreter, tracing off."""
     environment = {
-        **_API_ENVIRONMENT,
-        "AWS_DEFAULT_REGION": "us-east-1",
+        **FUNCTION_ENVIRONMENT,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "PYTHONPATH": f"{ROOT / 'functions' / function}:{ROOT / 'layers' / 'common'}",
     }
@@ -176,3 +154,17 @@ def test_the_audience_importer_loads_neither_the_http_layer_nor_the_api_routes()
     assert not {name for name in loaded if name.startswith(("steward.http", "api_routes", "steward.jobs"))}
     assert "aws_lambda_powertools.event_handler" not in loaded
     assert "aws_xray_sdk" not in loaded
+
+
+def test_the_placeholders_name_every_variable_the_template_gives_a_function() -> None:
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    given = {
+        name
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for name in resource["Properties"].get("Environment", {}).get("Variables", {})
+        if name.startswith("STEWARD_")
+    }
+
+    assert given, "the template gives its functions no STEWARD_ variable"
+    assert given - FUNCTION_ENVIRONMENT.keys() == set()
