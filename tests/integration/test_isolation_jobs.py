@@ -22,6 +22,7 @@ from tests.support.client import (
     ok,
     report_rows,
     submit_job,
+    subscription_job,
     wait_for_job,
 )
 
@@ -99,16 +100,10 @@ def test_a_job_sees_only_its_own_apps_data(stack: RunningStack) -> None:
     assert listed_count(stack, tag, app=A) == 1
 
 
-def test_a_bulk_update_cannot_name_another_apps_resource_program_or_audience(stack: RunningStack) -> None:
+def test_a_bulk_update_cannot_name_another_apps_resource_or_program(stack: RunningStack) -> None:
     a_resource = new_resource(stack, ["email"])  # app A's
     a_program = new_program(stack, app=A)
-    subscribe = {
-        "action": "update_subscription",
-        "selection": {"source": "all"},
-        "resource_id": a_resource,
-        "channel": "email",
-        "status": "Subscribed",
-    }
+    subscribe = subscription_job(a_resource, "email")
     codes = {"action": "promo_codes", "selection": {"source": "all"}, "operation": "attach", "program_id": a_program}
 
     refused = [
