@@ -17,9 +17,12 @@ from tests.support.client import (
     fresh_tag,
     identify,
     listed_count,
+    new_program,
+    new_resource,
     ok,
     report_rows,
     submit_job,
+    subscription_job,
     wait_for_job,
 )
 
@@ -95,3 +98,20 @@ def test_a_job_sees_only_its_own_apps_data(stack: RunningStack) -> None:
         (tag, "not_found")
     ]
     assert listed_count(stack, tag, app=A) == 1
+
+
+def test_a_bulk_update_cannot_name_another_apps_resource_or_program(stack: RunningStack) -> None:
+    a_resource = new_resource(stack, ["email"])  # app A's
+    a_program = new_program(stack, app=A)
+    subscribe = subscription_job(a_resource, "email")
+    codes = {"action": "promo_codes", "selection": {"source": "all"}, "operation": "attach", "program_id": a_program}
+
+    refused = [
+        submit_job(stack, stack.key(B), "bulk_update", subscribe),
+        submit_job(stack, stack.key(B), "bulk_update", codes),
+    ]
+
+    assert_error(refused[0], 422, "unknown_resource", "params.resource_id")
+    assert_error(refused[1], 422, "unknown_loyalty_program", "params.program_id")
+    # App A's own names are accepted (a dry run).
+    assert ok(submit_job(stack, stack.key(A), "bulk_update", subscribe), 201)["dry_run"] is True

@@ -35,6 +35,7 @@ from tests.support.client import (
     report_rows,
     run_job,
     submit_job,
+    subscription_job,
     tag_devices_path,
     throttled,
 )
@@ -732,13 +733,7 @@ def test_a_real_run_waits_for_the_apps_running_job(stack: RunningStack, job_type
 def test_a_bulk_update_names_the_apps_own_resources_and_programs(stack: RunningStack) -> None:
     app = job_app(stack, "bulk-resources")
     email_only = resource(stack, app, "Letters", ["email"])
-    params = {
-        "action": "update_subscription",
-        "selection": {"source": "all"},
-        "resource_id": email_only,
-        "channel": "sms",
-        "status": "Subscribed",
-    }
+    params = subscription_job(email_only, "sms")
     assert_error(submit_job(stack, app.key, "bulk_update", params), 422, "channel_not_offered", "params.channel")
     unknown = {**params, "resource_id": "res_0000000000000000", "channel": "email"}
     assert_error(submit_job(stack, app.key, "bulk_update", unknown), 422, "unknown_resource", "params.resource_id")

@@ -276,6 +276,17 @@ def new_resource(stack: RunningStack, channels: list[str]) -> str:
     return str(ok(stack.api("POST", "/v1/resources", stack.key(A), json=body), 201)["resource_id"])
 
 
+def subscription_job(resource_id: str, channel: str, status: str = "Subscribed") -> dict[str, Any]:
+    """bulk_update params: set the status of every user's subscription to ``resource_id`` on ``channel``."""
+    return {
+        "action": "update_subscription",
+        "selection": {"source": "all"},
+        "resource_id": resource_id,
+        "channel": channel,
+        "status": status,
+    }
+
+
 def new_program(stack: RunningStack, *, app: int = A) -> str:
     created = ok(stack.api("POST", "/v1/loyalty-programs", stack.key(app), json={"name": "Gold"}), 201)
     return str(created["program_id"])
