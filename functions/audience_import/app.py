@@ -5,13 +5,14 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from steward.audiences.events import S3Notification
 from steward.audiences.importer import Invocation
 from steward.audiences.models import Layout
 from steward.composition import audience_import_services
 from steward.observability import tracer
+from steward.schema import Schema
 from steward.settings import AudienceImporterSettings
 from steward.tables import bind_tables
 
@@ -34,7 +35,7 @@ class Cleanup(Layout):
     app_id: str
 
 
-class CleanupRequest(BaseModel):
+class CleanupRequest(Schema):
     cleanup: Cleanup
 
 

@@ -4,12 +4,13 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from steward.composition import Services
 from steward.jobs.models import JOB_ID_PATTERN
 from steward.jobs.runner import WorkerLimits, error_from_state_machine, is_throttling
 from steward.observability import tracer
+from steward.schema import Schema
 from steward.settings import JobsSettings
 from steward.tables import bind_tables
 
@@ -31,7 +32,7 @@ class Throttled(Exception):
     """DynamoDB, S3 or EventBridge asked to slow down: the state machine retries the step with backoff."""
 
 
-class Step(BaseModel):
+class Step(Schema):
     """What the state machine sends (statemachines/job.asl.json)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,11 +4,12 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from steward.composition import Services
 from steward.conversations.models import RUN_ID_PATTERN
 from steward.observability import tracer
+from steward.schema import Schema
 from steward.settings import RetentionSweepSettings
 from steward.tables import bind_tables
 
@@ -19,7 +20,7 @@ bind_tables(settings)
 services = Services(settings.shard_count, reports_bucket=settings.reports_bucket)
 
 
-class Step(BaseModel):
+class Step(Schema):
     """What statemachines/retention.asl.json sends."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,10 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from steward.composition import Services
 from steward.observability import tracer
+from steward.schema import Schema
 from steward.settings import RetentionSchedulerSettings
 from steward.tables import bind_tables
 
@@ -18,7 +19,7 @@ bind_tables(settings)
 services = Services(settings.shard_count, retention_state_machine=settings.retention_state_machine)
 
 
-class ScheduledSweep(BaseModel):
+class ScheduledSweep(Schema):
     """The schedule's input (template.yaml): every app with settings is swept, as of the scheduled time."""
 
     model_config = ConfigDict(extra="forbid")

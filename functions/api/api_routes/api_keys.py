@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from api_routes.params import SegmentPath
 from steward.apps.models import ApiKey, IssuedApiKey, Scope
@@ -13,12 +13,13 @@ from steward.composition import Services
 from steward.http.auth import RequireScope, current_principal
 from steward.http.openapi import errors
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.schema import Schema
 
 TAG = "API keys"
 ADMIN: list[Callable[..., Any]] = [RequireScope(Scope.ADMIN)]
 
 
-class CreateApiKey(BaseModel):
+class CreateApiKey(Schema):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="What the key is for, e.g. 'ios-app'.")

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api_routes.params import DeviceIdPath, UserIdPath, device_id_param, user_id_param
 from steward.composition import Services
@@ -22,6 +22,7 @@ from steward.errors import InvalidInput
 from steward.http.auth import current_principal
 from steward.http.openapi import errors
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.schema import Schema
 from steward.types import UserId
 
 TAG = "Devices"
@@ -31,7 +32,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
 
-class PushResultBatch(BaseModel):
+class PushResultBatch(Schema):
     results: list[Any] = Field(
         description="Up to 100 items `{device_id, accepted, error_code, error_message}`; each gets its own outcome."
     )

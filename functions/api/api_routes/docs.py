@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel
 
 from steward.http.openapi import without_unused_schemas
+from steward.schema import Schema
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
 _BEARER = {
@@ -23,7 +23,7 @@ _BEARER = {
 }
 
 
-class Health(BaseModel):
+class Health(Schema):
     status: str
 
 

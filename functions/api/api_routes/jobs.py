@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api_routes.params import SegmentPath
 from steward.apps.models import Scope
@@ -24,6 +24,7 @@ from steward.jobs.params import INVALID_PARAMS, SELECTION_CONDITIONS_REQUIRED
 from steward.jobs.references import REFERENCE_ERROR_CODES
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from steward.regions.area import AREA_ERROR_CODES
+from steward.schema import Schema
 
 TAG = "Maintenance jobs"
 ADMIN: list[Callable[..., Any]] = [RequireScope(Scope.ADMIN)]
@@ -57,7 +58,7 @@ the write scope; a real run (its record is the evidence of what changed) needs a
 """
 
 
-class ReportLink(BaseModel):
+class ReportLink(Schema):
     url: str = Field(description="A presigned S3 GET of the report (CSV: entity,id,user_id,action,detail).")
     expires_at: datetime = Field(description="When the URL stops working (15 minutes).")
 

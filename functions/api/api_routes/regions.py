@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api_routes.params import SegmentPath
 from steward.composition import Services
@@ -24,12 +24,13 @@ from steward.regions.models import (
     RegionType,
     Tag,
 )
+from steward.schema import Schema
 
 TAG = "Regions"
 NOT_FOUND = errors({404: ["region_not_found"]})
 
 
-class RegionBatch(BaseModel):
+class RegionBatch(Schema):
     # Items stay raw here so that a bad region fails alone, with its own field path.
     regions: list[Any] = Field(
         description=(

@@ -5,13 +5,14 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api_routes.params import SegmentPath, UserIdPath, email_param, phone_param, user_id_param
 from steward.composition import Services
 from steward.http.auth import current_principal
 from steward.http.openapi import errors
 from steward.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from steward.schema import Schema
 from steward.types import Channel
 from steward.users.models import (
     PutContact,
@@ -27,7 +28,7 @@ USER_NOT_FOUND = ["user_not_found"]
 CONCURRENT = ["concurrent_update"]
 
 
-class UserBatch(BaseModel):
+class UserBatch(Schema):
     users: list[Any] = Field(
         description="Up to 100 items `{user_id, fields, global_unsubscribed, last_activity_at}`; one outcome each."
     )

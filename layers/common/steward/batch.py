@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from steward.conditions import resend_may_help
 from steward.errors import MAX_MESSAGE_CHARS, InvalidInput, StewardError, clip
+from steward.schema import Schema
 
 WORKERS = 16
 UNAPPLIED_RETRY = "This item was not applied; retry it."
@@ -24,13 +25,13 @@ MAX_KEY_ECHO_CHARS = 1024
 logger = logging.getLogger(__name__)
 
 
-class ItemError(BaseModel):
+class ItemError(Schema):
     code: str
     message: str
     field: str | None = None
 
 
-class ItemOutcome(BaseModel):
+class ItemOutcome(Schema):
     """What happened to one item of a batch; each batch adds the item's key and result."""
 
     index: int = Field(description="Position of the item in the request.")
@@ -38,7 +39,7 @@ class ItemOutcome(BaseModel):
     error: ItemError | None = Field(default=None, description="Why not, when not ok; `field` names the input to blame.")
 
 
-class BatchOutcome[O: ItemOutcome](BaseModel):
+class BatchOutcome[O: ItemOutcome](Schema):
     """A batch answer: one outcome per item, in request order, and their tally."""
 
     succeeded: int

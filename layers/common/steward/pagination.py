@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from steward.errors import InvalidInput
+from steward.schema import Schema
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -22,7 +23,7 @@ MAX_PAGE_SIZE = 200
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
-class Page[T](BaseModel):
+class Page[T](Schema):
     items: list[T]
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` to get the next page; null on the last page."

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from steward.schema import Schema
 
 
 class TotpChange(StrEnum):
@@ -22,7 +24,7 @@ class Scope(StrEnum):
     ADMIN = "admin"
 
 
-class App(BaseModel):
+class App(Schema):
     model_config = ConfigDict(frozen=True)
 
     app_id: str
@@ -31,7 +33,7 @@ class App(BaseModel):
     created_at: datetime
 
 
-class ApiKey(BaseModel):
+class ApiKey(Schema):
     """An API key as listed: never carries the secret."""
 
     model_config = ConfigDict(frozen=True)
@@ -59,7 +61,7 @@ def known_scopes(names: Iterable[str]) -> frozenset[Scope]:
     return frozenset(Scope(name) for name in names if name in known)
 
 
-class Principal(BaseModel):
+class Principal(Schema):
     """Who is calling: resolved by the authorizer from the API key alone."""
 
     model_config = ConfigDict(frozen=True)
@@ -69,7 +71,7 @@ class Principal(BaseModel):
     scopes: frozenset[Scope]
 
 
-class BootstrappedApp(BaseModel):
+class BootstrappedApp(Schema):
     """What an operator gets back when creating an app: secrets shown once."""
 
     app: App

@@ -2,18 +2,19 @@
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from steward.audiences.importer import ObjectCreated
+from steward.schema import Schema
 
 MAX_ERROR_CHARS = 300
 
 
-class S3Bucket(BaseModel):
+class S3Bucket(Schema):
     name: str
 
 
-class S3Object(BaseModel):
+class S3Object(Schema):
     key: str
     size: int = Field(ge=0)
     # Real S3 always sends one on ObjectCreated; the local stack adds it as S3 would.
@@ -22,17 +23,17 @@ class S3Object(BaseModel):
     eTag: str = Field(min_length=1)  # noqa: N815 (S3's field name)
 
 
-class S3Entity(BaseModel):
+class S3Entity(Schema):
     bucket: S3Bucket
     object: S3Object
 
 
-class S3Record(BaseModel):
+class S3Record(Schema):
     eventName: str  # noqa: N815 (S3's field name)
     s3: S3Entity
 
 
-class S3Notification(BaseModel):
+class S3Notification(Schema):
     Records: list[S3Record]
 
     def created(self) -> list[ObjectCreated]:
@@ -49,12 +50,12 @@ class S3Notification(BaseModel):
         ]
 
 
-class FailedRequest(BaseModel):
+class FailedRequest(Schema):
     condition: str = Field(description="RetriesExhausted or EventAgeExceeded.")
     approximateInvokeCount: int = 0  # noqa: N815 (Lambda's field name)
 
 
-class FailedInvocation(BaseModel):
+class FailedInvocation(Schema):
     """What Lambda sends an OnFailure destination: the original event and the last attempt's error."""
 
     requestContext: FailedRequest  # noqa: N815 (Lambda's field name)

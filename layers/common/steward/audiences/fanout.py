@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from steward.audiences import buckets
 from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
@@ -31,6 +31,7 @@ from steward.audiences.models import Counts, InvalidLine, Layout
 from steward.audiences.parse import Scanner, scan
 from steward.audiences.ports import Staging
 from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, owned_lines
+from steward.schema import Schema
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ SAMPLE_LIMIT = 5
 OBJECT_CHANGED = "ObjectChanged"
 
 
-class FanOutStep(BaseModel):
+class FanOutStep(Schema):
     """What the state machine sends each step."""
 
     model_config = ConfigDict(extra="forbid")

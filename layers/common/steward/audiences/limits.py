@@ -1,13 +1,12 @@
 """The operator's setting of how many audiences an app may hold."""
 
-from pydantic import BaseModel
-
 from steward.audiences.models import DEFAULT_MAX_AUDIENCES, MAX_AUDIENCES_LIMIT
 from steward.audiences.repository import AudienceRepository
 from steward.errors import InvalidInput, NotFound
+from steward.schema import Schema
 
 
-class AudienceLimit(BaseModel):
+class AudienceLimit(Schema):
     app_id: str
     max_audiences: int
     default: bool

@@ -3,7 +3,9 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from steward.schema import Schema
 
 # The contract's limits.
 MAX_OBJECT_BYTES = 524_288_000
@@ -22,7 +24,7 @@ class AudienceStatus(StrEnum):
     DELETED = "deleted"  # a tombstone: files with this name are refused
 
 
-class Counts(BaseModel):
+class Counts(Schema):
     """What the importer kept of a file (see the README for each field)."""
 
     model_config = ConfigDict(frozen=True)
@@ -35,7 +37,7 @@ class Counts(BaseModel):
     members: int = 0
 
 
-class InvalidLine(BaseModel):
+class InvalidLine(Schema):
     model_config = ConfigDict(frozen=True)
 
     line: int = Field(description="1-based line number in the file.")
@@ -43,7 +45,7 @@ class InvalidLine(BaseModel):
     text: str = Field(description="The start of the line, invalid bytes replaced.")
 
 
-class Failure(BaseModel):
+class Failure(Schema):
     model_config = ConfigDict(frozen=True)
 
     code: str = Field(
@@ -55,7 +57,7 @@ class Failure(BaseModel):
     at: datetime
 
 
-class Layout(BaseModel):
+class Layout(Schema):
     """Where a version's members are: buckets ``partitions * buckets_per_partition`` and the member list."""
 
     model_config = ConfigDict(frozen=True)
@@ -70,7 +72,7 @@ class Layout(BaseModel):
         return self.partitions * self.buckets_per_partition
 
 
-class Audience(BaseModel):
+class Audience(Schema):
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -95,31 +97,31 @@ class Audience(BaseModel):
     notified_sequencer: str | None = Field(default=None, exclude=True)
 
 
-class MembersCheck(BaseModel):
+class MembersCheck(Schema):
     model_config = ConfigDict(extra="forbid")
 
     user_ids: list[str] = Field(min_length=1, max_length=MAX_CHECK_IDS)
 
 
-class MembersCheckResult(BaseModel):
+class MembersCheckResult(Schema):
     members: list[str]
     not_members: list[str]
 
 
-class Membership(BaseModel):
+class Membership(Schema):
     audience: str
     user_id: str
     member: bool
 
 
-class UploadUrl(BaseModel):
+class UploadUrl(Schema):
     url: str
     method: str = "PUT"
     key: str
     expires_at: datetime
 
 
-class MemberPage(BaseModel):
+class MemberPage(Schema):
     items: list[str]
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` to get the next page; null on the last page."

@@ -9,15 +9,16 @@ crosses its end: each line is read exactly once, whatever the range size.
 import hashlib
 from collections.abc import Iterable, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from steward.audiences.buckets import partitions_for
 from steward.audiences.models import InvalidLine
+from steward.schema import Schema
 
 MAX_RANGES = 1_000  # the Map's items travel in the execution's input (256 KB)
 
 
-class ByteRange(BaseModel):
+class ByteRange(Schema):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     index: int = Field(ge=0)
@@ -25,7 +26,7 @@ class ByteRange(BaseModel):
     end: int = Field(gt=0)
 
 
-class FanOutJob(BaseModel):
+class FanOutJob(Schema):
     """One file's import by the fan-out state machine: everything every step needs, in the execution's input."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -46,7 +47,7 @@ class FanOutJob(BaseModel):
         return f"staging/{self.app_id}/{self.version}/"
 
 
-class RangeResult(BaseModel):
+class RangeResult(Schema):
     """What one range's parse found: its counts, its first invalid lines (numbered within the range), its lines."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,7 +59,7 @@ class RangeResult(BaseModel):
     samples: list[InvalidLine]
 
 
-class Checked(BaseModel):
+class Checked(Schema):
     model_config = ConfigDict(extra="forbid")
 
     distinct: int

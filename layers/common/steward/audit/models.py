@@ -3,9 +3,10 @@
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import ConfigDict, Field, StrictInt, StringConstraints
 
 from steward.apps.tokens import KEY_ID_PATTERN
+from steward.schema import Schema
 
 # An entry's id is its position in the app's log, zero-padded so that ids sort as numbers do.
 SEQUENCE_DIGITS = 12
@@ -59,7 +60,7 @@ class JobStatus(StrEnum):
     TIMED_OUT = "timed_out"
 
 
-class JobAudit(BaseModel):
+class JobAudit(Schema):
     """What the jobs engine records when a job finishes, dry or real (see AuditLog.append)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -76,7 +77,7 @@ class JobAudit(BaseModel):
     report_sha256: Sha256 | None = Field(description="SHA-256 (hex) of the job's report; null when it wrote none.")
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(Schema):
     """One entry of an app's audit log, exactly as its hash covers it."""
 
     model_config = ConfigDict(frozen=True)
@@ -110,7 +111,7 @@ class ChainProblem(StrEnum):
     HEAD_MISMATCH = "head_mismatch"  # the log's head names another last entry (entries removed from the end)
 
 
-class ChainBreak(BaseModel):
+class ChainBreak(Schema):
     model_config = ConfigDict(frozen=True)
 
     entry_id: str | None = Field(description="The first entry whose link is broken; null for a head mismatch.")
@@ -118,7 +119,7 @@ class ChainBreak(BaseModel):
     message: str
 
 
-class ChainVerification(BaseModel):
+class ChainVerification(Schema):
     """What re-walking an app's chain found: every link checked from the first entry."""
 
     model_config = ConfigDict(frozen=True)
@@ -133,7 +134,7 @@ class ChainVerification(BaseModel):
         return self.broken is None
 
 
-class AuditHead(BaseModel):
+class AuditHead(Schema):
     """The last entry of an app's log: its position and hash."""
 
     model_config = ConfigDict(frozen=True)

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -15,6 +14,7 @@ from pydantic import (
     model_serializer,
 )
 
+from steward.schema import Schema
 from steward.types import UserId, no_control_characters
 
 MAX_CHANNEL_CHARS = 64
@@ -50,7 +50,7 @@ ChannelName = Annotated[
 Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_CHARS), AfterValidator(no_control_characters)]
 
 
-class Conversation(BaseModel):
+class Conversation(Schema):
     model_config = ConfigDict(frozen=True)
 
     conversation_id: str = Field(description="`cnv_` followed by 32 hex digits.")
@@ -63,7 +63,7 @@ class Conversation(BaseModel):
     status_changed_at: datetime
 
 
-class CreateConversation(BaseModel):
+class CreateConversation(Schema):
     """`created_at`, `last_activity_at` and `status_changed_at` import existing history."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,19 +81,19 @@ class CreateConversation(BaseModel):
     )
 
 
-class RecordActivity(BaseModel):
+class RecordActivity(Schema):
     model_config = ConfigDict(extra="forbid")
 
     direction: Literal["inbound", "outbound"] = Field(description="A message in or out.")
 
 
-class ChangeStatus(BaseModel):
+class ChangeStatus(Schema):
     model_config = ConfigDict(extra="forbid")
 
     status: ConversationStatus
 
 
-class ConversationFilter(BaseModel):
+class ConversationFilter(Schema):
     model_config = ConfigDict(frozen=True)
 
     status: ConversationStatus | None = None
@@ -112,7 +112,7 @@ ArchivableStatus = Literal["open", "pending", "automated", "sent"]
 DeletableStatus = Literal["archive", "irrelevant", "resolved"]
 
 
-class ChannelOverride(BaseModel):
+class ChannelOverride(Schema):
     """One channel's settings, key by key: a key left out keeps the app's value, an explicit null overrides it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -129,7 +129,7 @@ class ChannelOverride(BaseModel):
         return {key: value for key, value in document.items() if key in self.model_fields_set}
 
 
-class RetentionSettings(BaseModel):
+class RetentionSettings(Schema):
     """An app's retention settings. In the app's maps a status left out is null."""
 
     model_config = ConfigDict(extra="forbid")
@@ -151,7 +151,7 @@ class RetentionSettings(BaseModel):
         return self.model_dump(mode="json")
 
 
-class EffectiveSettings(BaseModel):
+class EffectiveSettings(Schema):
     """What applies to a conversation of one channel: every status named, the purge default applied."""
 
     model_config = ConfigDict(frozen=True)
@@ -162,7 +162,7 @@ class EffectiveSettings(BaseModel):
     delete_user_data: bool
 
 
-class RetentionSettingsView(BaseModel):
+class RetentionSettingsView(Schema):
     settings: RetentionSettings | None = Field(description="As stored; null when the app has none.")
     effective: EffectiveSettings | None = Field(description="What applies to channels without overrides.")
     channels: dict[str, EffectiveSettings] = Field(description="What applies to each channel that has overrides.")
@@ -181,7 +181,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
-class SweepCounts(BaseModel):
+class SweepCounts(Schema):
     counts: dict[str, int] = Field(default_factory=dict, description='By transition, e.g. {"open->archive": 2}.')
     by_channel: dict[str, dict[str, int]] = Field(default_factory=dict, description="The same counts per channel.")
 

@@ -10,10 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
+from pydantic import ConfigDict, Field, JsonValue, WithJsonSchema
 
 from steward.criteria.fields import FieldRef
 from steward.devices.models import Device
+from steward.schema import Schema
 from steward.users.models import User
 
 MAX_DEPTH = 10  # groups nested in groups
@@ -135,7 +136,7 @@ _CRITERIA_SCHEMA: dict[str, Any] = {
 CriteriaJson = Annotated[JsonValue, WithJsonSchema(_CRITERIA_SCHEMA)]
 
 
-class PreviewRequest(BaseModel):
+class PreviewRequest(Schema):
     """Body of POST /v1/criteria/preview."""
 
     model_config = ConfigDict(extra="forbid")
@@ -156,7 +157,7 @@ class PreviewRequest(BaseModel):
     )
 
 
-class ContactSample(BaseModel):
+class ContactSample(Schema):
     """One email address or phone number, with the user who owns it."""
 
     user_id: str
@@ -181,7 +182,7 @@ DELIVERABLE: dict[Target, dict[str, Any]] = {
 }
 
 
-class PreviewResult(BaseModel):
+class PreviewResult(Schema):
     matched: int = Field(description="Subjects of this page that match. Sum it over all pages for the total.")
     deliverable: int = Field(
         description="Of those, what a message can reach: users not globally unsubscribed; active emails, phones "

@@ -4,9 +4,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from steward.batch import BatchOutcome, ItemOutcome
+from steward.schema import Schema
 from steward.types import DeviceId, UserId
 
 MAX_BATCH_RESULTS = 100
@@ -42,7 +43,7 @@ AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pa
 AttributeValue = Annotated[str, StringConstraints(max_length=1024)]
 
 
-class Device(BaseModel):
+class Device(Schema):
     model_config = ConfigDict(frozen=True)
 
     device_id: str = Field(description="Push token or installation id.")
@@ -64,7 +65,7 @@ class Device(BaseModel):
     last_push_id: str | None = Field(default=None, description="push_id of the last result applied.")
 
 
-class IdentifyDevice(BaseModel):
+class IdentifyDevice(Schema):
     """Body of PUT /v1/devices/{device_id}."""
 
     model_config = ConfigDict(extra="forbid")
@@ -90,7 +91,7 @@ class IdentifyDevice(BaseModel):
         return attributes
 
 
-class PushResult(BaseModel):
+class PushResult(Schema):
     """Body of POST /v1/devices/{device_id}/push-results."""
 
     model_config = ConfigDict(extra="forbid")
@@ -110,7 +111,7 @@ class DevicePushResult(PushResult):
     device_id: DeviceId
 
 
-class DeviceFilter(BaseModel):
+class DeviceFilter(Schema):
     model_config = ConfigDict(frozen=True)
 
     transport: Transport | None = None

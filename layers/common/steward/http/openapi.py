@@ -28,12 +28,13 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from steward.http.auth import required_scope
+from steward.schema import Schema
 
 JSON = "application/json"
 _SCHEMA_REF = "#/components/schemas/"
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Schema):
     code: str = Field(description="Stable and machine-readable, such as `device_not_found`: branch on it.")
     message: str = Field(description="For people; the wording may change.")
     field: str | None = Field(
@@ -44,13 +45,13 @@ class ErrorDetail(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Schema):
     """The body of every error Steward sends."""
 
     error: ErrorDetail
 
 
-class GatewayError(BaseModel):
+class GatewayError(Schema):
     """API Gateway's own answer, sent without running Steward (throttling, a missing Authorization header)."""
 
     message: str = Field(description="For example `Unauthorized` or `Too Many Requests`.")

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     JsonValue,
@@ -21,6 +20,8 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+
+from steward.schema import Schema
 
 JOB_ID_PREFIX = "job_"
 # Fits the audit log's job id (``^[A-Za-z0-9_-]{1,64}$``), which records every job.
@@ -92,7 +93,7 @@ def _totp_field() -> Any:
 _BODY_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
-class SubmitJob(BaseModel):
+class SubmitJob(Schema):
     """Body of POST /v1/jobs."""
 
     model_config = _BODY_CONFIG
@@ -109,7 +110,7 @@ class SubmitJob(BaseModel):
     totp_code: TotpCode | None = _totp_field()
 
 
-class ConfirmJob(BaseModel):
+class ConfirmJob(Schema):
     """Body of POST /v1/jobs/{job_id}/confirm: run for real what a dry run counted."""
 
     model_config = _BODY_CONFIG
@@ -118,7 +119,7 @@ class ConfirmJob(BaseModel):
     totp_code: TotpCode | None = _totp_field()
 
 
-class JobCounts(BaseModel):
+class JobCounts(Schema):
     model_config = ConfigDict(frozen=True)
 
     scanned: NonNegativeInt = Field(default=0, description="Items read.")
@@ -128,7 +129,7 @@ class JobCounts(BaseModel):
     failed: NonNegativeInt = Field(default=0, description="Selected items that could not be changed.")
 
 
-class JobEstimate(BaseModel):
+class JobEstimate(Schema):
     """What a real run would cost, from a dry run's counts."""
 
     model_config = ConfigDict(frozen=True)
@@ -148,14 +149,14 @@ class JobEstimate(BaseModel):
         return usd.quantize(USD_QUANTUM, rounding=ROUND_CEILING)
 
 
-class JobError(BaseModel):
+class JobError(Schema):
     model_config = ConfigDict(frozen=True)
 
     code: Annotated[str, StringConstraints(pattern=ERROR_CODE_PATTERN)] = Field(description="Stable, e.g. `timed_out`.")
     message: Annotated[str, StringConstraints(max_length=MAX_ERROR_MESSAGE_CHARS)]
 
 
-class Job(BaseModel):
+class Job(Schema):
     """A job as the API returns it."""
 
     model_config = ConfigDict(frozen=True)

@@ -21,7 +21,6 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -45,6 +44,7 @@ from steward.regions.area import TOO_LARGE as AREA_TOO_LARGE
 from steward.regions.models import MAX_TAGS as MAX_REGION_TAGS
 from steward.regions.models import CountryCode, RegionType
 from steward.regions.models import Tag as RegionTag
+from steward.schema import Schema
 from steward.segments.models import SEGMENT_ID_PREFIX
 from steward.tags.models import TagName
 from steward.types import Channel, no_control_characters
@@ -168,7 +168,7 @@ CheckedCriteria = Annotated[CriteriaJson, AfterValidator(_checked_criteria)]
 OptionalCriteria = Annotated[CriteriaJson, AfterValidator(_checked_unless_null)]
 
 
-class JobParams(BaseModel):
+class JobParams(Schema):
     """The parameters of one job type; ``describe`` says what a real run would do."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -374,7 +374,7 @@ class SelectionSource(StrEnum):
     AUDIENCE = "audience"
 
 
-class PercentRange(BaseModel):
+class PercentRange(Schema):
     """A stable slice of the source: the users whose id hashes into [from_percent, to_percent)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -400,7 +400,7 @@ class PercentRange(BaseModel):
         return self
 
 
-class BulkSelection(BaseModel):
+class BulkSelection(Schema):
     """Which users a bulk update changes: a source, optional criteria, and at most one limit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -25,7 +25,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from steward.schema import Schema
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 DEFAULT_REGION = "default"
@@ -234,7 +236,7 @@ class Estimate:
 # The price table: every price a JSON number, read as Decimal, and every key known (a typo fails).
 
 
-class _Prices(BaseModel):
+class _Prices(Schema):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 

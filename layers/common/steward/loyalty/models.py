@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
+
+from steward.schema import Schema
 
 CODE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PROGRAM_ID_PREFIX = "lp_"
@@ -12,7 +14,7 @@ MAX_CODES_PER_REQUEST = 1000
 PromoCodeValue = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 
 
-class LoyaltyProgram(BaseModel):
+class LoyaltyProgram(Schema):
     model_config = ConfigDict(frozen=True)
 
     program_id: str
@@ -21,13 +23,13 @@ class LoyaltyProgram(BaseModel):
     updated_at: datetime
 
 
-class CreateLoyaltyProgram(BaseModel):
+class CreateLoyaltyProgram(Schema):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
 
 
-class AddCodes(BaseModel):
+class AddCodes(Schema):
     model_config = ConfigDict(extra="forbid")
 
     codes: list[Any] = Field(
@@ -35,7 +37,7 @@ class AddCodes(BaseModel):
     )
 
 
-class AddCodesOutcome(BaseModel):
+class AddCodesOutcome(Schema):
     added: int = Field(description="Codes new to the app, now in the program.")
     duplicates: int = Field(
         description="Codes that already exist in one of the app's programs (or repeat in the request); left unchanged."

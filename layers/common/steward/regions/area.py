@@ -17,10 +17,11 @@ import re
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, ConfigDict, Field, RootModel
 from pydantic_core import PydanticCustomError
 
 from steward.regions.models import Latitude, Longitude
+from steward.schema import Schema
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
@@ -94,7 +95,7 @@ BoundingBox = Annotated[
 ]
 
 
-class _GeoJsonObject(BaseModel):
+class _GeoJsonObject(Schema):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bbox: BoundingBox = None

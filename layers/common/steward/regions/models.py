@@ -10,10 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from steward.batch import BatchOutcome, ItemOutcome
 from steward.numbers import storable_number
+from steward.schema import Schema
 from steward.types import no_control_characters
 
 MAX_BATCH_REGIONS = 100
@@ -73,14 +74,14 @@ RegionName = Annotated[
 ]
 
 
-class Point(BaseModel):
+class Point(Schema):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lat: Latitude
     lng: Longitude
 
 
-class Geometry(BaseModel):
+class Geometry(Schema):
     """A geozone's area: a polygon, or a circle around the region's center."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -106,7 +107,7 @@ class Geometry(BaseModel):
     )
 
 
-class NewRegion(BaseModel):
+class NewRegion(Schema):
     """Body of POST /v1/regions, and one item of POST /v1/regions/batch."""
 
     model_config = ConfigDict(extra="forbid")
@@ -131,7 +132,7 @@ class NewRegion(BaseModel):
         return list(dict.fromkeys(tags))
 
 
-class Region(BaseModel):
+class Region(Schema):
     model_config = ConfigDict(frozen=True)
 
     region_id: str = Field(description="Server-generated id, e.g. `rgn_` followed by 32 hex digits.")
@@ -146,7 +147,7 @@ class Region(BaseModel):
     updated_at: datetime
 
 
-class RegionFilter(BaseModel):
+class RegionFilter(Schema):
     model_config = ConfigDict(frozen=True)
 
     type: RegionType | None = None

@@ -2,12 +2,13 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from steward.schema import Schema
 from steward.types import Channel
 
 
-class Resource(BaseModel):
+class Resource(Schema):
     model_config = ConfigDict(frozen=True)
 
     resource_id: str
@@ -17,7 +18,7 @@ class Resource(BaseModel):
     updated_at: datetime
 
 
-class CreateResource(BaseModel):
+class CreateResource(Schema):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)

@@ -4,9 +4,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from steward.criteria.models import CriteriaJson
+from steward.schema import Schema
 
 SEGMENT_ID_PREFIX = "seg_"
 MAX_MEMBER_CHANGES = 1000
@@ -20,7 +21,7 @@ class SegmentKind(StrEnum):
     CRITERIA = "criteria"
 
 
-class Segment(BaseModel):
+class Segment(Schema):
     model_config = ConfigDict(frozen=True)
 
     segment_id: str
@@ -40,7 +41,7 @@ class Segment(BaseModel):
     updated_at: datetime
 
 
-class CreateSegment(BaseModel):
+class CreateSegment(Schema):
     """Body of POST /v1/segments."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +54,7 @@ class CreateSegment(BaseModel):
     )
 
 
-class ChangeMembers(BaseModel):
+class ChangeMembers(Schema):
     """Body of POST /v1/segments/{segment_id}/members."""
 
     model_config = ConfigDict(extra="forbid")
@@ -62,7 +63,7 @@ class ChangeMembers(BaseModel):
     remove: list[Any] = Field(default_factory=list, description="User ids to remove.")
 
 
-class MemberChangeOutcome(BaseModel):
+class MemberChangeOutcome(Schema):
     added: int = Field(description="Users that became members.")
     removed: int = Field(description="Users that stopped being members.")
     unchanged: int = Field(description="Users to add that already were members, or to remove that were not.")

@@ -3,7 +3,9 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
+
+from steward.schema import Schema
 
 TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 MAX_TAGS_PER_DEVICE = 20
@@ -12,7 +14,7 @@ MAX_DEVICES_PER_REQUEST = 1000
 TagName = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 
 
-class Tag(BaseModel):
+class Tag(Schema):
     model_config = ConfigDict(frozen=True)
 
     tag: str = Field(description="The tag name: 1-64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'.")
@@ -26,7 +28,7 @@ class Tag(BaseModel):
     updated_at: datetime = Field(description="When a device was last tagged or untagged with it.")
 
 
-class BulkTagDevices(BaseModel):
+class BulkTagDevices(Schema):
     """Body of POST /v1/tags/{tag}/devices."""
 
     model_config = ConfigDict(extra="forbid")
@@ -41,7 +43,7 @@ class BulkTagDevices(BaseModel):
     remove: list[Any] = Field(default_factory=list, description="Ids of devices to untag.")
 
 
-class BulkTagOutcome(BaseModel):
+class BulkTagOutcome(Schema):
     added: int = Field(description="Devices of `add` that now carry the tag.")
     removed: int = Field(description="Devices of `remove` that no longer carry the tag.")
     unchanged: int = Field(

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from steward.batch import BatchOutcome, ItemOutcome
 from steward.numbers import storable_number
+from steward.schema import Schema
 from steward.types import Channel, UserId
 
 MAX_FIELDS = 100
@@ -94,7 +95,7 @@ FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
 CONTACT_DEACTIVATED_BY_JOB = "deactivated_by_job"
 
 
-class Contact(BaseModel):
+class Contact(Schema):
     model_config = ConfigDict(frozen=True)
 
     address: str = Field(description="Email address or E.164 phone number.")
@@ -106,7 +107,7 @@ class Contact(BaseModel):
     )
 
 
-class Subscription(BaseModel):
+class Subscription(Schema):
     model_config = ConfigDict(frozen=True)
 
     resource_id: str
@@ -114,14 +115,14 @@ class Subscription(BaseModel):
     status: SubscriptionStatus
 
 
-class PromoCode(BaseModel):
+class PromoCode(Schema):
     model_config = ConfigDict(frozen=True)
 
     code: str
     program_id: str
 
 
-class User(BaseModel):
+class User(Schema):
     model_config = ConfigDict(frozen=True)
 
     user_id: str
@@ -149,7 +150,7 @@ def _not_in_future(moment: datetime) -> datetime:
 PastMoment = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
 
 
-class UpsertUser(BaseModel):
+class UpsertUser(Schema):
     """Body of PUT /v1/users/{user_id}: fields merge into the stored ones; null removes a field."""
 
     model_config = ConfigDict(extra="forbid")
@@ -189,7 +190,7 @@ EmailAddress = Annotated[str, StringConstraints(max_length=254), AfterValidator(
 PhoneNumber = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
 
 
-class PutContact(BaseModel):
+class PutContact(Schema):
     """Body of PUT /v1/users/{user_id}/emails/{email} and /phones/{phone} (may be empty)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -197,7 +198,7 @@ class PutContact(BaseModel):
     active: bool = Field(default=True, description="Inactive contacts receive nothing.")
 
 
-class PutSubscription(BaseModel):
+class PutSubscription(Schema):
     model_config = ConfigDict(extra="forbid")
 
     status: SubscriptionStatus
