@@ -48,7 +48,14 @@ from steward.schema import Schema
 from steward.segments.models import SEGMENT_ID_PREFIX
 from steward.tags.models import TagName
 from steward.types import Channel, no_control_characters
-from steward.users.models import MAX_FIELDS, FieldName, FieldValue, SubscriptionStatus
+from steward.users.models import (
+    MAX_FIELDS,
+    MAX_FIELDS_BYTES,
+    FieldName,
+    FieldValue,
+    SubscriptionStatus,
+    fields_bytes,
+)
 
 INVALID_PARAMS = "invalid_params"
 SELECTION_CONDITIONS_REQUIRED = "selection_conditions_required"
@@ -588,6 +595,13 @@ class BulkUpdateParams(JobParams):
             both = sorted(set(self.set or {}) & set(self.delete or []))
             if both:
                 raise InvalidInput(f"delete: {both[0]} is both set and deleted.", code=INVALID_PARAMS, field="delete")
+            if self.set and fields_bytes(dict(self.set)) > MAX_FIELDS_BYTES:
+                # Every profile would end over the limit: refused now, not skipped user by user.
+                raise InvalidInput(
+                    f"set: the fields to set take over {MAX_FIELDS_BYTES:,} bytes, more than a profile holds.",
+                    code=INVALID_PARAMS,
+                    field="set",
+                )
         if self.action is BulkAction.ADD_SUBSCRIPTION:
             self._contact_source()
         if self.action in _NEED_CONDITIONS and not self.selection.has_conditions:
@@ -688,13 +702,29 @@ def parse_params(job_type: JobType, raw: Any) -> JobParams:
     return params
 
 
+FIELD_VALUE_RULE = (
+    "a field value is a string of at most 1,024 characters, a number, a boolean, a date or a list of those"
+)
+
+
 def _from_pydantic(exc: ValidationError) -> InvalidInput:
-    first = exc.errors(include_input=False)[0]
-    field = _field_path(first["loc"])
+    errors = exc.errors(include_input=False)
+    first = errors[0]
+    if first["loc"][:1] == ("set",):
+        # A value fails each member of its union; the deepest failure names the list item at fault.
+        first = max((error for error in errors if error["loc"][:2] == first["loc"][:2]), key=lambda e: len(e["loc"]))
+    location = first["loc"]
+    message = first["msg"].removeprefix("Value error, ")
+    if location[:1] == ("set",) and len(location) > 2 and first["type"] != "value_error":
+        # ('set', 'plan', 'list[...]', 1, 'constrained-str'): after the field's name, strings name the member of
+        # the value's union that pydantic tried first; the path is the field's (and the list item's), and the
+        # message says what a value may be.
+        location = (*location[:2], *(part for part in location[2:] if isinstance(part, int)))
+        message = FIELD_VALUE_RULE
+    field = _field_path(location)
     code = first["type"] if first["type"] in AREA_ERROR_CODES else INVALID_PARAMS
     if first["type"] == "too_long" and {"area", "coordinates"} <= set(first["loc"]):
         code = AREA_TOO_LARGE  # a ring or a list of rings over the cap: the area is too large, as for the total
-    message = first["msg"].removeprefix("Value error, ")
     return InvalidInput(f"{field}: {message}", code=code, field=field)
 
 

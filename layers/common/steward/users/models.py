@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -79,6 +80,24 @@ def _normalize_value(value: "FieldValue") -> "FieldValue":
                 raise ValueError(f"item {index}: {exc}") from None
         return normalized  # type: ignore[return-value]
     return storable_number(value)
+
+
+def same_value(left: object, right: object) -> bool:
+    """Equal as stored: a boolean never equals a number (Python's ``True == 1``); numbers compare by value."""
+    if isinstance(left, list) or isinstance(right, list):
+        return (
+            isinstance(left, list)
+            and isinstance(right, list)
+            and len(left) == len(right)
+            and all(map(same_value, left, right))
+        )
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    return left == right
+
+
+def same_fields(left: Mapping[str, object], right: Mapping[str, object]) -> bool:
+    return left.keys() == right.keys() and all(same_value(left[name], right[name]) for name in left)
 
 
 def fields_bytes(fields: dict[str, "Scalar | list[Scalar]"]) -> int:

@@ -13,8 +13,9 @@ each. With it, one work item merges the shards in byte order of the user id:
 each page reads a bounded chunk from every shard not yet done, takes the
 users below the lowest point every shard has reached (the ones no other
 shard can precede), and keeps, per shard, where it stopped and how many it
-took in all. A page therefore reads at most ``shards x MERGE_CHUNK`` users
-and re-reads what it did not take.
+took in all. Each shard's chunk is its share of the page's room and a
+quarter more (at least ``MIN_MERGE_CHUNK``), so a page reads about 1.25 times
+what it takes, and re-reads what it did not take.
 
 Report rows are ``user`` rows: ``updated`` or ``unsubscribed``, or skipped
 with the reason (``unchanged``, ``too_many_fields``...). A profile that ends
@@ -23,6 +24,7 @@ unchanged is never written. A write changes only the fields,
 read: ``last_activity_at`` is never touched.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,7 +75,7 @@ from steward.shard_reader import Position, read_shards
 from steward.sharding import slice_point
 from steward.tables import SegmentMemberRecord, segment_members_collection
 from steward.users import lifecycle
-from steward.users.models import MAX_FIELDS, MAX_FIELDS_BYTES, User, fields_bytes
+from steward.users.models import MAX_FIELDS, MAX_FIELDS_BYTES, User, fields_bytes, same_fields
 
 UPDATED = "updated"
 UNSUBSCRIBED = "unsubscribed"
@@ -90,8 +92,9 @@ _CHANGES = {
 _SUBSCRIPTION_ACTIONS = (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION)
 # Users per page: one conditional write each on a real run.
 USER_PAGE = 200
-# Users read from each shard per page of a total_limit merge.
-MERGE_CHUNK = 100
+# The least a total_limit merge reads from a shard per page: its share of the page, and a quarter more.
+MIN_MERGE_CHUNK = 8
+MERGE_SLACK = 1.25
 UNCHANGED = _subscriptions.UNCHANGED
 ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
@@ -281,11 +284,14 @@ class BulkUpdate(SinglePhase):
             [{"shard": shard} for shard in range(shard_count)] if position is None else list(position["cursors"])
         )
         taken = 0 if position is None else int(position["taken"])
+        room = min(limit - taken, USER_PAGE)
+        open_shards = sum(1 for cursor in cursors if cursor is not None)
+        chunk_size = max(MIN_MERGE_CHUNK, math.ceil(MERGE_SLACK * room / max(open_shards, 1)))
         chunks: dict[int, _Chunk] = {}
         scanned = 0
         for shard, cursor in enumerate(cursors):
             if cursor is not None:
-                chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), MERGE_CHUNK, meter)
+                chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), chunk_size, meter)
                 chunks[shard] = chunk
                 scanned += chunk.scanned
         # Every shard has been read up to its frontier: no user below the lowest one is still unread.
@@ -295,7 +301,6 @@ class BulkUpdate(SinglePhase):
             ((user, shard) for shard, chunk in chunks.items() for user in chunk.users),
             key=lambda pair: _key(pair[0].user_id),
         )
-        room = min(limit - taken, USER_PAGE)
         chosen = [pair for pair in ready if bound is None or _key(pair[0].user_id) <= bound][:room]
         for shard, chunk in chunks.items():
             mine = [user.user_id for user, owner in chosen if owner == shard]
@@ -426,7 +431,19 @@ class BulkUpdate(SinglePhase):
             if saved:
                 return row
             stored = repository.get_with_version(ctx.app_id, row.id)
+            # Changed meanwhile: the rules are checked again at the moment of change, not just the outcome.
+            left = None if stored is None else _no_longer_selected(ctx, stored[0])
+            if left is not None:
+                return row.with_outcome(Outcome.DRIFTED, left)
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
+
+
+def _no_longer_selected(ctx: JobContext, user: User) -> str | None:
+    """Why the user as it is now has left the selection (its criteria, or its static segment), or None."""
+    rules = _Rules.of(ctx)
+    if rules.static_segment is not None and rules.static_segment not in user.segments:
+        return _NO_LONGER_MEMBER
+    return None if rules.selects(ctx, [user]) else _NO_LONGER_MATCHES
 
 
 def _change_of(params: BulkUpdateParams) -> str:
@@ -463,24 +480,29 @@ def _changed(
         if subscription is None:
             return None, reason
         try:
-            return lifecycle.put_subscription(user, subscription, ctx.now), ""
+            return lifecycle.put_subscription(user, subscription, _written_at(ctx, user)), ""
         except InvalidInput:
             return None, TOO_MANY_SUBSCRIPTIONS
     if params.action is BulkAction.GLOBAL_UNSUBSCRIBE:
         if user.global_unsubscribed:
             return None, ALREADY_UNSUBSCRIBED
-        return user.model_copy(update={"global_unsubscribed": True, "updated_at": ctx.now}), ""
+        return user.model_copy(update={"global_unsubscribed": True, "updated_at": _written_at(ctx, user)}), ""
     fields = dict(user.fields)
     fields.update(params.set or {})
     for name in params.delete or ():
         fields.pop(name, None)
-    if fields == user.fields:
+    if same_fields(fields, user.fields):
         return None, UNCHANGED
     if len(fields) > MAX_FIELDS:
         return None, TOO_MANY_FIELDS
     if fields_bytes(fields) > MAX_FIELDS_BYTES:
         return None, FIELDS_TOO_LARGE
-    return user.model_copy(update={"fields": fields, "updated_at": ctx.now}), ""
+    return user.model_copy(update={"fields": fields, "updated_at": _written_at(ctx, user)}), ""
+
+
+def _written_at(ctx: JobContext, user: User) -> datetime:
+    """The write's own time, never before the profile's last change (``ctx.now`` is the job's start)."""
+    return max(ctx.services.clock(), user.updated_at)
 
 
 def _devices(ctx: JobContext, user_ids: Sequence[str], meter: Meter) -> Mapping[str, list[Device]]:
