@@ -19,7 +19,7 @@ prints:
 The API function's own calls (submitting the job, answering GET) are not
 metered: the units are the job's. moto's queries read and sort the whole
 table; ``bench.emulator`` makes them read only the queried partition, as
-DynamoDB does, so that 100,000 users take about an hour and a half, not days.
+DynamoDB does, so that 100,000 users take under two hours, not days.
 
     .venv/bin/python -m bench.jobs [--users 100000] [--jobs update_fields,add_subscription]
 
