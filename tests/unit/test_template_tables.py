@@ -75,3 +75,10 @@ def test_the_retention_functions_have_no_scan_and_the_sweep_writes_reports_only_
     )
     env = RESOURCES["RetentionFunction"]["Properties"]["Environment"]["Variables"]
     assert env["STEWARD_CONVERSATIONS_TABLE"] == {"Ref": "ConversationsTable"}
+
+
+def test_every_prefix_the_functions_write_in_the_reports_bucket_expires() -> None:
+    # Job reports and retention reports (ids of deleted users) must not be kept forever.
+    rules = RESOURCES["ReportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule}
+    assert expiring == {"jobs/": {"Ref": "ReportRetentionDays"}, "retention/": {"Ref": "ReportRetentionDays"}}

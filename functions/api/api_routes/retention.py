@@ -69,6 +69,7 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         summary="Replace the app's retention settings",
         description=_PUT_DESCRIPTION,
         middlewares=ADMIN,
+        responses=errors({409: ["concurrent_update"]}),
     )
     def put_retention_settings(body: RetentionSettings) -> RetentionSettingsView:
         return services.retention_settings.put(app_id(), body)

@@ -3,8 +3,9 @@
 Idempotent, as the Scheduler delivers at least once and may overlap: the run
 id is derived from the app and the scheduled time, and names the execution;
 the sweep's 'now' is the scheduled time. An app whose run is still going (its
-lock held) is skipped; a lock expires after ``LOCK_TTL``, which bounds the
-state machine's own run time (``TimeoutSeconds`` in statemachines/retention.asl.json).
+lock held) is skipped; a lock expires after ``LOCK_TTL``: the state machine's
+own run time (``TimeoutSeconds`` in statemachines/retention.asl.json), plus the
+last page a timed-out execution's Lambda may still be applying, plus a margin.
 """
 
 import hashlib
@@ -17,7 +18,8 @@ from steward.conversations.retention_repository import RetentionRunRepository, R
 
 StartExecution = Callable[[str, dict[str, Any]], str]
 
-LOCK_TTL = timedelta(hours=12)
+RUN_TIMEOUT = timedelta(hours=12)
+LOCK_TTL = RUN_TIMEOUT + timedelta(minutes=10)  # the sweep function's 120 s, and clock skew
 
 
 def run_id_for(app_id: str, scheduled_at: datetime) -> str:
