@@ -18,7 +18,7 @@ from steward.conversations.models import (
 )
 from steward.conversations.preview import RetentionPreviewService
 from steward.conversations.retention_repository import RunPart
-from steward.conversations.selection import ShardPosition, due_page
+from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
 from steward.tables import ConversationRecord, conversation_user_key
@@ -53,6 +53,17 @@ def sweep(services: Services, run_id: str = "ret_20260601000000_000000000000", p
 def status_of(services: Services, conversation_id: str) -> str | None:
     found = services.conversation_repository.get(APP, conversation_id)
     return None if found is None else found.status.value
+
+
+def only_decision(services: Services, conversation_id: str) -> Decision:
+    """The sweep's decision for the one conversation due in its shard, as a page reads it now."""
+    settings = services.retention_settings_repository.get(APP)
+    assert settings is not None
+    shard = shard_of(conversation_id, services.shard_count)
+    layout = services.retention_settings_repository.layout(APP)
+    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
+    [decision] = page.decisions
+    return decision
 
 
 def test_preview_then_sweep_give_the_same_counts_and_one_step_each(services: Services) -> None:
@@ -121,12 +132,7 @@ def test_zero_days_chain_to_the_purge_in_one_sweep(services: Services) -> None:
 def test_activity_recorded_meanwhile_wins(services: Services) -> None:
     services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
     idle = conversation(services, 3)
-    settings = services.retention_settings_repository.get(APP)
-    assert settings is not None
-    shard = shard_of(idle, services.shard_count)
-    layout = services.retention_settings_repository.layout(APP)
-    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
-    [decision] = page.decisions
+    decision = only_decision(services, idle)
     services.conversations.record_activity(APP, idle, RecordActivity(direction="inbound"))  # after the read
     repository = services.conversation_repository
     assert not repository.move(APP, decision.entry, ConversationStatus.ARCHIVE, NOW, decision.group)
@@ -215,12 +221,7 @@ def test_activity_between_the_read_and_the_purge_stops_the_purge(services: Servi
     # In delete, activity changes neither due key: the purge must test what the sweep read.
     services.retention_settings.put(APP, RetentionSettings.model_validate({"purge_after_days": 1}))
     in_delete = conversation(services, 3, status="delete")
-    settings = services.retention_settings_repository.get(APP)
-    assert settings is not None
-    shard = shard_of(in_delete, services.shard_count)
-    layout = services.retention_settings_repository.layout(APP)
-    page = due_page(services.conversation_repository, APP, settings, layout, shard, NOW, ShardPosition(), 10)
-    [decision] = page.decisions
+    decision = only_decision(services, in_delete)
     assert decision.plan.purged
     services.conversations.record_activity(APP, in_delete, RecordActivity(direction="outbound"))  # after the read
     assert not services.conversation_repository.purge(APP, decision.entry)
