@@ -41,8 +41,12 @@ validate: $(STAMP)
 asl: $(STAMP)
 	$(BIN)/python -m steward_local.asl_check statemachines tests/fixtures
 
+# One worker per core, each with its own local stack; a test file stays on one
+# worker, so its module fixtures are built once. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= auto
+
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The schemathesis check of /openapi.json on its own (pytest runs it too); see the README's Tests.
 contract: $(STAMP)
