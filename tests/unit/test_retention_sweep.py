@@ -336,3 +336,30 @@ def test_expired_run_parts_are_not_read(services: Services) -> None:
     assert runs.part(APP, "ret_20260501000000_000000000000", 0, NOW) == RunPart(RunSummary(), 0, None, False)
     assert runs.parts(APP, "ret_20260501000000_000000000000", NOW) == []
     assert runs.part(APP, "ret_20260501000000_000000000000", 0, long_ago).done  # not expired then
+
+
+def _in_one_shard(services: Services, count: int, **fields: Any) -> int:
+    """Conversations (idle a day) until ``count`` share a shard, so that one page reads them; how many were made."""
+    by_shard: dict[int, list[str]] = {}
+    while True:
+        made = conversation(services, 1, **fields)
+        same = by_shard.setdefault(shard_of(made, services.shard_count), [])
+        same.append(made)
+        if len(same) == count:
+            return sum(len(ids) for ids in by_shard.values())
+
+
+def test_a_user_with_two_purged_conversations_in_one_page_counts_once(services: Services) -> None:
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "kept", "gone")
+    purged = _in_one_shard(services, 2, status="delete", user_id="kept")
+    purged += _in_one_shard(services, 2, status="delete", user_id="gone")
+    conversation(services, 1, status="open", user_id="kept")
+    run = sweep(services, page=50)
+    assert run.counts == {"delete->purged": purged}
+    assert (run.users_kept, run.users_kept_sample) == (1, ["kept"])
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+    report = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"retention/{APP}/{run.run_id}/report.csv")
+    users = [line for line in report["Body"].read().decode().splitlines() if line.startswith("user,")]
+    assert users == ["user,gone,gone,deleted,", "user,kept,kept,kept,1 other conversations"]

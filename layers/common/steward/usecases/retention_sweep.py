@@ -19,11 +19,13 @@ from steward.conversations.models import ConversationStatus, RetentionRun, RunSt
 from steward.conversations.reports import ReportLine, RunReports
 from steward.conversations.repository import ConversationRepository
 from steward.conversations.retention_repository import (
+    USER_DELETED,
+    USER_KEPT,
     HeldPage,
     RetentionRunRepository,
     RetentionSettingsRepository,
     RunPart,
-    UserClaim,
+    UserOutcome,
 )
 from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
@@ -32,8 +34,6 @@ from steward.usecases.user_deletion import UserDeletion
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
 _SKIPPED = "skipped"
-_KEPT = "kept"
-_DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,8 @@ class RetentionSweep:
         error = caught_error(caught)
         summary = RunSummary()
         for part in self.runs.parts(app_id, run_id, self.clock()):
-            summary.merge(part)
+            summary.add(part)
+        self._add_users(app_id, run_id, summary)
         key = self.reports.join(app_id, run_id)
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
         self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
@@ -160,6 +161,22 @@ class RetentionSweep:
         run = self.runs.get(app_id, run_id)
         assert run is not None
         return run
+
+    def _add_users(self, app_id: str, run_id: str, summary: RunSummary) -> None:
+        """Count the run's users and list them in the report, from their outcome items (one per user).
+
+        Paged: one consistent Query call per 1,000 users (about 40 read units: the items are some 150
+        bytes) and one report object per page, so memory holds one page whatever the number of users.
+        """
+        for seq, outcomes in enumerate(self.runs.user_outcomes(app_id, run_id, self.clock())):
+            lines: list[ReportLine] = []
+            for outcome in outcomes:
+                if outcome.outcome == USER_DELETED:
+                    summary.user_deleted(outcome.user_id)
+                else:
+                    summary.user_kept(outcome.user_id)
+                lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
+            self.reports.write_users_page(app_id, run_id, seq, lines)
 
     def _commit(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart) -> bool:
         if self.runs.commit_part(app_id, run_id, shard, before, after, self.clock()):
@@ -193,15 +210,13 @@ class RetentionSweep:
         for step in plan.steps:
             lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
         if plan.purged and decision.delete_user_data and entry.user_id is not None:
-            self._delete_user(page, entry.user_id, entry.conversation_id, summary, lines)
+            self._delete_user(page, entry.user_id, entry.conversation_id)
 
-    def _delete_user(
-        self, page: "_PageContext", user_id: str, purged_id: str, summary: RunSummary, lines: list[ReportLine]
-    ) -> None:
+    def _delete_user(self, page: "_PageContext", user_id: str, purged_id: str) -> None:
         """Delete the user of a purged conversation, unless it has another conversation not in delete.
 
-        Each user counts once per run, kept or deleted (deleted wins when both happen); a replayed page
-        counts again what its first attempt claimed, since that attempt's counts were never committed.
+        The outcome goes to the run's item for that user, which finalize counts: each user once per
+        run, deleted when it was both kept and deleted, whatever the pages, replays and shards.
         """
         app_id = page.app_id
         statuses = self.conversations.statuses_of_user(app_id, user_id)
@@ -211,22 +226,14 @@ class RetentionSweep:
             if conversation_id != purged_id and status != ConversationStatus.DELETE
         )
         if others:
-            if self.runs.claim_user(app_id, page.run_id, user_id, _KEPT, page.page, self.clock()) is UserClaim.FIRST:
-                summary.user_kept(user_id)
-                lines.append(ReportLine("user", user_id, user_id, _KEPT, f"{len(others)} other conversations"))
+            kept = UserOutcome(user_id, USER_KEPT, f"{len(others)} other conversations")
+            self.runs.record_user(app_id, page.run_id, kept, self.clock())
             return
         try:
             self.user_deletion.delete(app_id, user_id)
         except NotFound:  # no profile, or deleted already (by another of its conversations, or a first attempt)
-            claim = self.runs.own_claim(app_id, page.run_id, user_id, _DELETED, page.page)
-        else:
-            claim = self.runs.claim_user(app_id, page.run_id, user_id, _DELETED, page.page, self.clock())
-        if claim is UserClaim.NONE:
             return
-        if claim is UserClaim.UPGRADED:
-            summary.no_longer_kept()
-        summary.user_deleted(user_id)
-        lines.append(ReportLine("user", user_id, user_id, _DELETED, ""))
+        self.runs.record_user(app_id, page.run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
 
 
 def caught_error(caught: Mapping[str, Any] | None) -> str | None:
