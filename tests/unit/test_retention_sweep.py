@@ -55,6 +55,13 @@ def status_of(services: Services, conversation_id: str) -> str | None:
     return None if found is None else found.status.value
 
 
+def purging_user_data(services: Services, *user_ids: str) -> None:
+    """Settings that purge at once and delete the users, and those users."""
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, *user_ids)
+
+
 def only_decision(services: Services, conversation_id: str) -> Decision:
     """The sweep's decision for the one conversation due in its shard, as a page reads it now."""
     settings = services.retention_settings_repository.get(APP)
@@ -140,9 +147,7 @@ def test_activity_recorded_meanwhile_wins(services: Services) -> None:
 
 
 def test_delete_user_data_deletes_a_user_without_other_conversations(services: Services) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "gone", "kept")
+    purging_user_data(services, "gone", "kept")
     conversation(services, 1, status="delete", user_id="gone")
     conversation(services, 1, status="delete", user_id="kept")
     conversation(services, 1, status="open", user_id="kept")
@@ -275,9 +280,7 @@ def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_
 
 
 def test_a_user_is_counted_once_however_many_of_its_conversations_are_purged(services: Services) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "kept", "gone")
+    purging_user_data(services, "kept", "gone")
     for _ in range(3):
         conversation(services, 1, status="delete", user_id="kept")
         conversation(services, 1, status="delete", user_id="gone")
@@ -291,9 +294,7 @@ def test_a_user_is_counted_once_however_many_of_its_conversations_are_purged(ser
 def test_the_user_check_confirms_the_user_index_with_the_conversations_themselves(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "back")
+    purging_user_data(services, "back")
     conversation(services, 1, status="delete", user_id="back")
     reopened = conversation(services, 1, status="delete", user_id="back")
     index = ConversationRecord.by_user
@@ -338,28 +339,50 @@ def test_expired_run_parts_are_not_read(services: Services) -> None:
     assert runs.part(APP, "ret_20260501000000_000000000000", 0, long_ago).done  # not expired then
 
 
-def _in_one_shard(services: Services, count: int, **fields: Any) -> int:
-    """Conversations (idle a day) until ``count`` share a shard, so that one page reads them; how many were made."""
+def _in_one_shard(services: Services, count: int, **fields: Any) -> list[str]:
+    """Conversations (idle a day) until ``count`` share a shard, so that one page reads them; all those made."""
     by_shard: dict[int, list[str]] = {}
     while True:
         made = conversation(services, 1, **fields)
         same = by_shard.setdefault(shard_of(made, services.shard_count), [])
         same.append(made)
         if len(same) == count:
-            return sum(len(ids) for ids in by_shard.values())
+            return [conversation_id for ids in by_shard.values() for conversation_id in ids]
 
 
 def test_a_user_with_two_purged_conversations_in_one_page_counts_once(services: Services) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "kept", "gone")
+    purging_user_data(services, "kept", "gone")
     purged = _in_one_shard(services, 2, status="delete", user_id="kept")
     purged += _in_one_shard(services, 2, status="delete", user_id="gone")
-    conversation(services, 1, status="open", user_id="kept")
+    kept_by = conversation(services, 1, status="open", user_id="kept")
     run = sweep(services, page=50)
-    assert run.counts == {"delete->purged": purged}
+    assert run.counts == {"delete->purged": len(purged)}
     assert (run.users_kept, run.users_kept_sample) == (1, ["kept"])
     assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
     report = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"retention/{APP}/{run.run_id}/report.csv")
     users = [line for line in report["Body"].read().decode().splitlines() if line.startswith("user,")]
-    assert users == ["user,gone,gone,deleted,", "user,kept,kept,kept,1 other conversations"]
+    assert users == ["user,gone,gone,deleted,", f"user,kept,kept,kept,conversation {kept_by}"]
+
+
+def test_the_other_conversations_check_stops_at_the_first_live_one_once_a_page(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purging_user_data(services, "busy")
+    purged = _in_one_shard(services, 3, status="delete", user_id="busy")
+    for _ in range(30):
+        conversation(services, 1, status="resolved", user_id="busy")  # not due: delete_after_days is null
+    read: list[Any] = []
+    batch_get = ConversationRecord.batch_get
+
+    def counted(keys: Any, **kwargs: Any) -> Any:
+        keys = list(keys)
+        read.extend(keys)
+        return batch_get(keys, **kwargs)
+
+    monkeypatch.setattr(ConversationRecord, "batch_get", counted)
+    run = sweep(services, page=50)
+    assert run.counts == {"delete->purged": len(purged)}
+    assert run.users_kept_sample == ["busy"]
+    # One conversation read per page that purged some of the user's (once, however many it purged),
+    # where reading all 30 others for each purge would read 30 times as many.
+    assert len(read) == len({shard_of(conversation_id, services.shard_count) for conversation_id in purged})

@@ -11,7 +11,7 @@ Crosses domains: it moves and purges conversations, and with
 import contextlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from steward.conversations.retention_repository import (
 from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
 from steward.usecases.user_deletion import UserDeletion
+from steward.users.repository import UserRepository
 
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
@@ -38,14 +39,14 @@ _SKIPPED = "skipped"
 
 @dataclass(frozen=True)
 class _PageContext:
-    """The page being applied: its run, its id within the run (``<shard>#<seq>``), the run's now, and
-    whether it is replayed from its held decisions."""
+    """The page being applied: its run, the run's now, whether it is replayed from its held decisions,
+    and the users whose outcome it has settled (each user's check runs once a page)."""
 
     app_id: str
     run_id: str
-    page: str
     now: datetime
     replay: bool
+    users: set[str] = field(default_factory=set)
 
 
 class RetentionSweep:
@@ -55,6 +56,7 @@ class RetentionSweep:
         settings: RetentionSettingsRepository,
         runs: RetentionRunRepository,
         user_deletion: UserDeletion,
+        users: UserRepository,
         reports: RunReports,
         shard_count: int,
         clock: Callable[[], datetime],
@@ -63,6 +65,7 @@ class RetentionSweep:
         self.settings = settings
         self.runs = runs
         self.user_deletion = user_deletion
+        self.users = users
         self.reports = reports
         self.shard_count = shard_count
         self.clock = clock
@@ -130,7 +133,7 @@ class RetentionSweep:
         assert held is not None
         summary = part.summary.model_copy(deep=True)
         lines: list[ReportLine] = []
-        page = _PageContext(app_id, run_id, f"{shard:03d}#{part.seq}", now, replay)
+        page = _PageContext(app_id, run_id, now, replay)
         for decision in decisions:
             self._apply(page, decision, summary, lines)
         if lines:
@@ -215,25 +218,25 @@ class RetentionSweep:
     def _delete_user(self, page: "_PageContext", user_id: str, purged_id: str) -> None:
         """Delete the user of a purged conversation, unless it has another conversation not in delete.
 
-        The outcome goes to the run's item for that user, which finalize counts: each user once per
-        run, deleted when it was both kept and deleted, whatever the pages, replays and shards.
+        Once a page per user, and not at all for a user already gone (deleted by an earlier page of the
+        run, or never had a profile). The outcome goes to the run's item for that user, which finalize
+        counts: each user once per run, deleted when it was both kept and deleted. It is recorded before
+        the deletion, so that a retried page, which finds the user gone, does not lose it.
         """
+        if user_id in page.users:
+            return
+        page.users.add(user_id)
         app_id = page.app_id
-        statuses = self.conversations.statuses_of_user(app_id, user_id)
-        others = sorted(
-            conversation_id
-            for conversation_id, status in statuses.items()
-            if conversation_id != purged_id and status != ConversationStatus.DELETE
-        )
-        if others:
-            kept = UserOutcome(user_id, USER_KEPT, f"{len(others)} other conversations")
+        if self.users.get(app_id, user_id) is None:
+            return
+        other = self.conversations.other_live_conversation(app_id, user_id, purged_id)
+        if other is not None:
+            kept = UserOutcome(user_id, USER_KEPT, f"conversation {other}")
             self.runs.record_user(app_id, page.run_id, kept, self.clock())
             return
-        try:
-            self.user_deletion.delete(app_id, user_id)
-        except NotFound:  # no profile, or deleted already (by another of its conversations, or a first attempt)
-            return
         self.runs.record_user(app_id, page.run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
+        with contextlib.suppress(NotFound):  # deleted meanwhile
+            self.user_deletion.delete(app_id, user_id)
 
 
 def caught_error(caught: Mapping[str, Any] | None) -> str | None:
