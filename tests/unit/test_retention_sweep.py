@@ -179,6 +179,34 @@ class _FailOnce:
         return self.call(*args, **kwargs)
 
 
+def _first_attempts_die(
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    run_id: str,
+    conversation_ids: list[str],
+    calls: list[tuple[object, str]],
+) -> None:
+    """Plan the run; in the shard of each conversation, the step dies the first time it makes one of ``calls``."""
+    sweeper = services.retention_sweep
+    sweeper.plan(APP, run_id, NOW)
+    originals = [(owner, name, getattr(owner, name)) for owner, name in calls]
+    for shard in sorted({shard_of(conversation_id, services.shard_count) for conversation_id in conversation_ids}):
+        for owner, name, call in originals:
+            monkeypatch.setattr(owner, name, _FailOnce(call))
+        with pytest.raises(RuntimeError, match="S3 refused"):
+            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+    for owner, name, call in originals:
+        monkeypatch.setattr(owner, name, call)
+
+
+def _run_to_the_end(services: Services, run_id: str) -> Any:
+    sweeper = services.retention_sweep
+    for shard in range(services.shard_count):
+        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
+            pass
+    return sweeper.finalize(APP, run_id, None)
+
+
 def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_changes(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -192,20 +220,11 @@ def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_
     new_users(APP, "gone")
     idle = conversation(services, 40)
     purged = conversation(services, 1, status="delete", user_id="gone")
-    sweeper = services.retention_sweep
     run_id = "ret_20260601000000_000000000001"
-    sweeper.plan(APP, run_id, NOW)
     # In each shard, the step dies after its moves and the user's deletion, when it writes the page's report.
-    write_page = sweeper.reports.write_page
-    for shard in sorted({shard_of(idle, services.shard_count), shard_of(purged, services.shard_count)}):
-        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
-        with pytest.raises(RuntimeError, match="S3 refused"):
-            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
-    monkeypatch.setattr(sweeper.reports, "write_page", write_page)
-    for shard in range(services.shard_count):  # the state machine's retries, and the other shards
-        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
-            pass
-    run = sweeper.finalize(APP, run_id, None)
+    reports = services.retention_sweep.reports
+    _first_attempts_die(services, monkeypatch, run_id, [idle, purged], [(reports, "write_page")])
+    run = _run_to_the_end(services, run_id)  # the state machine's retries, and the other shards
     # One step per sweep: archived by the first attempt, not moved on to delete by the retry.
     assert status_of(services, idle) == "archive"
     assert status_of(services, purged) is None
@@ -386,3 +405,55 @@ def test_the_other_conversations_check_stops_at_the_first_live_one_once_a_page(
     # One conversation read per page that purged some of the user's (once, however many it purged),
     # where reading all 30 others for each purge would read 30 times as many.
     assert len(read) == len({shard_of(conversation_id, services.shard_count) for conversation_id in purged})
+
+
+def test_a_move_made_by_an_overlapping_attempt_of_the_page_is_counted(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    idle = conversation(services, 3)
+    sweeper = services.retention_sweep
+    run_id = "ret_20260601000000_000000000003"
+    sweeper.plan(APP, run_id, NOW)
+    shard = shard_of(idle, services.shard_count)
+    hold, write_page = sweeper.runs.hold_page, sweeper.reports.write_page
+
+    def hold_then_overlap(*args: Any, **kwargs: Any) -> bool:
+        held = hold(*args, **kwargs)
+        monkeypatch.setattr(sweeper.runs, "hold_page", hold)
+        # A second attempt of the step, started while this one runs: it re-applies the held page (the move),
+        # then dies before its commit. This attempt's own move is then refused.
+        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
+        with pytest.raises(RuntimeError, match="S3 refused"):
+            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+        monkeypatch.setattr(sweeper.reports, "write_page", write_page)
+        return held
+
+    monkeypatch.setattr(sweeper.runs, "hold_page", hold_then_overlap)
+    assert sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+    run = _run_to_the_end(services, run_id)
+    assert status_of(services, idle) == "archive"
+    assert run.counts == {"open->archive": 1}
+
+
+def test_a_page_re_applied_after_a_settings_change_applies_only_what_the_settings_still_allow(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = {"archive_after_days": {"open": 1}, "purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "stays")
+    idle = conversation(services, 3)
+    purged = conversation(services, 3, status="delete", user_id="stays")
+    run_id = "ret_20260601000000_000000000004"
+    # In each shard, the step dies after holding its page, before applying anything.
+    repository = services.retention_sweep.conversations
+    _first_attempts_die(services, monkeypatch, run_id, [idle, purged], [(repository, "move"), (repository, "purge")])
+    # Then open is never archived any more, and a purge no longer deletes the user.
+    document = {"archive_after_days": {"open": None}, "purge_after_days": 0, "delete_user_data": False}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    run = _run_to_the_end(services, run_id)
+    assert status_of(services, idle) == "open"
+    assert status_of(services, purged) is None
+    assert run.counts == {"delete->purged": 1}
+    assert services.user_repository.get(APP, "stays") is not None
+    assert (run.users_deleted, run.users_kept) == (0, 0)

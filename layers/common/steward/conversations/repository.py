@@ -20,6 +20,7 @@ from pynamodb.expressions.update import Action
 
 from steward.conditions import condition_failed, read_modify_write, save_versioned
 from steward.conversations.models import Conversation, ConversationFilter, ConversationStatus
+from steward.conversations.retention import PURGED
 from steward.errors import NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, fit_page
 from steward.sharded_query import cursor_after, query_shards
@@ -252,10 +253,20 @@ class ConversationRepository:
             raise
         return True
 
-    def moved_at(self, app_id: str, conversation_id: str, final: ConversationStatus, now: datetime) -> bool:
-        """Whether a move to ``final`` at ``now`` (a sweep's) is in place: how a retried page knows it applied one."""
-        record = self._get_record(app_id, conversation_id, True)
-        return record is not None and record.status == final.value and record.status_changed_at == now
+    def left_by_sweep(self, app_id: str, entry: DueEntry, now: datetime) -> str | None:
+        """Where a sweep at ``now`` that read ``entry`` left the conversation, as far as its item shows.
+
+        Its status, when a write after that read (a later version) set ``status_changed_at`` to the
+        sweep's ``now``, which only that run's moves do; ``purged`` when it is gone; None otherwise.
+        One consistent read: how an attempt whose conditional write was refused knows whether another
+        attempt of the same page made it.
+        """
+        record = self._get_record(app_id, entry.conversation_id, True)
+        if record is None:
+            return PURGED
+        if int(record.version) > entry.version and record.status_changed_at == now:
+            return str(record.status)
+        return None
 
     def other_live_conversation(self, app_id: str, user_id: str, purged_id: str) -> str | None:
         """One of the user's conversations, other than ``purged_id``, that is not in delete; None if none is.

@@ -5,7 +5,7 @@ the preview counts it. Both walk the due index the same way, so a preview
 followed by a sweep with no activity in between gives the same counts.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -164,6 +164,28 @@ def due_page(
                 break
             after = resume
     return DuePage(decisions, read, None, queries)
+
+
+def recheck(decision: Decision, settings: RetentionSettings | None, now: datetime) -> Decision | None:
+    """What the settings now still allow of a held decision; None when nothing.
+
+    A held page may be re-applied after the settings changed: its steps are cut to those the current
+    settings also take (a cutoff that became null or longer drops them), ``delete_user_data`` holds only
+    if both say so, and the group is the channel's under the current overrides.
+    """
+    if settings is None:
+        return None
+    entry = decision.entry
+    overridden = frozenset(settings.channels)
+    channel = entry.channel if entry.channel in overridden else None
+    group = due_group(channel)
+    if decision.rehome:
+        return None if group == entry.group else replace(decision, group=group)
+    effective = retention.effective(settings, channel)
+    plan = decision.plan.within(retention.due(entry.status, entry.clock, effective, now))
+    if plan is None:
+        return None
+    return Decision(entry, plan, decision.delete_user_data and effective.delete_user_data, group)
 
 
 def _decide(

@@ -10,7 +10,7 @@ Crosses domains: it moves and purges conversations, and with
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from steward.conversations.retention_repository import (
     RunPart,
     UserOutcome,
 )
-from steward.conversations.selection import Decision, ShardPosition, due_page
+from steward.conversations.selection import Decision, ShardPosition, due_page, recheck
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
 from steward.usecases.user_deletion import UserDeletion
 from steward.users.repository import UserRepository
@@ -39,13 +39,12 @@ _SKIPPED = "skipped"
 
 @dataclass(frozen=True)
 class _PageContext:
-    """The page being applied: its run, the run's now, whether it is replayed from its held decisions,
-    and the users whose outcome it has settled (each user's check runs once a page)."""
+    """The page being applied: its run, the run's now, and the users whose outcome it has settled (each
+    user's check runs once a page)."""
 
     app_id: str
     run_id: str
     now: datetime
-    replay: bool
     users: set[str] = field(default_factory=set)
 
 
@@ -97,8 +96,11 @@ class RetentionSweep:
         if part.done:
             return True
         if part.pending is not None:
+            # Re-applied, a held decision keeps only what the settings now also allow.
+            current = self.settings.get(app_id)
             decisions = [Decision.from_json(data) for data in self.reports.read_held(part.pending.key)]
-            return self._apply_page(app_id, run_id, shard, now, part, decisions, replay=True)
+            rechecked = [(decision, recheck(decision, current, now)) for decision in decisions]
+            return self._apply_page(app_id, run_id, shard, now, part, rechecked)
         found = self.settings.get_with_layout(app_id)
         if found is None:  # removed since the run started: nothing more happens
             return self._commit(app_id, run_id, shard, part, RunPart(part.summary, part.seq + 1, None, True))
@@ -115,7 +117,8 @@ class RetentionSweep:
         if not self.runs.hold_page(app_id, run_id, shard, part, held, self.clock()):
             self.reports.delete_held(key)
             return self.runs.part(app_id, run_id, shard, self.clock()).done  # another attempt holds or passed this page
-        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), page.decisions, replay=False)
+        decided = [(decision, decision) for decision in page.decisions]
+        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), decided)
 
     def _apply_page(
         self,
@@ -124,18 +127,17 @@ class RetentionSweep:
         shard: int,
         now: datetime,
         part: RunPart,
-        decisions: list[Decision],
-        *,
-        replay: bool,
+        decisions: Sequence[tuple[Decision, Decision | None]],
     ) -> bool:
-        """Apply a held page's decisions (again, when ``replay``), write its report page and commit it."""
+        """Apply a held page's decisions (each with what the settings allow of it), write its report page and
+        commit it."""
         held = part.pending
         assert held is not None
         summary = part.summary.model_copy(deep=True)
         lines: list[ReportLine] = []
-        page = _PageContext(app_id, run_id, now, replay)
-        for decision in decisions:
-            self._apply(page, decision, summary, lines)
+        page = _PageContext(app_id, run_id, now)
+        for decision, allowed in decisions:
+            self._apply(page, decision, allowed, summary, lines)
         if lines:
             self.reports.write_page(app_id, run_id, shard, part.seq + 1, lines)
         after = RunPart(summary, part.seq + 1, held.next, held.next is None)
@@ -188,32 +190,49 @@ class RetentionSweep:
             app_id, run_id, shard, self.clock()
         ).done  # another attempt held or committed this page first
 
-    def _apply(self, page: "_PageContext", decision: Decision, summary: RunSummary, lines: list[ReportLine]) -> None:
-        app_id, now, replay = page.app_id, page.now, page.replay
-        entry, plan = decision.entry, decision.plan
+    def _apply(
+        self,
+        page: "_PageContext",
+        decision: Decision,
+        allowed: Decision | None,
+        summary: RunSummary,
+        lines: list[ReportLine],
+    ) -> None:
+        """Apply what is ``allowed`` of a held ``decision`` (all of it, unless the page is re-applied after a
+        change of the settings) with one conditional write.
+
+        A refused write, or a decision no longer allowed, may have been applied already by another
+        attempt of this page (one that overlapped, or failed before its commit): what the conversation
+        shows of this run is counted, once, by the attempt that commits the page.
+        """
+        entry = decision.entry
         if decision.rehome:  # not a transition: nothing to count or report, and a retry finds it done
-            self.conversations.rehome(app_id, entry, decision.group)
+            if allowed is not None:
+                self.conversations.rehome(page.app_id, entry, allowed.group)
             return
-        if plan.purged:
-            # Replayed, a conversation already gone was purged by the attempt that held the page.
-            done = self.conversations.purge(app_id, entry) or (
-                replay and self.conversations.get(app_id, entry.conversation_id, consistent=True) is None
-            )
-        else:
-            final = ConversationStatus(plan.final)
-            done = self.conversations.move(app_id, entry, final, now, decision.group) or (
-                replay and self.conversations.moved_at(app_id, entry.conversation_id, final, now)
-            )
+        done = allowed.plan if allowed is not None and self._write(page, allowed) else None
+        if done is None:
+            left = self.conversations.left_by_sweep(page.app_id, entry, page.now)
+            done = None if left is None else decision.plan.until(left)
         user_id = entry.user_id or ""
-        if not done:
-            # Activity or a change by hand since the index was read: it wins, the conversation stays.
-            lines.append(ReportLine("conversation", entry.conversation_id, user_id, _SKIPPED, "changed meanwhile"))
+        if done is None:
+            # Activity or a change by hand since the index was read (it wins: the conversation stays), or
+            # settings that no longer allow the move.
+            why = "changed meanwhile" if allowed is not None else "settings changed"
+            lines.append(ReportLine("conversation", entry.conversation_id, user_id, _SKIPPED, why))
             return
-        summary.count(entry.channel, plan.steps)
-        for step in plan.steps:
+        summary.count(entry.channel, done.steps)
+        for step in done.steps:
             lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
-        if plan.purged and decision.delete_user_data and entry.user_id is not None:
+        if done.purged and allowed is not None and allowed.delete_user_data and entry.user_id is not None:
             self._delete_user(page, entry.user_id, entry.conversation_id)
+
+    def _write(self, page: "_PageContext", decision: Decision) -> bool:
+        """The decision's one conditional write: False when refused (the conversation changed since read)."""
+        if decision.plan.purged:
+            return self.conversations.purge(page.app_id, decision.entry)
+        final = ConversationStatus(decision.plan.final)
+        return self.conversations.move(page.app_id, decision.entry, final, page.now, decision.group)
 
     def _delete_user(self, page: "_PageContext", user_id: str, purged_id: str) -> None:
         """Delete the user of a purged conversation, unless it has another conversation not in delete.
