@@ -21,13 +21,15 @@ from steward.conversations.retention_repository import RunPart
 from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
-from steward.tables import ConversationRecord, conversation_user_key
+from steward.tables import ConversationRecord, RetentionSettingsRecord, conversation_user_key
 from tests.support.service import new_users
 
 APP = "app-a"
 OTHER_APP = "app-b"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 BUCKET = "steward-test-reports"
+# A sweep's now once every write under the settings put at NOW has landed (see DueLayout.settled).
+SETTLED = NOW + timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -42,10 +44,12 @@ def conversation(services: Services, idle_days: float, app_id: str = APP, **fiel
     return services.conversations.create(app_id, CreateConversation.model_validate(body)).conversation_id
 
 
-def sweep(services: Services, run_id: str = "ret_20260601000000_000000000000", page: int = 2) -> Any:
+def sweep(
+    services: Services, run_id: str = "ret_20260601000000_000000000000", page: int = 2, now: datetime = NOW
+) -> Any:
     sweeper = services.retention_sweep
-    for shard in sweeper.plan(APP, run_id, NOW)["shards"]:
-        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=page):
+    for shard in sweeper.plan(APP, run_id, now)["shards"]:
+        while not sweeper.sweep_page(APP, run_id, now, shard, max_entries=page):
             pass
     return sweeper.finalize(APP, run_id, None)
 
@@ -268,7 +272,7 @@ def _entries_read(services: Services, now: datetime = NOW) -> int:
 def test_a_short_channel_cutoff_reads_only_that_channels_due_entries(services: Services) -> None:
     document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
     services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    sweep(services, "ret_20260601000000_000000000001")  # homes the (no) entries written before the override
+    sweep(services, "ret_20260601000100_000000000001", now=SETTLED)  # homes the (no) entries written before
     for _ in range(6):
         conversation(services, 10)  # email: idle 10 days of 30, not due
     due = conversation(services, 2, channel="whatsapp")
@@ -286,7 +290,7 @@ def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_
     document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
     services.retention_settings.put(APP, RetentionSettings.model_validate(document))
     preview = services.retention_preview.preview(APP)
-    first = sweep(services, "ret_20260601000000_000000000001")
+    first = sweep(services, "ret_20260601000100_000000000001", now=SETTLED)
     # The whatsapp conversations written under the app's defaults are found, moved or re-homed.
     assert preview.counts == first.counts == {"open->archive": 3}
     assert {status_of(services, cid) for cid in idle} == {"archive"}
@@ -294,7 +298,7 @@ def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_
     # Re-homed: later sweeps read exactly what is due for each channel again, and nothing is lost.
     assert _entries_read(services) == 0
     assert _entries_read(services, NOW + timedelta(days=1)) == 1  # the fresh one, due for whatsapp by then
-    second = sweep(services, "ret_20260601000000_000000000002")
+    second = sweep(services, "ret_20260601000100_000000000002", now=SETTLED)
     assert second.counts == {}
 
 
@@ -457,3 +461,32 @@ def test_a_page_re_applied_after_a_settings_change_applies_only_what_the_setting
     assert run.counts == {"delete->purged": 1}
     assert services.user_repository.get(APP, "stays") is not None
     assert (run.users_deleted, run.users_kept) == (0, 0)
+
+
+def test_conversation_writes_choose_their_group_from_a_consistent_read_of_the_settings(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    reads: list[bool] = []
+    get = RetentionSettingsRecord.get
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs.get("consistent_read", False))
+        return get(*args, **kwargs)
+
+    monkeypatch.setattr(RetentionSettingsRecord, "get", recorded)
+    made = conversation(services, 1)
+    services.conversations.record_activity(APP, made, RecordActivity(direction="inbound"))
+    services.conversations.change_status(APP, made, ChangeStatus(status=ConversationStatus.PENDING))
+    assert reads == [True, True, True]
+
+
+def test_only_a_run_started_over_30_s_after_the_overrides_changed_marks_the_entries_homed(services: Services) -> None:
+    document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))  # at NOW
+    settings = services.retention_settings_repository
+    # A write that chose its group before the change may still land: this run re-homes, but cannot vouch for all.
+    sweep(services, "ret_20260601000010_000000000001", now=NOW + timedelta(seconds=10))
+    assert settings.layout(APP).rehoming
+    sweep(services, "ret_20260601000031_000000000002", now=NOW + timedelta(seconds=31))
+    assert not settings.layout(APP).rehoming

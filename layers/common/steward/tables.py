@@ -482,6 +482,8 @@ class RetentionSettingsRecord(ConversationsTableRecord):
     # has re-homed every entry to (entries written under the old set sit in the old groups until then).
     layout = NumberAttribute(default=0)
     homed = NumberAttribute(default=0)
+    # When ``layout`` was last bumped: writes that chose a group under the older set may land until 30 s later.
+    layout_changed_at = UTCDateTimeAttribute(null=True)
 
 
 class RetentionAppRecord(ConversationsTableRecord):

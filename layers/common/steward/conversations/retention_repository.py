@@ -34,6 +34,10 @@ from steward.tables import (
 )
 from steward.transactions import Transaction
 
+# A conversation write reads the overridden channels, then writes within the API's 30 s at most: a write
+# that chose its group before a change of the set lands no later than this after it.
+LONGEST_WRITE = timedelta(seconds=30)
+
 
 @dataclass(frozen=True)
 class DueLayout:
@@ -48,10 +52,15 @@ class DueLayout:
     channels: frozenset[str] = frozenset()
     layout: int = 0
     homed: int = 0
+    changed_at: datetime | None = None
 
     @property
     def rehoming(self) -> bool:
         return self.homed < self.layout
+
+    def settled(self, at: datetime) -> bool:
+        """Whether every write that chose its group under an older set has landed by ``at``."""
+        return self.changed_at is None or at - self.changed_at > LONGEST_WRITE
 
 
 class RetentionSettingsRepository:
@@ -73,8 +82,12 @@ class RetentionSettingsRepository:
         return None if record is None else (_settings(record), _layout(record))
 
     def overridden(self, app_id: str) -> frozenset[str]:
-        """The channels with overrides now, which choose a conversation's due-index group when it is written."""
-        record = self._record(app_id, consistent=False)
+        """The channels with overrides now, which choose a conversation's due-index group when it is written.
+
+        A consistent read (1 read unit): an eventually consistent one could return the set from before a
+        change for longer than the 30 s a sweep waits after it (see ``DueLayout.settled``).
+        """
+        record = self._record(app_id, consistent=True)
         return frozenset() if record is None else frozenset(_settings(record).channels)
 
     def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
@@ -95,6 +108,7 @@ class RetentionSettingsRepository:
                 groups=set(before.channels | overridden) or None,
                 layout=before.layout + int(overridden != previous),
                 homed=before.homed,
+                layout_changed_at=now if overridden != previous else before.changed_at,
                 version=1 if current is None else int(current.version) + 1,
                 created_at=now if current is None else current.created_at,
                 updated_at=now,
@@ -425,7 +439,7 @@ def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
 
 
 def _layout(record: RetentionSettingsRecord) -> DueLayout:
-    return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed))
+    return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed), record.layout_changed_at)
 
 
 def _expired(expires_at: float | None, now: datetime) -> bool:

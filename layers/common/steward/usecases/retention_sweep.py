@@ -73,11 +73,13 @@ class RetentionSweep:
         """Record the run and list its work: one item per shard of the app's conversations.
 
         A run that starts while entries are being re-homed notes the layout: if it completes, every entry is
-        in its group as of then.
+        in its group as of then. Only a run that starts more than 30 s after the layout changed, once every
+        write that chose its group under the older set has landed; an earlier one re-homes what it finds,
+        and the next run reads the same groups whole again.
         """
         self.runs.create(app_id, run_id, now)
         layout = self.settings.layout(app_id)
-        if layout.rehoming:
+        if layout.rehoming and layout.settled(now):
             self.runs.note_layout(app_id, run_id, layout.layout)
         return {"shards": list(range(self.shard_count))}
 
