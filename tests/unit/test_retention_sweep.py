@@ -12,6 +12,7 @@ from steward.conversations.models import (
     ConversationStatus,
     CreateConversation,
     RecordActivity,
+    RetentionPreview,
     RetentionSettings,
     RunStatus,
     RunSummary,
@@ -330,6 +331,18 @@ def test_the_user_check_confirms_the_user_index_with_the_conversations_themselve
     assert services.user_repository.get(APP, "back") is not None
 
 
+def _budgeted_preview(services: Services, max_entries: int, max_queries: int) -> RetentionPreview:
+    service = RetentionPreviewService(
+        services.conversation_repository,
+        services.retention_settings_repository,
+        services.shard_count,
+        services.clock,
+        max_entries=max_entries,
+        max_queries=max_queries,
+    )
+    return service.preview(APP)
+
+
 def test_the_preview_stops_at_its_read_budget_and_says_it_is_partial(services: Services) -> None:
     services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
     sweep(services, "ret_20260601000000_000000000001")  # homes the (no) earlier entries
@@ -337,15 +350,7 @@ def test_the_preview_stops_at_its_read_budget_and_says_it_is_partial(services: S
         conversation(services, 3)
     complete = services.retention_preview.preview(APP)
     assert (complete.complete, complete.read, complete.counts) == (True, 8, {"open->archive": 8})
-    budgeted = RetentionPreviewService(
-        services.conversation_repository,
-        services.retention_settings_repository,
-        services.shard_count,
-        services.clock,
-        max_entries=3,
-        max_queries=1000,
-    )
-    partial = budgeted.preview(APP)
+    partial = _budgeted_preview(services, max_entries=3, max_queries=1000)
     assert partial.complete is False
     assert 3 <= partial.read < 8
     assert partial.counts == {"open->archive": partial.read}
@@ -490,3 +495,42 @@ def test_only_a_run_started_over_30_s_after_the_overrides_changed_marks_the_entr
     assert settings.layout(APP).rehoming
     sweep(services, "ret_20260601000031_000000000002", now=NOW + timedelta(seconds=31))
     assert not settings.layout(APP).rehoming
+
+
+def test_the_preview_keeps_to_its_query_budget_however_many_groups_it_walks(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = {"archive_after_days": dict.fromkeys(("open", "pending", "automated", "sent"), 30)}
+    channels = {channel: {"purge_after_days": 5} for channel in ("sms", "chat", "push", "whatsapp")}
+    services.retention_settings.put(APP, RetentionSettings.model_validate({**every, "channels": channels}))
+    queries = 0
+    due_entries = services.conversation_repository.due_entries
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal queries
+        queries += 1
+        return due_entries(*args, **kwargs)
+
+    monkeypatch.setattr(services.conversation_repository, "due_entries", counted)
+    preview = _budgeted_preview(services, max_entries=1000, max_queries=10)  # a shard alone takes 5 groups x 5 statuses
+    assert preview.complete is False
+    assert queries == 10
+
+
+def test_a_homing_sweep_drops_the_groups_of_channels_no_longer_overridden(services: Services) -> None:
+    rules = {"archive_after_days": {"open": 30}}
+    document = {**rules, "channels": {"whatsapp": {"archive_after_days": {"open": 5}}, "sms": {}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    sweep(services, "ret_20260601000100_000000000001", now=SETTLED)
+    written = conversation(services, 3, channel="whatsapp")  # in the whatsapp group
+    services.retention_settings.put(APP, RetentionSettings.model_validate({**rules, "channels": {"sms": {}}}))
+    settings = services.retention_settings_repository
+    assert settings.layout(APP).channels == {"whatsapp", "sms"}
+    sweep(services, "ret_20260601000100_000000000002", now=SETTLED)
+    assert settings.layout(APP).channels == {"sms"}  # whatsapp's group is empty and no longer walked
+    # Its conversation was re-homed to the app's group, and is due by the app's rule later.
+    assert _entries_read(services, NOW + timedelta(days=27)) == 1
+    assert sweep(services, "ret_20260628000000_000000000003", now=NOW + timedelta(days=27)).counts == {
+        "open->archive": 1
+    }
+    assert status_of(services, written) == "archive"

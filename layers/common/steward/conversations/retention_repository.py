@@ -126,16 +126,24 @@ class RetentionSettingsRepository:
         raise Conflict("The settings changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def mark_homed(self, app_id: str, layout: int) -> None:
-        """Every entry is in its group as of ``layout`` (a complete sweep re-homed them)."""
-        record = RetentionSettingsRecord(pk=retention_settings_pk(app_id), sk=RETENTION_SETTINGS_SK)
-        try:
-            record.update(
-                actions=[RetentionSettingsRecord.homed.set(layout)],
-                condition=RetentionSettingsRecord.sk.exists() & (RetentionSettingsRecord.homed < layout),
-            )
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
+        """Every entry is in its group as of ``layout`` (a complete sweep re-homed them).
+
+        The groups of channels no longer overridden are then empty (that sweep read them whole and moved
+        every entry out), and are dropped, so that sweeps and previews stop querying them; only while the
+        layout is still ``layout``, since a change of the overrides since may have put entries there.
+        """
+        current = self._record(app_id, consistent=True)
+        if current is None:
+            return
+        key = RetentionSettingsRecord(pk=retention_settings_pk(app_id), sk=RETENTION_SETTINGS_SK)
+        empty = (current.groups or set()) - frozenset(_settings(current).channels)
+        homed = RetentionSettingsRecord.sk.exists() & (RetentionSettingsRecord.homed < layout)
+        actions: list[Action] = [RetentionSettingsRecord.homed.set(layout)]
+        if empty and int(current.layout) == layout:
+            pruned = [*actions, RetentionSettingsRecord.groups.delete(empty)]
+            if _updated(key, pruned, homed & (RetentionSettingsRecord.layout == layout)):
+                return
+        _updated(key, actions, homed)
 
     def _record(self, app_id: str, consistent: bool) -> RetentionSettingsRecord | None:
         try:
@@ -432,6 +440,17 @@ class RetentionRunRepository:
         RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
             actions=actions, condition=RetentionRunRecord.sk.exists()
         )
+
+
+def _updated(record: RetentionSettingsRecord, actions: list[Action], condition: Condition) -> bool:
+    """Apply ``actions`` if ``condition`` holds; False when it does not."""
+    try:
+        record.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
 
 
 def _settings(record: RetentionSettingsRecord) -> RetentionSettings:

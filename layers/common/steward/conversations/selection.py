@@ -30,6 +30,11 @@ SWEEP_ORDER = (
 )
 
 
+# Queries one page makes at most: every status of every group is at least one (up to 101 groups, 808
+# queries a shard, with 100 overridden channels), well inside a step's time at 400.
+PAGE_QUERIES = 400
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do with one entry: its plan's steps, or none to re-home it; ``group`` is its channel's now."""
@@ -115,8 +120,10 @@ def due_page(
     now: datetime,
     start: ShardPosition,
     max_read: int,
+    max_queries: int = PAGE_QUERIES,
 ) -> DuePage:
-    """The decisions among the next ``max_read`` due-index entries of ``shard`` from ``start``.
+    """The decisions among the next ``max_read`` due-index entries of ``shard`` from ``start``, in at most
+    ``max_queries`` queries (each group costs one per status at least, however little it holds).
 
     Statuses in SWEEP_ORDER, and in each the groups (``_`` and every channel
     ever overridden). Each group is read up to its own cutoff, so a group where
@@ -152,7 +159,7 @@ def due_page(
         if cutoff is None and not whole:
             continue
         while True:
-            if read >= max_read:
+            if read >= max_read or queries >= max_queries:
                 return DuePage(decisions, read, ShardPosition(index, group, after), queries)
             entries, resume = conversations.due_entries(app_id, group, status, shard, cutoff, after, max_read - read)
             read, queries = read + len(entries), queries + 1
