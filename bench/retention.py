@@ -144,18 +144,18 @@ def seed(services: Services, idle_days: int, count: int, app_id: str = APP) -> N
 
 
 def sweep(
-    services: Services, meter: Meter, run_id: str, app_id: str = APP
+    services: Services, meter: Meter, run_id: str, app_id: str = APP, now: datetime = NOW
 ) -> tuple[Charge, Counter[str], int, int, dict[str, int]]:
     """One sweep of the app as the state machine runs it; returns its charge, calls, steps, transitions, counts."""
     meter.charge = Charge()
     sweeper = services.retention_sweep
     with counting() as counted:
-        shards = sweeper.plan(app_id, run_id, NOW)["shards"]
+        shards = sweeper.plan(app_id, run_id, now)["shards"]
         pages = 0
         for shard in shards:
             done = False
             while not done:
-                done = sweeper.sweep_page(app_id, run_id, NOW, shard)
+                done = sweeper.sweep_page(app_id, run_id, now, shard)
                 pages += 1
         run = sweeper.finalize(app_id, run_id, None)
     # Standard workflow transitions: Plan, Shards, Finalize; per shard, Page and ShardDone per page, then Done.
@@ -205,7 +205,8 @@ def main() -> None:
         # not, and sit in another group of the due index, so the sweep never reads them.
         short = {**settings, "channels": {"whatsapp": {"archive_after_days": {"open": 5}}}}
         services.retention_settings.put(SHORT_APP, RetentionSettings.model_validate(short))
-        sweep(services, meter, "ret_20260601000001_000000000000", SHORT_APP)  # homes the (no) earlier entries
+        # Homes the (no) earlier entries: a run that starts once writes under the old settings have landed.
+        sweep(services, meter, "ret_20260601000100_000000000000", SHORT_APP, NOW + timedelta(minutes=1))
         seed(services, 10, count, SHORT_APP)
         result = sweep(services, meter, "ret_20260601000002_000000000000", SHORT_APP)
         report("whatsapp rule 5 days, idle 10 (1 in 5 due)", result, per)

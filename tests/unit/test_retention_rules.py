@@ -145,3 +145,18 @@ def test_settings_are_stored_as_sent_with_effective_values(store: StoreSettings)
     assert answer.effective.purge_after_days == 30
     assert service.get("app-b").settings is None
     assert list(Services(store.shard_count).retention_settings_repository.apps()) == ["app-a"]
+
+
+def test_a_plan_cut_to_what_other_settings_allow_and_to_where_a_step_landed() -> None:
+    chained = {"archive_after_days": {"open": 30}, "delete_after_days": {"archive": 0}, "purge_after_days": 0}
+    held = plan(ConversationStatus.OPEN, 40, chained)
+    assert held.steps == ("open->archive", "archive->delete", "delete->purged")
+    # The settings now stop at archive (delete after 5 days), or never archive open.
+    shorter = plan(ConversationStatus.OPEN, 40, {**chained, "delete_after_days": {"archive": 5}})
+    assert held.within(shorter) == retention.Plan(("open->archive",), "archive")
+    assert held.within(plan(ConversationStatus.OPEN, 40, {**chained, "archive_after_days": {}})) is None
+    assert held.within(held) == held
+    # Where another attempt left the conversation: the steps up to there.
+    assert held.until("delete") == retention.Plan(("open->archive", "archive->delete"), "delete")
+    assert held.until("purged") == held
+    assert held.until("open") is None

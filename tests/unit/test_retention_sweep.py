@@ -12,6 +12,7 @@ from steward.conversations.models import (
     ConversationStatus,
     CreateConversation,
     RecordActivity,
+    RetentionPreview,
     RetentionSettings,
     RunStatus,
     RunSummary,
@@ -21,13 +22,15 @@ from steward.conversations.retention_repository import RunPart
 from steward.conversations.selection import Decision, ShardPosition, due_page
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
-from steward.tables import ConversationRecord, conversation_user_key
+from steward.tables import ConversationRecord, RetentionSettingsRecord, conversation_user_key
 from tests.support.service import new_users
 
 APP = "app-a"
 OTHER_APP = "app-b"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 BUCKET = "steward-test-reports"
+# A sweep's now once every write under the settings put at NOW has landed (see DueLayout.settled).
+SETTLED = NOW + timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -42,10 +45,12 @@ def conversation(services: Services, idle_days: float, app_id: str = APP, **fiel
     return services.conversations.create(app_id, CreateConversation.model_validate(body)).conversation_id
 
 
-def sweep(services: Services, run_id: str = "ret_20260601000000_000000000000", page: int = 2) -> Any:
+def sweep(
+    services: Services, run_id: str = "ret_20260601000000_000000000000", page: int = 2, now: datetime = NOW
+) -> Any:
     sweeper = services.retention_sweep
-    for shard in sweeper.plan(APP, run_id, NOW)["shards"]:
-        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=page):
+    for shard in sweeper.plan(APP, run_id, now)["shards"]:
+        while not sweeper.sweep_page(APP, run_id, now, shard, max_entries=page):
             pass
     return sweeper.finalize(APP, run_id, None)
 
@@ -53,6 +58,13 @@ def sweep(services: Services, run_id: str = "ret_20260601000000_000000000000", p
 def status_of(services: Services, conversation_id: str) -> str | None:
     found = services.conversation_repository.get(APP, conversation_id)
     return None if found is None else found.status.value
+
+
+def purging_user_data(services: Services, *user_ids: str) -> None:
+    """Settings that purge at once and delete the users, and those users."""
+    document = {"purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, *user_ids)
 
 
 def only_decision(services: Services, conversation_id: str) -> Decision:
@@ -140,9 +152,7 @@ def test_activity_recorded_meanwhile_wins(services: Services) -> None:
 
 
 def test_delete_user_data_deletes_a_user_without_other_conversations(services: Services) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "gone", "kept")
+    purging_user_data(services, "gone", "kept")
     conversation(services, 1, status="delete", user_id="gone")
     conversation(services, 1, status="delete", user_id="kept")
     conversation(services, 1, status="open", user_id="kept")
@@ -174,6 +184,34 @@ class _FailOnce:
         return self.call(*args, **kwargs)
 
 
+def _first_attempts_die(
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    run_id: str,
+    conversation_ids: list[str],
+    calls: list[tuple[object, str]],
+) -> None:
+    """Plan the run; in the shard of each conversation, the step dies the first time it makes one of ``calls``."""
+    sweeper = services.retention_sweep
+    sweeper.plan(APP, run_id, NOW)
+    originals = [(owner, name, getattr(owner, name)) for owner, name in calls]
+    for shard in sorted({shard_of(conversation_id, services.shard_count) for conversation_id in conversation_ids}):
+        for owner, name, call in originals:
+            monkeypatch.setattr(owner, name, _FailOnce(call))
+        with pytest.raises(RuntimeError, match="S3 refused"):
+            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+    for owner, name, call in originals:
+        monkeypatch.setattr(owner, name, call)
+
+
+def _run_to_the_end(services: Services, run_id: str) -> Any:
+    sweeper = services.retention_sweep
+    for shard in range(services.shard_count):
+        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
+            pass
+    return sweeper.finalize(APP, run_id, None)
+
+
 def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_changes(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,20 +225,11 @@ def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_
     new_users(APP, "gone")
     idle = conversation(services, 40)
     purged = conversation(services, 1, status="delete", user_id="gone")
-    sweeper = services.retention_sweep
     run_id = "ret_20260601000000_000000000001"
-    sweeper.plan(APP, run_id, NOW)
     # In each shard, the step dies after its moves and the user's deletion, when it writes the page's report.
-    write_page = sweeper.reports.write_page
-    for shard in sorted({shard_of(idle, services.shard_count), shard_of(purged, services.shard_count)}):
-        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
-        with pytest.raises(RuntimeError, match="S3 refused"):
-            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
-    monkeypatch.setattr(sweeper.reports, "write_page", write_page)
-    for shard in range(services.shard_count):  # the state machine's retries, and the other shards
-        while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
-            pass
-    run = sweeper.finalize(APP, run_id, None)
+    reports = services.retention_sweep.reports
+    _first_attempts_die(services, monkeypatch, run_id, [idle, purged], [(reports, "write_page")])
+    run = _run_to_the_end(services, run_id)  # the state machine's retries, and the other shards
     # One step per sweep: archived by the first attempt, not moved on to delete by the retry.
     assert status_of(services, idle) == "archive"
     assert status_of(services, purged) is None
@@ -244,7 +273,7 @@ def _entries_read(services: Services, now: datetime = NOW) -> int:
 def test_a_short_channel_cutoff_reads_only_that_channels_due_entries(services: Services) -> None:
     document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
     services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    sweep(services, "ret_20260601000000_000000000001")  # homes the (no) entries written before the override
+    sweep(services, "ret_20260601000100_000000000001", now=SETTLED)  # homes the (no) entries written before
     for _ in range(6):
         conversation(services, 10)  # email: idle 10 days of 30, not due
     due = conversation(services, 2, channel="whatsapp")
@@ -262,7 +291,7 @@ def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_
     document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
     services.retention_settings.put(APP, RetentionSettings.model_validate(document))
     preview = services.retention_preview.preview(APP)
-    first = sweep(services, "ret_20260601000000_000000000001")
+    first = sweep(services, "ret_20260601000100_000000000001", now=SETTLED)
     # The whatsapp conversations written under the app's defaults are found, moved or re-homed.
     assert preview.counts == first.counts == {"open->archive": 3}
     assert {status_of(services, cid) for cid in idle} == {"archive"}
@@ -270,14 +299,12 @@ def test_entries_written_before_their_channel_was_overridden_are_rehomed_by_the_
     # Re-homed: later sweeps read exactly what is due for each channel again, and nothing is lost.
     assert _entries_read(services) == 0
     assert _entries_read(services, NOW + timedelta(days=1)) == 1  # the fresh one, due for whatsapp by then
-    second = sweep(services, "ret_20260601000000_000000000002")
+    second = sweep(services, "ret_20260601000100_000000000002", now=SETTLED)
     assert second.counts == {}
 
 
 def test_a_user_is_counted_once_however_many_of_its_conversations_are_purged(services: Services) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "kept", "gone")
+    purging_user_data(services, "kept", "gone")
     for _ in range(3):
         conversation(services, 1, status="delete", user_id="kept")
         conversation(services, 1, status="delete", user_id="gone")
@@ -291,9 +318,7 @@ def test_a_user_is_counted_once_however_many_of_its_conversations_are_purged(ser
 def test_the_user_check_confirms_the_user_index_with_the_conversations_themselves(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    document = {"purge_after_days": 0, "delete_user_data": True}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
-    new_users(APP, "back")
+    purging_user_data(services, "back")
     conversation(services, 1, status="delete", user_id="back")
     reopened = conversation(services, 1, status="delete", user_id="back")
     index = ConversationRecord.by_user
@@ -306,6 +331,18 @@ def test_the_user_check_confirms_the_user_index_with_the_conversations_themselve
     assert services.user_repository.get(APP, "back") is not None
 
 
+def _budgeted_preview(services: Services, max_entries: int, max_queries: int) -> RetentionPreview:
+    service = RetentionPreviewService(
+        services.conversation_repository,
+        services.retention_settings_repository,
+        services.shard_count,
+        services.clock,
+        max_entries=max_entries,
+        max_queries=max_queries,
+    )
+    return service.preview(APP)
+
+
 def test_the_preview_stops_at_its_read_budget_and_says_it_is_partial(services: Services) -> None:
     services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
     sweep(services, "ret_20260601000000_000000000001")  # homes the (no) earlier entries
@@ -313,15 +350,7 @@ def test_the_preview_stops_at_its_read_budget_and_says_it_is_partial(services: S
         conversation(services, 3)
     complete = services.retention_preview.preview(APP)
     assert (complete.complete, complete.read, complete.counts) == (True, 8, {"open->archive": 8})
-    budgeted = RetentionPreviewService(
-        services.conversation_repository,
-        services.retention_settings_repository,
-        services.shard_count,
-        services.clock,
-        max_entries=3,
-        max_queries=1000,
-    )
-    partial = budgeted.preview(APP)
+    partial = _budgeted_preview(services, max_entries=3, max_queries=1000)
     assert partial.complete is False
     assert 3 <= partial.read < 8
     assert partial.counts == {"open->archive": partial.read}
@@ -336,3 +365,172 @@ def test_expired_run_parts_are_not_read(services: Services) -> None:
     assert runs.part(APP, "ret_20260501000000_000000000000", 0, NOW) == RunPart(RunSummary(), 0, None, False)
     assert runs.parts(APP, "ret_20260501000000_000000000000", NOW) == []
     assert runs.part(APP, "ret_20260501000000_000000000000", 0, long_ago).done  # not expired then
+
+
+def _in_one_shard(services: Services, count: int, **fields: Any) -> list[str]:
+    """Conversations (idle a day) until ``count`` share a shard, so that one page reads them; all those made."""
+    by_shard: dict[int, list[str]] = {}
+    while True:
+        made = conversation(services, 1, **fields)
+        same = by_shard.setdefault(shard_of(made, services.shard_count), [])
+        same.append(made)
+        if len(same) == count:
+            return [conversation_id for ids in by_shard.values() for conversation_id in ids]
+
+
+def test_a_user_with_two_purged_conversations_in_one_page_counts_once(services: Services) -> None:
+    purging_user_data(services, "kept", "gone")
+    purged = _in_one_shard(services, 2, status="delete", user_id="kept")
+    purged += _in_one_shard(services, 2, status="delete", user_id="gone")
+    kept_by = conversation(services, 1, status="open", user_id="kept")
+    run = sweep(services, page=50)
+    assert run.counts == {"delete->purged": len(purged)}
+    assert (run.users_kept, run.users_kept_sample) == (1, ["kept"])
+    assert (run.users_deleted, run.users_deleted_sample) == (1, ["gone"])
+    report = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"retention/{APP}/{run.run_id}/report.csv")
+    users = [line for line in report["Body"].read().decode().splitlines() if line.startswith("user,")]
+    assert users == ["user,gone,gone,deleted,", f"user,kept,kept,kept,conversation {kept_by}"]
+
+
+def test_the_other_conversations_check_stops_at_the_first_live_one_once_a_page(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purging_user_data(services, "busy")
+    purged = _in_one_shard(services, 3, status="delete", user_id="busy")
+    for _ in range(30):
+        conversation(services, 1, status="resolved", user_id="busy")  # not due: delete_after_days is null
+    read: list[Any] = []
+    batch_get = ConversationRecord.batch_get
+
+    def counted(keys: Any, **kwargs: Any) -> Any:
+        keys = list(keys)
+        read.extend(keys)
+        return batch_get(keys, **kwargs)
+
+    monkeypatch.setattr(ConversationRecord, "batch_get", counted)
+    run = sweep(services, page=50)
+    assert run.counts == {"delete->purged": len(purged)}
+    assert run.users_kept_sample == ["busy"]
+    # One conversation read per page that purged some of the user's (once, however many it purged),
+    # where reading all 30 others for each purge would read 30 times as many.
+    assert len(read) == len({shard_of(conversation_id, services.shard_count) for conversation_id in purged})
+
+
+def test_a_move_made_by_an_overlapping_attempt_of_the_page_is_counted(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    idle = conversation(services, 3)
+    sweeper = services.retention_sweep
+    run_id = "ret_20260601000000_000000000003"
+    sweeper.plan(APP, run_id, NOW)
+    shard = shard_of(idle, services.shard_count)
+    hold, write_page = sweeper.runs.hold_page, sweeper.reports.write_page
+
+    def hold_then_overlap(*args: Any, **kwargs: Any) -> bool:
+        held = hold(*args, **kwargs)
+        monkeypatch.setattr(sweeper.runs, "hold_page", hold)
+        # A second attempt of the step, started while this one runs: it re-applies the held page (the move),
+        # then dies before its commit. This attempt's own move is then refused.
+        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
+        with pytest.raises(RuntimeError, match="S3 refused"):
+            sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+        monkeypatch.setattr(sweeper.reports, "write_page", write_page)
+        return held
+
+    monkeypatch.setattr(sweeper.runs, "hold_page", hold_then_overlap)
+    assert sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
+    run = _run_to_the_end(services, run_id)
+    assert status_of(services, idle) == "archive"
+    assert run.counts == {"open->archive": 1}
+
+
+def test_a_page_re_applied_after_a_settings_change_applies_only_what_the_settings_still_allow(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = {"archive_after_days": {"open": 1}, "purge_after_days": 0, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "stays")
+    idle = conversation(services, 3)
+    purged = conversation(services, 3, status="delete", user_id="stays")
+    run_id = "ret_20260601000000_000000000004"
+    # In each shard, the step dies after holding its page, before applying anything.
+    repository = services.retention_sweep.conversations
+    _first_attempts_die(services, monkeypatch, run_id, [idle, purged], [(repository, "move"), (repository, "purge")])
+    # Then open is never archived any more, and a purge no longer deletes the user.
+    document = {"archive_after_days": {"open": None}, "purge_after_days": 0, "delete_user_data": False}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    run = _run_to_the_end(services, run_id)
+    assert status_of(services, idle) == "open"
+    assert status_of(services, purged) is None
+    assert run.counts == {"delete->purged": 1}
+    assert services.user_repository.get(APP, "stays") is not None
+    assert (run.users_deleted, run.users_kept) == (0, 0)
+
+
+def test_conversation_writes_choose_their_group_from_a_consistent_read_of_the_settings(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    reads: list[bool] = []
+    get = RetentionSettingsRecord.get
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs.get("consistent_read", False))
+        return get(*args, **kwargs)
+
+    monkeypatch.setattr(RetentionSettingsRecord, "get", recorded)
+    made = conversation(services, 1)
+    services.conversations.record_activity(APP, made, RecordActivity(direction="inbound"))
+    services.conversations.change_status(APP, made, ChangeStatus(status=ConversationStatus.PENDING))
+    assert reads == [True, True, True]
+
+
+def test_only_a_run_started_over_30_s_after_the_overrides_changed_marks_the_entries_homed(services: Services) -> None:
+    document = {"archive_after_days": {"open": 30}, "channels": {"whatsapp": {"archive_after_days": {"open": 1}}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))  # at NOW
+    settings = services.retention_settings_repository
+    # A write that chose its group before the change may still land: this run re-homes, but cannot vouch for all.
+    sweep(services, "ret_20260601000010_000000000001", now=NOW + timedelta(seconds=10))
+    assert settings.layout(APP).rehoming
+    sweep(services, "ret_20260601000031_000000000002", now=NOW + timedelta(seconds=31))
+    assert not settings.layout(APP).rehoming
+
+
+def test_the_preview_keeps_to_its_query_budget_however_many_groups_it_walks(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = {"archive_after_days": dict.fromkeys(("open", "pending", "automated", "sent"), 30)}
+    channels = {channel: {"purge_after_days": 5} for channel in ("sms", "chat", "push", "whatsapp")}
+    services.retention_settings.put(APP, RetentionSettings.model_validate({**every, "channels": channels}))
+    queries = 0
+    due_entries = services.conversation_repository.due_entries
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal queries
+        queries += 1
+        return due_entries(*args, **kwargs)
+
+    monkeypatch.setattr(services.conversation_repository, "due_entries", counted)
+    preview = _budgeted_preview(services, max_entries=1000, max_queries=10)  # a shard alone takes 5 groups x 5 statuses
+    assert preview.complete is False
+    assert queries == 10
+
+
+def test_a_homing_sweep_drops_the_groups_of_channels_no_longer_overridden(services: Services) -> None:
+    rules = {"archive_after_days": {"open": 30}}
+    document = {**rules, "channels": {"whatsapp": {"archive_after_days": {"open": 5}}, "sms": {}}}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    sweep(services, "ret_20260601000100_000000000001", now=SETTLED)
+    written = conversation(services, 3, channel="whatsapp")  # in the whatsapp group
+    services.retention_settings.put(APP, RetentionSettings.model_validate({**rules, "channels": {"sms": {}}}))
+    settings = services.retention_settings_repository
+    assert settings.layout(APP).channels == {"whatsapp", "sms"}
+    sweep(services, "ret_20260601000100_000000000002", now=SETTLED)
+    assert settings.layout(APP).channels == {"sms"}  # whatsapp's group is empty and no longer walked
+    # Its conversation was re-homed to the app's group, and is due by the app's rule later.
+    assert _entries_read(services, NOW + timedelta(days=27)) == 1
+    assert sweep(services, "ret_20260628000000_000000000003", now=NOW + timedelta(days=27)).counts == {
+        "open->archive": 1
+    }
+    assert status_of(services, written) == "archive"

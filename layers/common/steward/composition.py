@@ -425,6 +425,7 @@ class Services:
             self.retention_settings_repository,
             self.retention_run_repository,
             self.user_deletion,
+            self.user_repository,
             RunReports(self.report_store),
             self.shard_count,
             self.clock,

@@ -482,6 +482,8 @@ class RetentionSettingsRecord(ConversationsTableRecord):
     # has re-homed every entry to (entries written under the old set sit in the old groups until then).
     layout = NumberAttribute(default=0)
     homed = NumberAttribute(default=0)
+    # When ``layout`` was last bumped: writes that chose a group under the older set may land until 30 s later.
+    layout_changed_at = UTCDateTimeAttribute(null=True)
 
 
 class RetentionAppRecord(ConversationsTableRecord):
@@ -534,16 +536,15 @@ class RetentionUserRecord(ConversationsTableRecord):
     """What a run did to one user, so that each user counts once. pk ``<app_id>#retention-user#<run_id>``,
     sk the user id.
 
-    ``outcome`` is kept or deleted; ``page`` (``<shard>#<seq>``) is the page that counted it, so a
-    retried page counts its own users again; ``upgraded`` marks a kept user deleted later in the run.
+    ``outcome`` is kept or deleted (deleted replaces kept, never the reverse); ``detail`` says why a
+    user was kept. Finalize counts the run's users and takes their samples from these items.
     """
 
     class Meta(_Connection):
         pass
 
     outcome = UnicodeAttribute()
-    page = UnicodeAttribute()
-    upgraded = BooleanAttribute(default=False)
+    detail = UnicodeAttribute(null=True)
     expires_at = NumberAttribute()
 
 

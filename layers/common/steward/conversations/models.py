@@ -216,22 +216,6 @@ class RunSummary(SweepCounts):
         if len(self.users_kept_sample) < MAX_USER_SAMPLE:
             self.users_kept_sample.append(user_id)
 
-    def no_longer_kept(self) -> None:
-        """A user kept earlier in the run (maybe by another shard) was deleted: the shards' sum says so."""
-        self.users_kept -= 1
-
-    def merge(self, other: "RunSummary") -> None:
-        self.add(other)
-        self.users_deleted += other.users_deleted
-        self.users_kept += other.users_kept
-        room = MAX_USER_SAMPLE - len(self.users_deleted_sample)
-        self.users_deleted_sample.extend(other.users_deleted_sample[: max(room, 0)])
-        room = MAX_USER_SAMPLE - len(self.users_kept_sample)
-        self.users_kept_sample.extend(other.users_kept_sample[: max(room, 0)])
-        # A user kept by one shard and deleted by another is deleted.
-        deleted = set(self.users_deleted_sample)
-        self.users_kept_sample = [user_id for user_id in self.users_kept_sample if user_id not in deleted]
-
 
 class RetentionRun(RunSummary):
     run_id: str

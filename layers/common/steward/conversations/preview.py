@@ -52,7 +52,9 @@ class RetentionPreviewService:
                     preview.complete = False
                     return preview
                 room = min(_PAGE, self.max_entries - preview.read)
-                page = due_page(self.conversations, app_id, settings, layout, shard, now, position, room)
+                page = due_page(
+                    self.conversations, app_id, settings, layout, shard, now, position, room, self.max_queries - queries
+                )
                 preview.read, queries = preview.read + page.read, queries + page.queries
                 for decision in page.decisions:
                     if decision.rehome:

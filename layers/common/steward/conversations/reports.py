@@ -1,7 +1,8 @@
 """A sweep's report in S3: one CSV object per page while the run goes, joined into one file at the end.
 
 Layout under ``retention/<app_id>/<run_id>/``: ``pages/<shard>/<page>.csv``
-(zero-padded, so a listing returns them in order), ``held/<shard>/<page>-<attempt>.jsonl``
+(zero-padded, so a listing returns them in order; finalize adds the user rows under
+``pages/users/``), ``held/<shard>/<page>-<attempt>.jsonl``
 (a page's decisions, recorded before any of them is applied, so that a
 retried step re-applies them instead of deciding again) and ``report.csv`` with
 the header ``entity,id,user_id,action,detail``. Joining streams the pages
@@ -64,11 +65,17 @@ class RunReports:
 
     def write_page(self, app_id: str, run_id: str, shard: int, seq: int, lines: Sequence[ReportLine]) -> None:
         """One page's lines; a retried page overwrites its own object, so nothing is listed twice."""
+        self._write_lines(f"{run_prefix(app_id, run_id)}pages/{shard:03d}/{seq:08d}.csv", lines)
+
+    def write_users_page(self, app_id: str, run_id: str, seq: int, lines: Sequence[ReportLine]) -> None:
+        """One page of the run's user rows, written by finalize; ``users`` sorts after every shard's pages."""
+        self._write_lines(f"{run_prefix(app_id, run_id)}pages/users/{seq:08d}.csv", lines)
+
+    def _write_lines(self, key: str, lines: Sequence[ReportLine]) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         for line in lines:
             writer.writerow([line.entity, line.entity_id, line.user_id, line.action, line.detail])
-        key = f"{run_prefix(app_id, run_id)}pages/{shard:03d}/{seq:08d}.csv"
         self.store.s3.put_object(
             Bucket=self.store.bucket, Key=key, Body=buffer.getvalue().encode(), ContentType="text/csv"
         )

@@ -8,6 +8,7 @@ sweep's conditional writes test that version, so any write since the sweep
 read the index wins, activity in delete included (which changes neither key).
 """
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from pynamodb.expressions.update import Action
 
 from steward.conditions import condition_failed, read_modify_write, save_versioned
 from steward.conversations.models import Conversation, ConversationFilter, ConversationStatus
+from steward.conversations.retention import PURGED
 from steward.errors import NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, fit_page
 from steward.sharded_query import cursor_after, query_shards
@@ -34,7 +36,9 @@ from steward.tables import (
 _CLOCK_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Sorts after '#' (what follows the clock in a due key): "< cutoff + _AFTER_CLOCK" includes the cutoff itself.
 _AFTER_CLOCK = "$"
-# A user's conversations are read in pages of this many keys (the index holds keys and status).
+# A user's conversations: index entries (keys and status, some 120 bytes) read per Query call, and
+# conversations read per consistent BatchGetItem.
+_USER_INDEX_PAGE = 1000
 _USER_PAGE = 100
 
 
@@ -249,31 +253,47 @@ class ConversationRepository:
             raise
         return True
 
-    def moved_at(self, app_id: str, conversation_id: str, final: ConversationStatus, now: datetime) -> bool:
-        """Whether a move to ``final`` at ``now`` (a sweep's) is in place: how a retried page knows it applied one."""
-        record = self._get_record(app_id, conversation_id, True)
-        return record is not None and record.status == final.value and record.status_changed_at == now
+    def left_by_sweep(self, app_id: str, entry: DueEntry, now: datetime) -> str | None:
+        """Where a sweep at ``now`` that read ``entry`` left the conversation, as far as its item shows.
 
-    def statuses_of_user(self, app_id: str, user_id: str) -> dict[str, ConversationStatus]:
-        """The status of each of the user's conversations: that user's index entries, then those conversations.
-
-        The index is eventually consistent, so what it names is read again with consistent reads (100
-        keys per BatchGetItem): a status changed by hand a moment ago counts, and one gone does not. A
-        conversation created within the index's lag (usually under a second) can still be missed.
+        Its status, when a write after that read (a later version) set ``status_changed_at`` to the
+        sweep's ``now``, which only that run's moves do; ``purged`` when it is gone; None otherwise.
+        One consistent read: how an attempt whose conditional write was refused knows whether another
+        attempt of the same page made it.
         """
-        ids = [
-            record.sk
-            for record in ConversationRecord.by_user.query(conversation_user_key(app_id, user_id), page_size=_USER_PAGE)
-        ]
-        statuses: dict[str, ConversationStatus] = {}
-        for start in range(0, len(ids), _USER_PAGE):
-            keys = [
-                (self._pk(app_id, conversation_id), conversation_id) for conversation_id in ids[start:][:_USER_PAGE]
-            ]
+        record = self._get_record(app_id, entry.conversation_id, True)
+        if record is None:
+            return PURGED
+        if int(record.version) > entry.version and record.status_changed_at == now:
+            return str(record.status)
+        return None
+
+    def other_live_conversation(self, app_id: str, user_id: str, purged_id: str) -> str | None:
+        """One of the user's conversations, other than ``purged_id``, that is not in delete; None if none is.
+
+        Stops at the first: the ``conversations_by_user`` index (that user's entries, with their status)
+        is queried for entries not in delete, and each is confirmed with a consistent read, since the
+        index is eventually consistent. Only when none is live there are the entries it shows in delete
+        read too (100 keys per consistent BatchGetItem), so that a conversation reopened a moment ago
+        still counts: what a user about to be deleted costs, once. A conversation created within the
+        index's lag (usually under a second) can still be missed.
+        """
+        in_delete = ConversationRecord.status == ConversationStatus.DELETE.value
+        live = self._first_live(app_id, user_id, purged_id, ~in_delete, 1)
+        return live if live is not None else self._first_live(app_id, user_id, purged_id, in_delete, _USER_PAGE)
+
+    def _first_live(self, app_id: str, user_id: str, purged_id: str, shown: Condition, batch: int) -> str | None:
+        """The first of the user's conversations the index shows as ``shown`` that is really not in delete."""
+        entries = ConversationRecord.by_user.query(
+            conversation_user_key(app_id, user_id), filter_condition=shown, page_size=_USER_INDEX_PAGE
+        )
+        ids = (record.sk for record in entries if record.sk != purged_id)
+        for chunk in itertools.batched(ids, batch, strict=False):
+            keys = [(self._pk(app_id, conversation_id), conversation_id) for conversation_id in chunk]
             for record in ConversationRecord.batch_get(keys, consistent_read=True):
-                if record.user_id == user_id:
-                    statuses[record.sk] = ConversationStatus(record.status)
-        return statuses
+                if record.user_id == user_id and record.status != ConversationStatus.DELETE.value:
+                    return str(record.sk)
+        return None
 
     # Records
 

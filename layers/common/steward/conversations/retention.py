@@ -89,6 +89,26 @@ class Plan:
     def purged(self) -> bool:
         return self.final == PURGED
 
+    def until(self, target: str) -> "Plan | None":
+        """This plan's steps up to the one that lands on ``target``; None when none does."""
+        for index, step in enumerate(self.steps):
+            if _target(step) == target:
+                return Plan(self.steps[: index + 1], target)
+        return None
+
+    def within(self, other: "Plan | None") -> "Plan | None":
+        """The steps this plan shares with ``other`` from the start (what both allow); None when none."""
+        shared = 0
+        while other is not None and shared < min(len(self.steps), len(other.steps)):
+            if self.steps[shared] != other.steps[shared]:
+                break
+            shared += 1
+        return Plan(self.steps[:shared], _target(self.steps[shared - 1])) if shared else None
+
+
+def _target(step: str) -> str:
+    return step.split("->", 1)[1]
+
 
 def due(status: ConversationStatus, clock: datetime, settings: EffectiveSettings, now: datetime) -> Plan | None:
     """What a sweep at ``now`` does to a conversation in ``status`` aged since ``clock``; None when nothing is due.

@@ -4,7 +4,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
@@ -35,6 +34,10 @@ from steward.tables import (
 )
 from steward.transactions import Transaction
 
+# A conversation write reads the overridden channels, then writes within the API's 30 s at most: a write
+# that chose its group before a change of the set lands no later than this after it.
+LONGEST_WRITE = timedelta(seconds=30)
+
 
 @dataclass(frozen=True)
 class DueLayout:
@@ -49,10 +52,15 @@ class DueLayout:
     channels: frozenset[str] = frozenset()
     layout: int = 0
     homed: int = 0
+    changed_at: datetime | None = None
 
     @property
     def rehoming(self) -> bool:
         return self.homed < self.layout
+
+    def settled(self, at: datetime) -> bool:
+        """Whether every write that chose its group under an older set has landed by ``at``."""
+        return self.changed_at is None or at - self.changed_at > LONGEST_WRITE
 
 
 class RetentionSettingsRepository:
@@ -74,8 +82,12 @@ class RetentionSettingsRepository:
         return None if record is None else (_settings(record), _layout(record))
 
     def overridden(self, app_id: str) -> frozenset[str]:
-        """The channels with overrides now, which choose a conversation's due-index group when it is written."""
-        record = self._record(app_id, consistent=False)
+        """The channels with overrides now, which choose a conversation's due-index group when it is written.
+
+        A consistent read (1 read unit): an eventually consistent one could return the set from before a
+        change for longer than the 30 s a sweep waits after it (see ``DueLayout.settled``).
+        """
+        record = self._record(app_id, consistent=True)
         return frozenset() if record is None else frozenset(_settings(record).channels)
 
     def put(self, app_id: str, settings: RetentionSettings, now: datetime) -> None:
@@ -96,6 +108,7 @@ class RetentionSettingsRepository:
                 groups=set(before.channels | overridden) or None,
                 layout=before.layout + int(overridden != previous),
                 homed=before.homed,
+                layout_changed_at=now if overridden != previous else before.changed_at,
                 version=1 if current is None else int(current.version) + 1,
                 created_at=now if current is None else current.created_at,
                 updated_at=now,
@@ -113,16 +126,24 @@ class RetentionSettingsRepository:
         raise Conflict("The settings changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def mark_homed(self, app_id: str, layout: int) -> None:
-        """Every entry is in its group as of ``layout`` (a complete sweep re-homed them)."""
-        record = RetentionSettingsRecord(pk=retention_settings_pk(app_id), sk=RETENTION_SETTINGS_SK)
-        try:
-            record.update(
-                actions=[RetentionSettingsRecord.homed.set(layout)],
-                condition=RetentionSettingsRecord.sk.exists() & (RetentionSettingsRecord.homed < layout),
-            )
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
+        """Every entry is in its group as of ``layout`` (a complete sweep re-homed them).
+
+        The groups of channels no longer overridden are then empty (that sweep read them whole and moved
+        every entry out), and are dropped, so that sweeps and previews stop querying them; only while the
+        layout is still ``layout``, since a change of the overrides since may have put entries there.
+        """
+        current = self._record(app_id, consistent=True)
+        if current is None:
+            return
+        key = RetentionSettingsRecord(pk=retention_settings_pk(app_id), sk=RETENTION_SETTINGS_SK)
+        empty = (current.groups or set()) - frozenset(_settings(current).channels)
+        homed = RetentionSettingsRecord.sk.exists() & (RetentionSettingsRecord.homed < layout)
+        actions: list[Action] = [RetentionSettingsRecord.homed.set(layout)]
+        if empty and int(current.layout) == layout:
+            pruned = [*actions, RetentionSettingsRecord.groups.delete(empty)]
+            if _updated(key, pruned, homed & (RetentionSettingsRecord.layout == layout)):
+                return
+        _updated(key, actions, homed)
 
     def _record(self, app_id: str, consistent: bool) -> RetentionSettingsRecord | None:
         try:
@@ -173,12 +194,19 @@ class RunPart:
 PART_TTL = timedelta(days=7)
 
 
-class UserClaim(Enum):
-    """What a page may count for a user: nothing (counted already), its outcome, or kept turned deleted."""
+USER_KEPT = "kept"
+USER_DELETED = "deleted"
+# Users' outcomes read per page at finalize: a page of items this size stays well under 1 MB.
+_OUTCOMES_PAGE = 1000
 
-    NONE = "none"
-    FIRST = "first"
-    UPGRADED = "upgraded"
+
+@dataclass(frozen=True)
+class UserOutcome:
+    """What a run did to one user: kept (``detail`` says why) or deleted."""
+
+    user_id: str
+    outcome: str
+    detail: str
 
 
 class RetentionRunRepository:
@@ -284,52 +312,49 @@ class RetentionRunRepository:
             next_cursor = partition_cursor_after(records[-1].sk)
         return fit_page(((_run(record), partition_cursor_after(record.sk)) for record in records), next_cursor)
 
-    def claim_user(self, app_id: str, run_id: str, user_id: str, outcome: str, page: str, now: datetime) -> UserClaim:
-        """Record ``outcome`` (kept or deleted) for a user in the run; what ``page`` counts for it.
+    def record_user(self, app_id: str, run_id: str, outcome: UserOutcome, now: datetime) -> None:
+        """Record what the run did to a user: one item per user, whatever the pages, attempts and shards.
 
-        The first outcome counts; deleted after kept counts as deleted and no longer as kept; a page
-        retried counts its own claims again (its first attempt's counts were never committed).
+        Deleted replaces kept (a user kept by one purge and deleted by a later one is deleted); kept never
+        replaces deleted. Writing the same outcome again changes nothing, so replays and overlapping
+        attempts never count a user twice.
         """
-        key = (retention_users_pk(app_id, run_id), user_id)
         record = RetentionUserRecord(
-            pk=key[0], sk=user_id, outcome=outcome, page=page, expires_at=int((now + PART_TTL).timestamp())
+            pk=retention_users_pk(app_id, run_id),
+            sk=outcome.user_id,
+            outcome=outcome.outcome,
+            detail=outcome.detail or None,
+            expires_at=int((now + PART_TTL).timestamp()),
+            created_at=now,
+            updated_at=now,
         )
-        record.created_at = record.updated_at = now
+        if outcome.outcome == USER_DELETED:
+            record.save()
+            return
         try:
             record.save(condition=RetentionUserRecord.sk.does_not_exist())
-            return UserClaim.FIRST
         except PutError as exc:
             if not condition_failed(exc):
                 raise
-        current = RetentionUserRecord.get(*key, consistent_read=True)
-        if current.page == page and current.outcome == outcome:
-            return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
-        if outcome == "deleted" and current.outcome == "kept":
-            try:
-                RetentionUserRecord(pk=key[0], sk=user_id).update(
-                    actions=[
-                        RetentionUserRecord.outcome.set(outcome),
-                        RetentionUserRecord.page.set(page),
-                        RetentionUserRecord.upgraded.set(True),
-                    ],
-                    condition=(RetentionUserRecord.outcome == "kept") & (RetentionUserRecord.page == current.page),
-                )
-            except UpdateError as exc:
-                if not condition_failed(exc):
-                    raise
-                return self.claim_user(app_id, run_id, user_id, outcome, page, now)  # changed meanwhile
-            return UserClaim.UPGRADED
-        return UserClaim.NONE
 
-    def own_claim(self, app_id: str, run_id: str, user_id: str, outcome: str, page: str) -> UserClaim:
-        """What ``page`` counted for the user in an earlier attempt (NONE if it claimed nothing)."""
-        try:
-            current = RetentionUserRecord.get(retention_users_pk(app_id, run_id), user_id, consistent_read=True)
-        except RetentionUserRecord.DoesNotExist:
-            return UserClaim.NONE
-        if current.page != page or current.outcome != outcome:
-            return UserClaim.NONE
-        return UserClaim.UPGRADED if current.upgraded else UserClaim.FIRST
+    def user_outcomes(self, app_id: str, run_id: str, now: datetime) -> Iterator[list[UserOutcome]]:
+        """The run's user outcomes, by user id, in pages of at most 1,000 (memory stays at one page).
+
+        Consistent reads, since finalize follows the last write; items past their TTL are left out.
+        """
+        records = RetentionUserRecord.query(
+            retention_users_pk(app_id, run_id), consistent_read=True, page_size=_OUTCOMES_PAGE
+        )
+        page: list[UserOutcome] = []
+        for record in records:
+            if _expired(record.expires_at, now):
+                continue
+            page.append(UserOutcome(record.sk, record.outcome, record.detail or ""))
+            if len(page) == _OUTCOMES_PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
 
     def part(self, app_id: str, run_id: str, shard: int, now: datetime) -> RunPart:
         """A shard's progress; one past its TTL counts as absent (DynamoDB removes expired items only eventually)."""
@@ -417,12 +442,23 @@ class RetentionRunRepository:
         )
 
 
+def _updated(record: RetentionSettingsRecord, actions: list[Action], condition: Condition) -> bool:
+    """Apply ``actions`` if ``condition`` holds; False when it does not."""
+    try:
+        record.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
+
+
 def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
     return RetentionSettings.model_validate(json.loads(record.document))
 
 
 def _layout(record: RetentionSettingsRecord) -> DueLayout:
-    return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed))
+    return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed), record.layout_changed_at)
 
 
 def _expired(expires_at: float | None, now: datetime) -> bool:

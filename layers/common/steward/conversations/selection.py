@@ -5,7 +5,7 @@ the preview counts it. Both walk the due index the same way, so a preview
 followed by a sweep with no activity in between gives the same counts.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,11 @@ SWEEP_ORDER = (
     ConversationStatus.PENDING,
     ConversationStatus.OPEN,
 )
+
+
+# Queries one page makes at most: every status of every group is at least one (up to 101 groups, 808
+# queries a shard, with 100 overridden channels), well inside a step's time at 400.
+PAGE_QUERIES = 400
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,10 @@ def due_page(
     now: datetime,
     start: ShardPosition,
     max_read: int,
+    max_queries: int = PAGE_QUERIES,
 ) -> DuePage:
-    """The decisions among the next ``max_read`` due-index entries of ``shard`` from ``start``.
+    """The decisions among the next ``max_read`` due-index entries of ``shard`` from ``start``, in at most
+    ``max_queries`` queries (each group costs one per status at least, however little it holds).
 
     Statuses in SWEEP_ORDER, and in each the groups (``_`` and every channel
     ever overridden). Each group is read up to its own cutoff, so a group where
@@ -152,7 +159,7 @@ def due_page(
         if cutoff is None and not whole:
             continue
         while True:
-            if read >= max_read:
+            if read >= max_read or queries >= max_queries:
                 return DuePage(decisions, read, ShardPosition(index, group, after), queries)
             entries, resume = conversations.due_entries(app_id, group, status, shard, cutoff, after, max_read - read)
             read, queries = read + len(entries), queries + 1
@@ -164,6 +171,28 @@ def due_page(
                 break
             after = resume
     return DuePage(decisions, read, None, queries)
+
+
+def recheck(decision: Decision, settings: RetentionSettings | None, now: datetime) -> Decision | None:
+    """What the settings now still allow of a held decision; None when nothing.
+
+    A held page may be re-applied after the settings changed: its steps are cut to those the current
+    settings also take (a cutoff that became null or longer drops them), ``delete_user_data`` holds only
+    if both say so, and the group is the channel's under the current overrides.
+    """
+    if settings is None:
+        return None
+    entry = decision.entry
+    overridden = frozenset(settings.channels)
+    channel = entry.channel if entry.channel in overridden else None
+    group = due_group(channel)
+    if decision.rehome:
+        return None if group == entry.group else replace(decision, group=group)
+    effective = retention.effective(settings, channel)
+    plan = decision.plan.within(retention.due(entry.status, entry.clock, effective, now))
+    if plan is None:
+        return None
+    return Decision(entry, plan, decision.delete_user_data and effective.delete_user_data, group)
 
 
 def _decide(

@@ -10,8 +10,8 @@ Crosses domains: it moves and purges conversations, and with
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,33 +19,33 @@ from steward.conversations.models import ConversationStatus, RetentionRun, RunSt
 from steward.conversations.reports import ReportLine, RunReports
 from steward.conversations.repository import ConversationRepository
 from steward.conversations.retention_repository import (
+    USER_DELETED,
+    USER_KEPT,
     HeldPage,
     RetentionRunRepository,
     RetentionSettingsRepository,
     RunPart,
-    UserClaim,
+    UserOutcome,
 )
-from steward.conversations.selection import Decision, ShardPosition, due_page
+from steward.conversations.selection import Decision, ShardPosition, due_page, recheck
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
 from steward.usecases.user_deletion import UserDeletion
+from steward.users.repository import UserRepository
 
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
 _SKIPPED = "skipped"
-_KEPT = "kept"
-_DELETED = "deleted"
 
 
 @dataclass(frozen=True)
 class _PageContext:
-    """The page being applied: its run, its id within the run (``<shard>#<seq>``), the run's now, and
-    whether it is replayed from its held decisions."""
+    """The page being applied: its run, the run's now, and the users whose outcome it has settled (each
+    user's check runs once a page)."""
 
     app_id: str
     run_id: str
-    page: str
     now: datetime
-    replay: bool
+    users: set[str] = field(default_factory=set)
 
 
 class RetentionSweep:
@@ -55,6 +55,7 @@ class RetentionSweep:
         settings: RetentionSettingsRepository,
         runs: RetentionRunRepository,
         user_deletion: UserDeletion,
+        users: UserRepository,
         reports: RunReports,
         shard_count: int,
         clock: Callable[[], datetime],
@@ -63,6 +64,7 @@ class RetentionSweep:
         self.settings = settings
         self.runs = runs
         self.user_deletion = user_deletion
+        self.users = users
         self.reports = reports
         self.shard_count = shard_count
         self.clock = clock
@@ -71,11 +73,13 @@ class RetentionSweep:
         """Record the run and list its work: one item per shard of the app's conversations.
 
         A run that starts while entries are being re-homed notes the layout: if it completes, every entry is
-        in its group as of then.
+        in its group as of then. Only a run that starts more than 30 s after the layout changed, once every
+        write that chose its group under the older set has landed; an earlier one re-homes what it finds,
+        and the next run reads the same groups whole again.
         """
         self.runs.create(app_id, run_id, now)
         layout = self.settings.layout(app_id)
-        if layout.rehoming:
+        if layout.rehoming and layout.settled(now):
             self.runs.note_layout(app_id, run_id, layout.layout)
         return {"shards": list(range(self.shard_count))}
 
@@ -94,8 +98,11 @@ class RetentionSweep:
         if part.done:
             return True
         if part.pending is not None:
+            # Re-applied, a held decision keeps only what the settings now also allow.
+            current = self.settings.get(app_id)
             decisions = [Decision.from_json(data) for data in self.reports.read_held(part.pending.key)]
-            return self._apply_page(app_id, run_id, shard, now, part, decisions, replay=True)
+            rechecked = [(decision, recheck(decision, current, now)) for decision in decisions]
+            return self._apply_page(app_id, run_id, shard, now, part, rechecked)
         found = self.settings.get_with_layout(app_id)
         if found is None:  # removed since the run started: nothing more happens
             return self._commit(app_id, run_id, shard, part, RunPart(part.summary, part.seq + 1, None, True))
@@ -112,7 +119,8 @@ class RetentionSweep:
         if not self.runs.hold_page(app_id, run_id, shard, part, held, self.clock()):
             self.reports.delete_held(key)
             return self.runs.part(app_id, run_id, shard, self.clock()).done  # another attempt holds or passed this page
-        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), page.decisions, replay=False)
+        decided = [(decision, decision) for decision in page.decisions]
+        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), decided)
 
     def _apply_page(
         self,
@@ -121,18 +129,17 @@ class RetentionSweep:
         shard: int,
         now: datetime,
         part: RunPart,
-        decisions: list[Decision],
-        *,
-        replay: bool,
+        decisions: Sequence[tuple[Decision, Decision | None]],
     ) -> bool:
-        """Apply a held page's decisions (again, when ``replay``), write its report page and commit it."""
+        """Apply a held page's decisions (each with what the settings allow of it), write its report page and
+        commit it."""
         held = part.pending
         assert held is not None
         summary = part.summary.model_copy(deep=True)
         lines: list[ReportLine] = []
-        page = _PageContext(app_id, run_id, f"{shard:03d}#{part.seq}", now, replay)
-        for decision in decisions:
-            self._apply(page, decision, summary, lines)
+        page = _PageContext(app_id, run_id, now)
+        for decision, allowed in decisions:
+            self._apply(page, decision, allowed, summary, lines)
         if lines:
             self.reports.write_page(app_id, run_id, shard, part.seq + 1, lines)
         after = RunPart(summary, part.seq + 1, held.next, held.next is None)
@@ -149,7 +156,8 @@ class RetentionSweep:
         error = caught_error(caught)
         summary = RunSummary()
         for part in self.runs.parts(app_id, run_id, self.clock()):
-            summary.merge(part)
+            summary.add(part)
+        self._add_users(app_id, run_id, summary)
         key = self.reports.join(app_id, run_id)
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
         self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
@@ -161,6 +169,22 @@ class RetentionSweep:
         assert run is not None
         return run
 
+    def _add_users(self, app_id: str, run_id: str, summary: RunSummary) -> None:
+        """Count the run's users and list them in the report, from their outcome items (one per user).
+
+        Paged: one consistent Query call per 1,000 users (about 55 read units: the items are some 220
+        bytes) and one report object per page, so memory holds one page whatever the number of users.
+        """
+        for seq, outcomes in enumerate(self.runs.user_outcomes(app_id, run_id, self.clock())):
+            lines: list[ReportLine] = []
+            for outcome in outcomes:
+                if outcome.outcome == USER_DELETED:
+                    summary.user_deleted(outcome.user_id)
+                else:
+                    summary.user_kept(outcome.user_id)
+                lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
+            self.reports.write_users_page(app_id, run_id, seq, lines)
+
     def _commit(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart) -> bool:
         if self.runs.commit_part(app_id, run_id, shard, before, after, self.clock()):
             return after.done
@@ -168,65 +192,72 @@ class RetentionSweep:
             app_id, run_id, shard, self.clock()
         ).done  # another attempt held or committed this page first
 
-    def _apply(self, page: "_PageContext", decision: Decision, summary: RunSummary, lines: list[ReportLine]) -> None:
-        app_id, now, replay = page.app_id, page.now, page.replay
-        entry, plan = decision.entry, decision.plan
-        if decision.rehome:  # not a transition: nothing to count or report, and a retry finds it done
-            self.conversations.rehome(app_id, entry, decision.group)
-            return
-        if plan.purged:
-            # Replayed, a conversation already gone was purged by the attempt that held the page.
-            done = self.conversations.purge(app_id, entry) or (
-                replay and self.conversations.get(app_id, entry.conversation_id, consistent=True) is None
-            )
-        else:
-            final = ConversationStatus(plan.final)
-            done = self.conversations.move(app_id, entry, final, now, decision.group) or (
-                replay and self.conversations.moved_at(app_id, entry.conversation_id, final, now)
-            )
-        user_id = entry.user_id or ""
-        if not done:
-            # Activity or a change by hand since the index was read: it wins, the conversation stays.
-            lines.append(ReportLine("conversation", entry.conversation_id, user_id, _SKIPPED, "changed meanwhile"))
-            return
-        summary.count(entry.channel, plan.steps)
-        for step in plan.steps:
-            lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
-        if plan.purged and decision.delete_user_data and entry.user_id is not None:
-            self._delete_user(page, entry.user_id, entry.conversation_id, summary, lines)
-
-    def _delete_user(
-        self, page: "_PageContext", user_id: str, purged_id: str, summary: RunSummary, lines: list[ReportLine]
+    def _apply(
+        self,
+        page: "_PageContext",
+        decision: Decision,
+        allowed: Decision | None,
+        summary: RunSummary,
+        lines: list[ReportLine],
     ) -> None:
+        """Apply what is ``allowed`` of a held ``decision`` (all of it, unless the page is re-applied after a
+        change of the settings) with one conditional write.
+
+        A refused write, or a decision no longer allowed, may have been applied already by another
+        attempt of this page (one that overlapped, or failed before its commit): what the conversation
+        shows of this run is counted, once, by the attempt that commits the page.
+        """
+        entry = decision.entry
+        if decision.rehome:  # not a transition: nothing to count or report, and a retry finds it done
+            if allowed is not None:
+                self.conversations.rehome(page.app_id, entry, allowed.group)
+            return
+        done = allowed.plan if allowed is not None and self._write(page, allowed) else None
+        if done is None:
+            left = self.conversations.left_by_sweep(page.app_id, entry, page.now)
+            done = None if left is None else decision.plan.until(left)
+        user_id = entry.user_id or ""
+        if done is None:
+            # Activity or a change by hand since the index was read (it wins: the conversation stays), or
+            # settings that no longer allow the move.
+            why = "changed meanwhile" if allowed is not None else "settings changed"
+            lines.append(ReportLine("conversation", entry.conversation_id, user_id, _SKIPPED, why))
+            return
+        summary.count(entry.channel, done.steps)
+        for step in done.steps:
+            lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
+        if done.purged and allowed is not None and allowed.delete_user_data and entry.user_id is not None:
+            self._delete_user(page, entry.user_id, entry.conversation_id)
+
+    def _write(self, page: "_PageContext", decision: Decision) -> bool:
+        """The decision's one conditional write: False when refused (the conversation changed since read)."""
+        if decision.plan.purged:
+            return self.conversations.purge(page.app_id, decision.entry)
+        final = ConversationStatus(decision.plan.final)
+        return self.conversations.move(page.app_id, decision.entry, final, page.now, decision.group)
+
+    def _delete_user(self, page: "_PageContext", user_id: str, purged_id: str) -> None:
         """Delete the user of a purged conversation, unless it has another conversation not in delete.
 
-        Each user counts once per run, kept or deleted (deleted wins when both happen); a replayed page
-        counts again what its first attempt claimed, since that attempt's counts were never committed.
+        Once a page per user, and not at all for a user already gone (deleted by an earlier page of the
+        run, or never had a profile). The outcome goes to the run's item for that user, which finalize
+        counts: each user once per run, deleted when it was both kept and deleted. It is recorded before
+        the deletion, so that a retried page, which finds the user gone, does not lose it.
         """
+        if user_id in page.users:
+            return
+        page.users.add(user_id)
         app_id = page.app_id
-        statuses = self.conversations.statuses_of_user(app_id, user_id)
-        others = sorted(
-            conversation_id
-            for conversation_id, status in statuses.items()
-            if conversation_id != purged_id and status != ConversationStatus.DELETE
-        )
-        if others:
-            if self.runs.claim_user(app_id, page.run_id, user_id, _KEPT, page.page, self.clock()) is UserClaim.FIRST:
-                summary.user_kept(user_id)
-                lines.append(ReportLine("user", user_id, user_id, _KEPT, f"{len(others)} other conversations"))
+        if self.users.get(app_id, user_id) is None:
             return
-        try:
+        other = self.conversations.other_live_conversation(app_id, user_id, purged_id)
+        if other is not None:
+            kept = UserOutcome(user_id, USER_KEPT, f"conversation {other}")
+            self.runs.record_user(app_id, page.run_id, kept, self.clock())
+            return
+        self.runs.record_user(app_id, page.run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
+        with contextlib.suppress(NotFound):  # deleted meanwhile
             self.user_deletion.delete(app_id, user_id)
-        except NotFound:  # no profile, or deleted already (by another of its conversations, or a first attempt)
-            claim = self.runs.own_claim(app_id, page.run_id, user_id, _DELETED, page.page)
-        else:
-            claim = self.runs.claim_user(app_id, page.run_id, user_id, _DELETED, page.page, self.clock())
-        if claim is UserClaim.NONE:
-            return
-        if claim is UserClaim.UPGRADED:
-            summary.no_longer_kept()
-        summary.user_deleted(user_id)
-        lines.append(ReportLine("user", user_id, user_id, _DELETED, ""))
 
 
 def caught_error(caught: Mapping[str, Any] | None) -> str | None:
