@@ -1,13 +1,16 @@
 """The fan-out's steps on moto's S3 and DynamoDB: the replace, sequencer and tombstone rules hold on this path."""
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
+import pytest
 
 from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
 from steward.audiences.importer import AudienceImporter
-from steward.audiences.models import AudienceStatus
+from steward.audiences.models import AudienceStatus, Layout
 from steward.audiences.ranges import ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
@@ -129,6 +132,8 @@ def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(s
     assert bucket_items(job) == 0  # the packed buckets and the staged work are removed
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == []
+    assert repository.get(APP, "fan", consistent=True) is None  # the new name's first attempt gave its slot back
+    claimed(repository, job)
     failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
     assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
     audience = repository.get(APP, "fan", consistent=True)
@@ -137,3 +142,56 @@ def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(s
     assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
     assert "Lambda.Unknown" in audience.last_failure.reason
     assert heard.events == [("failed", "import_error")]
+
+
+def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, _ = steps(heard)
+    first, first_ranges = job_of("0A")
+    claimed(repository, first)
+    run_all(subject, first, first_ranges)
+    job, byte_ranges = job_of("0B")
+    claimed(repository, job)
+
+    def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
+        raise RuntimeError("DynamoDB throttled the pointer's write")
+
+    moves = repository.point_to
+    repository.point_to = broken_pointer  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="throttled"):
+        run_all(subject, job, byte_ranges)  # flipped, then failed: Step Functions catches it
+    repository.point_to = moves  # type: ignore[method-assign]
+
+    finished = subject.run(FanOutStep(step="fail", job=job, error={"Error": "RuntimeError", "Cause": "throttled"}))
+
+    assert finished["outcome"] == "imported"
+    pointer = repository.pointer(APP, "fan", consistent=True)
+    assert pointer is not None
+    assert pointer.version == job.version
+    assert bucket_items(first) == 0  # the version the flip replaced is removed
+    assert heard.events == [("imported", "fan"), ("imported", "fan")]
+
+
+def test_the_fail_step_tells_a_recorded_failure_once_however_often_it_runs(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, _ = steps(heard)
+    job, _ = job_of("0A")
+    claimed(repository, job)
+    step = FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"})
+    heard.failures_broken = True
+    with pytest.raises(RuntimeError, match="SNS"):
+        subject.run(step)
+    heard.failures_broken = False
+
+    # Step Functions retries the step; the failed execution's rule runs it once more.
+    outcomes = [subject.run(step) for _ in range(2)]
+
+    assert [(item["outcome"], item["reason"]) for item in outcomes] == [("failed", "import_error")] * 2
+    assert heard.events == [("failed", "import_error")]
+
+
+def test_the_idempotent_steps_retry_on_any_error() -> None:
+    machine = json.loads((Path(__file__).parents[2] / "statemachines" / "audience_import.asl.json").read_text())
+
+    for state in ("Flip", "RecordFailure"):
+        assert machine["States"][state]["Retry"][-1]["ErrorEquals"] == ["States.ALL"]

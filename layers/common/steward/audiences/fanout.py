@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from steward.audiences import buckets
+from steward.audiences.failures import tell_failure, untold_failure
 from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import Counts, InvalidLine, Layout
@@ -153,10 +154,19 @@ class FanOutSteps:
             self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
         self.staging.delete_prefix(job.staging)
         target = _target(job)
-        if flipped:
-            return ImportOutcome("imported", job.key, job.app_id, job.name)
+        if current is not None and flipped:
+            # The flip went through and a later part of its step failed: finish it (pointer, removal, event).
+            self.importer.finish_flip(job.app_id, current, job.sequencer)
+            return ImportOutcome("imported", job.key, job.app_id, job.name, current.counts)
         if kind == OBJECT_CHANGED:
-            return ImportOutcome("skipped", job.key, job.app_id, job.name, reason="object_replaced")
+            return self.importer.object_replaced(target, job.sequencer)
+        if current is not None and current.failed_sequencer == job.sequencer and current.last_failure is not None:
+            # This step's retry, or the failed execution's rule after it ran: recorded already; tell it if not yet.
+            untold = untold_failure(current, job.sequencer)
+            if untold is not None:
+                importer = self.importer
+                tell_failure(importer.repository, importer.notifier, job.app_id, job.name, untold, job.sequencer)
+            return ImportOutcome("failed", job.key, job.app_id, job.name, reason=current.last_failure.code)
         logger.error("Fan-out import of %r failed: %s %s", job.key, kind, error.get("Cause"))
         return self.importer.fail_claimed(target, job.sequencer, "import_error", f"The import failed: {kind}.")
 
