@@ -11,6 +11,7 @@ from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
 from steward.audiences.importer import AudienceImporter
 from steward.audiences.models import AudienceStatus, Layout
+from steward.audiences.ports import ObjectUnreadable
 from steward.audiences.ranges import ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
@@ -195,3 +196,23 @@ def test_the_idempotent_steps_retry_on_any_error() -> None:
 
     for state in ("Flip", "RecordFailure"):
         assert machine["States"][state]["Retry"][-1]["ErrorEquals"] == ["States.ALL"]
+
+
+def test_a_file_deleted_before_its_range_was_read_is_recorded_as_unreadable(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    objects.s3.delete_object(Bucket="imports", Key=KEY)
+    with pytest.raises(ObjectUnreadable) as raised:
+        subject.parse_range(job, byte_ranges[0])
+    # What Step Functions' Catch holds of the function's error.
+    cause = json.dumps({"errorMessage": str(raised.value), "errorType": "ObjectUnreadable", "stackTrace": []})
+
+    failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "ObjectUnreadable", "Cause": cause}))
+
+    assert (failed["outcome"], failed["reason"]) == ("failed", "unreadable")
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert audience.last_failure.reason == "The file could not be read: the object no longer exists"

@@ -17,6 +17,7 @@ file, so a retried step writes the same items again.
 """
 
 import io
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -37,8 +38,11 @@ from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
 SAMPLE_LIMIT = 5
+MAX_CAUSE_CHARS = 300
 # A step that failed because a newer object replaced the file: the newer object's own event imports it.
 OBJECT_CHANGED = "ObjectChanged"
+# A step that could not read the file (deleted meanwhile: S3 answers NoSuchKey, as the functions may list imports/).
+OBJECT_UNREADABLE = "ObjectUnreadable"
 
 
 class FanOutStep(Schema):
@@ -168,6 +172,9 @@ class FanOutSteps:
                 tell_failure(importer.repository, importer.notifier, job.app_id, job.name, untold, job.sequencer)
             return ImportOutcome("failed", job.key, job.app_id, job.name, reason=current.last_failure.code)
         logger.error("Fan-out import of %r failed: %s %s", job.key, kind, error.get("Cause"))
+        if kind == OBJECT_UNREADABLE:
+            reason = f"The file could not be read: {_error_message(error)}"
+            return self.importer.fail_claimed(target, job.sequencer, "unreadable", reason)
         return self.importer.fail_claimed(target, job.sequencer, "import_error", f"The import failed: {kind}.")
 
 
@@ -202,6 +209,16 @@ def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout) -
         members=members,
     )
     return Parsed(counts, samples, layout)
+
+
+def _error_message(error: dict[str, Any]) -> str:
+    """The function's error message from a Catch's Cause (Lambda's JSON error), else the Cause itself."""
+    cause = str(error.get("Cause") or "")
+    try:
+        message = json.loads(cause).get("errorMessage")
+    except (ValueError, AttributeError):
+        return cause[:MAX_CAUSE_CHARS]
+    return str(message or cause)[:MAX_CAUSE_CHARS]
 
 
 def _target(job: FanOutJob) -> ImportKey:
