@@ -10,9 +10,9 @@ import pytest
 from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
 from steward.audiences.importer import AudienceImporter
-from steward.audiences.models import AudienceStatus, Layout
+from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
 from steward.audiences.ports import ObjectUnreadable
-from steward.audiences.ranges import ByteRange, FanOutJob, plan
+from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
@@ -216,3 +216,31 @@ def test_a_file_deleted_before_its_range_was_read_is_recorded_as_unreadable(stor
     assert audience is not None
     assert audience.last_failure is not None
     assert audience.last_failure.reason == "The file could not be read: the object no longer exists"
+
+
+def test_the_state_stays_under_256_kb_for_the_largest_file_cut_in_the_smallest_ranges(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, _repository, objects = steps(heard)
+    # Every line invalid, each sample as long as it gets: the worst a range can answer.
+    worst = "\n".join(f'"{n:03d}' + "\u00e9" * 300 for n in range(10)).encode()
+    objects.s3.put_object(Bucket="imports", Key=KEY, Body=worst)
+    etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(worst), 10**9)
+    result = subject.parse_range(job, byte_ranges[0])
+    assert result.invalid == 10
+    largest, ranges = plan(APP, "fan", KEY, "imports", etag, "0B".ljust(64, "0"), MAX_OBJECT_BYTES, 1024 * 1024)
+
+    # The state after the Ranges map: the execution's input and one such result per range.
+    state = {
+        "job": largest.model_dump(),
+        "ranges": [byte_range.model_dump() for byte_range in ranges],
+        "range_count": len(ranges),
+        "partition_numbers": list(range(largest.partitions)),
+        "parsed": [result.model_dump(mode="json")] * len(ranges),
+    }
+
+    assert len(ranges) <= MAX_RANGES
+    assert len(json.dumps(state).encode()) < 200 * 1024  # Step Functions' limit is 256 KB
+    # The samples are not lost: the flip reads them from where the range left them.
+    samples = subject._samples(job, [result])
+    assert [sample.line for sample in samples] == [1, 2, 3, 4, 5]

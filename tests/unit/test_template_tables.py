@@ -1,5 +1,6 @@
 """The template's tables as an existing stack can take them, and the rights the retention and audience functions get."""
 
+import json
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,36 @@ def test_the_audience_import_functions_may_list_the_imports_folder_so_a_deleted_
     [listing] = [statement for statement in statements if statement["Action"] == "s3:ListBucket"]
     assert listing["Resource"] == {"Fn::GetAtt": ["ImportsBucket", "Arn"]}
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "imports/*"}}
+
+
+def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's matching of a pattern of value lists and nested objects."""
+    for field, wanted in pattern.items():
+        if isinstance(wanted, dict):
+            if not isinstance(event.get(field), dict) or not _matches(wanted, event[field]):
+                return False
+        elif event.get(field) not in wanted:
+            return False
+    return True
+
+
+def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_alarm() -> None:
+    function = RESOURCES["AudienceFanOutFunction"]["Properties"]
+    rule = function["Events"]["ExecutionEnded"]
+    assert rule["Type"] == "EventBridgeRule"
+    pattern = rule["Properties"]["Pattern"]
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": "AudienceImportStateMachine"}]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    event = json.loads((ROOT / "events" / "eventbridge-audience-fan-out-timed-out.json").read_text())
+    concrete = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [event["detail"]["stateMachineArn"]]}}
+    for status in ("FAILED", "TIMED_OUT", "ABORTED"):
+        assert _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
+    assert not _matches(concrete, {**event, "detail": {**event["detail"], "status": "SUCCEEDED"}})
+    alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
+    watched = {
+        query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+        for query in alarm["Metrics"]
+        if "MetricStat" in query
+    }
+    machine = {"Ref": "AudienceImportStateMachine"}
+    assert watched == {"ExecutionsFailed": machine, "ExecutionsTimedOut": machine, "ExecutionsAborted": machine}

@@ -39,6 +39,8 @@ from steward.tables import audience_members_key
 logger = logging.getLogger(__name__)
 SAMPLE_LIMIT = 5
 MAX_CAUSE_CHARS = 300
+# The Error of the state machine's Fail state: the execution failed after its fail step recorded the failure.
+FAILED_STEP_ERROR = "AudienceImportFailed"
 # A step that failed because a newer object replaced the file: the newer object's own event imports it.
 OBJECT_CHANGED = "ObjectChanged"
 # A step that could not read the file (deleted meanwhile: S3 answers NoSuchKey, as the functions may list imports/).
@@ -59,6 +61,21 @@ class FanOutStep(Schema):
     parsed: list[RangeResult] | None = None
     checked: list[Checked] | None = None
     error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
+
+
+class ExecutionDetail(Schema):
+    status: Literal["FAILED", "TIMED_OUT", "ABORTED"]
+    executionArn: str  # noqa: N815 (Step Functions' field name)
+    input: str | None = Field(default=None, description="The execution's input, JSON.")
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionEnded(Schema):
+    """EventBridge's ``Step Functions Execution Status Change`` of a fan-out execution that did not succeed."""
+
+    source: Literal["aws.states"]
+    detail: ExecutionDetail
 
 
 class FanOutSteps:
@@ -84,6 +101,19 @@ class FanOutSteps:
             return _outcome(self.fail(job, step.error or {}))
         raise ValueError(f"The {step.step!r} step lacks its inputs.")
 
+    def execution_ended(self, ended: ExecutionEnded) -> dict[str, Any]:
+        """An execution that failed, timed out or was aborted: its own fail step ran, unless it ended so."""
+        detail = ended.detail
+        if detail.status == "FAILED" and detail.error == FAILED_STEP_ERROR:
+            return {"outcome": "recorded", "execution": detail.executionArn}
+        if detail.input is None:
+            # Step Functions leaves out an input over its event size: there is nothing to record it on.
+            logger.error("Fan-out execution %s ended %s without its input", detail.executionArn, detail.status)
+            return {"outcome": "unknown", "execution": detail.executionArn}
+        job = FanOutJob.model_validate(json.loads(detail.input)["job"])
+        kind = detail.error or f"Execution{detail.status.title().replace('_', '')}"
+        return _outcome(self.fail(job, {"Error": kind, "Cause": detail.cause}))
+
     def parse_range(self, job: FanOutJob, byte_range: ByteRange) -> RangeResult:
         chunks = self.staging.open_from(job.bucket, job.key, job.etag, max(byte_range.start - 1, 0))
         scanner = Scanner(at_file_start=byte_range.start == 0)
@@ -100,9 +130,10 @@ class FanOutSteps:
                 path = spill.path(partition)
                 if path.stat().st_size:
                     self.staging.upload(f"{job.staging}ids/{partition}/{byte_range.index}", str(path))
-        return RangeResult(
-            rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines, samples=scanner.samples
-        )
+        if scanner.samples:
+            samples = json.dumps([sample.model_dump(mode="json") for sample in scanner.samples]).encode()
+            self.staging.put(f"{job.staging}samples/{byte_range.index}", samples)
+        return RangeResult(rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines)
 
     def prepare(self, job: FanOutJob, parsed: list[RangeResult]) -> bool:
         """Read the app's users into the partitions when the app has no more users than the file has valid ids."""
@@ -125,6 +156,23 @@ class FanOutSteps:
         self.staging.put(f"{job.staging}members/{partition}", b"".join(user_id + b"\n" for user_id in members))
         return Checked(distinct=len(distinct), members=len(members))
 
+    def _merged(self, job: FanOutJob, parsed: list[RangeResult], checked: list[Checked]) -> Parsed:
+        return _merged(parsed, checked, _layout(job, checked), self._samples(job, parsed))
+
+    def _samples(self, job: FanOutJob, parsed: list[RangeResult]) -> list[InvalidLine]:
+        """The file's first invalid lines, numbered within the file: read from the first ranges that have any
+        (at most SAMPLE_LIMIT reads, as each such range staged at least one)."""
+        samples: list[InvalidLine] = []
+        lines_before = 0
+        for index, result in enumerate(parsed):
+            if result.invalid and len(samples) < SAMPLE_LIMIT:
+                staged = self.staging.get(f"{job.staging}samples/{index}") or b"[]"
+                for item in json.loads(staged)[: SAMPLE_LIMIT - len(samples)]:
+                    sample = InvalidLine.model_validate(item)
+                    samples.append(sample.model_copy(update={"line": lines_before + sample.line}))
+            lines_before += result.lines
+        return samples
+
     def pack(self, job: FanOutJob, partition: int, checked: list[Checked]) -> None:
         layout = _layout(job, checked)
         # The layout is kept with the work, so that a failure later can remove the buckets written.
@@ -138,14 +186,14 @@ class FanOutSteps:
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         if current is not None and current.version == job.version:
             # A retry of a flip that went through: its staged work is gone, and the member list is live.
-            return self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
+            return self.importer.publish_version(_target(job), job.sequencer, self._merged(job, parsed, checked))
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             member_list = Path(folder) / "members.txt"
             with member_list.open("wb") as out:
                 for partition in range(job.partitions):
                     out.write(self.staging.get(f"{job.staging}members/{partition}"))
             self.importer.member_lists.upload(layout.members_key, str(member_list))
-        outcome = self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
+        outcome = self.importer.publish_version(_target(job), job.sequencer, self._merged(job, parsed, checked))
         self.staging.delete_prefix(job.staging)
         return outcome
 
@@ -188,15 +236,8 @@ def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
     )
 
 
-def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout) -> Parsed:
-    """The ranges' counts summed, and their first invalid lines numbered within the file."""
-    samples: list[InvalidLine] = []
-    lines_before = 0
-    for result in parsed:
-        for sample in result.samples:
-            if len(samples) < SAMPLE_LIMIT:
-                samples.append(sample.model_copy(update={"line": lines_before + sample.line}))
-        lines_before += result.lines
+def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout, samples: list[InvalidLine]) -> Parsed:
+    """The ranges' counts summed, with the file's first invalid lines."""
     valid = sum(result.valid for result in parsed)
     distinct = sum(result.distinct for result in checked)
     members = sum(result.members for result in checked)
