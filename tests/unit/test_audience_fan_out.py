@@ -11,7 +11,7 @@ from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
 from steward.audiences.importer import AudienceImporter
 from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
-from steward.audiences.ports import ObjectUnreadable
+from steward.audiences.ports import ObjectUnreadable, OpenedObject
 from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
@@ -47,8 +47,11 @@ def job_of(sequencer: str) -> tuple[FanOutJob, list[ByteRange]]:
 def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> dict[str, object]:
     """The state machine's steps in its order, as its Map states would call them."""
     parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    users_read = subject.prepare(job, parsed)
-    checked = [subject.check(job, partition, len(byte_ranges), users_read) for partition in range(job.partitions)]
+    prepared = subject.run(FanOutStep(step="prepare", job=job, parsed=parsed))
+    checked = [
+        subject.check(job, partition, len(byte_ranges), prepared["users_read"], prepared["header_range"])
+        for partition in range(job.partitions)
+    ]
     for partition in range(job.partitions):
         subject.pack(job, partition, checked)
     step = FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
@@ -244,3 +247,20 @@ def test_the_state_stays_under_256_kb_for_the_largest_file_cut_in_the_smallest_r
     # The samples are not lost: the flip reads them from where the range left them.
     samples = subject._samples(job, [result])
     assert [sample.line for sample in samples] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("after_blanks", [b"user_id\nu1\nu2\n", b"user_id\nu1\nuser_id\nu1\n", b"u1\nuser_id\n"])
+def test_a_header_after_a_ranges_worth_of_blank_lines_counts_as_the_inline_import_counts_it(
+    store: StoreSettings, after_blanks: bytes
+) -> None:
+    subject, repository, objects = steps(Heard())
+    body = b"\r\n" * 20 + after_blanks  # the first five 8-byte ranges hold only blank lines
+    objects.s3.put_object(Bucket="imports", Key=KEY, Body=body)
+    etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(body), 8)
+    claimed(repository, job)
+    inline = subject.importer.build_version(APP, OpenedObject(len(body), iter([body])), lambda: None)
+
+    fanned = run_all(subject, job, byte_ranges)
+
+    assert fanned["counts"] == inline.counts.model_dump()

@@ -30,9 +30,9 @@ from steward.audiences.failures import tell_failure, untold_failure
 from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import Counts, InvalidLine, Layout
-from steward.audiences.parse import Scanner, scan
+from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
-from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, owned_lines
+from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
 from steward.schema import Schema
 from steward.tables import audience_members_key
 
@@ -58,6 +58,7 @@ class FanOutStep(Schema):
     partition: int | None = Field(default=None, ge=0)
     range_count: int | None = Field(default=None, ge=1)
     users_read: bool | None = None
+    header_range: int | None = Field(default=None, ge=0)
     parsed: list[RangeResult] | None = None
     checked: list[Checked] | None = None
     error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
@@ -89,9 +90,10 @@ class FanOutSteps:
         if step.step == "range" and step.range is not None:
             return self.parse_range(job, step.range).model_dump(mode="json")
         if step.step == "prepare" and step.parsed is not None:
-            return {"users_read": self.prepare(job, step.parsed)}
+            return {"users_read": self.prepare(job, step.parsed), "header_range": header_range(step.parsed)}
         if step.step == "check" and step.partition is not None and step.range_count and step.users_read is not None:
-            return self.check(job, step.partition, step.range_count, step.users_read).model_dump()
+            checked = self.check(job, step.partition, step.range_count, step.users_read, step.header_range)
+            return checked.model_dump()
         if step.step == "pack" and step.partition is not None and step.checked is not None:
             self.pack(job, step.partition, step.checked)
             return {}
@@ -133,7 +135,10 @@ class FanOutSteps:
         if scanner.samples:
             samples = json.dumps([sample.model_dump(mode="json") for sample in scanner.samples]).encode()
             self.staging.put(f"{job.staging}samples/{byte_range.index}", samples)
-        return RangeResult(rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines)
+        return RangeResult(
+            rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines,
+            seen_row=scanner.seen_row, header_first=scanner.header_first,
+        )  # fmt: skip
 
     def prepare(self, job: FanOutJob, parsed: list[RangeResult]) -> bool:
         """Read the app's users into the partitions when the app has no more users than the file has valid ids."""
@@ -148,9 +153,15 @@ class FanOutSteps:
                     self.staging.upload(f"{job.staging}users/{partition}", str(users.path(partition)))
         return read_all
 
-    def check(self, job: FanOutJob, partition: int, range_count: int, users_read: bool) -> Checked:
-        spilled = b"".join(self.staging.get(f"{job.staging}ids/{partition}/{index}") for index in range(range_count))
-        distinct = distinct_ids(spilled)
+    def check(
+        self, job: FanOutJob, partition: int, range_count: int, users_read: bool, header_at: int | None = None
+    ) -> Checked:
+        """``header_at``: the range whose first row, spilled as an id, is the file's header (see ``header_range``)."""
+        parts = [self.staging.get(f"{job.staging}ids/{partition}/{index}") for index in range(range_count)]
+        if header_at is not None and parts[header_at].startswith(HEADER + b"\n"):
+            # The range's first row is the first id it spilled to its partition.
+            parts[header_at] = parts[header_at][len(HEADER) + 1 :]
+        distinct = distinct_ids(b"".join(parts))
         registered = set(self.staging.get(f"{job.staging}users/{partition}").split(b"\n")) if users_read else None
         members = self.importer.members_among(job.app_id, distinct, registered)
         self.staging.put(f"{job.staging}members/{partition}", b"".join(user_id + b"\n" for user_id in members))
@@ -238,11 +249,12 @@ def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
 
 def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout, samples: list[InvalidLine]) -> Parsed:
     """The ranges' counts summed, with the file's first invalid lines."""
-    valid = sum(result.valid for result in parsed)
+    header = 1 if header_range(parsed) is not None else 0  # counted as a row and an id by its range
+    valid = sum(result.valid for result in parsed) - header
     distinct = sum(result.distinct for result in checked)
     members = sum(result.members for result in checked)
     counts = Counts(
-        rows=sum(result.rows for result in parsed),
+        rows=sum(result.rows for result in parsed) - header,
         invalid=sum(result.invalid for result in parsed),
         valid=valid,
         duplicates=valid - distinct,

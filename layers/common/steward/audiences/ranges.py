@@ -58,6 +58,9 @@ class RangeResult(Schema):
     invalid: int
     valid: int
     lines: int
+    seen_row: bool = False
+    # The range's first row is `user_id`, counted as an id: the file's header if no range before saw a row.
+    header_first: bool = False
 
 
 class Checked(Schema):
@@ -65,6 +68,15 @@ class Checked(Schema):
 
     distinct: int
     members: int
+
+
+def header_range(parsed: list[RangeResult]) -> int | None:
+    """The range after the first whose leading `user_id` row is the file's header (every range before it
+    held only blank lines), else None. The first range skips its own header as the inline import does."""
+    for index, result in enumerate(parsed):
+        if result.seen_row:
+            return index if index > 0 and result.header_first else None
+    return None
 
 
 def execution_name(key: str, sequencer: str) -> str:
