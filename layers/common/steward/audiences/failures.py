@@ -39,6 +39,7 @@ def tell_failure(
 
 def untold_failure(audience: Audience, sequencer: str) -> Failure | None:
     """The failure recorded for the file ``sequencer`` that was never told (its notification threw)."""
-    if audience.failed_sequencer != sequencer or audience.failure_notified_sequencer == sequencer:
-        return None
+    told = audience.failure_notified_sequencer
+    if audience.failed_sequencer != sequencer or (told is not None and told >= sequencer):
+        return None  # told already, or a newer file's failure was (the marker only moves forward)
     return audience.last_failure
