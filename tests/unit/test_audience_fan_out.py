@@ -1,14 +1,18 @@
 """The fan-out's steps on moto's S3 and DynamoDB: the replace, sequencer and tombstone rules hold on this path."""
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
+import pytest
 
 from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
 from steward.audiences.importer import AudienceImporter
-from steward.audiences.models import AudienceStatus
-from steward.audiences.ranges import ByteRange, FanOutJob, plan
+from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
+from steward.audiences.ports import ObjectUnreadable, OpenedObject
+from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
@@ -43,8 +47,11 @@ def job_of(sequencer: str) -> tuple[FanOutJob, list[ByteRange]]:
 def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> dict[str, object]:
     """The state machine's steps in its order, as its Map states would call them."""
     parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    users_read = subject.prepare(job, parsed)
-    checked = [subject.check(job, partition, len(byte_ranges), users_read) for partition in range(job.partitions)]
+    prepared = subject.run(FanOutStep(step="prepare", job=job, parsed=parsed))
+    checked = [
+        subject.check(job, partition, len(byte_ranges), prepared["users_read"], prepared["header_range"])
+        for partition in range(job.partitions)
+    ]
     for partition in range(job.partitions):
         subject.pack(job, partition, checked)
     step = FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
@@ -129,6 +136,8 @@ def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(s
     assert bucket_items(job) == 0  # the packed buckets and the staged work are removed
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == []
+    assert repository.get(APP, "fan", consistent=True) is None  # the new name's first attempt gave its slot back
+    claimed(repository, job)
     failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
     assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
     audience = repository.get(APP, "fan", consistent=True)
@@ -137,3 +146,121 @@ def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(s
     assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
     assert "Lambda.Unknown" in audience.last_failure.reason
     assert heard.events == [("failed", "import_error")]
+
+
+def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, _ = steps(heard)
+    first, first_ranges = job_of("0A")
+    claimed(repository, first)
+    run_all(subject, first, first_ranges)
+    job, byte_ranges = job_of("0B")
+    claimed(repository, job)
+
+    def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
+        raise RuntimeError("DynamoDB throttled the pointer's write")
+
+    moves = repository.point_to
+    repository.point_to = broken_pointer  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="throttled"):
+        run_all(subject, job, byte_ranges)  # flipped, then failed: Step Functions catches it
+    repository.point_to = moves  # type: ignore[method-assign]
+
+    finished = subject.run(FanOutStep(step="fail", job=job, error={"Error": "RuntimeError", "Cause": "throttled"}))
+
+    assert finished["outcome"] == "imported"
+    pointer = repository.pointer(APP, "fan", consistent=True)
+    assert pointer is not None
+    assert pointer.version == job.version
+    assert bucket_items(first) == 0  # the version the flip replaced is removed
+    assert heard.events == [("imported", "fan"), ("imported", "fan")]
+
+
+def test_the_fail_step_tells_a_recorded_failure_once_however_often_it_runs(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, _ = steps(heard)
+    job, _ = job_of("0A")
+    claimed(repository, job)
+    step = FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"})
+    heard.failures_broken = True
+    with pytest.raises(RuntimeError, match="SNS"):
+        subject.run(step)
+    heard.failures_broken = False
+
+    # Step Functions retries the step; the failed execution's rule runs it once more.
+    outcomes = [subject.run(step) for _ in range(2)]
+
+    assert [(item["outcome"], item["reason"]) for item in outcomes] == [("failed", "import_error")] * 2
+    assert heard.events == [("failed", "import_error")]
+
+
+def test_the_idempotent_steps_retry_on_any_error() -> None:
+    machine = json.loads((Path(__file__).parents[2] / "statemachines" / "audience_import.asl.json").read_text())
+
+    for state in ("Flip", "RecordFailure"):
+        assert machine["States"][state]["Retry"][-1]["ErrorEquals"] == ["States.ALL"]
+
+
+def test_a_file_deleted_before_its_range_was_read_is_recorded_as_unreadable(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    objects.s3.delete_object(Bucket="imports", Key=KEY)
+    with pytest.raises(ObjectUnreadable) as raised:
+        subject.parse_range(job, byte_ranges[0])
+    # What Step Functions' Catch holds of the function's error.
+    cause = json.dumps({"errorMessage": str(raised.value), "errorType": "ObjectUnreadable", "stackTrace": []})
+
+    failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "ObjectUnreadable", "Cause": cause}))
+
+    assert (failed["outcome"], failed["reason"]) == ("failed", "unreadable")
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert audience.last_failure.reason == "The file could not be read: the object no longer exists"
+
+
+def test_the_state_stays_under_256_kb_for_the_largest_file_cut_in_the_smallest_ranges(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, _repository, objects = steps(heard)
+    # Every line invalid, each sample as long as it gets: the worst a range can answer.
+    worst = "\n".join(f'"{n:03d}' + "\u00e9" * 300 for n in range(10)).encode()
+    objects.s3.put_object(Bucket="imports", Key=KEY, Body=worst)
+    etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(worst), 10**9)
+    result = subject.parse_range(job, byte_ranges[0])
+    assert result.invalid == 10
+    largest, ranges = plan(APP, "fan", KEY, "imports", etag, "0B".ljust(64, "0"), MAX_OBJECT_BYTES, 1024 * 1024)
+
+    # The state after the Ranges map: the execution's input and one such result per range.
+    state = {
+        "job": largest.model_dump(),
+        "ranges": [byte_range.model_dump() for byte_range in ranges],
+        "range_count": len(ranges),
+        "partition_numbers": list(range(largest.partitions)),
+        "parsed": [result.model_dump(mode="json")] * len(ranges),
+    }
+
+    assert len(ranges) <= MAX_RANGES
+    assert len(json.dumps(state).encode()) < 200 * 1024  # Step Functions' limit is 256 KB
+    # The samples are not lost: the flip reads them from where the range left them.
+    samples = subject._samples(job, [result])
+    assert [sample.line for sample in samples] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("after_blanks", [b"user_id\nu1\nu2\n", b"user_id\nu1\nuser_id\nu1\n", b"u1\nuser_id\n"])
+def test_a_header_after_a_ranges_worth_of_blank_lines_counts_as_the_inline_import_counts_it(
+    store: StoreSettings, after_blanks: bytes
+) -> None:
+    subject, repository, objects = steps(Heard())
+    body = b"\r\n" * 20 + after_blanks  # the first five 8-byte ranges hold only blank lines
+    objects.s3.put_object(Bucket="imports", Key=KEY, Body=body)
+    etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(body), 8)
+    claimed(repository, job)
+    inline = subject.importer.build_version(APP, OpenedObject(len(body), iter([body])), lambda: None)
+
+    fanned = run_all(subject, job, byte_ranges)
+
+    assert fanned["counts"] == inline.counts.model_dump()

@@ -106,3 +106,36 @@ def test_the_on_failure_destination_records_the_lost_import_and_gives_the_slot_b
     # The same destination record delivered again records nothing more.
     again = handler.lambda_handler(load_event("lambda-destination-audience-import-failed.json"), context())
     assert [item["outcome"] for item in again["outcomes"]] == ["skipped"]
+
+
+def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = boto3.client("sns").create_topic(Name="failures")["TopicArn"]
+    boto3.client("events").create_event_bus(Name="steward-test-audiences")
+    boto3.client("s3").create_bucket(Bucket="steward-test-audiences")
+    monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", "steward-test-audiences")
+    monkeypatch.setenv("STEWARD_AUDIENCE_TOPIC", topic)
+    monkeypatch.setenv("STEWARD_AUDIENCE_EVENT_BUS", "steward-test-audiences")
+    AppRepository().create("demo-shop", "Demo", "hash", None, NOW)
+    repository = AudienceRepository()
+    event = load_event("eventbridge-audience-fan-out-timed-out.json")
+    job = json.loads(event["detail"]["input"])["job"]
+    # The importer claimed the new name and started the execution, which then ran out of its time.
+    attempt = Attempt("demo-shop", job["name"], job["key"], job["sequencer"], "request-1", NOW)
+    assert repository.claim_new(attempt, 100, recount=False) == "claimed"
+    handler = load_function("audience_fan_out", store, monkeypatch)
+
+    result = handler.lambda_handler(event, context())
+
+    assert (result["outcome"], result["reason"]) == ("failed", "import_error")
+    audience = repository.get("demo-shop", job["name"], consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
+    assert audience.last_failure.reason == "The import failed: States.Timeout."
+    assert audience.failure_notified_sequencer == job["sequencer"]
+    assert AudienceCountRecord.get(audience_count_pk("demo-shop"), AUDIENCE_COUNT_SK).audiences == 0
+    # An execution that failed through its own fail step (the Fail state's error) is recorded already.
+    event["detail"].update(status="FAILED", error="AudienceImportFailed", cause="A step failed")
+    assert handler.lambda_handler(event, context())["outcome"] == "recorded"

@@ -9,13 +9,20 @@ import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed
+from steward.audiences.keys import ImportKey
 from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
-from steward.tables import AudienceBucketRecord, audience_bucket_pk
+from steward.tables import (
+    AUDIENCE_COUNT_SK,
+    AudienceBucketRecord,
+    AudienceCountRecord,
+    audience_bucket_pk,
+    audience_count_pk,
+)
 
 APP = "acme"
 KEY = f"imports/{APP}/race.csv"
@@ -66,6 +73,7 @@ class Heard:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
         self.broken = False
+        self.failures_broken = False
 
     def imported(self, app_id: str, audience: Audience) -> None:
         if self.broken:
@@ -73,6 +81,8 @@ class Heard:
         self.events.append(("imported", audience.name))
 
     def failed(self, app_id: str, name: str, failure: Failure, sequencer: str | None) -> None:
+        if self.failures_broken:
+            raise RuntimeError("SNS refused the message")
         self.events.append(("failed", failure.code))
 
 
@@ -374,3 +384,101 @@ def test_a_bad_name_in_an_apps_folder_is_told_to_the_app_and_a_stray_key_is_not(
     assert unknown_app.outcome == "stray"
     assert heard.events == [("failed", "invalid_name"), ("failed", "invalid_name")]
     assert repository.list_page(APP, None, 10).items == []
+
+
+def unreadable() -> None:
+    raise ObjectUnreadable("gone")
+
+
+def audiences_counted() -> int:
+    return int(AudienceCountRecord.get(audience_count_pk(APP), AUDIENCE_COUNT_SK).audiences)
+
+
+def released_by_a_newer_file(
+    files: Files, subject: AudienceImporter, repository: AudienceRepository, maximum: int
+) -> Parsed:
+    """File 01 claims the new name and builds; meanwhile file 02 claims it, fails, and gives the slot back."""
+    sequencer = "01".ljust(64, "0")
+    assert repository.claim_new(Attempt(APP, "race", KEY, sequencer, "request-A", NOW), maximum, recount=False) == (
+        "claimed"
+    )
+    files.body = b"u1\n"
+    slow = subject.build_version(APP, files.open("bucket", KEY, etag_of(files.body)), in_time)
+    files.body = b"u2\n"
+    files.on_open = unreadable
+    assert subject.handle(files.event("02"), RUN).reason == "unreadable"
+    return slow
+
+
+def test_an_older_file_flipping_onto_a_name_a_newer_failure_released_counts_it_again(store: StoreSettings) -> None:
+    files, _heard, repository, subject = an_app()
+    slow = released_by_a_newer_file(files, subject, repository, 100)
+
+    flipped = subject.publish_version(ImportKey(APP, "race", KEY), "01".ljust(64, "0"), slow)
+
+    assert flipped.outcome == "imported"
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert (audience.status, audience.counted, audience.version) == (AudienceStatus.READY, True, slow.layout.version)
+    assert audiences_counted() == 1
+    # A later file replaces it as any file does: its claim is not refused over and over.
+    files.body = b"u1\nu2\n"
+    assert subject.handle(files.event("03"), RUN).outcome == "imported"
+    assert audiences_counted() == 1
+
+
+def test_an_older_file_flipping_onto_a_released_name_of_a_full_app_records_the_limit(store: StoreSettings) -> None:
+    files, heard, repository, subject = an_app()
+    repository.set_max_audiences(APP, 1)
+    slow = released_by_a_newer_file(files, subject, repository, 1)
+    files.body = b"u1\n"
+    assert subject.handle(files.event("01", f"imports/{APP}/other.csv"), RUN).outcome == "imported"  # takes the slot
+
+    refused = subject.publish_version(ImportKey(APP, "race", KEY), "01".ljust(64, "0"), slow)
+
+    assert (refused.outcome, refused.reason) == ("failed", "audience_limit")
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted, audience.version) == (AudienceStatus.FAILED, False, None)
+    assert audience.last_failure.code == "audience_limit"
+    assert slow.layout.members_key not in files.lists
+    assert audiences_counted() == 1
+    assert heard.events[-1] == ("failed", "audience_limit")
+
+
+def test_a_new_names_slot_comes_back_when_its_object_was_replaced_and_the_newer_one_is_refused(
+    store: StoreSettings,
+) -> None:
+    files, _heard, repository, subject = an_app()
+    repository.set_max_audiences(APP, 1)
+    files.body = b"u1\n"
+    first = files.event("01")
+    files.body = b"u1\nu2\n"  # a newer object is at the key before the first event is handled
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
+
+    assert subject.handle(first, RUN).reason == "object_replaced"
+    assert subject.handle(too_large, RUN).reason == "file_too_large"
+
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
+    # The app's only slot is free again.
+    assert subject.handle(files.event("03", f"imports/{APP}/next.csv"), RUN).outcome == "imported"
+
+
+def test_a_recorded_failure_whose_notification_threw_is_told_by_the_retry_once(store: StoreSettings) -> None:
+    files, heard, _, subject = an_app()
+    files.body = b"u1\n"
+    event = files.event("01")
+    files.on_open = unreadable
+    heard.failures_broken = True
+    with pytest.raises(RuntimeError, match="SNS"):
+        subject.handle(event, RUN)  # the failure is recorded, but telling it failed
+    heard.failures_broken = False
+
+    retry = subject.handle(event, RUN)
+    again = subject.handle(event, RUN)
+
+    assert (retry.outcome, retry.reason, again.outcome) == ("failed", "unreadable", "skipped")
+    assert heard.events == [("failed", "unreadable")]

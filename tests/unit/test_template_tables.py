@@ -1,11 +1,22 @@
-"""The template's tables as an existing stack can take them, and the rights the retention functions get."""
+"""The template's tables as an existing stack can take them, and the rights the retention and audience functions get."""
 
+import json
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from samtranslator.yaml_helper import yaml_parse
 
-from steward.tables import CatalogRecord, ConversationRecord, ConversationsTableRecord, RetentionRunPartRecord
+from steward.tables import (
+    CatalogRecord,
+    ConversationRecord,
+    ConversationsTableRecord,
+    RetentionRunPartRecord,
+    audience_bucket_pk,
+    audience_count_pk,
+    audience_pointer_pk,
+    audiences_pk,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
@@ -82,3 +93,71 @@ def test_every_prefix_the_functions_write_in_the_reports_bucket_expires() -> Non
     rules = RESOURCES["ReportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule}
     assert expiring == {"jobs/": {"Ref": "ReportRetentionDays"}, "retention/": {"Ref": "ReportRetentionDays"}}
+
+
+def _leading_keys(function: str) -> list[str]:
+    """The catalog keys a function may touch; it fails when any right on the catalog is not limited so."""
+    keys: list[str] = []
+    for statement in _statements(function):
+        if "Template" in statement:
+            assert "CatalogTable" not in repr(statement["Template"]), function  # a SAM template has no key limit
+            continue
+        if {"Fn::GetAtt": ["CatalogTable", "Arn"]} in _names_or_list(statement["Resource"]):
+            keys += statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    return keys
+
+
+def test_the_audience_import_functions_reach_only_audience_items_of_the_catalog() -> None:
+    # Every key the importer and the fan-out write: records, lookup pointers, the per-app count, member buckets.
+    touched = [audiences_pk("acme"), audience_pointer_pk("acme"), audience_count_pk("acme")]
+    touched.append(audience_bucket_pk("acme", "0f3a", 12))
+    for function in ("AudienceImportFunction", "AudienceFanOutFunction"):
+        allowed = _leading_keys(function)
+        assert all(any(fnmatchcase(key, pattern) for pattern in allowed) for key in touched), function
+        # No other kind of the app's catalog items (its segments, tags, jobs...).
+        others = ("acme#segment", "acme#tag", "acme#job#0", "acme#audience-other")
+        assert not any(fnmatchcase(key, pattern) for pattern in allowed for key in others), function
+    recorder = _leading_keys("AudienceImportFailedFunction")
+    assert sorted(recorder) == ["*#audience", "*#audience-count"]
+
+
+def test_the_audience_import_functions_may_list_the_imports_folder_so_a_deleted_file_reads_as_not_found() -> None:
+    read = RESOURCES["AudienceImportReadPolicy"]["Properties"]
+    assert read["Roles"] == [{"Ref": "AudienceImportFunctionRole"}, {"Ref": "AudienceFanOutFunctionRole"}]
+    statements = read["PolicyDocument"]["Statement"]
+    [listing] = [statement for statement in statements if statement["Action"] == "s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::GetAtt": ["ImportsBucket", "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "imports/*"}}
+
+
+def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's matching of a pattern of value lists and nested objects."""
+    for field, wanted in pattern.items():
+        if isinstance(wanted, dict):
+            if not isinstance(event.get(field), dict) or not _matches(wanted, event[field]):
+                return False
+        elif event.get(field) not in wanted:
+            return False
+    return True
+
+
+def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_alarm() -> None:
+    function = RESOURCES["AudienceFanOutFunction"]["Properties"]
+    rule = function["Events"]["ExecutionEnded"]
+    assert rule["Type"] == "EventBridgeRule"
+    pattern = rule["Properties"]["Pattern"]
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": "AudienceImportStateMachine"}]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    event = json.loads((ROOT / "events" / "eventbridge-audience-fan-out-timed-out.json").read_text())
+    concrete = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [event["detail"]["stateMachineArn"]]}}
+    for status in ("FAILED", "TIMED_OUT", "ABORTED"):
+        assert _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
+    assert not _matches(concrete, {**event, "detail": {**event["detail"], "status": "SUCCEEDED"}})
+    alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
+    watched = {
+        query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+        for query in alarm["Metrics"]
+        if "MetricStat" in query
+    }
+    machine = {"Ref": "AudienceImportStateMachine"}
+    assert watched == {"ExecutionsFailed": machine, "ExecutionsTimedOut": machine, "ExecutionsAborted": machine}

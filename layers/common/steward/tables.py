@@ -597,6 +597,14 @@ class AudienceRecord(CatalogRecord):
     attempt_request = UnicodeAttribute(null=True)
     # The sequencer whose `Audience Imported` event went out: a retry after the flip sends only a missing one.
     notified_sequencer = UnicodeAttribute(null=True)
+    # The sequencer of the file ``last_failure`` is about, and the one whose failure was told: a retry tells a
+    # recorded failure that was never told.
+    failed_sequencer = UnicodeAttribute(null=True)
+    failure_notified_sequencer = UnicodeAttribute(null=True)
+    # The version the last flip replaced (copied by the flip's own write): a retry after a crash removes it.
+    replaced_version = UnicodeAttribute(null=True)
+    replaced_partitions = NumberAttribute(null=True)
+    replaced_buckets_per_partition = NumberAttribute(null=True)
     imported_at = UTCDateTimeAttribute(null=True)
     last_failure = UnicodeAttribute(null=True)
     deleted_at = UTCDateTimeAttribute(null=True)

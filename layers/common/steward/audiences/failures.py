@@ -25,5 +25,21 @@ def record_failed(
     else:
         recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
     if recorded:
-        notifier.failed(app_id, name, failure, sequencer)
+        tell_failure(repository, notifier, app_id, name, failure, sequencer)
     return recorded
+
+
+def tell_failure(
+    repository: AudienceRepository, notifier: Notifier, app_id: str, name: str, failure: Failure, sequencer: str
+) -> None:
+    """Publish a recorded failure, then mark it told: a crash between the two tells it again, never not at all."""
+    notifier.failed(app_id, name, failure, sequencer)
+    repository.mark_notified(app_id, name, sequencer, failure=True)
+
+
+def untold_failure(audience: Audience, sequencer: str) -> Failure | None:
+    """The failure recorded for the file ``sequencer`` that was never told (its notification threw)."""
+    told = audience.failure_notified_sequencer
+    if audience.failed_sequencer != sequencer or (told is not None and told >= sequencer):
+        return None  # told already, or a newer file's failure was (the marker only moves forward)
+    return audience.last_failure

@@ -17,6 +17,7 @@ file, so a retried step writes the same items again.
 """
 
 import io
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -25,19 +26,25 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from steward.audiences import buckets
+from steward.audiences.failures import tell_failure, untold_failure
 from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import Counts, InvalidLine, Layout
-from steward.audiences.parse import Scanner, scan
+from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
-from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, owned_lines
+from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
 from steward.schema import Schema
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
 SAMPLE_LIMIT = 5
+MAX_CAUSE_CHARS = 300
+# The Error of the state machine's Fail state: the execution failed after its fail step recorded the failure.
+FAILED_STEP_ERROR = "AudienceImportFailed"
 # A step that failed because a newer object replaced the file: the newer object's own event imports it.
 OBJECT_CHANGED = "ObjectChanged"
+# A step that could not read the file (deleted meanwhile: S3 answers NoSuchKey, as the functions may list imports/).
+OBJECT_UNREADABLE = "ObjectUnreadable"
 
 
 class FanOutStep(Schema):
@@ -51,9 +58,25 @@ class FanOutStep(Schema):
     partition: int | None = Field(default=None, ge=0)
     range_count: int | None = Field(default=None, ge=1)
     users_read: bool | None = None
+    header_range: int | None = Field(default=None, ge=0)
     parsed: list[RangeResult] | None = None
     checked: list[Checked] | None = None
     error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
+
+
+class ExecutionDetail(Schema):
+    status: Literal["FAILED", "TIMED_OUT", "ABORTED"]
+    executionArn: str  # noqa: N815 (Step Functions' field name)
+    input: str | None = Field(default=None, description="The execution's input, JSON.")
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionEnded(Schema):
+    """EventBridge's ``Step Functions Execution Status Change`` of a fan-out execution that did not succeed."""
+
+    source: Literal["aws.states"]
+    detail: ExecutionDetail
 
 
 class FanOutSteps:
@@ -67,9 +90,10 @@ class FanOutSteps:
         if step.step == "range" and step.range is not None:
             return self.parse_range(job, step.range).model_dump(mode="json")
         if step.step == "prepare" and step.parsed is not None:
-            return {"users_read": self.prepare(job, step.parsed)}
+            return {"users_read": self.prepare(job, step.parsed), "header_range": header_range(step.parsed)}
         if step.step == "check" and step.partition is not None and step.range_count and step.users_read is not None:
-            return self.check(job, step.partition, step.range_count, step.users_read).model_dump()
+            checked = self.check(job, step.partition, step.range_count, step.users_read, step.header_range)
+            return checked.model_dump()
         if step.step == "pack" and step.partition is not None and step.checked is not None:
             self.pack(job, step.partition, step.checked)
             return {}
@@ -78,6 +102,19 @@ class FanOutSteps:
         if step.step == "fail":
             return _outcome(self.fail(job, step.error or {}))
         raise ValueError(f"The {step.step!r} step lacks its inputs.")
+
+    def execution_ended(self, ended: ExecutionEnded) -> dict[str, Any]:
+        """An execution that failed, timed out or was aborted: its own fail step ran, unless it ended so."""
+        detail = ended.detail
+        if detail.status == "FAILED" and detail.error == FAILED_STEP_ERROR:
+            return {"outcome": "recorded", "execution": detail.executionArn}
+        if detail.input is None:
+            # Step Functions leaves out an input over its event size: there is nothing to record it on.
+            logger.error("Fan-out execution %s ended %s without its input", detail.executionArn, detail.status)
+            return {"outcome": "unknown", "execution": detail.executionArn}
+        job = FanOutJob.model_validate(json.loads(detail.input)["job"])
+        kind = detail.error or f"Execution{detail.status.title().replace('_', '')}"
+        return _outcome(self.fail(job, {"Error": kind, "Cause": detail.cause}))
 
     def parse_range(self, job: FanOutJob, byte_range: ByteRange) -> RangeResult:
         chunks = self.staging.open_from(job.bucket, job.key, job.etag, max(byte_range.start - 1, 0))
@@ -95,9 +132,13 @@ class FanOutSteps:
                 path = spill.path(partition)
                 if path.stat().st_size:
                     self.staging.upload(f"{job.staging}ids/{partition}/{byte_range.index}", str(path))
+        if scanner.samples:
+            samples = json.dumps([sample.model_dump(mode="json") for sample in scanner.samples]).encode()
+            self.staging.put(f"{job.staging}samples/{byte_range.index}", samples)
         return RangeResult(
-            rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines, samples=scanner.samples
-        )
+            rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines,
+            seen_row=scanner.seen_row, header_first=scanner.header_first,
+        )  # fmt: skip
 
     def prepare(self, job: FanOutJob, parsed: list[RangeResult]) -> bool:
         """Read the app's users into the partitions when the app has no more users than the file has valid ids."""
@@ -112,13 +153,36 @@ class FanOutSteps:
                     self.staging.upload(f"{job.staging}users/{partition}", str(users.path(partition)))
         return read_all
 
-    def check(self, job: FanOutJob, partition: int, range_count: int, users_read: bool) -> Checked:
-        spilled = b"".join(self.staging.get(f"{job.staging}ids/{partition}/{index}") for index in range(range_count))
-        distinct = distinct_ids(spilled)
+    def check(
+        self, job: FanOutJob, partition: int, range_count: int, users_read: bool, header_at: int | None = None
+    ) -> Checked:
+        """``header_at``: the range whose first row, spilled as an id, is the file's header (see ``header_range``)."""
+        parts = [self.staging.get(f"{job.staging}ids/{partition}/{index}") for index in range(range_count)]
+        if header_at is not None and parts[header_at].startswith(HEADER + b"\n"):
+            # The range's first row is the first id it spilled to its partition.
+            parts[header_at] = parts[header_at][len(HEADER) + 1 :]
+        distinct = distinct_ids(b"".join(parts))
         registered = set(self.staging.get(f"{job.staging}users/{partition}").split(b"\n")) if users_read else None
         members = self.importer.members_among(job.app_id, distinct, registered)
         self.staging.put(f"{job.staging}members/{partition}", b"".join(user_id + b"\n" for user_id in members))
         return Checked(distinct=len(distinct), members=len(members))
+
+    def _merged(self, job: FanOutJob, parsed: list[RangeResult], checked: list[Checked]) -> Parsed:
+        return _merged(parsed, checked, _layout(job, checked), self._samples(job, parsed))
+
+    def _samples(self, job: FanOutJob, parsed: list[RangeResult]) -> list[InvalidLine]:
+        """The file's first invalid lines, numbered within the file: read from the first ranges that have any
+        (at most SAMPLE_LIMIT reads, as each such range staged at least one)."""
+        samples: list[InvalidLine] = []
+        lines_before = 0
+        for index, result in enumerate(parsed):
+            if result.invalid and len(samples) < SAMPLE_LIMIT:
+                staged = self.staging.get(f"{job.staging}samples/{index}") or b"[]"
+                for item in json.loads(staged)[: SAMPLE_LIMIT - len(samples)]:
+                    sample = InvalidLine.model_validate(item)
+                    samples.append(sample.model_copy(update={"line": lines_before + sample.line}))
+            lines_before += result.lines
+        return samples
 
     def pack(self, job: FanOutJob, partition: int, checked: list[Checked]) -> None:
         layout = _layout(job, checked)
@@ -133,14 +197,14 @@ class FanOutSteps:
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         if current is not None and current.version == job.version:
             # A retry of a flip that went through: its staged work is gone, and the member list is live.
-            return self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
+            return self.importer.publish_version(_target(job), job.sequencer, self._merged(job, parsed, checked))
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             member_list = Path(folder) / "members.txt"
             with member_list.open("wb") as out:
                 for partition in range(job.partitions):
                     out.write(self.staging.get(f"{job.staging}members/{partition}"))
             self.importer.member_lists.upload(layout.members_key, str(member_list))
-        outcome = self.importer.publish_version(_target(job), job.sequencer, _merged(parsed, checked, layout))
+        outcome = self.importer.publish_version(_target(job), job.sequencer, self._merged(job, parsed, checked))
         self.staging.delete_prefix(job.staging)
         return outcome
 
@@ -153,11 +217,23 @@ class FanOutSteps:
             self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
         self.staging.delete_prefix(job.staging)
         target = _target(job)
-        if flipped:
-            return ImportOutcome("imported", job.key, job.app_id, job.name)
+        if current is not None and flipped:
+            # The flip went through and a later part of its step failed: finish it (pointer, removal, event).
+            self.importer.finish_flip(job.app_id, current, job.sequencer)
+            return ImportOutcome("imported", job.key, job.app_id, job.name, current.counts)
         if kind == OBJECT_CHANGED:
-            return ImportOutcome("skipped", job.key, job.app_id, job.name, reason="object_replaced")
+            return self.importer.object_replaced(target, job.sequencer)
+        if current is not None and current.failed_sequencer == job.sequencer and current.last_failure is not None:
+            # This step's retry, or the failed execution's rule after it ran: recorded already; tell it if not yet.
+            untold = untold_failure(current, job.sequencer)
+            if untold is not None:
+                importer = self.importer
+                tell_failure(importer.repository, importer.notifier, job.app_id, job.name, untold, job.sequencer)
+            return ImportOutcome("failed", job.key, job.app_id, job.name, reason=current.last_failure.code)
         logger.error("Fan-out import of %r failed: %s %s", job.key, kind, error.get("Cause"))
+        if kind == OBJECT_UNREADABLE:
+            reason = f"The file could not be read: {_error_message(error)}"
+            return self.importer.fail_claimed(target, job.sequencer, "unreadable", reason)
         return self.importer.fail_claimed(target, job.sequencer, "import_error", f"The import failed: {kind}.")
 
 
@@ -171,20 +247,14 @@ def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
     )
 
 
-def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout) -> Parsed:
-    """The ranges' counts summed, and their first invalid lines numbered within the file."""
-    samples: list[InvalidLine] = []
-    lines_before = 0
-    for result in parsed:
-        for sample in result.samples:
-            if len(samples) < SAMPLE_LIMIT:
-                samples.append(sample.model_copy(update={"line": lines_before + sample.line}))
-        lines_before += result.lines
-    valid = sum(result.valid for result in parsed)
+def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout, samples: list[InvalidLine]) -> Parsed:
+    """The ranges' counts summed, with the file's first invalid lines."""
+    header = 1 if header_range(parsed) is not None else 0  # counted as a row and an id by its range
+    valid = sum(result.valid for result in parsed) - header
     distinct = sum(result.distinct for result in checked)
     members = sum(result.members for result in checked)
     counts = Counts(
-        rows=sum(result.rows for result in parsed),
+        rows=sum(result.rows for result in parsed) - header,
         invalid=sum(result.invalid for result in parsed),
         valid=valid,
         duplicates=valid - distinct,
@@ -192,6 +262,16 @@ def _merged(parsed: list[RangeResult], checked: list[Checked], layout: Layout) -
         members=members,
     )
     return Parsed(counts, samples, layout)
+
+
+def _error_message(error: dict[str, Any]) -> str:
+    """The function's error message from a Catch's Cause (Lambda's JSON error), else the Cause itself."""
+    cause = str(error.get("Cause") or "")
+    try:
+        message = json.loads(cause).get("errorMessage")
+    except (ValueError, AttributeError):
+        return cause[:MAX_CAUSE_CHARS]
+    return str(message or cause)[:MAX_CAUSE_CHARS]
 
 
 def _target(job: FanOutJob) -> ImportKey:

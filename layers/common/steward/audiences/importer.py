@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from steward.audiences import buckets, ranges
-from steward.audiences.failures import record_failed
+from steward.audiences.failures import record_failed, tell_failure, untold_failure
 from steward.audiences.keys import ImportKey, app_of_csv, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
@@ -42,7 +42,7 @@ from steward.audiences.ports import (
     ObjectUnreadable,
     OpenedObject,
 )
-from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.repository import Attempt, AudienceRepository, Flip, Published
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class AudienceImporter:
     def _import(
         self, target: ImportKey, record: ObjectCreated, sequencer: str, invocation: Invocation
     ) -> ImportOutcome:
-        app_id, name, key = target.app_id, target.name, target.key
+        app_id, key = target.app_id, target.key
         refused = self._claim(target, record.size, sequencer, invocation.request_id)
         if refused is not None:
             return refused
@@ -198,9 +198,7 @@ class AudienceImporter:
                 self.remove_version(app_id, exc.partial)
             return failed
         except ObjectChanged:
-            # A newer object replaced this one at the key: its own, newer event imports it. Nothing failed.
-            logger.info("The object at %r changed since this event; its newer event imports it", key)
-            return ImportOutcome("skipped", key, app_id, name, reason="object_replaced")
+            return self.object_replaced(target, sequencer)
         except ObjectUnreadable as exc:
             return self.fail_claimed(target, sequencer, "unreadable", f"The file could not be read: {exc}")
         except Exception as exc:
@@ -208,29 +206,58 @@ class AudienceImporter:
             return self.fail_claimed(target, sequencer, "import_error", f"The import failed: {type(exc).__name__}.")
         return self.publish_version(target, sequencer, parsed)
 
+    def object_replaced(self, target: ImportKey, sequencer: str) -> ImportOutcome:
+        """A newer object replaced this one at the key: its own, newer event imports it. Nothing failed,
+        and a new name's first attempt gives its slot back (the newer file may be refused before any claim)."""
+        logger.info("The object at %r changed since this event; its newer event imports it", target.key)
+        self.repository.release_unstarted(target.app_id, target.name, sequencer, self.clock())
+        return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="object_replaced")
+
     def publish_version(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
         """Flip the audience to the built version, remove the one it replaced, and announce it."""
         app_id, name, key = target.app_id, target.name, target.key
-        published = self.repository.publish(
-            app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock()
-        )
-        if published is None:
-            current = self.repository.get(app_id, name, consistent=True)
+        flip = Flip(app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock())
+        for _ in range(CLAIM_ATTEMPTS):
+            published = self.repository.publish(
+                app_id, name, flip.layout, flip.counts, flip.samples, key, sequencer, flip.now
+            )  # fmt: skip
+            current = None if published is not None else self.repository.get(app_id, name, consistent=True)
             if current is not None and current.version == parsed.layout.version:
                 # This very version was flipped already (a step retried after its write went through).
-                self.repository.point_to(app_id, name, parsed.layout)
-                if current.notified_sequencer != sequencer:
-                    self._announce(app_id, current, sequencer)
+                self.finish_flip(app_id, current, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
-            # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
-            self.remove_version(app_id, parsed.layout)
-            return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
-        # Lookups follow the pointer, moved before the replaced version goes.
-        self.repository.point_to(app_id, name, parsed.layout)
-        if published.replaced is not None and published.replaced.version != parsed.layout.version:
-            self.remove_version(app_id, published.replaced)
-        self._announce(app_id, published.audience, sequencer)
-        return ImportOutcome("imported", key, app_id, name, parsed.counts)
+            if published is None and _uncounted(current, sequencer):
+                # A newer file's failed first attempt gave the slot back: this file counts it again.
+                maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
+                recounted = self.repository.publish_recounted(flip, maximum)
+                if recounted == "limit":
+                    self.remove_version(app_id, parsed.layout)
+                    failure = _limit_failure(maximum, key, flip.now)
+                    return self.fail_claimed(target, sequencer, failure.code, failure.reason)
+                published = recounted if isinstance(recounted, Published) else None
+            if published is not None:
+                # Lookups follow the pointer, moved before the replaced version goes.
+                self.repository.point_to(app_id, name, parsed.layout)
+                if published.replaced is not None and published.replaced.version != parsed.layout.version:
+                    self.remove_version(app_id, published.replaced)
+                self._announce(app_id, published.audience, sequencer)
+                return ImportOutcome("imported", key, app_id, name, parsed.counts)
+            if not _uncounted(current, sequencer):
+                break
+        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
+        self.remove_version(app_id, parsed.layout)
+        return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
+
+    def finish_flip(self, app_id: str, audience: Audience, sequencer: str) -> None:
+        """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, remove the
+        version the flip replaced, and announce the import unless that was done."""
+        if audience.layout is not None:
+            self.repository.point_to(app_id, audience.name, audience.layout)
+        replaced = audience.replaced
+        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
+            self.remove_version(app_id, replaced)
+        if audience.notified_sequencer != sequencer:
+            self._announce(app_id, audience, sequencer)
 
     def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
         # The marker follows the event: a crash between the two sends it again, never not at all.
@@ -251,10 +278,13 @@ class AudienceImporter:
                 return self._refuse_deleted(target, sequencer, now)
             if current is not None and _unannounced(current, sequencer, request_id):
                 # Lambda's retry of an import that flipped the audience but could not announce it.
-                if current.layout is not None:
-                    self.repository.point_to(target.app_id, target.name, current.layout)
-                self._announce(target.app_id, current, sequencer)
+                self.finish_flip(target.app_id, current, sequencer)
                 return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
+            untold = None if current is None else untold_failure(current, sequencer)
+            if untold is not None:
+                # Lambda's retry (or a duplicate event) of an import whose failure was recorded but not told.
+                tell_failure(self.repository, self.notifier, target.app_id, target.name, untold, sequencer)
+                return ImportOutcome("failed", target.key, target.app_id, target.name, reason=untold.code)
             if _settled(current, sequencer, request_id, now):
                 return ImportOutcome("skipped", target.key, target.app_id, target.name)
             if size > MAX_OBJECT_BYTES:
@@ -266,8 +296,13 @@ class AudienceImporter:
             claim = self._claim_once(target, current, sequencer, request_id, now)
             if not isinstance(claim, str):
                 return claim
-        logger.warning("Gave up claiming %r after %d races", target.key, CLAIM_ATTEMPTS)
-        return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="contended")
+        # Five lost races in a row is no race: a condition that keeps failing. Say so, never skip quietly.
+        logger.error("Gave up claiming %r after %d refused claims", target.key, CLAIM_ATTEMPTS)
+        self.metric("AudienceImportContended")
+        reason = "The audience record kept changing while this file was claimed; put the file again."
+        return self._fail_unclaimed(target, current, sequencer, Failure(
+            code="contended", reason=reason, key=target.key, at=self.clock()
+        ))  # fmt: skip
 
     def _claim_once(
         self, target: ImportKey, current: Audience | None, sequencer: str, request_id: str, now: datetime
@@ -280,13 +315,7 @@ class AudienceImporter:
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
         claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
-            failure = Failure(
-                code="audience_limit",
-                reason=f"The app already has its maximum of {maximum} audiences; delete one or ask to raise it.",
-                key=key,
-                at=now,
-            )
-            return self._fail_unclaimed(target, current, sequencer, failure)
+            return self._fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
         return None if claim == "claimed" else "raced"
 
     def _refuse_deleted(self, target: ImportKey, sequencer: str, now: datetime) -> ImportOutcome:
@@ -312,7 +341,7 @@ class AudienceImporter:
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         if self.repository.record_failure(target.app_id, target.name, failure, sequencer, now):
-            self.notifier.failed(target.app_id, target.name, failure, sequencer)
+            tell_failure(self.repository, self.notifier, target.app_id, target.name, failure, sequencer)
         return ImportOutcome("failed", target.key, target.app_id, target.name, reason=code)
 
     def remove_version(self, app_id: str, layout: Layout) -> None:
@@ -440,6 +469,18 @@ def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, se
     }
     started = fan_out.start(ranges.execution_name(target.key, sequencer), payload)
     return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
+
+
+def _limit_failure(maximum: int, key: str, now: datetime) -> Failure:
+    reason = f"The app already has its maximum of {maximum} audiences; delete one or ask to raise it."
+    return Failure(code="audience_limit", reason=reason, key=key, at=now)
+
+
+def _uncounted(current: Audience | None, sequencer: str) -> bool:
+    """Whether ``current`` is a name whose slot was given back, that an import of ``sequencer`` may still flip."""
+    if current is None or current.counted or current.status is not AudienceStatus.FAILED:
+        return False
+    return current.version is None and (current.sequencer is None or current.sequencer < sequencer)
 
 
 def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:

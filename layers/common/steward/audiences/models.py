@@ -95,6 +95,9 @@ class Audience(Schema):
     attempt_sequencer: str | None = Field(default=None, exclude=True)
     attempt_request: str | None = Field(default=None, exclude=True)
     notified_sequencer: str | None = Field(default=None, exclude=True)
+    failed_sequencer: str | None = Field(default=None, exclude=True)
+    failure_notified_sequencer: str | None = Field(default=None, exclude=True)
+    replaced: Layout | None = Field(default=None, exclude=True, description="The version the last flip replaced.")
 
 
 class MembersCheck(Schema):

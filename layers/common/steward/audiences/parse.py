@@ -27,15 +27,23 @@ class Scanner:
     """Feed it the file's bytes in chunks; it returns each chunk's valid ids and counts the rest."""
 
     def __init__(self, *, at_file_start: bool = True) -> None:
-        """``at_file_start`` False: a byte range after the file's start, where neither a BOM nor a header is."""
+        """``at_file_start`` False: a byte range after the file's start. It holds no BOM, and its first row,
+        when ``user_id``, is kept as an id and noted (``header_first``): it is the file's header only when no
+        range before it saw a row, which only the ranges' results together tell."""
         self.rows = 0
         self.invalid = 0
         self.samples: list[InvalidLine] = []
+        self.header_first = False
         self._carry = b""
         self._line_no = 0
         self._at_file_start = at_file_start
-        self._seen_row = not at_file_start
+        self._seen_row = False
         self._skipping = False
+
+    @property
+    def seen_row(self) -> bool:
+        """Whether a non-blank line was read (a header included)."""
+        return self._seen_row
 
     @property
     def lines(self) -> int:
@@ -113,7 +121,9 @@ class Scanner:
             if line:
                 self._seen_row = True
                 if line == HEADER:
-                    lines[index] = b""
+                    self.header_first = True
+                    if self._at_file_start:
+                        lines[index] = b""
                 return
 
     def _reject(self, line_no: int, line: bytes, reason: str) -> None:

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Iterator
 from pydantic import ConfigDict, Field
 
 from steward.audiences.buckets import partitions_for
-from steward.audiences.models import InvalidLine
 from steward.schema import Schema
 
-MAX_RANGES = 1_000  # the Map's items travel in the execution's input (256 KB)
+# The Map's items travel in the execution's input, and their results in its state (256 KB each): at most this
+# many ranges (a bigger file gets bigger ranges), and a range's result is a few counts (its samples go to S3).
+MAX_RANGES = 500
 
 
 class ByteRange(Schema):
@@ -48,7 +49,8 @@ class FanOutJob(Schema):
 
 
 class RangeResult(Schema):
-    """What one range's parse found: its counts, its first invalid lines (numbered within the range), its lines."""
+    """What one range's parse found: its counts and its lines. Its first invalid lines (numbered within the
+    range) are staged in S3 when it has any, so that the state stays small whatever the range count."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,7 +58,9 @@ class RangeResult(Schema):
     invalid: int
     valid: int
     lines: int
-    samples: list[InvalidLine]
+    seen_row: bool = False
+    # The range's first row is `user_id`, counted as an id: the file's header if no range before saw a row.
+    header_first: bool = False
 
 
 class Checked(Schema):
@@ -64,6 +68,15 @@ class Checked(Schema):
 
     distinct: int
     members: int
+
+
+def header_range(parsed: list[RangeResult]) -> int | None:
+    """The range after the first whose leading `user_id` row is the file's header (every range before it
+    held only blank lines), else None. The first range skips its own header as the inline import does."""
+    for index, result in enumerate(parsed):
+        if result.seen_row:
+            return index if index > 0 and result.header_first else None
+    return None
 
 
 def execution_name(key: str, sequencer: str) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pynamodb.constants import ALL_OLD, ATTRIBUTES
 from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from steward.audiences import buckets
@@ -28,6 +29,7 @@ from steward.tables import (
     app_pk,
     audience_bucket_pk,
     audience_count_pk,
+    audience_members_key,
     audience_pointer_pk,
     audiences_pk,
 )
@@ -46,6 +48,20 @@ class Published:
 
     audience: Audience
     replaced: Layout | None
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A built version to flip an audience to: the file it came from and what it found."""
+
+    app_id: str
+    name: str
+    layout: Layout
+    counts: Counts
+    samples: list[InvalidLine]
+    key: str
+    sequencer: str
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -99,19 +115,7 @@ class AudienceRepository:
         """
         app_id, name, key, sequencer, now = attempt.app_id, attempt.name, attempt.key, attempt.sequencer, attempt.now
         transaction = Transaction()
-        counter = AudienceCountRecord(
-            pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK, created_at=now, updated_at=now
-        )
-        transaction.update(
-            "count",
-            counter,
-            [
-                AudienceCountRecord.audiences.add(1),
-                AudienceCountRecord.created_at.set(AudienceCountRecord.created_at | now),
-                AudienceCountRecord.updated_at.set(now),
-            ],
-            condition=AudienceCountRecord.audiences.does_not_exist() | (AudienceCountRecord.audiences < maximum),
-        )
+        transaction.update("count", *_counted_in(app_id, maximum, now))
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         claim: list[Action] = [
             AudienceRecord.status.set(AudienceStatus.IMPORTING.value),
@@ -124,7 +128,9 @@ class AudienceRepository:
             AudienceRecord.updated_at.set(now),
         ]
         condition = (
-            (AudienceRecord.status == AudienceStatus.FAILED.value) & (AudienceRecord.counted == False)  # noqa: E712
+            (AudienceRecord.status == AudienceStatus.FAILED.value)
+            & (AudienceRecord.counted == False)  # noqa: E712
+            & _older_attempt(sequencer)
             if recount
             else AudienceRecord.pk.does_not_exist()
         )
@@ -138,17 +144,14 @@ class AudienceRepository:
         """A new name refused: a failed record that does not count (unless one exists, or a newer file's does)."""
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
-            *_failed_uncounted(failure, now),
+            *_failed_uncounted(failure, sequencer, now),
             AudienceRecord.attempt_sequencer.set(sequencer),
             AudienceRecord.created_at.set(AudienceRecord.created_at | now),
         ]
-        older_attempt = AudienceRecord.attempt_sequencer.does_not_exist() | (
-            AudienceRecord.attempt_sequencer < sequencer
-        )
         condition = AudienceRecord.pk.does_not_exist() | (
             (AudienceRecord.status == AudienceStatus.FAILED.value)
             & (AudienceRecord.counted == False)  # noqa: E712
-            & older_attempt
+            & _older_attempt(sequencer)
         )
         return update_if(record, actions, condition)
 
@@ -184,13 +187,12 @@ class AudienceRepository:
         ]
         return update_if(record, actions, condition)
 
-    def mark_notified(self, app_id: str, name: str, sequencer: str) -> bool:
-        """Note that the import of ``sequencer`` was announced (False: a newer one already was)."""
+    def mark_notified(self, app_id: str, name: str, sequencer: str, *, failure: bool = False) -> bool:
+        """Note that the import (or the ``failure``) of ``sequencer`` was told (False: a newer one already was)."""
+        marker = AudienceRecord.failure_notified_sequencer if failure else AudienceRecord.notified_sequencer
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        condition = AudienceRecord.pk.exists() & (
-            AudienceRecord.notified_sequencer.does_not_exist() | (AudienceRecord.notified_sequencer < sequencer)
-        )
-        return update_if(record, [AudienceRecord.notified_sequencer.set(sequencer)], condition)
+        condition = AudienceRecord.pk.exists() & (marker.does_not_exist() | (marker < sequencer))
+        return update_if(record, [marker.set(sequencer)], condition)
 
     def publish(
         self,
@@ -203,29 +205,25 @@ class AudienceRepository:
         sequencer: str,
         now: datetime,
     ) -> Published | None:
-        """Flip the audience to ``layout`` in one conditional write; None when a newer file got there first.
+        """Flip a counted audience to ``layout`` in one conditional write; None when a newer file got there
+        first, or the audience does not count (its slot was given back: see ``publish_recounted``).
 
         The write returns the item as it was (ReturnValues ALL_OLD): the version it replaced is the one
-        to remove, even when another import flipped the audience after this one began.
+        to remove, even when another import flipped the audience after this one began. It also copies
+        that version onto the record, for a retry after a crash to remove.
         """
-        changes: dict[str, object] = {
-            "status": AudienceStatus.READY.value,
-            "version": layout.version,
-            "partitions": layout.partitions,
-            "buckets_per_partition": layout.buckets_per_partition,
-            "members_key": layout.members_key,
-            "counts": counts.model_dump_json(),
-            "invalid_samples": json.dumps([sample.model_dump(mode="json") for sample in samples]),
-            "source_key": key,
-            "sequencer": sequencer,
-            "imported_at": now,
-            "updated_at": now,
-        }
+        changes = _flip_changes(layout, counts, samples, key, sequencer, now)
         actions: list[Action] = [getattr(AudienceRecord, attribute).set(value) for attribute, value in changes.items()]
+        actions += [
+            AudienceRecord.replaced_version.set(AudienceRecord.version | ""),
+            AudienceRecord.replaced_partitions.set(AudienceRecord.partitions | 0),
+            AudienceRecord.replaced_buckets_per_partition.set(AudienceRecord.buckets_per_partition | 0),
+        ]
         condition = (
             AudienceRecord.pk.exists()
             & (AudienceRecord.status != AudienceStatus.DELETED.value)
-            & (AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer))
+            & (AudienceRecord.counted == True)  # noqa: E712
+            & _older_import(sequencer)
         )
         try:
             answer = AudienceRecord._get_connection().update_item(
@@ -241,6 +239,35 @@ class AudienceRepository:
             setattr(after, attribute, value)
         replaced = to_audience(before).layout
         return Published(to_audience(after), replaced)
+
+    def publish_recounted(self, publish: "Flip", maximum: int) -> Published | str:
+        """Flip an audience that does not count (a newer file's failed first attempt gave its slot back)
+        and count it again, in one transaction.
+
+        Returns the published audience, ``limit`` (the app is at its ``maximum``) or ``raced``.
+        """
+        app_id, name, now = publish.app_id, publish.name, publish.now
+        changes = _flip_changes(
+            publish.layout, publish.counts, publish.samples, publish.key, publish.sequencer, now
+        )  # fmt: skip
+        actions: list[Action] = [getattr(AudienceRecord, attribute).set(value) for attribute, value in changes.items()]
+        actions.append(AudienceRecord.counted.set(True))
+        condition = (
+            (AudienceRecord.counted == False)  # noqa: E712
+            & (AudienceRecord.status == AudienceStatus.FAILED.value)
+            & AudienceRecord.version.does_not_exist()
+            & _older_import(publish.sequencer)
+        )
+        transaction = Transaction()
+        transaction.update("count", *_counted_in(app_id, maximum, now))
+        transaction.update("audience", AudienceRecord(pk=audiences_pk(app_id), sk=name), actions, condition=condition)
+        refused = transaction.commit()
+        if "audience" in refused:
+            return "raced"
+        if refused:
+            return "limit"
+        audience = self.get(app_id, name, consistent=True)
+        return "raced" if audience is None else Published(audience, None)
 
     def point_to(self, app_id: str, name: str, layout: Layout) -> bool:
         """Point lookups at ``layout``, if the audience is still at that version (False: it moved on)."""
@@ -282,23 +309,29 @@ class AudienceRepository:
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             AudienceRecord.last_failure.set(_failure_text(failure)),
+            AudienceRecord.failed_sequencer.set(sequencer),
             AudienceRecord.updated_at.set(now),
         ]
-        condition = AudienceRecord.pk.exists() & (
-            AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
-        )
-        return update_if(record, actions, condition)
+        return update_if(record, actions, AudienceRecord.pk.exists() & _older_import(sequencer))
 
-    def _release_first(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+    def release_unstarted(self, app_id: str, name: str, sequencer: str, now: datetime) -> bool:
+        """A new name's first attempt that imported nothing and failed nothing (its object was replaced):
+        the record goes and its slot comes back, as if the name had never been claimed."""
+        return self._release_first(app_id, name, None, sequencer, now)
+
+    def _release_first(self, app_id: str, name: str, failure: Failure | None, sequencer: str, now: datetime) -> bool:
         transaction = Transaction()
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        actions = _failed_uncounted(failure, now)
         own_first_attempt = (
             (AudienceRecord.status == AudienceStatus.IMPORTING.value)
             & (AudienceRecord.counted == True)  # noqa: E712
             & (AudienceRecord.attempt_sequencer == sequencer)
         )
-        transaction.update("audience", record, actions, condition=own_first_attempt)
+        if failure is None:
+            transaction.delete("audience", record, condition=own_first_attempt)
+        else:
+            failed = _failed_uncounted(failure, sequencer, now)
+            transaction.update("audience", record, failed, condition=own_first_attempt)
         counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
         transaction.update(
             "count", counter, [AudienceCountRecord.audiences.add(-1), AudienceCountRecord.updated_at.set(now)]
@@ -419,14 +452,55 @@ def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> 
         raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
 
 
-def _failed_uncounted(failure: Failure, now: datetime) -> list[Action]:
+def _failed_uncounted(failure: Failure, sequencer: str, now: datetime) -> list[Action]:
     """A name with no members that does not count against the app's maximum."""
     return [
         AudienceRecord.status.set(AudienceStatus.FAILED.value),
         AudienceRecord.counted.set(False),
         AudienceRecord.last_failure.set(_failure_text(failure)),
+        AudienceRecord.failed_sequencer.set(sequencer),
         AudienceRecord.updated_at.set(now),
     ]
+
+
+def _older_attempt(sequencer: str) -> Condition:
+    attempt = AudienceRecord.attempt_sequencer
+    older: Condition = attempt.does_not_exist() | (attempt < sequencer)
+    return older
+
+
+def _older_import(sequencer: str) -> Condition:
+    older: Condition = AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
+    return older
+
+
+def _counted_in(app_id: str, maximum: int, now: datetime) -> tuple[AudienceCountRecord, list[Action], Condition]:
+    """The app's audience count plus one, unless it is at ``maximum``: (record, actions, condition)."""
+    counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK, created_at=now, updated_at=now)
+    actions: list[Action] = [
+        AudienceCountRecord.audiences.add(1),
+        AudienceCountRecord.created_at.set(AudienceCountRecord.created_at | now),
+        AudienceCountRecord.updated_at.set(now),
+    ]
+    return counter, actions, AudienceCountRecord.audiences.does_not_exist() | (AudienceCountRecord.audiences < maximum)
+
+
+def _flip_changes(
+    layout: Layout, counts: Counts, samples: list[InvalidLine], key: str, sequencer: str, now: datetime
+) -> dict[str, object]:
+    return {
+        "status": AudienceStatus.READY.value,
+        "version": layout.version,
+        "partitions": layout.partitions,
+        "buckets_per_partition": layout.buckets_per_partition,
+        "members_key": layout.members_key,
+        "counts": counts.model_dump_json(),
+        "invalid_samples": json.dumps([sample.model_dump(mode="json") for sample in samples]),
+        "source_key": key,
+        "sequencer": sequencer,
+        "imported_at": now,
+        "updated_at": now,
+    }
 
 
 def _failure_text(failure: Failure) -> str:
@@ -441,6 +515,14 @@ def to_audience(record: AudienceRecord) -> Audience:
             partitions=int(record.partitions),
             buckets_per_partition=int(record.buckets_per_partition),
             members_key=record.members_key,
+        )
+    replaced = None
+    if record.replaced_version and record.replaced_partitions and record.replaced_buckets_per_partition:
+        replaced = Layout(
+            version=record.replaced_version,
+            partitions=int(record.replaced_partitions),
+            buckets_per_partition=int(record.replaced_buckets_per_partition),
+            members_key=audience_members_key(record.pk.removesuffix(audiences_pk("")), record.replaced_version),
         )
     return Audience(
         name=record.sk,
@@ -463,6 +545,9 @@ def to_audience(record: AudienceRecord) -> Audience:
         attempt_sequencer=record.attempt_sequencer,
         attempt_request=record.attempt_request,
         notified_sequencer=record.notified_sequencer,
+        failed_sequencer=record.failed_sequencer,
+        failure_notified_sequencer=record.failure_notified_sequencer,
+        replaced=replaced,
     )
 
 
