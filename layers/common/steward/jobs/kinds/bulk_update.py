@@ -9,13 +9,10 @@ keeps the users whose id falls in the slice by a stable hash
 the source whatever the criteria say.
 
 Without ``total_limit`` the job walks the shards in parallel, one work item
-each. With it, one work item merges the shards in byte order of the user id:
-each page reads a bounded chunk from every shard not yet done, takes the
-users below the lowest point every shard has reached (the ones no other
-shard can precede), and keeps, per shard, where it stopped and how many it
-took in all. Each shard's chunk is its share of the page's room and a
-quarter more (at least ``MIN_MERGE_CHUNK``), so a page reads about 1.25 times
-what it takes, and re-reads what it did not take.
+each. With it, one work item merges the shards in byte order of the user id
+(``_merge``), keeping how many it took in all. An audience's member list is
+in partitions, not in id order: the job first surveys the list for each
+partition's run (``members.survey_runs``), then merges the runs the same way.
 
 Report rows are ``user`` rows: ``updated`` or ``unsubscribed``, or skipped
 with the reason (``unchanged``, ``too_many_fields``...). A profile that ends
@@ -24,13 +21,19 @@ unchanged is never written. A write changes only the fields,
 read: ``last_activity_at`` is never touched.
 """
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from steward.audiences.members import members_in_version, read_member_ids
+from steward.audiences.members import (
+    Run,
+    RunRead,
+    Survey,
+    members_in_version,
+    read_member_ids,
+    read_run,
+    survey_runs,
+)
 from steward.audiences.models import AudienceStatus, Layout
 from steward.conditions import MAX_ATTEMPTS
 from steward.criteria.evaluate import matches, scopes_in, user_subject
@@ -56,6 +59,7 @@ from steward.jobs.engine import (
 from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._bulk_triggers import trigger_events
 from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
+from steward.jobs.kinds._merge import Chunk, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
     NOMINAL_PROFILE_BYTES,
@@ -92,9 +96,6 @@ _CHANGES = {
 _SUBSCRIPTION_ACTIONS = (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION)
 # Users per page: one conditional write each on a real run.
 USER_PAGE = 200
-# The least a total_limit merge reads from a shard per page: its share of the page, and a quarter more.
-MIN_MERGE_CHUNK = 8
-MERGE_SLACK = 1.25
 UNCHANGED = _subscriptions.UNCHANGED
 ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
@@ -199,10 +200,12 @@ class BulkUpdate(SinglePhase):
         rules = _Rules.of(ctx)
         meter = Meter()
         params = _params(ctx)
-        if params.selection.source is SelectionSource.AUDIENCE:
+        if params.selection.source is SelectionSource.AUDIENCE and params.selection.total_limit is not None:
+            users, scanned, next_position = self._merge_members(ctx, rules, position, meter)
+        elif params.selection.source is SelectionSource.AUDIENCE:
             users, scanned, next_position = self._members(ctx, rules, position, meter)
         elif item.shard is None and params.selection.total_limit is not None:
-            users, scanned, next_position = self._merge(ctx, rules, position, meter)
+            users, scanned, next_position = self._shards(ctx, rules, position, meter)
         elif item.shard is None:
             users, scanned, next_position = self._walk(ctx, rules, position, meter)
         else:
@@ -227,16 +230,37 @@ class BulkUpdate(SinglePhase):
         offset = 0 if position is None else int(position["offset"])
         read = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
         if read is None:
-            raise JobRefused(
-                "The audience was replaced by a newer import while the job ran; run the job again.",
-                code="audience_replaced",
-            )
+            raise _audience_replaced()
         ids, after = read
-        wanted = [user_id for user_id in ids if rules.in_slice(user_id)]
-        found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
-        users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
-        meter.gets(self._sizes(ctx, users), consistent=False)
-        return rules.selects(ctx, users), len(ids), None if after is None else {"offset": after}
+        return self._profiles(ctx, rules, ids, meter), len(ids), None if after is None else {"offset": after}
+
+    def _merge_members(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """total_limit over an audience: survey the member list's runs (pages of no rows), then merge the runs."""
+        layout = rules.audience
+        if layout is None:
+            return [], 0, None
+        objects = ctx.services.audience_objects
+        if position is None or "survey" in position:
+            survey = survey_runs(
+                objects, layout, Survey() if position is None else Survey.from_json(position["survey"])
+            )
+            if survey is None:
+                raise _audience_replaced()
+            if not survey.done:
+                return [], 0, {"survey": survey.as_json()}
+            position = {"runs": [run.as_json() for run in survey.runs], "cursors": [{} for _ in survey.runs]}
+        runs = [Run.from_json(run) for run in position["runs"]]
+
+        def read(index: int, cursor: JsonObject, size: int) -> Chunk:
+            got: RunRead | None = read_run(objects, layout, runs[index], cursor, size)
+            if got is None:
+                raise _audience_replaced()
+            users = self._profiles(ctx, rules, got.ids, meter)
+            return Chunk(users, len(got.ids), got.ids[-1] if got.ids else "", got.next, got.resume.__getitem__)
+
+        return self._merge(ctx, position, read)
 
     def _walk(
         self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
@@ -267,50 +291,44 @@ class BulkUpdate(SinglePhase):
             end_shard=start.shard + 1,
         )
         meter.walk(batch.scanned, [], NOMINAL_MEMBER_BYTES)
-        member_ids = [record.sk for record in batch.items if rules.in_slice(record.sk)]
-        found = ctx.services.user_repository.get_many(ctx.app_id, member_ids)
-        users = [found[user_id][0] for user_id in member_ids if user_id in found]
+        return _Chunk(
+            self._profiles(ctx, rules, [record.sk for record in batch.items], meter), batch.scanned, batch.next
+        )
+
+    def _profiles(self, ctx: JobContext, rules: _Rules, member_ids: Sequence[str], meter: Meter) -> list[User]:
+        """The members (in their order) the selection keeps: in the slice, still users, matching; reads metered."""
+        wanted = [user_id for user_id in member_ids if rules.in_slice(user_id)]
+        found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
+        users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
         meter.gets(self._sizes(ctx, users), consistent=False)
-        return _Chunk(rules.selects(ctx, users), batch.scanned, batch.next)
+        return rules.selects(ctx, users)
+
+    def _shards(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """total_limit over all users or a segment: merge the shards."""
+        shard_count = ctx.services.shard_count
+        if position is None:
+            position = {"cursors": [{"shard": shard} for shard in range(shard_count)]}
+
+        def read(shard: int, cursor: JsonObject, size: int) -> Chunk:
+            chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), size, meter)
+            frontier = "" if chunk.next is None else chunk.next.after or ""
+            return Chunk(chunk.users, chunk.scanned, frontier, next_of(chunk.next), _after_in(shard))
+
+        return self._merge(ctx, position, read)
 
     def _merge(
-        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+        self, ctx: JobContext, position: JsonObject, read: Callable[[int, JsonObject, int], Chunk]
     ) -> tuple[list[User], int, JsonObject | None]:
         """The next users of the whole selection in byte order of the id, up to the total limit."""
         limit = _params(ctx).selection.total_limit
         assert limit is not None
-        shard_count = ctx.services.shard_count
-        cursors: list[Any] = (
-            [{"shard": shard} for shard in range(shard_count)] if position is None else list(position["cursors"])
-        )
-        taken = 0 if position is None else int(position["taken"])
-        room = min(limit - taken, USER_PAGE)
-        open_shards = sum(1 for cursor in cursors if cursor is not None)
-        chunk_size = max(MIN_MERGE_CHUNK, math.ceil(MERGE_SLACK * room / max(open_shards, 1)))
-        chunks: dict[int, _Chunk] = {}
-        scanned = 0
-        for shard, cursor in enumerate(cursors):
-            if cursor is not None:
-                chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), chunk_size, meter)
-                chunks[shard] = chunk
-                scanned += chunk.scanned
-        # Every shard has been read up to its frontier: no user below the lowest one is still unread.
-        frontiers = [_key(chunk.next.after or "") for chunk in chunks.values() if chunk.next is not None]
-        bound = min(frontiers) if frontiers else None
-        ready = sorted(
-            ((user, shard) for shard, chunk in chunks.items() for user in chunk.users),
-            key=lambda pair: _key(pair[0].user_id),
-        )
-        chosen = [pair for pair in ready if bound is None or _key(pair[0].user_id) <= bound][:room]
-        for shard, chunk in chunks.items():
-            mine = [user.user_id for user, owner in chosen if owner == shard]
-            if len(mine) == len(chunk.users):
-                cursors[shard] = next_of(chunk.next)  # everything this shard's read selected is taken
-            elif mine:
-                cursors[shard] = Position(shard, mine[-1]).as_fields()
-        taken += len(chosen)
+        taken = int(position.get("taken", 0))
+        users, scanned, cursors = merge_page(list(position["cursors"]), min(limit - taken, USER_PAGE), read)
+        taken += len(users)
         done = taken >= limit or all(cursor is None for cursor in cursors)
-        return [user for user, _ in chosen], scanned, None if done else {"cursors": cursors, "taken": taken}
+        return users, scanned, None if done else {**position, "cursors": cursors, "taken": taken}
 
     def _row(self, ctx: JobContext, user: User, devices: Sequence[Device], meter: Meter) -> ReportRow:
         params = _params(ctx)
@@ -523,9 +541,15 @@ def _outcome(row: ReportRow, result: ReportRow | Exception) -> ReportRow:
     return failed(row, result) if isinstance(result, Exception) else result
 
 
-def _key(user_id: str) -> bytes:
-    """DynamoDB's order of string sort keys: their UTF-8 bytes."""
-    return user_id.encode("utf-8")
+def _after_in(shard: int) -> Callable[[str], JsonObject]:
+    """A shard's cursor right after one of its users."""
+    return lambda user_id: Position(shard, user_id).as_fields()
+
+
+def _audience_replaced() -> JobRefused:
+    return JobRefused(
+        "The audience was replaced by a newer import while the job ran; run the job again.", code="audience_replaced"
+    )
 
 
 KINDS: dict[JobType, JobKind] = {JobType.BULK_UPDATE: BulkUpdate()}
