@@ -234,3 +234,30 @@ def test_the_survey_finds_each_partitions_run(buckets: None, small_partitions: N
         assert run.ordered
         assert lines == sorted(lines)
         assert len({audience_buckets.partition_of(line, layout.partitions) for line in lines}) == 1
+
+
+def test_a_member_whose_audience_is_replaced_while_its_write_races_drifts(
+    buckets: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_users(APP, "racer", "stayer")
+    import_audience(APP, "vip", ["racer", "stayer"])
+    selection = {"source": "audience", "name": "vip"}
+    plan = KIND.plan(update(selection, dry_run=False))
+    ctx = update(selection, dry_run=False, state=plan.state)
+    rows = KIND.select(ctx, plan.items[0], None).rows
+    repository = ctx.services.user_repository
+    save = repository.save_profile_if_unchanged
+
+    def raced(app_id: str, after: Any, version: int) -> bool:
+        # Between the job's read and its write: the user changes, and a newer import leaves it out.
+        add_users(APP, "racer", plan="pro-plus")
+        import_audience(APP, "vip", ["stayer"])
+        monkeypatch.setattr(repository, "save_profile_if_unchanged", save)
+        return bool(save(app_id, after, version))
+
+    monkeypatch.setattr(repository, "save_profile_if_unchanged", raced)
+    applied = KIND.apply(ctx, [row for row in rows if row.id == "racer"])
+    assert [(row.id, row.action, row.detail) for row in applied] == [
+        ("racer", Outcome.DRIFTED, "the audience was replaced by a newer import")
+    ]
+    assert "tier" not in user(APP, "racer").fields

@@ -367,12 +367,7 @@ class BulkUpdate(SinglePhase):
         change = _change_of(params)
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
-        selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
-        members = (
-            None
-            if rules.audience is None
-            else members_in_version(ctx.services.audience_repository, ctx.app_id, rules.audience, list(users))
-        )
+        left = _left_selection(ctx, rules, list(users.values()))
         devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
@@ -381,12 +376,8 @@ class BulkUpdate(SinglePhase):
             user = users.get(row.id)
             if user is None:
                 return row.with_outcome(Outcome.DRIFTED, _GONE)
-            if rules.static_segment is not None and rules.static_segment not in user.segments:
-                return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
-            if rules.audience is not None and (members is None or row.id not in members):
-                return row.with_outcome(Outcome.DRIFTED, _AUDIENCE_REPLACED if members is None else _NOT_A_MEMBER)
-            if row.id not in selected:
-                return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
+            if row.id in left:
+                return row.with_outcome(Outcome.DRIFTED, left[row.id])
             if params.action is BulkAction.PROMO_CODES:
                 assert params.program_id is not None
                 held = _promo.program_codes(user, params.program_id)
@@ -450,18 +441,35 @@ class BulkUpdate(SinglePhase):
                 return row
             stored = repository.get_with_version(ctx.app_id, row.id)
             # Changed meanwhile: the rules are checked again at the moment of change, not just the outcome.
-            left = None if stored is None else _no_longer_selected(ctx, stored[0])
+            left = None if stored is None else _left_selection(ctx, _Rules.of(ctx), [stored[0]]).get(row.id)
             if left is not None:
                 return row.with_outcome(Outcome.DRIFTED, left)
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
 
 
-def _no_longer_selected(ctx: JobContext, user: User) -> str | None:
-    """Why the user as it is now has left the selection (its criteria, or its static segment), or None."""
-    rules = _Rules.of(ctx)
-    if rules.static_segment is not None and rules.static_segment not in user.segments:
-        return _NO_LONGER_MEMBER
-    return None if rules.selects(ctx, [user]) else _NO_LONGER_MATCHES
+def _left_selection(ctx: JobContext, rules: _Rules, users: Sequence[User]) -> dict[str, str]:
+    """Why each of ``users``, as it is now, has left the selection, by user id; the ones still in it are absent.
+
+    The static segment, the audience's version, then the criteria and the slice: a confirmed run's recheck
+    (a page at a time) and a write that lost a race (one user) ask the same question.
+    """
+    selected = {user.user_id for user in rules.selects(ctx, users)}
+    members = (
+        None
+        if rules.audience is None
+        else members_in_version(
+            ctx.services.audience_repository, ctx.app_id, rules.audience, [user.user_id for user in users]
+        )
+    )
+    left: dict[str, str] = {}
+    for user in users:
+        if rules.static_segment is not None and rules.static_segment not in user.segments:
+            left[user.user_id] = _NO_LONGER_MEMBER
+        elif rules.audience is not None and (members is None or user.user_id not in members):
+            left[user.user_id] = _AUDIENCE_REPLACED if members is None else _NOT_A_MEMBER
+        elif user.user_id not in selected:
+            left[user.user_id] = _NO_LONGER_MATCHES
+    return left
 
 
 def _change_of(params: BulkUpdateParams) -> str:
