@@ -4,6 +4,11 @@ A user is reachable while it has an active device, email address or phone
 number. deactivate_users deactivates a user it leaves unreachable, with
 reason ``no_active_contact``; reactivate_devices brings such a user back
 when it gives it an active device again.
+
+Reachable means that a contact technically works, not consent: a globally
+unsubscribed user with an active contact is reachable here (the README's
+"Who counts as reachable"). Deliverable counts are the criteria preview's
+and split_audience's.
 """
 
 import math
