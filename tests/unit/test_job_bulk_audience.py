@@ -261,3 +261,26 @@ def test_a_member_whose_audience_is_replaced_while_its_write_races_drifts(
         ("racer", Outcome.DRIFTED, "the audience was replaced by a newer import")
     ]
     assert "tier" not in user(APP, "racer").fields
+
+
+@pytest.mark.parametrize("limit", [None, 30])
+def test_the_dry_run_counts_the_member_list_reads(
+    buckets: None, small_partitions: None, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    from steward.audiences.storage import S3Objects
+
+    ids = [f"m{n:03d}" for n in range(80)]
+    add_users(APP, *ids)
+    import_audience(APP, "spring", ids)
+    reads: list[str] = []
+    read = S3Objects.read
+
+    def counted(objects: S3Objects, key: str, start: int, length: int) -> bytes | None:
+        reads.append(key)
+        return read(objects, key, start, length)
+
+    monkeypatch.setattr(S3Objects, "read", counted)
+    selection = {"source": "audience", "name": "spring", **({} if limit is None else {"total_limit": limit})}
+    dry = run_inline(update(selection, dry_run=True))
+    assert len(dry.rows) == (80 if limit is None else 30)
+    assert dry.cost.s3_gets == len(reads) > 1

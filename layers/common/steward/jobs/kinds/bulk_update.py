@@ -63,6 +63,7 @@ from steward.jobs.kinds._merge import Chunk, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
     NOMINAL_PROFILE_BYTES,
+    SEGMENT_ITEM_BYTES,
     Meter,
     each,
     failed,
@@ -216,9 +217,11 @@ class BulkUpdate(SinglePhase):
             rows, codes = _promo.attach_rows(ctx, params, users, position, meter)
             if next_position is not None:
                 next_position[_promo.CODES_KEY] = codes
-            return Page(rows, scanned, next_position, cost=meter.cost())
-        devices = _devices(ctx, [user.user_id for user in users], meter)
-        rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
+        else:
+            deleting = params.action is BulkAction.DELETE_PROFILES
+            devices = _devices(ctx, [user.user_id for user in users], meter, deleting=deleting)
+            rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
+        meter.trigger_events(len(trigger_events(ctx, params, rows)))
         return Page(rows, scanned, next_position, cost=meter.cost())
 
     def _members(
@@ -229,6 +232,7 @@ class BulkUpdate(SinglePhase):
             return [], 0, None
         offset = 0 if position is None else int(position["offset"])
         read = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
+        meter.s3_reads(1)
         if read is None:
             raise _audience_replaced()
         ids, after = read
@@ -248,6 +252,7 @@ class BulkUpdate(SinglePhase):
             )
             if survey is None:
                 raise _audience_replaced()
+            meter.s3_reads(survey.requests)
             if not survey.done:
                 return [], 0, {"survey": survey.as_json()}
             position = {"runs": [run.as_json() for run in survey.runs], "cursors": [{} for _ in survey.runs]}
@@ -257,6 +262,7 @@ class BulkUpdate(SinglePhase):
             got: RunRead | None = read_run(objects, layout, runs[index], cursor, size)
             if got is None:
                 raise _audience_replaced()
+            meter.s3_reads(got.requests)
             users = self._profiles(ctx, rules, got.ids, meter)
             return Chunk(users, len(got.ids), got.ids[-1] if got.ids else "", got.next, got.resume.__getitem__)
 
@@ -346,10 +352,7 @@ class BulkUpdate(SinglePhase):
         size = self._sizes(ctx, [user])[0]
         meter.gets([size], consistent=True)  # apply's read
         if params.action is BulkAction.DELETE_PROFILES:
-            # The deletion's second read, and its delete (billed on the item's size); devices, codes and
-            # segments the profile holds cost their own writes, not counted here.
-            meter.gets([size], consistent=True)
-            meter.writes([size])
+            _meter_deletion(meter, user, size, devices)
             return ReportRow(Entity.USER, user.user_id, DELETED, user.user_id, last_interaction(user).isoformat())
         meter.writes([max(size, self._sizes(ctx, [after])[0])])
         if params.action in _SUBSCRIPTION_ACTIONS:
@@ -531,9 +534,34 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
     return max(ctx.services.clock(), user.updated_at)
 
 
-def _devices(ctx: JobContext, user_ids: Sequence[str], meter: Meter) -> Mapping[str, list[Device]]:
-    """The users' devices, only when the action's rule reads them (push contacts); metered."""
-    if not user_ids or not needs_devices(_params(ctx)):
+def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
+    """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
+
+    It reads the user; a user holding devices, codes or segments is then written at that version, each
+    device deleted (a tagged one in a transaction with 2 items per tag), each code released and each
+    segment left (a transaction each), and the user read again; then it is deleted.
+    """
+    holds = bool(devices or user.promo_codes or user.segments)
+    meter.gets([size] * (2 if holds else 1), consistent=True)
+    if holds:
+        meter.writes([size])
+    for device in devices:
+        if device.tags:
+            meter.transaction([NOMINAL_DEVICE_BYTES] + [SEGMENT_ITEM_BYTES] * 2 * len(device.tags))
+        else:
+            meter.writes([NOMINAL_DEVICE_BYTES])
+    for _ in user.promo_codes:
+        meter.transaction([_promo.CODE_ITEM_BYTES, size])
+    for _ in user.segments:
+        meter.transaction([NOMINAL_MEMBER_BYTES, SEGMENT_ITEM_BYTES, size])
+    meter.writes([size])
+
+
+def _devices(
+    ctx: JobContext, user_ids: Sequence[str], meter: Meter, *, deleting: bool = False
+) -> Mapping[str, list[Device]]:
+    """The users' devices when the action's rule reads them (push contacts) or a deletion deletes them; metered."""
+    if not user_ids or not (deleting or needs_devices(_params(ctx))):
         return {}
     owned = ctx.services.device_repository.devices_of_users(ctx.app_id, user_ids)
     meter.index_queries(len(user_ids))
