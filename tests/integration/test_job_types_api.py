@@ -16,6 +16,7 @@ from uuid import uuid4
 
 import pytest
 
+from steward.audiences import buckets as audience_buckets
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.repository import _record as job_item
 from steward.tables import JOB_LOCK_SK, JobLockRecord, job_lock_pk
@@ -745,6 +746,37 @@ def test_a_bulk_update_names_the_apps_own_resources_and_programs(stack: RunningS
     refused = submit_job(stack, app.key, "bulk_update", audience)
     assert_error(refused, 422, "unknown_audience", "params.selection.name")
     assert all_items(stack, JOBS, key=app.key) == []
+
+
+def test_a_total_limit_over_an_audience_takes_its_first_members_in_byte_order(
+    stack: RunningStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The functions run in this process: a file of a few hundred bytes spills into several partitions.
+    monkeypatch.setattr(audience_buckets, "PARTITION_BYTES", 64)
+    app = job_app(stack, "bulk-audience-limit")
+    ids = [f"m{n:02d}" for n in range(40)] + ["Z-upper", "é-accent"]
+    for n, user_id in enumerate(ids):
+        put_user(stack, app, user_id, {"plan": "free" if n % 4 == 0 else "pro"})
+    put_user(stack, app, "a-outsider", {"plan": "pro"})
+    name = f"limit {uuid4().hex[:8]}"
+    body = ("user_id\n" + "".join(f"{user_id}\n" for user_id in [*reversed(ids), "unknown"])).encode()
+    put_file(stack, f"imports/{app.app_id}/{name}.csv", body)
+    assert ok(stack.api("GET", f"/v1/audiences/{quote(name, safe='')}", app.key))["status"] == "ready"
+    selection = {"source": "audience", "name": name, "criteria": PRO, "total_limit": 12}
+    params = {"action": "update_fields", "selection": selection, "set": {"tier": "gold"}}
+    pro = [user_id for n, user_id in enumerate(ids) if n % 4]
+    expected = sorted(pro, key=lambda user_id: user_id.encode())[:12]
+
+    dry = run_job(stack, app, "bulk_update", params, dry_run=True)
+    real = run_job(stack, app, "bulk_update", params, dry_run=False)
+
+    assert dry["status"] == real["status"] == "succeeded"
+    assert [row["id"] for row in report_rows(stack, app.key, dry["job_id"])] == expected
+    rows = report_rows(stack, app.key, real["job_id"])
+    assert [(row["id"], row["action"]) for row in rows] == [(user_id, "updated") for user_id in expected]
+    assert user(stack, app, expected[-1])["fields"] == {"plan": "pro", "tier": "gold"}
+    following = sorted(pro, key=lambda user_id: user_id.encode())[12]
+    assert user(stack, app, following)["fields"] == {"plan": "pro"}
 
 
 def test_bulk_changes_publish_their_triggers_unless_suppressed(stack: RunningStack) -> None:

@@ -18,7 +18,7 @@ import boto3
 
 from steward.clock import utc_now
 from steward.composition import Services
-from steward.jobs.engine import JobContext, JobKind, JsonObject, Page, ReportRow, WorkItem, counts_of
+from steward.jobs.engine import JobContext, JobKind, JsonObject, Page, PageCost, ReportRow, WorkItem, counts_of
 from steward.jobs.kinds import kind_for
 from steward.jobs.models import JobCounts, JobRecord, JobStatus, JobType
 from steward.jobs.params import parse_params
@@ -69,6 +69,7 @@ class InlineRun:
     tally: dict[str, int] = field(default_factory=dict)
     state: JsonObject = field(default_factory=dict)
     pages: int = 0
+    cost: PageCost = field(default_factory=PageCost)  # the pages' costs: what the dry run's estimate adds up
 
 
 def run_inline(
@@ -94,6 +95,7 @@ def run_inline(
                 run.counts = add_counts(run.counts, counts_of(rows, page.scanned))
                 add_tally(item_tally, page.tally)
                 run.pages += 1
+                run.cost = run.cost + page.cost
                 if on_page is not None:
                     on_page(item, page)
                 if page.next is None:

@@ -1,15 +1,19 @@
 """bulk_update's audience source: the members of an imported audience's current version, as the job started."""
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
+from steward.audiences import buckets as audience_buckets
+from steward.audiences import members
+from steward.audiences.models import Layout
 from steward.composition import Services
 from steward.errors import InvalidInput
 from steward.jobs.engine import JobRefused, Outcome
-from steward.jobs.kinds import kind_for
+from steward.jobs.kinds import _merge, bulk_update, kind_for
 from steward.jobs.models import JobType
 from steward.jobs.params import parse_params
 from steward.settings import StoreSettings
@@ -131,3 +135,152 @@ def test_an_unknown_or_deleted_audience_is_refused(buckets: None) -> None:
     with pytest.raises(JobRefused):
         KIND.plan(update({"source": "audience", "name": "theirs"}, dry_run=True))
     check(OTHER_APP, params)  # its own app's: fine, and a source is a condition for global_unsubscribe
+
+
+def layout_of(app_id: str, name: str) -> Layout:
+    audience = audience_services().audience_repository.get(app_id, name)
+    assert audience is not None
+    assert audience.layout is not None
+    return audience.layout
+
+
+def member_list(app_id: str, name: str) -> tuple[str, bytes]:
+    key = layout_of(app_id, name).members_key
+    return key, boto3.client("s3").get_object(Bucket=DATA, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def small_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of a few hundred bytes spill into several partitions; the survey reads the list in small pieces."""
+    monkeypatch.setattr(audience_buckets, "PARTITION_BYTES", 64)
+    monkeypatch.setattr(members, "SURVEY_READ_BYTES", 64)
+    monkeypatch.setattr(members, "SURVEY_PAGE_BYTES", 200)
+    monkeypatch.setattr(_merge, "MIN_MERGE_CHUNK", 2)
+    monkeypatch.setattr(bulk_update, "USER_PAGE", 7)
+
+
+def surveyed(layout: Layout, calls: list[members.Survey] | None = None) -> list[members.Run]:
+    """The member list's runs, surveyed call after call (each call's result added to ``calls``)."""
+    survey = members.Survey()
+    while not survey.done:
+        found = members.survey_runs(audience_services().audience_objects, layout, survey)
+        assert found is not None
+        survey = found
+        if calls is not None:
+            calls.append(found)
+    return list(survey.runs)
+
+
+def first_in_byte_order(ids: list[str], count: int) -> list[str]:
+    return sorted(ids, key=lambda user_id: user_id.encode())[:count]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_total_limit_takes_the_first_members_in_byte_order(buckets: None, small_partitions: None, legacy: bool) -> None:
+    members_ids = [f"m{n}" for n in range(90)] + ["Z-upper", "é-accent", "a\u00e9", "a\uffff"]
+    add_users(APP, *members_ids[::4], plan="free")
+    add_users(APP, *[user_id for user_id in members_ids if user_id not in members_ids[::4]])
+    add_users(APP, "a-outsider", "0-outsider")
+    add_users(OTHER_APP, "a-other")
+    import_audience(APP, "spring", [*reversed(members_ids), "not-registered", "a-other"])
+    key, listed = member_list(APP, "spring")
+    layout = layout_of(APP, "spring")
+    assert layout.partitions > 3
+    if legacy:  # a list written before runs were sorted: each partition's ids out of order
+        runs = [line for line in listed.split(b"\n") if line]
+        partition = [audience_buckets.partition_of(line, layout.partitions) for line in runs]
+        shuffled = b"".join(
+            b"".join(
+                line + b"\n" for line in reversed([line for line, p in zip(runs, partition, strict=True) if p == n])
+            )
+            for n in sorted(set(partition))
+        )
+        boto3.client("s3").put_object(Bucket=DATA, Key=key, Body=shuffled)
+    assert any(not run.ordered for run in surveyed(layout)) is legacy
+    selection = {
+        "source": "audience",
+        "name": "spring",
+        "criteria": {"field": "fields.plan", "op": "eq", "value": "pro"},
+    }
+    pro = [user_id for user_id in members_ids if user_id not in members_ids[::4]]
+
+    dry = run_inline(update({**selection, "total_limit": 30}, dry_run=True))
+    assert [row.id for row in dry.rows] == first_in_byte_order(pro, 30)  # in order, each once
+    assert dry.pages > 30 // 7
+    everyone = run_inline(update({**selection, "total_limit": 1000}, dry_run=True))
+    assert [row.id for row in everyone.rows] == first_in_byte_order(pro, 1000)
+    real = run_inline(update({**selection, "total_limit": 30}, dry_run=False))
+    assert [row.id for row in real.rows] == first_in_byte_order(pro, 30)
+    assert {row.action for row in real.rows} == {"updated"}
+    assert user(APP, first_in_byte_order(pro, 30)[-1]).fields == {"plan": "pro", "tier": "gold"}
+    assert user(APP, first_in_byte_order(pro, 31)[-1]).fields == {"plan": "pro"}
+
+
+def test_the_survey_finds_each_partitions_run(buckets: None, small_partitions: None) -> None:
+    ids = [f"user-{n:03d}" for n in range(120)]
+    add_users(APP, *ids)
+    import_audience(APP, "runs", ids)
+    _, listed = member_list(APP, "runs")
+    layout = layout_of(APP, "runs")
+    calls: list[members.Survey] = []
+    runs = surveyed(layout, calls)
+    assert len(calls) > 1  # the survey goes on where the last call stopped
+    assert runs[0].start == 0
+    assert runs[-1].end == len(listed)
+    for run, following in itertools.pairwise(runs):
+        assert run.end == following.start
+    for run in runs:
+        lines = listed[run.start : run.end].split(b"\n")[:-1]
+        assert run.ordered
+        assert lines == sorted(lines)
+        assert len({audience_buckets.partition_of(line, layout.partitions) for line in lines}) == 1
+
+
+def test_a_member_whose_audience_is_replaced_while_its_write_races_drifts(
+    buckets: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_users(APP, "racer", "stayer")
+    import_audience(APP, "vip", ["racer", "stayer"])
+    selection = {"source": "audience", "name": "vip"}
+    plan = KIND.plan(update(selection, dry_run=False))
+    ctx = update(selection, dry_run=False, state=plan.state)
+    rows = KIND.select(ctx, plan.items[0], None).rows
+    repository = ctx.services.user_repository
+    save = repository.save_profile_if_unchanged
+
+    def raced(app_id: str, after: Any, version: int) -> bool:
+        # Between the job's read and its write: the user changes, and a newer import leaves it out.
+        add_users(APP, "racer", plan="pro-plus")
+        import_audience(APP, "vip", ["stayer"])
+        monkeypatch.setattr(repository, "save_profile_if_unchanged", save)
+        return bool(save(app_id, after, version))
+
+    monkeypatch.setattr(repository, "save_profile_if_unchanged", raced)
+    applied = KIND.apply(ctx, [row for row in rows if row.id == "racer"])
+    assert [(row.id, row.action, row.detail) for row in applied] == [
+        ("racer", Outcome.DRIFTED, "the audience was replaced by a newer import")
+    ]
+    assert "tier" not in user(APP, "racer").fields
+
+
+@pytest.mark.parametrize("limit", [None, 30])
+def test_the_dry_run_counts_the_member_list_reads(
+    buckets: None, small_partitions: None, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    from steward.audiences.storage import S3Objects
+
+    ids = [f"m{n:03d}" for n in range(80)]
+    add_users(APP, *ids)
+    import_audience(APP, "spring", ids)
+    reads: list[str] = []
+    read = S3Objects.read
+
+    def counted(objects: S3Objects, key: str, start: int, length: int) -> bytes | None:
+        reads.append(key)
+        return read(objects, key, start, length)
+
+    monkeypatch.setattr(S3Objects, "read", counted)
+    selection = {"source": "audience", "name": "spring", **({} if limit is None else {"total_limit": limit})}
+    dry = run_inline(update(selection, dry_run=True))
+    assert len(dry.rows) == (80 if limit is None else 30)
+    assert dry.cost.s3_gets == len(reads) > 1

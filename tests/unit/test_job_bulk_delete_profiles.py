@@ -182,3 +182,27 @@ def test_the_job_shows_its_cutoff() -> None:
     assert job.public().cutoff == CUTOFF
     assert job.public().model_dump(mode="json")["cutoff"] == "2026-01-01T00:00:00Z"
     assert job.model_copy(update={"state": {}}).public().cutoff is None
+
+
+def test_the_dry_run_counts_what_deleting_a_profile_writes_for_its_devices_codes_and_segments(
+    store: StoreSettings,
+) -> None:
+    old = datetime(2025, 6, 1, tzinfo=UTC)
+    _seed(APP, {"bare": old, "holder": old})
+    svc = services()
+    identify(APP, "fcm:1", "holder")
+    identify(APP, "fcm:2", "holder")
+    svc.tags.tag(APP, "fcm:2", "vip")
+    program = svc.loyalty.create_program(APP, "gold").program_id
+    svc.loyalty.add_codes(APP, program, ["GOLD-1"])
+    svc.loyalty.attach(APP, "holder", "GOLD-1")
+    static_segment(APP, "s", "holder")
+    svc.user_repository.upsert(APP, "holder", lambda user: user.model_copy(update={"last_activity_at": old}))  # type: ignore[union-attr]
+
+    dry = run_inline(_context(PARAMS, dry_run=True))
+
+    assert sorted(row.id for row in dry.rows if row.is_change) == ["bare", "holder"]
+    # Items under 1 KB. Each profile's delete (1 each); the holder's version-only write (1), untagged device (1),
+    # tagged device with its tag's member and count (3 items in a transaction: 6), code (2 items: 4) and segment
+    # (member, segment and profile: 6).
+    assert dry.cost.write_units == 2 + 1 + 1 + 6 + 4 + 6

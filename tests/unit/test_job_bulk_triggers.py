@@ -143,3 +143,26 @@ def test_entries_refused_every_time_retry_the_page_not_fail_its_rows() -> None:
     with pytest.raises(TriggersNotPublished, match="2 trigger events") as caught:
         TriggerPublisher(put_events, JOBS_BUS, lambda seconds: None).publish([_event(1), _event(2)])
     assert isinstance(caught.value, RetryPage)  # the engine retries the page; its rows are not marked failed
+
+
+@pytest.mark.parametrize("suppress", [False, True])
+def test_the_dry_run_counts_the_events_and_putevents_calls_the_real_run_makes(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch, suppress: bool
+) -> None:
+    users = services().users
+    assert not users.upsert_batch(APP, [{"user_id": f"u{n:03d}", "fields": {}} for n in range(60)]).failed
+    # One work item: every page's events go out together, 10 a call.
+    selection = {"source": "all", "total_limit": 55}
+    params = {"action": "update_fields", "selection": selection, "set": {"tier": "gold"}, "suppress_triggers": suppress}
+    dry = run_inline(job_context(APP, JobType.BULK_UPDATE, params, dry_run=True))
+    calls: list[int] = []
+    send = TriggerPublisher._send
+
+    def counted(publisher: TriggerPublisher, entries: list[dict[str, Any]]) -> None:
+        calls.append(len(entries))
+        send(publisher, entries)
+
+    monkeypatch.setattr(TriggerPublisher, "_send", counted)
+    run_inline(job_context(APP, JobType.BULK_UPDATE, params, dry_run=False))
+    assert (dry.cost.events, dry.cost.put_events_calls) == (sum(calls), len(calls))
+    assert (sum(calls), len(calls)) == ((0, 0) if suppress else (55, 6))

@@ -6,7 +6,7 @@ import pytest
 
 from steward.errors import InvalidInput
 from steward.jobs.engine import JobContext, JobRefused, Outcome, ReportRow
-from steward.jobs.kinds import bulk_update, kind_for
+from steward.jobs.kinds import _merge, bulk_update, kind_for
 from steward.jobs.models import JobType
 from steward.jobs.params import parse_params
 from steward.segments.models import ChangeMembers, CreateSegment, SegmentKind
@@ -72,7 +72,6 @@ def refusal(params: dict[str, Any]) -> InvalidInput:
         (update({"source": "audience"}), "params.selection.name", None),
         (update({"source": "all", "name": "x"}), "params.selection.name", None),
         (update({"source": "audience", "name": "a/b"}), "params.selection.name", None),
-        (update({"source": "audience", "name": "x", "total_limit": 5}), "params.selection.total_limit", None),
         (
             update({"source": "all", "criteria": {"field": "nope", "op": "eq", "value": 1}}),
             "params.selection.criteria.field",
@@ -156,7 +155,7 @@ def test_range_applies_to_the_source_before_the_criteria(store: StoreSettings) -
 def test_total_limit_takes_the_first_users_in_byte_order(
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr(bulk_update, "MIN_MERGE_CHUNK", chunk)
+    monkeypatch.setattr(_merge, "MIN_MERGE_CHUNK", chunk)
     monkeypatch.setattr(bulk_update, "USER_PAGE", 7)
     ids = [f"u{n}" for n in range(60)] + ["Z-upper", "é-accent", "ü-late", "a\u00e9", "a\uffff"]
     add_users(APP, ids[::3], {"plan": "free"})

@@ -158,7 +158,8 @@ def test_an_attribute_value_must_have_one_known_type() -> None:
 
 def test_a_job_over_one_million_users_is_priced_per_service() -> None:
     # A made-up job: 16 workers read 1,000,000 users of 1,000 bytes in pages of 1,000 (eventually consistent
-    # Queries), update 100,000 of them, run 1,000 Lambda invocations of 800 ms at 1 GB, and write 17 report files.
+    # Queries), update 100,000 of them, run 1,000 Lambda invocations of 800 ms at 1 GB, write 17 report files and
+    # publish 100,000 trigger events.
     page = query_read_units(1_000 * 1_000, consistent=False)
     usage = Usage(
         read_units=page * 1_000,
@@ -168,6 +169,7 @@ def test_a_job_over_one_million_users_is_priced_per_service() -> None:
         lambda_requests=1_000,
         s3_puts=17,
         s3_gets=1,
+        events=100_000,
     )
 
     priced = estimate(usage, "us-east-1")
@@ -178,11 +180,12 @@ def test_a_job_over_one_million_users_is_priced_per_service() -> None:
         "stepfunctions": Decimal("0.075500"),  # 3,020 transitions at $0.025 per 1,000
         "lambda": Decimal("0.010867"),  # 800 GB-s at $0.0000133334 + 1,000 requests at $0.20/M
         "s3": Decimal("0.000085"),  # 17 PUTs at $0.005 per 1,000 + 1 GET at $0.0004 per 1,000
+        "eventbridge": Decimal("0.100000"),  # 100,000 events at $1.00 per million
     }
-    assert priced.usd == Decimal("0.164265")  # 0.16426462 exactly, rounded once
+    assert priced.usd == Decimal("0.264265")  # 0.26426462 exactly, rounded once
     assert priced.priced_as == "us-east-1"
     assert priced.prices_as_of == default_prices().as_of
-    assert priced.as_dict()["usd"] == "0.164265"
+    assert priced.as_dict()["usd"] == "0.264265"
     assert priced.as_dict()["read_units"] == "122500.0"
 
 

@@ -1,8 +1,16 @@
 """Deleting a user (DELETE /v1/users/{id}, and a retention purge with delete_user_data) takes its devices along."""
 
+from typing import Any, cast
+
+import pytest
+
 from steward.composition import Services
 from steward.devices.models import IdentifyDevice, Transport
 from steward.settings import StoreSettings
+from steward.usecases.user_deletion import UserDeletion
+from steward.users.models import User
+from steward.users.repository import UserRepository
+from tests.support.reach import static_segment
 from tests.support.service import new_users
 
 APP = "app-a"
@@ -24,3 +32,76 @@ def test_the_users_devices_go_with_it_and_no_one_elses(store: StoreSettings) -> 
     tag = services.tag_repository.get(APP, "vip")
     assert tag is not None
     assert tag.device_count == 0  # the device's tag was released with it
+
+
+class ChangedAt:
+    """A UserRepository whose user is marked ``keep`` right after read number ``at`` (1-based), as if in the gap."""
+
+    def __init__(self, users: UserRepository, at: int) -> None:
+        self.users = users
+        self.at = at
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.users, name)
+
+    def _read(self, found: Any, app_id: str, user_id: str) -> Any:
+        self.reads += 1
+        if self.reads == self.at:
+            assert (
+                not Services(self.users.shard_count)
+                .users.upsert_batch(app_id, [{"user_id": user_id, "fields": {"keep": True}}])
+                .failed
+            )
+        return found
+
+    def get(self, app_id: str, user_id: str) -> User | None:
+        return cast(User | None, self._read(self.users.get(app_id, user_id), app_id, user_id))
+
+    def get_with_version(self, app_id: str, user_id: str) -> tuple[User, int] | None:
+        found = self.users.get_with_version(app_id, user_id)
+        return cast(tuple[User, int] | None, self._read(found, app_id, user_id))
+
+
+def unmarked(user: User) -> bool:
+    """The test's rule (a bulk deletion's is no interaction since a cutoff): no ``keep`` field."""
+    return "keep" not in user.fields
+
+
+def holdings(services: Services) -> tuple[User | None, list[str], list[str], list[str]]:
+    """The user, its devices, its codes and its segments' members, as stored."""
+    found = services.user_repository.get(APP, "leaver")
+    devices = [device_id for device_id in ("fcm:1", "fcm:2") if services.device_repository.get(APP, device_id)]
+    codes = [] if found is None else [promo.code for promo in found.promo_codes]
+    return found, devices, codes, [] if found is None else sorted(found.segments)
+
+
+@pytest.mark.parametrize("read", [1, 2])
+def test_a_user_kept_by_its_rule_keeps_everything_and_a_deleted_one_loses_everything(
+    store: StoreSettings, read: int
+) -> None:
+    services = Services(store.shard_count)
+    new_users(APP, "leaver")
+    for device_id in ("fcm:1", "fcm:2"):
+        services.devices.identify(APP, device_id, IdentifyDevice(user_id="leaver", transport=Transport.FCM))
+    program = services.loyalty.create_program(APP, "gold").program_id
+    services.loyalty.add_codes(APP, program, ["GOLD-1"])
+    services.loyalty.attach(APP, "leaver", "GOLD-1")
+    segment_id = static_segment(APP, "vip", "leaver")
+    users = ChangedAt(services.user_repository, read)
+    deletion = UserDeletion(cast(UserRepository, users), services.loyalty_repository, services.segment_repository,
+                            services.device_repository)  # fmt: skip
+
+    deleted = deletion.delete_if(APP, "leaver", unmarked)
+
+    found, devices, codes, segments = holdings(services)
+    if read == 1:  # changed right after the read that qualified it: kept, with all it held
+        assert not deleted
+        assert found is not None
+        assert found.fields == {"keep": True}
+        assert (devices, codes, segments) == (["fcm:1", "fcm:2"], ["GOLD-1"], [segment_id])
+    else:  # changed once its items were being released: the deletion was decided, and goes through
+        assert deleted
+        assert (found, devices) == (None, [])
+        assert services.segments.get(APP, segment_id).member_count == 0
+        assert services.loyalty_repository.get_code(APP, "GOLD-1").attached_user_id is None

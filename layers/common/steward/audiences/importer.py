@@ -530,17 +530,17 @@ def _packed(path: Path, partition: int, per_partition: int, member_list: BinaryI
 def packed_buckets(
     members: bytes, partition: int, per_partition: int, member_list: BinaryIO
 ) -> Iterator[tuple[int, bytes]]:
-    """The partition's buckets, every one even when empty, writing its ids to the member list as it goes."""
+    """The partition's buckets, every one even when empty, writing its ids to the member list first.
+
+    The ids go in byte order: bulk_update's total_limit merges the partitions' runs of the list.
+    """
     grouped: list[list[bytes]] = [[] for _ in range(per_partition)]
-    ids: list[list[bytes]] = [[] for _ in range(per_partition)]
-    for user_id in members.split(b"\n"):
-        if user_id:
-            hashed = buckets.member_hash(user_id)
-            index = buckets.bucket_in_partition(hashed, per_partition)
-            grouped[index].append(hashed)
-            ids[index].append(user_id)
+    ids = sorted(user_id for user_id in members.split(b"\n") if user_id)
+    member_list.write(b"".join(user_id + b"\n" for user_id in ids))
+    for user_id in ids:
+        hashed = buckets.member_hash(user_id)
+        grouped[buckets.bucket_in_partition(hashed, per_partition)].append(hashed)
     for index in range(per_partition):
-        member_list.write(b"".join(user_id + b"\n" for user_id in ids[index]))
         yield partition * per_partition + index, buckets.pack(grouped[index])
 
 

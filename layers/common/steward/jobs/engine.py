@@ -134,13 +134,25 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class PageCost:
-    """What a page costs a real run in DynamoDB units: the dry run's estimate adds these up."""
+    """What a page costs a real run: DynamoDB units, S3 reads of its data, trigger events and their PutEvents calls.
+
+    The dry run's estimate adds these up.
+    """
 
     read_units: Decimal = Decimal(0)
     write_units: int = 0
+    s3_gets: int = 0
+    events: int = 0
+    put_events_calls: int = 0
 
     def __add__(self, other: "PageCost") -> "PageCost":
-        return PageCost(self.read_units + other.read_units, self.write_units + other.write_units)
+        return PageCost(
+            self.read_units + other.read_units,
+            self.write_units + other.write_units,
+            self.s3_gets + other.s3_gets,
+            self.events + other.events,
+            self.put_events_calls + other.put_events_calls,
+        )
 
 
 @dataclass(frozen=True, slots=True)

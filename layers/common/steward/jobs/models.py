@@ -138,6 +138,11 @@ class JobEstimate(Schema):
     write_units: NonNegativeFloat = Field(description="DynamoDB write units.")
     state_transitions: NonNegativeInt = Field(description="Step Functions state transitions.")
     lambda_gb_seconds: NonNegativeFloat = Field(description="Lambda compute, in GB-seconds.")
+    s3_gets: NonNegativeInt = Field(
+        default=0, description="S3 GETs: the job's own pages, and the data it reads (an audience's member list)."
+    )
+    events: NonNegativeInt = Field(default=0, description="Trigger events the real run would publish.")
+    put_events_calls: NonNegativeInt = Field(default=0, description="The PutEvents calls that carry them (10 a call).")
     usd: Decimal = Field(
         ge=0,
         description="The total in US dollars at on-demand prices, rounded up to 0.0001; a string in JSON, exact.",

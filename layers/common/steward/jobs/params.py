@@ -458,13 +458,6 @@ class BulkSelection(Schema):
             )
         if self.source is not SelectionSource.AUDIENCE and self.name is not None:
             raise InvalidInput("selection.name: only for source audience.", code=INVALID_PARAMS, field="selection.name")
-        if self.source is SelectionSource.AUDIENCE and self.total_limit is not None:
-            # The member list is in hash-partition order, not in byte order of the id.
-            raise InvalidInput(
-                "selection.total_limit: not available with source audience; use range.",
-                code=INVALID_PARAMS,
-                field="selection.total_limit",
-            )
         if self.range is not None and self.total_limit is not None:
             raise InvalidInput(
                 "selection.total_limit: give either range or total_limit, not both.",

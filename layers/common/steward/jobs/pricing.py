@@ -187,6 +187,7 @@ class Usage:
     lambda_requests: int = 0
     s3_puts: int = 0
     s3_gets: int = 0
+    events: int = 0  # EventBridge events published (PutEvents entries)
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -198,7 +199,9 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    """A priced usage. ``breakdown`` is per service (dynamodb, stepfunctions, lambda, s3), each rounded like ``usd``.
+    """A priced usage. ``breakdown`` is per service (dynamodb, stepfunctions, lambda, s3, eventbridge), rounded.
+
+    Each amount is rounded like ``usd``.
 
     ``usd`` is the exact sum rounded once, so it can differ from the sum of
     the rounded breakdown by a millionth of a dollar.
@@ -225,6 +228,7 @@ class Estimate:
             "lambda_requests": usage.lambda_requests,
             "s3_puts": usage.s3_puts,
             "s3_gets": usage.s3_gets,
+            "events": usage.events,
             "usd": str(self.usd),
             "breakdown": {service: str(usd) for service, usd in self.breakdown.items()},
             "region": self.region,
@@ -263,12 +267,17 @@ class S3Prices(_Prices):
     get_requests_per_thousand: Decimal = _price()
 
 
+class EventBridgePrices(_Prices):
+    custom_events_per_million: Decimal = _price()
+
+
 class RegionPrices(_Prices):
     dynamodb: DynamoDBPrices
     stepfunctions: StepFunctionsPrices
     # "lambda" is a keyword: the field takes the file's name through its alias.
     lambda_: LambdaPrices = Field(alias="lambda")
     s3: S3Prices
+    eventbridge: EventBridgePrices
 
 
 class PriceTable(_Prices):
@@ -330,6 +339,7 @@ def estimate(usage: Usage, region: str, *, prices: PriceTable | None = None) -> 
         + usage.lambda_requests * price.lambda_.requests_per_million / MILLION,
         "s3": usage.s3_puts * price.s3.put_requests_per_thousand / THOUSAND
         + usage.s3_gets * price.s3.get_requests_per_thousand / THOUSAND,
+        "eventbridge": usage.events * price.eventbridge.custom_events_per_million / MILLION,
     }
     total = sum(exact.values(), Decimal(0))
     return Estimate(

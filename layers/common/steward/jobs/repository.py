@@ -487,11 +487,23 @@ def to_part(record: JobPartRecord) -> PartState:
 
 
 def _cost_json(cost: PageCost) -> JsonObject:
-    return {"read_units": str(cost.read_units), "write_units": cost.write_units}
+    return {
+        "read_units": str(cost.read_units),
+        "write_units": cost.write_units,
+        "s3_gets": cost.s3_gets,
+        "events": cost.events,
+        "put_events_calls": cost.put_events_calls,
+    }
 
 
 def _cost_of(data: JsonObject) -> PageCost:
-    return PageCost(Decimal(str(data.get("read_units", "0"))), int(data.get("write_units", 0)))
+    return PageCost(
+        Decimal(str(data.get("read_units", "0"))),
+        int(data.get("write_units", 0)),
+        int(data.get("s3_gets", 0)),
+        int(data.get("events", 0)),
+        int(data.get("put_events_calls", 0)),
+    )
 
 
 def _dumps(value: Any) -> str:

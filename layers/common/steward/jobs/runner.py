@@ -357,7 +357,8 @@ class JobRunner:
             lambda_gb_seconds=lambda_gb_seconds(memory_mb, worker_ms),
             lambda_requests=invocations + 3,
             s3_puts=2 * sum(part.seq for part in parts) + 1,
-            s3_gets=sum(part.seq for part in parts),
+            s3_gets=sum(part.seq for part in parts) + cost.s3_gets,
+            events=cost.events,
         )
         priced = estimate(usage, self.region)
         return JobEstimate(
@@ -365,6 +366,9 @@ class JobRunner:
             write_units=float(usage.write_units),
             state_transitions=usage.state_transitions,
             lambda_gb_seconds=float(usage.lambda_gb_seconds),
+            s3_gets=usage.s3_gets,
+            events=usage.events,
+            put_events_calls=cost.put_events_calls,
             usd=priced.usd_exact,
         )
 

@@ -1,11 +1,12 @@
 """Deleting a user: its devices are deleted, its promo codes released and it leaves its static segments first."""
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from steward.clock import utc_now
 from steward.conditions import MAX_ATTEMPTS
+from steward.devices.models import Device
 from steward.devices.repository import DeviceRepository
 from steward.errors import Conflict, NotFound
 from steward.loyalty.repository import LoyaltyRepository
@@ -33,43 +34,63 @@ class UserDeletion:
         The delete is conditioned on the version read after the releases, so a
         code attached or a segment joined meanwhile is released on the next round.
         """
-        self.delete_if(app_id, user_id, lambda user: True)
+        self._delete(app_id, user_id, None)
 
     def delete_if(self, app_id: str, user_id: str, qualifies: Callable[[User], bool]) -> bool:
-        """``delete``, only while the user ``qualifies`` (checked on every read); False, untouched, when not.
+        """``delete``, only while the user ``qualifies``; False when not, and then nothing of it has changed.
 
-        A bulk deletion's rule (no interaction since a cutoff) holds up to the
-        delete itself: activity recorded meanwhile changes the version, and the
-        next round reads it.
+        A bulk deletion's rule (no interaction since a cutoff) is checked on
+        the read that the first change is conditioned on: a user holding
+        devices, codes or segments is first written at that version (the
+        version alone), and a user that changed since the read is read again.
+        So a user that is kept keeps everything. From that write on the
+        deletion is decided: activity recorded while its items are released
+        does not stop it halfway.
         """
+        return self._delete(app_id, user_id, qualifies)
+
+    def _delete(self, app_id: str, user_id: str, qualifies: Callable[[User], bool] | None) -> bool:
+        decided = qualifies is None
         for _ in range(MAX_ATTEMPTS):
-            user = self.users.get(app_id, user_id)
-            if user is None:
-                raise user_not_found(user_id)
-            if not qualifies(user):
-                return False
-            now = utc_now()
-            self._delete_devices(app_id, user_id, now)
-            for promo in user.promo_codes:
-                with contextlib.suppress(NotFound):  # released by a concurrent detach
-                    self.loyalty.detach(app_id, user_id, promo.code, now)
-            try:
-                draining = self.segments.leave_all(app_id, user, now)
-            except Conflict:
-                continue  # the user changed while leaving: read it again
             stored = self.users.get_with_version(app_id, user_id)
             if stored is None:
                 raise user_not_found(user_id)
-            after, version = stored
-            if after.promo_codes or set(after.segments) - draining or not qualifies(after):
-                continue
+            user, version = stored
+            if qualifies is not None and not decided and not qualifies(user):
+                return False
+            devices = self.devices.devices_of_users(app_id, [user_id], consistent=True).get(user_id, [])
+            if devices or user.promo_codes or user.segments:
+                if not decided and not self.users.hold(app_id, user, version):
+                    continue  # changed since the read that qualified: read it again
+                decided = True
+                released = self._release(app_id, user, devices)
+                if released is None:
+                    continue
+                user, version = released
             if self.users.delete(app_id, user_id, version):
                 return True
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
-    def _delete_devices(self, app_id: str, user_id: str, now: datetime) -> None:
+    def _release(self, app_id: str, user: User, devices: Sequence[Device]) -> tuple[User, int] | None:
+        """Delete the user's devices, release its codes, leave its segments; the user as it is then, or None: again."""
+        now = utc_now()
+        self._delete_devices(app_id, user.user_id, devices, now)
+        for promo in user.promo_codes:
+            with contextlib.suppress(NotFound):  # released by a concurrent detach
+                self.loyalty.detach(app_id, user.user_id, promo.code, now)
+        try:
+            draining = self.segments.leave_all(app_id, user, now)
+        except Conflict:
+            return None  # the user changed while leaving: read it again
+        stored = self.users.get_with_version(app_id, user.user_id)
+        if stored is None:
+            raise user_not_found(user.user_id)
+        after = stored[0]
+        return None if after.promo_codes or set(after.segments) - draining else stored
+
+    def _delete_devices(self, app_id: str, user_id: str, devices: Sequence[Device], now: datetime) -> None:
         """The user's devices go first (with their tags), so a failure leaves a user that a retry deletes."""
-        for device in self.devices.devices_of_users(app_id, [user_id], consistent=True).get(user_id, []):
+        for device in devices:
             # Gone meanwhile, or identified by another user since: not this user's to delete.
             with contextlib.suppress(NotFound, Conflict):
                 self.devices.delete(app_id, device.device_id, user_id, now)

@@ -173,6 +173,13 @@ class UserRepository:
         }
         return self._update_at_version(app_id, user, version, [ProfileRecord.subscriptions.set(subscriptions)])
 
+    def hold(self, app_id: str, user: User, version: int) -> bool:
+        """Move the user's version on, and nothing else, if it is still at ``version``; False when it changed.
+
+        A use case that decided on the user as read writes this before its first change.
+        """
+        return self._update_at_version(app_id, user, version, [])
+
     def _update_at_version(self, app_id: str, user: User, version: int, actions: list[Action]) -> bool:
         """One UpdateItem of ``actions`` (and ``updated_at``, the version) if the item is still at ``version``."""
         record = ProfileRecord(pk=partition_for(app_id, user.user_id, self.shard_count), sk=user.user_id)

@@ -4,6 +4,11 @@ A user is reachable while it has an active device, email address or phone
 number. deactivate_users deactivates a user it leaves unreachable, with
 reason ``no_active_contact``; reactivate_devices brings such a user back
 when it gives it an active device again.
+
+Reachable means that a contact technically works, not consent: a globally
+unsubscribed user with an active contact is reachable here (the README's
+"Who counts as reachable"). Deliverable counts are the criteria preview's
+and split_audience's.
 """
 
 import math
@@ -20,6 +25,7 @@ from steward.devices.models import Device
 from steward.errors import StewardError, clip
 from steward.jobs.engine import JobContext, JsonObject, Outcome, PageCost, ReportRow, WorkItem
 from steward.jobs.pricing import batch_get_units, item_size, query_read_units, read_units, write_units
+from steward.jobs.triggers import MAX_ENTRIES
 from steward.shard_reader import Position
 from steward.usecases.user_activation import NO_ACTIVE_CONTACT
 from steward.users.models import User
@@ -114,6 +120,9 @@ class Meter:
 
     read_units: Decimal = Decimal(0)
     write_units: int = 0
+    s3_gets: int = 0
+    events: int = 0
+    put_events_calls: int = 0
 
     def walk(self, scanned: int, kept_bytes: Sequence[int], nominal: int) -> None:
         """A filtered read of a shard, billed on every item it scanned (eventually consistent).
@@ -147,8 +156,17 @@ class Meter:
         self.write_units += write_units(user_bytes, transactional=True)
         self.write_units += segments * write_units(SEGMENT_ITEM_BYTES, transactional=True)
 
+    def s3_reads(self, requests: int) -> None:
+        """GETs of S3 objects (an audience's member list, by byte range)."""
+        self.s3_gets += requests
+
+    def trigger_events(self, count: int) -> None:
+        """A page's trigger events, published after its writes in PutEvents calls of ``MAX_ENTRIES``."""
+        self.events += count
+        self.put_events_calls += math.ceil(count / MAX_ENTRIES)
+
     def cost(self) -> PageCost:
-        return PageCost(read_units=self.read_units, write_units=self.write_units)
+        return PageCost(self.read_units, self.write_units, self.s3_gets, self.events, self.put_events_calls)
 
 
 def sizes_of(items: Iterable[dict[str, dict[str, Any]]]) -> list[int]:

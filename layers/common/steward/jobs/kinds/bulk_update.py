@@ -9,13 +9,10 @@ keeps the users whose id falls in the slice by a stable hash
 the source whatever the criteria say.
 
 Without ``total_limit`` the job walks the shards in parallel, one work item
-each. With it, one work item merges the shards in byte order of the user id:
-each page reads a bounded chunk from every shard not yet done, takes the
-users below the lowest point every shard has reached (the ones no other
-shard can precede), and keeps, per shard, where it stopped and how many it
-took in all. Each shard's chunk is its share of the page's room and a
-quarter more (at least ``MIN_MERGE_CHUNK``), so a page reads about 1.25 times
-what it takes, and re-reads what it did not take.
+each. With it, one work item merges the shards in byte order of the user id
+(``_merge``), keeping how many it took in all. An audience's member list is
+in partitions, not in id order: the job first surveys the list for each
+partition's run (``members.survey_runs``), then merges the runs the same way.
 
 Report rows are ``user`` rows: ``updated`` or ``unsubscribed``, or skipped
 with the reason (``unchanged``, ``too_many_fields``...). A profile that ends
@@ -24,13 +21,19 @@ unchanged is never written. A write changes only the fields,
 read: ``last_activity_at`` is never touched.
 """
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from steward.audiences.members import members_in_version, read_member_ids
+from steward.audiences.members import (
+    Run,
+    RunRead,
+    Survey,
+    members_in_version,
+    read_member_ids,
+    read_run,
+    survey_runs,
+)
 from steward.audiences.models import AudienceStatus, Layout
 from steward.conditions import MAX_ATTEMPTS
 from steward.criteria.evaluate import matches, scopes_in, user_subject
@@ -56,9 +59,11 @@ from steward.jobs.engine import (
 from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._bulk_triggers import trigger_events
 from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
+from steward.jobs.kinds._merge import Chunk, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
     NOMINAL_PROFILE_BYTES,
+    SEGMENT_ITEM_BYTES,
     Meter,
     each,
     failed,
@@ -92,9 +97,6 @@ _CHANGES = {
 _SUBSCRIPTION_ACTIONS = (BulkAction.ADD_SUBSCRIPTION, BulkAction.UPDATE_SUBSCRIPTION)
 # Users per page: one conditional write each on a real run.
 USER_PAGE = 200
-# The least a total_limit merge reads from a shard per page: its share of the page, and a quarter more.
-MIN_MERGE_CHUNK = 8
-MERGE_SLACK = 1.25
 UNCHANGED = _subscriptions.UNCHANGED
 ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
@@ -199,10 +201,12 @@ class BulkUpdate(SinglePhase):
         rules = _Rules.of(ctx)
         meter = Meter()
         params = _params(ctx)
-        if params.selection.source is SelectionSource.AUDIENCE:
+        if params.selection.source is SelectionSource.AUDIENCE and params.selection.total_limit is not None:
+            users, scanned, next_position = self._merge_members(ctx, rules, position, meter)
+        elif params.selection.source is SelectionSource.AUDIENCE:
             users, scanned, next_position = self._members(ctx, rules, position, meter)
         elif item.shard is None and params.selection.total_limit is not None:
-            users, scanned, next_position = self._merge(ctx, rules, position, meter)
+            users, scanned, next_position = self._shards(ctx, rules, position, meter)
         elif item.shard is None:
             users, scanned, next_position = self._walk(ctx, rules, position, meter)
         else:
@@ -213,9 +217,11 @@ class BulkUpdate(SinglePhase):
             rows, codes = _promo.attach_rows(ctx, params, users, position, meter)
             if next_position is not None:
                 next_position[_promo.CODES_KEY] = codes
-            return Page(rows, scanned, next_position, cost=meter.cost())
-        devices = _devices(ctx, [user.user_id for user in users], meter)
-        rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
+        else:
+            deleting = params.action is BulkAction.DELETE_PROFILES
+            devices = _devices(ctx, [user.user_id for user in users], meter, deleting=deleting)
+            rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
+        meter.trigger_events(len(trigger_events(ctx, params, rows)))
         return Page(rows, scanned, next_position, cost=meter.cost())
 
     def _members(
@@ -226,17 +232,41 @@ class BulkUpdate(SinglePhase):
             return [], 0, None
         offset = 0 if position is None else int(position["offset"])
         read = read_member_ids(ctx.services.audience_objects, rules.audience, offset, USER_PAGE)
+        meter.s3_reads(1)
         if read is None:
-            raise JobRefused(
-                "The audience was replaced by a newer import while the job ran; run the job again.",
-                code="audience_replaced",
-            )
+            raise _audience_replaced()
         ids, after = read
-        wanted = [user_id for user_id in ids if rules.in_slice(user_id)]
-        found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
-        users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
-        meter.gets(self._sizes(ctx, users), consistent=False)
-        return rules.selects(ctx, users), len(ids), None if after is None else {"offset": after}
+        return self._profiles(ctx, rules, ids, meter), len(ids), None if after is None else {"offset": after}
+
+    def _merge_members(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """total_limit over an audience: survey the member list's runs (pages of no rows), then merge the runs."""
+        layout = rules.audience
+        if layout is None:
+            return [], 0, None
+        objects = ctx.services.audience_objects
+        if position is None or "survey" in position:
+            survey = survey_runs(
+                objects, layout, Survey() if position is None else Survey.from_json(position["survey"])
+            )
+            if survey is None:
+                raise _audience_replaced()
+            meter.s3_reads(survey.requests)
+            if not survey.done:
+                return [], 0, {"survey": survey.as_json()}
+            position = {"runs": [run.as_json() for run in survey.runs], "cursors": [{} for _ in survey.runs]}
+        runs = [Run.from_json(run) for run in position["runs"]]
+
+        def read(index: int, cursor: JsonObject, size: int) -> Chunk:
+            got: RunRead | None = read_run(objects, layout, runs[index], cursor, size)
+            if got is None:
+                raise _audience_replaced()
+            meter.s3_reads(got.requests)
+            users = self._profiles(ctx, rules, got.ids, meter)
+            return Chunk(users, len(got.ids), got.ids[-1] if got.ids else "", got.next, got.resume.__getitem__)
+
+        return self._merge(ctx, position, read)
 
     def _walk(
         self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
@@ -267,50 +297,44 @@ class BulkUpdate(SinglePhase):
             end_shard=start.shard + 1,
         )
         meter.walk(batch.scanned, [], NOMINAL_MEMBER_BYTES)
-        member_ids = [record.sk for record in batch.items if rules.in_slice(record.sk)]
-        found = ctx.services.user_repository.get_many(ctx.app_id, member_ids)
-        users = [found[user_id][0] for user_id in member_ids if user_id in found]
+        return _Chunk(
+            self._profiles(ctx, rules, [record.sk for record in batch.items], meter), batch.scanned, batch.next
+        )
+
+    def _profiles(self, ctx: JobContext, rules: _Rules, member_ids: Sequence[str], meter: Meter) -> list[User]:
+        """The members (in their order) the selection keeps: in the slice, still users, matching; reads metered."""
+        wanted = [user_id for user_id in member_ids if rules.in_slice(user_id)]
+        found = ctx.services.user_repository.get_many(ctx.app_id, wanted)
+        users = [found[user_id][0] for user_id in wanted if user_id in found]  # members deleted since are gone
         meter.gets(self._sizes(ctx, users), consistent=False)
-        return _Chunk(rules.selects(ctx, users), batch.scanned, batch.next)
+        return rules.selects(ctx, users)
+
+    def _shards(
+        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+    ) -> tuple[list[User], int, JsonObject | None]:
+        """total_limit over all users or a segment: merge the shards."""
+        shard_count = ctx.services.shard_count
+        if position is None:
+            position = {"cursors": [{"shard": shard} for shard in range(shard_count)]}
+
+        def read(shard: int, cursor: JsonObject, size: int) -> Chunk:
+            chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), size, meter)
+            frontier = "" if chunk.next is None else chunk.next.after or ""
+            return Chunk(chunk.users, chunk.scanned, frontier, next_of(chunk.next), _after_in(shard))
+
+        return self._merge(ctx, position, read)
 
     def _merge(
-        self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
+        self, ctx: JobContext, position: JsonObject, read: Callable[[int, JsonObject, int], Chunk]
     ) -> tuple[list[User], int, JsonObject | None]:
         """The next users of the whole selection in byte order of the id, up to the total limit."""
         limit = _params(ctx).selection.total_limit
         assert limit is not None
-        shard_count = ctx.services.shard_count
-        cursors: list[Any] = (
-            [{"shard": shard} for shard in range(shard_count)] if position is None else list(position["cursors"])
-        )
-        taken = 0 if position is None else int(position["taken"])
-        room = min(limit - taken, USER_PAGE)
-        open_shards = sum(1 for cursor in cursors if cursor is not None)
-        chunk_size = max(MIN_MERGE_CHUNK, math.ceil(MERGE_SLACK * room / max(open_shards, 1)))
-        chunks: dict[int, _Chunk] = {}
-        scanned = 0
-        for shard, cursor in enumerate(cursors):
-            if cursor is not None:
-                chunk = self._read(ctx, rules, Position.from_fields(cursor, shard_count), chunk_size, meter)
-                chunks[shard] = chunk
-                scanned += chunk.scanned
-        # Every shard has been read up to its frontier: no user below the lowest one is still unread.
-        frontiers = [_key(chunk.next.after or "") for chunk in chunks.values() if chunk.next is not None]
-        bound = min(frontiers) if frontiers else None
-        ready = sorted(
-            ((user, shard) for shard, chunk in chunks.items() for user in chunk.users),
-            key=lambda pair: _key(pair[0].user_id),
-        )
-        chosen = [pair for pair in ready if bound is None or _key(pair[0].user_id) <= bound][:room]
-        for shard, chunk in chunks.items():
-            mine = [user.user_id for user, owner in chosen if owner == shard]
-            if len(mine) == len(chunk.users):
-                cursors[shard] = next_of(chunk.next)  # everything this shard's read selected is taken
-            elif mine:
-                cursors[shard] = Position(shard, mine[-1]).as_fields()
-        taken += len(chosen)
+        taken = int(position.get("taken", 0))
+        users, scanned, cursors = merge_page(list(position["cursors"]), min(limit - taken, USER_PAGE), read)
+        taken += len(users)
         done = taken >= limit or all(cursor is None for cursor in cursors)
-        return [user for user, _ in chosen], scanned, None if done else {"cursors": cursors, "taken": taken}
+        return users, scanned, None if done else {**position, "cursors": cursors, "taken": taken}
 
     def _row(self, ctx: JobContext, user: User, devices: Sequence[Device], meter: Meter) -> ReportRow:
         params = _params(ctx)
@@ -328,10 +352,7 @@ class BulkUpdate(SinglePhase):
         size = self._sizes(ctx, [user])[0]
         meter.gets([size], consistent=True)  # apply's read
         if params.action is BulkAction.DELETE_PROFILES:
-            # The deletion's second read, and its delete (billed on the item's size); devices, codes and
-            # segments the profile holds cost their own writes, not counted here.
-            meter.gets([size], consistent=True)
-            meter.writes([size])
+            _meter_deletion(meter, user, size, devices)
             return ReportRow(Entity.USER, user.user_id, DELETED, user.user_id, last_interaction(user).isoformat())
         meter.writes([max(size, self._sizes(ctx, [after])[0])])
         if params.action in _SUBSCRIPTION_ACTIONS:
@@ -349,12 +370,7 @@ class BulkUpdate(SinglePhase):
         change = _change_of(params)
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
-        selected = {user.user_id for user in rules.selects(ctx, list(users.values()))}
-        members = (
-            None
-            if rules.audience is None
-            else members_in_version(ctx.services.audience_repository, ctx.app_id, rules.audience, list(users))
-        )
+        left = _left_selection(ctx, rules, list(users.values()))
         devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
@@ -363,12 +379,8 @@ class BulkUpdate(SinglePhase):
             user = users.get(row.id)
             if user is None:
                 return row.with_outcome(Outcome.DRIFTED, _GONE)
-            if rules.static_segment is not None and rules.static_segment not in user.segments:
-                return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MEMBER)
-            if rules.audience is not None and (members is None or row.id not in members):
-                return row.with_outcome(Outcome.DRIFTED, _AUDIENCE_REPLACED if members is None else _NOT_A_MEMBER)
-            if row.id not in selected:
-                return row.with_outcome(Outcome.DRIFTED, _NO_LONGER_MATCHES)
+            if row.id in left:
+                return row.with_outcome(Outcome.DRIFTED, left[row.id])
             if params.action is BulkAction.PROMO_CODES:
                 assert params.program_id is not None
                 held = _promo.program_codes(user, params.program_id)
@@ -432,18 +444,35 @@ class BulkUpdate(SinglePhase):
                 return row
             stored = repository.get_with_version(ctx.app_id, row.id)
             # Changed meanwhile: the rules are checked again at the moment of change, not just the outcome.
-            left = None if stored is None else _no_longer_selected(ctx, stored[0])
+            left = None if stored is None else _left_selection(ctx, _Rules.of(ctx), [stored[0]]).get(row.id)
             if left is not None:
                 return row.with_outcome(Outcome.DRIFTED, left)
         raise Conflict("The user changed concurrently too many times.", code="concurrent_update")
 
 
-def _no_longer_selected(ctx: JobContext, user: User) -> str | None:
-    """Why the user as it is now has left the selection (its criteria, or its static segment), or None."""
-    rules = _Rules.of(ctx)
-    if rules.static_segment is not None and rules.static_segment not in user.segments:
-        return _NO_LONGER_MEMBER
-    return None if rules.selects(ctx, [user]) else _NO_LONGER_MATCHES
+def _left_selection(ctx: JobContext, rules: _Rules, users: Sequence[User]) -> dict[str, str]:
+    """Why each of ``users``, as it is now, has left the selection, by user id; the ones still in it are absent.
+
+    The static segment, the audience's version, then the criteria and the slice: a confirmed run's recheck
+    (a page at a time) and a write that lost a race (one user) ask the same question.
+    """
+    selected = {user.user_id for user in rules.selects(ctx, users)}
+    members = (
+        None
+        if rules.audience is None
+        else members_in_version(
+            ctx.services.audience_repository, ctx.app_id, rules.audience, [user.user_id for user in users]
+        )
+    )
+    left: dict[str, str] = {}
+    for user in users:
+        if rules.static_segment is not None and rules.static_segment not in user.segments:
+            left[user.user_id] = _NO_LONGER_MEMBER
+        elif rules.audience is not None and (members is None or user.user_id not in members):
+            left[user.user_id] = _AUDIENCE_REPLACED if members is None else _NOT_A_MEMBER
+        elif user.user_id not in selected:
+            left[user.user_id] = _NO_LONGER_MATCHES
+    return left
 
 
 def _change_of(params: BulkUpdateParams) -> str:
@@ -505,9 +534,34 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
     return max(ctx.services.clock(), user.updated_at)
 
 
-def _devices(ctx: JobContext, user_ids: Sequence[str], meter: Meter) -> Mapping[str, list[Device]]:
-    """The users' devices, only when the action's rule reads them (push contacts); metered."""
-    if not user_ids or not needs_devices(_params(ctx)):
+def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
+    """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
+
+    It reads the user; a user holding devices, codes or segments is then written at that version, each
+    device deleted (a tagged one in a transaction with 2 items per tag), each code released and each
+    segment left (a transaction each), and the user read again; then it is deleted.
+    """
+    holds = bool(devices or user.promo_codes or user.segments)
+    meter.gets([size] * (2 if holds else 1), consistent=True)
+    if holds:
+        meter.writes([size])
+    for device in devices:
+        if device.tags:
+            meter.transaction([NOMINAL_DEVICE_BYTES] + [SEGMENT_ITEM_BYTES] * 2 * len(device.tags))
+        else:
+            meter.writes([NOMINAL_DEVICE_BYTES])
+    for _ in user.promo_codes:
+        meter.transaction([_promo.CODE_ITEM_BYTES, size])
+    for _ in user.segments:
+        meter.transaction([NOMINAL_MEMBER_BYTES, SEGMENT_ITEM_BYTES, size])
+    meter.writes([size])
+
+
+def _devices(
+    ctx: JobContext, user_ids: Sequence[str], meter: Meter, *, deleting: bool = False
+) -> Mapping[str, list[Device]]:
+    """The users' devices when the action's rule reads them (push contacts) or a deletion deletes them; metered."""
+    if not user_ids or not (deleting or needs_devices(_params(ctx))):
         return {}
     owned = ctx.services.device_repository.devices_of_users(ctx.app_id, user_ids)
     meter.index_queries(len(user_ids))
@@ -523,9 +577,15 @@ def _outcome(row: ReportRow, result: ReportRow | Exception) -> ReportRow:
     return failed(row, result) if isinstance(result, Exception) else result
 
 
-def _key(user_id: str) -> bytes:
-    """DynamoDB's order of string sort keys: their UTF-8 bytes."""
-    return user_id.encode("utf-8")
+def _after_in(shard: int) -> Callable[[str], JsonObject]:
+    """A shard's cursor right after one of its users."""
+    return lambda user_id: Position(shard, user_id).as_fields()
+
+
+def _audience_replaced() -> JobRefused:
+    return JobRefused(
+        "The audience was replaced by a newer import while the job ran; run the job again.", code="audience_replaced"
+    )
 
 
 KINDS: dict[JobType, JobKind] = {JobType.BULK_UPDATE: BulkUpdate()}
