@@ -7,6 +7,7 @@ import boto3
 import pytest
 
 from steward.composition import Services
+from steward.conversations import repository as conversation_repository
 from steward.conversations.models import (
     ChangeStatus,
     ConversationStatus,
@@ -31,6 +32,12 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 BUCKET = "steward-test-reports"
 # A sweep's now once every write under the settings put at NOW has landed (see DueLayout.settled).
 SETTLED = NOW + timedelta(minutes=1)
+# An open conversation idle 40 days goes to archive, delete and purged in one sweep.
+ZERO_DAY_CHAIN: dict[str, Any] = {
+    "archive_after_days": {"open": 30},
+    "delete_after_days": {"archive": 0},
+    "purge_after_days": 0,
+}
 
 
 @pytest.fixture
@@ -133,8 +140,7 @@ def test_preview_then_sweep_give_the_same_counts_and_one_step_each(services: Ser
 
 
 def test_zero_days_chain_to_the_purge_in_one_sweep(services: Services) -> None:
-    document = {"archive_after_days": {"open": 30}, "delete_after_days": {"archive": 0}, "purge_after_days": 0}
-    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    services.retention_settings.put(APP, RetentionSettings.model_validate(ZERO_DAY_CHAIN))
     idle = conversation(services, 40)
     run = sweep(services)
     assert run.counts == {"open->archive": 1, "archive->delete": 1, "delete->purged": 1}
@@ -534,3 +540,154 @@ def test_a_homing_sweep_drops_the_groups_of_channels_no_longer_overridden(servic
         "open->archive": 1
     }
     assert status_of(services, written) == "archive"
+
+
+def _same_shard(services: Services, *fields: dict[str, Any]) -> list[str]:
+    """One conversation for each of ``fields`` (``idle_days`` and the body), all in the first one's shard;
+    those made in other shards on the way are deleted."""
+    made = [conversation(services, **fields[0])]
+    shard = shard_of(made[0], services.shard_count)
+    for body in fields[1:]:
+        while shard_of(candidate := conversation(services, **body), services.shard_count) != shard:
+            services.conversations.delete(APP, candidate)
+        made.append(candidate)
+    return made
+
+
+@pytest.mark.parametrize("statuses", [("open", "open"), ("delete", "archive")])
+def test_a_user_kept_by_a_conversation_its_page_purges_later_is_deleted(
+    services: Services, statuses: tuple[str, str]
+) -> None:
+    # Every status here reaches the purge in one sweep: the first purge of the page finds the other
+    # conversation live, which the same page purges next.
+    document = {**ZERO_DAY_CHAIN, "delete_user_data": True}
+    services.retention_settings.put(APP, RetentionSettings.model_validate(document))
+    new_users(APP, "u")
+    made = _same_shard(services, *({"idle_days": 40, "status": status, "user_id": "u"} for status in statuses))
+    run = sweep(services, page=50)
+    assert run.counts["delete->purged"] == 2
+    assert [status_of(services, conversation_id) for conversation_id in made] == [None, None]
+    assert (run.users_deleted, run.users_kept) == (1, 0)
+    assert services.user_repository.get(APP, "u") is None
+
+
+@pytest.mark.parametrize(
+    ("now", "deleted"),
+    [
+        ({"purge_after_days": 5, "delete_user_data": True}, True),  # the purge is no longer due: its user still is
+        ({"purge_after_days": 0, "delete_user_data": False}, False),
+    ],
+)
+def test_a_purge_made_by_the_first_attempt_checks_its_user_under_the_settings_now(
+    services: Services, monkeypatch: pytest.MonkeyPatch, now: dict[str, Any], deleted: bool
+) -> None:
+    purging_user_data(services, "u")
+    purged = conversation(services, 3, status="delete", user_id="u")
+    run_id = "ret_20260601000000_000000000005"
+    # The step dies after the purge, in the user check.
+    repository = services.retention_sweep.conversations
+    _first_attempts_die(services, monkeypatch, run_id, [purged], [(repository, "other_live_conversation")])
+    services.retention_settings.put(APP, RetentionSettings.model_validate(now))
+    run = _run_to_the_end(services, run_id)
+    assert status_of(services, purged) is None
+    assert run.counts == {"delete->purged": 1}
+    assert (run.users_deleted, run.users_kept) == (int(deleted), 0)
+    assert (services.user_repository.get(APP, "u") is None) is deleted
+
+
+def _report_users(run_id: str) -> list[str]:
+    report = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"retention/{APP}/{run_id}/report.csv")
+    return [line for line in report["Body"].read().decode().splitlines() if line.startswith("user,")]
+
+
+def test_a_user_whose_deletion_failed_is_kept_by_a_conversation_created_before_the_retry(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purging_user_data(services, "back")
+    purged = conversation(services, 1, status="delete", user_id="back")
+    run_id = "ret_20260601000000_000000000006"
+    _first_attempts_die(services, monkeypatch, run_id, [purged], [(services.retention_sweep.user_deletion, "delete")])
+    kept_by = conversation(services, 1, status="open", user_id="back")  # never due: open is never archived
+    run = _run_to_the_end(services, run_id)
+    assert (run.users_deleted, run.users_kept) == (0, 1)
+    assert services.user_repository.get(APP, "back") is not None
+    assert _report_users(run_id) == [f"user,back,back,kept,conversation {kept_by}"]
+
+
+class _FailOnDeleted:
+    """Records what the run did to users, but dies on recording a deletion: after the deletion itself."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def __call__(self, app_id: str, run_id: str, outcome: Any, now: datetime) -> None:
+        if outcome.outcome == "deleted":
+            raise RuntimeError("S3 refused the page")
+        self.call(app_id, run_id, outcome, now)
+
+
+@pytest.mark.parametrize("dies_in", ["the deletion", "after the deletion"])
+def test_a_run_that_ends_with_a_deletion_unfinished_counts_the_user_by_its_profile(
+    services: Services, monkeypatch: pytest.MonkeyPatch, dies_in: str
+) -> None:
+    purging_user_data(services, "u")
+    purged = conversation(services, 1, status="delete", user_id="u")
+    run_id = "ret_20260601000000_000000000007"
+    sweeper = services.retention_sweep
+    sweeper.plan(APP, run_id, NOW)
+    if dies_in == "the deletion":
+        monkeypatch.setattr(sweeper.user_deletion, "delete", _FailOnce(sweeper.user_deletion.delete))
+    else:
+        monkeypatch.setattr(sweeper.runs, "record_user", _FailOnDeleted(sweeper.runs.record_user))
+    with pytest.raises(RuntimeError, match="S3 refused"):
+        sweeper.sweep_page(APP, run_id, NOW, shard_of(purged, services.shard_count), max_entries=50)
+    # The step's retries are exhausted: the run fails and is finalized.
+    run = sweeper.finalize(APP, run_id, {"Error": "RuntimeError", "Cause": "S3 refused the page"})
+    assert run.status == RunStatus.FAILED
+    if dies_in == "the deletion":
+        assert services.user_repository.get(APP, "u") is not None
+        assert (run.users_deleted, run.users_kept) == (0, 0)
+        assert _report_users(run_id) == ["user,u,u,deleting,the deletion did not complete"]
+    else:
+        assert services.user_repository.get(APP, "u") is None
+        assert (run.users_deleted, run.users_deleted_sample, run.users_kept) == (1, ["u"], 0)
+
+
+def test_a_conversation_deleted_by_hand_before_its_purge_is_not_counted(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purging_user_data(services, "u")
+    gone = conversation(services, 1, status="delete", user_id="u")
+    repository = services.retention_sweep.conversations
+    purge = repository.purge
+
+    def deleted_by_hand_first(app_id: str, entry: Any) -> bool:
+        services.conversations.delete(app_id, entry.conversation_id)  # DELETE /v1/conversations/{id}, after the read
+        return purge(app_id, entry)
+
+    monkeypatch.setattr(repository, "purge", deleted_by_hand_first)
+    run = sweep(services, page=50)
+    assert status_of(services, gone) is None
+    assert run.counts == {}
+    assert (run.users_deleted, run.users_kept) == (0, 0)
+    assert services.user_repository.get(APP, "u") is not None  # no user check for a purge the sweep did not make
+
+
+@pytest.mark.parametrize(("budget", "kept"), [(2, True), (3, False)])
+def test_the_user_check_reads_a_bounded_number_of_conversations_in_delete(
+    services: Services, monkeypatch: pytest.MonkeyPatch, budget: int, kept: bool
+) -> None:
+    services.retention_settings.put(
+        APP, RetentionSettings.model_validate({"purge_after_days": 5, "delete_user_data": True})
+    )
+    new_users(APP, "busy")
+    conversation(services, 10, status="delete", user_id="busy")
+    for _ in range(3):
+        conversation(services, 1, status="delete", user_id="busy")  # not due yet
+    monkeypatch.setattr(conversation_repository, "USER_CHECK_BUDGET", budget)
+    run = sweep(services, page=50)
+    assert run.counts == {"delete->purged": 1}
+    assert (services.user_repository.get(APP, "busy") is not None) is kept
+    assert (run.users_kept, run.users_deleted) == (int(kept), int(not kept))
+    if kept:
+        assert _report_users(run.run_id) == ["user,busy,busy,kept,too_many_to_check"]

@@ -9,7 +9,7 @@ read the index wins, activity in delete included (which changes neither key).
 """
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,20 @@ _AFTER_CLOCK = "$"
 # conversations read per consistent BatchGetItem.
 _USER_INDEX_PAGE = 1000
 _USER_PAGE = 100
+# Conversations in delete the user check reads at most (10 consistent BatchGetItem calls, some 2 s).
+USER_CHECK_BUDGET = 1000
+TOO_MANY_TO_CHECK = "too_many_to_check"
+
+
+@dataclass(frozen=True)
+class UserKeeper:
+    """Why a user is kept: its live conversation, or None when it has too many in delete to check."""
+
+    conversation_id: str | None
+
+    @property
+    def detail(self) -> str:
+        return TOO_MANY_TO_CHECK if self.conversation_id is None else f"conversation {self.conversation_id}"
 
 
 def conversation_not_found(conversation_id: str) -> NotFound:
@@ -253,41 +267,55 @@ class ConversationRepository:
             raise
         return True
 
-    def left_by_sweep(self, app_id: str, entry: DueEntry, now: datetime) -> str | None:
+    def left_by_sweep(self, app_id: str, entry: DueEntry, now: datetime, replay: bool) -> str | None:
         """Where a sweep at ``now`` that read ``entry`` left the conversation, as far as its item shows.
 
         Its status, when a write after that read (a later version) set ``status_changed_at`` to the
-        sweep's ``now``, which only that run's moves do; ``purged`` when it is gone; None otherwise.
-        One consistent read: how an attempt whose conditional write was refused knows whether another
-        attempt of the same page made it.
+        sweep's ``now``, which only that run's moves do; None otherwise. A conversation that is gone is
+        ``purged`` only when re-applying a held page (``replay``), whose first attempt may have purged
+        it; on a first attempt it was deleted by hand, which is not the sweep's purge. One consistent
+        read: how an attempt whose conditional write was refused knows whether another attempt of the
+        same page made it.
         """
         record = self._get_record(app_id, entry.conversation_id, True)
         if record is None:
-            return PURGED
+            return PURGED if replay else None
         if int(record.version) > entry.version and record.status_changed_at == now:
             return str(record.status)
         return None
 
-    def other_live_conversation(self, app_id: str, user_id: str, purged_id: str) -> str | None:
-        """One of the user's conversations, other than ``purged_id``, that is not in delete; None if none is.
+    def other_live_conversation(self, app_id: str, user_id: str, purged: Collection[str]) -> UserKeeper | None:
+        """What keeps the user: one of its conversations, other than the ``purged`` ones, that is not in
+        delete; None if none is.
 
         Stops at the first: the ``conversations_by_user`` index (that user's entries, with their status)
         is queried for entries not in delete, and each is confirmed with a consistent read, since the
-        index is eventually consistent. Only when none is live there are the entries it shows in delete
-        read too (100 keys per consistent BatchGetItem), so that a conversation reopened a moment ago
-        still counts: what a user about to be deleted costs, once. A conversation created within the
-        index's lag (usually under a second) can still be missed.
+        index is eventually consistent. Only when none is live are the entries it shows in delete read
+        too (100 keys per consistent BatchGetItem), so that a conversation reopened a moment ago still
+        counts: what a user about to be deleted costs, once. That second read is bounded: a user with
+        more than ``USER_CHECK_BUDGET`` conversations in delete is kept as ``too_many_to_check`` (its
+        conversations are purged all the same, and a later check, with fewer left, deletes it). A
+        conversation created within the index's lag (usually under a second) can still be missed.
         """
         in_delete = ConversationRecord.status == ConversationStatus.DELETE.value
-        live = self._first_live(app_id, user_id, purged_id, ~in_delete, 1)
-        return live if live is not None else self._first_live(app_id, user_id, purged_id, in_delete, _USER_PAGE)
+        live = self._first_live(app_id, self._user_entries(app_id, user_id, purged, ~in_delete), user_id, 1)
+        if live is not None:
+            return UserKeeper(live)
+        shown = list(itertools.islice(self._user_entries(app_id, user_id, purged, in_delete), USER_CHECK_BUDGET + 1))
+        if len(shown) > USER_CHECK_BUDGET:
+            return UserKeeper(None)
+        live = self._first_live(app_id, iter(shown), user_id, _USER_PAGE)
+        return None if live is None else UserKeeper(live)
 
-    def _first_live(self, app_id: str, user_id: str, purged_id: str, shown: Condition, batch: int) -> str | None:
-        """The first of the user's conversations the index shows as ``shown`` that is really not in delete."""
+    def _user_entries(self, app_id: str, user_id: str, purged: Collection[str], shown: Condition) -> Iterator[str]:
+        """The ids of the user's conversations the index shows as ``shown``, other than ``purged``."""
         entries = ConversationRecord.by_user.query(
             conversation_user_key(app_id, user_id), filter_condition=shown, page_size=_USER_INDEX_PAGE
         )
-        ids = (record.sk for record in entries if record.sk != purged_id)
+        return (record.sk for record in entries if record.sk not in purged)
+
+    def _first_live(self, app_id: str, ids: Iterator[str], user_id: str, batch: int) -> str | None:
+        """The first of ``ids`` that is really the user's and not in delete, read ``batch`` at a time."""
         for chunk in itertools.batched(ids, batch, strict=False):
             keys = [(self._pk(app_id, conversation_id), conversation_id) for conversation_id in chunk]
             for record in ConversationRecord.batch_get(keys, consistent_read=True):

@@ -196,6 +196,9 @@ PART_TTL = timedelta(days=7)
 
 USER_KEPT = "kept"
 USER_DELETED = "deleted"
+# Recorded before the deletion and replaced by deleted after it (or by kept, when a retry finds the user
+# kept): a run that ends with it left had its deletion fail or stop half-way.
+USER_DELETING = "deleting"
 # Users' outcomes read per page at finalize: a page of items this size stays well under 1 MB.
 _OUTCOMES_PAGE = 1000
 
@@ -315,9 +318,10 @@ class RetentionRunRepository:
     def record_user(self, app_id: str, run_id: str, outcome: UserOutcome, now: datetime) -> None:
         """Record what the run did to a user: one item per user, whatever the pages, attempts and shards.
 
-        Deleted replaces kept (a user kept by one purge and deleted by a later one is deleted); kept never
-        replaces deleted. Writing the same outcome again changes nothing, so replays and overlapping
-        attempts never count a user twice.
+        Deleted replaces anything; deleting replaces kept (a user kept by one purge and deleted by a
+        later one is deleted); kept replaces only deleting (a retry found the user kept after a deletion
+        that failed). Writing the same outcome again changes nothing, so replays and overlapping attempts
+        never count a user twice.
         """
         record = RetentionUserRecord(
             pk=retention_users_pk(app_id, run_id),
@@ -331,8 +335,9 @@ class RetentionRunRepository:
         if outcome.outcome == USER_DELETED:
             record.save()
             return
+        replaces = USER_KEPT if outcome.outcome == USER_DELETING else USER_DELETING
         try:
-            record.save(condition=RetentionUserRecord.sk.does_not_exist())
+            record.save(condition=RetentionUserRecord.sk.does_not_exist() | (RetentionUserRecord.outcome == replaces))
         except PutError as exc:
             if not condition_failed(exc):
                 raise

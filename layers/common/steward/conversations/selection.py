@@ -183,16 +183,30 @@ def recheck(decision: Decision, settings: RetentionSettings | None, now: datetim
     if settings is None:
         return None
     entry = decision.entry
-    overridden = frozenset(settings.channels)
-    channel = entry.channel if entry.channel in overridden else None
+    channel = _overridden(entry.channel, settings)
     group = due_group(channel)
     if decision.rehome:
         return None if group == entry.group else replace(decision, group=group)
-    effective = retention.effective(settings, channel)
-    plan = decision.plan.within(retention.due(entry.status, entry.clock, effective, now))
+    plan = decision.plan.within(retention.due(entry.status, entry.clock, retention.effective(settings, channel), now))
     if plan is None:
         return None
-    return Decision(entry, plan, decision.delete_user_data and effective.delete_user_data, group)
+    return Decision(entry, plan, deletes_user_data(decision, settings), group)
+
+
+def deletes_user_data(decision: Decision, settings: RetentionSettings | None) -> bool:
+    """Whether a purge of a held decision deletes its user's data: only if both it and the settings now say so.
+
+    Whether or not the settings still allow the purge: a re-applied page may find it made by its first
+    attempt, and its user must then be checked as if the purge were made now.
+    """
+    if settings is None or not decision.delete_user_data:
+        return False
+    return retention.effective(settings, _overridden(decision.entry.channel, settings)).delete_user_data
+
+
+def _overridden(channel: str, settings: RetentionSettings) -> str | None:
+    """The channel whose overrides apply to a conversation of ``channel``: itself if it has any, else None."""
+    return channel if channel in settings.channels else None
 
 
 def _decide(

@@ -20,6 +20,7 @@ from steward.conversations.reports import ReportLine, RunReports
 from steward.conversations.repository import ConversationRepository
 from steward.conversations.retention_repository import (
     USER_DELETED,
+    USER_DELETING,
     USER_KEPT,
     HeldPage,
     RetentionRunRepository,
@@ -27,7 +28,7 @@ from steward.conversations.retention_repository import (
     RunPart,
     UserOutcome,
 )
-from steward.conversations.selection import Decision, ShardPosition, due_page, recheck
+from steward.conversations.selection import Decision, ShardPosition, deletes_user_data, due_page, recheck
 from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
 from steward.usecases.user_deletion import UserDeletion
 from steward.users.repository import UserRepository
@@ -38,14 +39,26 @@ _SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
+class _Held:
+    """A held decision, what the settings allow of it, and whether its purge deletes the user's data."""
+
+    decision: Decision
+    allowed: Decision | None
+    delete_user_data: bool
+
+
+@dataclass(frozen=True)
 class _PageContext:
-    """The page being applied: its run, the run's now, and the users whose outcome it has settled (each
-    user's check runs once a page)."""
+    """The page being applied: its run, the run's now, whether it is re-applied (``replay``), the
+    conversations it purged, and the users it has checked: each with the conversation that kept it, or
+    None when settled for the page (deleted, gone, too many to check)."""
 
     app_id: str
     run_id: str
     now: datetime
-    users: set[str] = field(default_factory=set)
+    replay: bool
+    purged: set[str] = field(default_factory=set)
+    users: dict[str, str | None] = field(default_factory=dict)
 
 
 class RetentionSweep:
@@ -101,8 +114,8 @@ class RetentionSweep:
             # Re-applied, a held decision keeps only what the settings now also allow.
             current = self.settings.get(app_id)
             decisions = [Decision.from_json(data) for data in self.reports.read_held(part.pending.key)]
-            rechecked = [(decision, recheck(decision, current, now)) for decision in decisions]
-            return self._apply_page(app_id, run_id, shard, now, part, rechecked)
+            rechecked = [_Held(d, recheck(d, current, now), deletes_user_data(d, current)) for d in decisions]
+            return self._apply_page(app_id, run_id, shard, now, part, rechecked, replay=True)
         found = self.settings.get_with_layout(app_id)
         if found is None:  # removed since the run started: nothing more happens
             return self._commit(app_id, run_id, shard, part, RunPart(part.summary, part.seq + 1, None, True))
@@ -119,8 +132,8 @@ class RetentionSweep:
         if not self.runs.hold_page(app_id, run_id, shard, part, held, self.clock()):
             self.reports.delete_held(key)
             return self.runs.part(app_id, run_id, shard, self.clock()).done  # another attempt holds or passed this page
-        decided = [(decision, decision) for decision in page.decisions]
-        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), decided)
+        decided = [_Held(decision, decision, decision.delete_user_data) for decision in page.decisions]
+        return self._apply_page(app_id, run_id, shard, now, replace(part, pending=held), decided, replay=False)
 
     def _apply_page(
         self,
@@ -129,7 +142,9 @@ class RetentionSweep:
         shard: int,
         now: datetime,
         part: RunPart,
-        decisions: Sequence[tuple[Decision, Decision | None]],
+        decisions: Sequence[_Held],
+        *,
+        replay: bool,
     ) -> bool:
         """Apply a held page's decisions (each with what the settings allow of it), write its report page and
         commit it."""
@@ -137,9 +152,9 @@ class RetentionSweep:
         assert held is not None
         summary = part.summary.model_copy(deep=True)
         lines: list[ReportLine] = []
-        page = _PageContext(app_id, run_id, now)
-        for decision, allowed in decisions:
-            self._apply(page, decision, allowed, summary, lines)
+        page = _PageContext(app_id, run_id, now, replay)
+        for held_decision in decisions:
+            self._apply(page, held_decision, summary, lines)
         if lines:
             self.reports.write_page(app_id, run_id, shard, part.seq + 1, lines)
         after = RunPart(summary, part.seq + 1, held.next, held.next is None)
@@ -177,13 +192,24 @@ class RetentionSweep:
         """
         for seq, outcomes in enumerate(self.runs.user_outcomes(app_id, run_id, self.clock())):
             lines: list[ReportLine] = []
-            for outcome in outcomes:
+            for recorded in outcomes:
+                outcome = self._settled(app_id, recorded)
                 if outcome.outcome == USER_DELETED:
                     summary.user_deleted(outcome.user_id)
-                else:
+                elif outcome.outcome == USER_KEPT:
                     summary.user_kept(outcome.user_id)
                 lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
             self.reports.write_users_page(app_id, run_id, seq, lines)
+
+    def _settled(self, app_id: str, outcome: UserOutcome) -> UserOutcome:
+        """A user left ``deleting`` (its deletion failed, or its attempt stopped before recording it) is
+        deleted if its profile is gone (the profile goes last), else neither deleted nor kept: one read
+        each, for what is rare."""
+        if outcome.outcome != USER_DELETING:
+            return outcome
+        if self.users.get(app_id, outcome.user_id) is None:
+            return UserOutcome(outcome.user_id, USER_DELETED, "")
+        return UserOutcome(outcome.user_id, USER_DELETING, "the deletion did not complete")
 
     def _commit(self, app_id: str, run_id: str, shard: int, before: RunPart, after: RunPart) -> bool:
         if self.runs.commit_part(app_id, run_id, shard, before, after, self.clock()):
@@ -192,21 +218,15 @@ class RetentionSweep:
             app_id, run_id, shard, self.clock()
         ).done  # another attempt held or committed this page first
 
-    def _apply(
-        self,
-        page: "_PageContext",
-        decision: Decision,
-        allowed: Decision | None,
-        summary: RunSummary,
-        lines: list[ReportLine],
-    ) -> None:
-        """Apply what is ``allowed`` of a held ``decision`` (all of it, unless the page is re-applied after a
+    def _apply(self, page: "_PageContext", held: _Held, summary: RunSummary, lines: list[ReportLine]) -> None:
+        """Apply what is allowed of a held decision (all of it, unless the page is re-applied after a
         change of the settings) with one conditional write.
 
         A refused write, or a decision no longer allowed, may have been applied already by another
         attempt of this page (one that overlapped, or failed before its commit): what the conversation
         shows of this run is counted, once, by the attempt that commits the page.
         """
+        decision, allowed = held.decision, held.allowed
         entry = decision.entry
         if decision.rehome:  # not a transition: nothing to count or report, and a retry finds it done
             if allowed is not None:
@@ -214,7 +234,7 @@ class RetentionSweep:
             return
         done = allowed.plan if allowed is not None and self._write(page, allowed) else None
         if done is None:
-            left = self.conversations.left_by_sweep(page.app_id, entry, page.now)
+            left = self.conversations.left_by_sweep(page.app_id, entry, page.now, page.replay)
             done = None if left is None else decision.plan.until(left)
         user_id = entry.user_id or ""
         if done is None:
@@ -226,8 +246,11 @@ class RetentionSweep:
         summary.count(entry.channel, done.steps)
         for step in done.steps:
             lines.append(ReportLine("conversation", entry.conversation_id, user_id, step, entry.channel))
-        if done.purged and allowed is not None and allowed.delete_user_data and entry.user_id is not None:
-            self._delete_user(page, entry.user_id, entry.conversation_id)
+        if done.purged:
+            page.purged.add(entry.conversation_id)
+            # Made now or by the first attempt: either way the user is checked, if the settings still say so.
+            if held.delete_user_data and entry.user_id is not None:
+                self._delete_user(page, entry.user_id)
 
     def _write(self, page: "_PageContext", decision: Decision) -> bool:
         """The decision's one conditional write: False when refused (the conversation changed since read)."""
@@ -236,28 +259,34 @@ class RetentionSweep:
         final = ConversationStatus(decision.plan.final)
         return self.conversations.move(page.app_id, decision.entry, final, page.now, decision.group)
 
-    def _delete_user(self, page: "_PageContext", user_id: str, purged_id: str) -> None:
+    def _delete_user(self, page: "_PageContext", user_id: str) -> None:
         """Delete the user of a purged conversation, unless it has another conversation not in delete.
 
-        Once a page per user, and not at all for a user already gone (deleted by an earlier page of the
-        run, or never had a profile). The outcome goes to the run's item for that user, which finalize
-        counts: each user once per run, deleted when it was both kept and deleted. It is recorded before
-        the deletion, so that a retried page, which finds the user gone, does not lose it.
+        The conversations this page purged do not count as the user's. Once a page per user, unless the
+        conversation that kept it is purged later in the page (through 0-day steps); and not at all for
+        a user already gone (deleted by an earlier page of the run, or never had a profile: neither
+        deleted nor kept). The outcome goes to the run's item for that user, which finalize counts:
+        each user once per run, deleted when it was both kept and deleted. ``deleting`` is recorded
+        before the deletion and ``deleted`` after it, so a retry that finds the user kept after a failed
+        deletion can record kept, and one that finds it gone leaves ``deleting`` for finalize to settle.
         """
         if user_id in page.users:
-            return
-        page.users.add(user_id)
-        app_id = page.app_id
+            keeper = page.users[user_id]
+            if keeper is None or keeper not in page.purged:
+                return
+        page.users[user_id] = None
+        app_id, run_id = page.app_id, page.run_id
         if self.users.get(app_id, user_id) is None:
             return
-        other = self.conversations.other_live_conversation(app_id, user_id, purged_id)
-        if other is not None:
-            kept = UserOutcome(user_id, USER_KEPT, f"conversation {other}")
-            self.runs.record_user(app_id, page.run_id, kept, self.clock())
+        kept = self.conversations.other_live_conversation(app_id, user_id, page.purged)
+        if kept is not None:
+            page.users[user_id] = kept.conversation_id
+            self.runs.record_user(app_id, run_id, UserOutcome(user_id, USER_KEPT, kept.detail), self.clock())
             return
-        self.runs.record_user(app_id, page.run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
+        self.runs.record_user(app_id, run_id, UserOutcome(user_id, USER_DELETING, ""), self.clock())
         with contextlib.suppress(NotFound):  # deleted meanwhile
             self.user_deletion.delete(app_id, user_id)
+        self.runs.record_user(app_id, run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
 
 
 def caught_error(caught: Mapping[str, Any] | None) -> str | None:
