@@ -95,4 +95,5 @@ def _execution_ended(detail: ExecutionDetail) -> dict[str, Any]:
     ended = services.retention_executions.execution_ended(
         run_input.app_id, run_input.run_id, detail.status, detail.error, detail.cause
     )
+    logger.info("Sweep execution ended", extra={"status": detail.status, "run_status": ended and ended.status.value})
     return {"run_id": run_input.run_id, "status": None if ended is None else ended.status.value}
