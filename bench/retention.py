@@ -15,7 +15,7 @@ always are). A query that returns nothing still costs 0.5 unit.
 
     .venv/bin/python -m bench.retention [conversations]
 
-The committed output (bench/results/retention.txt) is of 100,000, the default.
+The committed output (bench/results/retention.txt) is of 10,000 (the README scales it to 100,000).
 """
 
 import math
