@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from steward_local import moto_speedups, s3_events
+from steward_local import execution_events, moto_speedups, s3_events
 from steward_local.intrinsics import Resolver, Resource
 from steward_local.lambdas import InProcessLambdas
 from steward_local.template import ARTIFACTS_BUCKET, Transformed, load_and_transform
@@ -122,6 +122,7 @@ def start_stack(config: StackConfig) -> Stack:
     _wire_bucket_notifications(stack)
     _create_state_machines(stack)
     _create_schedules(stack)
+    execution_events.install(transformed.cloudformation, resolver, endpoint, config.region)
     return stack
 
 

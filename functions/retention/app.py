@@ -1,4 +1,5 @@
-"""The retention sweep's steps (plan, sweep a page of a shard, finalize): only its state machine calls this."""
+"""The retention sweep's steps (plan, sweep a page of a shard, progress, finalize), called by its state machine;
+and the end of an execution that failed, timed out or was stopped, heard through EventBridge."""
 
 from typing import Any, Literal
 
@@ -17,7 +18,11 @@ logger = Logger()
 
 settings = RetentionSweepSettings.from_env()
 bind_tables(settings)
-services = Services(settings.shard_count, reports_bucket=settings.reports_bucket)
+services = Services(
+    settings.shard_count,
+    reports_bucket=settings.reports_bucket,
+    retention_pages_per_execution=settings.retention_pages_per_execution,
+)
 
 
 class Step(Schema):
@@ -25,24 +30,70 @@ class Step(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: Literal["plan", "sweep", "finalize"]
+    step: Literal["plan", "sweep", "progress", "finalize"]
     app_id: str = Field(min_length=1, max_length=64)
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     now: AwareDatetime
+    # Which execution of the run this is (0 for the one the scheduler starts).
+    generation: int = Field(default=0, ge=0)
     shard: int | None = Field(default=None, ge=0)
     error: dict[str, Any] | None = None
+    # progress: the state machine the run's next execution starts in ($$.StateMachine.Id, its own).
+    state_machine: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:"
+    )
+
+
+class RunInput(Schema):
+    """An execution's input, as its status change event carries it (a JSON string)."""
+
+    app_id: str = Field(min_length=1, max_length=64)
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+
+
+class ExecutionDetail(Schema):
+    """The detail of a "Step Functions Execution Status Change" event
+    (events/eventbridge-retention-execution-timed-out.json)."""
+
+    status: Literal["FAILED", "TIMED_OUT", "ABORTED"]
+    input: str = Field(max_length=262_144)
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionEnded(Schema):
+    detail: ExecutionDetail
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "detail-type" in event:
+        return _execution_ended(ExecutionEnded.model_validate(event).detail)
     step = Step.model_validate(event)
-    logger.append_keys(app_id=step.app_id, run_id=step.run_id, step=step.step)
-    sweep = services.retention_sweep
+    logger.append_keys(app_id=step.app_id, run_id=step.run_id, step=step.step, generation=step.generation)
     if step.step == "plan":
-        return {**sweep.plan(step.app_id, step.run_id, step.now), "max_concurrency": settings.retention_max_concurrency}
+        plan = services.retention_executions.plan(step.app_id, step.run_id, step.now, step.generation)
+        return {"shards": plan.shards, "pages": plan.pages, "max_concurrency": settings.retention_max_concurrency}
     if step.step == "sweep":
-        done = sweep.sweep_page(step.app_id, step.run_id, step.now, step.shard or 0)
+        sweep = services.retention_sweep
+        done = sweep.sweep_page(step.app_id, step.run_id, step.now, step.shard or 0, settings.retention_page_entries)
         return {"done": done}
-    run = sweep.finalize(step.app_id, step.run_id, step.error)
+    if step.step == "progress":
+        if step.state_machine is None:
+            raise ValueError("The progress step needs the state machine the run goes on in.")
+        executions = services.retention_executions
+        done = executions.progress(step.app_id, step.run_id, step.now, step.generation, step.state_machine)
+        return {"done": done}
+    run = services.retention_sweep.finalize(step.app_id, step.run_id, step.error)
     return {"run_id": run.run_id, "status": run.status.value}
+
+
+def _execution_ended(detail: ExecutionDetail) -> dict[str, Any]:
+    run_input = RunInput.model_validate_json(detail.input)
+    logger.append_keys(app_id=run_input.app_id, run_id=run_input.run_id, step="execution_ended")
+    ended = services.retention_executions.execution_ended(
+        run_input.app_id, run_input.run_id, detail.status, detail.error, detail.cause
+    )
+    logger.info("Sweep execution ended", extra={"status": detail.status, "run_status": ended and ended.status.value})
+    return {"run_id": run_input.run_id, "status": None if ended is None else ended.status.value}

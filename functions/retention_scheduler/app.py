@@ -1,4 +1,5 @@
-"""The retention schedule's target: starts one sweep execution per app that has retention settings."""
+"""The retention scheduler's steps (statemachines/retention_scheduler.asl.json, which the schedule starts): list the
+shards of the index of apps with settings, then start one sweep execution per app, a page of apps per call."""
 
 from typing import Any
 
@@ -9,7 +10,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 from steward.composition import Services
 from steward.observability import tracer
 from steward.schema import Schema
-from steward.settings import RetentionSchedulerSettings
+from steward.settings import MAX_SHARDS, RetentionSchedulerSettings
 from steward.tables import bind_tables
 
 logger = Logger()
@@ -20,17 +21,29 @@ services = Services(settings.shard_count, retention_state_machine=settings.reten
 
 
 class ScheduledSweep(Schema):
-    """The schedule's input (template.yaml): every app with settings is swept, as of the scheduled time."""
+    """The schedule's input (template.yaml), or one page of a shard: every app with settings is swept, as of the
+    scheduled time."""
 
     model_config = ConfigDict(extra="forbid")
 
     scheduled_time: AwareDatetime = Field(description="<aws.scheduler.scheduled-time>: names the runs, idempotently.")
+    shard: int | None = Field(default=None, ge=0, lt=MAX_SHARDS)
+    # The last app id of the shard's previous page.
+    cursor: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     scheduled = ScheduledSweep.model_validate(event)
-    result = services.retention_scheduler.start_sweeps(scheduled.scheduled_time)
-    logger.info("Retention sweeps started", extra={"apps": len(result.started), "skipped": len(result.skipped)})
-    return {"started": result.started, "skipped": result.skipped}
+    scheduler = services.retention_scheduler
+    if scheduled.shard is None:
+        return {"shards": scheduler.shards()}
+    result = scheduler.start_page(scheduled.scheduled_time, scheduled.shard, scheduled.cursor)
+    logger.info(
+        "Retention sweeps started",
+        extra={"shard": scheduled.shard, "apps": len(result.started), "skipped": len(result.skipped)},
+    )
+    if result.failed:
+        logger.error("Retention sweeps could not start", extra={"failed": result.failed})
+    return {"started": result.started, "skipped": result.skipped, "failed": result.failed, "cursor": result.cursor}

@@ -10,13 +10,14 @@ import io
 
 import requests
 
-from tests.support.client import RunningStack, assert_error, fire, ok, user_path
+from tests.support.client import RunningStack, assert_error, ok, user_path
 from tests.support.retention import (
     ARCHIVABLE,
     DELETABLE,
     STATUSES,
     conversation,
     every_status,
+    fire_schedule,
     new_app,
     status_of,
     sweep,
@@ -116,7 +117,7 @@ def test_activity_after_the_preview_wins_and_runs_are_listed(stack: RunningStack
 def test_an_app_without_settings_is_not_swept(stack: RunningStack) -> None:
     key = new_app(stack, None)
     idle = conversation(stack, key, "email", "delete", 400)
-    fire(stack, stack.state["schedules"]["RetentionSchedule"])
+    fire_schedule(stack)
     preview = {"counts": {}, "by_channel": {}, "sample": {}, "complete": True, "read": 0}
     assert ok(stack.api("POST", "/v1/retention/preview", key)) == preview
     assert ok(stack.api("GET", "/v1/retention/runs", key))["items"] == []

@@ -55,12 +55,29 @@ def status_of(stack: RunningStack, key: str, conversation_id: str) -> str | None
     return str(ok(response)["status"])
 
 
+def fire_schedule(stack: RunningStack) -> dict[str, Any]:
+    """Fire the retention schedule; wait for the scheduler's execution (every app with settings started)."""
+    fired = fire(stack, stack.state["schedules"]["RetentionSchedule"])
+    stepfunctions = stack.client("stepfunctions")
+    deadline = time.monotonic() + RUN_SECONDS
+    while time.monotonic() < deadline:
+        execution: dict[str, Any] = stepfunctions.describe_execution(executionArn=fired["execution_arn"])
+        if execution["status"] != "RUNNING":
+            assert execution["status"] == "SUCCEEDED", execution
+            return execution
+        time.sleep(0.5)
+    raise AssertionError("the retention scheduler did not finish")
+
+
+def run_ids(stack: RunningStack, key: str) -> list[str]:
+    return [run["run_id"] for run in ok(stack.api("GET", "/v1/retention/runs?limit=100", key))["items"]]
+
+
 def sweep(stack: RunningStack, key: str) -> dict[str, Any]:
-    """Fire the retention schedule and wait for this app's run to finish."""
-    app_id = APP_OF_KEY[key]
-    started = fire(stack, stack.state["schedules"]["RetentionSchedule"])
-    assert started["function_error"] is None, started
-    [run_id] = [run["run_id"] for run in started["result"]["started"] if run["app_id"] == app_id]
+    """Fire the retention schedule and wait for this app's new run to finish."""
+    before = set(run_ids(stack, key))
+    fire_schedule(stack)
+    [run_id] = [run_id for run_id in run_ids(stack, key) if run_id not in before]
     deadline = time.monotonic() + RUN_SECONDS
     while time.monotonic() < deadline:
         run = ok(stack.api("GET", f"/v1/retention/runs/{run_id}", key))

@@ -144,7 +144,9 @@ def test_settings_are_stored_as_sent_with_effective_values(store: StoreSettings)
     assert answer.effective is not None
     assert answer.effective.purge_after_days == 30
     assert service.get("app-b").settings is None
-    assert list(Services(store.shard_count).retention_settings_repository.apps()) == ["app-a"]
+    index = Services(store.shard_count).retention_settings_repository
+    listed = [index.apps_page(shard, None, 10) for shard in range(store.shard_count)]
+    assert [app_id for app_ids, _ in listed for app_id in app_ids] == ["app-a"]
 
 
 def test_a_plan_cut_to_what_other_settings_allow_and_to_where_a_step_landed() -> None:

@@ -12,6 +12,7 @@ from steward.composition import Services
 from steward.conversations.models import RetentionSettings
 from steward.conversations.scheduler import LOCK_TTL
 from steward.settings import StoreSettings
+from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
 
 APP = "app-a"
@@ -19,17 +20,9 @@ SCHEDULED = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = SCHEDULED
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(SCHEDULED)
 
 
 @pytest.fixture
@@ -110,10 +103,69 @@ def test_the_handler_takes_the_schedules_input_and_a_redelivery_starts_nothing_n
     monkeypatch.setenv("STEWARD_RETENTION_STATE_MACHINE", machine["stateMachineArn"])
     handler = load_function("retention_scheduler", store, monkeypatch)
     event = json.loads((ROOT / "events" / "scheduler-retention.json").read_text())
-    first = handler.lambda_handler(event, context())
-    again = handler.lambda_handler(event, context())
-    assert [run["app_id"] for run in first["started"]] == [APP]
-    assert again["started"] == first["started"]
-    assert executions() == [first["started"][0]["run_id"]]
+    # What statemachines/retention_scheduler.asl.json does: list the shards, then page through each one.
+    shards = handler.lambda_handler(event, context())["shards"]
+    assert shards == list(range(store.shard_count))
+
+    def started() -> list[dict[str, str]]:
+        found = []
+        for shard in shards:
+            page = handler.lambda_handler({**event, "shard": shard, "cursor": None}, context())
+            assert page["cursor"] is None
+            assert page["failed"] == []
+            found += page["started"]
+        return found
+
+    first, again = started(), started()
+    assert [run["app_id"] for run in first] == [APP]
+    assert again == first
+    assert executions() == [first[0]["run_id"]]
     with pytest.raises(ValidationError):
         handler.lambda_handler({}, context())  # no scheduled time: no way to name the run
+
+
+def test_a_shard_is_started_a_page_of_apps_at_a_time(services: Services, store: StoreSettings) -> None:
+    many = [f"app-{n:03d}" for n in range(60)]
+    for app_id in many:
+        services.retention_settings.put(app_id, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    scheduler = services.retention_scheduler
+    per_shard: dict[int, list[str]] = {}
+    calls = 0
+    for shard in scheduler.shards():
+        cursor: str | None = None
+        while True:
+            page = scheduler.start_page(SCHEDULED, shard, cursor, limit=5)
+            calls += 1
+            assert len(page.started) <= 5
+            per_shard.setdefault(shard, []).extend(run["app_id"] for run in page.started)
+            cursor = page.cursor
+            if cursor is None:
+                break
+    started = sorted(app_id for app_ids in per_shard.values() for app_id in app_ids)
+    assert started == sorted([*many, APP])  # every app once, whatever the pages
+    assert calls > store.shard_count  # shards of more than 5 apps took several calls
+    assert len(executions()) == len(started)
+
+
+def test_an_execution_that_cannot_start_fails_its_run_and_releases_the_lock(store: StoreSettings, clock: Clock) -> None:
+    boto3.client("s3").create_bucket(Bucket="steward-test-reports")
+    missing = "arn:aws:states:us-east-1:123456789012:stateMachine:no-such-machine"
+    found = Services(
+        store.shard_count, clock=clock, retention_state_machine=missing, reports_bucket="steward-test-reports"
+    )
+    found.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+
+    result = found.retention_scheduler.start_sweeps(SCHEDULED)
+
+    assert result.started == []
+    [failed] = result.failed
+    [run] = found.retention_runs.list_page(APP, None, 10).items
+    assert (failed["run_id"], run.status.value) == (run.run_id, "failed")
+    assert run.finished_at is not None
+    assert run.error is not None
+    assert "could not start" in run.error
+    # The lock is free: the next schedule starts the app at once, not 12 hours later.
+    clock.now = SCHEDULED + timedelta(hours=1)
+    later = found.retention_scheduler.start_sweeps(clock.now)
+    assert later.skipped == []
+    assert [item["app_id"] for item in later.failed] == [APP]

@@ -161,3 +161,54 @@ def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_a
     }
     machine = {"Ref": "AudienceImportStateMachine"}
     assert watched == {"ExecutionsFailed": machine, "ExecutionsTimedOut": machine, "ExecutionsAborted": machine}
+
+
+def test_a_sweep_execution_that_ends_without_finalizing_reaches_the_retention_function() -> None:
+    [rule] = RESOURCES["RetentionFunction"]["Properties"]["Events"].values()
+    assert rule["Type"] == "EventBridgeRule"
+    pattern = rule["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    # Only the sweep's own executions, and only the endings its Catch cannot record (SUCCEEDED finalized itself).
+    assert pattern["detail"] == {
+        "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+        "stateMachineArn": [{"Ref": "RetentionStateMachine"}],
+    }
+    # The handler reads the run from the execution's input, which the event carries.
+    env = RESOURCES["RetentionFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["STEWARD_RETENTION_PAGES_PER_EXECUTION"] == {"Ref": "RetentionPagesPerExecution"}
+    assert env["STEWARD_RETENTION_PAGE_ENTRIES"] == {"Ref": "RetentionPageEntries"}
+
+
+def test_a_sweep_may_start_only_its_own_next_execution() -> None:
+    policy = RESOURCES["RetentionNextExecutionPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "RetentionFunctionRole"}]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "states:StartExecution", "Resource": {"Ref": "RetentionStateMachine"}}
+    ]
+    assert RESOURCES["RetentionStateMachine"]["Properties"]["Policies"] == [
+        {"LambdaInvokePolicy": {"FunctionName": {"Ref": "RetentionFunction"}}}
+    ]
+
+
+def test_the_schedule_starts_the_schedulers_state_machine_which_runs_only_the_scheduler() -> None:
+    schedule = RESOURCES["RetentionSchedule"]["Properties"]["Target"]
+    assert schedule["Arn"] == {"Ref": "RetentionSchedulerStateMachine"}
+    [role_policy] = RESOURCES["RetentionScheduleRole"]["Properties"]["Policies"]
+    assert role_policy["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "states:StartExecution", "Resource": {"Ref": "RetentionSchedulerStateMachine"}}
+    ]
+    machine = RESOURCES["RetentionSchedulerStateMachine"]["Properties"]
+    assert machine["Policies"] == [{"LambdaInvokePolicy": {"FunctionName": {"Ref": "RetentionSchedulerFunction"}}}]
+    assert machine["DefinitionSubstitutions"] == {
+        "RetentionSchedulerFunctionArn": {"Fn::GetAtt": ["RetentionSchedulerFunction", "Arn"]}
+    }
+    # The scheduler records a run failed when its execution cannot start: an update of runs, nothing else.
+    updates = [
+        statement
+        for statement in _statements("RetentionSchedulerFunction")
+        if "Template" not in statement and "dynamodb:UpdateItem" in _names(statement["Action"])
+    ]
+    assert [statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for statement in updates] == [
+        ["*#retention-run"]
+    ]

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from steward.settings import AudienceFanOutSettings
     from steward.tags.repository import TagRepository
     from steward.tags.service import TagService
+    from steward.usecases.retention_executions import RetentionExecutions
     from steward.usecases.retention_sweep import RetentionSweep
     from steward.usecases.user_activation import UserActivation
     from steward.usecases.user_deletion import UserDeletion
@@ -79,6 +80,7 @@ class Services:
         job_max_concurrency: int = 16,
         inactive_profile_months: int = 4,
         retention_state_machine: str | None = None,
+        retention_pages_per_execution: int = 800,
         imports_bucket: str | None = None,
         audience_data_bucket: str | None = None,
         audience_importer: str | None = None,
@@ -97,6 +99,7 @@ class Services:
         self.job_max_concurrency = job_max_concurrency
         self.inactive_profile_months = inactive_profile_months
         self.retention_state_machine = retention_state_machine
+        self.retention_pages_per_execution = retention_pages_per_execution
         # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
         self.imports_bucket = imports_bucket
         self.audience_data_bucket = audience_data_bucket
@@ -405,12 +408,20 @@ class Services:
     @cached_property
     def retention_scheduler(self) -> RetentionScheduler:
         import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        from steward.conversations.scheduler import RetentionScheduler
+        from steward.conversations.scheduler import RetentionScheduler, StartFailed
 
         # The run id names the execution: a retried start cannot sweep the app twice for one run.
         machine = _required(self.retention_state_machine, "retention_state_machine")
-        start_execution = _starter(boto3.client("stepfunctions"), machine)
+        start = _starter(boto3.client("stepfunctions"), machine)
+
+        def start_execution(name: str, payload: dict[str, Any]) -> str:
+            try:
+                return start(name, payload)
+            except (BotoCoreError, ClientError) as exc:
+                raise StartFailed(str(exc)) from exc
+
         return RetentionScheduler(
             self.retention_settings_repository, self.retention_run_repository, start_execution, self.clock
         )
@@ -428,6 +439,26 @@ class Services:
             self.user_repository,
             RunReports(self.report_store),
             self.shard_count,
+            self.clock,
+        )
+
+    @cached_property
+    def retention_executions(self) -> RetentionExecutions:
+        import boto3
+
+        from steward.usecases.retention_executions import RetentionExecutions
+
+        stepfunctions = boto3.client("stepfunctions")
+
+        def start_execution(machine: str, name: str, payload: dict[str, Any]) -> str:
+            return _starter(stepfunctions, machine)(name, payload)
+
+        return RetentionExecutions(
+            self.retention_sweep,
+            self.retention_run_repository,
+            self.shard_count,
+            self.retention_pages_per_execution,
+            start_execution,
             self.clock,
         )
 

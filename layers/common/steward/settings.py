@@ -14,6 +14,9 @@ from typing import Self
 PREFIX = "STEWARD_"
 MAX_SHARDS = 256
 MAX_INACTIVE_PROFILE_MONTHS = 120
+# A retention execution's page budget: about 9 history events a page, 25 with every retry, under 25,000 events.
+MAX_PAGES_PER_EXECUTION = 800
+MAX_PAGE_ENTRIES = 500
 
 
 class SettingsError(ValueError):
@@ -152,10 +155,13 @@ class RetentionSchedulerSettings(ConversationStoreSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class RetentionSweepSettings(ConversationStoreSettings):
-    """The sweep's steps: the store, the bucket of its reports, and how many shards it sweeps at once."""
+    """The sweep's steps: the store, the bucket of its reports, how many shards it sweeps at once, how many
+    pages one execution sweeps (its history stays bounded) and how many due entries a page reads."""
 
     reports_bucket: str
     retention_max_concurrency: int
+    retention_pages_per_execution: int
+    retention_page_entries: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -165,6 +171,10 @@ class RetentionSweepSettings(ConversationStoreSettings):
             "retention_max_concurrency",
             _count("retention_max_concurrency", self.retention_max_concurrency, 1, MAX_SHARDS),
         )
+        pages = _count("retention_pages_per_execution", self.retention_pages_per_execution, 1, MAX_PAGES_PER_EXECUTION)
+        object.__setattr__(self, "retention_pages_per_execution", pages)
+        entries = _count("retention_page_entries", self.retention_page_entries, 1, MAX_PAGE_ENTRIES)
+        object.__setattr__(self, "retention_page_entries", entries)
 
 
 @dataclass(frozen=True, kw_only=True)

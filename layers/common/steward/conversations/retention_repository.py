@@ -153,11 +153,14 @@ class RetentionSettingsRepository:
         except RetentionSettingsRecord.DoesNotExist:
             return None
 
-    def apps(self) -> Iterator[str]:
-        """Every app that has settings: one query per index shard (a page holds thousands of app ids)."""
-        for shard in range(self.shard_count):
-            for record in RetentionAppRecord.query(shard_key(RETENTION_APPS_COLLECTION, shard)):
-                yield record.sk
+    def apps_page(self, shard: int, after: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Up to ``limit`` apps of one index shard, after the app id ``after``; and the cursor of the next page."""
+        pk = shard_key(RETENTION_APPS_COLLECTION, shard)
+        start = None if after is None else {"pk": {"S": pk}, "sk": {"S": after}}
+        results = RetentionAppRecord.query(pk, limit=limit, last_evaluated_key=start)
+        app_ids = [record.sk for record in results]
+        more = results.last_evaluated_key is not None and len(app_ids) == limit
+        return app_ids, (app_ids[-1] if more else None)
 
     def _index_pk(self, app_id: str) -> str:
         return shard_key(RETENTION_APPS_COLLECTION, shard_of(app_id, self.shard_count))
@@ -415,6 +418,11 @@ class RetentionRunRepository:
             raise
         return True
 
+    def done_shards(self, app_id: str, run_id: str, now: datetime) -> set[int]:
+        """The shards the run has swept whole (one query of at most ``ShardCount`` small items)."""
+        records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
+        return {int(record.sk) for record in records if record.done and not _expired(record.expires_at, now)}
+
     def parts(self, app_id: str, run_id: str, now: datetime) -> list[RunSummary]:
         """Every shard's summary (a partition of at most ``ShardCount`` small items), expired ones left out."""
         records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
@@ -442,9 +450,15 @@ class RetentionRunRepository:
             actions.append(RetentionRunRecord.report_key.set(report_key))
         if error is not None:
             actions.append(RetentionRunRecord.error.set(error))
-        RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
-            actions=actions, condition=RetentionRunRecord.sk.exists()
-        )
+        try:
+            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
+                actions=actions,
+                condition=RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            # Finished already (by the execution, or by its status change heard later): the first end stands.
 
 
 def _updated(record: RetentionSettingsRecord, actions: list[Action], condition: Condition) -> bool:

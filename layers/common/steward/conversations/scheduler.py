@@ -1,5 +1,10 @@
 """What the retention schedule starts: one sweep execution per app that has settings.
 
+The schedule starts the scheduler's state machine, which runs one page of
+apps at a time per shard of the index of apps with settings
+(statemachines/retention_scheduler.asl.json): each call does a bounded
+amount of work, so no number of apps outlasts a Lambda's timeout.
+
 Idempotent, as the Scheduler delivers at least once and may overlap: the run
 id is derived from the app and the scheduled time, and names the execution;
 the sweep's 'now' is the scheduled time. An app whose run is still going (its
@@ -14,9 +19,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from steward.conversations.models import RunStatus, RunSummary
 from steward.conversations.retention_repository import RetentionRunRepository, RetentionSettingsRepository
+from steward.errors import MAX_MESSAGE_CHARS, clip
 
 StartExecution = Callable[[str, dict[str, Any]], str]
+
+# Apps one scheduler call starts: about four requests each, well inside the function's 60 s.
+APPS_PER_CALL = 100
+
+
+class StartFailed(Exception):
+    """Step Functions refused to start an execution, after the client's own retries."""
+
 
 RUN_TIMEOUT = timedelta(hours=12)
 LOCK_TTL = RUN_TIMEOUT + timedelta(minutes=10)  # the sweep function's 120 s, and clock skew
@@ -34,6 +49,10 @@ class SweepStarts:
     started: list[dict[str, str]] = field(default_factory=list)
     # Apps left alone because another of their runs still holds the lock.
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # Apps whose execution could not be started: their run is failed and their lock released.
+    failed: list[dict[str, str]] = field(default_factory=list)
+    # Where the shard's next call resumes; None once the shard is done.
+    cursor: str | None = None
 
 
 class RetentionScheduler:
@@ -49,23 +68,56 @@ class RetentionScheduler:
         self.start_execution = start_execution
         self.clock = clock
 
-    def start_sweeps(self, scheduled_at: datetime) -> SweepStarts:
-        """Start one execution per app with settings; they all share the scheduled time as their 'now'.
+    def shards(self) -> list[int]:
+        """The shards of the index of apps with settings: the scheduler's state machine runs them in parallel."""
+        return list(range(self.settings.shard_count))
+
+    def start_page(
+        self, scheduled_at: datetime, shard: int, cursor: str | None, limit: int = APPS_PER_CALL
+    ) -> SweepStarts:
+        """Start the sweeps of the next ``limit`` apps of one index shard; they all share the scheduled time as 'now'.
 
         Each run is recorded (running) before its execution starts, so it can be read at once.
         """
-        result = SweepStarts()
-        for app_id in self.settings.apps():
-            run_id = run_id_for(app_id, scheduled_at)
-            holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
-            if holder is not None:
-                result.skipped.append({"app_id": app_id, "running": holder})
-                continue
-            run = self.runs.create(app_id, run_id, scheduled_at)
-            if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
-                self.runs.release_lock(app_id, run_id)
-                continue
-            payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat()}
-            execution_arn = self.start_execution(run_id, payload)
-            result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
+        app_ids, after = self.settings.apps_page(shard, cursor, limit)
+        result = SweepStarts(cursor=after)
+        for app_id in app_ids:
+            self._start(app_id, scheduled_at, result)
         return result
+
+    def start_sweeps(self, scheduled_at: datetime) -> SweepStarts:
+        """Every shard, page after page, in one call (what the state machine does in parallel)."""
+        result = SweepStarts()
+        for shard in self.shards():
+            cursor: str | None = None
+            while True:
+                page = self.start_page(scheduled_at, shard, cursor)
+                result.started += page.started
+                result.skipped += page.skipped
+                result.failed += page.failed
+                cursor = page.cursor
+                if cursor is None:
+                    break
+        return result
+
+    def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> None:
+        run_id = run_id_for(app_id, scheduled_at)
+        holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
+        if holder is not None:
+            result.skipped.append({"app_id": app_id, "running": holder})
+            return
+        run = self.runs.create(app_id, run_id, scheduled_at)
+        if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
+            self.runs.release_lock(app_id, run_id)
+            return
+        payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat(), "generation": 0}
+        try:
+            execution_arn = self.start_execution(run_id, payload)
+        except StartFailed as exc:
+            # Nothing will run or finalize this run: it must not stay running, nor hold the app for hours.
+            error = clip(f"The sweep could not start: {exc}", MAX_MESSAGE_CHARS)
+            self.runs.finish(app_id, run_id, RunSummary(), RunStatus.FAILED, self.clock(), None, error)
+            self.runs.release_lock(app_id, run_id)
+            result.failed.append({"app_id": app_id, "run_id": run_id, "error": error})
+            return
+        result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})

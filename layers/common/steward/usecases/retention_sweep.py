@@ -166,16 +166,21 @@ class RetentionSweep:
     def finalize(self, app_id: str, run_id: str, caught: Mapping[str, Any] | None) -> RetentionRun:
         """Add up the shards' summaries, join the report and record how the run ended.
 
-        ``caught`` is the state machine's Catch (``{"Error", "Cause"}``) when a step failed.
+        ``caught`` is the state machine's Catch (``{"Error", "Cause"}``) when a step failed. A run finalized
+        already keeps its summary, report and status: only the idempotent rest is done again.
         """
-        error = caught_error(caught)
-        summary = RunSummary()
-        for part in self.runs.parts(app_id, run_id, self.clock()):
-            summary.add(part)
-        self._add_users(app_id, run_id, summary)
-        key = self.reports.join(app_id, run_id)
-        status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
-        self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
+        finished = self.runs.get(app_id, run_id)
+        if finished is not None and finished.finished_at is not None:
+            status = finished.status
+        else:
+            error = caught_error(caught)
+            summary = RunSummary()
+            for part in self.runs.parts(app_id, run_id, self.clock()):
+                summary.add(part)
+            self._add_users(app_id, run_id, summary)
+            key = self.reports.join(app_id, run_id)
+            status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+            self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
         layout = self.runs.layout(app_id, run_id)
         if status is RunStatus.SUCCEEDED and layout is not None:
             self.settings.mark_homed(app_id, layout)  # every shard was read whole where entries could be astray

@@ -1,0 +1,106 @@
+"""A retention run across executions of bounded history, and runs whose execution ended without finalizing.
+
+Step Functions caps one execution's history at 25,000 events, and a page of
+the sweep costs about 9. A run therefore sweeps at most ``pages_per_execution``
+pages per execution (split over the shards not done yet); then its progress
+step starts the next generation of the same state machine (``<run id>_g<n>``:
+a retried start finds it) and the execution ends; only the generation that
+finds every shard done finalizes. The step starts it rather than a
+``states:startExecution`` task: moto's interpreter, which the local stack and
+the tests run, cannot call Step Functions from a task (it sends the
+parameters unconverted, and botocore rejects them). Each
+generation renews the app's lock, so a run of any size keeps it while it
+works, and loses nothing if it stops: the shards' parts hold its progress.
+
+An execution that fails, times out or is stopped is heard through its
+"Step Functions Execution Status Change" event: its run is finalized as failed
+and its lock released (kept a little longer after a time-out or a stop, while
+the last page's Lambda may still be applying).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from steward.conversations.models import RetentionRun
+from steward.conversations.retention_repository import RetentionRunRepository
+from steward.conversations.scheduler import LOCK_TTL
+from steward.errors import Conflict
+from steward.usecases.retention_sweep import RetentionSweep
+
+# A run that needs more generations is not converging (each one sweeps up to 800 pages of 500 entries).
+MAX_GENERATIONS = 10_000
+# After a time-out or a stop, the lock outlives the page a Lambda may still be applying (120 s) and clock skew.
+LAST_PAGE_GRACE = timedelta(minutes=10)
+# Execution statuses whose run may not have been finalized by the execution itself.
+ENDED_ABRUPTLY = ("TIMED_OUT", "ABORTED")
+
+# (state machine ARN, execution name, input): starts it, or finds the execution of that name started already.
+StartExecution = Callable[[str, str, dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """What one execution sweeps: the shards not done yet, and how many pages each may sweep."""
+
+    shards: list[int]
+    pages: int
+
+
+def generation_name(run_id: str, generation: int) -> str:
+    """The first execution is named by the run; the next ones add their generation (a retry finds its own)."""
+    return run_id if generation == 0 else f"{run_id}_g{generation}"
+
+
+class RetentionExecutions:
+    def __init__(
+        self,
+        sweep: RetentionSweep,
+        runs: RetentionRunRepository,
+        shard_count: int,
+        pages_per_execution: int,
+        start_execution: StartExecution,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.sweep = sweep
+        self.runs = runs
+        self.shard_count = shard_count
+        self.pages_per_execution = pages_per_execution
+        self.start_execution = start_execution
+        self.clock = clock
+
+    def plan(self, app_id: str, run_id: str, now: datetime, generation: int) -> GenerationPlan:
+        """Record the run (first generation), renew its lock, and share this execution's pages among the
+        shards not done yet (at least one page each)."""
+        if generation > MAX_GENERATIONS:
+            raise Conflict(f"The run did not finish in {MAX_GENERATIONS} executions.", code="retention_run_too_long")
+        if generation == 0:
+            self.sweep.plan(app_id, run_id, now)
+        holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
+        if holder is not None:  # it expired and another run took it: two sweeps must not overlap
+            raise Conflict(f"The app's lock is held by run {holder}.", code="retention_lock_lost")
+        done = self.runs.done_shards(app_id, run_id, self.clock())
+        shards = [shard for shard in range(self.shard_count) if shard not in done]
+        return GenerationPlan(shards, max(1, self.pages_per_execution // max(1, len(shards))))
+
+    def progress(self, app_id: str, run_id: str, now: datetime, generation: int, state_machine: str) -> bool:
+        """True when every shard is done (this execution finalizes); else start the run's next execution."""
+        if len(self.runs.done_shards(app_id, run_id, self.clock())) >= self.shard_count:
+            return True
+        following = generation + 1
+        payload = {"app_id": app_id, "run_id": run_id, "now": now.isoformat(), "generation": following}
+        self.start_execution(state_machine, generation_name(run_id, following), payload)
+        return False
+
+    def execution_ended(
+        self, app_id: str, run_id: str, status: str, error: str | None, cause: str | None
+    ) -> RetentionRun | None:
+        """Finalize the run of an execution that failed, timed out or was stopped (nothing if it is finalized)."""
+        run = self.runs.get(app_id, run_id)
+        if run is None or run.finished_at is not None:
+            return run  # a run finalized twice changes nothing
+        finished = self.sweep.finalize(app_id, run_id, {"Error": error or f"States.{status}", "Cause": cause or ""})
+        if status in ENDED_ABRUPTLY:
+            self.runs.acquire_lock(app_id, run_id, self.clock(), LAST_PAGE_GRACE)
+        return finished

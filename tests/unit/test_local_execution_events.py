@@ -1,0 +1,67 @@
+"""The local runner's "Step Functions Execution Status Change" events (moto sends none): the real template's rule
+picks the sweep's abrupt endings, and the event has the shape AWS sends (events/)."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from moto.stepfunctions.parser.api import ExecutionStatus
+
+from steward_local.execution_events import rules_with_lambda_targets, status_change_event
+from steward_local.intrinsics import Resolver, Resource
+from steward_local.template import load_and_transform
+
+ROOT = Path(__file__).resolve().parents[2]
+SWEEP = "arn:aws:states:us-east-1:123456789012:stateMachine:RetentionStateMachine-X1"
+OTHER = "arn:aws:states:us-east-1:123456789012:stateMachine:JobStateMachine-X2"
+FUNCTION = "steward-local-RetentionFunction-X3"
+
+
+def transformed_rules() -> list[Any]:
+    cloudformation = load_and_transform(ROOT / "template.yaml", {}).cloudformation
+    resources = {
+        logical_id: Resource(logical_id, resource["Type"], f"{logical_id}-physical")
+        for logical_id, resource in cloudformation["Resources"].items()
+    }
+    resources["RetentionStateMachine"] = Resource("RetentionStateMachine", "AWS::StepFunctions::StateMachine", SWEEP)
+    resources["RetentionFunction"] = Resource("RetentionFunction", "AWS::Lambda::Function", FUNCTION)
+    return rules_with_lambda_targets(cloudformation, Resolver(resources, {}, "us-east-1", "steward-local"))
+
+
+def ended(machine: str, status: ExecutionStatus) -> Any:
+    """What the runner reads of a moto execution when it ends."""
+    return SimpleNamespace(
+        name="ret_20260601100000_3f2a9c1b7d4e_g2",
+        exec_arn=f"{machine.replace(':stateMachine:', ':execution:')}:ret_20260601100000_3f2a9c1b7d4e_g2",
+        state_machine=SimpleNamespace(arn=machine),
+        exec_status=status,
+        account_id="123456789012",
+        region_name="us-east-1",
+        start_date=datetime(2026, 6, 1, 10, 0, 1, tzinfo=UTC),
+        stop_date=datetime(2026, 6, 1, 22, 0, 1, tzinfo=UTC),
+        input_data={"app_id": "app-a", "run_id": "ret_20260601100000_3f2a9c1b7d4e", "generation": 2},
+        error=None,
+        cause=None,
+    )
+
+
+def test_the_sweeps_rule_reaches_the_retention_function_for_its_abrupt_endings_only() -> None:
+    [(pattern, functions)] = transformed_rules()
+    assert functions == [f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"]
+    for status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ABORTED):
+        assert pattern.matches_event(status_change_event(ended(SWEEP, status)))
+    assert not pattern.matches_event(status_change_event(ended(SWEEP, ExecutionStatus.SUCCEEDED)))
+    assert not pattern.matches_event(status_change_event(ended(OTHER, ExecutionStatus.FAILED)))
+
+
+def test_the_event_has_the_shape_step_functions_sends() -> None:
+    sample = json.loads((ROOT / "events" / "eventbridge-retention-execution-timed-out.json").read_text())
+    event = status_change_event(ended(SWEEP, ExecutionStatus.TIMED_OUT))
+    assert event.keys() == sample.keys()
+    assert event["detail"].keys() == sample["detail"].keys()
+    assert (event["source"], event["detail-type"]) == (sample["source"], sample["detail-type"])
+    assert event["detail"]["status"] == "TIMED_OUT"
+    assert json.loads(event["detail"]["input"])["run_id"] == "ret_20260601100000_3f2a9c1b7d4e"
+    assert event["detail"]["startDate"] == 1780308001000

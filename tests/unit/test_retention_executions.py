@@ -1,0 +1,227 @@
+"""A run across executions of bounded history, and runs whose execution ended without finalizing (on moto).
+
+The steps are called in statemachines/retention.asl.json's order; the
+integration tests run the definition itself (tests/integration/test_retention_generations.py).
+"""
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from steward.composition import Services
+from steward.conversations.models import CreateConversation, RetentionSettings
+from steward.conversations.scheduler import LOCK_TTL
+from steward.errors import Conflict
+from steward.settings import MAX_PAGES_PER_EXECUTION, MAX_SHARDS, StoreSettings
+from steward.usecases.retention_executions import LAST_PAGE_GRACE, generation_name
+from tests.support.job_engine import Clock
+from tests.support.service import context, load_function
+
+APP = "app-a"
+RUN = "ret_20260601100000_3f2a9c1b7d4e"  # the run of events/eventbridge-retention-execution-timed-out.json
+NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+BUCKET = "steward-test-reports"
+ROOT = Path(__file__).resolve().parents[2]
+ASL = json.loads((ROOT / "statemachines" / "retention.asl.json").read_text())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+def services_with(store: StoreSettings, clock: Clock, pages_per_execution: int) -> Services:
+    found = Services(
+        store.shard_count, clock=clock, reports_bucket=BUCKET, retention_pages_per_execution=pages_per_execution
+    )
+    found.retention_settings.put(APP, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    return found
+
+
+@pytest.fixture
+def services(store: StoreSettings, clock: Clock) -> Services:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return services_with(store, clock, MAX_PAGES_PER_EXECUTION)
+
+
+def idle_conversations(services: Services, count: int) -> None:
+    at = (NOW - timedelta(days=3)).isoformat()
+    for _ in range(count):
+        body = {"channel": "email", "created_at": at, "last_activity_at": at, "status_changed_at": at}
+        services.conversations.create(APP, CreateConversation.model_validate(body))
+
+
+def sweep_machine() -> str:
+    """A state machine the progress step can start the next execution in (moto only records it here)."""
+    definition = {"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}
+    return str(
+        boto3.client("stepfunctions").create_state_machine(
+            name="retention", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/retention"
+        )["stateMachineArn"]
+    )
+
+
+def started_executions(machine: str) -> list[dict[str, Any]]:
+    client = boto3.client("stepfunctions")
+    listed = client.list_executions(stateMachineArn=machine)["executions"]
+    return [
+        {
+            "name": item["name"],
+            "input": json.loads(client.describe_execution(executionArn=item["executionArn"])["input"]),
+        }
+        for item in sorted(listed, key=lambda item: item["name"])
+    ]
+
+
+def run_generation(services: Services, generation: int, page_entries: int, machine: str) -> dict[str, Any]:
+    """One execution: plan, each shard's pages up to its budget, progress (the definition's order)."""
+    executions = services.retention_executions
+    plan = executions.plan(APP, RUN, NOW, generation)
+    pages = 0
+    for shard in plan.shards:
+        for _ in range(plan.pages):
+            pages += 1
+            if services.retention_sweep.sweep_page(APP, RUN, NOW, shard, page_entries):
+                break
+    done = executions.progress(APP, RUN, NOW, generation, machine)
+    return {"shards": plan.shards, "budget": plan.pages, "pages": pages, "done": done}
+
+
+def test_a_run_goes_on_in_new_executions_until_every_shard_is_done_and_counts_once(
+    store: StoreSettings, clock: Clock
+) -> None:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    services = services_with(store, clock, pages_per_execution=1)  # one page per shard per execution
+    idle_conversations(services, 24)
+    machine = sweep_machine()
+
+    generations = []
+    while True:
+        generations.append(run_generation(services, len(generations), page_entries=2, machine=machine))
+        if generations[-1]["done"]:
+            break
+        if len(generations) == 1:  # the first progress step retried: it starts nothing more
+            assert not services.retention_executions.progress(APP, RUN, NOW, 0, machine)
+    run = services.retention_sweep.finalize(APP, RUN, None)
+
+    assert len(generations) > 2  # the run spanned several executions
+    assert generations[0]["shards"] == list(range(store.shard_count))
+    assert all(generation["budget"] == 1 for generation in generations)
+    # A later execution sweeps only the shards not done yet.
+    assert all(len(later["shards"]) <= len(earlier["shards"]) for earlier, later in itertools.pairwise(generations))
+    # Each execution but the last started the next one, named by the run and its generation; a retried
+    # progress step finds it started (Step Functions refuses a second execution of that name).
+    started = started_executions(machine)
+    assert [item["name"] for item in started] == sorted(f"{RUN}_g{n}" for n in range(1, len(generations)))
+    assert started[0]["input"] == {"app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 1}
+    assert (run.status.value, run.counts) == ("succeeded", {"open->archive": 24})
+
+
+def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
+    # About 9 history events a page (Task 5, Choice 2, Pass 2), 27 when every attempt is retried 6 times:
+    # with at most max(pages, shards) pages and 2 events per Map iteration, one execution stays under 25,000.
+    assert MAX_PAGES_PER_EXECUTION * (9 + 3 * 6) + MAX_SHARDS * 2 + 40 < 25_000
+    loop = ASL["States"]["Shards"]["ItemProcessor"]["States"]
+    assert loop["ShardDone"]["Choices"][1] == {"Variable": "$.left", "NumericLessThanEquals": 1, "Next": "Done"}
+    assert ASL["States"]["Shards"]["ItemSelector"]["left.$"] == "$.plan.pages"
+    assert ASL["States"]["Progress"]["Parameters"]["Payload"]["state_machine.$"] == "$$.StateMachine.Id"
+
+
+def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Services, clock: Clock) -> None:
+    runs = services.retention_run_repository
+    assert runs.acquire_lock(APP, RUN, NOW, LOCK_TTL) is None  # what the scheduler took
+    clock.now = NOW + LOCK_TTL - timedelta(minutes=1)
+    services.retention_executions.plan(APP, RUN, NOW, 1)  # renewed from now
+    clock.now = NOW + LOCK_TTL + timedelta(minutes=5)
+    assert runs.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL) is not None  # still held
+
+    clock.now = NOW + 3 * LOCK_TTL  # expired, and taken by another run
+    assert runs.acquire_lock(APP, "ret_20260602100000_000000000000", clock.now, LOCK_TTL) is None
+    with pytest.raises(Conflict) as refused:
+        services.retention_executions.plan(APP, RUN, NOW, 2)
+    assert refused.value.code == "retention_lock_lost"
+
+
+def test_the_first_execution_is_named_by_the_run() -> None:
+    assert (generation_name(RUN, 0), generation_name(RUN, 3)) == (RUN, f"{RUN}_g3")
+
+
+def _timed_out_event() -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events" / "eventbridge-retention-execution-timed-out.json").read_text())
+    return event
+
+
+def test_a_timed_out_execution_finalizes_its_run_once_and_keeps_the_lock_for_its_last_page(
+    services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = services.retention_run_repository
+    services.retention_executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
+    clock.now = NOW + timedelta(hours=12)
+    handler = load_function("retention", store, monkeypatch)
+    handler.services.clock = clock
+    event = _timed_out_event()
+
+    answer = handler.lambda_handler(event, context())
+
+    assert answer == {"run_id": RUN, "status": "failed"}
+    run = runs.get(APP, RUN)
+    assert run is not None
+    assert run.finished_at is not None
+    assert run.error == "States.TIMED_OUT"
+    # The last page's Lambda may still be applying: the lock is held a little longer, then free.
+    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", clock.now, LOCK_TTL) is not None
+    later = clock.now + LAST_PAGE_GRACE + timedelta(seconds=1)
+    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) is None
+    runs.release_lock(APP, "ret_20260601230000_000000000000")
+
+    # EventBridge delivers at least once: the same event again changes nothing, and takes no lock.
+    clock.now = later + timedelta(hours=1)
+    assert handler.lambda_handler(event, context()) == {"run_id": RUN, "status": "failed"}
+    assert runs.get(APP, RUN) == run
+    assert runs.acquire_lock(APP, "ret_20260602000000_000000000000", clock.now, LOCK_TTL) is None
+
+
+def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_alone(
+    services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = services.retention_run_repository
+    services.retention_executions.plan(APP, RUN, NOW, 0)
+    handler = load_function("retention", store, monkeypatch)
+    handler.services.clock = clock
+    event = _timed_out_event()
+    event["detail"].update(status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' could not be found")
+
+    assert handler.lambda_handler(event, context())["status"] == "failed"
+    run = runs.get(APP, RUN)
+    assert run is not None
+    assert run.error == "States.Runtime: The JSONPath '$.plan' could not be found"
+    assert runs.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL) is None  # released
+    runs.release_lock(APP, "ret_20260601110000_000000000000")
+
+    # A run that finalized itself (RecordFailure, then the Fail state) is not finalized again by its event.
+    second = "ret_20260601120000_aaaaaaaaaaaa"
+    services.retention_executions.plan(APP, second, NOW, 0)
+    services.retention_sweep.finalize(APP, second, {"Error": "States.TaskFailed", "Cause": "boom"})
+    before = runs.get(APP, second)
+    clock.now = NOW + timedelta(hours=1)
+    event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": second, "now": NOW.isoformat(), "generation": 0})
+    handler.lambda_handler(event, context())
+    assert runs.get(APP, second) == before
+
+
+def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> None:
+    idle_conversations(services, 3)
+    services.retention_executions.plan(APP, RUN, NOW, 0)
+    for shard in range(services.shard_count):
+        while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
+            pass
+    first = services.retention_sweep.finalize(APP, RUN, None)
+    clock.now = NOW + timedelta(hours=1)
+    again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""})
+    assert again == first
+    assert (first.status.value, first.counts) == ("succeeded", {"open->archive": 3})
