@@ -498,6 +498,8 @@ def test_a_new_names_slot_comes_back_when_its_object_was_replaced_and_the_newer_
         AudienceStatus.FAILED, False, "file_too_large",
     )  # fmt: skip
     assert audiences_counted() == 0
+    # A duplicate event of the refused file is skipped, not told again.
+    assert subject.handle(too_large, RUN).outcome == "skipped"
     assert heard.events == [("failed", "file_too_large")]
     # The app's only slot is free again.
     assert subject.handle(files.event("03", f"imports/{APP}/next.csv"), RUN).outcome == "imported"

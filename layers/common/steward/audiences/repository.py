@@ -364,6 +364,9 @@ class AudienceRepository:
         keep: list[Action] = [
             AudienceRecord.status.set(AudienceStatus.FAILED.value),
             AudienceRecord.counted.set(False),
+            # The newer refused file is the attempt now, as ``record_refused_new`` would have left it:
+            # a duplicate event of it is then skipped, not refused and told again.
+            AudienceRecord.attempt_sequencer.set(AudienceRecord.failed_sequencer),
             AudienceRecord.updated_at.set(now),
         ]
         if self._release(app_id, name, now, keep, own_first_attempt & failed.exists()):
