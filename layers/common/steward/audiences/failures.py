@@ -61,15 +61,16 @@ def tell_failure(
 
 def untold_failure(audience: Audience, sequencer: str) -> Failure | None:
     """The failure recorded for the file ``sequencer`` that was never told (its notification threw)."""
-    told = audience.failure_notified_sequencer
-    if audience.failed_sequencer != sequencer or (told is not None and told >= sequencer):
-        return None  # told already, or a newer file's failure was (the marker only moves forward)
-    return audience.last_failure
-
-
-def untold_refusal(audience: Audience, sequencer: str) -> Failure | None:
-    """The tombstone's refusal of the file ``sequencer`` that was never told (its notification threw)."""
-    told = audience.refusal_notified_sequencer
-    if audience.refused_sequencer != sequencer or (told is not None and told >= sequencer):
+    if not _untold(audience.failed_sequencer, audience.failure_notified_sequencer, sequencer):
         return None
     return audience.last_failure
+
+
+def untold_refusal(tombstone: Audience, sequencer: str) -> bool:
+    """Whether the tombstone noted its refusal of the file ``sequencer`` but never told it (the notification threw)."""
+    return _untold(tombstone.refused_sequencer, tombstone.refusal_notified_sequencer, sequencer)
+
+
+def _untold(noted: str | None, told: str | None, sequencer: str) -> bool:
+    # Not when told already, or when a newer file's was (the marker only moves forward).
+    return noted == sequencer and (told is None or told < sequencer)

@@ -329,8 +329,8 @@ class AudienceImporter:
         # retry (or duplicate) of a refusal noted but never told, which tells it. Noted, told, then marked.
         app_id, name = target.app_id, target.name
         untold = untold_refusal(tombstone, sequencer)
-        if self.repository.record_refusal(app_id, name, target.key, sequencer, failure, now) or untold is not None:
-            self.notifier.failed(app_id, name, untold or failure, sequencer)
+        if self.repository.record_refusal(app_id, name, target.key, sequencer, failure, now) or untold:
+            self.notifier.failed(app_id, name, failure, sequencer)
             self.repository.mark_notified(app_id, name, sequencer, told="refusal")
         return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
 
