@@ -17,7 +17,7 @@ from tests.support.audiences import (
     register_users,
     s3_event,
 )
-from tests.support.client import RunningStack, start_local_stack
+from tests.support.client import RunningStack, start_local_stack, throttled
 
 USERS = [f"fan-user-{n:02d}" for n in range(40)]
 # Lines of every kind, some longer than a range, so lines cross range ends in every way.
@@ -107,3 +107,56 @@ def test_a_duplicate_event_starts_no_second_execution(fan_out_stack: RunningStac
     assert [outcome["outcome"] for outcome in again["outcomes"]] == ["skipped"]
     assert len(executions(fan_out_stack)) == before
     assert ready(fan_out_stack, app, "again")["version"] == first["version"]
+
+
+def import_with_fault(
+    stack: RunningStack, app: AudienceApp, name: str, operation: str, times: int
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Put the file while the fan-out function's next ``times`` ``operation`` calls on the catalog are
+    refused: (the execution once it ended, the audience then, how many calls were refused)."""
+    register_users(stack, app.app_id, USERS)
+    key = f"imports/{app.app_id}/{name}.csv"
+    with throttled(stack, operation, "CatalogTable", times=times, function="AudienceFanOutFunction") as fired:
+        put_file(stack, key, BODY)
+        execution = _ended(stack, key)
+    return execution, ready(stack, app, name), fired[0]
+
+
+def _ended(stack: RunningStack, key: str) -> dict[str, Any]:
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + WAIT_SECONDS * 4
+    while time.monotonic() < deadline:
+        for execution in executions(stack):
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if key in described["input"] and described["status"] != "RUNNING":
+                return described
+        time.sleep(0.5)
+    raise AssertionError(f"no execution for {key} ended")
+
+
+def test_a_failed_step_is_recorded_and_ends_the_execution_failed(fan_out_stack: RunningStack) -> None:
+    app = audience_app(fan_out_stack, "fanfail")
+    # Every bucket write of the pack step is refused (past the writes' own retries), so the step fails.
+    execution, audience, refused = import_with_fault(fan_out_stack, app, "broken", "BatchWriteItem", times=1000)
+
+    assert refused > 0
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "AudienceImportFailed"
+    assert audience["status"] == "failed", audience
+    assert audience["last_failure"]["code"] == "import_error"
+    assert audience["last_failure"]["key"] == f"imports/{app.app_id}/broken.csv"
+
+
+def test_a_flip_whose_step_failed_after_its_write_is_finished_and_ends_the_execution_succeeded(
+    fan_out_stack: RunningStack,
+) -> None:
+    app = audience_app(fan_out_stack, "fanflip")
+    # The flip's write goes through, then moving the lookup pointer fails in the step and its 3 retries:
+    # the fail step finishes the flip.
+    execution, audience, refused = import_with_fault(fan_out_stack, app, "flipped", "TransactWriteItems", times=4)
+
+    assert refused == 4
+    assert execution["status"] == "SUCCEEDED", execution
+    assert audience["status"] == "ready"
+    assert audience["counts"]["members"] == 35
+    assert len(members(fan_out_stack, app, "flipped")) == 35

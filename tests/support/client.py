@@ -575,8 +575,10 @@ def events_of_job(stack: RunningStack, queue_url: str, job_id: str) -> list[dict
 
 
 @contextmanager
-def throttled(stack: RunningStack, operation: str, table: str, *, skip: int = 0, times: int = 1) -> Iterator[list[int]]:
-    """The jobs worker's next ``operation`` calls on ``table`` after ``skip`` are refused as throttled.
+def throttled(
+    stack: RunningStack, operation: str, table: str, *, skip: int = 0, times: int = 1, function: str = "JobsFunction"
+) -> Iterator[list[int]]:
+    """The ``function``'s next ``operation`` calls on ``table`` after ``skip`` are refused as throttled.
 
     See steward_local.faults.
 
@@ -585,7 +587,7 @@ def throttled(stack: RunningStack, operation: str, table: str, *, skip: int = 0,
     directory = stack.state_file.parent
     fired_file = directory / "faults.fired.json"
     fired_file.unlink(missing_ok=True)
-    fault = {"function": "JobsFunction", "operation": operation, "table": table, "skip": skip, "times": times}
+    fault = {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
     (directory / "faults.json").write_text(json.dumps(fault))
     fired: list[int] = []
     try:

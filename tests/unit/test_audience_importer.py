@@ -51,12 +51,12 @@ class Files:
         return ObjectCreated("bucket", key, len(self.body), sequencer, etag_of(self.body))
 
     def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+        hook, self.on_open = self.on_open, None
+        if hook is not None:
+            hook()  # before the GetObject is answered
         if etag != etag_of(self.body):
             raise ObjectChanged(key)
-        body, hook, self.on_open = self.body, self.on_open, None
-        if hook is not None:
-            hook()
-        return OpenedObject(len(body), iter([body]))
+        return OpenedObject(len(self.body), iter([self.body]))
 
     def upload(self, key: str, path: str) -> None:
         with open(path, "rb") as source:
@@ -372,6 +372,26 @@ def test_a_tombstone_tells_of_each_refused_file_once(store: StoreSettings) -> No
     assert heard.events[1:] == [("failed", "audience_deleted"), ("failed", "audience_deleted")]
 
 
+def test_a_tombstones_refusal_whose_notification_threw_is_told_by_the_retry_once(store: StoreSettings) -> None:
+    files, heard, repository, subject, current = imported_once()
+    assert repository.tombstone(APP, current, NOW)
+    files.body = b"u2\n"
+    event = files.event("02")
+    heard.failures_broken = True
+    with pytest.raises(RuntimeError, match="SNS"):
+        subject.handle(event, RUN)  # the refusal is noted on the tombstone, but telling it failed
+    heard.failures_broken = False
+
+    retry = subject.handle(event, RUN)
+    again = subject.handle(event, RUN)
+
+    assert [(item.outcome, item.reason) for item in (retry, again)] == [("refused", "audience_deleted")] * 2
+    assert heard.events[1:] == [("failed", "audience_deleted")]
+    tombstone = repository.get(APP, "race", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_key) == (AudienceStatus.DELETED, KEY)
+
+
 def test_a_bad_name_in_an_apps_folder_is_told_to_the_app_and_a_stray_key_is_not(store: StoreSettings) -> None:
     files, heard, repository, subject = an_app()
     files.body = b"u1\n"
@@ -441,30 +461,84 @@ def test_an_older_file_flipping_onto_a_released_name_of_a_full_app_records_the_l
     assert audience is not None
     assert audience.last_failure is not None
     assert (audience.status, audience.counted, audience.version) == (AudienceStatus.FAILED, False, None)
-    assert audience.last_failure.code == "audience_limit"
+    # The newer file's failure stays on the record; the older file's is told for its own key.
+    assert audience.last_failure.code == "unreadable"
     assert slow.layout.members_key not in files.lists
     assert audiences_counted() == 1
     assert heard.events[-1] == ("failed", "audience_limit")
 
 
+@pytest.mark.parametrize("newer_first", [False, True], ids=["replaced-then-refused", "refused-then-replaced"])
 def test_a_new_names_slot_comes_back_when_its_object_was_replaced_and_the_newer_one_is_refused(
-    store: StoreSettings,
+    store: StoreSettings, newer_first: bool
 ) -> None:
-    files, _heard, repository, subject = an_app()
+    files, heard, repository, subject = an_app()
     repository.set_max_audiences(APP, 1)
     files.body = b"u1\n"
     first = files.event("01")
-    files.body = b"u1\nu2\n"  # a newer object is at the key before the first event is handled
+    files.body = b"u1\nu2\n"  # a newer object is at the key before the first import's GetObject is answered
     too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
 
-    assert subject.handle(first, RUN).reason == "object_replaced"
-    assert subject.handle(too_large, RUN).reason == "file_too_large"
+    def refused() -> None:
+        assert subject.handle(too_large, RUN).reason == "file_too_large"
+
+    if newer_first:
+        # The first file claimed the new name; the newer file's refusal is noted on that claim.
+        files.on_open = refused
+        assert subject.handle(first, RUN).reason == "object_replaced"
+    else:
+        assert subject.handle(first, RUN).reason == "object_replaced"
+        refused()
+
+    # A refused new audience keeps a failed record with its reason, that does not count.
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted, audience.last_failure.code) == (
+        AudienceStatus.FAILED, False, "file_too_large",
+    )  # fmt: skip
+    assert audiences_counted() == 0
+    # A duplicate event of the refused file is skipped, not told again.
+    assert subject.handle(too_large, RUN).outcome == "skipped"
+    assert heard.events == [("failed", "file_too_large")]
+    # The app's only slot is free again.
+    assert subject.handle(files.event("03", f"imports/{APP}/next.csv"), RUN).outcome == "imported"
+
+
+def test_an_older_failure_never_replaces_a_newer_one_whose_notification_the_retry_still_tells(
+    store: StoreSettings,
+) -> None:
+    files, heard, repository, subject = an_app()
+    files.body = b"u1\n"
+    older, newer = files.event("01"), files.event("02")
+
+    def newer_fails_untold_then_older_fails() -> None:
+        # File 02 claims over file 01's first attempt and fails; telling it throws (Lambda retries it later).
+        files.on_open = unreadable
+        heard.failures_broken = True
+        with pytest.raises(RuntimeError, match="SNS"):
+            subject.handle(newer, RUN)
+        heard.failures_broken = False
+        raise RuntimeError("file 01's import breaks")
+
+    files.on_open = newer_fails_untold_then_older_fails
+    assert subject.handle(older, RUN).reason == "import_error"
+    retry = subject.handle(newer, RUN)
 
     audience = repository.get(APP, "race", consistent=True)
     assert audience is not None
-    assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
-    # The app's only slot is free again.
-    assert subject.handle(files.event("03", f"imports/{APP}/next.csv"), RUN).outcome == "imported"
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted, audience.last_failure.code) == (
+        AudienceStatus.FAILED,
+        False,
+        "unreadable",
+    )
+    assert audience.failed_sequencer == "02".ljust(64, "0")
+    assert audiences_counted() == 0
+    # The older failure is told for its own file; the newer one by the retry, once.
+    assert (retry.outcome, retry.reason) == ("failed", "unreadable")
+    assert subject.handle(newer, RUN).outcome == "skipped"
+    assert heard.events == [("failed", "import_error"), ("failed", "unreadable")]
 
 
 def test_a_recorded_failure_whose_notification_threw_is_told_by_the_retry_once(store: StoreSettings) -> None:

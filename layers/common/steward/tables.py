@@ -611,6 +611,8 @@ class AudienceRecord(CatalogRecord):
     refused_key = UnicodeAttribute(null=True)
     refused_at = UTCDateTimeAttribute(null=True)
     refused_sequencer = UnicodeAttribute(null=True)
+    # The refused file whose refusal was told: a retry tells a noted refusal that was never told.
+    refusal_notified_sequencer = UnicodeAttribute(null=True)
 
 
 class AudiencePointerRecord(Model):

@@ -2,7 +2,7 @@
 
 from steward.audiences.models import Audience, Failure
 from steward.audiences.ports import Notifier
-from steward.audiences.repository import AudienceRepository
+from steward.audiences.repository import AudienceRepository, Recorded
 
 
 def record_failed(
@@ -14,19 +14,41 @@ def record_failed(
     sequencer: str,
     failure: Failure,
 ) -> bool:
-    """Record ``failure`` of the file ``sequencer`` and publish it; False when a newer file made it moot.
+    """Record ``failure`` of the file ``sequencer`` and publish it; False when a newer file's import made it moot.
 
     A name with no counted record (new, or refused before) gets a failed record that does not count
     against the app's maximum; a counted one keeps its members and notes the failure (a new audience
     whose own first attempt failed gives its slot back).
     """
+    recorded: Recorded
     if current is None or not current.counted:
-        recorded = repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
+        new = repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
+        recorded = "recorded" if new else "moot"
     else:
         recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
-    if recorded:
+    return tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
+
+
+def tell_recorded(
+    repository: AudienceRepository,
+    notifier: Notifier,
+    app_id: str,
+    name: str,
+    failure: Failure,
+    sequencer: str,
+    recorded: Recorded,
+) -> bool:
+    """Tell a failure as ``record_failure`` left it; False when a newer file's import made it moot.
+
+    A recorded failure is told until marked told. A superseded one (a newer file's failure stays on the
+    audience) is still published once for its own key and sequencer, unmarked: the marker belongs to the
+    recorded failure, which a retry must still be able to tell.
+    """
+    if recorded == "recorded":
         tell_failure(repository, notifier, app_id, name, failure, sequencer)
-    return recorded
+    elif recorded == "superseded":
+        notifier.failed(app_id, name, failure, sequencer)
+    return recorded != "moot"
 
 
 def tell_failure(
@@ -34,12 +56,21 @@ def tell_failure(
 ) -> None:
     """Publish a recorded failure, then mark it told: a crash between the two tells it again, never not at all."""
     notifier.failed(app_id, name, failure, sequencer)
-    repository.mark_notified(app_id, name, sequencer, failure=True)
+    repository.mark_notified(app_id, name, sequencer, told="failure")
 
 
 def untold_failure(audience: Audience, sequencer: str) -> Failure | None:
     """The failure recorded for the file ``sequencer`` that was never told (its notification threw)."""
-    told = audience.failure_notified_sequencer
-    if audience.failed_sequencer != sequencer or (told is not None and told >= sequencer):
-        return None  # told already, or a newer file's failure was (the marker only moves forward)
+    if not _untold(audience.failed_sequencer, audience.failure_notified_sequencer, sequencer):
+        return None
     return audience.last_failure
+
+
+def untold_refusal(tombstone: Audience, sequencer: str) -> bool:
+    """Whether the tombstone noted its refusal of the file ``sequencer`` but never told it (the notification threw)."""
+    return _untold(tombstone.refused_sequencer, tombstone.refusal_notified_sequencer, sequencer)
+
+
+def _untold(noted: str | None, told: str | None, sequencer: str) -> bool:
+    # Not when told already, or when a newer file's was (the marker only moves forward).
+    return noted == sequencer and (told is None or told < sequencer)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from steward.audiences import buckets, ranges
-from steward.audiences.failures import record_failed, tell_failure, untold_failure
+from steward.audiences.failures import record_failed, tell_failure, tell_recorded, untold_failure, untold_refusal
 from steward.audiences.keys import ImportKey, app_of_csv, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
@@ -275,7 +275,7 @@ class AudienceImporter:
             now = self.clock()
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
-                return self._refuse_deleted(target, sequencer, now)
+                return self._refuse_deleted(target, current, sequencer, now)
             if current is not None and _unannounced(current, sequencer, request_id):
                 # Lambda's retry of an import that flipped the audience but could not announce it.
                 self.finish_flip(target.app_id, current, sequencer)
@@ -318,16 +318,20 @@ class AudienceImporter:
             return self._fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
         return None if claim == "claimed" else "raced"
 
-    def _refuse_deleted(self, target: ImportKey, sequencer: str, now: datetime) -> ImportOutcome:
+    def _refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
         failure = Failure(
             code="audience_deleted",
             reason=f"The audience {target.name!r} was deleted; lift its tombstone to import it again.",
             key=target.key,
             at=now,
         )
-        # Told once per file: a duplicate (or older) event of a refused file is refused quietly.
-        if self.repository.record_refusal(target.app_id, target.name, target.key, sequencer, failure, now):
-            self.notifier.failed(target.app_id, target.name, failure, sequencer)
+        # Told once per file: a duplicate (or older) event of a refused file is refused quietly, except a
+        # retry (or duplicate) of a refusal noted but never told, which tells it. Noted, told, then marked.
+        app_id, name = target.app_id, target.name
+        untold = untold_refusal(tombstone, sequencer)
+        if self.repository.record_refusal(app_id, name, target.key, sequencer, failure, now) or untold:
+            self.notifier.failed(app_id, name, failure, sequencer)
+            self.repository.mark_notified(app_id, name, sequencer, told="refusal")
         return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
 
     def _fail_unclaimed(
@@ -340,8 +344,8 @@ class AudienceImporter:
     def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
-        if self.repository.record_failure(target.app_id, target.name, failure, sequencer, now):
-            tell_failure(self.repository, self.notifier, target.app_id, target.name, failure, sequencer)
+        recorded = self.repository.record_failure(target.app_id, target.name, failure, sequencer, now)
+        tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
         return ImportOutcome("failed", target.key, target.app_id, target.name, reason=code)
 
     def remove_version(self, app_id: str, layout: Layout) -> None:

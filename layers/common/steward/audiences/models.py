@@ -97,6 +97,8 @@ class Audience(Schema):
     notified_sequencer: str | None = Field(default=None, exclude=True)
     failed_sequencer: str | None = Field(default=None, exclude=True)
     failure_notified_sequencer: str | None = Field(default=None, exclude=True)
+    refused_sequencer: str | None = Field(default=None, exclude=True)
+    refusal_notified_sequencer: str | None = Field(default=None, exclude=True)
     replaced: Layout | None = Field(default=None, exclude=True, description="The version the last flip replaced.")
 
 

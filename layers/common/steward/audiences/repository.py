@@ -5,6 +5,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pynamodb.constants import ALL_OLD, ATTRIBUTES
 from pynamodb.exceptions import UpdateError
@@ -40,6 +41,13 @@ BATCH_BACKOFF_SECONDS = 0.05
 BATCH_WRITE_SIZE = 25
 BATCH_GET_SIZE = 100
 logger = logging.getLogger(__name__)
+
+
+# What became of a failure: recorded on the audience; superseded (a newer file's failure is recorded and
+# stays); moot (a newer file was imported).
+Recorded = Literal["recorded", "superseded", "moot"]
+# Which announcement a marker notes as told.
+Told = Literal["imported", "failure", "refusal"]
 
 
 @dataclass(frozen=True)
@@ -187,9 +195,13 @@ class AudienceRepository:
         ]
         return update_if(record, actions, condition)
 
-    def mark_notified(self, app_id: str, name: str, sequencer: str, *, failure: bool = False) -> bool:
-        """Note that the import (or the ``failure``) of ``sequencer`` was told (False: a newer one already was)."""
-        marker = AudienceRecord.failure_notified_sequencer if failure else AudienceRecord.notified_sequencer
+    def mark_notified(self, app_id: str, name: str, sequencer: str, *, told: Told = "imported") -> bool:
+        """Note that the import, failure or refusal of ``sequencer`` was told (False: a newer one already was)."""
+        marker = {
+            "imported": AudienceRecord.notified_sequencer,
+            "failure": AudienceRecord.failure_notified_sequencer,
+            "refusal": AudienceRecord.refusal_notified_sequencer,
+        }[told]
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         condition = AudienceRecord.pk.exists() & (marker.does_not_exist() | (marker < sequencer))
         return update_if(record, [marker.set(sequencer)], condition)
@@ -298,40 +310,80 @@ class AudienceRepository:
             members_key=record.members_key,
         )
 
-    def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
-        """Record a failed import on the audience, unless a newer file was imported already; members stay.
+    def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> Recorded:
+        """Record a failed import on the audience; members stay. ``recorded``; ``superseded`` when a newer
+        file's failure is recorded (it stays: an older failure never replaces a newer one); ``moot`` when a
+        newer file was imported already.
 
         A new audience whose first file failed in its own attempt becomes ``failed`` and stops counting
         against the maximum, in the same transaction that gives its slot back.
         """
-        if self._release_first(app_id, name, failure, sequencer, now):
-            return True
+        released = self._release_first(app_id, name, failure, sequencer, now)
+        if released is not None:
+            return released
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             AudienceRecord.last_failure.set(_failure_text(failure)),
             AudienceRecord.failed_sequencer.set(sequencer),
             AudienceRecord.updated_at.set(now),
         ]
-        return update_if(record, actions, AudienceRecord.pk.exists() & _older_import(sequencer))
+        condition = AudienceRecord.pk.exists() & _older_import(sequencer) & _older_failure(sequencer)
+        if update_if(record, actions, condition):
+            return "recorded"
+        current = self.get(app_id, name, consistent=True)
+        newer_import = current is None or (current.sequencer is not None and current.sequencer >= sequencer)
+        return "moot" if newer_import else "superseded"
 
     def release_unstarted(self, app_id: str, name: str, sequencer: str, now: datetime) -> bool:
         """A new name's first attempt that imported nothing and failed nothing (its object was replaced):
-        the record goes and its slot comes back, as if the name had never been claimed."""
-        return self._release_first(app_id, name, None, sequencer, now)
+        the record goes and its slot comes back, as if the name had never been claimed. When a newer file's
+        failure is recorded on it meanwhile, it stays as that failure (``failed``, not counted)."""
+        return self._release_first(app_id, name, None, sequencer, now) is not None
 
-    def _release_first(self, app_id: str, name: str, failure: Failure | None, sequencer: str, now: datetime) -> bool:
-        transaction = Transaction()
-        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+    def _release_first(
+        self, app_id: str, name: str, failure: Failure | None, sequencer: str, now: datetime
+    ) -> Recorded | None:
+        """Give a new name's slot back if ``sequencer`` holds its own first attempt (None: it does not).
+
+        The record goes when nothing failed; else it becomes ``failed`` with ``failure``, unless a newer
+        file's failure is recorded on it: that one stays (``superseded``).
+        """
         own_first_attempt = (
             (AudienceRecord.status == AudienceStatus.IMPORTING.value)
             & (AudienceRecord.counted == True)  # noqa: E712
             & (AudienceRecord.attempt_sequencer == sequencer)
         )
+        failed = AudienceRecord.failed_sequencer
         if failure is None:
-            transaction.delete("audience", record, condition=own_first_attempt)
+            released = self._release(app_id, name, now, None, own_first_attempt & failed.does_not_exist())
         else:
-            failed = _failed_uncounted(failure, sequencer, now)
-            transaction.update("audience", record, failed, condition=own_first_attempt)
+            recorded = _failed_uncounted(failure, sequencer, now)
+            released = self._release(app_id, name, now, recorded, own_first_attempt & _older_failure(sequencer))
+        if released:
+            return "recorded"
+        keep: list[Action] = [
+            AudienceRecord.status.set(AudienceStatus.FAILED.value),
+            AudienceRecord.counted.set(False),
+            # The newer refused file is the attempt now, as ``record_refused_new`` would have left it:
+            # a duplicate event of it is then skipped, not refused and told again.
+            AudienceRecord.attempt_sequencer.set(AudienceRecord.failed_sequencer),
+            AudienceRecord.updated_at.set(now),
+        ]
+        if self._release(app_id, name, now, keep, own_first_attempt & failed.exists()):
+            return "superseded" if failure is not None else "recorded"
+        return None
+
+    def _release(
+        self, app_id: str, name: str, now: datetime, actions: list[Action] | None, condition: Condition
+    ) -> bool:
+        """Update (or, with no ``actions``, delete) the audience record under ``condition``, and give its slot
+        back, in one transaction."""
+        transaction = Transaction()
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        if actions is None:
+            transaction.delete("audience", record, condition=condition)
+        else:
+            transaction.update("audience", record, actions, condition=condition)
         counter = AudienceCountRecord(pk=audience_count_pk(app_id), sk=AUDIENCE_COUNT_SK)
         transaction.update(
             "count", counter, [AudienceCountRecord.audiences.add(-1), AudienceCountRecord.updated_at.set(now)]
@@ -469,6 +521,13 @@ def _older_attempt(sequencer: str) -> Condition:
     return older
 
 
+def _older_failure(sequencer: str) -> Condition:
+    """No failure recorded, or an older file's (the same file's again, for a retry)."""
+    failed = AudienceRecord.failed_sequencer
+    older: Condition = failed.does_not_exist() | (failed <= sequencer)
+    return older
+
+
 def _older_import(sequencer: str) -> Condition:
     older: Condition = AudienceRecord.sequencer.does_not_exist() | (AudienceRecord.sequencer < sequencer)
     return older
@@ -547,6 +606,8 @@ def to_audience(record: AudienceRecord) -> Audience:
         notified_sequencer=record.notified_sequencer,
         failed_sequencer=record.failed_sequencer,
         failure_notified_sequencer=record.failure_notified_sequencer,
+        refused_sequencer=record.refused_sequencer,
+        refusal_notified_sequencer=record.refusal_notified_sequencer,
         replaced=replaced,
     )
 
