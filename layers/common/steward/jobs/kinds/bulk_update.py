@@ -52,6 +52,7 @@ from steward.jobs.engine import (
     Page,
     Plan,
     ReportRow,
+    RetryPage,
     SinglePhase,
     WorkItem,
     shard_items,
@@ -484,14 +485,29 @@ def _change_of(params: BulkUpdateParams) -> str:
 
 def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
     """Delete the profile as DELETE /v1/users/{id} does, unless it had an interaction since the cutoff meanwhile."""
+    from steward.usecases.user_deletion import DeletionUnfinished  # the other actions' pages do without it
+
     if not exists:
         return row  # gone: this row's own earlier attempt, or a deletion that did the same
     cutoff = _cutoff(ctx)
+    rules = _Rules.of(ctx)
+
+    def declines(user: User) -> str | None:
+        """Why the user, as the deletion reads it, is kept: active since the cutoff, or out of the selection."""
+        if not inactive_since(user, cutoff):
+            return ACTIVE_SINCE_CUTOFF
+        return _left_selection(ctx, rules, [user]).get(user.user_id)
+
     try:
-        deleted = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, lambda user: inactive_since(user, cutoff))
+        reason = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, declines)
     except NotFound:
         return row
-    return row if deleted else row.with_outcome(Outcome.SKIPPED, ACTIVE_SINCE_CUTOFF)
+    except DeletionUnfinished as exc:
+        # Decided and partly done: never a failed row. The page runs again and the marked user is finished.
+        raise RetryPage(exc.message) from exc
+    if reason is None:
+        return row
+    return row.with_outcome(Outcome.SKIPPED if reason == ACTIVE_SINCE_CUTOFF else Outcome.DRIFTED, reason)
 
 
 def _cutoff(ctx: JobContext) -> datetime:
