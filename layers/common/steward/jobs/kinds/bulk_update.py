@@ -253,6 +253,8 @@ class BulkUpdate(SinglePhase):
             )
             if survey is None:
                 raise _audience_replaced()
+            if not all(run.ordered for run in survey.runs):
+                raise _audience_needs_reimport()
             meter.s3_reads(survey.requests)
             if not survey.done:
                 return [], 0, {"survey": survey.as_json()}
@@ -596,6 +598,14 @@ def _outcome(row: ReportRow, result: ReportRow | Exception) -> ReportRow:
 def _after_in(shard: int) -> Callable[[str], JsonObject]:
     """A shard's cursor right after one of its users."""
     return lambda user_id: Position(shard, user_id).as_fields()
+
+
+def _audience_needs_reimport() -> JobRefused:
+    """A list imported before runs were sorted: merging it would read and sort a whole partition on every page."""
+    return JobRefused(
+        "This audience's member list predates ordered imports, which total_limit needs; import the file again.",
+        code="audience_needs_reimport",
+    )
 
 
 def _audience_replaced() -> JobRefused:
