@@ -17,6 +17,7 @@ from steward.jobs.kinds import _merge, bulk_update, kind_for
 from steward.jobs.models import JobType
 from steward.jobs.params import parse_params
 from steward.settings import StoreSettings
+from steward.users.repository import UserRepository
 from tests.support.jobs import job_context, run_inline
 from tests.support.reach import confirm, dry_pages, services, user
 from tests.support.service import JOBS_BUS, SHARD_COUNT
@@ -220,6 +221,32 @@ def test_total_limit_takes_the_first_members_in_byte_order(buckets: None, small_
     assert {row.action for row in real.rows} == {"updated"}
     assert user(APP, first_in_byte_order(pro, 30)[-1]).fields == {"plan": "pro", "tier": "gold"}
     assert user(APP, first_in_byte_order(pro, 31)[-1]).fields == {"plan": "pro"}
+
+
+def test_total_limit_over_many_runs_reads_the_profiles_it_takes_not_every_runs_share(
+    buckets: None, small_partitions: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members_ids = [f"m{n:03d}" for n in range(120)]
+    add_users(APP, *members_ids)
+    import_audience(APP, "wide", members_ids)
+    runs = len(surveyed(layout_of(APP, "wide")))
+    assert runs > 7  # more runs than a page takes: each run's least share alone would fill the page
+    monkeypatch.setattr(bulk_update, "BATCH_GET_KEYS", 3)
+    fetched: list[str] = []
+    get_many = UserRepository.get_many
+
+    def counting(self: UserRepository, app_id: str, user_ids: Any, *, consistent: bool = False) -> Any:
+        fetched.extend(user_ids)
+        return get_many(self, app_id, user_ids, consistent=consistent)
+
+    monkeypatch.setattr(UserRepository, "get_many", counting)
+
+    dry = run_inline(update({"source": "audience", "name": "wide", "total_limit": 30}, dry_run=True))
+
+    assert [row.id for row in dry.rows] == members_ids[:30]
+    # Each page fetches in order until it is full: at most one batch past what it takes.
+    assert len(fetched) <= 30 + dry.pages * (3 - 1)
+    assert len(fetched) == len(set(fetched))  # no profile read twice
 
 
 def test_the_survey_finds_each_partitions_run(buckets: None, small_partitions: None) -> None:

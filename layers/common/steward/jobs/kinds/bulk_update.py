@@ -60,7 +60,7 @@ from steward.jobs.engine import (
 from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._bulk_triggers import trigger_events
 from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
-from steward.jobs.kinds._merge import Chunk, merge_page
+from steward.jobs.kinds._merge import Chunk, IdChunk, merge_ids_page, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
     NOMINAL_PROFILE_BYTES,
@@ -103,6 +103,10 @@ ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
 FIELDS_TOO_LARGE = "fields_too_large"
 _GONE = "deleted"
+# A merge page's users, what it scanned, and each source's cursor after it.
+type _Merged = tuple[list[User], int, list[JsonObject | None]]
+# BatchGetItem's keys a call: a merge of member ids fetches their profiles this many at a time.
+BATCH_GET_KEYS = 100
 _NO_LONGER_MATCHES = "no longer matches the selection"
 _NO_LONGER_MEMBER = "no longer a member of the segment"
 _AUDIENCE_REPLACED = "the audience was replaced by a newer import"
@@ -261,15 +265,19 @@ class BulkUpdate(SinglePhase):
             position = {"runs": [run.as_json() for run in survey.runs], "cursors": [{} for _ in survey.runs]}
         runs = [Run.from_json(run) for run in position["runs"]]
 
-        def read(index: int, cursor: JsonObject, size: int) -> Chunk:
+        def read(index: int, cursor: JsonObject, size: int) -> IdChunk:
             got: RunRead | None = read_run(objects, layout, runs[index], cursor, size)
             if got is None:
                 raise _audience_replaced()
             meter.s3_reads(got.requests)
-            users = self._profiles(ctx, rules, got.ids, meter)
-            return Chunk(users, len(got.ids), got.ids[-1] if got.ids else "", got.next, got.resume.__getitem__)
+            return IdChunk(got.ids, got.next, got.resume.__getitem__)
 
-        return self._merge(ctx, position, read)
+        def fetch(ids: list[str]) -> list[User]:
+            return self._profiles(ctx, rules, ids, meter)
+
+        return self._merge(
+            ctx, position, lambda cursors, room: merge_ids_page(cursors, room, read, fetch, BATCH_GET_KEYS)
+        )
 
     def _walk(
         self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
@@ -325,16 +333,16 @@ class BulkUpdate(SinglePhase):
             frontier = "" if chunk.next is None else chunk.next.after or ""
             return Chunk(chunk.users, chunk.scanned, frontier, next_of(chunk.next), _after_in(shard))
 
-        return self._merge(ctx, position, read)
+        return self._merge(ctx, position, lambda cursors, room: merge_page(cursors, room, read))
 
     def _merge(
-        self, ctx: JobContext, position: JsonObject, read: Callable[[int, JsonObject, int], Chunk]
+        self, ctx: JobContext, position: JsonObject, merge: Callable[[list[JsonObject | None], int], _Merged]
     ) -> tuple[list[User], int, JsonObject | None]:
         """The next users of the whole selection in byte order of the id, up to the total limit."""
         limit = _params(ctx).selection.total_limit
         assert limit is not None
         taken = int(position.get("taken", 0))
-        users, scanned, cursors = merge_page(list(position["cursors"]), min(limit - taken, USER_PAGE), read)
+        users, scanned, cursors = merge(list(position["cursors"]), min(limit - taken, USER_PAGE))
         taken += len(users)
         done = taken >= limit or all(cursor is None for cursor in cursors)
         return users, scanned, None if done else {**position, "cursors": cursors, "taken": taken}
