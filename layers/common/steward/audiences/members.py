@@ -104,7 +104,7 @@ def survey_runs(member_lists: MemberLists, layout: Layout, survey: Survey) -> Su
         complete = len(data) < SURVEY_READ_BYTES
         end = len(data) if complete else data.rfind(b"\n") + 1
         lines = data[:end].split(b"\n")[:-1]
-        start = 0
+        start, until = 0, offset  # where the next run starts, kept as it goes (not summed again per run)
         while start < len(lines):
             # An id's partition only grows along the list: the run ends where the next partition begins.
             partition = buckets.partition_of(lines[start], layout.partitions)
@@ -112,7 +112,7 @@ def survey_runs(member_lists: MemberLists, layout: Layout, survey: Survey) -> Su
                 lines, partition, lo=start, key=lambda line: buckets.partition_of(line, layout.partitions)
             )
             group = lines[start:stop]
-            at = offset + sum(map(len, lines[:start])) + start
+            at = until
             until = at + sum(map(len, group)) + len(group)
             ordered = group == sorted(group)
             previous = runs[-1] if runs else None
