@@ -9,6 +9,7 @@ import pytest
 
 from steward.composition import Services
 from steward.conditions import MAX_ATTEMPTS
+from steward.devices.repository import DeviceRepository
 from steward.errors import InvalidInput
 from steward.jobs.engine import Outcome, RetryPage
 from steward.jobs.kinds import kind_for
@@ -258,3 +259,26 @@ def test_a_deletion_that_races_a_change_out_of_the_selection_keeps_the_user_and_
     assert kept is not None
     assert kept.segments  # kept with everything it held
     assert services().device_repository.get(APP, "fcm:moved") is not None
+
+
+def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_its_own(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stale_holder("holder")
+    reads: list[bool] = []
+    devices_of_users = DeviceRepository.devices_of_users
+
+    def counting(self: DeviceRepository, app_id: str, user_ids: Any, *, consistent: bool = False) -> Any:
+        reads.append(consistent)
+        return devices_of_users(self, app_id, user_ids, consistent=consistent)
+
+    monkeypatch.setattr(DeviceRepository, "devices_of_users", counting)
+
+    dry = run_inline(_context(PARAMS, dry_run=True))
+    assert [row.action for row in dry.rows] == ["deleted"]
+    assert False in reads  # the dry run reads them to estimate the deletion
+    reads.clear()
+    real = run_inline(_context(PARAMS, dry_run=False))
+    assert [row.action for row in real.rows] == ["deleted"]
+    assert reads == [True]  # the deletion's own read, strongly consistent; none while selecting
+    assert services().device_repository.get(APP, "fcm:holder") is None

@@ -224,7 +224,11 @@ class BulkUpdate(SinglePhase):
                 next_position[_promo.CODES_KEY] = codes
         else:
             deleting = params.action is BulkAction.DELETE_PROFILES
-            devices = _devices(ctx, [user.user_id for user in users], meter, deleting=deleting)
+            # A deletion reads the devices itself: only a dry run reads them here, to estimate it (unmetered:
+            # the real run does not make this read; ``_meter_deletion`` counts the deletion's own).
+            devices = _devices(
+                ctx, [user.user_id for user in users], Meter() if deleting else meter, deleting=deleting and ctx.dry_run
+            )
             rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
         meter.trigger_events(len(trigger_events(ctx, params, rows)))
         return Page(rows, scanned, next_position, cost=meter.cost())
@@ -563,12 +567,14 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
 def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
     """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
 
-    It reads the user; a user holding devices, codes or segments is then written at that version, each
+    It reads the user and its devices; a user holding devices, codes or segments is then marked, each
     device deleted (a tagged one in a transaction with 2 items per tag), each code released and each
     segment left (a transaction each), and the user read again; then it is deleted.
     """
     holds = bool(devices or user.promo_codes or user.segments)
     meter.gets([size] * (2 if holds else 1), consistent=True)
+    meter.index_queries(1)  # its read of the user's devices: the index, then each device (strongly consistent)
+    meter.gets([NOMINAL_DEVICE_BYTES] * len(devices), consistent=True)
     if holds:
         meter.writes([size])
     for device in devices:
