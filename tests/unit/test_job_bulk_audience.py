@@ -21,6 +21,7 @@ from steward.users.repository import UserRepository
 from tests.support.jobs import job_context, run_inline
 from tests.support.reach import confirm, dry_pages, services, user
 from tests.support.service import JOBS_BUS, SHARD_COUNT
+from tests.support.spies import spy
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -232,18 +233,12 @@ def test_total_limit_over_many_runs_reads_the_profiles_it_takes_not_every_runs_s
     runs = len(surveyed(layout_of(APP, "wide")))
     assert runs > 7  # more runs than a page takes: each run's least share alone would fill the page
     monkeypatch.setattr(bulk_update, "BATCH_GET_KEYS", 3)
-    fetched: list[str] = []
-    get_many = UserRepository.get_many
-
-    def counting(self: UserRepository, app_id: str, user_ids: Any, *, consistent: bool = False) -> Any:
-        fetched.extend(user_ids)
-        return get_many(self, app_id, user_ids, consistent=consistent)
-
-    monkeypatch.setattr(UserRepository, "get_many", counting)
+    calls = spy(monkeypatch, UserRepository, "get_many", lambda app_id, user_ids, **_: list(user_ids))
 
     dry = run_inline(update({"source": "audience", "name": "wide", "total_limit": 30}, dry_run=True))
 
     assert [row.id for row in dry.rows] == members_ids[:30]
+    fetched = [user_id for call in calls for user_id in call]
     # Each page fetches in order until it is full: at most one batch past what it takes.
     assert len(fetched) <= 30 + dry.pages * (3 - 1)
     assert len(fetched) == len(set(fetched))  # no profile read twice

@@ -22,6 +22,7 @@ from steward.users.models import BatchUser
 from tests.support.jobs import job_context, run_applying_twice, run_inline
 from tests.support.reach import confirm, dry_pages, identify, services, static_segment
 from tests.support.service import JOBS_BUS, SHARD_COUNT
+from tests.support.spies import spy
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -265,14 +266,7 @@ def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _stale_holder("holder")
-    reads: list[bool] = []
-    devices_of_users = DeviceRepository.devices_of_users
-
-    def counting(self: DeviceRepository, app_id: str, user_ids: Any, *, consistent: bool = False) -> Any:
-        reads.append(consistent)
-        return devices_of_users(self, app_id, user_ids, consistent=consistent)
-
-    monkeypatch.setattr(DeviceRepository, "devices_of_users", counting)
+    reads = spy(monkeypatch, DeviceRepository, "devices_of_users", lambda *_, consistent=False: consistent)
 
     dry = run_inline(_context(PARAMS, dry_run=True))
     assert [row.action for row in dry.rows] == ["deleted"]
