@@ -17,9 +17,11 @@ from steward.jobs.kinds import _merge, bulk_update, kind_for
 from steward.jobs.models import JobType
 from steward.jobs.params import parse_params
 from steward.settings import StoreSettings
+from steward.users.repository import UserRepository
 from tests.support.jobs import job_context, run_inline
 from tests.support.reach import confirm, dry_pages, services, user
 from tests.support.service import JOBS_BUS, SHARD_COUNT
+from tests.support.spies import spy
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -203,6 +205,12 @@ def test_total_limit_takes_the_first_members_in_byte_order(buckets: None, small_
         "criteria": {"field": "fields.plan", "op": "eq", "value": "pro"},
     }
     pro = [user_id for user_id in members_ids if user_id not in members_ids[::4]]
+    if legacy:  # merging it would read and sort a whole partition on every page: import the file again
+        with pytest.raises(JobRefused) as refused:
+            run_inline(update({**selection, "total_limit": 30}, dry_run=True))
+        assert refused.value.code == "audience_needs_reimport"
+        assert "import the file again" in refused.value.message
+        return
 
     dry = run_inline(update({**selection, "total_limit": 30}, dry_run=True))
     assert [row.id for row in dry.rows] == first_in_byte_order(pro, 30)  # in order, each once
@@ -214,6 +222,26 @@ def test_total_limit_takes_the_first_members_in_byte_order(buckets: None, small_
     assert {row.action for row in real.rows} == {"updated"}
     assert user(APP, first_in_byte_order(pro, 30)[-1]).fields == {"plan": "pro", "tier": "gold"}
     assert user(APP, first_in_byte_order(pro, 31)[-1]).fields == {"plan": "pro"}
+
+
+def test_total_limit_over_many_runs_reads_the_profiles_it_takes_not_every_runs_share(
+    buckets: None, small_partitions: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members_ids = [f"m{n:03d}" for n in range(120)]
+    add_users(APP, *members_ids)
+    import_audience(APP, "wide", members_ids)
+    runs = len(surveyed(layout_of(APP, "wide")))
+    assert runs > 7  # more runs than a page takes: each run's least share alone would fill the page
+    monkeypatch.setattr(bulk_update, "BATCH_GET_KEYS", 3)
+    calls = spy(monkeypatch, UserRepository, "get_many", lambda app_id, user_ids, **_: list(user_ids))
+
+    dry = run_inline(update({"source": "audience", "name": "wide", "total_limit": 30}, dry_run=True))
+
+    assert [row.id for row in dry.rows] == members_ids[:30]
+    fetched = [user_id for call in calls for user_id in call]
+    # Each page fetches in order until it is full: at most one batch past what it takes.
+    assert len(fetched) <= 30 + dry.pages * (3 - 1)
+    assert len(fetched) == len(set(fetched))  # no profile read twice
 
 
 def test_the_survey_finds_each_partitions_run(buckets: None, small_partitions: None) -> None:

@@ -1,23 +1,28 @@
 """bulk_update's delete_profiles: the cutoff, the setting, and deletion through the user-deletion use case."""
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from steward.composition import Services
+from steward.conditions import MAX_ATTEMPTS
+from steward.devices.repository import DeviceRepository
 from steward.errors import InvalidInput
-from steward.jobs.engine import Outcome
+from steward.jobs.engine import Outcome, RetryPage
 from steward.jobs.kinds import kind_for
 from steward.jobs.kinds._inactivity import inactivity_cutoff
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.params import parse_params
+from steward.segments import repository as segments_repository
 from steward.settings import JobsSettings, SettingsError, StoreSettings
 from steward.users.models import BatchUser
 from tests.support.jobs import job_context, run_applying_twice, run_inline
 from tests.support.reach import confirm, dry_pages, identify, services, static_segment
 from tests.support.service import JOBS_BUS, SHARD_COUNT
+from tests.support.spies import spy
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -206,3 +211,68 @@ def test_the_dry_run_counts_what_deleting_a_profile_writes_for_its_devices_codes
     # tagged device with its tag's member and count (3 items in a transaction: 6), code (2 items: 4) and segment
     # (member, segment and profile: 6).
     assert dry.cost.write_units == 2 + 1 + 1 + 6 + 4 + 6
+
+
+def _stale_holder(user_id: str) -> str:
+    """A stale user with a device and a static segment: its deletion writes before it deletes the profile."""
+    old = datetime(2025, 6, 1, tzinfo=UTC)
+    _seed(APP, {user_id: old})
+    identify(APP, f"fcm:{user_id}", user_id)
+    segment_id = static_segment(APP, f"s-{user_id}", user_id)
+    services().user_repository.upsert(APP, user_id, lambda user: user.model_copy(update={"last_activity_at": old}))  # type: ignore[union-attr]
+    return segment_id
+
+
+def test_a_started_deletion_is_retried_with_its_page_never_failed_and_finished_despite_later_activity(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("held")
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    real = _context(PARAMS, dry_run=False, state=KIND.plan(_context(PARAMS, dry_run=True)).state)
+    conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS  # a bulk change holds the segment's counts all along
+
+    with pytest.raises(RetryPage):  # as throttling: the engine runs the page again
+        KIND.apply(real, rows)
+
+    conflicts[0] = 0
+    services().user_repository.touch_activity(APP, "held", datetime.now(UTC))  # after its deletion was decided
+    assert [(row.id, row.action) for row in KIND.apply(real, rows)] == [("held", "deleted")]
+    assert services().user_repository.get(APP, "held") is None
+    assert services().segment_repository.get(APP, segment_id).member_count == 0
+
+
+def test_a_deletion_that_races_a_change_out_of_the_selection_keeps_the_user_and_reports_it_drifted(
+    store: StoreSettings,
+) -> None:
+    _stale_holder("moved")
+    _seed(APP, {"stays": CUTOFF - timedelta(days=1)})
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    real = _context(PARAMS, dry_run=False, state=KIND.plan(_context(PARAMS, dry_run=True)).state)
+    # Between the confirmed run's recheck and its write, a change that is not activity moves it out.
+    services().user_repository.upsert(APP, "moved", lambda user: user.model_copy(update={"fields": {"plan": "pro"}}))  # type: ignore[union-attr]
+
+    applied = {row.id: (row.action, row.detail) for row in KIND.apply(real, rows)}
+
+    assert applied["moved"] == (Outcome.DRIFTED, "no longer matches the selection")
+    assert applied["stays"][0] == "deleted"
+    kept = services().user_repository.get(APP, "moved")
+    assert kept is not None
+    assert kept.segments  # kept with everything it held
+    assert services().device_repository.get(APP, "fcm:moved") is not None
+
+
+def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_its_own(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stale_holder("holder")
+    reads = spy(monkeypatch, DeviceRepository, "devices_of_users", lambda *_, consistent=False: consistent)
+
+    dry = run_inline(_context(PARAMS, dry_run=True))
+    assert [row.action for row in dry.rows] == ["deleted"]
+    assert False in reads  # the dry run reads them to estimate the deletion
+    reads.clear()
+    real = run_inline(_context(PARAMS, dry_run=False))
+    assert [row.action for row in real.rows] == ["deleted"]
+    assert reads == [True]  # the deletion's own read, strongly consistent; none while selecting
+    assert services().device_repository.get(APP, "fcm:holder") is None

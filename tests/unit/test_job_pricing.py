@@ -260,6 +260,19 @@ def test_an_edited_table_is_read_as_exact_decimals(tmp_path: Path) -> None:
     assert table.regions["eu-west-1"].s3.get_requests_per_thousand == Decimal("0.00043")  # no float on the way
 
 
+def test_an_operators_region_entry_without_eventbridge_prices_takes_the_defaults(tmp_path: Path) -> None:
+    document = _shipped()
+    document["regions"]["eu-west-1"] = {
+        name: prices for name, prices in document["regions"]["default"].items() if name != "eventbridge"
+    }
+    table = load_prices(_write(tmp_path, document))
+
+    priced = estimate(Usage(events=1_000_000), "eu-west-1", prices=table)
+
+    assert priced.usd == estimate(Usage(events=1_000_000), "default", prices=table).usd
+    assert priced.usd > 0
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -280,6 +293,7 @@ def test_an_edited_table_is_read_as_exact_decimals(tmp_path: Path) -> None:
             "regions.default.s3.gets_per_thousand: Extra inputs are not permitted",
         ),
         (lambda d: d["regions"].pop("default"), "regions needs a 'default' entry"),
+        (lambda d: d["regions"]["default"].pop("eventbridge"), "the 'default' entry needs eventbridge prices"),
         (lambda d: d.update(as_of="last week"), "as_of: String should match pattern"),
         (lambda d: d.update(currency="EUR"), "currency: Input should be 'USD'"),
     ],

@@ -1,13 +1,17 @@
 """Deleting a user (DELETE /v1/users/{id}, and a retention purge with delete_user_data) takes its devices along."""
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
 from steward.composition import Services
+from steward.conditions import MAX_ATTEMPTS
 from steward.devices.models import IdentifyDevice, Transport
+from steward.errors import Conflict
+from steward.segments import repository as segments_repository
 from steward.settings import StoreSettings
-from steward.usecases.user_deletion import UserDeletion
+from steward.usecases.user_deletion import DeletionUnfinished, UserDeletion
 from steward.users.models import User
 from steward.users.repository import UserRepository
 from tests.support.reach import static_segment
@@ -63,9 +67,9 @@ class ChangedAt:
         return cast(tuple[User, int] | None, self._read(found, app_id, user_id))
 
 
-def unmarked(user: User) -> bool:
-    """The test's rule (a bulk deletion's is no interaction since a cutoff): no ``keep`` field."""
-    return "keep" not in user.fields
+def unmarked(user: User) -> str | None:
+    """The test's rule (a bulk deletion's is no interaction since a cutoff): no ``keep`` field, or kept as marked."""
+    return "marked" if "keep" in user.fields else None
 
 
 def holdings(services: Services) -> tuple[User | None, list[str], list[str], list[str]]:
@@ -92,16 +96,80 @@ def test_a_user_kept_by_its_rule_keeps_everything_and_a_deleted_one_loses_everyt
     deletion = UserDeletion(cast(UserRepository, users), services.loyalty_repository, services.segment_repository,
                             services.device_repository)  # fmt: skip
 
-    deleted = deletion.delete_if(APP, "leaver", unmarked)
+    kept = deletion.delete_if(APP, "leaver", unmarked)
 
     found, devices, codes, segments = holdings(services)
     if read == 1:  # changed right after the read that qualified it: kept, with all it held
-        assert not deleted
+        assert kept == "marked"
         assert found is not None
         assert found.fields == {"keep": True}
         assert (devices, codes, segments) == (["fcm:1", "fcm:2"], ["GOLD-1"], [segment_id])
     else:  # changed once its items were being released: the deletion was decided, and goes through
-        assert deleted
+        assert kept is None
         assert (found, devices) == (None, [])
         assert services.segments.get(APP, segment_id).member_count == 0
         assert services.loyalty_repository.get_code(APP, "GOLD-1").attached_user_id is None
+
+
+def _leaver_with_device_and_segment(services: Services) -> str:
+    new_users(APP, "leaver")
+    services.devices.identify(APP, "fcm:1", IdentifyDevice(user_id="leaver", transport=Transport.FCM))
+    return static_segment(APP, "vip", "leaver")
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The segments' backoff, recorded instead of slept."""
+    slept: list[float] = []
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=slept.append))
+    return slept
+
+
+def test_a_segment_held_by_a_bulk_change_is_waited_out_not_left_half_deleted(
+    store: StoreSettings, conflicts: list[int], no_backoff: list[float]
+) -> None:
+    services = Services(store.shard_count)
+    segment_id = _leaver_with_device_and_segment(services)
+    conflicts[0] = MAX_ATTEMPTS  # the segment's counts are held for as many tries as a deletion has rounds
+
+    assert services.user_deletion.delete_if(APP, "leaver", unmarked) is None
+
+    assert services.user_repository.get(APP, "leaver") is None
+    assert services.segments.get(APP, segment_id).member_count == 0
+    assert no_backoff  # it waited between tries
+
+
+def test_a_started_deletion_is_finished_by_the_next_attempt_whatever_the_user_did_meanwhile(
+    store: StoreSettings, conflicts: list[int], no_backoff: list[float]
+) -> None:
+    services = Services(store.shard_count)
+    segment_id = _leaver_with_device_and_segment(services)
+    conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS  # held all along: the user is marked, its device gone
+
+    with pytest.raises(DeletionUnfinished) as unfinished:
+        services.user_deletion.delete_if(APP, "leaver", unmarked)
+    assert isinstance(unfinished.value, Conflict)  # DELETE /v1/users/{id}: 409, retry
+    found, devices, _, _ = holdings(services)
+    assert found is not None
+    assert found.deletion_started_at is not None
+    assert devices == []
+    conflicts[0] = 0
+    # Activity after the mark (a retried page reads the user again): the deletion goes on regardless.
+    assert not services.users.upsert_batch(APP, [{"user_id": "leaver", "fields": {"keep": True}}]).failed
+
+    assert services.user_deletion.delete_if(APP, "leaver", unmarked) is None
+
+    assert services.user_repository.get(APP, "leaver") is None
+    assert services.segments.get(APP, segment_id).member_count == 0
+
+
+def test_the_deletion_mark_is_not_in_the_users_representation(store: StoreSettings) -> None:
+    services = Services(store.shard_count)
+    new_users(APP, "leaver")
+    user, version = services.user_repository.get_with_version(APP, "leaver") or (None, 0)
+    assert user is not None
+    assert services.user_repository.hold(APP, user, version, user.updated_at)
+    marked = services.user_repository.get(APP, "leaver")
+    assert marked is not None
+    assert marked.deletion_started_at == user.updated_at
+    assert "deletion_started_at" not in marked.model_dump()

@@ -154,6 +154,8 @@ class ProfileRecord(Model):
     # Ids of the static segments the user is a member of: lets a change of the
     # user's active flag or its deletion adjust those segments' counts.
     segments = UnicodeSetAttribute(null=True)
+    # Set by the write that decides a conditional deletion: any later attempt finishes it.
+    deletion_started_at = UTCDateTimeAttribute(null=True)
     version = NumberAttribute(default=0)
 
 

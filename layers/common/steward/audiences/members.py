@@ -104,7 +104,7 @@ def survey_runs(member_lists: MemberLists, layout: Layout, survey: Survey) -> Su
         complete = len(data) < SURVEY_READ_BYTES
         end = len(data) if complete else data.rfind(b"\n") + 1
         lines = data[:end].split(b"\n")[:-1]
-        start = 0
+        start, until = 0, offset  # where the next run starts, kept as it goes (not summed again per run)
         while start < len(lines):
             # An id's partition only grows along the list: the run ends where the next partition begins.
             partition = buckets.partition_of(lines[start], layout.partitions)
@@ -112,7 +112,7 @@ def survey_runs(member_lists: MemberLists, layout: Layout, survey: Survey) -> Su
                 lines, partition, lo=start, key=lambda line: buckets.partition_of(line, layout.partitions)
             )
             group = lines[start:stop]
-            at = offset + sum(map(len, lines[:start])) + start
+            at = until
             until = at + sum(map(len, group)) + len(group)
             ordered = group == sorted(group)
             previous = runs[-1] if runs else None
@@ -150,30 +150,20 @@ class RunRead:
 def read_run(member_lists: MemberLists, layout: Layout, run: Run, cursor: dict[str, Any], limit: int) -> RunRead | None:
     """Up to ``limit`` ids of ``run`` in byte order from ``cursor`` (``{}`` at its start); None: the list is gone.
 
-    An ordered run is read from its cursor's byte offset. A run in bucket order
-    is read whole and sorted (memory: one partition, which the import held too)
-    and its cursor is the last id handed out.
+    The run must be ordered: a list imported before runs were sorted is refused before it is merged.
     """
-    if run.ordered:
-        offset = int(cursor.get("offset", run.start))
-        read = read_member_ids(member_lists, layout, offset, limit)
-        if read is None:
-            return None
-        ids: list[str] = []
-        resume: dict[str, dict[str, Any]] = {}
-        for user_id in read[0]:
-            if offset >= run.end:
-                break
-            offset += len(user_id.encode("utf-8")) + 1
-            ids.append(user_id)
-            resume[user_id] = {"offset": offset}
-        return RunRead(ids, resume, {"offset": offset} if offset < run.end else None)
-    data = member_lists.read(layout.members_key, run.start, run.end - run.start)
-    if data is None:
+    if not run.ordered:
+        raise ValueError("a run in bucket order cannot be read in byte order")
+    offset = int(cursor.get("offset", run.start))
+    read = read_member_ids(member_lists, layout, offset, limit)
+    if read is None:
         return None
-    ordered = sorted(data.split(b"\n")[:-1])
-    after = cursor.get("after")
-    first = 0 if after is None else bisect_right(ordered, str(after).encode("utf-8"))
-    ids = [user_id.decode("utf-8") for user_id in ordered[first : first + limit]]
-    resume = {user_id: {"after": user_id} for user_id in ids}
-    return RunRead(ids, resume, {"after": ids[-1]} if ids and first + limit < len(ordered) else None)
+    ids: list[str] = []
+    resume: dict[str, dict[str, Any]] = {}
+    for user_id in read[0]:
+        if offset >= run.end:
+            break
+        offset += len(user_id.encode("utf-8")) + 1
+        ids.append(user_id)
+        resume[user_id] = {"offset": offset}
+    return RunRead(ids, resume, {"offset": offset} if offset < run.end else None)

@@ -277,7 +277,8 @@ class RegionPrices(_Prices):
     # "lambda" is a keyword: the field takes the file's name through its alias.
     lambda_: LambdaPrices = Field(alias="lambda")
     s3: S3Prices
-    eventbridge: EventBridgePrices
+    # An operator's own entry may predate trigger events: it is priced with the default entry's.
+    eventbridge: EventBridgePrices | None = None
 
 
 class PriceTable(_Prices):
@@ -291,12 +292,20 @@ class PriceTable(_Prices):
     def _has_default(self) -> "PriceTable":
         if DEFAULT_REGION not in self.regions:
             raise ValueError(f"regions needs a {DEFAULT_REGION!r} entry, used for every region not listed")
+        if self.regions[DEFAULT_REGION].eventbridge is None:
+            raise ValueError(f"the {DEFAULT_REGION!r} entry needs eventbridge prices, used by entries without them")
         return self
 
     def for_region(self, region: str) -> tuple[str, RegionPrices]:
-        """The entry for ``region``, or the default one: the name of the entry used and its prices."""
+        """The entry for ``region``, or the default one: the name of the entry used and its prices.
+
+        An entry without eventbridge prices takes the default entry's.
+        """
         name = region if region in self.regions else DEFAULT_REGION
-        return name, self.regions[name]
+        prices = self.regions[name]
+        if prices.eventbridge is None:
+            prices = prices.model_copy(update={"eventbridge": self.regions[DEFAULT_REGION].eventbridge})
+        return name, prices
 
 
 class PriceTableError(ValueError):
@@ -331,6 +340,8 @@ def estimate(usage: Usage, region: str, *, prices: PriceTable | None = None) -> 
     """What ``usage`` costs at on-demand prices in ``region`` (the default entry when the table lacks it)."""
     table = prices if prices is not None else default_prices()
     priced_as, price = table.for_region(region)
+    events = price.eventbridge
+    assert events is not None  # for_region fills it in
     exact = {
         "dynamodb": usage.write_units * price.dynamodb.write_request_units_per_million / MILLION
         + usage.read_units * price.dynamodb.read_request_units_per_million / MILLION,
@@ -339,7 +350,7 @@ def estimate(usage: Usage, region: str, *, prices: PriceTable | None = None) -> 
         + usage.lambda_requests * price.lambda_.requests_per_million / MILLION,
         "s3": usage.s3_puts * price.s3.put_requests_per_thousand / THOUSAND
         + usage.s3_gets * price.s3.get_requests_per_thousand / THOUSAND,
-        "eventbridge": usage.events * price.eventbridge.custom_events_per_million / MILLION,
+        "eventbridge": usage.events * events.custom_events_per_million / MILLION,
     }
     total = sum(exact.values(), Decimal(0))
     return Estimate(

@@ -213,18 +213,25 @@ class SegmentRepository:
         """Take a user out of each static segment it is in (before it is deleted).
 
         Returns the segments it could not leave because they are being deleted
-        (their drain removes the member). A user that changed since it was read
-        is a Conflict: the caller reads it again.
+        (their drain removes the member). A segment held by a bulk change is
+        tried again after a backoff. A user that changed since it was read, or
+        a segment still held, is a Conflict: the caller reads it again.
         """
         kept = set()
         for segment_id in user.segments:
             change = MemberChange(user.user_id, joining=False, inactive=not user.active)
-            try:
-                result = self.change_members(app_id, segment_id, [change], now)
-            except TransactWriteError as exc:
-                if transient(exc):  # a bulk change held the segment's counts
-                    raise Conflict("The segment is busy; retry the request.", code="concurrent_update") from exc
-                raise
+            attempt = 0
+            while True:
+                try:
+                    result = self.change_members(app_id, segment_id, [change], now)
+                    break
+                except TransactWriteError as exc:
+                    attempt += 1
+                    if not transient(exc):
+                        raise
+                    if attempt >= MAX_ATTEMPTS:  # a bulk change held the segment's counts all along
+                        raise Conflict("The segment is busy; retry the request.", code="concurrent_update") from exc
+                    time.sleep(_BACKOFF_SECONDS * 2**attempt)  # the holder's transaction is short: wait it out
             if result.refused_users:
                 raise Conflict("The user changed concurrently; retry the request.", code="concurrent_update")
             if result.segment_refused:

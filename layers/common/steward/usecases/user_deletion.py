@@ -15,6 +15,16 @@ from steward.users.models import User
 from steward.users.repository import UserRepository, user_not_found
 
 
+class DeletionUnfinished(Conflict):
+    """A decided deletion (the user is marked) that could not finish yet: trying again finishes it."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            f"The deletion of user {user_id!r} has started and could not finish yet; retry the request.",
+            code="concurrent_update",
+        )
+
+
 class UserDeletion:
     def __init__(
         self,
@@ -36,31 +46,34 @@ class UserDeletion:
         """
         self._delete(app_id, user_id, None)
 
-    def delete_if(self, app_id: str, user_id: str, qualifies: Callable[[User], bool]) -> bool:
-        """``delete``, only while the user ``qualifies``; False when not, and then nothing of it has changed.
+    def delete_if(self, app_id: str, user_id: str, declines: Callable[[User], str | None]) -> str | None:
+        """``delete``, unless ``declines`` gives a reason to keep the user (returned; then nothing of it changed).
 
-        A bulk deletion's rule (no interaction since a cutoff) is checked on
-        the read that the first change is conditioned on: a user holding
-        devices, codes or segments is first written at that version (the
-        version alone), and a user that changed since the read is read again.
-        So a user that is kept keeps everything. From that write on the
-        deletion is decided: activity recorded while its items are released
-        does not stop it halfway.
+        A bulk deletion's rules (still selected, no interaction since a
+        cutoff) are checked on the read that the first change is conditioned
+        on: a user holding devices, codes or segments is first marked
+        (``deletion_started_at``) at that version, and a user that changed
+        since the read is read again. So a user that is kept keeps everything.
+        From that mark on the deletion is decided: any later attempt (a round
+        here, a retried page, a repeated request) finishes it, whatever the
+        user did meanwhile; if it cannot yet, ``DeletionUnfinished`` says so.
         """
-        return self._delete(app_id, user_id, qualifies)
+        return self._delete(app_id, user_id, declines)
 
-    def _delete(self, app_id: str, user_id: str, qualifies: Callable[[User], bool] | None) -> bool:
-        decided = qualifies is None
+    def _delete(self, app_id: str, user_id: str, declines: Callable[[User], str | None] | None) -> str | None:
+        decided = declines is None
         for _ in range(MAX_ATTEMPTS):
             stored = self.users.get_with_version(app_id, user_id)
             if stored is None:
                 raise user_not_found(user_id)
             user, version = stored
-            if qualifies is not None and not decided and not qualifies(user):
-                return False
+            decided = decided or user.deletion_started_at is not None
+            reason = None if decided or declines is None else declines(user)
+            if reason is not None:
+                return reason
             devices = self.devices.devices_of_users(app_id, [user_id], consistent=True).get(user_id, [])
             if devices or user.promo_codes or user.segments:
-                if not decided and not self.users.hold(app_id, user, version):
+                if not decided and not self.users.hold(app_id, user, version, utc_now()):
                     continue  # changed since the read that qualified: read it again
                 decided = True
                 released = self._release(app_id, user, devices)
@@ -68,7 +81,9 @@ class UserDeletion:
                     continue
                 user, version = released
             if self.users.delete(app_id, user_id, version):
-                return True
+                return None
+        if decided and declines is not None:
+            raise DeletionUnfinished(user_id)
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def _release(self, app_id: str, user: User, devices: Sequence[Device]) -> tuple[User, int] | None:

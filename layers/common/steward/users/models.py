@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from steward.batch import BatchOutcome, ItemOutcome
 from steward.numbers import storable_number
@@ -158,6 +159,8 @@ class User(Schema):
     subscriptions: list[Subscription]
     promo_codes: list[PromoCode]
     segments: list[str] = Field(default_factory=list, description="Ids of the static segments the user belongs to.")
+    # Internal (not in responses): set when a conditional deletion was decided; any later attempt finishes it.
+    deletion_started_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
 
 
 def _not_in_future(moment: datetime) -> datetime:

@@ -173,12 +173,14 @@ class UserRepository:
         }
         return self._update_at_version(app_id, user, version, [ProfileRecord.subscriptions.set(subscriptions)])
 
-    def hold(self, app_id: str, user: User, version: int) -> bool:
-        """Move the user's version on, and nothing else, if it is still at ``version``; False when it changed.
+    def hold(self, app_id: str, user: User, version: int, now: datetime) -> bool:
+        """Mark the user's deletion as started if it is still at ``version``; False when it changed.
 
-        A use case that decided on the user as read writes this before its first change.
+        A deletion that decided on the user as read writes this before its
+        first change; ``get_for_deletion`` then tells every later attempt (a
+        retried page, a repeated request) to finish it (``User.deletion_started_at``).
         """
-        return self._update_at_version(app_id, user, version, [])
+        return self._update_at_version(app_id, user, version, [ProfileRecord.deletion_started_at.set(now)])
 
     def _update_at_version(self, app_id: str, user: User, version: int, actions: list[Action]) -> bool:
         """One UpdateItem of ``actions`` (and ``updated_at``, the version) if the item is still at ``version``."""
@@ -232,6 +234,7 @@ def to_user(record: ProfileRecord) -> User:
             for code, program in sorted(_as_dict(record.promo_codes).items())
         ],
         segments=sorted(record.segments or ()),
+        deletion_started_at=record.deletion_started_at,
     )
 
 
@@ -254,6 +257,7 @@ def _to_record(app_id: str, user: User, shard_count: int) -> ProfileRecord:
         },
         promo_codes={item.code: item.program_id for item in user.promo_codes},
         segments=set(user.segments) or None,
+        deletion_started_at=user.deletion_started_at,
     )
 
 

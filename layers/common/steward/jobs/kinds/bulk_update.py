@@ -52,6 +52,7 @@ from steward.jobs.engine import (
     Page,
     Plan,
     ReportRow,
+    RetryPage,
     SinglePhase,
     WorkItem,
     shard_items,
@@ -59,7 +60,7 @@ from steward.jobs.engine import (
 from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._bulk_triggers import trigger_events
 from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
-from steward.jobs.kinds._merge import Chunk, merge_page
+from steward.jobs.kinds._merge import Chunk, IdChunk, merge_ids_page, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
     NOMINAL_PROFILE_BYTES,
@@ -102,6 +103,10 @@ ALREADY_UNSUBSCRIBED = "already globally unsubscribed"
 TOO_MANY_FIELDS = "too_many_fields"
 FIELDS_TOO_LARGE = "fields_too_large"
 _GONE = "deleted"
+# A merge page's users, what it scanned, and each source's cursor after it.
+type _Merged = tuple[list[User], int, list[JsonObject | None]]
+# BatchGetItem's keys a call: a merge of member ids fetches their profiles this many at a time.
+BATCH_GET_KEYS = 100
 _NO_LONGER_MATCHES = "no longer matches the selection"
 _NO_LONGER_MEMBER = "no longer a member of the segment"
 _AUDIENCE_REPLACED = "the audience was replaced by a newer import"
@@ -219,7 +224,11 @@ class BulkUpdate(SinglePhase):
                 next_position[_promo.CODES_KEY] = codes
         else:
             deleting = params.action is BulkAction.DELETE_PROFILES
-            devices = _devices(ctx, [user.user_id for user in users], meter, deleting=deleting)
+            # A deletion reads the devices itself: only a dry run reads them here, to estimate it (unmetered:
+            # the real run does not make this read; ``_meter_deletion`` counts the deletion's own).
+            devices = _devices(
+                ctx, [user.user_id for user in users], Meter() if deleting else meter, deleting=deleting and ctx.dry_run
+            )
             rows = [self._row(ctx, user, devices.get(user.user_id, ()), meter) for user in users]
         meter.trigger_events(len(trigger_events(ctx, params, rows)))
         return Page(rows, scanned, next_position, cost=meter.cost())
@@ -252,21 +261,27 @@ class BulkUpdate(SinglePhase):
             )
             if survey is None:
                 raise _audience_replaced()
+            if not all(run.ordered for run in survey.runs):
+                raise _audience_needs_reimport()
             meter.s3_reads(survey.requests)
             if not survey.done:
                 return [], 0, {"survey": survey.as_json()}
             position = {"runs": [run.as_json() for run in survey.runs], "cursors": [{} for _ in survey.runs]}
         runs = [Run.from_json(run) for run in position["runs"]]
 
-        def read(index: int, cursor: JsonObject, size: int) -> Chunk:
+        def read(index: int, cursor: JsonObject, size: int) -> IdChunk:
             got: RunRead | None = read_run(objects, layout, runs[index], cursor, size)
             if got is None:
                 raise _audience_replaced()
             meter.s3_reads(got.requests)
-            users = self._profiles(ctx, rules, got.ids, meter)
-            return Chunk(users, len(got.ids), got.ids[-1] if got.ids else "", got.next, got.resume.__getitem__)
+            return IdChunk(got.ids, got.next, got.resume.__getitem__)
 
-        return self._merge(ctx, position, read)
+        def fetch(ids: list[str]) -> list[User]:
+            return self._profiles(ctx, rules, ids, meter)
+
+        return self._merge(
+            ctx, position, lambda cursors, room: merge_ids_page(cursors, room, read, fetch, BATCH_GET_KEYS)
+        )
 
     def _walk(
         self, ctx: JobContext, rules: _Rules, position: JsonObject | None, meter: Meter
@@ -322,16 +337,16 @@ class BulkUpdate(SinglePhase):
             frontier = "" if chunk.next is None else chunk.next.after or ""
             return Chunk(chunk.users, chunk.scanned, frontier, next_of(chunk.next), _after_in(shard))
 
-        return self._merge(ctx, position, read)
+        return self._merge(ctx, position, lambda cursors, room: merge_page(cursors, room, read))
 
     def _merge(
-        self, ctx: JobContext, position: JsonObject, read: Callable[[int, JsonObject, int], Chunk]
+        self, ctx: JobContext, position: JsonObject, merge: Callable[[list[JsonObject | None], int], _Merged]
     ) -> tuple[list[User], int, JsonObject | None]:
         """The next users of the whole selection in byte order of the id, up to the total limit."""
         limit = _params(ctx).selection.total_limit
         assert limit is not None
         taken = int(position.get("taken", 0))
-        users, scanned, cursors = merge_page(list(position["cursors"]), min(limit - taken, USER_PAGE), read)
+        users, scanned, cursors = merge(list(position["cursors"]), min(limit - taken, USER_PAGE))
         taken += len(users)
         done = taken >= limit or all(cursor is None for cursor in cursors)
         return users, scanned, None if done else {**position, "cursors": cursors, "taken": taken}
@@ -484,14 +499,29 @@ def _change_of(params: BulkUpdateParams) -> str:
 
 def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
     """Delete the profile as DELETE /v1/users/{id} does, unless it had an interaction since the cutoff meanwhile."""
+    from steward.usecases.user_deletion import DeletionUnfinished  # the other actions' pages do without it
+
     if not exists:
         return row  # gone: this row's own earlier attempt, or a deletion that did the same
     cutoff = _cutoff(ctx)
+    rules = _Rules.of(ctx)
+
+    def declines(user: User) -> str | None:
+        """Why the user, as the deletion reads it, is kept: active since the cutoff, or out of the selection."""
+        if not inactive_since(user, cutoff):
+            return ACTIVE_SINCE_CUTOFF
+        return _left_selection(ctx, rules, [user]).get(user.user_id)
+
     try:
-        deleted = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, lambda user: inactive_since(user, cutoff))
+        reason = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, declines)
     except NotFound:
         return row
-    return row if deleted else row.with_outcome(Outcome.SKIPPED, ACTIVE_SINCE_CUTOFF)
+    except DeletionUnfinished as exc:
+        # Decided and partly done: never a failed row. The page runs again and the marked user is finished.
+        raise RetryPage(exc.message) from exc
+    if reason is None:
+        return row
+    return row.with_outcome(Outcome.SKIPPED if reason == ACTIVE_SINCE_CUTOFF else Outcome.DRIFTED, reason)
 
 
 def _cutoff(ctx: JobContext) -> datetime:
@@ -537,12 +567,14 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
 def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
     """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
 
-    It reads the user; a user holding devices, codes or segments is then written at that version, each
+    It reads the user and its devices; a user holding devices, codes or segments is then marked, each
     device deleted (a tagged one in a transaction with 2 items per tag), each code released and each
     segment left (a transaction each), and the user read again; then it is deleted.
     """
     holds = bool(devices or user.promo_codes or user.segments)
     meter.gets([size] * (2 if holds else 1), consistent=True)
+    meter.index_queries(1)  # its read of the user's devices: the index, then each device (strongly consistent)
+    meter.gets([NOMINAL_DEVICE_BYTES] * len(devices), consistent=True)
     if holds:
         meter.writes([size])
     for device in devices:
@@ -580,6 +612,14 @@ def _outcome(row: ReportRow, result: ReportRow | Exception) -> ReportRow:
 def _after_in(shard: int) -> Callable[[str], JsonObject]:
     """A shard's cursor right after one of its users."""
     return lambda user_id: Position(shard, user_id).as_fields()
+
+
+def _audience_needs_reimport() -> JobRefused:
+    """A list imported before runs were sorted: merging it would read and sort a whole partition on every page."""
+    return JobRefused(
+        "This audience's member list predates ordered imports, which total_limit needs; import the file again.",
+        code="audience_needs_reimport",
+    )
 
 
 def _audience_replaced() -> JobRefused:
