@@ -74,7 +74,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(app_id=step.app_id, run_id=step.run_id, step=step.step, generation=step.generation)
     if step.step == "plan":
         plan = services.retention_executions.plan(step.app_id, step.run_id, step.now, step.generation)
-        return {"shards": plan.shards, "pages": plan.pages, "max_concurrency": settings.retention_max_concurrency}
+        return {
+            "shards": plan.shards,
+            "pages": plan.pages,
+            "max_concurrency": settings.retention_max_concurrency,
+            "stop": plan.stop,
+        }
     if step.step == "sweep":
         sweep = services.retention_sweep
         done = sweep.sweep_page(step.app_id, step.run_id, step.now, step.shard or 0, settings.retention_page_entries)

@@ -135,6 +135,7 @@ def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
 def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Services, clock: Clock) -> None:
     runs = services.retention_run_repository
     assert runs.acquire_lock(APP, RUN, NOW, LOCK_TTL) is None  # what the scheduler took
+    services.retention_executions.plan(APP, RUN, NOW, 0)
     clock.now = NOW + LOCK_TTL - timedelta(minutes=1)
     services.retention_executions.plan(APP, RUN, NOW, 1)  # renewed from now
     clock.now = NOW + LOCK_TTL + timedelta(minutes=5)
@@ -225,3 +226,24 @@ def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> Non
     again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""})
     assert again == first
     assert (first.status.value, first.counts) == ("succeeded", {"open->archive": 3})
+
+
+@pytest.mark.parametrize("generation", [0, 2])
+def test_an_execution_of_a_finished_run_stops_without_the_lock(
+    services: Services, clock: Clock, generation: int
+) -> None:
+    runs = services.retention_run_repository
+    services.retention_executions.plan(APP, RUN, NOW, 0)
+    services.retention_sweep.finalize(APP, RUN, {"Error": "States.TaskFailed", "Cause": "could not start"})
+    finished = runs.get(APP, RUN)
+    nxt = "ret_20260601110000_000000000000"
+    assert runs.acquire_lock(APP, nxt, clock.now, LOCK_TTL) is None  # the app's next run holds the lock
+
+    plan = services.retention_executions.plan(APP, RUN, NOW, generation)
+
+    assert (plan.stop, plan.shards) == (True, [])
+    assert runs.get(APP, RUN) == finished
+    assert runs.acquire_lock(APP, "ret_20260601120000_000000000000", clock.now, LOCK_TTL) == nxt
+    assert ASL["States"]["Planned"]["Choices"] == [
+        {"Variable": "$.plan.stop", "BooleanEquals": True, "Next": "Stopped"}
+    ]

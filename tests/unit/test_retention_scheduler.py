@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from steward.composition import Services
 from steward.conversations.models import RetentionSettings
-from steward.conversations.scheduler import LOCK_TTL
+from steward.conversations.scheduler import LOCK_TTL, StartFailed
 from steward.settings import StoreSettings
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
@@ -169,3 +169,27 @@ def test_an_execution_that_cannot_start_fails_its_run_and_releases_the_lock(stor
     later = found.retention_scheduler.start_sweeps(clock.now)
     assert later.skipped == []
     assert [item["app_id"] for item in later.failed] == [APP]
+
+
+def test_a_start_answered_with_an_error_after_step_functions_took_it_counts_as_started(
+    services: Services, clock: Clock
+) -> None:
+    scheduler = services.retention_scheduler
+    start = scheduler.start_execution
+
+    def accepted_then_timed_out(name: str, payload: dict[str, object]) -> str:
+        start(name, payload)  # Step Functions accepted it; the answer was lost
+        raise StartFailed("Read timeout on endpoint URL")
+
+    scheduler.start_execution = accepted_then_timed_out
+    first = scheduler.start_sweeps(SCHEDULED)
+    again = scheduler.start_sweeps(SCHEDULED)  # a retried scheduler page, whose start is throttled
+
+    assert first.failed == again.failed == []
+    [run] = services.retention_runs.list_page(APP, None, 10).items
+    assert [item["run_id"] for item in first.started + again.started] == [run.run_id, run.run_id]
+    assert first.started[0]["execution_arn"].endswith(f":{run.run_id}")
+    assert (run.status.value, run.finished_at) == ("running", None)  # the live execution's run is left to it
+    assert executions() == [run.run_id]
+    clock.now = SCHEDULED + timedelta(hours=1)
+    assert services.retention_run_repository.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL)

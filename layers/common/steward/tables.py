@@ -516,6 +516,8 @@ class RetentionRunRecord(ConversationsTableRecord):
     error = UnicodeAttribute(null=True)
     # The due-index layout the run started at (see RetentionSettingsRecord.layout).
     layout = NumberAttribute(null=True)
+    # The generation (execution) that carries the run on: only it may finalize the run (absent: 0).
+    generation = NumberAttribute(null=True)
 
 
 class RetentionLockRecord(ConversationsTableRecord):

@@ -215,6 +215,14 @@ class UserOutcome:
     detail: str
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands for its executions: finished, and which generation (execution) carries it on."""
+
+    finished: bool
+    generation: int
+
+
 class RetentionRunRepository:
     def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
         """Record a run as running; a retried start finds the run it created."""
@@ -289,6 +297,13 @@ class RetentionRunRepository:
         except RetentionRunRecord.DoesNotExist:
             return None
         return None if record.layout is None else int(record.layout)
+
+    def state(self, app_id: str, run_id: str) -> RunState | None:
+        try:
+            record = RetentionRunRecord.get(retention_runs_pk(app_id), run_id, consistent_read=True)
+        except RetentionRunRecord.DoesNotExist:
+            return None
+        return RunState(record.finished_at is not None, int(record.generation or 0))
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:

@@ -24,6 +24,8 @@ from steward.conversations.retention_repository import RetentionRunRepository, R
 from steward.errors import MAX_MESSAGE_CHARS, clip
 
 StartExecution = Callable[[str, dict[str, Any]], str]
+# The ARN of the execution of that name if Step Functions has it, else None (StartFailed when it cannot tell).
+FindExecution = Callable[[str], str | None]
 
 # Apps one scheduler call starts: about four requests each, well inside the function's 60 s.
 APPS_PER_CALL = 100
@@ -61,11 +63,13 @@ class RetentionScheduler:
         settings: RetentionSettingsRepository,
         runs: RetentionRunRepository,
         start_execution: StartExecution,
+        find_execution: FindExecution,
         clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.runs = runs
         self.start_execution = start_execution
+        self.find_execution = find_execution
         self.clock = clock
 
     def shards(self) -> list[int]:
@@ -112,7 +116,7 @@ class RetentionScheduler:
             return
         payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat(), "generation": 0}
         try:
-            execution_arn = self.start_execution(run_id, payload)
+            execution_arn = self._start_or_find(run_id, payload)
         except StartFailed as exc:
             # Nothing will run or finalize this run: it must not stay running, nor hold the app for hours.
             error = clip(f"The sweep could not start: {exc}", MAX_MESSAGE_CHARS)
@@ -121,3 +125,15 @@ class RetentionScheduler:
             result.failed.append({"app_id": app_id, "run_id": run_id, "error": error})
             return
         result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
+
+    def _start_or_find(self, run_id: str, payload: dict[str, Any]) -> str:
+        """Start the run's execution; a start that failed may still have been accepted (a throttled or timed-out
+        retry of a start that went through, or a start answered late): the execution of that name, if it
+        exists, is the run's, and runs it. Only an execution known to be absent fails the run."""
+        try:
+            return self.start_execution(run_id, payload)
+        except StartFailed:
+            found = self.find_execution(run_id)
+            if found is None:
+                raise
+            return found

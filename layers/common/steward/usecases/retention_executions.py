@@ -46,6 +46,8 @@ class GenerationPlan:
 
     shards: list[int]
     pages: int
+    # The run is over (finished, or carried on by another generation): this execution stops at once.
+    stop: bool = False
 
 
 def generation_name(run_id: str, generation: int) -> str:
@@ -75,6 +77,11 @@ class RetentionExecutions:
         shards not done yet (at least one page each)."""
         if generation > MAX_GENERATIONS:
             raise Conflict(f"The run did not finish in {MAX_GENERATIONS} executions.", code="retention_run_too_long")
+        state = self.runs.state(app_id, run_id)
+        if (state is None and generation > 0) or (state is not None and state.finished):
+            # A late execution of a run that is over (one the scheduler counted failed, say): it must not take
+            # the lock of the app's next run, nor sweep.
+            return GenerationPlan([], 0, stop=True)
         if generation == 0:
             self.sweep.plan(app_id, run_id, now)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
