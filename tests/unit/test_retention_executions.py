@@ -136,6 +136,7 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
     runs = services.retention_run_repository
     assert runs.acquire_lock(APP, RUN, NOW, LOCK_TTL) is None  # what the scheduler took
     services.retention_executions.plan(APP, RUN, NOW, 0)
+    assert runs.advance_generation(APP, RUN, 0)  # what the first execution's progress step does
     clock.now = NOW + LOCK_TTL - timedelta(minutes=1)
     services.retention_executions.plan(APP, RUN, NOW, 1)  # renewed from now
     clock.now = NOW + LOCK_TTL + timedelta(minutes=5)
@@ -143,6 +144,7 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
 
     clock.now = NOW + 3 * LOCK_TTL  # expired, and taken by another run
     assert runs.acquire_lock(APP, "ret_20260602100000_000000000000", clock.now, LOCK_TTL) is None
+    assert runs.advance_generation(APP, RUN, 1)
     with pytest.raises(Conflict) as refused:
         services.retention_executions.plan(APP, RUN, NOW, 2)
     assert refused.value.code == "retention_lock_lost"
@@ -162,6 +164,8 @@ def test_a_timed_out_execution_finalizes_its_run_once_and_keeps_the_lock_for_its
 ) -> None:
     runs = services.retention_run_repository
     services.retention_executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
+    for generation in (0, 1):  # the event's execution is the run's third (generation 2)
+        assert runs.advance_generation(APP, RUN, generation)
     clock.now = NOW + timedelta(hours=12)
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
@@ -196,6 +200,7 @@ def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_
     handler.services.clock = clock
     event = _timed_out_event()
     event["detail"].update(status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' could not be found")
+    event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 0})
 
     assert handler.lambda_handler(event, context())["status"] == "failed"
     run = runs.get(APP, RUN)
@@ -247,3 +252,50 @@ def test_an_execution_of_a_finished_run_stops_without_the_lock(
     assert ASL["States"]["Planned"]["Choices"] == [
         {"Variable": "$.plan.stop", "BooleanEquals": True, "Next": "Stopped"}
     ]
+
+
+def test_a_generation_that_handed_the_run_on_neither_finalizes_it_nor_plans_again(
+    services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = services.retention_run_repository
+    idle_conversations(services, 3)
+    machine = sweep_machine()
+    executions = services.retention_executions
+    executions.plan(APP, RUN, NOW, 0)
+    assert not executions.progress(APP, RUN, NOW, 0, machine)  # nothing swept yet: generation 1 is started
+    handler = load_function("retention", store, monkeypatch)
+    handler.services.clock = clock
+    caught = {"Error": "Lambda.ServiceException", "Cause": "the progress step's last attempt failed"}
+    lost = "ret_20260601110000_000000000000"
+
+    # Scenario A: generation 0's progress step fails after starting generation 1; its Catch runs RecordFailure.
+    answer = handler.lambda_handler(
+        {"step": "finalize", "app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 0, "error": caught},
+        context(),
+    )
+    # Scenario B: a stop lands on generation 0 after its progress step handed the run on.
+    event = _timed_out_event()
+    event["detail"].update(status="ABORTED", input=json.dumps({"app_id": APP, "run_id": RUN, "generation": 0}))
+    ended = handler.lambda_handler(event, context())
+
+    assert answer["status"] == ended["status"] == "running"
+    run = runs.get(APP, RUN)
+    assert run is not None
+    assert (run.status.value, run.finished_at, run.error) == ("running", None, None)
+    assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) == RUN  # the run keeps its lock
+    assert executions.plan(APP, RUN, NOW, 0).stop  # generation 0 again (a late retry): nothing
+    assert not executions.progress(APP, RUN, NOW, 0, machine)  # nor its progress step: no generation 2
+    assert [item["name"] for item in started_executions(machine)] == [f"{RUN}_g1"]
+
+    # Generation 1 sweeps on and finalizes, with every count.
+    plan = executions.plan(APP, RUN, NOW, 1)
+    assert not plan.stop
+    for shard in plan.shards:
+        while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
+            pass
+    assert executions.progress(APP, RUN, NOW, 1, machine)
+    finished = services.retention_sweep.finalize(APP, RUN, None, 1)
+    assert (finished.status.value, finished.counts) == ("succeeded", {"open->archive": 3})
+    assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) is None  # released by the last generation
+    for state in ("Finalize", "RecordFailure"):  # the definition says which generation finalizes
+        assert ASL["States"][state]["Parameters"]["Payload"]["generation.$"] == "$.generation"

@@ -222,6 +222,10 @@ class RunState:
     finished: bool
     generation: int
 
+    def carried_by(self, generation: int) -> bool:
+        """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
+        return not self.finished and self.generation == generation
+
 
 class RetentionRunRepository:
     def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
@@ -232,6 +236,7 @@ class RetentionRunRepository:
             status=RunStatus.RUNNING.value,
             started_at=started_at,
             summary=RunSummary().model_dump_json(),
+            generation=0,
             created_at=started_at,
             updated_at=started_at,
         )
@@ -304,6 +309,18 @@ class RetentionRunRepository:
         except RetentionRunRecord.DoesNotExist:
             return None
         return RunState(record.finished_at is not None, int(record.generation or 0))
+
+    def advance_generation(self, app_id: str, run_id: str, generation: int) -> bool:
+        """Hand the run on from ``generation`` to the next one, before the next execution starts; True also when
+        a retry finds it handed on already, False when the run is finished or carried on further."""
+        following = generation + 1
+        condition = (
+            RetentionRunRecord.sk.exists()
+            & RetentionRunRecord.finished_at.does_not_exist()
+            & (_generation_is(generation) | _generation_is(following))
+        )
+        key = RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id)
+        return _updated(key, [RetentionRunRecord.generation.set(following)], condition)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:
@@ -454,7 +471,10 @@ class RetentionRunRepository:
         now: datetime,
         report_key: str | None,
         error: str | None,
+        generation: int | None = None,
     ) -> None:
+        """Record how the run ended, unless it has ended already or (given ``generation``) another generation
+        carries it on."""
         actions: list[Action] = [
             RetentionRunRecord.status.set(status.value),
             RetentionRunRecord.summary.set(summary.model_dump_json()),
@@ -465,18 +485,25 @@ class RetentionRunRepository:
             actions.append(RetentionRunRecord.report_key.set(report_key))
         if error is not None:
             actions.append(RetentionRunRecord.error.set(error))
+        condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist()
+        if generation is not None:
+            condition = condition & _generation_is(generation)
         try:
-            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
-                actions=actions,
-                condition=RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist(),
-            )
+            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(actions=actions, condition=condition)
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
-            # Finished already (by the execution, or by its status change heard later): the first end stands.
+            # Finished already (by the execution, or by its status change heard later): the first end stands;
+            # or a later generation carries the run on, and finalizes it.
 
 
-def _updated(record: RetentionSettingsRecord, actions: list[Action], condition: Condition) -> bool:
+def _generation_is(generation: int) -> Condition:
+    """The run is carried on by ``generation`` (a run recorded before generations were stored: by the first)."""
+    current = RetentionRunRecord.generation == generation
+    return current | RetentionRunRecord.generation.does_not_exist() if generation == 0 else current
+
+
+def _updated(record: RetentionSettingsRecord | RetentionRunRecord, actions: list[Action], condition: Condition) -> bool:
     """Apply ``actions`` if ``condition`` holds; False when it does not."""
     try:
         record.update(actions=actions, condition=condition)

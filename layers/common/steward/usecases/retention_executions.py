@@ -78,9 +78,9 @@ class RetentionExecutions:
         if generation > MAX_GENERATIONS:
             raise Conflict(f"The run did not finish in {MAX_GENERATIONS} executions.", code="retention_run_too_long")
         state = self.runs.state(app_id, run_id)
-        if (state is None and generation > 0) or (state is not None and state.finished):
-            # A late execution of a run that is over (one the scheduler counted failed, say): it must not take
-            # the lock of the app's next run, nor sweep.
+        if (state is None and generation > 0) or (state is not None and not state.carried_by(generation)):
+            # A late execution of a run that is over (one the scheduler counted failed, say), or of a generation
+            # the run has been handed on from: it must not take the lock of the app's next run, nor sweep.
             return GenerationPlan([], 0, stop=True)
         if generation == 0:
             self.sweep.plan(app_id, run_id, now)
@@ -95,19 +95,23 @@ class RetentionExecutions:
         """True when every shard is done (this execution finalizes); else start the run's next execution."""
         if len(self.runs.done_shards(app_id, run_id, self.clock())) >= self.shard_count:
             return True
+        if not self.runs.advance_generation(app_id, run_id, generation):
+            return False  # the run is finished, or carried on by a later generation: nothing to start
         following = generation + 1
         payload = {"app_id": app_id, "run_id": run_id, "now": now.isoformat(), "generation": following}
         self.start_execution(state_machine, generation_name(run_id, following), payload)
         return False
 
     def execution_ended(
-        self, app_id: str, run_id: str, status: str, error: str | None, cause: str | None
+        self, app_id: str, run_id: str, generation: int, status: str, error: str | None, cause: str | None
     ) -> RetentionRun | None:
-        """Finalize the run of an execution that failed, timed out or was stopped (nothing if it is finalized)."""
-        run = self.runs.get(app_id, run_id)
-        if run is None or run.finished_at is not None:
-            return run  # a run finalized twice changes nothing
-        finished = self.sweep.finalize(app_id, run_id, {"Error": error or f"States.{status}", "Cause": cause or ""})
+        """Finalize the run of an execution that failed, timed out or was stopped: nothing if it is finalized,
+        or if the execution had handed the run on to the next generation (which finalizes it)."""
+        state = self.runs.state(app_id, run_id)
+        if state is None or not state.carried_by(generation):
+            return self.runs.get(app_id, run_id)  # a run finalized twice, or by a later generation, changes nothing
+        caught = {"Error": error or f"States.{status}", "Cause": cause or ""}
+        finished = self.sweep.finalize(app_id, run_id, caught, generation)
         if status in ENDED_ABRUPTLY:
             self.runs.acquire_lock(app_id, run_id, self.clock(), LAST_PAGE_GRACE)
         return finished
