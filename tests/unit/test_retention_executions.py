@@ -159,11 +159,12 @@ def _timed_out_event() -> dict[str, Any]:
     return event
 
 
-def test_a_timed_out_execution_finalizes_its_run_once_and_keeps_the_lock_for_its_last_page(
+def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_page_is_over(
     services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = services.retention_run_repository
-    services.retention_executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
+    executions = services.retention_executions
+    executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
     for generation in (0, 1):  # the event's execution is the run's third (generation 2)
         assert runs.advance_generation(APP, RUN, generation)
     clock.now = NOW + timedelta(hours=12)
@@ -173,22 +174,24 @@ def test_a_timed_out_execution_finalizes_its_run_once_and_keeps_the_lock_for_its
 
     answer = handler.lambda_handler(event, context())
 
-    assert answer == {"run_id": RUN, "status": "failed"}
+    # The last page's Lambda may still be applying: the run is not finalized yet, but no generation goes on.
+    assert answer == {"run_id": RUN, "status": "running"}
     run = runs.get(APP, RUN)
     assert run is not None
-    assert run.finished_at is not None
-    assert run.error == "States.TIMED_OUT"
-    # The last page's Lambda may still be applying: the lock is held a little longer, then free.
-    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", clock.now, LOCK_TTL) is not None
-    later = clock.now + LAST_PAGE_GRACE + timedelta(seconds=1)
-    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) is None
-    runs.release_lock(APP, "ret_20260601230000_000000000000")
+    assert run.finished_at is None
+    state = runs.state(APP, RUN)
+    assert state is not None
+    assert (state.finalize_after, state.error) == (clock.now + LAST_PAGE_GRACE, "States.TIMED_OUT")
+    assert executions.plan(APP, RUN, NOW, 2).stop
+    assert not executions.progress(APP, RUN, NOW, 2, sweep_machine())
+    # The lock stays with the run until the scheduler's pass finalizes it.
+    later = clock.now + LAST_PAGE_GRACE + timedelta(hours=1)
+    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) == RUN
 
-    # EventBridge delivers at least once: the same event again changes nothing, and takes no lock.
-    clock.now = later + timedelta(hours=1)
-    assert handler.lambda_handler(event, context()) == {"run_id": RUN, "status": "failed"}
-    assert runs.get(APP, RUN) == run
-    assert runs.acquire_lock(APP, "ret_20260602000000_000000000000", clock.now, LOCK_TTL) is None
+    # EventBridge delivers at least once: the same event again changes nothing.
+    clock.now += timedelta(minutes=1)
+    assert handler.lambda_handler(event, context()) == answer
+    assert runs.state(APP, RUN) == state
 
 
 def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_alone(

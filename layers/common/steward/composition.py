@@ -438,6 +438,7 @@ class Services:
             self.retention_run_repository,
             start_execution,
             find_execution,
+            lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}),
             self.clock,
         )
 

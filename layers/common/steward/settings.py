@@ -147,10 +147,13 @@ class RetentionSchedulerSettings(ConversationStoreSettings):
     """What the retention schedule invokes: reads the index of apps with settings, starts their sweeps."""
 
     retention_state_machine: str
+    # Finalizing a run whose execution timed out or was stopped joins its report.
+    reports_bucket: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _name("retention_state_machine", self.retention_state_machine)
+        _name("reports_bucket", self.reports_bucket)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -221,10 +221,16 @@ class RunState:
 
     finished: bool
     generation: int
+    # Ending: its execution timed out or was stopped; finalized once this has passed (``error`` says why).
+    finalize_after: datetime | None = None
+    error: str | None = None
 
     def carried_by(self, generation: int) -> bool:
         """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
-        return not self.finished and self.generation == generation
+        return not self.finished and self.finalize_after is None and self.generation == generation
+
+    def due_to_finalize(self, now: datetime) -> bool:
+        return not self.finished and self.finalize_after is not None and self.finalize_after <= now
 
 
 class RetentionRunRepository:
@@ -308,19 +314,28 @@ class RetentionRunRepository:
             record = RetentionRunRecord.get(retention_runs_pk(app_id), run_id, consistent_read=True)
         except RetentionRunRecord.DoesNotExist:
             return None
-        return RunState(record.finished_at is not None, int(record.generation or 0))
+        return RunState(
+            record.finished_at is not None, int(record.generation or 0), record.finalize_after, record.error
+        )
 
     def advance_generation(self, app_id: str, run_id: str, generation: int) -> bool:
         """Hand the run on from ``generation`` to the next one, before the next execution starts; True also when
         a retry finds it handed on already, False when the run is finished or carried on further."""
         following = generation + 1
-        condition = (
-            RetentionRunRecord.sk.exists()
-            & RetentionRunRecord.finished_at.does_not_exist()
-            & (_generation_is(generation) | _generation_is(following))
-        )
+        condition = _going_on() & (_generation_is(generation) | _generation_is(following))
         key = RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id)
         return _updated(key, [RetentionRunRecord.generation.set(following)], condition)
+
+    def mark_ending(self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str) -> bool:
+        """Record that the run's current execution ended abruptly: no generation goes on, and the run is to be
+        finalized failed with ``error`` after ``finalize_after``. False when the run is finished, ending, or
+        carried on by another generation."""
+        condition = _going_on() & _generation_is(generation)
+        actions: list[Action] = [
+            RetentionRunRecord.finalize_after.set(finalize_after),
+            RetentionRunRecord.error.set(error),
+        ]
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:
@@ -495,6 +510,16 @@ class RetentionRunRepository:
                 raise
             # Finished already (by the execution, or by its status change heard later): the first end stands;
             # or a later generation carries the run on, and finalizes it.
+
+
+def _going_on() -> Condition:
+    """The run exists, is not finished and is not ending."""
+    going_on: Condition = (
+        RetentionRunRecord.sk.exists()
+        & RetentionRunRecord.finished_at.does_not_exist()
+        & RetentionRunRecord.finalize_after.does_not_exist()
+    )
+    return going_on
 
 
 def _generation_is(generation: int) -> Condition:

@@ -26,6 +26,8 @@ from steward.errors import MAX_MESSAGE_CHARS, clip
 StartExecution = Callable[[str, dict[str, Any]], str]
 # The ARN of the execution of that name if Step Functions has it, else None (StartFailed when it cannot tell).
 FindExecution = Callable[[str], str | None]
+# Finalizes an app's run as failed with the error given (app id, run id, error).
+Finalize = Callable[[str, str, str], object]
 
 # Apps one scheduler call starts: about four requests each, well inside the function's 60 s.
 APPS_PER_CALL = 100
@@ -64,12 +66,14 @@ class RetentionScheduler:
         runs: RetentionRunRepository,
         start_execution: StartExecution,
         find_execution: FindExecution,
+        finalize: Finalize,
         clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.runs = runs
         self.start_execution = start_execution
         self.find_execution = find_execution
+        self.finalize = finalize
         self.clock = clock
 
     def shards(self) -> list[int]:
@@ -107,6 +111,8 @@ class RetentionScheduler:
     def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> None:
         run_id = run_id_for(app_id, scheduled_at)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
+        if holder is not None and self._finalize_ended(app_id, holder):
+            holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:
             result.skipped.append({"app_id": app_id, "running": holder})
             return
@@ -125,6 +131,15 @@ class RetentionScheduler:
             result.failed.append({"app_id": app_id, "run_id": run_id, "error": error})
             return
         result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
+
+    def _finalize_ended(self, app_id: str, run_id: str) -> bool:
+        """Finalize the app's run if its execution timed out or was stopped and the last page it may have been
+        applying is over (see ``RetentionExecutions.execution_ended``); True when it did."""
+        state = self.runs.state(app_id, run_id)
+        if state is None or not state.due_to_finalize(self.clock()):
+            return False
+        self.finalize(app_id, run_id, state.error or "States.ABORTED")
+        return True
 
     def _start_or_find(self, run_id: str, payload: dict[str, Any]) -> str:
         """Start the run's execution; a start that failed may still have been accepted (a throttled or timed-out

@@ -13,9 +13,12 @@ generation renews the app's lock, so a run of any size keeps it while it
 works, and loses nothing if it stops: the shards' parts hold its progress.
 
 An execution that fails, times out or is stopped is heard through its
-"Step Functions Execution Status Change" event: its run is finalized as failed
-and its lock released (kept a little longer after a time-out or a stop, while
-the last page's Lambda may still be applying).
+"Step Functions Execution Status Change" event. After a failure (a step failed
+after its retries: no page is in flight) its run is finalized as failed and its
+lock released. After a time-out or a stop, the last page's Lambda may still be
+applying (up to its 120 s timeout): the run is marked ending instead
+(``finalize_after``, still running, the lock kept), and the scheduler's next
+pass finalizes it once that has passed, before it starts the app's next run.
 """
 
 from collections.abc import Callable
@@ -27,11 +30,12 @@ from steward.conversations.models import RetentionRun
 from steward.conversations.retention_repository import RetentionRunRepository
 from steward.conversations.scheduler import LOCK_TTL
 from steward.errors import Conflict
-from steward.usecases.retention_sweep import RetentionSweep
+from steward.usecases.retention_sweep import RetentionSweep, caught_error
 
 # A run that needs more generations is not converging (each one sweeps up to 800 pages of 500 entries).
 MAX_GENERATIONS = 10_000
-# After a time-out or a stop, the lock outlives the page a Lambda may still be applying (120 s) and clock skew.
+# After a time-out or a stop, the run is finalized after the page a Lambda may still be applying (120 s) and
+# clock skew.
 LAST_PAGE_GRACE = timedelta(minutes=10)
 # Execution statuses whose run may not have been finalized by the execution itself.
 ENDED_ABRUPTLY = ("TIMED_OUT", "ABORTED")
@@ -111,7 +115,10 @@ class RetentionExecutions:
         if state is None or not state.carried_by(generation):
             return self.runs.get(app_id, run_id)  # a run finalized twice, or by a later generation, changes nothing
         caught = {"Error": error or f"States.{status}", "Cause": cause or ""}
-        finished = self.sweep.finalize(app_id, run_id, caught, generation)
-        if status in ENDED_ABRUPTLY:
-            self.runs.acquire_lock(app_id, run_id, self.clock(), LAST_PAGE_GRACE)
-        return finished
+        if status not in ENDED_ABRUPTLY:
+            return self.sweep.finalize(app_id, run_id, caught, generation)
+        now = self.clock()
+        # Held until the scheduler's pass finalizes the run (the lock's own expiry frees it if none comes).
+        self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+        self.runs.mark_ending(app_id, run_id, generation, now + LAST_PAGE_GRACE, caught_error(caught) or status)
+        return self.runs.get(app_id, run_id)
