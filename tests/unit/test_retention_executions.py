@@ -123,10 +123,17 @@ def test_a_run_goes_on_in_new_executions_until_every_shard_is_done_and_counts_on
 
 
 def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
-    # About 9 history events a page (Task 5, Choice 2, Pass 2), 27 when every attempt is retried 6 times:
-    # with at most max(pages, shards) pages and 2 events per Map iteration, one execution stays under 25,000.
-    assert MAX_PAGES_PER_EXECUTION * (9 + 3 * 6) + MAX_SHARDS * 2 + 40 < 25_000
     loop = ASL["States"]["Shards"]["ItemProcessor"]["States"]
+    # A page: its Task (entered, scheduled, started, succeeded, exited), the Choice and the counter's Pass (2 each);
+    # each retry adds scheduled, started and failed. A Map iteration adds its start and end, and its Done state's 2.
+    assert set(loop) == {"Page", "ShardDone", "Count", "Done"}
+    per_page, per_retry, per_iteration = 5 + 2 + 2, 3, 2 + 2
+    [retry] = loop["Page"]["Retry"]
+    worst_page = per_page + per_retry * retry["MaxAttempts"]  # 27
+    # Plan gives each shard not done max(1, budget // shards) pages: the most pages any number of shards gets.
+    pages = max(max(1, MAX_PAGES_PER_EXECUTION // shards) * shards for shards in range(1, MAX_SHARDS + 1))
+    # Plus Plan, Planned, Shards, Progress, AllDone, Finalize and the execution's own events: about 40.
+    assert pages * worst_page + MAX_SHARDS * per_iteration + 40 < 25_000
     assert loop["ShardDone"]["Choices"][1] == {"Variable": "$.left", "NumericLessThanEquals": 1, "Next": "Done"}
     assert ASL["States"]["Shards"]["ItemSelector"]["left.$"] == "$.plan.pages"
     assert ASL["States"]["Progress"]["Parameters"]["Payload"]["state_machine.$"] == "$$.StateMachine.Id"

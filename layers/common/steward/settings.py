@@ -14,7 +14,7 @@ from typing import Self
 PREFIX = "STEWARD_"
 MAX_SHARDS = 256
 MAX_INACTIVE_PROFILE_MONTHS = 120
-# A retention execution's page budget: about 9 history events a page, 25 with every retry, under 25,000 events.
+# A retention execution's page budget: about 9 history events a page, 27 with every retry, under 25,000 events.
 MAX_PAGES_PER_EXECUTION = 800
 MAX_PAGE_ENTRIES = 500
 
