@@ -15,6 +15,7 @@ import pytest
 
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
+from steward.conversations.retention_repository import PART_TTL
 from steward.conversations.scheduler import LOCK_TTL
 from steward.errors import Conflict
 from steward.settings import MAX_PAGES_PER_EXECUTION, MAX_SHARDS, StoreSettings
@@ -309,3 +310,21 @@ def test_a_generation_that_handed_the_run_on_neither_finalizes_it_nor_plans_agai
     assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) is None  # released by the last generation
     for state in ("Finalize", "RecordFailure"):  # the definition says which generation finalizes
         assert ASL["States"][state]["Parameters"]["Payload"]["generation.$"] == "$.generation"
+
+
+def test_each_generation_keeps_the_parts_of_a_long_run(services: Services, clock: Clock) -> None:
+    idle_conversations(services, 2)
+    runs = services.retention_run_repository
+    executions = services.retention_executions
+    executions.plan(APP, RUN, NOW, 0)
+    for shard in range(services.shard_count):  # every shard done on the first day
+        while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
+            pass
+    assert runs.advance_generation(APP, RUN, 0)
+    clock.now = NOW + PART_TTL - timedelta(hours=1)  # a run that has gone on for almost a week
+    executions.plan(APP, RUN, NOW, 1)
+
+    clock.now = NOW + PART_TTL + timedelta(days=1)
+    assert runs.done_shards(APP, RUN, clock.now) == set(range(services.shard_count))
+    run = services.retention_sweep.finalize(APP, RUN, None, 1)
+    assert run.counts == {"open->archive": 2}

@@ -465,6 +465,23 @@ class RetentionRunRepository:
             raise
         return True
 
+    def keep_parts(self, app_id: str, run_id: str, now: datetime) -> set[int]:
+        """Give the run's parts ``PART_TTL`` from ``now`` again (a part is otherwise kept only from its last
+        write, and a run of many executions may leave a done shard's part unwritten for days), and return the
+        shards done: one query and one small update per part, at most ``ShardCount`` each."""
+        records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
+        done = set()
+        for record in records:
+            if _expired(record.expires_at, now):
+                continue
+            if record.done:
+                done.add(int(record.sk))
+            # Conditioned on the part as read: a page committed meanwhile wrote a fresh expiry itself.
+            key = RetentionRunPartRecord(pk=record.pk, sk=record.sk)
+            renewed: list[Action] = [RetentionRunPartRecord.expires_at.set(int((now + PART_TTL).timestamp()))]
+            _updated(key, renewed, RetentionRunPartRecord.seq == record.seq)
+        return done
+
     def done_shards(self, app_id: str, run_id: str, now: datetime) -> set[int]:
         """The shards the run has swept whole (one query of at most ``ShardCount`` small items)."""
         records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
@@ -528,7 +545,11 @@ def _generation_is(generation: int) -> Condition:
     return current | RetentionRunRecord.generation.does_not_exist() if generation == 0 else current
 
 
-def _updated(record: RetentionSettingsRecord | RetentionRunRecord, actions: list[Action], condition: Condition) -> bool:
+def _updated(
+    record: RetentionSettingsRecord | RetentionRunRecord | RetentionRunPartRecord,
+    actions: list[Action],
+    condition: Condition,
+) -> bool:
     """Apply ``actions`` if ``condition`` holds; False when it does not."""
     try:
         record.update(actions=actions, condition=condition)

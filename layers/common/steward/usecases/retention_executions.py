@@ -91,7 +91,7 @@ class RetentionExecutions:
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:  # it expired and another run took it: two sweeps must not overlap
             raise Conflict(f"The app's lock is held by run {holder}.", code="retention_lock_lost")
-        done = self.runs.done_shards(app_id, run_id, self.clock())
+        done = self.runs.keep_parts(app_id, run_id, self.clock())  # each generation keeps the run's counts
         shards = [shard for shard in range(self.shard_count) if shard not in done]
         return GenerationPlan(shards, max(1, self.pages_per_execution // max(1, len(shards))))
 
