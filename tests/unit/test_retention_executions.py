@@ -156,6 +156,11 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
     with pytest.raises(Conflict) as refused:
         services.retention_executions.plan(APP, RUN, NOW, 2)
     assert refused.value.code == "retention_lock_lost"
+    # Lambda names the error by the exception's class; Plan's first retrier matches it and never retries it
+    # (States.TaskFailed, in the next retrier, matches every error a task raises).
+    assert type(refused.value).__name__ == "RetentionRunStopped"
+    first, *_ = ASL["States"]["Plan"]["Retry"]
+    assert first == {"ErrorEquals": ["RetentionRunStopped"], "MaxAttempts": 0}
 
 
 def test_the_first_execution_is_named_by_the_run() -> None:

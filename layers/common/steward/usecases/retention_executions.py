@@ -44,6 +44,11 @@ ENDED_ABRUPTLY = ("TIMED_OUT", "ABORTED")
 StartExecution = Callable[[str, str, dict[str, Any]], str]
 
 
+class RetentionRunStopped(Conflict):
+    """The run cannot go on (its lock was taken, or it took too many executions). Lambda reports the class name
+    as the error: the definition's Plan never retries this one, as a retry cannot change it."""
+
+
 @dataclass(frozen=True)
 class GenerationPlan:
     """What one execution sweeps: the shards not done yet, and how many pages each may sweep."""
@@ -80,7 +85,8 @@ class RetentionExecutions:
         """Record the run (first generation), renew its lock, and share this execution's pages among the
         shards not done yet (at least one page each)."""
         if generation > MAX_GENERATIONS:
-            raise Conflict(f"The run did not finish in {MAX_GENERATIONS} executions.", code="retention_run_too_long")
+            message = f"The run did not finish in {MAX_GENERATIONS} executions."
+            raise RetentionRunStopped(message, code="retention_run_too_long")
         state = self.runs.state(app_id, run_id)
         if (state is None and generation > 0) or (state is not None and not state.carried_by(generation)):
             # A late execution of a run that is over (one the scheduler counted failed, say), or of a generation
@@ -90,7 +96,7 @@ class RetentionExecutions:
             self.sweep.plan(app_id, run_id, now)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:  # it expired and another run took it: two sweeps must not overlap
-            raise Conflict(f"The app's lock is held by run {holder}.", code="retention_lock_lost")
+            raise RetentionRunStopped(f"The app's lock is held by run {holder}.", code="retention_lock_lost")
         done = self.runs.keep_parts(app_id, run_id, self.clock())  # each generation keeps the run's counts
         shards = [shard for shard in range(self.shard_count) if shard not in done]
         return GenerationPlan(shards, max(1, self.pages_per_execution // max(1, len(shards))))
