@@ -34,8 +34,9 @@ class Step(Schema):
     app_id: str = Field(min_length=1, max_length=64)
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     now: AwareDatetime
-    # Which execution of the run this is (0 for the one the scheduler starts).
-    generation: int = Field(default=0, ge=0)
+    # Which execution of the run this is (0 for the one the scheduler starts); finalize acts only for the
+    # generation that carries the run on (absent: from an execution started before generations were sent).
+    generation: int | None = Field(default=None, ge=0)
     shard: int | None = Field(default=None, ge=0)
     error: dict[str, Any] | None = None
     # progress: the state machine the run's next execution starts in ($$.StateMachine.Id, its own).
@@ -49,6 +50,7 @@ class RunInput(Schema):
 
     app_id: str = Field(min_length=1, max_length=64)
     run_id: str = Field(pattern=RUN_ID_PATTERN)
+    generation: int = Field(default=0, ge=0)
 
 
 class ExecutionDetail(Schema):
@@ -73,8 +75,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     step = Step.model_validate(event)
     logger.append_keys(app_id=step.app_id, run_id=step.run_id, step=step.step, generation=step.generation)
     if step.step == "plan":
-        plan = services.retention_executions.plan(step.app_id, step.run_id, step.now, step.generation)
-        return {"shards": plan.shards, "pages": plan.pages, "max_concurrency": settings.retention_max_concurrency}
+        plan = services.retention_executions.plan(step.app_id, step.run_id, step.now, step.generation or 0)
+        return {
+            "shards": plan.shards,
+            "pages": plan.pages,
+            "max_concurrency": settings.retention_max_concurrency,
+            "stop": plan.stop,
+        }
     if step.step == "sweep":
         sweep = services.retention_sweep
         done = sweep.sweep_page(step.app_id, step.run_id, step.now, step.shard or 0, settings.retention_page_entries)
@@ -83,17 +90,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if step.state_machine is None:
             raise ValueError("The progress step needs the state machine the run goes on in.")
         executions = services.retention_executions
-        done = executions.progress(step.app_id, step.run_id, step.now, step.generation, step.state_machine)
+        done = executions.progress(step.app_id, step.run_id, step.now, step.generation or 0, step.state_machine)
         return {"done": done}
-    run = services.retention_sweep.finalize(step.app_id, step.run_id, step.error)
+    run = services.retention_sweep.finalize(step.app_id, step.run_id, step.error, step.generation)
     return {"run_id": run.run_id, "status": run.status.value}
 
 
 def _execution_ended(detail: ExecutionDetail) -> dict[str, Any]:
     run_input = RunInput.model_validate_json(detail.input)
-    logger.append_keys(app_id=run_input.app_id, run_id=run_input.run_id, step="execution_ended")
+    logger.append_keys(
+        app_id=run_input.app_id, run_id=run_input.run_id, step="execution_ended", generation=run_input.generation
+    )
     ended = services.retention_executions.execution_ended(
-        run_input.app_id, run_input.run_id, detail.status, detail.error, detail.cause
+        run_input.app_id, run_input.run_id, run_input.generation, detail.status, detail.error, detail.cause
     )
     logger.info("Sweep execution ended", extra={"status": detail.status, "run_status": ended and ended.status.value})
     return {"run_id": run_input.run_id, "status": None if ended is None else ended.status.value}

@@ -17,7 +17,11 @@ logger = Logger()
 
 settings = RetentionSchedulerSettings.from_env()
 bind_tables(settings)
-services = Services(settings.shard_count, retention_state_machine=settings.retention_state_machine)
+services = Services(
+    settings.shard_count,
+    retention_state_machine=settings.retention_state_machine,
+    reports_bucket=settings.reports_bucket,
+)
 
 
 class ScheduledSweep(Schema):

@@ -48,10 +48,12 @@ def ended(machine: str, status: ExecutionStatus) -> Any:
 
 
 def test_the_sweeps_rule_reaches_the_retention_function_for_its_abrupt_endings_only() -> None:
-    target = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
-    # The template has other status-change rules (the audience fan-out's); this one is the sweep's.
-    [(pattern, functions)] = [(pattern, functions) for pattern, functions in transformed_rules() if target in functions]
-    assert functions == [target]
+    retention = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
+    # Other rules (the audience fan-out's) target other functions.
+    [(pattern, functions)] = [
+        (pattern, functions) for pattern, functions in transformed_rules() if retention in functions
+    ]
+    assert functions == [retention]
     for status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ABORTED):
         assert pattern.matches_event(status_change_event(ended(SWEEP, status)))
     assert not pattern.matches_event(status_change_event(ended(SWEEP, ExecutionStatus.SUCCEEDED)))

@@ -15,6 +15,7 @@ import pytest
 
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
+from steward.conversations.retention_repository import PART_TTL
 from steward.conversations.scheduler import LOCK_TTL
 from steward.errors import Conflict
 from steward.settings import MAX_PAGES_PER_EXECUTION, MAX_SHARDS, StoreSettings
@@ -123,10 +124,17 @@ def test_a_run_goes_on_in_new_executions_until_every_shard_is_done_and_counts_on
 
 
 def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
-    # About 9 history events a page (Task 5, Choice 2, Pass 2), 27 when every attempt is retried 6 times:
-    # with at most max(pages, shards) pages and 2 events per Map iteration, one execution stays under 25,000.
-    assert MAX_PAGES_PER_EXECUTION * (9 + 3 * 6) + MAX_SHARDS * 2 + 40 < 25_000
     loop = ASL["States"]["Shards"]["ItemProcessor"]["States"]
+    # A page: its Task (entered, scheduled, started, succeeded, exited), the Choice and the counter's Pass (2 each);
+    # each retry adds scheduled, started and failed. A Map iteration adds its start and end, and its Done state's 2.
+    assert set(loop) == {"Page", "ShardDone", "Count", "Done"}
+    per_page, per_retry, per_iteration = 5 + 2 + 2, 3, 2 + 2
+    [retry] = loop["Page"]["Retry"]
+    worst_page = per_page + per_retry * retry["MaxAttempts"]  # 27
+    # Plan gives each shard not done max(1, budget // shards) pages: the most pages any number of shards gets.
+    pages = max(max(1, MAX_PAGES_PER_EXECUTION // shards) * shards for shards in range(1, MAX_SHARDS + 1))
+    # Plus Plan, Planned, Shards, Progress, AllDone, Finalize and the execution's own events: about 40.
+    assert pages * worst_page + MAX_SHARDS * per_iteration + 40 < 25_000
     assert loop["ShardDone"]["Choices"][1] == {"Variable": "$.left", "NumericLessThanEquals": 1, "Next": "Done"}
     assert ASL["States"]["Shards"]["ItemSelector"]["left.$"] == "$.plan.pages"
     assert ASL["States"]["Progress"]["Parameters"]["Payload"]["state_machine.$"] == "$$.StateMachine.Id"
@@ -135,6 +143,8 @@ def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
 def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Services, clock: Clock) -> None:
     runs = services.retention_run_repository
     assert runs.acquire_lock(APP, RUN, NOW, LOCK_TTL) is None  # what the scheduler took
+    services.retention_executions.plan(APP, RUN, NOW, 0)
+    assert runs.advance_generation(APP, RUN, 0)  # what the first execution's progress step does
     clock.now = NOW + LOCK_TTL - timedelta(minutes=1)
     services.retention_executions.plan(APP, RUN, NOW, 1)  # renewed from now
     clock.now = NOW + LOCK_TTL + timedelta(minutes=5)
@@ -142,9 +152,15 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
 
     clock.now = NOW + 3 * LOCK_TTL  # expired, and taken by another run
     assert runs.acquire_lock(APP, "ret_20260602100000_000000000000", clock.now, LOCK_TTL) is None
+    assert runs.advance_generation(APP, RUN, 1)
     with pytest.raises(Conflict) as refused:
         services.retention_executions.plan(APP, RUN, NOW, 2)
     assert refused.value.code == "retention_lock_lost"
+    # Lambda names the error by the exception's class; Plan's first retrier matches it and never retries it
+    # (States.TaskFailed, in the next retrier, matches every error a task raises).
+    assert type(refused.value).__name__ == "RetentionRunStopped"
+    first, *_ = ASL["States"]["Plan"]["Retry"]
+    assert first == {"ErrorEquals": ["RetentionRunStopped"], "MaxAttempts": 0}
 
 
 def test_the_first_execution_is_named_by_the_run() -> None:
@@ -156,11 +172,14 @@ def _timed_out_event() -> dict[str, Any]:
     return event
 
 
-def test_a_timed_out_execution_finalizes_its_run_once_and_keeps_the_lock_for_its_last_page(
+def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_page_is_over(
     services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = services.retention_run_repository
-    services.retention_executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
+    executions = services.retention_executions
+    executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
+    for generation in (0, 1):  # the event's execution is the run's third (generation 2)
+        assert runs.advance_generation(APP, RUN, generation)
     clock.now = NOW + timedelta(hours=12)
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
@@ -168,22 +187,24 @@ def test_a_timed_out_execution_finalizes_its_run_once_and_keeps_the_lock_for_its
 
     answer = handler.lambda_handler(event, context())
 
-    assert answer == {"run_id": RUN, "status": "failed"}
+    # The last page's Lambda may still be applying: the run is not finalized yet, but no generation goes on.
+    assert answer == {"run_id": RUN, "status": "running"}
     run = runs.get(APP, RUN)
     assert run is not None
-    assert run.finished_at is not None
-    assert run.error == "States.TIMED_OUT"
-    # The last page's Lambda may still be applying: the lock is held a little longer, then free.
-    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", clock.now, LOCK_TTL) is not None
-    later = clock.now + LAST_PAGE_GRACE + timedelta(seconds=1)
-    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) is None
-    runs.release_lock(APP, "ret_20260601230000_000000000000")
+    assert run.finished_at is None
+    state = runs.state(APP, RUN)
+    assert state is not None
+    assert (state.finalize_after, state.error) == (clock.now + LAST_PAGE_GRACE, "States.TIMED_OUT")
+    assert executions.plan(APP, RUN, NOW, 2).stop
+    assert not executions.progress(APP, RUN, NOW, 2, sweep_machine())
+    # The lock stays with the run until the scheduler's pass finalizes it.
+    later = clock.now + LAST_PAGE_GRACE + timedelta(hours=1)
+    assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) == RUN
 
-    # EventBridge delivers at least once: the same event again changes nothing, and takes no lock.
-    clock.now = later + timedelta(hours=1)
-    assert handler.lambda_handler(event, context()) == {"run_id": RUN, "status": "failed"}
-    assert runs.get(APP, RUN) == run
-    assert runs.acquire_lock(APP, "ret_20260602000000_000000000000", clock.now, LOCK_TTL) is None
+    # EventBridge delivers at least once: the same event again changes nothing.
+    clock.now += timedelta(minutes=1)
+    assert handler.lambda_handler(event, context()) == answer
+    assert runs.state(APP, RUN) == state
 
 
 def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_alone(
@@ -195,6 +216,7 @@ def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_
     handler.services.clock = clock
     event = _timed_out_event()
     event["detail"].update(status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' could not be found")
+    event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 0})
 
     assert handler.lambda_handler(event, context())["status"] == "failed"
     run = runs.get(APP, RUN)
@@ -225,3 +247,89 @@ def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> Non
     again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""})
     assert again == first
     assert (first.status.value, first.counts) == ("succeeded", {"open->archive": 3})
+
+
+@pytest.mark.parametrize("generation", [0, 2])
+def test_an_execution_of_a_finished_run_stops_without_the_lock(
+    services: Services, clock: Clock, generation: int
+) -> None:
+    runs = services.retention_run_repository
+    services.retention_executions.plan(APP, RUN, NOW, 0)
+    services.retention_sweep.finalize(APP, RUN, {"Error": "States.TaskFailed", "Cause": "could not start"})
+    finished = runs.get(APP, RUN)
+    nxt = "ret_20260601110000_000000000000"
+    assert runs.acquire_lock(APP, nxt, clock.now, LOCK_TTL) is None  # the app's next run holds the lock
+
+    plan = services.retention_executions.plan(APP, RUN, NOW, generation)
+
+    assert (plan.stop, plan.shards) == (True, [])
+    assert runs.get(APP, RUN) == finished
+    assert runs.acquire_lock(APP, "ret_20260601120000_000000000000", clock.now, LOCK_TTL) == nxt
+    assert ASL["States"]["Planned"]["Choices"] == [
+        {"Variable": "$.plan.stop", "BooleanEquals": True, "Next": "Stopped"}
+    ]
+
+
+def test_a_generation_that_handed_the_run_on_neither_finalizes_it_nor_plans_again(
+    services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = services.retention_run_repository
+    idle_conversations(services, 3)
+    machine = sweep_machine()
+    executions = services.retention_executions
+    executions.plan(APP, RUN, NOW, 0)
+    assert not executions.progress(APP, RUN, NOW, 0, machine)  # nothing swept yet: generation 1 is started
+    handler = load_function("retention", store, monkeypatch)
+    handler.services.clock = clock
+    caught = {"Error": "Lambda.ServiceException", "Cause": "the progress step's last attempt failed"}
+    lost = "ret_20260601110000_000000000000"
+
+    # Scenario A: generation 0's progress step fails after starting generation 1; its Catch runs RecordFailure.
+    answer = handler.lambda_handler(
+        {"step": "finalize", "app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 0, "error": caught},
+        context(),
+    )
+    # Scenario B: a stop lands on generation 0 after its progress step handed the run on.
+    event = _timed_out_event()
+    event["detail"].update(status="ABORTED", input=json.dumps({"app_id": APP, "run_id": RUN, "generation": 0}))
+    ended = handler.lambda_handler(event, context())
+
+    assert answer["status"] == ended["status"] == "running"
+    run = runs.get(APP, RUN)
+    assert run is not None
+    assert (run.status.value, run.finished_at, run.error) == ("running", None, None)
+    assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) == RUN  # the run keeps its lock
+    assert executions.plan(APP, RUN, NOW, 0).stop  # generation 0 again (a late retry): nothing
+    assert not executions.progress(APP, RUN, NOW, 0, machine)  # nor its progress step: no generation 2
+    assert [item["name"] for item in started_executions(machine)] == [f"{RUN}_g1"]
+
+    # Generation 1 sweeps on and finalizes, with every count.
+    plan = executions.plan(APP, RUN, NOW, 1)
+    assert not plan.stop
+    for shard in plan.shards:
+        while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
+            pass
+    assert executions.progress(APP, RUN, NOW, 1, machine)
+    finished = services.retention_sweep.finalize(APP, RUN, None, 1)
+    assert (finished.status.value, finished.counts) == ("succeeded", {"open->archive": 3})
+    assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) is None  # released by the last generation
+    for state in ("Finalize", "RecordFailure"):  # the definition says which generation finalizes
+        assert ASL["States"][state]["Parameters"]["Payload"]["generation.$"] == "$.generation"
+
+
+def test_each_generation_keeps_the_parts_of_a_long_run(services: Services, clock: Clock) -> None:
+    idle_conversations(services, 2)
+    runs = services.retention_run_repository
+    executions = services.retention_executions
+    executions.plan(APP, RUN, NOW, 0)
+    for shard in range(services.shard_count):  # every shard done on the first day
+        while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
+            pass
+    assert runs.advance_generation(APP, RUN, 0)
+    clock.now = NOW + PART_TTL - timedelta(hours=1)  # a run that has gone on for almost a week
+    executions.plan(APP, RUN, NOW, 1)
+
+    clock.now = NOW + PART_TTL + timedelta(days=1)
+    assert runs.done_shards(APP, RUN, clock.now) == set(range(services.shard_count))
+    run = services.retention_sweep.finalize(APP, RUN, None, 1)
+    assert run.counts == {"open->archive": 2}

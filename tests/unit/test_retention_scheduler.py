@@ -9,9 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from steward.composition import Services
-from steward.conversations.models import RetentionSettings
-from steward.conversations.scheduler import LOCK_TTL
+from steward.conversations.models import CreateConversation, RetentionSettings
+from steward.conversations.scheduler import LOCK_TTL, StartFailed
 from steward.settings import StoreSettings
+from steward.usecases.retention_executions import LAST_PAGE_GRACE
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
 
@@ -169,3 +170,62 @@ def test_an_execution_that_cannot_start_fails_its_run_and_releases_the_lock(stor
     later = found.retention_scheduler.start_sweeps(clock.now)
     assert later.skipped == []
     assert [item["app_id"] for item in later.failed] == [APP]
+
+
+def test_a_start_answered_with_an_error_after_step_functions_took_it_counts_as_started(
+    services: Services, clock: Clock
+) -> None:
+    scheduler = services.retention_scheduler
+    start = scheduler.start_execution
+
+    def accepted_then_timed_out(name: str, payload: dict[str, object]) -> str:
+        start(name, payload)  # Step Functions accepted it; the answer was lost
+        raise StartFailed("Read timeout on endpoint URL")
+
+    scheduler.start_execution = accepted_then_timed_out
+    first = scheduler.start_sweeps(SCHEDULED)
+    again = scheduler.start_sweeps(SCHEDULED)  # a retried scheduler page, whose start is throttled
+
+    assert first.failed == again.failed == []
+    [run] = services.retention_runs.list_page(APP, None, 10).items
+    assert [item["run_id"] for item in first.started + again.started] == [run.run_id, run.run_id]
+    assert first.started[0]["execution_arn"].endswith(f":{run.run_id}")
+    assert (run.status.value, run.finished_at) == ("running", None)  # the live execution's run is left to it
+    assert executions() == [run.run_id]
+    clock.now = SCHEDULED + timedelta(hours=1)
+    assert services.retention_run_repository.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL)
+
+
+def test_the_next_pass_finalizes_a_stopped_run_after_its_last_page_then_starts_the_app(
+    services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = (SCHEDULED - timedelta(days=3)).isoformat()
+    for _ in range(2):
+        body = {"channel": "email", "created_at": at, "last_activity_at": at, "status_changed_at": at}
+        services.conversations.create(APP, CreateConversation.model_validate(body))
+    scheduler = services.retention_scheduler
+    [started] = scheduler.start_sweeps(SCHEDULED).started
+    run_id = started["run_id"]
+    services.retention_executions.plan(APP, run_id, SCHEDULED, 0)
+    handler = load_function("retention", store, monkeypatch)
+    handler.services.clock = clock
+    event = json.loads((ROOT / "events" / "eventbridge-retention-execution-timed-out.json").read_text())
+    event["detail"].update(status="ABORTED", input=json.dumps({"app_id": APP, "run_id": run_id, "generation": 0}))
+    clock.now = SCHEDULED + timedelta(minutes=1)
+    stopped_at = clock.now
+
+    assert handler.lambda_handler(event, context())["status"] == "running"
+    # The pages in flight when the stop landed commit after it.
+    for shard in range(store.shard_count):
+        assert services.retention_sweep.sweep_page(APP, run_id, SCHEDULED, shard)
+    clock.now = stopped_at + LAST_PAGE_GRACE - timedelta(seconds=1)
+    early = scheduler.start_sweeps(clock.now)
+    clock.now = stopped_at + LAST_PAGE_GRACE
+    later = scheduler.start_sweeps(clock.now)
+
+    assert (early.started, early.skipped) == ([], [{"app_id": APP, "running": run_id}])
+    run = services.retention_run_repository.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, run.error, run.counts) == ("failed", "States.ABORTED", {"open->archive": 2})
+    assert run.finished_at == clock.now
+    assert [item["app_id"] for item in later.started] == [APP]  # then the app's next run starts

@@ -414,7 +414,8 @@ class Services:
 
         # The run id names the execution: a retried start cannot sweep the app twice for one run.
         machine = _required(self.retention_state_machine, "retention_state_machine")
-        start = _starter(boto3.client("stepfunctions"), machine)
+        stepfunctions = boto3.client("stepfunctions")
+        start = _starter(stepfunctions, machine)
 
         def start_execution(name: str, payload: dict[str, Any]) -> str:
             try:
@@ -422,8 +423,23 @@ class Services:
             except (BotoCoreError, ClientError) as exc:
                 raise StartFailed(str(exc)) from exc
 
+        def find_execution(name: str) -> str | None:
+            arn = _execution_arn(machine, name)
+            try:
+                stepfunctions.describe_execution(executionArn=arn)
+            except stepfunctions.exceptions.ExecutionDoesNotExist:
+                return None
+            except (BotoCoreError, ClientError) as exc:
+                raise StartFailed(f"{exc} (and whether it started is unknown)") from exc
+            return arn
+
         return RetentionScheduler(
-            self.retention_settings_repository, self.retention_run_repository, start_execution, self.clock
+            self.retention_settings_repository,
+            self.retention_run_repository,
+            start_execution,
+            find_execution,
+            lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}),
+            self.clock,
         )
 
     @cached_property

@@ -518,6 +518,11 @@ class RetentionRunRecord(ConversationsTableRecord):
     error = UnicodeAttribute(null=True)
     # The due-index layout the run started at (see RetentionSettingsRecord.layout).
     layout = NumberAttribute(null=True)
+    # The generation (execution) that carries the run on: only it may finalize the run (absent: 0).
+    generation = NumberAttribute(null=True)
+    # Set when its execution timed out or was stopped: the scheduler finalizes it after this instant, once
+    # the page a Lambda may still have been applying is committed.
+    finalize_after = UTCDateTimeAttribute(null=True)
 
 
 class RetentionLockRecord(ConversationsTableRecord):

@@ -215,6 +215,24 @@ class UserOutcome:
     detail: str
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands for its executions: finished, and which generation (execution) carries it on."""
+
+    finished: bool
+    generation: int
+    # Ending: its execution timed out or was stopped; finalized once this has passed (``error`` says why).
+    finalize_after: datetime | None = None
+    error: str | None = None
+
+    def carried_by(self, generation: int) -> bool:
+        """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
+        return not self.finished and self.finalize_after is None and self.generation == generation
+
+    def due_to_finalize(self, now: datetime) -> bool:
+        return not self.finished and self.finalize_after is not None and self.finalize_after <= now
+
+
 class RetentionRunRepository:
     def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
         """Record a run as running; a retried start finds the run it created."""
@@ -224,6 +242,7 @@ class RetentionRunRepository:
             status=RunStatus.RUNNING.value,
             started_at=started_at,
             summary=RunSummary().model_dump_json(),
+            generation=0,
             created_at=started_at,
             updated_at=started_at,
         )
@@ -289,6 +308,34 @@ class RetentionRunRepository:
         except RetentionRunRecord.DoesNotExist:
             return None
         return None if record.layout is None else int(record.layout)
+
+    def state(self, app_id: str, run_id: str) -> RunState | None:
+        try:
+            record = RetentionRunRecord.get(retention_runs_pk(app_id), run_id, consistent_read=True)
+        except RetentionRunRecord.DoesNotExist:
+            return None
+        return RunState(
+            record.finished_at is not None, int(record.generation or 0), record.finalize_after, record.error
+        )
+
+    def advance_generation(self, app_id: str, run_id: str, generation: int) -> bool:
+        """Hand the run on from ``generation`` to the next one, before the next execution starts; True also when
+        a retry finds it handed on already, False when the run is finished or carried on further."""
+        following = generation + 1
+        condition = _going_on() & (_generation_is(generation) | _generation_is(following))
+        key = RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id)
+        return _updated(key, [RetentionRunRecord.generation.set(following)], condition)
+
+    def mark_ending(self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str) -> bool:
+        """Record that the run's current execution ended abruptly: no generation goes on, and the run is to be
+        finalized failed with ``error`` after ``finalize_after``. False when the run is finished, ending, or
+        carried on by another generation."""
+        condition = _going_on() & _generation_is(generation)
+        actions: list[Action] = [
+            RetentionRunRecord.finalize_after.set(finalize_after),
+            RetentionRunRecord.error.set(error),
+        ]
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
         try:
@@ -418,6 +465,23 @@ class RetentionRunRepository:
             raise
         return True
 
+    def keep_parts(self, app_id: str, run_id: str, now: datetime) -> set[int]:
+        """Give the run's parts ``PART_TTL`` from ``now`` again (a part is otherwise kept only from its last
+        write, and a run of many executions may leave a done shard's part unwritten for days), and return the
+        shards done: one query and one small update per part, at most ``ShardCount`` each."""
+        records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
+        done = set()
+        for record in records:
+            if _expired(record.expires_at, now):
+                continue
+            if record.done:
+                done.add(int(record.sk))
+            # Conditioned on the part as read: a page committed meanwhile wrote a fresh expiry itself.
+            key = RetentionRunPartRecord(pk=record.pk, sk=record.sk)
+            renewed: list[Action] = [RetentionRunPartRecord.expires_at.set(int((now + PART_TTL).timestamp()))]
+            _updated(key, renewed, RetentionRunPartRecord.seq == record.seq)
+        return done
+
     def done_shards(self, app_id: str, run_id: str, now: datetime) -> set[int]:
         """The shards the run has swept whole (one query of at most ``ShardCount`` small items)."""
         records = RetentionRunPartRecord.query(retention_parts_pk(app_id, run_id), consistent_read=True)
@@ -439,7 +503,10 @@ class RetentionRunRepository:
         now: datetime,
         report_key: str | None,
         error: str | None,
+        generation: int | None = None,
     ) -> None:
+        """Record how the run ended, unless it has ended already or (given ``generation``) another generation
+        carries it on."""
         actions: list[Action] = [
             RetentionRunRecord.status.set(status.value),
             RetentionRunRecord.summary.set(summary.model_dump_json()),
@@ -450,18 +517,39 @@ class RetentionRunRepository:
             actions.append(RetentionRunRecord.report_key.set(report_key))
         if error is not None:
             actions.append(RetentionRunRecord.error.set(error))
+        condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist()
+        if generation is not None:
+            condition = condition & _generation_is(generation)
         try:
-            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(
-                actions=actions,
-                condition=RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist(),
-            )
+            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(actions=actions, condition=condition)
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
-            # Finished already (by the execution, or by its status change heard later): the first end stands.
+            # Finished already (by the execution, or by its status change heard later): the first end stands;
+            # or a later generation carries the run on, and finalizes it.
 
 
-def _updated(record: RetentionSettingsRecord, actions: list[Action], condition: Condition) -> bool:
+def _going_on() -> Condition:
+    """The run exists, is not finished and is not ending."""
+    going_on: Condition = (
+        RetentionRunRecord.sk.exists()
+        & RetentionRunRecord.finished_at.does_not_exist()
+        & RetentionRunRecord.finalize_after.does_not_exist()
+    )
+    return going_on
+
+
+def _generation_is(generation: int) -> Condition:
+    """The run is carried on by ``generation`` (a run recorded before generations were stored: by the first)."""
+    current = RetentionRunRecord.generation == generation
+    return current | RetentionRunRecord.generation.does_not_exist() if generation == 0 else current
+
+
+def _updated(
+    record: RetentionSettingsRecord | RetentionRunRecord | RetentionRunPartRecord,
+    actions: list[Action],
+    condition: Condition,
+) -> bool:
     """Apply ``actions`` if ``condition`` holds; False when it does not."""
     try:
         record.update(actions=actions, condition=condition)

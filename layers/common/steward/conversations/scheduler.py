@@ -24,6 +24,10 @@ from steward.conversations.retention_repository import RetentionRunRepository, R
 from steward.errors import MAX_MESSAGE_CHARS, clip
 
 StartExecution = Callable[[str, dict[str, Any]], str]
+# The ARN of the execution of that name if Step Functions has it, else None (StartFailed when it cannot tell).
+FindExecution = Callable[[str], str | None]
+# Finalizes an app's run as failed with the error given (app id, run id, error).
+Finalize = Callable[[str, str, str], object]
 
 # Apps one scheduler call starts: about four requests each, well inside the function's 60 s.
 APPS_PER_CALL = 100
@@ -61,11 +65,15 @@ class RetentionScheduler:
         settings: RetentionSettingsRepository,
         runs: RetentionRunRepository,
         start_execution: StartExecution,
+        find_execution: FindExecution,
+        finalize: Finalize,
         clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.runs = runs
         self.start_execution = start_execution
+        self.find_execution = find_execution
+        self.finalize = finalize
         self.clock = clock
 
     def shards(self) -> list[int]:
@@ -103,6 +111,8 @@ class RetentionScheduler:
     def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> None:
         run_id = run_id_for(app_id, scheduled_at)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
+        if holder is not None and self._finalize_ended(app_id, holder):
+            holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:
             result.skipped.append({"app_id": app_id, "running": holder})
             return
@@ -112,7 +122,7 @@ class RetentionScheduler:
             return
         payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat(), "generation": 0}
         try:
-            execution_arn = self.start_execution(run_id, payload)
+            execution_arn = self._start_or_find(run_id, payload)
         except StartFailed as exc:
             # Nothing will run or finalize this run: it must not stay running, nor hold the app for hours.
             error = clip(f"The sweep could not start: {exc}", MAX_MESSAGE_CHARS)
@@ -121,3 +131,24 @@ class RetentionScheduler:
             result.failed.append({"app_id": app_id, "run_id": run_id, "error": error})
             return
         result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
+
+    def _finalize_ended(self, app_id: str, run_id: str) -> bool:
+        """Finalize the app's run if its execution timed out or was stopped and the last page it may have been
+        applying is over (see ``RetentionExecutions.execution_ended``); True when it did."""
+        state = self.runs.state(app_id, run_id)
+        if state is None or not state.due_to_finalize(self.clock()):
+            return False
+        self.finalize(app_id, run_id, state.error or "States.ABORTED")
+        return True
+
+    def _start_or_find(self, run_id: str, payload: dict[str, Any]) -> str:
+        """Start the run's execution; a start that failed may still have been accepted (a throttled or timed-out
+        retry of a start that went through, or a start answered late): the execution of that name, if it
+        exists, is the run's, and runs it. Only an execution known to be absent fails the run."""
+        try:
+            return self.start_execution(run_id, payload)
+        except StartFailed:
+            found = self.find_execution(run_id)
+            if found is None:
+                raise
+            return found

@@ -163,16 +163,27 @@ class RetentionSweep:
         self.reports.delete_held(held.key)
         return after.done
 
-    def finalize(self, app_id: str, run_id: str, caught: Mapping[str, Any] | None) -> RetentionRun:
+    def finalize(
+        self, app_id: str, run_id: str, caught: Mapping[str, Any] | None, generation: int | None = None
+    ) -> RetentionRun:
         """Add up the shards' summaries, join the report and record how the run ended.
 
         ``caught`` is the state machine's Catch (``{"Error", "Cause"}``) when a step failed. A run finalized
-        already keeps its summary, report and status: only the idempotent rest is done again.
+        already keeps its summary, report and status: only the idempotent rest is done again. Given the
+        ``generation`` of the execution that finalizes, a run handed on to a later generation is left to it.
         """
         finished = self.runs.get(app_id, run_id)
         if finished is not None and finished.finished_at is not None:
             status = finished.status
         else:
+            state = None if generation is None else self.runs.state(app_id, run_id)
+            if (
+                finished is not None
+                and state is not None
+                and generation is not None
+                and not state.carried_by(generation)
+            ):
+                return finished
             error = caught_error(caught)
             summary = RunSummary()
             for part in self.runs.parts(app_id, run_id, self.clock()):
@@ -180,7 +191,11 @@ class RetentionSweep:
             self._add_users(app_id, run_id, summary)
             key = self.reports.join(app_id, run_id)
             status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
-            self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error)
+            self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error, generation)
+            ended = self.runs.get(app_id, run_id)
+            if ended is not None and ended.finished_at is None:
+                return ended  # handed on to a later generation meanwhile: it finalizes
+            status = status if ended is None else ended.status
         layout = self.runs.layout(app_id, run_id)
         if status is RunStatus.SUCCEEDED and layout is not None:
             self.settings.mark_homed(app_id, layout)  # every shard was read whole where entries could be astray
