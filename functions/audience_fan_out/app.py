@@ -6,10 +6,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from steward.audiences.fanout import ExecutionEnded, FanOutStep
+from steward.audiences.fanout import FanOutStep
 from steward.composition import audience_import_services
 from steward.observability import tracer
 from steward.settings import AudienceFanOutSettings
+from steward.step_functions import ExecutionEnded
 from steward.tables import bind_tables
 
 logger = Logger()

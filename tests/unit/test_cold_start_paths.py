@@ -93,6 +93,9 @@ def test_the_retention_functions_load_neither_the_http_layer_nor_the_jobs_engine
         assert "steward.jobs.runner" not in loaded
     # The sweep's use case is built on its first step; the scheduler never builds it.
     assert "steward.usecases.retention_sweep" not in scheduler | sweep
+    # The sweep reads how its executions ended through the shared event model, not the audiences' module.
+    assert "steward.step_functions" in sweep
+    assert not {name for name in sweep if name.startswith("steward.audiences")}
 
 
 def test_the_fan_out_steps_load_neither_the_http_layer_nor_the_api_routes() -> None:

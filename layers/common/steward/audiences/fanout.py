@@ -34,6 +34,7 @@ from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
 from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
 from steward.schema import Schema
+from steward.step_functions import ExecutionEnded
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
@@ -62,21 +63,6 @@ class FanOutStep(Schema):
     parsed: list[RangeResult] | None = None
     checked: list[Checked] | None = None
     error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
-
-
-class ExecutionDetail(Schema):
-    status: Literal["FAILED", "TIMED_OUT", "ABORTED"]
-    executionArn: str  # noqa: N815 (Step Functions' field name)
-    input: str | None = Field(default=None, description="The execution's input, JSON.")
-    error: str | None = None
-    cause: str | None = None
-
-
-class ExecutionEnded(Schema):
-    """EventBridge's ``Step Functions Execution Status Change`` of a fan-out execution that did not succeed."""
-
-    source: Literal["aws.states"]
-    detail: ExecutionDetail
 
 
 class FanOutSteps:
