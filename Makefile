@@ -43,10 +43,13 @@ asl: $(STAMP)
 
 # One worker per core, each with its own local stack; a test file stays on one
 # worker, so its module fixtures are built once. PYTEST_WORKERS=0 runs serially.
+# Files go out in collection order (integration first, see pyproject.toml), not
+# xdist's default of the most tests first, which left the few long integration
+# files to the end and one worker running them alone.
 PYTEST_WORKERS ?= auto
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The schemathesis check of /openapi.json on its own (pytest runs it too); see the README's Tests.
 contract: $(STAMP)
