@@ -1,5 +1,6 @@
 """bulk_update's delete_profiles: the cutoff, the setting, and deletion through the user-deletion use case."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from steward.jobs.kinds._inactivity import inactivity_cutoff
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.params import parse_params
 from steward.segments import repository as segments_repository
+from steward.segments.models import ChangeMembers
 from steward.settings import JobsSettings, SettingsError, StoreSettings
 from steward.users.models import BatchUser
 from tests.support.jobs import job_context, run_applying_twice, run_inline
@@ -276,3 +278,83 @@ def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_
     assert [row.action for row in real.rows] == ["deleted"]
     assert reads == [True]  # the deletion's own read, strongly consistent; none while selecting
     assert services().device_repository.get(APP, "fcm:holder") is None
+
+
+def _start_deletion(real: Any, rows: list[Any], conflicts: list[int], user_id: str) -> None:
+    """A real run's page that marks the user, deletes its device, then finds its segment held all along."""
+    conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS
+    with pytest.raises(RetryPage):
+        KIND.apply(real, [row for row in rows if row.id == user_id])
+    conflicts[0] = 0
+    started = services().user_repository.get(APP, user_id)
+    assert started is not None
+    assert started.deletion_started_at is not None
+    assert services().device_repository.get(APP, f"fcm:{user_id}") is None
+
+
+def _active(user_id: str, segment_id: str) -> None:
+    services().user_repository.touch_activity(APP, user_id, datetime.now(UTC))
+
+
+def _out_of_criteria(user_id: str, segment_id: str) -> None:
+    services().user_repository.upsert(APP, user_id, lambda user: user.model_copy(update={"fields": {"plan": "pro"}}))  # type: ignore[union-attr]
+
+
+def _out_of_segment(user_id: str, segment_id: str) -> None:
+    services().segments.change_members(APP, segment_id, ChangeMembers(add=[], remove=[user_id]))
+
+
+@pytest.mark.parametrize(
+    ("source", "change"),
+    [
+        pytest.param("all", _active, id="active_since_cutoff"),
+        pytest.param("all", _out_of_criteria, id="no_longer_matches"),
+        pytest.param("segment", _out_of_segment, id="no_longer_a_member"),
+    ],
+)
+def test_a_confirmed_run_finishes_a_started_deletion_whatever_the_user_did_since(
+    store: StoreSettings,
+    conflicts: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    change: Callable[[str, str], None],
+) -> None:
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    _seed(APP, {"idle": CUTOFF - timedelta(days=1)})
+    services().segments.change_members(APP, segment_id, ChangeMembers(add=["idle"], remove=[]))
+    selection = {"source": "segment", "segment_id": segment_id} if source == "segment" else PARAMS["selection"]
+    params = {**PARAMS, "selection": selection}
+    dry_state = KIND.plan(_context(params, dry_run=True)).state
+    pages = dry_pages(_context(params, dry_run=True))
+    rows = [row for page in pages for row in page]
+    assert {row.id: row.action for row in rows} == {"started": "deleted", "idle": "deleted"}
+    # An earlier real run decided on the user and started: marked, its device gone, its segment still held.
+    _start_deletion(_context(params, dry_run=False, state=dry_state), rows, conflicts, "started")
+    change("started", segment_id)  # a reason to keep it, had its deletion not started
+
+    confirmed = confirm(_context(params, dry_run=False, state=dry_state), KIND, pages)
+
+    assert {row.id: row.action for row in confirmed} == {"started": "deleted", "idle": "deleted"}
+    assert services().user_repository.get(APP, "started") is None  # no mark left behind: the deletion is finished
+    assert services().segment_repository.get(APP, segment_id).member_count == 0
+
+
+def test_a_run_lists_a_started_deletion_as_deleted_and_finishes_it_despite_later_activity(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # after the deletion was decided
+
+    dry = run_inline(_context(PARAMS, dry_run=True))
+    assert [(row.id, row.action) for row in dry.rows] == [("started", "deleted")]
+    # Its segment (member, segment and profile in a transaction: 6) and its delete (1): already marked, no mark.
+    assert dry.cost.write_units == 6 + 1
+    real = run_inline(_context(PARAMS, dry_run=False))
+    assert [(row.id, row.action) for row in real.rows] == [("started", "deleted")]
+    assert services().user_repository.get(APP, "started") is None
+    assert services().segment_repository.get(APP, segment_id).member_count == 0

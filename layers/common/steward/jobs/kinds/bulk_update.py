@@ -59,7 +59,14 @@ from steward.jobs.engine import (
 )
 from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._bulk_triggers import trigger_events
-from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
+from steward.jobs.kinds._inactivity import (
+    ACTIVE_SINCE_CUTOFF,
+    deletion_started,
+    inactive_since,
+    inactivity_cutoff,
+    last_interaction,
+    to_delete,
+)
 from steward.jobs.kinds._merge import Chunk, IdChunk, merge_ids_page, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
@@ -385,7 +392,11 @@ class BulkUpdate(SinglePhase):
         change = _change_of(params)
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
-        left = _left_selection(ctx, rules, list(users.values()))
+        # A started deletion is decided: the confirmed run finishes it, whether or not the user still qualifies.
+        deciding = params.action is BulkAction.DELETE_PROFILES
+        left = _left_selection(
+            ctx, rules, [user for user in users.values() if not (deciding and deletion_started(user))]
+        )
         devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
@@ -533,7 +544,7 @@ def _changed(
 ) -> tuple[User | None, str]:
     """The user as the action leaves it, or None and why it stays as it is (deleting: the user itself)."""
     if params.action is BulkAction.DELETE_PROFILES:
-        return (user, "") if inactive_since(user, _cutoff(ctx)) else (None, ACTIVE_SINCE_CUTOFF)
+        return (user, "") if to_delete(user, _cutoff(ctx)) else (None, ACTIVE_SINCE_CUTOFF)
     if params.action in _SUBSCRIPTION_ACTIONS:
         subscription, reason = changed_subscription(params, user, devices)
         if subscription is None:
@@ -567,15 +578,16 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
 def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
     """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
 
-    It reads the user and its devices; a user holding devices, codes or segments is then marked, each
-    device deleted (a tagged one in a transaction with 2 items per tag), each code released and each
-    segment left (a transaction each), and the user read again; then it is deleted.
+    It reads the user and its devices; a user holding devices, codes or segments is then marked (unless
+    a deletion already did), each device deleted (a tagged one in a transaction with 2 items per tag),
+    each code released and each segment left (a transaction each), and the user read again; then it is
+    deleted.
     """
     holds = bool(devices or user.promo_codes or user.segments)
     meter.gets([size] * (2 if holds else 1), consistent=True)
     meter.index_queries(1)  # its read of the user's devices: the index, then each device (strongly consistent)
     meter.gets([NOMINAL_DEVICE_BYTES] * len(devices), consistent=True)
-    if holds:
+    if holds and not deletion_started(user):
         meter.writes([size])
     for device in devices:
         if device.tags:
