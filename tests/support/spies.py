@@ -1,9 +1,13 @@
 """Spies: a method's calls go through unchanged, and what the test needs of each call is recorded."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from pynamodb.connection.base import Connection
+
+if TYPE_CHECKING:
+    from bench.dynamodb import Usage
 
 
 def spy[T](monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callable[..., T]) -> list[T]:
@@ -17,3 +21,19 @@ def spy[T](monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callab
 
     monkeypatch.setattr(owner, name, recorded)
     return seen
+
+
+def billed(monkeypatch: pytest.MonkeyPatch) -> "Usage":
+    """Every DynamoDB call from now on, counted and priced by DynamoDB's billing rules (the benchmarks' meter)."""
+    from bench.dynamodb import Meter
+
+    meter = Meter()
+    original = Connection._make_api_call
+
+    def priced(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return meter.call(
+            operation_name, operation_kwargs, lambda: original(connection, operation_name, operation_kwargs)
+        )
+
+    monkeypatch.setattr(Connection, "_make_api_call", priced)
+    return meter.usage

@@ -24,7 +24,7 @@ from steward.users.models import BatchUser
 from tests.support.jobs import job_context, run_applying_twice, run_inline
 from tests.support.reach import confirm, dry_pages, identify, services, static_segment
 from tests.support.service import JOBS_BUS, SHARD_COUNT
-from tests.support.spies import spy
+from tests.support.spies import billed, spy
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -192,7 +192,7 @@ def test_the_job_shows_its_cutoff() -> None:
 
 
 def test_the_dry_run_counts_what_deleting_a_profile_writes_for_its_devices_codes_and_segments(
-    store: StoreSettings,
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = datetime(2025, 6, 1, tzinfo=UTC)
     _seed(APP, {"bare": old, "holder": old})
@@ -213,6 +213,11 @@ def test_the_dry_run_counts_what_deleting_a_profile_writes_for_its_devices_codes
     # tagged device with its tag's member and count (3 items in a transaction: 6), code (2 items: 4) and segment
     # (member, segment and profile: 6).
     assert dry.cost.write_units == 2 + 1 + 1 + 6 + 4 + 6
+    usage = billed(monkeypatch)
+    real = run_inline(_context(PARAMS, dry_run=False))
+    assert sorted(row.id for row in real.rows if row.is_change) == ["bare", "holder"]
+    # What the real run was billed, by DynamoDB's rules: the estimate exactly, with no refused write.
+    assert (usage.read_units, usage.write_units, usage.refused) == (dry.cost.read_units, dry.cost.write_units, 0)
 
 
 def _stale_holder(user_id: str) -> str:
@@ -269,14 +274,19 @@ def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_
 ) -> None:
     _stale_holder("holder")
     reads = spy(monkeypatch, DeviceRepository, "devices_of_users", lambda *_, consistent=False: consistent)
+    versioned = spy(
+        monkeypatch, DeviceRepository, "versioned_devices_of_users", lambda *_, consistent=False: consistent
+    )
 
     dry = run_inline(_context(PARAMS, dry_run=True))
     assert [row.action for row in dry.rows] == ["deleted"]
     assert False in reads  # the dry run reads them to estimate the deletion
+    assert versioned == []
     reads.clear()
     real = run_inline(_context(PARAMS, dry_run=False))
     assert [row.action for row in real.rows] == ["deleted"]
-    assert reads == [True]  # the deletion's own read, strongly consistent; none while selecting
+    assert reads == []  # none while selecting
+    assert versioned == [True]  # the deletion's own read, strongly consistent, with the versions it deletes at
     assert services().device_repository.get(APP, "fcm:holder") is None
 
 

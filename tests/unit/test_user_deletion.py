@@ -7,7 +7,7 @@ import pytest
 
 from steward.composition import Services
 from steward.conditions import MAX_ATTEMPTS
-from steward.devices.models import IdentifyDevice, Transport
+from steward.devices.models import Device, IdentifyDevice, Transport
 from steward.errors import Conflict
 from steward.segments import repository as segments_repository
 from steward.settings import StoreSettings
@@ -16,6 +16,7 @@ from steward.users.models import User
 from steward.users.repository import UserRepository
 from tests.support.reach import static_segment
 from tests.support.service import new_users
+from tests.support.spies import billed
 
 APP = "app-a"
 
@@ -173,3 +174,52 @@ def test_the_deletion_mark_is_not_in_the_users_representation(store: StoreSettin
     assert marked is not None
     assert marked.deletion_started_at == user.updated_at
     assert "deletion_started_at" not in marked.model_dump()
+
+
+def test_a_tagged_device_goes_in_one_transaction_on_the_version_the_deletion_read(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = Services(store.shard_count)
+    new_users(APP, "leaver")
+    services.devices.identify(APP, "fcm:1", IdentifyDevice(user_id="leaver", transport=Transport.FCM))
+    services.tags.tag(APP, "fcm:1", "vip")
+    usage = billed(monkeypatch)
+
+    services.user_deletion.delete(APP, "leaver")
+
+    calls, refused = dict(usage.calls), usage.refused
+    assert services.device_repository.get(APP, "fcm:1") is None
+    assert services.tag_repository.get(APP, "vip").device_count == 0  # type: ignore[union-attr]
+    # The user read, its devices (index, then a consistent BatchGetItem), the device and its tag released in one
+    # transaction, the user read again and deleted: no DeleteItem refused for the tags, no second device read.
+    assert refused == 0
+    assert calls == {
+        "GetItem": 2,
+        "Query": 1,
+        "BatchGetItem": 1,
+        "TransactWriteItems": 1,
+        "DeleteItem": 1,
+    }
+
+
+def test_a_device_tagged_after_the_deletion_read_it_is_read_again_and_released_with_every_tag(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = Services(store.shard_count)
+    new_users(APP, "leaver")
+    services.devices.identify(APP, "fcm:1", IdentifyDevice(user_id="leaver", transport=Transport.FCM))
+    services.tags.tag(APP, "fcm:1", "vip")
+    read = services.device_repository.versioned_devices_of_users
+
+    def then_tagged(*args: Any, **kwargs: Any) -> dict[str, list[tuple[Device, int]]]:
+        found = read(*args, **kwargs)
+        services.tags.tag(APP, "fcm:1", "late")  # between the deletion's read and its delete
+        return found
+
+    monkeypatch.setattr(services.device_repository, "versioned_devices_of_users", then_tagged)
+
+    services.user_deletion.delete(APP, "leaver")
+
+    assert services.device_repository.get(APP, "fcm:1") is None
+    for tag in ("vip", "late"):
+        assert services.tag_repository.get(APP, tag).device_count == 0  # type: ignore[union-attr]

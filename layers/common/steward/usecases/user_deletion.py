@@ -71,7 +71,8 @@ class UserDeletion:
             reason = None if decided or declines is None else declines(user)
             if reason is not None:
                 return reason
-            devices = self.devices.devices_of_users(app_id, [user_id], consistent=True).get(user_id, [])
+            # With their versions: a tagged device's delete is conditioned on the version read here.
+            devices = self.devices.versioned_devices_of_users(app_id, [user_id], consistent=True).get(user_id, [])
             if devices or user.promo_codes or user.segments:
                 if not decided and not self.users.hold(app_id, user, version, utc_now()):
                     continue  # changed since the read that qualified: read it again
@@ -86,7 +87,7 @@ class UserDeletion:
             raise DeletionUnfinished(user_id)
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
-    def _release(self, app_id: str, user: User, devices: Sequence[Device]) -> tuple[User, int] | None:
+    def _release(self, app_id: str, user: User, devices: Sequence[tuple[Device, int]]) -> tuple[User, int] | None:
         """Delete the user's devices, release its codes, leave its segments; the user as it is then, or None: again."""
         now = utc_now()
         self._delete_devices(app_id, user.user_id, devices, now)
@@ -103,9 +104,9 @@ class UserDeletion:
         after = stored[0]
         return None if after.promo_codes or set(after.segments) - draining else stored
 
-    def _delete_devices(self, app_id: str, user_id: str, devices: Sequence[Device], now: datetime) -> None:
+    def _delete_devices(self, app_id: str, user_id: str, devices: Sequence[tuple[Device, int]], now: datetime) -> None:
         """The user's devices go first (with their tags), so a failure leaves a user that a retry deletes."""
-        for device in devices:
+        for device, version in devices:
             # Gone meanwhile, or identified by another user since: not this user's to delete.
             with contextlib.suppress(NotFound, Conflict):
-                self.devices.delete(app_id, device.device_id, user_id, now)
+                self.devices.delete(app_id, device.device_id, user_id, now, as_read=(device, version))

@@ -578,10 +578,10 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
 def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
     """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
 
-    It reads the user and its devices; a user holding devices, codes or segments is then marked (unless
-    a deletion already did), each device deleted (a tagged one in a transaction with 2 items per tag),
-    each code released and each segment left (a transaction each), and the user read again; then it is
-    deleted.
+    It reads the user and its devices (with their versions); a user holding devices, codes or segments is
+    then marked (unless a deletion already did), each device deleted (a tagged one in a transaction with 2
+    items per tag, on the version read), each code released and each segment left (a transaction each),
+    and the user read again; then it is deleted.
     """
     holds = bool(devices or user.promo_codes or user.segments)
     meter.gets([size] * (2 if holds else 1), consistent=True)
