@@ -1,6 +1,6 @@
 """Deleting a user (DELETE /v1/users/{id}, and a retention purge with delete_user_data) takes its devices along."""
 
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -15,7 +15,7 @@ from steward.usecases.user_deletion import DeletionUnfinished, UserDeletion
 from steward.users.models import User
 from steward.users.repository import UserRepository
 from tests.support.reach import static_segment
-from tests.support.service import new_users
+from tests.support.service import SHARD_COUNT, call, load_event, new_users
 from tests.support.spies import billed
 
 APP = "app-a"
@@ -126,14 +126,18 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
+@pytest.mark.parametrize("call", ["delete_if", "delete"])  # a job's deletion, and a retention sweep's
 def test_a_segment_held_by_a_bulk_change_is_waited_out_not_left_half_deleted(
-    store: StoreSettings, conflicts: list[int], no_backoff: list[float]
+    store: StoreSettings, conflicts: list[int], no_backoff: list[float], call: str
 ) -> None:
     services = Services(store.shard_count)
     segment_id = _leaver_with_device_and_segment(services)
     conflicts[0] = MAX_ATTEMPTS  # the segment's counts are held for as many tries as a deletion has rounds
 
-    assert services.user_deletion.delete_if(APP, "leaver", unmarked) is None
+    if call == "delete_if":
+        assert services.user_deletion.delete_if(APP, "leaver", unmarked) is None
+    else:
+        services.user_deletion.delete(APP, "leaver")
 
     assert services.user_repository.get(APP, "leaver") is None
     assert services.segments.get(APP, segment_id).member_count == 0
@@ -223,3 +227,30 @@ def test_a_device_tagged_after_the_deletion_read_it_is_read_again_and_released_w
     assert services.device_repository.get(APP, "fcm:1") is None
     for tag in ("vip", "late"):
         assert services.tag_repository.get(APP, tag).device_count == 0  # type: ignore[union-attr]
+
+
+def test_delete_user_answers_409_after_one_short_wait_in_all_and_a_retry_finishes(
+    api: ModuleType, conflicts: list[int], no_backoff: list[float]
+) -> None:
+    app, user_id = "demo-shop", "user-42"  # the sample event's
+    new_users(app, user_id)
+    services = Services(SHARD_COUNT)
+    services.devices.identify(app, "fcm:1", IdentifyDevice(user_id=user_id, transport=Transport.FCM))
+    segments = [static_segment(app, name, user_id) for name in ("vip", "spring")]
+    held = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS
+    conflicts[0] = held  # a bulk change holds the segments' counts all along
+
+    status, body = call(api, load_event("http-api-delete-user.json"))
+
+    assert (status, body["error"]["code"]) == (409, "concurrent_update"), body
+    assert "retry" in body["error"]["message"]
+    # One pause of 0.1 s in all and two tries of the first segment, however many segments and rounds there are.
+    assert (no_backoff, held - conflicts[0]) == ([0.1], 2)
+    assert services.device_repository.get(app, "fcm:1") is None  # done before the segments: stays done
+    conflicts[0] = 0
+
+    status, _ = call(api, load_event("http-api-delete-user.json"))
+
+    assert status == 204
+    assert services.user_repository.get(app, user_id) is None
+    assert [services.segments.get(app, segment_id).member_count for segment_id in segments] == [0, 0]

@@ -57,11 +57,16 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         "/v1/users/<user_id>",
         tags=[TAG],
         summary="Delete a user",
+        description=(
+            "Deletes its devices, releases its promo codes and leaves its segments first. 409 `concurrent_update`: "
+            "the user kept changing, or a bulk change held one of its segments (waited out 0.1 s in all); "
+            "what was done stays done, and the same request again goes on."
+        ),
         status_code=204,
         responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT}),
     )
     def delete_user(user_id: UserIdPath) -> Response[None]:
-        services.user_deletion.delete(app_id(), user_id_param(user_id))
+        services.user_deletion.delete_on_request(app_id(), user_id_param(user_id))
         return Response(status_code=204)
 
     @router.get("/v1/users", tags=[TAG], summary="List the app's users")

@@ -66,6 +66,38 @@ _BACKOFF_SECONDS = 0.05
 SEGMENT_NAME_TAKEN = "segment_name_taken"
 
 
+class SegmentBusy(Conflict):
+    """A bulk change held a segment's counts for as long as the caller would wait: retry later."""
+
+    def __init__(self) -> None:
+        super().__init__("A bulk change holds one of the user's segments; retry the request.", code="concurrent_update")
+
+
+@dataclass
+class WaitBudget:
+    """How long leaving segments waits out a bulk change that holds a segment's counts (its transaction is short).
+
+    Each segment is tried up to MAX_ATTEMPTS times, with a doubling pause (0.1 s, then 0.2, 0.4, 0.8: about
+    1.5 s a segment). ``retries`` caps the pauses of the whole call that owns the budget, across its segments
+    and rounds (None: no cap): a request answers soon, where a job or a sweep can wait.
+    """
+
+    retries: int | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.retries == 0
+
+    def wait(self, attempt: int) -> bool:
+        """After ``attempt`` tries of one segment: pause and True to try again, or False to give up."""
+        if attempt >= MAX_ATTEMPTS or self.spent:
+            return False
+        if self.retries is not None:
+            self.retries -= 1
+        time.sleep(_BACKOFF_SECONDS * 2**attempt)
+        return True
+
+
 @dataclass(frozen=True)
 class MemberChange:
     user_id: str
@@ -209,14 +241,16 @@ class SegmentRepository:
             refused_users={label for label in refused if isinstance(label, str)}, segment_refused=_SEGMENT in refused
         )
 
-    def leave_all(self, app_id: str, user: User, now: datetime) -> set[str]:
+    def leave_all(self, app_id: str, user: User, now: datetime, budget: WaitBudget | None = None) -> set[str]:
         """Take a user out of each static segment it is in (before it is deleted).
 
         Returns the segments it could not leave because they are being deleted
         (their drain removes the member). A segment held by a bulk change is
-        tried again after a backoff. A user that changed since it was read, or
-        a segment still held, is a Conflict: the caller reads it again.
+        tried again after a pause, as ``budget`` allows (by default, up to
+        MAX_ATTEMPTS tries per segment); still held, it is ``SegmentBusy``. A
+        user that changed since it was read is a Conflict: the caller reads it again.
         """
+        budget = budget or WaitBudget()
         kept = set()
         for segment_id in user.segments:
             change = MemberChange(user.user_id, joining=False, inactive=not user.active)
@@ -229,9 +263,8 @@ class SegmentRepository:
                     attempt += 1
                     if not transient(exc):
                         raise
-                    if attempt >= MAX_ATTEMPTS:  # a bulk change held the segment's counts all along
-                        raise Conflict("The segment is busy; retry the request.", code="concurrent_update") from exc
-                    time.sleep(_BACKOFF_SECONDS * 2**attempt)  # the holder's transaction is short: wait it out
+                    if not budget.wait(attempt):  # a bulk change held the segment's counts all along
+                        raise SegmentBusy from exc
             if result.refused_users:
                 raise Conflict("The user changed concurrently; retry the request.", code="concurrent_update")
             if result.segment_refused:

@@ -10,9 +10,13 @@ from steward.devices.models import Device
 from steward.devices.repository import DeviceRepository
 from steward.errors import Conflict, NotFound
 from steward.loyalty.repository import LoyaltyRepository
-from steward.segments.repository import SegmentRepository
+from steward.segments.repository import SegmentBusy, SegmentRepository, WaitBudget
 from steward.users.models import User
 from steward.users.repository import UserRepository, user_not_found
+
+# A request waits out a segment held by a bulk change once in all (0.1 s), then answers 409 for its client to
+# retry; a job or a sweep waits about 1.5 s a segment, round after round.
+REQUEST_WAITS = 1
 
 
 class DeletionUnfinished(Conflict):
@@ -44,7 +48,12 @@ class UserDeletion:
         The delete is conditioned on the version read after the releases, so a
         code attached or a segment joined meanwhile is released on the next round.
         """
-        self._delete(app_id, user_id, None)
+        self._delete(app_id, user_id, None, WaitBudget())
+
+    def delete_on_request(self, app_id: str, user_id: str) -> None:
+        """``delete`` for DELETE /v1/users/{id}: a segment held by a bulk change is waited out REQUEST_WAITS times
+        in all, then ``SegmentBusy`` (409 ``concurrent_update``); what was released stays so, and a retry goes on."""
+        self._delete(app_id, user_id, None, WaitBudget(REQUEST_WAITS))
 
     def delete_if(self, app_id: str, user_id: str, declines: Callable[[User], str | None]) -> str | None:
         """``delete``, unless ``declines`` gives a reason to keep the user (returned; then nothing of it changed).
@@ -58,9 +67,11 @@ class UserDeletion:
         here, a retried page, a repeated request) finishes it, whatever the
         user did meanwhile; if it cannot yet, ``DeletionUnfinished`` says so.
         """
-        return self._delete(app_id, user_id, declines)
+        return self._delete(app_id, user_id, declines, WaitBudget())
 
-    def _delete(self, app_id: str, user_id: str, declines: Callable[[User], str | None] | None) -> str | None:
+    def _delete(
+        self, app_id: str, user_id: str, declines: Callable[[User], str | None] | None, budget: WaitBudget
+    ) -> str | None:
         decided = declines is None
         for _ in range(MAX_ATTEMPTS):
             stored = self.users.get_with_version(app_id, user_id)
@@ -77,7 +88,7 @@ class UserDeletion:
                 if not decided and not self.users.hold(app_id, user, version, utc_now()):
                     continue  # changed since the read that qualified: read it again
                 decided = True
-                released = self._release(app_id, user, devices)
+                released = self._release(app_id, user, devices, budget)
                 if released is None:
                     continue
                 user, version = released
@@ -87,15 +98,24 @@ class UserDeletion:
             raise DeletionUnfinished(user_id)
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 
-    def _release(self, app_id: str, user: User, devices: Sequence[tuple[Device, int]]) -> tuple[User, int] | None:
-        """Delete the user's devices, release its codes, leave its segments; the user as it is then, or None: again."""
+    def _release(
+        self, app_id: str, user: User, devices: Sequence[tuple[Device, int]], budget: WaitBudget
+    ) -> tuple[User, int] | None:
+        """Delete the user's devices, release its codes, leave its segments; the user as it is then, or None: again.
+
+        A segment still held once ``budget`` is spent ends the call (``SegmentBusy``): no round can wait more.
+        """
         now = utc_now()
         self._delete_devices(app_id, user.user_id, devices, now)
         for promo in user.promo_codes:
             with contextlib.suppress(NotFound):  # released by a concurrent detach
                 self.loyalty.detach(app_id, user.user_id, promo.code, now)
         try:
-            draining = self.segments.leave_all(app_id, user, now)
+            draining = self.segments.leave_all(app_id, user, now, budget)
+        except SegmentBusy:
+            if budget.spent:
+                raise
+            return None  # held all along this round: the next one waits again
         except Conflict:
             return None  # the user changed while leaving: read it again
         stored = self.users.get_with_version(app_id, user.user_id)
