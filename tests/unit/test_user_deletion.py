@@ -180,13 +180,18 @@ def test_the_deletion_mark_is_not_in_the_users_representation(store: StoreSettin
     assert "deletion_started_at" not in marked.model_dump()
 
 
-def test_a_tagged_device_goes_in_one_transaction_on_the_version_the_deletion_read(
-    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _leaver_with_tagged_device(store: StoreSettings) -> Services:
     services = Services(store.shard_count)
     new_users(APP, "leaver")
     services.devices.identify(APP, "fcm:1", IdentifyDevice(user_id="leaver", transport=Transport.FCM))
     services.tags.tag(APP, "fcm:1", "vip")
+    return services
+
+
+def test_a_tagged_device_goes_in_one_transaction_on_the_version_the_deletion_read(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = _leaver_with_tagged_device(store)
     usage = billed(monkeypatch)
 
     services.user_deletion.delete(APP, "leaver")
@@ -209,10 +214,7 @@ def test_a_tagged_device_goes_in_one_transaction_on_the_version_the_deletion_rea
 def test_a_device_tagged_after_the_deletion_read_it_is_read_again_and_released_with_every_tag(
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    services = Services(store.shard_count)
-    new_users(APP, "leaver")
-    services.devices.identify(APP, "fcm:1", IdentifyDevice(user_id="leaver", transport=Transport.FCM))
-    services.tags.tag(APP, "fcm:1", "vip")
+    services = _leaver_with_tagged_device(store)
     read = services.device_repository.versioned_devices_of_users
 
     def then_tagged(*args: Any, **kwargs: Any) -> dict[str, list[tuple[Device, int]]]:
