@@ -291,14 +291,17 @@ def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_
 
 
 def _start_deletion(real: Any, rows: list[Any], conflicts: list[int], user_id: str) -> None:
-    """A real run's page that marks the user, deletes its device, then finds its segment held all along."""
+    """A real run's page that marks the user, deletes its device, then finds its segment held all along.
+
+    The run then ends there (cancelled, or out of retries): its mark stays behind, with the deletion half done.
+    """
     conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS
     with pytest.raises(RetryPage):
         KIND.apply(real, [row for row in rows if row.id == user_id])
     conflicts[0] = 0
     started = services().user_repository.get(APP, user_id)
     assert started is not None
-    assert started.deletion_started_at is not None
+    assert (started.deletion_started_at is not None, started.deletion_started_by) == (True, real.job.job_id)
     assert services().device_repository.get(APP, f"fcm:{user_id}") is None
 
 
@@ -315,19 +318,20 @@ def _out_of_segment(user_id: str, segment_id: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "change"),
+    ("source", "change", "reason"),
     [
-        pytest.param("all", _active, id="active_since_cutoff"),
-        pytest.param("all", _out_of_criteria, id="no_longer_matches"),
-        pytest.param("segment", _out_of_segment, id="no_longer_a_member"),
+        pytest.param("all", _active, "active_since_cutoff", id="active_since_cutoff"),
+        pytest.param("all", _out_of_criteria, "no longer matches the selection", id="no_longer_matches"),
+        pytest.param("segment", _out_of_segment, "no longer a member of the segment", id="no_longer_a_member"),
     ],
 )
-def test_a_confirmed_run_finishes_a_started_deletion_whatever_the_user_did_since(
+def test_a_confirmed_run_keeps_a_user_another_job_started_deleting_once_it_no_longer_qualifies(
     store: StoreSettings,
     conflicts: list[int],
     monkeypatch: pytest.MonkeyPatch,
     source: str,
     change: Callable[[str, str], None],
+    reason: str,
 ) -> None:
     monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
     segment_id = _stale_holder("started")
@@ -339,18 +343,21 @@ def test_a_confirmed_run_finishes_a_started_deletion_whatever_the_user_did_since
     pages = dry_pages(_context(params, dry_run=True))
     rows = [row for page in pages for row in page]
     assert {row.id: row.action for row in rows} == {"started": "deleted", "idle": "deleted"}
-    # An earlier real run decided on the user and started: marked, its device gone, its segment still held.
+    # An earlier real run decided on the user and started, then ended: marked, its device gone, still in its segment.
     _start_deletion(_context(params, dry_run=False, state=dry_state), rows, conflicts, "started")
-    change("started", segment_id)  # a reason to keep it, had its deletion not started
+    change("started", segment_id)  # a reason to keep it: the earlier run's mark decides nothing for this one
 
     confirmed = confirm(_context(params, dry_run=False, state=dry_state), KIND, pages)
 
-    assert {row.id: row.action for row in confirmed} == {"started": "deleted", "idle": "deleted"}
-    assert services().user_repository.get(APP, "started") is None  # no mark left behind: the deletion is finished
-    assert services().segment_repository.get(APP, segment_id).member_count == 0
+    assert {row.id: (row.action, row.detail) for row in confirmed if row.id == "started"} == {
+        "started": (Outcome.DRIFTED, reason)
+    }
+    assert [row.action for row in confirmed if row.id == "idle"] == ["deleted"]
+    assert services().user_repository.get(APP, "started") is not None
+    assert services().segment_repository.get(APP, segment_id).member_count == (0 if source == "segment" else 1)
 
 
-def test_a_run_lists_a_started_deletion_as_deleted_and_finishes_it_despite_later_activity(
+def test_runs_skip_a_user_active_since_another_job_started_deleting_it(
     store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
@@ -358,13 +365,61 @@ def test_a_run_lists_a_started_deletion_as_deleted_and_finishes_it_despite_later
     dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
     rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
     _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
-    services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # after the deletion was decided
+    services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # after that run ended
+
+    for dry_run in (True, False):
+        run = run_inline(_context(PARAMS, dry_run=dry_run))
+        assert [(row.id, row.action, row.detail) for row in run.rows] == [
+            ("started", Outcome.SKIPPED, "active_since_cutoff")
+        ]
+        assert run.cost.write_units == 0
+    kept = services().user_repository.get(APP, "started")
+    assert kept is not None
+    assert kept.segments == [segment_id]
+    assert services().segment_repository.get(APP, segment_id).member_count == 1
+
+
+def test_a_deletion_that_meets_another_jobs_mark_on_a_user_active_since_keeps_it_and_removes_the_mark(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    later = _context(PARAMS, dry_run=False, state=dry_state)  # another run, that selected the user still inactive
+    services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # between its selection and write
+
+    applied = KIND.apply(later, rows)
+
+    assert [(row.id, row.action, row.detail) for row in applied] == [
+        ("started", Outcome.SKIPPED, "active_since_cutoff")
+    ]
+    kept = services().user_repository.get(APP, "started")
+    assert kept is not None
+    assert (kept.deletion_started_at, kept.deletion_started_by) == (None, None)
+    assert kept.last_activity_at is not None
+    assert kept.last_activity_at >= CUTOFF
+    assert kept.segments == [segment_id]
+
+
+def test_a_user_another_job_started_deleting_is_deleted_by_a_later_run_while_it_still_qualifies(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
 
     dry = run_inline(_context(PARAMS, dry_run=True))
     assert [(row.id, row.action) for row in dry.rows] == [("started", "deleted")]
-    # Its segment (member, segment and profile in a transaction: 6) and its delete (1): already marked, no mark.
-    assert dry.cost.write_units == 6 + 1
+    # The run marks it as its own (1), leaves its segment (member, segment and profile in a transaction: 6) and
+    # deletes it (1): what it is billed.
+    assert dry.cost.write_units == 1 + 6 + 1
+    usage = billed(monkeypatch)
     real = run_inline(_context(PARAMS, dry_run=False))
     assert [(row.id, row.action) for row in real.rows] == [("started", "deleted")]
+    assert (usage.read_units, usage.write_units, usage.refused) == (dry.cost.read_units, dry.cost.write_units, 0)
     assert services().user_repository.get(APP, "started") is None
     assert services().segment_repository.get(APP, segment_id).member_count == 0

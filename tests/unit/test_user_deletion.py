@@ -19,6 +19,7 @@ from tests.support.service import SHARD_COUNT, call, load_event, new_users
 from tests.support.spies import billed
 
 APP = "app-a"
+JOB, OTHER_JOB = "job_a", "job_b"  # bulk deletions (a job's id marks the users it started deleting)
 
 
 def test_the_users_devices_go_with_it_and_no_one_elses(store: StoreSettings) -> None:
@@ -97,7 +98,7 @@ def test_a_user_kept_by_its_rule_keeps_everything_and_a_deleted_one_loses_everyt
     deletion = UserDeletion(cast(UserRepository, users), services.loyalty_repository, services.segment_repository,
                             services.device_repository)  # fmt: skip
 
-    kept = deletion.delete_if(APP, "leaver", unmarked)
+    kept = deletion.delete_if(APP, "leaver", unmarked, by=JOB)
 
     found, devices, codes, segments = holdings(services)
     if read == 1:  # changed right after the read that qualified it: kept, with all it held
@@ -135,7 +136,7 @@ def test_a_segment_held_by_a_bulk_change_is_waited_out_not_left_half_deleted(
     conflicts[0] = MAX_ATTEMPTS  # the segment's counts are held for as many tries as a deletion has rounds
 
     if call == "delete_if":
-        assert services.user_deletion.delete_if(APP, "leaver", unmarked) is None
+        assert services.user_deletion.delete_if(APP, "leaver", unmarked, by=JOB) is None
     else:
         services.user_deletion.delete(APP, "leaver")
 
@@ -144,25 +145,67 @@ def test_a_segment_held_by_a_bulk_change_is_waited_out_not_left_half_deleted(
     assert no_backoff  # it waited between tries
 
 
-def test_a_started_deletion_is_finished_by_the_next_attempt_whatever_the_user_did_meanwhile(
+def _started_by_job(services: Services, conflicts: list[int]) -> str:
+    """JOB decides on the user and starts (marked, its device gone), then finds its segment held all along."""
+    segment_id = _leaver_with_device_and_segment(services)
+    conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS
+
+    with pytest.raises(DeletionUnfinished) as unfinished:
+        services.user_deletion.delete_if(APP, "leaver", unmarked, by=JOB)
+    assert isinstance(unfinished.value, Conflict)  # as concurrent_update: the job runs the page again
+    found, devices, _, _ = holdings(services)
+    assert found is not None
+    assert (found.deletion_started_at is not None, found.deletion_started_by) == (True, JOB)
+    assert devices == []
+    conflicts[0] = 0
+    return segment_id
+
+
+def test_a_started_deletion_is_finished_by_its_next_attempt_whatever_the_user_did_meanwhile(
     store: StoreSettings, conflicts: list[int], no_backoff: list[float]
 ) -> None:
     services = Services(store.shard_count)
-    segment_id = _leaver_with_device_and_segment(services)
-    conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS  # held all along: the user is marked, its device gone
-
-    with pytest.raises(DeletionUnfinished) as unfinished:
-        services.user_deletion.delete_if(APP, "leaver", unmarked)
-    assert isinstance(unfinished.value, Conflict)  # DELETE /v1/users/{id}: 409, retry
-    found, devices, _, _ = holdings(services)
-    assert found is not None
-    assert found.deletion_started_at is not None
-    assert devices == []
-    conflicts[0] = 0
+    segment_id = _started_by_job(services, conflicts)
     # Activity after the mark (a retried page reads the user again): the deletion goes on regardless.
     assert not services.users.upsert_batch(APP, [{"user_id": "leaver", "fields": {"keep": True}}]).failed
 
-    assert services.user_deletion.delete_if(APP, "leaver", unmarked) is None
+    assert services.user_deletion.delete_if(APP, "leaver", unmarked, by=JOB) is None
+
+    assert services.user_repository.get(APP, "leaver") is None
+    assert services.segments.get(APP, segment_id).member_count == 0
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_another_deleters_mark_decides_nothing_the_rule_is_checked_again(
+    store: StoreSettings, conflicts: list[int], no_backoff: list[float], kept: bool
+) -> None:
+    services = Services(store.shard_count)
+    segment_id = _started_by_job(services, conflicts)  # and JOB ended there (cancelled, or out of retries)
+    if kept:
+        assert not services.users.upsert_batch(APP, [{"user_id": "leaver", "fields": {"keep": True}}]).failed
+
+    reason = services.user_deletion.delete_if(APP, "leaver", unmarked, by=OTHER_JOB)
+
+    found = services.user_repository.get(APP, "leaver")
+    if kept:  # kept with what JOB left of it, and JOB's mark removed
+        assert reason == "marked"
+        assert found is not None
+        assert (found.deletion_started_at, found.deletion_started_by) == (None, None)
+        assert found.segments == [segment_id]
+        assert services.segments.get(APP, segment_id).member_count == 1
+    else:  # still to delete: OTHER_JOB deletes it
+        assert (reason, found) == (None, None)
+        assert services.segments.get(APP, segment_id).member_count == 0
+
+
+def test_a_users_own_delete_request_deletes_it_whoever_started_deleting_it(
+    store: StoreSettings, conflicts: list[int], no_backoff: list[float]
+) -> None:
+    services = Services(store.shard_count)
+    segment_id = _started_by_job(services, conflicts)
+    assert not services.users.upsert_batch(APP, [{"user_id": "leaver", "fields": {"keep": True}}]).failed
+
+    services.user_deletion.delete_on_request(APP, "leaver")
 
     assert services.user_repository.get(APP, "leaver") is None
     assert services.segments.get(APP, segment_id).member_count == 0
@@ -173,11 +216,11 @@ def test_the_deletion_mark_is_not_in_the_users_representation(store: StoreSettin
     new_users(APP, "leaver")
     user, version = services.user_repository.get_with_version(APP, "leaver") or (None, 0)
     assert user is not None
-    assert services.user_repository.hold(APP, user, version, user.updated_at)
+    assert services.user_repository.hold(APP, user, version, user.updated_at, JOB)
     marked = services.user_repository.get(APP, "leaver")
     assert marked is not None
-    assert marked.deletion_started_at == user.updated_at
-    assert "deletion_started_at" not in marked.model_dump()
+    assert (marked.deletion_started_at, marked.deletion_started_by) == (user.updated_at, JOB)
+    assert not {"deletion_started_at", "deletion_started_by"} & set(marked.model_dump())
 
 
 def _leaver_with_tagged_device(store: StoreSettings) -> Services:

@@ -2,6 +2,7 @@
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from steward.clock import utc_now
@@ -20,13 +21,21 @@ REQUEST_WAITS = 1
 
 
 class DeletionUnfinished(Conflict):
-    """A decided deletion (the user is marked) that could not finish yet: trying again finishes it."""
+    """A decided deletion (the user carries its mark) that could not finish yet: its next attempt finishes it."""
 
     def __init__(self, user_id: str) -> None:
         super().__init__(
             f"The deletion of user {user_id!r} has started and could not finish yet; retry the request.",
             code="concurrent_update",
         )
+
+
+@dataclass(frozen=True)
+class _Conditional:
+    """A bulk deletion's terms: why it keeps a user as read, and who it is (a job's id, written in its mark)."""
+
+    declines: Callable[[User], str | None]
+    by: str
 
 
 class UserDeletion:
@@ -48,44 +57,53 @@ class UserDeletion:
         The delete is conditioned on the version read after the releases, so a
         code attached or a segment joined meanwhile is released on the next round.
         """
-        self._delete(app_id, user_id, None, WaitBudget())
+        self._delete(app_id, user_id, WaitBudget(), None)
 
     def delete_on_request(self, app_id: str, user_id: str) -> None:
         """``delete`` for DELETE /v1/users/{id}: a segment held by a bulk change is waited out REQUEST_WAITS times
         in all, then ``SegmentBusy`` (409 ``concurrent_update``); what was released stays so, and a retry goes on."""
-        self._delete(app_id, user_id, None, WaitBudget(REQUEST_WAITS))
+        self._delete(app_id, user_id, WaitBudget(REQUEST_WAITS), None)
 
-    def delete_if(self, app_id: str, user_id: str, declines: Callable[[User], str | None]) -> str | None:
+    def delete_if(self, app_id: str, user_id: str, declines: Callable[[User], str | None], *, by: str) -> str | None:
         """``delete``, unless ``declines`` gives a reason to keep the user (returned; then nothing of it changed).
 
         A bulk deletion's rules (still selected, no interaction since a
         cutoff) are checked on the read that the first change is conditioned
         on: a user holding devices, codes or segments is first marked
-        (``deletion_started_at``) at that version, and a user that changed
-        since the read is read again. So a user that is kept keeps everything.
-        From that mark on the deletion is decided: any later attempt (a round
-        here, a retried page, a repeated request) finishes it, whatever the
-        user did meanwhile; if it cannot yet, ``DeletionUnfinished`` says so.
+        (``deletion_started_at``, and ``by``: the deleter, a job's id) at that
+        version, and a user that changed since the read is read again. So a
+        user that is kept keeps everything. From that mark on the deletion is
+        decided for ``by``: its later attempts (a round here, a retried page)
+        finish it, whatever the user did meanwhile; if it cannot yet,
+        ``DeletionUnfinished`` says so. Another deleter's mark (a job
+        cancelled or failed midway) decides nothing: the rules are checked as
+        for any user, and a user they keep has that mark removed.
         """
-        return self._delete(app_id, user_id, declines, WaitBudget())
+        return self._delete(app_id, user_id, WaitBudget(), _Conditional(declines, by))
 
-    def _delete(
-        self, app_id: str, user_id: str, declines: Callable[[User], str | None] | None, budget: WaitBudget
-    ) -> str | None:
-        decided = declines is None
+    def _delete(self, app_id: str, user_id: str, budget: WaitBudget, conditional: _Conditional | None) -> str | None:
+        decided = conditional is None
         for _ in range(MAX_ATTEMPTS):
             stored = self.users.get_with_version(app_id, user_id)
             if stored is None:
                 raise user_not_found(user_id)
             user, version = stored
-            decided = decided or user.deletion_started_at is not None
-            reason = None if decided or declines is None else declines(user)
-            if reason is not None:
-                return reason
+            if conditional is not None and not decided:
+                decided = user.deletion_started_by == conditional.by  # its own mark: a retried page finishes it
+                reason = None if decided else conditional.declines(user)
+                if reason is not None:
+                    if user.deletion_started_at is not None:
+                        # Another deleter's mark (its job ended midway): removed, unless the user changed meanwhile.
+                        self.users.release_hold(app_id, user, version)
+                    return reason
             # With their versions: a tagged device's delete is conditioned on the version read here.
             devices = self.devices.versioned_devices_of_users(app_id, [user_id], consistent=True).get(user_id, [])
             if devices or user.promo_codes or user.segments:
-                if not decided and not self.users.hold(app_id, user, version, utc_now()):
+                if (
+                    conditional is not None
+                    and not decided
+                    and not self.users.hold(app_id, user, version, utc_now(), conditional.by)
+                ):
                     continue  # changed since the read that qualified: read it again
                 decided = True
                 released = self._release(app_id, user, devices, budget)
@@ -94,7 +112,7 @@ class UserDeletion:
                 user, version = released
             if self.users.delete(app_id, user_id, version):
                 return None
-        if decided and declines is not None:
+        if decided and conditional is not None:
             raise DeletionUnfinished(user_id)
         raise Conflict("The user changed concurrently too many times; retry the request.", code="concurrent_update")
 

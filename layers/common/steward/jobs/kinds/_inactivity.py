@@ -1,4 +1,4 @@
-"""delete_profiles' rules: the cutoff, a profile's last interaction, and whether it is still to delete."""
+"""delete_profiles' rules: the cutoff, a profile's last interaction, and whether it is still inactive."""
 
 from datetime import UTC, datetime
 
@@ -23,17 +23,3 @@ def last_interaction(user: User) -> datetime:
 
 def inactive_since(user: User, cutoff: datetime) -> bool:
     return last_interaction(user) < cutoff
-
-
-def deletion_started(user: User) -> bool:
-    """A deletion was decided on the user and started (``UserDeletion.delete_if`` marked it): it is to finish."""
-    return user.deletion_started_at is not None
-
-
-def to_delete(user: User, cutoff: datetime) -> bool:
-    """Whether delete_profiles deletes the user: inactive since the cutoff, or its deletion already started.
-
-    A started deletion may have deleted devices, released codes and left segments: it is never undone, so a run
-    that meets it (selecting, rechecking a confirmed page) lists it as deleted whatever the user did since.
-    """
-    return deletion_started(user) or inactive_since(user, cutoff)

@@ -59,14 +59,7 @@ from steward.jobs.engine import (
 )
 from steward.jobs.kinds import _promo, _subscriptions
 from steward.jobs.kinds._bulk_triggers import trigger_events
-from steward.jobs.kinds._inactivity import (
-    ACTIVE_SINCE_CUTOFF,
-    deletion_started,
-    inactive_since,
-    inactivity_cutoff,
-    last_interaction,
-    to_delete,
-)
+from steward.jobs.kinds._inactivity import ACTIVE_SINCE_CUTOFF, inactive_since, inactivity_cutoff, last_interaction
 from steward.jobs.kinds._merge import Chunk, IdChunk, merge_ids_page, merge_page
 from steward.jobs.kinds._reach import (
     NOMINAL_DEVICE_BYTES,
@@ -392,11 +385,7 @@ class BulkUpdate(SinglePhase):
         change = _change_of(params)
         ids = [row.id for row in rows if row.action == change]
         users = {user_id: user for user_id, (user, _) in _read_many(ctx, ids).items()}
-        # A started deletion is decided: the confirmed run finishes it, whether or not the user still qualifies.
-        deciding = params.action is BulkAction.DELETE_PROFILES
-        left = _left_selection(
-            ctx, rules, [user for user in users.values() if not (deciding and deletion_started(user))]
-        )
+        left = _left_selection(ctx, rules, list(users.values()))
         devices = _devices(ctx, list(users), Meter())
 
         def now_as(row: ReportRow) -> ReportRow:
@@ -524,11 +513,11 @@ def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
         return _left_selection(ctx, rules, [user]).get(user.user_id)
 
     try:
-        reason = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, declines)
+        reason = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, declines, by=ctx.job.job_id)
     except NotFound:
         return row
     except DeletionUnfinished as exc:
-        # Decided and partly done: never a failed row. The page runs again and the marked user is finished.
+        # Decided and partly done: never a failed row. The page runs again, and this job finishes the user it marked.
         raise RetryPage(exc.message) from exc
     if reason is None:
         return row
@@ -544,7 +533,7 @@ def _changed(
 ) -> tuple[User | None, str]:
     """The user as the action leaves it, or None and why it stays as it is (deleting: the user itself)."""
     if params.action is BulkAction.DELETE_PROFILES:
-        return (user, "") if to_delete(user, _cutoff(ctx)) else (None, ACTIVE_SINCE_CUTOFF)
+        return (user, "") if inactive_since(user, _cutoff(ctx)) else (None, ACTIVE_SINCE_CUTOFF)
     if params.action in _SUBSCRIPTION_ACTIONS:
         subscription, reason = changed_subscription(params, user, devices)
         if subscription is None:
@@ -579,15 +568,15 @@ def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Devic
     """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
 
     It reads the user and its devices (with their versions); a user holding devices, codes or segments is
-    then marked (unless a deletion already did), each device deleted (a tagged one in a transaction with 2
-    items per tag, on the version read), each code released and each segment left (a transaction each),
-    and the user read again; then it is deleted.
+    then marked (a mark left by another job is replaced), each device deleted (a tagged one in a transaction
+    with 2 items per tag, on the version read), each code released and each segment left (a transaction
+    each), and the user read again; then it is deleted.
     """
     holds = bool(devices or user.promo_codes or user.segments)
     meter.gets([size] * (2 if holds else 1), consistent=True)
     meter.index_queries(1)  # its read of the user's devices: the index, then each device (strongly consistent)
     meter.gets([NOMINAL_DEVICE_BYTES] * len(devices), consistent=True)
-    if holds and not deletion_started(user):
+    if holds:
         meter.writes([size])
     for device in devices:
         if device.tags:
