@@ -1,5 +1,6 @@
 """Deleting a user (DELETE /v1/users/{id}, and a retention purge with delete_user_data) takes its devices along."""
 
+import json
 from types import ModuleType, SimpleNamespace
 from typing import Any, cast
 
@@ -15,7 +16,7 @@ from steward.usecases.user_deletion import DeletionUnfinished, UserDeletion
 from steward.users.models import User
 from steward.users.repository import UserRepository
 from tests.support.reach import static_segment
-from tests.support.service import SHARD_COUNT, call, load_event, new_users
+from tests.support.service import SHARD_COUNT, call, context, load_event, new_users
 from tests.support.spies import billed
 
 APP = "app-a"
@@ -274,25 +275,49 @@ def test_a_device_tagged_after_the_deletion_read_it_is_read_again_and_released_w
         assert services.tag_repository.get(APP, tag).device_count == 0  # type: ignore[union-attr]
 
 
-def test_delete_user_answers_409_after_one_short_wait_in_all_and_a_retry_finishes(
-    api: ModuleType, conflicts: list[int], no_backoff: list[float]
+@pytest.mark.parametrize(
+    ("busy", "status", "code"),
+    [
+        pytest.param("conflicts", 409, "concurrent_update", id="contention"),
+        pytest.param("throttled_transactions", 503, "unavailable", id="throttling"),
+    ],
+)
+def test_delete_user_waits_a_few_short_jittered_pauses_in_all_then_answers_and_a_retry_finishes(
+    api: ModuleType,
+    no_backoff: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    busy: str,
+    status: int,
+    code: str,
 ) -> None:
+    drawn: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return high  # the longest pause full jitter allows
+
+    monkeypatch.setattr(segments_repository, "random", SimpleNamespace(uniform=uniform))
     app, user_id = "demo-shop", "user-42"  # the sample event's
     new_users(app, user_id)
     services = Services(SHARD_COUNT)
     services.devices.identify(app, "fcm:1", IdentifyDevice(user_id=user_id, transport=Transport.FCM))
     segments = [static_segment(app, name, user_id) for name in ("vip", "spring")]
+    refused: list[int] = request.getfixturevalue(busy)
     held = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS
-    conflicts[0] = held  # a bulk change holds the segments' counts all along
+    refused[0] = held  # other writes to the segments' counts (or throttling) all along
 
-    status, body = call(api, load_event("http-api-delete-user.json"))
+    response = api.lambda_handler(load_event("http-api-delete-user.json"), context())
 
-    assert (status, body["error"]["code"]) == (409, "concurrent_update"), body
-    assert "retry" in body["error"]["message"]
-    # One pause of 0.1 s in all and two tries of the first segment, however many segments and rounds there are.
-    assert (no_backoff, held - conflicts[0]) == ([0.1], 2)
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["error"]["code"]) == (status, code), body
+    assert "retry" in body["error"]["message"].lower()
+    assert (response.get("headers") or {}).get("Retry-After") == ("1" if status == 503 else None)
+    # Three pauses in all, each at random up to a doubling ceiling, capped: 0.5 s at most, and four tries of the
+    # first segment, however many segments and rounds there are.
+    assert (drawn, no_backoff, held - refused[0]) == ([(0, 0.1), (0, 0.2), (0, 0.2)], [0.1, 0.2, 0.2], 4)
     assert services.device_repository.get(app, "fcm:1") is None  # done before the segments: stays done
-    conflicts[0] = 0
+    refused[0] = 0
 
     status, _ = call(api, load_event("http-api-delete-user.json"))
 

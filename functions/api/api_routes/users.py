@@ -59,11 +59,13 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         summary="Delete a user",
         description=(
             "Deletes its devices, releases its promo codes and leaves its segments first. 409 `concurrent_update`: "
-            "the user kept changing, or a bulk change held one of its segments (waited out 0.1 s in all); "
-            "what was done stays done, and the same request again goes on."
+            "the user kept changing, or other changes to one of its segments (parallel deletions of its members, "
+            "a bulk change) kept the segment's counts busy past a few short pauses (0.5 s at most); 503 "
+            "`unavailable`: DynamoDB throttled those writes. Either way what was done stays done, and the same "
+            "request again goes on."
         ),
         status_code=204,
-        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT}),
+        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT, 503: ["unavailable"]}),
     )
     def delete_user(user_id: UserIdPath) -> Response[None]:
         services.user_deletion.delete_on_request(app_id(), user_id_param(user_id))

@@ -9,15 +9,14 @@ from steward.clock import utc_now
 from steward.conditions import MAX_ATTEMPTS
 from steward.devices.models import Device
 from steward.devices.repository import DeviceRepository
-from steward.errors import Conflict, NotFound
+from steward.errors import Conflict, NotFound, ServiceUnavailable
 from steward.loyalty.repository import LoyaltyRepository
 from steward.segments.repository import SegmentBusy, SegmentRepository, WaitBudget
 from steward.users.models import User
 from steward.users.repository import UserRepository, user_not_found
 
-# A request waits out a segment held by a bulk change once in all (0.1 s), then answers 409 for its client to
-# retry; a job or a sweep waits about 1.5 s a segment, round after round.
-REQUEST_WAITS = 1
+# When DynamoDB throttled a request's segment writes: the seconds its client waits before trying again.
+THROTTLED_RETRY_AFTER_SECONDS = 1
 
 
 class DeletionUnfinished(Conflict):
@@ -60,9 +59,22 @@ class UserDeletion:
         self._delete(app_id, user_id, WaitBudget(), None)
 
     def delete_on_request(self, app_id: str, user_id: str) -> None:
-        """``delete`` for DELETE /v1/users/{id}: a segment held by a bulk change is waited out REQUEST_WAITS times
-        in all, then ``SegmentBusy`` (409 ``concurrent_update``); what was released stays so, and a retry goes on."""
-        self._delete(app_id, user_id, WaitBudget(REQUEST_WAITS), None)
+        """``delete`` for DELETE /v1/users/{id}, which answers soon rather than waiting as a job or a sweep does.
+
+        A segment whose counts stay busy (other changes to the segment: parallel deletions of its members, a bulk
+        change) is waited out a few short pauses in all (``WaitBudget.for_request``), then ``SegmentBusy`` (409
+        ``concurrent_update``); throttled all along, it is ``ServiceUnavailable`` (503, ``Retry-After``). Either
+        way what was done stays done (devices deleted, codes released, segments left), and a retry goes on.
+        """
+        try:
+            self._delete(app_id, user_id, WaitBudget.for_request(), None)
+        except SegmentBusy as busy:
+            if not busy.throttled:
+                raise
+            raise ServiceUnavailable(
+                "DynamoDB throttled the user's segment writes; what was done stays done. Retry the request.",
+                retry_after=THROTTLED_RETRY_AFTER_SECONDS,
+            ) from busy
 
     def delete_if(self, app_id: str, user_id: str, declines: Callable[[User], str | None], *, by: str) -> str | None:
         """``delete``, unless ``declines`` gives a reason to keep the user (returned; then nothing of it changed).
