@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import pytest
 
+from steward.clock import utc_now
 from steward.composition import Services
 from steward.conditions import MAX_ATTEMPTS
 from steward.devices.models import Device, IdentifyDevice, Transport
@@ -273,6 +274,32 @@ def test_a_device_tagged_after_the_deletion_read_it_is_read_again_and_released_w
     assert services.device_repository.get(APP, "fcm:1") is None
     for tag in ("vip", "late"):
         assert services.tag_repository.get(APP, tag).device_count == 0  # type: ignore[union-attr]
+
+
+def test_a_device_deleted_and_identified_again_after_the_deletion_read_it_is_released_with_its_new_tags(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = _leaver_with_tagged_device(store)  # identified, then tagged: version 2
+    read = services.device_repository.versioned_devices_of_users
+
+    def then_recreated(*args: Any, **kwargs: Any) -> dict[str, list[tuple[Device, int]]]:
+        found = read(*args, **kwargs)
+        # Between the deletion's read and its delete: deleted, identified again and tagged, back at version 2.
+        services.device_repository.delete(APP, "fcm:1", None, utc_now())
+        services.devices.identify(APP, "fcm:1", IdentifyDevice(user_id="leaver", transport=Transport.FCM))
+        services.tags.tag(APP, "fcm:1", "late")
+        return found
+
+    monkeypatch.setattr(services.device_repository, "versioned_devices_of_users", then_recreated)
+
+    services.user_deletion.delete(APP, "leaver")
+
+    assert services.device_repository.get(APP, "fcm:1") is None
+    # Not the tags read (vip, released once already): the ones it had when deleted.
+    assert {tag: services.tag_repository.get(APP, tag).device_count for tag in ("vip", "late")} == {  # type: ignore[union-attr]
+        "vip": 0,
+        "late": 0,
+    }
 
 
 @pytest.mark.parametrize(

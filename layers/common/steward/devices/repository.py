@@ -45,10 +45,15 @@ class DeviceWrite:
 
 @dataclass(frozen=True)
 class _AsRead:
-    """What a device's delete is conditioned on: its tags (released with it) and the version they were read at."""
+    """What a device's delete is conditioned on: its tags (released with it) and the version they were read at.
+
+    With its creation time: a device deleted and identified again restarts its version, and could reach the
+    one read with other tags.
+    """
 
     tags: frozenset[str]
     version: int
+    created_at: datetime
 
 
 class DeviceRepository:
@@ -139,12 +144,13 @@ class DeviceRepository:
         A device without tags (most) goes in one DeleteItem, refused if it has
         tags; a tagged one is deleted in one transaction with its releases, on
         condition that nobody wrote it since it was read (every device write
-        moves its version), then read again and retried. ``as_read`` is the
+        moves its version; its creation time tells a device deleted and
+        identified again), then read again and retried. ``as_read`` is the
         device and its version as the caller read it (consistently): a tagged
         one goes straight to its transaction. Without it, a tagged device
         costs a refused DeleteItem and a read first.
         """
-        read = None if as_read is None else _AsRead(frozenset(as_read[0].tags), as_read[1])
+        read = None if as_read is None else _AsRead(frozenset(as_read[0].tags), as_read[1], as_read[0].created_at)
         for _ in range(MAX_ATTEMPTS):
             if read is None or not read.tags:
                 deleted = self._delete_untagged(app_id, device_id, expected_user_id)
@@ -157,7 +163,7 @@ class DeviceRepository:
                 raise device_not_found(device_id)
             if expected_user_id is not None and record.user_id != expected_user_id:
                 raise _owned_by_other(device_id, expected_user_id)
-            read = _AsRead(frozenset(record.tags or ()), int(record.version))
+            read = _AsRead(frozenset(record.tags or ()), int(record.version), record.created_at)
         raise Conflict("The device changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def dissociate(self, app_id: str, device_id: str, expected_user_id: str | None, now: datetime) -> Device:
@@ -428,7 +434,11 @@ class DeviceRepository:
         self, app_id: str, device_id: str, read: _AsRead, expected_user_id: str | None, now: datetime
     ) -> bool:
         transaction = Transaction()
-        unchanged = _ownership_condition(expected_user_id) & (DeviceRecord.version == read.version)
+        unchanged = (
+            _ownership_condition(expected_user_id)
+            & (DeviceRecord.version == read.version)
+            & (DeviceRecord.created_at == read.created_at)
+        )
         record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
         transaction.delete("device", record, unchanged)
         release_tags(transaction, app_id, device_id, set(read.tags), self.shard_count, now)
