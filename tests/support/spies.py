@@ -4,7 +4,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pynamodb.connection.base import Connection
 
 if TYPE_CHECKING:
     from bench.dynamodb import Usage
@@ -25,15 +24,8 @@ def spy[T](monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callab
 
 def billed(monkeypatch: pytest.MonkeyPatch) -> "Usage":
     """Every DynamoDB call from now on, counted and priced by DynamoDB's billing rules (the benchmarks' meter)."""
-    from bench.dynamodb import Meter
+    from bench.dynamodb import Meter, install_pricing
 
     meter = Meter()
-    original = Connection._make_api_call
-
-    def priced(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
-        return meter.call(
-            operation_name, operation_kwargs, lambda: original(connection, operation_name, operation_kwargs)
-        )
-
-    monkeypatch.setattr(Connection, "_make_api_call", priced)
+    install_pricing(meter.call, monkeypatch.setattr)
     return meter.usage
