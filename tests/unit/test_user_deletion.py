@@ -276,6 +276,25 @@ def test_a_device_tagged_after_the_deletion_read_it_is_read_again_and_released_w
         assert services.tag_repository.get(APP, tag).device_count == 0  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("rounds", [1, MAX_ATTEMPTS])  # how many of the deletion's rounds the device refuses
+def test_a_device_that_keeps_refusing_its_delete_is_never_left_behind_by_its_deleted_user(
+    store: StoreSettings, conflicts: list[int], rounds: int
+) -> None:
+    services = _leaver_with_tagged_device(store)
+    conflicts[0] = rounds * MAX_ATTEMPTS  # each round tries the device's transaction MAX_ATTEMPTS times
+
+    if rounds < MAX_ATTEMPTS:  # the next round deletes it, then the user
+        assert services.user_deletion.delete_if(APP, "leaver", unmarked, by=JOB) is None
+        assert services.user_repository.get(APP, "leaver") is None
+        assert services.device_repository.get(APP, "fcm:1") is None
+        assert services.tag_repository.get(APP, "vip").device_count == 0  # type: ignore[union-attr]
+    else:  # refused all along: the user stays, for the page's next run to finish
+        with pytest.raises(DeletionUnfinished):
+            services.user_deletion.delete_if(APP, "leaver", unmarked, by=JOB)
+        assert services.user_repository.get(APP, "leaver") is not None
+        assert services.device_repository.get(APP, "fcm:1") is not None
+
+
 def test_a_device_deleted_and_identified_again_after_the_deletion_read_it_is_released_with_its_new_tags(
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

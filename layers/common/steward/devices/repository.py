@@ -461,8 +461,12 @@ def device_not_found(device_id: str) -> NotFound:
     return NotFound(f"Device {device_id!r} does not exist.", code="device_not_found", field="device_id")
 
 
-def _owned_by_other(device_id: str, expected_user_id: str | None) -> Conflict:
-    return Conflict(
+class DeviceOwnedByOther(Conflict):
+    """The device belongs to another user than the one the request names (identified by it since)."""
+
+
+def _owned_by_other(device_id: str, expected_user_id: str | None) -> DeviceOwnedByOther:
+    return DeviceOwnedByOther(
         f"Device {device_id!r} does not belong to user {expected_user_id!r}.",
         code="device_owned_by_other_user",
         field="user_id",

@@ -8,7 +8,7 @@ from datetime import datetime
 from steward.clock import utc_now
 from steward.conditions import MAX_ATTEMPTS
 from steward.devices.models import Device
-from steward.devices.repository import DeviceRepository
+from steward.devices.repository import DeviceOwnedByOther, DeviceRepository
 from steward.errors import Conflict, NotFound, ServiceUnavailable
 from steward.loyalty.repository import LoyaltyRepository
 from steward.segments.repository import SegmentBusy, SegmentRepository, WaitBudget
@@ -136,7 +136,7 @@ class UserDeletion:
         A segment still held once ``budget`` is spent ends the call (``SegmentBusy``): no round can wait more.
         """
         now = utc_now()
-        self._delete_devices(app_id, user.user_id, devices, now)
+        devices_gone = self._delete_devices(app_id, user.user_id, devices, now)
         for promo in user.promo_codes:
             with contextlib.suppress(NotFound):  # released by a concurrent detach
                 self.loyalty.detach(app_id, user.user_id, promo.code, now)
@@ -152,11 +152,20 @@ class UserDeletion:
         if stored is None:
             raise user_not_found(user.user_id)
         after = stored[0]
-        return None if after.promo_codes or set(after.segments) - draining else stored
+        return None if not devices_gone or after.promo_codes or set(after.segments) - draining else stored
 
-    def _delete_devices(self, app_id: str, user_id: str, devices: Sequence[tuple[Device, int]], now: datetime) -> None:
-        """The user's devices go first (with their tags), so a failure leaves a user that a retry deletes."""
+    def _delete_devices(self, app_id: str, user_id: str, devices: Sequence[tuple[Device, int]], now: datetime) -> bool:
+        """The user's devices go first (with their tags), so a failure leaves a user that a retry deletes.
+
+        False when one kept changing (a device written often): the next round reads it again, and the user is
+        not deleted before it.
+        """
+        gone = True
         for device, version in devices:
-            # Gone meanwhile, or identified by another user since: not this user's to delete.
-            with contextlib.suppress(NotFound, Conflict):
+            try:
                 self.devices.delete(app_id, device.device_id, user_id, now, as_read=(device, version))
+            except (NotFound, DeviceOwnedByOther):
+                pass  # gone meanwhile, or identified by another user since: not this user's to delete
+            except Conflict:
+                gone = False
+        return gone
