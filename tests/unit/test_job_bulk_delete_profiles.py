@@ -12,7 +12,7 @@ from steward.composition import Services
 from steward.conditions import MAX_ATTEMPTS
 from steward.devices.repository import DeviceRepository
 from steward.errors import InvalidInput
-from steward.jobs.engine import Outcome, RetryPage
+from steward.jobs.engine import Outcome, ReportRow, RetryPage
 from steward.jobs.kinds import kind_for
 from steward.jobs.kinds._inactivity import inactivity_cutoff
 from steward.jobs.models import JobRecord, JobStatus, JobType
@@ -305,6 +305,21 @@ def _start_deletion(real: Any, rows: list[Any], conflicts: list[int], user_id: s
     assert services().device_repository.get(APP, f"fcm:{user_id}") is None
 
 
+def _started_by_an_earlier_run(
+    conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, dict[str, Any], list[ReportRow]]:
+    """A stale holder ("started") whose deletion an earlier real run started, then ended there.
+
+    Its segment's id, and the dry run's state and rows (the user listed as deleted).
+    """
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    return segment_id, dry_state, rows
+
+
 def _active(user_id: str, segment_id: str) -> None:
     services().user_repository.touch_activity(APP, user_id, datetime.now(UTC))
 
@@ -360,11 +375,7 @@ def test_a_confirmed_run_keeps_a_user_another_job_started_deleting_once_it_no_lo
 def test_runs_skip_a_user_active_since_another_job_started_deleting_it(
     store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
-    segment_id = _stale_holder("started")
-    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
-    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
-    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    segment_id, _, _ = _started_by_an_earlier_run(conflicts, monkeypatch)
     services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # after that run ended
 
     for dry_run in (True, False):
@@ -382,11 +393,7 @@ def test_runs_skip_a_user_active_since_another_job_started_deleting_it(
 def test_a_deletion_that_meets_another_jobs_mark_on_a_user_active_since_keeps_it_and_removes_the_mark(
     store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
-    segment_id = _stale_holder("started")
-    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
-    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
-    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    segment_id, dry_state, rows = _started_by_an_earlier_run(conflicts, monkeypatch)
     later = _context(PARAMS, dry_run=False, state=dry_state)  # another run, that selected the user still inactive
     services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # between its selection and write
 
@@ -406,11 +413,7 @@ def test_a_deletion_that_meets_another_jobs_mark_on_a_user_active_since_keeps_it
 def test_a_user_another_job_started_deleting_is_deleted_by_a_later_run_while_it_still_qualifies(
     store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
-    segment_id = _stale_holder("started")
-    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
-    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
-    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    segment_id, _, _ = _started_by_an_earlier_run(conflicts, monkeypatch)
 
     dry = run_inline(_context(PARAMS, dry_run=True))
     assert [(row.id, row.action) for row in dry.rows] == [("started", "deleted")]
