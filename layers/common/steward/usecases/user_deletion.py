@@ -55,6 +55,7 @@ class UserDeletion:
 
         The delete is conditioned on the version read after the releases, so a
         code attached or a segment joined meanwhile is released on the next round.
+        Decided from the start: a mark a bulk deletion left on the user changes nothing.
         """
         self._delete(app_id, user_id, WaitBudget(), None)
 
