@@ -204,14 +204,17 @@ class Meter:
 PricedCall = Callable[[str, dict[str, Any], Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
-def install_pricing(price: PricedCall) -> None:
-    """Route every DynamoDB call pynamodb makes through ``price(name, kwargs, send)`` (a benchmark's own meter)."""
+def install_pricing(price: PricedCall, install: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Route every DynamoDB call pynamodb makes through ``price(name, kwargs, send)`` (a benchmark's own meter).
+
+    ``install`` sets the patch: a test passes ``monkeypatch.setattr``, which undoes it afterwards.
+    """
     original = Connection._make_api_call
 
     def priced(connection: Connection, operation_name: str, operation_kwargs: dict[str, Any]) -> dict[str, Any]:
         return price(operation_name, operation_kwargs, lambda: original(connection, operation_name, operation_kwargs))
 
-    Connection._make_api_call = priced  # type: ignore[method-assign,assignment]
+    install(Connection, "_make_api_call", priced)
 
 
 def raw_item_size(item: dict[str, Any]) -> int:

@@ -8,6 +8,7 @@ anything twice, re-authentication, and the one-real-job lock. Each test has
 an app of its own: jobs act on a whole app's data.
 """
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from steward.audiences import buckets as audience_buckets
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.repository import _record as job_item
-from steward.tables import JOB_LOCK_SK, JobLockRecord, job_lock_pk
+from steward.tables import JOB_LOCK_SK, JobLockRecord, audience_members_key, job_lock_pk, jobs_pk
 from tests.support.audiences import put_file
 from tests.support.client import (
     JOBS,
@@ -779,6 +780,42 @@ def test_a_total_limit_over_an_audience_takes_its_first_members_in_byte_order(
     assert user(stack, app, following)["fields"] == {"plan": "pro"}
 
 
+def test_a_total_limit_over_a_list_imported_before_ordered_runs_fails_the_job_with_its_code(
+    stack: RunningStack,
+) -> None:
+    app = job_app(stack, "bulk-audience-reimport")
+    ids = [f"m{n:02d}" for n in range(6)]
+    for user_id in ids:
+        put_user(stack, app, user_id, {"plan": "pro"})
+    name = f"legacy {uuid4().hex[:8]}"
+    put_file(stack, f"imports/{app.app_id}/{name}.csv", ("user_id\n" + "".join(f"{i}\n" for i in ids)).encode())
+    audience = ok(stack.api("GET", f"/v1/audiences/{quote(name, safe='')}", app.key))
+    assert audience["status"] == "ready"
+    # The version's member list as an import wrote it before runs were sorted: its one run out of byte order.
+    s3, bucket = stack.client("s3"), stack.state["buckets"]["AudienceDataBucket"]
+    key = audience_members_key(app.app_id, audience["version"])
+    lines = s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+    assert lines == sorted(lines) == [user_id.encode() for user_id in ids]
+    s3.put_object(Bucket=bucket, Key=key, Body=b"".join(line + b"\n" for line in reversed(lines)))
+    selection = {"source": "audience", "name": name, "total_limit": 3}
+    params = {"action": "update_fields", "selection": selection, "set": {"tier": "gold"}}
+
+    for dry_run in (True, False):
+        job = run_job(stack, app, "bulk_update", params, dry_run=dry_run)
+
+        assert (job["status"], job["error"]["code"]) == ("failed", "audience_needs_reimport"), job
+        assert "import the file again" in job["error"]["message"]
+        stored = stack.client("dynamodb").get_item(
+            TableName=stack.state["tables"]["CatalogTable"],
+            Key={"pk": {"S": jobs_pk(app.app_id)}, "sk": {"S": job["job_id"]}},
+            ConsistentRead=True,
+        )["Item"]
+        assert (stored["status"]["S"], json.loads(stored["error"]["S"])) == ("failed", job["error"])
+        assert job["counts"]["changed"] == 0
+        assert _work_steps(stack, job["job_id"]) == 1  # refused: caught at once, never retried
+    assert {user(stack, app, user_id)["fields"].get("tier") for user_id in ids} == {None}
+
+
 def test_bulk_changes_publish_their_triggers_unless_suppressed(stack: RunningStack) -> None:
     app = job_app(stack, "bulk-triggers")
     queue_url = listen_to_job_events(stack)
@@ -811,6 +848,21 @@ def test_a_profile_deletion_shows_its_cutoff_and_needs_conditions(stack: Running
     # The default of 4 months: the start of the month four months before the job's.
     month = created.year * 12 + created.month - 1 - 4
     assert job["cutoff"] == f"{month // 12:04d}-{month % 12 + 1:02d}-01T00:00:00Z"
+
+
+def _work_steps(stack: RunningStack, job_id: str) -> int:
+    """How many times the job's execution invoked its worker for a page (first attempts and retries)."""
+    stepfunctions = stack.client("stepfunctions")
+    machine = stack.state["state_machines"]["JobStateMachine"]
+    listed = stepfunctions.list_executions(stateMachineArn=machine, maxResults=1000)["executions"]
+    (execution,) = [execution for execution in listed if execution["name"] == job_id]
+    events = stepfunctions.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)["events"]
+    scheduled = [
+        json.loads(event["taskScheduledEventDetails"]["parameters"])
+        for event in events
+        if event["type"] == "TaskScheduled"
+    ]
+    return sum(1 for parameters in scheduled if parameters["Payload"]["step"] == "work")
 
 
 def _key(row: dict[str, str]) -> tuple[str, str]:

@@ -1,9 +1,12 @@
 """Spies: a method's calls go through unchanged, and what the test needs of each call is recorded."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from bench.dynamodb import Usage
 
 
 def spy[T](monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callable[..., T]) -> list[T]:
@@ -17,3 +20,12 @@ def spy[T](monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callab
 
     monkeypatch.setattr(owner, name, recorded)
     return seen
+
+
+def billed(monkeypatch: pytest.MonkeyPatch) -> "Usage":
+    """Every DynamoDB call from now on, counted and priced by DynamoDB's billing rules (the benchmarks' meter)."""
+    from bench.dynamodb import Meter, install_pricing
+
+    meter = Meter()
+    install_pricing(meter.call, monkeypatch.setattr)
+    return meter.usage

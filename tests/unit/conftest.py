@@ -58,6 +58,17 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def conflicts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The next N TransactWriteItems calls are cancelled with TransactionConflict (set ``conflicts[0] = N``)."""
+    return _cancelled_transactions(monkeypatch, ("TransactionConflict", "Transaction is ongoing for the item", None))
+
+
+@pytest.fixture
+def throttled_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The next N TransactWriteItems calls are cancelled with ThrottlingError (set ``throttled_transactions[0]``)."""
+    return _cancelled_transactions(monkeypatch, ("ThrottlingError", "Throughput exceeds the current capacity", None))
+
+
+def _cancelled_transactions(monkeypatch: pytest.MonkeyPatch, reason: tuple[str, str, None]) -> list[int]:
+    """A counter: while above 0, each TransactWriteItems call is cancelled with ``reason`` on its last item."""
     remaining = [0]
     original = DynamoDBBackend.transact_write_items
 
@@ -65,7 +76,7 @@ def conflicts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         if remaining[0] > 0:
             remaining[0] -= 1
             reasons: list[Any] = [(None, None, None)] * len(transact_items)
-            reasons[-1] = ("TransactionConflict", "Transaction is ongoing for the item", None)
+            reasons[-1] = reason
             raise TransactionCanceledException(reasons)
         original(self, transact_items)
 

@@ -1,5 +1,6 @@
 """bulk_update's delete_profiles: the cutoff, the setting, and deletion through the user-deletion use case."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -11,18 +12,19 @@ from steward.composition import Services
 from steward.conditions import MAX_ATTEMPTS
 from steward.devices.repository import DeviceRepository
 from steward.errors import InvalidInput
-from steward.jobs.engine import Outcome, RetryPage
+from steward.jobs.engine import Outcome, ReportRow, RetryPage
 from steward.jobs.kinds import kind_for
 from steward.jobs.kinds._inactivity import inactivity_cutoff
 from steward.jobs.models import JobRecord, JobStatus, JobType
 from steward.jobs.params import parse_params
 from steward.segments import repository as segments_repository
+from steward.segments.models import ChangeMembers
 from steward.settings import JobsSettings, SettingsError, StoreSettings
 from steward.users.models import BatchUser
 from tests.support.jobs import job_context, run_applying_twice, run_inline
 from tests.support.reach import confirm, dry_pages, identify, services, static_segment
 from tests.support.service import JOBS_BUS, SHARD_COUNT
-from tests.support.spies import spy
+from tests.support.spies import billed, spy
 
 APP, OTHER_APP = "app-a", "app-b"
 KIND = kind_for(JobType.BULK_UPDATE)
@@ -190,7 +192,7 @@ def test_the_job_shows_its_cutoff() -> None:
 
 
 def test_the_dry_run_counts_what_deleting_a_profile_writes_for_its_devices_codes_and_segments(
-    store: StoreSettings,
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = datetime(2025, 6, 1, tzinfo=UTC)
     _seed(APP, {"bare": old, "holder": old})
@@ -211,6 +213,11 @@ def test_the_dry_run_counts_what_deleting_a_profile_writes_for_its_devices_codes
     # tagged device with its tag's member and count (3 items in a transaction: 6), code (2 items: 4) and segment
     # (member, segment and profile: 6).
     assert dry.cost.write_units == 2 + 1 + 1 + 6 + 4 + 6
+    usage = billed(monkeypatch)
+    real = run_inline(_context(PARAMS, dry_run=False))
+    assert sorted(row.id for row in real.rows if row.is_change) == ["bare", "holder"]
+    # What the real run was billed, by DynamoDB's rules: the estimate exactly, with no refused write.
+    assert (usage.read_units, usage.write_units, usage.refused) == (dry.cost.read_units, dry.cost.write_units, 0)
 
 
 def _stale_holder(user_id: str) -> str:
@@ -267,12 +274,155 @@ def test_only_the_dry_run_reads_devices_while_selecting_the_real_deletion_reads_
 ) -> None:
     _stale_holder("holder")
     reads = spy(monkeypatch, DeviceRepository, "devices_of_users", lambda *_, consistent=False: consistent)
+    versioned = spy(
+        monkeypatch, DeviceRepository, "versioned_devices_of_users", lambda *_, consistent=False: consistent
+    )
 
     dry = run_inline(_context(PARAMS, dry_run=True))
     assert [row.action for row in dry.rows] == ["deleted"]
     assert False in reads  # the dry run reads them to estimate the deletion
+    assert versioned == []
     reads.clear()
     real = run_inline(_context(PARAMS, dry_run=False))
     assert [row.action for row in real.rows] == ["deleted"]
-    assert reads == [True]  # the deletion's own read, strongly consistent; none while selecting
+    assert reads == []  # none while selecting
+    assert versioned == [True]  # the deletion's own read, strongly consistent, with the versions it deletes at
     assert services().device_repository.get(APP, "fcm:holder") is None
+
+
+def _start_deletion(real: Any, rows: list[Any], conflicts: list[int], user_id: str) -> None:
+    """A real run's page that marks the user, deletes its device, then finds its segment held all along.
+
+    The run then ends there (cancelled, or out of retries): its mark stays behind, with the deletion half done.
+    """
+    conflicts[0] = 10 * MAX_ATTEMPTS * MAX_ATTEMPTS
+    with pytest.raises(RetryPage):
+        KIND.apply(real, [row for row in rows if row.id == user_id])
+    conflicts[0] = 0
+    started = services().user_repository.get(APP, user_id)
+    assert started is not None
+    assert (started.deletion_started_at is not None, started.deletion_started_by) == (True, real.job.job_id)
+    assert services().device_repository.get(APP, f"fcm:{user_id}") is None
+
+
+def _started_by_an_earlier_run(
+    conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, dict[str, Any], list[ReportRow]]:
+    """A stale holder ("started") whose deletion an earlier real run started, then ended there.
+
+    Its segment's id, and the dry run's state and rows (the user listed as deleted).
+    """
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    dry_state = KIND.plan(_context(PARAMS, dry_run=True)).state
+    rows = [row for page in dry_pages(_context(PARAMS, dry_run=True)) for row in page]
+    _start_deletion(_context(PARAMS, dry_run=False, state=dry_state), rows, conflicts, "started")
+    return segment_id, dry_state, rows
+
+
+def _active(user_id: str, segment_id: str) -> None:
+    services().user_repository.touch_activity(APP, user_id, datetime.now(UTC))
+
+
+def _out_of_criteria(user_id: str, segment_id: str) -> None:
+    services().user_repository.upsert(APP, user_id, lambda user: user.model_copy(update={"fields": {"plan": "pro"}}))  # type: ignore[union-attr]
+
+
+def _out_of_segment(user_id: str, segment_id: str) -> None:
+    services().segments.change_members(APP, segment_id, ChangeMembers(add=[], remove=[user_id]))
+
+
+@pytest.mark.parametrize(
+    ("source", "change", "reason"),
+    [
+        pytest.param("all", _active, "active_since_cutoff", id="active_since_cutoff"),
+        pytest.param("all", _out_of_criteria, "no longer matches the selection", id="no_longer_matches"),
+        pytest.param("segment", _out_of_segment, "no longer a member of the segment", id="no_longer_a_member"),
+    ],
+)
+def test_a_confirmed_run_keeps_a_user_another_job_started_deleting_once_it_no_longer_qualifies(
+    store: StoreSettings,
+    conflicts: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    change: Callable[[str, str], None],
+    reason: str,
+) -> None:
+    monkeypatch.setattr(segments_repository, "time", SimpleNamespace(sleep=lambda seconds: None))
+    segment_id = _stale_holder("started")
+    _seed(APP, {"idle": CUTOFF - timedelta(days=1)})
+    services().segments.change_members(APP, segment_id, ChangeMembers(add=["idle"], remove=[]))
+    selection = {"source": "segment", "segment_id": segment_id} if source == "segment" else PARAMS["selection"]
+    params = {**PARAMS, "selection": selection}
+    dry_state = KIND.plan(_context(params, dry_run=True)).state
+    pages = dry_pages(_context(params, dry_run=True))
+    rows = [row for page in pages for row in page]
+    assert {row.id: row.action for row in rows} == {"started": "deleted", "idle": "deleted"}
+    # An earlier real run decided on the user and started, then ended: marked, its device gone, still in its segment.
+    _start_deletion(_context(params, dry_run=False, state=dry_state), rows, conflicts, "started")
+    change("started", segment_id)  # a reason to keep it: the earlier run's mark decides nothing for this one
+
+    confirmed = confirm(_context(params, dry_run=False, state=dry_state), KIND, pages)
+
+    assert {row.id: (row.action, row.detail) for row in confirmed if row.id == "started"} == {
+        "started": (Outcome.DRIFTED, reason)
+    }
+    assert [row.action for row in confirmed if row.id == "idle"] == ["deleted"]
+    assert services().user_repository.get(APP, "started") is not None
+    assert services().segment_repository.get(APP, segment_id).member_count == (0 if source == "segment" else 1)
+
+
+def test_runs_skip_a_user_active_since_another_job_started_deleting_it(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment_id, _, _ = _started_by_an_earlier_run(conflicts, monkeypatch)
+    services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # after that run ended
+
+    for dry_run in (True, False):
+        run = run_inline(_context(PARAMS, dry_run=dry_run))
+        assert [(row.id, row.action, row.detail) for row in run.rows] == [
+            ("started", Outcome.SKIPPED, "active_since_cutoff")
+        ]
+        assert run.cost.write_units == 0
+    kept = services().user_repository.get(APP, "started")
+    assert kept is not None
+    assert kept.segments == [segment_id]
+    assert services().segment_repository.get(APP, segment_id).member_count == 1
+
+
+def test_a_deletion_that_meets_another_jobs_mark_on_a_user_active_since_keeps_it_and_removes_the_mark(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment_id, dry_state, rows = _started_by_an_earlier_run(conflicts, monkeypatch)
+    later = _context(PARAMS, dry_run=False, state=dry_state)  # another run, that selected the user still inactive
+    services().user_repository.touch_activity(APP, "started", datetime.now(UTC))  # between its selection and write
+
+    applied = KIND.apply(later, rows)
+
+    assert [(row.id, row.action, row.detail) for row in applied] == [
+        ("started", Outcome.SKIPPED, "active_since_cutoff")
+    ]
+    kept = services().user_repository.get(APP, "started")
+    assert kept is not None
+    assert (kept.deletion_started_at, kept.deletion_started_by) == (None, None)
+    assert kept.last_activity_at is not None
+    assert kept.last_activity_at >= CUTOFF
+    assert kept.segments == [segment_id]
+
+
+def test_a_user_another_job_started_deleting_is_deleted_by_a_later_run_while_it_still_qualifies(
+    store: StoreSettings, conflicts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment_id, _, _ = _started_by_an_earlier_run(conflicts, monkeypatch)
+
+    dry = run_inline(_context(PARAMS, dry_run=True))
+    assert [(row.id, row.action) for row in dry.rows] == [("started", "deleted")]
+    # The run marks it as its own (1), leaves its segment (member, segment and profile in a transaction: 6) and
+    # deletes it (1): what it is billed.
+    assert dry.cost.write_units == 1 + 6 + 1
+    usage = billed(monkeypatch)
+    real = run_inline(_context(PARAMS, dry_run=False))
+    assert [(row.id, row.action) for row in real.rows] == [("started", "deleted")]
+    assert (usage.read_units, usage.write_units, usage.refused) == (dry.cost.read_units, dry.cost.write_units, 0)
+    assert services().user_repository.get(APP, "started") is None
+    assert services().segment_repository.get(APP, segment_id).member_count == 0

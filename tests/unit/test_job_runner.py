@@ -524,6 +524,22 @@ def test_a_report_page_round_trips_consequences_and_quoting(engine: Engine) -> N
             ),
         ),
         ({"Error": "States.Timeout", "Cause": ""}, JobError(code="timed_out", message="States.Timeout")),
+        (  # a refusal a page met: its own code
+            {
+                "Error": "WorkRefused",
+                "Cause": json.dumps(
+                    {
+                        "errorMessage": JobError(code="audience_replaced", message="replaced").model_dump_json(),
+                        "errorType": "WorkRefused",
+                    }
+                ),
+            },
+            JobError(code="audience_replaced", message="replaced"),
+        ),
+        (
+            {"Error": "WorkRefused", "Cause": json.dumps({"errorMessage": "not a job error"})},
+            JobError(code="worker_failed", message="WorkRefused: not a job error"),
+        ),
         (
             {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "RequestId: 1 Error: Task timed out"})},
             JobError(code="timed_out", message="Sandbox.Timedout: RequestId: 1 Error: Task timed out"),

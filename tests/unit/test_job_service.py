@@ -19,7 +19,7 @@ from steward.http.errors import status_of
 from steward.jobs.engine import JobRefused
 from steward.jobs.models import ConfirmJob, Job, JobCounts, JobStatus, JobType
 from steward.jobs.reports import REPORT_TTL
-from steward.jobs.runner import error_from_state_machine
+from steward.jobs.runner import WorkRefused, error_from_state_machine
 from steward.jobs.service import JobService
 from steward.settings import StoreSettings
 from tests.support.job_engine import (
@@ -388,17 +388,18 @@ def test_a_confirmed_run_whose_dry_run_was_deleted_fails_instead_of_replaying_no
     else:
         step = engine.runner.plan(APP, real.job_id)
         remove_behind_the_api(engine, dry.job_id)
-        refused = refusal(JobRefused, engine.work, real.job_id, 0)
-        assert refused.code == "dry_run_deleted"
-        # The Map's Catch hands the worker's error to finalize.
-        cause = json.dumps({"errorMessage": refused.message, "errorType": "JobRefused"})
-        error = error_from_state_machine({"Error": "JobRefused", "Cause": cause})
+        refused = refusal(WorkRefused, engine.work, real.job_id, 0)
+        assert isinstance(refused.__cause__, JobRefused)
+        # The Map's Catch hands the worker's error to finalize, as Lambda reports it.
+        cause = json.dumps({"errorMessage": str(refused), "errorType": "WorkRefused"})
+        error = error_from_state_machine({"Error": "WorkRefused", "Cause": cause})
 
     engine.runner.finalize(APP, real.job_id, error, MEMORY_MB)
 
     done = engine.service.get(APP, real.job_id)
     assert done.status is JobStatus.FAILED
     assert done.error is not None
+    assert done.error.code == "dry_run_deleted"
     assert "deleted" in done.error.message
     assert engine.kind.apply_calls == 0
     assert engine.lock_holder() is None

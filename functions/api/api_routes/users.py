@@ -57,11 +57,18 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         "/v1/users/<user_id>",
         tags=[TAG],
         summary="Delete a user",
+        description=(
+            "Deletes its devices, releases its promo codes and leaves its segments first. 409 `concurrent_update`: "
+            "the user kept changing, or other changes to one of its segments (parallel deletions of its members, "
+            "a bulk change) kept the segment's counts busy past a few short pauses (0.5 s at most); 503 "
+            "`unavailable`: DynamoDB throttled those writes. Either way what was done stays done, and the same "
+            "request again goes on."
+        ),
         status_code=204,
-        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT}),
+        responses=errors({404: USER_NOT_FOUND, 409: CONCURRENT, 503: ["unavailable"]}),
     )
     def delete_user(user_id: UserIdPath) -> Response[None]:
-        services.user_deletion.delete(app_id(), user_id_param(user_id))
+        services.user_deletion.delete_on_request(app_id(), user_id_param(user_id))
         return Response(status_code=204)
 
     @router.get("/v1/users", tags=[TAG], summary="List the app's users")

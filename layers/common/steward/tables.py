@@ -154,8 +154,10 @@ class ProfileRecord(Model):
     # Ids of the static segments the user is a member of: lets a change of the
     # user's active flag or its deletion adjust those segments' counts.
     segments = UnicodeSetAttribute(null=True)
-    # Set by the write that decides a conditional deletion: any later attempt finishes it.
+    # Set by the write that decides a conditional deletion (a delete_profiles job's), with the job's id: that
+    # job's later attempts (a retried page) finish it; to anyone else the mark decides nothing.
     deletion_started_at = UTCDateTimeAttribute(null=True)
+    deletion_started_by = UnicodeAttribute(null=True)
     version = NumberAttribute(default=0)
 
 

@@ -27,7 +27,8 @@ MEMBERSHIPS_PER_TRANSACTION = (MAX_TRANSACTION_ITEMS - 1) // 2
 
 # Cancellation reasons that say nothing about the items, only about the moment: another
 # transaction held one of them (a count every change updates), or throttling.
-_TRANSIENT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+_TRANSIENT_REASONS = _THROTTLING_REASONS | {"TransactionConflict"}
 _CHECK, _DELETE, _PUT, _UPDATE = range(4)  # pynamodb's send order
 _Write = Callable[[TransactWrite], None]
 
@@ -82,6 +83,11 @@ class Transaction:
 def transient(exc: TransactWriteError) -> bool:
     """Whether a refused transaction is worth sending again as it is."""
     return any(reason is not None and reason.code in _TRANSIENT_REASONS for reason in exc.cancellation_reasons)
+
+
+def throttled(exc: TransactWriteError) -> bool:
+    """Whether DynamoDB refused the transaction for throughput (rather than for another transaction on an item)."""
+    return any(reason is not None and reason.code in _THROTTLING_REASONS for reason in exc.cancellation_reasons)
 
 
 @cache

@@ -43,6 +43,19 @@ class DeviceWrite:
     device: Device | None  # after the write, or as found when refused; None when missing
 
 
+@dataclass(frozen=True)
+class _AsRead:
+    """What a device's delete is conditioned on: its tags (released with it) and the version they were read at.
+
+    With its creation time: a device deleted and identified again restarts its version, and could reach the
+    one read with other tags.
+    """
+
+    tags: frozenset[str]
+    version: int
+    created_at: datetime
+
+
 class DeviceRepository:
     def __init__(self, shard_count: int) -> None:
         self.shard_count = shard_count
@@ -117,26 +130,40 @@ class DeviceRepository:
             (DeviceRecord.active == True) & (DeviceRecord.failure_streak >= 1),  # noqa: E712
         )
 
-    def delete(self, app_id: str, device_id: str, expected_user_id: str | None, now: datetime) -> None:
+    def delete(
+        self,
+        app_id: str,
+        device_id: str,
+        expected_user_id: str | None,
+        now: datetime,
+        *,
+        as_read: tuple[Device, int] | None = None,
+    ) -> None:
         """Delete a device and release its tags (their member items and counts) with it.
 
         A device without tags (most) goes in one DeleteItem, refused if it has
-        tags; a tagged one is read, then deleted in one transaction with its
-        releases, on condition that nobody wrote it since the read (retried).
+        tags; a tagged one is deleted in one transaction with its releases, on
+        condition that nobody wrote it since it was read (every device write
+        moves its version; its creation time tells a device deleted and
+        identified again), then read again and retried. ``as_read`` is the
+        device and its version as the caller read it (consistently): a tagged
+        one goes straight to its transaction. Without it, a tagged device
+        costs a refused DeleteItem and a read first.
         """
-        read: DeviceRecord | None = None
+        read = None if as_read is None else _AsRead(frozenset(as_read[0].tags), as_read[1], as_read[0].created_at)
         for _ in range(MAX_ATTEMPTS):
             if read is None or not read.tags:
                 deleted = self._delete_untagged(app_id, device_id, expected_user_id)
             else:
-                deleted = self._delete_tagged(app_id, read, expected_user_id, now)
+                deleted = self._delete_tagged(app_id, device_id, read, expected_user_id, now)
             if deleted:
                 return
-            read = self._get_record(app_id, device_id)
-            if read is None:
+            record = self._get_record(app_id, device_id)
+            if record is None:
                 raise device_not_found(device_id)
-            if expected_user_id is not None and read.user_id != expected_user_id:
+            if expected_user_id is not None and record.user_id != expected_user_id:
                 raise _owned_by_other(device_id, expected_user_id)
+            read = _AsRead(frozenset(record.tags or ()), int(record.version), record.created_at)
         raise Conflict("The device changed concurrently too many times; retry the request.", code="concurrent_update")
 
     def dissociate(self, app_id: str, device_id: str, expected_user_id: str | None, now: datetime) -> Device:
@@ -201,6 +228,16 @@ class DeviceRepository:
         )
         entries = ((to_device(record), cursor_after(record.pk, record.sk)) for record in records)
         return fit_page(entries, next_cursor)
+
+    def versioned_devices_of_users(
+        self, app_id: str, user_ids: Iterable[str], *, consistent: bool = False
+    ) -> dict[str, list[tuple[Device, int]]]:
+        """``devices_of_users``, each device with its version: what a conditional write of it (``delete``) needs."""
+        records = self._records_of_users(app_id, user_ids, consistent)
+        return {
+            user_id: [(to_device(record), int(record.version)) for record in owned]
+            for user_id, owned in records.items()
+        }
 
     def reactivations_of_users(
         self, app_id: str, user_ids: Iterable[str], *, consistent: bool = False
@@ -393,11 +430,18 @@ class DeviceRepository:
             raise
         return True
 
-    def _delete_tagged(self, app_id: str, read: DeviceRecord, expected_user_id: str | None, now: datetime) -> bool:
+    def _delete_tagged(
+        self, app_id: str, device_id: str, read: _AsRead, expected_user_id: str | None, now: datetime
+    ) -> bool:
         transaction = Transaction()
-        unchanged = _ownership_condition(expected_user_id) & (DeviceRecord.version == read.version)
-        transaction.delete("device", DeviceRecord(pk=read.pk, sk=read.sk), unchanged)
-        release_tags(transaction, app_id, read.sk, set(read.tags or ()), self.shard_count, now)
+        unchanged = (
+            _ownership_condition(expected_user_id)
+            & (DeviceRecord.version == read.version)
+            & (DeviceRecord.created_at == read.created_at)
+        )
+        record = DeviceRecord(pk=partition_for(app_id, device_id, self.shard_count), sk=device_id)
+        transaction.delete("device", record, unchanged)
+        release_tags(transaction, app_id, device_id, set(read.tags), self.shard_count, now)
         try:
             return not transaction.commit()
         except TransactWriteError as exc:
@@ -417,8 +461,12 @@ def device_not_found(device_id: str) -> NotFound:
     return NotFound(f"Device {device_id!r} does not exist.", code="device_not_found", field="device_id")
 
 
-def _owned_by_other(device_id: str, expected_user_id: str | None) -> Conflict:
-    return Conflict(
+class DeviceOwnedByOther(Conflict):
+    """The device belongs to another user than the one the request names (identified by it since)."""
+
+
+def _owned_by_other(device_id: str, expected_user_id: str | None) -> DeviceOwnedByOther:
+    return DeviceOwnedByOther(
         f"Device {device_id!r} does not belong to user {expected_user_id!r}.",
         code="device_owned_by_other_user",
         field="user_id",

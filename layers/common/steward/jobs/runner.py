@@ -17,6 +17,7 @@ cancelled and removes the job, so the audit log records every job, and only
 the worker's role can write it.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -24,6 +25,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from steward.audit.models import JobAudit, ReauthMethod
 from steward.audit.models import JobStatus as AuditStatus
@@ -52,6 +55,19 @@ if TYPE_CHECKING:
     from steward.composition import Services
 
 logger = logging.getLogger(__name__)
+
+
+class WorkRefused(Exception):
+    """A page met a ``JobRefused`` (an audience replaced, a dry run deleted): the job fails with its code.
+
+    Lambda reports the class name as the error, with the job error as JSON for its message: the state
+    machine never retries it (a retry cannot change it), and its Catch hands it to finalize, where
+    ``error_from_state_machine`` reads the code back.
+    """
+
+    def __init__(self, error: JobError) -> None:
+        super().__init__(error.model_dump_json())
+
 
 # A worker stops taking pages when less than this is left, or less than twice its slowest page.
 MIN_TIME_LEFT_MS = 30_000
@@ -145,7 +161,10 @@ class JobRunner:
             if part.done:
                 return {"app_id": app_id, "job_id": job_id, "index": index, "done": True}
             started = time.monotonic()
-            done = self._page(ctx, kind, part)
+            try:
+                done = self._page(ctx, kind, part)
+            except JobRefused as refused:
+                raise WorkRefused(_error(refused)) from refused
             slowest_ms = max(slowest_ms, int((time.monotonic() - started) * 1000))
             # The item's last page ends the item: no further invocation (and its transitions) to learn it.
             if done or limits.time_left_ms() < max(MIN_TIME_LEFT_MS, 2 * slowest_ms):
@@ -438,6 +457,9 @@ def error_from_state_machine(caught: Mapping[str, Any] | None) -> JobError | Non
         message = str(json.loads(cause).get("errorMessage", cause))
     except (ValueError, AttributeError):
         message = cause
+    if name == WorkRefused.__name__:
+        with contextlib.suppress(ValidationError):  # not as a worker wrote it: a failure like any other
+            return JobError.model_validate_json(message)
     # A Lambda killed at its timeout reports Sandbox.Timedout (older runtimes: "Task timed out after").
     timed_out = name in TIMEOUT_ERRORS or message.startswith("Task timed out after")
     code = "timed_out" if timed_out else "worker_failed"
@@ -447,6 +469,7 @@ def error_from_state_machine(caught: Mapping[str, Any] | None) -> JobError | Non
 __all__ = [
     "EventNotPublished",
     "JobRunner",
+    "WorkRefused",
     "WorkerLimits",
     "error_from_state_machine",
     "is_throttling",

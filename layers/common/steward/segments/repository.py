@@ -22,6 +22,7 @@ page's receipt is written.
 
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import Hashable, Mapping, Sequence
@@ -52,7 +53,13 @@ from steward.tables import (
     segment_names_pk,
     segments_pk,
 )
-from steward.transactions import MAX_TRANSACTION_ITEMS, MEMBERSHIPS_PER_TRANSACTION, Transaction, transient
+from steward.transactions import (
+    MAX_TRANSACTION_ITEMS,
+    MEMBERSHIPS_PER_TRANSACTION,
+    Transaction,
+    throttled,
+    transient,
+)
 from steward.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -63,7 +70,58 @@ _SEGMENT = ("segment",)  # the label of the segment's own write (user ids are pl
 _RECEIPT = ("receipt",)
 _JOIN_WORKERS = 16  # the profiles table's connection pool
 _BACKOFF_SECONDS = 0.05
+# A request's pauses on a busy segment: ceilings of 0.1, 0.2, 0.2 s (capped), so at most 0.5 s in all.
+REQUEST_PAUSES = 3
+_REQUEST_PAUSE_CAP = 0.2
 SEGMENT_NAME_TAKEN = "segment_name_taken"
+
+
+class SegmentBusy(Conflict):
+    """A segment's counts stayed busy for as long as the caller would wait: retry later.
+
+    Every membership change updates its segment's counts, so concurrent changes to one segment (deletions
+    of its members, joins, a bulk change) conflict there; ``throttled`` when DynamoDB refused them instead.
+    """
+
+    def __init__(self, *, throttled: bool) -> None:
+        super().__init__(
+            "Other changes to one of the user's segments kept its member counts busy; retry the request.",
+            code="concurrent_update",
+        )
+        self.throttled = throttled
+
+
+@dataclass
+class WaitBudget:
+    """How long leaving segments waits out other writes to a segment's counts (their transactions are short).
+
+    Each segment is tried up to MAX_ATTEMPTS times, with a doubling pause (0.1 s, then 0.2, 0.4, 0.8: about
+    1.5 s a segment). ``retries`` caps the pauses of the whole call that owns the budget, across its segments
+    and rounds (None: no cap): a request answers soon (``for_request``), where a job or a sweep can wait.
+    """
+
+    retries: int | None = None
+    jitter: bool = False
+
+    @classmethod
+    def for_request(cls) -> "WaitBudget":
+        """REQUEST_PAUSES pauses in all, each drawn at random up to its doubling ceiling (full jitter, so that
+        parallel requests on one segment do not retry in step), capped: at most 0.5 s in all."""
+        return cls(REQUEST_PAUSES, jitter=True)
+
+    @property
+    def spent(self) -> bool:
+        return self.retries == 0
+
+    def wait(self, attempt: int) -> bool:
+        """After ``attempt`` tries of one segment: pause and True to try again, or False to give up."""
+        if attempt >= MAX_ATTEMPTS or self.spent:
+            return False
+        if self.retries is not None:
+            self.retries -= 1
+        ceiling = _BACKOFF_SECONDS * 2**attempt
+        time.sleep(random.uniform(0, min(ceiling, _REQUEST_PAUSE_CAP)) if self.jitter else ceiling)  # noqa: S311
+        return True
 
 
 @dataclass(frozen=True)
@@ -209,14 +267,17 @@ class SegmentRepository:
             refused_users={label for label in refused if isinstance(label, str)}, segment_refused=_SEGMENT in refused
         )
 
-    def leave_all(self, app_id: str, user: User, now: datetime) -> set[str]:
+    def leave_all(self, app_id: str, user: User, now: datetime, budget: WaitBudget | None = None) -> set[str]:
         """Take a user out of each static segment it is in (before it is deleted).
 
         Returns the segments it could not leave because they are being deleted
-        (their drain removes the member). A segment held by a bulk change is
-        tried again after a backoff. A user that changed since it was read, or
-        a segment still held, is a Conflict: the caller reads it again.
+        (their drain removes the member). A segment whose counts another write
+        holds (or DynamoDB throttles) is tried again after a pause, as
+        ``budget`` allows (by default, up to MAX_ATTEMPTS tries per segment);
+        still busy, it is ``SegmentBusy``. A user that changed since it was
+        read is a Conflict: the caller reads it again.
         """
+        budget = budget or WaitBudget()
         kept = set()
         for segment_id in user.segments:
             change = MemberChange(user.user_id, joining=False, inactive=not user.active)
@@ -229,9 +290,8 @@ class SegmentRepository:
                     attempt += 1
                     if not transient(exc):
                         raise
-                    if attempt >= MAX_ATTEMPTS:  # a bulk change held the segment's counts all along
-                        raise Conflict("The segment is busy; retry the request.", code="concurrent_update") from exc
-                    time.sleep(_BACKOFF_SECONDS * 2**attempt)  # the holder's transaction is short: wait it out
+                    if not budget.wait(attempt):  # other writes held the segment's counts all along
+                        raise SegmentBusy(throttled=throttled(exc)) from exc
             if result.refused_users:
                 raise Conflict("The user changed concurrently; retry the request.", code="concurrent_update")
             if result.segment_refused:

@@ -159,8 +159,10 @@ class User(Schema):
     subscriptions: list[Subscription]
     promo_codes: list[PromoCode]
     segments: list[str] = Field(default_factory=list, description="Ids of the static segments the user belongs to.")
-    # Internal (not in responses): set when a conditional deletion was decided; any later attempt finishes it.
+    # Internal (not in responses): set when a conditional deletion was decided, with who decided it (a job's id):
+    # that one's later attempts finish it.
     deletion_started_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
+    deletion_started_by: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
 
 
 def _not_in_future(moment: datetime) -> datetime:

@@ -173,14 +173,20 @@ class UserRepository:
         }
         return self._update_at_version(app_id, user, version, [ProfileRecord.subscriptions.set(subscriptions)])
 
-    def hold(self, app_id: str, user: User, version: int, now: datetime) -> bool:
-        """Mark the user's deletion as started if it is still at ``version``; False when it changed.
+    def hold(self, app_id: str, user: User, version: int, now: datetime, by: str) -> bool:
+        """Mark the user's deletion as started by ``by`` if it is still at ``version``; False when it changed.
 
         A deletion that decided on the user as read writes this before its
-        first change; ``get_for_deletion`` then tells every later attempt (a
-        retried page, a repeated request) to finish it (``User.deletion_started_at``).
+        first change; the same deleter's later attempts (a retried page) then
+        finish it (``User.deletion_started_at``, ``User.deletion_started_by``).
         """
-        return self._update_at_version(app_id, user, version, [ProfileRecord.deletion_started_at.set(now)])
+        actions: list[Action] = [ProfileRecord.deletion_started_at.set(now), ProfileRecord.deletion_started_by.set(by)]
+        return self._update_at_version(app_id, user, version, actions)
+
+    def release_hold(self, app_id: str, user: User, version: int) -> bool:
+        """Remove another deleter's mark (its job ended, or it gave the user up) if still at ``version``."""
+        actions: list[Action] = [ProfileRecord.deletion_started_at.remove(), ProfileRecord.deletion_started_by.remove()]
+        return self._update_at_version(app_id, user, version, actions)
 
     def _update_at_version(self, app_id: str, user: User, version: int, actions: list[Action]) -> bool:
         """One UpdateItem of ``actions`` (and ``updated_at``, the version) if the item is still at ``version``."""
@@ -235,6 +241,7 @@ def to_user(record: ProfileRecord) -> User:
         ],
         segments=sorted(record.segments or ()),
         deletion_started_at=record.deletion_started_at,
+        deletion_started_by=record.deletion_started_by,
     )
 
 
@@ -258,6 +265,7 @@ def _to_record(app_id: str, user: User, shard_count: int) -> ProfileRecord:
         promo_codes={item.code: item.program_id for item in user.promo_codes},
         segments=set(user.segments) or None,
         deletion_started_at=user.deletion_started_at,
+        deletion_started_by=user.deletion_started_by,
     )
 
 

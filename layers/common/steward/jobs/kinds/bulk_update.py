@@ -513,11 +513,11 @@ def _delete(ctx: JobContext, row: ReportRow, exists: bool) -> ReportRow:
         return _left_selection(ctx, rules, [user]).get(user.user_id)
 
     try:
-        reason = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, declines)
+        reason = ctx.services.user_deletion.delete_if(ctx.app_id, row.id, declines, by=ctx.job.job_id)
     except NotFound:
         return row
     except DeletionUnfinished as exc:
-        # Decided and partly done: never a failed row. The page runs again and the marked user is finished.
+        # Decided and partly done: never a failed row. The page runs again, and this job finishes the user it marked.
         raise RetryPage(exc.message) from exc
     if reason is None:
         return row
@@ -567,9 +567,10 @@ def _written_at(ctx: JobContext, user: User) -> datetime:
 def _meter_deletion(meter: Meter, user: User, size: int, devices: Sequence[Device]) -> None:
     """What ``UserDeletion.delete_if`` costs beyond the job's own read of the user (items up to 1 KB: 1 unit).
 
-    It reads the user and its devices; a user holding devices, codes or segments is then marked, each
-    device deleted (a tagged one in a transaction with 2 items per tag), each code released and each
-    segment left (a transaction each), and the user read again; then it is deleted.
+    It reads the user and its devices (with their versions); a user holding devices, codes or segments is
+    then marked (a mark left by another job is replaced), each device deleted (a tagged one in a transaction
+    with 2 items per tag, on the version read), each code released and each segment left (a transaction
+    each), and the user read again; then it is deleted.
     """
     holds = bool(devices or user.promo_codes or user.segments)
     meter.gets([size] * (2 if holds else 1), consistent=True)
