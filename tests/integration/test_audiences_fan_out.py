@@ -1,6 +1,8 @@
 """The fan-out import through a local stack of its own, whose importer fans out files over 100 bytes into
-64-byte ranges: its counts, invalid samples and members equal the inline import of the same file."""
+64-byte ranges: its counts, invalid samples and members equal the inline import of the same file. An execution
+stopped there has its failure recorded after a few seconds rather than the deployed stack's 16 minutes."""
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +19,7 @@ from tests.support.audiences import (
     register_users,
     s3_event,
 )
-from tests.support.client import RunningStack, start_local_stack, throttled
+from tests.support.client import RunningStack, held, start_local_stack, throttled
 
 USERS = [f"fan-user-{n:02d}" for n in range(40)]
 # Lines of every kind, some longer than a range, so lines cross range ends in every way.
@@ -38,11 +40,17 @@ LINES = [
     b"stranger-1",
 ]
 BODY = b"\n".join(LINES)
+# How long the stack waits before it records a stopped execution, and how long a test holds a step's call.
+STOPPED_DELAY_SECONDS = 5
+HOLD_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
 def fan_out_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    parameters = ["--parameter", "AudienceFanOutBytes=100", "--parameter", "AudienceRangeBytes=64", "--no-demo"]
+    parameters = [
+        *("--parameter", "AudienceFanOutBytes=100", "--parameter", "AudienceRangeBytes=64"),
+        *("--parameter", f"AudienceStoppedImportDelaySeconds={STOPPED_DELAY_SECONDS}", "--no-demo"),
+    ]
     yield from start_local_stack(tmp_path_factory.mktemp("fan-out"), *parameters)
 
 
@@ -160,3 +168,92 @@ def test_a_flip_whose_step_failed_after_its_write_is_finished_and_ends_the_execu
     assert audience["status"] == "ready"
     assert audience["counts"]["members"] == 35
     assert len(members(fan_out_stack, app, "flipped")) == 35
+
+
+def stop_while_held(
+    stack: RunningStack, app: AudienceApp, name: str, operation: str, table: str
+) -> tuple[dict[str, Any], str]:
+    """Put the file, stop its execution while the fan-out function's next ``operation`` call on ``table`` is
+    held (a step still running), and return the execution once it ended, and the audience's status just after
+    the stop."""
+    register_users(stack, app.app_id, USERS)
+    key = f"imports/{app.app_id}/{name}.csv"
+    sfn = stack.client("stepfunctions")
+    with held(stack, operation, table, HOLD_SECONDS, function="AudienceFanOutFunction") as fired:
+        put_file(stack, key, BODY)
+        deadline = time.monotonic() + WAIT_SECONDS * 2
+        while not fired() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fired() == 1, "the step never made the held call"
+        [running] = [item for item in executions(stack) if key in _input(stack, item)]
+        sfn.stop_execution(executionArn=running["executionArn"], cause="Stopped by the test")
+        status_after_stop = stack.api("GET", f"/v1/audiences/{name}", app.key).json()["status"]
+    return _ended(stack, key), status_after_stop
+
+
+def _input(stack: RunningStack, execution: dict[str, Any]) -> str:
+    described: dict[str, Any] = stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    return str(described["input"])
+
+
+def recorded_after_the_delay(stack: RunningStack, stopped: dict[str, Any]) -> dict[str, Any]:
+    """The fail step's answer, from the delayed execution that the stopped one's status change started; it
+    entered the step at least the stack's delay after the stop."""
+    machine = stack.state["state_machines"]["AudienceStoppedImportStateMachine"]
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + WAIT_SECONDS * 4
+    while time.monotonic() < deadline:
+        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(described["input"])["detail"]["executionArn"] != stopped["executionArn"]:
+                continue
+            if described["status"] == "RUNNING":
+                break
+            assert described["status"] == "SUCCEEDED", described
+            history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+            [entered] = [event["timestamp"] for event in history if event["type"] == "TaskStateEntered"]
+            assert (entered - stopped["stopDate"]).total_seconds() >= STOPPED_DELAY_SECONDS
+            answer: dict[str, Any] = json.loads(described["output"])
+            return answer
+        time.sleep(0.5)
+    raise AssertionError(f"the stopped execution {stopped['executionArn']} was never recorded")
+
+
+def test_a_stopped_execution_is_recorded_as_failed_once_its_running_step_must_have_ended(
+    fan_out_stack: RunningStack,
+) -> None:
+    app = audience_app(fan_out_stack, "fanstop")
+    # Stopped while its Prepare step reads the app's users.
+    stopped, status_after_stop = stop_while_held(fan_out_stack, app, "stopped", "Query", "ProfilesTable")
+
+    answer = recorded_after_the_delay(fan_out_stack, stopped)
+
+    assert stopped["status"] == "ABORTED"
+    assert status_after_stop == "importing"  # nothing recorded while the step may still run
+    assert (answer["outcome"], answer["reason"]) == ("failed", "import_error")
+    audience = ready(fan_out_stack, app, "stopped")
+    assert (audience["status"], audience["last_failure"]["code"]) == ("failed", "import_error")
+    assert audience["last_failure"]["reason"] == "The import failed: ExecutionAborted."
+    listed = fan_out_stack.client("s3").list_objects_v2(
+        Bucket=fan_out_stack.state["buckets"]["AudienceDataBucket"], Prefix=f"staging/{app.app_id}/"
+    )
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_flip_still_running_when_its_execution_is_stopped_keeps_the_version_it_published(
+    fan_out_stack: RunningStack,
+) -> None:
+    app = audience_app(fan_out_stack, "fanstopflip")
+    # Stopped while its Flip step writes the flip (its first UpdateItem on the catalog).
+    stopped, status_after_stop = stop_while_held(fan_out_stack, app, "flipping", "UpdateItem", "CatalogTable")
+
+    answer = recorded_after_the_delay(fan_out_stack, stopped)
+
+    assert stopped["status"] == "ABORTED"
+    assert status_after_stop == "importing"
+    # The fail step found the flip the step published, and left it in place.
+    assert answer["outcome"] == "imported"
+    audience = ready(fan_out_stack, app, "flipping")
+    assert audience["status"] == "ready"
+    assert audience.get("last_failure") is None
+    assert len(members(fan_out_stack, app, "flipping")) == 35

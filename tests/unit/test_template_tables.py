@@ -143,25 +143,56 @@ def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_alarm() -> None:
-    function = RESOURCES["AudienceFanOutFunction"]["Properties"]
-    rule = function["Events"]["ExecutionEnded"]
-    assert rule["Type"] == "EventBridgeRule"
-    pattern = rule["Properties"]["Pattern"]
-    assert pattern["detail"]["stateMachineArn"] == [{"Ref": "AudienceImportStateMachine"}]
-    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
     event = json.loads((ROOT / "events" / "eventbridge-audience-fan-out-timed-out.json").read_text())
-    concrete = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [event["detail"]["stateMachineArn"]]}}
-    for status in ("FAILED", "TIMED_OUT", "ABORTED"):
-        assert _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
-    assert not _matches(concrete, {**event, "detail": {**event["detail"], "status": "SUCCEEDED"}})
+    machine = {"Ref": "AudienceImportStateMachine"}
+    heard_by = {
+        "failed at once": RESOURCES["AudienceFanOutFunction"]["Properties"]["Events"]["ExecutionEnded"],
+        "after the delay": RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]["Events"]["ExecutionStopped"],
+    }
+    matched: dict[str, list[str]] = {}
+    for how, rule in heard_by.items():
+        assert rule["Type"] == "EventBridgeRule"
+        pattern = rule["Properties"]["Pattern"]
+        assert pattern["detail"]["stateMachineArn"] == [machine]
+        concrete = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [event["detail"]["stateMachineArn"]]}}
+        matched[how] = [
+            status
+            for status in ("FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED")
+            if _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
+        ]
+    # A failed execution has no task running; one that timed out or was stopped may have one still running.
+    assert matched == {"failed at once": ["FAILED"], "after the delay": ["TIMED_OUT", "ABORTED"]}
     alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
     watched = {
-        query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+        (query["MetricStat"]["Metric"]["MetricName"], query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"])
         for query in alarm["Metrics"]
         if "MetricStat" in query
     }
-    machine = {"Ref": "AudienceImportStateMachine"}
-    assert watched == {"ExecutionsFailed": machine, "ExecutionsTimedOut": machine, "ExecutionsAborted": machine}
+    assert watched == {
+        ("ExecutionsFailed", "AudienceImportStateMachine"),
+        ("ExecutionsTimedOut", "AudienceImportStateMachine"),
+        ("ExecutionsAborted", "AudienceImportStateMachine"),
+        ("ExecutionsFailed", "AudienceStoppedImportStateMachine"),
+    }
+
+
+def test_the_fail_step_of_a_stopped_fan_out_waits_longer_than_any_of_its_tasks_can_run() -> None:
+    stopped = RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]
+    substitutions = stopped["DefinitionSubstitutions"]
+    assert substitutions["AudienceStoppedImportDelaySeconds"] == {"Ref": "AudienceStoppedImportDelaySeconds"}
+    assert substitutions["AudienceFanOutFunctionArn"] == {"Fn::GetAtt": ["AudienceFanOutFunction", "Arn"]}
+    delay = TEMPLATE["Parameters"]["AudienceStoppedImportDelaySeconds"]["Default"]
+    assert delay > RESOURCES["AudienceFanOutFunction"]["Properties"]["Timeout"]
+    definition = json.loads((ROOT / stopped["DefinitionUri"]).read_text())
+    states = definition["States"]
+    # The delay, then the fail step handed the status change event, as the FAILED rule hands it.
+    assert states["Delay"]["Parameters"]["seconds.$"] == "States.StringToJson('${AudienceStoppedImportDelaySeconds}')"
+    assert states["Delay"]["Next"] == "WaitForRunningSteps"
+    assert states["WaitForRunningSteps"] == {"Type": "Wait", "SecondsPath": "$.seconds", "Next": "RecordFailure"}
+    assert states["RecordFailure"]["Parameters"] == {
+        "FunctionName": "${AudienceFanOutFunctionArn}",
+        "Payload.$": "$.event",
+    }
 
 
 def test_a_sweep_execution_that_ends_without_finalizing_reaches_the_retention_function() -> None:
