@@ -556,3 +556,78 @@ def test_a_recorded_failure_whose_notification_threw_is_told_by_the_retry_once(s
 
     assert (retry.outcome, retry.reason, again.outcome) == ("failed", "unreadable", "skipped")
     assert heard.events == [("failed", "unreadable")]
+
+
+def test_a_name_counted_again_whose_file_was_replaced_keeps_its_failure_and_skips_older_files(
+    store: StoreSettings,
+) -> None:
+    files, heard, repository, subject = an_app()
+    repository.set_max_audiences(APP, 1)
+    files.body = b"u1\n"
+    assert subject.handle(files.event("01", f"imports/{APP}/other.csv"), RUN).outcome == "imported"
+    assert subject.handle(files.event("02"), RUN).reason == "audience_limit"  # a failed record that does not count
+    repository.set_max_audiences(APP, 2)
+    files.body = b"u2\n"
+    older, counted_again = files.event("03"), files.event("04")
+    files.body = b"u1\nu2\n"  # file 05 replaced file 04 before its import read it
+
+    # File 04 counts the name again, then finds file 05 at the key and gives the slot back.
+    assert subject.handle(counted_again, RUN).reason == "object_replaced"
+
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    # The record stays, with file 02's failure, failed and not counted.
+    assert (audience.status, audience.counted, audience.last_failure.code, audience.failed_sequencer) == (
+        AudienceStatus.FAILED, False, "audience_limit", "02".ljust(64, "0"),
+    )  # fmt: skip
+    assert audiences_counted() == 1
+    # A late event of file 03, gone too, is skipped: not claimed, nor refused for the limit of a full app.
+    repository.set_max_audiences(APP, 1)
+    assert subject.handle(older, RUN).outcome == "skipped"
+    assert heard.events == [("imported", "other"), ("failed", "audience_limit")]
+    repository.set_max_audiences(APP, 2)
+    assert subject.handle(files.event("05"), RUN).outcome == "imported"
+
+
+class ClaimedMeanwhile(AudienceRepository):
+    """An older file's event claims the new name between a newer file's read of the record and its refusal."""
+
+    def __init__(self, rival: Attempt) -> None:
+        self.rival: Attempt | None = rival
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        if self.rival is not None:
+            rival, self.rival = self.rival, None
+            assert self.claim_new(rival, 100, recount=False) == "claimed"
+        return super().record_refused_new(app_id, name, failure, sequencer, now)
+
+
+def test_a_refusal_that_raced_a_first_claim_is_noted_on_it_and_kept_when_that_file_was_replaced(
+    store: StoreSettings,
+) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard = Files(), Heard()
+    repository = ClaimedMeanwhile(Attempt(APP, "race", KEY, "01".ljust(64, "0"), "request-01", NOW))
+    subject = importer(files, heard, repository)
+    files.body = b"u1\n"
+    first = files.event("01")
+    files.body = b"u1\nu2\n"
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
+
+    refused = subject.handle(too_large, RUN)
+    # File 01's import, which claimed the name, finds file 02 at the key.
+    replaced = subject.handle(first, Invocation("request-01", lambda: 900.0))
+
+    assert (refused.reason, replaced.reason) == ("file_too_large", "object_replaced")
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted, audience.last_failure.code) == (
+        AudienceStatus.FAILED, False, "file_too_large",
+    )  # fmt: skip
+    assert audiences_counted() == 0
+    assert heard.events == [("failed", "file_too_large")]
+    # A duplicate event of the refused file is skipped, not told again.
+    assert subject.handle(too_large, RUN).outcome == "skipped"
+    assert heard.events == [("failed", "file_too_large")]

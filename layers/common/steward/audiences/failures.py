@@ -1,8 +1,14 @@
 """Recording a failed import on the audience and telling the app: the importer's and the lost-import recorder's."""
 
+import logging
+
 from steward.audiences.models import Audience, Failure
 from steward.audiences.ports import Notifier
 from steward.audiences.repository import AudienceRepository, Recorded
+
+logger = logging.getLogger(__name__)
+# Reads and conditional writes of one failure's record when claims of the name race it.
+RECORD_ATTEMPTS = 3
 
 
 def record_failed(
@@ -18,15 +24,21 @@ def record_failed(
 
     A name with no counted record (new, or refused before) gets a failed record that does not count
     against the app's maximum; a counted one keeps its members and notes the failure (a new audience
-    whose own first attempt failed gives its slot back).
+    whose own first attempt failed gives its slot back). When a first attempt claimed the new name after
+    ``current`` was read, the failure is noted on that claim: if its object was replaced, the record then
+    stays as this failure rather than going.
     """
-    recorded: Recorded
-    if current is None or not current.counted:
-        new = repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
-        recorded = "recorded" if new else "moot"
-    else:
-        recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
-    return tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
+    for _ in range(RECORD_ATTEMPTS):
+        if current is not None and current.counted:
+            recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
+            return tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
+        if repository.record_refused_new(app_id, name, failure, sequencer, failure.at):
+            return tell_recorded(repository, notifier, app_id, name, failure, sequencer, "recorded")
+        current = repository.get(app_id, name, consistent=True)
+        if current is not None and not current.counted:
+            return False  # this file's attempt, or a newer one, is on the refused record already
+    logger.error("Gave up recording the failure of %r: the record of %r kept changing", failure.key, name)
+    return False
 
 
 def tell_recorded(
