@@ -1,4 +1,5 @@
-"""The importer's OnFailure destination: an import that crashed, timed out or ran out of memory, retries included."""
+"""The importer's OnFailure destination: an import that crashed, timed out or ran out of memory, retries included.
+What its record shows is finished (an unannounced flip, an untold failure), else the failure is recorded."""
 
 from typing import Any
 
@@ -6,7 +7,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from steward.audiences.events import FailedInvocation
-from steward.composition import Services
+from steward.composition import audience_import_services
 from steward.observability import tracer
 from steward.settings import AudienceImportFailedSettings
 from steward.tables import bind_tables
@@ -14,9 +15,7 @@ from steward.tables import bind_tables
 logger = Logger()
 settings = AudienceImportFailedSettings.from_env()
 bind_tables(settings)
-services = Services(
-    settings.shard_count, audience_topic=settings.audience_topic, audience_event_bus=settings.audience_event_bus
-)
+services = audience_import_services(settings, None, None)
 
 
 @logger.inject_lambda_context

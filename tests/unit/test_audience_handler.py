@@ -1,19 +1,31 @@
 """The importer's handlers fed real event shapes (events/): S3's notification, and Lambda's OnFailure record."""
 
 import json
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.keys import padded_sequencer
-from steward.audiences.models import AudienceStatus
+from steward.audiences.events import FailedInvocation
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
+from steward.audiences.keys import event_key, padded_sequencer
+from steward.audiences.models import Audience, AudienceStatus, Layout
 from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
-from steward.tables import AUDIENCE_COUNT_SK, AudienceCountRecord, audience_count_pk
+from steward.tables import (
+    AUDIENCE_COUNT_SK,
+    AudienceBucketRecord,
+    AudienceCountRecord,
+    audience_bucket_pk,
+    audience_count_pk,
+)
 from tests.support.service import context, load_event, load_function
+from tests.unit.test_audience_importer import Heard, Users
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -103,9 +115,10 @@ def test_the_on_failure_destination_records_the_lost_import_and_gives_the_slot_b
     assert AudienceCountRecord.get(audience_count_pk("demo-shop"), AUDIENCE_COUNT_SK).audiences == 0
     message = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
     assert json.loads(message["Message"])["code"] == "import_failed"
-    # The same destination record delivered again records nothing more.
+    # The same destination record delivered again records nothing more, and tells nothing more.
     again = handler.lambda_handler(load_event("lambda-destination-audience-import-failed.json"), context())
-    assert [item["outcome"] for item in again["outcomes"]] == ["skipped"]
+    assert [(item["outcome"], item["reason"]) for item in again["outcomes"]] == [("failed", "import_failed")]
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue)
 
 
 def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
@@ -139,3 +152,170 @@ def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
     # An execution that failed through its own fail step (the Fail state's error) is recorded already.
     event["detail"].update(status="FAILED", error="AudienceImportFailed", cause="A step failed")
     assert handler.lambda_handler(event, context())["outcome"] == "recorded"
+
+
+DATA_BUCKET = "steward-test-audiences"
+IMPORTS_BUCKET = "steward-imports"  # the bucket of the sample event
+
+
+@dataclass
+class Destination:
+    """The real OnFailure destination on moto, with what it told the app: the topic's and the bus's messages."""
+
+    handler: ModuleType
+    topic_queue: str
+    bus_queue: str
+
+    def heard(self) -> list[tuple[str, str | None]]:
+        sqs = boto3.client("sqs")
+        found: list[tuple[str, str | None]] = []
+        for queue in (self.topic_queue, self.bus_queue):
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+                body = json.loads(message["Body"])
+                if "TopicArn" in body:
+                    found.append(("topic", json.loads(body["Message"])["code"]))
+                else:
+                    found.append((body["detail-type"], body["detail"].get("code")))
+        return sorted(found, key=str)
+
+
+def destination(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> Destination:
+    sqs, sns, events = boto3.client("sqs"), boto3.client("sns"), boto3.client("events")
+    queues = {}
+    for name in ("topic", "bus"):
+        url = sqs.create_queue(QueueName=f"heard-{name}")["QueueUrl"]
+        queues[name] = (
+            url,
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+        )
+    topic = sns.create_topic(Name="failures")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queues["topic"][1])
+    events.create_event_bus(Name=DATA_BUCKET)
+    events.put_rule(Name="all", EventBusName=DATA_BUCKET, EventPattern=json.dumps({"source": ["steward"]}))
+    events.put_targets(Rule="all", EventBusName=DATA_BUCKET, Targets=[{"Id": "queue", "Arn": queues["bus"][1]}])
+    for bucket in (DATA_BUCKET, IMPORTS_BUCKET):
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    monkeypatch.setenv("STEWARD_AUDIENCE_TOPIC", topic)
+    monkeypatch.setenv("STEWARD_AUDIENCE_EVENT_BUS", DATA_BUCKET)
+    AppRepository().create("demo-shop", "Demo", "hash", None, NOW)
+    handler = load_function("audience_import_failed", store, monkeypatch)
+    return Destination(handler, queues["topic"][0], queues["bus"][0])
+
+
+def lost_file() -> tuple[dict[str, Any], ObjectCreated]:
+    """The sample OnFailure record, and the S3 record it carries as the importer read it."""
+    event = load_event("lambda-destination-audience-import-failed.json")
+    [created] = FailedInvocation.model_validate(event).requestPayload.created()
+    return event, created
+
+
+def the_importer(heard: Heard) -> AudienceImporter:
+    """The importer as the function builds it, telling ``heard`` (which a test breaks)."""
+    objects = S3Objects(boto3.client("s3"), DATA_BUCKET)
+    users = Users(["u1", "u2"])
+    return AudienceImporter(
+        AudienceRepository(), objects, objects, users.registered, users.read_ids, lambda app_id: True, heard,
+        lambda name: None, lambda: NOW, None, None,
+    )  # fmt: skip
+
+
+def imported_before(importer: AudienceImporter, created: ObjectCreated) -> Audience:
+    """An older file of the same audience, imported: the version the lost file's flip replaces."""
+    s3 = boto3.client("s3")
+    put = s3.put_object(Bucket=IMPORTS_BUCKET, Key=event_key(created.raw_key), Body=b"u1\nu2\n")
+    older = replace(created, size=6, sequencer="0055AED6DCD90281E4", etag=put["ETag"].strip('"'))
+    assert importer.handle(older, Invocation("request-0", lambda: 900.0)).outcome == "imported"
+    audience = importer.repository.get("demo-shop", "spring sale été", consistent=True)
+    assert audience is not None
+    return audience
+
+
+def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_once(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    event, created = lost_file()
+    importer = the_importer(Heard())
+    older = imported_before(importer, created)
+    assert older.layout is not None
+    told.heard()  # (the setup's own notifier told nothing there)
+    # The lost file is the sample's object (empty): the flip wrote, then moving the pointer failed, every attempt.
+    boto3.client("s3").put_object(Bucket=IMPORTS_BUCKET, Key=event_key(created.raw_key), Body=b"")
+
+    def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
+        raise RuntimeError("DynamoDB throttled the pointer's write")
+
+    importer.repository.point_to = broken_pointer  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="throttled"):
+        importer.handle(created, Invocation("request-1", lambda: 900.0))
+
+    first = told.handler.lambda_handler(event, context())
+    again = told.handler.lambda_handler(event, context())
+
+    assert [item["outcome"] for item in first["outcomes"] + again["outcomes"]] == ["imported", "imported"]
+    repository = AudienceRepository()
+    audience = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert audience.sequencer == padded_sequencer(created.sequencer)
+    pointer = repository.pointer("demo-shop", "spring sale été", consistent=True)
+    assert pointer is not None
+    assert pointer.version == audience.layout.version
+    # The version the flip replaced is removed: its buckets and its member list.
+    assert not list(AudienceBucketRecord.query(audience_bucket_pk("demo-shop", older.layout.version, 0)))
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(older.layout.members_key) == b""
+    assert told.heard() == [("Audience Imported", None)]  # once, and no failure
+
+
+def test_the_on_failure_destination_tells_a_failure_that_was_never_told_once_and_records_no_other(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    event, created = lost_file()
+    heard = Heard()
+    heard.failures_broken = True
+    # The object was gone when the import read it: recorded as unreadable, but SNS refused it every attempt.
+    with pytest.raises(RuntimeError, match="SNS"):
+        the_importer(heard).handle(created, Invocation("request-1", lambda: 900.0))
+
+    first = told.handler.lambda_handler(event, context())
+    again = told.handler.lambda_handler(event, context())
+
+    outcomes = [(item["outcome"], item["reason"]) for item in first["outcomes"] + again["outcomes"]]
+    assert outcomes == [("failed", "unreadable")] * 2
+    audience = AudienceRepository().get("demo-shop", "spring sale été", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted, audience.last_failure.code) == (
+        AudienceStatus.FAILED,
+        False,
+        "unreadable",
+    )
+    assert audience.failure_notified_sequencer == padded_sequencer(created.sequencer)
+    assert told.heard() == [("Audience Import Failed", "unreadable"), ("topic", "unreadable")]
+
+
+def test_the_on_failure_destination_tells_a_tombstones_refusal_that_was_never_told_once(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    event, created = lost_file()
+    heard = Heard()
+    importer = the_importer(heard)
+    repository = importer.repository
+    assert repository.tombstone("demo-shop", imported_before(importer, created), NOW)
+    heard.failures_broken = True
+    # The lost file was refused for the tombstone, and telling it failed every attempt.
+    with pytest.raises(RuntimeError, match="SNS"):
+        importer.handle(created, Invocation("request-1", lambda: 900.0))
+
+    first = told.handler.lambda_handler(event, context())
+    again = told.handler.lambda_handler(event, context())
+
+    outcomes = [(item["outcome"], item["reason"]) for item in first["outcomes"] + again["outcomes"]]
+    assert outcomes == [("refused", "audience_deleted")] * 2
+    tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_key) == (AudienceStatus.DELETED, event_key(created.raw_key))
+    assert told.heard() == [("Audience Import Failed", "audience_deleted"), ("topic", "audience_deleted")]

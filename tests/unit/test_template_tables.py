@@ -117,8 +117,17 @@ def test_the_audience_import_functions_reach_only_audience_items_of_the_catalog(
         # No other kind of the app's catalog items (its segments, tags, jobs...).
         others = ("acme#segment", "acme#tag", "acme#job#0", "acme#audience-other")
         assert not any(fnmatchcase(key, pattern) for pattern in allowed for key in others), function
+    # The recorder of lost imports finishes a flip too (pointer, replaced buckets), and writes nothing else.
     recorder = _leading_keys("AudienceImportFailedFunction")
-    assert sorted(recorder) == ["*#audience", "*#audience-count"]
+    assert sorted(recorder) == ["*#audience", "*#audience-bucket#*", "*#audience-count", "*#audience-pointer"]
+    s3 = [
+        statement
+        for statement in _statements("AudienceImportFailedFunction")
+        if "Action" in statement and any(action.startswith("s3:") for action in _names(statement["Action"]))
+    ]
+    assert [(statement["Action"], statement["Resource"]) for statement in s3] == [
+        ("s3:DeleteObject", {"Fn::Sub": "${AudienceDataBucket.Arn}/members/*"})
+    ]
 
 
 def test_the_audience_import_functions_may_list_the_imports_bucket_so_a_deleted_file_reads_as_not_found() -> None:

@@ -26,8 +26,15 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from steward.audiences import buckets
-from steward.audiences.failures import tell_failure, untold_failure
-from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
+from steward.audiences.importer import (
+    AudienceImporter,
+    ImportOutcome,
+    Parsed,
+    Spill,
+    distinct_ids,
+    flipped_to,
+    packed_buckets,
+)
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import Counts, InvalidLine, Layout
 from steward.audiences.parse import HEADER, Scanner, scan
@@ -211,25 +218,18 @@ class FanOutSteps:
     def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
         kind = str(error.get("Error") or "States.TaskFailed")
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
-        flipped = current is not None and current.version == job.version
         stored = self.staging.get(f"{job.staging}layout.json")
-        if stored and not flipped:
+        if stored and not flipped_to(current, job.sequencer):
             self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
         self.staging.delete_prefix(job.staging)
         target = _target(job)
-        if current is not None and flipped:
-            # The flip went through and a later part of its step failed: finish it (pointer, removal, event).
-            self.importer.finish_flip(job.app_id, current, job.sequencer)
-            return ImportOutcome("imported", job.key, job.app_id, job.name, current.counts)
+        # The flip went through and a later part of its step failed: it is finished (pointer, removal, event).
+        # Or this step's retry, or the failed execution's rule after it ran: the failure is told if not yet.
+        settled = self.importer.settle_recorded(target, current, job.sequencer)
+        if settled is not None:
+            return settled
         if kind == OBJECT_CHANGED:
             return self.importer.object_replaced(target, job.sequencer)
-        if current is not None and current.failed_sequencer == job.sequencer and current.last_failure is not None:
-            # This step's retry, or the failed execution's rule after it ran: recorded already; tell it if not yet.
-            untold = untold_failure(current, job.sequencer)
-            if untold is not None:
-                importer = self.importer
-                tell_failure(importer.repository, importer.notifier, job.app_id, job.name, untold, job.sequencer)
-            return ImportOutcome("failed", job.key, job.app_id, job.name, reason=current.last_failure.code)
         logger.error("Fan-out import of %r failed: %s %s", job.key, kind, error.get("Cause"))
         if kind == OBJECT_UNREADABLE:
             reason = f"The file could not be read: {_error_message(error)}"

@@ -248,6 +248,28 @@ class AudienceImporter:
         self.remove_version(app_id, parsed.layout)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
 
+    def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
+        """What the record already shows of the file ``sequencer``, finished and told once: its flip (the
+        pointer, the removal of the version it replaced, and its event, unless announced) or its failure
+        (published unless it was). None when it shows neither.
+
+        For the fail step and the lost-import recorder, which run once the file's own invocations are over:
+        none of them is finishing it meanwhile.
+        """
+        if current is None:
+            return None
+        app_id, name, key = target.app_id, target.name, target.key
+        if flipped_to(current, sequencer):
+            if current.notified_sequencer != sequencer:  # else the pointer and the removal went before the event
+                self.finish_flip(app_id, current, sequencer)
+            return ImportOutcome("imported", key, app_id, name, current.counts)
+        if current.failed_sequencer == sequencer and current.last_failure is not None:
+            untold = untold_failure(current, sequencer)
+            if untold is not None:
+                tell_failure(self.repository, self.notifier, app_id, name, untold, sequencer)
+            return ImportOutcome("failed", key, app_id, name, reason=current.last_failure.code)
+        return None
+
     def finish_flip(self, app_id: str, audience: Audience, sequencer: str) -> None:
         """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, remove the
         version the flip replaced, and announce the import unless that was done."""
@@ -275,7 +297,7 @@ class AudienceImporter:
             now = self.clock()
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
-                return self._refuse_deleted(target, current, sequencer, now)
+                return self.refuse_deleted(target, current, sequencer, now)
             if current is not None and _unannounced(current, sequencer, request_id):
                 # Lambda's retry of an import that flipped the audience but could not announce it.
                 self.finish_flip(target.app_id, current, sequencer)
@@ -318,7 +340,7 @@ class AudienceImporter:
             return self._fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
         return None if claim == "claimed" else "raced"
 
-    def _refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
+    def refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
         failure = Failure(
             code="audience_deleted",
             reason=f"The audience {target.name!r} was deleted; lift its tombstone to import it again.",
@@ -493,6 +515,11 @@ def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
             raise ImportTimedOut()
 
     return in_time
+
+
+def flipped_to(audience: Audience | None, sequencer: str) -> bool:
+    """Whether the audience was flipped to the file ``sequencer`` (and not deleted since)."""
+    return audience is not None and audience.layout is not None and audience.sequencer == sequencer
 
 
 def _unannounced(current: Audience, sequencer: str, request_id: str) -> bool:

@@ -3,58 +3,58 @@
 A crash, a hard timeout or running out of memory kills the importer before it
 can record anything; Lambda retries the event twice (the retries take the
 same attempt over, see ``importer._settled``) and then sends the event, with
-the last error, to the destination. This records ``import_failed`` on the
+the last error, to the destination. Every invocation of the file is over then.
+
+What the record already shows of the file is finished first, with the fan-out
+fail step's logic (``AudienceImporter.settle_recorded``): a flip that was never
+announced (the bus refused the event on every attempt) gets its pointer, the
+removal of the version it replaced (the flip copied it onto the record) and its
+event; a failure recorded but never told (``failed_sequencer`` past
+``failure_notified_sequencer``) is told; on a tombstone, a refusal noted but
+never told is told. Each once. Otherwise this records ``import_failed`` on the
 audience, gives a new name's slot back, and tells the app as every failure is.
 """
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
 from steward.audiences.failures import record_failed
-from steward.audiences.importer import ImportOutcome, ObjectCreated
+from steward.audiences.importer import AudienceImporter, ImportOutcome, ObjectCreated
 from steward.audiences.keys import event_key, padded_sequencer, parse_key
 from steward.audiences.models import AudienceStatus, Failure
-from steward.audiences.ports import Notifier
-from steward.audiences.repository import AudienceRepository
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 500
 
 
 class LostImports:
-    def __init__(
-        self,
-        repository: AudienceRepository,
-        app_exists: Callable[[str], bool],
-        notifier: Notifier,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.repository = repository
-        self.app_exists = app_exists
-        self.notifier = notifier
-        self.clock = clock
+    def __init__(self, importer: AudienceImporter) -> None:
+        self.importer = importer
 
     def record_all(self, created: list[ObjectCreated], reason: str) -> list[ImportOutcome]:
         return [self.record(record, reason) for record in created]
 
     def record(self, created: ObjectCreated, reason: str) -> ImportOutcome:
+        importer = self.importer
         key = event_key(created.raw_key)
         target = parse_key(key)
-        if target is None or not self.app_exists(target.app_id):
+        if target is None or not importer.app_exists(target.app_id):
             return ImportOutcome("stray", key)  # the importer never took it on
         app_id, name = target.app_id, target.name
         sequencer = padded_sequencer(created.sequencer)
-        current = self.repository.get(app_id, name, consistent=True)
+        current = importer.repository.get(app_id, name, consistent=True)
         if current is not None and current.status is AudienceStatus.DELETED:
-            return ImportOutcome("skipped", key, app_id, name, reason="audience_deleted")
+            # As the importer's retry would have: the refusal is noted, and told unless it was.
+            return importer.refuse_deleted(target, current, sequencer, importer.clock())
+        settled = importer.settle_recorded(target, current, sequencer)
+        if settled is not None:
+            return settled
         failure = Failure(
             code="import_failed",
             reason=f"The import failed and so did Lambda's retries: {reason}"[:MAX_REASON_CHARS],
             key=key,
-            at=self.clock(),
+            at=importer.clock(),
         )
-        if not record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure):
+        if not record_failed(importer.repository, importer.notifier, app_id, name, current, sequencer, failure):
             # A newer file was imported (or this one was, and only its answer was lost).
             return ImportOutcome("skipped", key, app_id, name, reason="superseded")
         logger.warning("Recorded a lost import of %r: %s", key, reason)
