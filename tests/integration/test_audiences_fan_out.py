@@ -170,12 +170,13 @@ def test_a_flip_whose_step_failed_after_its_write_is_finished_and_ends_the_execu
     assert len(members(fan_out_stack, app, "flipped")) == 35
 
 
-def stop_while_held(
-    stack: RunningStack, app: AudienceApp, name: str, operation: str, table: str
-) -> tuple[dict[str, Any], str]:
-    """Put the file, stop its execution while the fan-out function's next ``operation`` call on ``table`` is
-    held (a step still running), and return the execution once it ended, and the audience's status just after
-    the stop."""
+def stopped_while_held(
+    stack: RunningStack, prefix: str, name: str, operation: str, table: str
+) -> tuple[AudienceApp, dict[str, Any]]:
+    """Put the file of a new app, stop its execution while the fan-out function's next ``operation`` call on
+    ``table`` is held (a step still running), and answer the app and the fail step's answer, which came only
+    after the stack's delay: nothing was recorded while the step could still run."""
+    app = audience_app(stack, prefix)
     register_users(stack, app.app_id, USERS)
     key = f"imports/{app.app_id}/{name}.csv"
     sfn = stack.client("stepfunctions")
@@ -187,8 +188,10 @@ def stop_while_held(
         assert fired() == 1, "the step never made the held call"
         [running] = [item for item in executions(stack) if key in _input(stack, item)]
         sfn.stop_execution(executionArn=running["executionArn"], cause="Stopped by the test")
-        status_after_stop = stack.api("GET", f"/v1/audiences/{name}", app.key).json()["status"]
-    return _ended(stack, key), status_after_stop
+        assert stack.api("GET", f"/v1/audiences/{name}", app.key).json()["status"] == "importing"
+    stopped = _ended(stack, key)
+    assert stopped["status"] == "ABORTED"
+    return app, recorded_after_the_delay(stack, stopped)
 
 
 def _input(stack: RunningStack, execution: dict[str, Any]) -> str:
@@ -222,14 +225,9 @@ def recorded_after_the_delay(stack: RunningStack, stopped: dict[str, Any]) -> di
 def test_a_stopped_execution_is_recorded_as_failed_once_its_running_step_must_have_ended(
     fan_out_stack: RunningStack,
 ) -> None:
-    app = audience_app(fan_out_stack, "fanstop")
     # Stopped while its Prepare step reads the app's users.
-    stopped, status_after_stop = stop_while_held(fan_out_stack, app, "stopped", "Query", "ProfilesTable")
+    app, answer = stopped_while_held(fan_out_stack, "fanstop", "stopped", "Query", "ProfilesTable")
 
-    answer = recorded_after_the_delay(fan_out_stack, stopped)
-
-    assert stopped["status"] == "ABORTED"
-    assert status_after_stop == "importing"  # nothing recorded while the step may still run
     assert (answer["outcome"], answer["reason"]) == ("failed", "import_error")
     audience = ready(fan_out_stack, app, "stopped")
     assert (audience["status"], audience["last_failure"]["code"]) == ("failed", "import_error")
@@ -243,14 +241,9 @@ def test_a_stopped_execution_is_recorded_as_failed_once_its_running_step_must_ha
 def test_a_flip_still_running_when_its_execution_is_stopped_keeps_the_version_it_published(
     fan_out_stack: RunningStack,
 ) -> None:
-    app = audience_app(fan_out_stack, "fanstopflip")
     # Stopped while its Flip step writes the flip (its first UpdateItem on the catalog).
-    stopped, status_after_stop = stop_while_held(fan_out_stack, app, "flipping", "UpdateItem", "CatalogTable")
+    app, answer = stopped_while_held(fan_out_stack, "fanstopflip", "flipping", "UpdateItem", "CatalogTable")
 
-    answer = recorded_after_the_delay(fan_out_stack, stopped)
-
-    assert stopped["status"] == "ABORTED"
-    assert status_after_stop == "importing"
     # The fail step found the flip the step published, and left it in place.
     assert answer["outcome"] == "imported"
     audience = ready(fan_out_stack, app, "flipping")

@@ -25,7 +25,7 @@ from steward.tables import (
     audience_count_pk,
 )
 from tests.support.service import context, load_event, load_function
-from tests.unit.test_audience_importer import Heard, Users
+from tests.unit.test_audience_importer import Heard, Users, failed_uncounted
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -160,11 +160,19 @@ IMPORTS_BUCKET = "steward-imports"  # the bucket of the sample event
 
 @dataclass
 class Destination:
-    """The real OnFailure destination on moto, with what it told the app: the topic's and the bus's messages."""
+    """The real OnFailure destination on moto, with what it told the app: the topic's and the bus's messages.
+    ``event`` is the sample OnFailure record, and ``created`` the S3 record it carries, as the importer read it."""
 
     handler: ModuleType
     topic_queue: str
     bus_queue: str
+    event: dict[str, Any]
+    created: ObjectCreated
+
+    def delivered_twice(self) -> list[tuple[str, str | None]]:
+        """(outcome, reason) of each of the event's records, delivered twice (as Lambda may)."""
+        answers = [self.handler.lambda_handler(self.event, context()) for _ in range(2)]
+        return [(item["outcome"], item["reason"]) for answer in answers for item in answer["outcomes"]]
 
     def heard(self) -> list[tuple[str, str | None]]:
         sqs = boto3.client("sqs")
@@ -200,14 +208,9 @@ def destination(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> Destin
     monkeypatch.setenv("STEWARD_AUDIENCE_EVENT_BUS", DATA_BUCKET)
     AppRepository().create("demo-shop", "Demo", "hash", None, NOW)
     handler = load_function("audience_import_failed", store, monkeypatch)
-    return Destination(handler, queues["topic"][0], queues["bus"][0])
-
-
-def lost_file() -> tuple[dict[str, Any], ObjectCreated]:
-    """The sample OnFailure record, and the S3 record it carries as the importer read it."""
     event = load_event("lambda-destination-audience-import-failed.json")
     [created] = FailedInvocation.model_validate(event).requestPayload.created()
-    return event, created
+    return Destination(handler, queues["topic"][0], queues["bus"][0], event, created)
 
 
 def the_importer(heard: Heard) -> AudienceImporter:
@@ -235,7 +238,7 @@ def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_onc
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     told = destination(store, monkeypatch)
-    event, created = lost_file()
+    created = told.created
     importer = the_importer(Heard())
     older = imported_before(importer, created)
     assert older.layout is not None
@@ -250,10 +253,9 @@ def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_onc
     with pytest.raises(RuntimeError, match="throttled"):
         importer.handle(created, Invocation("request-1", lambda: 900.0))
 
-    first = told.handler.lambda_handler(event, context())
-    again = told.handler.lambda_handler(event, context())
+    outcomes = told.delivered_twice()
 
-    assert [item["outcome"] for item in first["outcomes"] + again["outcomes"]] == ["imported", "imported"]
+    assert outcomes == [("imported", None)] * 2
     repository = AudienceRepository()
     audience = repository.get("demo-shop", "spring sale été", consistent=True)
     assert audience is not None
@@ -272,27 +274,18 @@ def test_the_on_failure_destination_tells_a_failure_that_was_never_told_once_and
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     told = destination(store, monkeypatch)
-    event, created = lost_file()
     heard = Heard()
     heard.failures_broken = True
     # The object was gone when the import read it: recorded as unreadable, but SNS refused it every attempt.
     with pytest.raises(RuntimeError, match="SNS"):
-        the_importer(heard).handle(created, Invocation("request-1", lambda: 900.0))
+        the_importer(heard).handle(told.created, Invocation("request-1", lambda: 900.0))
 
-    first = told.handler.lambda_handler(event, context())
-    again = told.handler.lambda_handler(event, context())
+    outcomes = told.delivered_twice()
 
-    outcomes = [(item["outcome"], item["reason"]) for item in first["outcomes"] + again["outcomes"]]
     assert outcomes == [("failed", "unreadable")] * 2
-    audience = AudienceRepository().get("demo-shop", "spring sale été", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.counted, audience.last_failure.code) == (
-        AudienceStatus.FAILED,
-        False,
-        "unreadable",
-    )
-    assert audience.failure_notified_sequencer == padded_sequencer(created.sequencer)
+    audience, code = failed_uncounted(AudienceRepository(), "demo-shop", "spring sale été")
+    assert code == "unreadable"
+    assert audience.failure_notified_sequencer == padded_sequencer(told.created.sequencer)
     assert told.heard() == [("Audience Import Failed", "unreadable"), ("topic", "unreadable")]
 
 
@@ -300,22 +293,19 @@ def test_the_on_failure_destination_tells_a_tombstones_refusal_that_was_never_to
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     told = destination(store, monkeypatch)
-    event, created = lost_file()
     heard = Heard()
     importer = the_importer(heard)
     repository = importer.repository
-    assert repository.tombstone("demo-shop", imported_before(importer, created), NOW)
+    assert repository.tombstone("demo-shop", imported_before(importer, told.created), NOW)
     heard.failures_broken = True
     # The lost file was refused for the tombstone, and telling it failed every attempt.
     with pytest.raises(RuntimeError, match="SNS"):
-        importer.handle(created, Invocation("request-1", lambda: 900.0))
+        importer.handle(told.created, Invocation("request-1", lambda: 900.0))
 
-    first = told.handler.lambda_handler(event, context())
-    again = told.handler.lambda_handler(event, context())
+    outcomes = told.delivered_twice()
 
-    outcomes = [(item["outcome"], item["reason"]) for item in first["outcomes"] + again["outcomes"]]
     assert outcomes == [("refused", "audience_deleted")] * 2
     tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
     assert tombstone is not None
-    assert (tombstone.status, tombstone.refused_key) == (AudienceStatus.DELETED, event_key(created.raw_key))
+    assert (tombstone.status, tombstone.refused_key) == (AudienceStatus.DELETED, event_key(told.created.raw_key))
     assert told.heard() == [("Audience Import Failed", "audience_deleted"), ("topic", "audience_deleted")]

@@ -414,6 +414,15 @@ def audiences_counted() -> int:
     return int(AudienceCountRecord.get(audience_count_pk(APP), AUDIENCE_COUNT_SK).audiences)
 
 
+def failed_uncounted(repository: AudienceRepository, app_id: str = APP, name: str = "race") -> tuple[Audience, str]:
+    """The name's record, which must be ``failed`` and not count against the maximum, and its failure's code."""
+    audience = repository.get(app_id, name, consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
+    return audience, audience.last_failure.code
+
+
 def released_by_a_newer_file(
     files: Files, subject: AudienceImporter, repository: AudienceRepository, maximum: int
 ) -> Parsed:
@@ -491,12 +500,7 @@ def test_a_new_names_slot_comes_back_when_its_object_was_replaced_and_the_newer_
         refused()
 
     # A refused new audience keeps a failed record with its reason, that does not count.
-    audience = repository.get(APP, "race", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.counted, audience.last_failure.code) == (
-        AudienceStatus.FAILED, False, "file_too_large",
-    )  # fmt: skip
+    assert failed_uncounted(repository)[1] == "file_too_large"
     assert audiences_counted() == 0
     # A duplicate event of the refused file is skipped, not told again.
     assert subject.handle(too_large, RUN).outcome == "skipped"
@@ -525,15 +529,8 @@ def test_an_older_failure_never_replaces_a_newer_one_whose_notification_the_retr
     assert subject.handle(older, RUN).reason == "import_error"
     retry = subject.handle(newer, RUN)
 
-    audience = repository.get(APP, "race", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.counted, audience.last_failure.code) == (
-        AudienceStatus.FAILED,
-        False,
-        "unreadable",
-    )
-    assert audience.failed_sequencer == "02".ljust(64, "0")
+    audience, code = failed_uncounted(repository)
+    assert (code, audience.failed_sequencer) == ("unreadable", "02".ljust(64, "0"))
     assert audiences_counted() == 0
     # The older failure is told for its own file; the newer one by the retry, once.
     assert (retry.outcome, retry.reason) == ("failed", "unreadable")
@@ -574,13 +571,9 @@ def test_a_name_counted_again_whose_file_was_replaced_keeps_its_failure_and_skip
     # File 04 counts the name again, then finds file 05 at the key and gives the slot back.
     assert subject.handle(counted_again, RUN).reason == "object_replaced"
 
-    audience = repository.get(APP, "race", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
     # The record stays, with file 02's failure, failed and not counted.
-    assert (audience.status, audience.counted, audience.last_failure.code, audience.failed_sequencer) == (
-        AudienceStatus.FAILED, False, "audience_limit", "02".ljust(64, "0"),
-    )  # fmt: skip
+    audience, code = failed_uncounted(repository)
+    assert (code, audience.failed_sequencer) == ("audience_limit", "02".ljust(64, "0"))
     assert audiences_counted() == 1
     # A late event of file 03, gone too, is skipped: not claimed, nor refused for the limit of a full app.
     repository.set_max_audiences(APP, 1)
@@ -620,12 +613,7 @@ def test_a_refusal_that_raced_a_first_claim_is_noted_on_it_and_kept_when_that_fi
     replaced = subject.handle(first, Invocation("request-01", lambda: 900.0))
 
     assert (refused.reason, replaced.reason) == ("file_too_large", "object_replaced")
-    audience = repository.get(APP, "race", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.counted, audience.last_failure.code) == (
-        AudienceStatus.FAILED, False, "file_too_large",
-    )  # fmt: skip
+    assert failed_uncounted(repository)[1] == "file_too_large"
     assert audiences_counted() == 0
     assert heard.events == [("failed", "file_too_large")]
     # A duplicate event of the refused file is skipped, not told again.
