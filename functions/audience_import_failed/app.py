@@ -1,5 +1,5 @@
 """The importer's OnFailure destination: an import that crashed, timed out or ran out of memory, retries included.
-What its record shows is finished (an unannounced flip, an untold failure), else the failure is recorded."""
+What its record shows is finished (a flip, an untold failure), else the failure is recorded."""
 
 from typing import Any
 

@@ -25,7 +25,7 @@ from steward.tables import (
     audience_count_pk,
 )
 from tests.support.service import context, load_event, load_function
-from tests.unit.test_audience_importer import Heard, Users, failed_uncounted
+from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -234,16 +234,15 @@ def imported_before(importer: AudienceImporter, created: ObjectCreated) -> Audie
     return audience
 
 
-def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_once(
-    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    told = destination(store, monkeypatch)
+def flipped_unannounced(told: Destination) -> Layout:
+    """The lost file flipped the audience, then moving the pointer failed on every attempt: nothing was announced,
+    and the version the flip replaced (answered) is still there."""
     created = told.created
     importer = the_importer(Heard())
     older = imported_before(importer, created)
     assert older.layout is not None
     told.heard()  # (the setup's own notifier told nothing there)
-    # The lost file is the sample's object (empty): the flip wrote, then moving the pointer failed, every attempt.
+    # The lost file is the sample's object (empty).
     boto3.client("s3").put_object(Bucket=IMPORTS_BUCKET, Key=event_key(created.raw_key), Body=b"")
 
     def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
@@ -252,6 +251,19 @@ def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_onc
     importer.repository.point_to = broken_pointer  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="throttled"):
         importer.handle(created, Invocation("request-1", lambda: 900.0))
+    return older.layout
+
+
+def replaced_buckets(layout: Layout) -> int:
+    return len(list(AudienceBucketRecord.query(audience_bucket_pk("demo-shop", layout.version, 0))))
+
+
+def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_once(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    created = told.created
+    replaced = flipped_unannounced(told)
 
     outcomes = told.delivered_twice()
 
@@ -265,9 +277,37 @@ def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_onc
     assert pointer is not None
     assert pointer.version == audience.layout.version
     # The version the flip replaced is removed: its buckets and its member list.
-    assert not list(AudienceBucketRecord.query(audience_bucket_pk("demo-shop", older.layout.version, 0)))
-    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(older.layout.members_key) == b""
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
     assert told.heard() == [("Audience Imported", None)]  # once, and no failure
+
+
+def test_the_on_failure_destination_announces_a_flip_before_removing_the_version_it_replaced(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    replaced = flipped_unannounced(told)
+    repository = told.handler.services.audience_importer_service.repository
+    removals = repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        # The replaced version of a large audience is tens of thousands of buckets: the time can run out there.
+        monkeypatch.setattr(repository, "delete_buckets", removals)
+        raise Killed()
+
+    monkeypatch.setattr(repository, "delete_buckets", killed_removing)
+    with pytest.raises(Killed):
+        told.handler.lambda_handler(told.event, context())
+    assert told.heard() == [("Audience Imported", None)]  # announced before the removal began
+    assert replaced_buckets(replaced) == 1
+
+    # Lambda retries the destination's invocation: it removes the version again, and announces nothing more.
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("imported", None)] * 2
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+    assert told.heard() == []
 
 
 def test_the_on_failure_destination_tells_a_failure_that_was_never_told_once_and_records_no_other(

@@ -11,7 +11,7 @@ import pytest
 from steward.apps.repository import AppRepository
 from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed
 from steward.audiences.keys import ImportKey
-from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure
+from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
@@ -335,9 +335,10 @@ def test_a_retry_after_the_flip_announces_the_import_exactly_when_it_was_not(sto
     heard.broken = False
 
     retry = subject.handle(event, RUN)
-    again = subject.handle(event, RUN)
+    again = subject.handle(event, RUN)  # Lambda's retry once more: the flip is finished again, not announced
+    duplicate = subject.handle(event, Invocation("request-2", lambda: 900.0))
 
-    assert (retry.outcome, again.outcome) == ("imported", "skipped")
+    assert (retry.outcome, again.outcome, duplicate.outcome) == ("imported", "imported", "skipped")
     assert heard.events == [("imported", "race")]
 
 
@@ -619,3 +620,33 @@ def test_a_refusal_that_raced_a_first_claim_is_noted_on_it_and_kept_when_that_fi
     # A duplicate event of the refused file is skipped, not told again.
     assert subject.handle(too_large, RUN).outcome == "skipped"
     assert heard.events == [("failed", "file_too_large")]
+
+
+def test_an_import_announces_before_it_removes_the_replaced_version_and_its_retry_finishes_the_removal(
+    store: StoreSettings,
+) -> None:
+    files, heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    removals = repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        # A large version is tens of thousands of buckets: the function's time can run out in the middle.
+        repository.delete_buckets = removals  # type: ignore[method-assign]
+        raise Killed()
+
+    repository.delete_buckets = killed_removing  # type: ignore[method-assign]
+    files.body = b"u2\n"
+    event = files.event("02")
+    with pytest.raises(Killed):
+        subject.handle(event, RUN)
+    # The import was announced before the removal began.
+    assert heard.events == [("imported", "race"), ("imported", "race")]
+    assert list(AudienceBucketRecord.query(audience_bucket_pk(APP, first.layout.version, 0)))
+
+    retry = subject.handle(event, RUN)  # Lambda retries under the same request id
+    duplicate = subject.handle(event, Invocation("request-2", lambda: 900.0))
+
+    assert (retry.outcome, duplicate.outcome) == ("imported", "skipped")
+    assert not list(AudienceBucketRecord.query(audience_bucket_pk(APP, first.layout.version, 0)))
+    assert first.layout.members_key not in files.lists
+    assert heard.events == [("imported", "race"), ("imported", "race")]  # not announced again

@@ -253,3 +253,11 @@ def test_the_schedule_starts_the_schedulers_state_machine_which_runs_only_the_sc
     assert [statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for statement in updates] == [
         ["*#retention-run"]
     ]
+
+
+def test_the_lost_import_recorder_has_the_importers_time_to_remove_a_replaced_version() -> None:
+    # Finishing a flip removes the version it replaced, as the importer does after its own flip.
+    def timeout(function: str) -> int:
+        return int(RESOURCES[function]["Properties"]["Timeout"])
+
+    assert timeout("AudienceImportFailedFunction") == timeout("AudienceImportFunction") == 900

@@ -10,7 +10,7 @@
 4. ``pack`` (a Map over partitions): write the partition's packed buckets.
 5. ``flip``: join the member list, flip the audience to the version with the
    same conditional write as an inline import (newer files win, tombstones
-   refuse), remove the replaced version and announce it.
+   refuse), announce it and remove the replaced version.
 ``fail`` (on any step's failure) records it, unless the file was replaced
 meanwhile, and removes what the steps wrote. The version is named after the
 file, so a retried step writes the same items again.
@@ -223,7 +223,7 @@ class FanOutSteps:
             self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
         self.staging.delete_prefix(job.staging)
         target = _target(job)
-        # The flip went through and a later part of its step failed: it is finished (pointer, removal, event).
+        # The flip went through and a later part of its step failed: it is finished (pointer, event, removal).
         # Or this step's retry, or the failed execution's rule after it ran: the failure is told if not yet.
         settled = self.importer.settle_recorded(target, current, job.sequencer)
         if settled is not None:

@@ -236,11 +236,7 @@ class AudienceImporter:
                     return self.fail_claimed(target, sequencer, failure.code, failure.reason)
                 published = recounted if isinstance(recounted, Published) else None
             if published is not None:
-                # Lookups follow the pointer, moved before the replaced version goes.
-                self.repository.point_to(app_id, name, parsed.layout)
-                if published.replaced is not None and published.replaced.version != parsed.layout.version:
-                    self.remove_version(app_id, published.replaced)
-                self._announce(app_id, published.audience, sequencer)
+                self._complete(app_id, published.audience, published.replaced, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
             if not _uncounted(current, sequencer):
                 break
@@ -250,8 +246,8 @@ class AudienceImporter:
 
     def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
         """What the record already shows of the file ``sequencer``, finished and told once: its flip (the
-        pointer, the removal of the version it replaced, and its event, unless announced) or its failure
-        (published unless it was). None when it shows neither.
+        pointer, its event unless announced, and the removal of the version it replaced, done again as a run
+        may have died in it) or its failure (published unless it was). None when it shows neither.
 
         For the fail step and the lost-import recorder, which run once the file's own invocations are over:
         none of them is finishing it meanwhile.
@@ -260,8 +256,7 @@ class AudienceImporter:
             return None
         app_id, name, key = target.app_id, target.name, target.key
         if flipped_to(current, sequencer):
-            if current.notified_sequencer != sequencer:  # else the pointer and the removal went before the event
-                self.finish_flip(app_id, current, sequencer)
+            self.finish_flip(app_id, current, sequencer)
             return ImportOutcome("imported", key, app_id, name, current.counts)
         if current.failed_sequencer == sequencer and current.last_failure is not None:
             untold = untold_failure(current, sequencer)
@@ -271,15 +266,21 @@ class AudienceImporter:
         return None
 
     def finish_flip(self, app_id: str, audience: Audience, sequencer: str) -> None:
-        """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, remove the
-        version the flip replaced, and announce the import unless that was done."""
+        """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, announce the
+        import unless that was done, and remove the version the flip replaced (copied onto the record)."""
+        self._complete(app_id, audience, audience.replaced, sequencer)
+
+    def _complete(self, app_id: str, audience: Audience, replaced: Layout | None, sequencer: str) -> None:
+        """Lookups follow the pointer, moved before the replaced version goes. The event goes before the
+        removal, which for a large audience is tens of thousands of buckets and may outlast the run: a run
+        that dies in it has announced the import, and whatever finishes the flip again removes the rest
+        (deleting what is gone already changes nothing)."""
         if audience.layout is not None:
             self.repository.point_to(app_id, audience.name, audience.layout)
-        replaced = audience.replaced
-        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
-            self.remove_version(app_id, replaced)
         if audience.notified_sequencer != sequencer:
             self._announce(app_id, audience, sequencer)
+        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
+            self.remove_version(app_id, replaced)
 
     def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
         # The marker follows the event: a crash between the two sends it again, never not at all.
@@ -298,8 +299,9 @@ class AudienceImporter:
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
                 return self.refuse_deleted(target, current, sequencer, now)
-            if current is not None and _unannounced(current, sequencer, request_id):
-                # Lambda's retry of an import that flipped the audience but could not announce it.
+            if current is not None and _flipped_by(current, sequencer, request_id):
+                # Lambda's retry of an import that flipped the audience, then died announcing it or removing
+                # the version it replaced: a retry follows a crash only, so the flip is finished again.
                 self.finish_flip(target.app_id, current, sequencer)
                 return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
             untold = None if current is None else untold_failure(current, sequencer)
@@ -522,9 +524,9 @@ def flipped_to(audience: Audience | None, sequencer: str) -> bool:
     return audience is not None and audience.layout is not None and audience.sequencer == sequencer
 
 
-def _unannounced(current: Audience, sequencer: str, request_id: str) -> bool:
-    """Whether this is Lambda's retry of the import that flipped the audience to ``sequencer`` but never said so."""
-    flipped = current.sequencer == sequencer and current.notified_sequencer != sequencer
+def _flipped_by(current: Audience, sequencer: str, request_id: str) -> bool:
+    """Whether this is Lambda's retry of the import that flipped the audience to ``sequencer``."""
+    flipped = current.sequencer == sequencer
     return flipped and current.attempt_sequencer == sequencer and current.attempt_request == request_id
 
 

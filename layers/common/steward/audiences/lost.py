@@ -6,10 +6,11 @@ same attempt over, see ``importer._settled``) and then sends the event, with
 the last error, to the destination. Every invocation of the file is over then.
 
 What the record already shows of the file is finished first, with the fan-out
-fail step's logic (``AudienceImporter.settle_recorded``): a flip that was never
-announced (the bus refused the event on every attempt) gets its pointer, the
-removal of the version it replaced (the flip copied it onto the record) and its
-event; a failure recorded but never told (``failed_sequencer`` past
+fail step's logic (``AudienceImporter.settle_recorded``): a flip gets its
+pointer, its event unless it was announced (the bus refused it on every
+attempt), then the removal of the version it replaced (the flip copied it onto
+the record; a run that died removing it left the rest); a failure recorded but
+never told (``failed_sequencer`` past
 ``failure_notified_sequencer``) is told; on a tombstone, a refusal noted but
 never told is told. Each once. Otherwise this records ``import_failed`` on the
 audience, gives a new name's slot back, and tells the app as every failure is.
