@@ -650,3 +650,60 @@ def test_an_import_announces_before_it_removes_the_replaced_version_and_its_retr
     assert not list(AudienceBucketRecord.query(audience_bucket_pk(APP, first.layout.version, 0)))
     assert first.layout.members_key not in files.lists
     assert heard.events == [("imported", "race"), ("imported", "race")]  # not announced again
+
+
+class ReleasedMeanwhile(AudienceRepository):
+    """An older file's event counts a refused name again between a newer file's read of the record and its
+    refusal, then (its object replaced, or the audience deleted) lets go of it before the newer file reads again."""
+
+    def __init__(self, then: str) -> None:
+        self.rival: Attempt | None = None
+        self.then = then
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        rival, self.rival = self.rival, None
+        if rival is None:
+            return super().record_refused_new(app_id, name, failure, sequencer, now)
+        assert self.claim_new(rival, 100, recount=True) == "claimed"
+        written = super().record_refused_new(app_id, name, failure, sequencer, now)
+        assert not written  # the name counts: no refused record is written over it
+        if self.then == "released":
+            assert self.release_unstarted(app_id, name, rival.sequencer, now)
+        else:
+            claimed = self.get(app_id, name, consistent=True)
+            assert claimed is not None
+            assert self.tombstone(app_id, claimed, now)
+        return written
+
+
+@pytest.mark.parametrize(("then", "told"), [("released", "file_too_large"), ("deleted", "audience_deleted")])
+def test_a_refusal_whose_write_raced_a_claim_let_go_of_meanwhile_is_recorded_and_told(
+    store: StoreSettings, then: str, told: str
+) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard = Files(), Heard()
+    repository = ReleasedMeanwhile(then)
+    subject = importer(files, heard, repository)
+    # File 00 was refused for the app's limit: the name has a failed record that does not count.
+    refused = Failure(code="audience_limit", reason="full", key=KEY, at=NOW)
+    assert repository.record_refused_new(APP, "race", refused, "00".ljust(64, "0"), NOW)
+    repository.rival = Attempt(APP, "race", KEY, "01".ljust(64, "0"), "request-01", NOW)
+    files.body = b"u1\nu2\n"
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
+
+    outcome = subject.handle(too_large, RUN)
+
+    assert heard.events == [("failed", told)]
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert audience.last_failure.code == told
+    if then == "released":
+        assert (outcome.outcome, outcome.reason) == ("failed", "file_too_large")
+        assert (audience.status, audience.counted, audience.failed_sequencer) == (
+            AudienceStatus.FAILED, False, "02".ljust(64, "0"),
+        )  # fmt: skip
+    else:
+        assert (outcome.outcome, outcome.reason) == ("refused", "audience_deleted")
+        assert (audience.status, audience.refused_sequencer) == (AudienceStatus.DELETED, "02".ljust(64, "0"))
+    assert audiences_counted() == 0

@@ -314,7 +314,7 @@ class AudienceImporter:
             if size > MAX_OBJECT_BYTES:
                 # Refused before any claim: a new name never takes a slot for a file it cannot import.
                 reason = f"The file has {size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB)."
-                return self._fail_unclaimed(target, current, sequencer, Failure(
+                return self.fail_unclaimed(target, current, sequencer, Failure(
                     code="file_too_large", reason=reason, key=target.key, at=now
                 ))  # fmt: skip
             claim = self._claim_once(target, current, sequencer, request_id, now)
@@ -324,7 +324,7 @@ class AudienceImporter:
         logger.error("Gave up claiming %r after %d refused claims", target.key, CLAIM_ATTEMPTS)
         self.metric("AudienceImportContended")
         reason = "The audience record kept changing while this file was claimed; put the file again."
-        return self._fail_unclaimed(target, current, sequencer, Failure(
+        return self.fail_unclaimed(target, current, sequencer, Failure(
             code="contended", reason=reason, key=target.key, at=self.clock()
         ))  # fmt: skip
 
@@ -339,7 +339,7 @@ class AudienceImporter:
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
         claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
-            return self._fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
+            return self.fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
         return None if claim == "claimed" else "raced"
 
     def refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
@@ -358,12 +358,19 @@ class AudienceImporter:
             self.repository.mark_notified(app_id, name, sequencer, told="refusal")
         return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
 
-    def _fail_unclaimed(
+    def fail_unclaimed(
         self, target: ImportKey, current: Audience | None, sequencer: str, failure: Failure
     ) -> ImportOutcome:
-        """A file refused before it was claimed: a new name gets a failed record that does not count."""
-        record_failed(self.repository, self.notifier, target.app_id, target.name, current, sequencer, failure)
-        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
+        """A file refused before it was claimed (or lost before it recorded anything): a new name gets a failed
+        record that does not count; a name deleted meanwhile refuses the file; a newer file's import or attempt
+        makes it moot (skipped)."""
+        app_id, name = target.app_id, target.name
+        recorded = record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure)
+        if isinstance(recorded, Audience):
+            return self.refuse_deleted(target, recorded, sequencer, self.clock())
+        if recorded == "moot":
+            return ImportOutcome("skipped", target.key, app_id, name, reason="superseded")
+        return ImportOutcome("failed", target.key, app_id, name, reason=failure.code)
 
     def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
         now = self.clock()

@@ -18,7 +18,6 @@ audience, gives a new name's slot back, and tells the app as every failure is.
 
 import logging
 
-from steward.audiences.failures import record_failed
 from steward.audiences.importer import AudienceImporter, ImportOutcome, ObjectCreated
 from steward.audiences.keys import event_key, padded_sequencer, parse_key
 from steward.audiences.models import AudienceStatus, Failure
@@ -55,8 +54,8 @@ class LostImports:
             key=key,
             at=importer.clock(),
         )
-        if not record_failed(importer.repository, importer.notifier, app_id, name, current, sequencer, failure):
-            # A newer file was imported (or this one was, and only its answer was lost).
-            return ImportOutcome("skipped", key, app_id, name, reason="superseded")
-        logger.warning("Recorded a lost import of %r: %s", key, reason)
-        return ImportOutcome("failed", key, app_id, name, reason=failure.code)
+        # Skipped when a newer file was imported or is the attempt; refused when the name was deleted meanwhile.
+        outcome = importer.fail_unclaimed(target, current, sequencer, failure)
+        if outcome.outcome == "failed":
+            logger.warning("Recorded a lost import of %r: %s", key, reason)
+        return outcome
