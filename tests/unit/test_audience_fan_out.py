@@ -264,3 +264,50 @@ def test_a_header_after_a_ranges_worth_of_blank_lines_counts_as_the_inline_impor
     fanned = run_all(subject, job, byte_ranges)
 
     assert fanned["counts"] == inline.counts.model_dump()
+
+
+def packed(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> FanOutStep:
+    """The steps up to Pack, as the state machine runs them; answers the Flip step that comes next."""
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
+    subject.pack(job, 0, checked)
+    return FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
+
+
+@pytest.mark.parametrize("fail_step_runs", ["before the flip", "after the flip"])
+def test_the_fail_step_of_a_stopped_execution_is_safe_only_once_a_flip_still_running_has_ended(
+    store: StoreSettings, fail_step_runs: str
+) -> None:
+    """Why the fail step of a timed-out or stopped execution waits past the fan-out function's timeout: Step
+    Functions does not stop a Lambda task that is running when its execution ends. A fail step run between Pack
+    and a Flip still running removes the version the Flip then publishes: an audience without members."""
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    flip = packed(subject, job, byte_ranges)
+    fail = FanOutStep(step="fail", job=job, error={"Error": "ExecutionAborted", "Cause": "Stopped"})
+
+    if fail_step_runs == "before the flip":
+        subject.run(fail)
+        outcome = subject.run(flip)
+    else:
+        subject.run(flip)
+        outcome = subject.run(fail)
+
+    assert outcome["outcome"] == "imported"
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert (audience.status, audience.version) == (AudienceStatus.READY, job.version)
+    assert audience.counts is not None
+    assert audience.counts.members == 3
+    if fail_step_runs == "before the flip":
+        # Published, counted with 3 members, announced: and its buckets and member list are gone.
+        assert bucket_items(job) == 0
+        assert objects.get(audience.layout.members_key) == b""
+        assert heard.events == [("failed", "import_error"), ("imported", "fan")]
+    else:
+        assert bucket_items(job) == 1
+        assert objects.get(audience.layout.members_key).split() == [b"u1", b"u2", b"u3"]
+        assert heard.events == [("imported", "fan")]
