@@ -154,6 +154,8 @@ def test_a_failed_step_is_recorded_and_ends_the_execution_failed(fan_out_stack: 
     assert audience["status"] == "failed", audience
     assert audience["last_failure"]["code"] == "import_error"
     assert audience["last_failure"]["key"] == f"imports/{app.app_id}/broken.csv"
+    # Its status change also reaches the delay state machine, which removes what steps wrote late.
+    assert answered_after_the_delay(fan_out_stack, execution)["outcome"] == "cleaned"
 
 
 def test_a_flip_whose_step_failed_after_its_write_is_finished_and_ends_the_execution_succeeded(
@@ -191,7 +193,7 @@ def stopped_while_held(
         sfn.stop_execution(executionArn=running["executionArn"], cause="Stopped by the test")
     stopped = _ended(stack, key)
     assert stopped["status"] == "ABORTED"
-    return app, recorded_after_the_delay(stack, stopped)
+    return app, answered_after_the_delay(stack, stopped)
 
 
 def _input(stack: RunningStack, execution: dict[str, Any]) -> str:
@@ -199,27 +201,27 @@ def _input(stack: RunningStack, execution: dict[str, Any]) -> str:
     return str(described["input"])
 
 
-def recorded_after_the_delay(stack: RunningStack, stopped: dict[str, Any]) -> dict[str, Any]:
-    """The fail step's answer, from the delay state machine's execution that the stopped one's status change
-    started; it entered the step at least the stack's delay after the stop (the Wait ran with the parameter)."""
+def answered_after_the_delay(stack: RunningStack, ended: dict[str, Any]) -> dict[str, Any]:
+    """The function's answer, from the delay state machine's execution that the ended one's status change
+    started; it entered the task at least the stack's delay after the end (the Wait ran with the parameter)."""
     machine = stack.state["state_machines"]["AudienceStoppedImportStateMachine"]
     sfn = stack.client("stepfunctions")
     deadline = time.monotonic() + WAIT_SECONDS * 4
     while time.monotonic() < deadline:
         for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
             described = sfn.describe_execution(executionArn=execution["executionArn"])
-            if json.loads(described["input"])["detail"]["executionArn"] != stopped["executionArn"]:
+            if json.loads(described["input"])["detail"]["executionArn"] != ended["executionArn"]:
                 continue
             if described["status"] == "RUNNING":
                 break
             assert described["status"] == "SUCCEEDED", described
             history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
             [entered] = [event["timestamp"] for event in history if event["type"] == "TaskStateEntered"]
-            assert (entered - stopped["stopDate"]).total_seconds() >= STOPPED_DELAY_SECONDS
+            assert (entered - ended["stopDate"]).total_seconds() >= STOPPED_DELAY_SECONDS
             answer: dict[str, Any] = json.loads(described["output"])
             return answer
         time.sleep(0.5)
-    raise AssertionError(f"the stopped execution {stopped['executionArn']} was never recorded")
+    raise AssertionError(f"the delay state machine never answered for {ended['executionArn']}")
 
 
 def test_a_stopped_execution_is_recorded_as_failed_by_the_fail_step_its_status_change_starts_after_the_delay(

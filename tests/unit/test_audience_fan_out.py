@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.fanout import FanOutStep, FanOutSteps
+from steward.audiences.fanout import ExecutionEnded, FanOutStep, FanOutSteps
 from steward.audiences.importer import AudienceImporter
 from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
@@ -311,3 +311,67 @@ def test_the_fail_step_of_a_stopped_execution_is_safe_only_once_a_flip_still_run
         assert bucket_items(job) == 1
         assert objects.get(audience.layout.members_key).split() == [b"u1", b"u2", b"u3"]
         assert heard.events == [("imported", "fan")]
+
+
+def ended_event(job: FanOutJob, status: str, error: str) -> ExecutionEnded:
+    """The status change of the job's execution, as Step Functions sends it (events/)."""
+    sample = Path(__file__).parents[2] / "events" / "eventbridge-audience-fan-out-timed-out.json"
+    event = json.loads(sample.read_text())
+    event["detail"].update(status=status, error=error, input=json.dumps({"job": job.model_dump()}))
+    return ExecutionEnded.model_validate(event)
+
+
+def test_what_steps_still_running_wrote_after_the_fail_step_is_removed_after_the_delay(store: StoreSettings) -> None:
+    """A failed Map iteration fails the Map, whose Catch runs the fail step, while its other iterations (Lambda
+    tasks, which Step Functions does not stop) run on: a Pack among them writes its buckets, and the layout that
+    names them, after the fail step removed the version. The failed execution's status change removes them again
+    once no task of it can be running."""
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    flip = packed(subject, job, byte_ranges)
+    failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
+    assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
+    assert flip.checked is not None
+    subject.pack(job, 0, flip.checked)  # another iteration of the Pack map, still running
+    assert bucket_items(job) == 1
+
+    answer = subject.after_delay(ended_event(job, "FAILED", "AudienceImportFailed"))
+
+    assert answer["outcome"] == "cleaned"
+    assert bucket_items(job) == 0
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    # The failure stays as recorded, told once.
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.last_failure.code) == (AudienceStatus.FAILED, "import_error")
+    assert heard.events == [("failed", "import_error")]
+
+
+def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    flip = packed(subject, job, byte_ranges)
+    removes = objects.delete_prefix
+
+    def refused(prefix: str) -> None:
+        raise RuntimeError("S3 refused the deletes")
+
+    # The Flip step publishes, then fails removing its staged work, as the fail step does: the execution fails.
+    objects.delete_prefix = refused  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="S3"):
+        subject.run(flip)
+    with pytest.raises(RuntimeError, match="S3"):
+        subject.run(FanOutStep(step="fail", job=job, error={"Error": "RuntimeError", "Cause": "S3"}))
+    objects.delete_prefix = removes  # type: ignore[method-assign]
+
+    answer = subject.after_delay(ended_event(job, "FAILED", "States.TaskFailed"))
+
+    assert answer["outcome"] == "cleaned"
+    assert bucket_items(job) == 1
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    assert heard.events == [("imported", "fan")]

@@ -24,7 +24,7 @@ from steward.tables import (
     audience_bucket_pk,
     audience_count_pk,
 )
-from tests.support.service import context, load_event, load_function
+from tests.support.service import ROOT, context, load_event, load_function
 from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -121,7 +121,15 @@ def test_the_on_failure_destination_records_the_lost_import_and_gives_the_slot_b
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)
 
 
-def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
+def after_the_delay(event: dict[str, Any]) -> dict[str, Any]:
+    """What the delay state machine's task hands the fan-out function: its Payload, with the status change."""
+    machine = json.loads((ROOT / "statemachines" / "audience_import_stopped.asl.json").read_text())
+    payload: dict[str, Any] = machine["States"]["RecordFailure"]["Parameters"]["Payload"]
+    assert payload["event.$"] == "$.event"
+    return {name.removesuffix(".$"): event if name.endswith(".$") else value for name, value in payload.items()}
+
+
+def test_a_fan_out_execution_that_timed_out_is_recorded_after_the_delay_its_status_rule_starts(
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = boto3.client("sns").create_topic(Name="failures")["TopicArn"]
@@ -139,7 +147,7 @@ def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
     assert repository.claim_new(attempt, 100, recount=False) == "claimed"
     handler = load_function("audience_fan_out", store, monkeypatch)
 
-    result = handler.lambda_handler(event, context())
+    result = handler.lambda_handler(after_the_delay(event), context())
 
     assert (result["outcome"], result["reason"]) == ("failed", "import_error")
     audience = repository.get("demo-shop", job["name"], consistent=True)
@@ -149,9 +157,11 @@ def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
     assert audience.last_failure.reason == "The import failed: States.Timeout."
     assert audience.failure_notified_sequencer == job["sequencer"]
     assert AudienceCountRecord.get(audience_count_pk("demo-shop"), AUDIENCE_COUNT_SK).audiences == 0
-    # An execution that failed through its own fail step (the Fail state's error) is recorded already.
+    # An execution that failed through its own fail step (the Fail state's error) is recorded already; after the
+    # delay, what its steps wrote since is removed.
     event["detail"].update(status="FAILED", error="AudienceImportFailed", cause="A step failed")
     assert handler.lambda_handler(event, context())["outcome"] == "recorded"
+    assert handler.lambda_handler(after_the_delay(event), context())["outcome"] == "cleaned"
 
 
 DATA_BUCKET = "steward-test-audiences"

@@ -71,7 +71,7 @@ def test_the_sweeps_rule_reaches_the_retention_function_for_its_abrupt_endings_o
     assert not pattern.matches_event(status_change_event(ended(OTHER, ExecutionStatus.FAILED)))
 
 
-def test_a_fan_out_that_failed_reaches_its_function_and_one_that_timed_out_or_was_stopped_its_delay_machine() -> None:
+def test_a_fan_out_that_failed_reaches_its_function_at_once_and_every_bad_ending_its_delay_machine() -> None:
     steps = f"arn:aws:lambda:us-east-1:123456789012:function:{STEPS}"
     rules = transformed_rules()
     heard: dict[ExecutionStatus, list[str]] = {}
@@ -82,10 +82,10 @@ def test_a_fan_out_that_failed_reaches_its_function_and_one_that_timed_out_or_wa
         ExecutionStatus.SUCCEEDED,
     ):
         event = status_change_event(ended(FAN_OUT, status))
-        heard[status] = [arn for pattern, arns in rules if pattern.matches_event(event) for arn in arns]
+        heard[status] = sorted(arn for pattern, arns in rules if pattern.matches_event(event) for arn in arns)
 
     assert heard == {
-        ExecutionStatus.FAILED: [steps],
+        ExecutionStatus.FAILED: [steps, STOPPED],
         ExecutionStatus.TIMED_OUT: [STOPPED],
         ExecutionStatus.ABORTED: [STOPPED],
         ExecutionStatus.SUCCEEDED: [],

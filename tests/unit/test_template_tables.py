@@ -95,6 +95,18 @@ def test_every_prefix_the_functions_write_in_the_reports_bucket_expires() -> Non
     assert expiring == {"jobs/": {"Ref": "ReportRetentionDays"}, "retention/": {"Ref": "ReportRetentionDays"}}
 
 
+def test_the_fan_out_steps_staged_work_expires_after_any_use_of_it_and_member_lists_never_do() -> None:
+    rules = RESOURCES["AudienceDataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule}
+    assert expiring == {"staging/": 2}
+    # Longer than an execution (its TimeoutSeconds) plus the delayed cleanup, delivered up to a day late.
+    machine = json.loads((ROOT / "statemachines" / "audience_import.asl.json").read_text())
+    delay = TEMPLATE["Parameters"]["AudienceStoppedImportDelaySeconds"]["Default"]
+    rule = RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]["Events"]["ExecutionEnded"]["Properties"]
+    used = machine["TimeoutSeconds"] + rule["RetryPolicy"]["MaximumEventAgeInSeconds"] + delay
+    assert used < expiring["staging/"] * 86400
+
+
 def _leading_keys(function: str) -> list[str]:
     """The catalog keys a function may touch; it fails when any right on the catalog is not limited so."""
     keys: list[str] = []
@@ -156,7 +168,7 @@ def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_a
     machine = {"Ref": "AudienceImportStateMachine"}
     heard_by = {
         "failed at once": RESOURCES["AudienceFanOutFunction"]["Properties"]["Events"]["ExecutionEnded"],
-        "after the delay": RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]["Events"]["ExecutionStopped"],
+        "after the delay": RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]["Events"]["ExecutionEnded"],
     }
     matched: dict[str, list[str]] = {}
     for how, rule in heard_by.items():
@@ -169,8 +181,8 @@ def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_a
             for status in ("FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED")
             if _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
         ]
-    # A failed execution has no task running; one that timed out or was stopped may have one still running.
-    assert matched == {"failed at once": ["FAILED"], "after the delay": ["TIMED_OUT", "ABORTED"]}
+    # A failed execution is recorded at once; every ending is looked at again once no task of it can be running.
+    assert matched == {"failed at once": ["FAILED"], "after the delay": ["FAILED", "TIMED_OUT", "ABORTED"]}
     alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
     watched = {
         (query["MetricStat"]["Metric"]["MetricName"], query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"])
@@ -194,13 +206,13 @@ def test_the_fail_step_of_a_stopped_fan_out_waits_longer_than_any_of_its_tasks_c
     assert delay > RESOURCES["AudienceFanOutFunction"]["Properties"]["Timeout"]
     definition = json.loads((ROOT / stopped["DefinitionUri"]).read_text())
     states = definition["States"]
-    # The delay, then the fail step handed the status change event, as the FAILED rule hands it.
+    # The delay, then the function handed the status change event, marked as coming after the delay.
     assert states["Delay"]["Parameters"]["seconds.$"] == "States.StringToJson('${AudienceStoppedImportDelaySeconds}')"
     assert states["Delay"]["Next"] == "WaitForRunningSteps"
     assert states["WaitForRunningSteps"] == {"Type": "Wait", "SecondsPath": "$.seconds", "Next": "RecordFailure"}
     assert states["RecordFailure"]["Parameters"] == {
         "FunctionName": "${AudienceFanOutFunctionArn}",
-        "Payload.$": "$.event",
+        "Payload": {"after_delay": True, "event.$": "$.event"},
     }
 
 

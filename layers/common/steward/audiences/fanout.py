@@ -14,6 +14,13 @@
 ``fail`` (on any step's failure) records it, unless the file was replaced
 meanwhile, and removes what the steps wrote. The version is named after the
 file, so a retried step writes the same items again.
+
+Step Functions does not stop a Lambda task that is running when its state or
+execution ends: when one iteration of a Map fails, the others run on (up to
+the function's timeout) and may write after the fail step removed the work.
+So every execution that did not succeed is looked at again once no task of it
+can be running (``after_delay``): a timed-out or stopped one gets its fail step
+only then, and a failed one has what was written since removed.
 """
 
 import io
@@ -36,7 +43,7 @@ from steward.audiences.importer import (
     packed_buckets,
 )
 from steward.audiences.keys import ImportKey
-from steward.audiences.models import Counts, InvalidLine, Layout
+from steward.audiences.models import Audience, Counts, InvalidLine, Layout
 from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
 from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
@@ -86,6 +93,14 @@ class ExecutionEnded(Schema):
     detail: ExecutionDetail
 
 
+class AfterDelay(Schema):
+    """What the delay state machine (``audience_import_stopped.asl.json``) hands the function: the status
+    change, once no task of that execution can still be running."""
+
+    after_delay: Literal[True]
+    event: ExecutionEnded
+
+
 class FanOutSteps:
     def __init__(self, importer: AudienceImporter, staging: Staging, work_dir: str | None) -> None:
         self.importer = importer
@@ -115,13 +130,24 @@ class FanOutSteps:
         detail = ended.detail
         if detail.status == "FAILED" and detail.error == FAILED_STEP_ERROR:
             return {"outcome": "recorded", "execution": detail.executionArn}
-        if detail.input is None:
-            # Step Functions leaves out an input over its event size: there is nothing to record it on.
-            logger.error("Fan-out execution %s ended %s without its input", detail.executionArn, detail.status)
+        job = _job_of(detail)
+        if job is None:
             return {"outcome": "unknown", "execution": detail.executionArn}
-        job = FanOutJob.model_validate(json.loads(detail.input)["job"])
         kind = detail.error or f"Execution{detail.status.title().replace('_', '')}"
         return _outcome(self.fail(job, {"Error": kind, "Cause": detail.cause}))
+
+    def after_delay(self, ended: ExecutionEnded) -> dict[str, Any]:
+        """An execution that did not succeed, once no task of it can still be running. One that timed out or was
+        stopped gets its fail step now. One that failed had its failure recorded at once (by its fail step, or
+        by the status rule): only what the Map's other iterations wrote after that is removed."""
+        detail = ended.detail
+        if detail.status != "FAILED":
+            return self.execution_ended(ended)
+        job = _job_of(detail)
+        if job is None:
+            return {"outcome": "unknown", "execution": detail.executionArn}
+        self.remove_work(job)
+        return {"outcome": "cleaned", "execution": detail.executionArn}
 
     def parse_range(self, job: FanOutJob, byte_range: ByteRange) -> RangeResult:
         chunks = self.staging.open_from(job.bucket, job.key, job.etag, max(byte_range.start - 1, 0))
@@ -215,13 +241,19 @@ class FanOutSteps:
         self.staging.delete_prefix(job.staging)
         return outcome
 
-    def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
-        kind = str(error.get("Error") or "States.TaskFailed")
+    def remove_work(self, job: FanOutJob) -> Audience | None:
+        """Remove what the steps wrote: the staged work, and the version's buckets unless the audience was
+        flipped to it. Answers the audience as it was read."""
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         stored = self.staging.get(f"{job.staging}layout.json")
         if stored and not flipped_to(current, job.sequencer):
             self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
         self.staging.delete_prefix(job.staging)
+        return current
+
+    def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
+        kind = str(error.get("Error") or "States.TaskFailed")
+        current = self.remove_work(job)
         target = _target(job)
         # The flip went through and a later part of its step failed: it is finished (pointer, event, removal).
         # Or this step's retry, or the failed execution's rule after it ran: the failure is told if not yet.
@@ -272,6 +304,14 @@ def _error_message(error: dict[str, Any]) -> str:
     except (ValueError, AttributeError):
         return cause[:MAX_CAUSE_CHARS]
     return str(message or cause)[:MAX_CAUSE_CHARS]
+
+
+def _job_of(detail: ExecutionDetail) -> FanOutJob | None:
+    if detail.input is None:
+        # Step Functions leaves out an input over its event size: there is nothing to record it on.
+        logger.error("Fan-out execution %s ended %s without its input", detail.executionArn, detail.status)
+        return None
+    return FanOutJob.model_validate(json.loads(detail.input)["job"])
 
 
 def _target(job: FanOutJob) -> ImportKey:
