@@ -245,9 +245,10 @@ class AudienceImporter:
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
 
     def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
-        """What the record already shows of the file ``sequencer``, finished and told once: its flip (the
-        pointer, its event unless announced, and the removal of the version it replaced, done again as a run
-        may have died in it) or its failure (published unless it was). None when it shows neither.
+        """What the record already shows of the file ``sequencer``, finished and told (once, for runs that do
+        not overlap): its flip (the pointer, its event unless announced, and the removal of the version it
+        replaced, done again as a run may have died in it) or its failure (published unless it was). None when
+        it shows neither.
 
         For the fail step and the lost-import recorder, which run once the file's own invocations are over:
         none of them is finishing it meanwhile.

@@ -12,8 +12,10 @@ attempt), then the removal of the version it replaced (the flip copied it onto
 the record; a run that died removing it left the rest); a failure recorded but
 never told (``failed_sequencer`` past
 ``failure_notified_sequencer``) is told; on a tombstone, a refusal noted but
-never told is told. Each once. Otherwise this records ``import_failed`` on the
-audience, gives a new name's slot back, and tells the app as every failure is.
+never told is told. Each at least once, and once for deliveries that do not
+overlap (a marker follows what it marks: two deliveries at the same time may
+both publish). Otherwise this records ``import_failed`` on the audience, gives
+a new name's slot back, and tells the app as every failure is.
 """
 
 import logging
