@@ -359,3 +359,26 @@ def test_the_on_failure_destination_tells_a_tombstones_refusal_that_was_never_to
     assert tombstone is not None
     assert (tombstone.status, tombstone.refused_key) == (AudienceStatus.DELETED, event_key(told.created.raw_key))
     assert told.heard() == [("Audience Import Failed", "audience_deleted"), ("topic", "audience_deleted")]
+
+
+def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the_audience_was_deleted(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    replaced = flipped_unannounced(told)
+    repository = AudienceRepository()
+    flipped = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert flipped is not None
+    # The app deleted the audience while Lambda retried the import that had flipped it.
+    assert repository.tombstone("demo-shop", flipped, NOW)
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("skipped", "audience_deleted")] * 2
+    assert told.heard() == []  # neither a refusal of a file that was imported, nor an import of a deleted audience
+    tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_sequencer) == (AudienceStatus.DELETED, None)
+    # The version the flip replaced, which its run never removed, is removed.
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
