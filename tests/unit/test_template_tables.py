@@ -129,9 +129,22 @@ def test_the_audience_import_functions_reach_only_audience_items_of_the_catalog(
         # No other kind of the app's catalog items (its segments, tags, jobs...).
         others = ("acme#segment", "acme#tag", "acme#job#0", "acme#audience-other")
         assert not any(fnmatchcase(key, pattern) for pattern in allowed for key in others), function
-    # The recorder of lost imports finishes a flip too (pointer, replaced buckets), and writes nothing else.
-    recorder = _leading_keys("AudienceImportFailedFunction")
-    assert sorted(recorder) == ["*#audience", "*#audience-bucket#*", "*#audience-count", "*#audience-pointer"]
+    # The recorder of lost imports records failures, and finishes flips (the pointer, the replaced version's
+    # buckets): each of its rights reaches only the kind of item it is for.
+    _leading_keys("AudienceImportFailedFunction")  # no right on the catalog without a key limit
+    rights: dict[str, set[str]] = {}
+    for statement in _statements("AudienceImportFailedFunction"):
+        if {"Fn::GetAtt": ["CatalogTable", "Arn"]} in _names_or_list(statement.get("Resource")):
+            for action in _names(statement["Action"]):
+                keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                rights.setdefault(action, set()).update(keys)
+    assert rights == {
+        "dynamodb:GetItem": {"*#audience", "*#audience-count"},
+        "dynamodb:UpdateItem": {"*#audience", "*#audience-count"},
+        "dynamodb:ConditionCheckItem": {"*#audience"},
+        "dynamodb:PutItem": {"*#audience-pointer"},
+        "dynamodb:BatchWriteItem": {"*#audience-bucket#*"},
+    }
     s3 = [
         statement
         for statement in _statements("AudienceImportFailedFunction")
