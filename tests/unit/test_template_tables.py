@@ -286,3 +286,12 @@ def test_the_lost_import_recorder_has_the_importers_time_to_remove_a_replaced_ve
         return int(RESOURCES[function]["Properties"]["Timeout"])
 
     assert timeout("AudienceImportFailedFunction") == timeout("AudienceImportFunction") == 900
+
+
+def test_one_kind_of_bad_ending_alone_raises_the_fan_out_alarm() -> None:
+    # Metric math over a metric with no data in the period is empty: every term is filled with 0.
+    alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
+    [expression] = [query["Expression"] for query in alarm["Metrics"] if "Expression" in query]
+    terms = [query["Id"] for query in alarm["Metrics"] if "MetricStat" in query]
+    assert len(terms) == 4
+    assert sorted(expression.split(" + ")) == sorted(f"FILL({term}, 0)" for term in terms)
