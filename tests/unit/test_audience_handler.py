@@ -382,3 +382,23 @@ def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the
     # The version the flip replaced, which its run never removed, is removed.
     assert replaced_buckets(replaced) == 0
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+
+
+def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_importer_failed_to_finish(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    version = imported_before(the_importer(Heard()), told.created).layout
+    assert version is not None
+    assert replaced_buckets(version) == 1
+    told.heard()
+    # The API hands the removal of a deleted audience's version to the importer (asynchronously, as composition.py
+    # builds it); the importer failed at it three times, and Lambda sends that invocation to the same destination.
+    event = {**told.event, "requestPayload": {"cleanup": {"app_id": "demo-shop", **version.model_dump()}}}
+
+    answer = told.handler.lambda_handler(event, context())
+
+    assert answer == {"removed": version.version}
+    assert replaced_buckets(version) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(version.members_key) == b""
+    assert told.heard() == []

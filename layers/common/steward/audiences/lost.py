@@ -17,10 +17,14 @@ deletion is not. Each at least once, and once for deliveries that do not
 overlap (a marker follows what it marks: two deliveries at the same time may
 both publish). Otherwise this records ``import_failed`` on the audience, gives
 a new name's slot back, and tells the app as every failure is.
+
+The API's removals of versions go to the importer too, and so to the same
+destination when they fail: the version is removed once more.
 """
 
 import logging
 
+from steward.audiences.events import Cleanup
 from steward.audiences.importer import AudienceImporter, ImportOutcome, ObjectCreated
 from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
 from steward.audiences.models import Audience, AudienceStatus, Failure
@@ -32,6 +36,12 @@ MAX_REASON_CHARS = 500
 class LostImports:
     def __init__(self, importer: AudienceImporter) -> None:
         self.importer = importer
+
+    def remove_again(self, cleanup: Cleanup, reason: str) -> None:
+        """A version the API asked the importer to remove (a deleted audience's), which it failed to, retries
+        included: removed once more (removing what is gone changes nothing). A failure leaves garbage, logged."""
+        logger.warning("Removing version %s of app %s again: %s", cleanup.version, cleanup.app_id, reason)
+        self.importer.remove_version(cleanup.app_id, cleanup)
 
     def record_all(self, created: list[ObjectCreated], reason: str) -> list[ImportOutcome]:
         return [self.record(record, reason) for record in created]
