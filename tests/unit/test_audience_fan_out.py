@@ -375,3 +375,21 @@ def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSetti
     assert bucket_items(job) == 1
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == [("imported", "fan")]
+
+
+def test_a_failed_step_of_a_file_a_newer_import_superseded_records_and_tells_nothing(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, repository, _ = steps(heard)
+    older, _older_ranges = job_of("0A")
+    claimed(repository, older)
+    newer, newer_ranges = job_of("0B")
+    claimed(repository, newer)
+    run_all(subject, newer, newer_ranges)
+
+    failed = subject.run(FanOutStep(step="fail", job=older, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
+
+    assert (failed["outcome"], failed["reason"]) == ("skipped", "superseded")
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert (audience.status, audience.version, audience.last_failure) == (AudienceStatus.READY, newer.version, None)
+    assert heard.events == [("imported", "fan")]

@@ -42,7 +42,7 @@ from steward.audiences.ports import (
     ObjectUnreadable,
     OpenedObject,
 )
-from steward.audiences.repository import Attempt, AudienceRepository, Flip, Published
+from steward.audiences.repository import Attempt, AudienceRepository, Flip, Published, Recorded
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
@@ -369,16 +369,15 @@ class AudienceImporter:
         recorded = record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure)
         if isinstance(recorded, Audience):
             return self.refuse_deleted(target, recorded, sequencer, self.clock())
-        if recorded == "moot":
-            return ImportOutcome("skipped", target.key, app_id, name, reason="superseded")
-        return ImportOutcome("failed", target.key, app_id, name, reason=failure.code)
+        return _failed(target, failure, recorded)
 
     def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
+        """Record the failure of a claimed file and tell it; skipped when a newer file's import made it moot."""
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         recorded = self.repository.record_failure(target.app_id, target.name, failure, sequencer, now)
         tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
-        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=code)
+        return _failed(target, failure, recorded)
 
     def remove_version(self, app_id: str, layout: Layout) -> None:
         """Remove a version no reader will look at again; a failure leaves only garbage, logged."""
@@ -505,6 +504,13 @@ def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, se
     }
     started = fan_out.start(ranges.execution_name(target.key, sequencer), payload)
     return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
+
+
+def _failed(target: ImportKey, failure: Failure, recorded: Recorded) -> ImportOutcome:
+    """What became of a failure: failed (told), or skipped when a newer file's import or attempt made it moot."""
+    if recorded == "moot":
+        return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="superseded")
+    return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
 
 
 def _limit_failure(maximum: int, key: str, now: datetime) -> Failure:
