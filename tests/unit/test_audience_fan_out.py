@@ -17,7 +17,7 @@ from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
-from tests.unit.test_audience_importer import Heard, Users
+from tests.unit.test_audience_importer import Heard, Users, failed_uncounted
 
 APP = "acme"
 KEY = f"imports/{APP}/fan.csv"
@@ -71,6 +71,18 @@ def bucket_items(job: FanOutJob) -> int:
     return len(list(AudienceBucketRecord.query(audience_bucket_pk(APP, job.version, 0))))
 
 
+def packed(heard: Heard) -> tuple[FanOutSteps, AudienceRepository, S3Objects, FanOutStep]:
+    """A new name's file claimed and run up to Pack, as the state machine runs the steps: the steps, where they
+    write, and the Flip step that comes next (its ``job`` is the file's)."""
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
+    subject.pack(job, 0, checked)
+    return subject, repository, objects, FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
+
+
 def test_the_steps_import_the_file_and_a_retried_flip_keeps_the_version(store: StoreSettings) -> None:
     heard = Heard()
     subject, repository, objects = steps(heard)
@@ -107,9 +119,13 @@ def test_an_older_file_or_a_tombstone_wins_over_a_slow_fan_out(store: StoreSetti
 
     assert (late["outcome"], late["reason"]) == ("skipped", "superseded")
     assert bucket_items(older) == 0
+    # A failed step of the older file is moot too: nothing recorded, nothing told.
+    failed = subject.run(FanOutStep(step="fail", job=older, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
+    assert (failed["outcome"], failed["reason"]) == ("skipped", "superseded")
+    assert heard.events == [("imported", "fan")]
     current = repository.get(APP, "fan", consistent=True)
     assert current is not None
-    assert current.version == newer.version
+    assert (current.version, current.last_failure) == (newer.version, None)
     # A tombstone refuses the flip of a file whose fan-out was under way.
     assert repository.tombstone(APP, current, NOW)
     newest, newest_ranges = job_of("0C")
@@ -123,12 +139,8 @@ def test_an_older_file_or_a_tombstone_wins_over_a_slow_fan_out(store: StoreSetti
 
 def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(store: StoreSettings) -> None:
     heard = Heard()
-    subject, repository, objects = steps(heard)
-    job, byte_ranges = job_of("0A")
-    claimed(repository, job)
-    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
-    subject.pack(job, 0, checked)
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
 
     replaced = subject.run(FanOutStep(step="fail", job=job, error={"Error": "ObjectChanged", "Cause": "412"}))
 
@@ -266,14 +278,6 @@ def test_a_header_after_a_ranges_worth_of_blank_lines_counts_as_the_inline_impor
     assert fanned["counts"] == inline.counts.model_dump()
 
 
-def packed(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> FanOutStep:
-    """The steps up to Pack, as the state machine runs them; answers the Flip step that comes next."""
-    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
-    subject.pack(job, 0, checked)
-    return FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
-
-
 @pytest.mark.parametrize("fail_step_runs", ["before the flip", "after the flip"])
 def test_the_fail_step_of_a_stopped_execution_is_safe_only_once_a_flip_still_running_has_ended(
     store: StoreSettings, fail_step_runs: str
@@ -282,10 +286,8 @@ def test_the_fail_step_of_a_stopped_execution_is_safe_only_once_a_flip_still_run
     Functions does not stop a Lambda task that is running when its execution ends. A fail step run between Pack
     and a Flip still running removes the version the Flip then publishes: an audience without members."""
     heard = Heard()
-    subject, repository, objects = steps(heard)
-    job, byte_ranges = job_of("0A")
-    claimed(repository, job)
-    flip = packed(subject, job, byte_ranges)
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
     fail = FanOutStep(step="fail", job=job, error={"Error": "ExecutionAborted", "Cause": "Stopped"})
 
     if fail_step_runs == "before the flip":
@@ -327,10 +329,8 @@ def test_what_steps_still_running_wrote_after_the_fail_step_is_removed_after_the
     names them, after the fail step removed the version. The failed execution's status change removes them again
     once no task of it can be running."""
     heard = Heard()
-    subject, repository, objects = steps(heard)
-    job, byte_ranges = job_of("0A")
-    claimed(repository, job)
-    flip = packed(subject, job, byte_ranges)
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
     failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
     assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
     assert flip.checked is not None
@@ -343,19 +343,14 @@ def test_what_steps_still_running_wrote_after_the_fail_step_is_removed_after_the
     assert bucket_items(job) == 0
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     # The failure stays as recorded, told once.
-    audience = repository.get(APP, "fan", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.last_failure.code) == (AudienceStatus.FAILED, "import_error")
+    assert failed_uncounted(repository, APP, "fan")[1] == "import_error"
     assert heard.events == [("failed", "import_error")]
 
 
 def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSettings) -> None:
     heard = Heard()
-    subject, repository, objects = steps(heard)
-    job, byte_ranges = job_of("0A")
-    claimed(repository, job)
-    flip = packed(subject, job, byte_ranges)
+    subject, _repository, objects, flip = packed(heard)
+    job = flip.job
     removes = objects.delete_prefix
 
     def refused(prefix: str) -> None:
@@ -374,22 +369,4 @@ def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSetti
     assert answer["outcome"] == "cleaned"
     assert bucket_items(job) == 1
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
-    assert heard.events == [("imported", "fan")]
-
-
-def test_a_failed_step_of_a_file_a_newer_import_superseded_records_and_tells_nothing(store: StoreSettings) -> None:
-    heard = Heard()
-    subject, repository, _ = steps(heard)
-    older, _older_ranges = job_of("0A")
-    claimed(repository, older)
-    newer, newer_ranges = job_of("0B")
-    claimed(repository, newer)
-    run_all(subject, newer, newer_ranges)
-
-    failed = subject.run(FanOutStep(step="fail", job=older, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
-
-    assert (failed["outcome"], failed["reason"]) == ("skipped", "superseded")
-    audience = repository.get(APP, "fan", consistent=True)
-    assert audience is not None
-    assert (audience.status, audience.version, audience.last_failure) == (AudienceStatus.READY, newer.version, None)
     assert heard.events == [("imported", "fan")]
