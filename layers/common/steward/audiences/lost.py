@@ -10,13 +10,13 @@ fail step's logic (``AudienceImporter.settle_recorded``): a flip gets its
 pointer, its event unless it was announced (the bus refused it on every
 attempt), then the removal of the version it replaced (the flip copied it onto
 the record; a run that died removing it left the rest); a failure recorded but
-never told (``failed_sequencer`` past
-``failure_notified_sequencer``) is told; on a tombstone, a file the audience
-was never flipped to is refused (told unless it was), one imported before the
-deletion is not. Each at least once, and once for deliveries that do not
-overlap (a marker follows what it marks: two deliveries at the same time may
-both publish). Otherwise this records ``import_failed`` on the audience, gives
-a new name's slot back, and tells the app as every failure is.
+never told (``failed_sequencer`` past ``failure_notified_sequencer``) is told;
+on a tombstone, a file the audience was never flipped to is refused (told
+unless it was), one imported before the deletion is not. Each at least once,
+and once for deliveries that do not overlap (a marker follows what it marks:
+two deliveries at the same time may both publish). Otherwise this records
+``import_failed`` on the audience, gives a new name's slot back, and tells the
+app as every failure is.
 
 The API's removals of versions go to the importer too, and so to the same
 destination when they fail: the version is removed once more.
