@@ -1,4 +1,4 @@
-"""Local-only fault injection: the emulated DynamoDB refuses calls of one function, to prove retries.
+"""Local-only fault injection: the emulated DynamoDB refuses (or holds) calls of one function, to prove retries.
 
 A test (or a curious operator) writes ``faults.json`` next to the stack's
 state file, for example::
@@ -9,12 +9,15 @@ The next calls of that operation made by that function (its logical id is
 part of its physical name), on that table if one is named (in any part of
 the request), get ``ProvisionedThroughputExceededException``,
 after ``skip`` calls have passed, ``times`` times; DynamoDB answers a
-throttled request the same way. The runner writes how many it refused to
+throttled request the same way. With ``"delay_seconds": n`` those calls are
+held that long and then made instead (a step that is still running when a
+test acts). The runner writes how many it refused or held to
 ``faults.fired.json``. Nothing of this exists outside the local stack.
 """
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +78,10 @@ class FaultInjector:
                 return
             self._fired += 1
             self.fired_file.write_text(json.dumps({"fired": self._fired}))
+            delay = float(fault.get("delay_seconds", 0))
+        if delay:
+            time.sleep(delay)
+            return
         error = {"Error": {"Code": THROTTLED, "Message": "Injected by the local stack's faults.json"}}
         raise ClientError(error, operation)  # type: ignore[arg-type]
 

@@ -1,12 +1,14 @@
-"""The fan-out import's steps (range, prepare, check, pack, flip, fail), called by its state machine; and the fail
-step for an execution that ended failed, timed out or aborted, called by an EventBridge rule on that machine."""
+"""The fan-out import's steps (range, prepare, check, pack, flip, fail), called by its state machine; the fail step
+for an execution that failed, called by an EventBridge rule on that machine; and, once no task of an execution that
+failed, timed out or was aborted can be running, its fail step or the removal of what was written since, called by
+the delay state machine that a rule on those endings starts."""
 
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from steward.audiences.fanout import FanOutStep
+from steward.audiences.fanout import AfterDelay, FanOutStep
 from steward.composition import audience_import_services
 from steward.observability import tracer
 from steward.settings import AudienceFanOutSettings
@@ -24,6 +26,8 @@ services = audience_import_services(settings, None, None)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "detail-type" in event:
         return services.audience_fan_out_steps.execution_ended(ExecutionEnded.model_validate(event))
+    if "after_delay" in event:
+        return services.audience_fan_out_steps.after_delay(AfterDelay.model_validate(event).event)
     step = FanOutStep.model_validate(event)
     logger.append_keys(step=step.step, key=step.job.key, version=step.job.version)
     return services.audience_fan_out_steps.run(step)

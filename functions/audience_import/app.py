@@ -5,14 +5,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ConfigDict
 
-from steward.audiences.events import S3Notification
+from steward.audiences.events import CleanupRequest, S3Notification
 from steward.audiences.importer import Invocation
-from steward.audiences.models import Layout
 from steward.composition import audience_import_services
 from steward.observability import tracer
-from steward.schema import Schema
 from steward.settings import AudienceImporterSettings
 from steward.tables import bind_tables
 
@@ -27,16 +24,6 @@ def count(name: str) -> None:
 settings = AudienceImporterSettings.from_env()
 bind_tables(settings)
 services = audience_import_services(settings, count, settings.fan_out)
-
-
-class Cleanup(Layout):
-    model_config = ConfigDict(frozen=True)
-
-    app_id: str
-
-
-class CleanupRequest(Schema):
-    cleanup: Cleanup
 
 
 @logger.inject_lambda_context

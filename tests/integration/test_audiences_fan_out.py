@@ -1,6 +1,9 @@
 """The fan-out import through a local stack of its own, whose importer fans out files over 100 bytes into
-64-byte ranges: its counts, invalid samples and members equal the inline import of the same file."""
+64-byte ranges: its counts, invalid samples and members equal the inline import of the same file. An execution
+stopped there has its failure recorded after a few seconds rather than the deployed stack's 16 minutes (why the
+delay is needed: tests/unit/test_audience_fan_out.py)."""
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +20,7 @@ from tests.support.audiences import (
     register_users,
     s3_event,
 )
-from tests.support.client import RunningStack, start_local_stack, throttled
+from tests.support.client import RunningStack, held, start_local_stack, throttled
 
 USERS = [f"fan-user-{n:02d}" for n in range(40)]
 # Lines of every kind, some longer than a range, so lines cross range ends in every way.
@@ -38,11 +41,17 @@ LINES = [
     b"stranger-1",
 ]
 BODY = b"\n".join(LINES)
+# How long the stack waits before it records a stopped execution, and how long a test holds a step's call.
+STOPPED_DELAY_SECONDS = 5
+HOLD_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
 def fan_out_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    parameters = ["--parameter", "AudienceFanOutBytes=100", "--parameter", "AudienceRangeBytes=64", "--no-demo"]
+    parameters = [
+        *("--parameter", "AudienceFanOutBytes=100", "--parameter", "AudienceRangeBytes=64"),
+        *("--parameter", f"AudienceStoppedImportDelaySeconds={STOPPED_DELAY_SECONDS}", "--no-demo"),
+    ]
     yield from start_local_stack(tmp_path_factory.mktemp("fan-out"), *parameters)
 
 
@@ -145,6 +154,8 @@ def test_a_failed_step_is_recorded_and_ends_the_execution_failed(fan_out_stack: 
     assert audience["status"] == "failed", audience
     assert audience["last_failure"]["code"] == "import_error"
     assert audience["last_failure"]["key"] == f"imports/{app.app_id}/broken.csv"
+    # Its status change also reaches the delay state machine, which removes what steps wrote late.
+    assert answered_after_the_delay(fan_out_stack, execution)["outcome"] == "cleaned"
 
 
 def test_a_flip_whose_step_failed_after_its_write_is_finished_and_ends_the_execution_succeeded(
@@ -160,3 +171,73 @@ def test_a_flip_whose_step_failed_after_its_write_is_finished_and_ends_the_execu
     assert audience["status"] == "ready"
     assert audience["counts"]["members"] == 35
     assert len(members(fan_out_stack, app, "flipped")) == 35
+
+
+def stopped_while_held(
+    stack: RunningStack, prefix: str, name: str, operation: str, table: str
+) -> tuple[AudienceApp, dict[str, Any]]:
+    """Put the file of a new app, stop its execution while the fan-out function's next ``operation`` call on
+    ``table`` is held (so that the execution is still running when it is stopped), and answer the app and the
+    answer of the fail step that the stop's status change started through the delay state machine."""
+    app = audience_app(stack, prefix)
+    register_users(stack, app.app_id, USERS)
+    key = f"imports/{app.app_id}/{name}.csv"
+    sfn = stack.client("stepfunctions")
+    with held(stack, operation, table, HOLD_SECONDS, function="AudienceFanOutFunction") as fired:
+        put_file(stack, key, BODY)
+        deadline = time.monotonic() + WAIT_SECONDS * 2
+        while not fired() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fired() == 1, "the step never made the held call"
+        [running] = [item for item in executions(stack) if key in _input(stack, item)]
+        sfn.stop_execution(executionArn=running["executionArn"], cause="Stopped by the test")
+    stopped = _ended(stack, key)
+    assert stopped["status"] == "ABORTED"
+    return app, answered_after_the_delay(stack, stopped)
+
+
+def _input(stack: RunningStack, execution: dict[str, Any]) -> str:
+    described: dict[str, Any] = stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    return str(described["input"])
+
+
+def answered_after_the_delay(stack: RunningStack, ended: dict[str, Any]) -> dict[str, Any]:
+    """The function's answer, from the delay state machine's execution that the ended one's status change
+    started; it entered the task at least the stack's delay after the end (the Wait ran with the parameter)."""
+    machine = stack.state["state_machines"]["AudienceStoppedImportStateMachine"]
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + WAIT_SECONDS * 4
+    while time.monotonic() < deadline:
+        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(described["input"])["detail"]["executionArn"] != ended["executionArn"]:
+                continue
+            if described["status"] == "RUNNING":
+                break
+            assert described["status"] == "SUCCEEDED", described
+            history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+            [entered] = [event["timestamp"] for event in history if event["type"] == "TaskStateEntered"]
+            assert (entered - ended["stopDate"]).total_seconds() >= STOPPED_DELAY_SECONDS
+            answer: dict[str, Any] = json.loads(described["output"])
+            return answer
+        time.sleep(0.5)
+    raise AssertionError(f"the delay state machine never answered for {ended['executionArn']}")
+
+
+def test_a_stopped_execution_is_recorded_as_failed_by_the_fail_step_its_status_change_starts_after_the_delay(
+    fan_out_stack: RunningStack,
+) -> None:
+    # The wiring, end to end: the status rule starts the delay state machine, whose Wait takes the template's
+    # delay and whose task hands the event to the fan-out function. That the delay outlasts any running step
+    # is the template's (unit) test: the local runner runs one invocation of a function at a time, so a step
+    # still running here would hold the fail step back even without the delay.
+    app, answer = stopped_while_held(fan_out_stack, "fanstop", "stopped", "Query", "ProfilesTable")
+
+    assert (answer["outcome"], answer["reason"]) == ("failed", "import_error")
+    audience = ready(fan_out_stack, app, "stopped")
+    assert (audience["status"], audience["last_failure"]["code"]) == ("failed", "import_error")
+    assert audience["last_failure"]["reason"] == "The import failed: ExecutionAborted."
+    listed = fan_out_stack.client("s3").list_objects_v2(
+        Bucket=fan_out_stack.state["buckets"]["AudienceDataBucket"], Prefix=f"staging/{app.app_id}/"
+    )
+    assert listed.get("KeyCount", 0) == 0

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -584,14 +584,38 @@ def throttled(
 
     Yields a list that holds, after the block, how many calls were refused.
     """
+    fired: list[int] = []
+    with _fault(
+        stack, {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
+    ) as count:
+        try:
+            yield fired
+        finally:
+            fired.append(count())
+
+
+@contextmanager
+def held(
+    stack: RunningStack, operation: str, table: str, seconds: float, *, function: str
+) -> Iterator[Callable[[], int]]:
+    """The ``function``'s next ``operation`` call on ``table`` is held ``seconds``, then made: a step still running
+    when the test acts. See steward_local.faults. Yields how many calls were held so far."""
+    fault = {"function": function, "operation": operation, "table": table, "times": 1, "delay_seconds": seconds}
+    with _fault(stack, fault) as count:
+        yield count
+
+
+@contextmanager
+def _fault(stack: RunningStack, fault: dict[str, Any]) -> Iterator[Callable[[], int]]:
     directory = stack.state_file.parent
     fired_file = directory / "faults.fired.json"
     fired_file.unlink(missing_ok=True)
-    fault = {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
     (directory / "faults.json").write_text(json.dumps(fault))
-    fired: list[int] = []
+
+    def fired() -> int:
+        return int(json.loads(fired_file.read_text())["fired"]) if fired_file.exists() else 0
+
     try:
         yield fired
     finally:
         (directory / "faults.json").unlink(missing_ok=True)
-        fired.append(json.loads(fired_file.read_text())["fired"] if fired_file.exists() else 0)

@@ -16,8 +16,9 @@ from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
+from steward.step_functions import ExecutionEnded
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
-from tests.unit.test_audience_importer import Heard, Users
+from tests.unit.test_audience_importer import Heard, Users, failed_uncounted
 
 APP = "acme"
 KEY = f"imports/{APP}/fan.csv"
@@ -71,6 +72,18 @@ def bucket_items(job: FanOutJob) -> int:
     return len(list(AudienceBucketRecord.query(audience_bucket_pk(APP, job.version, 0))))
 
 
+def packed(heard: Heard) -> tuple[FanOutSteps, AudienceRepository, S3Objects, FanOutStep]:
+    """A new name's file claimed and run up to Pack, as the state machine runs the steps: the steps, where they
+    write, and the Flip step that comes next (its ``job`` is the file's)."""
+    subject, repository, objects = steps(heard)
+    job, byte_ranges = job_of("0A")
+    claimed(repository, job)
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
+    subject.pack(job, 0, checked)
+    return subject, repository, objects, FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
+
+
 def test_the_steps_import_the_file_and_a_retried_flip_keeps_the_version(store: StoreSettings) -> None:
     heard = Heard()
     subject, repository, objects = steps(heard)
@@ -107,9 +120,13 @@ def test_an_older_file_or_a_tombstone_wins_over_a_slow_fan_out(store: StoreSetti
 
     assert (late["outcome"], late["reason"]) == ("skipped", "superseded")
     assert bucket_items(older) == 0
+    # A failed step of the older file is moot too: nothing recorded, nothing told.
+    failed = subject.run(FanOutStep(step="fail", job=older, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
+    assert (failed["outcome"], failed["reason"]) == ("skipped", "superseded")
+    assert heard.events == [("imported", "fan")]
     current = repository.get(APP, "fan", consistent=True)
     assert current is not None
-    assert current.version == newer.version
+    assert (current.version, current.last_failure) == (newer.version, None)
     # A tombstone refuses the flip of a file whose fan-out was under way.
     assert repository.tombstone(APP, current, NOW)
     newest, newest_ranges = job_of("0C")
@@ -123,12 +140,8 @@ def test_an_older_file_or_a_tombstone_wins_over_a_slow_fan_out(store: StoreSetti
 
 def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(store: StoreSettings) -> None:
     heard = Heard()
-    subject, repository, objects = steps(heard)
-    job, byte_ranges = job_of("0A")
-    claimed(repository, job)
-    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
-    subject.pack(job, 0, checked)
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
 
     replaced = subject.run(FanOutStep(step="fail", job=job, error={"Error": "ObjectChanged", "Cause": "412"}))
 
@@ -264,3 +277,97 @@ def test_a_header_after_a_ranges_worth_of_blank_lines_counts_as_the_inline_impor
     fanned = run_all(subject, job, byte_ranges)
 
     assert fanned["counts"] == inline.counts.model_dump()
+
+
+@pytest.mark.parametrize("fail_step_runs", ["before the flip", "after the flip"])
+def test_the_fail_step_of_a_stopped_execution_is_safe_only_once_a_flip_still_running_has_ended(
+    store: StoreSettings, fail_step_runs: str
+) -> None:
+    """Why the fail step of a timed-out or stopped execution waits past the fan-out function's timeout: Step
+    Functions does not stop a Lambda task that is running when its execution ends. A fail step run between Pack
+    and a Flip still running removes the version the Flip then publishes: an audience without members."""
+    heard = Heard()
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
+    fail = FanOutStep(step="fail", job=job, error={"Error": "ExecutionAborted", "Cause": "Stopped"})
+
+    if fail_step_runs == "before the flip":
+        subject.run(fail)
+        outcome = subject.run(flip)
+    else:
+        subject.run(flip)
+        outcome = subject.run(fail)
+
+    assert outcome["outcome"] == "imported"
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert (audience.status, audience.version) == (AudienceStatus.READY, job.version)
+    assert audience.counts is not None
+    assert audience.counts.members == 3
+    if fail_step_runs == "before the flip":
+        # Published, counted with 3 members, announced: and its buckets and member list are gone.
+        assert bucket_items(job) == 0
+        assert objects.get(audience.layout.members_key) == b""
+        assert heard.events == [("failed", "import_error"), ("imported", "fan")]
+    else:
+        assert bucket_items(job) == 1
+        assert objects.get(audience.layout.members_key).split() == [b"u1", b"u2", b"u3"]
+        assert heard.events == [("imported", "fan")]
+
+
+def ended_event(job: FanOutJob, status: str, error: str) -> ExecutionEnded:
+    """The status change of the job's execution, as Step Functions sends it (events/)."""
+    sample = Path(__file__).parents[2] / "events" / "eventbridge-audience-fan-out-timed-out.json"
+    event = json.loads(sample.read_text())
+    event["detail"].update(status=status, error=error, input=json.dumps({"job": job.model_dump()}))
+    return ExecutionEnded.model_validate(event)
+
+
+def test_what_steps_still_running_wrote_after_the_fail_step_is_removed_after_the_delay(store: StoreSettings) -> None:
+    """A failed Map iteration fails the Map, whose Catch runs the fail step, while its other iterations (Lambda
+    tasks, which Step Functions does not stop) run on: a Pack among them writes its buckets, and the layout that
+    names them, after the fail step removed the version. The failed execution's status change removes them again
+    once no task of it can be running."""
+    heard = Heard()
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
+    failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"}))
+    assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
+    assert flip.checked is not None
+    subject.pack(job, 0, flip.checked)  # another iteration of the Pack map, still running
+    assert bucket_items(job) == 1
+
+    answer = subject.after_delay(ended_event(job, "FAILED", "AudienceImportFailed"))
+
+    assert answer["outcome"] == "cleaned"
+    assert bucket_items(job) == 0
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    # The failure stays as recorded, told once.
+    assert failed_uncounted(repository, APP, "fan")[1] == "import_error"
+    assert heard.events == [("failed", "import_error")]
+
+
+def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSettings) -> None:
+    heard = Heard()
+    subject, _repository, objects, flip = packed(heard)
+    job = flip.job
+    removes = objects.delete_prefix
+
+    def refused(prefix: str) -> None:
+        raise RuntimeError("S3 refused the deletes")
+
+    # The Flip step publishes, then fails removing its staged work, as the fail step does: the execution fails.
+    objects.delete_prefix = refused  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="S3"):
+        subject.run(flip)
+    with pytest.raises(RuntimeError, match="S3"):
+        subject.run(FanOutStep(step="fail", job=job, error={"Error": "RuntimeError", "Cause": "S3"}))
+    objects.delete_prefix = removes  # type: ignore[method-assign]
+
+    answer = subject.after_delay(ended_event(job, "FAILED", "States.TaskFailed"))
+
+    assert answer["outcome"] == "cleaned"
+    assert bucket_items(job) == 1
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    assert heard.events == [("imported", "fan")]

@@ -1,19 +1,31 @@
 """The importer's handlers fed real event shapes (events/): S3's notification, and Lambda's OnFailure record."""
 
 import json
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.keys import padded_sequencer
-from steward.audiences.models import AudienceStatus
+from steward.audiences.events import FailedInvocation
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
+from steward.audiences.keys import event_key, padded_sequencer
+from steward.audiences.models import Audience, AudienceStatus, Layout
 from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
-from steward.tables import AUDIENCE_COUNT_SK, AudienceCountRecord, audience_count_pk
-from tests.support.service import context, load_event, load_function
+from steward.tables import (
+    AUDIENCE_COUNT_SK,
+    AudienceBucketRecord,
+    AudienceCountRecord,
+    audience_bucket_pk,
+    audience_count_pk,
+)
+from tests.support.service import ROOT, context, load_event, load_function
+from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -103,12 +115,21 @@ def test_the_on_failure_destination_records_the_lost_import_and_gives_the_slot_b
     assert AudienceCountRecord.get(audience_count_pk("demo-shop"), AUDIENCE_COUNT_SK).audiences == 0
     message = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
     assert json.loads(message["Message"])["code"] == "import_failed"
-    # The same destination record delivered again records nothing more.
+    # The same destination record delivered again records nothing more, and tells nothing more.
     again = handler.lambda_handler(load_event("lambda-destination-audience-import-failed.json"), context())
-    assert [item["outcome"] for item in again["outcomes"]] == ["skipped"]
+    assert [(item["outcome"], item["reason"]) for item in again["outcomes"]] == [("failed", "import_failed")]
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue)
 
 
-def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
+def after_the_delay(event: dict[str, Any]) -> dict[str, Any]:
+    """What the delay state machine's task hands the fan-out function: its Payload, with the status change."""
+    machine = json.loads((ROOT / "statemachines" / "audience_import_stopped.asl.json").read_text())
+    payload: dict[str, Any] = machine["States"]["RecordFailure"]["Parameters"]["Payload"]
+    assert payload["event.$"] == "$.event"
+    return {name.removesuffix(".$"): event if name.endswith(".$") else value for name, value in payload.items()}
+
+
+def test_a_fan_out_execution_that_timed_out_is_recorded_after_the_delay_its_status_rule_starts(
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = boto3.client("sns").create_topic(Name="failures")["TopicArn"]
@@ -126,7 +147,7 @@ def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
     assert repository.claim_new(attempt, 100, recount=False) == "claimed"
     handler = load_function("audience_fan_out", store, monkeypatch)
 
-    result = handler.lambda_handler(event, context())
+    result = handler.lambda_handler(after_the_delay(event), context())
 
     assert (result["outcome"], result["reason"]) == ("failed", "import_error")
     audience = repository.get("demo-shop", job["name"], consistent=True)
@@ -136,6 +157,248 @@ def test_a_fan_out_execution_that_timed_out_is_recorded_by_its_status_rule(
     assert audience.last_failure.reason == "The import failed: States.Timeout."
     assert audience.failure_notified_sequencer == job["sequencer"]
     assert AudienceCountRecord.get(audience_count_pk("demo-shop"), AUDIENCE_COUNT_SK).audiences == 0
-    # An execution that failed through its own fail step (the Fail state's error) is recorded already.
+    # An execution that failed through its own fail step (the Fail state's error) is recorded already; after the
+    # delay, what its steps wrote since is removed.
     event["detail"].update(status="FAILED", error="AudienceImportFailed", cause="A step failed")
     assert handler.lambda_handler(event, context())["outcome"] == "recorded"
+    assert handler.lambda_handler(after_the_delay(event), context())["outcome"] == "cleaned"
+
+
+DATA_BUCKET = "steward-test-audiences"
+IMPORTS_BUCKET = "steward-imports"  # the bucket of the sample event
+
+
+@dataclass
+class Destination:
+    """The real OnFailure destination on moto, with what it told the app: the topic's and the bus's messages.
+    ``event`` is the sample OnFailure record, and ``created`` the S3 record it carries, as the importer read it."""
+
+    handler: ModuleType
+    topic_queue: str
+    bus_queue: str
+    event: dict[str, Any]
+    created: ObjectCreated
+
+    def delivered_twice(self) -> list[tuple[str, str | None]]:
+        """(outcome, reason) of each of the event's records, delivered twice (as Lambda may)."""
+        answers = [self.handler.lambda_handler(self.event, context()) for _ in range(2)]
+        return [(item["outcome"], item["reason"]) for answer in answers for item in answer["outcomes"]]
+
+    def heard(self) -> list[tuple[str, str | None]]:
+        sqs = boto3.client("sqs")
+        found: list[tuple[str, str | None]] = []
+        for queue in (self.topic_queue, self.bus_queue):
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+                body = json.loads(message["Body"])
+                if "TopicArn" in body:
+                    found.append(("topic", json.loads(body["Message"])["code"]))
+                else:
+                    found.append((body["detail-type"], body["detail"].get("code")))
+        return sorted(found, key=str)
+
+
+def destination(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> Destination:
+    sqs, sns, events = boto3.client("sqs"), boto3.client("sns"), boto3.client("events")
+    queues = {}
+    for name in ("topic", "bus"):
+        url = sqs.create_queue(QueueName=f"heard-{name}")["QueueUrl"]
+        queues[name] = (
+            url,
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+        )
+    topic = sns.create_topic(Name="failures")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queues["topic"][1])
+    events.create_event_bus(Name=DATA_BUCKET)
+    events.put_rule(Name="all", EventBusName=DATA_BUCKET, EventPattern=json.dumps({"source": ["steward"]}))
+    events.put_targets(Rule="all", EventBusName=DATA_BUCKET, Targets=[{"Id": "queue", "Arn": queues["bus"][1]}])
+    for bucket in (DATA_BUCKET, IMPORTS_BUCKET):
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    monkeypatch.setenv("STEWARD_AUDIENCE_TOPIC", topic)
+    monkeypatch.setenv("STEWARD_AUDIENCE_EVENT_BUS", DATA_BUCKET)
+    AppRepository().create("demo-shop", "Demo", "hash", None, NOW)
+    handler = load_function("audience_import_failed", store, monkeypatch)
+    event = load_event("lambda-destination-audience-import-failed.json")
+    [created] = FailedInvocation.model_validate(event).requestPayload.created()
+    return Destination(handler, queues["topic"][0], queues["bus"][0], event, created)
+
+
+def the_importer(heard: Heard) -> AudienceImporter:
+    """The importer as the function builds it, telling ``heard`` (which a test breaks)."""
+    objects = S3Objects(boto3.client("s3"), DATA_BUCKET)
+    users = Users(["u1", "u2"])
+    return AudienceImporter(
+        AudienceRepository(), objects, objects, users.registered, users.read_ids, lambda app_id: True, heard,
+        lambda name: None, lambda: NOW, None, None,
+    )  # fmt: skip
+
+
+def imported_before(importer: AudienceImporter, created: ObjectCreated) -> Audience:
+    """An older file of the same audience, imported: the version the lost file's flip replaces."""
+    s3 = boto3.client("s3")
+    put = s3.put_object(Bucket=IMPORTS_BUCKET, Key=event_key(created.raw_key), Body=b"u1\nu2\n")
+    older = replace(created, size=6, sequencer="0055AED6DCD90281E4", etag=put["ETag"].strip('"'))
+    assert importer.handle(older, Invocation("request-0", lambda: 900.0)).outcome == "imported"
+    audience = importer.repository.get("demo-shop", "spring sale été", consistent=True)
+    assert audience is not None
+    return audience
+
+
+def flipped_unannounced(told: Destination) -> Layout:
+    """The lost file flipped the audience, then moving the pointer failed on every attempt: nothing was announced,
+    and the version the flip replaced (answered) is still there."""
+    created = told.created
+    importer = the_importer(Heard())
+    older = imported_before(importer, created)
+    assert older.layout is not None
+    told.heard()  # (the setup's own notifier told nothing there)
+    # The lost file is the sample's object (empty).
+    boto3.client("s3").put_object(Bucket=IMPORTS_BUCKET, Key=event_key(created.raw_key), Body=b"")
+
+    def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
+        raise RuntimeError("DynamoDB throttled the pointer's write")
+
+    importer.repository.point_to = broken_pointer  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="throttled"):
+        importer.handle(created, Invocation("request-1", lambda: 900.0))
+    return older.layout
+
+
+def replaced_buckets(layout: Layout) -> int:
+    return len(list(AudienceBucketRecord.query(audience_bucket_pk("demo-shop", layout.version, 0))))
+
+
+def test_the_on_failure_destination_finishes_a_flip_that_was_never_announced_once(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    created = told.created
+    replaced = flipped_unannounced(told)
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("imported", None)] * 2
+    repository = AudienceRepository()
+    audience = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert audience.sequencer == padded_sequencer(created.sequencer)
+    pointer = repository.pointer("demo-shop", "spring sale été", consistent=True)
+    assert pointer is not None
+    assert pointer.version == audience.layout.version
+    # The version the flip replaced is removed: its buckets and its member list.
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+    assert told.heard() == [("Audience Imported", None)]  # once, and no failure
+
+
+def test_the_on_failure_destination_announces_a_flip_before_removing_the_version_it_replaced(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    replaced = flipped_unannounced(told)
+    repository = told.handler.services.audience_importer_service.repository
+    removals = repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        # The replaced version of a large audience is tens of thousands of buckets: the time can run out there.
+        monkeypatch.setattr(repository, "delete_buckets", removals)
+        raise Killed()
+
+    monkeypatch.setattr(repository, "delete_buckets", killed_removing)
+    with pytest.raises(Killed):
+        told.handler.lambda_handler(told.event, context())
+    assert told.heard() == [("Audience Imported", None)]  # announced before the removal began
+    assert replaced_buckets(replaced) == 1
+
+    # Lambda retries the destination's invocation: it removes the version again, and announces nothing more.
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("imported", None)] * 2
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+    assert told.heard() == []
+
+
+def test_the_on_failure_destination_tells_a_failure_that_was_never_told_once_and_records_no_other(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    heard = Heard()
+    heard.failures_broken = True
+    # The object was gone when the import read it: recorded as unreadable, but SNS refused it every attempt.
+    with pytest.raises(RuntimeError, match="SNS"):
+        the_importer(heard).handle(told.created, Invocation("request-1", lambda: 900.0))
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("failed", "unreadable")] * 2
+    audience, code = failed_uncounted(AudienceRepository(), "demo-shop", "spring sale été")
+    assert code == "unreadable"
+    assert audience.failure_notified_sequencer == padded_sequencer(told.created.sequencer)
+    assert told.heard() == [("Audience Import Failed", "unreadable"), ("topic", "unreadable")]
+
+
+def test_the_on_failure_destination_tells_a_tombstones_refusal_that_was_never_told_once(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    heard = Heard()
+    importer = the_importer(heard)
+    repository = importer.repository
+    assert repository.tombstone("demo-shop", imported_before(importer, told.created), NOW)
+    heard.failures_broken = True
+    # The lost file was refused for the tombstone, and telling it failed every attempt.
+    with pytest.raises(RuntimeError, match="SNS"):
+        importer.handle(told.created, Invocation("request-1", lambda: 900.0))
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("refused", "audience_deleted")] * 2
+    tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_key) == (AudienceStatus.DELETED, event_key(told.created.raw_key))
+    assert told.heard() == [("Audience Import Failed", "audience_deleted"), ("topic", "audience_deleted")]
+
+
+def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the_audience_was_deleted(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    replaced = flipped_unannounced(told)
+    repository = AudienceRepository()
+    flipped = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert flipped is not None
+    # The app deleted the audience while Lambda retried the import that had flipped it.
+    assert repository.tombstone("demo-shop", flipped, NOW)
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("skipped", "audience_deleted")] * 2
+    assert told.heard() == []  # neither a refusal of a file that was imported, nor an import of a deleted audience
+    tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_sequencer) == (AudienceStatus.DELETED, None)
+    # The version the flip replaced, which its run never removed, is removed.
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+
+
+def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_importer_failed_to_finish(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = destination(store, monkeypatch)
+    version = imported_before(the_importer(Heard()), told.created).layout
+    assert version is not None
+    assert replaced_buckets(version) == 1
+    told.heard()
+    # The API hands the removal of a deleted audience's version to the importer (asynchronously, as composition.py
+    # builds it); the importer failed at it three times, and Lambda sends that invocation to the same destination.
+    event = {**told.event, "requestPayload": {"cleanup": {"app_id": "demo-shop", **version.model_dump()}}}
+
+    answer = told.handler.lambda_handler(event, context())
+
+    assert answer == {"removed": version.version}
+    assert replaced_buckets(version) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(version.members_key) == b""
+    assert told.heard() == []

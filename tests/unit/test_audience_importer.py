@@ -11,7 +11,7 @@ import pytest
 from steward.apps.repository import AppRepository
 from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed
 from steward.audiences.keys import ImportKey
-from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure
+from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
@@ -335,9 +335,10 @@ def test_a_retry_after_the_flip_announces_the_import_exactly_when_it_was_not(sto
     heard.broken = False
 
     retry = subject.handle(event, RUN)
-    again = subject.handle(event, RUN)
+    again = subject.handle(event, RUN)  # Lambda's retry once more: the flip is finished again, not announced
+    duplicate = subject.handle(event, Invocation("request-2", lambda: 900.0))
 
-    assert (retry.outcome, again.outcome) == ("imported", "skipped")
+    assert (retry.outcome, again.outcome, duplicate.outcome) == ("imported", "imported", "skipped")
     assert heard.events == [("imported", "race")]
 
 
@@ -412,6 +413,15 @@ def unreadable() -> None:
 
 def audiences_counted() -> int:
     return int(AudienceCountRecord.get(audience_count_pk(APP), AUDIENCE_COUNT_SK).audiences)
+
+
+def failed_uncounted(repository: AudienceRepository, app_id: str = APP, name: str = "race") -> tuple[Audience, str]:
+    """The name's record, which must be ``failed`` and not count against the maximum, and its failure's code."""
+    audience = repository.get(app_id, name, consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.status, audience.counted) == (AudienceStatus.FAILED, False)
+    return audience, audience.last_failure.code
 
 
 def released_by_a_newer_file(
@@ -491,12 +501,7 @@ def test_a_new_names_slot_comes_back_when_its_object_was_replaced_and_the_newer_
         refused()
 
     # A refused new audience keeps a failed record with its reason, that does not count.
-    audience = repository.get(APP, "race", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.counted, audience.last_failure.code) == (
-        AudienceStatus.FAILED, False, "file_too_large",
-    )  # fmt: skip
+    assert failed_uncounted(repository)[1] == "file_too_large"
     assert audiences_counted() == 0
     # A duplicate event of the refused file is skipped, not told again.
     assert subject.handle(too_large, RUN).outcome == "skipped"
@@ -525,15 +530,8 @@ def test_an_older_failure_never_replaces_a_newer_one_whose_notification_the_retr
     assert subject.handle(older, RUN).reason == "import_error"
     retry = subject.handle(newer, RUN)
 
-    audience = repository.get(APP, "race", consistent=True)
-    assert audience is not None
-    assert audience.last_failure is not None
-    assert (audience.status, audience.counted, audience.last_failure.code) == (
-        AudienceStatus.FAILED,
-        False,
-        "unreadable",
-    )
-    assert audience.failed_sequencer == "02".ljust(64, "0")
+    audience, code = failed_uncounted(repository)
+    assert (code, audience.failed_sequencer) == ("unreadable", "02".ljust(64, "0"))
     assert audiences_counted() == 0
     # The older failure is told for its own file; the newer one by the retry, once.
     assert (retry.outcome, retry.reason) == ("failed", "unreadable")
@@ -556,3 +554,156 @@ def test_a_recorded_failure_whose_notification_threw_is_told_by_the_retry_once(s
 
     assert (retry.outcome, retry.reason, again.outcome) == ("failed", "unreadable", "skipped")
     assert heard.events == [("failed", "unreadable")]
+
+
+def test_a_name_counted_again_whose_file_was_replaced_keeps_its_failure_and_skips_older_files(
+    store: StoreSettings,
+) -> None:
+    files, heard, repository, subject = an_app()
+    repository.set_max_audiences(APP, 1)
+    files.body = b"u1\n"
+    assert subject.handle(files.event("01", f"imports/{APP}/other.csv"), RUN).outcome == "imported"
+    assert subject.handle(files.event("02"), RUN).reason == "audience_limit"  # a failed record that does not count
+    repository.set_max_audiences(APP, 2)
+    files.body = b"u2\n"
+    older, counted_again = files.event("03"), files.event("04")
+    files.body = b"u1\nu2\n"  # file 05 replaced file 04 before its import read it
+
+    # File 04 counts the name again, then finds file 05 at the key and gives the slot back.
+    assert subject.handle(counted_again, RUN).reason == "object_replaced"
+
+    # The record stays, with file 02's failure, failed and not counted.
+    audience, code = failed_uncounted(repository)
+    assert (code, audience.failed_sequencer) == ("audience_limit", "02".ljust(64, "0"))
+    assert audiences_counted() == 1
+    # A late event of file 03, gone too, is skipped: not claimed, nor refused for the limit of a full app.
+    repository.set_max_audiences(APP, 1)
+    assert subject.handle(older, RUN).outcome == "skipped"
+    assert heard.events == [("imported", "other"), ("failed", "audience_limit")]
+    repository.set_max_audiences(APP, 2)
+    assert subject.handle(files.event("05"), RUN).outcome == "imported"
+
+
+class ClaimedMeanwhile(AudienceRepository):
+    """An older file's event claims the new name between a newer file's read of the record and its refusal."""
+
+    def __init__(self, rival: Attempt) -> None:
+        self.rival: Attempt | None = rival
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        if self.rival is not None:
+            rival, self.rival = self.rival, None
+            assert self.claim_new(rival, 100, recount=False) == "claimed"
+        return super().record_refused_new(app_id, name, failure, sequencer, now)
+
+
+def test_a_refusal_that_raced_a_first_claim_is_noted_on_it_and_kept_when_that_file_was_replaced(
+    store: StoreSettings,
+) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard = Files(), Heard()
+    repository = ClaimedMeanwhile(Attempt(APP, "race", KEY, "01".ljust(64, "0"), "request-01", NOW))
+    subject = importer(files, heard, repository)
+    files.body = b"u1\n"
+    first = files.event("01")
+    files.body = b"u1\nu2\n"
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
+
+    refused = subject.handle(too_large, RUN)
+    # File 01's import, which claimed the name, finds file 02 at the key.
+    replaced = subject.handle(first, Invocation("request-01", lambda: 900.0))
+
+    assert (refused.reason, replaced.reason) == ("file_too_large", "object_replaced")
+    assert failed_uncounted(repository)[1] == "file_too_large"
+    assert audiences_counted() == 0
+    assert heard.events == [("failed", "file_too_large")]
+    # A duplicate event of the refused file is skipped, not told again.
+    assert subject.handle(too_large, RUN).outcome == "skipped"
+    assert heard.events == [("failed", "file_too_large")]
+
+
+def test_an_import_announces_before_it_removes_the_replaced_version_and_its_retry_finishes_the_removal(
+    store: StoreSettings,
+) -> None:
+    files, heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    removals = repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        # A large version is tens of thousands of buckets: the function's time can run out in the middle.
+        repository.delete_buckets = removals  # type: ignore[method-assign]
+        raise Killed()
+
+    repository.delete_buckets = killed_removing  # type: ignore[method-assign]
+    files.body = b"u2\n"
+    event = files.event("02")
+    with pytest.raises(Killed):
+        subject.handle(event, RUN)
+    # The import was announced before the removal began.
+    assert heard.events == [("imported", "race"), ("imported", "race")]
+    assert list(AudienceBucketRecord.query(audience_bucket_pk(APP, first.layout.version, 0)))
+
+    retry = subject.handle(event, RUN)  # Lambda retries under the same request id
+    duplicate = subject.handle(event, Invocation("request-2", lambda: 900.0))
+
+    assert (retry.outcome, duplicate.outcome) == ("imported", "skipped")
+    assert not list(AudienceBucketRecord.query(audience_bucket_pk(APP, first.layout.version, 0)))
+    assert first.layout.members_key not in files.lists
+    assert heard.events == [("imported", "race"), ("imported", "race")]  # not announced again
+
+
+class ReleasedMeanwhile(AudienceRepository):
+    """An older file's event counts a refused name again between a newer file's read of the record and its
+    refusal, then (its object replaced, or the audience deleted) lets go of it before the newer file reads again."""
+
+    def __init__(self, then: str) -> None:
+        self.rival: Attempt | None = None
+        self.then = then
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        rival, self.rival = self.rival, None
+        if rival is None:
+            return super().record_refused_new(app_id, name, failure, sequencer, now)
+        assert self.claim_new(rival, 100, recount=True) == "claimed"
+        written = super().record_refused_new(app_id, name, failure, sequencer, now)
+        assert not written  # the name counts: no refused record is written over it
+        if self.then == "released":
+            assert self.release_unstarted(app_id, name, rival.sequencer, now)
+        else:
+            claimed = self.get(app_id, name, consistent=True)
+            assert claimed is not None
+            assert self.tombstone(app_id, claimed, now)
+        return written
+
+
+@pytest.mark.parametrize(("then", "told"), [("released", "file_too_large"), ("deleted", "audience_deleted")])
+def test_a_refusal_whose_write_raced_a_claim_let_go_of_meanwhile_is_recorded_and_told(
+    store: StoreSettings, then: str, told: str
+) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard = Files(), Heard()
+    repository = ReleasedMeanwhile(then)
+    subject = importer(files, heard, repository)
+    # File 00 was refused for the app's limit: the name has a failed record that does not count.
+    refused = Failure(code="audience_limit", reason="full", key=KEY, at=NOW)
+    assert repository.record_refused_new(APP, "race", refused, "00".ljust(64, "0"), NOW)
+    repository.rival = Attempt(APP, "race", KEY, "01".ljust(64, "0"), "request-01", NOW)
+    files.body = b"u1\nu2\n"
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
+
+    outcome = subject.handle(too_large, RUN)
+
+    assert heard.events == [("failed", told)]
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert audience.last_failure.code == told
+    if then == "released":
+        assert (outcome.outcome, outcome.reason) == ("failed", "file_too_large")
+        assert (audience.status, audience.counted, audience.failed_sequencer) == (
+            AudienceStatus.FAILED, False, "02".ljust(64, "0"),
+        )  # fmt: skip
+    else:
+        assert (outcome.outcome, outcome.reason) == ("refused", "audience_deleted")
+        assert (audience.status, audience.refused_sequencer) == (AudienceStatus.DELETED, "02".ljust(64, "0"))
+    assert audiences_counted() == 0

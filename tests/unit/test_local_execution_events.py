@@ -1,5 +1,6 @@
-"""The local runner's "Step Functions Execution Status Change" events (moto sends none): the real template's rule
-picks the sweep's abrupt endings, and the event has the shape AWS sends (events/)."""
+"""The local runner's "Step Functions Execution Status Change" events (moto sends none): the real template's rules
+pick the sweep's and the audience fan-out's endings for their targets, and the event has the shape AWS sends
+(events/)."""
 
 import json
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import Any
 
 from moto.stepfunctions.parser.api import ExecutionStatus
 
-from steward_local.execution_events import rules_with_lambda_targets, status_change_event
+from steward_local.execution_events import rules_with_targets, status_change_event
 from steward_local.intrinsics import Resolver, Resource
 from steward_local.template import load_and_transform
 
@@ -17,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SWEEP = "arn:aws:states:us-east-1:123456789012:stateMachine:RetentionStateMachine-X1"
 OTHER = "arn:aws:states:us-east-1:123456789012:stateMachine:JobStateMachine-X2"
 FUNCTION = "steward-local-RetentionFunction-X3"
+FAN_OUT = "arn:aws:states:us-east-1:123456789012:stateMachine:AudienceImportStateMachine-X4"
+STOPPED = "arn:aws:states:us-east-1:123456789012:stateMachine:AudienceStoppedImportStateMachine-X5"
+STEPS = "steward-local-AudienceFanOutFunction-X6"
 
 
 def transformed_rules() -> list[Any]:
@@ -27,7 +31,14 @@ def transformed_rules() -> list[Any]:
     }
     resources["RetentionStateMachine"] = Resource("RetentionStateMachine", "AWS::StepFunctions::StateMachine", SWEEP)
     resources["RetentionFunction"] = Resource("RetentionFunction", "AWS::Lambda::Function", FUNCTION)
-    return rules_with_lambda_targets(cloudformation, Resolver(resources, {}, "us-east-1", "steward-local"))
+    resources["AudienceImportStateMachine"] = Resource(
+        "AudienceImportStateMachine", "AWS::StepFunctions::StateMachine", FAN_OUT
+    )
+    resources["AudienceStoppedImportStateMachine"] = Resource(
+        "AudienceStoppedImportStateMachine", "AWS::StepFunctions::StateMachine", STOPPED
+    )
+    resources["AudienceFanOutFunction"] = Resource("AudienceFanOutFunction", "AWS::Lambda::Function", STEPS)
+    return rules_with_targets(cloudformation, Resolver(resources, {}, "us-east-1", "steward-local"))
 
 
 def ended(machine: str, status: ExecutionStatus) -> Any:
@@ -58,6 +69,27 @@ def test_the_sweeps_rule_reaches_the_retention_function_for_its_abrupt_endings_o
         assert pattern.matches_event(status_change_event(ended(SWEEP, status)))
     assert not pattern.matches_event(status_change_event(ended(SWEEP, ExecutionStatus.SUCCEEDED)))
     assert not pattern.matches_event(status_change_event(ended(OTHER, ExecutionStatus.FAILED)))
+
+
+def test_a_fan_out_that_failed_reaches_its_function_at_once_and_every_bad_ending_its_delay_machine() -> None:
+    steps = f"arn:aws:lambda:us-east-1:123456789012:function:{STEPS}"
+    rules = transformed_rules()
+    heard: dict[ExecutionStatus, list[str]] = {}
+    for status in (
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMED_OUT,
+        ExecutionStatus.ABORTED,
+        ExecutionStatus.SUCCEEDED,
+    ):
+        event = status_change_event(ended(FAN_OUT, status))
+        heard[status] = sorted(arn for pattern, arns in rules if pattern.matches_event(event) for arn in arns)
+
+    assert heard == {
+        ExecutionStatus.FAILED: [steps, STOPPED],
+        ExecutionStatus.TIMED_OUT: [STOPPED],
+        ExecutionStatus.ABORTED: [STOPPED],
+        ExecutionStatus.SUCCEEDED: [],
+    }
 
 
 def test_the_event_has_the_shape_step_functions_sends() -> None:

@@ -95,6 +95,18 @@ def test_every_prefix_the_functions_write_in_the_reports_bucket_expires() -> Non
     assert expiring == {"jobs/": {"Ref": "ReportRetentionDays"}, "retention/": {"Ref": "ReportRetentionDays"}}
 
 
+def test_the_fan_out_steps_staged_work_expires_after_any_use_of_it_and_member_lists_never_do() -> None:
+    rules = RESOURCES["AudienceDataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule}
+    assert expiring == {"staging/": 2}
+    # Longer than an execution (its TimeoutSeconds) plus the delayed cleanup, delivered up to a day late.
+    machine = json.loads((ROOT / "statemachines" / "audience_import.asl.json").read_text())
+    delay = TEMPLATE["Parameters"]["AudienceStoppedImportDelaySeconds"]["Default"]
+    rule = RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]["Events"]["ExecutionEnded"]["Properties"]
+    used = machine["TimeoutSeconds"] + rule["RetryPolicy"]["MaximumEventAgeInSeconds"] + delay
+    assert used < expiring["staging/"] * 86400
+
+
 def _leading_keys(function: str) -> list[str]:
     """The catalog keys a function may touch; it fails when any right on the catalog is not limited so."""
     keys: list[str] = []
@@ -117,8 +129,30 @@ def test_the_audience_import_functions_reach_only_audience_items_of_the_catalog(
         # No other kind of the app's catalog items (its segments, tags, jobs...).
         others = ("acme#segment", "acme#tag", "acme#job#0", "acme#audience-other")
         assert not any(fnmatchcase(key, pattern) for pattern in allowed for key in others), function
-    recorder = _leading_keys("AudienceImportFailedFunction")
-    assert sorted(recorder) == ["*#audience", "*#audience-count"]
+    # The recorder of lost imports records failures, and finishes flips (the pointer, the replaced version's
+    # buckets): each of its rights reaches only the kind of item it is for.
+    _leading_keys("AudienceImportFailedFunction")  # no right on the catalog without a key limit
+    rights: dict[str, set[str]] = {}
+    for statement in _statements("AudienceImportFailedFunction"):
+        if {"Fn::GetAtt": ["CatalogTable", "Arn"]} in _names_or_list(statement.get("Resource")):
+            for action in _names(statement["Action"]):
+                keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                rights.setdefault(action, set()).update(keys)
+    assert rights == {
+        "dynamodb:GetItem": {"*#audience", "*#audience-count"},
+        "dynamodb:UpdateItem": {"*#audience", "*#audience-count"},
+        "dynamodb:ConditionCheckItem": {"*#audience"},
+        "dynamodb:PutItem": {"*#audience-pointer"},
+        "dynamodb:BatchWriteItem": {"*#audience-bucket#*"},
+    }
+    s3 = [
+        statement
+        for statement in _statements("AudienceImportFailedFunction")
+        if "Action" in statement and any(action.startswith("s3:") for action in _names(statement["Action"]))
+    ]
+    assert [(statement["Action"], statement["Resource"]) for statement in s3] == [
+        ("s3:DeleteObject", {"Fn::Sub": "${AudienceDataBucket.Arn}/members/*"})
+    ]
 
 
 def test_the_audience_import_functions_may_list_the_imports_bucket_so_a_deleted_file_reads_as_not_found() -> None:
@@ -143,25 +177,56 @@ def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 def test_a_fan_out_execution_that_ends_badly_runs_the_fail_step_and_raises_the_alarm() -> None:
-    function = RESOURCES["AudienceFanOutFunction"]["Properties"]
-    rule = function["Events"]["ExecutionEnded"]
-    assert rule["Type"] == "EventBridgeRule"
-    pattern = rule["Properties"]["Pattern"]
-    assert pattern["detail"]["stateMachineArn"] == [{"Ref": "AudienceImportStateMachine"}]
-    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
     event = json.loads((ROOT / "events" / "eventbridge-audience-fan-out-timed-out.json").read_text())
-    concrete = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [event["detail"]["stateMachineArn"]]}}
-    for status in ("FAILED", "TIMED_OUT", "ABORTED"):
-        assert _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
-    assert not _matches(concrete, {**event, "detail": {**event["detail"], "status": "SUCCEEDED"}})
+    machine = {"Ref": "AudienceImportStateMachine"}
+    heard_by = {
+        "failed at once": RESOURCES["AudienceFanOutFunction"]["Properties"]["Events"]["ExecutionEnded"],
+        "after the delay": RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]["Events"]["ExecutionEnded"],
+    }
+    matched: dict[str, list[str]] = {}
+    for how, rule in heard_by.items():
+        assert rule["Type"] == "EventBridgeRule"
+        pattern = rule["Properties"]["Pattern"]
+        assert pattern["detail"]["stateMachineArn"] == [machine]
+        concrete = {**pattern, "detail": {**pattern["detail"], "stateMachineArn": [event["detail"]["stateMachineArn"]]}}
+        matched[how] = [
+            status
+            for status in ("FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED")
+            if _matches(concrete, {**event, "detail": {**event["detail"], "status": status}})
+        ]
+    # A failed execution is recorded at once; every ending is looked at again once no task of it can be running.
+    assert matched == {"failed at once": ["FAILED"], "after the delay": ["FAILED", "TIMED_OUT", "ABORTED"]}
     alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
     watched = {
-        query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+        (query["MetricStat"]["Metric"]["MetricName"], query["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"])
         for query in alarm["Metrics"]
         if "MetricStat" in query
     }
-    machine = {"Ref": "AudienceImportStateMachine"}
-    assert watched == {"ExecutionsFailed": machine, "ExecutionsTimedOut": machine, "ExecutionsAborted": machine}
+    assert watched == {
+        ("ExecutionsFailed", "AudienceImportStateMachine"),
+        ("ExecutionsTimedOut", "AudienceImportStateMachine"),
+        ("ExecutionsAborted", "AudienceImportStateMachine"),
+        ("ExecutionsFailed", "AudienceStoppedImportStateMachine"),
+    }
+
+
+def test_the_fail_step_of_a_stopped_fan_out_waits_longer_than_any_of_its_tasks_can_run() -> None:
+    stopped = RESOURCES["AudienceStoppedImportStateMachine"]["Properties"]
+    substitutions = stopped["DefinitionSubstitutions"]
+    assert substitutions["AudienceStoppedImportDelaySeconds"] == {"Ref": "AudienceStoppedImportDelaySeconds"}
+    assert substitutions["AudienceFanOutFunctionArn"] == {"Fn::GetAtt": ["AudienceFanOutFunction", "Arn"]}
+    delay = TEMPLATE["Parameters"]["AudienceStoppedImportDelaySeconds"]["Default"]
+    assert delay > RESOURCES["AudienceFanOutFunction"]["Properties"]["Timeout"]
+    definition = json.loads((ROOT / stopped["DefinitionUri"]).read_text())
+    states = definition["States"]
+    # The delay, then the function handed the status change event, marked as coming after the delay.
+    assert states["Delay"]["Parameters"]["seconds.$"] == "States.StringToJson('${AudienceStoppedImportDelaySeconds}')"
+    assert states["Delay"]["Next"] == "WaitForRunningSteps"
+    assert states["WaitForRunningSteps"] == {"Type": "Wait", "SecondsPath": "$.seconds", "Next": "RecordFailure"}
+    assert states["RecordFailure"]["Parameters"] == {
+        "FunctionName": "${AudienceFanOutFunctionArn}",
+        "Payload": {"after_delay": True, "event.$": "$.event"},
+    }
 
 
 def test_a_sweep_execution_that_ends_without_finalizing_reaches_the_retention_function() -> None:
@@ -213,3 +278,20 @@ def test_the_schedule_starts_the_schedulers_state_machine_which_runs_only_the_sc
     assert [statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for statement in updates] == [
         ["*#retention-run"]
     ]
+
+
+def test_the_lost_import_recorder_has_the_importers_time_to_remove_a_replaced_version() -> None:
+    # Finishing a flip removes the version it replaced, as the importer does after its own flip.
+    def timeout(function: str) -> int:
+        return int(RESOURCES[function]["Properties"]["Timeout"])
+
+    assert timeout("AudienceImportFailedFunction") == timeout("AudienceImportFunction") == 900
+
+
+def test_one_kind_of_bad_ending_alone_raises_the_fan_out_alarm() -> None:
+    # Metric math over a metric with no data in the period is empty: every term is filled with 0.
+    alarm = RESOURCES["AudienceImportExecutionsFailedAlarm"]["Properties"]
+    [expression] = [query["Expression"] for query in alarm["Metrics"] if "Expression" in query]
+    terms = [query["Id"] for query in alarm["Metrics"] if "MetricStat" in query]
+    assert len(terms) == 4
+    assert sorted(expression.split(" + ")) == sorted(f"FILL({term}, 0)" for term in terms)

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from steward.resources.service import ResourceService
     from steward.segments.repository import SegmentRepository
     from steward.segments.service import SegmentService
-    from steward.settings import AudienceFanOutSettings
+    from steward.settings import AudienceImportFailedSettings
     from steward.tags.repository import TagRepository
     from steward.tags.service import TagService
     from steward.usecases.retention_executions import RetentionExecutions
@@ -582,15 +582,16 @@ class Services:
     def audience_lost_imports(self) -> LostImports:
         from steward.audiences.lost import LostImports
 
-        return LostImports(self.audience_repository, self._app_exists, self.audience_notifier, self.clock)
+        return LostImports(self.audience_importer_service)
 
 
 def audience_import_services(
-    settings: AudienceFanOutSettings,
+    settings: AudienceImportFailedSettings,
     metric: Callable[[str], None] | None,
     fan_out: tuple[str, int, int] | None,
 ) -> Services:
-    """The services of the functions that import audience files (the importer and the fan-out's steps)."""
+    """The services of the functions that import audience files (the importer, the fan-out's steps, and the
+    recorder of lost imports)."""
     return Services(
         settings.shard_count,
         audience_data_bucket=settings.audience_data_bucket,

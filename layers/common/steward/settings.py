@@ -182,20 +182,8 @@ class RetentionSweepSettings(ConversationStoreSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class AudienceImportFailedSettings(StoreSettings):
-    """The recorder of imports the importer lost (its OnFailure destination): the store, and where failures go."""
-
-    audience_topic: str
-    audience_event_bus: str
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("audience_topic", "audience_event_bus"):
-            _name(name, getattr(self, name))
-
-
-@dataclass(frozen=True, kw_only=True)
-class AudienceFanOutSettings(StoreSettings):
-    """The fan-out's steps: the store, where member lists and the steps' work live, where imports are told."""
+    """The recorder of imports the importer lost (its OnFailure destination): the store, where member lists
+    live (a flip it finishes removes the version it replaced), and where imports and failures are told."""
 
     audience_data_bucket: str
     audience_topic: str
@@ -205,6 +193,11 @@ class AudienceFanOutSettings(StoreSettings):
         super().__post_init__()
         for name in ("audience_data_bucket", "audience_topic", "audience_event_bus"):
             _name(name, getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudienceFanOutSettings(AudienceImportFailedSettings):
+    """The fan-out's steps: the same, the data bucket holding the steps' work too."""
 
 
 # A range is parsed by one function: 1 MiB at least, 1 GiB at most (a 500 MiB file is one range then).

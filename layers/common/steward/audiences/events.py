@@ -1,10 +1,12 @@
-"""The events the audience functions receive: S3 ObjectCreated notifications, and Lambda's OnFailure records."""
+"""The events the audience functions receive: S3 ObjectCreated notifications, the API's removals of versions, and
+Lambda's OnFailure records."""
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from steward.audiences.importer import ObjectCreated
+from steward.audiences.models import Layout
 from steward.schema import Schema
 
 MAX_ERROR_CHARS = 300
@@ -50,16 +52,31 @@ class S3Notification(Schema):
         ]
 
 
+class Cleanup(Layout):
+    """A version no reader looks at any more (a deleted audience's), with its app."""
+
+    model_config = ConfigDict(frozen=True)
+
+    app_id: str
+
+
+class CleanupRequest(Schema):
+    """The API's asynchronous invocation of the importer to remove a version (see composition.py)."""
+
+    cleanup: Cleanup
+
+
 class FailedRequest(Schema):
     condition: str = Field(description="RetriesExhausted or EventAgeExceeded.")
     approximateInvokeCount: int = 0  # noqa: N815 (Lambda's field name)
 
 
 class FailedInvocation(Schema):
-    """What Lambda sends an OnFailure destination: the original event and the last attempt's error."""
+    """What Lambda sends an OnFailure destination: the original event (a file's notification, or a removal the
+    API asked for) and the last attempt's error."""
 
     requestContext: FailedRequest  # noqa: N815 (Lambda's field name)
-    requestPayload: S3Notification  # noqa: N815
+    requestPayload: S3Notification | CleanupRequest  # noqa: N815
     responsePayload: Any = None  # noqa: N815 (the error; absent when the event expired unprocessed)
 
     def reason(self) -> str:

@@ -1,8 +1,18 @@
 """Recording a failed import on the audience and telling the app: the importer's and the lost-import recorder's."""
 
-from steward.audiences.models import Audience, Failure
+import logging
+
+from steward.audiences.models import Audience, AudienceStatus, Failure
 from steward.audiences.ports import Notifier
 from steward.audiences.repository import AudienceRepository, Recorded
+
+logger = logging.getLogger(__name__)
+# Reads and conditional writes of one failure's record when claims of the name race it.
+RECORD_ATTEMPTS = 3
+
+
+class RecordContended(Exception):
+    """The record kept changing while a failure was written on it: the invocation fails, and is retried."""
 
 
 def record_failed(
@@ -13,20 +23,38 @@ def record_failed(
     current: Audience | None,
     sequencer: str,
     failure: Failure,
-) -> bool:
-    """Record ``failure`` of the file ``sequencer`` and publish it; False when a newer file's import made it moot.
+) -> Recorded | Audience:
+    """Record ``failure`` of the file ``sequencer`` and publish it, as ``record_failure`` says (``moot``: a newer
+    file's import or attempt made it so); or the tombstone, when the name was deleted: the file is refused.
 
     A name with no counted record (new, or refused before) gets a failed record that does not count
     against the app's maximum; a counted one keeps its members and notes the failure (a new audience
-    whose own first attempt failed gives its slot back).
+    whose own first attempt failed gives its slot back). When a first attempt claimed the new name after
+    ``current`` was read, the failure is noted on that claim: if its object was replaced, the record then
+    stays as this failure rather than going. When that claim let go of the name before the record was read
+    again (an older file's, released uncounted), the refusal is written again.
     """
-    recorded: Recorded
-    if current is None or not current.counted:
-        new = repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
-        recorded = "recorded" if new else "moot"
-    else:
-        recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
-    return tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
+    for _ in range(RECORD_ATTEMPTS):
+        if current is not None and current.status is AudienceStatus.DELETED:
+            return current
+        if current is not None and current.counted:
+            recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
+            tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
+            return recorded
+        if repository.record_refused_new(app_id, name, failure, sequencer, failure.at):
+            tell_recorded(repository, notifier, app_id, name, failure, sequencer, "recorded")
+            return "recorded"
+        current = repository.get(app_id, name, consistent=True)
+        if _taken(current, sequencer):
+            return "moot"
+    raise RecordContended(f"The record of {name!r} kept changing while the failure of {failure.key!r} was written")
+
+
+def _taken(current: Audience | None, sequencer: str) -> bool:
+    """Whether a refused record holds this file's attempt or a newer one: a refusal of this file is moot."""
+    if current is None or current.counted or current.status is AudienceStatus.DELETED:
+        return False
+    return current.attempt_sequencer is not None and current.attempt_sequencer >= sequencer
 
 
 def tell_recorded(
@@ -37,8 +65,8 @@ def tell_recorded(
     failure: Failure,
     sequencer: str,
     recorded: Recorded,
-) -> bool:
-    """Tell a failure as ``record_failure`` left it; False when a newer file's import made it moot.
+) -> None:
+    """Tell a failure as ``record_failure`` left it.
 
     A recorded failure is told until marked told. A superseded one (a newer file's failure stays on the
     audience) is still published once for its own key and sequencer, unmarked: the marker belongs to the
@@ -48,7 +76,6 @@ def tell_recorded(
         tell_failure(repository, notifier, app_id, name, failure, sequencer)
     elif recorded == "superseded":
         notifier.failed(app_id, name, failure, sequencer)
-    return recorded != "moot"
 
 
 def tell_failure(

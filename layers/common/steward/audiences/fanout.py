@@ -10,10 +10,17 @@
 4. ``pack`` (a Map over partitions): write the partition's packed buckets.
 5. ``flip``: join the member list, flip the audience to the version with the
    same conditional write as an inline import (newer files win, tombstones
-   refuse), remove the replaced version and announce it.
+   refuse), announce it and remove the replaced version.
 ``fail`` (on any step's failure) records it, unless the file was replaced
 meanwhile, and removes what the steps wrote. The version is named after the
 file, so a retried step writes the same items again.
+
+Step Functions does not stop a Lambda task that is running when its state or
+execution ends: when one iteration of a Map fails, the others run on (up to
+the function's timeout) and may write after the fail step removed the work.
+So every execution that did not succeed is looked at again once no task of it
+can be running (``after_delay``): a timed-out or stopped one gets its fail step
+only then, and a failed one has what was written since removed.
 """
 
 import io
@@ -26,10 +33,17 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from steward.audiences import buckets
-from steward.audiences.failures import tell_failure, untold_failure
-from steward.audiences.importer import AudienceImporter, ImportOutcome, Parsed, Spill, distinct_ids, packed_buckets
+from steward.audiences.importer import (
+    AudienceImporter,
+    ImportOutcome,
+    Parsed,
+    Spill,
+    distinct_ids,
+    flipped_to,
+    packed_buckets,
+)
 from steward.audiences.keys import ImportKey
-from steward.audiences.models import Counts, InvalidLine, Layout
+from steward.audiences.models import Audience, Counts, InvalidLine, Layout
 from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
 from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
@@ -65,6 +79,14 @@ class FanOutStep(Schema):
     error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
 
 
+class AfterDelay(Schema):
+    """What the delay state machine (``audience_import_stopped.asl.json``) hands the function: the status
+    change, once no task of that execution can still be running."""
+
+    after_delay: Literal[True]
+    event: ExecutionEnded
+
+
 class FanOutSteps:
     def __init__(self, importer: AudienceImporter, staging: Staging, work_dir: str | None) -> None:
         self.importer = importer
@@ -94,13 +116,24 @@ class FanOutSteps:
         detail = ended.detail
         if detail.status == "FAILED" and detail.error == FAILED_STEP_ERROR:
             return {"outcome": "recorded", "execution": detail.executionArn}
-        if detail.input is None:
-            # Step Functions leaves out an input over its event size: there is nothing to record it on.
-            logger.error("Fan-out execution %s ended %s without its input", detail.executionArn, detail.status)
+        job = _job_of(detail)
+        if job is None:
             return {"outcome": "unknown", "execution": detail.executionArn}
-        job = FanOutJob.model_validate(json.loads(detail.input)["job"])
         kind = detail.error or f"Execution{detail.status.title().replace('_', '')}"
         return _outcome(self.fail(job, {"Error": kind, "Cause": detail.cause}))
+
+    def after_delay(self, ended: ExecutionEnded) -> dict[str, Any]:
+        """An execution that did not succeed, once no task of it can still be running. One that timed out or was
+        stopped gets its fail step now. One that failed had its failure recorded at once (by its fail step, or
+        by the status rule): only what the Map's other iterations wrote after that is removed."""
+        detail = ended.detail
+        if detail.status != "FAILED":
+            return self.execution_ended(ended)
+        job = _job_of(detail)
+        if job is None:
+            return {"outcome": "unknown", "execution": detail.executionArn}
+        self.remove_work(job)
+        return {"outcome": "cleaned", "execution": detail.executionArn}
 
     def parse_range(self, job: FanOutJob, byte_range: ByteRange) -> RangeResult:
         chunks = self.staging.open_from(job.bucket, job.key, job.etag, max(byte_range.start - 1, 0))
@@ -194,28 +227,27 @@ class FanOutSteps:
         self.staging.delete_prefix(job.staging)
         return outcome
 
-    def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
-        kind = str(error.get("Error") or "States.TaskFailed")
+    def remove_work(self, job: FanOutJob) -> Audience | None:
+        """Remove what the steps wrote: the staged work, and the version's buckets unless the audience was
+        flipped to it. Answers the audience as it was read."""
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
-        flipped = current is not None and current.version == job.version
         stored = self.staging.get(f"{job.staging}layout.json")
-        if stored and not flipped:
+        if stored and not flipped_to(current, job.sequencer):
             self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
         self.staging.delete_prefix(job.staging)
+        return current
+
+    def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
+        kind = str(error.get("Error") or "States.TaskFailed")
+        current = self.remove_work(job)
         target = _target(job)
-        if current is not None and flipped:
-            # The flip went through and a later part of its step failed: finish it (pointer, removal, event).
-            self.importer.finish_flip(job.app_id, current, job.sequencer)
-            return ImportOutcome("imported", job.key, job.app_id, job.name, current.counts)
+        # The flip went through and a later part of its step failed: it is finished (pointer, event, removal).
+        # Or this step's retry, or the failed execution's rule after it ran: the failure is told if not yet.
+        settled = self.importer.settle_recorded(target, current, job.sequencer)
+        if settled is not None:
+            return settled
         if kind == OBJECT_CHANGED:
             return self.importer.object_replaced(target, job.sequencer)
-        if current is not None and current.failed_sequencer == job.sequencer and current.last_failure is not None:
-            # This step's retry, or the failed execution's rule after it ran: recorded already; tell it if not yet.
-            untold = untold_failure(current, job.sequencer)
-            if untold is not None:
-                importer = self.importer
-                tell_failure(importer.repository, importer.notifier, job.app_id, job.name, untold, job.sequencer)
-            return ImportOutcome("failed", job.key, job.app_id, job.name, reason=current.last_failure.code)
         logger.error("Fan-out import of %r failed: %s %s", job.key, kind, error.get("Cause"))
         if kind == OBJECT_UNREADABLE:
             reason = f"The file could not be read: {_error_message(error)}"
@@ -258,6 +290,14 @@ def _error_message(error: dict[str, Any]) -> str:
     except (ValueError, AttributeError):
         return cause[:MAX_CAUSE_CHARS]
     return str(message or cause)[:MAX_CAUSE_CHARS]
+
+
+def _job_of(detail: ExecutionDetail) -> FanOutJob | None:
+    if detail.input is None:
+        # Step Functions leaves out an input over its event size: there is nothing to record it on.
+        logger.error("Fan-out execution %s ended %s without its input", detail.executionArn, detail.status)
+        return None
+    return FanOutJob.model_validate(json.loads(detail.input)["job"])
 
 
 def _target(job: FanOutJob) -> ImportKey:

@@ -42,7 +42,7 @@ from steward.audiences.ports import (
     ObjectUnreadable,
     OpenedObject,
 )
-from steward.audiences.repository import Attempt, AudienceRepository, Flip, Published
+from steward.audiences.repository import Attempt, AudienceRepository, Flip, Published, Recorded
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
@@ -236,11 +236,7 @@ class AudienceImporter:
                     return self.fail_claimed(target, sequencer, failure.code, failure.reason)
                 published = recounted if isinstance(recounted, Published) else None
             if published is not None:
-                # Lookups follow the pointer, moved before the replaced version goes.
-                self.repository.point_to(app_id, name, parsed.layout)
-                if published.replaced is not None and published.replaced.version != parsed.layout.version:
-                    self.remove_version(app_id, published.replaced)
-                self._announce(app_id, published.audience, sequencer)
+                self._complete(app_id, published.audience, published.replaced, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
             if not _uncounted(current, sequencer):
                 break
@@ -248,16 +244,44 @@ class AudienceImporter:
         self.remove_version(app_id, parsed.layout)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
 
+    def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
+        """What the record already shows of the file ``sequencer``, finished and told (once, for runs that do
+        not overlap): its flip (the pointer, its event unless announced, and the removal of the version it
+        replaced, done again as a run may have died in it) or its failure (published unless it was). None when
+        it shows neither.
+
+        For the fail step and the lost-import recorder, which run once the file's own invocations are over:
+        none of them is finishing it meanwhile.
+        """
+        if current is None:
+            return None
+        app_id, name, key = target.app_id, target.name, target.key
+        if flipped_to(current, sequencer):
+            self.finish_flip(app_id, current, sequencer)
+            return ImportOutcome("imported", key, app_id, name, current.counts)
+        if current.failed_sequencer == sequencer and current.last_failure is not None:
+            untold = untold_failure(current, sequencer)
+            if untold is not None:
+                tell_failure(self.repository, self.notifier, app_id, name, untold, sequencer)
+            return ImportOutcome("failed", key, app_id, name, reason=current.last_failure.code)
+        return None
+
     def finish_flip(self, app_id: str, audience: Audience, sequencer: str) -> None:
-        """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, remove the
-        version the flip replaced, and announce the import unless that was done."""
+        """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, announce the
+        import unless that was done, and remove the version the flip replaced (copied onto the record)."""
+        self._complete(app_id, audience, audience.replaced, sequencer)
+
+    def _complete(self, app_id: str, audience: Audience, replaced: Layout | None, sequencer: str) -> None:
+        """Lookups follow the pointer, moved before the replaced version goes. The event goes before the
+        removal, which for a large audience is tens of thousands of buckets and may outlast the run: a run
+        that dies in it has announced the import, and whatever finishes the flip again removes the rest
+        (deleting what is gone already changes nothing)."""
         if audience.layout is not None:
             self.repository.point_to(app_id, audience.name, audience.layout)
-        replaced = audience.replaced
-        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
-            self.remove_version(app_id, replaced)
         if audience.notified_sequencer != sequencer:
             self._announce(app_id, audience, sequencer)
+        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
+            self.remove_version(app_id, replaced)
 
     def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
         # The marker follows the event: a crash between the two sends it again, never not at all.
@@ -275,9 +299,10 @@ class AudienceImporter:
             now = self.clock()
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
-                return self._refuse_deleted(target, current, sequencer, now)
-            if current is not None and _unannounced(current, sequencer, request_id):
-                # Lambda's retry of an import that flipped the audience but could not announce it.
+                return self.refuse_deleted(target, current, sequencer, now)
+            if current is not None and _flipped_by(current, sequencer, request_id):
+                # Lambda's retry of an import that flipped the audience, then died announcing it or removing
+                # the version it replaced: a retry follows a crash only, so the flip is finished again.
                 self.finish_flip(target.app_id, current, sequencer)
                 return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
             untold = None if current is None else untold_failure(current, sequencer)
@@ -290,7 +315,7 @@ class AudienceImporter:
             if size > MAX_OBJECT_BYTES:
                 # Refused before any claim: a new name never takes a slot for a file it cannot import.
                 reason = f"The file has {size} bytes; the limit is {MAX_OBJECT_BYTES} (500 MiB)."
-                return self._fail_unclaimed(target, current, sequencer, Failure(
+                return self.fail_unclaimed(target, current, sequencer, Failure(
                     code="file_too_large", reason=reason, key=target.key, at=now
                 ))  # fmt: skip
             claim = self._claim_once(target, current, sequencer, request_id, now)
@@ -300,7 +325,7 @@ class AudienceImporter:
         logger.error("Gave up claiming %r after %d refused claims", target.key, CLAIM_ATTEMPTS)
         self.metric("AudienceImportContended")
         reason = "The audience record kept changing while this file was claimed; put the file again."
-        return self._fail_unclaimed(target, current, sequencer, Failure(
+        return self.fail_unclaimed(target, current, sequencer, Failure(
             code="contended", reason=reason, key=target.key, at=self.clock()
         ))  # fmt: skip
 
@@ -315,10 +340,10 @@ class AudienceImporter:
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
         claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
-            return self._fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
+            return self.fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
         return None if claim == "claimed" else "raced"
 
-    def _refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
+    def refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
         failure = Failure(
             code="audience_deleted",
             reason=f"The audience {target.name!r} was deleted; lift its tombstone to import it again.",
@@ -334,19 +359,25 @@ class AudienceImporter:
             self.repository.mark_notified(app_id, name, sequencer, told="refusal")
         return ImportOutcome("refused", target.key, target.app_id, target.name, reason=failure.code)
 
-    def _fail_unclaimed(
+    def fail_unclaimed(
         self, target: ImportKey, current: Audience | None, sequencer: str, failure: Failure
     ) -> ImportOutcome:
-        """A file refused before it was claimed: a new name gets a failed record that does not count."""
-        record_failed(self.repository, self.notifier, target.app_id, target.name, current, sequencer, failure)
-        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
+        """A file refused before it was claimed (or lost before it recorded anything): a new name gets a failed
+        record that does not count; a name deleted meanwhile refuses the file; a newer file's import or attempt
+        makes it moot (skipped)."""
+        app_id, name = target.app_id, target.name
+        recorded = record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure)
+        if isinstance(recorded, Audience):
+            return self.refuse_deleted(target, recorded, sequencer, self.clock())
+        return _failed(target, failure, recorded)
 
     def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
+        """Record the failure of a claimed file and tell it; skipped when a newer file's import made it moot."""
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         recorded = self.repository.record_failure(target.app_id, target.name, failure, sequencer, now)
         tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
-        return ImportOutcome("failed", target.key, target.app_id, target.name, reason=code)
+        return _failed(target, failure, recorded)
 
     def remove_version(self, app_id: str, layout: Layout) -> None:
         """Remove a version no reader will look at again; a failure leaves only garbage, logged."""
@@ -475,6 +506,13 @@ def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, se
     return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
 
 
+def _failed(target: ImportKey, failure: Failure, recorded: Recorded) -> ImportOutcome:
+    """What became of a failure: failed (told), or skipped when a newer file's import or attempt made it moot."""
+    if recorded == "moot":
+        return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="superseded")
+    return ImportOutcome("failed", target.key, target.app_id, target.name, reason=failure.code)
+
+
 def _limit_failure(maximum: int, key: str, now: datetime) -> Failure:
     reason = f"The app already has its maximum of {maximum} audiences; delete one or ask to raise it."
     return Failure(code="audience_limit", reason=reason, key=key, at=now)
@@ -495,9 +533,14 @@ def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
     return in_time
 
 
-def _unannounced(current: Audience, sequencer: str, request_id: str) -> bool:
-    """Whether this is Lambda's retry of the import that flipped the audience to ``sequencer`` but never said so."""
-    flipped = current.sequencer == sequencer and current.notified_sequencer != sequencer
+def flipped_to(audience: Audience | None, sequencer: str) -> bool:
+    """Whether the audience was flipped to the file ``sequencer`` (and not deleted since)."""
+    return audience is not None and audience.layout is not None and audience.sequencer == sequencer
+
+
+def _flipped_by(current: Audience, sequencer: str, request_id: str) -> bool:
+    """Whether this is Lambda's retry of the import that flipped the audience to ``sequencer``."""
+    flipped = current.sequencer == sequencer
     return flipped and current.attempt_sequencer == sequencer and current.attempt_request == request_id
 
 

@@ -3,59 +3,84 @@
 A crash, a hard timeout or running out of memory kills the importer before it
 can record anything; Lambda retries the event twice (the retries take the
 same attempt over, see ``importer._settled``) and then sends the event, with
-the last error, to the destination. This records ``import_failed`` on the
-audience, gives a new name's slot back, and tells the app as every failure is.
+the last error, to the destination. Every invocation of the file is over then.
+
+What the record already shows of the file is finished first, with the fan-out
+fail step's logic (``AudienceImporter.settle_recorded``): a flip gets its
+pointer, its event unless it was announced (the bus refused it on every
+attempt), then the removal of the version it replaced (the flip copied it onto
+the record; a run that died removing it left the rest); a failure recorded but
+never told (``failed_sequencer`` past ``failure_notified_sequencer``) is told;
+on a tombstone, a file the audience was never flipped to is refused (told
+unless it was), one imported before the deletion is not. Each at least once,
+and once for deliveries that do not overlap (a marker follows what it marks:
+two deliveries at the same time may both publish). Otherwise this records
+``import_failed`` on the audience, gives a new name's slot back, and tells the
+app as every failure is.
+
+The API's removals of versions go to the importer too, and so to the same
+destination when they fail: the version is removed once more.
 """
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
-from steward.audiences.failures import record_failed
-from steward.audiences.importer import ImportOutcome, ObjectCreated
-from steward.audiences.keys import event_key, padded_sequencer, parse_key
-from steward.audiences.models import AudienceStatus, Failure
-from steward.audiences.ports import Notifier
-from steward.audiences.repository import AudienceRepository
+from steward.audiences.events import Cleanup
+from steward.audiences.importer import AudienceImporter, ImportOutcome, ObjectCreated
+from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
+from steward.audiences.models import Audience, AudienceStatus, Failure
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 500
 
 
 class LostImports:
-    def __init__(
-        self,
-        repository: AudienceRepository,
-        app_exists: Callable[[str], bool],
-        notifier: Notifier,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.repository = repository
-        self.app_exists = app_exists
-        self.notifier = notifier
-        self.clock = clock
+    def __init__(self, importer: AudienceImporter) -> None:
+        self.importer = importer
+
+    def remove_again(self, cleanup: Cleanup, reason: str) -> None:
+        """A version the API asked the importer to remove (a deleted audience's), which it failed to, retries
+        included: removed once more (removing what is gone changes nothing). A failure leaves garbage, logged."""
+        logger.warning("Removing version %s of app %s again: %s", cleanup.version, cleanup.app_id, reason)
+        self.importer.remove_version(cleanup.app_id, cleanup)
 
     def record_all(self, created: list[ObjectCreated], reason: str) -> list[ImportOutcome]:
         return [self.record(record, reason) for record in created]
 
     def record(self, created: ObjectCreated, reason: str) -> ImportOutcome:
+        importer = self.importer
         key = event_key(created.raw_key)
         target = parse_key(key)
-        if target is None or not self.app_exists(target.app_id):
+        if target is None or not importer.app_exists(target.app_id):
             return ImportOutcome("stray", key)  # the importer never took it on
         app_id, name = target.app_id, target.name
         sequencer = padded_sequencer(created.sequencer)
-        current = self.repository.get(app_id, name, consistent=True)
+        current = importer.repository.get(app_id, name, consistent=True)
         if current is not None and current.status is AudienceStatus.DELETED:
-            return ImportOutcome("skipped", key, app_id, name, reason="audience_deleted")
+            return self._deleted(target, current, sequencer)
+        settled = importer.settle_recorded(target, current, sequencer)
+        if settled is not None:
+            return settled
         failure = Failure(
             code="import_failed",
             reason=f"The import failed and so did Lambda's retries: {reason}"[:MAX_REASON_CHARS],
             key=key,
-            at=self.clock(),
+            at=importer.clock(),
         )
-        if not record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure):
-            # A newer file was imported (or this one was, and only its answer was lost).
-            return ImportOutcome("skipped", key, app_id, name, reason="superseded")
-        logger.warning("Recorded a lost import of %r: %s", key, reason)
-        return ImportOutcome("failed", key, app_id, name, reason=failure.code)
+        # Skipped when a newer file was imported or is the attempt; refused when the name was deleted meanwhile.
+        outcome = importer.fail_unclaimed(target, current, sequencer, failure)
+        if outcome.outcome == "failed":
+            logger.warning("Recorded a lost import of %r: %s", key, reason)
+        return outcome
+
+    def _deleted(self, target: ImportKey, tombstone: Audience, sequencer: str) -> ImportOutcome:
+        """The audience was deleted. A file it was flipped to (or a newer one, which superseded it), unless the
+        tombstone noted a refusal of it, was not refused: the deletion came after. The version that file's flip
+        replaced, which its runs never got to remove, goes. Any other file is refused as the importer's retry
+        would have: the refusal is noted, and told unless it was."""
+        importer = self.importer
+        refused = tombstone.refused_sequencer == sequencer
+        if not refused and tombstone.sequencer is not None and tombstone.sequencer >= sequencer:
+            if tombstone.sequencer == sequencer and tombstone.replaced is not None:
+                importer.remove_version(target.app_id, tombstone.replaced)
+            return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="audience_deleted")
+        return importer.refuse_deleted(target, tombstone, sequencer, importer.clock())

@@ -335,9 +335,10 @@ class AudienceRepository:
         return "moot" if newer_import else "superseded"
 
     def release_unstarted(self, app_id: str, name: str, sequencer: str, now: datetime) -> bool:
-        """A new name's first attempt that imported nothing and failed nothing (its object was replaced):
-        the record goes and its slot comes back, as if the name had never been claimed. When a newer file's
-        failure is recorded on it meanwhile, it stays as that failure (``failed``, not counted)."""
+        """A new name's first attempt that imported nothing and failed nothing (its object was replaced): its
+        slot comes back. The record goes, as if the name had never been claimed, only when it holds no failure
+        or refusal; else it keeps them, ``failed`` and not counted (a newer file's failure noted on the attempt,
+        or the failure of a name counted again after it)."""
         return self._release_first(app_id, name, None, sequencer, now) is not None
 
     def _release_first(
@@ -345,32 +346,35 @@ class AudienceRepository:
     ) -> Recorded | None:
         """Give a new name's slot back if ``sequencer`` holds its own first attempt (None: it does not).
 
-        The record goes when nothing failed; else it becomes ``failed`` with ``failure``, unless a newer
-        file's failure is recorded on it: that one stays (``superseded``).
+        The record becomes ``failed`` with ``failure``, unless a newer file's failure is recorded on it: that
+        one stays (``superseded``). With no failure, the record goes unless it holds one (or a refusal).
         """
         own_first_attempt = (
             (AudienceRecord.status == AudienceStatus.IMPORTING.value)
             & (AudienceRecord.counted == True)  # noqa: E712
             & (AudienceRecord.attempt_sequencer == sequencer)
         )
-        failed = AudienceRecord.failed_sequencer
-        if failure is None:
-            released = self._release(app_id, name, now, None, own_first_attempt & failed.does_not_exist())
-        else:
+        if failure is not None:
             recorded = _failed_uncounted(failure, sequencer, now)
-            released = self._release(app_id, name, now, recorded, own_first_attempt & _older_failure(sequencer))
-        if released:
+            if self._release(app_id, name, now, recorded, own_first_attempt & _older_failure(sequencer)):
+                return "recorded"
+        elif self._release(app_id, name, now, None, own_first_attempt & _holds_no_failure()):
             return "recorded"
-        keep: list[Action] = [
+        uncounted: list[Action] = [
             AudienceRecord.status.set(AudienceStatus.FAILED.value),
             AudienceRecord.counted.set(False),
-            # The newer refused file is the attempt now, as ``record_refused_new`` would have left it:
-            # a duplicate event of it is then skipped, not refused and told again.
-            AudienceRecord.attempt_sequencer.set(AudienceRecord.failed_sequencer),
             AudienceRecord.updated_at.set(now),
         ]
-        if self._release(app_id, name, now, keep, own_first_attempt & failed.exists()):
+        # A newer file's failure, noted on this attempt, stays; that file is the attempt now, as
+        # ``record_refused_new`` would have left it: a duplicate event of it is skipped, not refused and told again.
+        newer_failure = own_first_attempt & (AudienceRecord.failed_sequencer > sequencer)
+        taken_over = [*uncounted, AudienceRecord.attempt_sequencer.set(AudienceRecord.failed_sequencer)]
+        if self._release(app_id, name, now, taken_over, newer_failure):
             return "superseded" if failure is not None else "recorded"
+        # An older file's failure or a refusal (a name counted again after it) stays too, with this file as the
+        # attempt: a late event of it, or of an older file, is skipped rather than claimed and refused again.
+        if failure is None and self._release(app_id, name, now, uncounted, own_first_attempt):
+            return "recorded"
         return None
 
     def _release(
@@ -513,6 +517,16 @@ def _failed_uncounted(failure: Failure, sequencer: str, now: datetime) -> list[A
         AudienceRecord.failed_sequencer.set(sequencer),
         AudienceRecord.updated_at.set(now),
     ]
+
+
+def _holds_no_failure() -> Condition:
+    """Nothing failed or was refused on the record: it holds no failure, no refusal, nor a sequencer of one."""
+    none: Condition = (
+        AudienceRecord.last_failure.does_not_exist()
+        & AudienceRecord.failed_sequencer.does_not_exist()
+        & AudienceRecord.refused_sequencer.does_not_exist()
+    )
+    return none
 
 
 def _older_attempt(sequencer: str) -> Condition:
