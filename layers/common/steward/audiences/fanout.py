@@ -48,7 +48,7 @@ from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
 from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
 from steward.schema import Schema
-from steward.step_functions import ExecutionEnded
+from steward.step_functions import ExecutionDetail, ExecutionEnded
 from steward.tables import audience_members_key
 
 logger = logging.getLogger(__name__)
