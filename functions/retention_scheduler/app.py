@@ -50,4 +50,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     if result.failed:
         logger.error("Retention sweeps could not start", extra={"failed": result.failed})
-    return {"started": result.started, "skipped": result.skipped, "failed": result.failed, "cursor": result.cursor}
+    if result.unconfirmed:
+        logger.warning("Retention sweeps whose start is unknown", extra={"unconfirmed": result.unconfirmed})
+    return {
+        "started": result.started,
+        "skipped": result.skipped,
+        "failed": result.failed,
+        "unconfirmed": result.unconfirmed,
+        "cursor": result.cursor,
+    }

@@ -69,3 +69,33 @@ def test_the_event_has_the_shape_step_functions_sends() -> None:
     assert event["detail"]["status"] == "TIMED_OUT"
     assert json.loads(event["detail"]["input"])["run_id"] == "ret_20260601100000_3f2a9c1b7d4e"
     assert event["detail"]["startDate"] == 1780308001000
+
+
+def test_an_undeliverable_sweep_event_lands_in_a_watched_dead_letter_queue() -> None:
+    resources = load_and_transform(ROOT / "template.yaml", {}).cloudformation["Resources"]
+    [target] = [
+        target
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Events::Rule"
+        for target in resource["Properties"]["Targets"]
+        if target["Arn"] == {"Fn::GetAtt": ["RetentionFunction", "Arn"]}
+    ]
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 86400
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["RetentionExecutionEventsDeadLetterQueue", "Arn"]}}
+    [policy] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::SQS::QueuePolicy"
+        and resource["Properties"]["Queues"] == [{"Ref": "RetentionExecutionEventsDeadLetterQueue"}]
+    ]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    [alarm] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("Namespace") == "AWS/SQS"
+        and resource["Properties"]["Dimensions"][0]["Value"]
+        == {"Fn::GetAtt": ["RetentionExecutionEventsDeadLetterQueue", "QueueName"]}
+    ]
+    assert (alarm["MetricName"], alarm["Threshold"]) == ("ApproximateNumberOfMessagesVisible", 1)

@@ -16,10 +16,10 @@ import pytest
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
 from steward.conversations.retention_repository import PART_TTL
-from steward.conversations.scheduler import LOCK_TTL
+from steward.conversations.scheduler import LOCK_TTL, generation_name
 from steward.errors import Conflict
 from steward.settings import MAX_PAGES_PER_EXECUTION, MAX_SHARDS, StoreSettings
-from steward.usecases.retention_executions import LAST_PAGE_GRACE, generation_name
+from steward.usecases.retention_executions import LAST_PAGE_GRACE
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
 
@@ -144,7 +144,7 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
     runs = services.retention_run_repository
     assert runs.acquire_lock(APP, RUN, NOW, LOCK_TTL) is None  # what the scheduler took
     services.retention_executions.plan(APP, RUN, NOW, 0)
-    assert runs.advance_generation(APP, RUN, 0)  # what the first execution's progress step does
+    assert runs.advance_generation(APP, RUN, 0, clock.now)  # what the first execution's progress step does
     clock.now = NOW + LOCK_TTL - timedelta(minutes=1)
     services.retention_executions.plan(APP, RUN, NOW, 1)  # renewed from now
     clock.now = NOW + LOCK_TTL + timedelta(minutes=5)
@@ -152,7 +152,7 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
 
     clock.now = NOW + 3 * LOCK_TTL  # expired, and taken by another run
     assert runs.acquire_lock(APP, "ret_20260602100000_000000000000", clock.now, LOCK_TTL) is None
-    assert runs.advance_generation(APP, RUN, 1)
+    assert runs.advance_generation(APP, RUN, 1, clock.now)
     with pytest.raises(Conflict) as refused:
         services.retention_executions.plan(APP, RUN, NOW, 2)
     assert refused.value.code == "retention_lock_lost"
@@ -179,7 +179,7 @@ def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_p
     executions = services.retention_executions
     executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
     for generation in (0, 1):  # the event's execution is the run's third (generation 2)
-        assert runs.advance_generation(APP, RUN, generation)
+        assert runs.advance_generation(APP, RUN, generation, clock.now)
     clock.now = NOW + timedelta(hours=12)
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
@@ -325,7 +325,7 @@ def test_each_generation_keeps_the_parts_of_a_long_run(services: Services, clock
     for shard in range(services.shard_count):  # every shard done on the first day
         while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
             pass
-    assert runs.advance_generation(APP, RUN, 0)
+    assert runs.advance_generation(APP, RUN, 0, clock.now)
     clock.now = NOW + PART_TTL - timedelta(hours=1)  # a run that has gone on for almost a week
     executions.plan(APP, RUN, NOW, 1)
 

@@ -1,6 +1,7 @@
 """The retention schedule's target on moto: one run per app and scheduled time, and one running run per app."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,14 @@ from pydantic import ValidationError
 
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
-from steward.conversations.scheduler import LOCK_TTL, StartFailed
+from steward.conversations.scheduler import (
+    LOCK_TTL,
+    START_GRACE,
+    ExecutionState,
+    ExecutionUnknown,
+    StartFailed,
+    generation_name,
+)
 from steward.settings import StoreSettings
 from steward.usecases.retention_executions import LAST_PAGE_GRACE
 from tests.support.job_engine import Clock
@@ -229,3 +237,111 @@ def test_the_next_pass_finalizes_a_stopped_run_after_its_last_page_then_starts_t
     assert (run.status.value, run.error, run.counts) == ("failed", "States.ABORTED", {"open->archive": 2})
     assert run.finished_at == clock.now
     assert [item["app_id"] for item in later.started] == [APP]  # then the app's next run starts
+
+
+def test_a_pass_finalizes_a_run_whose_failed_executions_event_was_lost(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    [started] = scheduler.start_sweeps(SCHEDULED).started
+    run_id = started["run_id"]
+    services.retention_executions.plan(APP, run_id, SCHEDULED, 0)
+    describe = scheduler.describe_execution
+    asked: list[str] = []
+
+    def failed_without_its_event(name: str) -> ExecutionState | None:
+        asked.append(name)
+        found = describe(name)  # the real lookup, by the run's name
+        assert found is not None
+        return replace(found, status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' was not found")
+
+    scheduler.describe_execution = failed_without_its_event
+    clock.now = SCHEDULED + timedelta(hours=1)
+    later = scheduler.start_sweeps(clock.now)
+
+    assert asked == [run_id]
+    run = services.retention_run_repository.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, run.error) == ("failed", "States.Runtime: The JSONPath '$.plan' was not found")
+    assert [item["app_id"] for item in later.started] == [APP]  # the lock was released: the app's next run starts
+
+
+def test_a_pass_handles_a_stopped_execution_whose_event_was_lost(services: Services, clock: Clock) -> None:
+    # Step Functions records the stop's own time; the test's clock follows it.
+    clock.now = datetime.now(UTC).replace(microsecond=0)
+    scheduled = clock.now
+    scheduler = services.retention_scheduler
+    [started] = scheduler.start_sweeps(scheduled).started
+    run_id = started["run_id"]
+    services.retention_executions.plan(APP, run_id, scheduled, 0)
+    boto3.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+    stopped = boto3.client("stepfunctions").describe_execution(executionArn=started["execution_arn"])["stopDate"]
+
+    clock.now = stopped + LAST_PAGE_GRACE - timedelta(minutes=1)  # its last page may still be applying
+    early = scheduler.start_sweeps(clock.now)
+    state = services.retention_run_repository.state(APP, run_id)
+    clock.now = stopped + LAST_PAGE_GRACE + timedelta(seconds=1)
+    later = scheduler.start_sweeps(clock.now)
+
+    assert (early.started, early.skipped) == ([], [{"app_id": APP, "running": run_id}])
+    assert state is not None
+    assert (state.finalize_after, state.error) == (stopped + LAST_PAGE_GRACE, "States.ABORTED")
+    run = services.retention_run_repository.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, run.error) == ("failed", "States.ABORTED")
+    assert [item["app_id"] for item in later.started] == [APP]
+
+
+def test_a_start_whose_lookup_fails_too_leaves_the_run_for_the_next_pass(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    start, describe = scheduler.start_execution, scheduler.describe_execution
+
+    def refused(name: str, payload: dict[str, object]) -> str:
+        raise StartFailed("Rate exceeded")
+
+    def unknown(name: str) -> ExecutionState | None:
+        raise ExecutionUnknown("Read timeout on endpoint URL")
+
+    scheduler.start_execution, scheduler.describe_execution = refused, unknown
+    first = scheduler.start_sweeps(SCHEDULED)
+
+    [unconfirmed] = first.unconfirmed
+    run_id = unconfirmed["run_id"]
+    assert (first.started, first.failed) == ([], [])
+    run = services.retention_run_repository.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, run.finished_at) == ("running", None)  # it may be live: not marked failed
+    # Step Functions answers again: it has no such execution.
+    scheduler.start_execution, scheduler.describe_execution = start, describe
+    clock.now = SCHEDULED + START_GRACE - timedelta(minutes=1)
+    assert scheduler.start_sweeps(clock.now).skipped == [{"app_id": APP, "running": run_id}]  # may be starting
+
+    clock.now = SCHEDULED + timedelta(hours=1)
+    later = scheduler.start_sweeps(clock.now)
+
+    run = services.retention_run_repository.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, run.error) == ("failed", f"ExecutionDoesNotExist: The execution {run_id} never started.")
+    assert [item["app_id"] for item in later.started] == [APP]
+
+
+def test_a_pass_fails_a_run_whose_next_execution_never_started(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    [started] = scheduler.start_sweeps(SCHEDULED).started
+    run_id = started["run_id"]
+    runs = services.retention_run_repository
+    services.retention_executions.plan(APP, run_id, SCHEDULED, 0)
+    boto3.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])  # long over
+    # The first execution's progress step handed the run on, then died before starting generation 1.
+    clock.now = SCHEDULED + timedelta(hours=3)
+    assert runs.advance_generation(APP, run_id, 0, clock.now)
+
+    clock.now += START_GRACE - timedelta(seconds=1)
+    early = scheduler.start_sweeps(clock.now)
+    clock.now += timedelta(seconds=2)
+    later = scheduler.start_sweeps(clock.now)
+
+    assert early.skipped == [{"app_id": APP, "running": run_id}]
+    run = runs.get(APP, run_id)
+    assert run is not None
+    name = generation_name(run_id, 1)
+    assert (run.status.value, run.error) == ("failed", f"ExecutionDoesNotExist: The execution {name} never started.")
+    assert [item["app_id"] for item in later.started] == [APP]

@@ -410,7 +410,12 @@ class Services:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from steward.conversations.scheduler import RetentionScheduler, StartFailed
+        from steward.conversations.scheduler import (
+            ExecutionState,
+            ExecutionUnknown,
+            RetentionScheduler,
+            StartFailed,
+        )
 
         # The run id names the execution: a retried start cannot sweep the app twice for one run.
         machine = _required(self.retention_state_machine, "retention_state_machine")
@@ -423,21 +428,27 @@ class Services:
             except (BotoCoreError, ClientError) as exc:
                 raise StartFailed(str(exc)) from exc
 
-        def find_execution(name: str) -> str | None:
+        def describe_execution(name: str) -> ExecutionState | None:
             arn = _execution_arn(machine, name)
             try:
-                stepfunctions.describe_execution(executionArn=arn)
+                found = stepfunctions.describe_execution(executionArn=arn)
             except stepfunctions.exceptions.ExecutionDoesNotExist:
                 return None
             except (BotoCoreError, ClientError) as exc:
-                raise StartFailed(f"{exc} (and whether it started is unknown)") from exc
-            return arn
+                raise ExecutionUnknown(f"{exc} (and whether it started is unknown)") from exc
+            return ExecutionState(arn, found["status"], found.get("error"), found.get("cause"), found.get("stopDate"))
+
+        def execution_ended(app_id: str, run_id: str, generation: int, ended: ExecutionState) -> object:
+            return self.retention_executions.execution_ended(
+                app_id, run_id, generation, ended.status, ended.error, ended.cause, ended.stopped_at
+            )
 
         return RetentionScheduler(
             self.retention_settings_repository,
             self.retention_run_repository,
             start_execution,
-            find_execution,
+            describe_execution,
+            execution_ended,
             lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}),
             self.clock,
         )

@@ -224,6 +224,8 @@ class RunState:
     # Ending: its execution timed out or was stopped; finalized once this has passed (``error`` says why).
     finalize_after: datetime | None = None
     error: str | None = None
+    # When the run was created or last handed on to a generation: that generation's execution starts just after.
+    updated_at: datetime | None = None
 
     def carried_by(self, generation: int) -> bool:
         """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
@@ -234,8 +236,9 @@ class RunState:
 
 
 class RetentionRunRepository:
-    def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
-        """Record a run as running; a retried start finds the run it created."""
+    def create(self, app_id: str, run_id: str, started_at: datetime, now: datetime | None = None) -> RetentionRun:
+        """Record a run as running (at ``now``, the sweep's ``started_at`` by default); a retried start finds the
+        run it created."""
         record = RetentionRunRecord(
             pk=retention_runs_pk(app_id),
             sk=run_id,
@@ -243,8 +246,8 @@ class RetentionRunRepository:
             started_at=started_at,
             summary=RunSummary().model_dump_json(),
             generation=0,
-            created_at=started_at,
-            updated_at=started_at,
+            created_at=now or started_at,
+            updated_at=now or started_at,
         )
         try:
             record.save(condition=RetentionRunRecord.sk.does_not_exist())
@@ -315,16 +318,21 @@ class RetentionRunRepository:
         except RetentionRunRecord.DoesNotExist:
             return None
         return RunState(
-            record.finished_at is not None, int(record.generation or 0), record.finalize_after, record.error
+            record.finished_at is not None,
+            int(record.generation or 0),
+            record.finalize_after,
+            record.error,
+            record.updated_at,
         )
 
-    def advance_generation(self, app_id: str, run_id: str, generation: int) -> bool:
+    def advance_generation(self, app_id: str, run_id: str, generation: int, now: datetime) -> bool:
         """Hand the run on from ``generation`` to the next one, before the next execution starts; True also when
         a retry finds it handed on already, False when the run is finished or carried on further."""
         following = generation + 1
         condition = _going_on() & (_generation_is(generation) | _generation_is(following))
         key = RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id)
-        return _updated(key, [RetentionRunRecord.generation.set(following)], condition)
+        actions: list[Action] = [RetentionRunRecord.generation.set(following), RetentionRunRecord.updated_at.set(now)]
+        return _updated(key, actions, condition)
 
     def mark_ending(self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str) -> bool:
         """Record that the run's current execution ended abruptly: no generation goes on, and the run is to be

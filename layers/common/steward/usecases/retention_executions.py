@@ -13,7 +13,8 @@ generation renews the app's lock, so a run of any size keeps it while it
 works, and loses nothing if it stops: the shards' parts hold its progress.
 
 An execution that fails, times out or is stopped is heard through its
-"Step Functions Execution Status Change" event. After a failure (a step failed
+"Step Functions Execution Status Change" event, or, should the event be lost,
+found over by the scheduler's next pass (steward/conversations/scheduler.py). After a failure (a step failed
 after its retries: no page is in flight) its run is finalized as failed and its
 lock released. After a time-out or a stop, the last page's Lambda may still be
 applying (up to its 120 s timeout): the run is marked ending instead
@@ -28,7 +29,7 @@ from typing import Any
 
 from steward.conversations.models import RetentionRun
 from steward.conversations.retention_repository import RetentionRunRepository
-from steward.conversations.scheduler import LOCK_TTL
+from steward.conversations.scheduler import LOCK_TTL, generation_name
 from steward.errors import Conflict
 from steward.usecases.retention_sweep import RetentionSweep, caught_error
 
@@ -57,11 +58,6 @@ class GenerationPlan:
     pages: int
     # The run is over (finished, or carried on by another generation): this execution stops at once.
     stop: bool = False
-
-
-def generation_name(run_id: str, generation: int) -> str:
-    """The first execution is named by the run; the next ones add their generation (a retry finds its own)."""
-    return run_id if generation == 0 else f"{run_id}_g{generation}"
 
 
 class RetentionExecutions:
@@ -105,7 +101,7 @@ class RetentionExecutions:
         """True when every shard is done (this execution finalizes); else start the run's next execution."""
         if len(self.runs.done_shards(app_id, run_id, self.clock())) >= self.shard_count:
             return True
-        if not self.runs.advance_generation(app_id, run_id, generation):
+        if not self.runs.advance_generation(app_id, run_id, generation, self.clock()):
             return False  # the run is finished, or carried on by a later generation: nothing to start
         following = generation + 1
         payload = {"app_id": app_id, "run_id": run_id, "now": now.isoformat(), "generation": following}
@@ -113,10 +109,20 @@ class RetentionExecutions:
         return False
 
     def execution_ended(
-        self, app_id: str, run_id: str, generation: int, status: str, error: str | None, cause: str | None
+        self,
+        app_id: str,
+        run_id: str,
+        generation: int,
+        status: str,
+        error: str | None,
+        cause: str | None,
+        stopped_at: datetime | None = None,
     ) -> RetentionRun | None:
         """Finalize the run of an execution that failed, timed out or was stopped: nothing if it is finalized,
-        or if the execution had handed the run on to the next generation (which finalizes it)."""
+        or if the execution had handed the run on to the next generation (which finalizes it).
+
+        Its status change event calls this, or the scheduler's pass when it finds the execution over (the
+        event may have been lost), with when the execution stopped."""
         state = self.runs.state(app_id, run_id)
         if state is None or not state.carried_by(generation):
             return self.runs.get(app_id, run_id)  # a run finalized twice, or by a later generation, changes nothing
@@ -126,5 +132,6 @@ class RetentionExecutions:
         now = self.clock()
         # Held until the scheduler's pass finalizes the run (the lock's own expiry frees it if none comes).
         self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
-        self.runs.mark_ending(app_id, run_id, generation, now + LAST_PAGE_GRACE, caught_error(caught) or status)
+        finalize_after = min(now, stopped_at or now) + LAST_PAGE_GRACE
+        self.runs.mark_ending(app_id, run_id, generation, finalize_after, caught_error(caught) or status)
         return self.runs.get(app_id, run_id)
