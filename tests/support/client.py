@@ -576,9 +576,17 @@ def events_of_job(stack: RunningStack, queue_url: str, job_id: str) -> list[dict
 
 @contextmanager
 def throttled(
-    stack: RunningStack, operation: str, table: str, *, skip: int = 0, times: int = 1, function: str = "JobsFunction"
+    stack: RunningStack,
+    operation: str,
+    table: str,
+    *,
+    skip: int = 0,
+    times: int = 1,
+    function: str = "JobsFunction",
+    contains: str | None = None,
 ) -> Iterator[list[int]]:
-    """The ``function``'s next ``operation`` calls on ``table`` after ``skip`` are refused as throttled.
+    """The ``function``'s next ``operation`` calls on ``table`` (holding the text ``contains``, if given) after
+    ``skip`` are refused as throttled.
 
     See steward_local.faults.
 
@@ -587,7 +595,9 @@ def throttled(
     directory = stack.state_file.parent
     fired_file = directory / "faults.fired.json"
     fired_file.unlink(missing_ok=True)
-    fault = {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
+    fault: dict[str, Any] = {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
+    if contains is not None:
+        fault["contains"] = contains
     (directory / "faults.json").write_text(json.dumps(fault))
     fired: list[int] = []
     try:

@@ -21,6 +21,7 @@ from steward.conversations.scheduler import (
 )
 from steward.settings import StoreSettings
 from steward.usecases.retention_executions import LAST_PAGE_GRACE
+from steward_local.template import load_and_transform
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
 
@@ -345,3 +346,21 @@ def test_a_pass_fails_a_run_whose_next_execution_never_started(services: Service
     name = generation_name(run_id, 1)
     assert (run.status.value, run.error) == ("failed", f"ExecutionDoesNotExist: The execution {name} never started.")
     assert [item["app_id"] for item in later.started] == [APP]
+
+
+def test_the_schedulers_failed_and_timed_out_executions_are_alarmed() -> None:
+    resources = load_and_transform(ROOT / "template.yaml", {}).cloudformation["Resources"]
+    scheduler = [{"Name": "StateMachineArn", "Value": {"Ref": "RetentionSchedulerStateMachine"}}]
+    watched = {
+        resource["Properties"]["MetricName"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("Namespace") == "AWS/States"
+        and resource["Properties"]["Dimensions"] == scheduler
+    }
+    assert watched == {"ExecutionsFailed", "ExecutionsTimedOut"}
+    # A shard that fails is caught in its own iteration, and the execution fails once every shard had its pass.
+    definition = json.loads((ROOT / "statemachines" / "retention_scheduler.asl.json").read_text())
+    start = definition["States"]["Shards"]["ItemProcessor"]["States"]["Start"]
+    assert start["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.caught", "Next": "ShardFailed"}]
+    assert definition["States"]["ShardsFailed"]["Type"] == "Fail"
