@@ -159,12 +159,14 @@ def sweep(
                 pages += 1
         # One execution: the sweep's pages stay within its budget of 800 (no state machine to go on in).
         assert executions.progress(app_id, run_id, now, 0, state_machine="")
-        run = sweeper.finalize(app_id, run_id, None)
-    # Standard workflow transitions: Plan, Shards, Progress, AllDone, Finalize; per page Page and ShardDone, and
-    # Count before every page but a shard's first; per shard Done.
-    transitions = 5 + 3 * pages
-    invocations = 3 + pages
-    return meter.charge, Counter(counted), invocations, transitions, run.counts
+        finalizes = 1
+        while not (finalized := sweeper.finalize(app_id, run_id, None)).done:  # the Finalize loop
+            finalizes += 1
+    # Standard workflow transitions: Plan, Shards, Progress, AllDone, Finished; per finalize step Finalize and
+    # Finalized; per page Page and ShardDone, and Count before every page but a shard's first; per shard Done.
+    transitions = 5 + 2 * finalizes + 3 * pages
+    invocations = 2 + finalizes + pages
+    return meter.charge, Counter(counted), invocations, transitions, finalized.run.counts
 
 
 def report(label: str, result: tuple[Charge, Counter[str], int, int, dict[str, int]], scale: float) -> None:

@@ -22,6 +22,7 @@ services = Services(
     settings.shard_count,
     reports_bucket=settings.reports_bucket,
     retention_pages_per_execution=settings.retention_pages_per_execution,
+    retention_finalize_users=settings.retention_finalize_users,
 )
 
 
@@ -92,8 +93,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         executions = services.retention_executions
         done = executions.progress(step.app_id, step.run_id, step.now, step.generation or 0, step.state_machine)
         return {"done": done}
-    run = services.retention_sweep.finalize(step.app_id, step.run_id, step.error, step.generation)
-    return {"run_id": run.run_id, "status": run.status.value}
+    # Not done: the state machine calls the step again, which goes on from where this one saved its progress.
+    finalized = services.retention_sweep.finalize(step.app_id, step.run_id, step.error, step.generation)
+    return {"run_id": finalized.run.run_id, "status": finalized.run.status.value, "done": finalized.done}
 
 
 def _execution_ended(detail: ExecutionDetail) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def test_a_run_goes_on_in_new_executions_until_every_shard_is_done_and_counts_on
             break
         if len(generations) == 1:  # the first progress step retried: it starts nothing more
             assert not services.retention_executions.progress(APP, RUN, NOW, 0, machine)
-    run = services.retention_sweep.finalize(APP, RUN, None)
+    run = services.retention_sweep.finalize(APP, RUN, None).run
 
     assert len(generations) > 2  # the run spanned several executions
     assert generations[0]["shards"] == list(range(store.shard_count))
@@ -133,8 +133,13 @@ def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
     worst_page = per_page + per_retry * retry["MaxAttempts"]  # 27
     # Plan gives each shard not done max(1, budget // shards) pages: the most pages any number of shards gets.
     pages = max(max(1, MAX_PAGES_PER_EXECUTION // shards) * shards for shards in range(1, MAX_SHARDS + 1))
-    # Plus Plan, Planned, Shards, Progress, AllDone, Finalize and the execution's own events: about 40.
-    assert pages * worst_page + MAX_SHARDS * per_iteration + 40 < 25_000
+    # Plus Plan, Planned, Shards, Progress, AllDone, Finished and the execution's own events: about 40.
+    # And the Finalize loop: a step's Task (5) and its Choice (2), three more a retry. Room is left for 90 steps
+    # with every attempt of every page and step retried: a run of 9 million users, or a report of some 3 GB, at
+    # 100,000 users or four parts of 8 MiB a step.
+    [finalize_retry] = ASL["States"]["Finalize"]["Retry"]
+    worst_finalize = 5 + 2 + per_retry * finalize_retry["MaxAttempts"]
+    assert pages * worst_page + MAX_SHARDS * per_iteration + 40 + 90 * worst_finalize < 25_000
     assert loop["ShardDone"]["Choices"][1] == {"Variable": "$.left", "NumericLessThanEquals": 1, "Next": "Done"}
     assert ASL["States"]["Shards"]["ItemSelector"]["left.$"] == "$.plan.pages"
     assert ASL["States"]["Progress"]["Parameters"]["Payload"]["state_machine.$"] == "$$.StateMachine.Id"
@@ -242,9 +247,9 @@ def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> Non
     for shard in range(services.shard_count):
         while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
             pass
-    first = services.retention_sweep.finalize(APP, RUN, None)
+    first = services.retention_sweep.finalize(APP, RUN, None).run
     clock.now = NOW + timedelta(hours=1)
-    again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""})
+    again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""}).run
     assert again == first
     assert (first.status.value, first.counts) == ("succeeded", {"open->archive": 3})
 
@@ -310,7 +315,7 @@ def test_a_generation_that_handed_the_run_on_neither_finalizes_it_nor_plans_agai
         while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
             pass
     assert executions.progress(APP, RUN, NOW, 1, machine)
-    finished = services.retention_sweep.finalize(APP, RUN, None, 1)
+    finished = services.retention_sweep.finalize(APP, RUN, None, 1).run
     assert (finished.status.value, finished.counts) == ("succeeded", {"open->archive": 3})
     assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) is None  # released by the last generation
     for state in ("Finalize", "RecordFailure"):  # the definition says which generation finalizes
@@ -331,5 +336,5 @@ def test_each_generation_keeps_the_parts_of_a_long_run(services: Services, clock
 
     clock.now = NOW + PART_TTL + timedelta(days=1)
     assert runs.done_shards(APP, RUN, clock.now) == set(range(services.shard_count))
-    run = services.retention_sweep.finalize(APP, RUN, None, 1)
+    run = services.retention_sweep.finalize(APP, RUN, None, 1).run
     assert run.counts == {"open->archive": 2}

@@ -59,7 +59,7 @@ def sweep(
     for shard in sweeper.plan(APP, run_id, now)["shards"]:
         while not sweeper.sweep_page(APP, run_id, now, shard, max_entries=page):
             pass
-    return sweeper.finalize(APP, run_id, None)
+    return sweeper.finalize(APP, run_id, None).run
 
 
 def status_of(services: Services, conversation_id: str) -> str | None:
@@ -215,7 +215,7 @@ def _run_to_the_end(services: Services, run_id: str) -> Any:
     for shard in range(services.shard_count):
         while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
             pass
-    return sweeper.finalize(APP, run_id, None)
+    return sweeper.finalize(APP, run_id, None).run
 
 
 def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_changes(
@@ -642,7 +642,7 @@ def test_a_run_that_ends_with_a_deletion_unfinished_counts_the_user_by_its_profi
     with pytest.raises(RuntimeError, match="S3 refused"):
         sweeper.sweep_page(APP, run_id, NOW, shard_of(purged, services.shard_count), max_entries=50)
     # The step's retries are exhausted: the run fails and is finalized.
-    run = sweeper.finalize(APP, run_id, {"Error": "RuntimeError", "Cause": "S3 refused the page"})
+    run = sweeper.finalize(APP, run_id, {"Error": "RuntimeError", "Cause": "S3 refused the page"}).run
     assert run.status == RunStatus.FAILED
     if dies_in == "the deletion":
         assert services.user_repository.get(APP, "u") is not None

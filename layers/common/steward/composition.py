@@ -81,6 +81,7 @@ class Services:
         inactive_profile_months: int = 4,
         retention_state_machine: str | None = None,
         retention_pages_per_execution: int = 800,
+        retention_finalize_users: int | None = None,
         imports_bucket: str | None = None,
         audience_data_bucket: str | None = None,
         audience_importer: str | None = None,
@@ -100,6 +101,7 @@ class Services:
         self.inactive_profile_months = inactive_profile_months
         self.retention_state_machine = retention_state_machine
         self.retention_pages_per_execution = retention_pages_per_execution
+        self.retention_finalize_users = retention_finalize_users
         # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
         self.imports_bucket = imports_bucket
         self.audience_data_bucket = audience_data_bucket
@@ -449,15 +451,16 @@ class Services:
             start_execution,
             describe_execution,
             execution_ended,
-            lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}),
+            lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}).done,
             self.clock,
         )
 
     @cached_property
     def retention_sweep(self) -> RetentionSweep:
         from steward.conversations.reports import RunReports
-        from steward.usecases.retention_sweep import RetentionSweep
+        from steward.usecases.retention_sweep import FinalizeBudget, RetentionSweep
 
+        users = self.retention_finalize_users
         return RetentionSweep(
             self.conversation_repository,
             self.retention_settings_repository,
@@ -467,6 +470,7 @@ class Services:
             RunReports(self.report_store),
             self.shard_count,
             self.clock,
+            None if users is None else FinalizeBudget(users=users),
         )
 
     @cached_property

@@ -17,6 +17,8 @@ MAX_INACTIVE_PROFILE_MONTHS = 120
 # A retention execution's page budget: about 9 history events a page, 27 with every retry, under 25,000 events.
 MAX_PAGES_PER_EXECUTION = 800
 MAX_PAGE_ENTRIES = 500
+# Users one finalize invocation counts at most (about 15 s; the state machine calls it again for the rest).
+MAX_FINALIZE_USERS = 100_000
 
 
 class SettingsError(ValueError):
@@ -159,12 +161,14 @@ class RetentionSchedulerSettings(ConversationStoreSettings):
 @dataclass(frozen=True, kw_only=True)
 class RetentionSweepSettings(ConversationStoreSettings):
     """The sweep's steps: the store, the bucket of its reports, how many shards it sweeps at once, how many
-    pages one execution sweeps (its history stays bounded) and how many due entries a page reads."""
+    pages one execution sweeps (its history stays bounded), how many due entries a page reads and how many
+    users one finalize step counts."""
 
     reports_bucket: str
     retention_max_concurrency: int
     retention_pages_per_execution: int
     retention_page_entries: int
+    retention_finalize_users: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -178,6 +182,8 @@ class RetentionSweepSettings(ConversationStoreSettings):
         object.__setattr__(self, "retention_pages_per_execution", pages)
         entries = _count("retention_page_entries", self.retention_page_entries, 1, MAX_PAGE_ENTRIES)
         object.__setattr__(self, "retention_page_entries", entries)
+        users = _count("retention_finalize_users", self.retention_finalize_users, 1, MAX_FINALIZE_USERS)
+        object.__setattr__(self, "retention_finalize_users", users)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,7 @@
 """Data access for retention: each app's settings, the index of apps that have settings, and sweep runs."""
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -203,7 +202,7 @@ USER_DELETED = "deleted"
 # kept): a run that ends with it left had its deletion fail or stop half-way.
 USER_DELETING = "deleting"
 # Users' outcomes read per page at finalize: a page of items this size stays well under 1 MB.
-_OUTCOMES_PAGE = 1000
+OUTCOMES_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -213,6 +212,36 @@ class UserOutcome:
     user_id: str
     outcome: str
     detail: str
+
+
+@dataclass(frozen=True)
+class FinalizeProgress:
+    """How far a run's finalize has got, saved on the run item when an invocation's budget runs out, so that
+    the next invocation (the state machine's loop, or the scheduler's next pass) goes on from there.
+
+    ``seq`` counts the saves: each save, and the run's end, is conditioned on the one read, so two attempts
+    that overlap never both count a page of users. ``error`` is the first error a finalize was given (the run
+    ends failed with it); ``users`` holds the users counted so far and their samples.
+    """
+
+    seq: int = 0
+    error: str | None = None
+    users: RunSummary = field(default_factory=RunSummary)
+    users_after: str | None = None  # the last user id counted
+    users_page: int = 0  # the number of the next page of the report's user rows
+    users_done: bool = False
+    upload: str | None = None  # the report's multipart upload
+    part: int = 1  # its next part
+    joined_after: str | None = None  # the last report page in the parts uploaded
+
+    def as_json(self) -> str:
+        data = {**asdict(self), "users": self.users.model_dump(mode="json")}
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FinalizeProgress":
+        data = json.loads(text)
+        return cls(**{**data, "users": RunSummary.model_validate(data["users"])})
 
 
 @dataclass(frozen=True)
@@ -226,6 +255,8 @@ class RunState:
     error: str | None = None
     # When the run was created or last handed on to a generation: that generation's execution starts just after.
     updated_at: datetime | None = None
+    # A finalize left unfinished by its last invocation.
+    finalizing: FinalizeProgress | None = None
 
     def carried_by(self, generation: int) -> bool:
         """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
@@ -323,7 +354,20 @@ class RetentionRunRepository:
             record.finalize_after,
             record.error,
             record.updated_at,
+            None if record.finalizing is None else FinalizeProgress.from_json(record.finalizing),
         )
+
+    def save_finalizing(self, app_id: str, run_id: str, before: int, progress: FinalizeProgress) -> bool:
+        """Save how far the run's finalize got, only if its last save is still ``before`` (``progress.seq`` is
+        the next) and the run has not ended; False when another attempt saved or ended it first."""
+        actions: list[Action] = [
+            RetentionRunRecord.finalizing.set(progress.as_json()),
+            RetentionRunRecord.finalize_seq.set(progress.seq),
+        ]
+        condition = (
+            RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist() & _finalize_seq_is(before)
+        )
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
     def advance_generation(self, app_id: str, run_id: str, generation: int, now: datetime) -> bool:
         """Hand the run on from ``generation`` to the next one, before the next execution starts; True also when
@@ -400,24 +444,26 @@ class RetentionRunRepository:
             if not condition_failed(exc):
                 raise
 
-    def user_outcomes(self, app_id: str, run_id: str, now: datetime) -> Iterator[list[UserOutcome]]:
-        """The run's user outcomes, by user id, in pages of at most 1,000 (memory stays at one page).
+    def user_outcomes_page(
+        self, app_id: str, run_id: str, after: str | None, limit: int, now: datetime
+    ) -> tuple[list[UserOutcome], str | None]:
+        """The run's next user outcomes after the user id ``after``, by user id, with one Query of at most
+        ``limit`` (1,000 at most: some 220 KB); and the last user id read, None once none is left.
 
         Consistent reads, since finalize follows the last write; items past their TTL are left out.
         """
+        pk = retention_users_pk(app_id, run_id)
+        start = None if after is None else {"pk": {"S": pk}, "sk": {"S": after}}
         records = RetentionUserRecord.query(
-            retention_users_pk(app_id, run_id), consistent_read=True, page_size=_OUTCOMES_PAGE
+            pk, consistent_read=True, limit=min(limit, OUTCOMES_PAGE), last_evaluated_key=start
         )
-        page: list[UserOutcome] = []
-        for record in records:
-            if _expired(record.expires_at, now):
-                continue
-            page.append(UserOutcome(record.sk, record.outcome, record.detail or ""))
-            if len(page) == _OUTCOMES_PAGE:
-                yield page
-                page = []
-        if page:
-            yield page
+        page = [
+            UserOutcome(record.sk, record.outcome, record.detail or "")
+            for record in records
+            if not _expired(record.expires_at, now)
+        ]
+        more = records.last_evaluated_key
+        return page, None if more is None else str(more["sk"]["S"])
 
     def part(self, app_id: str, run_id: str, shard: int, now: datetime) -> RunPart:
         """A shard's progress; one past its TTL counts as absent (DynamoDB removes expired items only eventually)."""
@@ -512,14 +558,18 @@ class RetentionRunRepository:
         report_key: str | None,
         error: str | None,
         generation: int | None = None,
-    ) -> None:
-        """Record how the run ended, unless it has ended already or (given ``generation``) another generation
-        carries it on."""
+        finalize_seq: int | None = None,
+    ) -> bool:
+        """Record how the run ended, unless it has ended already, (given ``generation``) another generation
+        carries it on, or (given ``finalize_seq``) its finalize was saved since that save was read; False when
+        it was not recorded."""
         actions: list[Action] = [
             RetentionRunRecord.status.set(status.value),
             RetentionRunRecord.summary.set(summary.model_dump_json()),
             RetentionRunRecord.finished_at.set(now),
             RetentionRunRecord.updated_at.set(now),
+            RetentionRunRecord.finalizing.remove(),
+            RetentionRunRecord.finalize_seq.remove(),
         ]
         if report_key is not None:
             actions.append(RetentionRunRecord.report_key.set(report_key))
@@ -528,13 +578,12 @@ class RetentionRunRepository:
         condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist()
         if generation is not None:
             condition = condition & _generation_is(generation)
-        try:
-            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            # Finished already (by the execution, or by its status change heard later): the first end stands;
-            # or a later generation carries the run on, and finalizes it.
+        if finalize_seq is not None:
+            condition = condition & _finalize_seq_is(finalize_seq)
+        # Refused when finished already (by the execution, or by its status change heard later: the first end
+        # stands), when a later generation carries the run on (and finalizes it), or when another attempt of
+        # the finalize saved meanwhile (it goes on from there).
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
 
 def _going_on() -> Condition:
@@ -545,6 +594,14 @@ def _going_on() -> Condition:
         & RetentionRunRecord.finalize_after.does_not_exist()
     )
     return going_on
+
+
+def _finalize_seq_is(seq: int) -> Condition:
+    """The run's finalize was last saved as ``seq`` (0: never)."""
+    if seq == 0:
+        never: Condition = RetentionRunRecord.finalize_seq.does_not_exist()
+        return never
+    return RetentionRunRecord.finalize_seq == seq
 
 
 def _generation_is(generation: int) -> Condition:

@@ -62,8 +62,9 @@ class ExecutionUnknown(Exception):
 DescribeExecution = Callable[[str], ExecutionState | None]
 # Handles the end of a run's execution as its status change event would (app id, run id, generation, end).
 ExecutionEnded = Callable[[str, str, int, ExecutionState], object]
-# Finalizes an app's run as failed with the error given (app id, run id, error).
-Finalize = Callable[[str, str, str], object]
+# Finalizes an app's run as failed with the error given (app id, run id, error), as far as one invocation's budget
+# allows: True once the run is finished and its lock released.
+Finalize = Callable[[str, str, str], bool]
 
 # Apps one scheduler call starts: about four requests each, well inside the function's 60 s.
 APPS_PER_CALL = 100
@@ -73,6 +74,8 @@ class StartFailed(Exception):
     """Step Functions refused to start an execution, after the client's own retries."""
 
 
+# An execution that ended so may have left a page in flight: its run is finalized only after that page's time.
+STOPPED = ("TIMED_OUT", "ABORTED")
 RUN_TIMEOUT = timedelta(hours=12)
 LOCK_TTL = RUN_TIMEOUT + timedelta(minutes=10)  # the sweep function's 120 s, and clock skew
 # A run's execution is started within seconds of the write that names it (the run's creation, or the hand-on to
@@ -90,6 +93,12 @@ def run_id_for(app_id: str, scheduled_at: datetime) -> str:
     at = scheduled_at.astimezone(UTC)
     digest = hashlib.sha256(f"{app_id}\n{at.isoformat()}".encode()).hexdigest()[:12]
     return f"ret_{at.strftime('%Y%m%d%H%M%S')}_{digest}"
+
+
+@dataclass(frozen=True)
+class _Settled:
+    free: bool  # the run is finished and the lock released
+    worked: bool  # finalize work was done, which may have taken much of the call's time
 
 
 @dataclass
@@ -139,7 +148,10 @@ class RetentionScheduler:
         app_ids, after = self.settings.apps_page(shard, cursor, limit)
         result = SweepStarts(cursor=after)
         for app_id in app_ids:
-            self._start(app_id, scheduled_at, result)
+            if self._start(app_id, scheduled_at, result) and app_id != app_ids[-1]:
+                # A run was finalized, which may have taken much of this call's time: the next call goes on.
+                result.cursor = app_id
+                break
         return result
 
     def start_sweeps(self, scheduled_at: datetime) -> SweepStarts:
@@ -158,56 +170,66 @@ class RetentionScheduler:
                     break
         return result
 
-    def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> None:
+    def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> bool:
+        """Start the app's sweep unless another run holds it; True when settling that run did finalize work."""
         run_id = run_id_for(app_id, scheduled_at)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
-        if holder is not None and self._settle(app_id, holder):
+        settled = _Settled(free=False, worked=False) if holder is None else self._settle(app_id, holder)
+        if settled.free:
             holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:
             result.skipped.append({"app_id": app_id, "running": holder})
-            return
+            return settled.worked
         run = self.runs.create(app_id, run_id, scheduled_at, self.clock())
         if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
             self.runs.release_lock(app_id, run_id)
-            return
+            return settled.worked
         payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat(), "generation": 0}
         try:
             execution_arn = self._start_or_find(run_id, payload)
         except ExecutionUnknown as exc:
             result.unconfirmed.append({"app_id": app_id, "run_id": run_id, "error": clip(str(exc), MAX_MESSAGE_CHARS)})
-            return
+            return settled.worked
         except StartFailed as exc:
             # Nothing will run or finalize this run: it must not stay running, nor hold the app for hours.
             error = clip(f"The sweep could not start: {exc}", MAX_MESSAGE_CHARS)
             self.runs.finish(app_id, run_id, RunSummary(), RunStatus.FAILED, self.clock(), None, error)
             self.runs.release_lock(app_id, run_id)
             result.failed.append({"app_id": app_id, "run_id": run_id, "error": error})
-            return
+            return settled.worked
         result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
+        return settled.worked
 
-    def _settle(self, app_id: str, run_id: str) -> bool:
-        """Settle the run that holds the app's lock, if it is over; True when it is finished and the lock free.
+    def _settle(self, app_id: str, run_id: str) -> "_Settled":
+        """Settle the run that holds the app's lock, if it is over.
 
         A run whose current execution is no longer running is handled as that execution's status change event
         would have been (the event may have been lost). A run ending (its execution timed out or was stopped)
         is finalized once the last page it may have been applying is over (see
-        ``RetentionExecutions.execution_ended``); and a finished run whose lock was left is released.
+        ``RetentionExecutions.execution_ended``), as far as one invocation's budget allows: a finalize left
+        unfinished keeps the lock, and the next pass goes on with it. A finished run whose lock was left is
+        released.
         """
         state = self.runs.state(app_id, run_id)
         if state is None:
-            return False
+            return _Settled(free=False, worked=False)
+        worked = False
         if not state.finished and state.finalize_after is None:
-            ended = self._ended_execution(run_id, state)
-            if ended is None:
-                return False
-            self.execution_ended(app_id, run_id, state.generation, ended)
+            found = self._ended_execution(run_id, state)
+            if found is None:
+                return _Settled(free=False, worked=False)
+            self.execution_ended(app_id, run_id, state.generation, found)
+            worked = True
             state = self.runs.state(app_id, run_id)
-            if state is None:
-                return False
+            if state is None or found.status not in STOPPED:
+                # The end of a failed execution finalized the run (released), or went on with it for a budget.
+                return _Settled(free=state is not None and state.finished, worked=True)
         if not state.finished and not state.due_to_finalize(self.clock()):
-            return False
-        self.finalize(app_id, run_id, state.error or "States.ABORTED")
-        return True
+            return _Settled(free=False, worked=worked)
+        if self.finalize(app_id, run_id, state.error or "States.ABORTED"):
+            return _Settled(free=True, worked=True)
+        self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)  # the run keeps the app until it is finalized
+        return _Settled(free=False, worked=True)
 
     def _ended_execution(self, run_id: str, state: RunState) -> ExecutionState | None:
         """How the execution of the run's current generation ended; None while it runs (or cannot be told)."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from steward.conversations.models import RetentionRun
 from steward.conversations.retention_repository import RetentionRunRepository
-from steward.conversations.scheduler import LOCK_TTL, generation_name
+from steward.conversations.scheduler import LOCK_TTL, STOPPED, generation_name
 from steward.errors import Conflict
 from steward.usecases.retention_sweep import RetentionSweep, caught_error
 
@@ -38,8 +38,6 @@ MAX_GENERATIONS = 10_000
 # After a time-out or a stop, the run is finalized after the page a Lambda may still be applying (120 s) and
 # clock skew.
 LAST_PAGE_GRACE = timedelta(minutes=10)
-# Execution statuses whose run may not have been finalized by the execution itself.
-ENDED_ABRUPTLY = ("TIMED_OUT", "ABORTED")
 
 # (state machine ARN, execution name, input): starts it, or finds the execution of that name started already.
 StartExecution = Callable[[str, str, dict[str, Any]], str]
@@ -127,9 +125,13 @@ class RetentionExecutions:
         if state is None or not state.carried_by(generation):
             return self.runs.get(app_id, run_id)  # a run finalized twice, or by a later generation, changes nothing
         caught = {"Error": error or f"States.{status}", "Cause": cause or ""}
-        if status not in ENDED_ABRUPTLY:
-            return self.sweep.finalize(app_id, run_id, caught, generation)
         now = self.clock()
+        if status not in STOPPED:
+            if not self.sweep.finalize(app_id, run_id, caught, generation).done:
+                # More than one invocation's work: marked ending at once, so the scheduler's passes go on with it.
+                self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+                self.runs.mark_ending(app_id, run_id, generation, now, caught_error(caught) or status)
+            return self.runs.get(app_id, run_id)
         # Held until the scheduler's pass finalizes the run (the lock's own expiry frees it if none comes).
         self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
         finalize_after = min(now, stopped_at or now) + LAST_PAGE_GRACE

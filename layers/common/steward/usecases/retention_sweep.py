@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from steward.conversations.models import ConversationStatus, RetentionRun, RunStatus, RunSummary
-from steward.conversations.reports import ReportLine, RunReports
+from steward.conversations.reports import ReportLine, RunReports, UploadGone, report_key
 from steward.conversations.repository import ConversationRepository
 from steward.conversations.retention_repository import (
     USER_DELETED,
     USER_DELETING,
     USER_KEPT,
+    FinalizeProgress,
     HeldPage,
     RetentionRunRepository,
     RetentionSettingsRepository,
@@ -35,7 +36,28 @@ from steward.users.repository import UserRepository
 
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
+# One finalize invocation counts at most this many users (100 consistent Query pages of 1,000, about 5,500
+# read units, and 100 report objects), and uploads at most this many parts of the report (of 8 MiB: some
+# 900 page objects read): each well under a minute, inside the sweep function's 120 s and the scheduler's 60 s.
+FINALIZE_USERS = 100_000
+FINALIZE_PARTS = 4
 _SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class FinalizeBudget:
+    """What one finalize invocation does at most before it saves how far it got and returns, to be called again."""
+
+    users: int = FINALIZE_USERS
+    parts: int = FINALIZE_PARTS
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """The run after a finalize invocation; ``done`` is False while the caller is to call again."""
+
+    run: RetentionRun
+    done: bool
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,7 @@ class RetentionSweep:
         reports: RunReports,
         shard_count: int,
         clock: Callable[[], datetime],
+        finalize_budget: FinalizeBudget | None = None,
     ) -> None:
         self.conversations = conversations
         self.settings = settings
@@ -81,6 +104,7 @@ class RetentionSweep:
         self.reports = reports
         self.shard_count = shard_count
         self.clock = clock
+        self.finalize_budget = finalize_budget or FinalizeBudget()
 
     def plan(self, app_id: str, run_id: str, now: datetime) -> dict[str, Any]:
         """Record the run and list its work: one item per shard of the app's conversations.
@@ -165,61 +189,119 @@ class RetentionSweep:
 
     def finalize(
         self, app_id: str, run_id: str, caught: Mapping[str, Any] | None, generation: int | None = None
-    ) -> RetentionRun:
-        """Add up the shards' summaries, join the report and record how the run ended.
+    ) -> "Finalized":
+        """Add up the shards' summaries, count the run's users, join the report and record how the run ended:
+        as much as one invocation's budget allows; ``done`` is False when the caller is to call again.
 
         ``caught`` is the state machine's Catch (``{"Error", "Cause"}``) when a step failed. A run finalized
         already keeps its summary, report and status: only the idempotent rest is done again. Given the
-        ``generation`` of the execution that finalizes, a run handed on to a later generation is left to it.
+        ``generation`` of the execution that finalizes, a run handed on to a later generation is left to it
+        (done, for this caller). A finalize that runs out of its budget saves how far it got on the run item
+        (``FinalizeProgress``), and the next call goes on from there; every save, and the run's end, is
+        conditioned on the save it went on from, so a retried or overlapping call never counts a user twice.
         """
-        finished = self.runs.get(app_id, run_id)
-        if finished is not None and finished.finished_at is not None:
-            status = finished.status
-        else:
-            state = None if generation is None else self.runs.state(app_id, run_id)
-            if (
-                finished is not None
-                and state is not None
-                and generation is not None
-                and not state.carried_by(generation)
-            ):
-                return finished
-            error = caught_error(caught)
-            summary = RunSummary()
+        run = self.runs.get(app_id, run_id)
+        if run is None:
+            raise NotFound(f"Retention run {run_id} not found.", code="retention_run_not_found")
+        if run.finished_at is None:
+            state = self.runs.state(app_id, run_id)
+            assert state is not None
+            if generation is not None and not state.carried_by(generation):
+                return Finalized(run, done=True)
+            saved = state.finalizing or FinalizeProgress()
+            progress = replace(saved, error=saved.error or caught_error(caught))
+            progress, key = self._finalize_within(app_id, run_id, progress, self.finalize_budget)
+            if key is None:
+                # Out of budget: the next call goes on from here (unless another attempt saved first: then from there).
+                following = replace(progress, seq=saved.seq + 1)
+                if not self.runs.save_finalizing(app_id, run_id, saved.seq, following) and (
+                    progress.upload is not None and progress.upload != saved.upload
+                ):
+                    self.reports.abort_join(app_id, run_id, progress.upload)  # the saved attempt has its own
+                return Finalized(self.runs.get(app_id, run_id) or run, done=False)
+            summary = progress.users.model_copy(deep=True)
             for part in self.runs.parts(app_id, run_id, self.clock()):
                 summary.add(part)
-            self._add_users(app_id, run_id, summary)
-            key = self.reports.join(app_id, run_id)
-            status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
-            self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error, generation)
+            status = RunStatus.FAILED if progress.error else RunStatus.SUCCEEDED
+            if not self.runs.finish(
+                app_id, run_id, summary, status, self.clock(), key, progress.error, generation, saved.seq
+            ):
+                state = self.runs.state(app_id, run_id)
+                assert state is not None
+                if not state.finished:
+                    # Handed on to a later generation meanwhile (it finalizes), or another attempt saved first.
+                    handed_on = generation is not None and not state.carried_by(generation)
+                    return Finalized(self.runs.get(app_id, run_id) or run, done=handed_on)
             ended = self.runs.get(app_id, run_id)
-            if ended is not None and ended.finished_at is None:
-                return ended  # handed on to a later generation meanwhile: it finalizes
-            status = status if ended is None else ended.status
+            assert ended is not None
+            run = ended
         layout = self.runs.layout(app_id, run_id)
-        if status is RunStatus.SUCCEEDED and layout is not None:
+        if run.status is RunStatus.SUCCEEDED and layout is not None:
             self.settings.mark_homed(app_id, layout)  # every shard was read whole where entries could be astray
         self.runs.release_lock(app_id, run_id)  # after the summary: a retried finalize releases it again
-        run = self.runs.get(app_id, run_id)
-        assert run is not None
-        return run
+        return Finalized(run, done=True)
 
-    def _add_users(self, app_id: str, run_id: str, summary: RunSummary) -> None:
-        """Count the run's users and list them in the report, from their outcome items (one per user).
+    def _finalize_within(
+        self, app_id: str, run_id: str, progress: FinalizeProgress, budget: FinalizeBudget
+    ) -> tuple[FinalizeProgress, str | None]:
+        """Count the run's users, then join its report, within ``budget`` (shared: a user counts for
+        1 / ``budget.users`` of it, a part of the report for 1 / ``budget.parts``): how far it got, and the
+        report's key once joined (None: not yet)."""
+        users = parts = 0
 
-        Paged: one consistent Query call per 1,000 users (about 55 read units: the items are some 220
-        bytes) and one report object per page, so memory holds one page whatever the number of users.
+        def left() -> int:
+            """Users the budget still allows (a part of the report counts for as many as it would)."""
+            return budget.users - users + (-parts * budget.users // budget.parts)
+
+        while not progress.users_done:
+            if left() <= 0:
+                return progress, None
+            progress, counted = self._count_users_page(app_id, run_id, progress, left())
+            users += counted
+        while left() > 0:
+            upload = progress.upload
+            if upload is None:
+                upload = self.reports.start_join(app_id, run_id)
+                progress = replace(progress, upload=upload, part=1, joined_after=None)
+            try:
+                joined = self.reports.join_part(app_id, run_id, upload, progress.part, progress.joined_after)
+                if joined.last:
+                    return progress, self.reports.complete_join(app_id, run_id, upload)
+            except UploadGone:
+                if self.reports.joined(app_id, run_id):
+                    return progress, report_key(app_id, run_id)  # completed by another attempt
+                # Aborted by the bucket's lifecycle (a finalize left for more than a day): joined again.
+                progress = replace(progress, upload=None, part=1, joined_after=None)
+                continue
+            progress = replace(progress, part=progress.part + 1, joined_after=joined.after)
+            parts += 1
+        return progress, None
+
+    def _count_users_page(
+        self, app_id: str, run_id: str, progress: FinalizeProgress, limit: int
+    ) -> tuple[FinalizeProgress, int]:
+        """Count the next page of the run's users (from their outcome items, one per user) and write its page of
+        the report's user rows; how far that got, and how many users it read.
+
+        One consistent Query of at most 1,000 users (about 55 read units: the items are some 220 bytes) and one
+        report object per page, so memory holds one page whatever the number of users.
         """
-        for seq, outcomes in enumerate(self.runs.user_outcomes(app_id, run_id, self.clock())):
-            lines: list[ReportLine] = []
-            for recorded in outcomes:
-                outcome = self._settled(app_id, recorded)
-                if outcome.outcome == USER_DELETED:
-                    summary.user_deleted(outcome.user_id)
-                elif outcome.outcome == USER_KEPT:
-                    summary.user_kept(outcome.user_id)
-                lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
-            self.reports.write_users_page(app_id, run_id, seq, lines)
+        outcomes, after = self.runs.user_outcomes_page(app_id, run_id, progress.users_after, limit, self.clock())
+        users = progress.users.model_copy(deep=True)
+        lines: list[ReportLine] = []
+        for recorded in outcomes:
+            outcome = self._settled(app_id, recorded)
+            if outcome.outcome == USER_DELETED:
+                users.user_deleted(outcome.user_id)
+            elif outcome.outcome == USER_KEPT:
+                users.user_kept(outcome.user_id)
+            lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
+        if lines:
+            self.reports.write_users_page(app_id, run_id, progress.users_page, lines)
+        counted = replace(
+            progress, users=users, users_after=after, users_page=progress.users_page + 1, users_done=after is None
+        )
+        return counted, max(1, len(outcomes))
 
     def _settled(self, app_id: str, outcome: UserOutcome) -> UserOutcome:
         """A user left ``deleting`` (its deletion failed, or its attempt stopped before recording it) is
