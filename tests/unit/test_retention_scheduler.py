@@ -20,6 +20,7 @@ from steward.conversations.scheduler import (
     generation_name,
 )
 from steward.settings import StoreSettings
+from steward.sharding import shard_of
 from steward.usecases.retention_executions import LAST_PAGE_GRACE
 from steward_local.template import load_and_transform
 from tests.support.job_engine import Clock
@@ -364,3 +365,20 @@ def test_the_schedulers_failed_and_timed_out_executions_are_alarmed() -> None:
     start = definition["States"]["Shards"]["ItemProcessor"]["States"]["Start"]
     assert start["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.caught", "Next": "ShardFailed"}]
     assert definition["States"]["ShardsFailed"]["Type"] == "Fail"
+
+
+def test_a_call_that_settled_a_run_ends_its_page_there(services: Services, clock: Clock) -> None:
+    shard = shard_of(APP, services.shard_count)
+    later_app = next(app_id for n in range(1000) if shard_of(app_id := f"app-b{n}", services.shard_count) == shard)
+    services.retention_settings.put(later_app, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    scheduler = services.retention_scheduler
+    first, second = scheduler.start_page(SCHEDULED, shard, None).started
+    boto3.client("stepfunctions").stop_execution(executionArn=first["execution_arn"])  # unheard
+    clock.now = SCHEDULED + timedelta(hours=1)
+
+    # Settling the first app's run (which may mean a finalize step) may take much of the call's time.
+    page = scheduler.start_page(clock.now, shard, None)
+    following = scheduler.start_page(clock.now, shard, page.cursor)
+
+    assert (page.skipped, page.cursor) == ([{"app_id": APP, "running": first["run_id"]}], APP)
+    assert (following.skipped, following.cursor) == ([{"app_id": later_app, "running": second["run_id"]}], None)
