@@ -13,9 +13,10 @@ import pytest
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings, RunStatus
 from steward.conversations.reports import REPORT_HEADER, UploadGone, report_key, run_prefix
-from steward.conversations.retention_repository import RunState
+from steward.conversations.retention_repository import RUN_MAX_AGE, RunState
 from steward.conversations.scheduler import LOCK_TTL, run_id_for
 from steward.settings import StoreSettings
+from steward.usecases.retention_executions import RetentionRunStopped
 from steward.usecases.retention_sweep import FinalizeBudget, Finalized
 from tests.support.job_engine import Clock
 from tests.support.service import new_users
@@ -300,3 +301,34 @@ def test_a_failed_executions_big_finalize_is_continued_by_the_schedulers_passes(
     assert run is not None
     assert (run.status, run.error) == (RunStatus.FAILED, "States.Runtime: no path")
     assert (run.users_deleted, run.users_kept) == (len(DELETED), len(KEPT))
+
+
+def test_a_run_of_a_week_keeps_its_users_outcomes_to_the_end_and_is_stopped_there(
+    services: Services, clock: Clock
+) -> None:
+    swept(services)  # every user's outcome is written on the run's first day
+    runs, executions = services.retention_run_repository, services.retention_executions
+    # The run goes on in later executions for almost the longest a run may sweep; each renews its parts, and
+    # none rewrites its users' outcomes (one write per user).
+    assert runs.advance_generation(APP, RUN, 0, clock.now)
+    clock.now = NOW + RUN_MAX_AGE - timedelta(hours=1)
+    assert not executions.plan(APP, RUN, NOW, 1).stop
+    assert runs.advance_generation(APP, RUN, 1, clock.now)
+    clock.now = NOW + RUN_MAX_AGE + timedelta(hours=11)  # that execution ran for 12 hours
+
+    with pytest.raises(RetentionRunStopped) as stopped:
+        executions.plan(APP, RUN, NOW, 2)
+    # RecordFailure finalizes it; say its steps are left to the scheduler's passes for days.
+    clock.now += timedelta(days=6)
+    caught = {"Error": "RetentionRunStopped", "Cause": json.dumps({"errorMessage": str(stopped.value)})}
+    finalize_steps(services, caught, generation=2)
+
+    assert stopped.value.code == "retention_run_too_long"
+    run = runs.get(APP, RUN)
+    assert run is not None
+    assert (run.status, run.error) == (
+        RunStatus.FAILED,
+        "RetentionRunStopped: The run did not finish within 7 days of its start.",
+    )
+    assert run.counts == {"delete->purged": len(DELETED) + len(KEPT)}
+    assert (run.users_deleted, run.users_kept) == (len(DELETED), len(KEPT))  # the first day's outcomes are there

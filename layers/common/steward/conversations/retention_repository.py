@@ -192,8 +192,16 @@ class RunPart:
     pending: HeldPage | None = None
 
 
-# A run's per-shard parts are only needed until its summary is written: TTL removes them for free.
+# A run's per-shard parts are only needed until its summary is written: TTL removes them for free. Each
+# execution's Plan renews them, so they outlive the run's last execution by this.
 PART_TTL = timedelta(days=7)
+# The longest a run may sweep: an execution planned later stops it (RetentionRunStopped), and it is finalized
+# with what it did (the app's next run goes on). A week holds hundreds of executions of up to 400,000 moves.
+RUN_MAX_AGE = timedelta(days=7)
+# A user's outcome, written once (one write per user: never renewed), must outlive the run's parts: a run's
+# last execution is planned at most RUN_MAX_AGE after it started (and after any outcome), and its parts
+# last PART_TTL after that.
+USER_OUTCOME_TTL = RUN_MAX_AGE + PART_TTL
 
 
 USER_KEPT = "kept"
@@ -430,7 +438,7 @@ class RetentionRunRepository:
             sk=outcome.user_id,
             outcome=outcome.outcome,
             detail=outcome.detail or None,
-            expires_at=int((now + PART_TTL).timestamp()),
+            expires_at=int((now + USER_OUTCOME_TTL).timestamp()),
             created_at=now,
             updated_at=now,
         )

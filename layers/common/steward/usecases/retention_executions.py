@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from steward.conversations.models import RetentionRun
-from steward.conversations.retention_repository import RetentionRunRepository
+from steward.conversations.retention_repository import RUN_MAX_AGE, RetentionRunRepository
 from steward.conversations.scheduler import LOCK_TTL, STOPPED, generation_name
 from steward.errors import Conflict
 from steward.usecases.retention_sweep import RetentionSweep, caught_error
@@ -44,8 +44,8 @@ StartExecution = Callable[[str, str, dict[str, Any]], str]
 
 
 class RetentionRunStopped(Conflict):
-    """The run cannot go on (its lock was taken, or it took too many executions). Lambda reports the class name
-    as the error: the definition's Plan never retries this one, as a retry cannot change it."""
+    """The run cannot go on (its lock was taken, or it took too many executions or too long). Lambda reports the
+    class name as the error: the definition's Plan never retries this one, as a retry cannot change it."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,10 @@ class RetentionExecutions:
             # A late execution of a run that is over (one the scheduler counted failed, say), or of a generation
             # the run has been handed on from: it must not take the lock of the app's next run, nor sweep.
             return GenerationPlan([], 0, stop=True)
+        if self.clock() - now > RUN_MAX_AGE:
+            # Its users' outcomes, written once, are kept for a run of this age (USER_OUTCOME_TTL).
+            message = f"The run did not finish within {RUN_MAX_AGE.days} days of its start."
+            raise RetentionRunStopped(message, code="retention_run_too_long")
         if generation == 0:
             self.sweep.plan(app_id, run_id, now)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
