@@ -20,6 +20,7 @@ from steward.usecases.retention_executions import RetentionRunStopped
 from steward.usecases.retention_sweep import FinalizeBudget, Finalized
 from tests.support.job_engine import Clock
 from tests.support.service import new_users
+from tests.support.spies import FailsOnce
 
 APP = "app-a"
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -117,32 +118,14 @@ def test_a_finalize_too_big_for_one_step_goes_on_from_where_it_saved(services: S
     assert ASL["States"]["FailureRecorded"]["Choices"][0]["Next"] == "RecordFailure"
 
 
-class _DiesOnce:
-    """Raises once, when called, then calls through: a step that dies (a Lambda timeout) at that point."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.died = False
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.died:
-            self.died = True
-            raise TimeoutError("Task timed out")
-        return self.call(*args, **kwargs)
+def _dies_once(call: Any) -> FailsOnce:
+    """A step that dies (a Lambda timeout) at that call, once."""
+    return FailsOnce(call, lambda *args: TimeoutError("Task timed out"))
 
 
-class _GoneOnce:
-    """Raises UploadGone once, as S3's NoSuchUpload for the upload, then calls through."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.gone = False
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.gone:
-            self.gone = True
-            raise UploadGone(args[2])
-        return self.call(*args, **kwargs)
+def _gone_once(join_part: Any) -> FailsOnce:
+    """S3's NoSuchUpload for the upload (which RunReports raises as UploadGone), once."""
+    return FailsOnce(join_part, lambda app_id, run_id, upload, *rest: UploadGone(upload))
 
 
 @pytest.mark.parametrize("dies_at", ["save_finalizing", "finish"])
@@ -155,7 +138,7 @@ def test_a_step_retried_after_it_died_counts_no_user_twice(
     if dies_at == "finish":  # after the report was completed: the retry finds it
         services.retention_sweep.finalize_budget = FinalizeBudget(users=1000)
     # The step dies after its users' report pages (or the report itself) but before its progress is saved.
-    monkeypatch.setattr(sweeper.runs, dies_at, _DiesOnce(getattr(sweeper.runs, dies_at)))
+    monkeypatch.setattr(sweeper.runs, dies_at, _dies_once(getattr(sweeper.runs, dies_at)))
     with pytest.raises(TimeoutError):
         sweeper.finalize(APP, RUN, None, 0)
 
@@ -230,21 +213,21 @@ def test_a_report_of_many_parts_is_joined_over_several_steps(
             # A finalize left for more than a day: the bucket's lifecycle rule aborted its upload. S3 then answers
             # NoSuchUpload, which RunReports raises as UploadGone (moto's upload_part fails with a KeyError).
             boto3.client("s3").abort_multipart_upload(Bucket=BUCKET, Key=report_key(APP, RUN), UploadId=saved.upload)
-            monkeypatch.setattr(sweeper.reports, "join_part", _GoneOnce(join_part))
+            monkeypatch.setattr(sweeper.reports, "join_part", _gone_once(join_part))
             aborted = True
         elif saved is not None and saved.part == 2 and not died:
             # A step dies after uploading its part, before saving: its retry uploads the part again.
-            monkeypatch.setattr(sweeper.runs, "save_finalizing", _DiesOnce(sweeper.runs.save_finalizing))
+            monkeypatch.setattr(sweeper.runs, "save_finalizing", _dies_once(sweeper.runs.save_finalizing))
             with pytest.raises(TimeoutError):
                 sweeper.finalize(APP, RUN, None, 0)
             died = True
         elif saved is not None and saved.part == 3:
             # The last step completes the report, then dies before the run's end is recorded: its retry uploads
             # the last part to an upload S3 no longer has, finds the report, and records the end.
-            monkeypatch.setattr(sweeper.runs, "finish", _DiesOnce(sweeper.runs.finish))
+            monkeypatch.setattr(sweeper.runs, "finish", _dies_once(sweeper.runs.finish))
             with pytest.raises(TimeoutError):
                 sweeper.finalize(APP, RUN, None, 0)
-            monkeypatch.setattr(sweeper.reports, "join_part", _GoneOnce(join_part))
+            monkeypatch.setattr(sweeper.reports, "join_part", _gone_once(join_part))
             completed = True
         steps.append(sweeper.finalize(APP, RUN, None, 0))
 
