@@ -39,6 +39,7 @@ PREVIEW = "/v1/criteria/preview"
 TEMPLATE_SHARD_COUNT = 16  # the template's default ShardCount, which the local stack uses
 BATCH_WRITE = 25
 NOW = datetime.now(UTC)
+SFN_TIME_SCALE = 0.01
 
 
 # --- The running stack --------------------------------------------------------
@@ -96,7 +97,13 @@ def start_local_stack(tmp: Path, *arguments: str) -> Iterator[RunningStack]:
     state_file = tmp / "stack.json"
     log = (tmp / "runner.log").open("w")
     # Free ports, so tests never collide with a developer's running `make run`.
-    environment = {**os.environ, "STEWARD_API_PORT": str(_free_port()), "STEWARD_AWS_PORT": str(_free_port())}
+    environment = {
+        **os.environ,
+        "STEWARD_API_PORT": str(_free_port()),
+        "STEWARD_AWS_PORT": str(_free_port()),
+        # Step Functions' retry intervals and Wait states at a hundredth of their time: no test waits on real backoff.
+        "STEWARD_LOCAL_SFN_TIME_SCALE": str(SFN_TIME_SCALE),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "steward_local", "run", "--state-file", str(state_file), *arguments],
         cwd=ROOT,
