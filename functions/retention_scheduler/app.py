@@ -43,7 +43,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     scheduler = services.retention_scheduler
     if scheduled.shard is None:
         return {"shards": scheduler.shards()}
-    result = scheduler.start_page(scheduled.scheduled_time, scheduled.shard, scheduled.cursor)
+    result = scheduler.start_page(
+        scheduled.scheduled_time,
+        scheduled.shard,
+        scheduled.cursor,
+        remaining=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
     logger.info(
         "Retention sweeps started",
         extra={"shard": scheduled.shard, "apps": len(result.started), "skipped": len(result.skipped)},
@@ -52,10 +57,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("Retention sweeps could not start", extra={"failed": result.failed})
     if result.unconfirmed:
         logger.warning("Retention sweeps whose start is unknown", extra={"unconfirmed": result.unconfirmed})
+    if result.errors:
+        logger.error("Retention apps the call could not settle or start", extra={"errors": result.errors})
     return {
         "started": result.started,
         "skipped": result.skipped,
         "failed": result.failed,
         "unconfirmed": result.unconfirmed,
+        "errors": result.errors,
         "cursor": result.cursor,
     }

@@ -27,6 +27,18 @@ def ended(stack: RunningStack, execution_arn: str) -> dict[str, Any]:
     raise AssertionError("the retention scheduler did not finish")
 
 
+def settled(stack: RunningStack) -> None:
+    """Every sweep execution the pass started (one per app of the session with settings) is over, so that none
+    still runs when the session's stack stops."""
+    stepfunctions = stack.client("stepfunctions")
+    machine = stack.state["state_machines"]["RetentionStateMachine"]
+    deadline = time.monotonic() + WAIT_SECONDS
+    while stepfunctions.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
+        if time.monotonic() > deadline:
+            raise AssertionError("the sweeps the pass started did not finish")
+        time.sleep(0.2)
+
+
 def test_a_failing_shard_stops_no_other_and_fails_the_pass(stack: RunningStack) -> None:
     broken = new_app(stack, SETTINGS)
     shard = shard_of(APP_OF_KEY[broken], TEMPLATE_SHARD_COUNT)
@@ -54,3 +66,4 @@ def test_a_failing_shard_stops_no_other_and_fails_the_pass(stack: RunningStack) 
     assert len(run_ids(stack, healthy)) == 1  # the other shards had their pass
     # The next pass starts the broken shard's app.
     assert sweep(stack, broken)["status"] == "succeeded"
+    settled(stack)

@@ -16,10 +16,9 @@ import pytest
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
 from steward.conversations.retention_repository import PART_TTL
-from steward.conversations.scheduler import LOCK_TTL, generation_name
+from steward.conversations.scheduler import LAST_PAGE_GRACE, LOCK_TTL, finalize_name, generation_name
 from steward.errors import Conflict
 from steward.settings import MAX_PAGES_PER_EXECUTION, MAX_SHARDS, StoreSettings
-from steward.usecases.retention_executions import LAST_PAGE_GRACE
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
 
@@ -57,14 +56,19 @@ def idle_conversations(services: Services, count: int) -> None:
         services.conversations.create(APP, CreateConversation.model_validate(body))
 
 
-def sweep_machine() -> str:
+def sweep_machine(name: str = "retention") -> str:
     """A state machine the progress step can start the next execution in (moto only records it here)."""
     definition = {"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}
     return str(
         boto3.client("stepfunctions").create_state_machine(
-            name="retention", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/retention"
+            name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/retention"
         )["stateMachineArn"]
     )
+
+
+def event_machine() -> str:
+    """The state machine of events/eventbridge-retention-execution-timed-out.json, where hand-offs start."""
+    return sweep_machine("RetentionStateMachine-AbCdEf123456")
 
 
 def started_executions(machine: str) -> list[dict[str, Any]]:
@@ -186,6 +190,7 @@ def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_p
     for generation in (0, 1):  # the event's execution is the run's third (generation 2)
         assert runs.advance_generation(APP, RUN, generation, clock.now)
     clock.now = NOW + timedelta(hours=12)
+    machine = event_machine()
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
     event = _timed_out_event()
@@ -199,34 +204,59 @@ def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_p
     assert run.finished_at is None
     state = runs.state(APP, RUN)
     assert state is not None
-    assert (state.finalize_after, state.error) == (clock.now + LAST_PAGE_GRACE, "States.TIMED_OUT")
+    assert (state.finalize_after, state.error, state.handoff) == (clock.now + LAST_PAGE_GRACE, "States.TIMED_OUT", 1)
     assert executions.plan(APP, RUN, NOW, 2).stop
     assert not executions.progress(APP, RUN, NOW, 2, sweep_machine())
-    # The lock stays with the run until the scheduler's pass finalizes it.
+    # Handed to a finalize-only execution, which waits out the last page's grace first.
+    wait = int(LAST_PAGE_GRACE.total_seconds())
+    handed = {
+        "app_id": APP,
+        "run_id": RUN,
+        "now": clock.now.isoformat(),
+        "generation": None,
+        "finalize_only": True,
+        "wait_seconds": wait,
+        "caught": {"Error": "States.TIMED_OUT", "Cause": ""},
+    }
+    assert started_executions(machine) == [{"name": finalize_name(RUN, 1), "input": handed}]
+    # The lock stays with the run until that execution finalizes it.
     later = clock.now + LAST_PAGE_GRACE + timedelta(hours=1)
     assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) == RUN
 
-    # EventBridge delivers at least once: the same event again changes nothing.
+    # EventBridge delivers at least once: the same event again changes nothing, and starts nothing.
     clock.now += timedelta(minutes=1)
     assert handler.lambda_handler(event, context()) == answer
     assert runs.state(APP, RUN) == state
+    assert len(started_executions(machine)) == 1
 
 
-def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_alone(
+def test_a_failed_execution_is_handed_to_a_finalize_and_one_finalized_already_is_left_alone(
     services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = services.retention_run_repository
     services.retention_executions.plan(APP, RUN, NOW, 0)
+    machine = event_machine()
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
     event = _timed_out_event()
     event["detail"].update(status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' could not be found")
     event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 0})
 
-    assert handler.lambda_handler(event, context())["status"] == "failed"
+    # Finalized by the execution it is handed to, not by the handler (a finalize may take many steps).
+    assert handler.lambda_handler(event, context())["status"] == "running"
+    [handed] = started_executions(machine)
+    assert handed["name"] == finalize_name(RUN, 1)
+    error = "States.Runtime: The JSONPath '$.plan' could not be found"
+    assert handed["input"]["caught"] == {"Error": error, "Cause": ""}
+    # Its RecordFailure loop, after the Wait.
+    step = {key: handed["input"][key] for key in ("app_id", "run_id", "now", "generation")}
+    while not handler.lambda_handler({**step, "step": "finalize", "error": handed["input"]["caught"]}, context())[
+        "done"
+    ]:
+        pass
     run = runs.get(APP, RUN)
     assert run is not None
-    assert run.error == "States.Runtime: The JSONPath '$.plan' could not be found"
+    assert (run.status.value, run.error) == ("failed", error)
     assert runs.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL) is None  # released
     runs.release_lock(APP, "ret_20260601110000_000000000000")
 
@@ -239,6 +269,11 @@ def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_
     event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": second, "now": NOW.isoformat(), "generation": 0})
     handler.lambda_handler(event, context())
     assert runs.get(APP, second) == before
+    assert len(started_executions(machine)) == 1
+
+    # The end of a finalize-only execution changes nothing: the scheduler's next pass follows it up.
+    event["detail"]["input"] = json.dumps({**handed["input"], "run_id": second})
+    assert handler.lambda_handler(event, context()) == {"run_id": second, "status": None}
 
 
 def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> None:

@@ -1,9 +1,11 @@
-"""A finalize too big for one invocation, on moto's DynamoDB and S3: it saves how far it got and goes on from there,
-in the state machine's loop, in the end of a failed execution and in the scheduler's passes, and a step retried or
-overlapping another counts every user once and joins the same report."""
+"""A finalize too big for one invocation, on moto's DynamoDB and S3: it saves how far it got after every unit of work
+and goes on from there, in the state machine's loop, in the finalize-only executions a failed execution's end and
+the scheduler's passes hand it to, and a step retried or overlapping another counts every user once and joins the
+same report."""
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,11 @@ from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings, RunStatus
 from steward.conversations.reports import REPORT_HEADER, UploadGone, report_key, run_prefix
 from steward.conversations.retention_repository import RUN_MAX_AGE, RunState
-from steward.conversations.scheduler import LOCK_TTL, run_id_for
+from steward.conversations.scheduler import LAST_PAGE_GRACE, LOCK_TTL, ExecutionState, finalize_name, run_id_for
 from steward.settings import StoreSettings
+from steward.usecases import retention_sweep
 from steward.usecases.retention_executions import RetentionRunStopped
-from steward.usecases.retention_sweep import FinalizeBudget, Finalized
+from steward.usecases.retention_sweep import Finalized, RetentionSweep
 from tests.support.job_engine import Clock
 from tests.support.service import new_users
 from tests.support.spies import FailsOnce
@@ -37,14 +40,27 @@ def clock() -> Clock:
     return Clock(NOW)
 
 
-def services_with(store: StoreSettings, clock: Clock, users: int | None = None, **kwargs: Any) -> Services:
-    return Services(store.shard_count, clock=clock, reports_bucket=BUCKET, retention_finalize_users=users, **kwargs)
+def one_unit_a_step(sweeper: RetentionSweep) -> None:
+    """Each finalize step has time for one unit of work (a page of users, a part of the report), no more."""
+    sweeper.finalize = partial(RetentionSweep.finalize, sweeper, remaining=lambda: 0.0)  # type: ignore[method-assign]
+
+
+def services_with(store: StoreSettings, clock: Clock, **kwargs: Any) -> Services:
+    found = Services(store.shard_count, clock=clock, reports_bucket=BUCKET, **kwargs)
+    one_unit_a_step(found.retention_sweep)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of two users (1,000 in Lambda), so that ten users take several units."""
+    monkeypatch.setattr(retention_sweep, "USERS_PAGE", 2)
 
 
 @pytest.fixture
 def services(store: StoreSettings, clock: Clock) -> Services:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    return services_with(store, clock, users=2)  # a page of at most two users a step
+    return services_with(store, clock)
 
 
 def swept(services: Services, run_id: str = RUN) -> None:
@@ -136,7 +152,7 @@ def test_a_step_retried_after_it_died_counts_no_user_twice(
     sweeper = services.retention_sweep
     assert not sweeper.finalize(APP, RUN, None, 0).done
     if dies_at == "finish":  # after the report was completed: the retry finds it
-        services.retention_sweep.finalize_budget = FinalizeBudget(users=1000)
+        del sweeper.finalize  # a step with the time for every unit
     # The step dies after its users' report pages (or the report itself) but before its progress is saved.
     monkeypatch.setattr(sweeper.runs, dies_at, _dies_once(getattr(sweeper.runs, dies_at)))
     with pytest.raises(TimeoutError):
@@ -198,7 +214,7 @@ def test_a_report_of_many_parts_is_joined_over_several_steps(
     store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    services = services_with(store, clock, users=1)  # one part of the report a step
+    services = services_with(store, clock)  # one part of the report a step
     swept(services)
     pages = big_report_pages(7)  # 21 MiB: three parts of at least 8 MiB
     sweeper = services.retention_sweep
@@ -243,43 +259,52 @@ def test_a_report_of_many_parts_is_joined_over_several_steps(
     assert steps[-1].run.status == RunStatus.SUCCEEDED
 
 
-def test_a_failed_executions_big_finalize_is_continued_by_the_schedulers_passes(
+def test_a_failed_execution_is_handed_to_one_finalize_and_the_schedulers_passes_follow_it_up(
     store: StoreSettings, clock: Clock
 ) -> None:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    machine = boto3.client("stepfunctions").create_state_machine(
+    stepfunctions = boto3.client("stepfunctions")
+    machine = stepfunctions.create_state_machine(
         name="retention",
         definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}),
         roleArn="arn:aws:iam::123456789012:role/retention",
     )["stateMachineArn"]
-    services = services_with(store, clock, users=2, retention_state_machine=machine)
+    services = services_with(store, clock, retention_state_machine=machine)
     swept(services)
     runs = services.retention_run_repository
 
-    ended = services.retention_executions.execution_ended(APP, RUN, 0, "FAILED", "States.Runtime", "no path", None)
+    def started() -> list[str]:
+        return sorted(item["name"] for item in stepfunctions.list_executions(stateMachineArn=machine)["executions"])
 
-    # One step's worth at once; the run is marked ending, due now, for the scheduler's passes to go on with.
+    failed = ExecutionState("arn", "FAILED", "States.Runtime", "no path")
+    ended = services.retention_executions.execution_ended(APP, RUN, 0, failed, machine)
+
+    # Nothing finalized in the handler: the run is ending, handed to a finalize-only execution, and keeps the app.
     assert ended is not None
     assert ended.finished_at is None
     state = runs.state(APP, RUN)
     assert state is not None
-    assert (state.finalize_after, state.error) == (NOW, "States.Runtime: no path")
-    assert services.retention_sweep.finalize(APP, RUN, None, 0).done  # no execution of the run goes on with it
+    assert (state.finalize_after, state.error, state.handoff) == (NOW + LAST_PAGE_GRACE, "States.Runtime: no path", 1)
+    assert services.retention_sweep.finalize(APP, RUN, None, 0).done  # no generation of the run goes on with it
     assert runs.get(APP, RUN) == ended
+    assert started() == [finalize_name(RUN, 1)]
 
-    passes = []
-    while len(passes) < 10:
-        clock.now += timedelta(hours=1)
-        passes.append(services.retention_scheduler.start_sweeps(clock.now))
-        if passes[-1].started:
-            break
-        # Each pass goes on with the finalize and renews the lock: the run keeps the app until it is finalized.
-        assert passes[-1].skipped == [{"app_id": APP, "running": RUN}]
-        later = clock.now + timedelta(hours=12)
-        assert runs.acquire_lock(APP, "ret_20260602000000_000000000000", later, LOCK_TTL) == RUN
+    # A pass while that execution runs leaves the run to it; should it end unfinished, the next pass hands on.
+    clock.now += timedelta(hours=1)
+    assert services.retention_scheduler.start_sweeps(clock.now).skipped == [{"app_id": APP, "running": RUN}]
+    assert started() == [finalize_name(RUN, 1)]
+    stepfunctions.stop_execution(executionArn=f"{machine.replace(':stateMachine:', ':execution:')}:{RUN}_f1")
+    clock.now += timedelta(hours=1)
+    assert services.retention_scheduler.start_sweeps(clock.now).skipped == [{"app_id": APP, "running": RUN}]
+    assert started() == [finalize_name(RUN, 1), finalize_name(RUN, 2)]
+    later = clock.now + timedelta(hours=12)
+    assert runs.acquire_lock(APP, "ret_20260602000000_000000000000", later, LOCK_TTL) == RUN  # renewed
 
-    assert len(passes) == 5  # two users a step: four more passes count them, and the next joins the report
-    assert [item["run_id"] for item in passes[-1].started] == [run_id_for(APP, clock.now)]
+    # That execution's RecordFailure loop, one unit a step.
+    assert finalize_steps(services, {"Error": "States.Runtime: no path", "Cause": ""}, None) == [False] * 5 + [True]
+    clock.now += timedelta(hours=1)
+    after = services.retention_scheduler.start_sweeps(clock.now)
+    assert [item["run_id"] for item in after.started] == [run_id_for(APP, clock.now)]
     run = runs.get(APP, RUN)
     assert run is not None
     assert (run.status, run.error) == (RunStatus.FAILED, "States.Runtime: no path")

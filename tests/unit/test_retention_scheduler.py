@@ -12,16 +12,18 @@ from pydantic import ValidationError
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
 from steward.conversations.scheduler import (
+    CALL_MARGIN_SECONDS,
+    LAST_PAGE_GRACE,
     LOCK_TTL,
     START_GRACE,
     ExecutionState,
     ExecutionUnknown,
     StartFailed,
+    finalize_name,
     generation_name,
 )
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
-from steward.usecases.retention_executions import LAST_PAGE_GRACE
 from steward_local.template import load_and_transform
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
@@ -57,6 +59,26 @@ def executions() -> list[str]:
     return sorted(
         item["name"] for item in client.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
     )
+
+
+def execution_input(name: str) -> dict[str, object]:
+    client = boto3.client("stepfunctions")
+    [machine] = client.list_state_machines()["stateMachines"]
+    arn = f"{machine['stateMachineArn'].replace(':stateMachine:', ':execution:')}:{name}"
+    found: dict[str, object] = json.loads(client.describe_execution(executionArn=arn)["input"])
+    return found
+
+
+def handed_finalize(services: Services, run_id: str, handoff: int = 1) -> dict[str, object]:
+    """The run's finalize-only execution (``<run>_f<n>``), as statemachines/retention.asl.json runs it after its
+    Wait: the RecordFailure loop with its ``caught`` (the Finalize loop without); its input."""
+    payload = execution_input(finalize_name(run_id, handoff))
+    assert (payload["finalize_only"], payload["generation"]) == (True, None)
+    caught = payload.get("caught")
+    assert caught is None or isinstance(caught, dict)
+    while not services.retention_sweep.finalize(APP, run_id, caught, None).done:
+        pass
+    return payload
 
 
 def test_a_retried_schedule_starts_one_run(services: Services) -> None:
@@ -206,7 +228,7 @@ def test_a_start_answered_with_an_error_after_step_functions_took_it_counts_as_s
     assert services.retention_run_repository.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL)
 
 
-def test_the_next_pass_finalizes_a_stopped_run_after_its_last_page_then_starts_the_app(
+def test_a_stopped_run_is_finalized_by_its_hand_off_after_its_last_page_then_the_app_starts(
     services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = (SCHEDULED - timedelta(days=3)).isoformat()
@@ -220,53 +242,76 @@ def test_the_next_pass_finalizes_a_stopped_run_after_its_last_page_then_starts_t
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
     event = json.loads((ROOT / "events" / "eventbridge-retention-execution-timed-out.json").read_text())
-    event["detail"].update(status="ABORTED", input=json.dumps({"app_id": APP, "run_id": run_id, "generation": 0}))
+    [machine] = boto3.client("stepfunctions").list_state_machines()["stateMachines"]
+    event["detail"].update(
+        status="ABORTED",
+        input=json.dumps({"app_id": APP, "run_id": run_id, "generation": 0}),
+        stateMachineArn=machine["stateMachineArn"],
+    )
     clock.now = SCHEDULED + timedelta(minutes=1)
-    stopped_at = clock.now
 
     assert handler.lambda_handler(event, context())["status"] == "running"
-    # The pages in flight when the stop landed commit after it.
+    # Handed to a finalize-only execution that first waits out the last page's grace.
+    assert execution_input(finalize_name(run_id, 1))["wait_seconds"] == LAST_PAGE_GRACE.total_seconds()
+    # The pages in flight when the stop landed commit after it; a pass meanwhile leaves the run to its finalize.
     for shard in range(store.shard_count):
         assert services.retention_sweep.sweep_page(APP, run_id, SCHEDULED, shard)
-    clock.now = stopped_at + LAST_PAGE_GRACE - timedelta(seconds=1)
+    clock.now += timedelta(minutes=5)
     early = scheduler.start_sweeps(clock.now)
-    clock.now = stopped_at + LAST_PAGE_GRACE
+    assert executions() == sorted([run_id, finalize_name(run_id, 1)])
+    clock.now += LAST_PAGE_GRACE
+    handed_finalize(services, run_id)
     later = scheduler.start_sweeps(clock.now)
 
     assert (early.started, early.skipped) == ([], [{"app_id": APP, "running": run_id}])
     run = services.retention_run_repository.get(APP, run_id)
     assert run is not None
     assert (run.status.value, run.error, run.counts) == ("failed", "States.ABORTED", {"open->archive": 2})
-    assert run.finished_at == clock.now
     assert [item["app_id"] for item in later.started] == [APP]  # then the app's next run starts
 
 
-def test_a_pass_finalizes_a_run_whose_failed_executions_event_was_lost(services: Services, clock: Clock) -> None:
+def test_a_pass_hands_off_a_run_whose_failed_executions_event_was_lost(services: Services, clock: Clock) -> None:
     scheduler = services.retention_scheduler
     [started] = scheduler.start_sweeps(SCHEDULED).started
     run_id = started["run_id"]
     services.retention_executions.plan(APP, run_id, SCHEDULED, 0)
     describe = scheduler.describe_execution
     asked: list[str] = []
+    stopped_at = SCHEDULED + timedelta(minutes=50)
 
     def failed_without_its_event(name: str) -> ExecutionState | None:
         asked.append(name)
         found = describe(name)  # the real lookup, by the run's name
         assert found is not None
-        return replace(found, status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' was not found")
+        if name != run_id:
+            return found
+        cause = "The JSONPath '$.plan' was not found"
+        return replace(found, status="FAILED", error="States.Runtime", cause=cause, stopped_at=stopped_at)
 
     scheduler.describe_execution = failed_without_its_event
     clock.now = SCHEDULED + timedelta(hours=1)
+    first = scheduler.start_sweeps(clock.now)
+
+    # Only small requests in the pass: the run is marked ending and handed to a finalize-only execution, which
+    # waits until 10 minutes after the failure (a failed Map's other pages may still be applying).
+    assert asked == [run_id]
+    assert first.skipped == [{"app_id": APP, "running": run_id}]
+    state = services.retention_run_repository.state(APP, run_id)
+    assert state is not None
+    assert state.finalize_after == stopped_at + LAST_PAGE_GRACE
+    assert execution_input(finalize_name(run_id, 1))["wait_seconds"] == 0
+    error = "States.Runtime: The JSONPath '$.plan' was not found"
+    assert handed_finalize(services, run_id)["caught"] == {"Error": error, "Cause": ""}
+    clock.now += timedelta(hours=1)
     later = scheduler.start_sweeps(clock.now)
 
-    assert asked == [run_id]
     run = services.retention_run_repository.get(APP, run_id)
     assert run is not None
-    assert (run.status.value, run.error) == ("failed", "States.Runtime: The JSONPath '$.plan' was not found")
+    assert (run.status.value, run.error) == ("failed", error)
     assert [item["app_id"] for item in later.started] == [APP]  # the lock was released: the app's next run starts
 
 
-def test_a_pass_handles_a_stopped_execution_whose_event_was_lost(services: Services, clock: Clock) -> None:
+def test_a_pass_hands_off_a_stopped_execution_whose_event_was_lost(services: Services, clock: Clock) -> None:
     # Step Functions records the stop's own time; the test's clock follows it.
     clock.now = datetime.now(UTC).replace(microsecond=0)
     scheduled = clock.now
@@ -280,12 +325,17 @@ def test_a_pass_handles_a_stopped_execution_whose_event_was_lost(services: Servi
     clock.now = stopped + LAST_PAGE_GRACE - timedelta(minutes=1)  # its last page may still be applying
     early = scheduler.start_sweeps(clock.now)
     state = services.retention_run_repository.state(APP, run_id)
-    clock.now = stopped + LAST_PAGE_GRACE + timedelta(seconds=1)
-    later = scheduler.start_sweeps(clock.now)
+    again = scheduler.start_sweeps(clock.now)  # a pass that overlaps: its hand-off starts nothing more
 
     assert (early.started, early.skipped) == ([], [{"app_id": APP, "running": run_id}])
+    assert again.skipped == early.skipped
     assert state is not None
-    assert (state.finalize_after, state.error) == (stopped + LAST_PAGE_GRACE, "States.ABORTED")
+    assert (state.finalize_after, state.error, state.handoff) == (stopped + LAST_PAGE_GRACE, "States.ABORTED", 1)
+    assert executions() == sorted([run_id, finalize_name(run_id, 1)])
+    assert execution_input(finalize_name(run_id, 1))["wait_seconds"] == 60
+    handed_finalize(services, run_id)
+    clock.now = stopped + LAST_PAGE_GRACE + timedelta(seconds=1)
+    later = scheduler.start_sweeps(clock.now)
     run = services.retention_run_repository.get(APP, run_id)
     assert run is not None
     assert (run.status.value, run.error) == ("failed", "States.ABORTED")
@@ -317,6 +367,8 @@ def test_a_start_whose_lookup_fails_too_leaves_the_run_for_the_next_pass(service
     assert scheduler.start_sweeps(clock.now).skipped == [{"app_id": APP, "running": run_id}]  # may be starting
 
     clock.now = SCHEDULED + timedelta(hours=1)
+    assert scheduler.start_sweeps(clock.now).skipped == [{"app_id": APP, "running": run_id}]  # handed off
+    handed_finalize(services, run_id)
     later = scheduler.start_sweeps(clock.now)
 
     run = services.retention_run_repository.get(APP, run_id)
@@ -339,6 +391,8 @@ def test_a_pass_fails_a_run_whose_next_execution_never_started(services: Service
     clock.now += START_GRACE - timedelta(seconds=1)
     early = scheduler.start_sweeps(clock.now)
     clock.now += timedelta(seconds=2)
+    scheduler.start_sweeps(clock.now)
+    handed_finalize(services, run_id)
     later = scheduler.start_sweeps(clock.now)
 
     assert early.skipped == [{"app_id": APP, "running": run_id}]
@@ -367,18 +421,37 @@ def test_the_schedulers_failed_and_timed_out_executions_are_alarmed() -> None:
     assert definition["States"]["ShardsFailed"]["Type"] == "Fail"
 
 
-def test_a_call_that_settled_a_run_ends_its_page_there(services: Services, clock: Clock) -> None:
+def test_a_call_ends_its_page_when_its_time_runs_low(services: Services, clock: Clock) -> None:
     shard = shard_of(APP, services.shard_count)
     later_app = next(app_id for n in range(1000) if shard_of(app_id := f"app-b{n}", services.shard_count) == shard)
     services.retention_settings.put(later_app, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
     scheduler = services.retention_scheduler
-    first, second = scheduler.start_page(SCHEDULED, shard, None).started
-    boto3.client("stepfunctions").stop_execution(executionArn=first["execution_arn"])  # unheard
-    clock.now = SCHEDULED + timedelta(hours=1)
+    left = iter([CALL_MARGIN_SECONDS - 1])
 
-    # Settling the first app's run (which may mean a finalize step) may take much of the call's time.
-    page = scheduler.start_page(clock.now, shard, None)
-    following = scheduler.start_page(clock.now, shard, page.cursor)
+    page = scheduler.start_page(SCHEDULED, shard, None, remaining=lambda: next(left))
+    following = scheduler.start_page(SCHEDULED, shard, page.cursor)
 
-    assert (page.skipped, page.cursor) == ([{"app_id": APP, "running": first["run_id"]}], APP)
-    assert (following.skipped, following.cursor) == ([{"app_id": later_app, "running": second["run_id"]}], None)
+    first_app = min(APP, later_app)
+    assert ([item["app_id"] for item in page.started], page.cursor) == ([first_app], first_app)
+    assert ([item["app_id"] for item in following.started], following.cursor) == ([max(APP, later_app)], None)
+
+
+def test_an_app_that_fails_is_listed_and_the_page_goes_on(services: Services, clock: Clock) -> None:
+    shard = shard_of(APP, services.shard_count)
+    later_app = next(app_id for n in range(1000) if shard_of(app_id := f"app-b{n}", services.shard_count) == shard)
+    services.retention_settings.put(later_app, RetentionSettings.model_validate({"archive_after_days": {"open": 1}}))
+    scheduler = services.retention_scheduler
+    runs = services.retention_run_repository
+    create = runs.create
+    broken = min(APP, later_app)
+
+    def refuses_one_app(app_id: str, *args: object) -> object:
+        if app_id == broken:
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return create(app_id, *args)  # type: ignore[arg-type]
+
+    runs.create = refuses_one_app  # type: ignore[method-assign]
+    page = scheduler.start_page(SCHEDULED, shard, None)
+
+    assert page.errors == [{"app_id": broken, "error": "RuntimeError: ProvisionedThroughputExceededException"}]
+    assert [item["app_id"] for item in page.started] == [max(APP, later_app)]

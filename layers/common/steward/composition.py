@@ -81,7 +81,7 @@ class Services:
         inactive_profile_months: int = 4,
         retention_state_machine: str | None = None,
         retention_pages_per_execution: int = 800,
-        retention_finalize_users: int | None = None,
+        retention_finalize_margin_seconds: int | None = None,
         imports_bucket: str | None = None,
         audience_data_bucket: str | None = None,
         audience_importer: str | None = None,
@@ -101,7 +101,7 @@ class Services:
         self.inactive_profile_months = inactive_profile_months
         self.retention_state_machine = retention_state_machine
         self.retention_pages_per_execution = retention_pages_per_execution
-        self.retention_finalize_users = retention_finalize_users
+        self.retention_finalize_margin_seconds = retention_finalize_margin_seconds
         # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
         self.imports_bucket = imports_bucket
         self.audience_data_bucket = audience_data_bucket
@@ -440,27 +440,20 @@ class Services:
                 raise ExecutionUnknown(f"{exc} (and whether it started is unknown)") from exc
             return ExecutionState(arn, found["status"], found.get("error"), found.get("cause"), found.get("stopDate"))
 
-        def execution_ended(app_id: str, run_id: str, generation: int, ended: ExecutionState) -> object:
-            return self.retention_executions.execution_ended(
-                app_id, run_id, generation, ended.status, ended.error, ended.cause, ended.stopped_at
-            )
-
         return RetentionScheduler(
             self.retention_settings_repository,
             self.retention_run_repository,
             start_execution,
             describe_execution,
-            execution_ended,
-            lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}).done,
             self.clock,
         )
 
     @cached_property
     def retention_sweep(self) -> RetentionSweep:
         from steward.conversations.reports import RunReports
-        from steward.usecases.retention_sweep import FinalizeBudget, RetentionSweep
+        from steward.usecases.retention_sweep import FINALIZE_MARGIN_SECONDS, RetentionSweep
 
-        users = self.retention_finalize_users
+        margin = self.retention_finalize_margin_seconds
         return RetentionSweep(
             self.conversation_repository,
             self.retention_settings_repository,
@@ -470,7 +463,7 @@ class Services:
             RunReports(self.report_store),
             self.shard_count,
             self.clock,
-            None if users is None else FinalizeBudget(users=users),
+            FINALIZE_MARGIN_SECONDS if margin is None else float(margin),
         )
 
     @cached_property

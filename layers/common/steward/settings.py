@@ -18,7 +18,7 @@ MAX_INACTIVE_PROFILE_MONTHS = 120
 MAX_PAGES_PER_EXECUTION = 800
 MAX_PAGE_ENTRIES = 500
 # Users one finalize invocation counts at most (about 15 s; the state machine calls it again for the rest).
-MAX_FINALIZE_USERS = 100_000
+MAX_FINALIZE_MARGIN_SECONDS = 900
 
 
 class SettingsError(ValueError):
@@ -162,13 +162,13 @@ class RetentionSchedulerSettings(ConversationStoreSettings):
 class RetentionSweepSettings(ConversationStoreSettings):
     """The sweep's steps: the store, the bucket of its reports, how many shards it sweeps at once, how many
     pages one execution sweeps (its history stays bounded), how many due entries a page reads and how many
-    users one finalize step counts."""
+    seconds of its time a finalize step keeps free."""
 
     reports_bucket: str
     retention_max_concurrency: int
     retention_pages_per_execution: int
     retention_page_entries: int
-    retention_finalize_users: int
+    retention_finalize_margin_seconds: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -182,8 +182,10 @@ class RetentionSweepSettings(ConversationStoreSettings):
         object.__setattr__(self, "retention_pages_per_execution", pages)
         entries = _count("retention_page_entries", self.retention_page_entries, 1, MAX_PAGE_ENTRIES)
         object.__setattr__(self, "retention_page_entries", entries)
-        users = _count("retention_finalize_users", self.retention_finalize_users, 1, MAX_FINALIZE_USERS)
-        object.__setattr__(self, "retention_finalize_users", users)
+        margin = _count(
+            "retention_finalize_margin_seconds", self.retention_finalize_margin_seconds, 1, MAX_FINALIZE_MARGIN_SECONDS
+        )
+        object.__setattr__(self, "retention_finalize_margin_seconds", margin)
 
 
 @dataclass(frozen=True, kw_only=True)

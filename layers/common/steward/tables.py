@@ -527,6 +527,8 @@ class RetentionRunRecord(ConversationsTableRecord):
     # and the number of its last save, on which the next save and the run's end are conditioned.
     finalizing = UnicodeAttribute(null=True)
     finalize_seq = NumberAttribute(null=True)
+    # How many finalize-only executions the run was handed to (``<run>_f<n>`` is the last; absent: none).
+    finalize_handoff = NumberAttribute(null=True)
 
 
 class RetentionLockRecord(ConversationsTableRecord):

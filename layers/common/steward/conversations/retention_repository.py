@@ -265,6 +265,8 @@ class RunState:
     updated_at: datetime | None = None
     # A finalize left unfinished by its last invocation.
     finalizing: FinalizeProgress | None = None
+    # The finalize-only executions it was handed to (the last is ``<run>_f<handoff>``; 0: none).
+    handoff: int = 0
 
     def carried_by(self, generation: int) -> bool:
         """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
@@ -328,6 +330,15 @@ class RetentionRunRepository:
             return holder.run_id
         return None
 
+    def lock_holder(self, app_id: str) -> str | None:
+        """The run that holds (or last held, if it expired) the app's lock; None when it is free."""
+        try:
+            return str(
+                RetentionLockRecord.get(retention_lock_pk(app_id), RETENTION_LOCK_SK, consistent_read=True).run_id
+            )
+        except RetentionLockRecord.DoesNotExist:
+            return None
+
     def release_lock(self, app_id: str, run_id: str) -> None:
         """Free the app's lock if ``run_id`` holds it (idempotent: a retried finalize calls it again)."""
         try:
@@ -363,7 +374,17 @@ class RetentionRunRepository:
             record.error,
             record.updated_at,
             None if record.finalizing is None else FinalizeProgress.from_json(record.finalizing),
+            int(record.finalize_handoff or 0),
         )
+
+    def advance_handoff(self, app_id: str, run_id: str, handoff: int) -> bool:
+        """Count one more finalize-only execution for the unfinished run, if it was handed to ``handoff`` so far;
+        False when another pass or handler counted it first, or the run is finished."""
+        last = RetentionRunRecord.finalize_handoff
+        counted = last.does_not_exist() | (last == 0) if handoff == 0 else last == handoff
+        condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist() & counted
+        actions: list[Action] = [last.set(handoff + 1)]
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
     def save_finalizing(self, app_id: str, run_id: str, before: int, progress: FinalizeProgress) -> bool:
         """Save how far the run's finalize got, only if its last save is still ``before`` (``progress.seq`` is
@@ -386,15 +407,16 @@ class RetentionRunRepository:
         actions: list[Action] = [RetentionRunRecord.generation.set(following), RetentionRunRecord.updated_at.set(now)]
         return _updated(key, actions, condition)
 
-    def mark_ending(self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str) -> bool:
-        """Record that the run's current execution ended abruptly: no generation goes on, and the run is to be
-        finalized failed with ``error`` after ``finalize_after``. False when the run is finished, ending, or
-        carried on by another generation."""
+    def mark_ending(
+        self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str | None
+    ) -> bool:
+        """Record that the run's current execution ended without finalizing it: no generation goes on, and the
+        run is to be finalized after ``finalize_after``, failed with ``error`` (None: as its counts say). False
+        when the run is finished, ending, or carried on by another generation."""
         condition = _going_on() & _generation_is(generation)
-        actions: list[Action] = [
-            RetentionRunRecord.finalize_after.set(finalize_after),
-            RetentionRunRecord.error.set(error),
-        ]
+        actions: list[Action] = [RetentionRunRecord.finalize_after.set(finalize_after)]
+        if error is not None:
+            actions.append(RetentionRunRecord.error.set(error))
         return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
@@ -578,11 +600,12 @@ class RetentionRunRepository:
             RetentionRunRecord.updated_at.set(now),
             RetentionRunRecord.finalizing.remove(),
             RetentionRunRecord.finalize_seq.remove(),
+            RetentionRunRecord.finalize_after.remove(),
         ]
         if report_key is not None:
             actions.append(RetentionRunRecord.report_key.set(report_key))
-        if error is not None:
-            actions.append(RetentionRunRecord.error.set(error))
+        # An ending run's note of why (mark_ending) gives way to how it ended.
+        actions.append(RetentionRunRecord.error.set(error) if error is not None else RetentionRunRecord.error.remove())
         condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist()
         if generation is not None:
             condition = condition & _generation_is(generation)

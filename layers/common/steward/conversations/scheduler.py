@@ -2,8 +2,9 @@
 
 The schedule starts the scheduler's state machine, which runs one page of
 apps at a time per shard of the index of apps with settings
-(statemachines/retention_scheduler.asl.json): each call does a bounded
-amount of work, so no number of apps outlasts a Lambda's timeout.
+(statemachines/retention_scheduler.asl.json): each call does a few small,
+idempotent requests per app and ends its page when its Lambda's time runs
+low, so no number of apps outlasts a Lambda's timeout.
 
 Idempotent, as the Scheduler delivers at least once and may overlap: the run
 id is derived from the app and the scheduled time, and names the execution;
@@ -11,18 +12,29 @@ the sweep's 'now' is the scheduled time. An app whose run is still going (its
 lock held) is skipped; a lock expires after ``LOCK_TTL``: the state machine's
 own run time (``TimeoutSeconds`` in statemachines/retention.asl.json), plus the
 last page a timed-out execution's Lambda may still be applying, plus a margin.
+A run whose lock expired unfinalized is handed to a finalize, failed
+(``retention_lock_expired``), when the next run takes the lock.
 
-The run's execution reports its abrupt end through an EventBridge rule, which
+The run's execution reports its end through an EventBridge rule, which
 delivers at least once but may still lose an event. So a pass that finds an
 app held by a run also asks Step Functions about the run's current execution:
 one that is no longer running is handled as its event would have been, and a
 run whose execution never started (the start failed unseen, or a step died
 between handing the run on and starting the next execution) is failed once
 ``START_GRACE`` has passed, instead of holding the app until its lock expires.
+
+Neither the event's handler nor a pass finalizes a run itself (a finalize of
+a big run takes many Lambda invocations): each hands it to a finalize-only
+execution of the sweep's state machine (``hand_off``), which waits for the
+pages that may still be in flight, then finalizes the run step after step.
 """
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +48,7 @@ from steward.conversations.retention_repository import (
 from steward.errors import MAX_MESSAGE_CHARS, clip
 
 StartExecution = Callable[[str, dict[str, Any]], str]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,22 +73,22 @@ class ExecutionUnknown(Exception):
 
 # The execution of that name, or None when Step Functions has none (ExecutionUnknown when it cannot tell).
 DescribeExecution = Callable[[str], ExecutionState | None]
-# Handles the end of a run's execution as its status change event would (app id, run id, generation, end).
-ExecutionEnded = Callable[[str, str, int, ExecutionState], object]
-# Finalizes an app's run as failed with the error given (app id, run id, error), as far as one invocation's budget
-# allows: True once the run is finished and its lock released.
-Finalize = Callable[[str, str, str], bool]
+# Seconds left in the Lambda invocation.
+Remaining = Callable[[], float]
 
-# Apps one scheduler call starts: about four requests each, well inside the function's 60 s.
+# Apps one scheduler call reads: a few requests each; the call ends its page early when its time runs low.
 APPS_PER_CALL = 100
+# A call starts no other app with less time than this left (an app's requests take well under a second each).
+CALL_MARGIN_SECONDS = 15.0
+# An execution that did not end in a finalize may have left a page in flight (a failed Map abandons its other
+# iterations, whose Lambdas run on up to their 120 s): its run is finalized after that page's time and clock skew.
+LAST_PAGE_GRACE = timedelta(minutes=10)
 
 
 class StartFailed(Exception):
     """Step Functions refused to start an execution, after the client's own retries."""
 
 
-# An execution that ended so may have left a page in flight: its run is finalized only after that page's time.
-STOPPED = ("TIMED_OUT", "ABORTED")
 RUN_TIMEOUT = timedelta(hours=12)
 LOCK_TTL = RUN_TIMEOUT + timedelta(minutes=10)  # the sweep function's 120 s, and clock skew
 # A run's execution is started within seconds of the write that names it (the run's creation, or the hand-on to
@@ -88,17 +101,80 @@ def generation_name(run_id: str, generation: int) -> str:
     return run_id if generation == 0 else f"{run_id}_g{generation}"
 
 
+def caught_error(caught: Mapping[str, Any] | None) -> str | None:
+    """A Catch's ``{"Error", "Cause"}`` as one line; a Lambda's Cause is its JSON error."""
+    if not caught:
+        return None
+    name, cause = str(caught.get("Error", "States.TaskFailed")), str(caught.get("Cause", ""))
+    with contextlib.suppress(ValueError, AttributeError):
+        cause = str(json.loads(cause).get("errorMessage", cause))
+    return clip(f"{name}: {cause}" if cause else name, MAX_MESSAGE_CHARS)
+
+
+def finalize_name(run_id: str, handoff: int) -> str:
+    """The ``handoff``-th finalize-only execution of the run (a retried hand-off finds its own)."""
+    return f"{run_id}_f{handoff}"
+
+
+def end_run(
+    runs: RetentionRunRepository, app_id: str, run_id: str, generation: int, ended: ExecutionState, now: datetime
+) -> RunState | None:
+    """Mark the run of an execution that ended without finalizing it as ending (unless it is finished, or
+    carried on by another generation): finalized after the last page's grace, failed with the execution's error
+    unless it succeeded. Its lock is renewed, so it holds the app until the run is finalized."""
+    state = runs.state(app_id, run_id)
+    if state is None or not state.carried_by(generation):
+        return state
+    error = None
+    finalize_after = now
+    if ended.status != "SUCCEEDED":
+        error = caught_error({"Error": ended.error or f"States.{ended.status}", "Cause": ended.cause or ""})
+        finalize_after = min(now, ended.stopped_at or now) + LAST_PAGE_GRACE
+    runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+    runs.mark_ending(app_id, run_id, generation, finalize_after, error)
+    return runs.state(app_id, run_id)
+
+
+def finalize_input(app_id: str, run_id: str, state: RunState, now: datetime) -> dict[str, Any]:
+    """The input of a finalize-only execution of RetentionStateMachine: it waits ``wait_seconds`` (until the
+    run's ``finalize_after``), then finalizes the run, failed with ``caught`` when the run has an error."""
+    wait = 0 if state.finalize_after is None else max(0, math.ceil((state.finalize_after - now).total_seconds()))
+    payload: dict[str, Any] = {
+        "app_id": app_id,
+        "run_id": run_id,
+        "now": now.isoformat(),
+        "generation": None,
+        "finalize_only": True,
+        "wait_seconds": wait,
+    }
+    if state.error:
+        payload["caught"] = {"Error": state.error, "Cause": ""}
+    return payload
+
+
+def hand_off(
+    runs: RetentionRunRepository,
+    start: StartExecution,
+    app_id: str,
+    run_id: str,
+    state: RunState,
+    now: datetime,
+    keep_lock: bool = True,
+) -> str | None:
+    """Hand the unfinished run to its next finalize-only execution (``<run>_f<n>``): counted on the run first,
+    so a retried or overlapping hand-off starts none twice. None when another hand-off counted it first."""
+    if not runs.advance_handoff(app_id, run_id, state.handoff):
+        return None
+    if keep_lock:  # the finalize may run up to the state machine's timeout: the run keeps the app for as long
+        runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+    return start(finalize_name(run_id, state.handoff + 1), finalize_input(app_id, run_id, state, now))
+
+
 def run_id_for(app_id: str, scheduled_at: datetime) -> str:
     """``ret_<UTC scheduled time>_<12 hex of the app and that time>``: sorts by time, the same on every retry."""
     at = scheduled_at.astimezone(UTC)
     digest = hashlib.sha256(f"{app_id}\n{at.isoformat()}".encode()).hexdigest()[:12]
     return f"ret_{at.strftime('%Y%m%d%H%M%S')}_{digest}"
-
-
-@dataclass(frozen=True)
-class _Settled:
-    free: bool  # the run is finished and the lock released
-    worked: bool  # finalize work was done, which may have taken much of the call's time
 
 
 @dataclass
@@ -111,6 +187,9 @@ class SweepStarts:
     # Apps whose start failed and whose execution could not be looked up either: the run may be live, so it
     # stays running and holds the lock, and the next pass checks its execution.
     unconfirmed: list[dict[str, str]] = field(default_factory=list)
+    # Apps this call could not settle or start (an error of their own): the other apps went on, and the next
+    # pass tries them again.
+    errors: list[dict[str, str]] = field(default_factory=list)
     # Where the shard's next call resumes; None once the shard is done.
     cursor: str | None = None
 
@@ -122,16 +201,12 @@ class RetentionScheduler:
         runs: RetentionRunRepository,
         start_execution: StartExecution,
         describe_execution: DescribeExecution,
-        execution_ended: ExecutionEnded,
-        finalize: Finalize,
         clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.runs = runs
         self.start_execution = start_execution
         self.describe_execution = describe_execution
-        self.execution_ended = execution_ended
-        self.finalize = finalize
         self.clock = clock
 
     def shards(self) -> list[int]:
@@ -139,19 +214,32 @@ class RetentionScheduler:
         return list(range(self.settings.shard_count))
 
     def start_page(
-        self, scheduled_at: datetime, shard: int, cursor: str | None, limit: int = APPS_PER_CALL
+        self,
+        scheduled_at: datetime,
+        shard: int,
+        cursor: str | None,
+        limit: int = APPS_PER_CALL,
+        remaining: Remaining | None = None,
     ) -> SweepStarts:
         """Start the sweeps of the next ``limit`` apps of one index shard; they all share the scheduled time as 'now'.
 
-        Each run is recorded (running) before its execution starts, so it can be read at once.
+        Each run is recorded (running) before its execution starts, so it can be read at once. The page ends
+        early, where the next call resumes, once less than ``CALL_MARGIN_SECONDS`` of the call's time is left.
+        An app that fails is listed in ``errors``; the page goes on with the others.
         """
         app_ids, after = self.settings.apps_page(shard, cursor, limit)
         result = SweepStarts(cursor=after)
-        for app_id in app_ids:
-            if self._start(app_id, scheduled_at, result) and app_id != app_ids[-1]:
-                # A run was finalized, which may have taken much of this call's time: the next call goes on.
-                result.cursor = app_id
+        for index, app_id in enumerate(app_ids):
+            if index > 0 and remaining is not None and remaining() < CALL_MARGIN_SECONDS:
+                result.cursor = app_ids[index - 1]
                 break
+            try:
+                self._start(app_id, scheduled_at, result)
+            except Exception as exc:
+                logger.exception("Retention scheduler: app %s failed", app_id)
+                result.errors.append(
+                    {"app_id": app_id, "error": clip(f"{type(exc).__name__}: {exc}", MAX_MESSAGE_CHARS)}
+                )
         return result
 
     def start_sweeps(self, scheduled_at: datetime) -> SweepStarts:
@@ -165,79 +253,107 @@ class RetentionScheduler:
                 result.skipped += page.skipped
                 result.failed += page.failed
                 result.unconfirmed += page.unconfirmed
+                result.errors += page.errors
                 cursor = page.cursor
                 if cursor is None:
                     break
         return result
 
-    def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> bool:
-        """Start the app's sweep unless another run holds it; True when settling that run did finalize work."""
+    def _start(self, app_id: str, scheduled_at: datetime, result: SweepStarts) -> None:
+        """Start the app's sweep unless another run holds it (settling that run if it is over)."""
         run_id = run_id_for(app_id, scheduled_at)
-        holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
-        settled = _Settled(free=False, worked=False) if holder is None else self._settle(app_id, holder)
-        if settled.free:
+        now = self.clock()
+        previous = self.runs.lock_holder(app_id)
+        holder = self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+        if holder is not None and self._settle(app_id, holder, result):
             holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:
             result.skipped.append({"app_id": app_id, "running": holder})
-            return settled.worked
+            return
+        if previous is not None and previous != run_id:
+            self._lock_expired(app_id, previous, result)
         run = self.runs.create(app_id, run_id, scheduled_at, self.clock())
         if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
             self.runs.release_lock(app_id, run_id)
-            return settled.worked
+            return
         payload = {"app_id": app_id, "run_id": run_id, "now": scheduled_at.isoformat(), "generation": 0}
         try:
             execution_arn = self._start_or_find(run_id, payload)
         except ExecutionUnknown as exc:
+            logger.warning("Retention scheduler: the start of %s is unknown: %s", run_id, exc)
             result.unconfirmed.append({"app_id": app_id, "run_id": run_id, "error": clip(str(exc), MAX_MESSAGE_CHARS)})
-            return settled.worked
+            return
         except StartFailed as exc:
             # Nothing will run or finalize this run: it must not stay running, nor hold the app for hours.
             error = clip(f"The sweep could not start: {exc}", MAX_MESSAGE_CHARS)
             self.runs.finish(app_id, run_id, RunSummary(), RunStatus.FAILED, self.clock(), None, error)
             self.runs.release_lock(app_id, run_id)
             result.failed.append({"app_id": app_id, "run_id": run_id, "error": error})
-            return settled.worked
+            return
         result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
-        return settled.worked
 
-    def _settle(self, app_id: str, run_id: str) -> "_Settled":
-        """Settle the run that holds the app's lock, if it is over.
+    def _lock_expired(self, app_id: str, run_id: str, result: SweepStarts) -> None:
+        """The run whose lock expired unfinalized (its executions' lookups kept failing, say) must not stay
+        running for ever: it is marked ending, failed, and handed to a finalize (which does not take the lock)."""
+        state = self.runs.state(app_id, run_id)
+        if state is None or state.finished:
+            return
+        now = self.clock()
+        error = f"retention_lock_expired: the run's lock expired after {LOCK_TTL} before the run was finalized."
+        self.runs.mark_ending(app_id, run_id, state.generation, now, error)
+        state = self.runs.state(app_id, run_id)
+        if state is not None and not state.finished and state.finalize_after is not None:
+            hand_off(self.runs, self.start_execution, app_id, run_id, state, now, keep_lock=False)
+            result.errors.append({"app_id": app_id, "run_id": run_id, "error": "retention_lock_expired"})
 
-        A run whose current execution is no longer running is handled as that execution's status change event
-        would have been (the event may have been lost). A run ending (its execution timed out or was stopped)
-        is finalized once the last page it may have been applying is over (see
-        ``RetentionExecutions.execution_ended``), as far as one invocation's budget allows: a finalize left
-        unfinished keeps the lock, and the next pass goes on with it. A finished run whose lock was left is
-        released.
+    def _settle(self, app_id: str, run_id: str, result: SweepStarts) -> bool:
+        """Settle the run that holds the app's lock, if it is over; True when it released the lock.
+
+        A finished run's leftover lock is released. A run whose current execution is no longer running is
+        marked ending, as that execution's status change event would have done (the event may have been lost).
+        An ending run is handed to a finalize-only execution, unless its last one is still running: the pass
+        itself only makes these few small, idempotent requests.
         """
         state = self.runs.state(app_id, run_id)
         if state is None:
-            return _Settled(free=False, worked=False)
-        worked = False
-        if not state.finished and state.finalize_after is None:
+            return False
+        if state.finished:
+            self.runs.release_lock(app_id, run_id)
+            return True
+        if state.finalize_after is None:
             found = self._ended_execution(run_id, state)
             if found is None:
-                return _Settled(free=False, worked=False)
-            self.execution_ended(app_id, run_id, state.generation, found)
-            worked = True
-            state = self.runs.state(app_id, run_id)
-            if state is None or found.status not in STOPPED:
-                # The end of a failed execution finalized the run (released), or went on with it for a budget.
-                return _Settled(free=state is not None and state.finished, worked=True)
-        if not state.finished and not state.due_to_finalize(self.clock()):
-            return _Settled(free=False, worked=worked)
-        if self.finalize(app_id, run_id, state.error or "States.ABORTED"):
-            return _Settled(free=True, worked=True)
-        self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)  # the run keeps the app until it is finalized
-        return _Settled(free=False, worked=True)
+                return False
+            state = end_run(self.runs, app_id, run_id, state.generation, found, self.clock())
+            if state is None or state.finished or state.finalize_after is None:
+                return False  # handed on, or finalized, meanwhile: the next pass looks again
+        if state.handoff > 0:
+            try:
+                last = self.describe_execution(finalize_name(run_id, state.handoff))
+            except ExecutionUnknown as exc:
+                logger.warning("Retention scheduler: the finalize of %s is unknown: %s", run_id, exc)
+                return False
+            if last is None:
+                # Counted, but its start failed or is on its way: started again by its name (found if it runs).
+                self.start_execution(
+                    finalize_name(run_id, state.handoff), finalize_input(app_id, run_id, state, self.clock())
+                )
+                return False
+            if last.running:
+                return False
+        hand_off(self.runs, self.start_execution, app_id, run_id, state, self.clock())
+        return False
 
     def _ended_execution(self, run_id: str, state: RunState) -> ExecutionState | None:
         """How the execution of the run's current generation ended; None while it runs (or cannot be told)."""
         name = generation_name(run_id, state.generation)
         try:
             found = self.describe_execution(name)
-        except ExecutionUnknown:
-            return None  # the next pass asks again
+        except ExecutionUnknown as exc:
+            # The next pass asks again; should the lookups fail until the lock expires, the next run takes the lock
+            # and hands this run to a finalize.
+            logger.warning("Retention scheduler: the execution %s is unknown: %s", name, exc)
+            return None
         if found is not None:
             return None if found.running else found
         # Absent: its start may still be on its way, just after the write that named it.

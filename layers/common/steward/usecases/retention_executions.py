@@ -14,30 +14,27 @@ works, and loses nothing if it stops: the shards' parts hold its progress.
 
 An execution that fails, times out or is stopped is heard through its
 "Step Functions Execution Status Change" event, or, should the event be lost,
-found over by the scheduler's next pass (steward/conversations/scheduler.py). After a failure (a step failed
-after its retries: no page is in flight) its run is finalized as failed and its
-lock released. After a time-out or a stop, the last page's Lambda may still be
-applying (up to its 120 s timeout): the run is marked ending instead
-(``finalize_after``, still running, the lock kept), and the scheduler's next
-pass finalizes it once that has passed, before it starts the app's next run.
+found over by the scheduler's next pass (steward/conversations/scheduler.py).
+Either way a page's Lambda may still be applying (a failed Map abandons its
+other iterations, which run on up to their 120 s timeout): the run is marked
+ending (``finalize_after``, still running, the lock kept) and handed to a
+finalize-only execution of the same state machine (``<run id>_f<n>``), which
+waits until ``finalize_after`` and finalizes the run, failed, step after step.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from steward.conversations.models import RetentionRun
 from steward.conversations.retention_repository import RUN_MAX_AGE, RetentionRunRepository
-from steward.conversations.scheduler import LOCK_TTL, STOPPED, generation_name
+from steward.conversations.scheduler import LOCK_TTL, ExecutionState, end_run, generation_name, hand_off
 from steward.errors import Conflict
-from steward.usecases.retention_sweep import RetentionSweep, caught_error
+from steward.usecases.retention_sweep import RetentionSweep
 
 # A run that needs more generations is not converging (each one sweeps up to 800 pages of 500 entries).
 MAX_GENERATIONS = 10_000
-# After a time-out or a stop, the run is finalized after the page a Lambda may still be applying (120 s) and
-# clock skew.
-LAST_PAGE_GRACE = timedelta(minutes=10)
 
 # (state machine ARN, execution name, input): starts it, or finds the execution of that name started already.
 StartExecution = Callable[[str, str, dict[str, Any]], str]
@@ -115,29 +112,22 @@ class RetentionExecutions:
         app_id: str,
         run_id: str,
         generation: int,
-        status: str,
-        error: str | None,
-        cause: str | None,
-        stopped_at: datetime | None = None,
+        ended: ExecutionState,
+        state_machine: str,
     ) -> RetentionRun | None:
-        """Finalize the run of an execution that failed, timed out or was stopped: nothing if it is finalized,
-        or if the execution had handed the run on to the next generation (which finalizes it).
+        """Hand the run of an execution that ended without finalizing it (failed, timed out, stopped) to a
+        finalize-only execution of ``state_machine``: nothing if the run is finalized, or if the execution had
+        handed it on to the next generation (which finalizes it).
 
-        Its status change event calls this, or the scheduler's pass when it finds the execution over (the
-        event may have been lost), with when the execution stopped."""
-        state = self.runs.state(app_id, run_id)
-        if state is None or not state.carried_by(generation):
-            return self.runs.get(app_id, run_id)  # a run finalized twice, or by a later generation, changes nothing
-        caught = {"Error": error or f"States.{status}", "Cause": cause or ""}
+        Its status change event calls this; should the event be lost, the scheduler's next pass does the same
+        (``RetentionScheduler._settle``). The run is marked ending at once (it holds the app meanwhile) and
+        finalized only after the last page's grace: a page's Lambda may still be applying."""
         now = self.clock()
-        if status not in STOPPED:
-            if not self.sweep.finalize(app_id, run_id, caught, generation).done:
-                # More than one invocation's work: marked ending at once, so the scheduler's passes go on with it.
-                self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
-                self.runs.mark_ending(app_id, run_id, generation, now, caught_error(caught) or status)
-            return self.runs.get(app_id, run_id)
-        # Held until the scheduler's pass finalizes the run (the lock's own expiry frees it if none comes).
-        self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
-        finalize_after = min(now, stopped_at or now) + LAST_PAGE_GRACE
-        self.runs.mark_ending(app_id, run_id, generation, finalize_after, caught_error(caught) or status)
+        state = end_run(self.runs, app_id, run_id, generation, ended, now)
+        if state is not None and not state.finished and state.finalize_after is not None and state.handoff == 0:
+
+            def start(name: str, payload: dict[str, Any]) -> str:
+                return self.start_execution(state_machine, name, payload)
+
+            hand_off(self.runs, start, app_id, run_id, state, now)
         return self.runs.get(app_id, run_id)

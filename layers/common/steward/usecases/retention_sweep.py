@@ -9,7 +9,6 @@ Crosses domains: it moves and purges conversations, and with
 """
 
 import contextlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,27 +28,24 @@ from steward.conversations.retention_repository import (
     RunPart,
     UserOutcome,
 )
+from steward.conversations.scheduler import caught_error
 from steward.conversations.selection import Decision, ShardPosition, deletes_user_data, due_page, recheck
-from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
+from steward.errors import NotFound
 from steward.usecases.user_deletion import UserDeletion
 from steward.users.repository import UserRepository
 
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
-# One finalize invocation counts at most this many users (100 consistent Query pages of 1,000, about 5,500
-# read units, and 100 report objects), and uploads at most this many parts of the report (of 8 MiB: some
-# 900 page objects read): each well under a minute, inside the sweep function's 120 s and the scheduler's 60 s.
-FINALIZE_USERS = 100_000
-FINALIZE_PARTS = 4
+# A finalize counts the run's users a page of this many at a time (one consistent Query, about 55 read units,
+# and one report object): the same pages whatever the time each invocation has.
+USERS_PAGE = 1000
+# A finalize invocation starts no other unit of work (a page of users, or a part of the report: 8 MiB from some
+# 900 page objects) with less than this left of its time; each unit's progress is saved as soon as it is done.
+FINALIZE_MARGIN_SECONDS = 60.0
 _SKIPPED = "skipped"
 
-
-@dataclass(frozen=True)
-class FinalizeBudget:
-    """What one finalize invocation does at most before it saves how far it got and returns, to be called again."""
-
-    users: int = FINALIZE_USERS
-    parts: int = FINALIZE_PARTS
+# Seconds left in the Lambda invocation.
+Remaining = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -94,7 +90,7 @@ class RetentionSweep:
         reports: RunReports,
         shard_count: int,
         clock: Callable[[], datetime],
-        finalize_budget: FinalizeBudget | None = None,
+        finalize_margin: float = FINALIZE_MARGIN_SECONDS,
     ) -> None:
         self.conversations = conversations
         self.settings = settings
@@ -104,7 +100,7 @@ class RetentionSweep:
         self.reports = reports
         self.shard_count = shard_count
         self.clock = clock
-        self.finalize_budget = finalize_budget or FinalizeBudget()
+        self.finalize_margin = finalize_margin
 
     def plan(self, app_id: str, run_id: str, now: datetime) -> dict[str, Any]:
         """Record the run and list its work: one item per shard of the app's conversations.
@@ -188,17 +184,24 @@ class RetentionSweep:
         return after.done
 
     def finalize(
-        self, app_id: str, run_id: str, caught: Mapping[str, Any] | None, generation: int | None = None
+        self,
+        app_id: str,
+        run_id: str,
+        caught: Mapping[str, Any] | None,
+        generation: int | None = None,
+        remaining: Remaining | None = None,
     ) -> "Finalized":
         """Add up the shards' summaries, count the run's users, join the report and record how the run ended:
-        as much as one invocation's budget allows; ``done`` is False when the caller is to call again.
+        as much as the invocation's time allows; ``done`` is False when the caller is to call again.
 
         ``caught`` is the state machine's Catch (``{"Error", "Cause"}``) when a step failed. A run finalized
         already keeps its summary, report and status: only the idempotent rest is done again. Given the
         ``generation`` of the execution that finalizes, a run handed on to a later generation is left to it
-        (done, for this caller). A finalize that runs out of its budget saves how far it got on the run item
-        (``FinalizeProgress``), and the next call goes on from there; every save, and the run's end, is
-        conditioned on the save it went on from, so a retried or overlapping call never counts a user twice.
+        (done, for this caller). The work goes a unit at a time (a page of users, a part of the report), and
+        after each unit how far it got is saved on the run item (``FinalizeProgress``): an invocation that
+        times out loses one unit at most. A unit is started only while more than ``finalize_margin`` seconds
+        are ``remaining`` (the first always is). Every save, and the run's end, is conditioned on the save it
+        went on from, so a retried or overlapping call never counts a user twice.
         """
         run = self.runs.get(app_id, run_id)
         if run is None:
@@ -210,15 +213,22 @@ class RetentionSweep:
                 return Finalized(run, done=True)
             saved = state.finalizing or FinalizeProgress()
             progress = replace(saved, error=saved.error or caught_error(caught))
-            progress, key = self._finalize_within(app_id, run_id, progress, self.finalize_budget)
-            if key is None:
-                # Out of budget: the next call goes on from here (unless another attempt saved first: then from there).
+            key: str | None = None
+            first = True
+            while key is None:
+                if not first and remaining is not None and remaining() <= self.finalize_margin:
+                    return Finalized(self.runs.get(app_id, run_id) or run, done=False)  # the next call goes on
+                first = False
+                progress, key = self._finalize_unit(app_id, run_id, progress)
+                if key is not None:
+                    break
                 following = replace(progress, seq=saved.seq + 1)
-                if not self.runs.save_finalizing(app_id, run_id, saved.seq, following) and (
-                    progress.upload is not None and progress.upload != saved.upload
-                ):
-                    self.reports.abort_join(app_id, run_id, progress.upload)  # the saved attempt has its own
-                return Finalized(self.runs.get(app_id, run_id) or run, done=False)
+                if not self.runs.save_finalizing(app_id, run_id, saved.seq, following):
+                    # Another attempt saved first: the next call goes on from its save, with its own upload.
+                    if progress.upload is not None and progress.upload != saved.upload:
+                        self.reports.abort_join(app_id, run_id, progress.upload)
+                    return Finalized(self.runs.get(app_id, run_id) or run, done=False)
+                saved = progress = following
             summary = progress.users.model_copy(deep=True)
             for part in self.runs.parts(app_id, run_id, self.clock()):
                 summary.add(part)
@@ -241,52 +251,36 @@ class RetentionSweep:
         self.runs.release_lock(app_id, run_id)  # after the summary: a retried finalize releases it again
         return Finalized(run, done=True)
 
-    def _finalize_within(
-        self, app_id: str, run_id: str, progress: FinalizeProgress, budget: FinalizeBudget
+    def _finalize_unit(
+        self, app_id: str, run_id: str, progress: FinalizeProgress
     ) -> tuple[FinalizeProgress, str | None]:
-        """Count the run's users, then join its report, within ``budget`` (shared: a user counts for
-        1 / ``budget.users`` of it, a part of the report for 1 / ``budget.parts``): how far it got, and the
-        report's key once joined (None: not yet)."""
-        users = parts = 0
+        """One unit of the finalize: count the next page of the run's users, or, once all are counted, upload the
+        next part of the report: how far that got, and the report's key once joined (None: not yet)."""
+        if not progress.users_done:
+            return self._count_users_page(app_id, run_id, progress), None
+        upload = progress.upload
+        if upload is None:
+            upload = self.reports.start_join(app_id, run_id)
+            progress = replace(progress, upload=upload, part=1, joined_after=None)
+        try:
+            joined = self.reports.join_part(app_id, run_id, upload, progress.part, progress.joined_after)
+            if joined.last:
+                return progress, self.reports.complete_join(app_id, run_id, upload)
+        except UploadGone:
+            if self.reports.joined(app_id, run_id):
+                return progress, report_key(app_id, run_id)  # completed by another attempt
+            # Aborted by the bucket's lifecycle (a finalize left for more than a day): joined again.
+            return replace(progress, upload=None, part=1, joined_after=None), None
+        return replace(progress, part=progress.part + 1, joined_after=joined.after), None
 
-        def left() -> int:
-            """Users the budget still allows (a part of the report counts for as many as it would)."""
-            return budget.users - users + (-parts * budget.users // budget.parts)
-
-        while not progress.users_done:
-            if left() <= 0:
-                return progress, None
-            progress, counted = self._count_users_page(app_id, run_id, progress, left())
-            users += counted
-        while left() > 0:
-            upload = progress.upload
-            if upload is None:
-                upload = self.reports.start_join(app_id, run_id)
-                progress = replace(progress, upload=upload, part=1, joined_after=None)
-            try:
-                joined = self.reports.join_part(app_id, run_id, upload, progress.part, progress.joined_after)
-                if joined.last:
-                    return progress, self.reports.complete_join(app_id, run_id, upload)
-            except UploadGone:
-                if self.reports.joined(app_id, run_id):
-                    return progress, report_key(app_id, run_id)  # completed by another attempt
-                # Aborted by the bucket's lifecycle (a finalize left for more than a day): joined again.
-                progress = replace(progress, upload=None, part=1, joined_after=None)
-                continue
-            progress = replace(progress, part=progress.part + 1, joined_after=joined.after)
-            parts += 1
-        return progress, None
-
-    def _count_users_page(
-        self, app_id: str, run_id: str, progress: FinalizeProgress, limit: int
-    ) -> tuple[FinalizeProgress, int]:
+    def _count_users_page(self, app_id: str, run_id: str, progress: FinalizeProgress) -> FinalizeProgress:
         """Count the next page of the run's users (from their outcome items, one per user) and write its page of
-        the report's user rows; how far that got, and how many users it read.
+        the report's user rows; how far that got.
 
         One consistent Query of at most 1,000 users (about 55 read units: the items are some 220 bytes) and one
         report object per page, so memory holds one page whatever the number of users.
         """
-        outcomes, after = self.runs.user_outcomes_page(app_id, run_id, progress.users_after, limit, self.clock())
+        outcomes, after = self.runs.user_outcomes_page(app_id, run_id, progress.users_after, USERS_PAGE, self.clock())
         users = progress.users.model_copy(deep=True)
         lines: list[ReportLine] = []
         for recorded in outcomes:
@@ -298,10 +292,9 @@ class RetentionSweep:
             lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
         if lines:
             self.reports.write_users_page(app_id, run_id, progress.users_page, lines)
-        counted = replace(
+        return replace(
             progress, users=users, users_after=after, users_page=progress.users_page + 1, users_done=after is None
         )
-        return counted, max(1, len(outcomes))
 
     def _settled(self, app_id: str, outcome: UserOutcome) -> UserOutcome:
         """A user left ``deleting`` (its deletion failed, or its attempt stopped before recording it) is
@@ -389,13 +382,3 @@ class RetentionSweep:
         with contextlib.suppress(NotFound):  # deleted meanwhile
             self.user_deletion.delete(app_id, user_id)
         self.runs.record_user(app_id, run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
-
-
-def caught_error(caught: Mapping[str, Any] | None) -> str | None:
-    """A Catch's ``{"Error", "Cause"}`` as one line; a Lambda's Cause is its JSON error."""
-    if not caught:
-        return None
-    name, cause = str(caught.get("Error", "States.TaskFailed")), str(caught.get("Cause", ""))
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = str(json.loads(cause).get("errorMessage", cause))
-    return clip(f"{name}: {cause}" if cause else name, MAX_MESSAGE_CHARS)
