@@ -156,14 +156,13 @@ class RunReports:
             )
 
     def joined(self, app_id: str, run_id: str) -> bool:
-        """Whether the report exists (its upload was completed)."""
-        try:
-            self.store.s3.head_object(Bucket=self.store.bucket, Key=report_key(app_id, run_id))
-        except self.store.s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        """Whether the report exists (its upload was completed).
+
+        Listed rather than HeadObject: with ListBucket granted only under ``retention/`` (an ``s3:prefix``
+        condition), S3 answers a HeadObject of a missing key with 403, not 404."""
+        key = report_key(app_id, run_id)
+        listing = self.store.s3.list_objects_v2(Bucket=self.store.bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in listing.get("Contents", []))
 
     def _upload_part(self, app_id: str, run_id: str, upload: str, part: int, body: bytearray) -> None:
         try:
