@@ -90,6 +90,29 @@ def test_an_undeliverable_sweep_event_lands_in_a_watched_dead_letter_queue() -> 
     ]
     [statement] = policy["PolicyDocument"]["Statement"]
     assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    # Only the rule that targets the function may send (its name is generated: its ARN is referenced).
+    [rule] = [
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Events::Rule" and target in resource["Properties"]["Targets"]
+    ]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule, "Arn"]}}}
+    # An event the function fails on (raises, times out) goes there too, after Lambda's asynchronous retries.
+    [invoke_config] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and resource["Properties"]["FunctionName"] == {"Ref": "RetentionFunction"}
+    ]
+    queue_arn = {"Fn::GetAtt": ["RetentionExecutionEventsDeadLetterQueue", "Arn"]}
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"] == {"OnFailure": {"Destination": queue_arn}}
+    role_statements = [
+        statement
+        for policy in resources["RetentionFunctionRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue_arn} in role_statements
     [alarm] = [
         resource["Properties"]
         for resource in resources.values()
