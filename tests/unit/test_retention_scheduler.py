@@ -455,3 +455,72 @@ def test_an_app_that_fails_is_listed_and_the_page_goes_on(services: Services, cl
 
     assert page.errors == [{"app_id": broken, "error": "RuntimeError: ProvisionedThroughputExceededException"}]
     assert [item["app_id"] for item in page.started] == [max(APP, later_app)]
+
+
+def planned_run(services: Services) -> dict[str, str]:
+    """The app's run, started by a pass and planned by its execution's first step: the pass's entry for it."""
+    [started] = services.retention_scheduler.start_sweeps(SCHEDULED).started
+    services.retention_executions.plan(APP, started["run_id"], SCHEDULED, 0)
+    return started
+
+
+def test_a_run_whose_lookups_failed_until_its_lock_expired_is_handed_to_a_finalize(
+    services: Services, clock: Clock
+) -> None:
+    scheduler = services.retention_scheduler
+    started = planned_run(services)
+    old = started["run_id"]
+    boto3.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])  # its event was lost
+    describe = scheduler.describe_execution
+
+    def unknown(name: str) -> ExecutionState | None:
+        raise ExecutionUnknown("Read timeout on endpoint URL")
+
+    scheduler.describe_execution = unknown
+    clock.now = SCHEDULED + timedelta(hours=1)
+    assert scheduler.start_sweeps(clock.now).skipped == [{"app_id": APP, "running": old}]
+    scheduler.describe_execution = describe
+    clock.now = SCHEDULED + LOCK_TTL + timedelta(minutes=1)
+
+    later = scheduler.start_sweeps(clock.now)
+
+    # The next run takes the expired lock; the old run is not left running for ever.
+    assert [item["app_id"] for item in later.started] == [APP]
+    assert later.errors == [{"app_id": APP, "run_id": old, "error": "retention_lock_expired"}]
+    handed_finalize(services, old)
+    run = services.retention_run_repository.get(APP, old)
+    assert run is not None
+    assert run.status.value == "failed"
+    assert run.error is not None
+    assert run.error.startswith("retention_lock_expired")
+    new = later.started[0]["run_id"]
+    assert (
+        services.retention_run_repository.acquire_lock(APP, "ret_20260610000000_000000000000", clock.now, LOCK_TTL)
+        == new
+    )
+
+
+def test_a_succeeded_execution_that_left_its_run_unfinished_is_finalized_without_an_error(
+    services: Services, clock: Clock
+) -> None:
+    scheduler = services.retention_scheduler
+    run_id = planned_run(services)["run_id"]
+    describe = scheduler.describe_execution
+
+    def succeeded(name: str) -> ExecutionState | None:
+        found = describe(name)
+        return None if found is None else replace(found, status="SUCCEEDED") if name == run_id else found
+
+    scheduler.describe_execution = succeeded
+    clock.now = SCHEDULED + timedelta(hours=1)
+    scheduler.start_sweeps(clock.now)
+
+    payload = execution_input(finalize_name(run_id, 1))
+    assert ("caught" not in payload, payload["wait_seconds"]) == (True, 0)  # no page in flight, no error
+    handed_finalize(services, run_id)
+    run = services.retention_run_repository.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, run.error) == ("succeeded", None)
+    state = services.retention_run_repository.state(APP, run_id)
+    assert state is not None
+    assert (state.finished, state.finalize_after) == (True, None)  # the end clears the ending mark
