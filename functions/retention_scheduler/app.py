@@ -20,7 +20,6 @@ bind_tables(settings)
 services = Services(
     settings.shard_count,
     retention_state_machine=settings.retention_state_machine,
-    reports_bucket=settings.reports_bucket,
 )
 
 

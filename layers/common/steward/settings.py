@@ -17,7 +17,7 @@ MAX_INACTIVE_PROFILE_MONTHS = 120
 # A retention execution's page budget: about 9 history events a page, 27 with every retry, under 25,000 events.
 MAX_PAGES_PER_EXECUTION = 800
 MAX_PAGE_ENTRIES = 500
-# Users one finalize invocation counts at most (about 15 s; the state machine calls it again for the rest).
+# The most of its time a finalize invocation may keep free (past the function's 120 s: one unit of work a step).
 MAX_FINALIZE_MARGIN_SECONDS = 900
 
 
@@ -149,13 +149,10 @@ class RetentionSchedulerSettings(ConversationStoreSettings):
     """What the retention schedule invokes: reads the index of apps with settings, starts their sweeps."""
 
     retention_state_machine: str
-    # Finalizing a run whose execution timed out or was stopped joins its report.
-    reports_bucket: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _name("retention_state_machine", self.retention_state_machine)
-        _name("reports_bucket", self.reports_bucket)
 
 
 @dataclass(frozen=True, kw_only=True)
