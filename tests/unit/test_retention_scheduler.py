@@ -11,14 +11,17 @@ from pydantic import ValidationError
 
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
+from steward.conversations.retention_repository import RunState
 from steward.conversations.scheduler import (
     CALL_MARGIN_SECONDS,
     LAST_PAGE_GRACE,
     LOCK_TTL,
+    MAX_HANDOFFS,
     START_GRACE,
     ExecutionState,
     ExecutionUnknown,
     StartFailed,
+    end_run,
     finalize_name,
     generation_name,
 )
@@ -105,8 +108,12 @@ def test_an_overlapping_schedule_skips_an_app_whose_run_is_running(services: Ser
 
 
 def test_a_crashed_runs_lock_expires(services: Services, clock: Clock) -> None:
-    services.retention_scheduler.start_sweeps(SCHEDULED)  # never finalized
+    [crashed] = services.retention_scheduler.start_sweeps(SCHEDULED).started  # never finalized
     clock.now = SCHEDULED + LOCK_TTL + timedelta(seconds=1)
+    expired = services.retention_scheduler.start_sweeps(clock.now)
+    # The expired run is handed to a finalize first, which holds the app until it is done.
+    assert (expired.started, expired.skipped) == ([], [{"app_id": APP, "running": crashed["run_id"]}])
+    handed_finalize(services, crashed["run_id"])
     later = services.retention_scheduler.start_sweeps(clock.now)
     assert [started["app_id"] for started in later.started] == [APP]
 
@@ -450,7 +457,7 @@ def test_an_app_that_fails_is_listed_and_the_page_goes_on(services: Services, cl
             raise RuntimeError("ProvisionedThroughputExceededException")
         return create(app_id, *args)  # type: ignore[arg-type]
 
-    runs.create = refuses_one_app  # type: ignore[method-assign]
+    runs.create = refuses_one_app  # type: ignore[method-assign,assignment]
     page = scheduler.start_page(SCHEDULED, shard, None)
 
     assert page.errors == [{"app_id": broken, "error": "RuntimeError: ProvisionedThroughputExceededException"}]
@@ -482,18 +489,28 @@ def test_a_run_whose_lookups_failed_until_its_lock_expired_is_handed_to_a_finali
     scheduler.describe_execution = describe
     clock.now = SCHEDULED + LOCK_TTL + timedelta(minutes=1)
 
-    later = scheduler.start_sweeps(clock.now)
+    expired = scheduler.start_sweeps(clock.now)
 
-    # The next run takes the expired lock; the old run is not left running for ever.
-    assert [item["app_id"] for item in later.started] == [APP]
-    assert later.errors == [{"app_id": APP, "run_id": old, "error": "retention_lock_expired"}]
-    handed_finalize(services, old)
+    # The old run is not left running for ever: handed to a finalize, which keeps the app (a successful hand-off
+    # is no error); the next run waits for it.
+    assert (expired.started, expired.errors) == ([], [])
+    assert expired.skipped == [{"app_id": APP, "running": old}]
+    assert executions() == sorted([old, finalize_name(old, 1)])
+    # That finalize ended without finalizing the run: the next pass hands the run to another one.
+    arn = started["execution_arn"]
+    boto3.client("stepfunctions").stop_execution(executionArn=f"{arn}_f1")
+    clock.now += timedelta(hours=1)
+    failed_finalize = scheduler.start_sweeps(clock.now)
+    assert failed_finalize.skipped == [{"app_id": APP, "running": old}]
+    assert executions() == sorted([old, finalize_name(old, 1), finalize_name(old, 2)])
+    handed_finalize(services, old, 2)
     run = services.retention_run_repository.get(APP, old)
     assert run is not None
     assert run.status.value == "failed"
     assert run.error is not None
     assert run.error.startswith("retention_lock_expired")
-    new = later.started[0]["run_id"]
+    later = scheduler.start_sweeps(clock.now)
+    [new] = [item["run_id"] for item in later.started]
     assert (
         services.retention_run_repository.acquire_lock(APP, "ret_20260610000000_000000000000", clock.now, LOCK_TTL)
         == new
@@ -524,3 +541,123 @@ def test_a_succeeded_execution_that_left_its_run_unfinished_is_finalized_without
     state = services.retention_run_repository.state(APP, run_id)
     assert state is not None
     assert (state.finished, state.finalize_after) == (True, None)  # the end clears the ending mark
+
+
+def test_a_run_that_could_not_be_recorded_does_not_hold_the_app(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    runs = services.retention_run_repository
+    create = runs.create
+
+    def throttled(app_id: str, *args: object) -> object:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    runs.create = throttled  # type: ignore[method-assign,assignment]
+    first = scheduler.start_sweeps(SCHEDULED)
+    runs.create = create  # type: ignore[method-assign]
+    clock.now = SCHEDULED + timedelta(hours=1)
+    later = scheduler.start_sweeps(clock.now)
+
+    assert [item["app_id"] for item in first.errors] == [APP]
+    assert [item["app_id"] for item in later.started] == [APP]  # the lock it took was released
+
+
+def test_a_lock_that_names_no_run_is_free_after_the_start_grace(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    ghost = "ret_20260601090000_000000000000"  # its lock was taken, then the process died before recording it
+    assert services.retention_run_repository.acquire_lock(APP, ghost, SCHEDULED, LOCK_TTL) is None
+
+    clock.now = SCHEDULED + START_GRACE - timedelta(seconds=1)
+    early = scheduler.start_sweeps(clock.now)  # it may still be on its way
+    clock.now = SCHEDULED + START_GRACE + timedelta(seconds=1)
+    later = scheduler.start_sweeps(clock.now)
+
+    assert (early.started, early.skipped) == ([], [{"app_id": APP, "running": ghost}])
+    assert [item["app_id"] for item in later.started] == [APP]
+
+
+def test_an_expired_run_that_cannot_be_read_does_not_stop_the_next_run(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    old = planned_run(services)["run_id"]
+    runs = services.retention_run_repository
+    state = runs.state
+
+    def unreadable(app_id: str, run_id: str) -> RunState | None:
+        if run_id == old:
+            raise RuntimeError("InternalServerError")
+        return state(app_id, run_id)
+
+    runs.state = unreadable  # type: ignore[method-assign]
+    clock.now = SCHEDULED + LOCK_TTL + timedelta(minutes=1)
+    later = scheduler.start_sweeps(clock.now)
+
+    assert [item["app_id"] for item in later.started] == [APP]
+    assert later.errors == [{"app_id": APP, "run_id": old, "error": "RuntimeError: InternalServerError"}]
+
+
+def test_an_expired_run_whose_finalize_still_runs_is_not_handed_to_another(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    started = planned_run(services)
+    run_id = started["run_id"]
+    boto3.client("stepfunctions").stop_execution(executionArn=started["execution_arn"])
+    clock.now = SCHEDULED + timedelta(hours=1)
+    scheduler.start_sweeps(clock.now)  # handed to <run>_f1, which renews the lock and keeps running
+    assert executions() == sorted([run_id, finalize_name(run_id, 1)])
+
+    clock.now += LOCK_TTL + timedelta(minutes=1)
+    expired = scheduler.start_sweeps(clock.now)
+
+    assert (expired.started, expired.skipped) == ([], [{"app_id": APP, "running": run_id}])
+    assert executions() == sorted([run_id, finalize_name(run_id, 1)])  # no second finalize alongside the first
+
+
+def test_a_run_whose_finalizes_keep_failing_ends_failed_and_frees_the_app(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    started = planned_run(services)
+    run_id = started["run_id"]
+    client = boto3.client("stepfunctions")
+    client.stop_execution(executionArn=started["execution_arn"])
+    passes = []
+    for handoff in range(1, MAX_HANDOFFS + 1):
+        clock.now += timedelta(hours=1)
+        passes.append(scheduler.start_sweeps(clock.now))
+        client.stop_execution(executionArn=f"{started['execution_arn']}_f{handoff}")  # failed, run unfinished
+    clock.now += timedelta(hours=1)
+    last = scheduler.start_sweeps(clock.now)
+
+    assert all(item.skipped == [{"app_id": APP, "running": run_id}] for item in passes)
+    assert executions() == sorted(
+        [run_id, *(finalize_name(run_id, n) for n in range(1, MAX_HANDOFFS + 1))]
+        + [item["run_id"] for item in last.started]
+    )
+    runs = services.retention_run_repository
+    run = runs.get(APP, run_id)
+    assert run is not None
+    assert (run.status.value, runs.report_key(APP, run_id)) == ("failed", None)
+    assert run.error is not None
+    assert run.error.startswith(f"retention_finalize_failed: {MAX_HANDOFFS} finalize executions")
+    assert [item["app_id"] for item in last.started] == [APP]
+
+
+def test_an_ended_execution_does_not_take_the_lock_of_a_run_finished_meanwhile(
+    services: Services, clock: Clock
+) -> None:
+    run_id = planned_run(services)["run_id"]
+    runs = services.retention_run_repository
+    read = runs.state
+    reads: list[str] = []
+
+    def finalized_after_the_first_read(app_id: str, run: str) -> RunState | None:
+        found = read(app_id, run)
+        reads.append(run)
+        if len(reads) == 1:
+            # The run's execution finalized it and released the lock just after end_run's first read.
+            assert services.retention_sweep.finalize(APP, run_id, None).done
+        return found
+
+    runs.state = finalized_after_the_first_read  # type: ignore[method-assign,assignment]
+    ended = ExecutionState("arn", "ABORTED", stopped_at=SCHEDULED)
+    state = end_run(runs, APP, run_id, 0, ended, SCHEDULED + timedelta(minutes=5))
+
+    assert state is not None
+    assert state.finished
+    assert runs.lock_holder(APP) is None

@@ -339,6 +339,32 @@ class RetentionRunRepository:
         except RetentionLockRecord.DoesNotExist:
             return None
 
+    def lock_taken_at(self, app_id: str, run_id: str) -> datetime | None:
+        """When ``run_id`` last took (or renewed) the app's lock; None when another run holds it, or nobody."""
+        try:
+            record = RetentionLockRecord.get(retention_lock_pk(app_id), RETENTION_LOCK_SK, consistent_read=True)
+        except RetentionLockRecord.DoesNotExist:
+            return None
+        return record.created_at if record.run_id == run_id else None
+
+    def pass_lock(self, app_id: str, holder: str, run_id: str, now: datetime, ttl: timedelta) -> bool:
+        """Hand the app's lock from ``holder`` to ``run_id`` in one write; False when ``holder`` no longer holds it."""
+        record = RetentionLockRecord(
+            pk=retention_lock_pk(app_id),
+            sk=RETENTION_LOCK_SK,
+            run_id=run_id,
+            expires_at=int((now + ttl).timestamp()),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            record.save(condition=RetentionLockRecord.run_id == holder)
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        return True
+
     def release_lock(self, app_id: str, run_id: str) -> None:
         """Free the app's lock if ``run_id`` holds it (idempotent: a retried finalize calls it again)."""
         try:

@@ -94,6 +94,9 @@ LOCK_TTL = RUN_TIMEOUT + timedelta(minutes=10)  # the sweep function's 120 s, an
 # A run's execution is started within seconds of the write that names it (the run's creation, or the hand-on to
 # its next generation): one still absent this long after is counted as never started.
 START_GRACE = timedelta(minutes=10)
+# Finalize-only executions a run is handed to: one that fails every time (a bug, a broken report bucket) does not
+# hold the app for ever; the last ends the run failed without a report.
+MAX_HANDOFFS = 5
 
 
 def generation_name(run_id: str, generation: int) -> str:
@@ -130,9 +133,12 @@ def end_run(
     if ended.status != "SUCCEEDED":
         error = caught_error({"Error": ended.error or f"States.{ended.status}", "Cause": ended.cause or ""})
         finalize_after = min(now, ended.stopped_at or now) + LAST_PAGE_GRACE
-    runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
-    runs.mark_ending(app_id, run_id, generation, finalize_after, error)
-    return runs.state(app_id, run_id)
+    marked = runs.mark_ending(app_id, run_id, generation, finalize_after, error)
+    state = runs.state(app_id, run_id)
+    if marked or (state is not None and not state.finished and state.finalize_after is not None):
+        # Only an ending run keeps the app: a run finished meanwhile has released its lock for good.
+        runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+    return state
 
 
 def finalize_input(app_id: str, run_id: str, state: RunState, now: datetime) -> dict[str, Any]:
@@ -237,9 +243,7 @@ class RetentionScheduler:
                 self._start(app_id, scheduled_at, result)
             except Exception as exc:
                 logger.exception("Retention scheduler: app %s failed", app_id)
-                result.errors.append(
-                    {"app_id": app_id, "error": clip(f"{type(exc).__name__}: {exc}", MAX_MESSAGE_CHARS)}
-                )
+                result.errors.append({"app_id": app_id, "error": _error(exc)})
         return result
 
     def start_sweeps(self, scheduled_at: datetime) -> SweepStarts:
@@ -265,14 +269,26 @@ class RetentionScheduler:
         now = self.clock()
         previous = self.runs.lock_holder(app_id)
         holder = self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
-        if holder is not None and self._settle(app_id, holder, result):
+        if holder is not None and self._settle(app_id, holder):
             holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
         if holder is not None:
             result.skipped.append({"app_id": app_id, "running": holder})
             return
         if previous is not None and previous != run_id:
-            self._lock_expired(app_id, previous, result)
-        run = self.runs.create(app_id, run_id, scheduled_at, self.clock())
+            try:
+                if self._lock_expired(app_id, previous, run_id, result):
+                    result.skipped.append({"app_id": app_id, "running": previous})
+                    return
+            except Exception as exc:  # the old run's trouble does not stop the new one, which holds the lock
+                logger.exception("Retention scheduler: the expired run %s of %s could not be read", previous, app_id)
+                result.errors.append({"app_id": app_id, "run_id": previous, "error": _error(exc)})
+        try:
+            run = self.runs.create(app_id, run_id, scheduled_at, self.clock())
+        except Exception:
+            if previous != run_id:  # the lock was taken for a run that does not exist: nothing would free it
+                with contextlib.suppress(Exception):
+                    self.runs.release_lock(app_id, run_id)
+            raise
         if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
             self.runs.release_lock(app_id, run_id)
             return
@@ -292,21 +308,29 @@ class RetentionScheduler:
             return
         result.started.append({"app_id": app_id, "run_id": run_id, "execution_arn": execution_arn})
 
-    def _lock_expired(self, app_id: str, run_id: str, result: SweepStarts) -> None:
+    def _lock_expired(self, app_id: str, expired: str, run_id: str, result: SweepStarts) -> bool:
         """The run whose lock expired unfinalized (its executions' lookups kept failing, say) must not stay
-        running for ever: it is marked ending, failed, and handed to a finalize (which does not take the lock)."""
-        state = self.runs.state(app_id, run_id)
+        running for ever: the lock ``run_id`` just took goes back to it, and it is marked ending, failed, and
+        handed to a finalize, which later passes follow up (``_settle``) until it is finished. True when the
+        expired run keeps the app (``run_id`` waits for the next pass)."""
+        state = self.runs.state(app_id, expired)
         if state is None or state.finished:
-            return
+            return False
         now = self.clock()
+        if not self.runs.pass_lock(app_id, run_id, expired, now, LOCK_TTL):
+            return True  # taken by another pass meanwhile: not this one's to start
+        logger.warning("Retention scheduler: the lock of %s's run %s expired unfinalized", app_id, expired)
         error = f"retention_lock_expired: the run's lock expired after {LOCK_TTL} before the run was finalized."
-        self.runs.mark_ending(app_id, run_id, state.generation, now, error)
-        state = self.runs.state(app_id, run_id)
-        if state is not None and not state.finished and state.finalize_after is not None:
-            hand_off(self.runs, self.start_execution, app_id, run_id, state, now, keep_lock=False)
-            result.errors.append({"app_id": app_id, "run_id": run_id, "error": "retention_lock_expired"})
+        try:
+            if state.finalize_after is None:
+                self.runs.mark_ending(app_id, expired, state.generation, now, error)
+            self._settle(app_id, expired)  # hands it off, unless its last finalize still runs
+        except Exception as exc:  # it holds the lock again: the next pass settles it
+            logger.exception("Retention scheduler: the expired run %s of %s could not be handed on", expired, app_id)
+            result.errors.append({"app_id": app_id, "run_id": expired, "error": _error(exc)})
+        return True
 
-    def _settle(self, app_id: str, run_id: str, result: SweepStarts) -> bool:
+    def _settle(self, app_id: str, run_id: str) -> bool:
         """Settle the run that holds the app's lock, if it is over; True when it released the lock.
 
         A finished run's leftover lock is released. A run whose current execution is no longer running is
@@ -316,7 +340,12 @@ class RetentionScheduler:
         """
         state = self.runs.state(app_id, run_id)
         if state is None:
-            return False
+            # A lock taken for a run whose creation failed: free once that run would have been created.
+            taken = self.runs.lock_taken_at(app_id, run_id)
+            if taken is None or self.clock() - taken < START_GRACE:
+                return False
+            self.runs.release_lock(app_id, run_id)
+            return True
         if state.finished:
             self.runs.release_lock(app_id, run_id)
             return True
@@ -334,15 +363,35 @@ class RetentionScheduler:
                 logger.warning("Retention scheduler: the finalize of %s is unknown: %s", run_id, exc)
                 return False
             if last is None:
-                # Counted, but its start failed or is on its way: started again by its name (found if it runs).
-                self.start_execution(
-                    finalize_name(run_id, state.handoff), finalize_input(app_id, run_id, state, self.clock())
-                )
+                # Counted, but its start failed or is on its way: started again by its name (found if it runs),
+                # and the run keeps the app for as long as that finalize may run.
+                now = self.clock()
+                self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
+                self.start_execution(finalize_name(run_id, state.handoff), finalize_input(app_id, run_id, state, now))
                 return False
             if last.running:
                 return False
+            if state.handoff >= MAX_HANDOFFS:
+                self._give_up(app_id, run_id, state)
+                return True
         hand_off(self.runs, self.start_execution, app_id, run_id, state, self.clock())
         return False
+
+    def _give_up(self, app_id: str, run_id: str, state: RunState) -> None:
+        """A run whose finalizes keep failing must not hold the app for ever: it ends failed, counted from its
+        parts, without a report, and frees the app."""
+        now = self.clock()
+        summary = RunSummary()
+        for part in self.runs.parts(app_id, run_id, now):
+            summary.add(part)
+        error = clip(
+            f"retention_finalize_failed: {state.handoff} finalize executions ended without finalizing the run"
+            + (f" ({state.error})" if state.error else ""),
+            MAX_MESSAGE_CHARS,
+        )
+        logger.error("Retention scheduler: run %s of %s: %s", run_id, app_id, error)
+        self.runs.finish(app_id, run_id, summary, RunStatus.FAILED, now, None, error)
+        self.runs.release_lock(app_id, run_id)
 
     def _ended_execution(self, run_id: str, state: RunState) -> ExecutionState | None:
         """How the execution of the run's current generation ended; None while it runs (or cannot be told)."""
@@ -373,3 +422,7 @@ class RetentionScheduler:
             if found is None:
                 raise
             return found.arn
+
+
+def _error(exc: Exception) -> str:
+    return clip(f"{type(exc).__name__}: {exc}", MAX_MESSAGE_CHARS)
