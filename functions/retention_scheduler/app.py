@@ -3,7 +3,8 @@ shards of the index of apps with settings, then start one sweep execution per ap
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, ConfigDict, Field
 
@@ -14,6 +15,8 @@ from steward.settings import MAX_SHARDS, RetentionSchedulerSettings
 from steward.tables import bind_tables
 
 logger = Logger()
+# RetentionAppErrors: apps a page could not settle or start (an alarm watches it; the page goes on without them).
+metrics = Metrics()
 
 settings = RetentionSchedulerSettings.from_env()
 bind_tables(settings)
@@ -36,6 +39,7 @@ class ScheduledSweep(Schema):
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     scheduled = ScheduledSweep.model_validate(event)
@@ -58,6 +62,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.warning("Retention sweeps whose start is unknown", extra={"unconfirmed": result.unconfirmed})
     if result.errors:
         logger.error("Retention apps the call could not settle or start", extra={"errors": result.errors})
+        metrics.add_metric(name="RetentionAppErrors", unit=MetricUnit.Count, value=len(result.errors))
     return {
         "started": result.started,
         "skipped": result.skipped,

@@ -661,3 +661,38 @@ def test_an_ended_execution_does_not_take_the_lock_of_a_run_finished_meanwhile(
     assert state is not None
     assert state.finished
     assert runs.lock_holder(APP) is None
+
+
+def test_an_app_the_handler_could_not_start_is_counted_in_an_alarmed_metric(
+    services: Services, store: StoreSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [machine] = boto3.client("stepfunctions").list_state_machines()["stateMachines"]
+    monkeypatch.setenv("STEWARD_RETENTION_STATE_MACHINE", machine["stateMachineArn"])
+    handler = load_function("retention_scheduler", store, monkeypatch)
+    runs = handler.services.retention_run_repository
+
+    def throttled(app_id: str, *args: object) -> object:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(runs, "create", throttled)
+    event = json.loads((ROOT / "events" / "scheduler-retention.json").read_text())
+    capsys.readouterr()
+    page = handler.lambda_handler({**event, "shard": shard_of(APP, store.shard_count), "cursor": None}, context())
+
+    assert [item["app_id"] for item in page["errors"]] == [APP]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metric] = [item for item in emitted if "RetentionAppErrors" in item]
+    assert metric["RetentionAppErrors"] in (1, [1])
+    # The alarm watches that metric, with the dimension the deployed function emits it under.
+    resources = load_and_transform(ROOT / "template.yaml", {}).cloudformation["Resources"]
+    environment = resources["RetentionSchedulerFunction"]["Properties"]["Environment"]["Variables"]
+    service, namespace = environment["POWERTOOLS_SERVICE_NAME"], environment["POWERTOOLS_METRICS_NAMESPACE"]
+    [alarm] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("MetricName") == "RetentionAppErrors"
+    ]
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert (alarm["Namespace"], alarm["Dimensions"]) == (namespace, [{"Name": "service", "Value": service}])
+    assert metric["service"] == handler.metrics.service

@@ -305,14 +305,7 @@ class RetentionRunRepository:
 
         Free means absent, or held past its expiry by a run that crashed without finalizing.
         """
-        record = RetentionLockRecord(
-            pk=retention_lock_pk(app_id),
-            sk=RETENTION_LOCK_SK,
-            run_id=run_id,
-            expires_at=int((now + ttl).timestamp()),
-            created_at=now,
-            updated_at=now,
-        )
+        record = _lock_record(app_id, run_id, now, ttl)
         free = (
             RetentionLockRecord.sk.does_not_exist()
             | (RetentionLockRecord.run_id == run_id)
@@ -349,14 +342,7 @@ class RetentionRunRepository:
 
     def pass_lock(self, app_id: str, holder: str, run_id: str, now: datetime, ttl: timedelta) -> bool:
         """Hand the app's lock from ``holder`` to ``run_id`` in one write; False when ``holder`` no longer holds it."""
-        record = RetentionLockRecord(
-            pk=retention_lock_pk(app_id),
-            sk=RETENTION_LOCK_SK,
-            run_id=run_id,
-            expires_at=int((now + ttl).timestamp()),
-            created_at=now,
-            updated_at=now,
-        )
+        record = _lock_record(app_id, run_id, now, ttl)
         try:
             record.save(condition=RetentionLockRecord.run_id == holder)
         except PutError as exc:
@@ -688,6 +674,18 @@ def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
 
 def _layout(record: RetentionSettingsRecord) -> DueLayout:
     return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed), record.layout_changed_at)
+
+
+def _lock_record(app_id: str, run_id: str, now: datetime, ttl: timedelta) -> RetentionLockRecord:
+    """The app's lock, held by ``run_id`` from ``now`` for ``ttl``."""
+    return RetentionLockRecord(
+        pk=retention_lock_pk(app_id),
+        sk=RETENTION_LOCK_SK,
+        run_id=run_id,
+        expires_at=int((now + ttl).timestamp()),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _expired(expires_at: float | None, now: datetime) -> bool:

@@ -12,8 +12,9 @@ the sweep's 'now' is the scheduled time. An app whose run is still going (its
 lock held) is skipped; a lock expires after ``LOCK_TTL``: the state machine's
 own run time (``TimeoutSeconds`` in statemachines/retention.asl.json), plus the
 last page a timed-out execution's Lambda may still be applying, plus a margin.
-A run whose lock expired unfinalized is handed to a finalize, failed
-(``retention_lock_expired``), when the next run takes the lock.
+A run whose lock expired unfinalized gets the lock back and is handed to a
+finalize, failed (``retention_lock_expired``), when the next pass finds it; a
+run whose ``MAX_HANDOFFS`` finalizes all failed ends failed without a report.
 
 The run's execution reports its end through an EventBridge rule, which
 delivers at least once but may still lose an event. So a pass that finds an
