@@ -16,6 +16,7 @@ import boto3
 from steward_local.demo import seed
 from steward_local.faults import FaultInjector
 from steward_local.gateway import HttpApiGateway
+from steward_local.sfn_timing import time_scale
 from steward_local.stack import StackConfig, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,13 @@ def run(template: Path, state_file: Path, seed_demo: bool, parameters: dict[str,
     state_file.unlink(missing_ok=True)
     api_port = int(os.environ.get("STEWARD_API_PORT", "3000"))
     aws_port = int(os.environ.get("STEWARD_AWS_PORT", "4566"))
-    config = StackConfig(template=template.resolve(), host=host, aws_port=aws_port, parameters=parameters)
+    config = StackConfig(
+        template=template.resolve(),
+        host=host,
+        aws_port=aws_port,
+        parameters=parameters,
+        sfn_time_scale=time_scale(),
+    )
     stack = start_stack(config)
     FaultInjector(state_file.parent).install()
     gateway = HttpApiGateway(stack, host, api_port)

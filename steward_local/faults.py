@@ -7,7 +7,9 @@ state file, for example::
 
 The next calls of that operation made by that function (its logical id is
 part of its physical name), on that table if one is named (in any part of
-the request), get ``ProvisionedThroughputExceededException``,
+the request), and holding the text ``contains`` if one is given (a key, say
+``"retention-apps#03"``, to refuse the calls of one partition only), get
+``ProvisionedThroughputExceededException``,
 after ``skip`` calls have passed, ``times`` times; DynamoDB answers a
 throttled request the same way. With ``"delay_seconds": n`` those calls are
 held that long and then made instead (a step that is still running when a
@@ -71,7 +73,10 @@ class FaultInjector:
             # Physical names are <stack>-<logical id>-<suffix>.
             if fault is None or operation != fault["operation"] or f"-{fault['function']}-" not in function:
                 return
-            if "table" in fault and f"-{fault['table']}-" not in json.dumps(request):
+            text = json.dumps(request)
+            if "table" in fault and f"-{fault['table']}-" not in text:
+                return
+            if "contains" in fault and fault["contains"] not in text:
                 return
             self._seen += 1
             if self._seen <= int(fault.get("skip", 0)) or self._fired >= int(fault.get("times", 1)):

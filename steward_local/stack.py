@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from steward_local import execution_events, moto_speedups, s3_events
+from steward_local import execution_events, moto_speedups, s3_events, sfn_timing
 from steward_local.intrinsics import Resolver, Resource
 from steward_local.lambdas import InProcessLambdas
 from steward_local.template import ARTIFACTS_BUCKET, Transformed, load_and_transform
@@ -36,6 +36,8 @@ class StackConfig:
     host: str = "127.0.0.1"
     aws_port: int = 4566
     parameters: dict[str, str] = field(default_factory=dict)
+    # Retry intervals and Wait states last this fraction of their time (the test stacks shorten them).
+    sfn_time_scale: float = 1.0
 
 
 @dataclass
@@ -99,6 +101,7 @@ def start_stack(config: StackConfig) -> Stack:
     )
     moto_speedups.install()
     s3_events.install()
+    sfn_timing.install(config.sfn_time_scale)
     server = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
     server.start()
     request = urllib.request.Request(

@@ -1,6 +1,7 @@
 """The retention sweep's steps (plan, sweep a page of a shard, progress, finalize), called by its state machine;
 and the end of an execution that failed, timed out or was stopped, heard through EventBridge."""
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -9,6 +10,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 
 from steward.composition import Services
 from steward.conversations.models import RUN_ID_PATTERN
+from steward.conversations.scheduler import ExecutionState
 from steward.observability import tracer
 from steward.schema import Schema
 from steward.settings import RetentionSweepSettings
@@ -23,6 +25,7 @@ services = Services(
     settings.shard_count,
     reports_bucket=settings.reports_bucket,
     retention_pages_per_execution=settings.retention_pages_per_execution,
+    retention_finalize_margin_seconds=settings.retention_finalize_margin_seconds,
 )
 
 
@@ -51,7 +54,9 @@ class RunInput(Schema):
 
     app_id: str = Field(min_length=1, max_length=64)
     run_id: str = Field(pattern=RUN_ID_PATTERN)
-    generation: int = Field(default=0, ge=0)
+    # None for a finalize-only execution, whose end the scheduler's next pass follows up.
+    generation: int | None = Field(default=0, ge=0)
+    finalize_only: bool = False
 
 
 @logger.inject_lambda_context
@@ -79,8 +84,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         executions = services.retention_executions
         done = executions.progress(step.app_id, step.run_id, step.now, step.generation or 0, step.state_machine)
         return {"done": done}
-    run = services.retention_sweep.finalize(step.app_id, step.run_id, step.error, step.generation)
-    return {"run_id": run.run_id, "status": run.status.value}
+    # Not done: the state machine calls the step again, which goes on from where this one saved its progress.
+    finalized = services.retention_sweep.finalize(
+        step.app_id, step.run_id, step.error, step.generation, lambda: context.get_remaining_time_in_millis() / 1000
+    )
+    return {"run_id": finalized.run.run_id, "status": finalized.run.status.value, "done": finalized.done}
 
 
 def _execution_ended(detail: ExecutionDetail) -> dict[str, Any]:
@@ -93,8 +101,14 @@ def _execution_ended(detail: ExecutionDetail) -> dict[str, Any]:
     logger.append_keys(
         app_id=run_input.app_id, run_id=run_input.run_id, step="execution_ended", generation=run_input.generation
     )
+    if run_input.finalize_only or run_input.generation is None:
+        # The run stays ending: the scheduler's next pass hands it to another finalize-only execution.
+        logger.warning("Finalize execution ended unfinished", extra={"status": detail.status})
+        return {"run_id": run_input.run_id, "status": None}
+    stopped_at = None if detail.stopDate is None else datetime.fromtimestamp(detail.stopDate / 1000, UTC)
+    ended_as = ExecutionState(detail.executionArn, detail.status, detail.error, detail.cause, stopped_at)
     ended = services.retention_executions.execution_ended(
-        run_input.app_id, run_input.run_id, run_input.generation, detail.status, detail.error, detail.cause
+        run_input.app_id, run_input.run_id, run_input.generation, ended_as, detail.stateMachineArn
     )
     logger.info("Sweep execution ended", extra={"status": detail.status, "run_status": ended and ended.status.value})
     return {"run_id": run_input.run_id, "status": None if ended is None else ended.status.value}

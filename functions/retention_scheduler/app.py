@@ -3,7 +3,8 @@ shards of the index of apps with settings, then start one sweep execution per ap
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, ConfigDict, Field
 
@@ -14,13 +15,14 @@ from steward.settings import MAX_SHARDS, RetentionSchedulerSettings
 from steward.tables import bind_tables
 
 logger = Logger()
+# RetentionAppErrors: apps a page could not settle or start (an alarm watches it; the page goes on without them).
+metrics = Metrics()
 
 settings = RetentionSchedulerSettings.from_env()
 bind_tables(settings)
 services = Services(
     settings.shard_count,
     retention_state_machine=settings.retention_state_machine,
-    reports_bucket=settings.reports_bucket,
 )
 
 
@@ -37,17 +39,35 @@ class ScheduledSweep(Schema):
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     scheduled = ScheduledSweep.model_validate(event)
     scheduler = services.retention_scheduler
     if scheduled.shard is None:
         return {"shards": scheduler.shards()}
-    result = scheduler.start_page(scheduled.scheduled_time, scheduled.shard, scheduled.cursor)
+    result = scheduler.start_page(
+        scheduled.scheduled_time,
+        scheduled.shard,
+        scheduled.cursor,
+        remaining=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
     logger.info(
         "Retention sweeps started",
         extra={"shard": scheduled.shard, "apps": len(result.started), "skipped": len(result.skipped)},
     )
     if result.failed:
         logger.error("Retention sweeps could not start", extra={"failed": result.failed})
-    return {"started": result.started, "skipped": result.skipped, "failed": result.failed, "cursor": result.cursor}
+    if result.unconfirmed:
+        logger.warning("Retention sweeps whose start is unknown", extra={"unconfirmed": result.unconfirmed})
+    if result.errors:
+        logger.error("Retention apps the call could not settle or start", extra={"errors": result.errors})
+        metrics.add_metric(name="RetentionAppErrors", unit=MetricUnit.Count, value=len(result.errors))
+    return {
+        "started": result.started,
+        "skipped": result.skipped,
+        "failed": result.failed,
+        "unconfirmed": result.unconfirmed,
+        "errors": result.errors,
+        "cursor": result.cursor,
+    }

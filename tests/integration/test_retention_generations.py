@@ -1,18 +1,21 @@
 """A sweep that spans several executions, through a local stack of its own whose sweep executions work through one
 few pages of two due entries each: the real definitions hand the run on, execution after execution, and its counts, its
-lock and every execution's history come out right."""
+lock and every execution's history come out right. Its finalize steps do one unit of work each (their margin is
+past the function's timeout), so the Finalize loop goes round."""
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.client import RunningStack, ok, start_local_stack
+from tests.support.client import RunningStack, ok, start_local_stack, user_path
 from tests.support.retention import conversation, new_app, status_of, sweep
 
 SHARDS = 2
 PAGES_PER_EXECUTION = 4  # two pages per shard and execution
 PAGE_ENTRIES = 2
+FINALIZE_MARGIN_SECONDS = 900  # past the function's 120 s: a finalize step does one unit (a page of users, a part)
 IDLE = 13
 
 
@@ -25,6 +28,8 @@ def small_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
         f"RetentionPagesPerExecution={PAGES_PER_EXECUTION}",
         "--parameter",
         f"RetentionPageEntries={PAGE_ENTRIES}",
+        "--parameter",
+        f"RetentionFinalizeMarginSeconds={FINALIZE_MARGIN_SECONDS}",
         "--no-demo",
     ]
     yield from start_local_stack(tmp_path_factory.mktemp("retention-generations"), *parameters)
@@ -87,3 +92,32 @@ def test_a_run_spans_executions_of_bounded_history_and_counts_once(small_stack: 
     again = sweep(small_stack, key)
     assert (again["status"], again["counts"]) == ("succeeded", {})
     assert again["run_id"] != run["run_id"]
+
+
+def test_a_finalize_of_many_steps_counts_each_user_once(small_stack: RunningStack) -> None:
+    key = new_app(small_stack, {"purge_after_days": 0, "delete_user_data": True})
+    leavers, stayer = ["leaver-a", "leaver-b", "leaver-c"], "stayer"
+    for user_id in [*leavers, stayer]:
+        ok(small_stack.api("PUT", user_path(user_id), key, json={"fields": {}}))
+        conversation(small_stack, key, "chat", "delete", 1, user_id=user_id)
+    kept_by = conversation(small_stack, key, "chat", "open", 1, user_id=stayer)
+
+    run = sweep(small_stack, key)
+
+    assert (run["status"], run["counts"]) == ("succeeded", {"delete->purged": 4})
+    assert (run["users_deleted"], run["users_deleted_sample"]) == (3, leavers)
+    assert (run["users_kept"], run["users_kept_sample"]) == (1, [stayer])
+    assert status_of(small_stack, key, kept_by) == "open"
+    # One unit a finalize step (RetentionFinalizeMarginSeconds): the users' page, then the report's one part.
+    last = executions_of(small_stack, run["run_id"])[-1]
+    events = small_stack.client("stepfunctions").get_execution_history(
+        executionArn=last["executionArn"], maxResults=1000
+    )["events"]
+    steps = [
+        event
+        for event in events
+        if event["type"] == "TaskStateEntered" and event["stateEnteredEventDetails"]["name"] == "Finalize"
+    ]
+    assert len(steps) == 2
+    described = small_stack.client("stepfunctions").describe_execution(executionArn=last["executionArn"])
+    assert json.loads(described["output"]) == {"run_id": run["run_id"], "status": "succeeded", "done": True}

@@ -39,6 +39,7 @@ PREVIEW = "/v1/criteria/preview"
 TEMPLATE_SHARD_COUNT = 16  # the template's default ShardCount, which the local stack uses
 BATCH_WRITE = 25
 NOW = datetime.now(UTC)
+SFN_TIME_SCALE = 0.01
 
 
 # --- The running stack --------------------------------------------------------
@@ -96,7 +97,13 @@ def start_local_stack(tmp: Path, *arguments: str) -> Iterator[RunningStack]:
     state_file = tmp / "stack.json"
     log = (tmp / "runner.log").open("w")
     # Free ports, so tests never collide with a developer's running `make run`.
-    environment = {**os.environ, "STEWARD_API_PORT": str(_free_port()), "STEWARD_AWS_PORT": str(_free_port())}
+    environment = {
+        **os.environ,
+        "STEWARD_API_PORT": str(_free_port()),
+        "STEWARD_AWS_PORT": str(_free_port()),
+        # Step Functions' retry intervals and Wait states at a hundredth of their time: no test waits on real backoff.
+        "STEWARD_LOCAL_SFN_TIME_SCALE": str(SFN_TIME_SCALE),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "steward_local", "run", "--state-file", str(state_file), *arguments],
         cwd=ROOT,
@@ -576,18 +583,27 @@ def events_of_job(stack: RunningStack, queue_url: str, job_id: str) -> list[dict
 
 @contextmanager
 def throttled(
-    stack: RunningStack, operation: str, table: str, *, skip: int = 0, times: int = 1, function: str = "JobsFunction"
+    stack: RunningStack,
+    operation: str,
+    table: str,
+    *,
+    skip: int = 0,
+    times: int = 1,
+    function: str = "JobsFunction",
+    contains: str | None = None,
 ) -> Iterator[list[int]]:
-    """The ``function``'s next ``operation`` calls on ``table`` after ``skip`` are refused as throttled.
+    """The ``function``'s next ``operation`` calls on ``table`` (holding the text ``contains``, if given) after
+    ``skip`` are refused as throttled.
 
     See steward_local.faults.
 
     Yields a list that holds, after the block, how many calls were refused.
     """
     fired: list[int] = []
-    with _fault(
-        stack, {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
-    ) as count:
+    fault: dict[str, Any] = {"function": function, "operation": operation, "table": table, "skip": skip, "times": times}
+    if contains is not None:
+        fault["contains"] = contains
+    with _fault(stack, fault) as count:
         try:
             yield fired
         finally:

@@ -92,6 +92,7 @@ def load_function(name: str, store: StoreSettings, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEWARD_RETENTION_MAX_CONCURRENCY", "4")
     monkeypatch.setenv("STEWARD_RETENTION_PAGES_PER_EXECUTION", "800")
     monkeypatch.setenv("STEWARD_RETENTION_PAGE_ENTRIES", "500")
+    monkeypatch.setenv("STEWARD_RETENTION_FINALIZE_MARGIN_SECONDS", "60")
     monkeypatch.setenv("STEWARD_INACTIVE_PROFILE_MONTHS", "4")
     monkeypatch.setenv("STEWARD_IMPORTS_BUCKET", "steward-test-imports")
     monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", "steward-test-audiences")

@@ -1,4 +1,5 @@
-"""Spies: a method's calls go through unchanged, and what the test needs of each call is recorded."""
+"""Spies: a method's calls go through unchanged, and what the test needs of each call is recorded; and stand-ins
+that fail a call once, then call through."""
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,3 +30,19 @@ def billed(monkeypatch: pytest.MonkeyPatch) -> "Usage":
     meter = Meter()
     install_pricing(meter.call, monkeypatch.setattr)
     return meter.usage
+
+
+class FailsOnce:
+    """Raises ``error(*args)`` on its first call, then calls ``call`` through: a step that dies at that point (a
+    Lambda timeout, a refused request), or an answer the emulator cannot give."""
+
+    def __init__(self, call: Callable[..., Any], error: Callable[..., BaseException]) -> None:
+        self.call = call
+        self.error = error
+        self.failed = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise self.error(*args)
+        return self.call(*args, **kwargs)

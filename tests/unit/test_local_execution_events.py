@@ -101,3 +101,56 @@ def test_the_event_has_the_shape_step_functions_sends() -> None:
     assert event["detail"]["status"] == "TIMED_OUT"
     assert json.loads(event["detail"]["input"])["run_id"] == "ret_20260601100000_3f2a9c1b7d4e"
     assert event["detail"]["startDate"] == 1780308001000
+
+
+def test_an_undeliverable_sweep_event_lands_in_a_watched_dead_letter_queue() -> None:
+    resources = load_and_transform(ROOT / "template.yaml", {}).cloudformation["Resources"]
+    [target] = [
+        target
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Events::Rule"
+        for target in resource["Properties"]["Targets"]
+        if target["Arn"] == {"Fn::GetAtt": ["RetentionFunction", "Arn"]}
+    ]
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 86400
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["RetentionExecutionEventsDeadLetterQueue", "Arn"]}}
+    [policy] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::SQS::QueuePolicy"
+        and resource["Properties"]["Queues"] == [{"Ref": "RetentionExecutionEventsDeadLetterQueue"}]
+    ]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    # Only the rule that targets the function may send (its name is generated: its ARN is referenced).
+    [rule] = [
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Events::Rule" and target in resource["Properties"]["Targets"]
+    ]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule, "Arn"]}}}
+    # An event the function fails on (raises, times out) goes there too, after Lambda's asynchronous retries.
+    [invoke_config] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and resource["Properties"]["FunctionName"] == {"Ref": "RetentionFunction"}
+    ]
+    queue_arn = {"Fn::GetAtt": ["RetentionExecutionEventsDeadLetterQueue", "Arn"]}
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"] == {"OnFailure": {"Destination": queue_arn}}
+    role_statements = [
+        statement
+        for policy in resources["RetentionFunctionRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue_arn} in role_statements
+    [alarm] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("Namespace") == "AWS/SQS"
+        and resource["Properties"]["Dimensions"][0]["Value"]
+        == {"Fn::GetAtt": ["RetentionExecutionEventsDeadLetterQueue", "QueueName"]}
+    ]
+    assert (alarm["MetricName"], alarm["Threshold"]) == ("ApproximateNumberOfMessagesVisible", 1)

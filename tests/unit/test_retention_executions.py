@@ -16,10 +16,9 @@ import pytest
 from steward.composition import Services
 from steward.conversations.models import CreateConversation, RetentionSettings
 from steward.conversations.retention_repository import PART_TTL
-from steward.conversations.scheduler import LOCK_TTL
+from steward.conversations.scheduler import LAST_PAGE_GRACE, LOCK_TTL, finalize_name, generation_name
 from steward.errors import Conflict
 from steward.settings import MAX_PAGES_PER_EXECUTION, MAX_SHARDS, StoreSettings
-from steward.usecases.retention_executions import LAST_PAGE_GRACE, generation_name
 from tests.support.job_engine import Clock
 from tests.support.service import context, load_function
 
@@ -57,14 +56,19 @@ def idle_conversations(services: Services, count: int) -> None:
         services.conversations.create(APP, CreateConversation.model_validate(body))
 
 
-def sweep_machine() -> str:
+def sweep_machine(name: str = "retention") -> str:
     """A state machine the progress step can start the next execution in (moto only records it here)."""
     definition = {"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}
     return str(
         boto3.client("stepfunctions").create_state_machine(
-            name="retention", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/retention"
+            name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/retention"
         )["stateMachineArn"]
     )
+
+
+def event_machine() -> str:
+    """The state machine of events/eventbridge-retention-execution-timed-out.json, where hand-offs start."""
+    return sweep_machine("RetentionStateMachine-AbCdEf123456")
 
 
 def started_executions(machine: str) -> list[dict[str, Any]]:
@@ -108,7 +112,7 @@ def test_a_run_goes_on_in_new_executions_until_every_shard_is_done_and_counts_on
             break
         if len(generations) == 1:  # the first progress step retried: it starts nothing more
             assert not services.retention_executions.progress(APP, RUN, NOW, 0, machine)
-    run = services.retention_sweep.finalize(APP, RUN, None)
+    run = services.retention_sweep.finalize(APP, RUN, None).run
 
     assert len(generations) > 2  # the run spanned several executions
     assert generations[0]["shards"] == list(range(store.shard_count))
@@ -133,8 +137,13 @@ def test_an_executions_pages_are_shared_among_the_shards_and_bounded() -> None:
     worst_page = per_page + per_retry * retry["MaxAttempts"]  # 27
     # Plan gives each shard not done max(1, budget // shards) pages: the most pages any number of shards gets.
     pages = max(max(1, MAX_PAGES_PER_EXECUTION // shards) * shards for shards in range(1, MAX_SHARDS + 1))
-    # Plus Plan, Planned, Shards, Progress, AllDone, Finalize and the execution's own events: about 40.
-    assert pages * worst_page + MAX_SHARDS * per_iteration + 40 < 25_000
+    # Plus Plan, Planned, Shards, Progress, AllDone, Finished and the execution's own events: about 40.
+    # And the Finalize loop: a step's Task (5) and its Choice (2), three more a retry. Room is left for 90 steps
+    # with every attempt of every page and step retried: a run of 9 million users, or a report of some 3 GB, at
+    # 100,000 users or four parts of 8 MiB a step.
+    [finalize_retry] = ASL["States"]["Finalize"]["Retry"]
+    worst_finalize = 5 + 2 + per_retry * finalize_retry["MaxAttempts"]
+    assert pages * worst_page + MAX_SHARDS * per_iteration + 40 + 90 * worst_finalize < 25_000
     assert loop["ShardDone"]["Choices"][1] == {"Variable": "$.left", "NumericLessThanEquals": 1, "Next": "Done"}
     assert ASL["States"]["Shards"]["ItemSelector"]["left.$"] == "$.plan.pages"
     assert ASL["States"]["Progress"]["Parameters"]["Payload"]["state_machine.$"] == "$$.StateMachine.Id"
@@ -144,7 +153,7 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
     runs = services.retention_run_repository
     assert runs.acquire_lock(APP, RUN, NOW, LOCK_TTL) is None  # what the scheduler took
     services.retention_executions.plan(APP, RUN, NOW, 0)
-    assert runs.advance_generation(APP, RUN, 0)  # what the first execution's progress step does
+    assert runs.advance_generation(APP, RUN, 0, clock.now)  # what the first execution's progress step does
     clock.now = NOW + LOCK_TTL - timedelta(minutes=1)
     services.retention_executions.plan(APP, RUN, NOW, 1)  # renewed from now
     clock.now = NOW + LOCK_TTL + timedelta(minutes=5)
@@ -152,7 +161,7 @@ def test_each_execution_renews_the_lock_and_one_that_lost_it_stops(services: Ser
 
     clock.now = NOW + 3 * LOCK_TTL  # expired, and taken by another run
     assert runs.acquire_lock(APP, "ret_20260602100000_000000000000", clock.now, LOCK_TTL) is None
-    assert runs.advance_generation(APP, RUN, 1)
+    assert runs.advance_generation(APP, RUN, 1, clock.now)
     with pytest.raises(Conflict) as refused:
         services.retention_executions.plan(APP, RUN, NOW, 2)
     assert refused.value.code == "retention_lock_lost"
@@ -179,8 +188,9 @@ def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_p
     executions = services.retention_executions
     executions.plan(APP, RUN, NOW, 0)  # records the run and holds the lock
     for generation in (0, 1):  # the event's execution is the run's third (generation 2)
-        assert runs.advance_generation(APP, RUN, generation)
+        assert runs.advance_generation(APP, RUN, generation, clock.now)
     clock.now = NOW + timedelta(hours=12)
+    machine = event_machine()
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
     event = _timed_out_event()
@@ -194,34 +204,59 @@ def test_a_timed_out_execution_leaves_its_run_ending_and_locked_until_its_last_p
     assert run.finished_at is None
     state = runs.state(APP, RUN)
     assert state is not None
-    assert (state.finalize_after, state.error) == (clock.now + LAST_PAGE_GRACE, "States.TIMED_OUT")
+    assert (state.finalize_after, state.error, state.handoff) == (clock.now + LAST_PAGE_GRACE, "States.TIMED_OUT", 1)
     assert executions.plan(APP, RUN, NOW, 2).stop
     assert not executions.progress(APP, RUN, NOW, 2, sweep_machine())
-    # The lock stays with the run until the scheduler's pass finalizes it.
+    # Handed to a finalize-only execution, which waits out the last page's grace first.
+    wait = int(LAST_PAGE_GRACE.total_seconds())
+    handed = {
+        "app_id": APP,
+        "run_id": RUN,
+        "now": clock.now.isoformat(),
+        "generation": None,
+        "finalize_only": True,
+        "wait_seconds": wait,
+        "caught": {"Error": "States.TIMED_OUT", "Cause": ""},
+    }
+    assert started_executions(machine) == [{"name": finalize_name(RUN, 1), "input": handed}]
+    # The lock stays with the run until that execution finalizes it.
     later = clock.now + LAST_PAGE_GRACE + timedelta(hours=1)
     assert runs.acquire_lock(APP, "ret_20260601230000_000000000000", later, LOCK_TTL) == RUN
 
-    # EventBridge delivers at least once: the same event again changes nothing.
+    # EventBridge delivers at least once: the same event again changes nothing, and starts nothing.
     clock.now += timedelta(minutes=1)
     assert handler.lambda_handler(event, context()) == answer
     assert runs.state(APP, RUN) == state
+    assert len(started_executions(machine)) == 1
 
 
-def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_alone(
+def test_a_failed_execution_is_handed_to_a_finalize_and_one_finalized_already_is_left_alone(
     services: Services, store: StoreSettings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = services.retention_run_repository
     services.retention_executions.plan(APP, RUN, NOW, 0)
+    machine = event_machine()
     handler = load_function("retention", store, monkeypatch)
     handler.services.clock = clock
     event = _timed_out_event()
     event["detail"].update(status="FAILED", error="States.Runtime", cause="The JSONPath '$.plan' could not be found")
     event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": RUN, "now": NOW.isoformat(), "generation": 0})
 
-    assert handler.lambda_handler(event, context())["status"] == "failed"
+    # Finalized by the execution it is handed to, not by the handler (a finalize may take many steps).
+    assert handler.lambda_handler(event, context())["status"] == "running"
+    [handed] = started_executions(machine)
+    assert handed["name"] == finalize_name(RUN, 1)
+    error = "States.Runtime: The JSONPath '$.plan' could not be found"
+    assert handed["input"]["caught"] == {"Error": error, "Cause": ""}
+    # Its RecordFailure loop, after the Wait.
+    step = {key: handed["input"][key] for key in ("app_id", "run_id", "now", "generation")}
+    while not handler.lambda_handler({**step, "step": "finalize", "error": handed["input"]["caught"]}, context())[
+        "done"
+    ]:
+        pass
     run = runs.get(APP, RUN)
     assert run is not None
-    assert run.error == "States.Runtime: The JSONPath '$.plan' could not be found"
+    assert (run.status.value, run.error) == ("failed", error)
     assert runs.acquire_lock(APP, "ret_20260601110000_000000000000", clock.now, LOCK_TTL) is None  # released
     runs.release_lock(APP, "ret_20260601110000_000000000000")
 
@@ -234,6 +269,11 @@ def test_a_failed_execution_releases_the_lock_and_one_finalized_already_is_left_
     event["detail"]["input"] = json.dumps({"app_id": APP, "run_id": second, "now": NOW.isoformat(), "generation": 0})
     handler.lambda_handler(event, context())
     assert runs.get(APP, second) == before
+    assert len(started_executions(machine)) == 1
+
+    # The end of a finalize-only execution changes nothing: the scheduler's next pass follows it up.
+    event["detail"]["input"] = json.dumps({**handed["input"], "run_id": second})
+    assert handler.lambda_handler(event, context()) == {"run_id": second, "status": None}
 
 
 def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> None:
@@ -242,9 +282,9 @@ def test_finalize_twice_changes_nothing(services: Services, clock: Clock) -> Non
     for shard in range(services.shard_count):
         while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
             pass
-    first = services.retention_sweep.finalize(APP, RUN, None)
+    first = services.retention_sweep.finalize(APP, RUN, None).run
     clock.now = NOW + timedelta(hours=1)
-    again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""})
+    again = services.retention_sweep.finalize(APP, RUN, {"Error": "States.Timeout", "Cause": ""}).run
     assert again == first
     assert (first.status.value, first.counts) == ("succeeded", {"open->archive": 3})
 
@@ -310,7 +350,7 @@ def test_a_generation_that_handed_the_run_on_neither_finalizes_it_nor_plans_agai
         while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
             pass
     assert executions.progress(APP, RUN, NOW, 1, machine)
-    finished = services.retention_sweep.finalize(APP, RUN, None, 1)
+    finished = services.retention_sweep.finalize(APP, RUN, None, 1).run
     assert (finished.status.value, finished.counts) == ("succeeded", {"open->archive": 3})
     assert runs.acquire_lock(APP, lost, clock.now, LOCK_TTL) is None  # released by the last generation
     for state in ("Finalize", "RecordFailure"):  # the definition says which generation finalizes
@@ -325,11 +365,11 @@ def test_each_generation_keeps_the_parts_of_a_long_run(services: Services, clock
     for shard in range(services.shard_count):  # every shard done on the first day
         while not services.retention_sweep.sweep_page(APP, RUN, NOW, shard):
             pass
-    assert runs.advance_generation(APP, RUN, 0)
+    assert runs.advance_generation(APP, RUN, 0, clock.now)
     clock.now = NOW + PART_TTL - timedelta(hours=1)  # a run that has gone on for almost a week
     executions.plan(APP, RUN, NOW, 1)
 
     clock.now = NOW + PART_TTL + timedelta(days=1)
     assert runs.done_shards(APP, RUN, clock.now) == set(range(services.shard_count))
-    run = services.retention_sweep.finalize(APP, RUN, None, 1)
+    run = services.retention_sweep.finalize(APP, RUN, None, 1).run
     assert run.counts == {"open->archive": 2}

@@ -25,6 +25,7 @@ from steward.settings import StoreSettings
 from steward.sharding import shard_of
 from steward.tables import ConversationRecord, RetentionSettingsRecord, conversation_user_key
 from tests.support.service import new_users
+from tests.support.spies import FailsOnce
 
 APP = "app-a"
 OTHER_APP = "app-b"
@@ -59,7 +60,7 @@ def sweep(
     for shard in sweeper.plan(APP, run_id, now)["shards"]:
         while not sweeper.sweep_page(APP, run_id, now, shard, max_entries=page):
             pass
-    return sweeper.finalize(APP, run_id, None)
+    return sweeper.finalize(APP, run_id, None).run
 
 
 def status_of(services: Services, conversation_id: str) -> str | None:
@@ -176,18 +177,9 @@ def test_an_app_without_settings_is_left_alone(services: Services) -> None:
     assert status_of(services, idle) == "delete"
 
 
-class _FailOnce:
+def _fail_once(call: Any) -> FailsOnce:
     """Raises once, on the call it is put on, then calls through: an S3 error after the page's changes."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.failed = False
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed = True
-            raise RuntimeError("S3 refused the page")
-        return self.call(*args, **kwargs)
+    return FailsOnce(call, lambda *args: RuntimeError("S3 refused the page"))
 
 
 def _first_attempts_die(
@@ -203,7 +195,7 @@ def _first_attempts_die(
     originals = [(owner, name, getattr(owner, name)) for owner, name in calls]
     for shard in sorted({shard_of(conversation_id, services.shard_count) for conversation_id in conversation_ids}):
         for owner, name, call in originals:
-            monkeypatch.setattr(owner, name, _FailOnce(call))
+            monkeypatch.setattr(owner, name, _fail_once(call))
         with pytest.raises(RuntimeError, match="S3 refused"):
             sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
     for owner, name, call in originals:
@@ -215,7 +207,7 @@ def _run_to_the_end(services: Services, run_id: str) -> Any:
     for shard in range(services.shard_count):
         while not sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50):
             pass
-    return sweeper.finalize(APP, run_id, None)
+    return sweeper.finalize(APP, run_id, None).run
 
 
 def test_a_retried_page_applies_the_recorded_page_and_counts_the_first_attempts_changes(
@@ -438,7 +430,7 @@ def test_a_move_made_by_an_overlapping_attempt_of_the_page_is_counted(
         monkeypatch.setattr(sweeper.runs, "hold_page", hold)
         # A second attempt of the step, started while this one runs: it re-applies the held page (the move),
         # then dies before its commit. This attempt's own move is then refused.
-        monkeypatch.setattr(sweeper.reports, "write_page", _FailOnce(write_page))
+        monkeypatch.setattr(sweeper.reports, "write_page", _fail_once(write_page))
         with pytest.raises(RuntimeError, match="S3 refused"):
             sweeper.sweep_page(APP, run_id, NOW, shard, max_entries=50)
         monkeypatch.setattr(sweeper.reports, "write_page", write_page)
@@ -636,13 +628,13 @@ def test_a_run_that_ends_with_a_deletion_unfinished_counts_the_user_by_its_profi
     sweeper = services.retention_sweep
     sweeper.plan(APP, run_id, NOW)
     if dies_in == "the deletion":
-        monkeypatch.setattr(sweeper.user_deletion, "delete", _FailOnce(sweeper.user_deletion.delete))
+        monkeypatch.setattr(sweeper.user_deletion, "delete", _fail_once(sweeper.user_deletion.delete))
     else:
         monkeypatch.setattr(sweeper.runs, "record_user", _FailOnDeleted(sweeper.runs.record_user))
     with pytest.raises(RuntimeError, match="S3 refused"):
         sweeper.sweep_page(APP, run_id, NOW, shard_of(purged, services.shard_count), max_entries=50)
     # The step's retries are exhausted: the run fails and is finalized.
-    run = sweeper.finalize(APP, run_id, {"Error": "RuntimeError", "Cause": "S3 refused the page"})
+    run = sweeper.finalize(APP, run_id, {"Error": "RuntimeError", "Cause": "S3 refused the page"}).run
     assert run.status == RunStatus.FAILED
     if dies_in == "the deletion":
         assert services.user_repository.get(APP, "u") is not None

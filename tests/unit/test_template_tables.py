@@ -244,6 +244,7 @@ def test_a_sweep_execution_that_ends_without_finalizing_reaches_the_retention_fu
     env = RESOURCES["RetentionFunction"]["Properties"]["Environment"]["Variables"]
     assert env["STEWARD_RETENTION_PAGES_PER_EXECUTION"] == {"Ref": "RetentionPagesPerExecution"}
     assert env["STEWARD_RETENTION_PAGE_ENTRIES"] == {"Ref": "RetentionPageEntries"}
+    assert env["STEWARD_RETENTION_FINALIZE_MARGIN_SECONDS"] == {"Ref": "RetentionFinalizeMarginSeconds"}
 
 
 def test_a_sweep_may_start_only_its_own_next_execution() -> None:

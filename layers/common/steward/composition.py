@@ -81,6 +81,7 @@ class Services:
         inactive_profile_months: int = 4,
         retention_state_machine: str | None = None,
         retention_pages_per_execution: int = 800,
+        retention_finalize_margin_seconds: int | None = None,
         imports_bucket: str | None = None,
         audience_data_bucket: str | None = None,
         audience_importer: str | None = None,
@@ -100,6 +101,7 @@ class Services:
         self.inactive_profile_months = inactive_profile_months
         self.retention_state_machine = retention_state_machine
         self.retention_pages_per_execution = retention_pages_per_execution
+        self.retention_finalize_margin_seconds = retention_finalize_margin_seconds
         # Audience imports: the API names the first three, the importer the data bucket, topic and bus.
         self.imports_bucket = imports_bucket
         self.audience_data_bucket = audience_data_bucket
@@ -410,7 +412,12 @@ class Services:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from steward.conversations.scheduler import RetentionScheduler, StartFailed
+        from steward.conversations.scheduler import (
+            ExecutionState,
+            ExecutionUnknown,
+            RetentionScheduler,
+            StartFailed,
+        )
 
         # The run id names the execution: a retried start cannot sweep the app twice for one run.
         machine = _required(self.retention_state_machine, "retention_state_machine")
@@ -423,30 +430,30 @@ class Services:
             except (BotoCoreError, ClientError) as exc:
                 raise StartFailed(str(exc)) from exc
 
-        def find_execution(name: str) -> str | None:
+        def describe_execution(name: str) -> ExecutionState | None:
             arn = _execution_arn(machine, name)
             try:
-                stepfunctions.describe_execution(executionArn=arn)
+                found = stepfunctions.describe_execution(executionArn=arn)
             except stepfunctions.exceptions.ExecutionDoesNotExist:
                 return None
             except (BotoCoreError, ClientError) as exc:
-                raise StartFailed(f"{exc} (and whether it started is unknown)") from exc
-            return arn
+                raise ExecutionUnknown(f"{exc} (and whether it started is unknown)") from exc
+            return ExecutionState(arn, found["status"], found.get("error"), found.get("cause"), found.get("stopDate"))
 
         return RetentionScheduler(
             self.retention_settings_repository,
             self.retention_run_repository,
             start_execution,
-            find_execution,
-            lambda app_id, run_id, error: self.retention_sweep.finalize(app_id, run_id, {"Error": error}),
+            describe_execution,
             self.clock,
         )
 
     @cached_property
     def retention_sweep(self) -> RetentionSweep:
         from steward.conversations.reports import RunReports
-        from steward.usecases.retention_sweep import RetentionSweep
+        from steward.usecases.retention_sweep import FINALIZE_MARGIN_SECONDS, RetentionSweep
 
+        margin = self.retention_finalize_margin_seconds
         return RetentionSweep(
             self.conversation_repository,
             self.retention_settings_repository,
@@ -456,6 +463,7 @@ class Services:
             RunReports(self.report_store),
             self.shard_count,
             self.clock,
+            FINALIZE_MARGIN_SECONDS if margin is None else float(margin),
         )
 
     @cached_property

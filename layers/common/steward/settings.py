@@ -17,6 +17,8 @@ MAX_INACTIVE_PROFILE_MONTHS = 120
 # A retention execution's page budget: about 9 history events a page, 27 with every retry, under 25,000 events.
 MAX_PAGES_PER_EXECUTION = 800
 MAX_PAGE_ENTRIES = 500
+# The most of its time a finalize invocation may keep free (past the function's 120 s: one unit of work a step).
+MAX_FINALIZE_MARGIN_SECONDS = 900
 
 
 class SettingsError(ValueError):
@@ -147,24 +149,23 @@ class RetentionSchedulerSettings(ConversationStoreSettings):
     """What the retention schedule invokes: reads the index of apps with settings, starts their sweeps."""
 
     retention_state_machine: str
-    # Finalizing a run whose execution timed out or was stopped joins its report.
-    reports_bucket: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _name("retention_state_machine", self.retention_state_machine)
-        _name("reports_bucket", self.reports_bucket)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RetentionSweepSettings(ConversationStoreSettings):
     """The sweep's steps: the store, the bucket of its reports, how many shards it sweeps at once, how many
-    pages one execution sweeps (its history stays bounded) and how many due entries a page reads."""
+    pages one execution sweeps (its history stays bounded), how many due entries a page reads and how many
+    seconds of its time a finalize step keeps free."""
 
     reports_bucket: str
     retention_max_concurrency: int
     retention_pages_per_execution: int
     retention_page_entries: int
+    retention_finalize_margin_seconds: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -178,6 +179,10 @@ class RetentionSweepSettings(ConversationStoreSettings):
         object.__setattr__(self, "retention_pages_per_execution", pages)
         entries = _count("retention_page_entries", self.retention_page_entries, 1, MAX_PAGE_ENTRIES)
         object.__setattr__(self, "retention_page_entries", entries)
+        margin = _count(
+            "retention_finalize_margin_seconds", self.retention_finalize_margin_seconds, 1, MAX_FINALIZE_MARGIN_SECONDS
+        )
+        object.__setattr__(self, "retention_finalize_margin_seconds", margin)
 
 
 @dataclass(frozen=True, kw_only=True)

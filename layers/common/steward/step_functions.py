@@ -18,7 +18,9 @@ MAX_INPUT_CHARS = 262_144
 class ExecutionDetail(Schema):
     # The template's rules match only the statuses that end an execution without success.
     status: Literal["FAILED", "TIMED_OUT", "ABORTED"]
-    executionArn: str  # noqa: N815 (Step Functions' field name)
+    executionArn: str = Field(min_length=1)  # noqa: N815 (Step Functions' field names)
+    stateMachineArn: str = Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:")  # noqa: N815
+    stopDate: int | None = Field(default=None, description="Epoch milliseconds.")  # noqa: N815
     # AWS leaves the input out (``inputDetails.included: false``) when the event would pass its size limit.
     input: str | None = Field(default=None, max_length=MAX_INPUT_CHARS, description="The execution's input, JSON.")
     error: str | None = None

@@ -525,6 +525,12 @@ class RetentionRunRecord(ConversationsTableRecord):
     # Set when its execution timed out or was stopped: the scheduler finalizes it after this instant, once
     # the page a Lambda may still have been applying is committed.
     finalize_after = UTCDateTimeAttribute(null=True)
+    # A finalize that spans invocations: how far it got (JSON: the users counted so far, the report's upload),
+    # and the number of its last save, on which the next save and the run's end are conditioned.
+    finalizing = UnicodeAttribute(null=True)
+    finalize_seq = NumberAttribute(null=True)
+    # How many finalize-only executions the run was handed to (``<run>_f<n>`` is the last; absent: none).
+    finalize_handoff = NumberAttribute(null=True)
 
 
 class RetentionLockRecord(ConversationsTableRecord):

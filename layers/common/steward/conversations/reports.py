@@ -5,12 +5,16 @@ Layout under ``retention/<app_id>/<run_id>/``: ``pages/<shard>/<page>.csv``
 ``pages/users/``), ``held/<shard>/<page>-<attempt>.jsonl``
 (a page's decisions, recorded before any of them is applied, so that a
 retried step re-applies them instead of deciding again) and ``report.csv`` with
-the header ``entity,id,user_id,action,detail``. Joining streams the pages
-through boto3's managed upload, so memory stays at one part whatever the
-report's size. The files go through the jobs' ``ReportStore`` (its bucket, listing and
-presigned links), which the composition root hands in: this package does not import jobs.
+the header ``entity,id,user_id,action,detail``. Joining copies the pages, in
+order, into a multipart upload, a part of at least 8 MiB at a time, so memory
+stays at one part whatever the report's size; and a join may span
+invocations: each part says which page it ends with, and the next part goes
+on after it (a part uploaded again replaces itself). The files go through
+the jobs' ``ReportStore`` (its bucket, listing and presigned links), which
+the composition root hands in: this package does not import jobs.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -21,6 +25,20 @@ from datetime import datetime
 from typing import Any, Protocol
 
 REPORT_HEADER = "entity,id,user_id,action,detail\n"
+PART_BYTES = 8 * 1024 * 1024  # S3 parts are at least 5 MiB, except the last
+
+
+class UploadGone(Exception):
+    """The report's multipart upload is no more: completed (by another attempt) or aborted (by the bucket's
+    lifecycle rule, a day after it began)."""
+
+
+@dataclass(frozen=True)
+class JoinedPart:
+    """A part of the report uploaded: the last page it holds (None: none), and whether it was the last part."""
+
+    after: str | None
+    last: bool
 
 
 @dataclass(frozen=True)
@@ -94,37 +112,66 @@ class RunReports:
     def delete_held(self, key: str) -> None:
         self.store.s3.delete_object(Bucket=self.store.bucket, Key=key)
 
-    def join(self, app_id: str, run_id: str) -> str:
+    def start_join(self, app_id: str, run_id: str) -> str:
+        """Begin the report's multipart upload; its id."""
+        created = self.store.s3.create_multipart_upload(
+            Bucket=self.store.bucket, Key=report_key(app_id, run_id), ContentType="text/csv"
+        )
+        return str(created["UploadId"])
+
+    def join_part(self, app_id: str, run_id: str, upload: str, part: int, after: str | None) -> JoinedPart:
+        """Upload part ``part`` of the report: the pages after the page ``after`` (the header first, in the
+        first part), up to ``PART_BYTES`` or to the last page. The same arguments upload the same part again."""
+        buffer = bytearray(REPORT_HEADER.encode() if part == 1 else b"")
+        last = after
+        for page in self.store.page_keys(f"{run_prefix(app_id, run_id)}pages/", after):
+            if len(buffer) >= PART_BYTES:
+                self._upload_part(app_id, run_id, upload, part, buffer)
+                return JoinedPart(last, last=False)  # a page is left: this part is not the last
+            buffer += self.store.s3.get_object(Bucket=self.store.bucket, Key=page)["Body"].read()
+            last = page
+        self._upload_part(app_id, run_id, upload, part, buffer)
+        return JoinedPart(last, last=True)
+
+    def complete_join(self, app_id: str, run_id: str, upload: str) -> str:
+        """Complete the report's upload from the parts S3 holds; the report's key."""
         key = report_key(app_id, run_id)
-        pages = self.store.page_keys(f"{run_prefix(app_id, run_id)}pages/")
-        stream = _Concatenated(self._chunks(pages))
-        self.store.s3.upload_fileobj(stream, self.store.bucket, key, ExtraArgs={"ContentType": "text/csv"})
+        parts: list[dict[str, Any]] = []
+        try:
+            paginator = self.store.s3.get_paginator("list_parts")
+            for listing in paginator.paginate(Bucket=self.store.bucket, Key=key, UploadId=upload):
+                parts += [{"PartNumber": item["PartNumber"], "ETag": item["ETag"]} for item in listing.get("Parts", [])]
+            self.store.s3.complete_multipart_upload(
+                Bucket=self.store.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except self.store.s3.exceptions.NoSuchUpload as exc:
+            raise UploadGone(upload) from exc
         return key
 
-    def _chunks(self, pages: Iterator[str]) -> Iterator[bytes]:
-        yield REPORT_HEADER.encode()
-        for page in pages:
-            body: Any = self.store.s3.get_object(Bucket=self.store.bucket, Key=page)["Body"]
-            yield from body.iter_chunks()
+    def abort_join(self, app_id: str, run_id: str, upload: str) -> None:
+        """Drop an upload another attempt of the finalize made redundant."""
+        with contextlib.suppress(self.store.s3.exceptions.NoSuchUpload):
+            self.store.s3.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=report_key(app_id, run_id), UploadId=upload
+            )
 
+    def joined(self, app_id: str, run_id: str) -> bool:
+        """Whether the report exists (its upload was completed).
 
-class _Concatenated(io.RawIOBase):
-    """A read-only stream over chunks of bytes, for boto3's upload_fileobj."""
+        Listed rather than HeadObject: with ListBucket granted only under ``retention/`` (an ``s3:prefix``
+        condition), S3 answers a HeadObject of a missing key with 403, not 404."""
+        key = report_key(app_id, run_id)
+        listing = self.store.s3.list_objects_v2(Bucket=self.store.bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in listing.get("Contents", []))
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = chunks
-        self.pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self.pending:
-            try:
-                self.pending = next(self.chunks)
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
-        self.pending = self.pending[size:]
-        return size
+    def _upload_part(self, app_id: str, run_id: str, upload: str, part: int, body: bytearray) -> None:
+        try:
+            self.store.s3.upload_part(
+                Bucket=self.store.bucket,
+                Key=report_key(app_id, run_id),
+                UploadId=upload,
+                PartNumber=part,
+                Body=bytes(body),
+            )
+        except self.store.s3.exceptions.NoSuchUpload as exc:
+            raise UploadGone(upload) from exc

@@ -1,8 +1,7 @@
 """Data access for retention: each app's settings, the index of apps that have settings, and sweep runs."""
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -193,8 +192,16 @@ class RunPart:
     pending: HeldPage | None = None
 
 
-# A run's per-shard parts are only needed until its summary is written: TTL removes them for free.
+# A run's per-shard parts are only needed until its summary is written: TTL removes them for free. Each
+# execution's Plan renews them, so they outlive the run's last execution by this.
 PART_TTL = timedelta(days=7)
+# The longest a run may sweep: an execution planned later stops it (RetentionRunStopped), and it is finalized
+# with what it did (the app's next run goes on). A week holds hundreds of executions of up to 400,000 moves.
+RUN_MAX_AGE = timedelta(days=7)
+# A user's outcome, written once (one write per user: never renewed), must outlive the run's parts: a run's
+# last execution is planned at most RUN_MAX_AGE after it started (and after any outcome), and its parts
+# last PART_TTL after that.
+USER_OUTCOME_TTL = RUN_MAX_AGE + PART_TTL
 
 
 USER_KEPT = "kept"
@@ -203,7 +210,7 @@ USER_DELETED = "deleted"
 # kept): a run that ends with it left had its deletion fail or stop half-way.
 USER_DELETING = "deleting"
 # Users' outcomes read per page at finalize: a page of items this size stays well under 1 MB.
-_OUTCOMES_PAGE = 1000
+OUTCOMES_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,36 @@ class UserOutcome:
 
 
 @dataclass(frozen=True)
+class FinalizeProgress:
+    """How far a run's finalize has got, saved on the run item when an invocation's budget runs out, so that
+    the next invocation (the state machine's loop, or the scheduler's next pass) goes on from there.
+
+    ``seq`` counts the saves: each save, and the run's end, is conditioned on the one read, so two attempts
+    that overlap never both count a page of users. ``error`` is the first error a finalize was given (the run
+    ends failed with it); ``users`` holds the users counted so far and their samples.
+    """
+
+    seq: int = 0
+    error: str | None = None
+    users: RunSummary = field(default_factory=RunSummary)
+    users_after: str | None = None  # the last user id counted
+    users_page: int = 0  # the number of the next page of the report's user rows
+    users_done: bool = False
+    upload: str | None = None  # the report's multipart upload
+    part: int = 1  # its next part
+    joined_after: str | None = None  # the last report page in the parts uploaded
+
+    def as_json(self) -> str:
+        data = {**asdict(self), "users": self.users.model_dump(mode="json")}
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FinalizeProgress":
+        data = json.loads(text)
+        return cls(**{**data, "users": RunSummary.model_validate(data["users"])})
+
+
+@dataclass(frozen=True)
 class RunState:
     """Where a run stands for its executions: finished, and which generation (execution) carries it on."""
 
@@ -224,6 +261,12 @@ class RunState:
     # Ending: its execution timed out or was stopped; finalized once this has passed (``error`` says why).
     finalize_after: datetime | None = None
     error: str | None = None
+    # When the run was created or last handed on to a generation: that generation's execution starts just after.
+    updated_at: datetime | None = None
+    # A finalize left unfinished by its last invocation.
+    finalizing: FinalizeProgress | None = None
+    # The finalize-only executions it was handed to (the last is ``<run>_f<handoff>``; 0: none).
+    handoff: int = 0
 
     def carried_by(self, generation: int) -> bool:
         """Whether an execution of ``generation`` may still work on the run (and finalize it)."""
@@ -234,8 +277,9 @@ class RunState:
 
 
 class RetentionRunRepository:
-    def create(self, app_id: str, run_id: str, started_at: datetime) -> RetentionRun:
-        """Record a run as running; a retried start finds the run it created."""
+    def create(self, app_id: str, run_id: str, started_at: datetime, now: datetime | None = None) -> RetentionRun:
+        """Record a run as running (at ``now``, the sweep's ``started_at`` by default); a retried start finds the
+        run it created."""
         record = RetentionRunRecord(
             pk=retention_runs_pk(app_id),
             sk=run_id,
@@ -243,8 +287,8 @@ class RetentionRunRepository:
             started_at=started_at,
             summary=RunSummary().model_dump_json(),
             generation=0,
-            created_at=started_at,
-            updated_at=started_at,
+            created_at=now or started_at,
+            updated_at=now or started_at,
         )
         try:
             record.save(condition=RetentionRunRecord.sk.does_not_exist())
@@ -261,14 +305,7 @@ class RetentionRunRepository:
 
         Free means absent, or held past its expiry by a run that crashed without finalizing.
         """
-        record = RetentionLockRecord(
-            pk=retention_lock_pk(app_id),
-            sk=RETENTION_LOCK_SK,
-            run_id=run_id,
-            expires_at=int((now + ttl).timestamp()),
-            created_at=now,
-            updated_at=now,
-        )
+        record = _lock_record(app_id, run_id, now, ttl)
         free = (
             RetentionLockRecord.sk.does_not_exist()
             | (RetentionLockRecord.run_id == run_id)
@@ -285,6 +322,34 @@ class RetentionRunRepository:
                 return self.acquire_lock(app_id, run_id, now, ttl)  # released meanwhile
             return holder.run_id
         return None
+
+    def lock_holder(self, app_id: str) -> str | None:
+        """The run that holds (or last held, if it expired) the app's lock; None when it is free."""
+        try:
+            return str(
+                RetentionLockRecord.get(retention_lock_pk(app_id), RETENTION_LOCK_SK, consistent_read=True).run_id
+            )
+        except RetentionLockRecord.DoesNotExist:
+            return None
+
+    def lock_taken_at(self, app_id: str, run_id: str) -> datetime | None:
+        """When ``run_id`` last took (or renewed) the app's lock; None when another run holds it, or nobody."""
+        try:
+            record = RetentionLockRecord.get(retention_lock_pk(app_id), RETENTION_LOCK_SK, consistent_read=True)
+        except RetentionLockRecord.DoesNotExist:
+            return None
+        return record.created_at if record.run_id == run_id else None
+
+    def pass_lock(self, app_id: str, holder: str, run_id: str, now: datetime, ttl: timedelta) -> bool:
+        """Hand the app's lock from ``holder`` to ``run_id`` in one write; False when ``holder`` no longer holds it."""
+        record = _lock_record(app_id, run_id, now, ttl)
+        try:
+            record.save(condition=RetentionLockRecord.run_id == holder)
+        except PutError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        return True
 
     def release_lock(self, app_id: str, run_id: str) -> None:
         """Free the app's lock if ``run_id`` holds it (idempotent: a retried finalize calls it again)."""
@@ -315,26 +380,55 @@ class RetentionRunRepository:
         except RetentionRunRecord.DoesNotExist:
             return None
         return RunState(
-            record.finished_at is not None, int(record.generation or 0), record.finalize_after, record.error
+            record.finished_at is not None,
+            int(record.generation or 0),
+            record.finalize_after,
+            record.error,
+            record.updated_at,
+            None if record.finalizing is None else FinalizeProgress.from_json(record.finalizing),
+            int(record.finalize_handoff or 0),
         )
 
-    def advance_generation(self, app_id: str, run_id: str, generation: int) -> bool:
+    def advance_handoff(self, app_id: str, run_id: str, handoff: int) -> bool:
+        """Count one more finalize-only execution for the unfinished run, if it was handed to ``handoff`` so far;
+        False when another pass or handler counted it first, or the run is finished."""
+        last = RetentionRunRecord.finalize_handoff
+        counted = last.does_not_exist() | (last == 0) if handoff == 0 else last == handoff
+        condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist() & counted
+        actions: list[Action] = [last.set(handoff + 1)]
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
+
+    def save_finalizing(self, app_id: str, run_id: str, before: int, progress: FinalizeProgress) -> bool:
+        """Save how far the run's finalize got, only if its last save is still ``before`` (``progress.seq`` is
+        the next) and the run has not ended; False when another attempt saved or ended it first."""
+        actions: list[Action] = [
+            RetentionRunRecord.finalizing.set(progress.as_json()),
+            RetentionRunRecord.finalize_seq.set(progress.seq),
+        ]
+        condition = (
+            RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist() & _finalize_seq_is(before)
+        )
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
+
+    def advance_generation(self, app_id: str, run_id: str, generation: int, now: datetime) -> bool:
         """Hand the run on from ``generation`` to the next one, before the next execution starts; True also when
         a retry finds it handed on already, False when the run is finished or carried on further."""
         following = generation + 1
         condition = _going_on() & (_generation_is(generation) | _generation_is(following))
         key = RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id)
-        return _updated(key, [RetentionRunRecord.generation.set(following)], condition)
+        actions: list[Action] = [RetentionRunRecord.generation.set(following), RetentionRunRecord.updated_at.set(now)]
+        return _updated(key, actions, condition)
 
-    def mark_ending(self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str) -> bool:
-        """Record that the run's current execution ended abruptly: no generation goes on, and the run is to be
-        finalized failed with ``error`` after ``finalize_after``. False when the run is finished, ending, or
-        carried on by another generation."""
+    def mark_ending(
+        self, app_id: str, run_id: str, generation: int, finalize_after: datetime, error: str | None
+    ) -> bool:
+        """Record that the run's current execution ended without finalizing it: no generation goes on, and the
+        run is to be finalized after ``finalize_after``, failed with ``error`` (None: as its counts say). False
+        when the run is finished, ending, or carried on by another generation."""
         condition = _going_on() & _generation_is(generation)
-        actions: list[Action] = [
-            RetentionRunRecord.finalize_after.set(finalize_after),
-            RetentionRunRecord.error.set(error),
-        ]
+        actions: list[Action] = [RetentionRunRecord.finalize_after.set(finalize_after)]
+        if error is not None:
+            actions.append(RetentionRunRecord.error.set(error))
         return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
     def get(self, app_id: str, run_id: str) -> RetentionRun | None:
@@ -378,7 +472,7 @@ class RetentionRunRepository:
             sk=outcome.user_id,
             outcome=outcome.outcome,
             detail=outcome.detail or None,
-            expires_at=int((now + PART_TTL).timestamp()),
+            expires_at=int((now + USER_OUTCOME_TTL).timestamp()),
             created_at=now,
             updated_at=now,
         )
@@ -392,24 +486,26 @@ class RetentionRunRepository:
             if not condition_failed(exc):
                 raise
 
-    def user_outcomes(self, app_id: str, run_id: str, now: datetime) -> Iterator[list[UserOutcome]]:
-        """The run's user outcomes, by user id, in pages of at most 1,000 (memory stays at one page).
+    def user_outcomes_page(
+        self, app_id: str, run_id: str, after: str | None, limit: int, now: datetime
+    ) -> tuple[list[UserOutcome], str | None]:
+        """The run's next user outcomes after the user id ``after``, by user id, with one Query of at most
+        ``limit`` (1,000 at most: some 220 KB); and the last user id read, None once none is left.
 
         Consistent reads, since finalize follows the last write; items past their TTL are left out.
         """
+        pk = retention_users_pk(app_id, run_id)
+        start = None if after is None else {"pk": {"S": pk}, "sk": {"S": after}}
         records = RetentionUserRecord.query(
-            retention_users_pk(app_id, run_id), consistent_read=True, page_size=_OUTCOMES_PAGE
+            pk, consistent_read=True, limit=min(limit, OUTCOMES_PAGE), last_evaluated_key=start
         )
-        page: list[UserOutcome] = []
-        for record in records:
-            if _expired(record.expires_at, now):
-                continue
-            page.append(UserOutcome(record.sk, record.outcome, record.detail or ""))
-            if len(page) == _OUTCOMES_PAGE:
-                yield page
-                page = []
-        if page:
-            yield page
+        page = [
+            UserOutcome(record.sk, record.outcome, record.detail or "")
+            for record in records
+            if not _expired(record.expires_at, now)
+        ]
+        more = records.last_evaluated_key
+        return page, None if more is None else str(more["sk"]["S"])
 
     def part(self, app_id: str, run_id: str, shard: int, now: datetime) -> RunPart:
         """A shard's progress; one past its TTL counts as absent (DynamoDB removes expired items only eventually)."""
@@ -504,29 +600,33 @@ class RetentionRunRepository:
         report_key: str | None,
         error: str | None,
         generation: int | None = None,
-    ) -> None:
-        """Record how the run ended, unless it has ended already or (given ``generation``) another generation
-        carries it on."""
+        finalize_seq: int | None = None,
+    ) -> bool:
+        """Record how the run ended, unless it has ended already, (given ``generation``) another generation
+        carries it on, or (given ``finalize_seq``) its finalize was saved since that save was read; False when
+        it was not recorded."""
         actions: list[Action] = [
             RetentionRunRecord.status.set(status.value),
             RetentionRunRecord.summary.set(summary.model_dump_json()),
             RetentionRunRecord.finished_at.set(now),
             RetentionRunRecord.updated_at.set(now),
+            RetentionRunRecord.finalizing.remove(),
+            RetentionRunRecord.finalize_seq.remove(),
+            RetentionRunRecord.finalize_after.remove(),
         ]
         if report_key is not None:
             actions.append(RetentionRunRecord.report_key.set(report_key))
-        if error is not None:
-            actions.append(RetentionRunRecord.error.set(error))
+        # An ending run's note of why (mark_ending) gives way to how it ended.
+        actions.append(RetentionRunRecord.error.set(error) if error is not None else RetentionRunRecord.error.remove())
         condition = RetentionRunRecord.sk.exists() & RetentionRunRecord.finished_at.does_not_exist()
         if generation is not None:
             condition = condition & _generation_is(generation)
-        try:
-            RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id).update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            # Finished already (by the execution, or by its status change heard later): the first end stands;
-            # or a later generation carries the run on, and finalizes it.
+        if finalize_seq is not None:
+            condition = condition & _finalize_seq_is(finalize_seq)
+        # Refused when finished already (by the execution, or by its status change heard later: the first end
+        # stands), when a later generation carries the run on (and finalizes it), or when another attempt of
+        # the finalize saved meanwhile (it goes on from there).
+        return _updated(RetentionRunRecord(pk=retention_runs_pk(app_id), sk=run_id), actions, condition)
 
 
 def _going_on() -> Condition:
@@ -537,6 +637,14 @@ def _going_on() -> Condition:
         & RetentionRunRecord.finalize_after.does_not_exist()
     )
     return going_on
+
+
+def _finalize_seq_is(seq: int) -> Condition:
+    """The run's finalize was last saved as ``seq`` (0: never)."""
+    if seq == 0:
+        never: Condition = RetentionRunRecord.finalize_seq.does_not_exist()
+        return never
+    return RetentionRunRecord.finalize_seq == seq
 
 
 def _generation_is(generation: int) -> Condition:
@@ -566,6 +674,18 @@ def _settings(record: RetentionSettingsRecord) -> RetentionSettings:
 
 def _layout(record: RetentionSettingsRecord) -> DueLayout:
     return DueLayout(frozenset(record.groups or ()), int(record.layout), int(record.homed), record.layout_changed_at)
+
+
+def _lock_record(app_id: str, run_id: str, now: datetime, ttl: timedelta) -> RetentionLockRecord:
+    """The app's lock, held by ``run_id`` from ``now`` for ``ttl``."""
+    return RetentionLockRecord(
+        pk=retention_lock_pk(app_id),
+        sk=RETENTION_LOCK_SK,
+        run_id=run_id,
+        expires_at=int((now + ttl).timestamp()),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _expired(expires_at: float | None, now: datetime) -> bool:

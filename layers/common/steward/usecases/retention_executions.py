@@ -13,40 +13,36 @@ generation renews the app's lock, so a run of any size keeps it while it
 works, and loses nothing if it stops: the shards' parts hold its progress.
 
 An execution that fails, times out or is stopped is heard through its
-"Step Functions Execution Status Change" event. After a failure (a step failed
-after its retries: no page is in flight) its run is finalized as failed and its
-lock released. After a time-out or a stop, the last page's Lambda may still be
-applying (up to its 120 s timeout): the run is marked ending instead
-(``finalize_after``, still running, the lock kept), and the scheduler's next
-pass finalizes it once that has passed, before it starts the app's next run.
+"Step Functions Execution Status Change" event, or, should the event be lost,
+found over by the scheduler's next pass (steward/conversations/scheduler.py).
+Either way a page's Lambda may still be applying (a failed Map abandons its
+other iterations, which run on up to their 120 s timeout): the run is marked
+ending (``finalize_after``, still running, the lock kept) and handed to a
+finalize-only execution of the same state machine (``<run id>_f<n>``), which
+waits until ``finalize_after`` and finalizes the run, failed, step after step.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from steward.conversations.models import RetentionRun
-from steward.conversations.retention_repository import RetentionRunRepository
-from steward.conversations.scheduler import LOCK_TTL
+from steward.conversations.retention_repository import RUN_MAX_AGE, RetentionRunRepository
+from steward.conversations.scheduler import LOCK_TTL, ExecutionState, end_run, generation_name, hand_off
 from steward.errors import Conflict
-from steward.usecases.retention_sweep import RetentionSweep, caught_error
+from steward.usecases.retention_sweep import RetentionSweep
 
 # A run that needs more generations is not converging (each one sweeps up to 800 pages of 500 entries).
 MAX_GENERATIONS = 10_000
-# After a time-out or a stop, the run is finalized after the page a Lambda may still be applying (120 s) and
-# clock skew.
-LAST_PAGE_GRACE = timedelta(minutes=10)
-# Execution statuses whose run may not have been finalized by the execution itself.
-ENDED_ABRUPTLY = ("TIMED_OUT", "ABORTED")
 
 # (state machine ARN, execution name, input): starts it, or finds the execution of that name started already.
 StartExecution = Callable[[str, str, dict[str, Any]], str]
 
 
 class RetentionRunStopped(Conflict):
-    """The run cannot go on (its lock was taken, or it took too many executions). Lambda reports the class name
-    as the error: the definition's Plan never retries this one, as a retry cannot change it."""
+    """The run cannot go on (its lock was taken, or it took too many executions or too long). Lambda reports the
+    class name as the error: the definition's Plan never retries this one, as a retry cannot change it."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +53,6 @@ class GenerationPlan:
     pages: int
     # The run is over (finished, or carried on by another generation): this execution stops at once.
     stop: bool = False
-
-
-def generation_name(run_id: str, generation: int) -> str:
-    """The first execution is named by the run; the next ones add their generation (a retry finds its own)."""
-    return run_id if generation == 0 else f"{run_id}_g{generation}"
 
 
 class RetentionExecutions:
@@ -92,6 +83,10 @@ class RetentionExecutions:
             # A late execution of a run that is over (one the scheduler counted failed, say), or of a generation
             # the run has been handed on from: it must not take the lock of the app's next run, nor sweep.
             return GenerationPlan([], 0, stop=True)
+        if self.clock() - now > RUN_MAX_AGE:
+            # Its users' outcomes, written once, are kept for a run of this age (USER_OUTCOME_TTL).
+            message = f"The run did not finish within {RUN_MAX_AGE.days} days of its start."
+            raise RetentionRunStopped(message, code="retention_run_too_long")
         if generation == 0:
             self.sweep.plan(app_id, run_id, now)
         holder = self.runs.acquire_lock(app_id, run_id, self.clock(), LOCK_TTL)
@@ -105,7 +100,7 @@ class RetentionExecutions:
         """True when every shard is done (this execution finalizes); else start the run's next execution."""
         if len(self.runs.done_shards(app_id, run_id, self.clock())) >= self.shard_count:
             return True
-        if not self.runs.advance_generation(app_id, run_id, generation):
+        if not self.runs.advance_generation(app_id, run_id, generation, self.clock()):
             return False  # the run is finished, or carried on by a later generation: nothing to start
         following = generation + 1
         payload = {"app_id": app_id, "run_id": run_id, "now": now.isoformat(), "generation": following}
@@ -113,18 +108,26 @@ class RetentionExecutions:
         return False
 
     def execution_ended(
-        self, app_id: str, run_id: str, generation: int, status: str, error: str | None, cause: str | None
+        self,
+        app_id: str,
+        run_id: str,
+        generation: int,
+        ended: ExecutionState,
+        state_machine: str,
     ) -> RetentionRun | None:
-        """Finalize the run of an execution that failed, timed out or was stopped: nothing if it is finalized,
-        or if the execution had handed the run on to the next generation (which finalizes it)."""
-        state = self.runs.state(app_id, run_id)
-        if state is None or not state.carried_by(generation):
-            return self.runs.get(app_id, run_id)  # a run finalized twice, or by a later generation, changes nothing
-        caught = {"Error": error or f"States.{status}", "Cause": cause or ""}
-        if status not in ENDED_ABRUPTLY:
-            return self.sweep.finalize(app_id, run_id, caught, generation)
+        """Hand the run of an execution that ended without finalizing it (failed, timed out, stopped) to a
+        finalize-only execution of ``state_machine``: nothing if the run is finalized, or if the execution had
+        handed it on to the next generation (which finalizes it).
+
+        Its status change event calls this; should the event be lost, the scheduler's next pass does the same
+        (``RetentionScheduler._settle``). The run is marked ending at once (it holds the app meanwhile) and
+        finalized only after the last page's grace: a page's Lambda may still be applying."""
         now = self.clock()
-        # Held until the scheduler's pass finalizes the run (the lock's own expiry frees it if none comes).
-        self.runs.acquire_lock(app_id, run_id, now, LOCK_TTL)
-        self.runs.mark_ending(app_id, run_id, generation, now + LAST_PAGE_GRACE, caught_error(caught) or status)
+        state = end_run(self.runs, app_id, run_id, generation, ended, now)
+        if state is not None and not state.finished and state.finalize_after is not None and state.handoff == 0:
+
+            def start(name: str, payload: dict[str, Any]) -> str:
+                return self.start_execution(state_machine, name, payload)
+
+            hand_off(self.runs, start, app_id, run_id, state, now)
         return self.runs.get(app_id, run_id)

@@ -9,33 +9,51 @@ Crosses domains: it moves and purges conversations, and with
 """
 
 import contextlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from steward.conversations.models import ConversationStatus, RetentionRun, RunStatus, RunSummary
-from steward.conversations.reports import ReportLine, RunReports
+from steward.conversations.reports import ReportLine, RunReports, UploadGone, report_key
 from steward.conversations.repository import ConversationRepository
 from steward.conversations.retention_repository import (
     USER_DELETED,
     USER_DELETING,
     USER_KEPT,
+    FinalizeProgress,
     HeldPage,
     RetentionRunRepository,
     RetentionSettingsRepository,
     RunPart,
     UserOutcome,
 )
+from steward.conversations.scheduler import caught_error
 from steward.conversations.selection import Decision, ShardPosition, deletes_user_data, due_page, recheck
-from steward.errors import MAX_MESSAGE_CHARS, NotFound, clip
+from steward.errors import NotFound
 from steward.usecases.user_deletion import UserDeletion
 from steward.users.repository import UserRepository
 
 # Due-index entries a sweep step reads (and at most as many conditional writes): well inside Lambda's time.
 PAGE_ENTRIES = 500
+# A finalize counts the run's users a page of this many at a time (one consistent Query, about 55 read units,
+# and one report object): the same pages whatever the time each invocation has.
+USERS_PAGE = 1000
+# A finalize invocation starts no other unit of work (a page of users, or a part of the report: 8 MiB from some
+# 900 page objects) with less than this left of its time; each unit's progress is saved as soon as it is done.
+FINALIZE_MARGIN_SECONDS = 60.0
 _SKIPPED = "skipped"
+
+# Seconds left in the Lambda invocation.
+Remaining = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """The run after a finalize invocation; ``done`` is False while the caller is to call again."""
+
+    run: RetentionRun
+    done: bool
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,7 @@ class RetentionSweep:
         reports: RunReports,
         shard_count: int,
         clock: Callable[[], datetime],
+        finalize_margin: float = FINALIZE_MARGIN_SECONDS,
     ) -> None:
         self.conversations = conversations
         self.settings = settings
@@ -81,6 +100,7 @@ class RetentionSweep:
         self.reports = reports
         self.shard_count = shard_count
         self.clock = clock
+        self.finalize_margin = finalize_margin
 
     def plan(self, app_id: str, run_id: str, now: datetime) -> dict[str, Any]:
         """Record the run and list its work: one item per shard of the app's conversations.
@@ -164,62 +184,117 @@ class RetentionSweep:
         return after.done
 
     def finalize(
-        self, app_id: str, run_id: str, caught: Mapping[str, Any] | None, generation: int | None = None
-    ) -> RetentionRun:
-        """Add up the shards' summaries, join the report and record how the run ended.
+        self,
+        app_id: str,
+        run_id: str,
+        caught: Mapping[str, Any] | None,
+        generation: int | None = None,
+        remaining: Remaining | None = None,
+    ) -> "Finalized":
+        """Add up the shards' summaries, count the run's users, join the report and record how the run ended:
+        as much as the invocation's time allows; ``done`` is False when the caller is to call again.
 
         ``caught`` is the state machine's Catch (``{"Error", "Cause"}``) when a step failed. A run finalized
         already keeps its summary, report and status: only the idempotent rest is done again. Given the
-        ``generation`` of the execution that finalizes, a run handed on to a later generation is left to it.
+        ``generation`` of the execution that finalizes, a run handed on to a later generation is left to it
+        (done, for this caller). The work goes a unit at a time (a page of users, a part of the report), and
+        after each unit how far it got is saved on the run item (``FinalizeProgress``): an invocation that
+        times out loses one unit at most. A unit is started only while more than ``finalize_margin`` seconds
+        are ``remaining`` (the first always is). Every save, and the run's end, is conditioned on the save it
+        went on from, so a retried or overlapping call never counts a user twice.
         """
-        finished = self.runs.get(app_id, run_id)
-        if finished is not None and finished.finished_at is not None:
-            status = finished.status
-        else:
-            state = None if generation is None else self.runs.state(app_id, run_id)
-            if (
-                finished is not None
-                and state is not None
-                and generation is not None
-                and not state.carried_by(generation)
-            ):
-                return finished
-            error = caught_error(caught)
-            summary = RunSummary()
+        run = self.runs.get(app_id, run_id)
+        if run is None:
+            raise NotFound(f"Retention run {run_id} not found.", code="retention_run_not_found")
+        if run.finished_at is None:
+            state = self.runs.state(app_id, run_id)
+            assert state is not None
+            if generation is not None and not state.carried_by(generation):
+                return Finalized(run, done=True)
+            saved = state.finalizing or FinalizeProgress()
+            progress = replace(saved, error=saved.error or caught_error(caught))
+            key: str | None = None
+            first = True
+            while key is None:
+                if not first and remaining is not None and remaining() <= self.finalize_margin:
+                    return Finalized(self.runs.get(app_id, run_id) or run, done=False)  # the next call goes on
+                first = False
+                progress, key = self._finalize_unit(app_id, run_id, progress)
+                if key is not None:
+                    break
+                following = replace(progress, seq=saved.seq + 1)
+                if not self.runs.save_finalizing(app_id, run_id, saved.seq, following):
+                    # Another attempt saved first: the next call goes on from its save, with its own upload.
+                    if progress.upload is not None and progress.upload != saved.upload:
+                        self.reports.abort_join(app_id, run_id, progress.upload)
+                    return Finalized(self.runs.get(app_id, run_id) or run, done=False)
+                saved = progress = following
+            summary = progress.users.model_copy(deep=True)
             for part in self.runs.parts(app_id, run_id, self.clock()):
                 summary.add(part)
-            self._add_users(app_id, run_id, summary)
-            key = self.reports.join(app_id, run_id)
-            status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
-            self.runs.finish(app_id, run_id, summary, status, self.clock(), key, error, generation)
+            status = RunStatus.FAILED if progress.error else RunStatus.SUCCEEDED
+            if not self.runs.finish(
+                app_id, run_id, summary, status, self.clock(), key, progress.error, generation, saved.seq
+            ):
+                state = self.runs.state(app_id, run_id)
+                assert state is not None
+                if not state.finished:
+                    # Handed on to a later generation meanwhile (it finalizes), or another attempt saved first.
+                    handed_on = generation is not None and not state.carried_by(generation)
+                    return Finalized(self.runs.get(app_id, run_id) or run, done=handed_on)
             ended = self.runs.get(app_id, run_id)
-            if ended is not None and ended.finished_at is None:
-                return ended  # handed on to a later generation meanwhile: it finalizes
-            status = status if ended is None else ended.status
+            assert ended is not None
+            run = ended
         layout = self.runs.layout(app_id, run_id)
-        if status is RunStatus.SUCCEEDED and layout is not None:
+        if run.status is RunStatus.SUCCEEDED and layout is not None:
             self.settings.mark_homed(app_id, layout)  # every shard was read whole where entries could be astray
         self.runs.release_lock(app_id, run_id)  # after the summary: a retried finalize releases it again
-        run = self.runs.get(app_id, run_id)
-        assert run is not None
-        return run
+        return Finalized(run, done=True)
 
-    def _add_users(self, app_id: str, run_id: str, summary: RunSummary) -> None:
-        """Count the run's users and list them in the report, from their outcome items (one per user).
+    def _finalize_unit(
+        self, app_id: str, run_id: str, progress: FinalizeProgress
+    ) -> tuple[FinalizeProgress, str | None]:
+        """One unit of the finalize: count the next page of the run's users, or, once all are counted, upload the
+        next part of the report: how far that got, and the report's key once joined (None: not yet)."""
+        if not progress.users_done:
+            return self._count_users_page(app_id, run_id, progress), None
+        upload = progress.upload
+        if upload is None:
+            upload = self.reports.start_join(app_id, run_id)
+            progress = replace(progress, upload=upload, part=1, joined_after=None)
+        try:
+            joined = self.reports.join_part(app_id, run_id, upload, progress.part, progress.joined_after)
+            if joined.last:
+                return progress, self.reports.complete_join(app_id, run_id, upload)
+        except UploadGone:
+            if self.reports.joined(app_id, run_id):
+                return progress, report_key(app_id, run_id)  # completed by another attempt
+            # Aborted by the bucket's lifecycle (a finalize left for more than a day): joined again.
+            return replace(progress, upload=None, part=1, joined_after=None), None
+        return replace(progress, part=progress.part + 1, joined_after=joined.after), None
 
-        Paged: one consistent Query call per 1,000 users (about 55 read units: the items are some 220
-        bytes) and one report object per page, so memory holds one page whatever the number of users.
+    def _count_users_page(self, app_id: str, run_id: str, progress: FinalizeProgress) -> FinalizeProgress:
+        """Count the next page of the run's users (from their outcome items, one per user) and write its page of
+        the report's user rows; how far that got.
+
+        One consistent Query of at most 1,000 users (about 55 read units: the items are some 220 bytes) and one
+        report object per page, so memory holds one page whatever the number of users.
         """
-        for seq, outcomes in enumerate(self.runs.user_outcomes(app_id, run_id, self.clock())):
-            lines: list[ReportLine] = []
-            for recorded in outcomes:
-                outcome = self._settled(app_id, recorded)
-                if outcome.outcome == USER_DELETED:
-                    summary.user_deleted(outcome.user_id)
-                elif outcome.outcome == USER_KEPT:
-                    summary.user_kept(outcome.user_id)
-                lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
-            self.reports.write_users_page(app_id, run_id, seq, lines)
+        outcomes, after = self.runs.user_outcomes_page(app_id, run_id, progress.users_after, USERS_PAGE, self.clock())
+        users = progress.users.model_copy(deep=True)
+        lines: list[ReportLine] = []
+        for recorded in outcomes:
+            outcome = self._settled(app_id, recorded)
+            if outcome.outcome == USER_DELETED:
+                users.user_deleted(outcome.user_id)
+            elif outcome.outcome == USER_KEPT:
+                users.user_kept(outcome.user_id)
+            lines.append(ReportLine("user", outcome.user_id, outcome.user_id, outcome.outcome, outcome.detail))
+        if lines:
+            self.reports.write_users_page(app_id, run_id, progress.users_page, lines)
+        return replace(
+            progress, users=users, users_after=after, users_page=progress.users_page + 1, users_done=after is None
+        )
 
     def _settled(self, app_id: str, outcome: UserOutcome) -> UserOutcome:
         """A user left ``deleting`` (its deletion failed, or its attempt stopped before recording it) is
@@ -307,13 +382,3 @@ class RetentionSweep:
         with contextlib.suppress(NotFound):  # deleted meanwhile
             self.user_deletion.delete(app_id, user_id)
         self.runs.record_user(app_id, run_id, UserOutcome(user_id, USER_DELETED, ""), self.clock())
-
-
-def caught_error(caught: Mapping[str, Any] | None) -> str | None:
-    """A Catch's ``{"Error", "Cause"}`` as one line; a Lambda's Cause is its JSON error."""
-    if not caught:
-        return None
-    name, cause = str(caught.get("Error", "States.TaskFailed")), str(caught.get("Cause", ""))
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = str(json.loads(cause).get("errorMessage", cause))
-    return clip(f"{name}: {cause}" if cause else name, MAX_MESSAGE_CHARS)
