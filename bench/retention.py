@@ -21,7 +21,7 @@ bench/emulator.py's ``speed_up()`` (as bench/jobs.py uses it) hands each query
 just its partition, which changes the emulator's speed and no answer, so the
 issue's 100,000 conversations are feasible.
 
-The committed output (bench/results/retention.txt) is of 10,000 (the README scales it to 100,000).
+The committed output (bench/results/retention.txt) is of 100,000 conversations.
 """
 
 import math
@@ -169,9 +169,10 @@ def sweep(
         finalizes = 1
         while not (finalized := sweeper.finalize(app_id, run_id, None)).done:  # the Finalize loop
             finalizes += 1
-    # Standard workflow transitions: Plan, Shards, Progress, AllDone, Finished; per finalize step Finalize and
-    # Finalized; per page Page and ShardDone, and Count before every page but a shard's first; per shard Done.
-    transitions = 5 + 2 * finalizes + 3 * pages
+    # Standard workflow transitions (every state entered, statemachines/retention.asl.json): Route, Plan,
+    # Planned, Shards, Progress, AllDone, Finished; per finalize step Finalize and Finalized; per page Page and
+    # ShardDone, and Count before every page but a shard's first; per shard Done.
+    transitions = 7 + 2 * finalizes + 3 * pages
     invocations = 2 + finalizes + pages
     return meter.charge, Counter(counted), invocations, transitions, finalized.run.counts
 
