@@ -20,7 +20,7 @@ from tests.support.audiences import (
     register_users,
     s3_event,
 )
-from tests.support.client import RunningStack, held, start_local_stack, throttled
+from tests.support.client import SFN_TIME_SCALE, RunningStack, held, start_local_stack, throttled
 
 USERS = [f"fan-user-{n:02d}" for n in range(40)]
 # Lines of every kind, some longer than a range, so lines cross range ends in every way.
@@ -41,8 +41,9 @@ LINES = [
     b"stranger-1",
 ]
 BODY = b"\n".join(LINES)
-# How long the stack waits before it records a stopped execution, and how long a test holds a step's call.
-STOPPED_DELAY_SECONDS = 5
+# How long the stack waits before it records a stopped execution (test stacks run Step Functions' waits at
+# SFN_TIME_SCALE: 5 s here), and how long a test holds a step's call.
+STOPPED_DELAY_SECONDS = 500
 HOLD_SECONDS = 3
 
 
@@ -217,7 +218,7 @@ def answered_after_the_delay(stack: RunningStack, ended: dict[str, Any]) -> dict
             assert described["status"] == "SUCCEEDED", described
             history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
             [entered] = [event["timestamp"] for event in history if event["type"] == "TaskStateEntered"]
-            assert (entered - ended["stopDate"]).total_seconds() >= STOPPED_DELAY_SECONDS
+            assert (entered - ended["stopDate"]).total_seconds() >= STOPPED_DELAY_SECONDS * SFN_TIME_SCALE
             answer: dict[str, Any] = json.loads(described["output"])
             return answer
         time.sleep(0.5)
