@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -24,6 +25,7 @@ from steward.conversations.scheduler import (
     end_run,
     finalize_name,
     generation_name,
+    run_id_for,
 )
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
@@ -559,6 +561,25 @@ def test_a_run_that_could_not_be_recorded_does_not_hold_the_app(services: Servic
 
     assert [item["app_id"] for item in first.errors] == [APP]
     assert [item["app_id"] for item in later.started] == [APP]  # the lock it took was released
+
+
+def test_a_run_recorded_by_a_write_whose_answer_was_lost_keeps_its_lock(services: Services, clock: Clock) -> None:
+    scheduler = services.retention_scheduler
+    runs = services.retention_run_repository
+    create = runs.create
+
+    def recorded_then_lost(app_id: str, *args: Any) -> object:
+        create(app_id, *args)  # the write lands; its answer does not
+        raise RuntimeError("ReadTimeoutError")
+
+    runs.create = recorded_then_lost  # type: ignore[method-assign,assignment]
+    first = scheduler.start_sweeps(SCHEDULED)
+    runs.create = create  # type: ignore[method-assign]
+    [failed] = first.errors
+    run_id = run_id_for(APP, SCHEDULED)
+
+    assert failed["app_id"] == APP
+    assert runs.lock_holder(APP) == run_id  # the recorded run keeps the app: another run would sweep beside it
 
 
 def test_a_lock_that_names_no_run_is_free_after_the_start_grace(services: Services, clock: Clock) -> None:

@@ -286,9 +286,13 @@ class RetentionScheduler:
         try:
             run = self.runs.create(app_id, run_id, scheduled_at, self.clock())
         except Exception:
-            if previous != run_id:  # the lock was taken for a run that does not exist: nothing would free it
+            # A lock taken for a run that does not exist would hold the app until it expires. Free it only when no
+            # run was recorded: a concurrent call for the same run, or a write whose answer was lost, may have
+            # recorded it (and started its execution).
+            if previous != run_id:
                 with contextlib.suppress(Exception):
-                    self.runs.release_lock(app_id, run_id)
+                    if self.runs.state(app_id, run_id) is None:
+                        self.runs.release_lock(app_id, run_id)
             raise
         if run.finished_at is not None:  # a late retry of a finished run: nothing to start, nothing to hold
             self.runs.release_lock(app_id, run_id)
