@@ -10,7 +10,8 @@ pack) with the DynamoDB layer metered: bucket writes are counted and priced
 by DynamoDB's billing rules from the real items; the registered-user check is
 priced as the BatchGetItem calls it makes (100 keys, half a unit per profile
 of up to 4 KB, eventually consistent). The last figure is the local stack's:
-a real PutObject of a 100,000-id file until the audience is ready.
+a real PutObject of a 100,000-id file until the audience is ready, with the
+stack in this process and bench/emulator.py's partition-scoped queries.
 """
 
 import argparse
@@ -25,6 +26,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -227,71 +229,70 @@ def run_size(count: int) -> dict[str, Any]:
 
 
 def local_put_to_ready(count: int) -> dict[str, Any]:
-    """The local stack: seed half the ids as users, put the file, wait for the audience to be ready."""
+    """The local stack, in this process: seed half the ids as users, put the file, wait until the audience is ready.
+
+    The stack runs here rather than as `make run` does, so that bench/emulator.py's partition-scoped queries
+    serve the import's reads of the app's users (moto alone reads the whole table for each Query).
+    """
+    # The handlers log to stdout in this process: keep the benchmark's output to its figures.
+    with open(os.devnull, "w") as quiet, redirect_stdout(quiet), tempfile.TemporaryDirectory() as folder:
+        return _put_to_ready(count, Path(folder))
+
+
+def _put_to_ready(count: int, folder: Path) -> dict[str, Any]:
     import boto3
     import requests
     from botocore.config import Config
 
+    from bench.local_stack import local_stack
     from steward.sharding import partition_for
     from steward.tables import ProfileRecord
+    from steward_local.demo import seed
 
-    root = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as folder:
-        state_file = Path(folder) / "stack.json"
-        environment = {**os.environ, "STEWARD_API_PORT": "3917", "STEWARD_AWS_PORT": "4917"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "steward_local", "run", "--state-file", str(state_file)],
-            cwd=root, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            while not state_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            state = json.loads(state_file.read_text())
-            session: dict[str, Any] = {
-                "endpoint_url": state["aws_endpoint_url"],
-                "region_name": state["region"],
-                "aws_access_key_id": "local",
-                "aws_secret_access_key": "local",  # the emulator accepts any credentials
-            }
-            app = state["apps"][0]
-            path = Path(folder) / "audience.csv"
-            generate(path, count)
-            ids = path.read_text().split()
-            dynamodb = boto3.client("dynamodb", **session)
-            table = state["tables"]["ProfilesTable"]
-            now = datetime.now(UTC)
-            seeded = [user_id for user_id in ids if user_id[0] in "01234567"]
-            for start in range(0, len(seeded), 25):
-                items: list[Any] = [
-                    {"PutRequest": {"Item": ProfileRecord(pk=partition_for(app["id"], user_id, 16), sk=user_id,
-                                                          created_at=now, updated_at=now).serialize()}}
-                    for user_id in seeded[start : start + 25]
-                ]  # fmt: skip
-                while items:
-                    items = (
-                        dynamodb.batch_write_item(RequestItems={table: items})
-                        .get("UnprocessedItems", {})
-                        .get(table, [])
-                    )
-            # The emulator runs the import inside the PutObject call: wait for it past botocore's 60 s.
-            s3 = boto3.client("s3", config=Config(read_timeout=900, retries={"max_attempts": 1}), **session)
-            started = time.perf_counter()
-            s3.put_object(Bucket=state["buckets"]["ImportsBucket"], Key=f"imports/{app['id']}/bench.csv",
-                          Body=path.read_bytes())  # fmt: skip
-            audience: dict[str, Any] = {}
-            while time.perf_counter() - started < 600:
-                answer = requests.get(f"{state['api_url']}/v1/audiences/bench", timeout=30,
-                                      headers={"Authorization": f"Bearer {app['api_key']}"})  # fmt: skip
-                audience = answer.json()
-                if answer.status_code == 200 and audience.get("status") == "ready":
-                    break
-                time.sleep(0.1)
-            seconds = time.perf_counter() - started
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-    return {"ids": count, "registered": len(seeded), "put_to_ready_seconds": round(seconds, 1),
+    with local_stack() as local:
+        stack = local.stack
+        app = seed(stack)[0]
+        session: dict[str, Any] = {
+            "endpoint_url": stack.endpoint_url,
+            "region_name": stack.config.region,
+            "aws_access_key_id": "local",
+            "aws_secret_access_key": "local",  # the emulator accepts any credentials
+        }
+        path = folder / "audience.csv"
+        generate(path, count)
+        ids = path.read_text().split()
+        dynamodb = boto3.client("dynamodb", **session)
+        table = stack.physical_ids("AWS::DynamoDB::Table")["ProfilesTable"]
+        shards = int(stack.resolver.parameters["ShardCount"])
+        now = datetime.now(UTC)
+        seeded = [user_id for user_id in ids if user_id[0] in "01234567"]
+        for start in range(0, len(seeded), 25):
+            items: list[Any] = [
+                {"PutRequest": {"Item": ProfileRecord(pk=partition_for(app.id, user_id, shards), sk=user_id,
+                                                      created_at=now, updated_at=now).serialize()}}
+                for user_id in seeded[start : start + 25]
+            ]  # fmt: skip
+            while items:
+                items = (
+                    dynamodb.batch_write_item(RequestItems={table: items}).get("UnprocessedItems", {}).get(table, [])
+                )
+        # The emulator runs the import inside the PutObject call: wait for it past botocore's 60 s.
+        s3 = boto3.client("s3", config=Config(read_timeout=900, retries={"max_attempts": 1}), **session)
+        bucket = stack.physical_ids("AWS::S3::Bucket")["ImportsBucket"]
+        started = time.perf_counter()
+        s3.put_object(Bucket=bucket, Key=f"imports/{app.id}/bench.csv", Body=path.read_bytes())
+        put_seconds = time.perf_counter() - started
+        audience: dict[str, Any] = {}
+        while time.perf_counter() - started < 900:
+            answer = requests.get(f"{local.api_url}/v1/audiences/bench", timeout=30,
+                                  headers={"Authorization": f"Bearer {app.api_key}"})  # fmt: skip
+            audience = answer.json()
+            if answer.status_code == 200 and audience.get("status") == "ready":
+                break
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+    return {"ids": count, "registered": len(seeded), "put_seconds": round(put_seconds, 1),
+            "put_to_ready_seconds": round(seconds, 1), "status": audience.get("status"),
             "counts": audience.get("counts")}  # fmt: skip
 
 

@@ -31,7 +31,6 @@ are not DynamoDB's and are not counted in the units.
 
 import argparse
 import json
-import socket
 import threading
 import time
 import tracemalloc
@@ -41,15 +40,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import requests
 from pynamodb.models import Model
 
-from bench import emulator
 from bench.dynamodb import Usage, metering
-from steward import tables
+from bench.local_stack import local_stack
 from steward.composition import Services
 from steward.devices import lifecycle as device_lifecycle
 from steward.devices.models import Device, IdentifyDevice, Transport
@@ -58,13 +55,10 @@ from steward.tables import DeviceRecord, ProfileRecord, bind_tables
 from steward.types import Channel
 from steward.users.models import Contact, User
 from steward.users.repository import UserRepository
-from steward_local.gateway import HttpApiGateway
-from steward_local.stack import Stack, StackConfig, start_stack
+from steward_local.stack import Stack
 from steward_local.template import store_settings
 
-ROOT = Path(__file__).resolve().parent.parent
 APP_ID = "bench-jobs"
-HOST = "127.0.0.1"
 SEED_CHUNK = 1000
 POLL_SECONDS = 0.5
 # The users the jobs select: every user with an active email (split), the free plan's emails (deactivate).
@@ -93,8 +87,6 @@ COUNTRIES = ("DE", "FR", "US", "BR", "JP", "IN", "GB")
 NOW = datetime.now(UTC).replace(microsecond=0)
 MB = 1024 * 1024
 TRACED_WORK_INVOCATIONS = 3  # per run
-# Under tracemalloc and a loaded machine, moto can take longer than the 5 s the models allow a read.
-EMULATOR_READ_TIMEOUT_SECONDS = 120
 
 
 # The population.
@@ -422,13 +414,6 @@ def _peak(peaks: dict[str, int]) -> str:
 # Main.
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def job_runs(services: Services, names: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """(name, job type, params) of each run asked for; add_subscription's resource is created here."""
     runs = []
@@ -458,15 +443,8 @@ def main() -> None:
     users = arguments.users
     names = [name.strip() for name in arguments.jobs.split(",") if name.strip()]
     started = time.monotonic()
-    # Inherited by every model's Meta, and read when a model first connects (the handlers' too: same process).
-    tables._Connection.read_timeout_seconds = EMULATOR_READ_TIMEOUT_SECONDS
-    stack = start_stack(StackConfig(template=ROOT / "template.yaml", host=HOST, aws_port=_free_port()))
-    emulator.speed_up()  # after the stack's own patches of the same methods, so that it sees every write
-    api_port = _free_port()
-    api_url = f"http://{HOST}:{api_port}"
-    gateway = HttpApiGateway(stack, HOST, api_port)
-    gateway.start()
-    try:
+    with local_stack() as local:
+        stack, api_url = local.stack, local.api_url
         settings = store_settings(
             stack.physical_ids("AWS::DynamoDB::Table"), int(stack.resolver.parameters["ShardCount"])
         )
@@ -506,9 +484,6 @@ def main() -> None:
             lines.append("")
         lines += _notes(time.monotonic() - started)
         print("\n".join(lines))
-    finally:
-        gateway.stop()
-        stack.stop()
 
 
 def _notes(seconds: float) -> list[str]:
