@@ -1,4 +1,5 @@
-"""The template's tables as an existing stack can take them, and the rights the retention and audience functions get."""
+"""The template's tables as an existing stack can take them, the rights the retention and audience functions get,
+and the alarms that watch the audience import."""
 
 import json
 from fnmatch import fnmatchcase
@@ -17,6 +18,7 @@ from steward.tables import (
     audience_pointer_pk,
     audiences_pk,
 )
+from steward_local.template import load_and_transform
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
@@ -296,3 +298,57 @@ def test_one_kind_of_bad_ending_alone_raises_the_fan_out_alarm() -> None:
     terms = [query["Id"] for query in alarm["Metrics"] if "MetricStat" in query]
     assert len(terms) == 4
     assert sorted(expression.split(" + ")) == sorted(f"FILL({term}, 0)" for term in terms)
+
+
+def _alarms_on(resources: dict[str, Any], namespace: str, metric: str, dimension: dict[str, Any]) -> list[Any]:
+    return [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and (resource["Properties"].get("Namespace"), resource["Properties"].get("MetricName")) == (namespace, metric)
+        and resource["Properties"]["Dimensions"][0]["Value"] == dimension
+    ]
+
+
+def test_a_lost_import_the_recorder_failed_on_lands_in_a_watched_queue_and_both_functions_errors_raise_alarms() -> None:
+    resources = load_and_transform(ROOT / "template.yaml", {}).cloudformation["Resources"]
+    queue_arn = {"Fn::GetAtt": ["AudienceLostImportsDeadLetterQueue", "Arn"]}
+    # The recorder's own failures (it raised, timed out or ran out of memory), after Lambda's asynchronous retries.
+    [invoke_config] = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and resource["Properties"]["FunctionName"] == {"Ref": "AudienceImportFailedFunction"}
+    ]
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"] == {"OnFailure": {"Destination": queue_arn}}
+    queue = resources["AudienceLostImportsDeadLetterQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 1209600  # 14 days, the most SQS keeps
+    # Only the recorder's role may send there, and sending there is all it may do with SQS.
+    senders = {
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::IAM::Role"
+        for policy in resource["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if queue_arn in _names_or_list(statement.get("Resource"))
+    }
+    assert senders == {"AudienceImportFailedFunctionRole"}
+    sqs_rights = [
+        (statement["Action"], statement["Resource"])
+        for policy in resources["AudienceImportFailedFunctionRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if any(str(action).startswith("sqs:") for action in _names(statement["Action"]))
+    ]
+    assert sqs_rights == [("sqs:SendMessage", queue_arn)]
+    # Its messages raise an alarm; so does any error of the importer (a retry follows, or the recorder) or recorder.
+    queue_name = {"Fn::GetAtt": ["AudienceLostImportsDeadLetterQueue", "QueueName"]}
+    [unrecorded] = _alarms_on(resources, "AWS/SQS", "ApproximateNumberOfMessagesVisible", queue_name)
+    watched = [{"Ref": "AudienceImportFunction"}, {"Ref": "AudienceImportFailedFunction"}]
+    errors = [alarm for function in watched for alarm in _alarms_on(resources, "AWS/Lambda", "Errors", function)]
+    assert len(errors) == 2
+    notify = RESOURCES["AuthorizerErrorsAlarm"]["Properties"]["AlarmActions"]
+    for alarm in [unrecorded, *errors]:
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        assert (alarm["TreatMissingData"], alarm["AlarmActions"]) == ("notBreaching", notify)
+    assert [alarm["Statistic"] for alarm in errors] == ["Sum", "Sum"]
