@@ -18,7 +18,7 @@ from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.step_functions import ExecutionEnded
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
-from tests.unit.test_audience_importer import Heard, Users, failed_uncounted
+from tests.unit.test_audience_importer import Files, Heard, Users, failed_uncounted, importer
 
 APP = "acme"
 KEY = f"imports/{APP}/fan.csv"
@@ -26,13 +26,14 @@ NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 BODY = b"user_id\nu1\nu2\nstranger\nu1\na,b\nu3\n"
 
 
-def steps(heard: Heard) -> tuple[FanOutSteps, AudienceRepository, S3Objects]:
+def steps(heard: Heard, users: Users | None = None) -> tuple[FanOutSteps, AudienceRepository, S3Objects]:
     AppRepository().create(APP, "Acme", "hash", None, NOW)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="imports")
     s3.create_bucket(Bucket="data")
     s3.put_object(Bucket="imports", Key=KEY, Body=BODY)
-    objects, repository, users = S3Objects(s3, "data"), AudienceRepository(), Users(["u1", "u2", "u3"])
+    objects, repository = S3Objects(s3, "data"), AudienceRepository()
+    users = users or Users(["u1", "u2", "u3"])
     importer = AudienceImporter(
         repository, objects, objects, users.registered, users.read_ids, lambda app_id: True, heard,
         lambda name: None, lambda: NOW, None, None,
@@ -371,3 +372,65 @@ def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSetti
     assert bucket_items(job) == 1
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == [("imported", "fan")]
+
+
+# Past a range's worth of blank lines, the file's header, then `user_id` as an id, and placeholders on most rows.
+REPEATS = b"\r\n" * 40 + b"user_id\nuser_id\n" + b"null\n" * 3000 + b"0\n" * 2000 + b"u1\nstranger\nu2\nnull\na,b\nu1\n"
+
+
+def expected_counts(body: bytes, users: set[bytes]) -> dict[str, int]:
+    """The contract's counts, computed plainly (the file's lines are plain ASCII)."""
+    rows = [line.strip() for line in body.split(b"\n") if line.strip()][1:]  # the first row is the header
+    valid = [line for line in rows if b"," not in line]
+    distinct = set(valid)
+    members = len(distinct & users)
+    duplicates, unknown = len(valid) - len(distinct), len(distinct) - members
+    return {"rows": len(rows), "invalid": len(rows) - len(valid), "valid": len(valid), "duplicates": duplicates,
+            "unknown": unknown, "members": members}  # fmt: skip
+
+
+@pytest.mark.parametrize("range_bytes", [64, 10**6])
+def test_heavy_repeats_count_as_before_inline_and_fanned_out_and_are_staged_once_a_chunk(
+    store: StoreSettings, range_bytes: int
+) -> None:
+    subject, repository, objects = steps(Heard())
+    objects.s3.put_object(Bucket="imports", Key=KEY, Body=REPEATS)
+    etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(REPEATS), range_bytes)
+    claimed(repository, job)
+    inline = subject.importer.build_version(APP, OpenedObject(len(REPEATS), iter([REPEATS])), lambda: None)
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    staged = [objects.get(f"{job.staging}ids/0/{byte_range.index}") for byte_range in byte_ranges]
+
+    fanned = run_all(subject, job, byte_ranges)
+
+    counts = expected_counts(REPEATS, {b"u1", b"u2", b"u3"})
+    assert counts == {"rows": 5007, "invalid": 1, "valid": 5006, "duplicates": 5000, "unknown": 4, "members": 2}
+    assert fanned["counts"] == inline.counts.model_dump() == counts
+    if len(byte_ranges) == 1:
+        # One range read in one chunk: each id is staged once, not once a row.
+        assert staged == [b"user_id\nnull\n0\nu1\nstranger\nu2\n"]
+        assert sum(result.valid for result in parsed) == 5006
+    else:
+        assert byte_ranges[1].start < REPEATS.index(b"user_id") < byte_ranges[1].end  # the header starts range 1
+        assert sum(map(len, staged)) < len(b"null\n") * 3000
+
+
+def test_prepare_reads_the_apps_users_only_when_the_inline_import_would(store: StoreSettings) -> None:
+    # 51 valid rows of 2 distinct ids, in an app of 3 users: looking the 2 ids up is cheaper than reading 3 users.
+    body = b"u1\n" * 50 + b"u2\n"
+    inline_users, fanned_users = Users(["u1", "u2", "u3"]), Users(["u1", "u2", "u3"])
+    subject, repository, objects = steps(Heard(), fanned_users)
+    objects.s3.put_object(Bucket="imports", Key=KEY, Body=body)
+    etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(body), 10**6)
+    claimed(repository, job)
+    inline = importer(Files(), Heard(), repository, inline_users)
+    inline.build_version(APP, OpenedObject(len(body), iter([body])), lambda: None)
+
+    users_read = subject.prepare(job, [subject.parse_range(job, byte_range) for byte_range in byte_ranges])
+
+    assert not users_read
+    assert (fanned_users.read, inline_users.read) == (3, 3)  # each stopped at the third user, past its limit of 2
+    fanned = run_all(subject, job, byte_ranges)
+    assert fanned["counts"] == {"rows": 51, "invalid": 0, "valid": 51, "duplicates": 49, "unknown": 0, "members": 2}

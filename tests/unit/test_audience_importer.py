@@ -1,22 +1,26 @@
 """The importer's ordering rules on moto's DynamoDB: a slower import of an older file never replaces a newer one."""
 
 import hashlib
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed, Spill
 from steward.audiences.keys import ImportKey
-from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure, Layout
+from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Counts, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
 from steward.audiences.repository import Attempt, AudienceRepository
-from steward.audiences.storage import S3Objects
+from steward.audiences.storage import CHUNK_BYTES, S3Objects
+from steward.jobs.pricing import item_size
 from steward.settings import StoreSettings
 from steward.tables import (
+    AUDIENCE_BUCKET_SK,
     AUDIENCE_COUNT_SK,
     AudienceBucketRecord,
     AudienceCountRecord,
@@ -707,3 +711,58 @@ def test_a_refusal_whose_write_raced_a_claim_let_go_of_meanwhile_is_recorded_and
         assert (outcome.outcome, outcome.reason) == ("refused", "audience_deleted")
         assert (audience.status, audience.refused_sequencer) == (AudienceStatus.DELETED, "02".ljust(64, "0"))
     assert audiences_counted() == 0
+
+
+class MeasuredSpill(Spill):
+    """The real spill, whose id partitions' bytes on disk are noted once written (before they are deduplicated)."""
+
+    sizes: ClassVar[list[int]] = []
+
+    def close(self) -> None:
+        super().close()
+        if self.prefix == "ids":
+            MeasuredSpill.sizes += [self.path(partition).stat().st_size for partition in range(self.partitions)]
+
+
+def streamed(body: bytes) -> OpenedObject:
+    """The object in S3Objects' 1 MiB chunks."""
+    chunks = [body[start : start + CHUNK_BYTES] for start in range(0, len(body), CHUNK_BYTES)]
+    return OpenedObject(len(body), iter(chunks))
+
+
+REPEATED = b"0" * 30  # a CDP's placeholder id, exported on most rows
+
+
+def test_an_id_repeated_200k_times_costs_nothing_in_the_spill_and_the_counts_stay_exact(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    MeasuredSpill.sizes = []
+    monkeypatch.setattr("steward.audiences.importer.Spill", MeasuredSpill)
+    body = b"user_id\n" + (REPEATED + b"\n") * 200_000 + b"u1\nu2\nstranger\nu1\n"  # 6.2 MB: 2 partitions
+    subject = importer(Files(), Heard(), AudienceRepository(), Users(["u1", "u2", REPEATED.decode()]))
+
+    parsed = subject.build_version(APP, streamed(body), in_time)
+
+    assert parsed.counts == Counts(rows=200_004, invalid=0, valid=200_004, duplicates=200_000, unknown=1, members=3)
+    chunks = -(-len(body) // CHUNK_BYTES)
+    # Each chunk spills the repeated id once: 6 lines, not the 6.2 MB of its rows.
+    assert sum(MeasuredSpill.sizes) <= chunks * (len(REPEATED) + 1) + len(b"u1\nu2\nstranger\n")
+
+
+def test_buckets_are_sized_from_the_largest_partition_so_a_lookup_stays_one_read_unit(store: StoreSettings) -> None:
+    # 2,000 members, every one in partition 0 of the file's 2 (its repeated id makes it 6.2 MB).
+    members = [user_id for n in range(10_000) if zlib.crc32(user_id := f"m{n}".encode()) % 2 == 0][:2000]
+    body = (REPEATED + b"\n") * 200_000 + b"".join(user_id + b"\n" for user_id in members)
+    subject = importer(Files(), Heard(), AudienceRepository(), Users([user_id.decode() for user_id in members]))
+
+    parsed = subject.build_version(APP, streamed(body), in_time)
+
+    layout = parsed.layout
+    assert (layout.partitions, parsed.counts.members) == (2, 2000)
+    found = subject.repository.read_buckets(APP, layout.version, range(layout.bucket_total))
+    sizes = [
+        item_size(AudienceBucketRecord(pk=audience_bucket_pk(APP, layout.version, number), sk=AUDIENCE_BUCKET_SK,
+                                       hashes=hashes or None).serialize())
+        for number, hashes in found.items()
+    ]  # fmt: skip
+    assert max(sizes) <= 4096  # an eventually consistent read of it is half a unit, with the pointer's: 1

@@ -2,11 +2,12 @@
 
 An id's partition is CRC-32 of its UTF-8 bytes mod ``partitions`` (the
 importer spills and deduplicates per partition); within its partition, its
-bucket is its 12-byte BLAKE2b hash mod ``buckets_per_partition``. A bucket
-holds the sorted hashes of its members, about 170 (2 KB) on average, so a
-lookup reads one item of under 4 KB. 12 bytes make a false "member" for a
-given id a chance of about 1 in 2^96 / 170. Both hashes are stable: the same
-id finds the same bucket on every run.
+bucket is its 12-byte BLAKE2b hash mod ``buckets_per_partition``, the same
+for every partition and sized from the largest. A bucket holds the sorted
+hashes of its members, about 170 (2 KB) on average in the largest partition
+and fewer in the others, so a lookup reads one item of under 4 KB. 12 bytes
+make a false "member" for a given id a chance of about 1 in 2^96 / 170.
+Both hashes are stable: the same id finds the same bucket on every run.
 """
 
 import hashlib
@@ -26,8 +27,10 @@ def partitions_for(object_bytes: int) -> int:
     return max(1, min(MAX_PARTITIONS, math.ceil(object_bytes / PARTITION_BYTES)))
 
 
-def buckets_per_partition(members: int, partitions: int) -> int:
-    return max(1, math.ceil(members / (partitions * MEMBERS_PER_BUCKET)))
+def buckets_per_partition(largest_partition_members: int) -> int:
+    """Every partition has as many buckets: as many as its largest needs, so that no bucket passes 4 KB however
+    unevenly the members fall into the partitions (a version's layout keeps the number it was written with)."""
+    return max(1, math.ceil(largest_partition_members / MEMBERS_PER_BUCKET))
 
 
 def partition_of(user_id: bytes, partitions: int) -> int:

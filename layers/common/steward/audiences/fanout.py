@@ -4,9 +4,11 @@
    ``ranges.owned_lines``) and spill its valid ids to S3, one object per
    hash partition; answer its counts and first invalid lines.
 2. ``prepare``: read the app's users once into the same partitions when that
-   is cheaper than looking the ids up (the importer's rule).
-3. ``check`` (a Map over partitions): deduplicate the partition's ids and
-   keep the registered users.
+   is cheaper than looking the ids up: the importer's rule, with the ids the
+   ranges spilled (each chunk's repeats once) for the distinct ids, which
+   only Check knows.
+3. ``check`` (a Map over partitions): deduplicate the partition's ids, a
+   range's part at a time, and keep the registered users.
 4. ``pack`` (a Map over partitions): write the partition's packed buckets.
 5. ``flip``: join the member list, flip the audience to the version with the
    same conditional write as an inline import (newer files win, tombstones
@@ -27,6 +29,7 @@ import io
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,8 +146,14 @@ class FanOutSteps:
             spill = Spill(Path(folder), "ids", job.partitions)
             try:
                 for ids in scan(owned_lines(chunks, byte_range.start, byte_range.end), scanner):
+                    if not valid and scanner.header_first and byte_range.start > 0:
+                        # The range's first row `user_id`, which may be the file's header, goes on a line of its
+                        # own: Check drops that line then, and an id `user_id` later in the chunk is kept.
+                        spill.add(ids[:1])
+                        spill.add(ids[1:])
+                    else:
+                        spill.add(ids)
                     valid += len(ids)
-                    spill.add(ids)
             finally:
                 spill.close()
             for partition in range(job.partitions):
@@ -155,16 +164,19 @@ class FanOutSteps:
             samples = json.dumps([sample.model_dump(mode="json") for sample in scanner.samples]).encode()
             self.staging.put(f"{job.staging}samples/{byte_range.index}", samples)
         return RangeResult(
-            rows=scanner.rows, invalid=scanner.invalid, valid=valid, lines=scanner.lines,
+            rows=scanner.rows, invalid=scanner.invalid, valid=valid, spilled=spill.spilled, lines=scanner.lines,
             seen_row=scanner.seen_row, header_first=scanner.header_first,
         )  # fmt: skip
 
     def prepare(self, job: FanOutJob, parsed: list[RangeResult]) -> bool:
-        """Read the app's users into the partitions when the app has no more users than the file has valid ids."""
+        """Read the app's users into the partitions when the app has no more users than the ranges spilled ids:
+        at least the file's distinct ids, fewer than its valid rows when ids repeat within a chunk (a range of
+        an earlier deployment answers no ``spilled``: its valid rows count instead)."""
+        limit = sum(result.spilled or result.valid for result in parsed)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             users = Spill(Path(folder), "users", job.partitions)
             try:
-                read_all = self.importer.user_ids(job.app_id, sum(result.valid for result in parsed), users.add)
+                read_all = self.importer.user_ids(job.app_id, limit, users.add)
             finally:
                 users.close()
             if read_all:
@@ -176,15 +188,20 @@ class FanOutSteps:
         self, job: FanOutJob, partition: int, range_count: int, users_read: bool, header_at: int | None = None
     ) -> Checked:
         """``header_at``: the range whose first row, spilled as an id, is the file's header (see ``header_range``)."""
-        parts = [self.staging.get(f"{job.staging}ids/{partition}/{index}") for index in range(range_count)]
-        if header_at is not None and parts[header_at].startswith(HEADER + b"\n"):
-            # The range's first row is the first id it spilled to its partition.
-            parts[header_at] = parts[header_at][len(HEADER) + 1 :]
-        distinct = distinct_ids(b"".join(parts))
+        distinct = distinct_ids(self._parts(job, partition, range_count, header_at))
         registered = set(self.staging.get(f"{job.staging}users/{partition}").split(b"\n")) if users_read else None
         members = self.importer.members_among(job.app_id, distinct, registered)
         self.staging.put(f"{job.staging}members/{partition}", b"".join(user_id + b"\n" for user_id in members))
         return Checked(distinct=len(distinct), members=len(members))
+
+    def _parts(self, job: FanOutJob, partition: int, range_count: int, header_at: int | None) -> Iterator[bytes]:
+        """The ranges' parts of a partition, read one at a time."""
+        for index in range(range_count):
+            part = self.staging.get(f"{job.staging}ids/{partition}/{index}")
+            if index == header_at and part.startswith(HEADER + b"\n"):
+                # The range's first row is the first line it spilled to its partition.
+                part = part[len(HEADER) + 1 :]
+            yield part
 
     def _merged(self, job: FanOutJob, parsed: list[RangeResult], checked: list[Checked]) -> Parsed:
         return _merged(parsed, checked, _layout(job, checked), self._samples(job, parsed))
@@ -256,11 +273,11 @@ class FanOutSteps:
 
 
 def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
-    members = sum(result.members for result in checked)
+    largest = max((result.members for result in checked), default=0)
     return Layout(
         version=job.version,
         partitions=job.partitions,
-        buckets_per_partition=buckets.buckets_per_partition(members, job.partitions),
+        buckets_per_partition=buckets.buckets_per_partition(largest),
         members_key=audience_members_key(job.app_id, job.version),
     )
 

@@ -1,18 +1,19 @@
 """The audience import: an S3 object becomes a new member version, swapped in atomically.
 
 Memory stays bounded whatever the file's size: ids are spilled to
-``partitions`` files on local disk by a stable hash of the id, then each
-partition (about 4 MB) is deduplicated, checked against the app's users and
-packed into buckets on its own. Every import writes a new version; one
-conditional write flips the audience to it, so readers see the old members or
-the new ones, never a mix, and the older version is removed afterwards.
+``partitions`` files on local disk by a stable hash of the id (each chunk's
+repeats once), then each partition (about 4 MB) is deduplicated, checked
+against the app's users and packed into buckets on its own. Every import
+writes a new version; one conditional write flips the audience to it, so
+readers see the old members or the new ones, never a mix, and the older
+version is removed afterwards.
 """
 
 import logging
 import secrets
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -408,8 +409,8 @@ class AudienceImporter:
                     spill.add(ids)
             finally:
                 spill.close()
-            distinct, members = self._keep_registered(app_id, spill, work, in_time)
-            per_partition = buckets.buckets_per_partition(members, partitions)
+            distinct, members, largest = self._keep_registered(app_id, spill, work, in_time)
+            per_partition = buckets.buckets_per_partition(largest)
             layout = Layout(
                 version=version,
                 partitions=partitions,
@@ -440,8 +441,11 @@ class AudienceImporter:
         )
         return Parsed(counts, scanner.samples, layout)
 
-    def _keep_registered(self, app_id: str, spill: "Spill", work: Path, in_time: Callable[[], None]) -> tuple[int, int]:
-        """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members).
+    def _keep_registered(
+        self, app_id: str, spill: "Spill", work: Path, in_time: Callable[[], None]
+    ) -> tuple[int, int, int]:
+        """Deduplicate each partition and keep the registered users, in ``members-<p>``; (distinct, members, the
+        largest partition's members).
 
         Which users are registered is read the cheaper way. A lookup costs half a unit per distinct
         id; reading the app's users once costs their bytes / 8 KB, at most half a unit per user. So
@@ -451,7 +455,7 @@ class AudienceImporter:
         distinct_total = 0
         for partition in range(spill.partitions):
             path = spill.path(partition)
-            distinct = distinct_ids(path.read_bytes())
+            distinct = distinct_ids([path.read_bytes()])
             path.write_bytes(b"".join(user_id + b"\n" for user_id in distinct))
             distinct_total += len(distinct)
         users = Spill(work, "users", spill.partitions)
@@ -459,7 +463,7 @@ class AudienceImporter:
             read_all = self.user_ids(app_id, distinct_total, users.add)
         finally:
             users.close()
-        members_total = 0
+        members_total = largest = 0
         for partition in range(spill.partitions):
             in_time()
             path = spill.path(partition)
@@ -470,7 +474,8 @@ class AudienceImporter:
             users.path(partition).unlink()
             (work / f"members-{partition}").write_bytes(b"".join(user_id + b"\n" for user_id in members))
             members_total += len(members)
-        return distinct_total, members_total
+            largest = max(largest, len(members))
+        return distinct_total, members_total, largest
 
     def members_among(self, app_id: str, distinct: list[bytes], registered: set[bytes] | None) -> list[bytes]:
         """The registered users among ``distinct`` ids: from the app's users read once, else looked up."""
@@ -563,9 +568,13 @@ def _settled(current: Audience | None, sequencer: str, request_id: str, now: dat
     return started is None or started >= now - ATTEMPT_LEASE
 
 
-def distinct_ids(data: bytes) -> list[bytes]:
-    """The distinct ids of newline-separated ``data``, sorted."""
-    return sorted(set(data.split(b"\n")) - {b""})
+def distinct_ids(parts: Iterable[bytes]) -> list[bytes]:
+    """The distinct ids of newline-separated ``parts``, sorted; a part at a time (its repeats go as it is read)."""
+    distinct: set[bytes] = set()
+    for part in parts:
+        distinct.update(part.split(b"\n"))
+    distinct.discard(b"")
+    return sorted(distinct)
 
 
 def _packed(path: Path, partition: int, per_partition: int, member_list: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -592,25 +601,34 @@ def packed_buckets(
 
 
 class Spill:
-    """Ids appended to one file per partition (by a stable hash), so each partition fits in memory on its own."""
+    """Ids appended to one file per partition (by a stable hash), so each partition fits in memory on its own.
+
+    Each group added is written without its repeats: an id on most rows of a file (a CDP's `null` or `0`) costs
+    a line per chunk, not the rows' bytes in one partition. ``spilled`` counts the ids written.
+    """
 
     def __init__(self, folder: Path, prefix: str, partitions: int) -> None:
         self.folder = folder
         self.prefix = prefix
         self.partitions = partitions
+        self.spilled = 0
         self._files = [self.path(partition).open("wb") for partition in range(partitions)]
 
     def path(self, partition: int) -> Path:
         return self.folder / f"{self.prefix}-{partition}"
 
     def add(self, ids: list[bytes]) -> None:
+        unique = dict.fromkeys(ids)  # in their order: a step's retry stages the same bytes
+        self.spilled += len(unique)
+        if not unique:
+            return
         if self.partitions == 1:
-            self._files[0].write(b"\n".join(ids) + b"\n")
+            self._files[0].write(b"\n".join(unique) + b"\n")
             return
         grouped: list[list[bytes]] = [[] for _ in range(self.partitions)]
         partitions = self.partitions
         crc32 = zlib.crc32
-        for user_id in ids:
+        for user_id in unique:
             grouped[crc32(user_id) % partitions].append(user_id)
         for partition, group in enumerate(grouped):
             if group:

@@ -57,6 +57,8 @@ class RangeResult(Schema):
     rows: int
     invalid: int
     valid: int
+    # The valid ids it spilled, each chunk's repeats once: at least its distinct ids (0 from an earlier deployment).
+    spilled: int = 0
     lines: int
     seen_row: bool = False
     # The range's first row is `user_id`, counted as an id: the file's header if no range before saw a row.
