@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.audiences            # 1M and 16M ids (about 500 MB on disk), then 100k locally
     .venv/bin/python -m bench.audiences --sizes 1000000 --no-local
+    .venv/bin/python -m bench.audiences --sizes 1000000 --no-local --fan-out-bytes 8000000 --range-bytes 8000000
 
 Each size runs in a fresh interpreter, so its peak RSS is its own. Files hold
 random 30-character ids, one per line, half of them registered users. The
@@ -12,6 +13,17 @@ priced as the BatchGetItem calls it makes (100 keys, half a unit per profile
 of up to 4 KB, eventually consistent). The last figure is the local stack's:
 a real PutObject of a 100,000-id file until the audience is ready, with the
 stack in this process and bench/emulator.py's partition-scoped queries.
+
+A deployed stack imports a file over ``AudienceFanOutBytes`` with the fan-out
+state machine, not inline: for such a size the fan-out steps' real code
+(``FanOutSteps``: range, prepare, check, pack, flip) runs too, on the same
+file, each step kind in a fresh interpreter (its peak RSS is its own, over
+its invocations run one after another, as a warm function would), with the
+same DynamoDB meter, a directory in place of the data bucket's staged work
+(counted as the S3 requests the steps would make), and, for the flip's
+audience record, moto's DynamoDB (its record writes are priced on their own:
+a few units per import, whatever its size). The thresholds default to the
+template's parameters.
 """
 
 import argparse
@@ -20,6 +32,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,13 +42,24 @@ from collections.abc import Iterator
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from steward.audiences.fanout import FanOutSteps
+    from steward.audiences.importer import AudienceImporter
+    from steward.audiences.ranges import FanOutJob
 
 ID_CHARS = 30
 CHUNK = 1024 * 1024
 BENCH_APP = "bench-app"
 # A profile item of a typical app: the size a scan of the app's users pays for, per user.
 PROFILE_BYTES = 600
+ROOT = Path(__file__).resolve().parent.parent
+# boto3's upload_file sends a file of this size or more in parts of this size (its TransferConfig defaults).
+MULTIPART_BYTES = 8 * 1024 * 1024
+DELETE_BATCH = 1000  # keys a ListObjectsV2 page and a DeleteObjects call hold
+FAN_OUT_SEQUENCER = "0A".ljust(64, "0")
+STEP_KINDS = ("range", "prepare", "check", "pack", "flip")
 
 
 def generate(path: Path, count: int) -> None:
@@ -108,20 +132,29 @@ def big_app_decision(count: int) -> dict[str, Any]:
     }
 
 
-def run_size(count: int) -> dict[str, Any]:
-    """One size, in this interpreter: generate, time the parsers, import with the DynamoDB layer metered."""
+def new_meter() -> dict[str, int]:
+    return {
+        "bucket_items": 0, "write_units": 0, "batch_write_calls": 0, "batch_get_calls": 0,
+        "lookups": 0, "member_list_bytes": 0, "users_read": 0, "query_calls": 0,
+        "s3_get": 0, "s3_put": 0, "s3_list": 0, "s3_delete": 0,
+    }  # fmt: skip
+
+
+def put_requests(size: int) -> int:
+    """The PUT-priced requests of one upload: a PutObject, or a multipart upload's create, parts and complete."""
+    return 1 if size < MULTIPART_BYTES else 2 + math.ceil(size / MULTIPART_BYTES)
+
+
+def metered_importer(folder: Path, meter: dict[str, int], decisions: list[Any]) -> "AudienceImporter":
+    """The real importer with the DynamoDB layer metered: bucket writes priced from the real items, the
+    registered check's lookups and Queries of the app's users (``folder``'s user shards) counted."""
     from bench.dynamodb import item_size
     from steward.audiences.importer import AudienceImporter
-    from steward.audiences.models import Audience, Failure, Layout
+    from steward.audiences.models import Audience, Failure
     from steward.audiences.ports import OpenedObject
     from steward.audiences.repository import AudienceRepository
     from steward.tables import AUDIENCE_BUCKET_SK, AudienceBucketRecord, audience_bucket_pk
     from steward.users.reading import read_if_few
-
-    meter: dict[str, int] = {
-        "bucket_items": 0, "write_units": 0, "batch_write_calls": 0, "batch_get_calls": 0,
-        "lookups": 0, "member_list_bytes": 0, "users_read": 0, "query_calls": 0,
-    }  # fmt: skip
 
     class MeteredRepository(AudienceRepository):
         def write_buckets(self, app_id: str, version: str, packed: Any) -> None:
@@ -137,11 +170,13 @@ def run_size(count: int) -> dict[str, Any]:
 
     class FileSource:
         def open(self, bucket: str, key: str, etag: str) -> OpenedObject:
+            meter["s3_get"] += 1
             return OpenedObject(Path(key).stat().st_size, file_chunks(Path(key)))
 
     class MemberLists:
         def upload(self, key: str, path: str) -> None:
             meter["member_list_bytes"] += Path(path).stat().st_size
+            meter["s3_put"] += put_requests(Path(path).stat().st_size)
 
         def delete(self, key: str) -> None:
             return None
@@ -153,8 +188,6 @@ def run_size(count: int) -> dict[str, Any]:
         meter["batch_get_calls"] += math.ceil(len(user_ids) / 100)
         meter["lookups"] += len(user_ids)
         return {user_id for user_id in user_ids if user_id[0] in "01234567"}  # half of random hex ids
-
-    decisions: list[Any] = []
 
     def read_shard(shard: int) -> Iterator[bytes]:
         """A Query of one user shard, keys only, as pages of 1,000 would give them."""
@@ -177,20 +210,29 @@ def run_size(count: int) -> dict[str, Any]:
         def failed(self, app_id: str, name: str, failure: Failure, sequencer: str | None) -> None:
             return None
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "audience.csv"
-        generate(path, count)
-        shard_users(path, Path(folder))
-        size = path.stat().st_size
-        csv_per_second = csv_rate(path)
-        parse_per_second = scanner_rate(path)
-        importer = AudienceImporter(
-            MeteredRepository(), FileSource(), MemberLists(), registered, read_users, lambda app_id: True, Silent(),
-            lambda name: None, lambda: datetime.now(UTC), folder, None,
-        )  # fmt: skip
-        started = time.perf_counter()
-        parsed = importer.build_version(BENCH_APP, FileSource().open("bench", str(path), ""), lambda: None)
-        seconds = time.perf_counter() - started
+    return AudienceImporter(
+        MeteredRepository(), FileSource(), MemberLists(), registered, read_users, lambda app_id: True, Silent(),
+        lambda name: None, lambda: datetime.now(UTC), str(folder), None,
+    )  # fmt: skip
+
+
+def run_size(count: int, folder: Path) -> dict[str, Any]:
+    """One size, in this interpreter: generate (in ``folder``, kept for the fan-out steps), time the parsers,
+    import inline with the DynamoDB layer metered."""
+    from steward.audiences.models import Layout
+
+    meter = new_meter()
+    decisions: list[Any] = []
+    path = folder / "audience.csv"
+    generate(path, count)
+    shard_users(path, folder)
+    size = path.stat().st_size
+    csv_per_second = csv_rate(path)
+    parse_per_second = scanner_rate(path)
+    importer = metered_importer(folder, meter, decisions)
+    started = time.perf_counter()
+    parsed = importer.build_version(BENCH_APP, importer.source.open("bench", str(path), ""), lambda: None)
+    seconds = time.perf_counter() - started
     layout: Layout = parsed.layout
     per_million = 1_000_000 / count
     lookup_units = meter["lookups"] * 0.5
@@ -225,7 +267,201 @@ def run_size(count: int) -> dict[str, Any]:
         "registered_check_read_units": round(lookup_units + scan_units),
         "registered_check_units_by_lookups_instead": round(lookups_instead),
         "member_list_bytes": meter["member_list_bytes"],
+        "s3_requests_per_1m_ids": s3_requests(meter, per_million),
     }
+
+
+def s3_requests(meter: dict[str, int], per_million: float) -> dict[str, float]:
+    return {kind.upper(): round(meter[f"s3_{kind}"] * per_million, 1) for kind in ("get", "put", "list", "delete")}
+
+
+class DirectoryStaging:
+    """The data bucket's staged work in a directory (the ``Staging`` port the fan-out steps use), and the
+    imported file; every call counted as the S3 requests it would make."""
+
+    def __init__(self, root: Path, source: Path, meter: dict[str, int]) -> None:
+        self.root = root
+        self.source = source
+        self.meter = meter
+
+    def open_from(self, bucket: str, key: str, etag: str, start: int) -> Iterator[bytes]:
+        self.meter["s3_get"] += 1
+        with self.source.open("rb") as source:
+            source.seek(start)
+            while chunk := source.read(CHUNK):
+                yield chunk
+
+    def upload(self, key: str, path: str) -> None:
+        self.meter["s3_put"] += put_requests(Path(path).stat().st_size)
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.meter["s3_put"] += 1
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def get(self, key: str) -> bytes:
+        self.meter["s3_get"] += 1  # a GET of a missing key (a 404) is billed too
+        target = self.root / key
+        return target.read_bytes() if target.is_file() else b""
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [path for path in sorted((self.root / prefix).rglob("*")) if path.is_file()]
+        pages = max(1, math.ceil(len(keys) / DELETE_BATCH))
+        self.meter["s3_list"] += pages
+        self.meter["s3_delete"] += math.ceil(len(keys) / DELETE_BATCH)  # DeleteObjects calls
+        shutil.rmtree(self.root / prefix, ignore_errors=True)
+
+
+def rss_now_mb() -> float:
+    """The resident set size now (after imports and setup), to tell a step's own growth from the interpreter's."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def run_steps(kind: str, folder: Path) -> dict[str, Any]:
+    """Every invocation of one step kind, in this interpreter, on the state ``folder/state.json`` holds: the
+    state machine's input and the results of the steps before. This kind's results are added to it."""
+    from steward.audiences.fanout import FanOutStep, FanOutSteps
+    from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult
+
+    state = json.loads((folder / "state.json").read_text())
+    job = FanOutJob.model_validate(state["job"])
+    meter = new_meter()
+    decisions: list[Any] = []
+    importer = metered_importer(folder, meter, decisions)
+    staging = DirectoryStaging(folder / "bucket", folder / "audience.csv", meter)
+    steps = FanOutSteps(importer, staging, str(folder))
+    if kind == "flip":
+        import bench.dynamodb  # noqa: F401 (with moto: loaded before the step's own memory is measured)
+    before = rss_now_mb()
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if kind == "range":
+        parsed = [steps.parse_range(job, ByteRange.model_validate(item)) for item in state["ranges"]]
+        state["parsed"] = [result.model_dump(mode="json") for result in parsed]
+        invocations = len(parsed)
+    elif kind == "prepare":
+        parsed = [RangeResult.model_validate(item) for item in state["parsed"]]
+        state["prepared"] = steps.run(FanOutStep(step="prepare", job=job, parsed=parsed))
+        extra["read_all"] = decisions[0].read_all if decisions else None
+        invocations = 1
+    elif kind == "check":
+        prepared = state["prepared"]
+        checked = [
+            steps.check(job, partition, len(state["ranges"]), prepared["users_read"], prepared["header_range"])
+            for partition in range(job.partitions)
+        ]
+        state["checked"] = [result.model_dump() for result in checked]
+        invocations = len(checked)
+    elif kind == "pack":
+        checked = [Checked.model_validate(item) for item in state["checked"]]
+        for partition in range(job.partitions):
+            steps.pack(job, partition, checked)
+        invocations = job.partitions
+    else:
+        extra = flip(steps, job, state)
+        invocations = 1
+    seconds = time.perf_counter() - started
+    (folder / "state.json").write_text(json.dumps(state))
+    return {
+        "step": kind,
+        "invocations": invocations,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_mb": before,
+        "seconds": round(seconds, 1),
+        "meter": meter,
+        **extra,
+    }
+
+
+def flip(steps: "FanOutSteps", job: "FanOutJob", state: dict[str, Any]) -> dict[str, Any]:
+    """The flip step, the audience claimed as the importer claims it, its record in moto's DynamoDB (metered)."""
+    from moto import mock_aws
+
+    from bench.dynamodb import create_tables, metering
+    from steward.audiences.fanout import FanOutStep
+    from steward.audiences.ranges import Checked, RangeResult
+    from steward.audiences.repository import Attempt
+
+    with mock_aws():
+        create_tables(USER_SHARDS)
+        attempt = Attempt(job.app_id, job.name, job.key, job.sequencer, "bench", datetime.now(UTC))
+        assert steps.importer.repository.claim_new(attempt, 100, recount=False) == "claimed"
+        before = rss_now_mb()  # the step's own memory, past moto's and its tables'
+        parsed = [RangeResult.model_validate(item) for item in state["parsed"]]
+        checked = [Checked.model_validate(item) for item in state["checked"]]
+        with metering() as record_meter:
+            outcome = steps.run(FanOutStep(step="flip", job=job, parsed=parsed, checked=checked))
+    usage = record_meter.usage
+    return {
+        "outcome": outcome["outcome"],
+        "counts": outcome["counts"],
+        "record_write_units": usage.write_units,
+        "record_read_units": float(usage.read_units),
+        "record_calls": sum(usage.calls.values()),
+        "rss_before_mb": before,
+    }
+
+
+def run_fan_out(count: int, folder: Path, range_bytes: int) -> dict[str, Any]:
+    """The fan-out steps on the file ``run_size`` left in ``folder``, each step kind in a fresh interpreter."""
+    from steward.audiences.ranges import plan
+
+    path = folder / "audience.csv"
+    size = path.stat().st_size
+    job, byte_ranges = plan(BENCH_APP, "bench", str(path), "bench", "", FAN_OUT_SEQUENCER, size, range_bytes)
+    state = {"job": job.model_dump(), "ranges": [byte_range.model_dump() for byte_range in byte_ranges]}
+    (folder / "state.json").write_text(json.dumps(state))
+    steps: dict[str, Any] = {}
+    meter = new_meter()
+    flipped: dict[str, Any] = {}
+    for kind in STEP_KINDS:
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench.audiences", "--step", kind, "--work", str(folder)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        for name, value in result.pop("meter").items():
+            meter[name] += value
+        if kind == "flip":
+            flipped = result
+        steps[kind] = {
+            name: result[name] for name in ("invocations", "peak_rss_mb", "rss_before_mb", "seconds", "read_all")
+            if name in result
+        }  # fmt: skip
+    per_million = 1_000_000 / count
+    lookup_units = meter["lookups"] * 0.5
+    scan_units = meter["users_read"] * PROFILE_BYTES / 8192 if not meter["lookups"] else 0.0
+    return {
+        "range_bytes": byte_ranges[0].end - byte_ranges[0].start,
+        "ranges": len(byte_ranges),
+        "partitions": job.partitions,
+        "steps": steps,
+        "peak_rss_mb_of_any_step": max(step["peak_rss_mb"] for step in steps.values()),
+        "outcome": flipped["outcome"],
+        "counts": flipped["counts"],
+        "s3_requests_per_1m_ids": s3_requests(meter, per_million),
+        "write_units_per_1m_ids": round(meter["write_units"] * per_million),
+        "read_units_per_1m_ids": round((lookup_units + scan_units) * per_million),
+        "batch_write_calls_per_1m_ids": round(meter["batch_write_calls"] * per_million),
+        "batch_get_calls_per_1m_ids": round(meter["batch_get_calls"] * per_million),
+        "query_calls_per_1m_ids": round(meter["query_calls"] * per_million),
+        "flip_record": {
+            "write_units": flipped["record_write_units"],
+            "read_units": flipped["record_read_units"],
+            "calls": flipped["record_calls"],
+        },
+    }
+
+
+def template_default(parameter: str) -> int:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return int(yaml_parse((ROOT / "template.yaml").read_text())["Parameters"][parameter]["Default"])
 
 
 def local_put_to_ready(count: int) -> dict[str, Any]:
@@ -299,19 +535,38 @@ def _put_to_ready(count: int, folder: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000000,16000000", help="comma-separated id counts")
+    parser.add_argument(
+        "--fan-out-bytes", type=int, help="files over this many bytes also run the fan-out steps (the template's "
+        "AudienceFanOutBytes by default)",
+    )  # fmt: skip
+    parser.add_argument("--range-bytes", type=int, help="the fan-out's byte ranges (AudienceRangeBytes by default)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single size, in this interpreter
+    parser.add_argument("--step", choices=STEP_KINDS, help=argparse.SUPPRESS)  # one fan-out step kind, in this one
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)  # where the size's file and state are
     parser.add_argument("--no-local", action="store_true", help="skip the local stack's put-to-ready run")
     parser.add_argument("--local-only", action="store_true", help="only the local stack's put-to-ready run")
     arguments = parser.parse_args()
     if arguments.one:
-        print(json.dumps(run_size(arguments.one)))
+        print(json.dumps(run_size(arguments.one, arguments.work)))
         return
+    if arguments.step:
+        print(json.dumps(run_steps(arguments.step, arguments.work)))
+        return
+    fan_out_bytes = arguments.fan_out_bytes or template_default("AudienceFanOutBytes")
+    range_bytes = arguments.range_bytes or template_default("AudienceRangeBytes")
     results = []
     for count in [] if arguments.local_only else (int(size) for size in arguments.sizes.split(",")):
-        completed = subprocess.run(
-            [sys.executable, "-m", "bench.audiences", "--one", str(count)], capture_output=True, text=True, check=True
-        )
-        results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+        with tempfile.TemporaryDirectory() as folder:
+            completed = subprocess.run(
+                [sys.executable, "-m", "bench.audiences", "--one", str(count), "--work", folder],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+            results[-1]["path"] = "inline (importer.build_version)"
+            if results[-1]["bytes"] > fan_out_bytes:
+                fanned = run_fan_out(count, Path(folder), range_bytes)
+                fanned["counts_as_inline"] = fanned["counts"] == results[-1]["counts"]
+                results[-1]["fan_out"] = {"threshold_bytes": fan_out_bytes, **fanned}
         print(json.dumps(results[-1], indent=2), flush=True)
     if len(results) > 1:
         growth = results[-1]["peak_rss_mb"] - results[0]["peak_rss_mb"]
