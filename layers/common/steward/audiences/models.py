@@ -100,6 +100,9 @@ class Audience(Schema):
     refused_sequencer: str | None = Field(default=None, exclude=True)
     refusal_notified_sequencer: str | None = Field(default=None, exclude=True)
     replaced: Layout | None = Field(default=None, exclude=True, description="The version the last flip replaced.")
+    removing: Layout | None = Field(
+        default=None, exclude=True, description="A tombstone's removed version, until the importer removed it."
+    )
 
 
 class MembersCheck(Schema):
