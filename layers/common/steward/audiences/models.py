@@ -6,6 +6,7 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field
 
 from steward.schema import Schema
+from steward.types import UserId
 
 # The contract's limits.
 MAX_OBJECT_BYTES = 524_288_000
@@ -108,7 +109,11 @@ class Audience(Schema):
 class MembersCheck(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    user_ids: list[str] = Field(min_length=1, max_length=MAX_CHECK_IDS)
+    # Each id as the point lookup takes it (at most 256 characters): the answer repeats them all, and must stay
+    # below Lambda's 6 MB.
+    user_ids: list[UserId] = Field(
+        min_length=1, max_length=MAX_CHECK_IDS, description="1-1,000 user ids, each 1-256 characters."
+    )
 
 
 class MembersCheckResult(Schema):
