@@ -70,6 +70,18 @@ def test_invalid_lines_unknown_users_and_duplicates_are_counted(stack: RunningSt
     assert sorted(members(stack, app, "mixed")) == ["user-1", "user-2"]
 
 
+def test_the_256_byte_line_rule_counts_bytes_not_characters(stack: RunningStack, app: AudienceApp) -> None:
+    fits, too_long = "é" * 128, "é" * 129  # 256 and 258 bytes of UTF-8
+    register_users(stack, app.app_id, [fits, too_long])
+
+    put_file(stack, f"imports/{app.app_id}/bytes.csv", f"{too_long}\n{fits}\n".encode())
+
+    audience = get_audience(stack, app, "bytes")
+    assert counts(audience) == {"rows": 2, "invalid": 1, "valid": 1, "duplicates": 0, "unknown": 0, "members": 1}
+    assert [(sample["line"], sample["reason"]) for sample in audience["invalid_samples"]] == [(1, "too_long")]
+    assert members(stack, app, "bytes") == [fits]
+
+
 def test_url_encoded_names_with_spaces_and_non_ascii(stack: RunningStack, app: AudienceApp) -> None:
     name = "spring sale été"
 

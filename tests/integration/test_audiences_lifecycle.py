@@ -1,7 +1,9 @@
 """Audiences over their life: replace, failures, tombstones, limits, strays, notifications, uploads and reads."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -198,11 +200,17 @@ def test_an_unknown_app_and_a_stray_key_create_nothing(stack: RunningStack, app:
 
 
 def test_an_upload_through_the_presigned_url(stack: RunningStack, app: AudienceApp) -> None:
+    before = datetime.now(UTC)
     answer = stack.api("POST", audience_path("by link é", "/upload-url"), app.key)
+    after = datetime.now(UTC)
     assert answer.status_code == 200, answer.text
     link = answer.json()
     assert link["method"] == "PUT"
     assert link["key"] == f"imports/{app.app_id}/by link é.csv"
+    # Valid for 15 minutes: the answer says until when, and the signature itself expires then.
+    expires_at = datetime.fromisoformat(link["expires_at"])
+    assert before + timedelta(minutes=15) - timedelta(seconds=2) <= expires_at <= after + timedelta(minutes=15)
+    assert parse_qs(urlsplit(link["url"]).query)["X-Amz-Expires"] == ["900"]
 
     uploaded = requests.put(link["url"], data=lines("u001", "u002"), timeout=30)
 
