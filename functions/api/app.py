@@ -5,6 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from api_routes import (
@@ -37,6 +38,11 @@ from steward.tables import bind_tables
 logger = Logger()
 metrics = Metrics()
 
+
+def count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
 settings = ApiSettings.from_env()
 bind_tables(settings)
 services = Services(
@@ -46,6 +52,7 @@ services = Services(
     imports_bucket=settings.imports_bucket,
     audience_data_bucket=settings.audience_data_bucket,
     audience_importer=settings.audience_importer,
+    audience_metric=count,
 )
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)

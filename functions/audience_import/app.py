@@ -33,7 +33,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     importer = services.audience_importer_service
     if "cleanup" in event:
         request = CleanupRequest.model_validate(event).cleanup
-        importer.remove_version(request.app_id, request)
+        importer.remove_deleted(request.app_id, request.name, request)
         return {"removed": request.version}
     created = S3Notification.model_validate(event).created()
     invocation = Invocation(context.aws_request_id, lambda: context.get_remaining_time_in_millis() / 1000)

@@ -1,5 +1,7 @@
 """Audience import through the local stack: a real PutObject, the emulator's S3 notification, the real importer."""
 
+import base64
+
 import pytest
 import requests
 
@@ -68,6 +70,38 @@ def test_invalid_lines_unknown_users_and_duplicates_are_counted(stack: RunningSt
     reasons = [(sample["line"], sample["reason"]) for sample in audience["invalid_samples"]]
     assert reasons == [(3, "comma"), (4, "quote"), (5, "too_long"), (6, "not_utf8")]
     assert sorted(members(stack, app, "mixed")) == ["user-1", "user-2"]
+
+
+def test_the_256_byte_line_rule_counts_bytes_not_characters(stack: RunningStack, app: AudienceApp) -> None:
+    fits, too_long = "é" * 128, "é" * 129  # 256 and 258 bytes of UTF-8
+    register_users(stack, app.app_id, [fits, too_long])
+
+    put_file(stack, f"imports/{app.app_id}/bytes.csv", f"{too_long}\n{fits}\n".encode())
+
+    audience = get_audience(stack, app, "bytes")
+    assert counts(audience) == {"rows": 2, "invalid": 1, "valid": 1, "duplicates": 0, "unknown": 0, "members": 1}
+    assert [(sample["line"], sample["reason"]) for sample in audience["invalid_samples"]] == [(1, "too_long")]
+    assert members(stack, app, "bytes") == [fits]
+
+
+def test_a_name_starting_with_a_tilde_travels_encoded_as_ids_do(stack: RunningStack, app: AudienceApp) -> None:
+    put_file(stack, f"imports/{app.app_id}/~YQ.csv", b"user-4\n")
+    put_file(stack, f"imports/{app.app_id}/a.csv", b"user-5\n")
+    encoded = "/v1/audiences/~" + base64.urlsafe_b64encode(b"~YQ").decode().rstrip("=")  # ~fllR
+
+    tilde = stack.api("GET", encoded, app.key)
+    member = stack.api("GET", f"{encoded}/members/user-4", app.key)
+    checked = stack.api("POST", f"{encoded}/members/check", app.key, json={"user_ids": ["user-4", "user-5"]})
+    page = stack.api("GET", f"{encoded}/members", app.key)
+
+    assert tilde.status_code == 200, tilde.text
+    assert (tilde.json()["name"], tilde.json()["source_key"]) == ("~YQ", f"imports/{app.app_id}/~YQ.csv")
+    assert member.json() == {"audience": "~YQ", "user_id": "user-4", "member": True}
+    assert checked.json() == {"members": ["user-4"], "not_members": ["user-5"]}
+    assert page.json()["items"] == ["user-4"]
+    # Sent as it is, `~YQ` is the encoded form of the name `a`.
+    assert stack.api("GET", "/v1/audiences/~YQ", app.key).json()["name"] == "a"
+    assert stack.api("GET", "/v1/audiences/~YQ/members", app.key).json()["items"] == ["user-5"]
 
 
 def test_url_encoded_names_with_spaces_and_non_ascii(stack: RunningStack, app: AudienceApp) -> None:

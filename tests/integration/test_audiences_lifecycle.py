@@ -1,7 +1,9 @@
 """Audiences over their life: replace, failures, tombstones, limits, strays, notifications, uploads and reads."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -122,8 +124,12 @@ def test_a_tombstone_refuses_files_until_it_is_lifted(stack: RunningStack, app: 
 
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["status"] == "deleted"
-    # The importer removed the members in the background (the emulator runs it before DELETE answers).
+    # The importer removed the members in the background (the emulator runs it before DELETE answers), and the
+    # tombstone no longer names the version (a repeated DELETE would ask for its removal again).
     assert catalog_items(stack, f"{app.app_id}#audience-bucket#{version}#0") == []
+    [record] = [item for item in catalog_items(stack, f"{app.app_id}#audience") if item["sk"]["S"] == "gone"]
+    assert record["status"]["S"] == "deleted"
+    assert "removing_version" not in record
     assert_error(stack.api("GET", audience_path("gone", "/members/u001"), app.key), 404, "audience_not_found")
     assert_error(stack.api("GET", audience_path("gone", "/members"), app.key), 404, "audience_not_found")
     check = stack.api("POST", audience_path("gone", "/members/check"), app.key, json={"user_ids": ["u001"]})
@@ -194,11 +200,17 @@ def test_an_unknown_app_and_a_stray_key_create_nothing(stack: RunningStack, app:
 
 
 def test_an_upload_through_the_presigned_url(stack: RunningStack, app: AudienceApp) -> None:
+    before = datetime.now(UTC)
     answer = stack.api("POST", audience_path("by link é", "/upload-url"), app.key)
+    after = datetime.now(UTC)
     assert answer.status_code == 200, answer.text
     link = answer.json()
     assert link["method"] == "PUT"
     assert link["key"] == f"imports/{app.app_id}/by link é.csv"
+    # Valid for 15 minutes: the answer says until when, and the signature itself expires then.
+    expires_at = datetime.fromisoformat(link["expires_at"])
+    assert before + timedelta(minutes=15) - timedelta(seconds=2) <= expires_at <= after + timedelta(minutes=15)
+    assert parse_qs(urlsplit(link["url"]).query)["X-Amz-Expires"] == ["900"]
 
     uploaded = requests.put(link["url"], data=lines("u001", "u002"), timeout=30)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.audiences import AudienceApp, audience_app, audience_path, put_file, register_users
 from tests.support.client import RunningStack, assert_error, bootstrap_app, device_path
 
 A = 0
@@ -40,6 +41,7 @@ BODY_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/segments", {"name": "é", "kind": "static"}),
     ("POST", "/v1/tags/robust/devices", {"add": ["é"]}),
     ("POST", "/v1/loyalty-programs", {"name": "é"}),
+    ("POST", "/v1/audiences/robust/members/check", {"user_ids": ["é"]}),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in BODY_ROUTES]
 
@@ -390,6 +392,41 @@ def test_a_preview_sample_of_large_users_stays_under_the_limit(
     assert 0 < len(response.json()["sample"]) <= 50
 
 
+@pytest.fixture(scope="module")
+def audience(stack: RunningStack) -> AudienceApp:
+    """An app of its own with an imported audience ``checked`` of one member."""
+    created = audience_app(stack, "robaud")
+    register_users(stack, created.app_id, ["member"])
+    put_file(stack, f"imports/{created.app_id}/checked.csv", b"member\n")
+    return created
+
+
+def test_a_members_check_of_ids_past_the_user_id_limit_is_refused_not_answered_past_6_mb(
+    stack: RunningStack, audience: AudienceApp
+) -> None:
+    # 2,200 bytes each as sent; 6,600 each in the answer, where Powertools escapes every "é" as \u00e9.
+    body = {"user_ids": [f"{index:03d}" + "é" * 1100 for index in range(1000)]}
+
+    response = stack.api("POST", audience_path("checked", "/members/check"), audience.key, json=body)
+
+    assert response.status_code == 422, (response.status_code, len(response.content), response.text[:300])
+    error = assert_error(response, 422, "invalid_input", "user_ids[0]")
+    assert "256" in error["message"]
+    assert len(response.content) < 4096
+
+
+def test_a_members_check_of_the_longest_ids_stays_under_the_limit(stack: RunningStack, audience: AudienceApp) -> None:
+    ids = [f"{index:03d}" + WIDE_CHAR * 253 for index in range(1000)]  # 256 characters, astral: the worst case
+
+    response = stack.api(
+        "POST", audience_path("checked", "/members/check"), audience.key, json={"user_ids": [*ids[:999], "member"]}
+    )
+
+    assert response.status_code == 200, response.text[:300]
+    assert answer_bytes(response) < LAMBDA_ANSWER_BYTES
+    assert response.json() == {"members": ["member"], "not_members": ids[:999]}
+
+
 def test_a_huge_field_name_is_not_echoed_whole(stack: RunningStack) -> None:
     body = ('{"' + "a" * 3_200_000 + '": 1}').encode()
 
@@ -461,6 +498,8 @@ LIST_ROUTES = [
     "/v1/tags",
     "/v1/resources",
     "/v1/api-keys",
+    "/v1/audiences",
+    "/v1/audiences/robust/members",
 ]
 
 
@@ -517,6 +556,12 @@ def test_a_deeply_nested_cursor_in_a_body_is_invalid(stack: RunningStack) -> Non
         "/v1/devices?active=maybe",
         "/v1/regions?limit=51",
         "/v1/users?cursor=%ED%A0%80",
+        "/v1/audiences/" + "n" * 5000,
+        "/v1/audiences/~!!!",
+        "/v1/audiences/a%00b/members",
+        "/v1/audiences/%FF%FE/members/u",
+        "/v1/audiences/robust/members?limit=1001",
+        "/v1/audiences/robust/members/" + "u" * 5000,
     ],
 )
 def test_bad_paths_and_queries_get_a_4xx(stack: RunningStack, target: str) -> None:

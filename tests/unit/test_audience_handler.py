@@ -388,13 +388,17 @@ def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_im
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     told = destination(store, monkeypatch)
-    version = imported_before(the_importer(Heard()), told.created).layout
+    repository = AudienceRepository()
+    audience = imported_before(the_importer(Heard()), told.created)
+    version = audience.layout
     assert version is not None
+    assert repository.tombstone("demo-shop", audience, NOW)  # the API's DELETE: the tombstone names the version
     assert replaced_buckets(version) == 1
     told.heard()
     # The API hands the removal of a deleted audience's version to the importer (asynchronously, as composition.py
     # builds it); the importer failed at it three times, and Lambda sends that invocation to the same destination.
-    event = {**told.event, "requestPayload": {"cleanup": {"app_id": "demo-shop", **version.model_dump()}}}
+    cleanup = {"app_id": "demo-shop", "name": audience.name, **version.model_dump()}
+    event = {**told.event, "requestPayload": {"cleanup": cleanup}}
 
     answer = told.handler.lambda_handler(event, context())
 
@@ -402,3 +406,6 @@ def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_im
     assert replaced_buckets(version) == 0
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(version.members_key) == b""
     assert told.heard() == []
+    tombstone = repository.get("demo-shop", audience.name, consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, None)  # a DELETE asks no more

@@ -41,6 +41,16 @@ def test_each_invalid_kind_is_counted_with_its_line_number() -> None:
     assert (scanner.rows, scanner.invalid) == (6, 4)
 
 
+def test_the_line_limit_is_256_bytes_of_utf8_not_256_characters() -> None:
+    fits, too_long = ("é" * 128).encode(), ("é" * 129).encode()  # 256 and 258 bytes, both under 256 characters
+    for plain_chunk in (b"", b"ascii\n"):  # alone, and in a chunk that starts plain
+        ids, scanner = parse(plain_chunk + too_long + b"\n" + fits + b"\n")
+
+        assert ids == [*([b"ascii"] if plain_chunk else []), fits]
+        assert [sample.reason for sample in scanner.samples] == ["too_long"]
+        assert scanner.invalid == 1
+
+
 def test_a_huge_line_without_newline_is_one_invalid_row_and_memory_stays_bounded() -> None:
     data = b"a1\n" + b"z" * (MAX_RAW_LINE_BYTES * 3) + b"\nb2\n"
 

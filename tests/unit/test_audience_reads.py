@@ -39,7 +39,9 @@ class Subject:
             Heard(), lambda name: None, lambda: NOW, None, None,
         )  # fmt: skip
         links = UploadLinks(self.s3, "imports")
-        self.service = AudienceService(self.repository, self.objects, links, self.importer.remove_version, lambda: NOW)
+        self.service = AudienceService(
+            self.repository, self.objects, links, self.importer.remove_deleted, lambda: NOW, lambda name: None
+        )
         self.sequence = 0
 
     def put(self, name: str, body: bytes) -> None:

@@ -189,3 +189,26 @@ def test_a_routes_own_401_and_429_add_to_the_shared_ones() -> None:
         assert all(code in responses[status]["description"] for code in codes)
         assert responses[status]["content"]["application/json"]["model"] == ErrorResponse | GatewayError
     assert "Too Many Requests" in responses[429]["description"]
+
+
+AUDIENCE_SCHEMAS = [
+    "Audience", "Counts", "Failure", "InvalidLine", "MemberPage", "MembersCheck", "MembersCheckResult", "Membership",
+    "UploadUrl",
+]  # fmt: skip
+
+
+def test_the_audience_schemas_describe_every_field(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+
+    for model in AUDIENCE_SCHEMAS:
+        properties = schemas[model]["properties"]
+        assert [name for name, field in properties.items() if not field.get("description")] == [], model
+    assert schemas["MembersCheck"]["properties"]["user_ids"]["items"]["maxLength"] == 256
+
+
+def test_the_audience_name_parameter_says_how_a_name_starting_with_a_tilde_travels(document: dict[str, Any]) -> None:
+    for _, path, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            if path.startswith("/v1/audiences/") and parameter["name"] == "name":
+                assert "starting with '~'" in parameter["description"], path
+                assert "`~fllR`" in parameter["description"], path

@@ -27,8 +27,9 @@ NamePath = Annotated[
     str,
     Path(
         pattern=r"^[^/?#]+$",
-        description="The audience name (the file name without `.csv`), URL-encoded. A name holding '?' or '#' "
-        "travels as '~' followed by its base64url encoding.",
+        description="The audience name (the file name without `.csv`), URL-encoded. A name holding '?' or '#', "
+        "or starting with '~', travels as '~' followed by its base64url encoding (`~YQ` is the name `a`; the name "
+        "`~YQ` itself is `~fllR`).",
     ),
 ]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]

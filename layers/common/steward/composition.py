@@ -511,6 +511,7 @@ class Services:
     @cached_property
     def audiences(self) -> AudienceService:
         import boto3
+        from botocore.config import Config
 
         from steward.audiences.service import AudienceService
         from steward.audiences.storage import UploadLinks
@@ -518,13 +519,17 @@ class Services:
         importer = _required(self.audience_importer, "audience_importer")
         lambda_client = boto3.client("lambda")
 
-        def cleanup(app_id: str, layout: Layout) -> None:
+        def cleanup(app_id: str, name: str, layout: Layout) -> None:
             # Removing a large audience's buckets takes longer than a request: the importer does it.
-            payload = {"cleanup": {"app_id": app_id, **layout.model_dump()}}
+            payload = {"cleanup": {"app_id": app_id, "name": name, **layout.model_dump()}}
             lambda_client.invoke(FunctionName=importer, InvocationType="Event", Payload=json.dumps(payload).encode())
 
-        links = UploadLinks(boto3.client("s3"), _required(self.imports_bucket, "imports_bucket"))
-        return AudienceService(self.audience_repository, self.audience_objects, links, cleanup, self.clock)
+        # Signature Version 4: botocore presigns S3 URLs in us-east-1 with Signature Version 2 by default, which
+        # buckets created since June 2020 refuse (and which leaves the URL's other query parameters unsigned).
+        presigner = boto3.client("s3", config=Config(signature_version="s3v4"))
+        links = UploadLinks(presigner, _required(self.imports_bucket, "imports_bucket"))
+        metric = self.audience_metric or _no_metric
+        return AudienceService(self.audience_repository, self.audience_objects, links, cleanup, self.clock, metric)
 
     @cached_property
     def audience_notifier(self) -> AudienceNotifier:

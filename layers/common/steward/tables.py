@@ -620,6 +620,10 @@ class AudienceRecord(CatalogRecord):
     replaced_version = UnicodeAttribute(null=True)
     replaced_partitions = NumberAttribute(null=True)
     replaced_buckets_per_partition = NumberAttribute(null=True)
+    # A tombstone's removed version until the importer has removed it: a repeated DELETE asks for the removal again.
+    removing_version = UnicodeAttribute(null=True)
+    removing_partitions = NumberAttribute(null=True)
+    removing_buckets_per_partition = NumberAttribute(null=True)
     imported_at = UTCDateTimeAttribute(null=True)
     last_failure = UnicodeAttribute(null=True)
     deleted_at = UTCDateTimeAttribute(null=True)

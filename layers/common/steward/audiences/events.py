@@ -53,11 +53,13 @@ class S3Notification(Schema):
 
 
 class Cleanup(Layout):
-    """A version no reader looks at any more (a deleted audience's), with its app."""
+    """A version no reader looks at any more (a deleted audience's), with its app and the audience's name (its
+    tombstone names the version until it is removed)."""
 
     model_config = ConfigDict(frozen=True)
 
     app_id: str
+    name: str | None = None  # absent from requests sent before they named the audience
 
 
 class CleanupRequest(Schema):

@@ -380,13 +380,22 @@ class AudienceImporter:
         tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
         return _failed(target, failure, recorded)
 
-    def remove_version(self, app_id: str, layout: Layout) -> None:
-        """Remove a version no reader will look at again; a failure leaves only garbage, logged."""
+    def remove_version(self, app_id: str, layout: Layout) -> bool:
+        """Remove a version no reader will look at again; a failure leaves only garbage, logged (False)."""
         try:
             self.repository.delete_buckets(app_id, layout)
             self.member_lists.delete(layout.members_key)
         except Exception:
             logger.exception("Could not remove version %s of app %s", layout.version, app_id)
+            return False
+        return True
+
+    def remove_deleted(self, app_id: str, name: str | None, layout: Layout) -> None:
+        """Remove a deleted audience's version (the API asks), then the tombstone stops naming it; until then a
+        repeated DELETE asks again. Without a name (a request sent before requests named the audience), only
+        the removal."""
+        if self.remove_version(app_id, layout) and name is not None:
+            self.repository.removed(app_id, name, layout.version)
 
     # --- The work --------------------------------------------------------------
 

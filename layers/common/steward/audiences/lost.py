@@ -41,7 +41,7 @@ class LostImports:
         """A version the API asked the importer to remove (a deleted audience's), which it failed to, retries
         included: removed once more (removing what is gone changes nothing). A failure leaves garbage, logged."""
         logger.warning("Removing version %s of app %s again: %s", cleanup.version, cleanup.app_id, reason)
-        self.importer.remove_version(cleanup.app_id, cleanup)
+        self.importer.remove_deleted(cleanup.app_id, cleanup.name, cleanup)
 
     def record_all(self, created: list[ObjectCreated], reason: str) -> list[ImportOutcome]:
         return [self.record(record, reason) for record in created]

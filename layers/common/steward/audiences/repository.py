@@ -407,8 +407,12 @@ class AudienceRepository:
         newer = AudienceRecord.refused_sequencer.does_not_exist() | (AudienceRecord.refused_sequencer < sequencer)
         return update_if(record, actions, (AudienceRecord.status == AudienceStatus.DELETED.value) & newer)
 
-    def tombstone(self, app_id: str, audience: Audience, now: datetime) -> bool:
-        """Delete the audience, leaving a tombstone; it stops counting. False when it changed meanwhile."""
+    def tombstone(self, app_id: str, audience: Audience, now: datetime) -> Audience | None:
+        """Delete the audience, leaving a tombstone; it stops counting. None when it changed meanwhile.
+
+        The tombstone keeps the removed version (``removing``) until the importer has removed it (``removed``):
+        a repeated DELETE asks for the removal again while it is there. Returns the tombstone as written.
+        """
         transaction = Transaction()
         record = AudienceRecord(pk=audiences_pk(app_id), sk=audience.name)
         actions: list[Action] = [
@@ -421,6 +425,12 @@ class AudienceRepository:
             AudienceRecord.buckets_per_partition.remove(),
             AudienceRecord.members_key.remove(),
         ]
+        if audience.layout is not None:
+            actions += [
+                AudienceRecord.removing_version.set(audience.layout.version),
+                AudienceRecord.removing_partitions.set(audience.layout.partitions),
+                AudienceRecord.removing_buckets_per_partition.set(audience.layout.buckets_per_partition),
+            ]
         version = audience.layout.version if audience.layout else None
         unchanged = AudienceRecord.updated_at == audience.updated_at
         same_version = AudienceRecord.version.does_not_exist() if version is None else AudienceRecord.version == version
@@ -431,7 +441,22 @@ class AudienceRepository:
             transaction.update(
                 "count", counter, [AudienceCountRecord.audiences.add(-1), AudienceCountRecord.updated_at.set(now)]
             )
-        return not transaction.commit()
+        if transaction.commit():
+            return None
+        written = {"status": AudienceStatus.DELETED, "counted": False, "deleted_at": now, "updated_at": now}
+        cleared = {"version": None, "layout": None, "removing": audience.layout}
+        return audience.model_copy(update=written | cleared)
+
+    def removed(self, app_id: str, name: str, version: str) -> bool:
+        """The importer removed a tombstone's ``version``: the tombstone stops naming it (False: it names no such
+        version, e.g. it was lifted, or the removal was noted already)."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        actions: list[Action] = [
+            AudienceRecord.removing_version.remove(),
+            AudienceRecord.removing_partitions.remove(),
+            AudienceRecord.removing_buckets_per_partition.remove(),
+        ]
+        return update_if(record, actions, AudienceRecord.removing_version == version)
 
     def delete_record(self, app_id: str, name: str, status: AudienceStatus) -> bool:
         """Lift a tombstone (or remove a refused record): False when its status changed."""
@@ -589,14 +614,13 @@ def to_audience(record: AudienceRecord) -> Audience:
             buckets_per_partition=int(record.buckets_per_partition),
             members_key=record.members_key,
         )
-    replaced = None
-    if record.replaced_version and record.replaced_partitions and record.replaced_buckets_per_partition:
-        replaced = Layout(
-            version=record.replaced_version,
-            partitions=int(record.replaced_partitions),
-            buckets_per_partition=int(record.replaced_buckets_per_partition),
-            members_key=audience_members_key(record.pk.removesuffix(audiences_pk("")), record.replaced_version),
-        )
+    app_id = record.pk.removesuffix(audiences_pk(""))
+    replaced = _kept_layout(
+        app_id, record.replaced_version, record.replaced_partitions, record.replaced_buckets_per_partition
+    )
+    removing = _kept_layout(
+        app_id, record.removing_version, record.removing_partitions, record.removing_buckets_per_partition
+    )
     return Audience(
         name=record.sk,
         status=AudienceStatus(record.status),
@@ -623,6 +647,21 @@ def to_audience(record: AudienceRecord) -> Audience:
         refused_sequencer=record.refused_sequencer,
         refusal_notified_sequencer=record.refusal_notified_sequencer,
         replaced=replaced,
+        removing=removing,
+    )
+
+
+def _kept_layout(
+    app_id: str, version: str | None, partitions: float | None, per_partition: float | None
+) -> Layout | None:
+    """A version the record keeps to remove (its member list's key follows from the version)."""
+    if not (version and partitions and per_partition):
+        return None
+    return Layout(
+        version=version,
+        partitions=int(partitions),
+        buckets_per_partition=int(per_partition),
+        members_key=audience_members_key(app_id, version),
     )
 
 

@@ -31,7 +31,9 @@ from steward.pagination import Page, decode_cursor, encode_cursor, invalid_curso
 
 logger = logging.getLogger(__name__)
 MAX_ID_LINE_BYTES = 257  # a 256-byte id and its newline
-Cleanup = Callable[[str, Layout], None]
+# Asks the importer to remove a deleted audience's version (app id, name, version), asynchronously.
+Cleanup = Callable[[str, str, Layout], None]
+CLEANUP_NOT_STARTED = "AudienceCleanupNotStarted"
 
 
 def _member_cursor(cursor: str | None) -> tuple[str | None, int]:
@@ -67,12 +69,14 @@ class AudienceService:
         upload_links: UploadLinks,
         cleanup: Cleanup,
         clock: Callable[[], datetime],
+        metric: Callable[[str], None],
     ) -> None:
         self.repository = repository
         self.member_lists = member_lists
         self.upload_links = upload_links
         self.cleanup = cleanup
         self.clock = clock
+        self.metric = metric
 
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[Audience]:
         return self.repository.list_page(app_id, cursor, limit)
@@ -142,14 +146,17 @@ class AudienceService:
         return MemberPage(items=items, next_cursor=next_cursor)
 
     def delete(self, app_id: str, name: str) -> Audience:
+        """Leave a tombstone, then ask the importer to remove the members. The tombstone names the removed
+        version until the importer has removed it: deleting again asks for the removal again meanwhile."""
         audience = self.get(app_id, name)
         if audience.status is AudienceStatus.DELETED:
+            self._remove_members(app_id, audience)
             return audience
-        if not self.repository.tombstone(app_id, audience, self.clock()):
+        tombstone = self.repository.tombstone(app_id, audience, self.clock())
+        if tombstone is None:
             raise Conflict("The audience changed meanwhile (an import finished); try again.", code="concurrent_update")
-        if audience.layout is not None:
-            self.cleanup(app_id, audience.layout)
-        return self.get(app_id, name)
+        self._remove_members(app_id, tombstone)
+        return tombstone
 
     def lift_tombstone(self, app_id: str, name: str) -> None:
         audience = self.get(app_id, name)
@@ -157,6 +164,21 @@ class AudienceService:
             raise Conflict(f"Audience {name!r} is not deleted.", code="audience_not_deleted", field="name")
         if not self.repository.delete_record(app_id, name, AudienceStatus.DELETED):
             raise Conflict("The audience changed meanwhile; try again.", code="concurrent_update")
+        # The record that named a version not yet removed is gone: this is the last chance to ask.
+        self._remove_members(app_id, audience)
+
+    def _remove_members(self, app_id: str, tombstone: Audience) -> None:
+        """Ask the importer to remove the version the tombstone still names. The deletion is done whatever
+        happens here: a request that fails is logged and counted, and the next DELETE asks again."""
+        if tombstone.removing is None:
+            return
+        try:
+            self.cleanup(app_id, tombstone.name, tombstone.removing)
+        except Exception:
+            logger.exception(
+                "Could not ask for the removal of version %s of app %s", tombstone.removing.version, app_id
+            )
+            self.metric(CLEANUP_NOT_STARTED)
 
     def upload_url(self, app_id: str, name: str) -> UploadUrl:
         existing = self.repository.get(app_id, check_name(name))

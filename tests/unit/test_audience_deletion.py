@@ -1,0 +1,123 @@
+"""Deleting an audience on moto: the tombstone keeps the removed version until the importer has removed it."""
+
+from steward.audiences.models import AudienceStatus, Layout
+from steward.audiences.service import CLEANUP_NOT_STARTED, AudienceService
+from steward.audiences.storage import UploadLinks
+from steward.settings import StoreSettings
+from tests.unit.test_audience_reads import APP, NOW, Subject
+
+
+class Importer:
+    """The importer as the API reaches it: an asynchronous request that may fail to be sent."""
+
+    def __init__(self, subject: Subject, failures: int) -> None:
+        self.subject = subject
+        self.failures = failures
+        self.asked: list[str] = []
+
+    def __call__(self, app_id: str, name: str, layout: Layout) -> None:
+        self.asked.append(layout.version)
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("Lambda refused the asynchronous invoke (TooManyRequestsException)")
+        self.subject.importer.remove_deleted(app_id, name, layout)
+
+
+def deleting(subject: Subject, failures: int) -> tuple[AudienceService, Importer, list[str]]:
+    importer = Importer(subject, failures)
+    counted: list[str] = []
+    links = UploadLinks(subject.s3, "imports")
+    service = AudienceService(subject.repository, subject.objects, links, importer, lambda: NOW, counted.append)
+    return service, importer, counted
+
+
+def stored(subject: Subject, layout: Layout) -> tuple[int, bool]:
+    """How many of the version's buckets, and whether its member list, are still stored."""
+    numbers = range(layout.bucket_total)
+    found = subject.repository.read_buckets(APP, layout.version, numbers, consistent=True)
+    return sum(value is not None for value in found.values()), subject.objects.read(
+        layout.members_key, 0, 1
+    ) is not None
+
+
+def imported(subject: Subject, name: str) -> Layout:
+    subject.put(name, "plain\nünï-1\n".encode())
+    audience = subject.repository.get(APP, name, consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    return audience.layout
+
+
+def test_a_delete_whose_removal_request_fails_answers_the_tombstone_and_deleting_again_asks_again(
+    store: StoreSettings,
+) -> None:
+    subject = Subject()
+    version = imported(subject, "doomed")
+    service, importer, counted = deleting(subject, failures=1)
+
+    tombstone = service.delete(APP, "doomed")  # the write is done: no 5xx for the failed request
+
+    assert (tombstone.status, tombstone.deleted_at, tombstone.version) == (AudienceStatus.DELETED, NOW, None)
+    assert counted == [CLEANUP_NOT_STARTED]
+    assert stored(subject, version) == (version.bucket_total, True)
+    kept = subject.repository.get(APP, "doomed", consistent=True)
+    assert kept is not None
+    assert (kept.status, kept.removing) == (AudienceStatus.DELETED, version)
+
+    again = service.delete(APP, "doomed")
+
+    assert again.status is AudienceStatus.DELETED
+    assert importer.asked == [version.version] * 2
+    assert stored(subject, version) == (0, False)
+    removed = subject.repository.get(APP, "doomed", consistent=True)
+    assert removed is not None
+    assert (removed.status, removed.removing) == (AudienceStatus.DELETED, None)
+    # Once removed, deleting again asks nothing more.
+    service.delete(APP, "doomed")
+    assert importer.asked == [version.version] * 2
+    assert counted == [CLEANUP_NOT_STARTED]
+
+
+def test_the_first_removal_request_clears_the_tombstones_version(store: StoreSettings) -> None:
+    subject = Subject()
+    version = imported(subject, "clean")
+    service, importer, counted = deleting(subject, failures=0)
+
+    service.delete(APP, "clean")
+
+    assert importer.asked == [version.version]
+    assert stored(subject, version) == (0, False)
+    tombstone = subject.repository.get(APP, "clean", consistent=True)
+    assert tombstone is not None
+    assert tombstone.removing is None
+    assert counted == []
+
+
+def test_lifting_a_tombstone_whose_version_was_not_removed_asks_for_the_removal(store: StoreSettings) -> None:
+    subject = Subject()
+    version = imported(subject, "lifted")
+    service, importer, _ = deleting(subject, failures=1)
+    service.delete(APP, "lifted")
+
+    service.lift_tombstone(APP, "lifted")
+
+    assert importer.asked == [version.version] * 2
+    assert stored(subject, version) == (0, False)
+    # The record is gone; the importer noting the removal creates nothing.
+    assert subject.repository.get(APP, "lifted", consistent=True) is None
+
+
+def test_the_removal_is_noted_only_on_a_tombstone_that_names_that_version(store: StoreSettings) -> None:
+    subject = Subject()
+    version = imported(subject, "named")
+    service, _, _ = deleting(subject, failures=1)
+    service.delete(APP, "named")
+
+    assert not subject.repository.removed(APP, "named", "another-version")
+    assert not subject.repository.removed(APP, "nobody", version.version)
+    assert subject.repository.get(APP, "nobody", consistent=True) is None
+    assert subject.repository.removed(APP, "named", version.version)
+    assert not subject.repository.removed(APP, "named", version.version)  # noted once; a retry changes nothing
+    tombstone = subject.repository.get(APP, "named", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, None)
