@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 from uuid import uuid4
 
 import boto3
@@ -542,6 +542,8 @@ def confirm_job(stack: RunningStack, app: JobApp, dry_job_id: str) -> dict[str, 
 def report_rows(stack: RunningStack, key: str, job_id: str) -> list[dict[str, str]]:
     """The job's report, downloaded through its presigned link."""
     link = ok(stack.api("GET", f"{JOBS}/{job_id}/report", key))
+    # Signature Version 4, valid 15 minutes: S3 refuses Version 2 links on buckets created since June 2020.
+    assert parse_qs(urlsplit(link["url"]).query)["X-Amz-Expires"] == ["900"], link["url"]
     response = requests.get(link["url"], timeout=30)
     assert response.status_code == 200, response.text
     lines = response.content.decode("utf-8").splitlines()

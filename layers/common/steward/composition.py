@@ -303,11 +303,10 @@ class Services:
 
     @cached_property
     def report_store(self) -> ReportStore:
-        import boto3
-
         from steward.jobs.reports import ReportStore
 
-        return ReportStore(boto3.client("s3"), _required(self.reports_bucket, "reports_bucket"))
+        # Its links are presigned: Signature Version 4, as for the upload links.
+        return ReportStore(_presigning_s3(), _required(self.reports_bucket, "reports_bucket"))
 
     @cached_property
     def job_references(self) -> JobReferences:
@@ -511,7 +510,6 @@ class Services:
     @cached_property
     def audiences(self) -> AudienceService:
         import boto3
-        from botocore.config import Config
 
         from steward.audiences.service import AudienceService
         from steward.audiences.storage import UploadLinks
@@ -524,10 +522,7 @@ class Services:
             payload = {"cleanup": {"app_id": app_id, "name": name, **layout.model_dump()}}
             lambda_client.invoke(FunctionName=importer, InvocationType="Event", Payload=json.dumps(payload).encode())
 
-        # Signature Version 4: botocore presigns S3 URLs in us-east-1 with Signature Version 2 by default, which
-        # buckets created since June 2020 refuse (and which leaves the URL's other query parameters unsigned).
-        presigner = boto3.client("s3", config=Config(signature_version="s3v4"))
-        links = UploadLinks(presigner, _required(self.imports_bucket, "imports_bucket"))
+        links = UploadLinks(_presigning_s3(), _required(self.imports_bucket, "imports_bucket"))
         metric = self.audience_metric or _no_metric
         return AudienceService(self.audience_repository, self.audience_objects, links, cleanup, self.clock, metric)
 
@@ -632,6 +627,15 @@ def _starter(stepfunctions: Any, machine: str) -> Callable[[str, dict[str, Any]]
 def _execution_arn(machine: str, name: str) -> str:
     """arn:...:stateMachine:<machine> -> arn:...:execution:<machine>:<name>."""
     return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+
+def _presigning_s3() -> Any:
+    """An S3 client whose presigned URLs S3 accepts: botocore presigns in us-east-1 with Signature Version 2 by
+    default, which buckets created since June 2020 refuse (and which leaves the URL's other parameters unsigned)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 def _no_metric(name: str) -> None:
