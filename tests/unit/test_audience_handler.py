@@ -25,7 +25,7 @@ from steward.tables import (
     audience_count_pk,
 )
 from tests.support.service import ROOT, context, load_event, load_function
-from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted
+from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted, killed_once_removing
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -374,7 +374,7 @@ def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the
 
     outcomes = told.delivered_twice()
 
-    assert outcomes == [("skipped", "audience_deleted")] * 2
+    assert outcomes == [("skipped", "superseded")] * 2
     assert told.heard() == []  # neither a refusal of a file that was imported, nor an import of a deleted audience
     tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
     assert tombstone is not None
@@ -382,6 +382,48 @@ def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the
     # The version the flip replaced, which its run never removed, is removed.
     assert replaced_buckets(replaced) == 0
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+
+
+@pytest.mark.parametrize("then", ["newer file", "newer file, then deleted"])
+def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_after_a_newer_file_flipped(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """The lost file flipped the audience, and its runs died removing the version it replaced; a newer file's
+    import flipped the audience since (and the app may have deleted it). The overlap needs killed runs, which
+    the local stack cannot stage."""
+    told = destination(store, monkeypatch)
+    importer = the_importer(Heard())
+    replaced = imported_before(importer, told.created).layout
+    assert replaced is not None
+    s3, key = boto3.client("s3"), event_key(told.created.raw_key)
+    s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"")  # the lost file is the sample's object (empty)
+    killed_once_removing(importer.repository)
+    with pytest.raises(Killed):
+        importer.handle(told.created, Invocation("request-1", lambda: 900.0))
+    put = s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"u2\n")
+    newer = replace(told.created, size=3, sequencer="0055AED6DCD90281E6", etag=put["ETag"].strip('"'))
+    assert importer.handle(newer, Invocation("request-2", lambda: 900.0)).outcome == "imported"
+    repository = AudienceRepository()
+    current = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    if then.endswith("deleted"):
+        assert repository.tombstone("demo-shop", current, NOW)
+    assert replaced_buckets(replaced) == 1
+    told.heard()
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("skipped", "superseded")] * 2
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+    # The newer file's version stays, and nothing is told: neither an import nor a failure.
+    assert replaced_buckets(current.layout) == 1
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(current.layout.members_key) == b"u2\n"
+    after = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert after is not None
+    assert (after.unremoved, after.refused_key, after.failed_sequencer) == ({}, None, None)
+    assert told.heard() == []
 
 
 def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_importer_failed_to_finish(

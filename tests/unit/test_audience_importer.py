@@ -13,7 +13,7 @@ from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreat
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
-from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.repository import Attempt, AudienceRepository, Flip
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.tables import (
@@ -134,7 +134,11 @@ def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -
     files.body = b"u-new\n"
     assert subject.handle(files.event("00A3"), RUN).outcome == "imported"
 
-    flipped = repository.publish(APP, "race", slow.layout, slow.counts, [], KEY, "00A2".ljust(64, "0"), NOW)
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    flipped = repository.publish(
+        Flip(APP, "race", slow.layout, slow.counts, [], KEY, "00A2".ljust(64, "0"), NOW), current.layout
+    )
 
     assert flipped is None
     current = repository.get(APP, "race", consistent=True)
@@ -259,7 +263,8 @@ def test_the_version_a_flip_replaced_is_removed_when_imports_overlap(store: Stor
 
     def file_02_flips() -> None:
         # ...and file 02's import flips the audience (removing version 01) before file 03's does.
-        flipped = repository.publish(APP, "race", middle.layout, middle.counts, [], KEY, "02".ljust(64, "0"), NOW)
+        flip = Flip(APP, "race", middle.layout, middle.counts, [], KEY, "02".ljust(64, "0"), NOW)
+        flipped = repository.publish(flip, first.layout)
         assert flipped is not None
         assert flipped.replaced == first.layout
         subject.remove_version(APP, first.layout)  # type: ignore[arg-type]
@@ -707,3 +712,100 @@ def test_a_refusal_whose_write_raced_a_claim_let_go_of_meanwhile_is_recorded_and
         assert (outcome.outcome, outcome.reason) == ("refused", "audience_deleted")
         assert (audience.status, audience.refused_sequencer) == (AudienceStatus.DELETED, "02".ljust(64, "0"))
     assert audiences_counted() == 0
+
+
+def killed_once_removing(repository: AudienceRepository) -> None:
+    """The next removal of buckets dies (the function's time runs out in a large version's removal)."""
+    removals = repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        repository.delete_buckets = removals  # type: ignore[method-assign]
+        raise Killed()
+
+    repository.delete_buckets = killed_removing  # type: ignore[method-assign]
+
+
+def version_items(layout: Layout) -> int:
+    return len(list(AudienceBucketRecord.query(audience_bucket_pk(APP, layout.version, 0))))
+
+
+def test_a_retry_after_a_newer_file_flipped_removes_the_version_its_own_flip_replaced(store: StoreSettings) -> None:
+    """File 02's import flips the audience and dies removing file 01's version; file 03's import flips it next
+    (and removes file 02's version). Lambda's retry of file 02 then removes file 01's version, as its run would
+    have, and nothing of file 03's. The overlap needs a killed run, which the local stack cannot stage."""
+    files, heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    killed_once_removing(repository)
+    files.body = b"u2\n"
+    event = files.event("02")
+    with pytest.raises(Killed):
+        subject.handle(event, RUN)
+    files.body = b"u1\nu2\n"
+    assert subject.handle(files.event("03"), Invocation("request-3", lambda: 900.0)).outcome == "imported"
+    assert version_items(first.layout) == 1
+
+    retry = subject.handle(event, RUN)  # Lambda retries under the same request id
+    again = subject.handle(event, RUN)  # and once more: nothing is left to do
+
+    assert [(item.outcome, item.reason) for item in (retry, again)] == [("skipped", "superseded"), ("skipped", None)]
+    assert version_items(first.layout) == 0
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    # Only file 03's version is left, whole, and nothing is left to remove.
+    assert list(files.lists) == [current.layout.members_key]
+    assert files.lists[current.layout.members_key] == b"u1\nu2\n"
+    assert version_items(current.layout) == 1
+    assert current.unremoved == {}
+    assert heard.events == [("imported", "race")] * 3  # the retry announces nothing
+
+
+def test_a_late_event_of_a_file_imported_before_the_deletion_is_skipped_not_refused(store: StoreSettings) -> None:
+    files, heard, repository, subject, current = imported_once()
+    assert repository.tombstone(APP, current, NOW)
+
+    # S3 delivers file 01's event again, and an older file's late: neither came after the deletion.
+    duplicate = subject.handle(files.event("01"), Invocation("request-2", lambda: 900.0))
+    older = subject.handle(files.event("00F"), Invocation("request-3", lambda: 900.0))
+
+    assert [(item.outcome, item.reason) for item in (duplicate, older)] == [("skipped", "superseded")] * 2
+    tombstone = repository.get(APP, "race", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_key, tombstone.refused_sequencer, tombstone.last_failure) == (
+        AudienceStatus.DELETED, None, None, None,
+    )  # fmt: skip
+    assert heard.events == [("imported", "race")]
+    # A file later than the deletion is refused.
+    files.body = b"u2\n"
+    assert subject.handle(files.event("02"), RUN).outcome == "refused"
+    assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]
+
+
+def test_a_claimed_file_failing_after_its_audience_was_deleted_leaves_the_tombstone_and_is_refused(
+    store: StoreSettings,
+) -> None:
+    """The deletion lands between the claim of file 02 and its failure: a race the local stack cannot stage."""
+    files, heard, repository, subject, _ = imported_once()
+
+    def deleted_then_unreadable() -> None:
+        claimed = repository.get(APP, "race", consistent=True)
+        assert claimed is not None
+        assert repository.tombstone(APP, claimed, NOW)  # DELETE /v1/audiences/race while file 02 is read
+        raise ObjectUnreadable("gone")
+
+    files.body = b"u2\n"
+    files.on_open = deleted_then_unreadable
+    outcome = subject.handle(files.event("02"), Invocation("request-2", lambda: 900.0))
+
+    assert (outcome.outcome, outcome.reason) == ("refused", "audience_deleted")
+    tombstone = repository.get(APP, "race", consistent=True)
+    assert tombstone is not None
+    assert tombstone.last_failure is not None
+    # Still a tombstone, not counted, holding the refusal rather than the import's failure.
+    assert (tombstone.status, tombstone.counted, tombstone.version) == (AudienceStatus.DELETED, False, None)
+    assert (tombstone.last_failure.code, tombstone.failed_sequencer) == ("audience_deleted", None)
+    assert (tombstone.refused_key, tombstone.refused_sequencer) == (KEY, "02".ljust(64, "0"))
+    assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]
+    # Lambda's retry of file 02 refuses it again, quietly.
+    assert subject.handle(files.event("02"), Invocation("request-2", lambda: 900.0)).outcome == "refused"
+    assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]

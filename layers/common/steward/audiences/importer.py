@@ -214,19 +214,23 @@ class AudienceImporter:
         return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="object_replaced")
 
     def publish_version(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
-        """Flip the audience to the built version, remove the one it replaced, and announce it."""
+        """Flip the audience to the built version, announce it, and remove the one it replaced.
+
+        The flip is conditional on the version read just before it, and notes that version on the record:
+        when another flip got in between (an older file's import finishing late), the record is read again,
+        so the version removed is the one this flip actually replaced.
+        """
         app_id, name, key = target.app_id, target.name, target.key
         flip = Flip(app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock())
+        current: Audience | None = None
         for _ in range(CLAIM_ATTEMPTS):
-            published = self.repository.publish(
-                app_id, name, flip.layout, flip.counts, flip.samples, key, sequencer, flip.now
-            )  # fmt: skip
-            current = None if published is not None else self.repository.get(app_id, name, consistent=True)
+            current = self.repository.get(app_id, name, consistent=True)
             if current is not None and current.version == parsed.layout.version:
                 # This very version was flipped already (a step retried after its write went through).
                 self.finish_flip(app_id, current, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
-            if published is None and _uncounted(current, sequencer):
+            published: Published | None = None
+            if _uncounted(current, sequencer):
                 # A newer file's failed first attempt gave the slot back: this file counts it again.
                 maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
                 recounted = self.repository.publish_recounted(flip, maximum)
@@ -235,20 +239,25 @@ class AudienceImporter:
                     failure = _limit_failure(maximum, key, flip.now)
                     return self.fail_claimed(target, sequencer, failure.code, failure.reason)
                 published = recounted if isinstance(recounted, Published) else None
+            elif current is not None and _flippable(current, sequencer):
+                published = self.repository.publish(flip, current.layout)
+            else:
+                break
             if published is not None:
                 self._complete(app_id, published.audience, published.replaced, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
-            if not _uncounted(current, sequencer):
-                break
-        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
+        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen. Or it was
+        # (a step retried after its flip went through, and a newer file flipped since): what it replaced goes too.
         self.remove_version(app_id, parsed.layout)
+        if current is not None:
+            self.finish_superseded(app_id, current, sequencer)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
 
     def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
         """What the record already shows of the file ``sequencer``, finished and told (once, for runs that do
         not overlap): its flip (the pointer, its event unless announced, and the removal of the version it
-        replaced, done again as a run may have died in it) or its failure (published unless it was). None when
-        it shows neither.
+        replaced, done again as a run may have died in it; only that removal once a newer file flipped since,
+        see ``finish_superseded``) or its failure (published unless it was). None when it shows neither.
 
         For the fail step and the lost-import recorder, which run once the file's own invocations are over:
         none of them is finishing it meanwhile.
@@ -259,6 +268,8 @@ class AudienceImporter:
         if flipped_to(current, sequencer):
             self.finish_flip(app_id, current, sequencer)
             return ImportOutcome("imported", key, app_id, name, current.counts)
+        if self.finish_superseded(app_id, current, sequencer):
+            return ImportOutcome("skipped", key, app_id, name, reason="superseded")
         if current.failed_sequencer == sequencer and current.last_failure is not None:
             untold = untold_failure(current, sequencer)
             if untold is not None:
@@ -268,8 +279,20 @@ class AudienceImporter:
 
     def finish_flip(self, app_id: str, audience: Audience, sequencer: str) -> None:
         """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, announce the
-        import unless that was done, and remove the version the flip replaced (copied onto the record)."""
-        self._complete(app_id, audience, audience.replaced, sequencer)
+        import unless that was done, and remove the version the flip replaced (noted on the record)."""
+        self._complete(app_id, audience, audience.unremoved.get(sequencer), sequencer)
+
+    def finish_superseded(self, app_id: str, current: Audience, sequencer: str) -> bool:
+        """The flip to ``sequencer`` went through and its run died before it removed the version it replaced;
+        since, a newer file flipped the audience, or it was deleted (``current``). That removal is done now, as on
+        the normal path (then the note goes); nothing else is: the pointer and the event are the newer file's
+        (its counts are on the record), and a deleted audience is announced nothing. False when the record
+        notes no such removal (the flip's run finished it, or the file never flipped the audience)."""
+        replaced = current.unremoved.get(sequencer)
+        if replaced is None:
+            return False
+        self._remove_replaced(app_id, current, sequencer, replaced)
+        return True
 
     def _complete(self, app_id: str, audience: Audience, replaced: Layout | None, sequencer: str) -> None:
         """Lookups follow the pointer, moved before the replaced version goes. The event goes before the
@@ -280,8 +303,15 @@ class AudienceImporter:
             self.repository.point_to(app_id, audience.name, audience.layout)
         if audience.notified_sequencer != sequencer:
             self._announce(app_id, audience, sequencer)
-        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
-            self.remove_version(app_id, replaced)
+        if replaced is not None:
+            self._remove_replaced(app_id, audience, sequencer, replaced)
+
+    def _remove_replaced(self, app_id: str, audience: Audience, sequencer: str, replaced: Layout) -> None:
+        """Remove the version the flip to ``sequencer`` replaced, never the audience's current one, then drop its
+        note; a removal that failed keeps the note, for whatever finishes the flip again."""
+        current = audience.layout.version if audience.layout is not None else None
+        if replaced.version == current or self.remove_version(app_id, replaced):
+            self.repository.forget_replaced(app_id, audience.name, sequencer, replaced)
 
     def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
         # The marker follows the event: a crash between the two sends it again, never not at all.
@@ -299,12 +329,17 @@ class AudienceImporter:
             now = self.clock()
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
-                return self.refuse_deleted(target, current, sequencer, now)
+                return self.on_tombstone(target, current, sequencer)
             if current is not None and _flipped_by(current, sequencer, request_id):
                 # Lambda's retry of an import that flipped the audience, then died announcing it or removing
                 # the version it replaced: a retry follows a crash only, so the flip is finished again.
                 self.finish_flip(target.app_id, current, sequencer)
                 return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
+            # The same, when a newer file flipped the audience since: only the removal is left to do (a
+            # duplicate event does it as well: removing a version twice changes nothing).
+            newer = current is not None and current.sequencer != sequencer
+            if newer and current is not None and self.finish_superseded(target.app_id, current, sequencer):
+                return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="superseded")
             untold = None if current is None else untold_failure(current, sequencer)
             if untold is not None:
                 # Lambda's retry (or a duplicate event) of an import whose failure was recorded but not told.
@@ -343,6 +378,16 @@ class AudienceImporter:
             return self.fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
         return None if claim == "claimed" else "raced"
 
+    def on_tombstone(self, target: ImportKey, tombstone: Audience, sequencer: str) -> ImportOutcome:
+        """A file of a deleted audience. Only a file later than the deletion is refused: one the audience was
+        imported from before it was deleted (or that a newer import superseded) is skipped, quietly, and the
+        version its flip replaced goes if its run never removed it. For the importer, its retries, its failures
+        and the lost-import recorder alike."""
+        if imported_before_deletion(tombstone, sequencer):
+            self.finish_superseded(target.app_id, tombstone, sequencer)
+            return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="superseded")
+        return self.refuse_deleted(target, tombstone, sequencer, self.clock())
+
     def refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
         failure = Failure(
             code="audience_deleted",
@@ -368,24 +413,29 @@ class AudienceImporter:
         app_id, name = target.app_id, target.name
         recorded = record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure)
         if isinstance(recorded, Audience):
-            return self.refuse_deleted(target, recorded, sequencer, self.clock())
+            return self.on_tombstone(target, recorded, sequencer)
         return _failed(target, failure, recorded)
 
     def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
-        """Record the failure of a claimed file and tell it; skipped when a newer file's import made it moot."""
+        """Record the failure of a claimed file and tell it; skipped when a newer file's import made it moot.
+        When the audience was deleted meanwhile, the tombstone stays as it is: the file goes as its rule says."""
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         recorded = self.repository.record_failure(target.app_id, target.name, failure, sequencer, now)
+        if isinstance(recorded, Audience):
+            return self.on_tombstone(target, recorded, sequencer)
         tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
         return _failed(target, failure, recorded)
 
-    def remove_version(self, app_id: str, layout: Layout) -> None:
-        """Remove a version no reader will look at again; a failure leaves only garbage, logged."""
+    def remove_version(self, app_id: str, layout: Layout) -> bool:
+        """Remove a version no reader will look at again; a failure leaves only garbage, logged (False)."""
         try:
             self.repository.delete_buckets(app_id, layout)
             self.member_lists.delete(layout.members_key)
         except Exception:
             logger.exception("Could not remove version %s of app %s", layout.version, app_id)
+            return False
+        return True
 
     # --- The work --------------------------------------------------------------
 
@@ -531,6 +581,20 @@ def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
             raise ImportTimedOut()
 
     return in_time
+
+
+def _flippable(current: Audience, sequencer: str) -> bool:
+    """Whether an import of ``sequencer`` may flip ``current``: it counts, stands, and holds an older file."""
+    if not current.counted or current.status is AudienceStatus.DELETED:
+        return False
+    return current.sequencer is None or current.sequencer < sequencer
+
+
+def imported_before_deletion(tombstone: Audience, sequencer: str) -> bool:
+    """Whether the file ``sequencer`` came before the deletion: the audience was flipped to it (or to a newer
+    file, which superseded it), and the tombstone did not refuse it (a refusal is noted, and told, again)."""
+    refused = tombstone.refused_sequencer == sequencer
+    return not refused and tombstone.sequencer is not None and tombstone.sequencer >= sequencer
 
 
 def flipped_to(audience: Audience | None, sequencer: str) -> bool:
