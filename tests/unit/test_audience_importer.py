@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
+from steward.audiences.failures import RecordContended
 from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure, Layout
@@ -809,3 +810,39 @@ def test_a_claimed_file_failing_after_its_audience_was_deleted_leaves_the_tombst
     # Lambda's retry of file 02 refuses it again, quietly.
     assert subject.handle(files.event("02"), Invocation("request-2", lambda: 900.0)).outcome == "refused"
     assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]
+
+
+class RefusalAlwaysLoses(AudienceRepository):
+    """Before each conditional write of a refused new name, an older file's event claims the name, and lets go of
+    it (its object replaced) right after: the write loses every time, and every read again finds the name free.
+    A race the local stack cannot stage."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        self.tries += 1
+        rival = Attempt(app_id, name, KEY, f"00{self.tries}".ljust(64, "0"), f"rival-{self.tries}", now)
+        assert self.claim_new(rival, 100, recount=False) == "claimed"
+        written = super().record_refused_new(app_id, name, failure, sequencer, now)
+        assert self.release_unstarted(app_id, name, rival.sequencer, now)
+        return written
+
+
+def test_a_refusal_whose_write_keeps_losing_raises_after_three_tries_and_writes_nothing(
+    store: StoreSettings,
+) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard, repository = Files(), Heard(), RefusalAlwaysLoses()
+    subject = importer(files, heard, repository)
+    files.body = b"u1\n"
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "01", etag_of(files.body))
+
+    # The invocation fails, so that Lambda runs it again.
+    with pytest.raises(RecordContended, match="kept changing"):
+        subject.handle(too_large, RUN)
+
+    assert repository.tries == 3
+    assert repository.get(APP, "race", consistent=True) is None
+    assert audiences_counted() == 0
+    assert heard.events == []
