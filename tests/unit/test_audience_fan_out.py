@@ -10,7 +10,7 @@ import pytest
 
 from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
-from steward.audiences.importer import AudienceImporter
+from steward.audiences.importer import AudienceImporter, VersionNotRemoved
 from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
 from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
@@ -19,7 +19,14 @@ from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.step_functions import ExecutionEnded
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
-from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted, killed_once_removing
+from tests.unit.test_audience_importer import (
+    DeletesLeftUnprocessed,
+    Heard,
+    Killed,
+    Users,
+    failed_uncounted,
+    killed_once_removing,
+)
 
 APP = "acme"
 KEY = f"imports/{APP}/fan.csv"
@@ -429,3 +436,29 @@ def test_after_the_delay_a_version_that_was_flipped_to_is_kept(store: StoreSetti
     assert bucket_items(job) == 1
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == [("imported", "fan")]
+
+
+def test_a_fail_step_whose_removal_fails_records_the_failure_then_fails_and_its_retry_removes_the_version(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heard = Heard()
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
+    left = DeletesLeftUnprocessed(monkeypatch)
+    step = FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"})
+
+    # The failure is recorded and told first; then the step fails, for its Retry (and the execution's rules).
+    with pytest.raises(VersionNotRemoved):
+        subject.run(step)
+
+    _, code = failed_uncounted(repository, APP, "fan")
+    assert code == "import_error"
+    assert heard.events == [("failed", "import_error")]
+    assert bucket_items(job) == 1
+    assert objects.get(f"{job.staging}layout.json")  # the staged layout stays, for whatever runs it again
+    left.broken = False
+    again = subject.run(step)
+    assert (again["outcome"], again["reason"]) == ("failed", "import_error")
+    assert bucket_items(job) == 0
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    assert heard.events == [("failed", "import_error")]  # told once

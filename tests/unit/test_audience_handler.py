@@ -10,11 +10,11 @@ import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.events import FailedInvocation
-from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
+from steward.audiences.events import Cleanup, FailedInvocation
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, VersionNotRemoved
 from steward.audiences.keys import event_key, padded_sequencer
 from steward.audiences.models import Audience, AudienceStatus, Layout
-from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.repository import BATCH_WRITE_SIZE, Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.tables import (
@@ -25,7 +25,14 @@ from steward.tables import (
     audience_count_pk,
 )
 from tests.support.service import ROOT, context, load_event, load_function
-from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted, killed_once_removing
+from tests.unit.test_audience_importer import (
+    DeletesLeftUnprocessed,
+    Heard,
+    Killed,
+    Users,
+    failed_uncounted,
+    killed_once_removing,
+)
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -443,4 +450,43 @@ def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_im
     assert answer == {"removed": version.version}
     assert replaced_buckets(version) == 0
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(version.members_key) == b""
+    assert told.heard() == []
+
+
+def test_a_removal_the_api_asked_for_fails_after_trying_every_part_and_the_destination_fails_until_it_is_done(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API hands a deleted audience's version to the importer (asynchronously, as composition.py builds it),
+    and BatchWriteItem leaves every delete unprocessed: the importer tries every chunk and the member list, then
+    fails, for Lambda's retries; the OnFailure destination (then its own retries) does the same, until it is done."""
+    told = destination(store, monkeypatch)
+    monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", DATA_BUCKET)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Steward")
+    importer = load_function("audience_import", store, monkeypatch)
+    event = load_event("lambda-async-audience-cleanup.json")
+    version = Cleanup.model_validate(event["cleanup"])
+    numbers = range(version.bucket_total)
+    AudienceRepository().write_buckets("demo-shop", version.version, ((number, b"") for number in numbers))
+    boto3.client("s3").put_object(Bucket=DATA_BUCKET, Key=version.members_key, Body=b"u1\n")
+    keys = {audience_bucket_pk("demo-shop", version.version, number) for number in numbers}
+    assert version.bucket_total > 2 * BATCH_WRITE_SIZE
+    left = DeletesLeftUnprocessed(monkeypatch)
+    capsys.readouterr()
+
+    with pytest.raises(VersionNotRemoved):
+        importer.lambda_handler(event, context())
+
+    assert left.asked == keys  # every chunk was tried, past the first that failed
+    assert sum(1 for key in keys for _ in AudienceBucketRecord.query(key)) == len(keys)
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(version.members_key) == b""  # removed all the same
+    assert emitted_metrics(capsys.readouterr().out) == {"AudienceVersionRemovalFailed": [1.0]}
+    # Lambda's retries failed too, and the destination gets the invocation: it fails as well, for its retries.
+    failed = {**told.event, "requestPayload": event}
+    with pytest.raises(VersionNotRemoved):
+        told.handler.lambda_handler(failed, context())
+    assert emitted_metrics(capsys.readouterr().out) == {"AudienceVersionRemovalFailed": [1.0]}
+
+    left.broken = False
+    assert told.handler.lambda_handler(failed, context()) == {"removed": version.version}
+    assert sum(1 for key in keys for _ in AudienceBucketRecord.query(key)) == 0
     assert told.heard() == []

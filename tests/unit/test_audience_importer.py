@@ -4,13 +4,17 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
+from pynamodb.connection.base import Connection
 
 from steward.apps.repository import AppRepository
+from steward.audiences import buckets
+from steward.audiences import repository as audience_repository
 from steward.audiences.failures import RecordContended
-from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed
+from steward.audiences.importer import AudienceImporter, FanOut, Invocation, ObjectCreated, Parsed, VersionNotRemoved
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
@@ -843,6 +847,120 @@ def test_a_refusal_whose_write_keeps_losing_raises_after_three_tries_and_writes_
         subject.handle(too_large, RUN)
 
     assert repository.tries == 3
+    assert repository.get(APP, "race", consistent=True) is None
+    assert audiences_counted() == 0
+    assert heard.events == []
+
+
+class DeletesLeftUnprocessed:
+    """BatchWriteItem answers every delete it is sent as unprocessed (throttled on each attempt, retries included);
+    every other call goes through. ``asked`` holds the keys of the buckets it was asked to delete."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asked: set[str] = set()
+        self.broken = True
+        dispatch = Connection.dispatch
+
+        def dispatched(connection: Connection, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            requests = [item for items in arguments.get("RequestItems", {}).values() for item in items]
+            deletes = [item["DeleteRequest"]["Key"]["pk"]["S"] for item in requests if "DeleteRequest" in item]
+            if self.broken and operation == "BatchWriteItem" and deletes:
+                self.asked |= set(deletes)
+                return {"UnprocessedItems": arguments["RequestItems"]}
+            answer: dict[str, Any] = dispatch(connection, operation, arguments)
+            return answer
+
+        monkeypatch.setattr(Connection, "dispatch", dispatched)
+        monkeypatch.setattr(audience_repository, "BATCH_BACKOFF_SECONDS", 0.0)
+
+
+def bucket_keys(layout: Layout) -> set[str]:
+    return {audience_bucket_pk(APP, layout.version, bucket) for bucket in range(layout.bucket_total)}
+
+
+def stored_buckets(layout: Layout) -> int:
+    return sum(1 for key in bucket_keys(layout) for _ in AudienceBucketRecord.query(key))
+
+
+def test_a_replaced_version_whose_removal_fails_is_tried_whole_then_fails_the_invocation_and_keeps_its_note(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 60 buckets a version: BatchWriteItem deletes them in 3 chunks.
+    monkeypatch.setattr(buckets, "buckets_per_partition", lambda members, partitions: 60)
+    files, heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    counted: list[str] = []
+    subject.metric = counted.append
+    left = DeletesLeftUnprocessed(monkeypatch)
+    files.body = b"u2\n"
+    event = files.event("02")
+
+    # The invocation fails, so that Lambda runs it again (and then hands it to the OnFailure destination).
+    with pytest.raises(VersionNotRemoved):
+        subject.handle(event, RUN)
+
+    assert left.asked == bucket_keys(first.layout)  # every chunk was tried, past the first that failed
+    assert stored_buckets(first.layout) == 60
+    assert first.layout.members_key not in files.lists  # the member list was removed all the same
+    assert counted == ["AudienceVersionRemovalFailed"]
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    assert current.unremoved == {"02".ljust(64, "0"): first.layout}  # the note stays, for the retry
+    # The flip was finished before the removal: the pointer moved, the import was announced.
+    assert repository.pointer(APP, "race", consistent=True) == current.layout
+    assert heard.events == [("imported", "race")] * 2
+
+    # Lambda's retry, once BatchWriteItem deletes again: the removal is done, nothing is announced again.
+    left.broken = False
+    assert subject.handle(event, RUN).outcome == "imported"
+    assert stored_buckets(first.layout) == 0
+    after = repository.get(APP, "race", consistent=True)
+    assert after is not None
+    assert after.unremoved == {}
+    assert heard.events == [("imported", "race")] * 2
+    assert counted == ["AudienceVersionRemovalFailed"]
+
+
+class Executions:
+    """Step Functions' names of executions: a start with a name that exists answers False (ExecutionAlreadyExists)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        if name in self.names:
+            return False
+        self.names.append(name)
+        return True
+
+
+def test_a_duplicate_of_a_fan_out_file_whose_record_went_gives_the_name_back_when_its_execution_exists(
+    store: StoreSettings,
+) -> None:
+    """File 01 (over the fan-out's threshold) started its execution; the app deleted the audience meanwhile and
+    lifted the tombstone. A late duplicate event of file 01 claims the name afresh, but its execution's name (the
+    key and the sequencer's) exists: nothing runs for this claim, so the name is not left importing and counted."""
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard, repository = Files(), Heard(), AudienceRepository()
+    executions = Executions()
+    subject = importer(files, heard, repository)
+    subject.fan_out = FanOut(threshold_bytes=1, range_bytes=8, start=executions.start)
+    files.body = b"u1\nu2\n"
+    event = files.event("01")
+    assert subject.handle(event, RUN).outcome == "started"
+    # Lambda's retry of that invocation (it died after the start) keeps the claim: the execution runs it.
+    assert subject.handle(event, RUN).outcome == "skipped"
+    claimed = repository.get(APP, "race", consistent=True)
+    assert claimed is not None
+    assert (claimed.status, claimed.counted, audiences_counted()) == (AudienceStatus.IMPORTING, True, 1)
+    assert repository.tombstone(APP, claimed, NOW)
+    assert repository.delete_record(APP, "race", AudienceStatus.DELETED)
+
+    late = subject.handle(event, Invocation("request-2", lambda: 900.0))
+
+    assert late.outcome == "skipped"
+    assert len(executions.names) == 1
     assert repository.get(APP, "race", consistent=True) is None
     assert audiences_counted() == 0
     assert heard.events == []

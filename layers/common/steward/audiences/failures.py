@@ -12,8 +12,8 @@ RECORD_ATTEMPTS = 3
 
 
 class RecordContended(Exception):
-    """The record kept changing while a refusal was written on it (``RECORD_ATTEMPTS`` conditional writes lost):
-    the invocation fails, and Lambda (or the step's Retry) runs it again."""
+    """The record kept changing while a refusal was written on it (``RECORD_ATTEMPTS`` conditional writes lost), or
+    while a flip's pointer was moved: the invocation fails, and Lambda (or the step's Retry) runs it again."""
 
 
 def record_failed(

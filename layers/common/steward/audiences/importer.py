@@ -8,6 +8,7 @@ conditional write flips the audience to it, so readers see the old members or
 the new ones, never a mix, and the older version is removed afterwards.
 """
 
+import contextlib
 import logging
 import secrets
 import tempfile
@@ -17,10 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from steward.audiences import buckets, ranges
-from steward.audiences.failures import record_failed, tell_failure, tell_recorded, untold_failure, untold_refusal
+from steward.audiences.failures import (
+    RecordContended,
+    record_failed,
+    tell_failure,
+    tell_recorded,
+    untold_failure,
+    untold_refusal,
+)
 from steward.audiences.keys import ImportKey, app_of_csv, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
@@ -54,12 +62,16 @@ CLAIM_ATTEMPTS = 5
 # The import stops with this much of the function's time left, to record the failure and clean up.
 TIME_MARGIN_SECONDS = 60.0
 LOOKUP_THREADS = 8
+# Counted each time a version's removal leaves some of it (an alarm can watch it).
+REMOVAL_FAILED_METRIC = "AudienceVersionRemovalFailed"
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
 # (app, at most this many users, where their ids go) -> whether every user was read within the limit.
 UserIds = Callable[[str, int, Callable[[list[bytes]], None]], bool]
 AppExists = Callable[[str], bool]
 Metric = Callable[[str], None]
+# How an import took its file: a record of its own (created, or a refused one counted again), or one that counts.
+Claimed = Literal["new", "existing"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,12 @@ class Invocation:
 
     request_id: str
     remaining_seconds: Callable[[], float]
+
+
+class VersionNotRemoved(Exception):
+    """A version's removal left some of it (buckets, or its member list), every part tried. Raised after what the
+    invocation had to do first (a flip's pointer and announcement, a failure's record), so that it fails: Lambda's
+    retries, then the OnFailure destination (or the fan-out step's Retry, then its fail step), remove it again."""
 
 
 class ImportTimedOut(Exception):
@@ -182,11 +200,19 @@ class AudienceImporter:
         self, target: ImportKey, record: ObjectCreated, sequencer: str, invocation: Invocation
     ) -> ImportOutcome:
         app_id, key = target.app_id, target.key
-        refused = self._claim(target, record.size, sequencer, invocation.request_id)
-        if refused is not None:
-            return refused
+        claim = self._claim(target, record.size, sequencer, invocation.request_id)
+        if isinstance(claim, ImportOutcome):
+            return claim
         if self.fan_out is not None and record.size > self.fan_out.threshold_bytes:
-            return _start_fan_out(self.fan_out, target, record, sequencer)
+            if _start_fan_out(self.fan_out, target, record, sequencer):
+                return ImportOutcome("started", key, app_id, target.name)
+            if claim == "new":
+                # The file's execution ran already (its name comes from the key and the sequencer), and its record
+                # went since (a lifted tombstone, a first attempt let go of): this claim starts nothing, so the name
+                # goes back as it was. A claim taken over (Lambda's retry of the invocation that started it) keeps
+                # the record, which the execution still running finishes.
+                self.repository.release_unstarted(app_id, target.name, sequencer, self.clock())
+            return ImportOutcome("skipped", key, app_id, target.name)
         try:
             source = self.source.open(record.bucket, key, record.etag)
             parsed = self.build_version(app_id, source, _deadline(invocation.remaining_seconds))
@@ -195,7 +221,8 @@ class AudienceImporter:
                 target, sequencer, "timeout", "The import ran out of the function's time; put the file again."
             )
             if exc.partial is not None:
-                self.remove_version(app_id, exc.partial)
+                # Lambda's retry would import the file again (its attempt is this request's) only to remove this.
+                self.discard_version(app_id, exc.partial)
             return failed
         except ObjectChanged:
             return self.object_replaced(target, sequencer)
@@ -235,7 +262,7 @@ class AudienceImporter:
                 maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
                 recounted = self.repository.publish_recounted(flip, maximum)
                 if recounted == "limit":
-                    self.remove_version(app_id, parsed.layout)
+                    self.discard_version(app_id, parsed.layout)
                     failure = _limit_failure(maximum, key, flip.now)
                     return self.fail_claimed(target, sequencer, failure.code, failure.reason)
                 published = recounted if isinstance(recounted, Published) else None
@@ -246,9 +273,11 @@ class AudienceImporter:
             if published is not None:
                 self._complete(app_id, published.audience, published.replaced, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
-        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen. Or it was
-        # (a step retried after its flip went through, and a newer file flipped since): what it replaced goes too.
-        self.remove_version(app_id, parsed.layout)
+        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen, and the
+        # file is superseded, not failed (failing would have a retry or the fan-out's fail step refuse or fail it).
+        # Or it was (a step retried after its flip went through, and a newer file flipped since): what it replaced
+        # goes too, and that removal fails the invocation when it fails (its note stays, for the retry).
+        self.discard_version(app_id, parsed.layout)
         if current is not None:
             self.finish_superseded(app_id, current, sequencer)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
@@ -291,6 +320,9 @@ class AudienceImporter:
         replaced = current.unremoved.get(sequencer)
         if replaced is None:
             return False
+        if current.layout is not None:
+            # The newer file's run may have died before it moved the pointer, which may still name this version.
+            self._point(app_id, current.name, current.layout)
         self._remove_replaced(app_id, current, sequencer, replaced)
         return True
 
@@ -300,26 +332,45 @@ class AudienceImporter:
         that dies in it has announced the import, and whatever finishes the flip again removes the rest
         (deleting what is gone already changes nothing)."""
         if audience.layout is not None:
-            self.repository.point_to(app_id, audience.name, audience.layout)
+            self._point(app_id, audience.name, audience.layout)
         if audience.notified_sequencer != sequencer:
             self._announce(app_id, audience, sequencer)
         if replaced is not None:
             self._remove_replaced(app_id, audience, sequencer, replaced)
 
+    def _point(self, app_id: str, name: str, layout: Layout) -> None:
+        """Point lookups at ``layout``, or, when a newer flip moved the record on meanwhile, at the record's
+        version (under the same condition: the record at that version), before a removal follows. The newer
+        flip's own run moves the pointer too, but may be a minute late (or die first): meanwhile the pointer would
+        name the version about to be removed, and lookups would answer "not a member" for members. A deleted
+        audience has no pointer (its deletion removed it in the same transaction): nothing to point at."""
+        for _ in range(CLAIM_ATTEMPTS):
+            if self.repository.point_to(app_id, name, layout):
+                return
+            current = self.repository.get(app_id, name, consistent=True)
+            if current is None or current.layout is None:
+                return
+            layout = current.layout
+        # Each lost try follows a newer flip: so many in a row is no race. Nothing is removed; the retry points.
+        raise RecordContended(f"The audience {name!r} kept changing while its pointer was moved")
+
     def _remove_replaced(self, app_id: str, audience: Audience, sequencer: str, replaced: Layout) -> None:
         """Remove the version the flip to ``sequencer`` replaced, never the audience's current one, then drop its
-        note; a removal that failed keeps the note, for whatever finishes the flip again."""
+        note. A removal that fails keeps the note and raises VersionNotRemoved: whatever finishes the flip again
+        (Lambda's retry, the OnFailure destination, the fan-out's Flip retry or fail step) removes it."""
         current = audience.layout.version if audience.layout is not None else None
-        if replaced.version == current or self.remove_version(app_id, replaced):
-            self.repository.forget_replaced(app_id, audience.name, sequencer, replaced)
+        if replaced.version != current:
+            self.remove_version(app_id, replaced)
+        self.repository.forget_replaced(app_id, audience.name, sequencer, replaced)
 
     def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
         # The marker follows the event: a crash between the two sends it again, never not at all.
         self.notifier.imported(app_id, audience)
         self.repository.mark_notified(app_id, audience.name, sequencer)
 
-    def _claim(self, target: ImportKey, size: int, sequencer: str, request_id: str) -> ImportOutcome | None:
-        """Take the import of this file (None), or say why not: skipped, refused (tombstone) or failed (a limit).
+    def _claim(self, target: ImportKey, size: int, sequencer: str, request_id: str) -> ImportOutcome | Claimed:
+        """Take the import of this file (``new``: a record created, or a refused one counted again; ``existing``:
+        an audience's, or a claim taken over), or say why not: skipped, refused (tombstone) or failed (a limit).
 
         Another event of the same name can write the record between our read and our conditional
         write; then the record is read again and the claim decided again, so that the newer of two
@@ -354,7 +405,7 @@ class AudienceImporter:
                     code="file_too_large", reason=reason, key=target.key, at=now
                 ))  # fmt: skip
             claim = self._claim_once(target, current, sequencer, request_id, now)
-            if not isinstance(claim, str):
+            if claim != "raced":
                 return claim
         # Five lost races in a row is no race: a condition that keeps failing. Say so, never skip quietly.
         logger.error("Gave up claiming %r after %d refused claims", target.key, CLAIM_ATTEMPTS)
@@ -366,17 +417,18 @@ class AudienceImporter:
 
     def _claim_once(
         self, target: ImportKey, current: Audience | None, sequencer: str, request_id: str, now: datetime
-    ) -> ImportOutcome | str | None:
-        """None: claimed; ``raced``: someone wrote the record meanwhile; else why not."""
+    ) -> ImportOutcome | Claimed | Literal["raced"]:
+        """Claimed (``new`` or ``existing``, see ``_claim``); ``raced``: someone wrote the record meanwhile; else
+        why not."""
         app_id, key = target.app_id, target.key
         attempt = Attempt(app_id, target.name, key, sequencer, request_id, now)
         if current is not None and current.counted:
-            return None if self.repository.claim_existing(attempt, now - ATTEMPT_LEASE) else "raced"
+            return "existing" if self.repository.claim_existing(attempt, now - ATTEMPT_LEASE) else "raced"
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
         claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
             return self.fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
-        return None if claim == "claimed" else "raced"
+        return "new" if claim == "claimed" else "raced"
 
     def on_tombstone(self, target: ImportKey, tombstone: Audience, sequencer: str) -> ImportOutcome:
         """A file of a deleted audience. Only a file later than the deletion is refused: one the audience was
@@ -427,15 +479,30 @@ class AudienceImporter:
         tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
         return _failed(target, failure, recorded)
 
-    def remove_version(self, app_id: str, layout: Layout) -> bool:
-        """Remove a version no reader will look at again; a failure leaves only garbage, logged (False)."""
-        try:
-            self.repository.delete_buckets(app_id, layout)
-            self.member_lists.delete(layout.members_key)
-        except Exception:
-            logger.exception("Could not remove version %s of app %s", layout.version, app_id)
-            return False
-        return True
+    def remove_version(self, app_id: str, layout: Layout) -> None:
+        """Remove a version no reader will look at again: its buckets (every chunk), then its member list, even
+        when the buckets' removal failed. VersionNotRemoved once both were tried, when either left something
+        (logged, and counted in AudienceVersionRemovalFailed); removing what is gone changes nothing."""
+        errors: list[Exception] = []
+        for remove in (
+            lambda: self.repository.delete_buckets(app_id, layout),
+            lambda: self.member_lists.delete(layout.members_key),
+        ):
+            try:
+                remove()
+            except Exception as exc:  # the other part is removed all the same; this one is raised below
+                errors.append(exc)
+        if errors:
+            logger.error("Could not remove version %s of app %s: %r", layout.version, app_id, errors)
+            self.metric(REMOVAL_FAILED_METRIC)
+            raise VersionNotRemoved(f"Version {layout.version} of app {app_id} was not removed") from errors[0]
+
+    def discard_version(self, app_id: str, layout: Layout) -> None:
+        """Remove a version that no record names (it was never flipped to), on a path where failing the invocation
+        would do worse than leave it: skip recording a failure, import the file again, or fail (or refuse) a file
+        that was only superseded. A removal that fails leaves it, logged and counted (see ``remove_version``)."""
+        with contextlib.suppress(VersionNotRemoved):
+            self.remove_version(app_id, layout)
 
     # --- The work --------------------------------------------------------------
 
@@ -478,7 +545,7 @@ class AudienceImporter:
             except ImportTimedOut as exc:
                 raise ImportTimedOut(layout) from exc
             except Exception:
-                self.remove_version(app_id, layout)
+                self.discard_version(app_id, layout)  # the import's own error is what fails it
                 raise
         counts = Counts(
             rows=scanner.rows,
@@ -540,8 +607,9 @@ class AudienceImporter:
         return found
 
 
-def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
-    """A file too big for one function: the state machine imports it over byte ranges (see fanout.py)."""
+def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, sequencer: str) -> bool:
+    """A file too big for one function: the state machine imports it over byte ranges (see fanout.py). False
+    when the file's execution exists already."""
     job, byte_ranges = ranges.plan(
         target.app_id, target.name, target.key, record.bucket, record.etag, sequencer, record.size,
         fan_out.range_bytes,
@@ -552,8 +620,7 @@ def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, se
         "range_count": len(byte_ranges),
         "partition_numbers": list(range(job.partitions)),
     }
-    started = fan_out.start(ranges.execution_name(target.key, sequencer), payload)
-    return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
+    return fan_out.start(ranges.execution_name(target.key, sequencer), payload)
 
 
 def _failed(target: ImportKey, failure: Failure, recorded: Recorded) -> ImportOutcome:

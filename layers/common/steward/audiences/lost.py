@@ -22,6 +22,11 @@ app as every failure is.
 
 The API's removals of versions go to the importer too, and so to the same
 destination when they fail: the version is removed once more.
+
+A removal that fails here (a flip's replaced version, a version the API asked
+to remove) fails this invocation too, once everything else is done and marked
+(``VersionNotRemoved``): Lambda retries it twice, each removing once more and
+telling nothing again; each failure is counted (AudienceVersionRemovalFailed).
 """
 
 import logging
@@ -41,7 +46,8 @@ class LostImports:
 
     def remove_again(self, cleanup: Cleanup, reason: str) -> None:
         """A version the API asked the importer to remove (a deleted audience's), which it failed to, retries
-        included: removed once more (removing what is gone changes nothing). A failure leaves garbage, logged."""
+        included: removed once more (removing what is gone changes nothing). A failure raises, for this
+        function's own retries."""
         logger.warning("Removing version %s of app %s again: %s", cleanup.version, cleanup.app_id, reason)
         self.importer.remove_version(cleanup.app_id, cleanup)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -462,16 +462,21 @@ class AudienceRepository:
             _write_chunk(chunk)
 
     def delete_buckets(self, app_id: str, layout: Layout) -> None:
-        chunk: list[AudienceBucketRecord] = []
-        for bucket in range(layout.bucket_total):
-            chunk.append(
+        """Delete a version's buckets, 25 a call. Every chunk is tried, even after one that BatchWriteItem left
+        undeleted (what removes the version again then finds only those left); raises once all were tried, when
+        any bucket was left."""
+        total, left = layout.bucket_total, 0
+        failure: PutError | None = None
+        for start in range(0, total, BATCH_WRITE_SIZE):
+            chunk = [
                 AudienceBucketRecord(pk=audience_bucket_pk(app_id, layout.version, bucket), sk=AUDIENCE_BUCKET_SK)
-            )
-            if len(chunk) == BATCH_WRITE_SIZE:
-                _write_chunk(chunk, delete=True)
-                chunk = []
-        if chunk:
-            _write_chunk(chunk, delete=True)
+                for bucket in range(start, min(start + BATCH_WRITE_SIZE, total))
+            ]
+            pending, error = _pending(chunk, delete=True)
+            left += len(pending)
+            failure = failure or error
+        if left:
+            raise RuntimeError(f"BatchWriteItem left {left} of {total} audience buckets undeleted") from failure
 
     def read_buckets(
         self, app_id: str, version: str, numbers: Iterable[int], *, consistent: bool = False
@@ -495,8 +500,17 @@ class AudienceRepository:
         return found
 
 
-def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> None:
-    pending, failure = write_chunk(
+def _write_chunk(chunk: list[AudienceBucketRecord]) -> None:
+    pending, failure = _pending(chunk, delete=False)
+    if pending:
+        raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
+
+
+def _pending(
+    chunk: list[AudienceBucketRecord], *, delete: bool
+) -> tuple[dict[str, AudienceBucketRecord], PutError | None]:
+    """Write (or delete) a chunk of buckets: what BatchWriteItem left after its attempts, and its last error."""
+    return write_chunk(
         AudienceBucketRecord,
         {record.pk: record for record in chunk},
         "pk",
@@ -504,8 +518,6 @@ def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> 
         attempts=BATCH_WRITE_ATTEMPTS,
         backoff_seconds=BATCH_BACKOFF_SECONDS,
     )
-    if pending:
-        raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
 
 
 def _failed_uncounted(failure: Failure, sequencer: str, now: datetime) -> list[Action]:
