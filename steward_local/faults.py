@@ -73,7 +73,7 @@ class FaultInjector:
             # Physical names are <stack>-<logical id>-<suffix>.
             if fault is None or operation != fault["operation"] or f"-{fault['function']}-" not in function:
                 return
-            text = json.dumps(request)
+            text = json.dumps(request, default=repr)  # binary attributes (packed buckets) as their repr
             if "table" in fault and f"-{fault['table']}-" not in text:
                 return
             if "contains" in fault and fault["contains"] not in text:

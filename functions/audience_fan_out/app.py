@@ -5,7 +5,8 @@ the delay state machine that a rule on those endings starts."""
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from steward.audiences.fanout import AfterDelay, FanOutStep
@@ -16,13 +17,22 @@ from steward.step_functions import ExecutionEnded
 from steward.tables import bind_tables
 
 logger = Logger()
+# AudienceVersionRemovalFailed: a version's removal left some of it (the invocation fails, and is retried).
+metrics = Metrics()
+
+
+def count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
 settings = AudienceFanOutSettings.from_env()
 bind_tables(settings)
-services = audience_import_services(settings, None, None)
+services = audience_import_services(settings, count, None)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "detail-type" in event:
         return services.audience_fan_out_steps.execution_ended(ExecutionEnded.model_validate(event))

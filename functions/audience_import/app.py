@@ -33,6 +33,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     importer = services.audience_importer_service
     if "cleanup" in event:
         request = CleanupRequest.model_validate(event).cleanup
+        # Raises when some of it was left: Lambda's retries, then the OnFailure destination, remove it again.
         importer.remove_deleted(request.app_id, request.name, request)
         return {"removed": request.version}
     created = S3Notification.model_validate(event).created()

@@ -120,13 +120,15 @@ def test_a_duplicate_event_starts_no_second_execution(fan_out_stack: RunningStac
 
 
 def import_with_fault(
-    stack: RunningStack, app: AudienceApp, name: str, operation: str, times: int
+    stack: RunningStack, app: AudienceApp, name: str, operation: str, times: int, contains: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Put the file while the fan-out function's next ``times`` ``operation`` calls on the catalog are
-    refused: (the execution once it ended, the audience then, how many calls were refused)."""
+    """Put the file while the fan-out function's next ``times`` ``operation`` calls on the catalog (holding
+    ``contains``, if given) are refused: (the execution once it ended, the audience then, how many calls were
+    refused)."""
     register_users(stack, app.app_id, USERS)
     key = f"imports/{app.app_id}/{name}.csv"
-    with throttled(stack, operation, "CatalogTable", times=times, function="AudienceFanOutFunction") as fired:
+    function = "AudienceFanOutFunction"
+    with throttled(stack, operation, "CatalogTable", times=times, function=function, contains=contains) as fired:
         put_file(stack, key, BODY)
         execution = _ended(stack, key)
     return execution, ready(stack, app, name), fired[0]
@@ -146,8 +148,11 @@ def _ended(stack: RunningStack, key: str) -> dict[str, Any]:
 
 def test_a_failed_step_is_recorded_and_ends_the_execution_failed(fan_out_stack: RunningStack) -> None:
     app = audience_app(fan_out_stack, "fanfail")
-    # Every bucket write of the pack step is refused (past the writes' own retries), so the step fails.
-    execution, audience, refused = import_with_fault(fan_out_stack, app, "broken", "BatchWriteItem", times=1000)
+    # Every bucket write of the pack step is refused (past the writes' own retries), so the step fails; the fail
+    # step's deletes of what it wrote go through (one that failed would fail the step after it recorded this).
+    execution, audience, refused = import_with_fault(
+        fan_out_stack, app, "broken", "BatchWriteItem", times=1000, contains="PutRequest"
+    )
 
     assert refused > 0
     assert execution["status"] == "FAILED"

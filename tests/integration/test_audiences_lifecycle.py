@@ -118,7 +118,8 @@ def test_success_and_failure_are_published_on_the_bus_and_the_topic(stack: Runni
 def test_a_tombstone_refuses_files_until_it_is_lifted(stack: RunningStack, app: AudienceApp) -> None:
     key = f"imports/{app.app_id}/gone.csv"
     put_file(stack, key, lines("u001"))
-    version = get_audience(stack, app, "gone")["version"]
+    imported = get_audience(stack, app, "gone")
+    version = imported["version"]
 
     deleted = stack.api("DELETE", audience_path("gone"), app.key)
 
@@ -134,6 +135,10 @@ def test_a_tombstone_refuses_files_until_it_is_lifted(stack: RunningStack, app: 
     assert_error(stack.api("GET", audience_path("gone", "/members"), app.key), 404, "audience_not_found")
     check = stack.api("POST", audience_path("gone", "/members/check"), app.key, json={"user_ids": ["u001"]})
     assert_error(check, 404, "audience_not_found")
+    # S3 delivers the imported file's event again: it came before the deletion, so it is not refused.
+    again = invoke_importer(stack, s3_event(stack, key, len(lines("u001")), imported["sequencer"].rstrip("0") or "0"))
+    assert [(item["outcome"], item["reason"]) for item in again["outcomes"]] == [("skipped", "superseded")]
+    assert get_audience(stack, app, "gone")["refused_key"] is None
     put_file(stack, key, lines("u002"))
     tombstone = get_audience(stack, app, "gone")
     assert tombstone["status"] == "deleted"

@@ -1,6 +1,7 @@
 """The fan-out's steps on moto's S3 and DynamoDB: the replace, sequencer and tombstone rules hold on this path."""
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
-from steward.audiences.importer import AudienceImporter
+from steward.audiences.importer import AudienceImporter, VersionNotRemoved
 from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
 from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
@@ -18,7 +19,16 @@ from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.step_functions import ExecutionEnded
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
-from tests.unit.test_audience_importer import Files, Heard, Users, failed_uncounted, importer
+from tests.unit.test_audience_importer import (
+    DeletesLeftUnprocessed,
+    Files,
+    Heard,
+    Killed,
+    Users,
+    failed_uncounted,
+    importer,
+    killed_once_removing,
+)
 
 APP = "acme"
 KEY = f"imports/{APP}/fan.csv"
@@ -46,8 +56,8 @@ def job_of(sequencer: str) -> tuple[FanOutJob, list[ByteRange]]:
     return plan(APP, "fan", KEY, "imports", etag, sequencer.ljust(64, "0"), len(BODY), 8)
 
 
-def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> dict[str, object]:
-    """The state machine's steps in its order, as its Map states would call them."""
+def up_to_flip(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> FanOutStep:
+    """The state machine's steps in its order up to Pack, as its Map states would call them: the Flip step next."""
     parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
     prepared = subject.run(FanOutStep(step="prepare", job=job, parsed=parsed))
     checked = [
@@ -56,8 +66,12 @@ def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) 
     ]
     for partition in range(job.partitions):
         subject.pack(job, partition, checked)
-    step = FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
-    return subject.run(step)
+    return FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
+
+
+def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> dict[str, object]:
+    """The state machine's steps in its order, as its Map states would call them."""
+    return subject.run(up_to_flip(subject, job, byte_ranges))
 
 
 def claimed(repository: AudienceRepository, job: FanOutJob) -> None:
@@ -162,14 +176,32 @@ def test_a_failed_step_records_the_failure_and_a_replaced_file_records_nothing(s
     assert heard.events == [("failed", "import_error")]
 
 
-def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: StoreSettings) -> None:
-    heard = Heard()
-    subject, repository, _ = steps(heard)
+@dataclass(frozen=True)
+class Replacing:
+    """File 0A imported by the steps, and file 0B claimed to replace it: the steps, where they write, both jobs."""
+
+    subject: FanOutSteps
+    repository: AudienceRepository
+    objects: S3Objects
+    first: FanOutJob
+    job: FanOutJob
+    byte_ranges: list[ByteRange]
+
+
+def replacing(heard: Heard) -> Replacing:
+    subject, repository, objects = steps(heard)
     first, first_ranges = job_of("0A")
     claimed(repository, first)
     run_all(subject, first, first_ranges)
     job, byte_ranges = job_of("0B")
     claimed(repository, job)
+    return Replacing(subject, repository, objects, first, job, byte_ranges)
+
+
+def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: StoreSettings) -> None:
+    heard = Heard()
+    files = replacing(heard)
+    subject, repository, job = files.subject, files.repository, files.job
 
     def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
         raise RuntimeError("DynamoDB throttled the pointer's write")
@@ -177,7 +209,7 @@ def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: 
     moves = repository.point_to
     repository.point_to = broken_pointer  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="throttled"):
-        run_all(subject, job, byte_ranges)  # flipped, then failed: Step Functions catches it
+        run_all(subject, job, files.byte_ranges)  # flipped, then failed: Step Functions catches it
     repository.point_to = moves  # type: ignore[method-assign]
 
     finished = subject.run(FanOutStep(step="fail", job=job, error={"Error": "RuntimeError", "Cause": "throttled"}))
@@ -186,8 +218,43 @@ def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: 
     pointer = repository.pointer(APP, "fan", consistent=True)
     assert pointer is not None
     assert pointer.version == job.version
-    assert bucket_items(first) == 0  # the version the flip replaced is removed
+    assert bucket_items(files.first) == 0  # the version the flip replaced is removed
     assert heard.events == [("imported", "fan"), ("imported", "fan")]
+
+
+@pytest.mark.parametrize("finisher", ["flip", "fail"])
+def test_a_flip_step_retried_after_a_newer_file_flipped_removes_the_version_its_write_replaced(
+    store: StoreSettings, finisher: str
+) -> None:
+    """File 0B's Flip writes, then its function dies removing file 0A's version; file 0C's import flips the
+    audience next. Step Functions' retry of the Flip, or the fail step, removes file 0A's version, and nothing of
+    file 0C's. The overlap needs a killed task, which the local stack cannot stage."""
+    heard = Heard()
+    files = replacing(heard)
+    subject, repository, first, job = files.subject, files.repository, files.first, files.job
+    flip = up_to_flip(subject, job, files.byte_ranges)
+    killed_once_removing(repository)
+    with pytest.raises(Killed):
+        subject.run(flip)
+    newest, newest_ranges = job_of("0C")
+    claimed(repository, newest)
+    assert run_all(subject, newest, newest_ranges)["outcome"] == "imported"
+    assert bucket_items(first) == 1
+
+    error = {"Error": "Lambda.Unknown", "Cause": "Runtime.ExitError"}
+    step = flip if finisher == "flip" else FanOutStep(step="fail", job=job, error=error)
+    finished = subject.run(step)
+
+    assert (finished["outcome"], finished["reason"]) == ("skipped", "superseded")
+    assert bucket_items(first) == 0
+    assert bucket_items(job) == 0
+    current = repository.get(APP, "fan", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    assert (current.version, current.unremoved, bucket_items(newest)) == (newest.version, {}, 1)
+    listed = files.objects.s3.list_objects_v2(Bucket="data", Prefix="members/").get("Contents", [])
+    assert [item["Key"] for item in listed] == [current.layout.members_key]
+    assert heard.events == [("imported", "fan")] * 3
 
 
 def test_the_fail_step_tells_a_recorded_failure_once_however_often_it_runs(store: StoreSettings) -> None:
@@ -434,3 +501,29 @@ def test_prepare_reads_the_apps_users_only_when_the_inline_import_would(store: S
     assert (fanned_users.read, inline_users.read) == (3, 3)  # each stopped at the third user, past its limit of 2
     fanned = run_all(subject, job, byte_ranges)
     assert fanned["counts"] == {"rows": 51, "invalid": 0, "valid": 51, "duplicates": 49, "unknown": 0, "members": 2}
+
+
+def test_a_fail_step_whose_removal_fails_records_the_failure_then_fails_and_its_retry_removes_the_version(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heard = Heard()
+    subject, repository, objects, flip = packed(heard)
+    job = flip.job
+    left = DeletesLeftUnprocessed(monkeypatch)
+    step = FanOutStep(step="fail", job=job, error={"Error": "Lambda.Unknown", "Cause": "boom"})
+
+    # The failure is recorded and told first; then the step fails, for its Retry (and the execution's rules).
+    with pytest.raises(VersionNotRemoved):
+        subject.run(step)
+
+    _, code = failed_uncounted(repository, APP, "fan")
+    assert code == "import_error"
+    assert heard.events == [("failed", "import_error")]
+    assert bucket_items(job) == 1
+    assert objects.get(f"{job.staging}layout.json")  # the staged layout stays, for whatever runs it again
+    left.broken = False
+    again = subject.run(step)
+    assert (again["outcome"], again["reason"]) == ("failed", "import_error")
+    assert bucket_items(job) == 0
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    assert heard.events == [("failed", "import_error")]  # told once

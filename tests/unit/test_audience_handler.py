@@ -10,11 +10,11 @@ import boto3
 import pytest
 
 from steward.apps.repository import AppRepository
-from steward.audiences.events import FailedInvocation
-from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
+from steward.audiences.events import Cleanup, FailedInvocation
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, VersionNotRemoved
 from steward.audiences.keys import event_key, padded_sequencer
 from steward.audiences.models import Audience, AudienceStatus, Layout
-from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.repository import BATCH_WRITE_SIZE, Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
 from steward.settings import StoreSettings
 from steward.tables import (
@@ -25,7 +25,14 @@ from steward.tables import (
     audience_count_pk,
 )
 from tests.support.service import ROOT, context, load_event, load_function
-from tests.unit.test_audience_importer import Heard, Killed, Users, failed_uncounted
+from tests.unit.test_audience_importer import (
+    DeletesLeftUnprocessed,
+    Heard,
+    Killed,
+    Users,
+    failed_uncounted,
+    killed_once_removing,
+)
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -374,7 +381,7 @@ def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the
 
     outcomes = told.delivered_twice()
 
-    assert outcomes == [("skipped", "audience_deleted")] * 2
+    assert outcomes == [("skipped", "superseded")] * 2
     assert told.heard() == []  # neither a refusal of a file that was imported, nor an import of a deleted audience
     tombstone = repository.get("demo-shop", "spring sale été", consistent=True)
     assert tombstone is not None
@@ -382,6 +389,48 @@ def test_the_on_failure_destination_refuses_no_file_that_was_imported_before_the
     # The version the flip replaced, which its run never removed, is removed.
     assert replaced_buckets(replaced) == 0
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+
+
+@pytest.mark.parametrize("then", ["newer file", "newer file, then deleted"])
+def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_after_a_newer_file_flipped(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """The lost file flipped the audience, and its runs died removing the version it replaced; a newer file's
+    import flipped the audience since (and the app may have deleted it). The overlap needs killed runs, which
+    the local stack cannot stage."""
+    told = destination(store, monkeypatch)
+    importer = the_importer(Heard())
+    replaced = imported_before(importer, told.created).layout
+    assert replaced is not None
+    s3, key = boto3.client("s3"), event_key(told.created.raw_key)
+    s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"")  # the lost file is the sample's object (empty)
+    killed_once_removing(importer.repository)
+    with pytest.raises(Killed):
+        importer.handle(told.created, Invocation("request-1", lambda: 900.0))
+    put = s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"u2\n")
+    newer = replace(told.created, size=3, sequencer="0055AED6DCD90281E6", etag=put["ETag"].strip('"'))
+    assert importer.handle(newer, Invocation("request-2", lambda: 900.0)).outcome == "imported"
+    repository = AudienceRepository()
+    current = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    if then.endswith("deleted"):
+        assert repository.tombstone("demo-shop", current, NOW)
+    assert replaced_buckets(replaced) == 1
+    told.heard()
+
+    outcomes = told.delivered_twice()
+
+    assert outcomes == [("skipped", "superseded")] * 2
+    assert replaced_buckets(replaced) == 0
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(replaced.members_key) == b""
+    # The newer file's version stays, and nothing is told: neither an import nor a failure.
+    assert replaced_buckets(current.layout) == 1
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(current.layout.members_key) == b"u2\n"
+    after = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert after is not None
+    assert (after.unremoved, after.refused_key, after.failed_sequencer) == ({}, None, None)
+    assert told.heard() == []
 
 
 def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_importer_failed_to_finish(
@@ -409,3 +458,42 @@ def test_the_on_failure_destination_removes_again_a_version_whose_removal_the_im
     tombstone = repository.get("demo-shop", audience.name, consistent=True)
     assert tombstone is not None
     assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, None)  # a DELETE asks no more
+
+
+def test_a_removal_the_api_asked_for_fails_after_trying_every_part_and_the_destination_fails_until_it_is_done(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API hands a deleted audience's version to the importer (asynchronously, as composition.py builds it),
+    and BatchWriteItem leaves every delete unprocessed: the importer tries every chunk and the member list, then
+    fails, for Lambda's retries; the OnFailure destination (then its own retries) does the same, until it is done."""
+    told = destination(store, monkeypatch)
+    monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", DATA_BUCKET)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Steward")
+    importer = load_function("audience_import", store, monkeypatch)
+    event = load_event("lambda-async-audience-cleanup.json")
+    version = Cleanup.model_validate(event["cleanup"])
+    numbers = range(version.bucket_total)
+    AudienceRepository().write_buckets("demo-shop", version.version, ((number, b"") for number in numbers))
+    boto3.client("s3").put_object(Bucket=DATA_BUCKET, Key=version.members_key, Body=b"u1\n")
+    keys = {audience_bucket_pk("demo-shop", version.version, number) for number in numbers}
+    assert version.bucket_total > 2 * BATCH_WRITE_SIZE
+    left = DeletesLeftUnprocessed(monkeypatch)
+    capsys.readouterr()
+
+    with pytest.raises(VersionNotRemoved):
+        importer.lambda_handler(event, context())
+
+    assert left.asked == keys  # every chunk was tried, past the first that failed
+    assert sum(1 for key in keys for _ in AudienceBucketRecord.query(key)) == len(keys)
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(version.members_key) == b""  # removed all the same
+    assert emitted_metrics(capsys.readouterr().out) == {"AudienceVersionRemovalFailed": [1.0]}
+    # Lambda's retries failed too, and the destination gets the invocation: it fails as well, for its retries.
+    failed = {**told.event, "requestPayload": event}
+    with pytest.raises(VersionNotRemoved):
+        told.handler.lambda_handler(failed, context())
+    assert emitted_metrics(capsys.readouterr().out) == {"AudienceVersionRemovalFailed": [1.0]}
+
+    left.broken = False
+    assert told.handler.lambda_handler(failed, context()) == {"removed": version.version}
+    assert sum(1 for key in keys for _ in AudienceBucketRecord.query(key)) == 0
+    assert told.heard() == []

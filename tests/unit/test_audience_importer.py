@@ -5,17 +5,29 @@ import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import boto3
 import pytest
+from pynamodb.connection.base import Connection
 
 from steward.apps.repository import AppRepository
-from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, Parsed, Spill
+from steward.audiences import buckets
+from steward.audiences import repository as audience_repository
+from steward.audiences.failures import RecordContended
+from steward.audiences.importer import (
+    AudienceImporter,
+    FanOut,
+    Invocation,
+    ObjectCreated,
+    Parsed,
+    Spill,
+    VersionNotRemoved,
+)
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Counts, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
-from steward.audiences.repository import Attempt, AudienceRepository
+from steward.audiences.repository import Attempt, AudienceRepository, Flip
 from steward.audiences.storage import CHUNK_BYTES, S3Objects
 from steward.jobs.pricing import item_size
 from steward.settings import StoreSettings
@@ -138,7 +150,11 @@ def test_an_older_import_that_finishes_last_is_discarded(store: StoreSettings) -
     files.body = b"u-new\n"
     assert subject.handle(files.event("00A3"), RUN).outcome == "imported"
 
-    flipped = repository.publish(APP, "race", slow.layout, slow.counts, [], KEY, "00A2".ljust(64, "0"), NOW)
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    flipped = repository.publish(
+        Flip(APP, "race", slow.layout, slow.counts, [], KEY, "00A2".ljust(64, "0"), NOW), current.layout
+    )
 
     assert flipped is None
     current = repository.get(APP, "race", consistent=True)
@@ -263,7 +279,8 @@ def test_the_version_a_flip_replaced_is_removed_when_imports_overlap(store: Stor
 
     def file_02_flips() -> None:
         # ...and file 02's import flips the audience (removing version 01) before file 03's does.
-        flipped = repository.publish(APP, "race", middle.layout, middle.counts, [], KEY, "02".ljust(64, "0"), NOW)
+        flip = Flip(APP, "race", middle.layout, middle.counts, [], KEY, "02".ljust(64, "0"), NOW)
+        flipped = repository.publish(flip, first.layout)
         assert flipped is not None
         assert flipped.replaced == first.layout
         subject.remove_version(APP, first.layout)  # type: ignore[arg-type]
@@ -766,3 +783,250 @@ def test_buckets_are_sized_from_the_largest_partition_so_a_lookup_stays_one_read
         for number, hashes in found.items()
     ]  # fmt: skip
     assert max(sizes) <= 4096  # an eventually consistent read of it is half a unit, with the pointer's: 1
+
+
+def killed_once_removing(repository: AudienceRepository) -> None:
+    """The next removal of buckets dies (the function's time runs out in a large version's removal)."""
+    removals = repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        repository.delete_buckets = removals  # type: ignore[method-assign]
+        raise Killed()
+
+    repository.delete_buckets = killed_removing  # type: ignore[method-assign]
+
+
+def version_items(layout: Layout) -> int:
+    return len(list(AudienceBucketRecord.query(audience_bucket_pk(APP, layout.version, 0))))
+
+
+def test_a_retry_after_a_newer_file_flipped_removes_the_version_its_own_flip_replaced(store: StoreSettings) -> None:
+    """File 02's import flips the audience and dies removing file 01's version; file 03's import flips it next
+    (and removes file 02's version). Lambda's retry of file 02 then removes file 01's version, as its run would
+    have, and nothing of file 03's. The overlap needs a killed run, which the local stack cannot stage."""
+    files, heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    killed_once_removing(repository)
+    files.body = b"u2\n"
+    event = files.event("02")
+    with pytest.raises(Killed):
+        subject.handle(event, RUN)
+    files.body = b"u1\nu2\n"
+    assert subject.handle(files.event("03"), Invocation("request-3", lambda: 900.0)).outcome == "imported"
+    assert version_items(first.layout) == 1
+
+    retry = subject.handle(event, RUN)  # Lambda retries under the same request id
+    again = subject.handle(event, RUN)  # and once more: nothing is left to do
+
+    assert [(item.outcome, item.reason) for item in (retry, again)] == [("skipped", "superseded"), ("skipped", None)]
+    assert version_items(first.layout) == 0
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    # Only file 03's version is left, whole, and nothing is left to remove.
+    assert list(files.lists) == [current.layout.members_key]
+    assert files.lists[current.layout.members_key] == b"u1\nu2\n"
+    assert version_items(current.layout) == 1
+    assert current.unremoved == {}
+    assert heard.events == [("imported", "race")] * 3  # the retry announces nothing
+
+
+def test_a_late_event_of_a_file_imported_before_the_deletion_is_skipped_not_refused(store: StoreSettings) -> None:
+    files, heard, repository, subject, current = imported_once()
+    assert repository.tombstone(APP, current, NOW)
+
+    # S3 delivers file 01's event again, and an older file's late: neither came after the deletion.
+    duplicate = subject.handle(files.event("01"), Invocation("request-2", lambda: 900.0))
+    older = subject.handle(files.event("00F"), Invocation("request-3", lambda: 900.0))
+
+    assert [(item.outcome, item.reason) for item in (duplicate, older)] == [("skipped", "superseded")] * 2
+    tombstone = repository.get(APP, "race", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.refused_key, tombstone.refused_sequencer, tombstone.last_failure) == (
+        AudienceStatus.DELETED, None, None, None,
+    )  # fmt: skip
+    assert heard.events == [("imported", "race")]
+    # A file later than the deletion is refused.
+    files.body = b"u2\n"
+    assert subject.handle(files.event("02"), RUN).outcome == "refused"
+    assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]
+
+
+def test_a_claimed_file_failing_after_its_audience_was_deleted_leaves_the_tombstone_and_is_refused(
+    store: StoreSettings,
+) -> None:
+    """The deletion lands between the claim of file 02 and its failure: a race the local stack cannot stage."""
+    files, heard, repository, subject, _ = imported_once()
+
+    def deleted_then_unreadable() -> None:
+        claimed = repository.get(APP, "race", consistent=True)
+        assert claimed is not None
+        assert repository.tombstone(APP, claimed, NOW)  # DELETE /v1/audiences/race while file 02 is read
+        raise ObjectUnreadable("gone")
+
+    files.body = b"u2\n"
+    files.on_open = deleted_then_unreadable
+    outcome = subject.handle(files.event("02"), Invocation("request-2", lambda: 900.0))
+
+    assert (outcome.outcome, outcome.reason) == ("refused", "audience_deleted")
+    tombstone = repository.get(APP, "race", consistent=True)
+    assert tombstone is not None
+    assert tombstone.last_failure is not None
+    # Still a tombstone, not counted, holding the refusal rather than the import's failure.
+    assert (tombstone.status, tombstone.counted, tombstone.version) == (AudienceStatus.DELETED, False, None)
+    assert (tombstone.last_failure.code, tombstone.failed_sequencer) == ("audience_deleted", None)
+    assert (tombstone.refused_key, tombstone.refused_sequencer) == (KEY, "02".ljust(64, "0"))
+    assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]
+    # Lambda's retry of file 02 refuses it again, quietly.
+    assert subject.handle(files.event("02"), Invocation("request-2", lambda: 900.0)).outcome == "refused"
+    assert heard.events == [("imported", "race"), ("failed", "audience_deleted")]
+
+
+class RefusalAlwaysLoses(AudienceRepository):
+    """Before each conditional write of a refused new name, an older file's event claims the name, and lets go of
+    it (its object replaced) right after: the write loses every time, and every read again finds the name free.
+    A race the local stack cannot stage."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+        self.tries += 1
+        rival = Attempt(app_id, name, KEY, f"00{self.tries}".ljust(64, "0"), f"rival-{self.tries}", now)
+        assert self.claim_new(rival, 100, recount=False) == "claimed"
+        written = super().record_refused_new(app_id, name, failure, sequencer, now)
+        assert self.release_unstarted(app_id, name, rival.sequencer, now)
+        return written
+
+
+def test_a_refusal_whose_write_keeps_losing_raises_after_three_tries_and_writes_nothing(
+    store: StoreSettings,
+) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard, repository = Files(), Heard(), RefusalAlwaysLoses()
+    subject = importer(files, heard, repository)
+    files.body = b"u1\n"
+    too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "01", etag_of(files.body))
+
+    # The invocation fails, so that Lambda runs it again.
+    with pytest.raises(RecordContended, match="kept changing"):
+        subject.handle(too_large, RUN)
+
+    assert repository.tries == 3
+    assert repository.get(APP, "race", consistent=True) is None
+    assert audiences_counted() == 0
+    assert heard.events == []
+
+
+class DeletesLeftUnprocessed:
+    """BatchWriteItem answers every delete it is sent as unprocessed (throttled on each attempt, retries included);
+    every other call goes through. ``asked`` holds the keys of the buckets it was asked to delete."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asked: set[str] = set()
+        self.broken = True
+        dispatch = Connection.dispatch
+
+        def dispatched(connection: Connection, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            requests = [item for items in arguments.get("RequestItems", {}).values() for item in items]
+            deletes = [item["DeleteRequest"]["Key"]["pk"]["S"] for item in requests if "DeleteRequest" in item]
+            if self.broken and operation == "BatchWriteItem" and deletes:
+                self.asked |= set(deletes)
+                return {"UnprocessedItems": arguments["RequestItems"]}
+            answer: dict[str, Any] = dispatch(connection, operation, arguments)
+            return answer
+
+        monkeypatch.setattr(Connection, "dispatch", dispatched)
+        monkeypatch.setattr(audience_repository, "BATCH_BACKOFF_SECONDS", 0.0)
+
+
+def bucket_keys(layout: Layout) -> set[str]:
+    return {audience_bucket_pk(APP, layout.version, bucket) for bucket in range(layout.bucket_total)}
+
+
+def stored_buckets(layout: Layout) -> int:
+    return sum(1 for key in bucket_keys(layout) for _ in AudienceBucketRecord.query(key))
+
+
+def test_a_replaced_version_whose_removal_fails_is_tried_whole_then_fails_the_invocation_and_keeps_its_note(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 60 buckets a version: BatchWriteItem deletes them in 3 chunks.
+    monkeypatch.setattr(buckets, "buckets_per_partition", lambda largest_partition_members: 60)
+    files, heard, repository, subject, first = imported_once()
+    assert first.layout is not None
+    counted: list[str] = []
+    subject.metric = counted.append
+    left = DeletesLeftUnprocessed(monkeypatch)
+    files.body = b"u2\n"
+    event = files.event("02")
+
+    # The invocation fails, so that Lambda runs it again (and then hands it to the OnFailure destination).
+    with pytest.raises(VersionNotRemoved):
+        subject.handle(event, RUN)
+
+    assert left.asked == bucket_keys(first.layout)  # every chunk was tried, past the first that failed
+    assert stored_buckets(first.layout) == 60
+    assert first.layout.members_key not in files.lists  # the member list was removed all the same
+    assert counted == ["AudienceVersionRemovalFailed"]
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    assert current.unremoved == {"02".ljust(64, "0"): first.layout}  # the note stays, for the retry
+    # The flip was finished before the removal: the pointer moved, the import was announced.
+    assert repository.pointer(APP, "race", consistent=True) == current.layout
+    assert heard.events == [("imported", "race")] * 2
+
+    # Lambda's retry, once BatchWriteItem deletes again: the removal is done, nothing is announced again.
+    left.broken = False
+    assert subject.handle(event, RUN).outcome == "imported"
+    assert stored_buckets(first.layout) == 0
+    after = repository.get(APP, "race", consistent=True)
+    assert after is not None
+    assert after.unremoved == {}
+    assert heard.events == [("imported", "race")] * 2
+    assert counted == ["AudienceVersionRemovalFailed"]
+
+
+class Executions:
+    """Step Functions' names of executions: a start with a name that exists answers False (ExecutionAlreadyExists)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        if name in self.names:
+            return False
+        self.names.append(name)
+        return True
+
+
+def test_a_duplicate_of_a_fan_out_file_whose_record_went_gives_the_name_back_when_its_execution_exists(
+    store: StoreSettings,
+) -> None:
+    """File 01 (over the fan-out's threshold) started its execution; the app deleted the audience meanwhile and
+    lifted the tombstone. A late duplicate event of file 01 claims the name afresh, but its execution's name (the
+    key and the sequencer's) exists: nothing runs for this claim, so the name is not left importing and counted."""
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard, repository = Files(), Heard(), AudienceRepository()
+    executions = Executions()
+    subject = importer(files, heard, repository)
+    subject.fan_out = FanOut(threshold_bytes=1, range_bytes=8, start=executions.start)
+    files.body = b"u1\nu2\n"
+    event = files.event("01")
+    assert subject.handle(event, RUN).outcome == "started"
+    # Lambda's retry of that invocation (it died after the start) keeps the claim: the execution runs it.
+    assert subject.handle(event, RUN).outcome == "skipped"
+    claimed = repository.get(APP, "race", consistent=True)
+    assert claimed is not None
+    assert (claimed.status, claimed.counted, audiences_counted()) == (AudienceStatus.IMPORTING, True, 1)
+    assert repository.tombstone(APP, claimed, NOW)
+    assert repository.delete_record(APP, "race", AudienceStatus.DELETED)
+
+    late = subject.handle(event, Invocation("request-2", lambda: 900.0))
+
+    assert late.outcome == "skipped"
+    assert len(executions.names) == 1
+    assert repository.get(APP, "race", consistent=True) is None
+    assert audiences_counted() == 0
+    assert heard.events == []

@@ -9,7 +9,8 @@ import pytest
 from steward.apps.repository import AppRepository
 from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated
 from steward.audiences.models import Audience, Layout
-from steward.audiences.repository import AudienceRepository
+from steward.audiences.ports import OpenedObject
+from steward.audiences.repository import AudienceRepository, Flip, Published
 from steward.audiences.service import AudienceService
 from steward.audiences.storage import S3Objects, UploadLinks
 from steward.errors import InvalidInput
@@ -17,7 +18,7 @@ from steward.jobs.pricing import item_size
 from steward.pagination import decode_cursor, encode_cursor
 from steward.settings import StoreSettings
 from steward.tables import AudiencePointerRecord, AudienceRecord, audience_pointer_pk, audiences_pk
-from tests.unit.test_audience_importer import Heard, Users
+from tests.unit.test_audience_importer import Heard, Killed, Users
 
 APP = "acme"
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -116,3 +117,110 @@ def test_a_page_read_just_after_a_replace_answers_from_the_new_version(
     page = subject.service.members_page(APP, "replaced", None, 10)
 
     assert sorted(page.items) == ["ünï-1", "ünï-2"]
+
+
+def buckets_left(subject: Subject, layout: Layout) -> int:
+    found = subject.repository.read_buckets(APP, layout.version, range(layout.bucket_total), consistent=True)
+    return sum(1 for packed in found.values() if packed is not None)
+
+
+def test_members_stay_members_while_two_replaces_overlap(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """File 2's import flips the audience; file 3's flips it next, before file 2's run moves the pointer; file 2's
+    run then completes (pointer, event, removal of version 1), and a lookup comes before file 3's run does (it may
+    be a minute late, or die first). The interleaving needs a paused run, which the local stack cannot stage."""
+    subject = Subject()
+    subject.put("overlap", "plain\nünï-1\n".encode())
+    first = subject.repository.get(APP, "overlap", consistent=True)
+    assert first is not None
+    assert first.layout is not None
+    # File 3's version, built while file 2's import runs.
+    body = "plain\nünï-3\n".encode()
+    third = subject.importer.build_version(APP, OpenedObject(len(body), iter([body])), lambda: None)
+    flips = subject.repository.publish
+
+    def then_file_3_flips(flip: Flip, replacing: Layout | None) -> Published | None:
+        published = flips(flip, replacing)
+        assert published is not None
+        later = Flip(APP, "overlap", third.layout, third.counts, [], flip.key, "0003".ljust(64, "0"), NOW)
+        assert flips(later, flip.layout) is not None
+        return published
+
+    monkeypatch.setattr(subject.repository, "publish", then_file_3_flips)
+    subject.put("overlap", "plain\nünï-2\n".encode())  # file 2: its run completes now
+    monkeypatch.undo()
+
+    found = subject.service.check(APP, "overlap", ["plain", "ünï-1", "ünï-2", "ünï-3"])
+
+    assert (found.members, found.not_members) == (["plain", "ünï-3"], ["ünï-1", "ünï-2"])  # file 3's members
+    assert subject.service.is_member(APP, "overlap", "ünï-3").member
+    assert buckets_left(subject, first.layout) == 0  # version 1 is removed
+    assert subject.objects.read(first.layout.members_key, 0, 10) is None
+    # File 3's run completes later: version 2 goes, and file 3's stays.
+    current = subject.repository.get(APP, "overlap", consistent=True)
+    assert current is not None
+    subject.importer.finish_flip(APP, current, "0003".ljust(64, "0"))
+    assert subject.repository.pointer(APP, "overlap", consistent=True) == third.layout
+    assert buckets_left(subject, third.layout) == third.layout.bucket_total
+    assert subject.service.check(APP, "overlap", ["plain", "ünï-3"]).members == ["plain", "ünï-3"]
+
+
+def test_lifting_a_tombstone_removes_the_versions_whose_removal_was_still_pending(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File 2's import flipped the audience and died removing version 1 (the function's time ran out); the app
+    deleted the audience, then lifted its tombstone before Lambda's retry came: the tombstone noted version 1."""
+    subject = Subject()
+    subject.put("lifted", b"plain\n")
+    first = subject.repository.get(APP, "lifted", consistent=True)
+    assert first is not None
+    assert first.layout is not None
+    removals = subject.repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        monkeypatch.setattr(subject.repository, "delete_buckets", removals)
+        raise Killed()
+
+    monkeypatch.setattr(subject.repository, "delete_buckets", killed_removing)
+    with pytest.raises(Killed):
+        subject.put("lifted", "plain\nünï-1\n".encode())
+    second = subject.service.delete(APP, "lifted")
+    assert second.unremoved == {"0002".ljust(64, "0"): first.layout}
+    assert buckets_left(subject, first.layout) == 1
+
+    subject.service.lift_tombstone(APP, "lifted")
+
+    assert subject.repository.get(APP, "lifted", consistent=True) is None
+    assert buckets_left(subject, first.layout) == 0
+    assert subject.objects.read(first.layout.members_key, 0, 10) is None
+
+
+def test_a_retry_removing_the_version_its_flip_replaced_first_points_lookups_at_the_newer_flip(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File 2's import flips the audience and dies before it moves the pointer; file 3's does the same. Lambda's
+    retry of file 2 removes version 1, which the pointer still names: it points lookups at file 3's version first.
+    The overlap needs killed runs, which the local stack cannot stage."""
+    subject = Subject()
+    subject.put("overlap", "plain\nünï-1\n".encode())
+    first = subject.repository.get(APP, "overlap", consistent=True)
+    assert first is not None
+    assert first.layout is not None
+    moves = subject.repository.point_to
+
+    def killed_pointing(app_id: str, name: str, layout: Layout) -> bool:
+        raise Killed()
+
+    monkeypatch.setattr(subject.repository, "point_to", killed_pointing)
+    for body in ("plain\nünï-2\n", "plain\nünï-3\n"):
+        with pytest.raises(Killed):
+            subject.put("overlap", body.encode())
+    monkeypatch.setattr(subject.repository, "point_to", moves)
+    assert subject.repository.pointer(APP, "overlap", consistent=True) == first.layout
+    key = f"imports/{APP}/overlap.csv"
+
+    retry = subject.importer.handle(ObjectCreated("imports", key, 1, "0002", "etag"), RUN)
+
+    assert (retry.outcome, retry.reason) == ("skipped", "superseded")
+    assert buckets_left(subject, first.layout) == 0
+    found = subject.service.check(APP, "overlap", ["plain", "ünï-1", "ünï-2", "ünï-3"])
+    assert (found.members, found.not_members) == (["plain", "ünï-3"], ["ünï-1", "ünï-2"])

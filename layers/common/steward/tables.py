@@ -616,10 +616,11 @@ class AudienceRecord(CatalogRecord):
     # recorded failure that was never told.
     failed_sequencer = UnicodeAttribute(null=True)
     failure_notified_sequencer = UnicodeAttribute(null=True)
-    # The version the last flip replaced (copied by the flip's own write): a retry after a crash removes it.
-    replaced_version = UnicodeAttribute(null=True)
-    replaced_partitions = NumberAttribute(null=True)
-    replaced_buckets_per_partition = NumberAttribute(null=True)
+    # The versions flips replaced that are not removed yet, each as "<sequencer> <version> <partitions>
+    # <buckets per partition>" (the sequencer of the file whose flip replaced it). The flip's own write adds its
+    # entry; the entry goes once the version is removed. Whatever finishes that file's flip (a retry, the lost-import
+    # recorder), even after newer files flipped, finds there what to remove.
+    unremoved = UnicodeSetAttribute(null=True)
     # A tombstone's removed version until the importer has removed it: a repeated DELETE asks for the removal again.
     removing_version = UnicodeAttribute(null=True)
     removing_partitions = NumberAttribute(null=True)

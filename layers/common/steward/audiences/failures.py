@@ -12,7 +12,8 @@ RECORD_ATTEMPTS = 3
 
 
 class RecordContended(Exception):
-    """The record kept changing while a failure was written on it: the invocation fails, and is retried."""
+    """The record kept changing while a refusal was written on it (``RECORD_ATTEMPTS`` conditional writes lost), or
+    while a flip's pointer was moved: the invocation fails, and Lambda (or the step's Retry) runs it again."""
 
 
 def record_failed(
@@ -39,7 +40,8 @@ def record_failed(
             return current
         if current is not None and current.counted:
             recorded = repository.record_failure(app_id, name, failure, sequencer, failure.at)
-            tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
+            if not isinstance(recorded, Audience):
+                tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
             return recorded
         if repository.record_refused_new(app_id, name, failure, sequencer, failure.at):
             tell_recorded(repository, notifier, app_id, name, failure, sequencer, "recorded")

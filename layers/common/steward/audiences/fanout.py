@@ -41,6 +41,7 @@ from steward.audiences.importer import (
     ImportOutcome,
     Parsed,
     Spill,
+    VersionNotRemoved,
     distinct_ids,
     flipped_to,
     packed_buckets,
@@ -246,7 +247,8 @@ class FanOutSteps:
 
     def remove_work(self, job: FanOutJob) -> Audience | None:
         """Remove what the steps wrote: the staged work, and the version's buckets unless the audience was
-        flipped to it. Answers the audience as it was read."""
+        flipped to it. Answers the audience as it was read. When the version's removal fails (VersionNotRemoved),
+        the staged work stays, its layout with it, for whatever runs this again."""
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         stored = self.staging.get(f"{job.staging}layout.json")
         if stored and not flipped_to(current, job.sequencer):
@@ -255,8 +257,17 @@ class FanOutSteps:
         return current
 
     def fail(self, job: FanOutJob, error: dict[str, Any]) -> ImportOutcome:
+        try:
+            current = self.remove_work(job)
+        except VersionNotRemoved:
+            # The failure is recorded and told (or the flip finished) first, as this step is for; then it fails,
+            # so that its Retry, the failed execution's status rule and the delayed look remove the version again.
+            self._settle(job, error, self.importer.repository.get(job.app_id, job.name, consistent=True))
+            raise
+        return self._settle(job, error, current)
+
+    def _settle(self, job: FanOutJob, error: dict[str, Any], current: Audience | None) -> ImportOutcome:
         kind = str(error.get("Error") or "States.TaskFailed")
-        current = self.remove_work(job)
         target = _target(job)
         # The flip went through and a later part of its step failed: it is finished (pointer, event, removal).
         # Or this step's retry, or the failed execution's rule after it ran: the failure is told if not yet.

@@ -9,6 +9,7 @@ readers see the old members or the new ones, never a mix, and the older
 version is removed afterwards.
 """
 
+import contextlib
 import logging
 import secrets
 import tempfile
@@ -18,10 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from steward.audiences import buckets, ranges
-from steward.audiences.failures import record_failed, tell_failure, tell_recorded, untold_failure, untold_refusal
+from steward.audiences.failures import (
+    RecordContended,
+    record_failed,
+    tell_failure,
+    tell_recorded,
+    untold_failure,
+    untold_refusal,
+)
 from steward.audiences.keys import ImportKey, app_of_csv, event_key, padded_sequencer, parse_key
 from steward.audiences.models import (
     DEFAULT_MAX_AUDIENCES,
@@ -55,12 +63,16 @@ CLAIM_ATTEMPTS = 5
 # The import stops with this much of the function's time left, to record the failure and clean up.
 TIME_MARGIN_SECONDS = 60.0
 LOOKUP_THREADS = 8
+# Counted each time a version's removal leaves some of it (an alarm can watch it).
+REMOVAL_FAILED_METRIC = "AudienceVersionRemovalFailed"
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
 # (app, at most this many users, where their ids go) -> whether every user was read within the limit.
 UserIds = Callable[[str, int, Callable[[list[bytes]], None]], bool]
 AppExists = Callable[[str], bool]
 Metric = Callable[[str], None]
+# How an import took its file: a record of its own (created, or a refused one counted again), or one that counts.
+Claimed = Literal["new", "existing"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,12 @@ class Invocation:
 
     request_id: str
     remaining_seconds: Callable[[], float]
+
+
+class VersionNotRemoved(Exception):
+    """A version's removal left some of it (buckets, or its member list), every part tried. Raised after what the
+    invocation had to do first (a flip's pointer and announcement, a failure's record), so that it fails: Lambda's
+    retries, then the OnFailure destination (or the fan-out step's Retry, then its fail step), remove it again."""
 
 
 class ImportTimedOut(Exception):
@@ -183,11 +201,19 @@ class AudienceImporter:
         self, target: ImportKey, record: ObjectCreated, sequencer: str, invocation: Invocation
     ) -> ImportOutcome:
         app_id, key = target.app_id, target.key
-        refused = self._claim(target, record.size, sequencer, invocation.request_id)
-        if refused is not None:
-            return refused
+        claim = self._claim(target, record.size, sequencer, invocation.request_id)
+        if isinstance(claim, ImportOutcome):
+            return claim
         if self.fan_out is not None and record.size > self.fan_out.threshold_bytes:
-            return _start_fan_out(self.fan_out, target, record, sequencer)
+            if _start_fan_out(self.fan_out, target, record, sequencer):
+                return ImportOutcome("started", key, app_id, target.name)
+            if claim == "new":
+                # The file's execution ran already (its name comes from the key and the sequencer), and its record
+                # went since (a lifted tombstone, a first attempt let go of): this claim starts nothing, so the name
+                # goes back as it was. A claim taken over (Lambda's retry of the invocation that started it) keeps
+                # the record, which the execution still running finishes.
+                self.repository.release_unstarted(app_id, target.name, sequencer, self.clock())
+            return ImportOutcome("skipped", key, app_id, target.name)
         try:
             source = self.source.open(record.bucket, key, record.etag)
             parsed = self.build_version(app_id, source, _deadline(invocation.remaining_seconds))
@@ -196,7 +222,8 @@ class AudienceImporter:
                 target, sequencer, "timeout", "The import ran out of the function's time; put the file again."
             )
             if exc.partial is not None:
-                self.remove_version(app_id, exc.partial)
+                # Lambda's retry would import the file again (its attempt is this request's) only to remove this.
+                self.discard_version(app_id, exc.partial)
             return failed
         except ObjectChanged:
             return self.object_replaced(target, sequencer)
@@ -215,41 +242,52 @@ class AudienceImporter:
         return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="object_replaced")
 
     def publish_version(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
-        """Flip the audience to the built version, remove the one it replaced, and announce it."""
+        """Flip the audience to the built version, announce it, and remove the one it replaced.
+
+        The flip is conditional on the version read just before it, and notes that version on the record:
+        when another flip got in between (an older file's import finishing late), the record is read again,
+        so the version removed is the one this flip actually replaced.
+        """
         app_id, name, key = target.app_id, target.name, target.key
         flip = Flip(app_id, name, parsed.layout, parsed.counts, parsed.samples, key, sequencer, self.clock())
+        current: Audience | None = None
         for _ in range(CLAIM_ATTEMPTS):
-            published = self.repository.publish(
-                app_id, name, flip.layout, flip.counts, flip.samples, key, sequencer, flip.now
-            )  # fmt: skip
-            current = None if published is not None else self.repository.get(app_id, name, consistent=True)
+            current = self.repository.get(app_id, name, consistent=True)
             if current is not None and current.version == parsed.layout.version:
                 # This very version was flipped already (a step retried after its write went through).
                 self.finish_flip(app_id, current, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
-            if published is None and _uncounted(current, sequencer):
+            published: Published | None = None
+            if _uncounted(current, sequencer):
                 # A newer file's failed first attempt gave the slot back: this file counts it again.
                 maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
                 recounted = self.repository.publish_recounted(flip, maximum)
                 if recounted == "limit":
-                    self.remove_version(app_id, parsed.layout)
+                    self.discard_version(app_id, parsed.layout)
                     failure = _limit_failure(maximum, key, flip.now)
                     return self.fail_claimed(target, sequencer, failure.code, failure.reason)
                 published = recounted if isinstance(recounted, Published) else None
+            elif current is not None and _flippable(current, sequencer):
+                published = self.repository.publish(flip, current.layout)
+            else:
+                break
             if published is not None:
                 self._complete(app_id, published.audience, published.replaced, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
-            if not _uncounted(current, sequencer):
-                break
-        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen.
-        self.remove_version(app_id, parsed.layout)
+        # A newer file was imported meanwhile (or the audience was deleted): this version is never seen, and the
+        # file is superseded, not failed (failing would have a retry or the fan-out's fail step refuse or fail it).
+        # Or it was (a step retried after its flip went through, and a newer file flipped since): what it replaced
+        # goes too, and that removal fails the invocation when it fails (its note stays, for the retry).
+        self.discard_version(app_id, parsed.layout)
+        if current is not None:
+            self.finish_superseded(app_id, current, sequencer)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
 
     def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
         """What the record already shows of the file ``sequencer``, finished and told (once, for runs that do
         not overlap): its flip (the pointer, its event unless announced, and the removal of the version it
-        replaced, done again as a run may have died in it) or its failure (published unless it was). None when
-        it shows neither.
+        replaced, done again as a run may have died in it; only that removal once a newer file flipped since,
+        see ``finish_superseded``) or its failure (published unless it was). None when it shows neither.
 
         For the fail step and the lost-import recorder, which run once the file's own invocations are over:
         none of them is finishing it meanwhile.
@@ -260,6 +298,8 @@ class AudienceImporter:
         if flipped_to(current, sequencer):
             self.finish_flip(app_id, current, sequencer)
             return ImportOutcome("imported", key, app_id, name, current.counts)
+        if self.finish_superseded(app_id, current, sequencer):
+            return ImportOutcome("skipped", key, app_id, name, reason="superseded")
         if current.failed_sequencer == sequencer and current.last_failure is not None:
             untold = untold_failure(current, sequencer)
             if untold is not None:
@@ -269,8 +309,23 @@ class AudienceImporter:
 
     def finish_flip(self, app_id: str, audience: Audience, sequencer: str) -> None:
         """What follows a flip to ``sequencer``, for a retry after a crash: move the pointer, announce the
-        import unless that was done, and remove the version the flip replaced (copied onto the record)."""
-        self._complete(app_id, audience, audience.replaced, sequencer)
+        import unless that was done, and remove the version the flip replaced (noted on the record)."""
+        self._complete(app_id, audience, audience.unremoved.get(sequencer), sequencer)
+
+    def finish_superseded(self, app_id: str, current: Audience, sequencer: str) -> bool:
+        """The flip to ``sequencer`` went through and its run died before it removed the version it replaced;
+        since, a newer file flipped the audience, or it was deleted (``current``). That removal is done now, as on
+        the normal path (then the note goes); nothing else is: the pointer and the event are the newer file's
+        (its counts are on the record), and a deleted audience is announced nothing. False when the record
+        notes no such removal (the flip's run finished it, or the file never flipped the audience)."""
+        replaced = current.unremoved.get(sequencer)
+        if replaced is None:
+            return False
+        if current.layout is not None:
+            # The newer file's run may have died before it moved the pointer, which may still name this version.
+            self._point(app_id, current.name, current.layout)
+        self._remove_replaced(app_id, current, sequencer, replaced)
+        return True
 
     def _complete(self, app_id: str, audience: Audience, replaced: Layout | None, sequencer: str) -> None:
         """Lookups follow the pointer, moved before the replaced version goes. The event goes before the
@@ -278,19 +333,45 @@ class AudienceImporter:
         that dies in it has announced the import, and whatever finishes the flip again removes the rest
         (deleting what is gone already changes nothing)."""
         if audience.layout is not None:
-            self.repository.point_to(app_id, audience.name, audience.layout)
+            self._point(app_id, audience.name, audience.layout)
         if audience.notified_sequencer != sequencer:
             self._announce(app_id, audience, sequencer)
-        if replaced is not None and (audience.layout is None or replaced.version != audience.layout.version):
+        if replaced is not None:
+            self._remove_replaced(app_id, audience, sequencer, replaced)
+
+    def _point(self, app_id: str, name: str, layout: Layout) -> None:
+        """Point lookups at ``layout``, or, when a newer flip moved the record on meanwhile, at the record's
+        version (under the same condition: the record at that version), before a removal follows. The newer
+        flip's own run moves the pointer too, but may be a minute late (or die first): meanwhile the pointer would
+        name the version about to be removed, and lookups would answer "not a member" for members. A deleted
+        audience has no pointer (its deletion removed it in the same transaction): nothing to point at."""
+        for _ in range(CLAIM_ATTEMPTS):
+            if self.repository.point_to(app_id, name, layout):
+                return
+            current = self.repository.get(app_id, name, consistent=True)
+            if current is None or current.layout is None:
+                return
+            layout = current.layout
+        # Each lost try follows a newer flip: so many in a row is no race. Nothing is removed; the retry points.
+        raise RecordContended(f"The audience {name!r} kept changing while its pointer was moved")
+
+    def _remove_replaced(self, app_id: str, audience: Audience, sequencer: str, replaced: Layout) -> None:
+        """Remove the version the flip to ``sequencer`` replaced, never the audience's current one, then drop its
+        note. A removal that fails keeps the note and raises VersionNotRemoved: whatever finishes the flip again
+        (Lambda's retry, the OnFailure destination, the fan-out's Flip retry or fail step) removes it."""
+        current = audience.layout.version if audience.layout is not None else None
+        if replaced.version != current:
             self.remove_version(app_id, replaced)
+        self.repository.forget_replaced(app_id, audience.name, sequencer, replaced)
 
     def _announce(self, app_id: str, audience: Audience, sequencer: str) -> None:
         # The marker follows the event: a crash between the two sends it again, never not at all.
         self.notifier.imported(app_id, audience)
         self.repository.mark_notified(app_id, audience.name, sequencer)
 
-    def _claim(self, target: ImportKey, size: int, sequencer: str, request_id: str) -> ImportOutcome | None:
-        """Take the import of this file (None), or say why not: skipped, refused (tombstone) or failed (a limit).
+    def _claim(self, target: ImportKey, size: int, sequencer: str, request_id: str) -> ImportOutcome | Claimed:
+        """Take the import of this file (``new``: a record created, or a refused one counted again; ``existing``:
+        an audience's, or a claim taken over), or say why not: skipped, refused (tombstone) or failed (a limit).
 
         Another event of the same name can write the record between our read and our conditional
         write; then the record is read again and the claim decided again, so that the newer of two
@@ -300,12 +381,17 @@ class AudienceImporter:
             now = self.clock()
             current = self.repository.get(target.app_id, target.name, consistent=True)
             if current is not None and current.status is AudienceStatus.DELETED:
-                return self.refuse_deleted(target, current, sequencer, now)
+                return self.on_tombstone(target, current, sequencer)
             if current is not None and _flipped_by(current, sequencer, request_id):
                 # Lambda's retry of an import that flipped the audience, then died announcing it or removing
                 # the version it replaced: a retry follows a crash only, so the flip is finished again.
                 self.finish_flip(target.app_id, current, sequencer)
                 return ImportOutcome("imported", target.key, target.app_id, target.name, current.counts)
+            # The same, when a newer file flipped the audience since: only the removal is left to do (a
+            # duplicate event does it as well: removing a version twice changes nothing).
+            newer = current is not None and current.sequencer != sequencer
+            if newer and current is not None and self.finish_superseded(target.app_id, current, sequencer):
+                return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="superseded")
             untold = None if current is None else untold_failure(current, sequencer)
             if untold is not None:
                 # Lambda's retry (or a duplicate event) of an import whose failure was recorded but not told.
@@ -320,7 +406,7 @@ class AudienceImporter:
                     code="file_too_large", reason=reason, key=target.key, at=now
                 ))  # fmt: skip
             claim = self._claim_once(target, current, sequencer, request_id, now)
-            if not isinstance(claim, str):
+            if claim != "raced":
                 return claim
         # Five lost races in a row is no race: a condition that keeps failing. Say so, never skip quietly.
         logger.error("Gave up claiming %r after %d refused claims", target.key, CLAIM_ATTEMPTS)
@@ -332,17 +418,28 @@ class AudienceImporter:
 
     def _claim_once(
         self, target: ImportKey, current: Audience | None, sequencer: str, request_id: str, now: datetime
-    ) -> ImportOutcome | str | None:
-        """None: claimed; ``raced``: someone wrote the record meanwhile; else why not."""
+    ) -> ImportOutcome | Claimed | Literal["raced"]:
+        """Claimed (``new`` or ``existing``, see ``_claim``); ``raced``: someone wrote the record meanwhile; else
+        why not."""
         app_id, key = target.app_id, target.key
         attempt = Attempt(app_id, target.name, key, sequencer, request_id, now)
         if current is not None and current.counted:
-            return None if self.repository.claim_existing(attempt, now - ATTEMPT_LEASE) else "raced"
+            return "existing" if self.repository.claim_existing(attempt, now - ATTEMPT_LEASE) else "raced"
         maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
         claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
             return self.fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
-        return None if claim == "claimed" else "raced"
+        return "new" if claim == "claimed" else "raced"
+
+    def on_tombstone(self, target: ImportKey, tombstone: Audience, sequencer: str) -> ImportOutcome:
+        """A file of a deleted audience. Only a file later than the deletion is refused: one the audience was
+        imported from before it was deleted (or that a newer import superseded) is skipped, quietly, and the
+        version its flip replaced goes if its run never removed it. For the importer, its retries, its failures
+        and the lost-import recorder alike."""
+        if imported_before_deletion(tombstone, sequencer):
+            self.finish_superseded(target.app_id, tombstone, sequencer)
+            return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="superseded")
+        return self.refuse_deleted(target, tombstone, sequencer, self.clock())
 
     def refuse_deleted(self, target: ImportKey, tombstone: Audience, sequencer: str, now: datetime) -> ImportOutcome:
         failure = Failure(
@@ -369,32 +466,51 @@ class AudienceImporter:
         app_id, name = target.app_id, target.name
         recorded = record_failed(self.repository, self.notifier, app_id, name, current, sequencer, failure)
         if isinstance(recorded, Audience):
-            return self.refuse_deleted(target, recorded, sequencer, self.clock())
+            return self.on_tombstone(target, recorded, sequencer)
         return _failed(target, failure, recorded)
 
     def fail_claimed(self, target: ImportKey, sequencer: str, code: str, reason: str) -> ImportOutcome:
-        """Record the failure of a claimed file and tell it; skipped when a newer file's import made it moot."""
+        """Record the failure of a claimed file and tell it; skipped when a newer file's import made it moot.
+        When the audience was deleted meanwhile, the tombstone stays as it is: the file goes as its rule says."""
         now = self.clock()
         failure = Failure(code=code, reason=reason, key=target.key, at=now)
         recorded = self.repository.record_failure(target.app_id, target.name, failure, sequencer, now)
+        if isinstance(recorded, Audience):
+            return self.on_tombstone(target, recorded, sequencer)
         tell_recorded(self.repository, self.notifier, target.app_id, target.name, failure, sequencer, recorded)
         return _failed(target, failure, recorded)
 
-    def remove_version(self, app_id: str, layout: Layout) -> bool:
-        """Remove a version no reader will look at again; a failure leaves only garbage, logged (False)."""
-        try:
-            self.repository.delete_buckets(app_id, layout)
-            self.member_lists.delete(layout.members_key)
-        except Exception:
-            logger.exception("Could not remove version %s of app %s", layout.version, app_id)
-            return False
-        return True
+    def remove_version(self, app_id: str, layout: Layout) -> None:
+        """Remove a version no reader will look at again: its buckets (every chunk), then its member list, even
+        when the buckets' removal failed. VersionNotRemoved once both were tried, when either left something
+        (logged, and counted in AudienceVersionRemovalFailed); removing what is gone changes nothing."""
+        errors: list[Exception] = []
+        for remove in (
+            lambda: self.repository.delete_buckets(app_id, layout),
+            lambda: self.member_lists.delete(layout.members_key),
+        ):
+            try:
+                remove()
+            except Exception as exc:  # the other part is removed all the same; this one is raised below
+                errors.append(exc)
+        if errors:
+            logger.error("Could not remove version %s of app %s: %r", layout.version, app_id, errors)
+            self.metric(REMOVAL_FAILED_METRIC)
+            raise VersionNotRemoved(f"Version {layout.version} of app {app_id} was not removed") from errors[0]
+
+    def discard_version(self, app_id: str, layout: Layout) -> None:
+        """Remove a version that no record names (it was never flipped to), on a path where failing the invocation
+        would do worse than leave it: skip recording a failure, import the file again, or fail (or refuse) a file
+        that was only superseded. A removal that fails leaves it, logged and counted (see ``remove_version``)."""
+        with contextlib.suppress(VersionNotRemoved):
+            self.remove_version(app_id, layout)
 
     def remove_deleted(self, app_id: str, name: str | None, layout: Layout) -> None:
         """Remove a deleted audience's version (the API asks), then the tombstone stops naming it; until then a
-        repeated DELETE asks again. Without a name (a request sent before requests named the audience), only
-        the removal."""
-        if self.remove_version(app_id, layout) and name is not None:
+        repeated DELETE asks again, and a removal that left something raises (see ``remove_version``). Without a
+        name (a request sent before requests named the audience), only the removal."""
+        self.remove_version(app_id, layout)
+        if name is not None:
             self.repository.removed(app_id, name, layout.version)
 
     # --- The work --------------------------------------------------------------
@@ -438,7 +554,7 @@ class AudienceImporter:
             except ImportTimedOut as exc:
                 raise ImportTimedOut(layout) from exc
             except Exception:
-                self.remove_version(app_id, layout)
+                self.discard_version(app_id, layout)  # the import's own error is what fails it
                 raise
         counts = Counts(
             rows=scanner.rows,
@@ -504,8 +620,9 @@ class AudienceImporter:
         return found
 
 
-def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, sequencer: str) -> ImportOutcome:
-    """A file too big for one function: the state machine imports it over byte ranges (see fanout.py)."""
+def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, sequencer: str) -> bool:
+    """A file too big for one function: the state machine imports it over byte ranges (see fanout.py). False
+    when the file's execution exists already."""
     job, byte_ranges = ranges.plan(
         target.app_id, target.name, target.key, record.bucket, record.etag, sequencer, record.size,
         fan_out.range_bytes,
@@ -516,8 +633,7 @@ def _start_fan_out(fan_out: FanOut, target: ImportKey, record: ObjectCreated, se
         "range_count": len(byte_ranges),
         "partition_numbers": list(range(job.partitions)),
     }
-    started = fan_out.start(ranges.execution_name(target.key, sequencer), payload)
-    return ImportOutcome("started" if started else "skipped", target.key, target.app_id, target.name)
+    return fan_out.start(ranges.execution_name(target.key, sequencer), payload)
 
 
 def _failed(target: ImportKey, failure: Failure, recorded: Recorded) -> ImportOutcome:
@@ -545,6 +661,20 @@ def _deadline(remaining_seconds: Callable[[], float]) -> Callable[[], None]:
             raise ImportTimedOut()
 
     return in_time
+
+
+def _flippable(current: Audience, sequencer: str) -> bool:
+    """Whether an import of ``sequencer`` may flip ``current``: it counts, stands, and holds an older file."""
+    if not current.counted or current.status is AudienceStatus.DELETED:
+        return False
+    return current.sequencer is None or current.sequencer < sequencer
+
+
+def imported_before_deletion(tombstone: Audience, sequencer: str) -> bool:
+    """Whether the file ``sequencer`` came before the deletion: the audience was flipped to it (or to a newer
+    file, which superseded it), and the tombstone did not refuse it (a refusal is noted, and told, again)."""
+    refused = tombstone.refused_sequencer == sequencer
+    return not refused and tombstone.sequencer is not None and tombstone.sequencer >= sequencer
 
 
 def flipped_to(audience: Audience | None, sequencer: str) -> bool:

@@ -8,26 +8,33 @@ the last error, to the destination. Every invocation of the file is over then.
 What the record already shows of the file is finished first, with the fan-out
 fail step's logic (``AudienceImporter.settle_recorded``): a flip gets its
 pointer, its event unless it was announced (the bus refused it on every
-attempt), then the removal of the version it replaced (the flip copied it onto
-the record; a run that died removing it left the rest); a failure recorded but
-never told (``failed_sequencer`` past ``failure_notified_sequencer``) is told;
-on a tombstone, a file the audience was never flipped to is refused (told
-unless it was), one imported before the deletion is not. Each at least once,
-and once for deliveries that do not overlap (a marker follows what it marks:
-two deliveries at the same time may both publish). Otherwise this records
+attempt), then the removal of the version it replaced (the flip noted it on the
+record; a run that died removing it left the rest); a flip a newer file's
+superseded since gets only that removal; a failure recorded but never told
+(``failed_sequencer`` past ``failure_notified_sequencer``) is told; on a
+tombstone, the importer's rule (``AudienceImporter.on_tombstone``): a file
+later than the deletion is refused (told unless it was), one imported before
+it is not, and the version its flip replaced goes. Each at least once, and
+once for deliveries that do not overlap (a marker follows what it marks: two
+deliveries at the same time may both publish). Otherwise this records
 ``import_failed`` on the audience, gives a new name's slot back, and tells the
 app as every failure is.
 
 The API's removals of versions go to the importer too, and so to the same
 destination when they fail: the version is removed once more.
+
+A removal that fails here (a flip's replaced version, a version the API asked
+to remove) fails this invocation too, once everything else is done and marked
+(``VersionNotRemoved``): Lambda retries it twice, each removing once more and
+telling nothing again; each failure is counted (AudienceVersionRemovalFailed).
 """
 
 import logging
 
 from steward.audiences.events import Cleanup
 from steward.audiences.importer import AudienceImporter, ImportOutcome, ObjectCreated
-from steward.audiences.keys import ImportKey, event_key, padded_sequencer, parse_key
-from steward.audiences.models import Audience, AudienceStatus, Failure
+from steward.audiences.keys import event_key, padded_sequencer, parse_key
+from steward.audiences.models import AudienceStatus, Failure
 
 logger = logging.getLogger(__name__)
 MAX_REASON_CHARS = 500
@@ -39,7 +46,8 @@ class LostImports:
 
     def remove_again(self, cleanup: Cleanup, reason: str) -> None:
         """A version the API asked the importer to remove (a deleted audience's), which it failed to, retries
-        included: removed once more (removing what is gone changes nothing). A failure leaves garbage, logged."""
+        included: removed once more (removing what is gone changes nothing). A failure raises, for this
+        function's own retries."""
         logger.warning("Removing version %s of app %s again: %s", cleanup.version, cleanup.app_id, reason)
         self.importer.remove_deleted(cleanup.app_id, cleanup.name, cleanup)
 
@@ -56,7 +64,7 @@ class LostImports:
         sequencer = padded_sequencer(created.sequencer)
         current = importer.repository.get(app_id, name, consistent=True)
         if current is not None and current.status is AudienceStatus.DELETED:
-            return self._deleted(target, current, sequencer)
+            return importer.on_tombstone(target, current, sequencer)
         settled = importer.settle_recorded(target, current, sequencer)
         if settled is not None:
             return settled
@@ -71,16 +79,3 @@ class LostImports:
         if outcome.outcome == "failed":
             logger.warning("Recorded a lost import of %r: %s", key, reason)
         return outcome
-
-    def _deleted(self, target: ImportKey, tombstone: Audience, sequencer: str) -> ImportOutcome:
-        """The audience was deleted. A file it was flipped to (or a newer one, which superseded it), unless the
-        tombstone noted a refusal of it, was not refused: the deletion came after. The version that file's flip
-        replaced, which its runs never got to remove, goes. Any other file is refused as the importer's retry
-        would have: the refusal is noted, and told unless it was."""
-        importer = self.importer
-        refused = tombstone.refused_sequencer == sequencer
-        if not refused and tombstone.sequencer is not None and tombstone.sequencer >= sequencer:
-            if tombstone.sequencer == sequencer and tombstone.replaced is not None:
-                importer.remove_version(target.app_id, tombstone.replaced)
-            return ImportOutcome("skipped", target.key, target.app_id, target.name, reason="audience_deleted")
-        return importer.refuse_deleted(target, tombstone, sequencer, importer.clock())

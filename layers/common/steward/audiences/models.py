@@ -116,9 +116,13 @@ class Audience(Schema):
     failure_notified_sequencer: str | None = Field(default=None, exclude=True)
     refused_sequencer: str | None = Field(default=None, exclude=True)
     refusal_notified_sequencer: str | None = Field(default=None, exclude=True)
-    replaced: Layout | None = Field(default=None, exclude=True, description="The version the last flip replaced.")
     removing: Layout | None = Field(
         default=None, exclude=True, description="A tombstone's removed version, until the importer removed it."
+    )
+    unremoved: dict[str, Layout] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="The versions flips replaced that are not removed yet, by the sequencer of the file that flipped.",
     )
 
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pynamodb.constants import ALL_OLD, ATTRIBUTES
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -206,51 +205,42 @@ class AudienceRepository:
         condition = AudienceRecord.pk.exists() & (marker.does_not_exist() | (marker < sequencer))
         return update_if(record, [marker.set(sequencer)], condition)
 
-    def publish(
-        self,
-        app_id: str,
-        name: str,
-        layout: Layout,
-        counts: Counts,
-        samples: list[InvalidLine],
-        key: str,
-        sequencer: str,
-        now: datetime,
-    ) -> Published | None:
-        """Flip a counted audience to ``layout`` in one conditional write; None when a newer file got there
-        first, or the audience does not count (its slot was given back: see ``publish_recounted``).
+    def publish(self, flip: Flip, replacing: Layout | None) -> Published | None:
+        """Flip a counted audience from ``replacing`` (its version as just read; None: it has none) to the
+        flip's version in one conditional write; None when a newer file got there first, the version moved
+        meanwhile (read the record again), or the audience does not count (its slot was given back: see
+        ``publish_recounted``).
 
-        The write returns the item as it was (ReturnValues ALL_OLD): the version it replaced is the one
-        to remove, even when another import flipped the audience after this one began. It also copies
-        that version onto the record, for a retry after a crash to remove.
+        The same write notes the version it replaces under the file's sequencer (``unremoved``), so that
+        whatever finishes this flip (its run, Lambda's retry, the lost-import recorder) removes it, even
+        after newer files flipped the audience again.
         """
-        changes = _flip_changes(layout, counts, samples, key, sequencer, now)
+        changes = _flip_changes(flip.layout, flip.counts, flip.samples, flip.key, flip.sequencer, flip.now)
         actions: list[Action] = [getattr(AudienceRecord, attribute).set(value) for attribute, value in changes.items()]
-        actions += [
-            AudienceRecord.replaced_version.set(AudienceRecord.version | ""),
-            AudienceRecord.replaced_partitions.set(AudienceRecord.partitions | 0),
-            AudienceRecord.replaced_buckets_per_partition.set(AudienceRecord.buckets_per_partition | 0),
-        ]
+        if replacing is not None:
+            actions.append(AudienceRecord.unremoved.add({_unremoved_entry(flip.sequencer, replacing)}))
+        at_version = (
+            AudienceRecord.version.does_not_exist()
+            if replacing is None
+            else AudienceRecord.version == replacing.version
+        )
         condition = (
             AudienceRecord.pk.exists()
             & (AudienceRecord.status != AudienceStatus.DELETED.value)
             & (AudienceRecord.counted == True)  # noqa: E712
-            & _older_import(sequencer)
+            & _older_import(flip.sequencer)
+            & at_version
         )
-        try:
-            answer = AudienceRecord._get_connection().update_item(
-                audiences_pk(app_id), name, actions=actions, condition=condition, return_values=ALL_OLD
-            )
-        except UpdateError as exc:
-            if condition_failed(exc):
-                return None
-            raise
-        before = AudienceRecord.from_raw_data(answer[ATTRIBUTES])
-        after = AudienceRecord.from_raw_data(answer[ATTRIBUTES])
-        for attribute, value in changes.items():
-            setattr(after, attribute, value)
-        replaced = to_audience(before).layout
-        return Published(to_audience(after), replaced)
+        record = AudienceRecord(pk=audiences_pk(flip.app_id), sk=flip.name)
+        if not update_if(record, actions, condition):
+            return None
+        return Published(to_audience(record), replacing)
+
+    def forget_replaced(self, app_id: str, name: str, sequencer: str, replaced: Layout) -> None:
+        """Drop the note of a version the flip of ``sequencer`` replaced, once that version is removed."""
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
+        entry = AudienceRecord.unremoved.delete({_unremoved_entry(sequencer, replaced)})
+        update_if(record, [entry], AudienceRecord.pk.exists())
 
     def publish_recounted(self, publish: "Flip", maximum: int) -> Published | str:
         """Flip an audience that does not count (a newer file's failed first attempt gave its slot back)
@@ -310,10 +300,13 @@ class AudienceRepository:
             members_key=record.members_key,
         )
 
-    def record_failure(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> Recorded:
+    def record_failure(
+        self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime
+    ) -> Recorded | Audience:
         """Record a failed import on the audience; members stay. ``recorded``; ``superseded`` when a newer
         file's failure is recorded (it stays: an older failure never replaces a newer one); ``moot`` when a
-        newer file was imported already.
+        newer file was imported already; the tombstone, untouched, when the audience was deleted meanwhile
+        (the file then goes as a tombstone has files go: see ``AudienceImporter.on_tombstone``).
 
         A new audience whose first file failed in its own attempt becomes ``failed`` and stops counting
         against the maximum, in the same transaction that gives its slot back.
@@ -327,10 +320,17 @@ class AudienceRepository:
             AudienceRecord.failed_sequencer.set(sequencer),
             AudienceRecord.updated_at.set(now),
         ]
-        condition = AudienceRecord.pk.exists() & _older_import(sequencer) & _older_failure(sequencer)
+        condition = (
+            AudienceRecord.pk.exists()
+            & (AudienceRecord.status != AudienceStatus.DELETED.value)
+            & _older_import(sequencer)
+            & _older_failure(sequencer)
+        )
         if update_if(record, actions, condition):
             return "recorded"
         current = self.get(app_id, name, consistent=True)
+        if current is not None and current.status is AudienceStatus.DELETED:
+            return current
         newer_import = current is None or (current.sequencer is not None and current.sequencer >= sequencer)
         return "moot" if newer_import else "superseded"
 
@@ -487,16 +487,21 @@ class AudienceRepository:
             _write_chunk(chunk)
 
     def delete_buckets(self, app_id: str, layout: Layout) -> None:
-        chunk: list[AudienceBucketRecord] = []
-        for bucket in range(layout.bucket_total):
-            chunk.append(
+        """Delete a version's buckets, 25 a call. Every chunk is tried, even after one that BatchWriteItem left
+        undeleted (what removes the version again then finds only those left); raises once all were tried, when
+        any bucket was left."""
+        total, left = layout.bucket_total, 0
+        failure: PutError | None = None
+        for start in range(0, total, BATCH_WRITE_SIZE):
+            chunk = [
                 AudienceBucketRecord(pk=audience_bucket_pk(app_id, layout.version, bucket), sk=AUDIENCE_BUCKET_SK)
-            )
-            if len(chunk) == BATCH_WRITE_SIZE:
-                _write_chunk(chunk, delete=True)
-                chunk = []
-        if chunk:
-            _write_chunk(chunk, delete=True)
+                for bucket in range(start, min(start + BATCH_WRITE_SIZE, total))
+            ]
+            pending, error = _pending(chunk, delete=True)
+            left += len(pending)
+            failure = failure or error
+        if left:
+            raise RuntimeError(f"BatchWriteItem left {left} of {total} audience buckets undeleted") from failure
 
     def read_buckets(
         self, app_id: str, version: str, numbers: Iterable[int], *, consistent: bool = False
@@ -520,8 +525,17 @@ class AudienceRepository:
         return found
 
 
-def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> None:
-    pending, failure = write_chunk(
+def _write_chunk(chunk: list[AudienceBucketRecord]) -> None:
+    pending, failure = _pending(chunk, delete=False)
+    if pending:
+        raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
+
+
+def _pending(
+    chunk: list[AudienceBucketRecord], *, delete: bool
+) -> tuple[dict[str, AudienceBucketRecord], PutError | None]:
+    """Write (or delete) a chunk of buckets: what BatchWriteItem left after its attempts, and its last error."""
+    return write_chunk(
         AudienceBucketRecord,
         {record.pk: record for record in chunk},
         "pk",
@@ -529,8 +543,6 @@ def _write_chunk(chunk: list[AudienceBucketRecord], *, delete: bool = False) -> 
         attempts=BATCH_WRITE_ATTEMPTS,
         backoff_seconds=BATCH_BACKOFF_SECONDS,
     )
-    if pending:
-        raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
 
 
 def _failed_uncounted(failure: Failure, sequencer: str, now: datetime) -> list[Action]:
@@ -601,6 +613,22 @@ def _flip_changes(
     }
 
 
+def _unremoved_entry(sequencer: str, layout: Layout) -> str:
+    """How ``unremoved`` notes a replaced version: the members key follows from the app and the version."""
+    return f"{sequencer} {layout.version} {layout.partitions} {layout.buckets_per_partition}"
+
+
+def _unremoved(app_id: str, entry: str) -> tuple[str, Layout]:
+    sequencer, version, partitions, buckets_per_partition = entry.split(" ")
+    layout = Layout(
+        version=version,
+        partitions=int(partitions),
+        buckets_per_partition=int(buckets_per_partition),
+        members_key=audience_members_key(app_id, version),
+    )
+    return sequencer, layout
+
+
 def _failure_text(failure: Failure) -> str:
     return failure.model_dump_json()
 
@@ -615,12 +643,10 @@ def to_audience(record: AudienceRecord) -> Audience:
             members_key=record.members_key,
         )
     app_id = record.pk.removesuffix(audiences_pk(""))
-    replaced = _kept_layout(
-        app_id, record.replaced_version, record.replaced_partitions, record.replaced_buckets_per_partition
-    )
     removing = _kept_layout(
         app_id, record.removing_version, record.removing_partitions, record.removing_buckets_per_partition
     )
+    unremoved = dict(_unremoved(app_id, entry) for entry in record.unremoved or ())
     return Audience(
         name=record.sk,
         status=AudienceStatus(record.status),
@@ -646,8 +672,8 @@ def to_audience(record: AudienceRecord) -> Audience:
         failure_notified_sequencer=record.failure_notified_sequencer,
         refused_sequencer=record.refused_sequencer,
         refusal_notified_sequencer=record.refusal_notified_sequencer,
-        replaced=replaced,
         removing=removing,
+        unremoved=unremoved,
     )
 
 

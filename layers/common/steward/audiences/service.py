@@ -162,10 +162,15 @@ class AudienceService:
         audience = self.get(app_id, name)
         if audience.status is not AudienceStatus.DELETED:
             raise Conflict(f"Audience {name!r} is not deleted.", code="audience_not_deleted", field="name")
+        # The versions the tombstone still names would be lost with it: its own removed version until the importer
+        # removed it, and versions imports replaced whose removal failed (waiting for a retry or the lost-import
+        # recorder, which will not find them once it goes). So they are asked for first, and a request that fails
+        # fails the lift before anything changed; removing a version twice changes nothing.
+        pending = [*audience.unremoved.values(), *([audience.removing] if audience.removing is not None else [])]
+        for layout in pending:
+            self.cleanup(app_id, name, layout)
         if not self.repository.delete_record(app_id, name, AudienceStatus.DELETED):
             raise Conflict("The audience changed meanwhile; try again.", code="concurrent_update")
-        # The record that named a version not yet removed is gone: this is the last chance to ask.
-        self._remove_members(app_id, audience)
 
     def _remove_members(self, app_id: str, tombstone: Audience) -> None:
         """Ask the importer to remove the version the tombstone still names. The deletion is done whatever
