@@ -1,8 +1,11 @@
 """Deleting an audience on moto: the tombstone keeps the removed version until the importer has removed it."""
 
+import pytest
+
 from steward.audiences.models import AudienceStatus, Layout
 from steward.audiences.service import CLEANUP_NOT_STARTED, AudienceService
 from steward.audiences.storage import UploadLinks
+from steward.errors import ServiceUnavailable
 from steward.settings import StoreSettings
 from tests.unit.test_audience_reads import APP, NOW, Subject
 
@@ -105,6 +108,26 @@ def test_lifting_a_tombstone_whose_version_was_not_removed_asks_for_the_removal(
     assert stored(subject, version) == (0, False)
     # The record is gone; the importer noting the removal creates nothing.
     assert subject.repository.get(APP, "lifted", consistent=True) is None
+
+
+def test_a_lift_whose_removal_request_fails_answers_503_and_keeps_the_tombstone(store: StoreSettings) -> None:
+    """The tombstone is the only record of its unremoved version: a lift that could not hand it over keeps it."""
+    subject = Subject()
+    version = imported(subject, "kept")
+    service, importer, counted = deleting(subject, failures=2)
+    service.delete(APP, "kept")
+
+    with pytest.raises(ServiceUnavailable):
+        service.lift_tombstone(APP, "kept")
+
+    tombstone = subject.repository.get(APP, "kept", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, version)
+    assert counted == [CLEANUP_NOT_STARTED] * 2
+    service.lift_tombstone(APP, "kept")
+    assert importer.asked == [version.version] * 3
+    assert stored(subject, version) == (0, False)
+    assert subject.repository.get(APP, "kept", consistent=True) is None
 
 
 def test_the_removal_is_noted_only_on_a_tombstone_that_names_that_version(store: StoreSettings) -> None:

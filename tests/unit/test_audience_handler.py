@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from pydantic import ValidationError
 
 from steward.apps.repository import AppRepository
 from steward.audiences.events import Cleanup, FailedInvocation
@@ -497,3 +498,21 @@ def test_a_removal_the_api_asked_for_fails_after_trying_every_part_and_the_desti
     assert told.handler.lambda_handler(failed, context()) == {"removed": version.version}
     assert sum(1 for key in keys for _ in AudienceBucketRecord.query(key)) == 0
     assert told.heard() == []
+
+
+def test_a_removal_naming_another_apps_member_list_is_refused_and_removes_nothing(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version's member list is at its own key under its app: a payload naming another one is not trusted."""
+    destination(store, monkeypatch)
+    monkeypatch.setenv("STEWARD_AUDIENCE_DATA_BUCKET", DATA_BUCKET)
+    importer = load_function("audience_import", store, monkeypatch)
+    others = "members/other-shop/5d1f0c3a9b7e2a44.txt"
+    boto3.client("s3").put_object(Bucket=DATA_BUCKET, Key=others, Body=b"u1\n")
+    event = load_event("lambda-async-audience-cleanup.json")
+    event["cleanup"]["members_key"] = others
+
+    with pytest.raises(ValidationError, match="members_key"):
+        importer.lambda_handler(event, context())
+
+    assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(others) == b"u1\n"

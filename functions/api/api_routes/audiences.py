@@ -143,7 +143,8 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         status_code=204,
         responses={
             204: {"description": "The tombstone is lifted: a file with this name imports again.", "content": {}},
-            **errors({**NOT_FOUND, 409: ["audience_not_deleted", "concurrent_update"]}),
+            # The versions the tombstone still names are handed to the importer first: when that fails, it stays.
+            **errors({**NOT_FOUND, 409: ["audience_not_deleted", "concurrent_update"], 503: ["unavailable"]}),
         },
     )
     def lift_tombstone(name: NamePath) -> Response[None]:

@@ -510,12 +510,17 @@ class Services:
     @cached_property
     def audiences(self) -> AudienceService:
         import boto3
+        from botocore.config import Config
 
         from steward.audiences.service import AudienceService
         from steward.audiences.storage import UploadLinks
 
         importer = _required(self.audience_importer, "audience_importer")
-        lambda_client = boto3.client("lambda")
+        # Bounded well inside the API's 15 s: the tombstone is committed by then, and a slow invoke must end in
+        # the logged, counted failure (a repeated DELETE asks again), not in the function's timeout and a 5xx.
+        lambda_client = boto3.client(
+            "lambda", config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
+        )
 
         def cleanup(app_id: str, name: str, layout: Layout) -> None:
             # Removing a large audience's buckets takes longer than a request: the importer does it.
@@ -630,12 +635,17 @@ def _execution_arn(machine: str, name: str) -> str:
 
 
 def _presigning_s3() -> Any:
-    """An S3 client whose presigned URLs S3 accepts: botocore presigns in us-east-1 with Signature Version 2 by
-    default, which buckets created since June 2020 refuse (and which leaves the URL's other parameters unsigned)."""
+    """An S3 client whose presigned URLs S3 accepts. Without a config botocore presigns with Signature Version 2,
+    which buckets created since June 2020 refuse, and on the global host `<bucket>.s3.amazonaws.com`, which a
+    bucket outside us-east-1 answers with a redirect the signature does not survive (and opt-in regions not at
+    all): Version 4 on the bucket's regional host. A local endpoint (an IP) keeps path-style URLs."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+    config = Config(
+        signature_version="s3v4", s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+    )
+    return boto3.client("s3", config=config)
 
 
 def _no_metric(name: str) -> None:

@@ -3,11 +3,12 @@ Lambda's OnFailure records."""
 
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from steward.audiences.importer import ObjectCreated
 from steward.audiences.models import Layout
 from steward.schema import Schema
+from steward.tables import audience_members_key
 
 MAX_ERROR_CHARS = 300
 
@@ -60,6 +61,13 @@ class Cleanup(Layout):
 
     app_id: str
     name: str | None = None  # absent from requests sent before they named the audience
+
+    @model_validator(mode="after")
+    def _own_members_key(self) -> "Cleanup":
+        # A version's member list is always at its own key under its app: a payload naming any other is refused.
+        if self.members_key != audience_members_key(self.app_id, self.version):
+            raise ValueError("members_key is not the member list of this app's version")
+        return self
 
 
 class CleanupRequest(Schema):

@@ -26,7 +26,7 @@ from steward.audiences.models import (
 from steward.audiences.ports import MemberLists
 from steward.audiences.repository import AudienceRepository, bucket_numbers
 from steward.audiences.storage import UploadLinks
-from steward.errors import Conflict, InvalidInput, NotFound
+from steward.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from steward.pagination import Page, decode_cursor, encode_cursor, invalid_cursor
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class AudienceService:
     def list_page(self, app_id: str, cursor: str | None, limit: int) -> Page[Audience]:
         return self.repository.list_page(app_id, cursor, limit)
 
-    def get(self, app_id: str, name: str) -> Audience:
-        audience = self.repository.get(app_id, check_name(name))
+    def get(self, app_id: str, name: str, *, consistent: bool = False) -> Audience:
+        audience = self.repository.get(app_id, check_name(name), consistent=consistent)
         if audience is None:
             raise audience_not_found(name)
         return audience
@@ -159,7 +159,8 @@ class AudienceService:
         return tombstone
 
     def lift_tombstone(self, app_id: str, name: str) -> None:
-        audience = self.get(app_id, name)
+        # Consistent: the versions it still names are asked for from this read, and the record goes after it.
+        audience = self.get(app_id, name, consistent=True)
         if audience.status is not AudienceStatus.DELETED:
             raise Conflict(f"Audience {name!r} is not deleted.", code="audience_not_deleted", field="name")
         # The versions the tombstone still names would be lost with it: its own removed version until the importer
@@ -168,7 +169,14 @@ class AudienceService:
         # fails the lift before anything changed; removing a version twice changes nothing.
         pending = [*audience.unremoved.values(), *([audience.removing] if audience.removing is not None else [])]
         for layout in pending:
-            self.cleanup(app_id, name, layout)
+            try:
+                self.cleanup(app_id, name, layout)
+            except Exception as exc:
+                logger.exception("Could not ask for the removal of version %s of app %s", layout.version, app_id)
+                self.metric(CLEANUP_NOT_STARTED)
+                raise ServiceUnavailable(
+                    "The members' removal could not be started; the tombstone stays. Try again.", retry_after=5
+                ) from exc
         if not self.repository.delete_record(app_id, name, AudienceStatus.DELETED):
             raise Conflict("The audience changed meanwhile; try again.", code="concurrent_update")
 
