@@ -1030,3 +1030,25 @@ def test_a_duplicate_of_a_fan_out_file_whose_record_went_gives_the_name_back_whe
     assert repository.get(APP, "race", consistent=True) is None
     assert audiences_counted() == 0
     assert heard.events == []
+
+
+def test_a_pointer_move_that_meets_a_transaction_conflict_is_tried_again_and_the_import_succeeds(
+    store: StoreSettings, conflicts: list[int]
+) -> None:
+    """Another transaction holds the record when the pointer moves (DynamoDB cancels the move with
+    TransactionConflict): the flip is done, so the move is read and tried again rather than failing the import."""
+    files, heard, repository, subject, first = imported_once()
+    files.body = b"u1\nu2\n"
+    conflicts[0] = 1  # the pointer's move is the import's first transaction (the claim and the flip are updates)
+
+    outcome = subject.handle(files.event("02"), RUN)
+
+    assert outcome.outcome == "imported"
+    assert conflicts[0] == 0
+    current = repository.get(APP, "race", consistent=True)
+    assert current is not None
+    assert current.layout is not None
+    assert repository.pointer(APP, "race", consistent=True) == current.layout
+    assert first.layout is not None
+    assert first.layout.members_key not in files.lists  # the replaced version went, after the pointer moved
+    assert heard.events == [("imported", "race")] * 2

@@ -343,8 +343,10 @@ class AudienceImporter:
         """Point lookups at ``layout``, or, when a newer flip moved the record on meanwhile, at the record's
         version (under the same condition: the record at that version), before a removal follows. The newer
         flip's own run moves the pointer too, but may be a minute late (or die first): meanwhile the pointer would
-        name the version about to be removed, and lookups would answer "not a member" for members. A deleted
-        audience has no pointer (its deletion removed it in the same transaction): nothing to point at."""
+        name the version about to be removed, and lookups would answer "not a member" for members. A move refused
+        for the moment (another transaction held the record, or throttling) is a lost try too: the flip is done,
+        so it must not fail the invocation by itself. A deleted audience has no pointer (its deletion removed it in
+        the same transaction): nothing to point at."""
         for _ in range(CLAIM_ATTEMPTS):
             if self.repository.point_to(app_id, name, layout):
                 return
@@ -352,7 +354,8 @@ class AudienceImporter:
             if current is None or current.layout is None:
                 return
             layout = current.layout
-        # Each lost try follows a newer flip: so many in a row is no race. Nothing is removed; the retry points.
+        # Each lost try follows a newer flip or a conflict: so many in a row is no race. Nothing is removed; the
+        # retry points.
         raise RecordContended(f"The audience {name!r} kept changing while its pointer was moved")
 
     def _remove_replaced(self, app_id: str, audience: Audience, sequencer: str, replaced: Layout) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -33,7 +33,7 @@ from steward.tables import (
     audience_pointer_pk,
     audiences_pk,
 )
-from steward.transactions import Transaction
+from steward.transactions import Transaction, transient
 
 BATCH_WRITE_ATTEMPTS = 5
 BATCH_BACKOFF_SECONDS = 0.05
@@ -272,7 +272,8 @@ class AudienceRepository:
         return "raced" if audience is None else Published(audience, None)
 
     def point_to(self, app_id: str, name: str, layout: Layout) -> bool:
-        """Point lookups at ``layout``, if the audience is still at that version (False: it moved on)."""
+        """Point lookups at ``layout``, if the audience is still at that version. False: it moved on, or the
+        transaction was refused for the moment (another one held the record, or throttling): read it again."""
         transaction = Transaction()
         at_version = AudienceRecord.version == layout.version
         transaction.condition_check("audience", AudienceRecord, audiences_pk(app_id), name, at_version)
@@ -285,7 +286,12 @@ class AudienceRepository:
             members_key=layout.members_key,
         )
         transaction.put("pointer", pointer)
-        return not transaction.commit()
+        try:
+            return not transaction.commit()
+        except TransactWriteError as exc:
+            if transient(exc):
+                return False
+            raise
 
     def pointer(self, app_id: str, name: str, *, consistent: bool = False) -> Layout | None:
         """The layout lookups read (half a unit: the item stays under 4 KB); None when there is no pointer."""
