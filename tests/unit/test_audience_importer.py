@@ -27,7 +27,7 @@ from steward.audiences.importer import (
 from steward.audiences.keys import ImportKey
 from steward.audiences.models import MAX_OBJECT_BYTES, Audience, AudienceStatus, Counts, Failure, Layout
 from steward.audiences.ports import ObjectChanged, ObjectUnreadable, OpenedObject
-from steward.audiences.repository import Attempt, AudienceRepository, Flip
+from steward.audiences.repository import Attempt, AudienceRepository, Flip, Published
 from steward.audiences.storage import CHUNK_BYTES, S3Objects
 from steward.jobs.pricing import item_size
 from steward.settings import StoreSettings
@@ -1052,3 +1052,47 @@ def test_a_pointer_move_that_meets_a_transaction_conflict_is_tried_again_and_the
     assert first.layout is not None
     assert first.layout.members_key not in files.lists  # the replaced version went, after the pointer moved
     assert heard.events == [("imported", "race")] * 2
+
+
+class FlipAlwaysLoses(AudienceRepository):
+    """Before each flip of the file, a file older than it and newer than the audience's flips the audience first:
+    the flip's condition (the version just read) fails every time, while every read shows a file it may replace.
+    A race the local stack cannot stage."""
+
+    def __init__(self) -> None:
+        self.rivals = 0
+
+    def publish(self, flip: Flip, replacing: Layout | None) -> Published | None:
+        if flip.sequencer.startswith("09"):
+            self.rivals += 1
+            layout = Layout(version=f"rival{self.rivals}", partitions=1, buckets_per_partition=1, members_key="none")
+            rival = replace(flip, layout=layout, sequencer=f"0{self.rivals + 1}".ljust(64, "0"))
+            assert super().publish(rival, replacing) is not None
+        return super().publish(flip, replacing)
+
+
+def test_a_flip_that_keeps_losing_to_older_files_fails_as_contended_not_superseded(store: StoreSettings) -> None:
+    AppRepository().create(APP, "Acme", "hash", None, NOW)
+    files, heard, repository = Files(), Heard(), FlipAlwaysLoses()
+    subject = importer(files, heard, repository)
+    counted: list[str] = []
+    subject.metric = counted.append
+    files.body = b"u1\n"
+    assert subject.handle(files.event("01"), RUN).outcome == "imported"
+    first = repository.get(APP, "race", consistent=True)
+    assert first is not None
+    assert first.layout is not None
+    files.body = b"u1\nu2\n"
+
+    outcome = subject.handle(files.event("09"), RUN)
+
+    assert (outcome.outcome, outcome.reason) == ("failed", "contended")
+    assert repository.rivals == 5
+    assert counted == ["AudienceImportContended"]
+    audience = repository.get(APP, "race", consistent=True)
+    assert audience is not None
+    assert audience.last_failure is not None
+    assert (audience.last_failure.code, audience.failed_sequencer) == ("contended", "09".ljust(64, "0"))
+    assert audience.version == "rival5"  # the last rival's flip stands: the file's version was never flipped to
+    assert list(files.lists) == [first.layout.members_key]  # the file's own version was removed
+    assert heard.events == [("imported", "race"), ("failed", "contended")]

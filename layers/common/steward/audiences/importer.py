@@ -65,6 +65,8 @@ TIME_MARGIN_SECONDS = 60.0
 LOOKUP_THREADS = 8
 # Counted each time a version's removal leaves some of it (an alarm can watch it).
 REMOVAL_FAILED_METRIC = "AudienceVersionRemovalFailed"
+# Counted when a claim or a flip kept losing its conditional write (the file fails as `contended`).
+CONTENDED_METRIC = "AudienceImportContended"
 
 RegisteredIds = Callable[[str, list[str]], set[str]]
 # (app, at most this many users, where their ids go) -> whether every user was read within the limit.
@@ -274,6 +276,10 @@ class AudienceImporter:
             if published is not None:
                 self._complete(app_id, published.audience, published.replaced, sequencer)
                 return ImportOutcome("imported", key, app_id, name, parsed.counts)
+        else:
+            # Every flip lost, and the last read showed the file could still flip (else the loop broke off): no newer
+            # file superseded it. Say so, as a claim refused as often does, never skip it quietly.
+            return self._contended_flip(target, sequencer, parsed)
         # A newer file was imported meanwhile (or the audience was deleted): this version is never seen, and the
         # file is superseded, not failed (failing would have a retry or the fan-out's fail step refuse or fail it).
         # Or it was (a step retried after its flip went through, and a newer file flipped since): what it replaced
@@ -282,6 +288,13 @@ class AudienceImporter:
         if current is not None:
             self.finish_superseded(app_id, current, sequencer)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
+
+    def _contended_flip(self, target: ImportKey, sequencer: str, parsed: Parsed) -> ImportOutcome:
+        logger.error("Gave up flipping %r after %d refused flips", target.key, CLAIM_ATTEMPTS)
+        self.metric(CONTENDED_METRIC)
+        self.discard_version(target.app_id, parsed.layout)
+        reason = "The audience record kept changing while this file's version was flipped; put the file again."
+        return self.fail_claimed(target, sequencer, "contended", reason)
 
     def settle_recorded(self, target: ImportKey, current: Audience | None, sequencer: str) -> ImportOutcome | None:
         """What the record already shows of the file ``sequencer``, finished and told (once, for runs that do
@@ -413,7 +426,7 @@ class AudienceImporter:
                 return claim
         # Five lost races in a row is no race: a condition that keeps failing. Say so, never skip quietly.
         logger.error("Gave up claiming %r after %d refused claims", target.key, CLAIM_ATTEMPTS)
-        self.metric("AudienceImportContended")
+        self.metric(CONTENDED_METRIC)
         reason = "The audience record kept changing while this file was claimed; put the file again."
         return self.fail_unclaimed(target, current, sequencer, Failure(
             code="contended", reason=reason, key=target.key, at=self.clock()
