@@ -15,7 +15,8 @@ from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
 from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
 from steward.audiences.repository import Attempt, AudienceRepository
-from steward.audiences.storage import S3Objects
+from steward.audiences.service import AudienceService
+from steward.audiences.storage import S3Objects, UploadLinks
 from steward.settings import StoreSettings
 from steward.step_functions import ExecutionEnded
 from steward.tables import AudienceBucketRecord, audience_bucket_pk
@@ -527,3 +528,88 @@ def test_a_fail_step_whose_removal_fails_records_the_failure_then_fails_and_its_
     assert bucket_items(job) == 0
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == [("failed", "import_error")]  # told once
+
+
+@pytest.mark.parametrize("finisher", ["flip", "fail", "after the delay"])
+def test_a_file_finished_again_after_a_newer_flip_died_before_its_pointer_move_leaves_the_version_lookups_read(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch, finisher: str
+) -> None:
+    """File 0B's Flip writes and moves the pointer, then its removal of file 0A's version fails; file 0C's Flip
+    writes and dies before it moves the pointer, which still names file 0B's version. 0B's Flip retry, its fail
+    step, or the delayed look at its failed execution then runs: none removes file 0B's version while lookups read
+    it. 0C's finisher removes it, once it has moved the pointer. The overlap needs a killed task, which the local
+    stack cannot stage."""
+    heard = Heard()
+    files = replacing(heard)
+    subject, repository, job = files.subject, files.repository, files.job
+    flip = up_to_flip(subject, job, files.byte_ranges)
+    left = DeletesLeftUnprocessed(monkeypatch)
+    with pytest.raises(VersionNotRemoved):
+        subject.run(flip)
+    left.broken = False
+    newest, newest_ranges = job_of("0C")
+    claimed(repository, newest)
+    newest_flip = up_to_flip(subject, newest, newest_ranges)
+    moves = repository.point_to
+
+    def killed_pointing(app_id: str, name: str, layout: Layout) -> bool:
+        raise Killed()
+
+    repository.point_to = killed_pointing  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        subject.run(newest_flip)
+    repository.point_to = moves  # type: ignore[method-assign]
+    pointer = repository.pointer(APP, "fan", consistent=True)
+    assert pointer is not None
+    assert pointer.version == job.version
+    service = AudienceService(
+        repository, files.objects, UploadLinks(files.objects.s3, "imports"), lambda *_: None, lambda: NOW,
+        lambda name: None,
+    )  # fmt: skip
+    removals = repository.delete_buckets
+    # Each version removed: where the pointer was at that moment, and the members a check found just after.
+    removed: dict[str, tuple[str | None, list[str]]] = {}
+
+    def noting_removals(app_id: str, layout: Layout) -> None:
+        pointed = repository.pointer(APP, "fan", consistent=True)
+        removals(app_id, layout)
+        removed[layout.version] = (pointed and pointed.version, service.check(APP, "fan", ["u1", "u2", "u3"]).members)
+
+    repository.delete_buckets = noting_removals  # type: ignore[method-assign]
+    if finisher == "flip":
+        subject.run(flip)
+    elif finisher == "fail":
+        subject.run(FanOutStep(step="fail", job=job, error={"Error": "VersionNotRemoved", "Cause": "left"}))
+    else:
+        subject.after_delay(ended_event(job, "FAILED", "States.TaskFailed"))
+
+    assert job.version not in removed
+    assert bucket_items(job) == 1
+    assert service.check(APP, "fan", ["u1", "u2", "u3", "stranger"]).members == ["u1", "u2", "u3"]
+    # File 0C's Flip retry finishes its flip: the pointer moves, then file 0B's version goes.
+    subject.run(newest_flip)
+    assert removed[job.version] == (newest.version, ["u1", "u2", "u3"])
+    assert bucket_items(job) == 0
+    assert bucket_items(newest) == 1
+    assert files.objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+
+
+def test_a_flip_retried_after_its_removal_of_the_replaced_version_failed_removes_its_staged_work(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heard = Heard()
+    files = replacing(heard)
+    subject, objects, job = files.subject, files.objects, files.job
+    flip = up_to_flip(subject, job, files.byte_ranges)
+    left = DeletesLeftUnprocessed(monkeypatch)
+    with pytest.raises(VersionNotRemoved):
+        subject.run(flip)  # flipped and announced; the staged work stays for the retry
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix=job.staging).get("KeyCount", 0) > 0
+    left.broken = False
+
+    retried = subject.run(flip)
+
+    assert retried["outcome"] == "imported"
+    assert bucket_items(files.first) == 0
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+    assert heard.events == [("imported", "fan")] * 2

@@ -43,7 +43,6 @@ from steward.audiences.importer import (
     Spill,
     VersionNotRemoved,
     distinct_ids,
-    flipped_to,
     packed_buckets,
 )
 from steward.audiences.keys import ImportKey
@@ -233,26 +232,31 @@ class FanOutSteps:
         layout = _layout(job, checked)
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         if current is not None and current.version == job.version:
-            # A retry of a flip that went through: its staged work is gone, and the member list is live.
-            return self.importer.publish_version(_target(job), job.sequencer, self._merged(job, parsed, checked))
+            # A retry of a flip that went through: the member list is live (its staged work stays when the removal
+            # of the replaced version failed, and goes as on the first run).
+            return self._publish(job, parsed, checked)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             member_list = Path(folder) / "members.txt"
             with member_list.open("wb") as out:
                 for partition in range(job.partitions):
                     out.write(self.staging.get(f"{job.staging}members/{partition}"))
             self.importer.member_lists.upload(layout.members_key, str(member_list))
+        return self._publish(job, parsed, checked)
+
+    def _publish(self, job: FanOutJob, parsed: list[RangeResult], checked: list[Checked]) -> ImportOutcome:
         outcome = self.importer.publish_version(_target(job), job.sequencer, self._merged(job, parsed, checked))
         self.staging.delete_prefix(job.staging)
         return outcome
 
     def remove_work(self, job: FanOutJob) -> Audience | None:
-        """Remove what the steps wrote: the staged work, and the version's buckets unless the audience was
-        flipped to it. Answers the audience as it was read. When the version's removal fails (VersionNotRemoved),
-        the staged work stays, its layout with it, for whatever runs this again."""
+        """Remove what the steps wrote: the staged work, and the version's buckets unless the audience is at it
+        or a newer flip noted it (see ``remove_own_version``). Answers the audience as it was read. When the
+        version's removal fails (VersionNotRemoved), the staged work stays, its layout with it, for whatever runs
+        this again."""
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         stored = self.staging.get(f"{job.staging}layout.json")
-        if stored and not flipped_to(current, job.sequencer):
-            self.importer.remove_version(job.app_id, Layout.model_validate_json(stored))
+        if stored:
+            self.importer.remove_own_version(job.app_id, current, Layout.model_validate_json(stored), quietly=False)
         self.staging.delete_prefix(job.staging)
         return current
 

@@ -284,7 +284,7 @@ class AudienceImporter:
         # file is superseded, not failed (failing would have a retry or the fan-out's fail step refuse or fail it).
         # Or it was (a step retried after its flip went through, and a newer file flipped since): what it replaced
         # goes too, and that removal fails the invocation when it fails (its note stays, for the retry).
-        self.discard_version(app_id, parsed.layout)
+        self.remove_own_version(app_id, current, parsed.layout, quietly=True)
         if current is not None:
             self.finish_superseded(app_id, current, sequencer)
         return ImportOutcome("skipped", key, app_id, name, parsed.counts, reason="superseded")
@@ -519,6 +519,27 @@ class AudienceImporter:
         would do worse than leave it: skip recording a failure, import the file again, or fail (or refuse) a file
         that was only superseded. A removal that fails leaves it, logged and counted (see ``remove_version``)."""
         with contextlib.suppress(VersionNotRemoved):
+            self.remove_version(app_id, layout)
+
+    def remove_own_version(self, app_id: str, current: Audience | None, layout: Layout, *, quietly: bool) -> None:
+        """Remove the version a file's import built, which the audience (``current``, as just read) is not at.
+
+        A fan-out file's version is named after the file, so a retry of its Flip, its fail step or the delayed look
+        at its execution may come after the file flipped the audience and a newer file's flip replaced it: that
+        flip noted it (``unremoved``) and its finisher removes it after moving the pointer, which until then may
+        still name it (the newer flip's run may have died before its pointer move). So a noted version is left to
+        that finisher. Otherwise lookups are pointed at the record's version first, then the version goes.
+        ``quietly``: a removal that fails is left, counted (``discard_version``); else it raises VersionNotRemoved.
+        """
+        if current is not None:
+            noted = {replaced.version for replaced in current.unremoved.values()}
+            if current.version == layout.version or layout.version in noted:
+                return
+            if current.layout is not None:
+                self._point(app_id, current.name, current.layout)
+        if quietly:
+            self.discard_version(app_id, layout)
+        else:
             self.remove_version(app_id, layout)
 
     def remove_deleted(self, app_id: str, name: str | None, layout: Layout) -> None:
