@@ -7,6 +7,7 @@ from steward.audiences.service import CLEANUP_NOT_STARTED, AudienceService
 from steward.audiences.storage import UploadLinks
 from steward.errors import ServiceUnavailable
 from steward.settings import StoreSettings
+from tests.unit.test_audience_importer import Killed
 from tests.unit.test_audience_reads import APP, NOW, Subject
 
 
@@ -144,3 +145,48 @@ def test_the_removal_is_noted_only_on_a_tombstone_that_names_that_version(store:
     tombstone = subject.repository.get(APP, "named", consistent=True)
     assert tombstone is not None
     assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, None)
+
+
+def test_a_delete_asks_for_the_versions_imports_replaced_whose_removal_never_finished(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File 2's import flipped the audience and died removing version 1, and no retry finished it: the record notes
+    version 1. Deleting the audience asks for its removal too, and that request leaves the tombstone's own version
+    named until its own request is done."""
+    subject = Subject()
+    first = imported(subject, "noted")
+    removals = subject.repository.delete_buckets
+
+    def killed_removing(app_id: str, layout: Layout) -> None:
+        monkeypatch.setattr(subject.repository, "delete_buckets", removals)
+        raise Killed()
+
+    monkeypatch.setattr(subject.repository, "delete_buckets", killed_removing)
+    with pytest.raises(Killed):
+        subject.put("noted", b"plain\n")
+    monkeypatch.undo()
+    flipped = subject.repository.get(APP, "noted", consistent=True)
+    assert flipped is not None
+    assert flipped.layout is not None
+    second = flipped.layout
+    service, importer, counted = deleting(subject, failures=2)
+
+    service.delete(APP, "noted")  # both requests fail: the tombstone is answered, and counted twice
+
+    assert importer.asked == [first.version, second.version]
+    assert counted == [CLEANUP_NOT_STARTED] * 2
+    kept = subject.repository.get(APP, "noted", consistent=True)
+    assert kept is not None
+    assert (kept.removing, kept.unremoved) == (second, {"0002".ljust(64, "0"): first})
+    # The request for version 1 (as a repeated DELETE sends it) drops its note, not the tombstone's own version.
+    subject.importer.remove_deleted(APP, "noted", first)
+    assert stored(subject, first) == (0, False)
+    kept = subject.repository.get(APP, "noted", consistent=True)
+    assert kept is not None
+    assert (kept.removing, kept.unremoved) == (second, {})
+    service.delete(APP, "noted")
+    assert importer.asked == [first.version, second.version, second.version]
+    assert stored(subject, second) == (0, False)
+    removed = subject.repository.get(APP, "noted", consistent=True)
+    assert removed is not None
+    assert (removed.status, removed.removing, removed.unremoved) == (AudienceStatus.DELETED, None, {})

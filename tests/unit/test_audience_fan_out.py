@@ -227,9 +227,10 @@ def test_a_flip_that_failed_after_its_write_is_finished_by_the_fail_step(store: 
 def test_a_flip_step_retried_after_a_newer_file_flipped_removes_the_version_its_write_replaced(
     store: StoreSettings, finisher: str
 ) -> None:
-    """File 0B's Flip writes, then its function dies removing file 0A's version; file 0C's import flips the
-    audience next. Step Functions' retry of the Flip, or the fail step, removes file 0A's version, and nothing of
-    file 0C's. The overlap needs a killed task, which the local stack cannot stage."""
+    """File 0B's Flip writes, then its function dies removing file 0A's version; file 0C's Flip writes next, and
+    dies too before it removes anything (else it would remove every version the record notes). Step Functions'
+    retry of 0B's Flip, or the fail step, removes file 0A's version, and nothing of file 0C's. The overlap needs
+    killed tasks, which the local stack cannot stage."""
     heard = Heard()
     files = replacing(heard)
     subject, repository, first, job = files.subject, files.repository, files.first, files.job
@@ -239,7 +240,10 @@ def test_a_flip_step_retried_after_a_newer_file_flipped_removes_the_version_its_
         subject.run(flip)
     newest, newest_ranges = job_of("0C")
     claimed(repository, newest)
-    assert run_all(subject, newest, newest_ranges)["outcome"] == "imported"
+    newest_flip = up_to_flip(subject, newest, newest_ranges)
+    killed_once_removing(repository)
+    with pytest.raises(Killed):
+        subject.run(newest_flip)
     assert bucket_items(first) == 1
 
     error = {"Error": "Lambda.Unknown", "Cause": "Runtime.ExitError"}
@@ -248,6 +252,8 @@ def test_a_flip_step_retried_after_a_newer_file_flipped_removes_the_version_its_
 
     assert (finished["outcome"], finished["reason"]) == ("skipped", "superseded")
     assert bucket_items(first) == 0
+    assert bucket_items(job) == 1  # file 0C's flip noted it: that flip's finisher removes it
+    assert subject.run(newest_flip)["outcome"] == "imported"  # Step Functions' retry of 0C's Flip
     assert bucket_items(job) == 0
     current = repository.get(APP, "fan", consistent=True)
     assert current is not None

@@ -397,8 +397,9 @@ def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_aft
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
     """The lost file flipped the audience, and its runs died removing the version it replaced; a newer file's
-    import flipped the audience since (and the app may have deleted it). The overlap needs killed runs, which
-    the local stack cannot stage."""
+    import flipped the audience since, and died too before it removed anything (else it would have removed every
+    version the record notes), and the app may have deleted the audience. The overlap needs killed runs, which the
+    local stack cannot stage."""
     told = destination(store, monkeypatch)
     importer = the_importer(Heard())
     replaced = imported_before(importer, told.created).layout
@@ -410,7 +411,9 @@ def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_aft
         importer.handle(told.created, Invocation("request-1", lambda: 900.0))
     put = s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"u2\n")
     newer = replace(told.created, size=3, sequencer="0055AED6DCD90281E6", etag=put["ETag"].strip('"'))
-    assert importer.handle(newer, Invocation("request-2", lambda: 900.0)).outcome == "imported"
+    killed_once_removing(importer.repository)
+    with pytest.raises(Killed):
+        importer.handle(newer, Invocation("request-2", lambda: 900.0))
     repository = AudienceRepository()
     current = repository.get("demo-shop", "spring sale été", consistent=True)
     assert current is not None
@@ -430,7 +433,10 @@ def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_aft
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(current.layout.members_key) == b"u2\n"
     after = repository.get("demo-shop", "spring sale été", consistent=True)
     assert after is not None
-    assert (after.unremoved, after.refused_key, after.failed_sequencer) == ({}, None, None)
+    # The newer file's own note stays, for its own retry.
+    assert (list(after.unremoved), after.refused_key, after.failed_sequencer) == (
+        [padded_sequencer(newer.sequencer)], None, None
+    )
     assert told.heard() == []
 
 
@@ -516,3 +522,46 @@ def test_a_removal_naming_another_apps_member_list_is_refused_and_removes_nothin
         importer.lambda_handler(event, context())
 
     assert S3Objects(boto3.client("s3"), DATA_BUCKET).get(others) == b"u1\n"
+
+
+def test_a_version_whose_removal_failed_in_every_run_and_in_the_recorder_is_removed_by_a_later_import(
+    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lost file flipped the audience; removing the version it replaced failed in its run, Lambda's two retries,
+    the OnFailure destination and that one's two retries: nothing of the file runs again. A later import removes
+    that version (its note is on the record), after it has moved the pointer."""
+    told = destination(store, monkeypatch)
+    importer = the_importer(Heard())
+    first = imported_before(importer, told.created).layout
+    assert first is not None
+    s3, key = boto3.client("s3"), event_key(told.created.raw_key)
+    s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"")  # the lost file is the sample's object (empty)
+    left = DeletesLeftUnprocessed(monkeypatch)
+    for _ in range(3):  # the run, then Lambda's retries under the same request id
+        with pytest.raises(VersionNotRemoved):
+            importer.handle(told.created, Invocation("request-1", lambda: 900.0))
+    for _ in range(3):  # the destination, then its own retries
+        with pytest.raises(VersionNotRemoved):
+            told.handler.lambda_handler(told.event, context())
+    left.broken = False
+    repository = AudienceRepository()
+    lost = repository.get("demo-shop", "spring sale été", consistent=True)
+    assert lost is not None
+    assert lost.unremoved == {padded_sequencer(told.created.sequencer): first}
+    assert replaced_buckets(first) == 1
+
+    for number, sequencer in enumerate(("0055AED6DCD90281E6", "0055AED6DCD90281E7"), start=1):
+        put = s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=f"u{number}\n".encode())
+        later = replace(told.created, size=3, sequencer=sequencer, etag=put["ETag"].strip('"'))
+        assert importer.handle(later, Invocation(f"request-{number + 1}", lambda: 900.0)).outcome == "imported"
+        assert replaced_buckets(first) == 0
+        assert S3Objects(s3, DATA_BUCKET).get(first.members_key) == b""
+        current = repository.get("demo-shop", "spring sale été", consistent=True)
+        assert current is not None
+        assert current.layout is not None
+        assert current.unremoved == {}
+        assert repository.pointer("demo-shop", "spring sale été", consistent=True) == current.layout
+        assert S3Objects(s3, DATA_BUCKET).get(current.layout.members_key) == f"u{number}\n".encode()
+    # Only the last file's member list is left.
+    listed = s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="members/").get("Contents", [])
+    assert [item["Key"] for item in listed] == [current.layout.members_key]

@@ -802,8 +802,9 @@ def version_items(layout: Layout) -> int:
 
 def test_a_retry_after_a_newer_file_flipped_removes_the_version_its_own_flip_replaced(store: StoreSettings) -> None:
     """File 02's import flips the audience and dies removing file 01's version; file 03's import flips it next
-    (and removes file 02's version). Lambda's retry of file 02 then removes file 01's version, as its run would
-    have, and nothing of file 03's. The overlap needs a killed run, which the local stack cannot stage."""
+    and dies too before it removes anything (else it would remove every version the record notes). Lambda's retry
+    of file 02 then removes file 01's version, as its run would have, and nothing of file 03's. The overlap needs
+    killed runs, which the local stack cannot stage."""
     files, heard, repository, subject, first = imported_once()
     assert first.layout is not None
     killed_once_removing(repository)
@@ -811,8 +812,14 @@ def test_a_retry_after_a_newer_file_flipped_removes_the_version_its_own_flip_rep
     event = files.event("02")
     with pytest.raises(Killed):
         subject.handle(event, RUN)
+    second = repository.get(APP, "race", consistent=True)
+    assert second is not None
+    assert second.layout is not None
     files.body = b"u1\nu2\n"
-    assert subject.handle(files.event("03"), Invocation("request-3", lambda: 900.0)).outcome == "imported"
+    newest = files.event("03")
+    killed_once_removing(repository)
+    with pytest.raises(Killed):
+        subject.handle(newest, Invocation("request-3", lambda: 900.0))
     assert version_items(first.layout) == 1
 
     retry = subject.handle(event, RUN)  # Lambda retries under the same request id
@@ -823,12 +830,17 @@ def test_a_retry_after_a_newer_file_flipped_removes_the_version_its_own_flip_rep
     current = repository.get(APP, "race", consistent=True)
     assert current is not None
     assert current.layout is not None
-    # Only file 03's version is left, whole, and nothing is left to remove.
-    assert list(files.lists) == [current.layout.members_key]
+    # File 03's version is whole; file 02's is left to file 03's retry, which removes it.
+    assert current.unremoved == {"03".ljust(64, "0"): second.layout}
     assert files.lists[current.layout.members_key] == b"u1\nu2\n"
     assert version_items(current.layout) == 1
-    assert current.unremoved == {}
-    assert heard.events == [("imported", "race")] * 3  # the retry announces nothing
+    assert subject.handle(newest, Invocation("request-3", lambda: 900.0)).outcome == "imported"
+    assert list(files.lists) == [current.layout.members_key]
+    assert version_items(second.layout) == 0
+    after = repository.get(APP, "race", consistent=True)
+    assert after is not None
+    assert after.unremoved == {}
+    assert heard.events == [("imported", "race")] * 3  # the retries announce nothing
 
 
 def test_a_late_event_of_a_file_imported_before_the_deletion_is_skipped_not_refused(store: StoreSettings) -> None:

@@ -168,7 +168,8 @@ def test_lifting_a_tombstone_removes_the_versions_whose_removal_was_still_pendin
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """File 2's import flipped the audience and died removing version 1 (the function's time ran out); the app
-    deleted the audience, then lifted its tombstone before Lambda's retry came: the tombstone noted version 1."""
+    deleted the audience (Lambda refused the requests for the removals), then lifted its tombstone before Lambda's
+    retry came: the tombstone noted version 1."""
     subject = Subject()
     subject.put("lifted", b"plain\n")
     first = subject.repository.get(APP, "lifted", consistent=True)
@@ -183,7 +184,14 @@ def test_lifting_a_tombstone_removes_the_versions_whose_removal_was_still_pendin
     monkeypatch.setattr(subject.repository, "delete_buckets", killed_removing)
     with pytest.raises(Killed):
         subject.put("lifted", "plain\nünï-1\n".encode())
+    cleanup = subject.service.cleanup
+
+    def refused(app_id: str, name: str, layout: Layout) -> None:
+        raise RuntimeError("Lambda refused the asynchronous invoke (TooManyRequestsException)")
+
+    monkeypatch.setattr(subject.service, "cleanup", refused)
     second = subject.service.delete(APP, "lifted")
+    monkeypatch.setattr(subject.service, "cleanup", cleanup)
     assert second.unremoved == {"0002".ljust(64, "0"): first.layout}
     assert buckets_left(subject, first.layout) == 1
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from samtranslator.yaml_helper import yaml_parse
 
+from steward.audiences.importer import REMOVAL_FAILED_METRIC
+from steward.audiences.service import CLEANUP_NOT_STARTED
 from steward.tables import (
     CatalogRecord,
     ConversationRecord,
@@ -352,3 +354,23 @@ def test_a_lost_import_the_recorder_failed_on_lands_in_a_watched_queue_and_both_
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
         assert (alarm["TreatMissingData"], alarm["AlarmActions"]) == ("notBreaching", notify)
     assert [alarm["Statistic"] for alarm in errors] == ["Sum", "Sum"]
+
+
+def test_each_function_that_counts_a_removal_left_undone_raises_its_own_alarm_on_its_exact_dimensions() -> None:
+    """Powertools publishes each count under the template's namespace with a ``service`` dimension (the function's
+    POWERTOOLS_SERVICE_NAME): an alarm on the metric without it, or with another service, never fires."""
+    namespace = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    counted_by = {
+        REMOVAL_FAILED_METRIC: ["AudienceImportFunction", "AudienceFanOutFunction", "AudienceImportFailedFunction"],
+        CLEANUP_NOT_STARTED: ["ApiFunction"],
+    }
+    notify = RESOURCES["AuthorizerErrorsAlarm"]["Properties"]["AlarmActions"]
+    for metric, functions in counted_by.items():
+        for function in functions:
+            service = RESOURCES[function]["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+            [alarm] = _alarms_on(RESOURCES, namespace, metric, service)
+            assert alarm["Dimensions"] == [{"Name": "service", "Value": service}], function
+            assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+                "Sum", 1, "GreaterThanOrEqualToThreshold"
+            )
+            assert (alarm["TreatMissingData"], alarm["AlarmActions"]) == ("notBreaching", notify)

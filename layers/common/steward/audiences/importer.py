@@ -344,13 +344,27 @@ class AudienceImporter:
         """Lookups follow the pointer, moved before the replaced version goes. The event goes before the
         removal, which for a large audience is tens of thousands of buckets and may outlast the run: a run
         that dies in it has announced the import, and whatever finishes the flip again removes the rest
-        (deleting what is gone already changes nothing)."""
+        (deleting what is gone already changes nothing).
+
+        Every other version the record notes as not removed goes too: an older flip's whose removal failed on
+        every retry (Lambda's, then the recorder's), which nothing else would find again. Each is older than
+        the version the pointer now names (it never goes backwards). All are tried; the first failure raises
+        once they were, and its note stays."""
         if audience.layout is not None:
             self._point(app_id, audience.name, audience.layout)
         if audience.notified_sequencer != sequencer:
             self._announce(app_id, audience, sequencer)
+        pending = dict(audience.unremoved)
         if replaced is not None:
-            self._remove_replaced(app_id, audience, sequencer, replaced)
+            pending[sequencer] = replaced
+        failed: VersionNotRemoved | None = None
+        for noted_by, version in sorted(pending.items()):
+            try:
+                self._remove_replaced(app_id, audience, noted_by, version)
+            except VersionNotRemoved as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _point(self, app_id: str, name: str, layout: Layout) -> None:
         """Point lookups at ``layout``, or, when a newer flip moved the record on meanwhile, at the record's
@@ -545,10 +559,17 @@ class AudienceImporter:
     def remove_deleted(self, app_id: str, name: str | None, layout: Layout) -> None:
         """Remove a deleted audience's version (the API asks), then the tombstone stops naming it; until then a
         repeated DELETE asks again, and a removal that left something raises (see ``remove_version``). Without a
-        name (a request sent before requests named the audience), only the removal."""
+        name (a request sent before requests named the audience), only the removal.
+
+        The version is the tombstone's own (``removing``), or one a flip replaced that is still noted
+        (``unremoved``): only the note of that very version goes (the tombstone is read again to find it)."""
         self.remove_version(app_id, layout)
-        if name is not None:
-            self.repository.removed(app_id, name, layout.version)
+        if name is None or self.repository.removed(app_id, name, layout.version):
+            return
+        tombstone = self.repository.get(app_id, name, consistent=True)
+        for noted_by, replaced in (tombstone.unremoved if tombstone is not None else {}).items():
+            if replaced.version == layout.version:
+                self.repository.forget_replaced(app_id, name, noted_by, replaced)
 
     # --- The work --------------------------------------------------------------
 

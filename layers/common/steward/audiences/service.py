@@ -167,8 +167,7 @@ class AudienceService:
         # removed it, and versions imports replaced whose removal failed (waiting for a retry or the lost-import
         # recorder, which will not find them once it goes). So they are asked for first, and a request that fails
         # fails the lift before anything changed; removing a version twice changes nothing.
-        pending = [*audience.unremoved.values(), *([audience.removing] if audience.removing is not None else [])]
-        for layout in pending:
+        for layout in _pending_removals(audience):
             try:
                 self.cleanup(app_id, name, layout)
             except Exception as exc:
@@ -181,17 +180,15 @@ class AudienceService:
             raise Conflict("The audience changed meanwhile; try again.", code="concurrent_update")
 
     def _remove_members(self, app_id: str, tombstone: Audience) -> None:
-        """Ask the importer to remove the version the tombstone still names. The deletion is done whatever
-        happens here: a request that fails is logged and counted, and the next DELETE asks again."""
-        if tombstone.removing is None:
-            return
-        try:
-            self.cleanup(app_id, tombstone.name, tombstone.removing)
-        except Exception:
-            logger.exception(
-                "Could not ask for the removal of version %s of app %s", tombstone.removing.version, app_id
-            )
-            self.metric(CLEANUP_NOT_STARTED)
+        """Ask the importer to remove the versions the tombstone still names (its own, and those imports replaced
+        whose removal failed on every retry). The deletion is done whatever happens here: a request that fails is
+        logged and counted, and the next DELETE asks again."""
+        for layout in _pending_removals(tombstone):
+            try:
+                self.cleanup(app_id, tombstone.name, layout)
+            except Exception:
+                logger.exception("Could not ask for the removal of version %s of app %s", layout.version, app_id)
+                self.metric(CLEANUP_NOT_STARTED)
 
     def upload_url(self, app_id: str, name: str) -> UploadUrl:
         existing = self.repository.get(app_id, check_name(name))
@@ -240,3 +237,8 @@ class AudienceService:
         return {
             user_id for user_id, (number, hashed) in located.items() if buckets.contains(packed[number] or b"", hashed)
         }
+
+
+def _pending_removals(tombstone: Audience) -> list[Layout]:
+    """The versions a tombstone still names: those flips replaced that are not removed yet, then its own."""
+    return [*tombstone.unremoved.values(), *([tombstone.removing] if tombstone.removing is not None else [])]
