@@ -1,14 +1,20 @@
-"""Deleting an audience on moto: the tombstone keeps the removed version until the importer has removed it."""
+"""Deleting an audience on moto: the tombstone keeps the removed version until the importer has removed it, and a
+lifted tombstone lets no file imported before the deletion back in."""
+
+from datetime import timedelta
 
 import pytest
 
+from steward.audiences.importer import ObjectCreated
+from steward.audiences.lost import LostImports
 from steward.audiences.models import AudienceStatus, Layout
 from steward.audiences.service import CLEANUP_NOT_STARTED, AudienceService
 from steward.audiences.storage import UploadLinks
-from steward.errors import ServiceUnavailable
+from steward.errors import Conflict, ServiceUnavailable
 from steward.settings import StoreSettings
-from tests.unit.test_audience_importer import Killed
-from tests.unit.test_audience_reads import APP, NOW, Subject
+from steward.tables import AUDIENCE_COUNT_SK, AudienceCountRecord, audience_count_pk
+from tests.unit.test_audience_importer import Heard, Killed
+from tests.unit.test_audience_reads import APP, NOW, RUN, Subject
 
 
 class Importer:
@@ -190,3 +196,83 @@ def test_a_delete_asks_for_the_versions_imports_replaced_whose_removal_never_fin
     removed = subject.repository.get(APP, "noted", consistent=True)
     assert removed is not None
     assert (removed.status, removed.removing, removed.unremoved) == (AudienceStatus.DELETED, None, {})
+
+
+def put_event(subject: Subject, name: str, body: bytes, sequencer: str) -> ObjectCreated:
+    """The file put at the name's key, and its S3 event (not handled yet)."""
+    key = f"imports/{APP}/{name}.csv"
+    etag = subject.s3.put_object(Bucket="imports", Key=key, Body=body)["ETag"].strip('"')
+    return ObjectCreated("imports", key, len(body), sequencer, etag)
+
+
+@pytest.mark.parametrize("late", ["Lambda's retry", "the recorder"])
+def test_a_file_imported_before_a_lifted_deletion_is_neither_imported_again_nor_told_as_failed(
+    store: StoreSettings, late: str
+) -> None:
+    """File 0001's import flipped the audience, then its announcement threw: Lambda retries the event (hours later,
+    at worst), and after its retries hands it to the recorder. Meanwhile the app deleted the audience and lifted the
+    tombstone, so the record is gone."""
+    subject = Subject()
+    heard = subject.importer.notifier
+    assert isinstance(heard, Heard)
+    created = put_event(subject, "lifted", "plain\nünï-1\n".encode(), "0001")
+    heard.broken = True
+    with pytest.raises(RuntimeError, match="EventBridge"):
+        subject.importer.handle(created, RUN)
+    heard.broken = False
+    service, _, _ = deleting(subject, failures=0)
+    service.delete(APP, "lifted")
+    service.lift_tombstone(APP, "lifted")
+
+    if late == "Lambda's retry":
+        outcome = subject.importer.handle(created, RUN)  # the same request id
+    else:
+        outcome = LostImports(subject.importer).record(created, "RetriesExhausted after 3 attempts.")
+
+    # Skipped: no fresh audience of the deleted members, nor a failure of a file that was imported.
+    assert (outcome.outcome, outcome.reason) == ("skipped", "superseded")
+    assert subject.repository.get(APP, "lifted", consistent=True) is None
+    assert AudienceCountRecord.get(audience_count_pk(APP), AUDIENCE_COUNT_SK).audiences == 0
+    assert heard.events == []
+    # A file put after the lift imports.
+    newer = subject.importer.handle(put_event(subject, "lifted", b"plain\n", "0002"), RUN)
+    assert newer.outcome == "imported"
+    audience = subject.repository.get(APP, "lifted", consistent=True)
+    assert audience is not None
+    assert (audience.status, audience.sequencer) == (AudienceStatus.READY, "0002".ljust(64, "0"))
+    assert subject.service.check(APP, "lifted", ["plain", "ünï-1"]).members == ["plain"]
+    assert heard.events == [("imported", "lifted")]
+
+
+def test_a_lift_that_raced_a_lift_an_import_and_a_delete_leaves_the_newer_tombstone(store: StoreSettings) -> None:
+    """While this lift asked for the removal of the tombstone's version, another lift of the same tombstone went
+    through, a newer file was imported and the audience was deleted again: this lift must not take the newer
+    tombstone away (its deletion time is not the one this lift read)."""
+    subject = Subject()
+    imported(subject, "raced")
+    service, importer, _ = deleting(subject, failures=1)
+    service.delete(APP, "raced")  # its removal request failed: the tombstone names the version
+    later = NOW + timedelta(minutes=5)
+    other = AudienceService(
+        subject.repository, subject.objects, UploadLinks(subject.s3, "imports"), importer, lambda: later,
+        lambda name: None,
+    )  # fmt: skip
+    asked = importer.__call__
+
+    def meanwhile(app_id: str, name: str, layout: Layout) -> None:
+        asked(app_id, name, layout)
+        other.lift_tombstone(APP, "raced")
+        assert subject.importer.handle(put_event(subject, "raced", b"plain\n", "0002"), RUN).outcome == "imported"
+        assert other.delete(APP, "raced").deleted_at == later
+
+    service.cleanup = meanwhile
+
+    with pytest.raises(Conflict) as refused:
+        service.lift_tombstone(APP, "raced")
+
+    assert refused.value.code == "concurrent_update"
+    tombstone = subject.repository.get(APP, "raced", consistent=True)
+    assert tombstone is not None
+    assert (tombstone.status, tombstone.deleted_at, tombstone.sequencer) == (
+        AudienceStatus.DELETED, later, "0002".ljust(64, "0"),
+    )  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 
 from steward.apps.repository import AppRepository
 from steward.audiences.fanout import FanOutStep, FanOutSteps
-from steward.audiences.importer import AudienceImporter, VersionNotRemoved
+from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, VersionNotRemoved
 from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
 from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
@@ -619,3 +619,39 @@ def test_a_flip_retried_after_its_removal_of_the_replaced_version_failed_removes
     assert bucket_items(files.first) == 0
     assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
     assert heard.events == [("imported", "fan")] * 2
+
+
+def test_a_flip_retried_after_a_lifted_deletion_never_counts_a_name_refused_anew_with_the_deleted_members(
+    store: StoreSettings,
+) -> None:
+    """File 0A's Flip writes and then fails moving the pointer; before Step Functions retries it, the app deletes
+    the audience and lifts the tombstone, and a newer file, too large, is refused as a new name (a failed record
+    that does not count). The retried Flip must not count that name again with file 0A's deleted version."""
+    heard = Heard()
+    subject, repository, objects, flip = packed(heard)
+    moves = repository.point_to
+
+    def broken_pointer(app_id: str, name: str, layout: Layout) -> bool:
+        raise RuntimeError("DynamoDB throttled the pointer's write")
+
+    repository.point_to = broken_pointer  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="throttled"):
+        subject.run(flip)
+    repository.point_to = moves  # type: ignore[method-assign]
+    service = AudienceService(
+        repository, objects, UploadLinks(objects.s3, "imports"), subject.importer.remove_deleted, lambda: NOW,
+        lambda name: None,
+    )  # fmt: skip
+    service.delete(APP, "fan")
+    service.lift_tombstone(APP, "fan")
+    too_large = ObjectCreated("imports", KEY, MAX_OBJECT_BYTES + 1, "0C", "etag")
+    assert subject.importer.handle(too_large, Invocation("request-0C", lambda: 900.0)).reason == "file_too_large"
+
+    retried = subject.run(flip)
+
+    assert (retried["outcome"], retried["reason"]) == ("skipped", "superseded")
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert (audience.status, audience.counted, audience.version) == (AudienceStatus.FAILED, False, None)
+    assert repository.pointer(APP, "fan", consistent=True) is None
+    assert heard.events == [("failed", "file_too_large")]

@@ -435,7 +435,9 @@ def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_aft
     assert after is not None
     # The newer file's own note stays, for its own retry.
     assert (list(after.unremoved), after.refused_key, after.failed_sequencer) == (
-        [padded_sequencer(newer.sequencer)], None, None
+        [padded_sequencer(newer.sequencer)],
+        None,
+        None,
     )
     assert told.heard() == []
 

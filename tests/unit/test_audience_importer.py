@@ -5,7 +5,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import boto3
 import pytest
@@ -611,7 +611,9 @@ class ClaimedMeanwhile(AudienceRepository):
     def __init__(self, rival: Attempt) -> None:
         self.rival: Attempt | None = rival
 
-    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+    def record_refused_new(
+        self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime
+    ) -> Literal["recorded", "raced", "lifted"]:
         if self.rival is not None:
             rival, self.rival = self.rival, None
             assert self.claim_new(rival, 100, recount=False) == "claimed"
@@ -681,13 +683,15 @@ class ReleasedMeanwhile(AudienceRepository):
         self.rival: Attempt | None = None
         self.then = then
 
-    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+    def record_refused_new(
+        self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime
+    ) -> Literal["recorded", "raced", "lifted"]:
         rival, self.rival = self.rival, None
         if rival is None:
             return super().record_refused_new(app_id, name, failure, sequencer, now)
         assert self.claim_new(rival, 100, recount=True) == "claimed"
         written = super().record_refused_new(app_id, name, failure, sequencer, now)
-        assert not written  # the name counts: no refused record is written over it
+        assert written == "raced"  # the name counts: no refused record is written over it
         if self.then == "released":
             assert self.release_unstarted(app_id, name, rival.sequencer, now)
         else:
@@ -707,7 +711,7 @@ def test_a_refusal_whose_write_raced_a_claim_let_go_of_meanwhile_is_recorded_and
     subject = importer(files, heard, repository)
     # File 00 was refused for the app's limit: the name has a failed record that does not count.
     refused = Failure(code="audience_limit", reason="full", key=KEY, at=NOW)
-    assert repository.record_refused_new(APP, "race", refused, "00".ljust(64, "0"), NOW)
+    assert repository.record_refused_new(APP, "race", refused, "00".ljust(64, "0"), NOW) == "recorded"
     repository.rival = Attempt(APP, "race", KEY, "01".ljust(64, "0"), "request-01", NOW)
     files.body = b"u1\nu2\n"
     too_large = ObjectCreated("bucket", KEY, MAX_OBJECT_BYTES + 1, "02", etag_of(files.body))
@@ -902,7 +906,9 @@ class RefusalAlwaysLoses(AudienceRepository):
     def __init__(self) -> None:
         self.tries = 0
 
-    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
+    def record_refused_new(
+        self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime
+    ) -> Literal["recorded", "raced", "lifted"]:
         self.tries += 1
         rival = Attempt(app_id, name, KEY, f"00{self.tries}".ljust(64, "0"), f"rival-{self.tries}", now)
         assert self.claim_new(rival, 100, recount=False) == "claimed"
@@ -1032,8 +1038,9 @@ def test_a_duplicate_of_a_fan_out_file_whose_record_went_gives_the_name_back_whe
     claimed = repository.get(APP, "race", consistent=True)
     assert claimed is not None
     assert (claimed.status, claimed.counted, audiences_counted()) == (AudienceStatus.IMPORTING, True, 1)
-    assert repository.tombstone(APP, claimed, NOW)
-    assert repository.delete_record(APP, "race", AudienceStatus.DELETED)
+    tombstone = repository.tombstone(APP, claimed, NOW)
+    assert tombstone is not None
+    assert repository.lift(APP, tombstone, NOW)
 
     late = subject.handle(event, Invocation("request-2", lambda: 900.0))
 

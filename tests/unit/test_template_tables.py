@@ -11,12 +11,16 @@ from samtranslator.yaml_helper import yaml_parse
 from steward.audiences.importer import REMOVAL_FAILED_METRIC
 from steward.audiences.service import CLEANUP_NOT_STARTED
 from steward.tables import (
+    AudienceBucketRecord,
+    AudienceLiftedRecord,
+    AudiencePointerRecord,
     CatalogRecord,
     ConversationRecord,
     ConversationsTableRecord,
     RetentionRunPartRecord,
     audience_bucket_pk,
     audience_count_pk,
+    audience_lifted_pk,
     audience_pointer_pk,
     audiences_pk,
 )
@@ -32,6 +36,33 @@ def test_catalog_table_keeps_the_shape_deployed_stacks_have() -> None:
     catalog = RESOURCES["CatalogTable"]["Properties"]
     assert "GlobalSecondaryIndexes" not in catalog
     assert [d["AttributeName"] for d in catalog["AttributeDefinitions"]] == ["pk", "sk"]
+
+
+def _catalog_models() -> list[type[Any]]:
+    found: list[type[Any]] = [AudiencePointerRecord, AudienceBucketRecord]
+    pending: list[type[Any]] = [CatalogRecord]
+    while pending:
+        model = pending.pop()
+        found.append(model)
+        pending += model.__subclasses__()
+    return found
+
+
+def test_a_lifted_tombstones_floor_expires_by_ttl_and_only_it_carries_the_catalogs_ttl_attribute() -> None:
+    catalog = RESOURCES["CatalogTable"]["Properties"]
+    attribute = AudienceLiftedRecord.expires_at.attr_name
+    assert catalog["TimeToLiveSpecification"] == {"AttributeName": attribute, "Enabled": True}
+    # TTL removes any catalog item holding that attribute: no other kind of item may hold one.
+    holders = [model.__name__ for model in _catalog_models() if attribute in model.get_attributes()]
+    assert holders == ["AudienceLiftedRecord"]
+    # The importer's claims and refusals check the floor (the recorder's refusals too: see the recorder's rights).
+    checks = [
+        pattern
+        for statement in _statements("AudienceImportFunction")
+        if "Template" not in statement and "dynamodb:ConditionCheckItem" in _names(statement["Action"])
+        for pattern in statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    ]
+    assert any(fnmatchcase(audience_lifted_pk("acme"), pattern) for pattern in checks)
 
 
 def test_conversations_live_in_their_own_table_created_with_its_indexes() -> None:
@@ -145,7 +176,7 @@ def test_the_audience_import_functions_reach_only_audience_items_of_the_catalog(
     assert rights == {
         "dynamodb:GetItem": {"*#audience", "*#audience-count"},
         "dynamodb:UpdateItem": {"*#audience", "*#audience-count"},
-        "dynamodb:ConditionCheckItem": {"*#audience"},
+        "dynamodb:ConditionCheckItem": {"*#audience", "*#audience-lifted"},
         "dynamodb:PutItem": {"*#audience-pointer"},
         "dynamodb:BatchWriteItem": {"*#audience-bucket#*"},
     }
@@ -371,6 +402,8 @@ def test_each_function_that_counts_a_removal_left_undone_raises_its_own_alarm_on
             [alarm] = _alarms_on(RESOURCES, namespace, metric, service)
             assert alarm["Dimensions"] == [{"Name": "service", "Value": service}], function
             assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
-                "Sum", 1, "GreaterThanOrEqualToThreshold"
+                "Sum",
+                1,
+                "GreaterThanOrEqualToThreshold",
             )
             assert (alarm["TreatMissingData"], alarm["AlarmActions"]) == ("notBreaching", notify)

@@ -142,7 +142,11 @@ def build_router(services: Services) -> APIGatewayHttpRouter:
         summary="Lift an audience's tombstone",
         status_code=204,
         responses={
-            204: {"description": "The tombstone is lifted: a file with this name imports again.", "content": {}},
+            # A late event of a file imported before the deletion is skipped: only files put from now on import.
+            204: {
+                "description": "The tombstone is lifted: a file with this name put from now on imports.",
+                "content": {},
+            },
             # The versions the tombstone still names are handed to the importer first: when that fails, it stays.
             **errors({**NOT_FOUND, 409: ["audience_not_deleted", "concurrent_update"], 503: ["unavailable"]}),
         },

@@ -663,6 +663,21 @@ class AudienceCountRecord(CatalogRecord):
     audiences = NumberAttribute(default=0)
 
 
+class AudienceLiftedRecord(CatalogRecord):
+    """The floor a lifted tombstone leaves: pk ``<app_id>#audience-lifted``, sk the audience name.
+
+    ``sequencer`` is the last file imported before the deletion: a late event of it or of an older file (Lambda's
+    retry, the lost-import recorder) neither imports it again nor records it failed once the record is gone. Only
+    such late events need it, so ``expires_at`` (epoch seconds, the table's TTL attribute) lets it go for free.
+    """
+
+    class Meta(_Connection):
+        pass
+
+    sequencer = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
 class AudienceBucketRecord(Model):
     """One packed hash bucket of an audience version: 12-byte hashes of its members' ids, sorted.
 
@@ -843,6 +858,10 @@ def audience_count_pk(app_id: str) -> str:
     return f"{app_id}{SEPARATOR}audience-count"
 
 
+def audience_lifted_pk(app_id: str) -> str:
+    return f"{app_id}{SEPARATOR}audience-lifted"
+
+
 def audience_bucket_pk(app_id: str, version: str, bucket: int) -> str:
     return f"{app_id}{SEPARATOR}audience-bucket{SEPARATOR}{version}{SEPARATOR}{bucket}"
 
@@ -884,6 +903,7 @@ def bind_tables(settings: StoreSettings) -> None:
         AudienceCountRecord,
         AudienceBucketRecord,
         AudiencePointerRecord,
+        AudienceLiftedRecord,
     ):
         catalog_model.Meta.table_name = settings.catalog_table
     if isinstance(settings, ConversationStoreSettings):

@@ -33,7 +33,8 @@ def record_failed(
     whose own first attempt failed gives its slot back). When a first attempt claimed the new name after
     ``current`` was read, the failure is noted on that claim: if its object was replaced, the record then
     stays as this failure rather than going. When that claim let go of the name before the record was read
-    again (an older file's, released uncounted), the refusal is written again.
+    again (an older file's, released uncounted), the refusal is written again. A file imported before a deletion
+    whose tombstone was lifted since is moot: its record went with the tombstone, and nothing is written.
     """
     for _ in range(RECORD_ATTEMPTS):
         if current is not None and current.status is AudienceStatus.DELETED:
@@ -43,9 +44,12 @@ def record_failed(
             if not isinstance(recorded, Audience):
                 tell_recorded(repository, notifier, app_id, name, failure, sequencer, recorded)
             return recorded
-        if repository.record_refused_new(app_id, name, failure, sequencer, failure.at):
+        refused = repository.record_refused_new(app_id, name, failure, sequencer, failure.at)
+        if refused == "recorded":
             tell_recorded(repository, notifier, app_id, name, failure, sequencer, "recorded")
             return "recorded"
+        if refused == "lifted":
+            return "moot"  # the file was imported before a deletion whose tombstone was lifted since
         current = repository.get(app_id, name, consistent=True)
         if _taken(current, sequencer):
             return "moot"

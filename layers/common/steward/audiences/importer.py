@@ -264,6 +264,8 @@ class AudienceImporter:
                 # A newer file's failed first attempt gave the slot back: this file counts it again.
                 maximum = self.repository.max_audiences(app_id) or DEFAULT_MAX_AUDIENCES
                 recounted = self.repository.publish_recounted(flip, maximum)
+                if recounted == "lifted":
+                    break  # the file came before a deletion whose tombstone was lifted since
                 if recounted == "limit":
                     self.discard_version(app_id, parsed.layout)
                     failure = _limit_failure(maximum, key, flip.now)
@@ -459,6 +461,9 @@ class AudienceImporter:
         claim = self.repository.claim_new(attempt, maximum, recount=current is not None)
         if claim == "limit":
             return self.fail_unclaimed(target, current, sequencer, _limit_failure(maximum, key, now))
+        if claim == "lifted":
+            # Imported before the audience was deleted (Lambda's retry, a late duplicate): not again, and quietly.
+            return ImportOutcome("skipped", key, app_id, target.name, reason="superseded")
         return "new" if claim == "claimed" else "raced"
 
     def on_tombstone(self, target: ImportKey, tombstone: Audience, sequencer: str) -> ImportOutcome:

@@ -4,7 +4,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
@@ -24,11 +24,13 @@ from steward.tables import (
     AppRecord,
     AudienceBucketRecord,
     AudienceCountRecord,
+    AudienceLiftedRecord,
     AudiencePointerRecord,
     AudienceRecord,
     app_pk,
     audience_bucket_pk,
     audience_count_pk,
+    audience_lifted_pk,
     audience_members_key,
     audience_pointer_pk,
     audiences_pk,
@@ -39,6 +41,10 @@ BATCH_WRITE_ATTEMPTS = 5
 BATCH_BACKOFF_SECONDS = 0.05
 BATCH_WRITE_SIZE = 25
 BATCH_GET_SIZE = 100
+# How long a lifted tombstone's floor is kept: past every late event of a file imported before the deletion (up to
+# 6 hours in Lambda's queue with the importer's retries, then as long again with the recorder's). DynamoDB's TTL
+# removes it some time after; kept longer, it changes nothing (it only refuses files older than the deletion).
+LIFTED_FLOOR_TTL = timedelta(days=7)
 logger = logging.getLogger(__name__)
 
 
@@ -118,7 +124,10 @@ class AudienceRepository:
     def claim_new(self, attempt: Attempt, maximum: int, *, recount: bool) -> str:
         """Start importing into a new audience (or a refused one, ``recount``), counted against ``maximum``.
 
-        Returns ``claimed``, ``limit`` (the count is at the maximum) or ``raced`` (someone else wrote the record).
+        Returns ``claimed``, ``limit`` (the count is at the maximum), ``raced`` (someone else wrote the record) or
+        ``lifted`` (the file is not newer than the last one imported before a lifted tombstone: see ``lift``).
+        The floor's condition check costs 2 write units (a ConditionCheck in a transaction is billed as a
+        transactional write of the item it checks), on top of the 4 of the count's and the record's writes.
         """
         app_id, name, key, sequencer, now = attempt.app_id, attempt.name, attempt.key, attempt.sequencer, attempt.now
         transaction = Transaction()
@@ -142,13 +151,23 @@ class AudienceRepository:
             else AudienceRecord.pk.does_not_exist()
         )
         transaction.update("audience", record, claim, condition=condition)
+        _above_floor(transaction, app_id, name, sequencer)
         refused = transaction.commit()
+        if "lifted" in refused:
+            return "lifted"
         if "audience" in refused:
             return "raced"
         return "limit" if refused else "claimed"
 
-    def record_refused_new(self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime) -> bool:
-        """A new name refused: a failed record that does not count (unless one exists, or a newer file's does)."""
+    def record_refused_new(
+        self, app_id: str, name: str, failure: Failure, sequencer: str, now: datetime
+    ) -> Literal["recorded", "raced", "lifted"]:
+        """A new name refused: a failed record that does not count (``raced``: one exists, or a newer file's does;
+        ``lifted``: the file is not newer than the last one imported before a lifted tombstone, see ``lift``).
+
+        One transaction with the floor's condition check: 4 write units for a record under 1 KB (2 for the
+        update, 2 for the check, billed as a transactional write), where the update alone was 1.
+        """
         record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
         actions: list[Action] = [
             *_failed_uncounted(failure, sequencer, now),
@@ -160,7 +179,13 @@ class AudienceRepository:
             & (AudienceRecord.counted == False)  # noqa: E712
             & _older_attempt(sequencer)
         )
-        return update_if(record, actions, condition)
+        transaction = Transaction()
+        transaction.update("audience", record, actions, condition=condition)
+        _above_floor(transaction, app_id, name, sequencer)
+        refused = transaction.commit()
+        if "lifted" in refused:
+            return "lifted"
+        return "raced" if refused else "recorded"
 
     def claim_existing(self, attempt: Attempt, stale_before: datetime) -> bool:
         """Start importing a newer file into an existing audience; False when a newer (or the same) one is in hand.
@@ -246,7 +271,8 @@ class AudienceRepository:
         """Flip an audience that does not count (a newer file's failed first attempt gave its slot back)
         and count it again, in one transaction.
 
-        Returns the published audience, ``limit`` (the app is at its ``maximum``) or ``raced``.
+        Returns the published audience, ``limit`` (the app is at its ``maximum``), ``raced``, or ``lifted``: the
+        record was refused anew after a lifted tombstone, and this file came before the deletion (see ``lift``).
         """
         app_id, name, now = publish.app_id, publish.name, publish.now
         changes = _flip_changes(
@@ -263,7 +289,10 @@ class AudienceRepository:
         transaction = Transaction()
         transaction.update("count", *_counted_in(app_id, maximum, now))
         transaction.update("audience", AudienceRecord(pk=audiences_pk(app_id), sk=name), actions, condition=condition)
+        _above_floor(transaction, app_id, name, publish.sequencer)
         refused = transaction.commit()
+        if "lifted" in refused:
+            return "lifted"
         if "audience" in refused:
             return "raced"
         if refused:
@@ -464,16 +493,36 @@ class AudienceRepository:
         ]
         return update_if(record, actions, AudienceRecord.removing_version == version)
 
-    def delete_record(self, app_id: str, name: str, status: AudienceStatus) -> bool:
-        """Lift a tombstone (or remove a refused record): False when its status changed."""
-        record = AudienceRecord(pk=audiences_pk(app_id), sk=name)
-        try:
-            record.delete(condition=AudienceRecord.status == status.value)
-        except Exception as exc:  # pynamodb's DeleteError
-            if hasattr(exc, "cause_response_code") and condition_failed(exc):  # type: ignore[arg-type]
-                return False
-            raise
-        return True
+    def lift(self, app_id: str, tombstone: Audience, now: datetime) -> bool:
+        """Lift a tombstone: its record goes, if it is still the one read (the same deletion: a lift, an import and
+        another DELETE meanwhile leave a newer tombstone, which stays). False when it changed.
+
+        A file imported before the deletion may still come back once the record is gone: Lambda's retry of its
+        import, or the lost-import recorder, up to hours later. It must neither be imported again (its members were
+        deleted) nor recorded and told as failed (it was imported). So the same transaction leaves a floor, the
+        last imported file's sequencer (``<app>#audience-lifted``, the name), kept ``LIFTED_FLOOR_TTL``: a new
+        record's claim, a refused new name's record and a file counting a refused name again check it. 4 write
+        units with the floor, where the delete alone was 1 (each item of a transaction is billed twice).
+        """
+        transaction = Transaction()
+        record = AudienceRecord(pk=audiences_pk(app_id), sk=tombstone.name)
+        same_deletion = (
+            AudienceRecord.deleted_at.does_not_exist()
+            if tombstone.deleted_at is None
+            else AudienceRecord.deleted_at == tombstone.deleted_at
+        )
+        transaction.delete(
+            "audience", record, condition=(AudienceRecord.status == AudienceStatus.DELETED.value) & same_deletion
+        )
+        if tombstone.sequencer is not None:
+            expires_at = int((now + LIFTED_FLOOR_TTL).timestamp())
+            floor = AudienceLiftedRecord(
+                pk=audience_lifted_pk(app_id), sk=tombstone.name, sequencer=tombstone.sequencer,
+                expires_at=expires_at, created_at=now, updated_at=now,
+            )  # fmt: skip
+            # Any floor there is older: every file since the last lift was claimed above it.
+            transaction.put("floor", floor)
+        return not transaction.commit()
 
     # --- Member buckets -------------------------------------------------------
 
@@ -570,6 +619,14 @@ def _holds_no_failure() -> Condition:
         & AudienceRecord.refused_sequencer.does_not_exist()
     )
     return none
+
+
+def _above_floor(transaction: Transaction, app_id: str, name: str, sequencer: str) -> None:
+    """Check, in ``transaction`` (label ``lifted``), that the file ``sequencer`` is newer than the last one imported
+    before the name's tombstone was lifted, if it was (see ``AudienceRepository.lift``)."""
+    floor = AudienceLiftedRecord.sequencer
+    newer = floor.does_not_exist() | (floor < sequencer)
+    transaction.condition_check("lifted", AudienceLiftedRecord, audience_lifted_pk(app_id), name, newer)
 
 
 def _older_attempt(sequencer: str) -> Condition:

@@ -176,7 +176,9 @@ class AudienceService:
                 raise ServiceUnavailable(
                     "The members' removal could not be started; the tombstone stays. Try again.", retry_after=5
                 ) from exc
-        if not self.repository.delete_record(app_id, name, AudienceStatus.DELETED):
+        # Only this very tombstone goes (its deletion time as read): never one a lift, an import and another DELETE
+        # left meanwhile. The lift leaves a floor, so a late event of a file imported before the deletion is skipped.
+        if not self.repository.lift(app_id, audience, self.clock()):
             raise Conflict("The audience changed meanwhile; try again.", code="concurrent_update")
 
     def _remove_members(self, app_id: str, tombstone: Audience) -> None:
