@@ -18,7 +18,9 @@ it is not, and the version its flip replaced goes. Each at least once, and
 once for deliveries that do not overlap (a marker follows what it marks: two
 deliveries at the same time may both publish). Otherwise this records
 ``import_failed`` on the audience, gives a new name's slot back, and tells the
-app as every failure is.
+app as every failure is; unless the file was imported before a deletion whose
+tombstone was lifted since (the lift's floor, see ``AudienceRepository.lift``):
+it is skipped, and nothing is recorded or told.
 
 The API's removals of versions go to the importer too, and so to the same
 destination when they fail: the version is removed once more.
