@@ -13,7 +13,7 @@ from steward.audiences.storage import UploadLinks
 from steward.errors import Conflict, ServiceUnavailable
 from steward.settings import StoreSettings
 from steward.tables import AUDIENCE_COUNT_SK, AudienceCountRecord, audience_count_pk
-from tests.unit.test_audience_importer import Heard, Killed
+from tests.unit.test_audience_importer import Heard, Killed, killed_once_removing
 from tests.unit.test_audience_reads import APP, NOW, RUN, Subject
 
 
@@ -153,24 +153,15 @@ def test_the_removal_is_noted_only_on_a_tombstone_that_names_that_version(store:
     assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, None)
 
 
-def test_a_delete_asks_for_the_versions_imports_replaced_whose_removal_never_finished(
-    store: StoreSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_delete_asks_for_the_versions_imports_replaced_whose_removal_never_finished(store: StoreSettings) -> None:
     """File 2's import flipped the audience and died removing version 1, and no retry finished it: the record notes
     version 1. Deleting the audience asks for its removal too, and that request leaves the tombstone's own version
     named until its own request is done."""
     subject = Subject()
     first = imported(subject, "noted")
-    removals = subject.repository.delete_buckets
-
-    def killed_removing(app_id: str, layout: Layout) -> None:
-        monkeypatch.setattr(subject.repository, "delete_buckets", removals)
-        raise Killed()
-
-    monkeypatch.setattr(subject.repository, "delete_buckets", killed_removing)
+    killed_once_removing(subject.repository)
     with pytest.raises(Killed):
         subject.put("noted", b"plain\n")
-    monkeypatch.undo()
     flipped = subject.repository.get(APP, "noted", consistent=True)
     assert flipped is not None
     assert flipped.layout is not None

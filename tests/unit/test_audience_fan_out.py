@@ -536,6 +536,18 @@ def test_a_fail_step_whose_removal_fails_records_the_failure_then_fails_and_its_
     assert heard.events == [("failed", "import_error")]  # told once
 
 
+def removal_failed(heard: Heard, monkeypatch: pytest.MonkeyPatch) -> tuple[Replacing, FanOutStep]:
+    """File 0B's Flip wrote, moved the pointer and announced, then its removal of file 0A's version failed (the
+    step failed, its staged work kept for the retry); BatchWriteItem deletes again since. The files, and the Flip."""
+    files = replacing(heard)
+    flip = up_to_flip(files.subject, files.job, files.byte_ranges)
+    left = DeletesLeftUnprocessed(monkeypatch)
+    with pytest.raises(VersionNotRemoved):
+        files.subject.run(flip)
+    left.broken = False
+    return files, flip
+
+
 @pytest.mark.parametrize("finisher", ["flip", "fail", "after the delay"])
 def test_a_file_finished_again_after_a_newer_flip_died_before_its_pointer_move_leaves_the_version_lookups_read(
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch, finisher: str
@@ -546,13 +558,8 @@ def test_a_file_finished_again_after_a_newer_flip_died_before_its_pointer_move_l
     it. 0C's finisher removes it, once it has moved the pointer. The overlap needs a killed task, which the local
     stack cannot stage."""
     heard = Heard()
-    files = replacing(heard)
+    files, flip = removal_failed(heard, monkeypatch)
     subject, repository, job = files.subject, files.repository, files.job
-    flip = up_to_flip(subject, job, files.byte_ranges)
-    left = DeletesLeftUnprocessed(monkeypatch)
-    with pytest.raises(VersionNotRemoved):
-        subject.run(flip)
-    left.broken = False
     newest, newest_ranges = job_of("0C")
     claimed(repository, newest)
     newest_flip = up_to_flip(subject, newest, newest_ranges)
@@ -604,14 +611,9 @@ def test_a_flip_retried_after_its_removal_of_the_replaced_version_failed_removes
     store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     heard = Heard()
-    files = replacing(heard)
+    files, flip = removal_failed(heard, monkeypatch)
     subject, objects, job = files.subject, files.objects, files.job
-    flip = up_to_flip(subject, job, files.byte_ranges)
-    left = DeletesLeftUnprocessed(monkeypatch)
-    with pytest.raises(VersionNotRemoved):
-        subject.run(flip)  # flipped and announced; the staged work stays for the retry
     assert objects.s3.list_objects_v2(Bucket="data", Prefix=job.staging).get("KeyCount", 0) > 0
-    left.broken = False
 
     retried = subject.run(flip)
 

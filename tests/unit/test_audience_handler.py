@@ -252,6 +252,16 @@ def imported_before(importer: AudienceImporter, created: ObjectCreated) -> Audie
     return audience
 
 
+def lost_after_an_older_import(told: Destination) -> tuple[AudienceImporter, Layout]:
+    """An older file imported (its version answered, with the importer), and the lost file, the sample's object
+    (empty), put at the key since."""
+    importer = the_importer(Heard())
+    older = imported_before(importer, told.created).layout
+    assert older is not None
+    boto3.client("s3").put_object(Bucket=IMPORTS_BUCKET, Key=event_key(told.created.raw_key), Body=b"")
+    return importer, older
+
+
 def flipped_unannounced(told: Destination) -> Layout:
     """The lost file flipped the audience, then moving the pointer failed on every attempt: nothing was announced,
     and the version the flip replaced (answered) is still there."""
@@ -401,11 +411,8 @@ def test_the_on_failure_destination_removes_the_version_a_lost_flip_replaced_aft
     version the record notes), and the app may have deleted the audience. The overlap needs killed runs, which the
     local stack cannot stage."""
     told = destination(store, monkeypatch)
-    importer = the_importer(Heard())
-    replaced = imported_before(importer, told.created).layout
-    assert replaced is not None
+    importer, replaced = lost_after_an_older_import(told)
     s3, key = boto3.client("s3"), event_key(told.created.raw_key)
-    s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"")  # the lost file is the sample's object (empty)
     killed_once_removing(importer.repository)
     with pytest.raises(Killed):
         importer.handle(told.created, Invocation("request-1", lambda: 900.0))
@@ -533,11 +540,8 @@ def test_a_version_whose_removal_failed_in_every_run_and_in_the_recorder_is_remo
     the OnFailure destination and that one's two retries: nothing of the file runs again. A later import removes
     that version (its note is on the record), after it has moved the pointer."""
     told = destination(store, monkeypatch)
-    importer = the_importer(Heard())
-    first = imported_before(importer, told.created).layout
-    assert first is not None
+    importer, first = lost_after_an_older_import(told)
     s3, key = boto3.client("s3"), event_key(told.created.raw_key)
-    s3.put_object(Bucket=IMPORTS_BUCKET, Key=key, Body=b"")  # the lost file is the sample's object (empty)
     left = DeletesLeftUnprocessed(monkeypatch)
     for _ in range(3):  # the run, then Lambda's retries under the same request id
         with pytest.raises(VersionNotRemoved):

@@ -80,6 +80,17 @@ class Transaction:
         self._writes.append((kind, label, write))
 
 
+def applied(transaction: Transaction) -> bool:
+    """Commit ``transaction``: False when a condition failed, or when it was refused for the moment (another
+    transaction held an item, or throttling), for callers that read again and decide again either way."""
+    try:
+        return not transaction.commit()
+    except TransactWriteError as exc:
+        if transient(exc):
+            return False
+        raise
+
+
 def transient(exc: TransactWriteError) -> bool:
     """Whether a refused transaction is worth sending again as it is."""
     return any(reason is not None and reason.code in _TRANSIENT_REASONS for reason in exc.cancellation_reasons)

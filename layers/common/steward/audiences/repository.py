@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -35,7 +35,7 @@ from steward.tables import (
     audience_pointer_pk,
     audiences_pk,
 )
-from steward.transactions import Transaction, transient
+from steward.transactions import Transaction, applied
 
 BATCH_WRITE_ATTEMPTS = 5
 BATCH_BACKOFF_SECONDS = 0.05
@@ -315,12 +315,7 @@ class AudienceRepository:
             members_key=layout.members_key,
         )
         transaction.put("pointer", pointer)
-        try:
-            return not transaction.commit()
-        except TransactWriteError as exc:
-            if transient(exc):
-                return False
-            raise
+        return applied(transaction)
 
     def pointer(self, app_id: str, name: str, *, consistent: bool = False) -> Layout | None:
         """The layout lookups read (half a unit: the item stays under 4 KB); None when there is no pointer."""

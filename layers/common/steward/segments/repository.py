@@ -57,6 +57,7 @@ from steward.transactions import (
     MAX_TRANSACTION_ITEMS,
     MEMBERSHIPS_PER_TRANSACTION,
     Transaction,
+    applied,
     throttled,
     transient,
 )
@@ -329,12 +330,7 @@ class SegmentRepository:
                 [SegmentRecord.inactive_member_count.add(-1 if active else 1)],
                 SegmentRecord.sk.exists(),
             )
-        try:
-            return not transaction.commit()
-        except TransactWriteError as exc:
-            if transient(exc):
-                return False
-            raise
+        return applied(transaction)
 
     def member_ids_page(
         self, app_id: str, segment_id: str, cursor: str | None, limit: int
