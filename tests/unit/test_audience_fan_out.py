@@ -544,24 +544,28 @@ def test_a_partition_packed_with_another_layout_fails_the_flip_and_the_failure_i
     store: StoreSettings,
 ) -> None:
     """Pack and Flip each compute the layout: should a Pack have computed another (code of another rule), the
-    Flip refuses to publish an audience whose lookups would miss members, and the fail step records it."""
+    Flip refuses to publish an audience whose lookups would miss members, and the fail step records it. The
+    partition packed with the larger k goes first, so the shared layout (the last Pack's) does not cover its
+    buckets: only every partition's own layout names them all for removal."""
     heard = Heard()
     subject, repository, job, byte_ranges = uneven_file(heard)
     parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
     checked = checked_partitions(subject, job, parsed)
-    subject.pack(job, 0, checked)
-    subject.pack(job.model_copy(update={"bucket_rule": 1}), 1, checked)  # packed as a job of the earlier rule
+    subject.pack(job, 1, checked)  # k = 12: buckets 12..23, every one written even when empty
+    subject.pack(job.model_copy(update={"bucket_rule": 1}), 0, checked)  # k = 6, as a job of the earlier rule
+    written = repository.read_buckets(APP, job.version, range(2 * 12), consistent=True)
+    assert [bucket for bucket, hashes in written.items() if hashes is None] == list(range(6, 12))
 
-    with pytest.raises(PackedLayoutMismatch, match="Partition 1"):
+    with pytest.raises(PackedLayoutMismatch, match="Partition 0"):
         subject.run(FanOutStep(step="flip", job=job, parsed=parsed, checked=checked))
     failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "PackedLayoutMismatch", "Cause": "k"}))
 
     assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
     assert failed_uncounted(repository, APP, "fan")[1] == "import_error"
     assert heard.events == [("failed", "import_error")]
-    # Nothing was published, and the buckets of both layouts are removed with the staged work.
+    # Nothing was published, and the buckets of both layouts (an empty one too) are removed with the staged work.
     assert repository.pointer(APP, "fan", consistent=True) is None
-    assert not any(repository.read_buckets(APP, job.version, range(2 * 12), consistent=True).values())
+    assert repository.read_buckets(APP, job.version, range(2 * 12), consistent=True) == dict.fromkeys(range(24))
     assert boto3.client("s3").list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
 
 
