@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from steward.apps.repository import AppRepository
 from steward.audiences.buckets import MEMBERS_PER_BUCKET
-from steward.audiences.fanout import FanOutStep, FanOutSteps, PackedLayoutMismatch
+from steward.audiences.fanout import FanOutStep, FanOutSteps, PackedLayoutMismatch, UnknownBucketRule
 from steward.audiences.importer import AudienceImporter
 from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout, MembersCheck
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
@@ -567,6 +567,40 @@ def test_a_partition_packed_with_another_layout_fails_the_flip_and_the_failure_i
     assert repository.pointer(APP, "fan", consistent=True) is None
     assert repository.read_buckets(APP, job.version, range(2 * 12), consistent=True) == dict.fromkeys(range(24))
     assert boto3.client("s3").list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+
+
+def test_a_job_of_a_bucket_rule_this_code_does_not_know_fails_its_pack_and_flip_and_is_recorded(
+    store: StoreSettings,
+) -> None:
+    """A job planned by newer code (a rollback came before its Pack) may name a bucket rule this code does not
+    know: every step still reads it, Pack and Flip fail on it by name, and the fail step records the failure."""
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    planned, byte_ranges = job_of("0A")
+    claimed(repository, planned)
+    payload = {**planned.model_dump(), "bucket_rule": 3}
+    parsed = [
+        subject.run(FanOutStep.model_validate({"step": "range", "job": payload, "range": byte_range.model_dump()}))
+        for byte_range in byte_ranges
+    ]
+    job = FanOutJob.model_validate(payload)
+    checked = checked_partitions(subject, job, [RangeResult.model_validate(result) for result in parsed])
+
+    for step in ({"step": "pack", "partition": 0}, {"step": "flip", "parsed": parsed}):
+        with pytest.raises(UnknownBucketRule, match="rule 3"):
+            subject.run(FanOutStep.model_validate({**step, "job": payload, "checked": checked}))
+    failed = subject.run(
+        FanOutStep.model_validate({"step": "fail", "job": payload, "error": {"Error": "UnknownBucketRule"}})
+    )
+
+    assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
+    audience, code = failed_uncounted(repository, APP, "fan")
+    assert code == "import_error"
+    assert audience.last_failure is not None
+    assert audience.last_failure.reason == "The import failed: UnknownBucketRule."
+    assert heard.events == [("failed", "import_error")]
+    assert repository.pointer(APP, "fan", consistent=True) is None
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
 
 
 def test_an_execution_started_before_the_distinct_step_finishes_on_todays_code(store: StoreSettings) -> None:

@@ -78,6 +78,10 @@ class PackedLayoutMismatch(Exception):
     """A partition's buckets were packed with another layout than the one Flip would publish."""
 
 
+class UnknownBucketRule(Exception):
+    """The job names a bucket rule this code does not know (planned by later code, then rolled back)."""
+
+
 class FanOutStep(Schema):
     """What the state machine sends each step (an execution's state: see ranges.py on unknown fields)."""
 
@@ -352,8 +356,10 @@ def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
     if job.bucket_rule == 1:
         members = sum(result.members for result in checked)
         per_partition = buckets.buckets_per_partition_of_average(members, job.partitions)
-    else:
+    elif job.bucket_rule == 2:
         per_partition = buckets.buckets_per_partition(max((result.members for result in checked), default=0))
+    else:
+        raise UnknownBucketRule(f"Version {job.version} was planned with bucket rule {job.bucket_rule}.")
     return Layout(
         version=job.version,
         partitions=job.partitions,

@@ -8,7 +8,6 @@ crosses its end: each line is read exactly once, whatever the range size.
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from typing import Literal
 
 from pydantic import ConfigDict, Field
 
@@ -23,9 +22,9 @@ from steward.schema import Schema
 MAX_RANGES = 500
 # How a job sizes its buckets, recorded on it as Pack and Flip each compute its layout, maybe on different
 # deployments' code: 1 from the average partition's members (jobs planned before the rule was recorded), 2 from
-# the largest partition's (buckets.buckets_per_partition).
-BucketRule = Literal[1, 2]
-BUCKET_RULE: BucketRule = 2
+# the largest partition's (buckets.buckets_per_partition). Any int is read, so that a rule of later code rolled
+# back fails only the steps that size buckets (fanout.UnknownBucketRule), and the fail step still records it.
+BUCKET_RULE = 2
 
 
 class ByteRange(Schema):
@@ -50,7 +49,7 @@ class FanOutJob(Schema):
     size: int = Field(ge=0)
     version: str
     partitions: int = Field(ge=1)
-    bucket_rule: BucketRule = 1
+    bucket_rule: int = 1
 
     @property
     def staging(self) -> str:
