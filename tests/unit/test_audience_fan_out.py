@@ -238,6 +238,35 @@ def test_the_idempotent_steps_retry_on_any_error() -> None:
         assert machine["States"][state]["Retry"][-1]["ErrorEquals"] == ["States.ALL"]
 
 
+def attempts_after(retriers: list[dict[str, object]], error: str) -> int:
+    """How many times Step Functions retries a task failed with ``error``: its first retrier that matches decides
+    (States.ALL matches any error; States.TaskFailed any but States.Timeout); none, no retry."""
+    for retrier in retriers:
+        names = retrier["ErrorEquals"]
+        assert isinstance(names, list)
+        wildcard = "States.ALL" in names or ("States.TaskFailed" in names and error != "States.Timeout")
+        if error in names or wildcard:
+            attempts = retrier.get("MaxAttempts", 3)
+            assert isinstance(attempts, int)
+            return attempts
+    return 0
+
+
+def test_a_layout_that_cannot_be_published_is_recorded_at_once_and_not_retried() -> None:
+    """Lambda names the error by the exception's class. A Flip of a partition packed with another layout, or a
+    Pack or Flip of a job whose bucket rule the code does not know, fails the same way however often it runs."""
+    machine = json.loads((Path(__file__).parents[2] / "statemachines" / "audience_import.asl.json").read_text())
+    flip = machine["States"]["Flip"]["Retry"]
+    pack = machine["States"]["Pack"]["ItemProcessor"]["States"]["Step"]["Retry"]
+
+    for error in (PackedLayoutMismatch.__name__, UnknownBucketRule.__name__):
+        assert attempts_after(flip, error) == 0
+    assert attempts_after(pack, UnknownBucketRule.__name__) == 0
+    assert attempts_after(flip, "Lambda.Unknown") == 3  # any other error is still retried
+    assert machine["States"]["Flip"]["Catch"][0]["Next"] == "RecordFailure"
+    assert machine["States"]["Pack"]["Catch"][0]["Next"] == "RecordFailure"
+
+
 def test_a_file_deleted_before_its_range_was_read_is_recorded_as_unreadable(store: StoreSettings) -> None:
     heard = Heard()
     subject, repository, objects = steps(heard)
