@@ -204,8 +204,8 @@ class FanOutSteps:
     def prepare(self, job: FanOutJob, parsed: list[RangeResult], distinct: list[Deduplicated] | None = None) -> bool:
         """Read the app's users into the partitions when the app has no more users than the file has distinct ids,
         as the inline import decides. An execution started before the Distinct step existed has no ``distinct``:
-        the ids its ranges spilled count instead (at least the distinct ids; a range of a still earlier
-        deployment answers no ``spilled``, and its valid rows count)."""
+        its ranges' valid rows count instead, as for the code that parsed them (which answers no ``spilled``),
+        or the ids a range spilled when this code parsed it (at least the distinct ids either way)."""
         if distinct is not None:
             limit = sum(result.distinct for result in distinct)
         else:
