@@ -16,7 +16,7 @@ stack in this process and bench/emulator.py's partition-scoped queries.
 
 A deployed stack imports a file over ``AudienceFanOutBytes`` with the fan-out
 state machine, not inline: for such a size the fan-out steps' real code
-(``FanOutSteps``: range, prepare, check, pack, flip) runs too, on the same
+(``FanOutSteps``: range, distinct, prepare, check, pack, flip) runs too, on the same
 file, each step kind in a fresh interpreter (its peak RSS is its own, over
 its invocations run one after another, as a warm function would), with the
 same DynamoDB meter, a directory in place of the data bucket's staged work
@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MULTIPART_BYTES = 8 * 1024 * 1024
 DELETE_BATCH = 1000  # keys a ListObjectsV2 page and a DeleteObjects call hold
 FAN_OUT_SEQUENCER = "0A".ljust(64, "0")
-STEP_KINDS = ("range", "prepare", "check", "pack", "flip")
+STEP_KINDS = ("range", "distinct", "prepare", "check", "pack", "flip")
 
 
 def generate(path: Path, count: int) -> None:
@@ -235,9 +235,7 @@ def run_size(count: int, folder: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     layout: Layout = parsed.layout
     per_million = 1_000_000 / count
-    lookup_units = meter["lookups"] * 0.5
-    # Reading the app's users: each PROFILE_BYTES, Query pages summed and rounded per 4 KB, eventually consistent.
-    scan_units = meter["users_read"] * PROFILE_BYTES / 8192 if not meter["lookups"] else 0.0
+    check_units = registered_check_units(meter)
     lookups_instead = parsed.counts.valid * 0.5
     return {
         "ids": count,
@@ -259,20 +257,30 @@ def run_size(count: int, folder: Path) -> dict[str, Any]:
             "read_all": decisions[0].read_all,
         },
         "big_app_decision": big_app_decision(count),
-        "read_units_per_1m_ids": round((lookup_units + scan_units) * per_million),
+        "read_units_per_1m_ids": round(check_units * per_million),
         "batch_write_calls_per_1m_ids": round(meter["batch_write_calls"] * per_million),
         "batch_get_calls_per_1m_ids": round(meter["batch_get_calls"] * per_million),
         "query_calls_per_1m_ids": round(meter["query_calls"] * per_million),
         "one_item_per_member_write_units_per_1m_ids": round(parsed.counts.members * per_million),
-        "registered_check_read_units": round(lookup_units + scan_units),
+        "registered_check_read_units": round(check_units),
         "registered_check_units_by_lookups_instead": round(lookups_instead),
         "member_list_bytes": meter["member_list_bytes"],
         "s3_requests_per_1m_ids": s3_requests(meter, per_million),
     }
 
 
+def registered_check_units(meter: dict[str, int]) -> float:
+    """The registered check's read units: half a unit a lookup, and every user read (each PROFILE_BYTES, Query
+    pages summed and rounded per 4 KB, eventually consistent), whether read to check or only to decide."""
+    return meter["lookups"] * 0.5 + meter["users_read"] * PROFILE_BYTES / 8192
+
+
+# S3's request kinds as billed: a DeleteObjects call (up to 1,000 keys) is priced as a PUT.
+S3_REQUESTS = {"get": "GET", "put": "PUT", "list": "LIST", "delete": "DeleteObjects (billed as a PUT)"}
+
+
 def s3_requests(meter: dict[str, int], per_million: float) -> dict[str, float]:
-    return {kind.upper(): round(meter[f"s3_{kind}"] * per_million, 1) for kind in ("get", "put", "list", "delete")}
+    return {label: round(meter[f"s3_{kind}"] * per_million, 1) for kind, label in S3_REQUESTS.items()}
 
 
 class DirectoryStaging:
@@ -326,7 +334,7 @@ def run_steps(kind: str, folder: Path) -> dict[str, Any]:
     """Every invocation of one step kind, in this interpreter, on the state ``folder/state.json`` holds: the
     state machine's input and the results of the steps before. This kind's results are added to it."""
     from steward.audiences.fanout import FanOutStep, FanOutSteps
-    from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult
+    from steward.audiences.ranges import ByteRange, Checked, Deduplicated, FanOutJob, RangeResult
 
     state = json.loads((folder / "state.json").read_text())
     job = FanOutJob.model_validate(state["job"])
@@ -344,17 +352,20 @@ def run_steps(kind: str, folder: Path) -> dict[str, Any]:
         parsed = [steps.parse_range(job, ByteRange.model_validate(item)) for item in state["ranges"]]
         state["parsed"] = [result.model_dump(mode="json") for result in parsed]
         invocations = len(parsed)
+    elif kind == "distinct":
+        parsed = [RangeResult.model_validate(item) for item in state["parsed"]]
+        deduplicated = [steps.deduplicate(job, partition, parsed) for partition in range(job.partitions)]
+        state["distinct"] = [result.model_dump() for result in deduplicated]
+        invocations = len(deduplicated)
     elif kind == "prepare":
         parsed = [RangeResult.model_validate(item) for item in state["parsed"]]
-        state["prepared"] = steps.run(FanOutStep(step="prepare", job=job, parsed=parsed))
+        distinct = [Deduplicated.model_validate(item) for item in state["distinct"]]
+        state["prepared"] = steps.run(FanOutStep(step="prepare", job=job, parsed=parsed, distinct=distinct))
         extra["read_all"] = decisions[0].read_all if decisions else None
         invocations = 1
     elif kind == "check":
-        prepared = state["prepared"]
-        checked = [
-            steps.check(job, partition, len(state["ranges"]), prepared["users_read"], prepared["header_range"])
-            for partition in range(job.partitions)
-        ]
+        users_read = state["prepared"]["users_read"]
+        checked = [steps.check_staged(job, partition, users_read) for partition in range(job.partitions)]
         state["checked"] = [result.model_dump() for result in checked]
         invocations = len(checked)
     elif kind == "pack":
@@ -434,8 +445,6 @@ def run_fan_out(count: int, folder: Path, range_bytes: int) -> dict[str, Any]:
             if name in result
         }  # fmt: skip
     per_million = 1_000_000 / count
-    lookup_units = meter["lookups"] * 0.5
-    scan_units = meter["users_read"] * PROFILE_BYTES / 8192 if not meter["lookups"] else 0.0
     return {
         "range_bytes": byte_ranges[0].end - byte_ranges[0].start,
         "ranges": len(byte_ranges),
@@ -446,7 +455,7 @@ def run_fan_out(count: int, folder: Path, range_bytes: int) -> dict[str, Any]:
         "counts": flipped["counts"],
         "s3_requests_per_1m_ids": s3_requests(meter, per_million),
         "write_units_per_1m_ids": round(meter["write_units"] * per_million),
-        "read_units_per_1m_ids": round((lookup_units + scan_units) * per_million),
+        "read_units_per_1m_ids": round(registered_check_units(meter) * per_million),
         "batch_write_calls_per_1m_ids": round(meter["batch_write_calls"] * per_million),
         "batch_get_calls_per_1m_ids": round(meter["batch_get_calls"] * per_million),
         "query_calls_per_1m_ids": round(meter["query_calls"] * per_million),

@@ -75,6 +75,16 @@ def executions(stack: RunningStack) -> list[dict[str, Any]]:
     return found
 
 
+def scheduled_payloads(stack: RunningStack, execution_arn: str) -> list[dict[str, Any]]:
+    """The payloads the execution sent the fan-out function, in the order its tasks were scheduled."""
+    history = stack.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)
+    return [
+        json.loads(event["taskScheduledEventDetails"]["parameters"])["Payload"]
+        for event in history["events"]
+        if event["type"] == "TaskScheduled"
+    ]
+
+
 def test_a_file_over_the_threshold_fans_out_and_matches_the_inline_import(
     fan_out_stack: RunningStack, stack: RunningStack
 ) -> None:
@@ -97,6 +107,12 @@ def test_a_file_over_the_threshold_fans_out_and_matches_the_inline_import(
     [execution] = executions(fan_out_stack)
     assert execution["status"] == "SUCCEEDED"
     assert len(BODY) // 64 > 10  # many ranges: the fan-out really cut the file
+    # Each partition deduplicated before Prepare decides, and Check reads what it staged.
+    payloads = scheduled_payloads(fan_out_stack, execution["executionArn"])
+    assert list(dict.fromkeys(payload["step"] for payload in payloads)) == [
+        "range", "distinct", "prepare", "check", "pack", "flip",
+    ]  # fmt: skip
+    assert all(payload["distinct_staged"] for payload in payloads if payload["step"] == "check")
     # The steps' work is removed once the audience is flipped.
     listed = fan_out_stack.client("s3").list_objects_v2(
         Bucket=fan_out_stack.state["buckets"]["AudienceDataBucket"], Prefix=f"staging/{fanned.app_id}/"

@@ -1,19 +1,23 @@
 """The fan-out's steps on moto's S3 and DynamoDB: the replace, sequencer and tombstone rules hold on this path."""
 
 import json
+import math
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
+from pydantic import ValidationError
 
 from steward.apps.repository import AppRepository
-from steward.audiences.fanout import FanOutStep, FanOutSteps
+from steward.audiences.buckets import MEMBERS_PER_BUCKET
+from steward.audiences.fanout import FanOutStep, FanOutSteps, PackedLayoutMismatch, UnknownBucketRule
 from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, VersionNotRemoved
-from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout
+from steward.audiences.models import MAX_OBJECT_BYTES, AudienceStatus, Layout, MembersCheck
 from steward.audiences.ports import ObjectUnreadable, OpenedObject
-from steward.audiences.ranges import MAX_RANGES, ByteRange, FanOutJob, plan
+from steward.audiences.ranges import MAX_RANGES, ByteRange, Checked, Deduplicated, FanOutJob, RangeResult, plan
 from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.service import AudienceService
 from steward.audiences.storage import S3Objects, UploadLinks
@@ -29,6 +33,7 @@ from tests.unit.test_audience_importer import (
     failed_uncounted,
     importer,
     killed_once_removing,
+    largest_bucket_bytes,
 )
 
 APP = "acme"
@@ -60,11 +65,7 @@ def job_of(sequencer: str) -> tuple[FanOutJob, list[ByteRange]]:
 def up_to_flip(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> FanOutStep:
     """The state machine's steps in its order up to Pack, as its Map states would call them: the Flip step next."""
     parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    prepared = subject.run(FanOutStep(step="prepare", job=job, parsed=parsed))
-    checked = [
-        subject.check(job, partition, len(byte_ranges), prepared["users_read"], prepared["header_range"])
-        for partition in range(job.partitions)
-    ]
+    checked = checked_partitions(subject, job, parsed)
     for partition in range(job.partitions):
         subject.pack(job, partition, checked)
     return FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
@@ -73,6 +74,28 @@ def up_to_flip(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange
 def run_all(subject: FanOutSteps, job: FanOutJob, byte_ranges: list[ByteRange]) -> dict[str, object]:
     """The state machine's steps in its order, as its Map states would call them."""
     return subject.run(up_to_flip(subject, job, byte_ranges))
+
+
+def checked_partitions(subject: FanOutSteps, job: FanOutJob, parsed: list[RangeResult]) -> list[Checked]:
+    """The Distinct map, Prepare and the Check map, on the payloads the state machine sends them."""
+    distinct = [
+        Deduplicated.model_validate(
+            subject.run(FanOutStep(step="distinct", job=job, partition=partition, parsed=parsed))
+        )
+        for partition in range(job.partitions)
+    ]
+    prepared = subject.run(FanOutStep(step="prepare", job=job, parsed=parsed, distinct=distinct))
+    return [
+        Checked.model_validate(
+            subject.run(
+                FanOutStep(
+                    step="check", job=job, partition=partition, range_count=len(parsed),
+                    users_read=prepared["users_read"], header_range=prepared["header_range"], distinct_staged=True,
+                )
+            )
+        )
+        for partition in range(job.partitions)
+    ]  # fmt: skip
 
 
 def claimed(repository: AudienceRepository, job: FanOutJob) -> None:
@@ -95,7 +118,7 @@ def packed(heard: Heard) -> tuple[FanOutSteps, AudienceRepository, S3Objects, Fa
     job, byte_ranges = job_of("0A")
     claimed(repository, job)
     parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
-    checked = [subject.check(job, 0, len(byte_ranges), subject.prepare(job, parsed))]
+    checked = checked_partitions(subject, job, parsed)
     subject.pack(job, 0, checked)
     return subject, repository, objects, FanOutStep(step="flip", job=job, parsed=parsed, checked=checked)
 
@@ -289,6 +312,35 @@ def test_the_idempotent_steps_retry_on_any_error() -> None:
         assert machine["States"][state]["Retry"][-1]["ErrorEquals"] == ["States.ALL"]
 
 
+def attempts_after(retriers: list[dict[str, object]], error: str) -> int:
+    """How many times Step Functions retries a task failed with ``error``: its first retrier that matches decides
+    (States.ALL matches any error; States.TaskFailed any but States.Timeout); none, no retry."""
+    for retrier in retriers:
+        names = retrier["ErrorEquals"]
+        assert isinstance(names, list)
+        wildcard = "States.ALL" in names or ("States.TaskFailed" in names and error != "States.Timeout")
+        if error in names or wildcard:
+            attempts = retrier.get("MaxAttempts", 3)
+            assert isinstance(attempts, int)
+            return attempts
+    return 0
+
+
+def test_a_layout_that_cannot_be_published_is_recorded_at_once_and_not_retried() -> None:
+    """Lambda names the error by the exception's class. A Flip of a partition packed with another layout, or a
+    Pack or Flip of a job whose bucket rule the code does not know, fails the same way however often it runs."""
+    machine = json.loads((Path(__file__).parents[2] / "statemachines" / "audience_import.asl.json").read_text())
+    flip = machine["States"]["Flip"]["Retry"]
+    pack = machine["States"]["Pack"]["ItemProcessor"]["States"]["Step"]["Retry"]
+
+    for error in (PackedLayoutMismatch.__name__, UnknownBucketRule.__name__):
+        assert attempts_after(flip, error) == 0
+    assert attempts_after(pack, UnknownBucketRule.__name__) == 0
+    assert attempts_after(flip, "Lambda.Unknown") == 3  # any other error is still retried
+    assert machine["States"]["Flip"]["Catch"][0]["Next"] == "RecordFailure"
+    assert machine["States"]["Pack"]["Catch"][0]["Next"] == "RecordFailure"
+
+
 def test_a_file_deleted_before_its_range_was_read_is_recorded_as_unreadable(store: StoreSettings) -> None:
     heard = Heard()
     subject, repository, objects = steps(heard)
@@ -321,16 +373,22 @@ def test_the_state_stays_under_256_kb_for_the_largest_file_cut_in_the_smallest_r
     assert result.invalid == 10
     largest, ranges = plan(APP, "fan", KEY, "imports", etag, "0B".ljust(64, "0"), MAX_OBJECT_BYTES, 1024 * 1024)
 
-    # The state after the Ranges map: the execution's input and one such result per range.
-    state = {
+    # The state after the Ranges map: the execution's input and one such result per range; then the Distinct
+    # map's (each of its items gets the ranges' results), Prepare's and the Check map's, each at its largest.
+    state: dict[str, object] = {
         "job": largest.model_dump(),
         "ranges": [byte_range.model_dump() for byte_range in ranges],
         "range_count": len(ranges),
         "partition_numbers": list(range(largest.partitions)),
         "parsed": [result.model_dump(mode="json")] * len(ranges),
     }
+    distinct_item = {"job": state["job"], "partition": largest.partitions - 1, "parsed": state["parsed"]}
+    state["distinct"] = [{"distinct": 10**9}] * largest.partitions
+    state["prepared"] = {"users_read": False, "header_range": MAX_RANGES - 1}
+    state["checked"] = [{"distinct": 10**9, "members": 10**9}] * largest.partitions
 
-    assert len(ranges) <= MAX_RANGES
+    assert len(ranges) == MAX_RANGES
+    assert len(json.dumps(distinct_item).encode()) < 200 * 1024
     assert len(json.dumps(state).encode()) < 200 * 1024  # Step Functions' limit is 256 KB
     # The samples are not lost: the flip reads them from where the range left them.
     samples = subject._samples(job, [result])
@@ -490,23 +548,26 @@ def test_heavy_repeats_count_as_before_inline_and_fanned_out_and_are_staged_once
         assert sum(map(len, staged)) < len(b"null\n") * 3000
 
 
-def test_prepare_reads_the_apps_users_only_when_the_inline_import_would(store: StoreSettings) -> None:
+@pytest.mark.parametrize("range_bytes", [64, 10**6])
+def test_prepare_decides_on_the_files_distinct_ids_as_the_inline_import_does(
+    store: StoreSettings, range_bytes: int
+) -> None:
     # 51 valid rows of 2 distinct ids, in an app of 3 users: looking the 2 ids up is cheaper than reading 3 users.
+    # In 64-byte ranges, `u1` is in all three and `u2` in the last: 4 ids spilled, and still 2 distinct.
     body = b"u1\n" * 50 + b"u2\n"
     inline_users, fanned_users = Users(["u1", "u2", "u3"]), Users(["u1", "u2", "u3"])
     subject, repository, objects = steps(Heard(), fanned_users)
     objects.s3.put_object(Bucket="imports", Key=KEY, Body=body)
     etag = objects.s3.head_object(Bucket="imports", Key=KEY)["ETag"].strip('"')
-    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(body), 10**6)
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(body), range_bytes)
     claimed(repository, job)
     inline = importer(Files(), Heard(), repository, inline_users)
     inline.build_version(APP, OpenedObject(len(body), iter([body])), lambda: None)
 
-    users_read = subject.prepare(job, [subject.parse_range(job, byte_range) for byte_range in byte_ranges])
-
-    assert not users_read
-    assert (fanned_users.read, inline_users.read) == (3, 3)  # each stopped at the third user, past its limit of 2
     fanned = run_all(subject, job, byte_ranges)
+
+    assert (inline_users.looked_up, inline_users.read) == (2, 3)  # stopped at the third user, past its limit of 2
+    assert (fanned_users.looked_up, fanned_users.read) == (inline_users.looked_up, inline_users.read)
     assert fanned["counts"] == {"rows": 51, "invalid": 0, "valid": 51, "duplicates": 49, "unknown": 0, "members": 2}
 
 
@@ -657,3 +718,196 @@ def test_a_flip_retried_after_a_lifted_deletion_never_counts_a_name_refused_anew
     assert (audience.status, audience.counted, audience.version) == (AudienceStatus.FAILED, False, None)
     assert repository.pointer(APP, "fan", consistent=True) is None
     assert heard.events == [("failed", "file_too_large")]
+
+
+# 2,000 ids that all fall in partition 0 of 2, after 150,000 rows of one placeholder id (4.6 MB: 2 partitions).
+UNEVEN_MEMBERS = [user_id for n in range(10_000) if zlib.crc32(user_id := f"m{n}".encode()) % 2 == 0][:2000]
+UNEVEN = (b"0" * 30 + b"\n") * 150_000 + b"".join(user_id + b"\n" for user_id in UNEVEN_MEMBERS)
+
+
+def uneven_file(heard: Heard) -> tuple[FanOutSteps, AudienceRepository, FanOutJob, list[ByteRange]]:
+    """UNEVEN put and claimed, its app's users its members, planned in 2 MiB ranges as the importer plans it."""
+    subject, repository, objects = steps(heard, Users([user_id.decode() for user_id in UNEVEN_MEMBERS]))
+    etag = objects.s3.put_object(Bucket="imports", Key=KEY, Body=UNEVEN)["ETag"].strip('"')
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", etag, "0A".ljust(64, "0"), len(UNEVEN), 2 * 1024 * 1024)
+    claimed(repository, job)
+    assert (job.partitions, len(byte_ranges)) == (2, 3)
+    return subject, repository, job, byte_ranges
+
+
+def found_members(subject: FanOutSteps, user_ids: list[bytes]) -> list[str]:
+    """The members among ``user_ids``, as `POST /v1/audiences/fan/members/check` finds them (1,000 at a time)."""
+    s3 = boto3.client("s3")
+    service = AudienceService(
+        subject.importer.repository, S3Objects(s3, "data"), UploadLinks(s3, "imports"),
+        subject.importer.remove_version, lambda: NOW,
+    )  # fmt: skip
+    ids = [user_id.decode() for user_id in user_ids]
+    return [
+        member
+        for start in range(0, len(ids), 1000)
+        for member in service.check(APP, "fan", ids[start : start + 1000]).members
+    ]
+
+
+@pytest.mark.parametrize(("bucket_rule", "per_partition"), [(None, 6), (2, 12)])
+def test_a_job_packs_and_flips_with_the_bucket_rule_it_was_planned_with_and_every_member_is_found(
+    store: StoreSettings, bucket_rule: int | None, per_partition: int
+) -> None:
+    """A job planned before the rule was recorded (its execution's input has no ``bucket_rule``) is packed by
+    the code of then, from the average partition (2,000 members / (2 x 170)): the Flip of today's code
+    publishes the same k. A job planned now sizes them from the largest partition (2,000 / 170)."""
+    subject, repository, planned, byte_ranges = uneven_file(Heard())
+    payload = planned.model_dump()
+    assert payload["bucket_rule"] == 2  # what the importer plans now
+    if bucket_rule is None:
+        del payload["bucket_rule"]
+    job = FanOutJob.model_validate(payload)
+
+    fanned = run_all(subject, job, byte_ranges)
+
+    assert fanned["outcome"] == "imported"
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert (audience.layout.partitions, audience.layout.buckets_per_partition) == (2, per_partition)
+    assert sorted(found_members(subject, [*UNEVEN_MEMBERS, b"0" * 30, b"not-a-member"])) == sorted(
+        user_id.decode() for user_id in UNEVEN_MEMBERS
+    )
+
+
+def test_the_fan_out_sizes_buckets_from_the_largest_partition_so_a_lookup_stays_one_read_unit(
+    store: StoreSettings,
+) -> None:
+    subject, repository, job, byte_ranges = uneven_file(Heard())
+
+    run_all(subject, job, byte_ranges)
+
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    layout = audience.layout
+    assert layout is not None
+    assert layout.buckets_per_partition == math.ceil(len(UNEVEN_MEMBERS) / MEMBERS_PER_BUCKET)
+    assert largest_bucket_bytes(repository, layout) <= 4096  # an eventually consistent read: half a unit
+    assert sorted(found_members(subject, UNEVEN_MEMBERS)) == sorted(user_id.decode() for user_id in UNEVEN_MEMBERS)
+
+
+def test_a_partition_packed_with_another_layout_fails_the_flip_and_the_failure_is_recorded(
+    store: StoreSettings,
+) -> None:
+    """Pack and Flip each compute the layout: should a Pack have computed another (code of another rule), the
+    Flip refuses to publish an audience whose lookups would miss members, and the fail step records it. The
+    partition packed with the larger k goes first, so the shared layout (the last Pack's) does not cover its
+    buckets: only every partition's own layout names them all for removal."""
+    heard = Heard()
+    subject, repository, job, byte_ranges = uneven_file(heard)
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    checked = checked_partitions(subject, job, parsed)
+    subject.pack(job, 1, checked)  # k = 12: buckets 12..23, every one written even when empty
+    subject.pack(job.model_copy(update={"bucket_rule": 1}), 0, checked)  # k = 6, as a job of the earlier rule
+    written = repository.read_buckets(APP, job.version, range(2 * 12), consistent=True)
+    assert [bucket for bucket, hashes in written.items() if hashes is None] == list(range(6, 12))
+
+    with pytest.raises(PackedLayoutMismatch, match="Partition 0"):
+        subject.run(FanOutStep(step="flip", job=job, parsed=parsed, checked=checked))
+    failed = subject.run(FanOutStep(step="fail", job=job, error={"Error": "PackedLayoutMismatch", "Cause": "k"}))
+
+    assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
+    assert failed_uncounted(repository, APP, "fan")[1] == "import_error"
+    assert heard.events == [("failed", "import_error")]
+    # Nothing was published, and the buckets of both layouts (an empty one too) are removed with the staged work.
+    assert repository.pointer(APP, "fan", consistent=True) is None
+    assert repository.read_buckets(APP, job.version, range(2 * 12), consistent=True) == dict.fromkeys(range(24))
+    assert boto3.client("s3").list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+
+
+def test_a_job_of_a_bucket_rule_this_code_does_not_know_fails_its_pack_and_flip_and_is_recorded(
+    store: StoreSettings,
+) -> None:
+    """A job planned by newer code (a rollback came before its Pack) may name a bucket rule this code does not
+    know: every step still reads it, Pack and Flip fail on it by name, and the fail step records the failure."""
+    heard = Heard()
+    subject, repository, objects = steps(heard)
+    planned, byte_ranges = job_of("0A")
+    claimed(repository, planned)
+    payload = {**planned.model_dump(), "bucket_rule": 3}
+    parsed = [
+        subject.run(FanOutStep.model_validate({"step": "range", "job": payload, "range": byte_range.model_dump()}))
+        for byte_range in byte_ranges
+    ]
+    job = FanOutJob.model_validate(payload)
+    checked = checked_partitions(subject, job, [RangeResult.model_validate(result) for result in parsed])
+
+    for step in ({"step": "pack", "partition": 0}, {"step": "flip", "parsed": parsed}):
+        with pytest.raises(UnknownBucketRule, match="rule 3"):
+            subject.run(FanOutStep.model_validate({**step, "job": payload, "checked": checked}))
+    failed = subject.run(
+        FanOutStep.model_validate({"step": "fail", "job": payload, "error": {"Error": "UnknownBucketRule"}})
+    )
+
+    assert (failed["outcome"], failed["reason"]) == ("failed", "import_error")
+    audience, code = failed_uncounted(repository, APP, "fan")
+    assert code == "import_error"
+    assert audience.last_failure is not None
+    assert audience.last_failure.reason == "The import failed: UnknownBucketRule."
+    assert heard.events == [("failed", "import_error")]
+    assert repository.pointer(APP, "fan", consistent=True) is None
+    assert objects.s3.list_objects_v2(Bucket="data", Prefix="staging/").get("KeyCount", 0) == 0
+
+
+def test_an_execution_started_before_the_distinct_step_finishes_on_todays_code(store: StoreSettings) -> None:
+    """An execution runs the definition it started with: one started before the deploy has no Distinct map, its
+    job no bucket rule, and its Packs may have run on the code of then (which staged only the shared layout)."""
+    subject, repository, planned, byte_ranges = uneven_file(Heard())
+    payload = planned.model_dump()
+    del payload["bucket_rule"]
+    job = FanOutJob.model_validate(payload)
+    parsed = [subject.parse_range(job, byte_range) for byte_range in byte_ranges]
+    # The earlier definition's Prepare and Check payloads.
+    prepared = subject.run(FanOutStep.model_validate({"step": "prepare", "job": payload, "parsed": parsed}))
+    checked = [
+        subject.run(FanOutStep.model_validate({
+            "step": "check", "job": payload, "partition": partition, "range_count": len(byte_ranges),
+            "users_read": prepared["users_read"], "header_range": prepared["header_range"],
+        }))
+        for partition in range(job.partitions)
+    ]  # fmt: skip
+    for partition in range(job.partitions):
+        subject.pack(job, partition, [Checked.model_validate(result) for result in checked])
+        boto3.client("s3").delete_object(Bucket="data", Key=f"{job.staging}layout-{partition}.json")
+
+    fanned = subject.run(
+        FanOutStep.model_validate({"step": "flip", "job": payload, "parsed": parsed, "checked": checked})
+    )
+
+    assert fanned["outcome"] == "imported"
+    assert fanned["counts"] == {
+        "rows": 152_000, "invalid": 0, "valid": 152_000, "duplicates": 149_999, "unknown": 1, "members": 2000,
+    }  # fmt: skip
+    audience = repository.get(APP, "fan", consistent=True)
+    assert audience is not None
+    assert audience.layout is not None
+    assert audience.layout.buckets_per_partition == 6  # the rule of then
+    assert sorted(found_members(subject, UNEVEN_MEMBERS)) == sorted(user_id.decode() for user_id in UNEVEN_MEMBERS)
+
+
+def test_the_executions_state_ignores_fields_it_does_not_know_and_the_api_input_stays_strict() -> None:
+    """A rollback runs older code on the state newer code wrote (and the reverse for executions under way):
+    the models carried in an execution's state ignore a field they do not know. The API's input does not."""
+    job, byte_ranges = plan(APP, "fan", KEY, "imports", "etag", "0A".ljust(64, "0"), 10**9, 10**8)
+    newer = {"added_later": [1, 2]}
+    result = {"rows": 3, "invalid": 0, "valid": 3, "lines": 3, **newer}
+
+    step = FanOutStep.model_validate({
+        "step": "flip", "job": {**job.model_dump(), **newer}, "range": {**byte_ranges[0].model_dump(), **newer},
+        "parsed": [result], "distinct": [{"distinct": 3, **newer}], "checked": [{"distinct": 3, "members": 1, **newer}],
+        **newer,
+    })  # fmt: skip
+
+    assert step.job == job
+    assert step.range == byte_ranges[0]
+    assert step.parsed == [RangeResult(rows=3, invalid=0, valid=3, lines=3)]
+    assert (step.distinct, step.checked) == ([Deduplicated(distinct=3)], [Checked(distinct=3, members=1)])
+    assert "added_later" not in step.model_dump_json()
+    with pytest.raises(ValidationError):
+        MembersCheck.model_validate({"user_ids": ["u1"], **newer})

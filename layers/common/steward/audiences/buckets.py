@@ -33,6 +33,12 @@ def buckets_per_partition(largest_partition_members: int) -> int:
     return max(1, math.ceil(largest_partition_members / MEMBERS_PER_BUCKET))
 
 
+def buckets_per_partition_of_average(members: int, partitions: int) -> int:
+    """The earlier rule, from the average partition's members: fan-out jobs planned before the rule was recorded
+    on them pack with it (a partition with more members than the average gets fuller buckets)."""
+    return max(1, math.ceil(members / (partitions * MEMBERS_PER_BUCKET)))
+
+
 def partition_of(user_id: bytes, partitions: int) -> int:
     return zlib.crc32(user_id) % partitions
 

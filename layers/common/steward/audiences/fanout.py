@@ -3,16 +3,17 @@
 1. ``range`` (a Map over byte ranges): parse the lines the range owns (see
    ``ranges.owned_lines``) and spill its valid ids to S3, one object per
    hash partition; answer its counts and first invalid lines.
-2. ``prepare``: read the app's users once into the same partitions when that
-   is cheaper than looking the ids up: the importer's rule, with the ids the
-   ranges spilled (each chunk's repeats once) for the distinct ids, which
-   only Check knows.
-3. ``check`` (a Map over partitions): deduplicate the partition's ids, a
-   range's part at a time, and keep the registered users.
-4. ``pack`` (a Map over partitions): write the partition's packed buckets.
-5. ``flip``: join the member list, flip the audience to the version with the
-   same conditional write as an inline import (newer files win, tombstones
-   refuse), announce it and remove the replaced version.
+2. ``distinct`` (a Map over partitions): deduplicate the partition's ids, a
+   range's part at a time, stage them and answer how many there are.
+3. ``prepare``: read the app's users once into the same partitions when that
+   is cheaper than looking the file's distinct ids up (the importer's rule).
+4. ``check`` (a Map over partitions): keep the partition's registered users.
+5. ``pack`` (a Map over partitions): write the partition's packed buckets,
+   and the layout it packed them with.
+6. ``flip``: check every partition was packed with its layout, join the
+   member list, flip the audience to the version with the same conditional
+   write as an inline import (newer files win, tombstones refuse), announce
+   it and remove the replaced version.
 ``fail`` (on any step's failure) records it, unless the file was replaced
 meanwhile, and removes what the steps wrote. The version is named after the
 file, so a retried step writes the same items again.
@@ -49,7 +50,15 @@ from steward.audiences.keys import ImportKey
 from steward.audiences.models import Audience, Counts, InvalidLine, Layout
 from steward.audiences.parse import HEADER, Scanner, scan
 from steward.audiences.ports import Staging
-from steward.audiences.ranges import ByteRange, Checked, FanOutJob, RangeResult, header_range, owned_lines
+from steward.audiences.ranges import (
+    ByteRange,
+    Checked,
+    Deduplicated,
+    FanOutJob,
+    RangeResult,
+    header_range,
+    owned_lines,
+)
 from steward.schema import Schema
 from steward.step_functions import ExecutionDetail, ExecutionEnded
 from steward.tables import audience_members_key
@@ -65,12 +74,20 @@ OBJECT_CHANGED = "ObjectChanged"
 OBJECT_UNREADABLE = "ObjectUnreadable"
 
 
+class PackedLayoutMismatch(Exception):
+    """A partition's buckets were packed with another layout than the one Flip would publish."""
+
+
+class UnknownBucketRule(Exception):
+    """The job names a bucket rule this code does not know (planned by later code, then rolled back)."""
+
+
 class FanOutStep(Schema):
-    """What the state machine sends each step."""
+    """What the state machine sends each step (an execution's state: see ranges.py on unknown fields)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
-    step: Literal["range", "prepare", "check", "pack", "flip", "fail"]
+    step: Literal["range", "distinct", "prepare", "check", "pack", "flip", "fail"]
     job: FanOutJob
     range: ByteRange | None = None
     partition: int | None = Field(default=None, ge=0)
@@ -78,6 +95,10 @@ class FanOutStep(Schema):
     users_read: bool | None = None
     header_range: int | None = Field(default=None, ge=0)
     parsed: list[RangeResult] | None = None
+    distinct: list[Deduplicated] | None = Field(
+        default=None, description="The Distinct map's results (absent in an execution started before it existed)."
+    )
+    distinct_staged: bool = Field(default=False, description="Check reads the ids the Distinct step staged.")
     checked: list[Checked] | None = None
     error: dict[str, Any] | None = Field(default=None, description="The Catch's {Error, Cause}.")
 
@@ -100,11 +121,17 @@ class FanOutSteps:
         job = step.job
         if step.step == "range" and step.range is not None:
             return self.parse_range(job, step.range).model_dump(mode="json")
+        if step.step == "distinct" and step.partition is not None and step.parsed is not None:
+            return self.deduplicate(job, step.partition, step.parsed).model_dump()
         if step.step == "prepare" and step.parsed is not None:
-            return {"users_read": self.prepare(job, step.parsed), "header_range": header_range(step.parsed)}
-        if step.step == "check" and step.partition is not None and step.range_count and step.users_read is not None:
-            checked = self.check(job, step.partition, step.range_count, step.users_read, step.header_range)
-            return checked.model_dump()
+            users_read = self.prepare(job, step.parsed, step.distinct)
+            return {"users_read": users_read, "header_range": header_range(step.parsed)}
+        if step.step == "check" and step.partition is not None and step.users_read is not None:
+            if step.distinct_staged:
+                return self.check_staged(job, step.partition, step.users_read).model_dump()
+            if step.range_count:  # an execution started before the Distinct step existed
+                checked = self.check(job, step.partition, step.range_count, step.users_read, step.header_range)
+                return checked.model_dump()
         if step.step == "pack" and step.partition is not None and step.checked is not None:
             self.pack(job, step.partition, step.checked)
             return {}
@@ -168,11 +195,21 @@ class FanOutSteps:
             seen_row=scanner.seen_row, header_first=scanner.header_first,
         )  # fmt: skip
 
-    def prepare(self, job: FanOutJob, parsed: list[RangeResult]) -> bool:
-        """Read the app's users into the partitions when the app has no more users than the ranges spilled ids:
-        at least the file's distinct ids, fewer than its valid rows when ids repeat within a chunk (a range of
-        an earlier deployment answers no ``spilled``: its valid rows count instead)."""
-        limit = sum(result.spilled or result.valid for result in parsed)
+    def deduplicate(self, job: FanOutJob, partition: int, parsed: list[RangeResult]) -> Deduplicated:
+        """Stage the partition's distinct ids, sorted, for Check; answer how many there are, for Prepare."""
+        distinct = distinct_ids(self._parts(job, partition, len(parsed), header_range(parsed)))
+        self.staging.put(f"{job.staging}distinct/{partition}", b"".join(user_id + b"\n" for user_id in distinct))
+        return Deduplicated(distinct=len(distinct))
+
+    def prepare(self, job: FanOutJob, parsed: list[RangeResult], distinct: list[Deduplicated] | None = None) -> bool:
+        """Read the app's users into the partitions when the app has no more users than the file has distinct ids,
+        as the inline import decides. An execution started before the Distinct step existed has no ``distinct``:
+        its ranges' valid rows count instead, as for the code that parsed them (which answers no ``spilled``),
+        or the ids a range spilled when this code parsed it (at least the distinct ids either way)."""
+        if distinct is not None:
+            limit = sum(result.distinct for result in distinct)
+        else:
+            limit = sum(result.spilled or result.valid for result in parsed)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             users = Spill(Path(folder), "users", job.partitions)
             try:
@@ -184,11 +221,23 @@ class FanOutSteps:
                     self.staging.upload(f"{job.staging}users/{partition}", str(users.path(partition)))
         return read_all
 
+    def check_staged(self, job: FanOutJob, partition: int, users_read: bool) -> Checked:
+        """Keep the registered users among the partition's distinct ids, as the Distinct step staged them."""
+        staged = self.staging.get(f"{job.staging}distinct/{partition}")
+        return self._keep_registered(
+            job, partition, [user_id for user_id in staged.split(b"\n") if user_id], users_read
+        )
+
     def check(
         self, job: FanOutJob, partition: int, range_count: int, users_read: bool, header_at: int | None = None
     ) -> Checked:
-        """``header_at``: the range whose first row, spilled as an id, is the file's header (see ``header_range``)."""
+        """Deduplicate the partition's ids and keep the registered users: the Check of an execution started
+        before the Distinct step existed. ``header_at``: the range whose first row, spilled as an id, is the
+        file's header (see ``header_range``)."""
         distinct = distinct_ids(self._parts(job, partition, range_count, header_at))
+        return self._keep_registered(job, partition, distinct, users_read)
+
+    def _keep_registered(self, job: FanOutJob, partition: int, distinct: list[bytes], users_read: bool) -> Checked:
         registered = set(self.staging.get(f"{job.staging}users/{partition}").split(b"\n")) if users_read else None
         members = self.importer.members_among(job.app_id, distinct, registered)
         self.staging.put(f"{job.staging}members/{partition}", b"".join(user_id + b"\n" for user_id in members))
@@ -222,8 +271,10 @@ class FanOutSteps:
 
     def pack(self, job: FanOutJob, partition: int, checked: list[Checked]) -> None:
         layout = _layout(job, checked)
-        # The layout is kept with the work, so that a failure later can remove the buckets written.
+        # The layout is kept with the work, so that a failure later can remove the buckets written, and the
+        # partition's own, so that Flip publishes only the layout every partition was packed with.
         self.staging.put(f"{job.staging}layout.json", layout.model_dump_json().encode())
+        self.staging.put(f"{job.staging}layout-{partition}.json", layout.model_dump_json().encode())
         members = self.staging.get(f"{job.staging}members/{partition}")
         packed = packed_buckets(members, partition, layout.buckets_per_partition, io.BytesIO())
         self.importer.repository.write_buckets(job.app_id, job.version, packed)
@@ -235,6 +286,7 @@ class FanOutSteps:
             # A retry of a flip that went through: the member list is live (its staged work stays when the removal
             # of the replaced version failed, and goes as on the first run).
             return self._publish(job, parsed, checked)
+        self._packed_with(job, layout)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as folder:
             member_list = Path(folder) / "members.txt"
             with member_list.open("wb") as out:
@@ -248,6 +300,30 @@ class FanOutSteps:
         self.staging.delete_prefix(job.staging)
         return outcome
 
+    def _packed_with(self, job: FanOutJob, layout: Layout) -> None:
+        """Raise PackedLayoutMismatch unless every partition's buckets were packed with ``layout``: lookups find
+        an id's bucket with the published layout's k, and would miss members packed with another."""
+        for partition, stored in enumerate(self._packed_layouts(job)):
+            if stored is not None and stored != layout:
+                raise PackedLayoutMismatch(
+                    f"Partition {partition} of version {job.version} was packed with {stored.model_dump_json()},"
+                    f" not {layout.model_dump_json()}."
+                )
+
+    def _packed_layouts(self, job: FanOutJob) -> list[Layout | None]:
+        """The layout each partition was packed with: its own, else the shared one that a Pack of earlier code
+        wrote (every Pack of the job computed it by the same rule); None when the staged work was removed."""
+        shared: bytes | None = None  # read once, if a partition has no layout of its own
+        found: list[Layout | None] = []
+        for partition in range(job.partitions):
+            stored = self.staging.get(f"{job.staging}layout-{partition}.json")
+            if not stored:
+                if shared is None:
+                    shared = self.staging.get(f"{job.staging}layout.json")
+                stored = shared
+            found.append(Layout.model_validate_json(stored) if stored else None)
+        return found
+
     def remove_work(self, job: FanOutJob) -> Audience | None:
         """Remove what the steps wrote: the staged work, and the version's buckets unless the audience is at it
         or a newer flip noted it (see ``remove_own_version``). Answers the audience as it was read. When the
@@ -256,7 +332,10 @@ class FanOutSteps:
         current = self.importer.repository.get(job.app_id, job.name, consistent=True)
         stored = self.staging.get(f"{job.staging}layout.json")
         if stored:
-            self.importer.remove_own_version(job.app_id, current, Layout.model_validate_json(stored), quietly=False)
+            # Every layout the partitions were packed with: more than one when they differed (see _packed_with).
+            packed = {Layout.model_validate_json(stored), *filter(None, self._packed_layouts(job))}
+            for layout in packed:
+                self.importer.remove_own_version(job.app_id, current, layout, quietly=False)
         self.staging.delete_prefix(job.staging)
         return current
 
@@ -288,11 +367,18 @@ class FanOutSteps:
 
 
 def _layout(job: FanOutJob, checked: list[Checked]) -> Layout:
-    largest = max((result.members for result in checked), default=0)
+    """The job's layout, by the bucket rule it was planned with (Pack and Flip may run on different code)."""
+    if job.bucket_rule == 1:
+        members = sum(result.members for result in checked)
+        per_partition = buckets.buckets_per_partition_of_average(members, job.partitions)
+    elif job.bucket_rule == 2:
+        per_partition = buckets.buckets_per_partition(max((result.members for result in checked), default=0))
+    else:
+        raise UnknownBucketRule(f"Version {job.version} was planned with bucket rule {job.bucket_rule}.")
     return Layout(
         version=job.version,
         partitions=job.partitions,
-        buckets_per_partition=buckets.buckets_per_partition(largest),
+        buckets_per_partition=per_partition,
         members_key=audience_members_key(job.app_id, job.version),
     )
 

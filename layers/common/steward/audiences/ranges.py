@@ -14,13 +14,21 @@ from pydantic import ConfigDict, Field
 from steward.audiences.buckets import partitions_for
 from steward.schema import Schema
 
+# The models here travel in an execution's input and state, which another deployment's code may have written (an
+# execution started before a deploy or a rollback): they ignore a field they do not know rather than refuse it.
+
 # The Map's items travel in the execution's input, and their results in its state (256 KB each): at most this
 # many ranges (a bigger file gets bigger ranges), and a range's result is a few counts (its samples go to S3).
 MAX_RANGES = 500
+# How a job sizes its buckets, recorded on it as Pack and Flip each compute its layout, maybe on different
+# deployments' code: 1 from the average partition's members (jobs planned before the rule was recorded), 2 from
+# the largest partition's (buckets.buckets_per_partition). Any int is read, so that a rule of later code rolled
+# back fails only the steps that size buckets (fanout.UnknownBucketRule), and the fail step still records it.
+BUCKET_RULE = 2
 
 
 class ByteRange(Schema):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     index: int = Field(ge=0)
     start: int = Field(ge=0)
@@ -30,7 +38,7 @@ class ByteRange(Schema):
 class FanOutJob(Schema):
     """One file's import by the fan-out state machine: everything every step needs, in the execution's input."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     app_id: str
     name: str
@@ -41,6 +49,7 @@ class FanOutJob(Schema):
     size: int = Field(ge=0)
     version: str
     partitions: int = Field(ge=1)
+    bucket_rule: int = 1
 
     @property
     def staging(self) -> str:
@@ -52,7 +61,7 @@ class RangeResult(Schema):
     """What one range's parse found: its counts and its lines. Its first invalid lines (numbered within the
     range) are staged in S3 when it has any, so that the state stays small whatever the range count."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     rows: int
     invalid: int
@@ -65,8 +74,16 @@ class RangeResult(Schema):
     header_first: bool = False
 
 
+class Deduplicated(Schema):
+    """A partition's distinct ids, staged by the Distinct step before Prepare decides how to check them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    distinct: int
+
+
 class Checked(Schema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     distinct: int
     members: int
@@ -93,7 +110,7 @@ def plan(
     version = hashlib.sha256(f"{key}\n{sequencer}".encode()).hexdigest()[:16]
     job = FanOutJob(
         app_id=app_id, name=name, key=key, bucket=bucket, etag=etag, sequencer=sequencer, size=size,
-        version=version, partitions=partitions_for(size),
+        version=version, partitions=partitions_for(size), bucket_rule=BUCKET_RULE,
     )  # fmt: skip
     step = max(range_bytes, -(-size // MAX_RANGES), 1)
     ranges = [
