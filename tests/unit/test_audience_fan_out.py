@@ -740,7 +740,7 @@ def found_members(subject: FanOutSteps, user_ids: list[bytes]) -> list[str]:
     s3 = boto3.client("s3")
     service = AudienceService(
         subject.importer.repository, S3Objects(s3, "data"), UploadLinks(s3, "imports"),
-        subject.importer.remove_version, lambda: NOW,
+        subject.importer.remove_deleted, lambda: NOW, lambda name: None,
     )  # fmt: skip
     ids = [user_id.decode() for user_id in user_ids]
     return [
