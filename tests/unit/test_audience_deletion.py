@@ -103,20 +103,6 @@ def test_the_first_removal_request_clears_the_tombstones_version(store: StoreSet
     assert counted == []
 
 
-def test_lifting_a_tombstone_whose_version_was_not_removed_asks_for_the_removal(store: StoreSettings) -> None:
-    subject = Subject()
-    version = imported(subject, "lifted")
-    service, importer, _ = deleting(subject, failures=1)
-    service.delete(APP, "lifted")
-
-    service.lift_tombstone(APP, "lifted")
-
-    assert importer.asked == [version.version] * 2
-    assert stored(subject, version) == (0, False)
-    # The record is gone; the importer noting the removal creates nothing.
-    assert subject.repository.get(APP, "lifted", consistent=True) is None
-
-
 def test_a_lift_whose_removal_request_fails_answers_503_and_keeps_the_tombstone(store: StoreSettings) -> None:
     """The tombstone is the only record of its unremoved version: a lift that could not hand it over keeps it."""
     subject = Subject()
@@ -131,6 +117,7 @@ def test_a_lift_whose_removal_request_fails_answers_503_and_keeps_the_tombstone(
     assert tombstone is not None
     assert (tombstone.status, tombstone.removing) == (AudienceStatus.DELETED, version)
     assert counted == [CLEANUP_NOT_STARTED] * 2
+    # The next lift hands it over, and the record goes; the importer noting the removal creates nothing.
     service.lift_tombstone(APP, "kept")
     assert importer.asked == [version.version] * 3
     assert stored(subject, version) == (0, False)
