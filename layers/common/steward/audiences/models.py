@@ -132,7 +132,9 @@ class MembersCheck(Schema):
     # Each id as the point lookup takes it (at most 256 characters): the answer repeats them all, and must stay
     # below Lambda's 6 MB.
     user_ids: list[UserId] = Field(
-        min_length=1, max_length=MAX_CHECK_IDS, description="1-1,000 user ids, each 1-256 characters."
+        min_length=1,
+        max_length=MAX_CHECK_IDS,
+        description="1-1,000 user ids, each 1-256 characters without control characters (any other: 422).",
     )
 
 
