@@ -2,8 +2,11 @@
 
 import json
 from types import ModuleType
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+from pynamodb.connection.base import Connection
 
 from steward.errors import (
     Conflict,
@@ -76,3 +79,42 @@ def test_retry_after_reaches_the_client_through_the_api_function(api: ModuleType
             "field": None,
         }
     }
+
+
+@pytest.fixture
+def dynamodb_refuses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every DynamoDB call gets the error code put in the list, as botocore raises it once its retries ran out."""
+    refusal: list[str] = []
+    original = Connection._make_api_call
+
+    def make_api_call(connection: Connection, operation: str, request: dict[str, Any]) -> Any:
+        if refusal:
+            raise ClientError({"Error": {"Code": refusal[0], "Message": "refused"}}, operation)  # type: ignore[arg-type]
+        return original(connection, operation, request)
+
+    monkeypatch.setattr(Connection, "_make_api_call", make_api_call)
+    return refusal
+
+
+def test_a_request_dynamodb_throttles_gets_503_with_retry_after_not_500(
+    api: ModuleType, dynamodb_refuses: list[str]
+) -> None:
+    dynamodb_refuses.append("ProvisionedThroughputExceededException")
+
+    response = api.lambda_handler(load_event("http-api-get-device.json"), context())
+
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "1"
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "unavailable"
+    assert "Retry-After" in error["message"]
+
+
+def test_a_refusal_that_sending_again_cannot_cure_stays_a_500(api: ModuleType, dynamodb_refuses: list[str]) -> None:
+    dynamodb_refuses.append("AccessDeniedException")
+
+    response = api.lambda_handler(load_event("http-api-get-device.json"), context())
+
+    assert response["statusCode"] == 500
+    assert "Retry-After" not in (response.get("headers") or {})
+    assert json.loads(response["body"])["error"]["code"] == "internal_error"

@@ -7,18 +7,17 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
-from pynamodb.exceptions import PutError
 
 from steward.composition import Services
 from steward.errors import NotFound
-from steward.jobs.engine import Entity, ReportRow
+from steward.jobs.engine import Entity, ReportRow, RetryPage
 from steward.jobs.models import JobCounts, JobError, JobStatus
 from steward.jobs.reports import page_key
 from steward.jobs.repository import JobRepository
 from steward.jobs.runner import EventNotPublished, error_from_state_machine, is_throttling
 from steward.settings import StoreSettings
 from steward.tables import JobPartRecord, job_parts_pk
+from tests.support.aws_errors import raised_while_handling, wrapped_by_pynamodb
 from tests.support.job_engine import (
     APP,
     BUCKET,
@@ -573,42 +572,13 @@ def test_a_long_cause_is_clipped_to_an_error_message() -> None:
     assert len(error.message) <= 1024
 
 
-def client_error(code: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "slow down"}}, "PutItem")
-
-
-def wrapped_by_pynamodb(code: str) -> PutError:
-    """What pynamodb raises for a failed put: its own error, caused by botocore's."""
-    cause = client_error(code)
-    try:
-        try:
-            raise cause
-        except ClientError as exc:
-            raise PutError("Failed to put item", exc) from exc
-    except PutError as error:
-        return error
-
-
-def raised_while_handling(error: BaseException) -> RuntimeError:
-    """An error raised by code that was handling ``error`` (its ``__context__``)."""
-    try:
-        try:
-            raise error
-        except Exception:
-            raise RuntimeError("the page failed")  # noqa: B904 (the implicit context is the point)
-    except RuntimeError as outer:
-        return outer
-
-
 @pytest.mark.parametrize(
     ("error", "throttled"),
     [
-        (wrapped_by_pynamodb("ProvisionedThroughputExceededException"), True),
-        (wrapped_by_pynamodb("ThrottlingException"), True),
-        (client_error("SlowDown"), True),
-        (raised_while_handling(wrapped_by_pynamodb("RequestLimitExceeded")), True),
+        (RetryPage("a change the store refused for now"), True),
+        (raised_while_handling(RetryPage("raced")), True),
+        (wrapped_by_pynamodb("ProvisionedThroughputExceededException"), True),  # any refusal for now: steward.retryable
         (wrapped_by_pynamodb("ConditionalCheckFailedException"), False),
-        (client_error("AccessDenied"), False),
         (ValueError("no"), False),
     ],
 )

@@ -81,6 +81,9 @@ def test_every_authenticated_route_documents_the_errors_every_route_can_give(doc
         gateway_429 = {"$ref": "#/components/schemas/GatewayError"}
         assert schema_of(responses["429"]) == (STEWARD_OR_GATEWAY if own_429 else gateway_429), (method, path)
         assert schema_of(responses["500"]) == STEWARD_OR_GATEWAY, (method, path)
+        # Throttling past botocore's retries answers 503 on any route (steward.http.errors).
+        assert schema_of(responses["503"]) == ERROR, (method, path)
+        assert "`unavailable`" in responses["503"]["description"], (method, path)
         if path in PUBLIC:
             assert not {"401", "403", "415"} & set(responses), (method, path)
             continue
@@ -189,6 +192,12 @@ def test_a_routes_own_401_and_429_add_to_the_shared_ones() -> None:
         assert all(code in responses[status]["description"] for code in codes)
         assert responses[status]["content"]["application/json"]["model"] == ErrorResponse | GatewayError
     assert "Too Many Requests" in responses[429]["description"]
+
+
+def test_a_routes_own_503_adds_to_the_shared_one(document: dict[str, Any]) -> None:
+    start = document["paths"]["/v1/jobs"]["post"]["responses"]["503"]["description"]
+    assert "`job_not_started`" in start
+    assert "`unavailable`" in start
 
 
 AUDIENCE_SCHEMAS = [

@@ -17,6 +17,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from steward.conditions import condition_failures
+from steward.retryable import THROTTLING_REASONS, transient
 from steward.tables import CONNECT_TIMEOUT_SECONDS, MAX_RETRY_ATTEMPTS, READ_TIMEOUT_SECONDS
 
 # DynamoDB's limit on the items of one transaction.
@@ -25,10 +26,6 @@ MAX_TRANSACTION_ITEMS = 100
 # member and its owner's set) plus one update of the shared count.
 MEMBERSHIPS_PER_TRANSACTION = (MAX_TRANSACTION_ITEMS - 1) // 2
 
-# Cancellation reasons that say nothing about the items, only about the moment: another
-# transaction held one of them (a count every change updates), or throttling.
-_THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
-_TRANSIENT_REASONS = _THROTTLING_REASONS | {"TransactionConflict"}
 _CHECK, _DELETE, _PUT, _UPDATE = range(4)  # pynamodb's send order
 _Write = Callable[[TransactWrite], None]
 
@@ -91,14 +88,9 @@ def applied(transaction: Transaction) -> bool:
         raise
 
 
-def transient(exc: TransactWriteError) -> bool:
-    """Whether a refused transaction is worth sending again as it is."""
-    return any(reason is not None and reason.code in _TRANSIENT_REASONS for reason in exc.cancellation_reasons)
-
-
 def throttled(exc: TransactWriteError) -> bool:
     """Whether DynamoDB refused the transaction for throughput (rather than for another transaction on an item)."""
-    return any(reason is not None and reason.code in _THROTTLING_REASONS for reason in exc.cancellation_reasons)
+    return any(reason is not None and reason.code in THROTTLING_REASONS for reason in exc.cancellation_reasons)
 
 
 @cache

@@ -27,7 +27,7 @@ from steward.audit.models import (
 from steward.audit.repository import JOB, AuditRepository
 from steward.errors import Conflict, InvalidInput
 from steward.pagination import Page
-from steward.transactions import transient
+from steward.retryable import transient
 
 # Appends of one app are serialised by the head's condition: a loser reads the head again and retries.
 MAX_APPEND_ATTEMPTS = 12

@@ -17,11 +17,12 @@ from steward.devices.models import DeactivationReason, Device, DeviceFilter, Las
 from steward.devices.tag_index import release_tags
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, cursor_str, decode_cursor, encode_cursor, fit_page
+from steward.retryable import transient
 from steward.shard_reader import Position, read_shards
 from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import DeviceRecord, device_user_key
-from steward.transactions import Transaction, transient
+from steward.transactions import Transaction
 
 _LOOKUP_WORKERS = 16  # DeviceRecord's connection pool size
 

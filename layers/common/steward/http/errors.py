@@ -25,6 +25,7 @@ from steward.errors import (
     UnsupportedMediaType,
     clip,
 )
+from steward.retryable import refused_for_now
 
 STATUS_BY_ERROR: dict[type[StewardError], int] = {
     InvalidInput: 422,
@@ -38,6 +39,13 @@ STATUS_BY_ERROR: dict[type[StewardError], int] = {
     ServiceUnavailable: 503,
 }
 
+
+# The seconds a client waits before sending again a request AWS refused for the moment.
+REFUSED_FOR_NOW_RETRY_AFTER_SECONDS = 1
+REFUSED_FOR_NOW_MESSAGE = (
+    "A service Steward depends on refused the request for the moment (throttling, or an item busy with another "
+    "change). Send it again after Retry-After; what it changed before the refusal, if anything, stays changed."
+)
 
 # pydantic prefixes the messages of custom validators; the message itself says what is wrong.
 VALUE_ERROR_PREFIX = "Value error, "
@@ -102,5 +110,10 @@ def register_error_handlers(app: APIGatewayHttpResolver, logger: Logger) -> None
 
     @app.exception_handler(Exception)
     def handle_unexpected(exc: Exception) -> Response[str]:
+        if refused_for_now(exc):
+            # Not a fault of Steward's nor of the request: DynamoDB's own retries ran out on a hot key.
+            logger.warning("Refused for the moment", exc_info=exc)
+            refused = ServiceUnavailable(REFUSED_FOR_NOW_MESSAGE, retry_after=REFUSED_FOR_NOW_RETRY_AFTER_SECONDS)
+            return domain_error_response(refused)
         logger.exception("Unhandled error")
         return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")

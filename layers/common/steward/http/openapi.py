@@ -10,9 +10,10 @@ the app is built, and gives every route of the document:
   ``Authorization`` header is missing), 403 naming the scope the route needs,
   and 415 when the route takes a body;
 - on every route: 422 in Steward's shape (Powertools lists a 422 on every
-  route once validation is on), 429 (API Gateway's throttling) and 500;
+  route once validation is on), 429 (API Gateway's throttling), 503
+  ``unavailable`` (AWS refused a request for the moment) and 500;
 - the responses the route declares itself, such as ``errors({404: [...]})``,
-  which take precedence.
+  which take precedence; a route's own 401, 429 or 503 adds to the shared one.
 
 Every Steward error response references the one ErrorResponse model.
 """
@@ -64,6 +65,10 @@ VALIDATION_CODES = ("invalid_input", "missing_field", "malformed_json", "invalid
 # Statuses that API Gateway itself may send on any route, besides Steward's own.
 _SHARED_WITH_THE_GATEWAY = frozenset({401, 429})
 _UNROUTABLE = "a path parameter holds characters that no route takes"
+_REFUSED_FOR_NOW = (
+    "`unavailable`: AWS refused a request for the moment (throttling, an item busy with another change); "
+    "send it again after `Retry-After` seconds. What it changed before the refusal stays changed"
+)
 _TITLES = {
     401: "No valid API key",
     403: "The key lacks the scope this route needs",
@@ -73,7 +78,7 @@ _TITLES = {
     422: "The input is not acceptable; `field` names the culprit",
     428: "Fresh admin credentials are needed",
     429: "Too many attempts; `Retry-After` gives the seconds to wait",
-    503: "A service Steward depends on refused the work for now; nothing was done. `Retry-After` gives the seconds",
+    503: "A service Steward depends on refused the work for now; send it again after `Retry-After` seconds",
     500: "Something went wrong on Steward's side; it has been logged with the correlation id",
 }
 
@@ -119,6 +124,7 @@ def _responses(route: Route, *, public: bool) -> dict[int, OpenAPIResponse]:
         "description": 'API Gateway\'s throttling: `{"message": "Too Many Requests"}`. Retry later.',
         "content": {JSON: {"model": GatewayError}},
     }
+    responses[503] = _steward_error(503, [], title=_REFUSED_FOR_NOW)
     responses[500] = {
         "description": (
             f"{_TITLES[500]}: `internal_error`. API Gateway answers "
@@ -134,6 +140,9 @@ def _responses(route: Route, *, public: bool) -> dict[int, OpenAPIResponse]:
                 "description": f"{shared['description']} Also {own['description']}",
                 "content": {JSON: {"model": ErrorResponse | GatewayError}},
             }
+        elif status == 503 and shared is not None:
+            # The route's own reasons (a start Step Functions refused), besides the refusal any route may meet.
+            responses[status] = {**own, "description": f"{own['description']} Also {shared['description']}"}
         else:
             responses[status] = own
     if "<" in route.path:

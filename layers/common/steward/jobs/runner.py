@@ -49,6 +49,7 @@ from steward.jobs.params import parse_params
 from steward.jobs.pricing import Usage, estimate, lambda_gb_seconds
 from steward.jobs.reports import ReportStore, held_key, item_prefix, page_key
 from steward.jobs.repository import JobRepository, PartState, PendingPage, sum_parts
+from steward.retryable import refused_for_now
 
 if TYPE_CHECKING:
     from steward.audit.service import AuditLog
@@ -419,30 +420,16 @@ def _error(exc: StewardError) -> JobError:
 
 TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout", "Sandbox.Timedout"})
 
-THROTTLING_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "SlowDown",
-        "TransactionConflict",
-    }
-)
-
 
 def is_throttling(exc: BaseException) -> bool:
-    """A refusal to retry later (DynamoDB, S3, EventBridge), however deep pynamodb wrapped it."""
+    """A refusal to retry later (DynamoDB, S3, EventBridge), however deep pynamodb wrapped it, or a page the
+    engine asked to retry."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, RetryPage):
             return True
-        response = getattr(seen, "response", None)
-        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-        if code in THROTTLING_CODES or getattr(seen, "cause_response_code", None) in THROTTLING_CODES:
-            return True
         seen = seen.__cause__ or seen.__context__
-    return False
+    return refused_for_now(exc)
 
 
 def error_from_state_machine(caught: Mapping[str, Any] | None) -> JobError | None:

@@ -13,6 +13,7 @@ from steward.devices.models import Device
 from steward.devices.repository import DeviceRepository, device_not_found
 from steward.errors import Conflict
 from steward.pagination import Page
+from steward.retryable import transient
 from steward.tags.models import MAX_DEVICES_PER_REQUEST, MAX_TAGS_PER_DEVICE, BulkTagOutcome, Tag
 from steward.tags.outcome import Tally
 from steward.tags.repository import (
@@ -22,7 +23,7 @@ from steward.tags.repository import (
     tag_not_on_device,
     too_many_tags,
 )
-from steward.transactions import MEMBERSHIPS_PER_TRANSACTION, transient
+from steward.transactions import MEMBERSHIPS_PER_TRANSACTION
 from steward.types import DeviceId
 
 # Bounded retries when concurrent writers change devices between our read and our transaction.
