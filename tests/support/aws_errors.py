@@ -9,13 +9,13 @@ def client_error(code: str, operation: str = "PutItem") -> ClientError:
 
 
 def wrapped_by_pynamodb(code: str) -> PutError:
-    """What pynamodb raises for a failed put: its own error, caused by botocore's."""
+    """What pynamodb raises for a failed put: its own error, which keeps botocore's as its ``cause``."""
     cause = client_error(code)
     try:
         try:
             raise cause
         except ClientError as exc:
-            raise PutError("Failed to put item", exc) from exc
+            raise PutError("Failed to put item", exc)  # noqa: B904 (as pynamodb raises it: no `from`)
     except PutError as error:
         return error
 
@@ -37,5 +37,16 @@ def raised_while_handling(error: BaseException) -> RuntimeError:
             raise error
         except Exception:
             raise RuntimeError("the page failed")  # noqa: B904 (the implicit context is the point)
+    except RuntimeError as outer:
+        return outer
+
+
+def raised_from(error: BaseException) -> RuntimeError:
+    """An error our code raised from ``error`` (its ``__cause__``), as a use case wraps a store's failure."""
+    try:
+        try:
+            raise error
+        except Exception as exc:
+            raise RuntimeError("the store failed") from exc
     except RuntimeError as outer:
         return outer

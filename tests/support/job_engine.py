@@ -324,7 +324,7 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
     clock = Clock()
     services = Services(SHARD_COUNT, clock=clock, reports_bucket=BUCKET, job_state_machine=MACHINE, job_event_bus=BUS)
     started: list[tuple[str, dict[str, Any]]] = []
-    executions: dict[str, str] = {}  # an execution's status when a test ends it; RUNNING otherwise
+    executions: dict[str, str] = {}  # by job id: an execution's status when a test ends it; RUNNING otherwise
 
     def start_execution(name: str, payload: dict[str, Any]) -> str:
         started.append((name, payload))
@@ -337,7 +337,7 @@ def start_engine(store: StoreSettings, monkeypatch: pytest.MonkeyPatch, kind: Fa
         services.job_references,
         start_execution,
         clock,
-        lambda arn: executions.get(arn, "RUNNING"),
+        lambda job_id: executions.get(job_id, "RUNNING"),
     )
     app = services.apps.bootstrap(APP, "Acme", admin_password=PASSWORD)
     return Engine(services, services.job_runner, service, kind, clock, app, queue_url, started, executions)

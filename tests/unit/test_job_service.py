@@ -3,9 +3,11 @@
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from steward.apps.models import Scope
+from steward.composition import Services
 from steward.errors import (
     Conflict,
     Forbidden,
@@ -20,8 +22,9 @@ from steward.jobs.engine import JobRefused
 from steward.jobs.models import ConfirmJob, Job, JobCounts, JobStatus, JobType
 from steward.jobs.reports import REPORT_TTL
 from steward.jobs.runner import WorkRefused, error_from_state_machine
-from steward.jobs.service import JobService
+from steward.jobs.service import START_GRACE, JobService
 from steward.settings import StoreSettings
+from tests.support.aws_errors import wrapped_by_pynamodb
 from tests.support.job_engine import (
     APP,
     COUNTS,
@@ -130,10 +133,7 @@ def test_a_lock_held_by_a_job_whose_execution_ended_unfinished_is_taken_over(eng
     stuck = engine.submit(dry_run=False)
     engine.runner.plan(APP, stuck.job_id)
     assert refusal(Conflict, engine.submit, dry_run=False).code == "job_running"  # its execution still runs
-    stored = engine.services.job_repository.get(APP, stuck.job_id)
-    assert stored is not None
-    assert stored.execution_arn is not None
-    engine.executions[stored.execution_arn] = "ABORTED"  # stopped by hand: no finalize will come
+    engine.executions[stuck.job_id] = "ABORTED"  # stopped by hand: no finalize will come
 
     new = engine.submit(dry_run=False)
 
@@ -142,6 +142,43 @@ def test_a_lock_held_by_a_job_whose_execution_ended_unfinished_is_taken_over(eng
     assert ended.status is JobStatus.FAILED
     assert ended.error is not None
     assert ended.error.code == "execution_ended"
+
+
+def test_a_started_job_whose_arn_was_not_recorded_is_answered_started_and_keeps_its_lock_while_it_runs(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def throttled(*args: Any, **kwargs: Any) -> bool:
+        raise wrapped_by_pynamodb("ProvisionedThroughputExceededException")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(engine.services.job_repository, "start", throttled)
+        running = engine.submit(dry_run=False)  # not an error: its execution runs
+
+    assert [name for name, _ in engine.started] == [running.job_id]
+    stored = engine.services.job_repository.get(APP, running.job_id)
+    assert stored is not None
+    assert stored.execution_arn is None
+    engine.clock.advance(seconds=START_GRACE.total_seconds() + 1)
+    assert refusal(Conflict, engine.submit, dry_run=False).code == "job_running"  # found running by its job id
+    engine.executions[running.job_id] = "ABORTED"
+
+    new = engine.submit(dry_run=False)
+
+    assert engine.lock_holder() == new.job_id
+    assert engine.service.get(APP, running.job_id).status is JobStatus.FAILED
+
+
+def test_the_composition_asks_step_functions_for_a_jobs_execution_by_its_job_id(store: StoreSettings) -> None:
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name="jobs", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/jobs"
+    )["stateMachineArn"]
+    jobs = Services(store.shard_count, reports_bucket="reports", job_state_machine=machine).jobs
+    jobs.start_execution("job-started", {"app_id": APP, "job_id": "job-started"})
+
+    assert jobs.execution_status is not None
+    assert jobs.execution_status("job-started") == "RUNNING"
+    assert jobs.execution_status("job-never-started") == "MISSING"
 
 
 @pytest.mark.parametrize("started", [False, True])

@@ -198,6 +198,10 @@ def test_a_routes_own_503_adds_to_the_shared_one(document: dict[str, Any]) -> No
     start = document["paths"]["/v1/jobs"]["post"]["responses"]["503"]["description"]
     assert "`job_not_started`" in start
     assert "`unavailable`" in start
+    # A route whose own 503 is `unavailable` keeps its own description, once.
+    lift = document["paths"]["/v1/audiences/{name}/tombstone"]["delete"]["responses"]["503"]["description"]
+    assert lift.count("`unavailable`") == 1
+    assert "AWS refused" not in lift
 
 
 AUDIENCE_SCHEMAS = [

@@ -321,11 +321,16 @@ class Services:
         from steward.jobs.service import JobService
 
         stepfunctions = boto3.client("stepfunctions")
+        machine = _required(self.job_state_machine, "job_state_machine")
         # The job id names the execution: a retried start cannot run the job twice.
-        start_execution = _starter(stepfunctions, _required(self.job_state_machine, "job_state_machine"))
+        start_execution = _starter(stepfunctions, machine)
 
-        def execution_status(execution_arn: str) -> str:
-            return str(stepfunctions.describe_execution(executionArn=execution_arn)["status"])
+        def execution_status(job_id: str) -> str:
+            try:
+                described = stepfunctions.describe_execution(executionArn=_execution_arn(machine, job_id))
+            except stepfunctions.exceptions.ExecutionDoesNotExist:
+                return "MISSING"
+            return str(described["status"])
 
         return JobService(
             self.job_repository,

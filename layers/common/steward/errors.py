@@ -80,7 +80,8 @@ class TooManyRequests(StewardError):
 
 
 class ServiceUnavailable(StewardError):
-    """A service Steward depends on refused the work for now (503); nothing was done. Retry after ``retry_after``."""
+    """A service Steward depends on refused the work for now (503). Retry after ``retry_after``; the message says
+    what, if anything, was done before the refusal."""
 
     code = "unavailable"
 

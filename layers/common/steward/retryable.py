@@ -6,17 +6,21 @@ about the request itself. The HTTP API answers such a refusal with 503 and
 are imported here, so every function can afford it at cold start.
 """
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
 
 # A cancelled transaction's reasons that speak of the moment, not of the items.
 THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 TRANSIENT_REASONS = THROTTLING_REASONS | {"TransactionConflict"}
 
-# Error codes of DynamoDB, S3, Step Functions, EventBridge and Lambda that mean "later".
+# Error codes of DynamoDB, S3, Step Functions, EventBridge, SNS and Lambda that mean "later" (botocore's own list
+# of throttling codes, and the conflicts of a write with a transaction).
 REFUSED_FOR_NOW_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottledException",
         "RequestLimitExceeded",
         "TooManyRequestsException",
         "SlowDown",
@@ -26,24 +30,49 @@ REFUSED_FOR_NOW_CODES = frozenset(
 )
 
 
+# pynamodb's batch write when DynamoDB kept answering with unprocessed items, its way of throttling a batch.
+_BATCH_UNPROCESSED = "max_retry_attempts exceeded"
+
+
 def transient(exc: TransactWriteError) -> bool:
     """Whether a refused transaction is worth sending again as it is."""
     return any(reason is not None and reason.code in TRANSIENT_REASONS for reason in exc.cancellation_reasons)
 
 
-def refused_for_now(exc: BaseException) -> bool:
-    """Whether ``exc``, or an error it was raised from or while handling, is such a refusal.
+def refused_for_now(exc: BaseException, *, while_handling: bool = False) -> bool:
+    """Whether ``exc``, or an error it was raised from, is such a refusal.
 
-    pynamodb wraps botocore's error (its ``cause_response_code``), and code that
-    handles one may raise another: the whole chain is looked at.
+    pynamodb keeps botocore's error as its ``cause``. With ``while_handling``,
+    an error raised while handling one (``__context__``) counts too: the jobs
+    engine retries a page either way, where the API must not answer a bug with
+    503.
     """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, TransactWriteError) and transient(seen):
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # `raise e from e` makes a loop
+        seen.add(id(current))
+        if isinstance(current, TransactWriteError) and _only_transient(current):
             return True
-        response = getattr(seen, "response", None)
+        if isinstance(current, PutError) and current.cause is None and _BATCH_UNPROCESSED in str(current):
+            return True
+        response = getattr(current, "response", None)
         code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-        if code in REFUSED_FOR_NOW_CODES or getattr(seen, "cause_response_code", None) in REFUSED_FOR_NOW_CODES:
+        if code in REFUSED_FOR_NOW_CODES:
             return True
-        seen = seen.__cause__ or seen.__context__
+        current = _cause(current, while_handling=while_handling)
     return False
+
+
+def _only_transient(exc: TransactWriteError) -> bool:
+    """Refused for the moment only: a reason of the items' own (a failed condition, a bad value) would come back."""
+    reasons = [reason.code for reason in exc.cancellation_reasons if reason is not None]
+    return bool(reasons) and all(code in TRANSIENT_REASONS for code in reasons)
+
+
+def _cause(exc: BaseException, *, while_handling: bool) -> BaseException | None:
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    cause = getattr(exc, "cause", None) if isinstance(exc, PynamoDBException) else None
+    if isinstance(cause, BaseException):
+        return cause
+    return exc.__context__ if while_handling else None

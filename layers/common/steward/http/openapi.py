@@ -140,8 +140,9 @@ def _responses(route: Route, *, public: bool) -> dict[int, OpenAPIResponse]:
                 "description": f"{shared['description']} Also {own['description']}",
                 "content": {JSON: {"model": ErrorResponse | GatewayError}},
             }
-        elif status == 503 and shared is not None:
-            # The route's own reasons (a start Step Functions refused), besides the refusal any route may meet.
+        elif status == 503 and shared is not None and "`unavailable`" not in own["description"]:
+            # The route's own reasons (a start Step Functions refused), besides the refusal any route may meet;
+            # a route that names `unavailable` itself says what it means there.
             responses[status] = {**own, "description": f"{own['description']} Also {shared['description']}"}
         else:
             responses[status] = own

@@ -424,12 +424,14 @@ TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout", "Sandbo
 def is_throttling(exc: BaseException) -> bool:
     """A refusal to retry later (DynamoDB, S3, EventBridge), however deep pynamodb wrapped it, or a page the
     engine asked to retry."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, RetryPage):
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RetryPage):
             return True
-        seen = seen.__cause__ or seen.__context__
-    return refused_for_now(exc)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return refused_for_now(exc, while_handling=True)
 
 
 def error_from_state_machine(caught: Mapping[str, Any] | None) -> JobError | None:

@@ -52,7 +52,8 @@ class JobService:
         self.references = references
         self.start_execution = start_execution
         self.clock = clock
-        # Step Functions' status of an execution (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED); None: not asked.
+        # Step Functions' status of the execution a job id names (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED;
+        # MISSING when none was started); None: not asked.
         self.execution_status = execution_status
 
     def submit(self, principal: Principal, body: SubmitJob) -> Job:
@@ -192,7 +193,12 @@ class JobService:
                 code="job_not_started",
                 retry_after=START_RETRY_AFTER_SECONDS,
             ) from exc
-        self.jobs.start(job.app_id, job.job_id, arn, now)
+        try:
+            self.jobs.start(job.app_id, job.job_id, arn, now)
+        except Exception:
+            # The execution runs whatever this write does, and the lock finds it by the job id: an error here
+            # would have the client start the job a second time.
+            logger.warning("The job's execution started; its ARN was not recorded", exc_info=True)
         return job
 
     def _lock(self, job: JobRecord) -> None:
@@ -219,10 +225,12 @@ class JobService:
 
     def _abandoned(self, job: JobRecord) -> bool:
         """Whether a job that holds the lock has no execution left that could finish it."""
-        if job.execution_arn is None:
-            # Its start failed before it was recorded; give a start in flight time to record itself.
-            return self.clock() - job.created_at > START_GRACE
-        return self.execution_status is not None and self.execution_status(job.execution_arn) != "RUNNING"
+        if job.execution_arn is None and self.clock() - job.created_at <= START_GRACE:
+            return False  # a start in flight records itself
+        if self.execution_status is None:
+            return job.execution_arn is None
+        # Asked by the job id, which names the execution: a start whose ARN was not recorded is still found.
+        return self.execution_status(job.job_id) != "RUNNING"
 
     def _require_admin(
         self,
