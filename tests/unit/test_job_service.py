@@ -133,6 +133,8 @@ def test_a_lock_held_by_a_job_whose_execution_ended_unfinished_is_taken_over(eng
     stuck = engine.submit(dry_run=False)
     engine.runner.plan(APP, stuck.job_id)
     assert refusal(Conflict, engine.submit, dry_run=False).code == "job_running"  # its execution still runs
+    engine.executions[stuck.job_id] = "PENDING_REDRIVE"  # an operator redrives it: it goes on
+    assert refusal(Conflict, engine.submit, dry_run=False).code == "job_running"
     engine.executions[stuck.job_id] = "ABORTED"  # stopped by hand: no finalize will come
 
     new = engine.submit(dry_run=False)

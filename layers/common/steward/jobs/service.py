@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 CONFIRM_WITHIN = timedelta(hours=24)
 START_GRACE = timedelta(minutes=5)
+# Step Functions' statuses of an execution that will not run again by itself, and MISSING: none was started.
+_OVER = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "MISSING"})
 START_RETRY_AFTER_SECONDS = 5
 
 logger = logging.getLogger(__name__)
@@ -230,7 +232,8 @@ class JobService:
         if self.execution_status is None:
             return job.execution_arn is None
         # Asked by the job id, which names the execution: a start whose ARN was not recorded is still found.
-        return self.execution_status(job.job_id) != "RUNNING"
+        # Only an ended or missing execution frees the lock: one waiting for a redrive may go on.
+        return self.execution_status(job.job_id) in _OVER
 
     def _require_admin(
         self,
