@@ -1,13 +1,10 @@
 """RegionService through RegionRepository against moto's DynamoDB (the `store` fixture)."""
 
 import math
-from collections import Counter
 from typing import Any
 
 import pytest
-from pynamodb.connection.table import TableConnection
 
-from steward import batch_writes
 from steward.batch import ItemError
 from steward.composition import Services
 from steward.errors import InvalidInput, NotFound
@@ -26,6 +23,7 @@ from steward.regions.service import RegionService
 from steward.settings import StoreSettings
 from steward.sharding import shard_of
 from steward.tables import RegionRecord
+from tests.support.batch_writes import HandsBack
 from tests.support.service import collect_pages
 
 APP = "app-a"
@@ -445,36 +443,14 @@ def test_empty_batch_imports_nothing(service: RegionService) -> None:
     assert service.import_regions(APP, []).model_dump() == {"succeeded": 0, "failed": 0, "results": []}
 
 
-class FlakyBatchWrites:
+def flaky_batch_writes(monkeypatch: pytest.MonkeyPatch, refuse: set[str], times: int | None) -> HandsBack[str]:
     """Leaves the regions named in ``refuse`` unprocessed, ``times`` times each (forever when None)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, refuse: set[str], times: int | None) -> None:
-        self.refuse = refuse
-        self.left = dict.fromkeys(refuse, times)
-        self.sent: Counter[str] = Counter()
-        self.sleeps: list[float] = []
-        original = TableConnection.batch_write_item
-
-        def batch_write_item(connection: TableConnection, put_items: Any = None, **kwargs: Any) -> Any:
-            kept, unprocessed = [], []
-            for item in put_items or []:
-                name = item["name"]["S"]
-                self.sent[name] += 1
-                if name in self.refuse and self.left[name] != 0:
-                    self.left[name] = None if self.left[name] is None else self.left[name] - 1
-                    unprocessed.append({"PutRequest": {"Item": item}})
-                else:
-                    kept.append(item)
-            data = original(connection, put_items=kept, **kwargs) if kept else {}
-            return {**data, "UnprocessedItems": {connection.table_name: unprocessed} if unprocessed else {}}
-
-        monkeypatch.setattr(TableConnection, "batch_write_item", batch_write_item)
-        monkeypatch.setattr(batch_writes.time, "sleep", self.sleeps.append)
+    return HandsBack(monkeypatch, lambda item: str(item["name"]["S"]), refuse, times)
 
 
 def test_batch_retries_unprocessed_items_with_backoff(service: RegionService, monkeypatch: pytest.MonkeyPatch) -> None:
     # pynamodb resends twice on its own; four refusals need one backoff round of ours.
-    flaky = FlakyBatchWrites(monkeypatch, refuse={"r3", "r30"}, times=4)
+    flaky = flaky_batch_writes(monkeypatch, refuse={"r3", "r30"}, times=4)
 
     result = service.import_regions(APP, [body(name=f"r{index}") for index in range(40)])
 
@@ -487,7 +463,7 @@ def test_batch_retries_unprocessed_items_with_backoff(service: RegionService, mo
 
 
 def test_batch_reports_items_that_stay_unprocessed(service: RegionService, monkeypatch: pytest.MonkeyPatch) -> None:
-    FlakyBatchWrites(monkeypatch, refuse={"r3", "r30"}, times=None)
+    flaky_batch_writes(monkeypatch, refuse={"r3", "r30"}, times=None)
 
     result = service.import_regions(APP, [body(name=f"r{index}") for index in range(40)])
 

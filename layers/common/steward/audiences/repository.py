@@ -581,17 +581,10 @@ def _write_chunk(chunk: list[AudienceBucketRecord]) -> None:
         raise RuntimeError(f"BatchWriteItem left {len(pending)} audience buckets unwritten") from failure
 
 
-def _pending(
-    chunk: list[AudienceBucketRecord], *, delete: bool
-) -> tuple[dict[str, AudienceBucketRecord], PutError | None]:
+def _pending(chunk: list[AudienceBucketRecord], *, delete: bool) -> tuple[list[AudienceBucketRecord], PutError | None]:
     """Write (or delete) a chunk of buckets: what BatchWriteItem left after its attempts, and its last error."""
     return write_chunk(
-        AudienceBucketRecord,
-        {record.pk: record for record in chunk},
-        "pk",
-        delete=delete,
-        attempts=BATCH_WRITE_ATTEMPTS,
-        backoff_seconds=BATCH_BACKOFF_SECONDS,
+        AudienceBucketRecord, chunk, delete=delete, attempts=BATCH_WRITE_ATTEMPTS, backoff_seconds=BATCH_BACKOFF_SECONDS
     )
 
 

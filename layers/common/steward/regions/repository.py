@@ -149,17 +149,12 @@ class RegionRepository:
         return item
 
     def _write_chunk(self, chunk: list[RegionRecord], *, delete: bool = False) -> set[str]:
-        pending, failure = write_chunk(
-            RegionRecord,
-            {record.sk: record for record in chunk},
-            "sk",
-            delete=delete,
-            attempts=BATCH_WRITE_ATTEMPTS,
-            backoff_seconds=BATCH_BACKOFF_SECONDS,
+        left, failure = write_chunk(
+            RegionRecord, chunk, delete=delete, attempts=BATCH_WRITE_ATTEMPTS, backoff_seconds=BATCH_BACKOFF_SECONDS
         )
-        if pending:
-            logger.warning("BatchWriteItem left %d regions unwritten or undeleted", len(pending), exc_info=failure)
-        return set(pending)
+        if left:
+            logger.warning("BatchWriteItem left %d regions unwritten or undeleted", len(left), exc_info=failure)
+        return {record.sk for record in left}
 
     def _partition(self, app_id: str, region_id: str) -> str:
         return partition_for(regions_collection(app_id), region_id, self.shard_count)

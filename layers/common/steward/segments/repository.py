@@ -36,6 +36,7 @@ from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import size
 
 from steward.batch import chunks
+from steward.batch_writes import write_all
 from steward.conditions import MAX_ATTEMPTS, condition_failed, resend_may_help
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
@@ -375,9 +376,7 @@ class SegmentRepository:
                 if not page:
                     break
                 self._forget_segment(app_id, segment_id, [record.sk for record in page])
-                with SegmentMemberRecord.batch_write() as batch:
-                    for record in page:
-                        batch.delete(record)
+                write_all(SegmentMemberRecord, page, delete=True)
                 removed += len(page)
         return True
 
@@ -448,9 +447,7 @@ class SegmentRepository:
         with ThreadPoolExecutor(max_workers=min(_JOIN_WORKERS, len(joins))) as pool:
             results = list(pool.map(join, joins))
         joined = [change for change, result in zip(joins, results, strict=True) if result.joined]
-        with SegmentMemberRecord.batch_write() as batch:
-            for change in joined:
-                batch.save(self._member(app_id, change, now))
+        write_all(SegmentMemberRecord, (self._member(app_id, change, now) for change in joined))
         return results
 
     def open_to_members(self, app_id: str, segment_ids: Sequence[str]) -> set[str]:
@@ -502,10 +499,7 @@ class SegmentRepository:
 
     def forget_receipts(self, app_id: str, scope: str) -> None:
         """Delete the receipts of ``scope`` once nothing can repeat its changes (the job has ended)."""
-        receipts = ReceiptRecord.query(receipts_pk(app_id, scope), consistent_read=True)
-        with ReceiptRecord.batch_write() as batch:
-            for receipt in receipts:
-                batch.delete(receipt)
+        write_all(ReceiptRecord, ReceiptRecord.query(receipts_pk(app_id, scope), consistent_read=True), delete=True)
 
     def member_item(self, app_id: str, change: Join, now: datetime) -> dict[str, dict[str, Any]]:
         """A member item as DynamoDB stores it (DynamoDB JSON): what its write is billed on."""
