@@ -60,9 +60,18 @@ def test_items_handed_back_after_every_attempt_raise_a_refusal_for_now_after_the
     assert refused_for_now(raised.value)  # the API answers 503, the jobs engine retries the page
 
 
-def test_deletes_are_matched_by_their_key(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_delete_handed_back_is_sent_again_and_only_it(store: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     write_all(SegmentMemberRecord, records())
+    handed = hands_back(monkeypatch, times=5)
+    keys_only = [SegmentMemberRecord(pk=pk, sk=sk) for pk, sk in ITEMS]  # as a drain deletes them
 
-    write_all(SegmentMemberRecord, records(), delete=True)
+    write_all(SegmentMemberRecord, keys_only, delete=True)
 
     assert stored() == set()
+    assert handed.sent[REFUSED] == 6
+    assert handed.sent[("acme#segment#vip#0", "u1")] == 1
+
+
+def test_a_chunk_holds_at_most_25_records(store: StoreSettings) -> None:
+    with pytest.raises(ValueError, match="at most 25"):
+        batch_writes.write_chunk(SegmentMemberRecord, records(), delete=False)

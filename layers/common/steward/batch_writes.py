@@ -1,6 +1,5 @@
 """BatchWriteItem of up to 25 puts or deletes, with the unprocessed ones sent again after a jittered backoff."""
 
-import json
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -15,12 +14,12 @@ BATCH_WRITE_SIZE = 25
 BATCH_WRITE_ATTEMPTS = 4
 BATCH_BACKOFF_SECONDS = 0.05
 
-type _Key = tuple[str, ...]
+type _Key = tuple[tuple[tuple[str, Any], ...], ...]
 
 
 class BatchNotWritten(RuntimeError):
-    """Items BatchWriteItem still handed back after every attempt (DynamoDB throttled them); raised from the last
-    ``PutError``."""
+    """Items BatchWriteItem still handed back, or refused, after every attempt; raised from the first ``PutError``,
+    which tells a throttled batch (see ``steward.retryable``) from a refused one."""
 
 
 def write_chunk[M: Model](
@@ -36,6 +35,9 @@ def write_chunk[M: Model](
     pynamodb re-sends UnprocessedItems at once, without waiting; on top of
     that, items it gives up on are retried after a jittered, doubling pause.
     """
+    if len(records) > BATCH_WRITE_SIZE:
+        # pynamodb would send the first 25 while the rest are queued, and a failure there would lose the rest.
+        raise ValueError(f"A chunk holds at most {BATCH_WRITE_SIZE} records.")
     pending = {_record_key(model, record): record for record in records}
     failure: PutError | None = None
     for attempt in range(attempts):
@@ -53,8 +55,10 @@ def write_chunk[M: Model](
         except PutError as exc:
             failure = exc
             left = {_request_key(model, request) for request in batch.failed_operations}
-            # No list of unprocessed items means the call itself failed: resend the whole chunk.
-            pending = {key: pending[key] for key in left if key in pending} if left else pending
+            # No list of unprocessed items means the call itself failed, and a key that matches no record must not
+            # be dropped: resend the whole chunk then (puts and deletes are safe to repeat).
+            if left and left <= pending.keys():
+                pending = {key: pending[key] for key in left}
             continue
         return [], None
     return list(pending.values()), failure
@@ -86,9 +90,9 @@ def _request_key(model: type[Model], request: dict[str, Any]) -> _Key:
 
 
 def _key(model: type[Model], item: dict[str, Any]) -> _Key:
-    """The item's primary key (hash, and range if the table has one), as comparable text."""
+    """The item's primary key (hash, and range if the table has one): each attribute as (type, value) pairs."""
     names = [model._hash_key_attribute().attr_name]
     range_key = model._range_key_attribute()
     if range_key is not None:
         names.append(range_key.attr_name)
-    return tuple(json.dumps(item[name], sort_keys=True) for name in names)
+    return tuple(tuple(sorted(item[name].items())) for name in names)
