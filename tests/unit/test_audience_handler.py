@@ -15,8 +15,9 @@ from steward.audiences.events import Cleanup, FailedInvocation
 from steward.audiences.importer import AudienceImporter, Invocation, ObjectCreated, VersionNotRemoved
 from steward.audiences.keys import event_key, padded_sequencer
 from steward.audiences.models import Audience, AudienceStatus, Layout
-from steward.audiences.repository import BATCH_WRITE_SIZE, Attempt, AudienceRepository
+from steward.audiences.repository import Attempt, AudienceRepository
 from steward.audiences.storage import S3Objects
+from steward.batch_writes import BATCH_WRITE_SIZE
 from steward.settings import StoreSettings
 from steward.tables import (
     AUDIENCE_COUNT_SK,

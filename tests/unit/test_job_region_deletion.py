@@ -4,15 +4,14 @@ import math
 from typing import Any
 
 import pytest
-from pynamodb.connection.table import TableConnection
 
 from steward.composition import Services
 from steward.jobs.engine import Outcome
 from steward.jobs.kinds.region_deletion import UNDELETED, DeleteRegions
 from steward.jobs.models import JobType
-from steward.regions import repository as region_repository
 from steward.regions.models import NewRegion, RegionFilter
 from steward.settings import StoreSettings
+from tests.support.batch_writes import HandsBack
 from tests.support.jobs import InlineRun, confirm, job_context, listed, pages_of, run_inline, run_job, stored_items
 from tests.support.service import SHARD_COUNT, collect_pages
 
@@ -244,23 +243,8 @@ def test_a_region_dynamodb_leaves_unprocessed_fails_and_the_others_are_deleted(
 ) -> None:
     stuck = region(services, "stuck")
     free = region(services, "free")
-    original = TableConnection.batch_write_item
-
-    def batch_write_item(connection: TableConnection, delete_items: Any = None, **kwargs: Any) -> Any:
-        # Keys come as pynamodb's plain values, and as DynamoDB JSON when it resends unprocessed ones.
-        def is_stuck(key: dict[str, Any]) -> bool:
-            return stuck in (key["sk"], key["sk"].get("S") if isinstance(key["sk"], dict) else None)
-
-        def as_json(key: dict[str, Any]) -> dict[str, Any]:  # DynamoDB answers in its JSON
-            return {name: value if isinstance(value, dict) else {"S": value} for name, value in key.items()}
-
-        kept = [key for key in delete_items or [] if not is_stuck(key)]
-        refused = [{"DeleteRequest": {"Key": as_json(key)}} for key in delete_items or [] if is_stuck(key)]
-        data = original(connection, delete_items=kept, **kwargs) if kept else {}
-        return {**data, "UnprocessedItems": {connection.table_name: refused} if refused else {}}
-
-    monkeypatch.setattr(TableConnection, "batch_write_item", batch_write_item)
-    monkeypatch.setattr(region_repository, "BATCH_BACKOFF_SECONDS", 0)
+    # DynamoDB hands the stuck region's delete back, every time.
+    HandsBack(monkeypatch, lambda key: str(key["sk"]["S"]), {stuck}, None)
 
     real = run({"region_type": "poi"}, dry_run=False)
 

@@ -6,6 +6,8 @@ about the request itself. The HTTP API answers such a refusal with 503 and
 are imported here, so every function can afford it at cold start.
 """
 
+from collections.abc import Iterator
+
 from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
 
 # A cancelled transaction's reasons that speak of the moment, not of the items.
@@ -39,6 +41,11 @@ def transient(exc: TransactWriteError) -> bool:
     return any(reason is not None and reason.code in TRANSIENT_REASONS for reason in exc.cancellation_reasons)
 
 
+def throttled(exc: TransactWriteError) -> bool:
+    """Whether DynamoDB refused the transaction for throughput (rather than for another transaction on an item)."""
+    return any(reason is not None and reason.code in THROTTLING_REASONS for reason in exc.cancellation_reasons)
+
+
 def refused_for_now(exc: BaseException, *, while_handling: bool = False) -> bool:
     """Whether ``exc``, or an error it was raised from, is such a refusal.
 
@@ -47,10 +54,7 @@ def refused_for_now(exc: BaseException, *, while_handling: bool = False) -> bool
     engine retries a page either way, where the API must not answer a bug with
     503.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:  # `raise e from e` makes a loop
-        seen.add(id(current))
+    for current in causes(exc, while_handling=while_handling):
         if isinstance(current, TransactWriteError) and _only_transient(current):
             return True
         if isinstance(current, PutError) and current.cause is None and _BATCH_UNPROCESSED in str(current):
@@ -59,8 +63,18 @@ def refused_for_now(exc: BaseException, *, while_handling: bool = False) -> bool
         code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
         if code in REFUSED_FOR_NOW_CODES:
             return True
-        current = _cause(current, while_handling=while_handling)
     return False
+
+
+def causes(exc: BaseException, *, while_handling: bool) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from (pynamodb's ``cause`` too), and so on; with ``while_handling``, also
+    what it was raised while handling. Each error once: `raise e from e` makes a loop."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = _cause(current, while_handling=while_handling)
 
 
 def _only_transient(exc: TransactWriteError) -> bool:

@@ -17,7 +17,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from steward.conditions import condition_failures
-from steward.retryable import THROTTLING_REASONS, transient
+from steward.retryable import transient
 from steward.tables import CONNECT_TIMEOUT_SECONDS, MAX_RETRY_ATTEMPTS, READ_TIMEOUT_SECONDS
 
 # DynamoDB's limit on the items of one transaction.
@@ -86,11 +86,6 @@ def applied(transaction: Transaction) -> bool:
         if transient(exc):
             return False
         raise
-
-
-def throttled(exc: TransactWriteError) -> bool:
-    """Whether DynamoDB refused the transaction for throughput (rather than for another transaction on an item)."""
-    return any(reason is not None and reason.code in THROTTLING_REASONS for reason in exc.cancellation_reasons)
 
 
 @cache

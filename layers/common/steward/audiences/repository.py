@@ -13,7 +13,7 @@ from pynamodb.expressions.update import Action
 
 from steward.audiences import buckets
 from steward.audiences.models import Audience, AudienceStatus, Counts, Failure, InvalidLine, Layout
-from steward.batch_writes import write_chunk
+from steward.batch_writes import BATCH_WRITE_SIZE, write_chunk
 from steward.conditions import condition_failed, update_if
 from steward.pagination import Page
 from steward.sharded_query import query_partition
@@ -39,7 +39,6 @@ from steward.transactions import Transaction, applied
 
 BATCH_WRITE_ATTEMPTS = 5
 BATCH_BACKOFF_SECONDS = 0.05
-BATCH_WRITE_SIZE = 25
 BATCH_GET_SIZE = 100
 # How long a lifted tombstone's floor is kept: past every late event of a file imported before the deletion (up to
 # 6 hours in Lambda's queue with the importer's retries, then as long again with the recorder's). DynamoDB's TTL

@@ -49,7 +49,7 @@ from steward.jobs.params import parse_params
 from steward.jobs.pricing import Usage, estimate, lambda_gb_seconds
 from steward.jobs.reports import ReportStore, held_key, item_prefix, page_key
 from steward.jobs.repository import JobRepository, PartState, PendingPage, sum_parts
-from steward.retryable import refused_for_now
+from steward.retryable import causes, refused_for_now
 
 if TYPE_CHECKING:
     from steward.audit.service import AuditLog
@@ -424,14 +424,8 @@ TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout", "Sandbo
 def is_throttling(exc: BaseException) -> bool:
     """A refusal to retry later (DynamoDB, S3, EventBridge), however deep pynamodb wrapped it, or a page the
     engine asked to retry."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, RetryPage):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return refused_for_now(exc, while_handling=True)
+    asked = any(isinstance(error, RetryPage) for error in causes(exc, while_handling=True))
+    return asked or refused_for_now(exc, while_handling=True)
 
 
 def error_from_state_machine(caught: Mapping[str, Any] | None) -> JobError | None:

@@ -9,7 +9,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.expressions.condition import Condition
 
 from steward.batch import chunks
-from steward.batch_writes import write_chunk
+from steward.batch_writes import BATCH_WRITE_SIZE, write_chunk
 from steward.conditions import condition_failed
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
@@ -19,12 +19,6 @@ from steward.sharded_query import cursor_after, query_shards
 from steward.sharding import partition_for
 from steward.tables import RegionRecord, regions_collection
 
-# BatchWriteItem takes at most 25 puts a call.
-BATCH_WRITE_SIZE = 25
-# pynamodb re-sends UnprocessedItems at once, without waiting; on top of that,
-# items it gives up on are retried after a jittered, doubling pause.
-BATCH_WRITE_ATTEMPTS = 4
-BATCH_BACKOFF_SECONDS = 0.05
 logger = logging.getLogger(__name__)
 
 # A geozone can hold a 26 KB polygon: a filtered list stops after this many
@@ -149,9 +143,7 @@ class RegionRepository:
         return item
 
     def _write_chunk(self, chunk: list[RegionRecord], *, delete: bool = False) -> set[str]:
-        left, failure = write_chunk(
-            RegionRecord, chunk, delete=delete, attempts=BATCH_WRITE_ATTEMPTS, backoff_seconds=BATCH_BACKOFF_SECONDS
-        )
+        left, failure = write_chunk(RegionRecord, chunk, delete=delete)
         if left:
             logger.warning("BatchWriteItem left %d regions unwritten or undeleted", len(left), exc_info=failure)
         return {record.sk for record in left}

@@ -40,7 +40,7 @@ from steward.batch_writes import write_all
 from steward.conditions import MAX_ATTEMPTS, condition_failed, resend_may_help
 from steward.errors import Conflict, NotFound
 from steward.pagination import Page, fit_page
-from steward.retryable import transient
+from steward.retryable import throttled, transient
 from steward.segments.models import MAX_SEGMENTS_PER_USER, SEGMENT_ID_PREFIX, Segment, SegmentKind
 from steward.sharded_query import cursor_after, partition_cursor_after, query_partition, query_shards
 from steward.sharding import partition_for, shard_key
@@ -60,7 +60,6 @@ from steward.transactions import (
     MEMBERSHIPS_PER_TRANSACTION,
     Transaction,
     applied,
-    throttled,
 )
 from steward.users.models import User
 
